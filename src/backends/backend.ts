@@ -1,0 +1,51 @@
+// The narrow contract every backend driver implements. A driver is the only code that talks to
+// an identity system. Contract (checked by test/contract/backend-contract.ts):
+//  - `read` returns only objects inside datagrant's ownership boundary (IAM path, role marker);
+//  - `execute` performs exactly one change, and is idempotent: deleting what is already gone
+//    succeeds, creating what already exists in the desired shape succeeds;
+//  - a credential created by `execute` is returned in `secret` and nowhere else: never logged,
+//    never in an error message.
+import type { ActualState, Change, Json } from '../core/types.js';
+
+/** What the store knows about a credential datagrant issued (no secret). */
+export interface KnownCredential {
+  /** Address of the credential slot, e.g. `aws:key/alice`. */
+  address: string;
+  /** Backend-native id: the AWS access key id, or a password version for PostgreSQL. */
+  credentialId: string;
+  createdAt: string;
+  /** `current` is the one handed out; `retiring` was superseded and lives until `retireAt`. */
+  state: 'current' | 'retiring';
+  retireAt?: string;
+}
+
+export interface ReadOptions {
+  /** Credentials the store holds, so the driver can tell its own keys from foreign ones. */
+  credentials: KnownCredential[];
+  /** Read every credential exactly (one call per user) rather than from a bulk summary. */
+  exact?: boolean;
+}
+
+export interface ExecuteResult {
+  /** Facts the backend assigned (key id, creation date). */
+  meta?: { [key: string]: Json };
+  /** Credential material to store encrypted at once. Never logged. */
+  secret?: Record<string, string>;
+  /** For a new credential: its id and creation time, to record in the store. */
+  credential?: { credentialId: string; createdAt: string };
+}
+
+export interface BackendStats {
+  /** Requests sent to the identity system since the driver was made (retries included). */
+  requests: number;
+  retries: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  readonly type: string;
+  read(opts: ReadOptions): Promise<ActualState>;
+  execute(change: Change): Promise<ExecuteResult>;
+  stats(): BackendStats;
+  close(): Promise<void>;
+}

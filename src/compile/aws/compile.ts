@@ -1,0 +1,186 @@
+// Spec → desired IAM state for one aws backend. Pure.
+import { CompileError } from '../../core/errors.js';
+import { addressOf, type Json, type Notice, type Resource } from '../../core/types.js';
+import {
+  durationSeconds,
+  expiresInstant,
+  isS3Dataset,
+  type AwsBackendSpec,
+  type Grant,
+  type Spec,
+} from '../../spec/schema.js';
+import { S3_LEVELS } from './levels.js';
+import { packStatements, type Statement } from './policy.js';
+
+export const DEFAULT_IAM_PATH = '/datagrant/';
+export const MANAGED_TAG = 'datagrant:managed';
+export const DEFAULT_ROTATION_GRACE = '24h';
+
+/** IAM quotas (default, per account) that AWS enforces and moto does not. */
+export const IAM_QUOTAS = { policiesPerEntity: 10, groupsPerUser: 10 } as const;
+
+export const groupPolicyName = (group: string, part = 1) => `dg-group-${group}${part > 1 ? `-${part}` : ''}`;
+export const userPolicyName = (user: string, part = 1) => `dg-user-${user}${part > 1 ? `-${part}` : ''}`;
+
+/** Statements for one grant on one S3 dataset. */
+export function grantStatements(bucket: string, prefix: string | undefined, grant: Grant): Statement[] {
+  const actions = S3_LEVELS[grant.access];
+  const bucketArn = `arn:aws:s3:::${bucket}`;
+  const condition: Statement['Condition'] = grant.expires
+    ? { DateLessThan: { 'aws:CurrentTime': [expiresInstant(grant.expires).toISOString().replace('.000Z', 'Z')] } }
+    : undefined;
+  const withCond = (extra?: Statement['Condition']): Pick<Statement, 'Condition'> => {
+    const c = { ...(condition ?? {}), ...(extra ?? {}) };
+    return Object.keys(c).length ? { Condition: c } : {};
+  };
+  const out: Statement[] = [
+    { Effect: 'Allow', Action: [...actions.object], Resource: [`${bucketArn}/${prefix ?? ''}*`], ...withCond() },
+    { Effect: 'Allow', Action: [...actions.bucket, ...(prefix ? [] : actions.wholeBucketOnly)], Resource: [bucketArn], ...withCond() },
+    {
+      Effect: 'Allow',
+      Action: [...actions.listing],
+      Resource: [bucketArn],
+      ...withCond(prefix ? { StringLike: { 's3:prefix': [`${prefix}*`] } } : undefined),
+    },
+  ];
+  return out.filter((s) => s.Action.length > 0);
+}
+
+export interface CompileContext {
+  now: Date;
+}
+
+/** Grants still in force at `now`; expired ones grant nothing. */
+function live(grants: Grant[], now: Date): Grant[] {
+  return grants.filter((g) => !g.expires || expiresInstant(g.expires).getTime() > now.getTime());
+}
+
+export function compileAws(spec: Spec, backendName: string, ctx: CompileContext): { resources: Resource[]; notices: Notice[] } {
+  const backend = spec.backends[backendName] as AwsBackendSpec;
+  const path = backend.iamPath ?? DEFAULT_IAM_PATH;
+  const problems: string[] = [];
+  const notices: Notice[] = [];
+  const resources: Resource[] = [];
+  const addr = (kind: string, ...names: string[]) => addressOf(backendName, kind, ...names);
+
+  const onBackend = (grants: Grant[]) =>
+    live(grants, ctx.now).filter((g) => {
+      const ds = spec.datasets[g.dataset];
+      return ds !== undefined && ds.backend === backendName && isS3Dataset(ds);
+    });
+
+  const statementsFor = (grants: Grant[]) =>
+    grants.flatMap((g) => {
+      const ds = spec.datasets[g.dataset]!;
+      if (!isS3Dataset(ds)) return [];
+      return grantStatements(ds.bucket, ds.prefix, g);
+    });
+
+  const policies = (owner: string, grants: Grant[], nameFor: (part: number) => string): string[] => {
+    if (grants.length === 0) return [];
+    let docs;
+    try {
+      docs = packStatements(statementsFor(grants));
+    } catch (e) {
+      problems.push(`${owner}: ${(e as Error).message}`);
+      return [];
+    }
+    return docs.map((doc, i) => {
+      const name = nameFor(i + 1);
+      resources.push({
+        address: addr('policy', name),
+        backend: backendName,
+        kind: 'policy',
+        name,
+        attrs: { path, document: doc as unknown as Json },
+        immutable: ['path'],
+        deps: [],
+      });
+      return name;
+    });
+  };
+
+  const attach = (entity: 'user' | 'group', entityName: string, policyName: string) => {
+    resources.push({
+      address: addr('attachment', entity, entityName, policyName),
+      backend: backendName,
+      kind: 'attachment',
+      name: policyName,
+      attrs: { entity, entityName, policy: policyName },
+      immutable: ['entity', 'entityName', 'policy'],
+      deps: [addr(entity, entityName), addr('policy', policyName)],
+    });
+  };
+
+  // Groups that grant something on this backend become IAM groups.
+  const iamGroups = new Set<string>();
+  for (const [name, group] of Object.entries(spec.groups).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const grants = onBackend(group.grants);
+    const everGrants = group.grants.some((g) => spec.datasets[g.dataset]?.backend === backendName);
+    if (!everGrants) continue;
+    iamGroups.add(name);
+    resources.push({ address: addr('group', name), backend: backendName, kind: 'group', name, attrs: { path }, immutable: [], deps: [] });
+    const names = policies(`group ${name}`, grants, (part) => groupPolicyName(name, part));
+    if (names.length > IAM_QUOTAS.policiesPerEntity) {
+      problems.push(`group ${name}: needs ${names.length} managed policies; IAM allows ${IAM_QUOTAS.policiesPerEntity} per group`);
+    }
+    for (const p of names) attach('group', name, p);
+  }
+
+  const rotateDefault = spec.settings?.rotate;
+  const graceSeconds = durationSeconds(spec.settings?.rotationGrace ?? DEFAULT_ROTATION_GRACE);
+
+  for (const [name, p] of Object.entries(spec.principals).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const groups = p.groups.filter((g) => iamGroups.has(g)).sort();
+    const direct = onBackend(p.grants);
+    const everDirect = p.grants.some((g) => spec.datasets[g.dataset]?.backend === backendName);
+    const groupGrants = groups.some((g) => onBackend(spec.groups[g]!.grants).length > 0);
+    if (!everDirect && groups.length === 0) continue;
+    if (direct.length === 0 && !groupGrants) {
+      // Every grant on this backend has expired: the user and its key are removed.
+      continue;
+    }
+    const userAddr = addr('user', name);
+    const tags: Record<string, string> = { [MANAGED_TAG]: 'true', 'datagrant:type': p.type };
+    if (p.email) tags['datagrant:email'] = p.email;
+    resources.push({ address: userAddr, backend: backendName, kind: 'user', name, attrs: { path, tags }, immutable: [], deps: [] });
+
+    if (groups.length > IAM_QUOTAS.groupsPerUser) {
+      problems.push(`principal ${name}: is in ${groups.length} groups on backend ${backendName}; IAM allows ${IAM_QUOTAS.groupsPerUser} per user`);
+    }
+    const memberships = groups.map((g) => {
+      const a = addr('membership', g, name);
+      resources.push({
+        address: a,
+        backend: backendName,
+        kind: 'membership',
+        name,
+        attrs: { group: g, user: name },
+        immutable: ['group', 'user'],
+        deps: [userAddr, addr('group', g)],
+      });
+      return a;
+    });
+    const names = policies(`principal ${name}`, direct, (part) => userPolicyName(name, part));
+    if (names.length > IAM_QUOTAS.policiesPerEntity) {
+      problems.push(`principal ${name}: needs ${names.length} managed policies; IAM allows ${IAM_QUOTAS.policiesPerEntity} per user`);
+    }
+    for (const pol of names) attach('user', name, pol);
+
+    const rotate = p.rotate ?? rotateDefault;
+    // The key is issued last, so that it works the moment it is handed out.
+    resources.push({
+      address: addr('key', name),
+      backend: backendName,
+      kind: 'key',
+      name,
+      attrs: { user: name, status: 'Active' },
+      immutable: ['user'],
+      deps: [userAddr, ...memberships, ...names.map((pol) => addr('attachment', 'user', name, pol))],
+      lifecycle: { ...(rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : {}), graceSeconds },
+    });
+  }
+
+  if (problems.length) throw new CompileError(problems.map((m) => `backend ${backendName}: ${m}`));
+  return { resources, notices };
+}

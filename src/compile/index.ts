@@ -1,0 +1,45 @@
+// Spec → desired state for every backend. Pure: `now` is passed in.
+import type { DesiredState, Notice } from '../core/types.js';
+import { expiresInstant, type Spec } from '../spec/schema.js';
+import { compileAws } from './aws/compile.js';
+
+/** Backend types with a compiler; a backend type without one compiles to nothing. */
+export type BackendCompiler = (spec: Spec, backend: string, ctx: { now: Date }) => DesiredState;
+
+const COMPILERS: Record<string, BackendCompiler> = {
+  aws: compileAws,
+};
+
+export function registerCompiler(type: string, compiler: BackendCompiler): void {
+  COMPILERS[type] = compiler;
+}
+
+export const EXPIRY_WARNING_DAYS = 7;
+
+/** Desired state per backend name, plus spec-wide notices (grants expiring soon). */
+export function compile(spec: Spec, now: Date): { desired: Record<string, DesiredState>; notices: Notice[] } {
+  const desired: Record<string, DesiredState> = {};
+  for (const [name, backend] of Object.entries(spec.backends)) {
+    const compiler = COMPILERS[backend.type];
+    desired[name] = compiler ? compiler(spec, name, { now }) : { resources: [], notices: [] };
+  }
+  return { desired, notices: expiringSoon(spec, now) };
+}
+
+function expiringSoon(spec: Spec, now: Date): Notice[] {
+  const horizon = now.getTime() + EXPIRY_WARNING_DAYS * 86400_000;
+  const out: Notice[] = [];
+  const check = (who: string, grants: Spec['groups'][string]['grants']) => {
+    for (const g of grants) {
+      if (!g.expires) continue;
+      const at = expiresInstant(g.expires).getTime();
+      if (at > now.getTime() && at <= horizon) {
+        const days = Math.ceil((at - now.getTime()) / 86400_000);
+        out.push({ level: 'info', message: `${who}: ${g.access} access to ${g.dataset} expires at ${new Date(at).toISOString()} (in ${days} day${days === 1 ? '' : 's'})` });
+      }
+    }
+  };
+  for (const [name, g] of Object.entries(spec.groups)) check(`group ${name}`, g.grants);
+  for (const [name, p] of Object.entries(spec.principals)) check(`principal ${name}`, p.grants);
+  return out;
+}

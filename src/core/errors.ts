@@ -1,0 +1,72 @@
+// Named errors carry context; only the CLI entry point turns them into text and exit codes.
+
+export interface SpecProblem {
+  file: string;
+  line: number;
+  column: number;
+  /** Dotted path of the offending field, e.g. `principals.alice.grants[0].access`. */
+  path: string;
+  message: string;
+}
+
+export class DatagrantError extends Error {
+  override name = 'DatagrantError';
+}
+
+export class SpecError extends DatagrantError {
+  override name = 'SpecError';
+  constructor(readonly problems: SpecProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+  }
+}
+
+export function formatProblem(p: SpecProblem): string {
+  return `${p.file}:${p.line}:${p.column}: ${p.path ? `${p.path}: ` : ''}${p.message}`;
+}
+
+/** A limit of the target system (IAM quotas, identifier lengths) that the spec exceeds. */
+export class CompileError extends DatagrantError {
+  override name = 'CompileError';
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+  }
+}
+
+export class BackendError extends DatagrantError {
+  override name = 'BackendError';
+  constructor(
+    message: string,
+    readonly backend: string,
+    readonly code: string | undefined,
+    readonly retryable: boolean,
+    readonly address?: string,
+  ) {
+    super(message);
+  }
+}
+
+export class ApplyError extends DatagrantError {
+  override name = 'ApplyError';
+  constructor(
+    message: string,
+    readonly failures: { address: string; message: string }[],
+  ) {
+    super(message);
+  }
+}
+
+export class StalePlanError extends DatagrantError {
+  override name = 'StalePlanError';
+}
+
+export class StoreError extends DatagrantError {
+  override name = 'StoreError';
+}
+
+export class LockError extends DatagrantError {
+  override name = 'LockError';
+}
+
+export class UsageError extends DatagrantError {
+  override name = 'UsageError';
+}

@@ -1,0 +1,127 @@
+// Desired vs actual, by address → the changes that turn one into the other. Pure: the clock and
+// what datagrant last applied are passed in.
+import { canonicalJson, hashJson } from '../core/canonical.js';
+import type { ActualState, Change, DesiredState, Notice, Plan, Resource } from '../core/types.js';
+
+export interface DiffOptions {
+  now: Date;
+  specHash: string;
+  /**
+   * Per address, the hash of the attributes datagrant last applied (from the store). A difference
+   * between that and the actual object is drift: someone changed it outside datagrant.
+   */
+  applied?: Record<string, string>;
+  notices?: Notice[];
+}
+
+export const attrsHash = (r: Resource) => hashJson(r.attrs);
+
+export function actualHash(state: ActualState): string {
+  return hashJson(
+    [...state.resources]
+      .sort((a, b) => (a.address < b.address ? -1 : 1))
+      .map((r) => ({ address: r.address, attrs: r.attrs, meta: r.meta ?? null, lifecycle: r.lifecycle ?? null })),
+  );
+}
+
+function sameAttrs(a: Resource, b: Resource): boolean {
+  return canonicalJson(a.attrs) === canonicalJson(b.attrs);
+}
+
+function changedAttrs(before: Resource, after: Resource): string[] {
+  const keys = new Set([...Object.keys(before.attrs), ...Object.keys(after.attrs)]);
+  return [...keys].filter((k) => canonicalJson(before.attrs[k]) !== canonicalJson(after.attrs[k])).sort();
+}
+
+function humanSeconds(s: number): string {
+  if (s % 86400 === 0) return `${s / 86400}d`;
+  if (s % 3600 === 0) return `${s / 3600}h`;
+  if (s % 60 === 0) return `${s / 60}m`;
+  return `${s}s`;
+}
+
+export function diff(
+  desired: Record<string, DesiredState>,
+  actual: Record<string, ActualState>,
+  opts: DiffOptions,
+): Plan {
+  const changes: Change[] = [];
+  const notices: Notice[] = [...(opts.notices ?? [])];
+  const now = opts.now.getTime();
+
+  for (const backend of Object.keys(desired).sort()) {
+    const want = new Map(desired[backend]!.resources.map((r) => [r.address, r]));
+    const have = new Map((actual[backend]?.resources ?? []).map((r) => [r.address, r]));
+    notices.push(...desired[backend]!.notices);
+    const addresses = [...new Set([...want.keys(), ...have.keys()])].sort();
+
+    for (const address of addresses) {
+      const after = want.get(address) ?? null;
+      const before = have.get(address) ?? null;
+      const applied = opts.applied?.[address];
+      const base = { address, backend, kind: (after ?? before)!.kind };
+
+      if (after && !before) {
+        const drift = applied !== undefined;
+        changes.push({ ...base, action: 'create', before: null, after, drift, reason: drift ? 'deleted outside datagrant' : 'new in spec' });
+        continue;
+      }
+      if (before && !after) {
+        const retireAt = before.lifecycle?.retireAt;
+        if (retireAt && Date.parse(retireAt) > now) {
+          notices.push({ level: 'info', address, message: `superseded credential stays valid until ${retireAt} (rotation grace), then is deleted` });
+          continue;
+        }
+        const drift = opts.applied !== undefined && applied === undefined && !retireAt;
+        const reason = retireAt ? 'rotation grace ended' : drift ? 'not made by datagrant' : 'no longer in spec';
+        changes.push({ ...base, action: 'delete', before, after: null, drift, reason });
+        continue;
+      }
+      if (!before || !after) continue;
+
+      const rotate = after.lifecycle?.rotateAfterSeconds;
+      const created = before.meta?.createdAt;
+      if (rotate !== undefined && typeof created === 'string' && now - Date.parse(created) >= rotate * 1000) {
+        changes.push({ ...base, action: 'replace', before, after, drift: false, reason: `rotation due (older than ${humanSeconds(rotate)})` });
+        continue;
+      }
+      if (sameAttrs(before, after)) continue;
+      const changed = changedAttrs(before, after);
+      const drift = applied !== undefined && applied !== attrsHash(before);
+      const replace = changed.some((k) => after.immutable?.includes(k));
+      changes.push({
+        ...base,
+        action: replace ? 'replace' : 'update',
+        before,
+        after,
+        drift,
+        reason: `${drift ? 'changed outside datagrant' : 'spec changed'}: ${changed.join(', ')}`,
+      });
+    }
+  }
+
+  return {
+    formatVersion: 1,
+    createdAt: opts.now.toISOString(),
+    specHash: opts.specHash,
+    actualHashes: Object.fromEntries(Object.entries(actual).map(([b, s]) => [b, actualHash(s)])),
+    changes,
+    notices,
+  };
+}
+
+export function summarize(plan: Plan): { add: number; change: number; destroy: number } {
+  let add = 0;
+  let change = 0;
+  let destroy = 0;
+  for (const c of plan.changes) {
+    if (c.action === 'create') add++;
+    else if (c.action === 'update') change++;
+    else if (c.action === 'delete') destroy++;
+    else {
+      add++;
+      destroy++;
+    }
+  }
+  return { add, change, destroy };
+}

@@ -1,0 +1,159 @@
+// The spec's shape (version 1). zod checks the shape; cross-references and backend limits are
+// checked in `validate.ts`, so every problem is reported at once with its position.
+import { z } from 'zod';
+
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9+=,.@_-]*$/;
+const NAME_HELP = 'letters, digits and + = , . @ _ - (starting with a letter or digit)';
+
+export const DURATION_RE = /^([1-9][0-9]*)(s|m|h|d)$/;
+/** `2027-01-31` or a full ISO 8601 instant with a zone (`2027-01-31T12:00:00Z`). */
+export const EXPIRES_RE =
+  /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
+
+const name = (what: string, max: number) =>
+  z
+    .string()
+    .min(1, `${what} must not be empty`)
+    .max(max, `${what} is longer than ${max} characters`)
+    .regex(NAME_RE, `${what} may contain only ${NAME_HELP}`);
+
+const duration = z
+  .string()
+  .regex(DURATION_RE, 'must be a duration such as 90d, 24h, 30m or 3600s');
+
+const expires = z
+  .string()
+  .regex(EXPIRES_RE, 'must be a date (2027-01-31) or an ISO 8601 instant with a zone (2027-01-31T12:00:00Z)');
+
+export const levelSchema = z.enum(['read', 'write', 'admin'], {
+  error: (issue) =>
+    `access ${JSON.stringify(issue.input)} is not a level; allowed: read, write, admin`,
+});
+
+export const grantSchema = z.strictObject({
+  dataset: z.string().min(1),
+  access: levelSchema,
+  expires: expires.optional(),
+});
+
+const awsBackend = z.strictObject({
+  type: z.literal('aws'),
+  region: z.string().min(1).optional(),
+  /** IAM path that marks datagrant's objects; everything outside it is invisible. */
+  iamPath: z
+    .string()
+    .regex(/^\/([A-Za-z0-9!-~]+\/)*$/, 'must start and end with / (for example /datagrant/)')
+    .max(512)
+    .optional(),
+  /** Endpoint override (a local emulator); normally the standard AWS endpoint is used. */
+  endpoint: z.string().url().optional(),
+});
+
+const postgresBackend = z.strictObject({
+  type: z.literal('postgres'),
+  url: z.string().min(1),
+});
+
+export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresBackend], {
+  error: (issue) =>
+    issue.code === 'invalid_union'
+      ? 'backend type must be one of: aws, postgres'
+      : undefined,
+});
+
+const s3Dataset = z.strictObject({
+  backend: z.string().min(1),
+  bucket: z
+    .string()
+    .regex(
+      /^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+      'is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)',
+    ),
+  prefix: z
+    .string()
+    .min(1)
+    .max(1024)
+    .regex(/^[^*?/][^*?]*$/, 'must not start with / or contain the wildcards * or ?')
+    .optional(),
+  description: z.string().optional(),
+});
+
+const pgDataset = z.strictObject({
+  backend: z.string().min(1),
+  database: z.string().min(1).max(63),
+  schema: z.string().min(1).max(63),
+  tables: z.array(z.string().min(1).max(63)).min(1).optional(),
+  description: z.string().optional(),
+});
+
+export const datasetSchema = z.union([s3Dataset, pgDataset], {
+  error: () =>
+    'a dataset needs `backend` plus either `bucket` (and optional `prefix`) for aws, or `database` and `schema` (and optional `tables`) for postgres',
+});
+
+export const groupSchema = z.strictObject({
+  description: z.string().optional(),
+  grants: z.array(grantSchema).default([]),
+});
+
+export const principalSchema = z.strictObject({
+  type: z.enum(['person', 'service'], {
+    error: (issue) => `type ${JSON.stringify(issue.input)} is not allowed; allowed: person, service`,
+  }),
+  email: z.string().email().optional(),
+  description: z.string().optional(),
+  groups: z.array(z.string().min(1)).default([]),
+  grants: z.array(grantSchema).default([]),
+  rotate: duration.optional(),
+});
+
+export const specSchema = z.strictObject({
+  version: z.literal(1, { error: 'version must be 1' }),
+  settings: z
+    .strictObject({
+      /** Spec-wide default key rotation period. */
+      rotate: duration.optional(),
+      /** How long a superseded credential stays valid after rotation. */
+      rotationGrace: duration.optional(),
+    })
+    .optional(),
+  backends: z.record(name('backend name', 32), backendSchema),
+  datasets: z.record(name('dataset name', 64), datasetSchema).default({}),
+  groups: z.record(name('group name', 100), groupSchema).default({}),
+  principals: z.record(name('principal name', 64), principalSchema).default({}),
+  scim: z
+    .strictObject({
+      /** IdP group display name → datagrant group. */
+      groups: z.record(z.string().min(1), z.string().min(1)).default({}),
+    })
+    .optional(),
+});
+
+export type SpecInput = z.input<typeof specSchema>;
+export type Spec = z.output<typeof specSchema>;
+export type Grant = z.output<typeof grantSchema>;
+export type BackendSpec = z.output<typeof backendSchema>;
+export type AwsBackendSpec = Extract<BackendSpec, { type: 'aws' }>;
+export type PostgresBackendSpec = Extract<BackendSpec, { type: 'postgres' }>;
+export type DatasetSpec = z.output<typeof datasetSchema>;
+export type S3DatasetSpec = Extract<DatasetSpec, { bucket: string }>;
+export type PgDatasetSpec = Extract<DatasetSpec, { database: string }>;
+export type PrincipalSpec = z.output<typeof principalSchema>;
+export type GroupSpec = z.output<typeof groupSchema>;
+
+export function isS3Dataset(d: DatasetSpec): d is S3DatasetSpec {
+  return 'bucket' in d;
+}
+
+/** Seconds in a duration string validated by DURATION_RE. */
+export function durationSeconds(d: string): number {
+  const m = DURATION_RE.exec(d);
+  if (!m) throw new Error(`invalid duration ${d}`);
+  const unit = { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
+/** `expires` as an instant. A bare date means access ends at 00:00 UTC on that date. */
+export function expiresInstant(expires: string): Date {
+  return new Date(expires.length === 10 ? `${expires}T00:00:00Z` : expires);
+}
