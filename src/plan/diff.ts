@@ -12,6 +12,8 @@ export interface DiffOptions {
    */
   applied?: Record<string, string>;
   notices?: Notice[];
+  /** Credential slots to rotate now whatever their age (`credentials rotate NAME`). */
+  forceRotate?: string[];
 }
 
 export const attrsHash = (r: Resource) => hashJson(r.attrs);
@@ -68,7 +70,9 @@ export function diff(
       }
       if (before && !after) {
         const retireAt = before.lifecycle?.retireAt;
-        if (retireAt && Date.parse(retireAt) > now) {
+        // A forced rotation cuts a superseded credential's grace short: at most two may exist.
+        const forced = opts.forceRotate?.some((a) => address.startsWith(`${a}~`)) ?? false;
+        if (retireAt && Date.parse(retireAt) > now && !forced) {
           notices.push({ level: 'info', address, message: `superseded credential stays valid until ${retireAt} (rotation grace), then is deleted` });
           continue;
         }
@@ -81,6 +85,10 @@ export function diff(
 
       const rotate = after.lifecycle?.rotateAfterSeconds;
       const created = before.meta?.createdAt;
+      if (opts.forceRotate?.includes(address)) {
+        changes.push({ ...base, action: 'replace', before, after, drift: false, reason: 'rotation requested' });
+        continue;
+      }
       if (rotate !== undefined && typeof created === 'string' && now - Date.parse(created) >= rotate * 1000) {
         changes.push({ ...base, action: 'replace', before, after, drift: false, reason: `rotation due (older than ${humanSeconds(rotate)})` });
         continue;
