@@ -1,0 +1,191 @@
+// Executes a plan: dependency-ordered, independent changes concurrently (bounded), intent
+// journaled before every side effect, credentials stored the moment they exist. Knows nothing
+// about AWS or PostgreSQL.
+import { randomUUID } from 'node:crypto';
+import type { Backend, ExecuteResult } from '../backends/backend.js';
+import { ApplyError } from '../core/errors.js';
+import type { Change, Json, Plan } from '../core/types.js';
+import { attrsHash } from '../plan/diff.js';
+import type { StateStore } from '../store/store.js';
+
+export type ApplyEvent =
+  | { type: 'start'; change: Change }
+  | { type: 'done'; change: Change; ms: number }
+  | { type: 'failed'; change: Change; message: string }
+  | { type: 'skipped'; change: Change; because: string };
+
+export interface ApplyOptions {
+  backends: Record<string, Backend>;
+  store: StateStore;
+  /** Changes in flight at once. */
+  concurrency?: number;
+  actor: string;
+  clock?: () => Date;
+  onEvent?: (e: ApplyEvent) => void;
+}
+
+export interface ApplyResult {
+  runId: string;
+  applied: number;
+  failed: { address: string; message: string }[];
+  skipped: string[];
+}
+
+/** The credential slot an actual credential belongs to: `aws:key/alice~AKIA…` → `aws:key/alice`. */
+export const slotOf = (address: string) => address.split('~')[0]!;
+
+const CREDENTIAL_KINDS = new Set(['key', 'password']);
+const isCredential = (c: Change) => CREDENTIAL_KINDS.has(c.kind);
+
+function credentialIdOf(meta: { [k: string]: Json } | undefined): string | undefined {
+  const id = meta?.credentialId ?? meta?.accessKeyId;
+  return typeof id === 'string' ? id : undefined;
+}
+
+/**
+ * Scheduling order among ready changes: revoke credentials first (a leaver's keys die in the
+ * first batch), then other removals (freeing quotas), then creations and updates.
+ */
+function priority(c: Change): number {
+  if (c.action === 'delete' && isCredential(c)) return 0;
+  if (c.action === 'delete') return 1;
+  return 2;
+}
+
+/** For each change, the addresses of the changes it must wait for. */
+export function dependencies(changes: Change[]): Map<string, Set<string>> {
+  const byAddress = new Map(changes.map((c) => [c.address, c]));
+  const waits = new Map<string, Set<string>>(changes.map((c) => [c.address, new Set<string>()]));
+  for (const c of changes) {
+    const w = waits.get(c.address)!;
+    if (c.after) {
+      for (const d of c.after.deps) {
+        const dep = byAddress.get(d);
+        if (dep && dep.action !== 'delete') w.add(d);
+      }
+      // A new credential waits until superseded ones of the same slot are gone (AWS: 2 keys max).
+      for (const other of changes) {
+        if (other.action === 'delete' && other.address.startsWith(`${c.address}~`)) w.add(other.address);
+      }
+    }
+    if (c.action === 'delete' && c.before) {
+      // Something we delete must outlive everything deleted that depends on it.
+      for (const d of c.before.deps) {
+        const dep = byAddress.get(d);
+        if (dep && dep.action === 'delete') waits.get(d)!.add(c.address);
+      }
+    }
+  }
+  return waits;
+}
+
+export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyResult> {
+  const clock = opts.clock ?? (() => new Date());
+  const limit = Math.max(1, opts.concurrency ?? 8);
+  const runId = randomUUID();
+  const waits = dependencies(plan.changes);
+  const pending = new Map(plan.changes.map((c) => [c.address, c]));
+  const done = new Set<string>();
+  const failedOrSkipped = new Set<string>();
+  const result: ApplyResult = { runId, applied: 0, failed: [], skipped: [] };
+  const inFlight = new Set<Promise<void>>();
+
+  await opts.store.audit({ actor: opts.actor, event: 'apply.start', address: null, outcome: 'started', detail: `${plan.changes.length} changes, run ${runId}` }, clock().toISOString());
+
+  const ready = (): Change[] =>
+    [...pending.values()]
+      .filter((c) => [...waits.get(c.address)!].every((d) => done.has(d)))
+      .sort((a, b) => priority(a) - priority(b) || (a.address < b.address ? -1 : 1));
+
+  const skipBlocked = () => {
+    let moved = true;
+    while (moved) {
+      moved = false;
+      for (const c of [...pending.values()]) {
+        const blocker = [...waits.get(c.address)!].find((d) => failedOrSkipped.has(d));
+        if (blocker) {
+          pending.delete(c.address);
+          failedOrSkipped.add(c.address);
+          result.skipped.push(c.address);
+          opts.onEvent?.({ type: 'skipped', change: c, because: blocker });
+          moved = true;
+        }
+      }
+    }
+  };
+
+  const run = async (c: Change) => {
+    const started = Date.now();
+    opts.onEvent?.({ type: 'start', change: c });
+    const journalId = await opts.store.journalBegin(runId, c, clock().toISOString());
+    try {
+      const backend = opts.backends[c.backend];
+      if (!backend) throw new Error(`no backend named ${c.backend} is configured`);
+      const res = await backend.execute(c);
+      await record(c, res, opts, clock);
+      await opts.store.journalEnd(journalId, 'ok', clock().toISOString());
+      await opts.store.audit({ actor: opts.actor, event: `change.${c.action}`, address: c.address, outcome: 'ok', detail: c.drift ? `drift: ${c.reason}` : c.reason }, clock().toISOString());
+      done.add(c.address);
+      result.applied++;
+      opts.onEvent?.({ type: 'done', change: c, ms: Date.now() - started });
+    } catch (e) {
+      const message = (e as Error).message;
+      await opts.store.journalEnd(journalId, 'failed', clock().toISOString(), message);
+      await opts.store.audit({ actor: opts.actor, event: `change.${c.action}`, address: c.address, outcome: 'failed', detail: message }, clock().toISOString());
+      failedOrSkipped.add(c.address);
+      result.failed.push({ address: c.address, message });
+      opts.onEvent?.({ type: 'failed', change: c, message });
+    }
+  };
+
+  for (;;) {
+    skipBlocked();
+    for (const c of ready()) {
+      if (inFlight.size >= limit) break;
+      pending.delete(c.address);
+      const p: Promise<void> = run(c).finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    }
+    if (inFlight.size === 0) break;
+    await Promise.race(inFlight);
+  }
+  // Anything still pending waits on a cycle, which compile never produces; say so rather than hang.
+  for (const c of pending.values()) {
+    result.skipped.push(c.address);
+    opts.onEvent?.({ type: 'skipped', change: c, because: 'a dependency cycle' });
+  }
+
+  await opts.store.audit({ actor: opts.actor, event: 'apply.end', address: null, outcome: result.failed.length ? 'failed' : 'ok', detail: `${result.applied} applied, ${result.failed.length} failed, ${result.skipped.length} skipped` }, clock().toISOString());
+  if (result.failed.length) {
+    throw Object.assign(new ApplyError(`${result.failed.length} change(s) failed; ${result.skipped.length} skipped because they depend on them`, result.failed), { result });
+  }
+  return result;
+}
+
+/** Bring the store in line with a change that just took effect. */
+async function record(c: Change, res: ExecuteResult, opts: ApplyOptions, clock: () => Date): Promise<void> {
+  const store = opts.store;
+  if (res.secret && res.credential) {
+    const slot = slotOf(c.address);
+    const grace = c.after?.lifecycle?.graceSeconds;
+    const retireAt = c.action === 'replace' && grace !== undefined ? new Date(clock().getTime() + grace * 1000).toISOString() : undefined;
+    await store.saveCredential(
+      { address: slot, credentialId: res.credential.credentialId, createdAt: res.credential.createdAt, backend: c.backend, principal: c.after?.name ?? '' },
+      res.secret,
+      retireAt,
+    );
+    await store.audit({ actor: opts.actor, event: c.action === 'replace' ? 'credential.rotate' : 'credential.issue', address: slot, outcome: 'ok', detail: `id ${res.credential.credentialId}${retireAt ? `; previous one retires at ${retireAt}` : ''}` }, clock().toISOString());
+  }
+  if (c.action === 'delete') {
+    if (isCredential(c)) {
+      const id = credentialIdOf(c.before?.meta);
+      if (id) {
+        await store.eraseCredential(slotOf(c.address), id);
+        await store.audit({ actor: opts.actor, event: 'credential.erase', address: slotOf(c.address), outcome: 'ok', detail: `id ${id}` }, clock().toISOString());
+      }
+    }
+    await store.setApplied(c.address, null);
+  } else if (c.after) {
+    await store.setApplied(c.address, attrsHash(c.after));
+  }
+}

@@ -1,0 +1,58 @@
+// Envelope for stored secrets: AES-256-GCM under the master key, bound to the credential's
+// address and id as associated data, so a ciphertext moved to another row does not decrypt.
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { StoreError } from '../core/errors.js';
+
+export interface Sealed {
+  nonce: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+}
+
+export class MasterKey {
+  readonly #encryption: Buffer;
+  readonly #audit: Buffer;
+
+  constructor(raw: Buffer) {
+    if (raw.length !== 32) throw new StoreError('the master key must be 32 bytes (64 hex characters or 44 base64 characters)');
+    // Separate keys per purpose, derived from the one master key.
+    this.#encryption = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/credentials/v1', 32));
+    this.#audit = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/audit/v1', 32));
+  }
+
+  static parse(text: string): MasterKey {
+    const t = text.trim();
+    if (/^[0-9a-fA-F]{64}$/.test(t)) return new MasterKey(Buffer.from(t, 'hex'));
+    const b = Buffer.from(t, 'base64');
+    if (b.length === 32) return new MasterKey(b);
+    throw new StoreError('the master key must be 32 bytes, written as 64 hex characters or as base64');
+  }
+
+  static generate(): string {
+    return randomBytes(32).toString('hex');
+  }
+
+  seal(plaintext: string, associated: string): Sealed {
+    const nonce = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.#encryption, nonce);
+    cipher.setAAD(Buffer.from(associated));
+    const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+    return { nonce, ciphertext, tag: cipher.getAuthTag() };
+  }
+
+  open(sealed: Sealed, associated: string): string {
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.#encryption, sealed.nonce);
+      decipher.setAAD(Buffer.from(associated));
+      decipher.setAuthTag(sealed.tag);
+      return Buffer.concat([decipher.update(sealed.ciphertext), decipher.final()]).toString('utf8');
+    } catch {
+      throw new StoreError(`cannot decrypt the credential for ${associated}: wrong master key, or the stored row was altered`);
+    }
+  }
+
+  /** Keyed hash for the audit chain: without the master key, entries cannot be forged. */
+  auditMac(data: string): string {
+    return createHmac('sha256', this.#audit).update(data).digest('hex');
+  }
+}

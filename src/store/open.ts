@@ -1,0 +1,47 @@
+// Where the state lives and where the master key comes from.
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { StoreError } from '../core/errors.js';
+import { MasterKey } from './crypto.js';
+import { SqliteStore } from './sqlite.js';
+import type { StateStore } from './store.js';
+
+export interface StatePaths {
+  dir: string;
+  db: string;
+  keyFile: string;
+}
+
+export function statePaths(dir: string): StatePaths {
+  const d = resolve(dir);
+  return { dir: d, db: join(d, 'state.db'), keyFile: join(d, 'master.key') };
+}
+
+/** The master key: `DATAGRANT_MASTER_KEY`, else the key file made by `datagrant init`. */
+export function loadMasterKey(paths: StatePaths, env: NodeJS.ProcessEnv): MasterKey {
+  const fromEnv = env.DATAGRANT_MASTER_KEY;
+  if (fromEnv) return MasterKey.parse(fromEnv);
+  if (!existsSync(paths.keyFile)) {
+    throw new StoreError(
+      `no master key: set DATAGRANT_MASTER_KEY (32 bytes, hex or base64) or run \`datagrant init\` to create ${paths.keyFile}`,
+    );
+  }
+  const mode = statSync(paths.keyFile).mode & 0o777;
+  if (mode & 0o077) {
+    throw new StoreError(`${paths.keyFile} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${paths.keyFile}`);
+  }
+  return MasterKey.parse(readFileSync(paths.keyFile, 'utf8'));
+}
+
+/** Create the state directory and a 0600 master key file unless a key is configured. */
+export function initState(paths: StatePaths, env: NodeJS.ProcessEnv): { createdKey: boolean } {
+  mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  if (env.DATAGRANT_MASTER_KEY || existsSync(paths.keyFile)) return { createdKey: false };
+  writeFileSync(paths.keyFile, `${MasterKey.generate()}\n`, { mode: 0o600, flag: 'wx' });
+  return { createdKey: true };
+}
+
+export function openStore(paths: StatePaths, env: NodeJS.ProcessEnv): StateStore {
+  const key = loadMasterKey(paths, env);
+  return new SqliteStore(paths.db, key);
+}

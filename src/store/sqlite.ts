@@ -1,0 +1,354 @@
+// The default state store: one SQLite file (`.datagrant/state.db`), readable only by its owner.
+import Database from 'better-sqlite3';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname } from 'node:path';
+import { canonicalJson } from '../core/canonical.js';
+import { LockError, StoreError } from '../core/errors.js';
+import type { Change } from '../core/types.js';
+import type { MasterKey } from './crypto.js';
+import type {
+  AuditEntry,
+  AuditInput,
+  AuditVerdict,
+  CredentialRow,
+  JournalEntry,
+  LockHolder,
+  StateStore,
+} from './store.js';
+
+const GENESIS = '0'.repeat(64);
+const LOCK_NAME = 'state';
+/** A lock whose holder has not refreshed it for this long is stale, even on another host. */
+const LOCK_STALE_MS = 60_000;
+const LOCK_HEARTBEAT_MS = 10_000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS credentials (
+  address TEXT NOT NULL,
+  credential_id TEXT NOT NULL,
+  backend TEXT NOT NULL,
+  principal TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('current', 'retiring')),
+  created_at TEXT NOT NULL,
+  retire_at TEXT,
+  nonce BLOB NOT NULL,
+  ciphertext BLOB NOT NULL,
+  tag BLOB NOT NULL,
+  PRIMARY KEY (address, credential_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_current_credential ON credentials(address) WHERE state = 'current';
+CREATE TABLE IF NOT EXISTS applied (
+  address TEXT PRIMARY KEY,
+  attrs_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id TEXT NOT NULL,
+  address TEXT NOT NULL,
+  action TEXT NOT NULL,
+  started_at TEXT NOT NULL,
+  finished_at TEXT,
+  outcome TEXT NOT NULL,
+  detail TEXT
+);
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY,
+  at TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  event TEXT NOT NULL,
+  address TEXT,
+  outcome TEXT NOT NULL,
+  detail TEXT,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL,
+  hash TEXT NOT NULL,
+  mac TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS locks (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  acquired_at TEXT NOT NULL,
+  heartbeat_at INTEGER NOT NULL
+);
+`;
+
+interface CredRow {
+  address: string;
+  credential_id: string;
+  backend: string;
+  principal: string;
+  state: 'current' | 'retiring';
+  created_at: string;
+  retire_at: string | null;
+  nonce: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+}
+
+function toCredential(r: CredRow): CredentialRow {
+  return {
+    address: r.address,
+    credentialId: r.credential_id,
+    backend: r.backend,
+    principal: r.principal,
+    state: r.state,
+    createdAt: r.created_at,
+    ...(r.retire_at ? { retireAt: r.retire_at } : {}),
+  };
+}
+
+const aad = (address: string, id: string) => `${address}#${id}`;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export function entryMac(key: MasterKey, e: Omit<AuditEntry, 'hash'>): string {
+  const { prevHash, ...body } = e;
+  return key.auditMac(`${prevHash}\n${canonicalJson(body)}`);
+}
+
+export class SqliteStore implements StateStore {
+  readonly db: Database.Database;
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly file: string,
+    private readonly key: MasterKey,
+  ) {
+    if (file !== ':memory:') {
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    }
+    const fresh = file === ':memory:' || !existsSync(file);
+    try {
+      this.db = new Database(file);
+    } catch (e) {
+      throw new StoreError(`cannot open the state store ${file}: ${(e as Error).message}`);
+    }
+    if (fresh && file !== ':memory:') chmodSync(file, 0o600);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+  }
+
+  async credentials(): Promise<CredentialRow[]> {
+    const rows = this.db.prepare('SELECT * FROM credentials ORDER BY address, created_at').all() as CredRow[];
+    return rows.map(toCredential);
+  }
+
+  async saveCredential(
+    row: Omit<CredentialRow, 'state' | 'retireAt'>,
+    secret: Record<string, string>,
+    retireAt?: string,
+  ): Promise<void> {
+    const sealed = this.key.seal(JSON.stringify(secret), aad(row.address, row.credentialId));
+    this.db.transaction(() => {
+      if (retireAt) {
+        this.db
+          .prepare("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND state = 'current'")
+          .run(retireAt, row.address);
+      } else {
+        this.db.prepare("DELETE FROM credentials WHERE address = ? AND state = 'current'").run(row.address);
+      }
+      this.db
+        .prepare(
+          `INSERT OR REPLACE INTO credentials (address, credential_id, backend, principal, state, created_at, retire_at, nonce, ciphertext, tag)
+           VALUES (?, ?, ?, ?, 'current', ?, NULL, ?, ?, ?)`,
+        )
+        .run(row.address, row.credentialId, row.backend, row.principal, row.createdAt, sealed.nonce, sealed.ciphertext, sealed.tag);
+    })();
+  }
+
+  async revealCredential(address: string): Promise<{ row: CredentialRow; secret: Record<string, string> } | undefined> {
+    const r = this.db.prepare("SELECT * FROM credentials WHERE address = ? AND state = 'current'").get(address) as CredRow | undefined;
+    if (!r) return undefined;
+    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, aad(r.address, r.credential_id))) as Record<string, string>;
+    return { row: toCredential(r), secret };
+  }
+
+  async eraseCredential(address: string, credentialId: string): Promise<void> {
+    this.db.prepare('DELETE FROM credentials WHERE address = ? AND credential_id = ?').run(address, credentialId);
+  }
+
+  async retireCredential(address: string, credentialId: string, retireAt: string): Promise<void> {
+    this.db
+      .prepare("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND credential_id = ?")
+      .run(retireAt, address, credentialId);
+  }
+
+  async applied(): Promise<Record<string, string>> {
+    const rows = this.db.prepare('SELECT address, attrs_hash FROM applied').all() as { address: string; attrs_hash: string }[];
+    return Object.fromEntries(rows.map((r) => [r.address, r.attrs_hash]));
+  }
+
+  async setApplied(address: string, hash: string | null): Promise<void> {
+    if (hash === null) this.db.prepare('DELETE FROM applied WHERE address = ?').run(address);
+    else this.db.prepare('INSERT OR REPLACE INTO applied (address, attrs_hash) VALUES (?, ?)').run(address, hash);
+  }
+
+  async journalBegin(runId: string, change: Change, at: string): Promise<number> {
+    // Only the address and action: a change never carries a secret, and the journal stays so.
+    const r = this.db
+      .prepare("INSERT INTO journal (run_id, address, action, started_at, outcome) VALUES (?, ?, ?, ?, 'pending')")
+      .run(runId, change.address, change.action, at);
+    return Number(r.lastInsertRowid);
+  }
+
+  async journalEnd(id: number, outcome: 'ok' | 'failed', at: string, detail?: string): Promise<void> {
+    this.db.prepare('UPDATE journal SET outcome = ?, finished_at = ?, detail = ? WHERE id = ?').run(outcome, at, detail ?? null, id);
+  }
+
+  async recoverJournal(): Promise<JournalEntry[]> {
+    return this.db.transaction(() => {
+      const rows = this.db.prepare("SELECT * FROM journal WHERE outcome = 'pending' ORDER BY id").all() as Record<string, unknown>[];
+      this.db.prepare("UPDATE journal SET outcome = 'interrupted' WHERE outcome = 'pending'").run();
+      return rows.map(toJournal);
+    })();
+  }
+
+  async journal(limit = 1000): Promise<JournalEntry[]> {
+    return (this.db.prepare('SELECT * FROM journal ORDER BY id DESC LIMIT ?').all(limit) as Record<string, unknown>[]).map(toJournal);
+  }
+
+  async audit(entry: AuditInput, at: string): Promise<void> {
+    this.db.transaction(() => {
+      const head = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+      const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
+      const hash = entryMac(this.key, e);
+      this.db
+        .prepare('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(e.seq, e.at, e.actor, e.event, e.address, e.outcome, e.detail, e.prevHash, hash);
+      this.db
+        .prepare('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)')
+        .run(e.seq, hash, this.key.auditMac(`head\n${e.seq}\n${hash}`));
+    })();
+  }
+
+  async auditEntries(): Promise<AuditEntry[]> {
+    const rows = this.db.prepare('SELECT * FROM audit ORDER BY seq').all() as Record<string, unknown>[];
+    return rows.map((r) => ({
+      seq: r.seq as number,
+      at: r.at as string,
+      actor: r.actor as string,
+      event: r.event as string,
+      address: (r.address as string | null) ?? null,
+      outcome: r.outcome as string,
+      detail: (r.detail as string | null) ?? null,
+      prevHash: r.prev_hash as string,
+      hash: r.hash as string,
+    }));
+  }
+
+  async verifyAudit(): Promise<AuditVerdict> {
+    const entries = await this.auditEntries();
+    let prev = GENESIS;
+    let expectedSeq = 1;
+    for (const e of entries) {
+      if (e.seq !== expectedSeq) {
+        return { ok: false, entries: entries.length, firstBad: { seq: e.seq, reason: `expected entry ${expectedSeq} here; an entry was removed or inserted` } };
+      }
+      if (e.prevHash !== prev) {
+        return { ok: false, entries: entries.length, firstBad: { seq: e.seq, reason: 'does not follow the entry before it (removed, inserted or reordered entries)' } };
+      }
+      const { hash, ...rest } = e;
+      if (entryMac(this.key, rest) !== hash) {
+        return { ok: false, entries: entries.length, firstBad: { seq: e.seq, reason: 'its content was changed after it was written' } };
+      }
+      prev = hash;
+      expectedSeq++;
+    }
+    const head = this.db.prepare('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as { seq: number; hash: string; mac: string } | undefined;
+    const last = entries.at(-1);
+    if (head) {
+      if (head.mac !== this.key.auditMac(`head\n${head.seq}\n${head.hash}`)) {
+        return { ok: false, entries: entries.length, firstBad: { seq: head.seq, reason: 'the recorded head of the chain was altered' } };
+      }
+      if (!last || last.seq !== head.seq || last.hash !== head.hash) {
+        return { ok: false, entries: entries.length, firstBad: { seq: (last?.seq ?? 0) + 1, reason: `entries after ${last?.seq ?? 0} were removed (the chain ended at ${head.seq})` } };
+      }
+    } else if (last) {
+      return { ok: false, entries: entries.length, firstBad: { seq: 1, reason: 'the recorded head of the chain is missing' } };
+    }
+    return { ok: true, entries: entries.length };
+  }
+
+  async acquireLock(holder: string, waitMs = 0): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const current = this.tryLock(holder);
+      if (!current) break;
+      if (Date.now() >= deadline) {
+        throw new LockError(
+          `the state is locked by ${current.holder} (pid ${current.pid} on ${current.host}, since ${current.acquiredAt}); wait for it to finish, or pass --lock-timeout to wait`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    this.#heartbeat = setInterval(() => {
+      this.db.prepare('UPDATE locks SET heartbeat_at = ? WHERE name = ? AND pid = ?').run(Date.now(), LOCK_NAME, process.pid);
+    }, LOCK_HEARTBEAT_MS);
+    this.#heartbeat.unref();
+  }
+
+  /** Returns the other holder when the lock is taken, undefined when we now hold it. */
+  private tryLock(holder: string): LockHolder | undefined {
+    return this.db.transaction(() => {
+      const row = this.db.prepare('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
+        | { holder: string; pid: number; host: string; acquired_at: string; heartbeat_at: number }
+        | undefined;
+      if (row) {
+        const sameHost = row.host === hostname();
+        const dead = sameHost ? !pidAlive(row.pid) || row.pid === process.pid : Date.now() - row.heartbeat_at > LOCK_STALE_MS;
+        if (!dead) return { holder: row.holder, pid: row.pid, host: row.host, acquiredAt: row.acquired_at };
+      }
+      this.db
+        .prepare('INSERT OR REPLACE INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(LOCK_NAME, holder, process.pid, hostname(), new Date().toISOString(), Date.now());
+      return undefined;
+    }).immediate();
+  }
+
+  async releaseLock(): Promise<void> {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    this.db.prepare('DELETE FROM locks WHERE name = ? AND pid = ?').run(LOCK_NAME, process.pid);
+  }
+
+  async lockHolder(): Promise<LockHolder | undefined> {
+    const row = this.db.prepare('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
+      | { holder: string; pid: number; host: string; acquired_at: string }
+      | undefined;
+    return row ? { holder: row.holder, pid: row.pid, host: row.host, acquiredAt: row.acquired_at } : undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.db.close();
+  }
+}
+
+function toJournal(r: Record<string, unknown>): JournalEntry {
+  return {
+    id: r.id as number,
+    runId: r.run_id as string,
+    address: r.address as string,
+    action: r.action as string,
+    startedAt: r.started_at as string,
+    finishedAt: (r.finished_at as string | null) ?? null,
+    outcome: r.outcome as JournalEntry['outcome'],
+    detail: (r.detail as string | null) ?? null,
+  };
+}
