@@ -1,0 +1,115 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { applyPlan, dependencies } from '../../src/apply/apply.js';
+import { compile } from '../../src/compile/index.js';
+import { ApplyError } from '../../src/core/errors.js';
+import { diff } from '../../src/plan/diff.js';
+import { parseSpec } from '../../src/spec/load.js';
+import { MasterKey } from '../../src/store/crypto.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import { FakeBackend } from '../support/fake-backend.js';
+
+const NOW = new Date('2026-11-28T00:00:00Z');
+let dir: string;
+let store: SqliteStore;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dg-apply-'));
+  store = new SqliteStore(join(dir, 'state.db'), MasterKey.parse(MasterKey.generate()));
+});
+afterEach(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function specText(principals: number, groups = 2): string {
+  const lines = ['version: 1', 'backends:', '  aws: { type: aws }', 'datasets:'];
+  for (let g = 0; g < groups; g++) lines.push(`  ds${g}: { backend: aws, bucket: bucket-${g}, prefix: p${g}/ }`);
+  lines.push('groups:');
+  for (let g = 0; g < groups; g++) lines.push(`  g${g}: { grants: [{ dataset: ds${g}, access: read }] }`);
+  lines.push('principals:');
+  for (let p = 0; p < principals; p++) lines.push(`  user${p}: { type: service, groups: [g${p % groups}], grants: [{ dataset: ds${(p + 1) % groups}, access: write }] }`);
+  return lines.join('\n');
+}
+
+async function planFor(text: string, backend: FakeBackend) {
+  const { spec } = parseSpec(text, { file: 't.yaml', env: {}, now: NOW });
+  const { desired } = compile(spec, NOW);
+  const actual = { aws: await backend.read({ credentials: [] }) };
+  return diff(desired, actual, { now: NOW, specHash: 'h', applied: await store.applied() });
+}
+
+describe('apply', () => {
+  test('creates in dependency order, concurrently within the bound, and converges', async () => {
+    // GIVEN a backend that refuses out-of-order creates
+    const backend = new FakeBackend('aws', 2);
+    const plan = await planFor(specText(12), backend);
+    // WHEN the plan is applied with at most 4 changes in flight
+    const result = await applyPlan(plan, { backends: { aws: backend }, store, actor: 't', concurrency: 4 });
+    // THEN every change applied, concurrency was used but bounded, and a second plan is empty
+    expect(result.failed).toEqual([]);
+    expect(result.applied).toBe(plan.changes.length);
+    expect(backend.maxInFlight).toBeGreaterThan(1);
+    expect(backend.maxInFlight).toBeLessThanOrEqual(4);
+    expect((await planFor(specText(12), backend)).changes).toEqual([]);
+    // and every issued key is stored, one current per principal
+    const creds = await store.credentials();
+    expect(creds.filter((c) => c.state === 'current')).toHaveLength(12);
+  });
+
+  test('removing principals tears down in order: keys first, then attachments and memberships, then the user', async () => {
+    const backend = new FakeBackend('aws');
+    await applyPlan(await planFor(specText(3), backend), { backends: { aws: backend }, store, actor: 't' });
+    backend.calls.length = 0;
+    const plan = await planFor(specText(1), backend);
+    await applyPlan(plan, { backends: { aws: backend }, store, actor: 't', concurrency: 8 });
+    const deletes = backend.calls.filter((c) => c.startsWith('delete'));
+    // keys are revoked in the first batch, before anything else is touched
+    const firstNonKey = deletes.findIndex((c) => !c.includes(':key/'));
+    expect(deletes.slice(0, firstNonKey).every((c) => c.includes(':key/'))).toBe(true);
+    expect(deletes.filter((c) => c.includes(':key/'))).toHaveLength(2);
+    for (const u of ['user1', 'user2']) {
+      const at = (s: string) => deletes.indexOf(s);
+      expect(at(`delete aws:user/${u}`)).toBeGreaterThan(at(`delete aws:key/${u}`));
+      expect(at(`delete aws:user/${u}`)).toBeGreaterThan(at(`delete aws:attachment/user/${u}/dg-user-${u}`));
+    }
+    // their secrets are erased from the store
+    expect((await store.credentials()).map((c) => c.principal)).toEqual(['user0']);
+  });
+
+  test('a failed change skips only what depends on it, and the run reports it', async () => {
+    const backend = new FakeBackend('aws');
+    const plan = await planFor(specText(4), backend);
+    const broken = 'aws:user/user1';
+    const inner = backend.execute.bind(backend);
+    backend.execute = async (c) => {
+      if (c.address === broken) throw new Error('AccessDenied: not allowed');
+      return inner(c);
+    };
+    const err = (await applyPlan(plan, { backends: { aws: backend }, store, actor: 't' }).catch((e: unknown) => e)) as ApplyError & { result: { skipped: string[]; applied: number } };
+    expect(err).toBeInstanceOf(ApplyError);
+    expect(err.failures).toEqual([{ address: broken, message: 'AccessDenied: not allowed' }]);
+    expect(err.result.skipped.sort()).toEqual(['aws:attachment/user/user1/dg-user-user1', 'aws:key/user1', 'aws:membership/g1/user1']);
+    expect(backend.objects.has('aws:user/user0')).toBe(true);
+    const journal = await store.journal();
+    expect(journal.find((j) => j.address === broken)?.outcome).toBe('failed');
+  });
+
+  test('the dependency graph has no cycles for a compiled spec', () => {
+    const { spec } = parseSpec(specText(5), { file: 't.yaml', env: {}, now: NOW });
+    const plan = diff(compile(spec, NOW).desired, {}, { now: NOW, specHash: 'h' });
+    const waits = dependencies(plan.changes);
+    const seen = new Set<string>();
+    const visit = (a: string, stack: Set<string>) => {
+      expect(stack.has(a)).toBe(false);
+      if (seen.has(a)) return;
+      stack.add(a);
+      for (const d of waits.get(a) ?? []) visit(d, stack);
+      stack.delete(a);
+      seen.add(a);
+    };
+    for (const a of waits.keys()) visit(a, new Set());
+  });
+});

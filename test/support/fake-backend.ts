@@ -1,0 +1,63 @@
+// An in-memory backend that enforces what real identity systems enforce about order: a create
+// fails if something it depends on is missing, a delete fails while something still depends on
+// it (IAM's DeleteConflict). Used to test apply without a network.
+import { randomBytes } from 'node:crypto';
+import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../../src/backends/backend.js';
+import { BackendError } from '../../src/core/errors.js';
+import type { ActualState, Change, Resource } from '../../src/core/types.js';
+
+export class FakeBackend implements Backend {
+  readonly type = 'fake';
+  readonly objects = new Map<string, Resource>();
+  readonly calls: string[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+  #requests = 0;
+
+  constructor(readonly name: string, private readonly delayMs = 0) {}
+
+  async read(_opts: ReadOptions): Promise<ActualState> {
+    this.#requests++;
+    return { backend: this.name, resources: [...this.objects.values()].map((r) => structuredClone(r)) };
+  }
+
+  async execute(change: Change): Promise<ExecuteResult> {
+    this.#requests++;
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+      this.calls.push(`${change.action} ${change.address}`);
+      if (change.action === 'delete') {
+        const dependent = [...this.objects.values()].find((r) => r.deps.includes(change.address));
+        if (dependent) throw new BackendError(`DeleteConflict: ${dependent.address} still depends on ${change.address}`, this.name, 'DeleteConflict', false, change.address);
+        this.objects.delete(change.address);
+        return {};
+      }
+      const after = change.after!;
+      for (const d of after.deps) {
+        if (!this.objects.has(d)) throw new BackendError(`NoSuchEntity: ${d} does not exist`, this.name, 'NoSuchEntity', false, change.address);
+      }
+      if (after.kind === 'key') {
+        const id = `AKIA${randomBytes(8).toString('hex').toUpperCase()}`;
+        const createdAt = new Date().toISOString();
+        const previous = this.objects.get(change.address);
+        if (previous && change.action === 'replace') {
+          this.objects.set(`${change.address}~${String(previous.meta?.accessKeyId)}`, { ...previous, address: `${change.address}~${String(previous.meta?.accessKeyId)}`, deps: [] });
+        }
+        this.objects.set(change.address, { ...structuredClone(after), meta: { accessKeyId: id, createdAt } });
+        return { secret: { accessKeyId: id, secretAccessKey: randomBytes(30).toString('base64') }, credential: { credentialId: id, createdAt }, meta: { accessKeyId: id, createdAt } };
+      }
+      this.objects.set(change.address, structuredClone(after));
+      return {};
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  stats(): BackendStats {
+    return { requests: this.#requests, retries: 0 };
+  }
+
+  async close(): Promise<void> {}
+}
