@@ -1,0 +1,56 @@
+// A loopback HTTP proxy in front of moto: counts the requests a backend really receives, and
+// can run a hook after the k-th request was executed by moto but before its response is
+// delivered (the worst moment for a crash: the side effect happened, the caller never heard).
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface CountingProxy {
+  endpoint: string;
+  /** Requests forwarded so far. */
+  count(): number;
+  reset(): void;
+  /** Called with the request number after moto answered it; return true to drop the response. */
+  onForwarded?: (n: number, req: IncomingMessage) => boolean;
+  close(): Promise<void>;
+}
+
+export async function startProxy(target: string): Promise<CountingProxy> {
+  const t = new URL(target);
+  let n = 0;
+  const proxy: CountingProxy = {
+    endpoint: '',
+    count: () => n,
+    reset: () => {
+      n = 0;
+    },
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const fwd = request(
+        { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
+        (up) => {
+          const body: Buffer[] = [];
+          up.on('data', (c: Buffer) => body.push(c));
+          up.on('end', () => {
+            const k = ++n;
+            if (proxy.onForwarded?.(k, req)) return; // response withheld: the caller is killed meanwhile
+            res.writeHead(up.statusCode ?? 502, up.headers);
+            res.end(Buffer.concat(body));
+          });
+        },
+      );
+      fwd.on('error', (e) => {
+        res.writeHead(502);
+        res.end(String(e));
+      });
+      fwd.end(Buffer.concat(chunks));
+    });
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  proxy.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return proxy;
+}
