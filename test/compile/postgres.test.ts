@@ -1,0 +1,182 @@
+// The postgres compiler: spec → roles, memberships, per-level grants and password slots. Pure.
+import { describe, expect, test } from 'vitest';
+import { compilePostgres, grantPrivileges, type GrantAttrs } from '../../src/compile/postgres/compile.js';
+import { PG_LEVELS, levelIncrement } from '../../src/compile/postgres/levels.js';
+import { resourcesFromCatalog } from '../../src/backends/postgres/catalog.js';
+import { CompileError } from '../../src/core/errors.js';
+import type { Level, Resource } from '../../src/core/types.js';
+import { specSchema, type Spec, type SpecInput } from '../../src/spec/schema.js';
+
+const NOW = new Date('2026-06-01T00:00:00Z');
+
+function spec(extra: Partial<SpecInput> = {}): Spec {
+  return specSchema.parse({
+    version: 1,
+    backends: { wh: { type: 'postgres', url: 'postgres://x@localhost/db' }, aws: { type: 'aws' } },
+    datasets: {
+      features: { backend: 'wh', database: 'analytics', schema: 'features' },
+      labels: { backend: 'wh', database: 'analytics', schema: 'labels', tables: ['gold', 'silver'] },
+      evals: { backend: 'wh', database: 'evals', schema: 'results' },
+      bucket: { backend: 'aws', bucket: 'ai-model-data' },
+    },
+    ...extra,
+  });
+}
+
+const compile = (s: Spec, now = NOW) => compilePostgres(s, 'wh', { now }).resources;
+const byAddress = (rs: Resource[]) => Object.fromEntries(rs.map((r) => [r.address, r]));
+const grantAttrs = (rs: Resource[], address: string) => byAddress(rs)[address]!.attrs as unknown as GrantAttrs;
+
+describe('levels', () => {
+  test.each([
+    ['read', ['CONNECT'], ['USAGE'], ['SELECT'], []],
+    ['write', ['CONNECT'], ['USAGE'], ['SELECT', 'INSERT', 'UPDATE', 'DELETE'], ['USAGE', 'SELECT']],
+    ['admin', ['CONNECT'], ['USAGE'], ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'], ['USAGE', 'SELECT']],
+  ] as const)('%s', (level, database, schema, tables, sequences) => {
+    expect(PG_LEVELS[level]).toEqual({ database, schema, tables, sequences });
+  });
+
+  test('increments are disjoint and add up to the level', () => {
+    const inc = (['read', 'write', 'admin'] as Level[]).map(levelIncrement);
+    expect(inc.map((i) => i.tables)).toEqual([['SELECT'], ['INSERT', 'UPDATE', 'DELETE'], ['TRUNCATE', 'REFERENCES', 'TRIGGER']]);
+    expect(inc.map((i) => i.sequences)).toEqual([[], ['USAGE', 'SELECT'], []]);
+    expect(inc.map((i) => i.schema)).toEqual([['USAGE'], [], []]);
+  });
+});
+
+describe('compilePostgres', () => {
+  test.each<[string, Level, 'features' | 'labels', string[]]>([
+    ['read, all tables', 'read', 'features', ['read']],
+    ['write, all tables', 'write', 'features', ['read', 'write']],
+    ['admin, listed tables', 'admin', 'labels', ['read', 'write', 'admin']],
+    ['read, listed tables', 'read', 'labels', ['read']],
+  ])('%s: one grant resource per level up to the granted one', (_, access, dataset, levels) => {
+    for (const via of ['group', 'direct'] as const) {
+      const s = spec(
+        via === 'group'
+          ? { groups: { team: { grants: [{ dataset, access }] } }, principals: { alice: { type: 'person', groups: ['team'] } } }
+          : { principals: { alice: { type: 'person', grants: [{ dataset, access }] } } },
+      );
+      const rs = compile(s);
+      const grantee = via === 'group' ? 'team' : 'alice';
+      const schema = dataset === 'features' ? 'features' : 'labels';
+      const grants = rs.filter((r) => r.kind === 'grant');
+      expect(grants.map((r) => r.address)).toEqual(levels.map((l) => `wh:grant/${grantee}/analytics.${schema}/${l}`).sort());
+      for (const l of levels) {
+        const a = grantAttrs(rs, `wh:grant/${grantee}/analytics.${schema}/${l}`);
+        const tables = dataset === 'features' ? '*' : ['gold', 'silver'];
+        expect(a).toEqual({ role: grantee, database: 'analytics', schema, level: l, tables, privileges: grantPrivileges(l as Level, tables) });
+        // Default privileges only when the dataset is the whole schema.
+        expect(a.privileges.defaultTables.length > 0).toBe(dataset === 'features');
+      }
+      expect(byAddress(rs)[`wh:connect/${grantee}/analytics`]!.attrs).toEqual({ role: grantee, database: 'analytics', privileges: ['CONNECT'] });
+      expect(byAddress(rs)['wh:role/alice']!.attrs).toEqual({ login: true, validUntil: null, flags: [] });
+      if (via === 'group') {
+        expect(byAddress(rs)['wh:role/team']!.attrs).toEqual({ login: false, validUntil: null, flags: [] });
+        expect(byAddress(rs)['wh:membership/team/alice']!.attrs).toEqual({ group: 'team', member: 'alice' });
+      }
+      const pw = byAddress(rs)['wh:password/alice']!;
+      expect(pw.deps).toEqual(expect.arrayContaining(['wh:role/alice', ...grants.map((g) => g.address), `wh:connect/${grantee}/analytics`]));
+    }
+  });
+
+  test('datasets on one schema merge: all tables wins, table lists union', () => {
+    const s = spec({
+      datasets: {
+        a: { backend: 'wh', database: 'db', schema: 's', tables: ['t1'] },
+        b: { backend: 'wh', database: 'db', schema: 's', tables: ['t2', 't1'] },
+        c: { backend: 'wh', database: 'db', schema: 's' },
+      },
+      principals: { p: { type: 'service', grants: [{ dataset: 'a', access: 'write' }, { dataset: 'b', access: 'read' }] }, q: { type: 'service', grants: [{ dataset: 'a', access: 'read' }, { dataset: 'c', access: 'read' }] } },
+    });
+    const rs = compile(s);
+    expect(grantAttrs(rs, 'wh:grant/p/db.s/read').tables).toEqual(['t1', 't2']);
+    expect(grantAttrs(rs, 'wh:grant/p/db.s/write').tables).toEqual(['t1']);
+    expect(grantAttrs(rs, 'wh:grant/q/db.s/read').tables).toBe('*');
+  });
+
+  test.each([
+    ['no expiry anywhere', [undefined, undefined], null],
+    ['one grant without expiry keeps the login open', ['2026-09-01', undefined], null],
+    ['all grants expire: the latest one ends the login', ['2026-09-01', '2026-12-31T12:00:00Z'], '2026-12-31T12:00:00.000Z'],
+    ['an expired grant does not count', ['2026-01-01', '2026-07-01'], '2026-07-01T00:00:00.000Z'],
+  ])('VALID UNTIL: %s', (_, [viaGroup, direct], validUntil) => {
+    const s = spec({
+      groups: { team: { grants: [{ dataset: 'features', access: 'read', ...(viaGroup ? { expires: viaGroup } : {}) }] } },
+      principals: { alice: { type: 'person', groups: ['team'], grants: [{ dataset: 'evals', access: 'read', ...(direct ? { expires: direct } : {}) }] } },
+    });
+    expect(byAddress(compile(s))['wh:role/alice']!.attrs.validUntil).toBe(validUntil);
+  });
+
+  test('expired grants compile to nothing; a principal with none left has no role', () => {
+    const s = spec({
+      groups: { team: { grants: [{ dataset: 'features', access: 'read', expires: '2026-01-01' }] } },
+      principals: {
+        alice: { type: 'person', groups: ['team'] },
+        bob: { type: 'person', grants: [{ dataset: 'evals', access: 'write', expires: '2026-05-31' }] },
+      },
+    });
+    const rs = compile(s);
+    // The group role stays (so a renewal keeps memberships), without grants; nobody logs in.
+    expect(rs.map((r) => r.address)).toEqual(['wh:role/team']);
+  });
+
+  test('aws datasets and principals without postgres grants are ignored', () => {
+    const s = spec({ principals: { alice: { type: 'person', grants: [{ dataset: 'bucket', access: 'read' }] } } });
+    expect(compile(s)).toEqual([]);
+  });
+
+  test('password slot carries the lifecycle of AWS keys', () => {
+    const s = spec({
+      settings: { rotate: '30d', rotationGrace: '2h' },
+      principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] }, bot: { type: 'service', rotate: '1d', grants: [{ dataset: 'features', access: 'read' }] } },
+    });
+    const rs = byAddress(compile(s));
+    expect(rs['wh:password/alice']).toMatchObject({ kind: 'password', name: 'alice', attrs: { role: 'alice' }, immutable: ['role'], lifecycle: { rotateAfterSeconds: 30 * 86400, graceSeconds: 7200 } });
+    expect(rs['wh:password/bot']!.lifecycle).toEqual({ rotateAfterSeconds: 86400, graceSeconds: 7200 });
+  });
+
+  test('deterministic, sorted output whatever the spec order', () => {
+    const a = spec({ groups: { z: { grants: [{ dataset: 'features', access: 'read' }] }, a: { grants: [{ dataset: 'labels', access: 'write' }] } }, principals: { m: { type: 'person', groups: ['z', 'a'] }, b: { type: 'person', groups: ['a'] } } });
+    const b = spec({ principals: { b: { type: 'person', groups: ['a'] }, m: { type: 'person', groups: ['a', 'z'] } }, groups: { a: { grants: [{ dataset: 'labels', access: 'write' }] }, z: { grants: [{ dataset: 'features', access: 'read' }] } } });
+    const ra = compile(a);
+    expect(JSON.stringify(ra)).toBe(JSON.stringify(compile(b)));
+    const addresses = ra.map((r) => r.address);
+    expect(addresses).toEqual([...addresses].sort());
+  });
+
+  test.each([
+    ['a group and a principal with one name', { groups: { same: { grants: [{ dataset: 'features', access: 'read' as const }] } }, principals: { same: { type: 'person' as const, grants: [{ dataset: 'features', access: 'read' as const }] } } }, /also used by group same/],
+    ['a reserved pg_ prefix', { principals: { pg_reader: { type: 'service' as const, grants: [{ dataset: 'features', access: 'read' as const }] } } }, /pg_/],
+    ['a name over 63 bytes', { groups: { ['g'.repeat(64)]: { grants: [{ dataset: 'features', access: 'read' as const }] } } }, /63 bytes/],
+    ['the reserved name public', { principals: { public: { type: 'service' as const, grants: [{ dataset: 'features', access: 'read' as const }] } } }, /reserves/],
+  ])('refuses %s', (_, extra, message) => {
+    expect(() => compile(spec(extra))).toThrow(CompileError);
+    expect(() => compile(spec(extra))).toThrow(message);
+  });
+});
+
+describe('catalog facts map back to compiled resources', () => {
+  test('a write grant on all tables, read back from its ACLs, equals the compiled one', () => {
+    const s = spec({ principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'write' }] } } });
+    const desired = compile(s).filter((r) => r.kind === 'grant' || r.kind === 'connect');
+    const rel = (name: string, kind: 'table' | 'sequence', ownedBy: string | null = null) => ({ database: 'analytics', schema: 'features', name, kind, owner: 'migrator', ownedBy });
+    const acl = (relation: string, kind: 'table' | 'sequence', privilege: string) => ({ database: 'analytics', schema: 'features', relation, kind, role: 'alice', privilege });
+    const actual = resourcesFromCatalog({
+      backend: 'wh',
+      roles: [{ name: 'alice', login: true, validUntil: null, flags: [], comment: { datagrant: 'managed' } }],
+      memberships: [],
+      databaseAcl: [{ database: 'analytics', role: 'alice', privilege: 'CONNECT' }],
+      schemas: [{ database: 'analytics', schema: 'features', owner: 'migrator' }],
+      relations: [rel('t', 'table'), rel('t_id_seq', 'sequence', 't')],
+      schemaAcl: [{ database: 'analytics', schema: 'features', role: 'alice', privilege: 'USAGE' }],
+      relationAcl: [...['SELECT', 'INSERT', 'UPDATE', 'DELETE'].map((p) => acl('t', 'table', p)), acl('t_id_seq', 'sequence', 'USAGE'), acl('t_id_seq', 'sequence', 'SELECT')],
+      defaultAcl: [
+        ...['SELECT', 'INSERT', 'UPDATE', 'DELETE'].map((privilege) => ({ database: 'analytics', schema: 'features', owner: 'migrator', objtype: 'table' as const, role: 'alice', privilege })),
+        ...['USAGE', 'SELECT'].map((privilege) => ({ database: 'analytics', schema: 'features', owner: 'migrator', objtype: 'sequence' as const, role: 'alice', privilege })),
+      ],
+      credentials: [],
+    }).filter((r) => r.kind === 'grant' || r.kind === 'connect');
+    expect(actual).toEqual(desired);
+  });
+});
