@@ -4,7 +4,7 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node }
 import type { z } from 'zod';
 import { SpecError, type SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
-import { specSchema, type Spec } from './schema.js';
+import { backendSchema, datasetSchema, groupSchema, principalSchema, specSchema, type Spec } from './schema.js';
 import { validateReferences } from './validate.js';
 
 export interface LoadOptions {
@@ -35,7 +35,9 @@ export class SourceMap {
     for (let i = 0; i < path.length; i++) {
       const seg = path[i];
       if (isMap(node)) {
-        const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
+        // The last of duplicate keys is the one whose value is used, so point at that one.
+        let pair: (typeof node.items)[number] | undefined;
+        for (const p of node.items) if (isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg)) pair = p;
         if (!pair) break;
         const last = i === path.length - 1;
         const target = last && key ? pair.key : (pair.value ?? pair.key);
@@ -68,28 +70,34 @@ export function formatPath(path: readonly PathKey[]): string {
 
 const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
-/** Replace `${VAR}` in every string scalar; missing variables are problems, not empty strings. */
+/**
+ * Replace `${VAR}` in every string scalar; missing variables are problems, not empty strings.
+ * The paths of values with a missing variable are recorded in `missing`, so that the schema's
+ * complaint about the (meaningless) placeholder is not reported on top.
+ */
 function interpolate(
   value: unknown,
   path: PathKey[],
   env: LoadOptions['env'],
   problems: SpecProblem[],
   src: SourceMap,
+  missing: Set<string>,
 ): unknown {
   if (typeof value === 'string') {
-    return value.replace(VAR_RE, (_m, v: string) => {
+    return value.replace(VAR_RE, (m, v: string) => {
       const found = env[v];
       if (found === undefined) {
-        problems.push(src.problem(path, `environment variable ${v} is not set`));
-        return '';
+        problems.push(src.problem(path, `environment variable ${v} is not set; set it, or write the value here if it is not a secret`));
+        missing.add(formatPath(path));
+        return m;
       }
       return found;
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...path, i], env, problems, src));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...path, i], env, problems, src, missing));
   if (value && typeof value === 'object') {
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, interpolate(v, [...path, k], env, problems, src)]),
+      Object.entries(value).map(([k, v]) => [k, interpolate(v, [...path, k], env, problems, src, missing)]),
     );
   }
   return value;
@@ -109,10 +117,43 @@ function valueAt(root: unknown, path: readonly PathKey[]): unknown {
   return v;
 }
 
-function zodProblems(error: z.ZodError, raw: unknown, src: SourceMap): SpecProblem[] {
+/** What the names of each top-level record are called, and the schema of their values. */
+const RECORDS: Record<string, { what: string; value: z.ZodType }> = {
+  backends: { what: 'backend name', value: backendSchema },
+  datasets: { what: 'dataset name', value: datasetSchema },
+  groups: { what: 'group name', value: groupSchema },
+  principals: { what: 'principal name', value: principalSchema },
+};
+
+function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, src: SourceMap, base: readonly PathKey[] = []): SpecProblem[] {
   const out: SpecProblem[] = [];
-  for (const issue of error.issues) {
-    const path = issue.path.filter((p): p is PathKey => typeof p !== 'symbol');
+  for (const issue of issues) {
+    const path = [...base, ...issue.path.filter((p): p is PathKey => typeof p !== 'symbol')];
+    if (issue.code === 'invalid_key') {
+      // A name the backend cannot hold. zod skips the value of a bad key, so check it here too:
+      // every problem is reported at once.
+      const name = path[path.length - 1];
+      const record = RECORDS[String(path[0])];
+      for (const inner of issue.issues) {
+        const text = inner.message.startsWith(record?.what ?? '\0') ? inner.message : `name ${inner.message}`;
+        out.push(src.problem(path, `${text} (got ${describe(name)})`, true));
+      }
+      if (record && path.length === 2) {
+        const value = valueAt(raw, path);
+        const parsed = record.value.safeParse(value);
+        if (!parsed.success) out.push(...zodProblems(parsed.error.issues, raw, src, path));
+      }
+      continue;
+    }
+    if (issue.code === 'invalid_union' && issue.errors.length === 2 && String(path[0]) === 'datasets') {
+      // Pick the branch the user meant (a bucket or a database) and report its own problems.
+      const value = valueAt(raw, path);
+      const branch = value && typeof value === 'object' ? ('bucket' in value ? 0 : 'database' in value ? 1 : -1) : -1;
+      if (branch >= 0) {
+        out.push(...zodProblems(issue.errors[branch]!, raw, src, path));
+        continue;
+      }
+    }
     if (issue.code === 'unrecognized_keys') {
       for (const k of issue.keys) {
         const allowed = allowedKeys(path);
@@ -131,7 +172,10 @@ function zodProblems(error: z.ZodError, raw: unknown, src: SourceMap): SpecProbl
       out.push(src.problem(path.slice(0, -1), `${formatPath(path) || 'spec'} is required`, true));
       continue;
     }
-    const shown = issue.message.includes(JSON.stringify(value)) ? '' : ` (got ${describe(value)})`;
+    const shown =
+      issue.message.includes(JSON.stringify(value)) || (value !== null && typeof value === 'object')
+        ? ''
+        : ` (got ${describe(value)})`;
     out.push(src.problem(path, `${issue.message}${shown}`));
   }
   return out;
@@ -154,31 +198,81 @@ function allowedKeys(path: readonly PathKey[]): string | undefined {
   return KEYS[shape];
 }
 
+/**
+ * The spec as far as it can be read when its shape is wrong, so that references, duplicates and
+ * dates are still checked and every problem is reported in one run. Values of the wrong kind
+ * become empty; `validateReferences` skips what is not a string.
+ */
+function salvage(raw: Record<string, unknown>): Spec {
+  const obj = (v: unknown): Record<string, unknown> =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+  const each = <T>(v: unknown, f: (x: Record<string, unknown>) => T) =>
+    Object.fromEntries(Object.entries(obj(v)).map(([k, x]) => [k, f(obj(x))]));
+  return {
+    version: 1,
+    backends: each(raw.backends, (b) => b),
+    datasets: each(raw.datasets, (d) => d),
+    groups: each(raw.groups, (g) => ({ ...g, grants: arr(g.grants).map(obj) })),
+    principals: each(raw.principals, (p) => ({ ...p, groups: arr(p.groups), grants: arr(p.grants).map(obj) })),
+    scim: { groups: obj(obj(raw.scim).groups) },
+  } as unknown as Spec;
+}
+
+function yamlProblem(e: { code: string; pos: [number, number]; message: string }, text: string, lines: LineCounter, file: string): SpecProblem {
+  const pos = lines.linePos(e.pos[0]);
+  let message = e.message.split('\n')[0]!;
+  if (e.code === 'DUPLICATE_KEY') {
+    const key = /^[^:\n]*/.exec(text.slice(e.pos[0]))![0].trim();
+    message = `duplicate key ${JSON.stringify(key)}: each key may appear only once in a mapping (the later one would silently win)`;
+  } else {
+    message = `invalid YAML: ${message}`;
+  }
+  return { file, line: pos.line, column: pos.col, path: '', message };
+}
+
+function describeKind(v: unknown): string {
+  return v === null || v === undefined ? 'an empty document' : Array.isArray(v) ? 'a list' : `a ${typeof v}`;
+}
+
 /** Parse, interpolate and validate a spec. Throws SpecError listing every problem found. */
 export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   const src = new SourceMap(doc.contents as Node | null, lines, opts.file);
   const problems: SpecProblem[] = [];
-  for (const e of doc.errors) {
-    const pos = lines.linePos(e.pos[0]);
-    const msg = e.code === 'DUPLICATE_KEY' ? 'duplicate key: each name may appear only once' : e.message.split('\n')[0]!;
-    problems.push({ file: opts.file, line: pos.line, column: pos.col, path: '', message: msg });
-  }
-  if (problems.length) throw new SpecError(problems);
+  for (const e of doc.errors) problems.push(yamlProblem(e, text, lines, opts.file));
+  // A duplicate key leaves a readable document: keep checking, so every problem shows at once.
+  if (doc.errors.some((e) => e.code !== 'DUPLICATE_KEY')) throw new SpecError(problems);
 
   const raw = doc.toJS() as unknown;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new SpecError([src.problem([], 'the spec must be a mapping with version, backends, datasets, groups and principals')]);
-  }
-  const interpolated = interpolate(raw, [], opts.env, problems, src);
-  const parsed = specSchema.safeParse(interpolated);
-  if (!parsed.success) {
-    problems.push(...zodProblems(parsed.error, interpolated, src));
+    problems.push(
+      src.problem([], `the spec must be a mapping with the keys version, backends, datasets, groups and principals, but it is ${describeKind(raw)}`),
+    );
     throw new SpecError(problems);
   }
+  const missing = new Set<string>();
+  const interpolated = interpolate(raw, [], opts.env, problems, src, missing) as Record<string, unknown>;
+  const parsed = specSchema.safeParse(interpolated);
+  if (!parsed.success) {
+    problems.push(...zodProblems(parsed.error.issues, interpolated, src).filter((p) => !missing.has(p.path)));
+  }
   const notices: Notice[] = [];
-  problems.push(...validateReferences(parsed.data, src, opts.now, notices));
-  if (problems.length) throw new SpecError(problems);
+  problems.push(...validateReferences(parsed.success ? parsed.data : salvage(interpolated), src, opts.now, notices));
+  if (problems.length || !parsed.success) throw new SpecError(sortProblems(problems));
   return { spec: parsed.data, notices };
+}
+
+/** In source order, each problem once. */
+function sortProblems(problems: SpecProblem[]): SpecProblem[] {
+  const seen = new Set<string>();
+  return problems
+    .filter((p) => {
+      const k = `${p.line}:${p.column}:${p.path}:${p.message}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    })
+    .sort((a, b) => a.line - b.line || a.column - b.column);
 }

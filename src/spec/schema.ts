@@ -14,16 +14,44 @@ const name = (what: string, max: number) =>
   z
     .string()
     .min(1, `${what} must not be empty`)
-    .max(max, `${what} is longer than ${max} characters`)
+    .max(max, {
+      error: (issue) =>
+        `${what} is ${typeof issue.input === 'string' ? issue.input.length : 'too many'} characters long; at most ${max} are allowed`,
+    })
     .regex(NAME_RE, `${what} may contain only ${NAME_HELP}`);
 
 const duration = z
   .string()
   .regex(DURATION_RE, 'must be a duration such as 90d, 24h, 30m or 3600s');
 
+const EXPIRES_HELP = 'a date (2027-01-31) or an ISO 8601 instant with a zone (2027-01-31T12:00:00Z)';
+
+/** True when `expires` names a real calendar date and time (`Date` silently turns 02-30 into 03-02). */
+export function isRealInstant(expires: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?)?/.exec(expires);
+  if (!m) return false;
+  const [y, mo, d, h = '0', mi = '0', sec = '0'] = m.slice(1).map((x) => x ?? '0') as string[];
+  const probe = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)));
+  return (
+    probe.getUTCFullYear() === Number(y) &&
+    probe.getUTCMonth() === Number(mo) - 1 &&
+    probe.getUTCDate() === Number(d) &&
+    Number(h) <= 23 &&
+    Number(mi) <= 59 &&
+    Number(sec) <= 59 &&
+    !Number.isNaN(expiresInstant(expires).getTime())
+  );
+}
+
+// The pattern stays a zod regex so that the published JSON Schema carries it.
 const expires = z
   .string()
-  .regex(EXPIRES_RE, 'must be a date (2027-01-31) or an ISO 8601 instant with a zone (2027-01-31T12:00:00Z)');
+  .regex(EXPIRES_RE, `must be ${EXPIRES_HELP}`)
+  .superRefine((value, ctx) => {
+    if (EXPIRES_RE.test(value) && !isRealInstant(value)) {
+      ctx.addIssue({ code: 'custom', message: `is not a real date or time; expected ${EXPIRES_HELP}` });
+    }
+  });
 
 export const levelSchema = z.enum(['read', 'write', 'admin'], {
   error: (issue) =>
@@ -31,7 +59,7 @@ export const levelSchema = z.enum(['read', 'write', 'admin'], {
 });
 
 export const grantSchema = z.strictObject({
-  dataset: z.string().min(1),
+  dataset: z.string().min(1, 'dataset must not be empty'),
   access: levelSchema,
   expires: expires.optional(),
 });
@@ -51,7 +79,7 @@ const awsBackend = z.strictObject({
 
 const postgresBackend = z.strictObject({
   type: z.literal('postgres'),
-  url: z.string().min(1),
+  url: z.string().min(1, 'url must not be empty (a postgres:// URL, or ${VAR} to read it from the environment)'),
 });
 
 export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresBackend], {
@@ -62,7 +90,7 @@ export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresB
 });
 
 const s3Dataset = z.strictObject({
-  backend: z.string().min(1),
+  backend: z.string().min(1, 'backend must not be empty'),
   bucket: z
     .string()
     .regex(
@@ -79,7 +107,7 @@ const s3Dataset = z.strictObject({
 });
 
 const pgDataset = z.strictObject({
-  backend: z.string().min(1),
+  backend: z.string().min(1, 'backend must not be empty'),
   database: z.string().min(1).max(63),
   schema: z.string().min(1).max(63),
   tables: z.array(z.string().min(1).max(63)).min(1).optional(),
@@ -102,7 +130,7 @@ export const principalSchema = z.strictObject({
   }),
   email: z.string().email().optional(),
   description: z.string().optional(),
-  groups: z.array(z.string().min(1)).default([]),
+  groups: z.array(z.string().min(1, 'group must not be empty')).default([]),
   grants: z.array(grantSchema).default([]),
   rotate: duration.optional(),
 });

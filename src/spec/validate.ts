@@ -3,7 +3,7 @@
 import type { SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
 import type { SourceMap } from './load.js';
-import { expiresInstant, isS3Dataset, type Grant, type Spec } from './schema.js';
+import { expiresInstant, isRealInstant, type Grant, type Spec } from './schema.js';
 
 const PG_IDENTIFIER_MAX_BYTES = 63;
 
@@ -13,21 +13,29 @@ function list(names: Iterable<string>): string {
   return all.length > 12 ? `${all.slice(0, 12).join(', ')}, …` : all.join(', ');
 }
 
+const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+
+/**
+ * Also runs on a spec whose shape is wrong (salvaged raw data, see `load.ts`), so that every
+ * problem is reported at once: anything that is not the expected kind of value is skipped here,
+ * because the schema has already reported it.
+ */
 export function validateReferences(spec: Spec, src: SourceMap, now: Date, notices: Notice[]): SpecProblem[] {
   const problems: SpecProblem[] = [];
   const backendNames = Object.keys(spec.backends);
 
   for (const [name, ds] of Object.entries(spec.datasets)) {
-    const backend = spec.backends[ds.backend];
+    if (typeof ds.backend !== 'string' || ds.backend === '') continue;
+    const backend = has(spec.backends, ds.backend) ? spec.backends[ds.backend] : undefined;
     if (!backend) {
       problems.push(src.problem(['datasets', name, 'backend'], `backend ${JSON.stringify(ds.backend)} is not defined; defined backends: ${list(backendNames)}`));
       continue;
     }
-    if (isS3Dataset(ds) && backend.type !== 'aws') {
-      problems.push(src.problem(['datasets', name, 'bucket'], `a bucket dataset needs an aws backend, but ${JSON.stringify(ds.backend)} is ${backend.type}`));
+    if (has(ds, 'bucket') && backend.type === 'postgres') {
+      problems.push(src.problem(['datasets', name, 'backend'], `dataset ${JSON.stringify(name)} has a bucket, so it needs an aws backend, but backend ${JSON.stringify(ds.backend)} is postgres; use an aws backend, or give database and schema instead of bucket`));
     }
-    if (!isS3Dataset(ds) && backend.type !== 'postgres') {
-      problems.push(src.problem(['datasets', name, 'database'], `a database dataset needs a postgres backend, but ${JSON.stringify(ds.backend)} is ${backend.type}`));
+    if (has(ds, 'database') && !has(ds, 'bucket') && backend.type === 'aws') {
+      problems.push(src.problem(['datasets', name, 'backend'], `dataset ${JSON.stringify(name)} has a database, so it needs a postgres backend, but backend ${JSON.stringify(ds.backend)} is aws; use a postgres backend, or give bucket (and prefix) instead of database`));
     }
   }
 
@@ -35,7 +43,8 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     const seen = new Map<string, number>();
     grants.forEach((g, i) => {
       const at = [...base, i];
-      if (!spec.datasets[g.dataset]) {
+      if (typeof g.dataset !== 'string' || g.dataset === '') return;
+      if (!has(spec.datasets, g.dataset)) {
         problems.push(src.problem([...at, 'dataset'], `dataset ${JSON.stringify(g.dataset)} is not defined; defined datasets: ${list(Object.keys(spec.datasets))}`));
       }
       const prev = seen.get(g.dataset);
@@ -43,14 +52,18 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
         problems.push(src.problem([...at, 'dataset'], `dataset ${JSON.stringify(g.dataset)} is granted twice in this list (also at index ${prev}); keep one grant with the level you mean`));
       }
       seen.set(g.dataset, i);
-      if (g.expires !== undefined) {
+      // A malformed date has been reported by the schema.
+      if (typeof g.expires === 'string' && isRealInstant(g.expires)) {
         const at2 = [...at, 'expires'];
         const instant = expiresInstant(g.expires);
-        if (Number.isNaN(instant.getTime())) {
-          problems.push(src.problem(at2, `${JSON.stringify(g.expires)} is not a real date`));
-        } else if (instant.getTime() <= now.getTime()) {
+        if (instant.getTime() <= now.getTime()) {
           // Not an error: the first apply after expiry must be able to remove the access.
-          notices.push({ level: 'warning', message: `${src.file}:${src.position(at2).line}: grant of ${g.dataset} expired at ${instant.toISOString()}; it grants nothing and its access is removed on apply` });
+          const pos = src.position(at2);
+          const who = base[0] === 'groups' ? `group ${String(base[1])}` : `principal ${String(base[1])}`;
+          notices.push({
+            level: 'warning',
+            message: `${src.file}:${pos.line}:${pos.column}: ${who}: ${String(g.access)} access to ${g.dataset} expired at ${instant.toISOString()}; it grants nothing now and apply removes it (delete the grant from the spec to silence this warning)`,
+          });
         }
       }
     });
@@ -70,7 +83,8 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     }
     const seenGroups = new Set<string>();
     p.groups.forEach((g, i) => {
-      if (!spec.groups[g]) {
+      if (typeof g !== 'string' || g === '') return;
+      if (!has(spec.groups, g)) {
         problems.push(src.problem(['principals', name, 'groups', i], `group ${JSON.stringify(g)} is not defined; defined groups: ${list(Object.keys(spec.groups))}`));
       }
       if (seenGroups.has(g)) problems.push(src.problem(['principals', name, 'groups', i], `group ${JSON.stringify(g)} is listed twice`));
@@ -87,7 +101,8 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
   }
 
   for (const [idpGroup, group] of Object.entries(spec.scim?.groups ?? {})) {
-    if (!spec.groups[group]) {
+    if (typeof group !== 'string' || group === '') continue;
+    if (!has(spec.groups, group)) {
       problems.push(src.problem(['scim', 'groups', idpGroup], `group ${JSON.stringify(group)} is not defined; defined groups: ${list(Object.keys(spec.groups))}`));
     }
   }
@@ -95,9 +110,9 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
 }
 
 function usesBackendType(spec: Spec, grants: Grant[], groups: string[], type: 'aws' | 'postgres'): boolean {
-  const all = [...grants, ...groups.flatMap((g) => spec.groups[g]?.grants ?? [])];
+  const all = [...grants, ...groups.flatMap((g) => (has(spec.groups, g) ? spec.groups[g]!.grants : []))];
   return all.some((g) => {
-    const ds = spec.datasets[g.dataset];
-    return ds !== undefined && spec.backends[ds.backend]?.type === type;
+    const ds = has(spec.datasets, g.dataset) ? spec.datasets[g.dataset] : undefined;
+    return ds !== undefined && has(spec.backends, ds.backend) && spec.backends[ds.backend]?.type === type;
   });
 }
