@@ -114,16 +114,15 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
   const out: Resource[] = [];
   const managed = new Set(f.roles.map((r) => r.name));
 
+  const knownIds = new Map(f.credentials.filter((k) => k.state === 'current').map((k) => [k.address, k]));
   for (const r of f.roles) {
     out.push(roleResource(b, r.name, { login: r.login, validUntil: r.validUntil, flags: sorted(r.flags) }));
     const c = r.comment;
-    const known = f.credentials.find(
-      (k) => k.address === pgAddress.password(b, r.name) && k.state === 'current' && k.credentialId === c.credential,
-    );
+    const known = knownIds.get(pgAddress.password(b, r.name));
     // The password counts only if the store holds it and nobody set another one by hand;
     // otherwise it is absent and the plan issues a new one.
     const untouched = r.verifierFingerprint === undefined || (c.verifier !== undefined && r.verifierFingerprint === c.verifier);
-    if (r.login && c.credential && known && untouched) {
+    if (r.login && c.credential && known && known.credentialId === c.credential && untouched) {
       out.push({ ...passwordResource(b, r.name, []), meta: { credentialId: c.credential, createdAt: c.createdAt ?? known.createdAt } });
     }
   }
@@ -161,20 +160,39 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
     tier(d.database, d.schema, d.role, level);
   }
 
+  // Facts indexed by schema and by (schema, role): a thousand roles must not mean a quadratic read.
+  const group = <T>(xs: T[], k: (x: T) => string) => {
+    const m = new Map<string, T[]>();
+    for (const x of xs) {
+      const kk = k(x);
+      const list = m.get(kk);
+      if (list) list.push(x);
+      else m.set(kk, [x]);
+    }
+    return m;
+  };
+  const relationsBySchema = group(f.relations, (r) => key(r.database, r.schema));
+  const ownerBySchema = new Map(f.schemas.map((x) => [key(x.database, x.schema), x.owner]));
+  const schemaAclBy = group(f.schemaAcl, (a) => key(a.database, a.schema, a.role));
+  const relationAclBy = group(f.relationAcl, (a) => key(a.database, a.schema, a.role));
+  const defaultAclBy = group(f.defaultAcl, (a) => key(a.database, a.schema, a.role));
+
   for (const t of tiers.values()) {
-    const inSchema = (x: { database: string; schema: string }) => x.database === t.database && x.schema === t.schema;
-    const rels = f.relations.filter(inSchema);
+    const schemaKey = key(t.database, t.schema);
+    const roleKey = key(t.database, t.schema, t.role);
+    const rels = relationsBySchema.get(schemaKey) ?? [];
     const tables = rels.filter((r) => r.kind === 'table').map((r) => r.name);
     const sequences = rels.filter((r) => r.kind === 'sequence');
-    const schemaOwner = f.schemas.find(inSchema)?.owner ?? '';
+    const schemaOwner = ownerBySchema.get(schemaKey) ?? '';
     const owners = defaultOwners(schemaOwner, rels.map((r) => r.owner), managed);
 
     const inc = levelIncrement(t.level);
     const tablePrivs = (['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'] as TablePrivilege[]).filter((p) => levelOfTablePrivilege(p) === t.level);
     const seqPrivs = ALL_SEQUENCE_PRIVILEGES.filter((p) => levelOfSequencePrivilege(p) === t.level);
 
-    const relAcl = f.relationAcl.filter((a) => inSchema(a) && a.role === t.role);
-    const has = (rel: string, kind: 'table' | 'sequence', p: string) => relAcl.some((a) => a.relation === rel && a.kind === kind && a.privilege === p);
+    const held = new Set((relationAclBy.get(roleKey) ?? []).map((a) => key(a.relation ?? '', a.kind ?? '', a.privilege)));
+    const has = (rel: string, kind: 'table' | 'sequence', p: string) => held.has(key(rel, kind, p));
+    const defaultAcl = defaultAclBy.get(roleKey) ?? [];
 
     const scope = tables.filter((tb) => tablePrivs.some((p) => has(tb, 'table', p))).sort();
     const coverage = (p: string, objs: string[], kind: 'table' | 'sequence', outside: string[], expected: boolean) => {
@@ -187,7 +205,7 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
     };
     const defaults = (objtype: 'table' | 'sequence', privs: string[]) =>
       privs.flatMap((p) => {
-        const holders = sorted(f.defaultAcl.filter((d) => inSchema(d) && d.role === t.role && d.objtype === objtype && d.privilege === p).map((d) => d.owner));
+        const holders = sorted(defaultAcl.filter((d) => d.objtype === objtype && d.privilege === p).map((d) => d.owner));
         if (holders.length === 0) return [];
         const full = owners.length > 0 && owners.every((o) => holders.includes(o)) && holders.every((h) => owners.includes(h));
         return full ? [p] : [`${p} (partial)`];
@@ -201,7 +219,7 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
     const seqOutside = sequences.map((s) => s.name).filter((s) => !seqScope.includes(s));
 
     const privileges: GrantPrivileges = {
-      schema: sorted(f.schemaAcl.filter((a) => inSchema(a) && a.role === t.role && levelOfSchemaPrivilege(a.privilege as SchemaPrivilege) === t.level).map((a) => a.privilege)),
+      schema: sorted((schemaAclBy.get(roleKey) ?? []).filter((a) => levelOfSchemaPrivilege(a.privilege as SchemaPrivilege) === t.level).map((a) => a.privilege)),
       tables: sorted(tablePrivs.flatMap((p) => coverage(p, scope, 'table', [], true))),
       sequences: sorted(seqPrivs.flatMap((p) => coverage(p, seqScope, 'sequence', seqOutside, inc.sequences.includes(p)))),
       defaultTables: sorted(defaultTables),

@@ -45,7 +45,7 @@ export interface PostgresBackendOptions {
   name: string;
   /** Connection URL of a role with CREATEROLE and grant rights (or a superuser). */
   url: string;
-  /** Connections per database pool. */
+  /** Connections per database pool (default: 8 to the URL's database, 4 to each dataset database). */
   poolSize?: number;
 }
 
@@ -82,7 +82,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       u.pathname = `/${encodeURIComponent(database)}`;
       p = new pg.Pool({
         connectionString: u.toString(),
-        max: opts.poolSize ?? 4,
+        max: opts.poolSize ?? (database === adminDatabase ? 8 : 4),
         // Per-dataset databases are left quickly, so that DROP DATABASE elsewhere is not blocked.
         idleTimeoutMillis: database === adminDatabase ? 10_000 : 1_000,
         allowExitOnIdle: true,
@@ -122,7 +122,8 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
   const admin = <T>(fn: (q: Query) => Promise<T>, tx = true) => withClient(adminDatabase, fn, tx);
 
   /** Serialises catalog updates on one shared row (a database's or a schema's ACL) across sessions. */
-  const lock = (q: Query, what: string) => q('SELECT pg_advisory_xact_lock(hashtext($1))', [`datagrant:${what}`]);
+  const lockSql = (what: string) => `SELECT pg_advisory_xact_lock(hashtext(${literal(`datagrant:${what}`)}))`;
+  const lock = (q: Query, what: string) => q(lockSql(what));
 
   interface LiveRole {
     oid: string;
@@ -130,19 +131,22 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     login: boolean;
     flags: string[];
   }
-  async function liveRole(q: Query, role: string): Promise<LiveRole | undefined> {
+  async function liveRoles(q: Query, roles: string[]): Promise<Map<string, LiveRole>> {
     const r = await q(
-      `SELECT oid::int8::text AS oid, rolcanlogin, ${ROLE_FLAGS.map(([c]) => c).join(', ')}, rolinherit,
+      `SELECT rolname, oid::int8::text AS oid, rolcanlogin, ${ROLE_FLAGS.map(([c]) => c).join(', ')}, rolinherit,
               shobj_description(oid, 'pg_authid') AS comment
-         FROM pg_roles WHERE rolname = $1`,
-      [role],
+         FROM pg_roles WHERE rolname = ANY($1::text[])`,
+      [roles],
     );
-    const row = r.rows[0] as Record<string, unknown> | undefined;
-    if (!row) return undefined;
-    const flags = ROLE_FLAGS.filter(([c]) => row[c] === true).map(([, f]) => f);
-    if (row.rolinherit === false) flags.push('NOINHERIT');
-    return { oid: String(row.oid), comment: parseComment(row.comment as string | null), login: row.rolcanlogin === true, flags };
+    const out = new Map<string, LiveRole>();
+    for (const row of r.rows as Record<string, unknown>[]) {
+      const flags = ROLE_FLAGS.filter(([c]) => row[c] === true).map(([, f]) => f);
+      if (row.rolinherit === false) flags.push('NOINHERIT');
+      out.set(String(row.rolname), { oid: String(row.oid), comment: parseComment(row.comment as string | null), login: row.rolcanlogin === true, flags });
+    }
+    return out;
   }
+  const liveRole = async (q: Query, role: string) => (await liveRoles(q, [role])).get(role);
   const notOurs = (role: string, address: string) =>
     new BackendError(
       `${name}: role ${role} exists but is not managed by datagrant (its COMMENT carries no datagrant marker); datagrant does not adopt or change it — rename the principal or group, or drop the role by hand`,
@@ -152,7 +156,12 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       address,
     );
 
-  const setComment = (q: Query, role: string, c: RoleComment) => q(`COMMENT ON ROLE ${ident(role)} IS ${literal(JSON.stringify(c))}`);
+  const commentSql = (role: string, c: RoleComment) => `COMMENT ON ROLE ${ident(role)} IS ${literal(JSON.stringify(c))}`;
+  /**
+   * Statements sent as one simple-protocol message, which PostgreSQL runs as one implicit
+   * transaction: all or nothing, in one round trip.
+   */
+  const atomic = (q: Query, statements: string[]) => q(statements.join(';\n'));
   const validUntilSql = (v: string | null) => `VALID UNTIL ${literal(v ?? 'infinity')}`;
 
   // ---------------------------------------------------------------- read
@@ -182,7 +191,9 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       const members = await q(
         `SELECT g.rolname AS grp, m.rolname AS member
            FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
-          WHERE a.roleid = ANY($1::oid[]) OR a.member = ANY($1::oid[])`,
+          WHERE (a.roleid = ANY($1::oid[]) OR a.member = ANY($1::oid[]))
+            -- PostgreSQL 16 makes a non-superuser creator a member of each role it creates: not drift.
+            AND m.rolname <> current_user`,
         [oids],
       );
       const dbAcl = await q(
@@ -373,12 +384,11 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
 
   async function ensureRole(role: string, attrs: RoleAttrs, address: string): Promise<ExecuteResult> {
     await admin(async (q) => {
-      await lock(q, `role:${role}`);
       const live = await liveRole(q, role);
       const options = `${attrs.login ? 'LOGIN' : 'NOLOGIN'} ${validUntilSql(attrs.validUntil)}`;
       if (!live) {
-        await q(`CREATE ROLE ${ident(role)} WITH ${options}`);
-        await setComment(q, role, { datagrant: MARKER });
+        // Had someone made it meanwhile, CREATE fails and the retry finds it (and refuses it if unmarked).
+        await atomic(q, [`CREATE ROLE ${ident(role)} WITH ${options}`, commentSql(role, { datagrant: MARKER })]);
         return;
       }
       if (!live.comment) throw notOurs(role, address);
@@ -386,30 +396,29 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       const resets = ROLE_FLAGS.filter(([, f]) => live.flags.includes(f)).map(([, , reset]) => reset);
       if (live.flags.includes('NOINHERIT')) resets.push('INHERIT');
       await q(`ALTER ROLE ${ident(role)} WITH ${options}${resets.length ? ` ${resets.join(' ')}` : ''}`);
-    });
+    }, false);
     return {};
   }
 
   async function grantMembership(group: string, member: string, address: string): Promise<ExecuteResult> {
     await admin(async (q) => {
-      await lock(q, `role:${member}`);
-      const g = await liveRole(q, group);
-      const m = await liveRole(q, member);
+      const live = await liveRoles(q, [group, member]);
+      const g = live.get(group);
+      const m = live.get(member);
       if (!g || !m) throw new BackendError(`${name}: cannot add ${member} to ${group}: role ${!g ? group : member} does not exist`, name, 'missing-role', false, address);
       if (!g.comment) throw notOurs(group, address);
       if (!m.comment) throw notOurs(member, address);
       await q(`GRANT ${ident(group)} TO ${ident(member)}`);
-    });
+    }, false);
     return {};
   }
 
   async function revokeMembership(group: string, member: string): Promise<ExecuteResult> {
     await admin(async (q) => {
-      const g = await liveRole(q, group);
-      const m = await liveRole(q, member);
-      if (!g || !m) return; // already gone
+      const live = await liveRoles(q, [group, member]);
+      if (!live.has(group) || !live.has(member)) return; // already gone
       await q(`REVOKE ${ident(group)} FROM ${ident(member)}`);
-    });
+    }, false);
     return {};
   }
 
@@ -425,10 +434,12 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       if (!live) throw new BackendError(`${name}: role ${role} does not exist`, name, 'missing-role', false, address);
       if (!live.comment) throw notOurs(role, address);
       if (!exists) throw new BackendError(`${name}: database ${database} does not exist`, name, 'missing-database', false, address);
-      await lock(q, `database:${database}`);
-      await q(`REVOKE ALL ON DATABASE ${ident(database)} FROM ${ident(role)}`);
-      if (privileges.length) await q(`GRANT ${privileges.join(', ')} ON DATABASE ${ident(database)} TO ${ident(role)}`);
-    });
+      await atomic(q, [
+        lockSql(`database:${database}`),
+        `REVOKE ALL ON DATABASE ${ident(database)} FROM ${ident(role)}`,
+        ...(privileges.length ? [`GRANT ${privileges.join(', ')} ON DATABASE ${ident(database)} TO ${ident(role)}`] : []),
+      ]);
+    }, false);
     return {};
   }
 
@@ -453,12 +464,13 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
           if (!want) return;
           throw new BackendError(`${name}: schema ${schema} does not exist in database ${database}`, name, 'missing-schema', false, address);
         }
+        const { owners: schemaOwners, relations } = await schemaObjects(q, database, [schema]);
+        const candidates = sortedUnique([schemaOwners[0]!.owner, ...relations.map((r) => r.owner)]);
         const managed = new Set(
-          (await q(`SELECT rolname, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE '%datagrant%'`)).rows
+          (await q(`SELECT rolname, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = ANY($1::text[])`, [candidates])).rows
             .filter((r: { comment: string | null }) => parseComment(r.comment) !== undefined)
             .map((r: { rolname: string }) => r.rolname),
         );
-        const { owners: schemaOwners, relations } = await schemaObjects(q, database, [schema]);
         const owners = defaultOwners(schemaOwners[0]!.owner, relations.map((r) => r.owner), managed);
         // Defaults someone set for other owners are revoked too.
         const defOwners = (
@@ -512,17 +524,19 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
 
   async function setPassword(role: string, address: string): Promise<ExecuteResult> {
     const password = generatePassword();
-    const verifier = scramVerifier(password);
+    const verifier = await scramVerifier(password);
     const credentialId = randomUUID();
     const createdAt = new Date().toISOString();
     const database = await admin(async (q) => {
-      await lock(q, `role:${role}`);
       const live = await liveRole(q, role);
       if (!live) throw new BackendError(`${name}: role ${role} does not exist`, name, 'missing-role', false, address);
       if (!live.comment) throw notOurs(role, address);
       if (!live.login) throw new BackendError(`${name}: role ${role} cannot log in; a password would be useless`, name, 'not-login', false, address);
-      await q(`ALTER ROLE ${ident(role)} PASSWORD ${literal(verifier)}`);
-      await setComment(q, role, { ...live.comment, datagrant: MARKER, credential: credentialId, createdAt, verifier: verifierFingerprint(verifier) });
+      // The verifier and the comment naming its credential id change together or not at all.
+      await atomic(q, [
+        `ALTER ROLE ${ident(role)} PASSWORD ${literal(verifier)}`,
+        commentSql(role, { ...live.comment, datagrant: MARKER, credential: credentialId, createdAt, verifier: verifierFingerprint(verifier) }),
+      ]);
       // The database to connect to: the first one the role (or one of its groups) may connect to.
       const db = await q(
         `SELECT d.datname FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a
@@ -532,7 +546,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         [live.oid],
       );
       return (db.rows[0] as { datname: string } | undefined)?.datname ?? adminDatabase;
-    });
+    }, false);
     return {
       secret: { username: role, password, host: base.hostname, port: base.port || '5432', database },
       credential: { credentialId, createdAt },
@@ -542,12 +556,10 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
 
   async function clearPassword(role: string): Promise<ExecuteResult> {
     await admin(async (q) => {
-      await lock(q, `role:${role}`);
       const live = await liveRole(q, role);
       if (!live || !live.comment) return; // gone, or not ours to touch
-      await q(`ALTER ROLE ${ident(role)} PASSWORD NULL`);
-      await setComment(q, role, { datagrant: MARKER });
-    });
+      await atomic(q, [`ALTER ROLE ${ident(role)} PASSWORD NULL`, commentSql(role, { datagrant: MARKER })]);
+    }, false);
     return {};
   }
 

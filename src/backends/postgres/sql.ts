@@ -1,6 +1,9 @@
 // SQL text helpers. Every identifier the driver sends goes through `ident`; every literal that
 // cannot be a bind parameter (COMMENT, VALID UNTIL, PASSWORD) through `literal`.
-import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { createHash, createHmac, pbkdf2, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+
+const pbkdf2Async = promisify(pbkdf2);
 
 export function ident(name: string): string {
   if (name.length === 0 || name.includes('\0')) throw new Error(`invalid SQL identifier ${JSON.stringify(name)}`);
@@ -28,9 +31,10 @@ export const SCRAM_ITERATIONS = 4096;
  * The SCRAM-SHA-256 verifier PostgreSQL stores for a password (RFC 5802 and 7677):
  * `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`. Sent in `ALTER ROLE … PASSWORD`,
  * PostgreSQL stores it as is, so the clear password never reaches the server or its logs.
+ * The key derivation runs on libuv's thread pool: a thousand new roles do not stall the event loop.
  */
-export function scramVerifier(password: string, salt: Buffer = randomBytes(16), iterations = SCRAM_ITERATIONS): string {
-  const salted = pbkdf2Sync(Buffer.from(password, 'utf8'), salt, iterations, 32, 'sha256');
+export async function scramVerifier(password: string, salt: Buffer = randomBytes(16), iterations = SCRAM_ITERATIONS): Promise<string> {
+  const salted = await pbkdf2Async(Buffer.from(password, 'utf8'), salt, iterations, 32, 'sha256');
   const clientKey = createHmac('sha256', salted).update('Client Key').digest();
   const storedKey = createHash('sha256').update(clientKey).digest();
   const serverKey = createHmac('sha256', salted).update('Server Key').digest();
