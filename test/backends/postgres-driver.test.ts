@@ -178,19 +178,22 @@ describe('postgres driver', () => {
   });
 
   test('a hand-run GRANT on an owned role is drift, and apply reverts it', async () => {
-    await adminQuery(main, `GRANT INSERT ON features.b TO "${alice}"; GRANT CREATE ON SCHEMA features TO "${readers}"; GRANT TEMPORARY ON DATABASE "${main}" TO "${bob}"`);
+    await adminQuery(main, `GRANT INSERT ON features.b TO "${alice}"; GRANT CREATE ON SCHEMA features TO "${readers}"; GRANT TEMPORARY ON DATABASE "${main}" TO "${bob}"; GRANT USAGE ON SCHEMA other TO "${bob}"; GRANT SELECT (x) ON other.secret TO "${bob}"`);
     await adminQuery('postgres', `ALTER ROLE "${bob}" CREATEDB`);
     await queryAs(main, passwordOf(alice), `INSERT INTO features.b (v) VALUES ('drift')`);
+    expect(await queryAs(main, passwordOf(bob), 'SELECT x FROM other.secret')).toEqual([{ x: 42 }]);
     const p = await plan(makeSpec());
     expect(summary(p)).toEqual([
       `update ${B}:connect/${bob}/${main}`,
       `delete ${B}:grant/${alice}/${main}.features/write`,
+      `delete ${B}:grant/${bob}/${main}.other/read`,
       `update ${B}:grant/${readers}/${main}.features/read`,
       `update ${B}:role/${bob}`,
     ]);
     await apply(p);
     expect(summary(await plan(makeSpec()))).toEqual([]);
     await expectPermissionDenied(main, passwordOf(alice), `INSERT INTO features.b (v) VALUES ('no')`);
+    await expectPermissionDenied(main, passwordOf(bob), 'SELECT x FROM other.secret');
     expect(await queryAs(main, passwordOf(alice), 'SELECT count(*)::int AS n FROM features.b')).toEqual([{ n: 2 }]);
   });
 

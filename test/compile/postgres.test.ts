@@ -170,6 +170,7 @@ describe('catalog facts map back to compiled resources', () => {
       schemas: [{ database: 'analytics', schema: 'features', owner: 'migrator' }],
       relations: [rel('t', 'table'), rel('t_id_seq', 'sequence', 't')],
       schemaAcl: [{ database: 'analytics', schema: 'features', role: 'alice', privilege: 'USAGE' }],
+      columnAcl: [],
       relationAcl: [...['SELECT', 'INSERT', 'UPDATE', 'DELETE'].map((p) => acl('t', 'table', p)), acl('t_id_seq', 'sequence', 'USAGE'), acl('t_id_seq', 'sequence', 'SELECT')],
       defaultAcl: [
         ...['SELECT', 'INSERT', 'UPDATE', 'DELETE'].map((privilege) => ({ database: 'analytics', schema: 'features', owner: 'migrator', objtype: 'table' as const, role: 'alice', privilege })),

@@ -95,6 +95,8 @@ export interface CatalogFacts {
   relations: RelationRow[];
   schemaAcl: AclRow[];
   relationAcl: AclRow[];
+  /** Column privileges (GRANT SELECT (col) ON t): never granted by datagrant, so always drift. */
+  columnAcl: AclRow[];
   defaultAcl: DefaultAclRow[];
   credentials: KnownCredential[];
 }
@@ -154,6 +156,7 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
     const level = a.kind === 'sequence' ? levelOfSequencePrivilege(a.privilege as SequencePrivilege) : levelOfTablePrivilege(a.privilege as TablePrivilege);
     tier(a.database, a.schema, a.role, level);
   }
+  for (const a of f.columnAcl) if (managed.has(a.role)) tier(a.database, a.schema, a.role, levelOfTablePrivilege(a.privilege as TablePrivilege));
   for (const d of f.defaultAcl) {
     if (!managed.has(d.role)) continue;
     const level = d.objtype === 'sequence' ? levelOfSequencePrivilege(d.privilege as SequencePrivilege) : levelOfTablePrivilege(d.privilege as TablePrivilege);
@@ -176,6 +179,7 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
   const schemaAclBy = group(f.schemaAcl, (a) => key(a.database, a.schema, a.role));
   const relationAclBy = group(f.relationAcl, (a) => key(a.database, a.schema, a.role));
   const defaultAclBy = group(f.defaultAcl, (a) => key(a.database, a.schema, a.role));
+  const columnAclBy = group(f.columnAcl, (a) => key(a.database, a.schema, a.role));
 
   for (const t of tiers.values()) {
     const schemaKey = key(t.database, t.schema);
@@ -220,7 +224,10 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
 
     const privileges: GrantPrivileges = {
       schema: sorted((schemaAclBy.get(roleKey) ?? []).filter((a) => levelOfSchemaPrivilege(a.privilege as SchemaPrivilege) === t.level).map((a) => a.privilege)),
-      tables: sorted(tablePrivs.flatMap((p) => coverage(p, scope, 'table', [], true))),
+      tables: sorted([
+        ...tablePrivs.flatMap((p) => coverage(p, scope, 'table', [], true)),
+        ...(columnAclBy.get(roleKey) ?? []).filter((a) => levelOfTablePrivilege(a.privilege as TablePrivilege) === t.level).map((a) => `${a.privilege} (columns)`),
+      ]),
       sequences: sorted(seqPrivs.flatMap((p) => coverage(p, seqScope, 'sequence', seqOutside, inc.sequences.includes(p)))),
       defaultTables: sorted(defaultTables),
       defaultSequences: sorted(defaultSequences),

@@ -243,6 +243,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       relations: [],
       schemaAcl: [],
       relationAcl: [],
+      columnAcl: [],
       defaultAcl: [],
       credentials: ropts.credentials,
     };
@@ -274,6 +275,13 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
           WHERE c.relkind IN ('r','p','v','m','f','S') AND a.grantee = ANY($1::oid[])`,
         [oids],
       );
+      const col = await q(
+        `SELECT DISTINCT n.nspname, c.relname, r.rolname, a.privilege_type
+           FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           CROSS JOIN LATERAL aclexplode(att.attacl) a JOIN pg_roles r ON r.oid = a.grantee
+          WHERE att.attacl IS NOT NULL AND c.relkind IN ('r','p','v','m','f') AND a.grantee = ANY($1::oid[])`,
+        [oids],
+      );
       // Defaults not tied to a schema (IN SCHEMA omitted) are outside the model and not read.
       const def = await q(
         `SELECT n.nspname, pg_get_userbyid(d.defaclrole) AS owner, d.defaclobjtype, r.rolname, a.privilege_type
@@ -286,6 +294,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         ...nsp.rows.map((r: { nspname: string }) => r.nspname),
         ...rel.rows.map((r: { nspname: string }) => r.nspname),
         ...def.rows.map((r: { nspname: string }) => r.nspname),
+        ...col.rows.map((r: { nspname: string }) => r.nspname),
       ]);
       const { owners, relations } = await schemaObjects(q, database, schemas);
       facts.schemas.push(...owners);
@@ -297,6 +306,16 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
           schema: r.nspname,
           relation: r.relname,
           kind: r.is_seq ? 'sequence' : 'table',
+          role: r.rolname,
+          privilege: r.privilege_type,
+        })),
+      );
+      facts.columnAcl.push(
+        ...col.rows.map((r: { nspname: string; relname: string; rolname: string; privilege_type: string }): AclRow => ({
+          database,
+          schema: r.nspname,
+          relation: r.relname,
+          kind: 'table',
           role: r.rolname,
           privilege: r.privilege_type,
         })),
@@ -489,6 +508,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         const r = ident(role);
 
         if (schemaPrivs.length) await q(`REVOKE ${schemaPrivs.join(', ')} ON SCHEMA ${sch} FROM ${r}`);
+        // A table-level REVOKE also revokes the same privilege granted on single columns.
         if (tablePrivs.length) await q(`REVOKE ${tablePrivs.join(', ')} ON ALL TABLES IN SCHEMA ${sch} FROM ${r}`);
         if (seqPrivs.length) await q(`REVOKE ${seqPrivs.join(', ')} ON ALL SEQUENCES IN SCHEMA ${sch} FROM ${r}`);
         for (const o of sortedUnique([...owners, ...defOwners])) {
