@@ -112,6 +112,32 @@ export function normalizePolicy(doc: unknown): Json {
   return { Version: String(d.Version ?? ''), Statement: out } as unknown as Json;
 }
 
+const alone = (s: Statement) => policySize({ Version: '2012-10-17', Statement: [s] });
+
+/**
+ * Merging unions resources (and actions), so one statement can outgrow a whole policy, for example
+ * a group reading 250 buckets. Splitting it again by resources, then by actions, cannot change
+ * evaluation: the same effect and condition apply to every part.
+ */
+function splitToFit(s: Statement, maxChars: number): Statement[] {
+  if (alone(s) <= maxChars) return [s];
+  for (const field of ['Resource', 'Action'] as const) {
+    if (s[field].length < 2) continue;
+    const parts: Statement[] = [];
+    let current: string[] = [];
+    for (const item of s[field]) {
+      if (current.length && alone({ ...s, [field]: [...current, item] }) > maxChars) {
+        parts.push({ ...s, [field]: current });
+        current = [];
+      }
+      current.push(item);
+    }
+    parts.push({ ...s, [field]: current });
+    return parts.flatMap((part) => (part[field].length < s[field].length ? splitToFit(part, maxChars) : [part]));
+  }
+  return [s];
+}
+
 /**
  * Split statements into as few documents as fit the managed-policy size limit (first fit, in
  * canonical order so the split is stable). Throws when one statement alone is too large.
@@ -121,7 +147,7 @@ export function packStatements(statements: Statement[], maxChars = MANAGED_POLIC
   const whole = policyDocument(merged);
   if (policySize(whole) <= maxChars) return [whole];
   const docs: Statement[][] = [];
-  for (const s of merged) {
+  for (const s of merged.flatMap((m) => splitToFit(m, maxChars))) {
     const fits = docs.find((d) => policySize({ Version: '2012-10-17', Statement: [...d, s] }) <= maxChars);
     if (fits) fits.push(s);
     else if (policySize({ Version: '2012-10-17', Statement: [s] }) <= maxChars) docs.push([s]);

@@ -1,0 +1,541 @@
+import { describe, expect, test } from 'vitest';
+import { compile } from '../../src/compile/index.js';
+import { compileAws, grantStatements, IAM_QUOTAS } from '../../src/compile/aws/compile.js';
+import { MANAGED_POLICY_MAX_CHARS, mergeStatements, packStatements, type PolicyDocument, type Statement } from '../../src/compile/aws/policy.js';
+import { CompileError } from '../../src/core/errors.js';
+import type { Level, Resource } from '../../src/core/types.js';
+import { specSchema, type Spec, type SpecInput } from '../../src/spec/schema.js';
+
+const NOW = new Date('2026-11-28T00:00:00Z');
+const BUCKET = 'ai-model-data';
+const ARN = `arn:aws:s3:::${BUCKET}`;
+
+const build = (input: Omit<SpecInput, 'version' | 'backends'> & { backends?: SpecInput['backends'] }): Spec =>
+  specSchema.parse({ version: 1, backends: { aws: { type: 'aws' } }, ...input });
+
+const byKind = (rs: Resource[], kind: string) => rs.filter((r) => r.kind === kind);
+const policyDoc = (rs: Resource[], name: string) => rs.find((r) => r.kind === 'policy' && r.name === name)?.attrs.document as unknown as PolicyDocument | undefined;
+const canonicalOrder = (ss: Statement[]) => [...ss].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+const nonWhitespace = (doc: PolicyDocument) => JSON.stringify(doc).replace(/\s/g, '').length;
+
+// The least-privilege table, written out by hand: what each level must grant, and nothing more.
+const OBJECT: Record<Level, string[]> = {
+  read: ['s3:GetObject', 's3:GetObjectVersion'],
+  write: ['s3:AbortMultipartUpload', 's3:GetObject', 's3:GetObjectVersion', 's3:ListMultipartUploadParts', 's3:PutObject'],
+  admin: [
+    's3:AbortMultipartUpload',
+    's3:DeleteObject',
+    's3:DeleteObjectVersion',
+    's3:GetObject',
+    's3:GetObjectVersion',
+    's3:ListMultipartUploadParts',
+    's3:PutObject',
+  ],
+};
+
+function expectedStatements(level: Level, prefix: string | undefined, condition?: Statement['Condition']): Statement[] {
+  const c = condition ? { Condition: condition } : {};
+  const object: Statement = { Effect: 'Allow', Action: OBJECT[level], Resource: [`${ARN}/${prefix ?? ''}*`], ...c };
+  if (!prefix) {
+    // A whole bucket: listing it all is the point, so ListBucket carries no condition.
+    const bucketActions = ['s3:GetBucketLocation', 's3:ListBucket', ...(level === 'read' ? [] : ['s3:ListBucketMultipartUploads'])];
+    return canonicalOrder([object, { Effect: 'Allow', Action: bucketActions, Resource: [ARN], ...c }]);
+  }
+  const listing: Statement = {
+    Effect: 'Allow',
+    Action: ['s3:ListBucket'],
+    Resource: [ARN],
+    Condition: { ...(condition ?? {}), StringLike: { 's3:prefix': [`${prefix}*`] } },
+  };
+  return canonicalOrder([object, { Effect: 'Allow', Action: ['s3:GetBucketLocation'], Resource: [ARN], ...c }, listing]);
+}
+
+describe('levels x prefix x group/direct', () => {
+  const cases: [Level, string | undefined, 'group' | 'direct'][] = [];
+  for (const level of ['read', 'write', 'admin'] as const) {
+    for (const prefix of [undefined, 'training/']) for (const via of ['group', 'direct'] as const) cases.push([level, prefix, via]);
+  }
+
+  test.each(cases)('%s, prefix %s, via %s', (level, prefix, via) => {
+    // GIVEN one grant, through a group or directly
+    const grant = { dataset: 'data', access: level };
+    const spec = build({
+      datasets: { data: { backend: 'aws', bucket: BUCKET, ...(prefix ? { prefix } : {}) } },
+      groups: via === 'group' ? { team: { grants: [grant] } } : {},
+      principals: { alice: { type: 'person', groups: via === 'group' ? ['team'] : [], grants: via === 'direct' ? [grant] : [] } },
+    });
+    // WHEN
+    const { resources } = compileAws(spec, 'aws', { now: NOW });
+    // THEN exactly the least-privilege statements, in one policy on the grant's holder
+    const policyName = via === 'group' ? 'dg-group-team' : 'dg-user-alice';
+    expect(byKind(resources, 'policy').map((p) => p.name)).toEqual([policyName]);
+    expect(policyDoc(resources, policyName)).toEqual({ Version: '2012-10-17', Statement: expectedStatements(level, prefix) });
+    const holder = via === 'group' ? ['group', 'team'] : ['user', 'alice'];
+    expect(byKind(resources, 'attachment').map((r) => r.attrs)).toEqual([{ entity: holder[0], entityName: holder[1], policy: policyName }]);
+    expect(byKind(resources, 'membership').map((r) => r.attrs)).toEqual(via === 'group' ? [{ group: 'team', user: 'alice' }] : []);
+    expect(byKind(resources, 'user').map((r) => r.name)).toEqual(['alice']);
+    expect(byKind(resources, 'key').map((r) => r.name)).toEqual(['alice']);
+  });
+
+  test('ListBucket is only ever conditioned on s3:prefix when the dataset has a prefix', () => {
+    for (const level of ['read', 'write', 'admin'] as const) {
+      const whole = grantStatements(BUCKET, undefined, { dataset: 'd', access: level });
+      expect(JSON.stringify(whole)).not.toContain('s3:prefix');
+      const prefixed = grantStatements(BUCKET, 'a/', { dataset: 'd', access: level });
+      const listing = prefixed.filter((s) => s.Action.includes('s3:ListBucket'));
+      expect(listing).toEqual([{ Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [ARN], Condition: { StringLike: { 's3:prefix': ['a/*'] } } }]);
+      // Listing in-progress uploads cannot be limited to a prefix, so a prefixed dataset never gets it.
+      expect(JSON.stringify(prefixed)).not.toContain('ListBucketMultipartUploads');
+    }
+  });
+
+  test('no action outside the table, and no wildcard action or resource outside the dataset', () => {
+    const spec = build({
+      datasets: { a: { backend: 'aws', bucket: BUCKET, prefix: 'x/' }, b: { backend: 'aws', bucket: 'other-bucket' } },
+      principals: { p: { type: 'service', grants: [{ dataset: 'a', access: 'admin' }, { dataset: 'b', access: 'admin' }] } },
+    });
+    const doc = policyDoc(compileAws(spec, 'aws', { now: NOW }).resources, 'dg-user-p')!;
+    const actions = new Set(doc.Statement.flatMap((s) => s.Action));
+    expect([...actions].sort()).toEqual([...new Set([...OBJECT.admin, 's3:GetBucketLocation', 's3:ListBucket', 's3:ListBucketMultipartUploads'])].sort());
+    for (const s of doc.Statement) {
+      expect(s.Effect).toBe('Allow');
+      for (const r of s.Resource) expect(r).toMatch(/^arn:aws:s3:::(ai-model-data(\/x\/\*)?|other-bucket(\/\*)?)$/);
+    }
+  });
+});
+
+describe('expiry', () => {
+  const EXP = '2027-01-31';
+  const cond = { DateLessThan: { 'aws:CurrentTime': ['2027-01-31T00:00:00Z'] } };
+
+  test.each([
+    ['no prefix', undefined],
+    ['a prefix', 'training/'],
+  ])('every statement of an expiring grant carries DateLessThan aws:CurrentTime (%s)', (_what, prefix) => {
+    const spec = build({
+      datasets: { data: { backend: 'aws', bucket: BUCKET, ...(prefix ? { prefix } : {}) } },
+      principals: { p: { type: 'service', grants: [{ dataset: 'data', access: 'write', expires: EXP }] } },
+    });
+    const doc = policyDoc(compileAws(spec, 'aws', { now: NOW }).resources, 'dg-user-p')!;
+    expect(doc.Statement).toEqual(expectedStatements('write', prefix, cond));
+    for (const s of doc.Statement) expect(s.Condition?.DateLessThan).toEqual({ 'aws:CurrentTime': ['2027-01-31T00:00:00Z'] });
+  });
+
+  test('an instant with an offset is converted to UTC in the condition', () => {
+    const [first] = grantStatements(BUCKET, undefined, { dataset: 'd', access: 'read', expires: '2027-01-31T12:30:00+02:00' });
+    expect(first!.Condition).toEqual({ DateLessThan: { 'aws:CurrentTime': ['2027-01-31T10:30:00Z'] } });
+  });
+
+  test('an expiring statement is never merged with an otherwise identical non-expiring one', () => {
+    // GIVEN two datasets naming the same bucket, one granted until a date and one for good
+    const spec = build({
+      datasets: { a: { backend: 'aws', bucket: BUCKET }, b: { backend: 'aws', bucket: BUCKET } },
+      principals: { p: { type: 'service', grants: [{ dataset: 'a', access: 'read', expires: EXP }, { dataset: 'b', access: 'read' }] } },
+    });
+    // WHEN
+    const doc = policyDoc(compileAws(spec, 'aws', { now: NOW }).resources, 'dg-user-p')!;
+    // THEN the forever grant keeps working after the expiry instant
+    expect(doc.Statement).toEqual(canonicalOrder([...expectedStatements('read', undefined), ...expectedStatements('read', undefined, cond)]));
+  });
+
+  test('an expired grant compiles to nothing; a principal whose only grants expired has no user and no key', () => {
+    const spec = build({
+      datasets: { a: { backend: 'aws', bucket: BUCKET }, b: { backend: 'aws', bucket: 'other-bucket' } },
+      groups: { g: { grants: [{ dataset: 'b', access: 'read', expires: '2026-11-01' }] } },
+      principals: {
+        gone: { type: 'service', grants: [{ dataset: 'a', access: 'read', expires: '2026-11-01' }] },
+        groupOnly: { type: 'person', groups: ['g'] },
+        mixed: { type: 'person', grants: [{ dataset: 'a', access: 'read', expires: '2026-11-01' }, { dataset: 'b', access: 'write' }] },
+      },
+    });
+    const { resources } = compileAws(spec, 'aws', { now: NOW });
+    expect(resources.map((r) => r.address)).toEqual([
+      'aws:group/g', // the group stays (it is in the spec) but holds no policy
+      'aws:user/mixed',
+      'aws:policy/dg-user-mixed',
+      'aws:attachment/user/mixed/dg-user-mixed',
+      'aws:key/mixed',
+    ]);
+    expect(JSON.stringify(policyDoc(resources, 'dg-user-mixed'))).not.toContain(BUCKET);
+    // The same spec a day before expiry grants everything.
+    const before = compileAws(spec, 'aws', { now: new Date('2026-10-31T00:00:00Z') }).resources;
+    expect(byKind(before, 'user').map((r) => r.name)).toEqual(['gone', 'groupOnly', 'mixed']);
+    expect(byKind(before, 'key').map((r) => r.name)).toEqual(['gone', 'groupOnly', 'mixed']);
+  });
+
+  test('compile() notes grants expiring within 7 days, and not those expired or further out', () => {
+    const spec = build({
+      datasets: { a: { backend: 'aws', bucket: BUCKET } },
+      groups: { g: { grants: [{ dataset: 'a', access: 'read', expires: '2026-12-01' }] } },
+      principals: {
+        p: { type: 'service', grants: [{ dataset: 'a', access: 'write', expires: '2026-12-05T00:00:00Z' }] },
+        q: { type: 'service', grants: [{ dataset: 'a', access: 'write', expires: '2026-12-05T00:00:01Z' }] },
+        r: { type: 'service', grants: [{ dataset: 'a', access: 'write', expires: '2026-11-27' }] },
+      },
+    });
+    const { notices, desired } = compile(spec, NOW);
+    expect(notices).toEqual([
+      { level: 'info', message: 'group g: read access to a expires at 2026-12-01T00:00:00.000Z (in 3 days)' },
+      { level: 'info', message: 'principal p: write access to a expires at 2026-12-05T00:00:00.000Z (in 7 days)' },
+    ]);
+    expect(Object.keys(desired)).toEqual(['aws']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// A small IAM evaluator for the statements datagrant writes (Allow only; exact action names;
+// `*` in resources and StringLike; DateLessThan on aws:CurrentTime). Enough to prove that merging
+// and packing never change what a policy allows.
+
+interface Request {
+  action: string;
+  resource: string;
+  /** The s3:prefix request context key; absent when undefined. */
+  prefix?: string;
+  time: string;
+}
+
+const glob = (pattern: string, value: string) =>
+  new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('.*')}$`).test(value);
+
+function conditionHolds(c: Statement['Condition'], req: Request): boolean {
+  for (const [op, kv] of Object.entries(c ?? {})) {
+    for (const [key, values] of Object.entries(kv)) {
+      if (op === 'StringLike' && key === 's3:prefix') {
+        if (req.prefix === undefined || !values.some((v) => glob(v, req.prefix!))) return false;
+      } else if (op === 'DateLessThan' && key === 'aws:CurrentTime') {
+        if (!values.some((v) => Date.parse(req.time) < Date.parse(v))) return false;
+      } else {
+        throw new Error(`evaluator does not know ${op} ${key}`);
+      }
+    }
+  }
+  return true;
+}
+
+const allows = (statements: Statement[], req: Request) =>
+  statements.some(
+    (s) => s.Effect === 'Allow' && s.Action.includes(req.action) && s.Resource.some((r) => glob(r, req.resource)) && conditionHolds(s.Condition, req),
+  );
+
+function mulberry32(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const BUCKETS = ['bucket-a', 'bucket-b'];
+const PREFIXES = [undefined, 'a/', 'a/b/', 'c/'];
+const EXPIRIES = [undefined, undefined, '2027-01-01', '2027-06-01'];
+const ALL_ACTIONS = [...OBJECT.admin, 's3:GetBucketLocation', 's3:ListBucket', 's3:ListBucketMultipartUploads', 's3:DeleteBucket'];
+const TIMES = ['2026-12-01T00:00:00Z', '2027-03-01T00:00:00Z', '2027-09-01T00:00:00Z'];
+
+function requests(): Request[] {
+  const out: Request[] = [];
+  for (const bucket of [...BUCKETS, 'bucket-c']) {
+    const resources = [`arn:aws:s3:::${bucket}`, ...['x', 'a/x', 'a/b/x', 'c/x', 'ab/x'].map((k) => `arn:aws:s3:::${bucket}/${k}`)];
+    for (const resource of resources) {
+      for (const action of ALL_ACTIONS) {
+        for (const prefix of [undefined, '', 'a/', 'a/b/', 'c/', 'ab/']) for (const time of TIMES) out.push({ action, resource, prefix, time });
+      }
+    }
+  }
+  return out;
+}
+
+function randomStatements(rand: () => number): Statement[] {
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
+  const n = 1 + Math.floor(rand() * 8);
+  const out: Statement[] = [];
+  for (let i = 0; i < n; i++) {
+    const expires = pick(EXPIRIES);
+    out.push(...grantStatements(pick(BUCKETS), pick(PREFIXES), { dataset: 'd', access: pick(['read', 'write', 'admin'] as const), ...(expires ? { expires } : {}) }));
+  }
+  return out;
+}
+
+describe('merging and packing never change evaluation', () => {
+  const reqs = requests();
+  const allowedSet = (ss: Statement[]) => reqs.filter((r) => allows(ss, r)).map((r) => JSON.stringify(r));
+
+  test.each(Array.from({ length: 40 }, (_, i) => [1000 + i]))('random grant set, seed %i', (seed) => {
+    // GIVEN the raw statements of a random set of grants
+    const raw = randomStatements(mulberry32(seed));
+    const expected = allowedSet(raw);
+    // WHEN merged, and packed into small documents (forcing splits)
+    const merged = mergeStatements(raw);
+    const packed = packStatements(raw, 400).flatMap((d) => d.Statement);
+    // THEN exactly the same requests are allowed
+    expect(allowedSet(merged)).toEqual(expected);
+    expect(allowedSet(packed)).toEqual(expected);
+    expect(merged.length).toBeLessThanOrEqual(raw.length);
+    // and merging is a fixpoint: merging again changes nothing
+    expect(mergeStatements(merged)).toEqual(merged);
+  });
+
+  test('the evaluator itself tells the levels apart (so the property above is not vacuous)', () => {
+    const read = grantStatements('bucket-a', 'a/', { dataset: 'd', access: 'read' });
+    const at = '2026-12-01T00:00:00Z';
+    expect(allows(read, { action: 's3:GetObject', resource: 'arn:aws:s3:::bucket-a/a/x', time: at })).toBe(true);
+    expect(allows(read, { action: 's3:GetObject', resource: 'arn:aws:s3:::bucket-a/c/x', time: at })).toBe(false);
+    expect(allows(read, { action: 's3:PutObject', resource: 'arn:aws:s3:::bucket-a/a/x', time: at })).toBe(false);
+    expect(allows(read, { action: 's3:ListBucket', resource: 'arn:aws:s3:::bucket-a', prefix: 'a/', time: at })).toBe(true);
+    expect(allows(read, { action: 's3:ListBucket', resource: 'arn:aws:s3:::bucket-a', prefix: 'c/', time: at })).toBe(false);
+    expect(allows(read, { action: 's3:ListBucket', resource: 'arn:aws:s3:::bucket-a', time: at })).toBe(false);
+    const expiring = grantStatements('bucket-a', undefined, { dataset: 'd', access: 'read', expires: '2027-01-01' });
+    expect(allows(expiring, { action: 's3:GetObject', resource: 'arn:aws:s3:::bucket-a/x', time: at })).toBe(true);
+    expect(allows(expiring, { action: 's3:GetObject', resource: 'arn:aws:s3:::bucket-a/x', time: '2027-01-01T00:00:00Z' })).toBe(false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+function shuffled<T>(xs: T[], rand: () => number): T[] {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+const shuffleRecord = <T>(r: Record<string, T>, rand: () => number) => Object.fromEntries(shuffled(Object.entries(r), rand));
+
+describe('canonical output', () => {
+  const input = () => {
+    const datasets: Record<string, { backend: string; bucket: string; prefix?: string }> = {};
+    for (let i = 0; i < 12; i++) datasets[`ds-${i}`] = { backend: 'aws', bucket: `bucket-${i % 3}`, ...(i % 2 ? { prefix: `p${i}/` } : {}) };
+    const levels = ['read', 'write', 'admin'] as const;
+    const groups: Record<string, { grants: { dataset: string; access: Level; expires?: string }[] }> = {};
+    for (let g = 0; g < 4; g++) groups[`team-${g}`] = { grants: [0, 1, 2, 3].map((k) => ({ dataset: `ds-${(g * 3 + k) % 12}`, access: levels[(g + k) % 3]!, ...(k === 2 ? { expires: '2027-05-01' } : {}) })) };
+    const principals: Record<string, { type: 'person' | 'service'; groups: string[]; grants: { dataset: string; access: Level }[] }> = {};
+    for (let p = 0; p < 8; p++) {
+      principals[`user-${p}`] = {
+        type: p % 2 ? 'service' : 'person',
+        groups: [`team-${p % 4}`, `team-${(p + 1) % 4}`],
+        grants: [0, 1, 2].map((k) => ({ dataset: `ds-${(p + k * 5) % 12}`, access: levels[(p + k) % 3]! })),
+      };
+    }
+    return { datasets, groups, principals };
+  };
+
+  const compileShuffled = (seed: number) => {
+    const rand = mulberry32(seed);
+    const { datasets, groups, principals } = input();
+    const spec = build({
+      datasets: shuffleRecord(datasets, rand),
+      groups: shuffleRecord(Object.fromEntries(Object.entries(groups).map(([k, g]) => [k, { grants: shuffled(g.grants, rand) }])), rand),
+      principals: shuffleRecord(
+        Object.fromEntries(Object.entries(principals).map(([k, p]) => [k, { ...p, groups: shuffled(p.groups, rand), grants: shuffled(p.grants, rand) }])),
+        rand,
+      ),
+    });
+    return compileAws(spec, 'aws', { now: NOW }).resources;
+  };
+
+  test('shuffling datasets, grants, groups and principals yields byte-identical policies and resource lists', () => {
+    const reference = compileShuffled(1);
+    const docs = (rs: Resource[]) => byKind(rs, 'policy').map((p) => `${p.name} ${JSON.stringify(p.attrs.document)}`);
+    expect(byKind(reference, 'policy').length).toBeGreaterThan(8);
+    for (const seed of [2, 3, 4, 5, 6, 7]) {
+      const other = compileShuffled(seed);
+      expect(docs(other)).toEqual(docs(reference));
+      expect(JSON.stringify(other)).toBe(JSON.stringify(reference));
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('IAM quotas', () => {
+  /** `n` datasets with a prefix each: every one adds a ListBucket statement that cannot merge. */
+  const prefixed = (n: number) =>
+    Object.fromEntries(Array.from({ length: n }, (_, i) => [`ds-${String(i).padStart(4, '0')}`, { backend: 'aws', bucket: BUCKET, prefix: `datasets/${String(i).padStart(4, '0')}/` }]));
+  const readAll = (n: number) => Array.from({ length: n }, (_, i) => ({ dataset: `ds-${String(i).padStart(4, '0')}`, access: 'read' as const }));
+
+  test('a group over 6,144 characters is packed into dg-group-x, dg-group-x-2, … each within the limit', () => {
+    // GIVEN a group whose statements need several policies
+    const spec = build({ datasets: prefixed(100), groups: { x: { grants: readAll(100) } }, principals: { alice: { type: 'person', groups: ['x'] } } });
+    // WHEN
+    const { resources } = compileAws(spec, 'aws', { now: NOW });
+    // THEN
+    const policies = byKind(resources, 'policy');
+    expect(policies.length).toBeGreaterThan(1);
+    expect(policies.map((p) => p.name)).toEqual(['dg-group-x', ...Array.from({ length: policies.length - 1 }, (_, i) => `dg-group-x-${i + 2}`)]);
+    for (const p of policies) expect(nonWhitespace(p.attrs.document as unknown as PolicyDocument)).toBeLessThanOrEqual(MANAGED_POLICY_MAX_CHARS);
+    expect(byKind(resources, 'attachment').map((a) => a.address)).toEqual(policies.map((p) => `aws:attachment/group/x/${p.name}`));
+    // and together they say exactly what one unlimited policy would
+    const all = policies.flatMap((p) => (p.attrs.document as unknown as PolicyDocument).Statement);
+    expect(canonicalOrder(all)).toEqual(mergeStatements(readAll(100).flatMap((g, i) => grantStatements(BUCKET, `datasets/${String(i).padStart(4, '0')}/`, g))));
+  });
+
+  test('one merged statement larger than a policy (a group reading 250 buckets) is split, not refused', () => {
+    const datasets = Object.fromEntries(Array.from({ length: 250 }, (_, i) => [`d${i}`, { backend: 'aws', bucket: `bucket-number-${i}` }]));
+    const grants = Object.keys(datasets).map((dataset) => ({ dataset, access: 'read' as const }));
+    const spec = build({ datasets, groups: { wide: { grants } }, principals: { a: { type: 'person', groups: ['wide'] } } });
+    const policies = byKind(compileAws(spec, 'aws', { now: NOW }).resources, 'policy');
+    expect(policies.length).toBeGreaterThan(1);
+    const statements = policies.flatMap((p) => (p.attrs.document as unknown as PolicyDocument).Statement);
+    for (const p of policies) expect(nonWhitespace(p.attrs.document as unknown as PolicyDocument)).toBeLessThanOrEqual(MANAGED_POLICY_MAX_CHARS);
+    const objectResources = statements.filter((s) => s.Action.includes('s3:GetObject')).flatMap((s) => s.Resource);
+    expect(objectResources.sort()).toEqual(Array.from({ length: 250 }, (_, i) => `arn:aws:s3:::bucket-number-${i}/*`).sort());
+  });
+
+  test.each([
+    ['group', (n: number) => ({ groups: { big: { grants: readAll(n) } }, principals: { alice: { type: 'person' as const, groups: ['big'] } } }), 'backend aws: group big: needs', 'IAM allows 10 per group'],
+    ['user', (n: number) => ({ principals: { alice: { type: 'person' as const, grants: readAll(n) } } }), 'backend aws: principal alice: needs', 'IAM allows 10 per user'],
+  ])('more than 10 policies for a %s is a CompileError naming it and the limit', (_what, shape, start, limit) => {
+    const n = 700;
+    let error: unknown;
+    try {
+      compileAws(build({ datasets: prefixed(n), ...shape(n) }), 'aws', { now: NOW });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(CompileError);
+    const [problem] = (error as CompileError).problems;
+    expect(problem).toMatch(new RegExp(`^${start} \\d+ managed policies; ${limit}$`));
+    expect(IAM_QUOTAS.policiesPerEntity).toBe(10);
+  });
+
+  test('ten groups per user is fine; eleven is a CompileError naming the principal and the limit', () => {
+    const make = (n: number) => {
+      const groups = Object.fromEntries(Array.from({ length: n }, (_, i) => [`g${i}`, { grants: [{ dataset: 'd', access: 'read' as const }] }]));
+      return build({ datasets: { d: { backend: 'aws', bucket: BUCKET } }, groups, principals: { alice: { type: 'person', groups: Object.keys(groups) } } });
+    };
+    expect(byKind(compileAws(make(10), 'aws', { now: NOW }).resources, 'membership')).toHaveLength(10);
+    expect(() => compileAws(make(11), 'aws', { now: NOW })).toThrow(new CompileError(['backend aws: principal alice: is in 11 groups on backend aws; IAM allows 10 per user']));
+  });
+});
+
+describe('names, paths, tags and dependencies', () => {
+  test('every resource of a small spec, exactly', () => {
+    const spec = build({
+      backends: { aws: { type: 'aws', iamPath: '/ml/datagrant/' } },
+      settings: { rotate: '30d', rotationGrace: '12h' },
+      datasets: { data: { backend: 'aws', bucket: BUCKET, prefix: 'training/' }, out: { backend: 'aws', bucket: 'ai-model-artifacts' } },
+      groups: { researchers: { grants: [{ dataset: 'data', access: 'read' }] }, unused: {} },
+      principals: {
+        alice: { type: 'person', email: 'alice@example.com', groups: ['researchers'] },
+        trainer: { type: 'service', groups: ['researchers'], grants: [{ dataset: 'out', access: 'write' }], rotate: '90d' },
+      },
+    });
+    const { resources, notices } = compileAws(spec, 'aws', { now: NOW });
+    expect(notices).toEqual([]);
+    const path = '/ml/datagrant/';
+    const base = { backend: 'aws' };
+    expect(resources.map(({ attrs, ...r }) => ({ ...r, attrs: r.kind === 'policy' ? { ...attrs, document: '…' } : attrs }))).toEqual([
+      { ...base, address: 'aws:group/researchers', kind: 'group', name: 'researchers', attrs: { path }, immutable: [], deps: [] },
+      { ...base, address: 'aws:policy/dg-group-researchers', kind: 'policy', name: 'dg-group-researchers', attrs: { path, document: '…' }, immutable: ['path'], deps: [] },
+      {
+        ...base,
+        address: 'aws:attachment/group/researchers/dg-group-researchers',
+        kind: 'attachment',
+        name: 'dg-group-researchers',
+        attrs: { entity: 'group', entityName: 'researchers', policy: 'dg-group-researchers' },
+        immutable: ['entity', 'entityName', 'policy'],
+        deps: ['aws:group/researchers', 'aws:policy/dg-group-researchers'],
+      },
+      {
+        ...base,
+        address: 'aws:user/alice',
+        kind: 'user',
+        name: 'alice',
+        attrs: { path, tags: { 'datagrant:managed': 'true', 'datagrant:type': 'person', 'datagrant:email': 'alice@example.com' } },
+        immutable: [],
+        deps: [],
+      },
+      {
+        ...base,
+        address: 'aws:membership/researchers/alice',
+        kind: 'membership',
+        name: 'alice',
+        attrs: { group: 'researchers', user: 'alice' },
+        immutable: ['group', 'user'],
+        deps: ['aws:user/alice', 'aws:group/researchers'],
+      },
+      {
+        ...base,
+        address: 'aws:key/alice',
+        kind: 'key',
+        name: 'alice',
+        attrs: { user: 'alice', status: 'Active' },
+        immutable: ['user'],
+        deps: ['aws:user/alice', 'aws:membership/researchers/alice'],
+        lifecycle: { rotateAfterSeconds: 30 * 86400, graceSeconds: 12 * 3600 },
+      },
+      { ...base, address: 'aws:user/trainer', kind: 'user', name: 'trainer', attrs: { path, tags: { 'datagrant:managed': 'true', 'datagrant:type': 'service' } }, immutable: [], deps: [] },
+      {
+        ...base,
+        address: 'aws:membership/researchers/trainer',
+        kind: 'membership',
+        name: 'trainer',
+        attrs: { group: 'researchers', user: 'trainer' },
+        immutable: ['group', 'user'],
+        deps: ['aws:user/trainer', 'aws:group/researchers'],
+      },
+      { ...base, address: 'aws:policy/dg-user-trainer', kind: 'policy', name: 'dg-user-trainer', attrs: { path, document: '…' }, immutable: ['path'], deps: [] },
+      {
+        ...base,
+        address: 'aws:attachment/user/trainer/dg-user-trainer',
+        kind: 'attachment',
+        name: 'dg-user-trainer',
+        attrs: { entity: 'user', entityName: 'trainer', policy: 'dg-user-trainer' },
+        immutable: ['entity', 'entityName', 'policy'],
+        deps: ['aws:user/trainer', 'aws:policy/dg-user-trainer'],
+      },
+      {
+        ...base,
+        address: 'aws:key/trainer',
+        kind: 'key',
+        name: 'trainer',
+        attrs: { user: 'trainer', status: 'Active' },
+        immutable: ['user'],
+        // The key is handed out last: it must work the moment it exists.
+        deps: ['aws:user/trainer', 'aws:membership/researchers/trainer', 'aws:attachment/user/trainer/dg-user-trainer'],
+        lifecycle: { rotateAfterSeconds: 90 * 86400, graceSeconds: 12 * 3600 },
+      },
+    ]);
+  });
+
+  test('defaults: IAM path /datagrant/, grace 24h, no rotation unless asked', () => {
+    const spec = build({ datasets: { d: { backend: 'aws', bucket: BUCKET } }, principals: { p: { type: 'service', grants: [{ dataset: 'd', access: 'read' }] } } });
+    const { resources } = compileAws(spec, 'aws', { now: NOW });
+    expect(byKind(resources, 'user')[0]!.attrs.path).toBe('/datagrant/');
+    expect(byKind(resources, 'key')[0]!.lifecycle).toEqual({ graceSeconds: 86400 });
+  });
+
+  test('every dependency names a resource of the same desired state', () => {
+    const spec = build({
+      datasets: { d: { backend: 'aws', bucket: BUCKET }, e: { backend: 'aws', bucket: 'other-bucket', prefix: 'x/' } },
+      groups: { g: { grants: [{ dataset: 'd', access: 'read' }] }, h: { grants: [{ dataset: 'e', access: 'write' }] } },
+      principals: { p: { type: 'service', groups: ['h', 'g'], grants: [{ dataset: 'e', access: 'admin' }] }, q: { type: 'person', groups: ['g'] } },
+    });
+    const { resources } = compileAws(spec, 'aws', { now: NOW });
+    const addresses = new Set(resources.map((r) => r.address));
+    expect(addresses.size).toBe(resources.length);
+    for (const r of resources) for (const d of r.deps) expect(addresses).toContain(d);
+  });
+
+  test('only this backend: grants on another aws backend or on postgres make no IAM objects here', () => {
+    const spec = build({
+      backends: { aws: { type: 'aws' }, other: { type: 'aws' }, wh: { type: 'postgres', url: 'postgres://x' } },
+      datasets: { d: { backend: 'other', bucket: BUCKET }, f: { backend: 'wh', database: 'analytics', schema: 'features' } },
+      groups: { g: { grants: [{ dataset: 'd', access: 'read' }, { dataset: 'f', access: 'read' }] } },
+      principals: { p: { type: 'person', groups: ['g'] } },
+    });
+    expect(compileAws(spec, 'aws', { now: NOW }).resources).toEqual([]);
+    expect(compileAws(spec, 'other', { now: NOW }).resources.map((r) => r.address)).toEqual([
+      'other:group/g',
+      'other:policy/dg-group-g',
+      'other:attachment/group/g/dg-group-g',
+      'other:user/p',
+      'other:membership/g/p',
+      'other:key/p',
+    ]);
+  });
+});
