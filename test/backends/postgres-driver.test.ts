@@ -1,9 +1,11 @@
 // The postgres driver against a real server: apply compiled changes, read them back, and prove
 // with the issued passwords what each role can and cannot do.
+import { createHash, createHmac } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Backend, KnownCredential } from '../../src/backends/backend.js';
 import { createPostgresBackend } from '../../src/backends/postgres/driver.js';
+import { ident, literal, scramVerifier } from '../../src/backends/postgres/sql.js';
 import { compilePostgres } from '../../src/compile/postgres/compile.js';
 import { BackendError } from '../../src/core/errors.js';
 import type { Change, DesiredState, Plan } from '../../src/core/types.js';
@@ -271,5 +273,42 @@ describe('postgres driver', () => {
     expect(sent.some((s) => s.includes('SCRAM-SHA-256$4096:'))).toBe(true);
     for (const pw of issued) expect(sent.filter((s) => s.includes(pw))).toEqual([]);
     expect(urlFor(main)).toContain(main);
+  });
+});
+
+describe('SQL helpers', () => {
+  test("the SCRAM-SHA-256 verifier matches RFC 7677's example exchange", async () => {
+    // GIVEN the RFC's password, salt and messages
+    const salt = Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64');
+    const nonce = 'rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0';
+    const authMessage = `n=user,r=rOprNGfwEbeRWgbNEkqO,r=${nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r=${nonce}`;
+    // WHEN we compute the verifier
+    const v = await scramVerifier('pencil', salt);
+    const m = /^SCRAM-SHA-256\$4096:([^$]+)\$([^:]+):(.+)$/.exec(v)!;
+    const storedKey = Buffer.from(m[2]!, 'base64');
+    const serverKey = Buffer.from(m[3]!, 'base64');
+    // THEN the server signature is the RFC's, and the RFC's client proof verifies against StoredKey
+    expect(m[1]).toBe('W22ZaJ0SNY7soEsUEjb6gQ==');
+    expect(createHmac('sha256', serverKey).update(authMessage).digest('base64')).toBe('6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=');
+    const clientSignature = createHmac('sha256', storedKey).update(authMessage).digest();
+    const proof = Buffer.from('dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=', 'base64');
+    const clientKey = Buffer.from(proof.map((b, i) => b ^ clientSignature[i]!));
+    expect(createHash('sha256').update(clientKey).digest().equals(storedKey)).toBe(true);
+  });
+
+  test.each([
+    ['plain', '"plain"'],
+    ['with "quotes"', '"with ""quotes"""'],
+    ['Mixed.Case-name', '"Mixed.Case-name"'],
+  ])('ident(%j)', (input, quoted) => {
+    expect(ident(input)).toBe(quoted);
+  });
+
+  test('ident and literal refuse NUL; literal doubles quotes and escapes backslashes', () => {
+    expect(() => ident('a\0b')).toThrow();
+    expect(() => ident('')).toThrow();
+    expect(() => literal('a\0b')).toThrow();
+    expect(literal("it's")).toBe("'it''s'");
+    expect(literal('a\\b')).toBe("E'a\\\\b'");
   });
 });
