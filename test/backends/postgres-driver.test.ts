@@ -13,6 +13,8 @@ import { diff } from '../../src/plan/diff.js';
 import { specSchema, type Spec, type SpecInput } from '../../src/spec/schema.js';
 import { adminQuery, connectAs, expectLoginRefused, expectPermissionDenied, expectPgError, pgFixture, queryAs, testPgUrl, urlFor } from '../support/pg.js';
 
+// Fails the whole file at load, not as skipped tests, when there is no server.
+testPgUrl();
 const fx = pgFixture('dgpg');
 const B = 'wh';
 const alice = fx.name('alice');
@@ -31,7 +33,6 @@ const sent: string[] = [];
 const originalQuery = pg.Client.prototype.query;
 
 beforeAll(async () => {
-  testPgUrl(); // fail loudly, before anything else, when there is no server
   (pg.Client.prototype as unknown as { query: (...a: unknown[]) => unknown }).query = function (this: pg.Client, ...args: unknown[]) {
     const [first, values] = args as [unknown, unknown];
     const text = typeof first === 'string' ? first : (first as { text?: string } | null)?.text ?? '';
