@@ -72,12 +72,22 @@ export function diff(
         const retireAt = before.lifecycle?.retireAt;
         // A forced rotation cuts a superseded credential's grace short: at most two may exist.
         const forced = opts.forceRotate?.some((a) => address.startsWith(`${a}~`)) ?? false;
-        if (retireAt && Date.parse(retireAt) > now && !forced) {
+        // Deprovisioning is immediate: once the credential's slot (its principal) leaves the spec,
+        // a superseded credential gets no grace either, or it would outlive its principal.
+        const slot = address.includes('~') ? address.slice(0, address.indexOf('~')) : undefined;
+        const orphaned = retireAt !== undefined && slot !== undefined && !want.has(slot);
+        if (retireAt && Date.parse(retireAt) > now && !forced && !orphaned) {
           notices.push({ level: 'info', address, message: `superseded credential stays valid until ${retireAt} (rotation grace), then is deleted` });
           continue;
         }
         const drift = opts.applied !== undefined && applied === undefined && !retireAt;
-        const reason = retireAt ? 'rotation grace ended' : drift ? 'not made by datagrant' : 'no longer in spec';
+        const reason = orphaned && Date.parse(retireAt) > now
+          ? 'superseded credential of a principal removed from the spec'
+          : retireAt
+            ? 'rotation grace ended'
+            : drift
+              ? 'not made by datagrant'
+              : 'no longer in spec';
         changes.push({ ...base, action: 'delete', before, after: null, drift, reason });
         continue;
       }
