@@ -258,13 +258,19 @@ describe('postgres driver', () => {
     expect(await queryAs(second, passwordOf(dave), 'SELECT v FROM features.a')).toEqual([{ v: 'far' }]);
     await expectPermissionDenied(second, passwordOf(dave), `INSERT INTO features.a VALUES ('x')`);
     await adminQuery(second, `CREATE TABLE features.dave_owns (x int); ALTER TABLE features.dave_owns OWNER TO "${dave}"`);
+    const davePw = passwordOf(dave);
     const removal = await plan(makeSpec((s) => delete s.principals![alice]));
     const drop = removal.changes.find((c) => c.address === `${B}:role/${dave}`)!;
-    await apply({ ...removal, changes: removal.changes.filter((c) => c !== drop) });
+    const pwDelete = removal.changes.find((c) => c.address === `${B}:password/${dave}`)!;
+    // The password stays set, to prove that the refused drop still locks the role out.
+    await apply({ ...removal, changes: removal.changes.filter((c) => c !== drop && c !== pwDelete) });
     const err = await backend.execute(drop).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);
     expect((err as Error).message).toMatch(/owns table features\.dave_owns in database/);
+    // Not dropped, but locked out at once.
+    await expectLoginRefused(second, davePw);
     await adminQuery(second, 'DROP TABLE features.dave_owns');
+    await backend.execute(pwDelete);
     await backend.execute(drop);
     expect(summary(await plan(makeSpec((s) => delete s.principals![alice])))).toEqual([]);
   });

@@ -602,6 +602,11 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     });
     if (!state) return {};
 
+    // Lock out first, whatever happens next: no new logins, and open sessions (which keep their
+    // privileges until they end) are ended.
+    await admin((q) => q(`ALTER ROLE ${ident(role)} NOLOGIN`), false);
+    await admin((q) => q('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()', [state.live.oid]), false);
+
     const owned = state.deps.filter((d) => d.deptype === 'o');
     if (owned.length) {
       const names: string[] = [];
@@ -612,20 +617,13 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         names.push(`${(d.rows[0] as { what: string }).what}${o.dbid === '0' ? '' : ` in database ${where}`}`);
       }
       throw new BackendError(
-        `${name}: role ${role} owns ${names.sort().join(', ')}; datagrant does not drop or reassign data — move or drop ${owned.length > 1 ? 'them' : 'it'} by hand (REASSIGN OWNED BY ${role} TO …), then apply again`,
+        `${name}: role ${role} owns ${names.sort().join(', ')}; its login is disabled and its sessions ended, but datagrant does not drop or reassign data — move or drop ${owned.length > 1 ? 'them' : 'it'} by hand (REASSIGN OWNED BY ${role} TO …), then apply again`,
         name,
         'owns-objects',
         false,
         address,
       );
     }
-
-    await admin(async (q) => {
-      await lock(q, `role:${role}`);
-      await q(`ALTER ROLE ${ident(role)} NOLOGIN`);
-    });
-    // An open session keeps its privileges until it ends: end it.
-    await admin((q) => q('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()', [state.live.oid]), false);
 
     // Nothing is owned, so DROP OWNED only revokes: privileges and default privileges per database.
     const databases = sortedUnique(state.deps.filter((d) => d.dbid !== '0' && d.datname).map((d) => d.datname!));
