@@ -21,6 +21,7 @@ const alice = fx.name('alice');
 const bob = fx.name('bob');
 const carol = fx.name('carol');
 const dave = fx.name('dave');
+const erin = fx.name('erin');
 const readers = fx.name('readers');
 const owner = fx.role(fx.name('owner'));
 const ownerPassword = 'owner-pw-for-tests';
@@ -76,6 +77,7 @@ function makeSpec(extra: (s: SpecInput) => void = () => undefined): Spec {
     datasets: {
       features: { backend: B, database: main, schema: 'features' },
       features_b: { backend: B, database: main, schema: 'features', tables: ['b'] },
+      features_a: { backend: B, database: main, schema: 'features', tables: ['a'] },
       far: { backend: B, database: second, schema: 'features' },
     },
     groups: { [readers]: { grants: [{ dataset: 'features', access: 'read' }] } },
@@ -247,6 +249,28 @@ describe('postgres driver', () => {
     expect(summary(await plan(spec))).toEqual([]);
     // Deleting what is gone succeeds.
     await backend.execute(p.changes.find((c) => c.kind === 'role')!);
+  });
+
+  test('listed tables: write on one table (and its sequence) only; VALID UNTIL set and moved', async () => {
+    const withErin = (expires: string) =>
+      makeSpec((s) => {
+        s.principals![erin] = { type: 'service', grants: [{ dataset: 'features_a', access: 'write', expires }] };
+      });
+    await apply(await plan(withErin('2099-01-01')));
+    expect(summary(await plan(withErin('2099-01-01')))).toEqual([]);
+    const e = passwordOf(erin);
+    await queryAs(main, e, `INSERT INTO features.a (v) VALUES ('from erin')`);
+    await expectPermissionDenied(main, e, 'SELECT * FROM features.b');
+    await expectPermissionDenied(main, e, 'SELECT * FROM features.later');
+    const until = async () => (await adminQuery<{ t: string }>('postgres', `SELECT to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS t FROM pg_roles WHERE rolname = $1`, [erin])).rows[0]!.t;
+    expect(await until()).toBe('2099-01-01');
+    const moved = await plan(withErin('2098-06-30'));
+    expect(summary(moved)).toEqual([`update ${B}:role/${erin}`]);
+    await apply(moved);
+    expect(await until()).toBe('2098-06-30');
+    expect(summary(await plan(withErin('2098-06-30')))).toEqual([]);
+    await apply(await plan(makeSpec()));
+    expect(summary(await plan(makeSpec()))).toEqual([]);
   });
 
   test('a role that owns objects is not dropped; the error names them', async () => {
