@@ -169,7 +169,14 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, src: Sou
     }
     const value = valueAt(raw, path);
     if (value === undefined) {
-      out.push(src.problem(path.slice(0, -1), `${formatPath(path) || 'spec'} is required`, true));
+      const missing = String(path[path.length - 1]);
+      const hint = REQUIRED_HINTS[`${String(path[0])}.${missing}`] ?? REQUIRED_HINTS[missing];
+      out.push(src.problem(path.slice(0, -1), `missing required key ${JSON.stringify(missing)}${hint ? ` (${hint})` : ''}`, true));
+      continue;
+    }
+    if (issue.code === 'invalid_type') {
+      const expected = KINDS[issue.expected] ?? issue.expected;
+      out.push(src.problem(path, `must be ${expected}, not ${describeKind(value)}${value !== null && typeof value === 'object' ? '' : ` (got ${describe(value)})`}`));
       continue;
     }
     const shown =
@@ -180,6 +187,27 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, src: Sou
   }
   return out;
 }
+
+/** What a required key holds, for the message when it is missing. */
+const REQUIRED_HINTS: Record<string, string> = {
+  version: 'the spec format version: 1',
+  backends: 'a mapping of backend names to { type: aws } or { type: postgres, url: ... }',
+  'backends.type': 'aws or postgres',
+  'principals.type': 'person or service',
+  access: 'read, write or admin',
+  dataset: 'the name of a dataset under datasets',
+  backend: 'the name of a backend under backends',
+  url: 'a postgres:// URL, or ${VAR} to read it from the environment',
+};
+
+const KINDS: Record<string, string> = {
+  array: 'a list (for example [a, b])',
+  object: 'a mapping (key: value)',
+  record: 'a mapping (name: value)',
+  string: 'text',
+  number: 'a number',
+  boolean: 'true or false',
+};
 
 const KEYS: Record<string, string> = {
   '': 'version, settings, backends, datasets, groups, principals, scim',
@@ -232,7 +260,10 @@ function yamlProblem(e: { code: string; pos: [number, number]; message: string }
 }
 
 function describeKind(v: unknown): string {
-  return v === null || v === undefined ? 'an empty document' : Array.isArray(v) ? 'a list' : `a ${typeof v}`;
+  if (v === null || v === undefined) return 'empty';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return typeof v === 'string' ? 'text' : `a ${typeof v}`;
 }
 
 /** Parse, interpolate and validate a spec. Throws SpecError listing every problem found. */
@@ -248,7 +279,7 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   const raw = doc.toJS() as unknown;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     problems.push(
-      src.problem([], `the spec must be a mapping with the keys version, backends, datasets, groups and principals, but it is ${describeKind(raw)}`),
+      src.problem([], `the spec must be a mapping with the keys version, backends, datasets, groups and principals, but it is ${raw === null || raw === undefined ? 'an empty document' : describeKind(raw)}`),
     );
     throw new SpecError(problems);
   }

@@ -128,7 +128,7 @@ export const principalSchema = z.strictObject({
   type: z.enum(['person', 'service'], {
     error: (issue) => `type ${JSON.stringify(issue.input)} is not allowed; allowed: person, service`,
   }),
-  email: z.string().email().optional(),
+  email: z.string().email('is not a valid email address').optional(),
   description: z.string().optional(),
   groups: z.array(z.string().min(1, 'group must not be empty')).default([]),
   grants: z.array(grantSchema).default([]),

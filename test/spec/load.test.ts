@@ -130,10 +130,10 @@ describe('single problems', () => {
     ['an unknown key in a principal', wrap('  p:\n    type: person\n    emial: p@example.com\n'), {}, '9:5 principals.p.emial', /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate$/],
     ['an unknown key in settings', `${MINIMAL}settings: { rotation: 90d }\n`, {}, '6:13 settings.rotation', /^unknown key "rotation"; allowed: rotate, rotationGrace$/],
     ['a bad access level', wrap('  p:\n    type: person\n    grants: [{ dataset: data, access: owner }]\n'), {}, '9:39 principals.p.grants[0].access', /^access "owner" is not a level; allowed: read, write, admin$/],
-    ['a missing access level', wrap('  p:\n    type: person\n    grants: [{ dataset: data }]\n'), {}, '9:14 principals.p.grants[0]', /access is required/],
+    ['a missing access level', wrap('  p:\n    type: person\n    grants: [{ dataset: data }]\n'), {}, '9:14 principals.p.grants[0]', /^missing required key "access" \(read, write or admin\)$/],
     ['a bad rotate duration', wrap('  p:\n    type: person\n    rotate: 0d\n'), {}, '9:13 principals.p.rotate', /^must be a duration such as 90d, 24h, 30m or 3600s \(got "0d"\)$/],
     ['a bad rotationGrace', `${MINIMAL}settings: { rotationGrace: 1w }\n`, {}, '6:28 settings.rotationGrace', /^must be a duration .*\(got "1w"\)$/],
-    ['a missing version', MINIMAL.replace('version: 1\n', ''), {}, '1:1 ', /^version is required$/],
+    ['a missing version', MINIMAL.replace('version: 1\n', ''), {}, '1:1 ', /^missing required key "version" \(the spec format version: 1\)$/],
     ['a wrong version', MINIMAL.replace('version: 1', 'version: 2'), {}, '1:10 version', /^version must be 1 \(got 2\)$/],
     ['an unknown backend type', MINIMAL.replace('type: aws', 'type: gcp'), {}, '3:16 backends.aws.type', /backend type must be one of: aws, postgres/],
     ['a dataset with neither bucket nor database', MINIMAL.replace('bucket: ai-model-data', 'path: x'), {}, '5:9 datasets.data', /needs `backend` plus either `bucket`/],
@@ -142,7 +142,13 @@ describe('single problems', () => {
     ['a group listed twice', wrap('  p:\n    type: person\n    groups: [g, g]\ngroups:\n  g: {}\n'), {}, '9:17 principals.p.groups[1]', /^group "g" is listed twice$/],
     ['groups that differ only in case', `${MINIMAL}groups:\n  ml: {}\n  ML: {}\n`, {}, '8:3 groups.ML', /^group "ML" differs from "ml" only in case/],
     ['a scim mapping to an unknown group', `${MINIMAL}scim:\n  groups: { "Okta ML": ml }\n`, {}, '7:24 scim.groups.Okta ML', /^group "ml" is not defined; defined groups: \(none defined\)$/],
-    ['an invalid email', wrap('  p:\n    type: person\n    email: not-an-email\n'), {}, '9:12 principals.p.email', /\(got "not-an-email"\)$/],
+    ['an invalid email', wrap('  p:\n    type: person\n    email: not-an-email\n'), {}, '9:12 principals.p.email', /^is not a valid email address \(got "not-an-email"\)$/],
+    ['a missing principal type', wrap('  p:\n    email: p@example.com\n'), {}, '7:3 principals.p', /^missing required key "type" \(person or service\)$/],
+    ['a missing backend type', MINIMAL.replace('aws: { type: aws }', 'aws: { region: eu-west-1 }'), {}, '3:3 backends.aws', /^missing required key "type" \(aws or postgres\)$/],
+    ['groups given as text, not a list', wrap('  p:\n    type: person\n    groups: ml\n'), {}, '9:13 principals.p.groups', /^must be a list \(for example \[a, b\]\), not text \(got "ml"\)$/],
+    ['principals given as a list', `${MINIMAL}principals: [a, b]\n`, {}, '6:13 principals', /^must be a mapping \(name: value\), not a list$/],
+    ['an impossible time of day', wrap('  p:\n    type: person\n    grants: [{ dataset: data, access: read, expires: "2027-01-31T25:00:00Z" }]\n'), {}, '9:54 principals.p.grants[0].expires', /^is not a real date or time/],
+    ['an iamPath without slashes', MINIMAL.replace('type: aws', 'type: aws, iamPath: datagrant'), {}, '3:30 backends.aws.iamPath', /^must start and end with \/ \(for example \/datagrant\/\) \(got "datagrant"\)$/],
   ])('%s', (_what, text, over, where, message) => {
     const problems = problemsOf(text, over);
     expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
@@ -167,7 +173,7 @@ describe('single problems', () => {
 
   test.each([
     ['a list', '- a\n- b\n', 'a list'],
-    ['a scalar', 'hello\n', 'a string'],
+    ['a scalar', 'hello\n', 'text'],
     ['empty', '', 'an empty document'],
   ])('a document that is %s is rejected with what a spec must be', (_what, text, kind) => {
     const problems = problemsOf(text);
