@@ -26,6 +26,7 @@ const readers = fx.name('readers');
 const owner = fx.role(fx.name('owner'));
 const ownerPassword = 'owner-pw-for-tests';
 const handmade = fx.role(fx.name('handmade'));
+const foreign = fx.role(fx.name('foreign'));
 let main = '';
 let second = '';
 
@@ -44,6 +45,8 @@ beforeAll(async () => {
   second = await fx.database('second');
   await adminQuery('postgres', `CREATE ROLE "${owner}" LOGIN PASSWORD '${ownerPassword}'`);
   await adminQuery('postgres', `CREATE ROLE "${handmade}" NOLOGIN`);
+  // Marked by another datagrant (another scope): just as invisible.
+  await adminQuery('postgres', `CREATE ROLE "${foreign}" NOLOGIN; COMMENT ON ROLE "${foreign}" IS '{"datagrant":"managed","scope":"someone-else"}'`);
   for (const db of [main, second]) {
     await adminQuery('postgres', `REVOKE CONNECT, TEMPORARY ON DATABASE "${db}" FROM PUBLIC`);
     await adminQuery('postgres', `GRANT CONNECT ON DATABASE "${db}" TO "${owner}"`);
@@ -61,7 +64,7 @@ beforeAll(async () => {
   await o.end();
   await adminQuery(second, `CREATE SCHEMA features; CREATE TABLE features.a (v text); INSERT INTO features.a VALUES ('far');`);
   // A hand-made role with its own grant: datagrant must neither see nor touch it.
-  await adminQuery(main, `GRANT USAGE ON SCHEMA features TO "${handmade}"; GRANT SELECT ON features.b TO "${handmade}"`);
+  await adminQuery(main, `GRANT USAGE ON SCHEMA features TO "${handmade}", "${foreign}"; GRANT SELECT ON features.b TO "${handmade}", "${foreign}"`);
 });
 
 afterAll(async () => {
@@ -136,7 +139,8 @@ const summary = (p: Plan) => p.changes.map((c) => `${c.action} ${c.address}`);
 describe('postgres driver', () => {
   test('apply, then read back: the plan is empty', async () => {
     // GIVEN a spec with a group, a writer and a login whose grants expired in the past
-    backend = createPostgresBackend({ name: B, url: testPgUrl() });
+    // Other test files share the server: each sees only the roles of its own scope.
+    backend = createPostgresBackend({ name: B, url: testPgUrl(), scope: fx.run });
     const spec = makeSpec();
     // carol's grant runs until 2020-06-01: compile as of 2020 so that her role exists with VALID UNTIL in the past.
     const first = await plan(spec);
@@ -204,9 +208,11 @@ describe('postgres driver', () => {
 
   test('hand-made roles and their grants are invisible and untouched', async () => {
     const actual = await backend.read({ credentials: known() });
-    expect(actual.resources.filter((r) => r.address.includes(handmade) || r.address.includes(owner))).toEqual([]);
-    const acl = await adminQuery<{ ok: boolean }>(main, `SELECT has_table_privilege($1, 'features.b', 'SELECT') AS ok`, [handmade]);
-    expect(acl.rows[0]!.ok).toBe(true);
+    expect(actual.resources.filter((r) => [handmade, foreign, owner].some((n) => r.address.includes(n)))).toEqual([]);
+    for (const role of [handmade, foreign]) {
+      const acl = await adminQuery<{ ok: boolean }>(main, `SELECT has_table_privilege($1, 'features.b', 'SELECT') AS ok`, [role]);
+      expect(acl.rows[0]!.ok).toBe(true);
+    }
     // A principal whose name is taken by a hand-made role is refused, not adopted.
     const spec = makeSpec((s) => {
       s.principals![handmade] = { type: 'person', grants: [{ dataset: 'features', access: 'read' }] };

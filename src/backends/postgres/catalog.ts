@@ -28,13 +28,15 @@ export const MARKER = 'managed';
 /** What datagrant keeps in `COMMENT ON ROLE`: the ownership marker and the current password's id. */
 export interface RoleComment {
   datagrant: typeof MARKER;
+  /** Set when several datagrant installations (or test runs) share one server: each sees only its own. */
+  scope?: string;
   credential?: string;
   createdAt?: string;
   /** Fingerprint of the verifier datagrant set, to notice a password changed by hand. */
   verifier?: string;
 }
 
-export function parseComment(comment: string | null): RoleComment | undefined {
+function parseMarker(comment: string | null): RoleComment | undefined {
   if (!comment) return undefined;
   try {
     const v = JSON.parse(comment) as unknown;
@@ -44,6 +46,15 @@ export function parseComment(comment: string | null): RoleComment | undefined {
   }
   return undefined;
 }
+
+/** The marker, if the comment carries datagrant's marker for this scope; undefined: not ours. */
+export function parseComment(comment: string | null, scope?: string): RoleComment | undefined {
+  const c = parseMarker(comment);
+  return c && (c.scope ?? undefined) === (scope ?? undefined) ? c : undefined;
+}
+
+/** Any datagrant installation's role (whatever its scope): never a table owner to set defaults for. */
+export const isDatagrantRole = (comment: string | null) => parseMarker(comment) !== undefined;
 
 export interface RoleRow {
   name: string;

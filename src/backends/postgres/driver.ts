@@ -30,6 +30,7 @@ import {
 import {
   MARKER,
   defaultOwners,
+  isDatagrantRole,
   parseComment,
   resourcesFromCatalog,
   type AclRow,
@@ -45,6 +46,11 @@ export interface PostgresBackendOptions {
   name: string;
   /** Connection URL of a role with CREATEROLE and grant rights (or a superuser). */
   url: string;
+  /**
+   * Ownership scope written into the marker; read and execute see only roles of the same scope.
+   * Unset in production (one datagrant per server); tests sharing a server each use their own.
+   */
+  scope?: string;
   /** Connections per database pool (default: 8 to the URL's database, 4 to each dataset database). */
   poolSize?: number;
 }
@@ -142,7 +148,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     for (const row of r.rows as Record<string, unknown>[]) {
       const flags = ROLE_FLAGS.filter(([c]) => row[c] === true).map(([, f]) => f);
       if (row.rolinherit === false) flags.push('NOINHERIT');
-      out.set(String(row.rolname), { oid: String(row.oid), comment: parseComment(row.comment as string | null), login: row.rolcanlogin === true, flags });
+      out.set(String(row.rolname), { oid: String(row.oid), comment: parseComment(row.comment as string | null, opts.scope), login: row.rolcanlogin === true, flags });
     }
     return out;
   }
@@ -156,6 +162,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       address,
     );
 
+  const marker = (): RoleComment => ({ datagrant: MARKER, ...(opts.scope ? { scope: opts.scope } : {}) });
   const commentSql = (role: string, c: RoleComment) => `COMMENT ON ROLE ${ident(role)} IS ${literal(JSON.stringify(c))}`;
   /**
    * Statements sent as one simple-protocol message, which PostgreSQL runs as one implicit
@@ -185,7 +192,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
           WHERE shobj_description(oid, 'pg_authid') LIKE '%datagrant%'`,
       );
       const owned = roles.rows
-        .map((row: Record<string, unknown>) => ({ row, comment: parseComment(row.comment as string | null) }))
+        .map((row: Record<string, unknown>) => ({ row, comment: parseComment(row.comment as string | null, opts.scope) }))
         .filter((x) => x.comment !== undefined);
       const oids = owned.map((x) => String(x.row.oid));
       const members = await q(
@@ -407,7 +414,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       const options = `${attrs.login ? 'LOGIN' : 'NOLOGIN'} ${validUntilSql(attrs.validUntil)}`;
       if (!live) {
         // Had someone made it meanwhile, CREATE fails and the retry finds it (and refuses it if unmarked).
-        await atomic(q, [`CREATE ROLE ${ident(role)} WITH ${options}`, commentSql(role, { datagrant: MARKER })]);
+        await atomic(q, [`CREATE ROLE ${ident(role)} WITH ${options}`, commentSql(role, marker())]);
         return;
       }
       if (!live.comment) throw notOurs(role, address);
@@ -487,7 +494,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         const candidates = sortedUnique([schemaOwners[0]!.owner, ...relations.map((r) => r.owner)]);
         const managed = new Set(
           (await q(`SELECT rolname, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = ANY($1::text[])`, [candidates])).rows
-            .filter((r: { comment: string | null }) => parseComment(r.comment) !== undefined)
+            .filter((r: { comment: string | null }) => isDatagrantRole(r.comment))
             .map((r: { rolname: string }) => r.rolname),
         );
         const owners = defaultOwners(schemaOwners[0]!.owner, relations.map((r) => r.owner), managed);
@@ -555,7 +562,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       // The verifier and the comment naming its credential id change together or not at all.
       await atomic(q, [
         `ALTER ROLE ${ident(role)} PASSWORD ${literal(verifier)}`,
-        commentSql(role, { ...live.comment, datagrant: MARKER, credential: credentialId, createdAt, verifier: verifierFingerprint(verifier) }),
+        commentSql(role, { ...live.comment, ...marker(), credential: credentialId, createdAt, verifier: verifierFingerprint(verifier) }),
       ]);
       // The database to connect to: the first one the role (or one of its groups) may connect to.
       const db = await q(
@@ -578,7 +585,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     await admin(async (q) => {
       const live = await liveRole(q, role);
       if (!live || !live.comment) return; // gone, or not ours to touch
-      await atomic(q, [`ALTER ROLE ${ident(role)} PASSWORD NULL`, commentSql(role, { datagrant: MARKER })]);
+      await atomic(q, [`ALTER ROLE ${ident(role)} PASSWORD NULL`, commentSql(role, marker())]);
     }, false);
     return {};
   }
