@@ -168,7 +168,8 @@ async function record(c: Change, res: ExecuteResult, opts: ApplyOptions, clock: 
   if (res.secret && res.credential) {
     const slot = slotOf(c.address);
     const grace = c.after?.lifecycle?.graceSeconds;
-    const retireAt = c.action === 'replace' && grace !== undefined ? new Date(clock().getTime() + grace * 1000).toISOString() : undefined;
+    // The grace period counts from the moment the new credential exists.
+    const retireAt = c.action === 'replace' && grace !== undefined ? new Date(Date.parse(res.credential.createdAt) + grace * 1000).toISOString() : undefined;
     await store.saveCredential(
       { address: slot, credentialId: res.credential.credentialId, createdAt: res.credential.createdAt, backend: c.backend, principal: c.after?.name ?? '' },
       res.secret,

@@ -10,7 +10,7 @@ export interface CountingProxy {
   count(): number;
   reset(): void;
   /** Called with the request number after moto answered it; return true to drop the response. */
-  onForwarded?: (n: number, req: IncomingMessage) => boolean;
+  onForwarded?: (n: number, req: IncomingMessage, body: string) => boolean;
   close(): Promise<void>;
 }
 
@@ -36,7 +36,7 @@ export async function startProxy(target: string): Promise<CountingProxy> {
           up.on('data', (c: Buffer) => body.push(c));
           up.on('end', () => {
             const k = ++n;
-            if (proxy.onForwarded?.(k, req)) return; // response withheld: the caller is killed meanwhile
+            if (proxy.onForwarded?.(k, req, Buffer.concat(chunks).toString('utf8'))) return; // response withheld: the caller is killed meanwhile
             res.writeHead(up.statusCode ?? 502, up.headers);
             res.end(Buffer.concat(body));
           });
