@@ -413,6 +413,18 @@ describe('IAM quotas', () => {
 });
 
 describe('names, paths, tags and dependencies', () => {
+  test('a packed part and another group cannot share a policy name (dg-group-x-2)', () => {
+    // GIVEN group x needing two policies, and a group named x-2
+    const datasets = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`d${i}`, { backend: 'aws', bucket: BUCKET, prefix: `p${i}/` }]));
+    const grants = Object.keys(datasets).map((dataset) => ({ dataset, access: 'read' as const }));
+    const spec = build({ datasets, groups: { x: { grants }, 'x-2': { grants: [{ dataset: 'd0', access: 'read' }] } } });
+    // WHEN / THEN a clear error instead of two owners silently sharing one IAM policy
+    expect(() => compileAws(spec, 'aws', { now: NOW })).toThrow(
+      new CompileError(['backend aws: group x-2: needs a policy named dg-group-x-2, which group x (part 2) also needs; rename one of them']),
+    );
+  });
+
+
   test('every resource of a small spec, exactly', () => {
     const spec = build({
       backends: { aws: { type: 'aws', iamPath: '/ml/datagrant/' } },
@@ -465,7 +477,8 @@ describe('names, paths, tags and dependencies', () => {
         name: 'alice',
         attrs: { user: 'alice', status: 'Active' },
         immutable: ['user'],
-        deps: ['aws:user/alice', 'aws:membership/researchers/alice'],
+        // The key waits for its group's policy too, so it can read the moment it is handed out.
+        deps: ['aws:user/alice', 'aws:membership/researchers/alice', 'aws:attachment/group/researchers/dg-group-researchers'],
         lifecycle: { rotateAfterSeconds: 30 * 86400, graceSeconds: 12 * 3600 },
       },
       { ...base, address: 'aws:user/trainer', kind: 'user', name: 'trainer', attrs: { path, tags: { 'datagrant:managed': 'true', 'datagrant:type': 'service' } }, immutable: [], deps: [] },
@@ -496,7 +509,12 @@ describe('names, paths, tags and dependencies', () => {
         attrs: { user: 'trainer', status: 'Active' },
         immutable: ['user'],
         // The key is handed out last: it must work the moment it exists.
-        deps: ['aws:user/trainer', 'aws:membership/researchers/trainer', 'aws:attachment/user/trainer/dg-user-trainer'],
+        deps: [
+          'aws:user/trainer',
+          'aws:membership/researchers/trainer',
+          'aws:attachment/group/researchers/dg-group-researchers',
+          'aws:attachment/user/trainer/dg-user-trainer',
+        ],
         lifecycle: { rotateAfterSeconds: 90 * 86400, graceSeconds: 12 * 3600 },
       },
     ]);

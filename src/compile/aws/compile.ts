@@ -76,6 +76,7 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
       return grantStatements(ds.bucket, ds.prefix, g);
     });
 
+  const policyOwners = new Map<string, string>();
   const policies = (owner: string, grants: Grant[], nameFor: (part: number) => string): string[] => {
     if (grants.length === 0) return [];
     let docs;
@@ -87,6 +88,14 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     }
     return docs.map((doc, i) => {
       const name = nameFor(i + 1);
+      // `dg-group-x-2` is both part 2 of group x and the policy of a group named x-2; IAM policy
+      // names ignore case. Two owners of one name would silently share (and fight over) a policy.
+      const clash = policyOwners.get(name.toLowerCase());
+      if (clash !== undefined) {
+        problems.push(`${owner}: needs a policy named ${name}, which ${clash} also needs; rename one of them`);
+        return name;
+      }
+      policyOwners.set(name.toLowerCase(), `${owner}${i > 0 ? ` (part ${i + 1})` : ''}`);
       resources.push({
         address: addr('policy', name),
         backend: backendName,
@@ -114,6 +123,7 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
 
   // Groups that grant something on this backend become IAM groups.
   const iamGroups = new Set<string>();
+  const groupAttachments = new Map<string, string[]>();
   for (const [name, group] of Object.entries(spec.groups).sort(([a], [b]) => (a < b ? -1 : 1))) {
     const grants = onBackend(group.grants);
     const everGrants = group.grants.some((g) => spec.datasets[g.dataset]?.backend === backendName);
@@ -121,6 +131,7 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     iamGroups.add(name);
     resources.push({ address: addr('group', name), backend: backendName, kind: 'group', name, attrs: { path }, immutable: [], deps: [] });
     const names = policies(`group ${name}`, grants, (part) => groupPolicyName(name, part));
+    groupAttachments.set(name, names.map((p) => addr('attachment', 'group', name, p)));
     if (names.length > IAM_QUOTAS.policiesPerEntity) {
       problems.push(`group ${name}: needs ${names.length} managed policies; IAM allows ${IAM_QUOTAS.policiesPerEntity} per group`);
     }
@@ -168,7 +179,8 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     for (const pol of names) attach('user', name, pol);
 
     const rotate = p.rotate ?? rotateDefault;
-    // The key is issued last, so that it works the moment it is handed out.
+    // The key is issued last, so that it works the moment it is handed out: after the user's
+    // own attachments and after the policies of its groups are attached to those groups.
     resources.push({
       address: addr('key', name),
       backend: backendName,
@@ -176,7 +188,12 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
       name,
       attrs: { user: name, status: 'Active' },
       immutable: ['user'],
-      deps: [userAddr, ...memberships, ...names.map((pol) => addr('attachment', 'user', name, pol))],
+      deps: [
+        userAddr,
+        ...memberships,
+        ...groups.flatMap((g) => groupAttachments.get(g) ?? []),
+        ...names.map((pol) => addr('attachment', 'user', name, pol)),
+      ],
       lifecycle: { ...(rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : {}), graceSeconds },
     });
   }
