@@ -634,9 +634,23 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
 
     // Nothing is owned, so DROP OWNED only revokes: privileges and default privileges per database.
     const databases = sortedUnique(state.deps.filter((d) => d.dbid !== '0' && d.datname).map((d) => d.datname!));
+    // DROP OWNED would also drop anything the role came to own since the check above: check
+    // again in the same transaction, just before it.
+    const dropOwned = async (q: Query, where: string) => {
+      const owns = await q(
+        `SELECT count(*)::int AS n FROM pg_shdepend
+          WHERE refclassid = 'pg_authid'::regclass AND refobjid = $1::oid AND deptype = 'o'
+            AND dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))`,
+        [state.live.oid],
+      );
+      if ((owns.rows[0] as { n: number }).n > 0) {
+        throw new BackendError(`${name}: role ${role} came to own objects in database ${where} while being removed; nothing was dropped — apply again for details`, name, 'owns-objects', true, address);
+      }
+      await q(`DROP OWNED BY ${ident(role)}`);
+    };
     for (const database of databases) {
       try {
-        await withClient(database, (q) => q(`DROP OWNED BY ${ident(role)}`));
+        await withClient(database, (q) => dropOwned(q, database));
       } catch (e) {
         if ((e as { code?: string }).code !== '3D000') throw e;
       }
@@ -644,7 +658,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     await admin(async (q) => {
       await lock(q, `role:${role}`);
       if (!(await liveRole(q, role))) return;
-      await q(`DROP OWNED BY ${ident(role)}`); // shared objects: database privileges
+      await dropOwned(q, adminDatabase); // shared objects: database privileges
       await q(`DROP ROLE ${ident(role)}`);
     });
     return {};
