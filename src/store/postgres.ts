@@ -1,0 +1,519 @@
+// The shared state store for `datagrant serve` replicas: PostgreSQL named by DATAGRANT_STORE_URL.
+// Same semantics as SqliteStore; what differs is how replicas are kept from stepping on each other:
+// - schema creation runs under a transaction-level advisory lock, so replicas may start together;
+// - audit appends run under a transaction-level advisory lock, so the chain never forks;
+// - the state lock is a session-level advisory lock held on a dedicated connection, so a replica
+//   that dies loses it with its connection (no heartbeat, no staleness guess).
+// Session advisory locks need a real session: the URL must not name a transaction-mode pooler.
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import pg from 'pg';
+import { LockError, StoreError } from '../core/errors.js';
+import type { Change } from '../core/types.js';
+import { GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
+import type { MasterKey } from './crypto.js';
+import { entryMac } from './sqlite.js';
+import type {
+  AuditEntry,
+  AuditInput,
+  AuditVerdict,
+  CredentialRow,
+  JournalEntry,
+  LockHolder,
+  StateStore,
+} from './store.js';
+
+export interface PgStoreOptions {
+  /** Schema holding datagrant's tables; created if missing. Default `datagrant`. */
+  schema?: string;
+  /** Connections in the pool (the state lock keeps one of them while held). Default 10. */
+  poolSize?: number;
+}
+
+const LOCK_NAME = 'state';
+/** First half of every advisory lock key datagrant takes ("dg"); the second half names the lock. */
+const LOCK_SPACE = 0x6467;
+/** Per-address locks for saveCredential live in their own space, so they never meet the named locks. */
+const CREDENTIAL_LOCK_SPACE = 0x6468;
+const TABLES = ['credentials', 'applied', 'journal', 'audit', 'audit_head', 'locks'] as const;
+
+const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
+const aad = (address: string, id: string) => `${address}#${id}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A stable non-negative int4 for an advisory lock key (non-negative so it reads back as the same oid in pg_locks). */
+function lockKey(text: string): number {
+  return createHash('sha256').update(text).digest().readUInt32BE(0) & 0x7fffffff;
+}
+
+/** The URL without its password, for error messages. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(an unparseable URL)';
+  }
+}
+
+function ddl(s: string): string {
+  return `
+CREATE TABLE IF NOT EXISTS ${s}.credentials (
+  address TEXT COLLATE "C" NOT NULL,
+  credential_id TEXT COLLATE "C" NOT NULL,
+  backend TEXT NOT NULL,
+  principal TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('current', 'retiring')),
+  created_at TEXT COLLATE "C" NOT NULL,
+  retire_at TEXT,
+  nonce BYTEA NOT NULL,
+  ciphertext BYTEA NOT NULL,
+  tag BYTEA NOT NULL,
+  PRIMARY KEY (address, credential_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_current_credential ON ${s}.credentials (address) WHERE state = 'current';
+CREATE TABLE IF NOT EXISTS ${s}.applied (
+  address TEXT PRIMARY KEY,
+  attrs_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ${s}.journal (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  address TEXT NOT NULL,
+  action TEXT NOT NULL,
+  started_at TEXT NOT NULL,
+  finished_at TEXT,
+  outcome TEXT NOT NULL,
+  detail TEXT
+);
+CREATE INDEX IF NOT EXISTS journal_pending ON ${s}.journal (id) WHERE outcome = 'pending';
+-- Times stay TEXT, exactly as given: the audit MAC covers the string, and a timestamptz would
+-- come back reformatted.
+CREATE TABLE IF NOT EXISTS ${s}.audit (
+  seq BIGINT PRIMARY KEY,
+  at TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  event TEXT NOT NULL,
+  address TEXT,
+  outcome TEXT NOT NULL,
+  detail TEXT,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ${s}.audit_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq BIGINT NOT NULL,
+  hash TEXT NOT NULL,
+  mac TEXT NOT NULL
+);
+-- Who holds the state lock. The lock itself is the advisory lock; a row counts only while the
+-- session named by backend_pid holds it.
+CREATE TABLE IF NOT EXISTS ${s}.locks (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  acquired_at TEXT NOT NULL,
+  backend_pid INTEGER NOT NULL
+);
+`;
+}
+
+/**
+ * Open the PostgreSQL state store at `url`, creating its schema and tables if missing. Safe when
+ * several replicas start at once. Throws StoreError (without the URL's password) when it cannot.
+ */
+export async function openPgStore(url: string, key: MasterKey, opts: PgStoreOptions = {}): Promise<PgStore> {
+  const schema = opts.schema ?? 'datagrant';
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
+    throw new StoreError(`the state store schema must be a plain identifier (letters, digits, _; at most 63), not ${JSON.stringify(schema)}`);
+  }
+  let pool: pg.Pool;
+  try {
+    pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: 'datagrant' });
+  } catch (e) {
+    throw new StoreError(`cannot open the state store ${redact(url)}: ${(e as Error).message}`);
+  }
+  // An idle connection that breaks is dropped by the pool and replaced on the next query.
+  pool.on('error', () => undefined);
+  try {
+    await createSchema(pool, schema);
+  } catch (e) {
+    await pool.end().catch(() => undefined);
+    throw new StoreError(`cannot open the state store ${redact(url)} (schema ${schema}): ${(e as Error).message}`);
+  }
+  return new PgStore(pool, key, schema);
+}
+
+async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
+  const present = async (c: pg.PoolClient) =>
+    Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM pg_tables WHERE schemaname = $1 AND tablename = ANY($2::text[])', [schema, [...TABLES]])).rows[0]?.n) ===
+    TABLES.length;
+  const c = await pool.connect();
+  try {
+    // Already there: no DDL at all, so a role without CREATE rights can use a prepared schema.
+    if (await present(c)) return;
+    await c.query('BEGIN');
+    try {
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, lockKey(`${schema}/schema`)]);
+      const exists = (await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).rowCount;
+      if (!exists) await c.query(`CREATE SCHEMA ${q(schema)}`);
+      await c.query(ddl(q(schema)));
+      await c.query('COMMIT');
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+  } finally {
+    c.release();
+  }
+}
+
+interface CredRow {
+  address: string;
+  credential_id: string;
+  backend: string;
+  principal: string;
+  state: 'current' | 'retiring';
+  created_at: string;
+  retire_at: string | null;
+  nonce: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+}
+
+function toCredential(r: CredRow): CredentialRow {
+  return {
+    address: r.address,
+    credentialId: r.credential_id,
+    backend: r.backend,
+    principal: r.principal,
+    state: r.state,
+    createdAt: r.created_at,
+    ...(r.retire_at ? { retireAt: r.retire_at } : {}),
+  };
+}
+
+interface JournalRow {
+  id: string;
+  run_id: string;
+  address: string;
+  action: string;
+  started_at: string;
+  finished_at: string | null;
+  outcome: JournalEntry['outcome'];
+  detail: string | null;
+}
+
+function toJournal(r: JournalRow): JournalEntry {
+  return {
+    id: Number(r.id),
+    runId: r.run_id,
+    address: r.address,
+    action: r.action,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at ?? null,
+    outcome: r.outcome,
+    detail: r.detail ?? null,
+  };
+}
+
+interface AuditRow {
+  seq: string;
+  at: string;
+  actor: string;
+  event: string;
+  address: string | null;
+  outcome: string;
+  detail: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+function toAudit(r: AuditRow): AuditEntry {
+  return {
+    // BIGINT comes back as a string; the MAC covers the number.
+    seq: Number(r.seq),
+    at: r.at,
+    actor: r.actor,
+    event: r.event,
+    address: r.address ?? null,
+    outcome: r.outcome,
+    detail: r.detail ?? null,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
+}
+
+interface HeldLock {
+  client: pg.PoolClient;
+  onError: (e: Error) => void;
+  /** Set when the lock's connection broke: PostgreSQL has released the lock. */
+  lost: Error | undefined;
+}
+
+export class PgStore implements StateStore {
+  #lock: HeldLock | undefined;
+  readonly #t: Record<(typeof TABLES)[number], string>;
+  readonly #stateLockKey: number;
+  readonly #auditLockKey: number;
+
+  constructor(
+    readonly pool: pg.Pool,
+    private readonly key: MasterKey,
+    readonly schema: string,
+  ) {
+    this.#t = Object.fromEntries(TABLES.map((t) => [t, `${q(schema)}.${t}`])) as Record<(typeof TABLES)[number], string>;
+    this.#stateLockKey = lockKey(`${schema}/state`);
+    this.#auditLockKey = lockKey(`${schema}/audit`);
+  }
+
+  /** Run `fn` in one transaction on one connection. */
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+    const c = await this.pool.connect();
+    try {
+      await c.query(begin);
+      const result = await fn(c);
+      await c.query('COMMIT');
+      c.release();
+      return result;
+    } catch (e) {
+      // A connection that cannot even roll back is dropped rather than reused.
+      const broken = await c.query('ROLLBACK').then(
+        () => false,
+        () => true,
+      );
+      c.release(broken ? (e as Error) : undefined);
+      throw e;
+    }
+  }
+
+  async credentials(): Promise<CredentialRow[]> {
+    const { rows } = await this.pool.query<CredRow>(`SELECT * FROM ${this.#t.credentials} ORDER BY address, created_at, credential_id`);
+    return rows.map(toCredential);
+  }
+
+  async saveCredential(
+    row: Omit<CredentialRow, 'state' | 'retireAt'>,
+    secret: Record<string, string>,
+    retireAt?: string,
+  ): Promise<void> {
+    const sealed = this.key.seal(JSON.stringify(secret), aad(row.address, row.credentialId));
+    const t = this.#t.credentials;
+    await this.tx(async (c) => {
+      // Two replicas saving for one address take turns, so the second retires the first's
+      // credential instead of colliding with it on the one-current index.
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [CREDENTIAL_LOCK_SPACE, lockKey(`${this.schema}/${row.address}`)]);
+      if (retireAt) {
+        await c.query(`UPDATE ${t} SET state = 'retiring', retire_at = $1 WHERE address = $2 AND state = 'current'`, [retireAt, row.address]);
+      } else {
+        await c.query(`DELETE FROM ${t} WHERE address = $1 AND state = 'current'`, [row.address]);
+      }
+      await c.query(
+        `INSERT INTO ${t} (address, credential_id, backend, principal, state, created_at, retire_at, nonce, ciphertext, tag)
+         VALUES ($1, $2, $3, $4, 'current', $5, NULL, $6, $7, $8)
+         ON CONFLICT (address, credential_id) DO UPDATE SET
+           backend = EXCLUDED.backend, principal = EXCLUDED.principal, state = 'current', created_at = EXCLUDED.created_at,
+           retire_at = NULL, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, tag = EXCLUDED.tag`,
+        [row.address, row.credentialId, row.backend, row.principal, row.createdAt, sealed.nonce, sealed.ciphertext, sealed.tag],
+      );
+    });
+  }
+
+  async revealCredential(address: string): Promise<{ row: CredentialRow; secret: Record<string, string> } | undefined> {
+    const { rows } = await this.pool.query<CredRow>(`SELECT * FROM ${this.#t.credentials} WHERE address = $1 AND state = 'current'`, [address]);
+    const r = rows[0];
+    if (!r) return undefined;
+    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, aad(r.address, r.credential_id))) as Record<string, string>;
+    return { row: toCredential(r), secret };
+  }
+
+  async eraseCredential(address: string, credentialId: string): Promise<void> {
+    await this.pool.query(`DELETE FROM ${this.#t.credentials} WHERE address = $1 AND credential_id = $2`, [address, credentialId]);
+  }
+
+  async retireCredential(address: string, credentialId: string, retireAt: string): Promise<void> {
+    await this.pool.query(`UPDATE ${this.#t.credentials} SET state = 'retiring', retire_at = $1 WHERE address = $2 AND credential_id = $3`, [
+      retireAt,
+      address,
+      credentialId,
+    ]);
+  }
+
+  async applied(): Promise<Record<string, string>> {
+    const { rows } = await this.pool.query<{ address: string; attrs_hash: string }>(`SELECT address, attrs_hash FROM ${this.#t.applied}`);
+    return Object.fromEntries(rows.map((r) => [r.address, r.attrs_hash]));
+  }
+
+  async setApplied(address: string, hash: string | null): Promise<void> {
+    if (hash === null) await this.pool.query(`DELETE FROM ${this.#t.applied} WHERE address = $1`, [address]);
+    else {
+      await this.pool.query(
+        `INSERT INTO ${this.#t.applied} (address, attrs_hash) VALUES ($1, $2) ON CONFLICT (address) DO UPDATE SET attrs_hash = EXCLUDED.attrs_hash`,
+        [address, hash],
+      );
+    }
+  }
+
+  async journalBegin(runId: string, change: Change, at: string): Promise<number> {
+    // Only the address and action: a change never carries a secret, and the journal stays so.
+    const { rows } = await this.pool.query<{ id: string }>(
+      `INSERT INTO ${this.#t.journal} (run_id, address, action, started_at, outcome) VALUES ($1, $2, $3, $4, 'pending') RETURNING id`,
+      [runId, change.address, change.action, at],
+    );
+    return Number(rows[0]!.id);
+  }
+
+  async journalEnd(id: number, outcome: 'ok' | 'failed', at: string, detail?: string): Promise<void> {
+    await this.pool.query(`UPDATE ${this.#t.journal} SET outcome = $1, finished_at = $2, detail = $3 WHERE id = $4`, [outcome, at, detail ?? null, id]);
+  }
+
+  async recoverJournal(): Promise<JournalEntry[]> {
+    // One statement: atomic, and when two replicas recover at once each entry goes to one of them.
+    // The entries come back as they were found (pending), as SqliteStore returns them.
+    const { rows } = await this.pool.query<JournalRow>(
+      `UPDATE ${this.#t.journal} SET outcome = 'interrupted' WHERE outcome = 'pending'
+       RETURNING id, run_id, address, action, started_at, finished_at, 'pending' AS outcome, detail`,
+    );
+    return rows.map(toJournal).sort((a, b) => a.id - b.id);
+  }
+
+  async journal(limit = 1000): Promise<JournalEntry[]> {
+    const { rows } = await this.pool.query<JournalRow>(`SELECT * FROM ${this.#t.journal} ORDER BY id DESC LIMIT $1`, [limit]);
+    return rows.map(toJournal);
+  }
+
+  async audit(entry: AuditInput, at: string): Promise<void> {
+    await this.tx(async (c) => {
+      // Appends from every replica take turns: the head read below sees the previous append.
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, this.#auditLockKey]);
+      const { rows } = await c.query<{ seq: string; hash: string }>(`SELECT seq, hash FROM ${this.#t.audit} ORDER BY seq DESC LIMIT 1`);
+      const head = rows[0];
+      const e = { seq: (head ? Number(head.seq) : 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
+      const hash = entryMac(this.key, e);
+      await c.query(
+        `INSERT INTO ${this.#t.audit} (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [e.seq, e.at, e.actor, e.event, e.address, e.outcome, e.detail, e.prevHash, hash],
+      );
+      await c.query(
+        `INSERT INTO ${this.#t.audit_head} (id, seq, hash, mac) VALUES (1, $1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac`,
+        [e.seq, hash, headMac(this.key, e.seq, hash)],
+      );
+    });
+  }
+
+  async auditEntries(): Promise<AuditEntry[]> {
+    const { rows } = await this.pool.query<AuditRow>(`SELECT * FROM ${this.#t.audit} ORDER BY seq`);
+    return rows.map(toAudit);
+  }
+
+  async verifyAudit(): Promise<AuditVerdict> {
+    // Entries and head from one snapshot: an append by another replica in between is no tampering.
+    const { entries, head } = await this.tx(async (c) => {
+      const entries = (await c.query<AuditRow>(`SELECT * FROM ${this.#t.audit} ORDER BY seq`)).rows.map(toAudit);
+      const h = (await c.query<{ seq: string; hash: string; mac: string }>(`SELECT seq, hash, mac FROM ${this.#t.audit_head} WHERE id = 1`)).rows[0];
+      const head: AuditHead | undefined = h ? { seq: Number(h.seq), hash: h.hash, mac: h.mac } : undefined;
+      return { entries, head };
+    }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    return verifyChain(this.key, entries, head);
+  }
+
+  async acquireLock(holder: string, waitMs = 0): Promise<void> {
+    if (this.#lock && !this.#lock.lost) {
+      // Already ours (the session lock is held on our connection): record the new holder name.
+      await this.#writeHolder(this.#lock.client, holder);
+      return;
+    }
+    if (this.#lock) await this.releaseLock();
+
+    const deadline = Date.now() + waitMs;
+    const client = await this.pool.connect();
+    const lock: HeldLock = { client, lost: undefined, onError: (e) => void (lock.lost = e) };
+    client.on('error', lock.onError);
+    let taken = false;
+    try {
+      // Let the server notice within about a minute when this replica's host vanishes without
+      // closing the connection, so the lock does not outlive it by the OS default of hours.
+      await client.query('SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3').catch(() => undefined);
+      for (;;) {
+        const { rows } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS got', [LOCK_SPACE, this.#stateLockKey]);
+        if (rows[0]?.got) break;
+        if (Date.now() >= deadline) throw await this.#lockedError();
+        await sleep(Math.max(0, Math.min(250, deadline - Date.now())));
+      }
+      taken = true;
+      await this.#writeHolder(client, holder);
+    } catch (e) {
+      client.removeListener('error', lock.onError);
+      // Dropping the connection gives the advisory lock back if we had taken it.
+      client.release(taken ? (e as Error) : lock.lost);
+      throw e;
+    }
+    this.#lock = lock;
+  }
+
+  async #writeHolder(client: pg.PoolClient, holder: string): Promise<void> {
+    await client.query(
+      `INSERT INTO ${this.#t.locks} (name, holder, pid, host, acquired_at, backend_pid) VALUES ($1, $2, $3, $4, $5, pg_backend_pid())
+       ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, pid = EXCLUDED.pid, host = EXCLUDED.host,
+         acquired_at = EXCLUDED.acquired_at, backend_pid = EXCLUDED.backend_pid`,
+      [LOCK_NAME, holder, process.pid, hostname(), new Date().toISOString()],
+    );
+  }
+
+  async #lockedError(): Promise<LockError> {
+    // The holder writes its row just after taking the lock; give that moment a chance.
+    for (let i = 0; i < 5; i++) {
+      const current = await this.lockHolder();
+      if (current) {
+        return new LockError(
+          `the state is locked by ${current.holder} (pid ${current.pid} on ${current.host}, since ${current.acquiredAt}); wait for it to finish, or pass --lock-timeout to wait`,
+        );
+      }
+      await sleep(100);
+    }
+    return new LockError('the state is locked by another replica that has not recorded its name; wait for it to finish, or pass --lock-timeout to wait');
+  }
+
+  async releaseLock(): Promise<void> {
+    const lock = this.#lock;
+    if (!lock) return;
+    this.#lock = undefined;
+    let broken: Error | undefined = lock.lost;
+    if (!broken) {
+      try {
+        await lock.client.query(`DELETE FROM ${this.#t.locks} WHERE name = $1 AND backend_pid = pg_backend_pid()`, [LOCK_NAME]);
+        await lock.client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_SPACE, this.#stateLockKey]);
+      } catch (e) {
+        // Dropping the connection below releases the lock all the same.
+        broken = e as Error;
+      }
+    }
+    lock.client.removeListener('error', lock.onError);
+    lock.client.release(broken);
+  }
+
+  async lockHolder(): Promise<LockHolder | undefined> {
+    // The row alone proves nothing (its replica may have died): it counts only while the session
+    // that wrote it still holds the advisory lock.
+    const { rows } = await this.pool.query<{ holder: string; pid: number; host: string; acquired_at: string }>(
+      `SELECT l.holder, l.pid, l.host, l.acquired_at FROM ${this.#t.locks} l
+       WHERE l.name = $1 AND EXISTS (
+         SELECT 1 FROM pg_locks k
+         WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid
+           AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND k.classid = $2::oid AND k.objid = $3::oid AND k.objsubid = 2)`,
+      [LOCK_NAME, LOCK_SPACE, this.#stateLockKey],
+    );
+    const r = rows[0];
+    return r ? { holder: r.holder, pid: r.pid, host: r.host, acquiredAt: r.acquired_at } : undefined;
+  }
+
+  /** Releases the state lock if held, then ends the pool. */
+  async close(): Promise<void> {
+    await this.releaseLock();
+    await this.pool.end();
+  }
+}
