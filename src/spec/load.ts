@@ -125,7 +125,18 @@ const RECORDS: Record<string, { what: string; value: z.ZodType }> = {
   principals: { what: 'principal name', value: principalSchema },
 };
 
-function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, src: SourceMap, base: readonly PathKey[] = []): SpecProblem[] {
+/**
+ * `raw` is the interpolated document that was validated; `original` the text before `${VAR}`
+ * substitution. Messages show the original, so a value read from the environment (a URL with a
+ * password, say) is never echoed into an error.
+ */
+function zodProblems(
+  issues: readonly z.core.$ZodIssue[],
+  raw: unknown,
+  original: unknown,
+  src: SourceMap,
+  base: readonly PathKey[] = [],
+): SpecProblem[] {
   const out: SpecProblem[] = [];
   for (const issue of issues) {
     const path = [...base, ...issue.path.filter((p): p is PathKey => typeof p !== 'symbol')];
@@ -141,7 +152,7 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, src: Sou
       if (record && path.length === 2) {
         const value = valueAt(raw, path);
         const parsed = record.value.safeParse(value);
-        if (!parsed.success) out.push(...zodProblems(parsed.error.issues, raw, src, path));
+        if (!parsed.success) out.push(...zodProblems(parsed.error.issues, raw, original, src, path));
       }
       continue;
     }
@@ -150,7 +161,7 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, src: Sou
       const value = valueAt(raw, path);
       const branch = value && typeof value === 'object' ? ('bucket' in value ? 0 : 'database' in value ? 1 : -1) : -1;
       if (branch >= 0) {
-        out.push(...zodProblems(issue.errors[branch]!, raw, src, path));
+        out.push(...zodProblems(issue.errors[branch]!, raw, original, src, path));
         continue;
       }
     }
@@ -168,6 +179,7 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, src: Sou
       continue;
     }
     const value = valueAt(raw, path);
+    const shownValue = valueAt(original, path);
     if (value === undefined) {
       const missing = String(path[path.length - 1]);
       const hint = REQUIRED_HINTS[`${String(path[0])}.${missing}`] ?? REQUIRED_HINTS[missing];
@@ -176,14 +188,16 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, src: Sou
     }
     if (issue.code === 'invalid_type') {
       const expected = KINDS[issue.expected] ?? issue.expected;
-      out.push(src.problem(path, `must be ${expected}, not ${describeKind(value)}${value !== null && typeof value === 'object' ? '' : ` (got ${describe(value)})`}`));
+      out.push(src.problem(path, `must be ${expected}, not ${describeKind(value)}${value !== null && typeof value === 'object' ? '' : ` (got ${describe(shownValue)})`}`));
       continue;
     }
+    const substituted = value !== shownValue;
     const shown =
-      issue.message.includes(JSON.stringify(value)) || (value !== null && typeof value === 'object')
+      (!substituted && issue.message.includes(JSON.stringify(value))) || (value !== null && typeof value === 'object')
         ? ''
-        : ` (got ${describe(value)})`;
-    out.push(src.problem(path, `${issue.message}${shown}`));
+        : ` (got ${describe(shownValue)}${substituted ? ', substituted from the environment' : ''})`;
+    const message = substituted ? issue.message.split(JSON.stringify(value)).join('the substituted value') : issue.message;
+    out.push(src.problem(path, `${message}${shown}`));
   }
   return out;
 }
@@ -287,7 +301,7 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   const interpolated = interpolate(raw, [], opts.env, problems, src, missing) as Record<string, unknown>;
   const parsed = specSchema.safeParse(interpolated);
   if (!parsed.success) {
-    problems.push(...zodProblems(parsed.error.issues, interpolated, src).filter((p) => !missing.has(p.path)));
+    problems.push(...zodProblems(parsed.error.issues, interpolated, raw, src).filter((p) => !missing.has(p.path)));
   }
   const notices: Notice[] = [];
   problems.push(...validateReferences(parsed.success ? parsed.data : salvage(interpolated), src, opts.now, notices));

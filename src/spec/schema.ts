@@ -74,7 +74,10 @@ const awsBackend = z.strictObject({
     .max(512)
     .optional(),
   /** Endpoint override (a local emulator); normally the standard AWS endpoint is used. */
-  endpoint: z.string().url().optional(),
+  endpoint: z
+    .string()
+    .regex(/^https?:\/\/[^\s/?#]+(\/[^\s]*)?$/, 'must be an http(s) URL such as http://127.0.0.1:5000')
+    .optional(),
 });
 
 const postgresBackend = z.strictObject({

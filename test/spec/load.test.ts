@@ -164,6 +164,21 @@ describe('single problems', () => {
     expect(parseSpec(text, opts({ env: { BUCKET: 'from-env' } })).spec.datasets.data).toEqual({ backend: 'aws', bucket: 'from-env' });
   });
 
+  test('a value read from the environment is never echoed into an error', () => {
+    const text = MINIMAL.replace('type: aws }', 'type: aws, endpoint: "${AWS_ENDPOINT}" }');
+    const problems = problemsOf(text, { env: { AWS_ENDPOINT: 'user:s3cr3t-pass@not a url' } });
+    expect(problems).toEqual([
+      {
+        file: 'datagrant.yaml',
+        line: 3,
+        column: 31,
+        path: 'backends.aws.endpoint',
+        message: 'must be an http(s) URL such as http://127.0.0.1:5000 (got "${AWS_ENDPOINT}", substituted from the environment)',
+      },
+    ]);
+    expect(JSON.stringify(problems)).not.toContain('s3cr3t');
+  });
+
   test('a principal name of exactly 64 characters is fine; 65 is not', () => {
     const ok = `p${'x'.repeat(63)}`;
     expect(parseSpec(wrap(`  ${ok}:\n    type: person\n`), opts()).spec.principals[ok]).toBeDefined();
