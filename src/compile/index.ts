@@ -2,17 +2,15 @@
 import type { DesiredState, Notice } from '../core/types.js';
 import { expiresInstant, type Spec } from '../spec/schema.js';
 import { compileAws } from './aws/compile.js';
+import { compilePostgres } from './postgres/compile.js';
 
 /** Backend types with a compiler; a backend type without one compiles to nothing. */
 export type BackendCompiler = (spec: Spec, backend: string, ctx: { now: Date }) => DesiredState;
 
 const COMPILERS: Record<string, BackendCompiler> = {
   aws: compileAws,
+  postgres: compilePostgres,
 };
-
-export function registerCompiler(type: string, compiler: BackendCompiler): void {
-  COMPILERS[type] = compiler;
-}
 
 export const EXPIRY_WARNING_DAYS = 7;
 

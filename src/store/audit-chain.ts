@@ -1,8 +1,14 @@
 // The audit chain's pure check, shared by every state store: given the entries in seq order and
 // the recorded head, the same verdict and the same reasons whichever database they came from.
+import { canonicalJson } from '../core/canonical.js';
 import type { MasterKey } from './crypto.js';
-import { entryMac } from './sqlite.js';
 import type { AuditEntry, AuditVerdict } from './store.js';
+
+/** The keyed hash of one entry, over its content and the hash of the entry before it. */
+export function entryMac(key: MasterKey, e: Omit<AuditEntry, 'hash'>): string {
+  const { prevHash, ...body } = e;
+  return key.auditMac(`${prevHash}\n${canonicalJson(body)}`);
+}
 
 /** The `prevHash` of the first entry. */
 export const GENESIS = '0'.repeat(64);

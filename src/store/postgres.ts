@@ -10,9 +10,8 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { LockError, StoreError } from '../core/errors.js';
 import type { Change } from '../core/types.js';
-import { GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
+import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
-import { entryMac } from './sqlite.js';
 import type {
   AuditEntry,
   AuditInput,

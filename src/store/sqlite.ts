@@ -3,9 +3,9 @@ import Database from 'better-sqlite3';
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
-import { canonicalJson } from '../core/canonical.js';
 import { LockError, StoreError } from '../core/errors.js';
 import type { Change } from '../core/types.js';
+import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
 import type {
   AuditEntry,
@@ -17,7 +17,6 @@ import type {
   StateStore,
 } from './store.js';
 
-const GENESIS = '0'.repeat(64);
 const LOCK_NAME = 'state';
 /** A lock whose holder has not refreshed it for this long is stale, even on another host. */
 const LOCK_STALE_MS = 60_000;
@@ -113,11 +112,6 @@ function pidAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-export function entryMac(key: MasterKey, e: Omit<AuditEntry, 'hash'>): string {
-  const { prevHash, ...body } = e;
-  return key.auditMac(`${prevHash}\n${canonicalJson(body)}`);
 }
 
 export class SqliteStore implements StateStore {
@@ -233,11 +227,15 @@ export class SqliteStore implements StateStore {
         .run(e.seq, e.at, e.actor, e.event, e.address, e.outcome, e.detail, e.prevHash, hash);
       this.db
         .prepare('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)')
-        .run(e.seq, hash, this.key.auditMac(`head\n${e.seq}\n${hash}`));
+        .run(e.seq, hash, headMac(this.key, e.seq, hash));
     })();
   }
 
   async auditEntries(): Promise<AuditEntry[]> {
+    return this.auditRows();
+  }
+
+  private auditRows(): AuditEntry[] {
     const rows = this.db.prepare('SELECT * FROM audit ORDER BY seq').all() as Record<string, unknown>[];
     return rows.map((r) => ({
       seq: r.seq as number,
@@ -253,36 +251,12 @@ export class SqliteStore implements StateStore {
   }
 
   async verifyAudit(): Promise<AuditVerdict> {
-    const entries = await this.auditEntries();
-    let prev = GENESIS;
-    let expectedSeq = 1;
-    for (const e of entries) {
-      if (e.seq !== expectedSeq) {
-        return { ok: false, entries: entries.length, firstBad: { seq: e.seq, reason: `expected entry ${expectedSeq} here; an entry was removed or inserted` } };
-      }
-      if (e.prevHash !== prev) {
-        return { ok: false, entries: entries.length, firstBad: { seq: e.seq, reason: 'does not follow the entry before it (removed, inserted or reordered entries)' } };
-      }
-      const { hash, ...rest } = e;
-      if (entryMac(this.key, rest) !== hash) {
-        return { ok: false, entries: entries.length, firstBad: { seq: e.seq, reason: 'its content was changed after it was written' } };
-      }
-      prev = hash;
-      expectedSeq++;
-    }
-    const head = this.db.prepare('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as { seq: number; hash: string; mac: string } | undefined;
-    const last = entries.at(-1);
-    if (head) {
-      if (head.mac !== this.key.auditMac(`head\n${head.seq}\n${head.hash}`)) {
-        return { ok: false, entries: entries.length, firstBad: { seq: head.seq, reason: 'the recorded head of the chain was altered' } };
-      }
-      if (!last || last.seq !== head.seq || last.hash !== head.hash) {
-        return { ok: false, entries: entries.length, firstBad: { seq: (last?.seq ?? 0) + 1, reason: `entries after ${last?.seq ?? 0} were removed (the chain ended at ${head.seq})` } };
-      }
-    } else if (last) {
-      return { ok: false, entries: entries.length, firstBad: { seq: 1, reason: 'the recorded head of the chain is missing' } };
-    }
-    return { ok: true, entries: entries.length };
+    // One read transaction: an append by another process in between must not look like a cut.
+    return this.db.transaction(() => {
+      const entries = this.auditRows();
+      const head = this.db.prepare('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
+      return verifyChain(this.key, entries, head);
+    })();
   }
 
   async acquireLock(holder: string, waitMs = 0): Promise<void> {
