@@ -1,9 +1,19 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { compile } from '../../src/compile/index.js';
 import { compileAws, grantStatements, IAM_QUOTAS } from '../../src/compile/aws/compile.js';
-import { MANAGED_POLICY_MAX_CHARS, mergeStatements, packStatements, type PolicyDocument, type Statement } from '../../src/compile/aws/policy.js';
+import {
+  MANAGED_POLICY_MAX_CHARS,
+  mergeStatements,
+  normalizePolicy,
+  packStatements,
+  policyDocument,
+  type PolicyDocument,
+  type Statement,
+} from '../../src/compile/aws/policy.js';
 import { CompileError } from '../../src/core/errors.js';
 import type { Level, Resource } from '../../src/core/types.js';
+import { parseSpec } from '../../src/spec/load.js';
 import { specSchema, type Spec, type SpecInput } from '../../src/spec/schema.js';
 
 const NOW = new Date('2026-11-28T00:00:00Z');
@@ -555,5 +565,84 @@ describe('names, paths, tags and dependencies', () => {
       'other:membership/g/p',
       'other:key/p',
     ]);
+  });
+});
+
+describe('the DESIGN.md draft, end to end through the loader', () => {
+  test('alice reads the training prefix through her group; trainer writes artifacts and reads training data until 2027-01-31', () => {
+    // GIVEN
+    const text = readFileSync(new URL('../fixtures/draft.yaml', import.meta.url), 'utf8');
+    const { spec } = parseSpec(text, { file: 'draft.yaml', env: { WAREHOUSE_URL: 'postgres://db/analytics' }, now: NOW });
+    // WHEN
+    const { resources } = compileAws(spec, 'aws', { now: NOW });
+    // THEN
+    expect(resources.map((r) => r.address)).toEqual([
+      'aws:group/ml-researchers',
+      'aws:policy/dg-group-ml-researchers',
+      'aws:attachment/group/ml-researchers/dg-group-ml-researchers',
+      'aws:user/alice',
+      'aws:membership/ml-researchers/alice',
+      'aws:key/alice',
+      'aws:user/trainer',
+      'aws:policy/dg-user-trainer',
+      'aws:attachment/user/trainer/dg-user-trainer',
+      'aws:key/trainer',
+    ]);
+    // The postgres grant of the group makes nothing in IAM.
+    expect(policyDoc(resources, 'dg-group-ml-researchers')!.Statement).toEqual(expectedStatements('read', 'training/'));
+    const trainer = policyDoc(resources, 'dg-user-trainer')!.Statement;
+    const until = { DateLessThan: { 'aws:CurrentTime': ['2027-01-31T00:00:00Z'] } };
+    const artifacts = 'arn:aws:s3:::ai-model-artifacts';
+    expect(trainer).toEqual(
+      canonicalOrder([
+        { Effect: 'Allow', Action: OBJECT.write, Resource: [`${artifacts}/*`] },
+        { Effect: 'Allow', Action: ['s3:GetBucketLocation', 's3:ListBucket', 's3:ListBucketMultipartUploads'], Resource: [artifacts] },
+        ...expectedStatements('read', 'training/', until),
+      ]),
+    );
+    expect(byKind(resources, 'key').map((k) => [k.name, k.lifecycle])).toEqual([
+      ['alice', { graceSeconds: 86400 }],
+      ['trainer', { rotateAfterSeconds: 90 * 86400, graceSeconds: 86400 }],
+    ]);
+  });
+});
+
+describe('normalizePolicy (documents read back from AWS)', () => {
+  const compiled = policyDocument([
+    ...grantStatements(BUCKET, 'training/', { dataset: 'a', access: 'write', expires: '2027-01-31' }),
+    ...grantStatements('other-bucket', undefined, { dataset: 'b', access: 'read' }),
+  ]);
+
+  test('a compiled document is already normal', () => {
+    expect(normalizePolicy(compiled)).toEqual(compiled);
+  });
+
+  test('single values as strings, any order of statements and values: equal to the compiled document', () => {
+    const scrambled = {
+      Version: '2012-10-17',
+      Statement: [...compiled.Statement].reverse().map((st) => ({
+        ...(st.Condition
+          ? { Condition: Object.fromEntries(Object.entries(st.Condition).map(([op, kv]) => [op, Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, v.length === 1 ? v[0] : [...v].reverse()]))])) }
+          : {}),
+        Resource: st.Resource.length === 1 ? st.Resource[0] : [...st.Resource].reverse(),
+        Action: st.Action.length === 1 ? st.Action[0] : [...st.Action].reverse(),
+        Effect: st.Effect,
+      })),
+    };
+    expect(JSON.stringify(normalizePolicy(scrambled))).toBe(JSON.stringify(compiled));
+  });
+
+  test.each([
+    ['an extra statement', { ...compiled, Statement: [...compiled.Statement, { Effect: 'Allow', Action: 's3:*', Resource: '*' }] }],
+    ['a Sid', { ...compiled, Statement: compiled.Statement.map((st, i) => (i === 0 ? { ...st, Sid: 'x' } : st)) }],
+    ['a widened resource', { ...compiled, Statement: compiled.Statement.map((st, i) => (i === 0 ? { ...st, Resource: ['*'] } : st)) }],
+    ['a dropped condition', { ...compiled, Statement: compiled.Statement.map(({ Condition: _c, ...st }) => st) }],
+  ])('a hand edit stays visible as a difference: %s', (_what, edited) => {
+    expect(normalizePolicy(edited)).not.toEqual(compiled);
+  });
+
+  test('a single statement given as an object, not a list', () => {
+    const one = policyDocument(grantStatements(BUCKET, undefined, { dataset: 'a', access: 'read' }).slice(0, 1));
+    expect(normalizePolicy({ Version: '2012-10-17', Statement: one.Statement[0] })).toEqual(one);
   });
 });
