@@ -56,6 +56,13 @@ export function diff(
     const have = new Map((actual[backend]?.resources ?? []).map((r) => [r.address, r]));
     notices.push(...desired[backend]!.notices);
     const addresses = [...new Set([...want.keys(), ...have.keys()])].sort();
+    // Slots that still hold a superseded credential within its grace: `aws:key/alice` → retireAt.
+    const retiring = new Map<string, string>();
+    for (const r of have.values()) {
+      const at = r.lifecycle?.retireAt;
+      const cut = r.address.indexOf('~');
+      if (at && cut > 0 && Date.parse(at) > now) retiring.set(r.address.slice(0, cut), at);
+    }
 
     for (const address of addresses) {
       const after = want.get(address) ?? null;
@@ -100,8 +107,14 @@ export function diff(
         continue;
       }
       if (rotate !== undefined && typeof created === 'string' && now - Date.parse(created) >= rotate * 1000) {
-        changes.push({ ...base, action: 'replace', before, after, drift: false, reason: `rotation due (older than ${humanSeconds(rotate)})` });
-        continue;
+        const waitFor = retiring.get(address);
+        if (waitFor === undefined) {
+          changes.push({ ...base, action: 'replace', before, after, drift: false, reason: `rotation due (older than ${humanSeconds(rotate)})` });
+          continue;
+        }
+        // A third key would exceed AWS's two per user, and cutting the old key's grace short
+        // would break whoever still uses it: rotate once the superseded credential is gone.
+        notices.push({ level: 'info', address, message: `rotation is due, and waits until the superseded credential retires at ${waitFor} (at most two credentials at a time)` });
       }
       if (sameAttrs(before, after)) continue;
       const changed = changedAttrs(before, after);

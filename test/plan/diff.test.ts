@@ -167,6 +167,24 @@ describe('credentials over time', () => {
     expect(brief(plan.changes)).toEqual(['replace aws:key/alice: rotation requested', 'delete aws:key/alice~AKIAOLD: rotation grace ended']);
   });
 
+  test('a rotation due while a superseded key is still in its grace waits, rather than issue a third key', () => {
+    // GIVEN rotation every 12h with a 24h grace: the current key is due, the previous one still retiring
+    const want = key('alice', { lifecycle: { rotateAfterSeconds: 12 * 3600, graceSeconds: 86400 } });
+    const current = key('alice', { meta: { createdAt: iso(NOW.getTime() - 13 * HOUR) } });
+    const old = key('alice', { address: 'aws:key/alice~AKIAOLD', lifecycle: { retireAt: iso(NOW.getTime() + 11 * HOUR) } });
+    // WHEN
+    const plan = diff(desired(want), actual(current, old), opts());
+    // THEN nothing yet, and the reader is told why
+    expect(plan.changes).toEqual([]);
+    expect(plan.notices.map((n) => `${n.address}: ${n.message}`)).toEqual([
+      'aws:key/alice: rotation is due, and waits until the superseded credential retires at 2026-11-28T11:00:00.000Z (at most two credentials at a time)',
+      'aws:key/alice~AKIAOLD: superseded credential stays valid until 2026-11-28T11:00:00.000Z (rotation grace), then is deleted',
+    ]);
+    // and once the grace has ended, one plan deletes the old key and rotates the current one
+    const later = diff(desired(want), actual(current, old), opts({ now: new Date(NOW.getTime() + 11 * HOUR) }));
+    expect(brief(later.changes)).toEqual(['replace aws:key/alice: rotation due (older than 12h)', 'delete aws:key/alice~AKIAOLD: rotation grace ended']);
+  });
+
   describe('a superseded key', () => {
     const want = key('alice');
     const current = key('alice', { meta: { createdAt: iso(NOW.getTime() - HOUR) } });
