@@ -104,6 +104,7 @@ function interpolate(
 }
 
 function describe(value: unknown): string {
+  if (typeof value === 'string' && value.length > 60) return JSON.stringify(`${value.slice(0, 50)}…`);
   const s = JSON.stringify(value);
   return s === undefined ? String(value) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
@@ -167,7 +168,7 @@ function zodProblems(
     }
     if (issue.code === 'unrecognized_keys') {
       for (const k of issue.keys) {
-        const allowed = allowedKeys(path);
+        const allowed = allowedKeys(path, valueAt(raw, path));
         out.push(
           src.problem(
             [...path, k],
@@ -235,10 +236,21 @@ const KEYS: Record<string, string> = {
   scim: 'groups',
 };
 
-function allowedKeys(path: readonly PathKey[]): string | undefined {
+/** The keys allowed at `path`; for a backend or dataset, those of the kind it evidently is. */
+function allowedKeys(path: readonly PathKey[], value: unknown): string | undefined {
   const shape = path.map((p, i) => (typeof p === 'number' ? '#' : i === 1 ? '*' : p)).join('.');
+  const v = value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
+  if (shape === 'backends.*' && (v.type === 'aws' || v.type === 'postgres')) return KINDED_KEYS[`backend.${v.type}`];
+  if (shape === 'datasets.*' && ('bucket' in v || 'database' in v)) return KINDED_KEYS['bucket' in v ? 'dataset.aws' : 'dataset.postgres'];
   return KEYS[shape];
 }
+
+const KINDED_KEYS: Record<string, string> = {
+  'backend.aws': 'type, region, iamPath, endpoint',
+  'backend.postgres': 'type, url',
+  'dataset.aws': 'backend, bucket, prefix, description',
+  'dataset.postgres': 'backend, database, schema, tables, description',
+};
 
 /**
  * The spec as far as it can be read when its shape is wrong, so that references, duplicates and

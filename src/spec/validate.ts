@@ -49,7 +49,8 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
       }
       const prev = seen.get(g.dataset);
       if (prev !== undefined) {
-        problems.push(src.problem([...at, 'dataset'], `dataset ${JSON.stringify(g.dataset)} is granted twice in this list (also at index ${prev}); keep one grant with the level you mean`));
+        const line = src.position([...base, prev]).line;
+        problems.push(src.problem([...at, 'dataset'], `dataset ${JSON.stringify(g.dataset)} is granted twice in this list (also on line ${line}); keep one grant with the level you mean`));
       }
       seen.set(g.dataset, i);
       // A malformed date has been reported by the schema.
@@ -76,7 +77,7 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     // IAM user names are case-insensitive: Alice and alice would be the same user.
     const lower = name.toLowerCase();
     const clash = lowerNames.get(lower);
-    if (clash) problems.push(src.problem(['principals', name], `principal ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same user`, true));
+    if (clash) problems.push(src.problem(['principals', name], `principal ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same user, so rename one`, true));
     lowerNames.set(lower, name);
     if (Buffer.byteLength(name) > PG_IDENTIFIER_MAX_BYTES && usesBackendType(spec, p.grants, p.groups, 'postgres')) {
       problems.push(src.problem(['principals', name], `principal name is longer than PostgreSQL's ${PG_IDENTIFIER_MAX_BYTES}-byte role names`, true));
@@ -96,7 +97,7 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
   const lowerGroups = new Map<string, string>();
   for (const name of Object.keys(spec.groups)) {
     const clash = lowerGroups.get(name.toLowerCase());
-    if (clash) problems.push(src.problem(['groups', name], `group ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same group`, true));
+    if (clash) problems.push(src.problem(['groups', name], `group ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same group, so rename one`, true));
     lowerGroups.set(name.toLowerCase(), name);
   }
 

@@ -74,7 +74,7 @@ describe('a spec with many problems', () => {
   // behind another: a bad name still has its body checked, a shape error still lets references,
   // case clashes and dates be checked.
   const expected: [string, string, RegExp][] = [
-    ['3:40', 'backends.aws.colour', /^unknown key "colour"; allowed: type, region, iamPath, endpoint \(aws\)/],
+    ['3:40', 'backends.aws.colour', /^unknown key "colour"; allowed: type, region, iamPath, endpoint$/],
     ['4:37', 'backends.warehouse.url', /^environment variable WAREHOUSE_URL is not set/],
     ['7:22', 'datasets.orphan.backend', /^backend "nowhere" is not defined; defined backends: aws, warehouse$/],
     ['8:24', 'datasets.s3-on-pg.backend', /has a bucket, so it needs an aws backend, but backend "warehouse" is postgres/],
@@ -86,13 +86,13 @@ describe('a spec with many problems', () => {
     ['16:37', 'groups.ml.grants[1].access', /^access "readwrite" is not a level; allowed: read, write, admin$/],
     ['20:18', 'principals.alice.groups[1]', /^group "nogroup" is not defined; defined groups: ml$/],
     ['22:58', 'principals.alice.grants[0].expires', /^is not a real date or time; expected a date \(2027-01-31\) or an ISO 8601 instant.*\(got "2027-13-45"\)$/],
-    ['23:20', 'principals.alice.grants[1].dataset', /^dataset "training-data" is granted twice in this list \(also at index 0\)/],
+    ['23:20', 'principals.alice.grants[1].dataset', /^dataset "training-data" is granted twice in this list \(also on line 22\); keep one grant with the level you mean$/],
     ['23:59', 'principals.alice.grants[1].expires', /^must be a date \(2027-01-31\) or an ISO 8601 instant with a zone.*\(got "yesterday"\)$/],
-    ['24:3', 'principals.Alice', /^principal "Alice" differs from "alice" only in case; AWS IAM treats them as the same user$/],
+    ['24:3', 'principals.Alice', /^principal "Alice" differs from "alice" only in case; AWS IAM treats them as the same user, so rename one$/],
     ['26:3', 'principals.bad name!', /^principal name may contain only letters, digits and \+ = , \. @ _ - .*\(got "bad name!"\)$/],
     ['27:11', 'principals.bad name!.type', /^type "robot" is not allowed; allowed: person, service$/],
     ['28:13', 'principals.bad name!.rotate', /^must be a duration such as 90d, 24h, 30m or 3600s \(got "90days"\)$/],
-    ['29:3', `principals.p${'1234567890'.repeat(6)}1234`, /^principal name is 65 characters long; at most 64 are allowed/],
+    ['29:3', `principals.p${'1234567890'.repeat(6)}1234`, /^principal name is 65 characters long; at most 64 are allowed \(got "p1234567890123456789012345678901234567890123456789…"\)$/],
     ['32:58', `principals.p${'1234567890'.repeat(6)}1234.grants[0].expires`, /^is not a real date or time.*\(got "2027-02-30"\)$/],
   ];
 
@@ -126,7 +126,9 @@ describe('single problems', () => {
   const wrap = (principals: string) => `${MINIMAL}principals:\n${principals}`;
   test.each<[string, string, Partial<LoadOptions>, string, RegExp]>([
     ['an unknown top-level key', `${MINIMAL}princpals: {}\n`, {}, '6:1 princpals', /^unknown key "princpals"; allowed: version, settings, backends, datasets, groups, principals, scim$/],
-    ['an unknown key in a dataset', MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefx: a/'), {}, '5:48 datasets.data.prefx', /^unknown key "prefx"; allowed: backend, bucket, prefix, description \(aws\)/],
+    ['an unknown key in a dataset', MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefx: a/'), {}, '5:48 datasets.data.prefx', /^unknown key "prefx"; allowed: backend, bucket, prefix, description$/],
+    ['an unknown key in a postgres backend', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: x, region: y }'), {}, '4:33 backends.wh.region', /^unknown key "region"; allowed: type, url$/],
+    ['an unknown key in a postgres dataset', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: x }').replace('data: { backend: aws, bucket: ai-model-data }', 'f: { backend: wh, database: a, schema: b, prefix: c }'), {}, '6:45 datasets.f.prefix', /^unknown key "prefix"; allowed: backend, database, schema, tables, description$/],
     ['an unknown key in a principal', wrap('  p:\n    type: person\n    emial: p@example.com\n'), {}, '9:5 principals.p.emial', /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate$/],
     ['an unknown key in settings', `${MINIMAL}settings: { rotation: 90d }\n`, {}, '6:13 settings.rotation', /^unknown key "rotation"; allowed: rotate, rotationGrace$/],
     ['a bad access level', wrap('  p:\n    type: person\n    grants: [{ dataset: data, access: owner }]\n'), {}, '9:39 principals.p.grants[0].access', /^access "owner" is not a level; allowed: read, write, admin$/],
