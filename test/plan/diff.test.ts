@@ -1,6 +1,9 @@
 import { describe, expect, test } from 'vitest';
+import { normalizePolicy } from '../../src/compile/aws/policy.js';
+import { compile } from '../../src/compile/index.js';
 import type { ActualState, Change, DesiredState, Resource } from '../../src/core/types.js';
 import { actualHash, attrsHash, diff, summarize, type DiffOptions } from '../../src/plan/diff.js';
+import { specSchema } from '../../src/spec/schema.js';
 
 const NOW = new Date('2026-11-28T00:00:00Z');
 const HOUR = 3600_000;
@@ -223,5 +226,32 @@ describe('notices', () => {
     const want = { aws: { resources: [], notices: [{ level: 'warning' as const, message: 'from compile' }] } };
     const plan = diff(want, {}, opts({ notices: [{ level: 'info', message: 'from spec' }] }));
     expect(plan.notices.map((n) => n.message)).toEqual(['from spec', 'from compile']);
+  });
+});
+
+describe('a second plan after apply is empty', () => {
+  test('compiled state read back (policies normalised from any JSON shape, meta filled in) diffs to nothing', () => {
+    // GIVEN the desired state of a spec with groups, prefixes, expiry and direct grants
+    const spec = specSchema.parse({
+      version: 1,
+      backends: { aws: { type: 'aws' } },
+      datasets: { a: { backend: 'aws', bucket: 'ai-model-data', prefix: 'training/' }, b: { backend: 'aws', bucket: 'ai-model-artifacts' } },
+      groups: { g: { grants: [{ dataset: 'a', access: 'read' }, { dataset: 'b', access: 'admin', expires: '2027-01-31' }] } },
+      principals: { alice: { type: 'person', groups: ['g'] }, trainer: { type: 'service', grants: [{ dataset: 'b', access: 'write' }], rotate: '90d' } },
+    });
+    const { desired } = compile(spec, NOW);
+    // WHEN the backend reports it back the way AWS would: statements reversed, single values as strings
+    const readBack = desired.aws!.resources.map((r) => {
+      const attrs = { ...r.attrs };
+      if (r.kind === 'policy') {
+        const doc = attrs.document as { Version: string; Statement: Record<string, unknown>[] };
+        const one = (v: unknown) => (Array.isArray(v) && v.length === 1 ? v[0] : v);
+        attrs.document = normalizePolicy({ Version: doc.Version, Statement: [...doc.Statement].reverse().map((st) => ({ ...st, Action: one(st.Action), Resource: one(st.Resource) })) });
+      }
+      return { ...r, attrs, deps: [], immutable: undefined, lifecycle: undefined, meta: { createdAt: iso(NOW.getTime() - DAY), id: `ID-${r.name}` } };
+    });
+    const plan = diff(desired, { aws: { backend: 'aws', resources: readBack } }, opts({ applied: appliedFor(...desired.aws!.resources) }));
+    // THEN
+    expect(plan.changes).toEqual([]);
   });
 });
