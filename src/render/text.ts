@@ -93,7 +93,9 @@ function renderChange(c: Change, color: boolean): string[] {
 
 export function renderPlanText(plan: Plan, opts: TextOptions = { color: false }): string {
   const out: string[] = [];
-  for (const n of plan.notices) out.push(`${n.level === 'warning' ? 'Warning' : 'Note'}: ${n.message}`);
+  // A notice about one object names it: "superseded credential stays valid until …" alone does
+  // not say whose.
+  for (const n of plan.notices) out.push(`${n.level === 'warning' ? 'Warning' : 'Note'}: ${n.address ? `${n.address}: ` : ''}${n.message}`);
   if (plan.notices.length) out.push('');
   if (plan.changes.length === 0) {
     out.push('No changes. The backends match the spec.');

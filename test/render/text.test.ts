@@ -59,6 +59,15 @@ describe('text', () => {
     expect(renderPlanText(plan)).toBe('Note: i\nWarning: w\n\nNo changes. The backends match the spec.\n');
   });
 
+  test('a notice about one object names it', () => {
+    const retiring = res('key', 'alice~AKIAOLD', { user: 'alice', status: 'Active' }, { lifecycle: { retireAt: '2026-11-29T00:00:00.000Z' }, meta: leakyMeta });
+    const current = res('key', 'alice', { user: 'alice', status: 'Active' });
+    const plan = diff({ aws: { resources: [current], notices: [] } }, { aws: { backend: 'aws', resources: [current, retiring] } }, { now: NOW, specHash: 'h' });
+    expect(renderPlanText(plan)).toBe(
+      'Note: aws:key/alice~AKIAOLD: superseded credential stays valid until 2026-11-29T00:00:00.000Z (rotation grace), then is deleted\n\nNo changes. The backends match the spec.\n',
+    );
+  });
+
   test('every kind of change, in the fixed Terraform-like shape', () => {
     const text = renderPlanText(samplePlan());
     expect(text).toBe(
