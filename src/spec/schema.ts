@@ -70,8 +70,13 @@ const awsBackend = z.strictObject({
   /** IAM path that marks datagrant's objects; everything outside it is invisible. */
   iamPath: z
     .string()
-    .regex(/^\/([A-Za-z0-9!-~]+\/)*$/, 'must start and end with / (for example /datagrant/)')
-    .max(512)
+    // At least one segment: the path is datagrant's ownership boundary, and "/" would claim
+    // (and plan to delete) every IAM user, group and policy in the account.
+    .regex(
+      /^\/([!-.0-~]+\/)+$/,
+      'must be a path below the root that starts and ends with / (for example /datagrant/); "/" would make datagrant own every IAM user in the account',
+    )
+    .max(512, 'must be at most 512 characters')
     .optional(),
   /** Endpoint override (a local emulator); normally the standard AWS endpoint is used. */
   endpoint: z

@@ -52,6 +52,11 @@ describe('a valid spec', () => {
     });
   });
 
+  test.each(['/datagrant/', '/ml/datagrant/', '/team-a_b.c@d=e,f+g/'])('iamPath %s is accepted', (iamPath) => {
+    const text = MINIMAL.replace('type: aws', `type: aws, iamPath: "${iamPath}"`);
+    expect(parseSpec(text, opts()).spec.backends.aws).toEqual({ type: 'aws', iamPath });
+  });
+
   test('only ${NAME} is interpolated; text around it is kept', () => {
     const text = `${MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws, region: "eu-${R}-1" }')}`;
     const { spec } = parseSpec(text, opts({ env: { R: 'west' } }));
@@ -150,7 +155,9 @@ describe('single problems', () => {
     ['groups given as text, not a list', wrap('  p:\n    type: person\n    groups: ml\n'), {}, '9:13 principals.p.groups', /^must be a list \(for example \[a, b\]\), not text \(got "ml"\)$/],
     ['principals given as a list', `${MINIMAL}principals: [a, b]\n`, {}, '6:13 principals', /^must be a mapping \(name: value\), not a list$/],
     ['an impossible time of day', wrap('  p:\n    type: person\n    grants: [{ dataset: data, access: read, expires: "2027-01-31T25:00:00Z" }]\n'), {}, '9:54 principals.p.grants[0].expires', /^is not a real date or time/],
-    ['an iamPath without slashes', MINIMAL.replace('type: aws', 'type: aws, iamPath: datagrant'), {}, '3:30 backends.aws.iamPath', /^must start and end with \/ \(for example \/datagrant\/\) \(got "datagrant"\)$/],
+    ['an iamPath without slashes', MINIMAL.replace('type: aws', 'type: aws, iamPath: datagrant'), {}, '3:30 backends.aws.iamPath', /^must be a path below the root that starts and ends with \/ \(for example \/datagrant\/\).*\(got "datagrant"\)$/],
+    ['the root as iamPath (it would own the whole account)', MINIMAL.replace('type: aws', 'type: aws, iamPath: /'), {}, '3:30 backends.aws.iamPath', /"\/" would make datagrant own every IAM user in the account$/],
+    ['an iamPath with an empty segment', MINIMAL.replace('type: aws', 'type: aws, iamPath: //x/'), {}, '3:30 backends.aws.iamPath', /\(got "\/\/x\/"\)$/],
   ])('%s', (_what, text, over, where, message) => {
     const problems = problemsOf(text, over);
     expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
