@@ -646,3 +646,49 @@ describe('normalizePolicy (documents read back from AWS)', () => {
     expect(normalizePolicy({ Version: '2012-10-17', Statement: one.Statement[0] })).toEqual(one);
   });
 });
+
+describe('compiled access equals granted access (random specs, seeded)', () => {
+  const reqs = requests();
+
+  test.each(Array.from({ length: 12 }, (_, i) => [2000 + i]))('seed %i: per principal, user + group policies allow exactly what its live grants allow', (seed) => {
+    // GIVEN a random spec, some grants already expired at NOW
+    const rand = mulberry32(seed);
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
+    const datasets: Record<string, { backend: string; bucket: string; prefix?: string }> = {};
+    for (const bucket of BUCKETS) for (const prefix of PREFIXES) datasets[`${bucket}-${prefix ?? 'all'}`.replace(/\//g, '')] = { backend: 'aws', bucket, ...(prefix ? { prefix } : {}) };
+    const names = Object.keys(datasets);
+    const grants = () => {
+      const chosen = shuffled(names, rand).slice(0, Math.floor(rand() * 4));
+      return chosen.map((dataset) => {
+        const expires = pick([undefined, undefined, '2026-11-01', ...EXPIRIES]);
+        return { dataset, access: pick(['read', 'write', 'admin'] as const), ...(expires ? { expires } : {}) };
+      });
+    };
+    const groups = Object.fromEntries(['g1', 'g2', 'g3'].map((g) => [g, { grants: grants() }]));
+    const principals = Object.fromEntries(
+      ['p1', 'p2', 'p3', 'p4', 'p5'].map((p) => [p, { type: 'service' as const, groups: shuffled(Object.keys(groups), rand).slice(0, Math.floor(rand() * 3)), grants: grants() }]),
+    );
+    const spec = build({ datasets, groups, principals });
+    // WHEN
+    const { resources } = compileAws(spec, 'aws', { now: NOW });
+    // THEN
+    const docsOf = (entity: 'user' | 'group', name: string) =>
+      byKind(resources, 'attachment')
+        .filter((a) => a.attrs.entity === entity && a.attrs.entityName === name)
+        .flatMap((a) => policyDoc(resources, String(a.attrs.policy))!.Statement);
+    for (const [name, p] of Object.entries(principals)) {
+      const memberOf = byKind(resources, 'membership').filter((m) => m.attrs.user === name).map((m) => String(m.attrs.group));
+      const effective = [...docsOf('user', name), ...memberOf.flatMap((g) => docsOf('group', g))];
+      const granted = [...p.grants, ...p.groups.flatMap((g) => groups[g]!.grants)]
+        .filter((g) => !g.expires || new Date(`${g.expires}T00:00:00Z`) > NOW)
+        .flatMap((g) => grantStatements(datasets[g.dataset]!.bucket, datasets[g.dataset]!.prefix, g));
+      const allowed = (ss: Statement[]) => reqs.filter((r) => allows(ss, r)).length;
+      expect(reqs.filter((r) => allows(effective, r))).toEqual(reqs.filter((r) => allows(granted, r)));
+      // A principal with no live grant has no user and no key at all.
+      const hasUser = resources.some((r) => r.address === `aws:user/${name}`);
+      expect(hasUser).toBe(granted.length > 0);
+      expect(resources.some((r) => r.address === `aws:key/${name}`)).toBe(granted.length > 0);
+      if (!hasUser) expect(allowed(effective)).toBe(0);
+    }
+  });
+});
