@@ -1,0 +1,583 @@
+// The aws driver: IAM users, groups, managed policies, attachments, memberships and access keys.
+//
+// Ownership: only users, groups and policies whose IAM path lies under the backend's path
+// (default /datagrant/) exist for datagrant. A pre-existing user elsewhere in the account is
+// invisible to read and refused by execute, even when named alike.
+//
+// Read costs a constant number of requests however many principals there are: one STS call (the
+// account id, cached), GetAccountAuthorizationDetails (1,000 items a page) and the IAM credential
+// report. The report has no key ids, so it is compared with what the store knows; only users whose
+// keys disagree with the store (or every user, with `exact`) cost one ListAccessKeys each. The
+// report is regenerated at most every four hours by AWS: a key deleted by hand since then shows up
+// at the latest when the report is renewed, or at once with `exact`.
+//
+// Requests are counted in SDK middleware, per attempt; the SDK's own retries are off so that all
+// retrying happens in one place (src/backends/retry.ts) and is counted there.
+import {
+  AddUserToGroupCommand,
+  AttachGroupPolicyCommand,
+  AttachUserPolicyCommand,
+  CreateAccessKeyCommand,
+  CreateGroupCommand,
+  CreatePolicyCommand,
+  CreatePolicyVersionCommand,
+  CreateUserCommand,
+  DeactivateMFADeviceCommand,
+  DeleteAccessKeyCommand,
+  DeleteGroupCommand,
+  DeleteGroupPolicyCommand,
+  DeleteLoginProfileCommand,
+  DeletePolicyCommand,
+  DeletePolicyVersionCommand,
+  DeleteServiceSpecificCredentialCommand,
+  DeleteSigningCertificateCommand,
+  DeleteSSHPublicKeyCommand,
+  DeleteUserCommand,
+  DeleteUserPolicyCommand,
+  DetachGroupPolicyCommand,
+  DetachUserPolicyCommand,
+  GenerateCredentialReportCommand,
+  GetAccountAuthorizationDetailsCommand,
+  GetCredentialReportCommand,
+  GetGroupCommand,
+  GetPolicyCommand,
+  GetPolicyVersionCommand,
+  GetUserCommand,
+  IAMClient,
+  ListAccessKeysCommand,
+  ListEntitiesForPolicyCommand,
+  ListMFADevicesCommand,
+  ListPolicyVersionsCommand,
+  ListServiceSpecificCredentialsCommand,
+  ListSigningCertificatesCommand,
+  ListSSHPublicKeysCommand,
+  PutGroupPolicyCommand,
+  PutUserPolicyCommand,
+  RemoveUserFromGroupCommand,
+  TagUserCommand,
+  UntagUserCommand,
+  UpdateAccessKeyCommand,
+  UpdateGroupCommand,
+  UpdateUserCommand,
+  type IAMClientConfig,
+} from '@aws-sdk/client-iam';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import type { Backend, BackendStats, ExecuteResult, KnownCredential, ReadOptions } from '../backend.js';
+import { BackendError } from '../../core/errors.js';
+import { canonicalJson } from '../../core/canonical.js';
+import { addressOf, type ActualState, type Change, type Json, type Resource } from '../../core/types.js';
+import { awsErrorCode, toBackendError } from './errors.js';
+import {
+  isUnder,
+  keysFromStore,
+  parseCredentialReport,
+  parsePolicyDocument,
+  resourcesFromDetails,
+  type AccessKeyFact,
+  type AccountDetails,
+} from './state.js';
+
+export interface AwsBackendOptions {
+  /** The backend's name in the spec: the prefix of every address. */
+  name: string;
+  region?: string;
+  /** Endpoint override (moto in tests); normally the standard AWS endpoints. */
+  endpoint?: string;
+  /** IAM path that marks datagrant's objects, e.g. `/datagrant/`. */
+  iamPath: string;
+  /** Static credentials; otherwise the standard AWS credential chain. */
+  credentials?: IAMClientConfig['credentials'];
+  /** ListAccessKeys calls in flight at once during read. */
+  concurrency?: number;
+  /** How long to keep retrying NoSuchEntity right after a create (IAM is eventually consistent). */
+  consistencyWaitMs?: number;
+  /** How long to wait for the credential report. */
+  reportWaitMs?: number;
+}
+
+type Attrs = { [key: string]: Json };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const str = (v: Json | undefined): string => (typeof v === 'string' ? v : '');
+const tagsOf = (attrs: Attrs | undefined): Record<string, string> => {
+  const t = attrs?.tags;
+  return t && typeof t === 'object' && !Array.isArray(t) ? Object.fromEntries(Object.entries(t).map(([k, v]) => [k, String(v)])) : {};
+};
+
+export class AwsBackend implements Backend {
+  readonly type = 'aws';
+  readonly name: string;
+  readonly #iam: IAMClient;
+  readonly #sts: STSClient;
+  readonly #opts: AwsBackendOptions;
+  readonly #stats: BackendStats = { requests: 0, retries: 0 };
+  #account: string | undefined;
+
+  constructor(opts: AwsBackendOptions) {
+    if (!/^\/([^/]+\/)*$/.test(opts.iamPath)) throw new BackendError(`${opts.name}: iamPath must start and end with / (got ${opts.iamPath})`, opts.name, 'config', false);
+    this.name = opts.name;
+    this.#opts = opts;
+    const common = {
+      region: opts.region ?? 'us-east-1',
+      maxAttempts: 1,
+      ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
+    };
+    this.#iam = new IAMClient(common);
+    this.#sts = new STSClient(common);
+    // Per attempt, below the (disabled) SDK retry middleware: every request sent is counted.
+    const counter = { step: 'finalizeRequest', priority: 'low', name: 'datagrantRequestCounter' } as const;
+    this.#iam.middlewareStack.add((next) => (args) => {
+      this.#stats.requests++;
+      return next(args);
+    }, counter);
+    this.#sts.middlewareStack.add((next) => (args) => {
+      this.#stats.requests++;
+      return next(args);
+    }, counter);
+  }
+
+  stats(): BackendStats {
+    return { ...this.#stats };
+  }
+
+  async close(): Promise<void> {
+    this.#iam.destroy();
+    this.#sts.destroy();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  #addr(kind: string, ...names: string[]) {
+    return addressOf(this.name, kind, ...names);
+  }
+
+  async #accountId(): Promise<string> {
+    if (!this.#account) {
+      const id = await this.#sts.send(new GetCallerIdentityCommand({}));
+      if (!id.Account) throw new BackendError(`${this.name}: STS GetCallerIdentity returned no account`, this.name, 'NoAccount', false);
+      this.#account = id.Account;
+    }
+    return this.#account;
+  }
+
+  async #policyArn(name: string, path = this.#opts.iamPath): Promise<string> {
+    if (name.startsWith('arn:')) return name;
+    return `arn:aws:iam::${await this.#accountId()}:policy${path}${name}`;
+  }
+
+  /** Runs `fn`, treating the given error codes as success (returns undefined). */
+  async #tolerate<T>(codes: string[], fn: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (codes.includes(awsErrorCode(e) ?? '')) return undefined;
+      throw e;
+    }
+  }
+
+  /** Retries NoSuchEntity for a bounded moment: what a change references may have just been created. */
+  async #consistent<T>(fn: () => Promise<T>): Promise<T> {
+    const budget = this.#opts.consistencyWaitMs ?? 1500;
+    const started = Date.now();
+    for (let delay = 50; ; delay = Math.min(delay * 2, 400)) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (awsErrorCode(e) !== 'NoSuchEntity' || Date.now() - started + delay > budget) throw e;
+        this.#stats.retries++;
+        await sleep(delay);
+      }
+    }
+  }
+
+  #notOurs(what: string, name: string, path: string | undefined, address: string): BackendError {
+    return new BackendError(
+      `${this.name}: ${address}: an IAM ${what} named ${name} already exists at path ${path ?? '(unknown)'}, outside datagrant's path ${this.#opts.iamPath}; datagrant will not take over an object it does not own — rename the ${what} in the spec, or remove or move the existing one by hand`,
+      this.name,
+      'NotOwned',
+      false,
+      address,
+    );
+  }
+
+  // ---------------------------------------------------------------- read
+
+  async read(opts: ReadOptions): Promise<ActualState> {
+    try {
+      await this.#accountId();
+      const details = await this.#details();
+      const owned = details.users.filter((u) => u.UserName && isUnder(u.Path, this.#opts.iamPath)).map((u) => u.UserName!);
+      const keys = await this.#keys(owned, opts.credentials, opts.exact ?? false);
+      const resources = resourcesFromDetails({ backend: this.name, iamPath: this.#opts.iamPath, details, keys, credentials: opts.credentials });
+      return { backend: this.name, resources };
+    } catch (e) {
+      throw toBackendError(e, this.name);
+    }
+  }
+
+  async #details(): Promise<AccountDetails> {
+    const out: AccountDetails = { users: [], groups: [], policies: [] };
+    let marker: string | undefined;
+    do {
+      const page = await this.#iam.send(
+        new GetAccountAuthorizationDetailsCommand({ Filter: ['User', 'Group', 'LocalManagedPolicy'], MaxItems: 1000, ...(marker ? { Marker: marker } : {}) }),
+      );
+      out.users.push(...(page.UserDetailList ?? []));
+      out.groups.push(...(page.GroupDetailList ?? []));
+      out.policies.push(...(page.Policies ?? []));
+      marker = page.IsTruncated ? page.Marker : undefined;
+    } while (marker);
+    return out;
+  }
+
+  async #credentialReport(): Promise<string> {
+    const deadline = Date.now() + (this.#opts.reportWaitMs ?? 120_000);
+    let generate = true;
+    for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+      if (generate) await this.#iam.send(new GenerateCredentialReportCommand({}));
+      try {
+        const r = await this.#iam.send(new GetCredentialReportCommand({}));
+        return Buffer.from(r.Content ?? new Uint8Array()).toString('utf8');
+      } catch (e) {
+        const code = awsErrorCode(e);
+        if (!['ReportInProgress', 'ReportNotPresent', 'ReportExpired', 'CredentialReportNotPresent', 'CredentialReportNotReady', 'CredentialReportExpired'].includes(code ?? '')) throw e;
+        if (Date.now() + delay > deadline) throw e;
+        generate = code !== 'ReportInProgress' && code !== 'CredentialReportNotReady';
+        this.#stats.retries++;
+        await sleep(delay);
+      }
+    }
+  }
+
+  async #keys(users: string[], credentials: KnownCredential[], exact: boolean): Promise<Map<string, AccessKeyFact[]>> {
+    const keys = new Map<string, AccessKeyFact[]>();
+    let unsure = users;
+    if (!exact && users.length > 0) {
+      const report = parseCredentialReport(await this.#credentialReport());
+      unsure = [];
+      for (const user of users) {
+        const known = keysFromStore(user, this.#addr('key', user), report, credentials);
+        if (known) keys.set(user, known);
+        else unsure.push(user);
+      }
+    }
+    let next = 0;
+    const worker = async () => {
+      while (next < unsure.length) {
+        const user = unsure[next++]!;
+        keys.set(user, await this.#listKeys(user));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.#opts.concurrency ?? 8, unsure.length) }, worker));
+    return keys;
+  }
+
+  async #listKeys(user: string): Promise<AccessKeyFact[]> {
+    const r = await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new ListAccessKeysCommand({ UserName: user })));
+    return (r?.AccessKeyMetadata ?? []).map((k) => ({
+      accessKeyId: k.AccessKeyId!,
+      status: k.Status ?? 'Active',
+      createdAt: (k.CreateDate ?? new Date(0)).toISOString(),
+    }));
+  }
+
+  // ---------------------------------------------------------------- execute
+
+  async execute(change: Change): Promise<ExecuteResult> {
+    try {
+      const run = () => this.#execute(change);
+      // Creating a key, or re-creating a policy, must not be repeated: those retry inside.
+      const whole = change.action !== 'delete' && change.kind !== 'key' && !(change.kind === 'policy' && change.action === 'replace');
+      return whole ? await this.#consistent(run) : await run();
+    } catch (e) {
+      throw toBackendError(e, this.name, change.address);
+    }
+  }
+
+  async #execute(c: Change): Promise<ExecuteResult> {
+    const res = (c.after ?? c.before) as Resource;
+    switch (c.kind) {
+      case 'user':
+        return this.#user(c, res);
+      case 'group':
+        return this.#group(c, res);
+      case 'policy':
+        return this.#policy(c, res);
+      case 'attachment':
+        return this.#attachment(c, res);
+      case 'membership':
+        return this.#membership(c, res);
+      case 'inline-policy':
+        return this.#inline(c, res);
+      case 'key':
+        return this.#key(c, res);
+      default:
+        throw new BackendError(`${this.name}: ${c.address}: unknown kind ${c.kind}`, this.name, 'UnknownKind', false, c.address);
+    }
+  }
+
+  async #user(c: Change, r: Resource): Promise<ExecuteResult> {
+    const user = r.name;
+    if (c.action === 'delete') {
+      await this.#deleteUser(user);
+      return {};
+    }
+    const path = str(r.attrs.path) || this.#opts.iamPath;
+    const tags = tagsOf(r.attrs);
+    if (c.action === 'create' || c.action === 'replace') {
+      try {
+        await this.#iam.send(new CreateUserCommand({ UserName: user, Path: path, Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }));
+        return {};
+      } catch (e) {
+        if (awsErrorCode(e) !== 'EntityAlreadyExists') throw e;
+      }
+      const existing = (await this.#iam.send(new GetUserCommand({ UserName: user }))).User;
+      if (!isUnder(existing?.Path, this.#opts.iamPath)) throw this.#notOurs('user', user, existing?.Path, c.address);
+      const current: Record<string, string> = {};
+      for (const t of existing?.Tags ?? []) if (t.Key) current[t.Key] = t.Value ?? '';
+      await this.#updateUser(user, { path: existing?.Path ?? '/', tags: current }, { path, tags });
+      return {};
+    }
+    await this.#updateUser(user, { path: str(c.before?.attrs.path), tags: tagsOf(c.before?.attrs) }, { path, tags });
+    return {};
+  }
+
+  async #updateUser(user: string, before: { path: string; tags: Record<string, string> }, after: { path: string; tags: Record<string, string> }) {
+    const removed = Object.keys(before.tags).filter((k) => !(k in after.tags));
+    const changed = Object.entries(after.tags).filter(([k, v]) => before.tags[k] !== v);
+    if (removed.length) await this.#iam.send(new UntagUserCommand({ UserName: user, TagKeys: removed }));
+    if (changed.length) await this.#iam.send(new TagUserCommand({ UserName: user, Tags: changed.map(([Key, Value]) => ({ Key, Value })) }));
+    if (before.path !== after.path) await this.#iam.send(new UpdateUserCommand({ UserName: user, NewPath: after.path }));
+  }
+
+  /**
+   * DeleteUser first: keys, policies and memberships are separate changes that ran before. Only
+   * when IAM refuses (DeleteConflict) are the user's other credentials — console password,
+   * signing certificates, SSH keys, service credentials, MFA devices — removed, so an ordinary
+   * delete costs one request.
+   */
+  async #deleteUser(user: string) {
+    try {
+      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DeleteUserCommand({ UserName: user })));
+      return;
+    } catch (e) {
+      if (awsErrorCode(e) !== 'DeleteConflict') throw e;
+    }
+    const gone = ['NoSuchEntity'];
+    await this.#tolerate(gone, () => this.#iam.send(new DeleteLoginProfileCommand({ UserName: user })));
+    const certs = await this.#tolerate(gone, () => this.#iam.send(new ListSigningCertificatesCommand({ UserName: user })));
+    for (const cert of certs?.Certificates ?? []) {
+      await this.#tolerate(gone, () => this.#iam.send(new DeleteSigningCertificateCommand({ UserName: user, CertificateId: cert.CertificateId })));
+    }
+    const ssh = await this.#tolerate(gone, () => this.#iam.send(new ListSSHPublicKeysCommand({ UserName: user })));
+    for (const k of ssh?.SSHPublicKeys ?? []) {
+      await this.#tolerate(gone, () => this.#iam.send(new DeleteSSHPublicKeyCommand({ UserName: user, SSHPublicKeyId: k.SSHPublicKeyId })));
+    }
+    const svc = await this.#tolerate([...gone, 'NotSupportedService'], () => this.#iam.send(new ListServiceSpecificCredentialsCommand({ UserName: user })));
+    for (const s of svc?.ServiceSpecificCredentials ?? []) {
+      await this.#tolerate(gone, () => this.#iam.send(new DeleteServiceSpecificCredentialCommand({ UserName: user, ServiceSpecificCredentialId: s.ServiceSpecificCredentialId })));
+    }
+    const mfa = await this.#tolerate(gone, () => this.#iam.send(new ListMFADevicesCommand({ UserName: user })));
+    for (const d of mfa?.MFADevices ?? []) {
+      await this.#tolerate(gone, () => this.#iam.send(new DeactivateMFADeviceCommand({ UserName: user, SerialNumber: d.SerialNumber })));
+    }
+    // The user is datagrant's and is going away: keys that appeared since the plan go with it.
+    for (const k of await this.#listKeys(user)) {
+      await this.#tolerate(gone, () => this.#iam.send(new DeleteAccessKeyCommand({ UserName: user, AccessKeyId: k.accessKeyId })));
+    }
+    await this.#tolerate(gone, () => this.#iam.send(new DeleteUserCommand({ UserName: user })));
+  }
+
+  async #group(c: Change, r: Resource): Promise<ExecuteResult> {
+    const group = r.name;
+    if (c.action === 'delete') {
+      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DeleteGroupCommand({ GroupName: group })));
+      return {};
+    }
+    const path = str(r.attrs.path) || this.#opts.iamPath;
+    if (c.action === 'update') {
+      await this.#iam.send(new UpdateGroupCommand({ GroupName: group, NewPath: path }));
+      return {};
+    }
+    try {
+      await this.#iam.send(new CreateGroupCommand({ GroupName: group, Path: path }));
+      return {};
+    } catch (e) {
+      if (awsErrorCode(e) !== 'EntityAlreadyExists') throw e;
+    }
+    const existing = (await this.#iam.send(new GetGroupCommand({ GroupName: group, MaxItems: 1 }))).Group;
+    if (!isUnder(existing?.Path, this.#opts.iamPath)) throw this.#notOurs('group', group, existing?.Path, c.address);
+    if (existing?.Path !== path) await this.#iam.send(new UpdateGroupCommand({ GroupName: group, NewPath: path }));
+    return {};
+  }
+
+  async #policy(c: Change, r: Resource): Promise<ExecuteResult> {
+    const name = r.name;
+    if (c.action === 'delete') {
+      await this.#deletePolicy(await this.#policyArn(name, str(c.before?.attrs.path) || this.#opts.iamPath));
+      return {};
+    }
+    const path = str(r.attrs.path) || this.#opts.iamPath;
+    const document = JSON.stringify(r.attrs.document);
+    const arn = await this.#policyArn(name, path);
+    if (c.action === 'update') {
+      await this.#newPolicyVersion(arn, document);
+      return { meta: { arn } };
+    }
+    if (c.action === 'replace') return this.#replacePolicy(c, name, path, document);
+    try {
+      await this.#iam.send(new CreatePolicyCommand({ PolicyName: name, Path: path, PolicyDocument: document }));
+      return { meta: { arn } };
+    } catch (e) {
+      if (awsErrorCode(e) !== 'EntityAlreadyExists') throw e;
+    }
+    // Policy names are unique in an account: ours at `arn`, or someone else's elsewhere.
+    const existing = await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new GetPolicyCommand({ PolicyArn: arn })));
+    if (!existing?.Policy || !isUnder(existing.Policy.Path, this.#opts.iamPath)) throw this.#notOurs('policy', name, existing?.Policy?.Path, c.address);
+    const version = await this.#iam.send(new GetPolicyVersionCommand({ PolicyArn: arn, VersionId: existing.Policy.DefaultVersionId }));
+    const same = canonicalJson(parsePolicyDocument(version.PolicyVersion?.Document)) === canonicalJson(parsePolicyDocument(document));
+    if (!same) await this.#newPolicyVersion(arn, document);
+    return { meta: { arn } };
+  }
+
+  /** CreatePolicyVersion as default; IAM keeps five versions, so the oldest non-default one makes room. */
+  async #newPolicyVersion(arn: string, document: string) {
+    try {
+      await this.#iam.send(new CreatePolicyVersionCommand({ PolicyArn: arn, PolicyDocument: document, SetAsDefault: true }));
+      return;
+    } catch (e) {
+      if (awsErrorCode(e) !== 'LimitExceeded') throw e;
+    }
+    const versions = (await this.#iam.send(new ListPolicyVersionsCommand({ PolicyArn: arn }))).Versions ?? [];
+    const oldest = versions.filter((v) => !v.IsDefaultVersion).sort((a, b) => (a.CreateDate?.getTime() ?? 0) - (b.CreateDate?.getTime() ?? 0))[0];
+    if (oldest) await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DeletePolicyVersionCommand({ PolicyArn: arn, VersionId: oldest.VersionId })));
+    await this.#iam.send(new CreatePolicyVersionCommand({ PolicyArn: arn, PolicyDocument: document, SetAsDefault: true }));
+  }
+
+  /** DeletePolicy first; AWS refuses while non-default versions exist, which are then removed. */
+  async #deletePolicy(arn: string) {
+    try {
+      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DeletePolicyCommand({ PolicyArn: arn })));
+      return;
+    } catch (e) {
+      if (awsErrorCode(e) !== 'DeleteConflict') throw e;
+    }
+    const versions = (await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new ListPolicyVersionsCommand({ PolicyArn: arn }))))?.Versions ?? [];
+    for (const v of versions.filter((x) => !x.IsDefaultVersion)) {
+      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DeletePolicyVersionCommand({ PolicyArn: arn, VersionId: v.VersionId })));
+    }
+    await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DeletePolicyCommand({ PolicyArn: arn })));
+  }
+
+  /** A new path means a new ARN: detach from everyone, delete, create at the new path, re-attach. */
+  async #replacePolicy(c: Change, name: string, path: string, document: string): Promise<ExecuteResult> {
+    const oldArn = await this.#policyArn(name, str(c.before?.attrs.path) || this.#opts.iamPath);
+    const entities = await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new ListEntitiesForPolicyCommand({ PolicyArn: oldArn })));
+    const users = (entities?.PolicyUsers ?? []).map((u) => u.UserName!);
+    const groups = (entities?.PolicyGroups ?? []).map((g) => g.GroupName!);
+    for (const u of users) await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DetachUserPolicyCommand({ UserName: u, PolicyArn: oldArn })));
+    for (const g of groups) await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DetachGroupPolicyCommand({ GroupName: g, PolicyArn: oldArn })));
+    await this.#deletePolicy(oldArn);
+    const arn = await this.#policyArn(name, path);
+    await this.#iam.send(new CreatePolicyCommand({ PolicyName: name, Path: path, PolicyDocument: document }));
+    for (const u of users) await this.#consistent(() => this.#iam.send(new AttachUserPolicyCommand({ UserName: u, PolicyArn: arn })));
+    for (const g of groups) await this.#consistent(() => this.#iam.send(new AttachGroupPolicyCommand({ GroupName: g, PolicyArn: arn })));
+    return { meta: { arn } };
+  }
+
+  async #attachment(c: Change, r: Resource): Promise<ExecuteResult> {
+    const entity = str(r.attrs.entity);
+    const entityName = str(r.attrs.entityName);
+    const arn = await this.#policyArn(str(r.attrs.policy) || r.name);
+    if (c.action === 'delete' || c.action === 'replace') {
+      const b = c.before!;
+      const beforeArn = await this.#policyArn(str(b.attrs.policy) || b.name);
+      const before = str(b.attrs.entity);
+      const beforeName = str(b.attrs.entityName);
+      await this.#tolerate(['NoSuchEntity'], () =>
+        before === 'group'
+          ? this.#iam.send(new DetachGroupPolicyCommand({ GroupName: beforeName, PolicyArn: beforeArn }))
+          : this.#iam.send(new DetachUserPolicyCommand({ UserName: beforeName, PolicyArn: beforeArn })),
+      );
+      if (c.action === 'delete') return {};
+    }
+    if (entity === 'group') await this.#iam.send(new AttachGroupPolicyCommand({ GroupName: entityName, PolicyArn: arn }));
+    else await this.#iam.send(new AttachUserPolicyCommand({ UserName: entityName, PolicyArn: arn }));
+    return {};
+  }
+
+  async #membership(c: Change, r: Resource): Promise<ExecuteResult> {
+    if (c.action === 'delete' || c.action === 'replace') {
+      const b = c.before!;
+      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new RemoveUserFromGroupCommand({ GroupName: str(b.attrs.group), UserName: str(b.attrs.user) })));
+      if (c.action === 'delete') return {};
+    }
+    await this.#iam.send(new AddUserToGroupCommand({ GroupName: str(r.attrs.group), UserName: str(r.attrs.user) }));
+    return {};
+  }
+
+  async #inline(c: Change, r: Resource): Promise<ExecuteResult> {
+    const entity = str(r.attrs.entity);
+    const entityName = str(r.attrs.entityName);
+    if (c.action === 'delete') {
+      await this.#tolerate(['NoSuchEntity'], () =>
+        entity === 'group'
+          ? this.#iam.send(new DeleteGroupPolicyCommand({ GroupName: entityName, PolicyName: r.name }))
+          : this.#iam.send(new DeleteUserPolicyCommand({ UserName: entityName, PolicyName: r.name })),
+      );
+      return {};
+    }
+    const PolicyDocument = JSON.stringify(r.attrs.document);
+    if (entity === 'group') await this.#iam.send(new PutGroupPolicyCommand({ GroupName: entityName, PolicyName: r.name, PolicyDocument }));
+    else await this.#iam.send(new PutUserPolicyCommand({ UserName: entityName, PolicyName: r.name, PolicyDocument }));
+    return {};
+  }
+
+  async #key(c: Change, r: Resource): Promise<ExecuteResult> {
+    const user = str(r.attrs.user) || r.name;
+    const beforeId = str(c.before?.meta?.accessKeyId);
+    if (c.action === 'delete') {
+      if (!beforeId) throw new BackendError(`${this.name}: ${c.address}: no access key id to delete`, this.name, 'MissingKeyId', false, c.address);
+      // Deactivated first, so that a key whose deletion fails half-way no longer opens anything.
+      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new UpdateAccessKeyCommand({ UserName: user, AccessKeyId: beforeId, Status: 'Inactive' })));
+      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DeleteAccessKeyCommand({ UserName: user, AccessKeyId: beforeId })));
+      return {};
+    }
+    if (c.action === 'update') {
+      const status = str(r.attrs.status) === 'Inactive' ? 'Inactive' : 'Active';
+      await this.#iam.send(new UpdateAccessKeyCommand({ UserName: user, AccessKeyId: beforeId, Status: status }));
+      return {};
+    }
+    // create, or replace (rotation): a new key; the old one stays until its grace ends and a later
+    // delete change removes it.
+    let created;
+    try {
+      created = (await this.#consistent(() => this.#iam.send(new CreateAccessKeyCommand({ UserName: user })))).AccessKey;
+    } catch (e) {
+      if (awsErrorCode(e) !== 'LimitExceeded') throw e;
+      const ids = (await this.#listKeys(user)).map((k) => `${k.accessKeyId} (${k.status}, created ${k.createdAt})`);
+      throw new BackendError(
+        `${this.name}: ${c.address}: user ${user} already has ${ids.length} access keys: ${ids.join(', ')}; AWS allows two per user, so one must be deleted before a new key can be issued`,
+        this.name,
+        'LimitExceeded',
+        false,
+        c.address,
+      );
+    }
+    if (!created?.AccessKeyId || !created.SecretAccessKey) throw new BackendError(`${this.name}: ${c.address}: CreateAccessKey returned no key`, this.name, 'NoKey', false, c.address);
+    const accessKeyId = created.AccessKeyId;
+    const createdAt = (created.CreateDate ?? new Date()).toISOString();
+    if (str(r.attrs.status) === 'Inactive') {
+      await this.#iam.send(new UpdateAccessKeyCommand({ UserName: user, AccessKeyId: accessKeyId, Status: 'Inactive' }));
+    }
+    return {
+      secret: { accessKeyId, secretAccessKey: created.SecretAccessKey },
+      credential: { credentialId: accessKeyId, createdAt },
+      meta: { accessKeyId, createdAt },
+    };
+  }
+}
+
+export function createAwsBackend(opts: AwsBackendOptions): AwsBackend {
+  return new AwsBackend(opts);
+}

@@ -1,0 +1,272 @@
+// What IAM holds → datagrant's resources. Pure: the driver passes in what it read
+// (GetAccountAuthorizationDetails, access keys) and gets back the actual state inside the
+// ownership boundary, with addresses, attrs and deps exactly as src/compile/aws/compile.ts makes
+// them, so that a second plan after apply is empty.
+import type { KnownCredential } from '../backend.js';
+import { normalizePolicy } from '../../compile/aws/policy.js';
+import { addressOf, type Json, type Resource } from '../../core/types.js';
+
+export interface AttachedPolicy {
+  PolicyName?: string;
+  PolicyArn?: string;
+}
+export interface InlinePolicy {
+  PolicyName?: string;
+  PolicyDocument?: string;
+}
+export interface UserDetail {
+  UserName?: string;
+  Path?: string;
+  Arn?: string;
+  GroupList?: string[];
+  AttachedManagedPolicies?: AttachedPolicy[];
+  UserPolicyList?: InlinePolicy[];
+  Tags?: { Key?: string; Value?: string }[];
+}
+export interface GroupDetail {
+  GroupName?: string;
+  Path?: string;
+  Arn?: string;
+  AttachedManagedPolicies?: AttachedPolicy[];
+  GroupPolicyList?: InlinePolicy[];
+}
+export interface PolicyDetail {
+  PolicyName?: string;
+  Arn?: string;
+  Path?: string;
+  DefaultVersionId?: string;
+  PolicyVersionList?: { Document?: string; VersionId?: string; IsDefaultVersion?: boolean }[];
+}
+export interface AccountDetails {
+  users: UserDetail[];
+  groups: GroupDetail[];
+  policies: PolicyDetail[];
+}
+
+export interface AccessKeyFact {
+  accessKeyId: string;
+  status: string;
+  createdAt: string;
+}
+
+/** `/datagrant/` owns `/datagrant/` and everything below it. */
+export const isUnder = (path: string | undefined, iamPath: string) => (path ?? '/').startsWith(iamPath);
+
+/** The name in a policy ARN: `arn:aws:iam::123:policy/datagrant/dg-x` → `dg-x` (moto omits PolicyName). */
+export const policyNameOf = (arn: string) => arn.slice(arn.lastIndexOf('/') + 1);
+
+/**
+ * Policy documents arrive URL-encoded from AWS and plain from moto: try the text as it is, then
+ * decoded. Something that is not JSON at all is kept verbatim so it differs and shows as drift.
+ */
+export function parsePolicyDocument(raw: string | undefined): Json {
+  if (raw === undefined) return null;
+  let decoded = raw;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    // not URL-encoded (a stray %): the raw text is all there is
+  }
+  for (const text of [raw, decoded]) {
+    try {
+      return normalizePolicy(JSON.parse(text));
+    } catch {
+      // try the next form
+    }
+  }
+  return raw;
+}
+
+export interface MapInput {
+  backend: string;
+  iamPath: string;
+  details: AccountDetails;
+  /** Access keys per owned user name. */
+  keys: Map<string, AccessKeyFact[]>;
+  credentials: KnownCredential[];
+}
+
+export function resourcesFromDetails(input: MapInput): Resource[] {
+  const { backend, iamPath, details } = input;
+  const addr = (kind: string, ...names: string[]) => addressOf(backend, kind, ...names);
+  const out: Resource[] = [];
+
+  const ownedPolicyByArn = new Map<string, string>();
+  for (const p of details.policies) {
+    if (!p.Arn || !isUnder(p.Path, iamPath)) continue;
+    const name = p.PolicyName ?? policyNameOf(p.Arn);
+    ownedPolicyByArn.set(p.Arn, name);
+    const versions = p.PolicyVersionList ?? [];
+    const def = versions.find((v) => v.IsDefaultVersion) ?? versions.find((v) => v.VersionId === p.DefaultVersionId);
+    out.push({
+      address: addr('policy', name),
+      backend,
+      kind: 'policy',
+      name,
+      attrs: { path: p.Path ?? '/', document: parsePolicyDocument(def?.Document) },
+      immutable: ['path'],
+      deps: [],
+      meta: { arn: p.Arn, versions: versions.length },
+    });
+  }
+
+  const inline = (entity: 'user' | 'group', entityName: string, list: InlinePolicy[] | undefined, deps: string[]): string[] =>
+    (list ?? [])
+      .filter((p) => p.PolicyName)
+      .map((p) => {
+        const a = addr('inline-policy', entity, entityName, p.PolicyName!);
+        out.push({
+          address: a,
+          backend,
+          kind: 'inline-policy',
+          name: p.PolicyName!,
+          attrs: { entity, entityName, document: parsePolicyDocument(p.PolicyDocument) },
+          immutable: ['entity', 'entityName'],
+          deps: [addr(entity, entityName), ...deps],
+        });
+        return a;
+      });
+
+  /** Managed policies attached to an owned entity; foreign ones are addressed by their ARN. */
+  const attachments = (entity: 'user' | 'group', entityName: string, list: AttachedPolicy[] | undefined, deps: string[]): string[] =>
+    (list ?? [])
+      .filter((p) => p.PolicyArn)
+      .map((p) => {
+        const owned = ownedPolicyByArn.get(p.PolicyArn!);
+        const policy = owned ?? p.PolicyArn!;
+        const a = addr('attachment', entity, entityName, policy);
+        out.push({
+          address: a,
+          backend,
+          kind: 'attachment',
+          name: policy,
+          attrs: { entity, entityName, policy },
+          immutable: ['entity', 'entityName', 'policy'],
+          deps: [addr(entity, entityName), ...(owned ? [addr('policy', owned)] : []), ...deps],
+        });
+        return a;
+      });
+
+  for (const g of details.groups) {
+    if (!g.GroupName || !isUnder(g.Path, iamPath)) continue;
+    out.push({
+      address: addr('group', g.GroupName),
+      backend,
+      kind: 'group',
+      name: g.GroupName,
+      attrs: { path: g.Path ?? '/' },
+      immutable: [],
+      deps: [],
+      ...(g.Arn ? { meta: { arn: g.Arn } } : {}),
+    });
+    const inl = inline('group', g.GroupName, g.GroupPolicyList, []);
+    attachments('group', g.GroupName, g.AttachedManagedPolicies, inl);
+  }
+
+  const known = new Map<string, KnownCredential>();
+  for (const c of input.credentials) known.set(c.credentialId, c);
+
+  for (const u of details.users) {
+    if (!u.UserName || !isUnder(u.Path, iamPath)) continue;
+    const user = u.UserName;
+    const userAddr = addr('user', user);
+    const tags: Record<string, string> = {};
+    for (const t of u.Tags ?? []) if (t.Key !== undefined) tags[t.Key] = t.Value ?? '';
+    out.push({
+      address: userAddr,
+      backend,
+      kind: 'user',
+      name: user,
+      attrs: { path: u.Path ?? '/', tags },
+      immutable: [],
+      deps: [],
+      ...(u.Arn ? { meta: { arn: u.Arn } } : {}),
+    });
+    // Teardown order, expressed as deps (a delete waits for the deletes of its dependents):
+    // keys → detach managed policies → inline policies → group memberships → user.
+    const memberships = [...(u.GroupList ?? [])].sort().map((group) => {
+      const a = addr('membership', group, user);
+      out.push({
+        address: a,
+        backend,
+        kind: 'membership',
+        name: user,
+        attrs: { group, user },
+        immutable: ['group', 'user'],
+        deps: [userAddr, addr('group', group)],
+      });
+      return a;
+    });
+    const inl = inline('user', user, u.UserPolicyList, memberships);
+    const att = attachments('user', user, u.AttachedManagedPolicies, [...inl, ...memberships]);
+
+    const slot = addr('key', user);
+    for (const k of input.keys.get(user) ?? []) {
+      const cred = known.get(k.accessKeyId);
+      const mine = cred !== undefined && cred.address === slot;
+      const current = mine && cred.state === 'current';
+      out.push({
+        address: current ? slot : `${slot}~${k.accessKeyId}`,
+        backend,
+        kind: 'key',
+        name: user,
+        attrs: { user, status: k.status },
+        immutable: ['user'],
+        deps: [userAddr, ...memberships, ...att, ...inl],
+        meta: { accessKeyId: k.accessKeyId, createdAt: k.createdAt },
+        ...(mine && cred.state === 'retiring' && cred.retireAt ? { lifecycle: { retireAt: cred.retireAt } } : {}),
+      });
+    }
+  }
+  return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+}
+
+// ---------------------------------------------------------------- credential report
+
+export interface ReportKey {
+  active: boolean;
+  /** Creation instant in whole seconds since the epoch. */
+  createdSec: number;
+}
+
+/** Per user: the keys the IAM credential report lists (it has no key ids). */
+export function parseCredentialReport(csv: string): Map<string, ReportKey[]> {
+  const lines = csv.split(/\r?\n/).filter((l) => l.length > 0);
+  const header = (lines.shift() ?? '').split(',');
+  const col = (name: string) => header.indexOf(name);
+  const userCol = col('user');
+  const out = new Map<string, ReportKey[]>();
+  for (const line of lines) {
+    const cells = line.split(',');
+    const user = cells[userCol];
+    if (!user) continue;
+    const keys: ReportKey[] = [];
+    for (const n of [1, 2]) {
+      const rotated = cells[col(`access_key_${n}_last_rotated`)];
+      const t = rotated ? Date.parse(rotated) : NaN;
+      if (Number.isNaN(t)) continue;
+      keys.push({ active: cells[col(`access_key_${n}_active`)] === 'true', createdSec: Math.floor(t / 1000) });
+    }
+    out.set(user, keys);
+  }
+  return out;
+}
+
+const signature = (keys: ReportKey[]) =>
+  keys
+    .map((k) => `${k.createdSec}:${k.active}`)
+    .sort()
+    .join(',');
+
+/**
+ * The keys of `user` as the store knows them, if the report agrees with the store exactly
+ * (count, all active, creation times to the second); undefined when only ListAccessKeys can tell.
+ */
+export function keysFromStore(user: string, slot: string, report: Map<string, ReportKey[]>, credentials: KnownCredential[]): AccessKeyFact[] | undefined {
+  const reported = report.get(user);
+  if (!reported) return undefined;
+  const stored = credentials.filter((c) => c.address === slot);
+  const expected = stored.map((c) => ({ active: true, createdSec: Math.floor(Date.parse(c.createdAt) / 1000) }));
+  if (signature(reported) !== signature(expected)) return undefined;
+  return stored.map((c) => ({ accessKeyId: c.credentialId, status: 'Active', createdAt: c.createdAt }));
+}

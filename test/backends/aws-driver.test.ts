@@ -1,0 +1,359 @@
+// The aws driver against moto with IAM enforcement: what it creates is read back exactly (the
+// second plan is empty), the issued key can do what the spec grants and nothing else, deletes are
+// idempotent, objects outside the IAM path are invisible and untouched, and read costs a constant
+// number of requests however many users there are.
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import {
+  AttachUserPolicyCommand,
+  CreateAccessKeyCommand,
+  CreateLoginProfileCommand,
+  CreatePolicyCommand,
+  CreateUserCommand,
+  GetPolicyCommand,
+  GetUserCommand,
+  ListAccessKeysCommand,
+  ListAttachedUserPoliciesCommand,
+  PutUserPolicyCommand,
+  UpdateAccessKeyCommand,
+  type IAMClient,
+} from '@aws-sdk/client-iam';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { Backend, KnownCredential } from '../../src/backends/backend.js';
+import { createAwsBackend, type AwsBackend } from '../../src/backends/aws/driver.js';
+import { dependencies } from '../../src/apply/apply.js';
+import { compileAws } from '../../src/compile/aws/compile.js';
+import { normalizePolicy } from '../../src/compile/aws/policy.js';
+import { BackendError } from '../../src/core/errors.js';
+import type { Change, DesiredState, Plan, Resource } from '../../src/core/types.js';
+import { diff } from '../../src/plan/diff.js';
+import { specSchema, type SpecInput } from '../../src/spec/schema.js';
+import { expectAccessDenied, iamAs, s3As, startMoto, type AwsKey, type Moto } from '../support/moto.js';
+
+const NOW = new Date();
+const PATH = '/datagrant/';
+
+const SPEC: SpecInput = {
+  version: 1,
+  backends: { aws: { type: 'aws', region: 'us-east-1' } },
+  datasets: {
+    'training-data': { backend: 'aws', bucket: 'ai-model-data', prefix: 'training/' },
+    'model-artifacts': { backend: 'aws', bucket: 'ai-model-artifacts' },
+  },
+  groups: { 'ml-researchers': { grants: [{ dataset: 'training-data', access: 'read' }] } },
+  principals: {
+    alice: { type: 'person', email: 'alice@example.com', groups: ['ml-researchers'] },
+    trainer: {
+      type: 'service',
+      grants: [
+        { dataset: 'model-artifacts', access: 'write' },
+        { dataset: 'training-data', access: 'read', expires: '2099-01-31' },
+      ],
+      rotate: '90d',
+    },
+  },
+};
+
+const desiredOf = (input: SpecInput): Record<string, DesiredState> => ({ aws: compileAws(specSchema.parse(input), 'aws', { now: NOW }) });
+const EMPTY: Record<string, DesiredState> = { aws: { resources: [], notices: [] } };
+
+let moto: Moto;
+let iam: IAMClient;
+
+beforeAll(async () => {
+  moto = await startMoto();
+});
+afterAll(async () => {
+  iam?.destroy();
+  await moto?.stop();
+});
+beforeEach(async () => {
+  await moto.reset();
+  iam?.destroy();
+  iam = iamAs(moto, moto.admin);
+});
+
+const makeDriver = (): AwsBackend => createAwsBackend({ name: 'aws', region: 'us-east-1', endpoint: moto.endpoint, iamPath: PATH, credentials: moto.admin });
+
+/** What the store would hold: credentials and their secrets, kept the way apply keeps them. */
+class MiniStore {
+  credentials: KnownCredential[] = [];
+  secrets = new Map<string, AwsKey>();
+  record(c: Change, res: Awaited<ReturnType<Backend['execute']>>, graceMs = 3_600_000) {
+    const slot = c.address.split('~')[0]!;
+    if (res.credential && res.secret) {
+      const previous = this.credentials.filter((k) => k.address === slot && k.state === 'current');
+      if (c.action === 'replace') {
+        for (const p of previous) Object.assign(p, { state: 'retiring', retireAt: new Date(Date.now() + graceMs).toISOString() });
+      } else {
+        this.credentials = this.credentials.filter((k) => !previous.includes(k));
+      }
+      this.credentials.push({ address: slot, credentialId: res.credential.credentialId, createdAt: res.credential.createdAt, state: 'current' });
+      this.secrets.set(slot, { accessKeyId: res.secret.accessKeyId!, secretAccessKey: res.secret.secretAccessKey! });
+    }
+    if (c.action === 'delete' && c.kind === 'key') {
+      this.credentials = this.credentials.filter((k) => k.credentialId !== c.before?.meta?.accessKeyId);
+    }
+  }
+}
+
+/** A tiny apply: one change at a time, in the order apply's dependency rules give. */
+async function applyInOrder(driver: Backend, plan: Plan, store: MiniStore): Promise<string[]> {
+  const waits = dependencies(plan.changes);
+  const pending = new Map(plan.changes.map((c) => [c.address, c]));
+  const done = new Set<string>();
+  const order: string[] = [];
+  while (pending.size) {
+    const next = [...pending.values()].find((c) => [...waits.get(c.address)!].every((d) => done.has(d)));
+    if (!next) throw new Error(`dependency cycle among ${[...pending.keys()].join(', ')}`);
+    pending.delete(next.address);
+    store.record(next, await driver.execute(next));
+    done.add(next.address);
+    order.push(`${next.action} ${next.address}`);
+  }
+  return order;
+}
+
+const planFor = (desired: Record<string, DesiredState>, actual: Awaited<ReturnType<Backend['read']>>) =>
+  diff(desired, { aws: actual }, { now: NOW, specHash: 'test' });
+
+async function converge(driver: Backend, desired: Record<string, DesiredState>, store: MiniStore) {
+  const plan = planFor(desired, await driver.read({ credentials: store.credentials }));
+  const order = await applyInOrder(driver, plan, store);
+  return { plan, order };
+}
+
+/** GetObject with its body read: an unread body keeps a socket that errors when moto stops. */
+const getObject = async (s3: S3Client, Bucket: string, Key: string) => (await s3.send(new GetObjectCommand({ Bucket, Key }))).Body!.transformToString();
+
+const render = (plan: Plan) => plan.changes.map((c) => `${c.action} ${c.address}`);
+
+describe('aws driver against moto with IAM enforcement', () => {
+  test('a compiled spec applied through the driver reads back identical: the second plan is empty', async () => {
+    // GIVEN
+    const driver = makeDriver();
+    const store = new MiniStore();
+    const desired = desiredOf(SPEC);
+    // WHEN
+    const { plan } = await converge(driver, desired, store);
+    // THEN
+    expect(plan.changes.every((c) => c.action === 'create')).toBe(true);
+    const actual = await driver.read({ credentials: store.credentials });
+    expect(render(planFor(desired, actual))).toEqual([]);
+    // exact read (one ListAccessKeys per user) agrees with the report-based one
+    const exact = await driver.read({ credentials: store.credentials, exact: true });
+    expect(exact.resources).toEqual(actual.resources);
+    // compiled documents are already in the normal form the driver reads back
+    for (const r of desired.aws!.resources.filter((x) => x.kind === 'policy')) expect(normalizePolicy(r.attrs.document)).toEqual(r.attrs.document);
+    await driver.close();
+  });
+
+  test('issued keys can do what the spec grants and nothing else', async () => {
+    const driver = makeDriver();
+    const store = new MiniStore();
+    await converge(driver, desiredOf(SPEC), store);
+    const alice = s3As(moto, store.secrets.get('aws:key/alice')!);
+    const trainer = s3As(moto, store.secrets.get('aws:key/trainer')!);
+
+    // alice (read on ai-model-data/training/ through her group)
+    const body = await getObject(alice, 'ai-model-data', 'training/a.txt');
+    expect(body).toContain('ai-model-data/training/a.txt');
+    // (moto miscomputes the signature of a Prefix containing `/`, so the prefix has none)
+    expect((await alice.send(new ListObjectsV2Command({ Bucket: 'ai-model-data', Prefix: 'training' }))).Contents?.length).toBeGreaterThan(0);
+    await expectAccessDenied(alice.send(new PutObjectCommand({ Bucket: 'ai-model-data', Key: 'training/x.txt', Body: 'x' })));
+    await expectAccessDenied(alice.send(new DeleteObjectCommand({ Bucket: 'ai-model-data', Key: 'training/a.txt' })));
+    await expectAccessDenied(alice.send(new GetObjectCommand({ Bucket: 'ai-model-data', Key: 'eval/c.txt' })));
+    await expectAccessDenied(alice.send(new GetObjectCommand({ Bucket: 'other-bucket', Key: 'secret.txt' })));
+    await expectAccessDenied(alice.send(new ListObjectsV2Command({ Bucket: 'other-bucket' })));
+    await expectAccessDenied(alice.send(new GetObjectCommand({ Bucket: 'ai-model-artifacts', Key: 'model.bin' })));
+
+    // trainer (write on ai-model-artifacts, read on training/)
+    await trainer.send(new PutObjectCommand({ Bucket: 'ai-model-artifacts', Key: 'model-2.bin', Body: 'weights' }));
+    await getObject(trainer, 'ai-model-artifacts', 'model.bin');
+    await getObject(trainer, 'ai-model-data', 'training/b.txt');
+    await expectAccessDenied(trainer.send(new DeleteObjectCommand({ Bucket: 'ai-model-artifacts', Key: 'model.bin' })));
+    await expectAccessDenied(trainer.send(new PutObjectCommand({ Bucket: 'ai-model-data', Key: 'training/x.txt', Body: 'x' })));
+    await expectAccessDenied(trainer.send(new GetObjectCommand({ Bucket: 'other-bucket', Key: 'secret.txt' })));
+
+    // and the issued keys are not IAM admins
+    const aliceIam = iamAs(moto, store.secrets.get('aws:key/alice')!);
+    await expectAccessDenied(aliceIam.send(new CreateUserCommand({ UserName: 'mallory' })));
+    for (const c of [alice, trainer, aliceIam]) c.destroy();
+    await driver.close();
+  });
+
+  test('teardown runs keys → policies → memberships → user, and deleting again succeeds', async () => {
+    const driver = makeDriver();
+    const store = new MiniStore();
+    await converge(driver, desiredOf(SPEC), store);
+    const aliceKey = store.secrets.get('aws:key/alice')!;
+    // a console password set by hand does not block the user's removal
+    await iam.send(new CreateLoginProfileCommand({ UserName: 'trainer', Password: 'Hand-made-passw0rd!' }));
+
+    const { plan, order } = await converge(driver, EMPTY, store);
+    expect(plan.changes.every((c) => c.action === 'delete')).toBe(true);
+    const pos = (a: string) => order.indexOf(`delete ${a}`);
+    expect(pos('aws:key/trainer')).toBeLessThan(pos('aws:attachment/user/trainer/dg-user-trainer'));
+    expect(pos('aws:attachment/user/trainer/dg-user-trainer')).toBeLessThan(pos('aws:user/trainer'));
+    expect(pos('aws:attachment/user/trainer/dg-user-trainer')).toBeLessThan(pos('aws:policy/dg-user-trainer'));
+    expect(pos('aws:key/alice')).toBeLessThan(pos('aws:membership/ml-researchers/alice'));
+    expect(pos('aws:membership/ml-researchers/alice')).toBeLessThan(pos('aws:user/alice'));
+    expect(pos('aws:membership/ml-researchers/alice')).toBeLessThan(pos('aws:group/ml-researchers'));
+
+    expect((await driver.read({ credentials: store.credentials })).resources).toEqual([]);
+    // the revoked key no longer opens anything
+    const s3 = s3As(moto, aliceKey);
+    await expect(s3.send(new GetObjectCommand({ Bucket: 'ai-model-data', Key: 'training/a.txt' }))).rejects.toThrow();
+    s3.destroy();
+
+    // idempotent: the same deletes again, everything already gone
+    for (const c of plan.changes) await expect(driver.execute(c)).resolves.toEqual({});
+    await driver.close();
+  });
+
+  test('objects outside the IAM path are invisible, untouched, and never taken over', async () => {
+    // GIVEN a hand-made user `alice` at path / with a key and AdministratorAccess
+    await iam.send(new CreateUserCommand({ UserName: 'alice', Path: '/' }));
+    await iam.send(new AttachUserPolicyCommand({ UserName: 'alice', PolicyArn: 'arn:aws:iam::aws:policy/AdministratorAccess' }));
+    await iam.send(new CreateAccessKeyCommand({ UserName: 'alice' }));
+    await iam.send(new CreatePolicyCommand({ PolicyName: 'dg-user-trainer', Path: '/team/', PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] }) }));
+    const driver = makeDriver();
+    const store = new MiniStore();
+
+    // WHEN read: nothing of it is visible (moto-admin, the seeded admin at /, neither)
+    expect((await driver.read({ credentials: [] })).resources).toEqual([]);
+
+    // THEN creating the desired `alice` and `dg-user-trainer` refuses to adopt the foreign objects
+    const plan = planFor(desiredOf(SPEC), await driver.read({ credentials: [] }));
+    const userChange = plan.changes.find((c) => c.address === 'aws:user/alice')!;
+    const err = await driver.execute(userChange).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect((err as BackendError).code).toBe('NotOwned');
+    expect((err as BackendError).message).toMatch(/user named alice already exists at path \/, outside datagrant's path \/datagrant\/; datagrant will not take over/);
+    // (AWS refuses a second policy of the same name at another path, which the driver reports like
+    // the user above; moto allows it, so here the foreign policy must merely survive untouched)
+
+    // and a teardown of everything datagrant owns leaves them as they were
+    await converge(driver, EMPTY, store);
+    const u = (await iam.send(new GetUserCommand({ UserName: 'alice' }))).User!;
+    expect(u.Path).toBe('/');
+    expect((await iam.send(new ListAccessKeysCommand({ UserName: 'alice' }))).AccessKeyMetadata).toHaveLength(1);
+    expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'alice' }))).AttachedPolicies?.map((p) => p.PolicyName)).toEqual(['AdministratorAccess']);
+    const foreign = await iam.send(new GetPolicyCommand({ PolicyArn: 'arn:aws:iam::123456789012:policy/team/dg-user-trainer' }));
+    expect(foreign.Policy?.Path).toBe('/team/');
+    await driver.close();
+  });
+
+  test('drift on owned users is read: foreign attachment, inline policy, hand-made and deactivated keys; apply reverts it', async () => {
+    const driver = makeDriver();
+    const store = new MiniStore();
+    const desired = desiredOf(SPEC);
+    await converge(driver, desired, store);
+    // GIVEN changes by hand
+    await iam.send(new AttachUserPolicyCommand({ UserName: 'alice', PolicyArn: 'arn:aws:iam::aws:policy/AdministratorAccess' }));
+    await iam.send(new PutUserPolicyCommand({ UserName: 'alice', PolicyName: 'backdoor', PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] }) }));
+    const extra = (await iam.send(new CreateAccessKeyCommand({ UserName: 'trainer' }))).AccessKey!;
+    await iam.send(new UpdateAccessKeyCommand({ UserName: 'alice', AccessKeyId: store.credentials.find((c) => c.address === 'aws:key/alice')!.credentialId, Status: 'Inactive' }));
+
+    // WHEN
+    const actual = await driver.read({ credentials: store.credentials });
+    const byAddress = new Map(actual.resources.map((r) => [r.address, r]));
+    // THEN
+    const admin = byAddress.get('aws:attachment/user/alice/arn:aws:iam::aws:policy/AdministratorAccess');
+    expect(admin?.attrs).toEqual({ entity: 'user', entityName: 'alice', policy: 'arn:aws:iam::aws:policy/AdministratorAccess' });
+    expect(byAddress.get('aws:inline-policy/user/alice/backdoor')?.attrs).toEqual({
+      entity: 'user',
+      entityName: 'alice',
+      document: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['s3:*'], Resource: ['*'] }] },
+    });
+    expect(byAddress.get(`aws:key/trainer~${extra.AccessKeyId}`)?.meta).toEqual({ accessKeyId: extra.AccessKeyId, createdAt: extra.CreateDate!.toISOString() });
+    expect(byAddress.get('aws:key/alice')?.attrs).toEqual({ user: 'alice', status: 'Inactive' });
+
+    const plan = planFor(desired, actual);
+    expect(render(plan).sort()).toEqual(
+      [
+        'delete aws:attachment/user/alice/arn:aws:iam::aws:policy/AdministratorAccess',
+        'delete aws:inline-policy/user/alice/backdoor',
+        `delete aws:key/trainer~${extra.AccessKeyId}`,
+        'update aws:key/alice',
+      ].sort(),
+    );
+    await applyInOrder(driver, plan, store);
+    expect(render(planFor(desired, await driver.read({ credentials: store.credentials })))).toEqual([]);
+    // the issued key works again, the admin rights are gone
+    const alice = s3As(moto, store.secrets.get('aws:key/alice')!);
+    await expectAccessDenied(alice.send(new GetObjectCommand({ Bucket: 'other-bucket', Key: 'secret.txt' })));
+    alice.destroy();
+    await driver.close();
+  });
+
+  test('rotation issues a second key and keeps the old one until its grace ends; a third is refused by name', async () => {
+    const driver = makeDriver();
+    const store = new MiniStore();
+    const desired = desiredOf(SPEC);
+    await converge(driver, desired, store);
+    const oldId = store.credentials.find((c) => c.address === 'aws:key/trainer')!.credentialId;
+    const plan = diff(desired, { aws: await driver.read({ credentials: store.credentials }) }, { now: NOW, specHash: 't', forceRotate: ['aws:key/trainer'] });
+    expect(render(plan)).toEqual(['replace aws:key/trainer']);
+    await applyInOrder(driver, plan, store);
+    const newKey = store.secrets.get('aws:key/trainer')!;
+    expect(newKey.accessKeyId).not.toBe(oldId);
+
+    const actual = await driver.read({ credentials: store.credentials });
+    const old = actual.resources.find((r) => r.address === `aws:key/trainer~${oldId}`)!;
+    expect(old.lifecycle?.retireAt).toBeDefined();
+    expect(actual.resources.find((r) => r.address === 'aws:key/trainer')?.meta?.accessKeyId).toBe(newKey.accessKeyId);
+    expect(render(planFor(desired, actual))).toEqual([]); // the old key is within its grace period
+
+    // a third key cannot exist: the error names both keys
+    const again = plan.changes[0]!;
+    const err = (await driver.execute({ ...again, before: actual.resources.find((r) => r.address === 'aws:key/trainer')! }).catch((e: unknown) => e)) as BackendError;
+    expect(err.code).toBe('LimitExceeded');
+    expect(err.message).toContain(oldId);
+    expect(err.message).toContain(newKey.accessKeyId);
+
+    // grace over: the old key is deleted, the new one still reads
+    const later = diff(desired, { aws: actual }, { now: new Date(Date.now() + 2 * 3_600_000), specHash: 't' });
+    expect(render(later)).toEqual([`delete aws:key/trainer~${oldId}`]);
+    await applyInOrder(driver, later, store);
+    const s3 = s3As(moto, newKey);
+    await getObject(s3, 'ai-model-artifacts', 'model.bin');
+    s3.destroy();
+    await driver.close();
+  });
+
+  test('read costs the same number of requests for 50 and for 200 users', async () => {
+    const driver = makeDriver();
+    const store = new MiniStore();
+    const addUsers = async (from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const name = `u${String(i).padStart(4, '0')}`;
+        const user: Resource = { address: `aws:user/${name}`, backend: 'aws', kind: 'user', name, attrs: { path: PATH, tags: { 'datagrant:managed': 'true' } }, deps: [] };
+        const key: Resource = { address: `aws:key/${name}`, backend: 'aws', kind: 'key', name, attrs: { user: name, status: 'Active' }, deps: [user.address] };
+        for (const r of [user, key]) {
+          const c: Change = { address: r.address, backend: 'aws', kind: r.kind, action: 'create', before: null, after: r, drift: false, reason: 'test' };
+          store.record(c, await driver.execute(c));
+        }
+      }
+    };
+    const countRead = async (exact = false) => {
+      const before = driver.stats().requests;
+      const state = await driver.read({ credentials: store.credentials, exact });
+      return { requests: driver.stats().requests - before, resources: state.resources.length };
+    };
+
+    await addUsers(0, 50);
+    await countRead(); // the account id is cached from here on
+    const fifty = await countRead();
+    await addUsers(50, 200);
+    const twoHundred = await countRead();
+    const exact = await countRead(true);
+
+    expect(fifty.resources).toBe(100);
+    expect(twoHundred.resources).toBe(400);
+    expect(twoHundred.requests).toBe(fifty.requests);
+    expect(fifty.requests).toBeLessThanOrEqual(4);
+    expect(exact.requests).toBe(1 + 200); // GetAccountAuthorizationDetails + one ListAccessKeys per user
+    console.log(`read requests: 50 users ${fifty.requests}, 200 users ${twoHundred.requests}, 200 users exact ${exact.requests}`);
+    await driver.close();
+  });
+});

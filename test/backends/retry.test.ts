@@ -1,0 +1,136 @@
+// withRetry: throttling, 5xx and network faults are retried with full-jitter backoff and counted;
+// everything else fails at once; a new credential is never re-issued after an ambiguous fault.
+import { describe, expect, test } from 'vitest';
+import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../../src/backends/backend.js';
+import { withRetry, RetryingBackend } from '../../src/backends/retry.js';
+import { BackendError } from '../../src/core/errors.js';
+import type { ActualState, Change } from '../../src/core/types.js';
+
+/** Fails the first `failures` calls with the given errors, then succeeds; counts its requests. */
+class FlakyBackend implements Backend {
+  readonly name = 'flaky';
+  readonly type = 'fake';
+  calls = 0;
+  constructor(private readonly errors: unknown[]) {}
+  async #call<T>(value: T): Promise<T> {
+    this.calls++;
+    const e = this.errors.shift();
+    if (e) throw e;
+    return value;
+  }
+  read(_opts: ReadOptions): Promise<ActualState> {
+    return this.#call({ backend: this.name, resources: [] });
+  }
+  execute(_c: Change): Promise<ExecuteResult> {
+    return this.#call({ meta: { ok: true } });
+  }
+  stats(): BackendStats {
+    return { requests: this.calls, retries: 0 };
+  }
+  async close() {}
+}
+
+const throttled = (code = 'Throttling') => new BackendError(`flaky: ${code}: Rate exceeded`, 'flaky', code, true);
+const change = (kind: string, action: Change['action'] = 'create'): Change => ({
+  address: `flaky:${kind}/x`,
+  backend: 'flaky',
+  kind,
+  action,
+  before: null,
+  after: null,
+  drift: false,
+  reason: 'test',
+});
+
+/** A seeded generator, so the jitter is reproducible. */
+function seeded(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const recordSleeps = () => {
+  const sleeps: number[] = [];
+  return { sleeps, sleep: async (ms: number) => void sleeps.push(ms) };
+};
+
+describe('withRetry', () => {
+  test.each(['Throttling', 'RequestLimitExceeded', 'TooManyRequests', 'SlowDown'])('retries %s and counts the retries', async (code) => {
+    // GIVEN
+    const inner = new FlakyBackend([throttled(code), throttled(code), throttled(code)]);
+    const { sleeps, sleep } = recordSleeps();
+    const b = withRetry(inner, { maxAttempts: 5, baseMs: 100, maxMs: 1000, random: seeded(42), sleep });
+    // WHEN
+    const res = await b.execute(change('policy'));
+    // THEN
+    expect(res).toEqual({ meta: { ok: true } });
+    expect(inner.calls).toBe(4);
+    expect(b.stats()).toEqual({ requests: 4, retries: 3 });
+    expect(sleeps).toHaveLength(3);
+  });
+
+  test('full jitter: each delay is uniform below min(maxMs, baseMs·2^n)', async () => {
+    const random = seeded(7);
+    const b = new RetryingBackend(new FlakyBackend([]), { maxAttempts: 10, baseMs: 100, maxMs: 1000, random });
+    const caps = [100, 200, 400, 800, 1000, 1000, 1000];
+    const delays = caps.map((_, i) => b.delay(i + 1));
+    delays.forEach((d, i) => {
+      expect(d).toBeGreaterThanOrEqual(0);
+      expect(d).toBeLessThan(caps[i]!);
+    });
+    // always the top of the range with random → 1
+    const top = new RetryingBackend(new FlakyBackend([]), { maxAttempts: 10, baseMs: 100, maxMs: 1000, random: () => 0.999999 });
+    expect(caps.map((_, i) => top.delay(i + 1))).toEqual(caps.map((c) => c - 1));
+  });
+
+  test('5xx and network errors are retried; a plain failure is not', async () => {
+    const fiveHundred = new BackendError('flaky: ServiceUnavailable', 'flaky', 'ServiceUnavailable', true);
+    const reset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    const ok = new FlakyBackend([fiveHundred, reset]);
+    const { sleep } = recordSleeps();
+    await expect(withRetry(ok, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep }).read({ credentials: [] })).resolves.toEqual({ backend: 'flaky', resources: [] });
+    expect(ok.calls).toBe(3);
+
+    const denied = new BackendError('flaky: AccessDenied', 'flaky', 'AccessDenied', false);
+    const bad = new FlakyBackend([denied]);
+    const b = withRetry(bad, { maxAttempts: 5, baseMs: 1, maxMs: 1, sleep });
+    await expect(b.execute(change('user'))).rejects.toBe(denied);
+    expect(bad.calls).toBe(1);
+    expect(b.stats().retries).toBe(0);
+  });
+
+  test('gives up after maxAttempts with the last error', async () => {
+    const errors = [throttled(), throttled(), throttled('SlowDown')];
+    const inner = new FlakyBackend([...errors]);
+    const { sleep } = recordSleeps();
+    const b = withRetry(inner, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep });
+    await expect(b.execute(change('user'))).rejects.toBe(errors[2]);
+    expect(inner.calls).toBe(3);
+    expect(b.stats()).toEqual({ requests: 3, retries: 2 });
+  });
+
+  test('a new key is retried after throttling, but not after a fault that may have issued it', async () => {
+    const { sleep } = recordSleeps();
+    const afterThrottle = new FlakyBackend([throttled()]);
+    await withRetry(afterThrottle, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep }).execute(change('key', 'replace'));
+    expect(afterThrottle.calls).toBe(2);
+
+    const ambiguous = new BackendError('flaky: InternalFailure', 'flaky', 'InternalFailure', true);
+    const afterFault = new FlakyBackend([ambiguous]);
+    await expect(withRetry(afterFault, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep }).execute(change('key'))).rejects.toBe(ambiguous);
+    expect(afterFault.calls).toBe(1);
+    // deleting a key is idempotent, so any transient fault is retried
+    const del = new FlakyBackend([ambiguous]);
+    await withRetry(del, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep }).execute(change('key', 'delete'));
+    expect(del.calls).toBe(2);
+  });
+
+  test('passes name, type and close through', async () => {
+    const inner = new FlakyBackend([]);
+    const b = withRetry(inner, { maxAttempts: 2, baseMs: 1, maxMs: 1 });
+    expect([b.name, b.type]).toEqual(['flaky', 'fake']);
+    await b.close();
+  });
+});
