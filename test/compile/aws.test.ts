@@ -205,8 +205,15 @@ interface Request {
   time: string;
 }
 
-const glob = (pattern: string, value: string) =>
-  new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('.*')}$`).test(value);
+const globs = new Map<string, RegExp>();
+const glob = (pattern: string, value: string) => {
+  let re = globs.get(pattern);
+  if (!re) {
+    re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('.*')}$`);
+    globs.set(pattern, re);
+  }
+  return re.test(value);
+};
 
 function conditionHolds(c: Statement['Condition'], req: Request): boolean {
   for (const [op, kv] of Object.entries(c ?? {})) {
