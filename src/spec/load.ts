@@ -279,6 +279,8 @@ function yamlProblem(e: { code: string; pos: [number, number]; message: string }
   if (e.code === 'DUPLICATE_KEY') {
     const key = /^[^:\n]*/.exec(text.slice(e.pos[0]))![0].trim();
     message = `duplicate key ${JSON.stringify(key)}: each key may appear only once in a mapping (the later one would silently win)`;
+  } else if (e.code === 'MULTIPLE_DOCS') {
+    message = 'invalid YAML: the spec must be a single document; remove the second "---" and what follows, or merge it into the first';
   } else {
     message = `invalid YAML: ${message}`;
   }

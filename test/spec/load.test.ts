@@ -213,6 +213,22 @@ describe('single problems', () => {
     expect(problems[0]!.message).toMatch(/^invalid YAML: /);
   });
 
+  test('two YAML documents in one file: one problem, in the user\'s terms', () => {
+    expect(problemsOf('version: 1\n---\nversion: 1\n')).toEqual([
+      { file: 'datagrant.yaml', line: 2, column: 1, path: '', message: 'invalid YAML: the spec must be a single document; remove the second "---" and what follows, or merge it into the first' },
+    ]);
+  });
+
+  test('Windows line endings do not shift positions', () => {
+    const problems = problemsOf(`${MINIMAL}principals:\n  p: { type: person, grants: [{ dataset: nope, access: read }] }\n`.replace(/\n/g, '\r\n'));
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['7:42 principals.p.grants[0].dataset']);
+  });
+
+  test('a problem reached through a YAML alias is reported where the alias is used, and where it is defined', () => {
+    const text = `${MINIMAL}groups:\n  g:\n    grants: &common\n      - { dataset: nope, access: read }\nprincipals:\n  p: { type: person, grants: *common }\n`;
+    expect(problemsOf(text).map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['9:20 groups.g.grants[0].dataset', '11:30 principals.p.grants[0].dataset']);
+  });
+
   test('a duplicate key names the key and does not stop other checks', () => {
     const problems = problemsOf(`${MINIMAL}  data: { backend: nope, bucket: other-bucket }\n`);
     expect(problems.map((p) => `${p.line}:${p.column} ${p.message}`)).toEqual([
