@@ -6,14 +6,18 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import {
   AttachUserPolicyCommand,
   CreateAccessKeyCommand,
+  CreateGroupCommand,
   CreateLoginProfileCommand,
   CreatePolicyCommand,
   CreateUserCommand,
+  GetGroupCommand,
   GetPolicyCommand,
   GetUserCommand,
   ListAccessKeysCommand,
   ListAttachedUserPoliciesCommand,
+  ListPolicyVersionsCommand,
   PutUserPolicyCommand,
+  TagUserCommand,
   UpdateAccessKeyCommand,
   type IAMClient,
 } from '@aws-sdk/client-iam';
@@ -27,6 +31,7 @@ import { BackendError } from '../../src/core/errors.js';
 import type { Change, DesiredState, Plan, Resource } from '../../src/core/types.js';
 import { diff } from '../../src/plan/diff.js';
 import { specSchema, type SpecInput } from '../../src/spec/schema.js';
+import { startProxy } from '../support/http-proxy.js';
 import { expectAccessDenied, iamAs, s3As, startMoto, type AwsKey, type Moto } from '../support/moto.js';
 
 const NOW = new Date();
@@ -142,6 +147,9 @@ describe('aws driver against moto with IAM enforcement', () => {
     // exact read (one ListAccessKeys per user) agrees with the report-based one
     const exact = await driver.read({ credentials: store.credentials, exact: true });
     expect(exact.resources).toEqual(actual.resources);
+    // creating what already exists in the desired shape succeeds (a rerun after a crash)
+    for (const c of plan.changes.filter((x) => x.kind !== 'key')) await expect(driver.execute(c)).resolves.toBeDefined();
+    expect(render(planFor(desired, await driver.read({ credentials: store.credentials })))).toEqual([]);
     // compiled documents are already in the normal form the driver reads back
     for (const r of desired.aws!.resources.filter((x) => x.kind === 'policy')) expect(normalizePolicy(r.attrs.document)).toEqual(r.attrs.document);
     await driver.close();
@@ -216,6 +224,7 @@ describe('aws driver against moto with IAM enforcement', () => {
     await iam.send(new AttachUserPolicyCommand({ UserName: 'alice', PolicyArn: 'arn:aws:iam::aws:policy/AdministratorAccess' }));
     await iam.send(new CreateAccessKeyCommand({ UserName: 'alice' }));
     await iam.send(new CreatePolicyCommand({ PolicyName: 'dg-user-trainer', Path: '/team/', PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] }) }));
+    await iam.send(new CreateGroupCommand({ GroupName: 'ml-researchers', Path: '/team/' }));
     const driver = makeDriver();
     const store = new MiniStore();
 
@@ -229,6 +238,8 @@ describe('aws driver against moto with IAM enforcement', () => {
     expect(err).toBeInstanceOf(BackendError);
     expect((err as BackendError).code).toBe('NotOwned');
     expect((err as BackendError).message).toMatch(/user named alice already exists at path \/, outside datagrant's path \/datagrant\/; datagrant will not take over/);
+    const groupChange = plan.changes.find((c) => c.address === 'aws:group/ml-researchers')!;
+    await expect(driver.execute(groupChange)).rejects.toThrow(/group named ml-researchers already exists at path \/team\/.*will not take over an object it does not own/);
     // (AWS refuses a second policy of the same name at another path, which the driver reports like
     // the user above; moto allows it, so here the foreign policy must merely survive untouched)
 
@@ -240,6 +251,7 @@ describe('aws driver against moto with IAM enforcement', () => {
     expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'alice' }))).AttachedPolicies?.map((p) => p.PolicyName)).toEqual(['AdministratorAccess']);
     const foreign = await iam.send(new GetPolicyCommand({ PolicyArn: 'arn:aws:iam::123456789012:policy/team/dg-user-trainer' }));
     expect(foreign.Policy?.Path).toBe('/team/');
+    expect((await iam.send(new GetGroupCommand({ GroupName: 'ml-researchers' }))).Group?.Path).toBe('/team/');
     await driver.close();
   });
 
@@ -319,6 +331,41 @@ describe('aws driver against moto with IAM enforcement', () => {
     await getObject(s3, 'ai-model-artifacts', 'model.bin');
     s3.destroy();
     await driver.close();
+  });
+
+  test('updates: policy documents past the five-version limit, tags changed by hand; every request is counted', async () => {
+    // GIVEN the driver behind a counting proxy
+    const proxy = await startProxy(moto.endpoint);
+    const driver = createAwsBackend({ name: 'aws', endpoint: proxy.endpoint, iamPath: PATH, credentials: moto.admin });
+    const store = new MiniStore();
+    const desired = desiredOf(SPEC);
+    await converge(driver, desired, store);
+
+    // WHEN the spec changes a policy six times (IAM keeps at most five versions)
+    for (const bucket of ['b-1', 'b-2', 'b-3', 'b-4', 'b-5', 'b-6']) {
+      const spec = structuredClone(SPEC);
+      spec.datasets!['model-artifacts'] = { backend: 'aws', bucket };
+      const plan = planFor(desiredOf(spec), await driver.read({ credentials: store.credentials }));
+      expect(render(plan)).toEqual(['update aws:policy/dg-user-trainer']);
+      await applyInOrder(driver, plan, store);
+    }
+    const versions = await iam.send(new ListPolicyVersionsCommand({ PolicyArn: 'arn:aws:iam::123456789012:policy/datagrant/dg-user-trainer' }));
+    expect(versions.Versions?.length).toBeLessThanOrEqual(5);
+    const back = planFor(desired, await driver.read({ credentials: store.credentials }));
+    expect(render(back)).toEqual(['update aws:policy/dg-user-trainer']);
+    await applyInOrder(driver, back, store);
+
+    // and a tag is changed and another added by hand
+    await iam.send(new TagUserCommand({ UserName: 'alice', Tags: [{ Key: 'datagrant:email', Value: 'eve@example.com' }, { Key: 'owner', Value: 'eve' }] }));
+    const drift = planFor(desired, await driver.read({ credentials: store.credentials }));
+    expect(render(drift)).toEqual(['update aws:user/alice']);
+    await applyInOrder(driver, drift, store);
+    expect(render(planFor(desired, await driver.read({ credentials: store.credentials })))).toEqual([]);
+
+    // THEN the driver counted exactly the requests that reached the wire
+    expect(driver.stats().requests).toBe(proxy.count());
+    await driver.close();
+    await proxy.close();
   });
 
   test('read costs the same number of requests for 50 and for 200 users', async () => {

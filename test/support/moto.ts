@@ -156,6 +156,9 @@ export async function startMoto(opts: { auth?: boolean } = {}): Promise<Moto> {
     throw e;
   }
   child.removeAllListeners('exit');
+  // A test worker that dies must not leave moto running.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
 
   let authOn = false;
   const moto: Moto = {
@@ -174,6 +177,7 @@ export async function startMoto(opts: { auth?: boolean } = {}): Promise<Moto> {
       if (authOn) await moto.enableAuth();
     },
     async stop() {
+      process.removeListener('exit', killOnExit);
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');

@@ -177,7 +177,7 @@ export class AwsBackend implements Backend {
 
   /** Retries NoSuchEntity for a bounded moment: what a change references may have just been created. */
   async #consistent<T>(fn: () => Promise<T>): Promise<T> {
-    const budget = this.#opts.consistencyWaitMs ?? 1500;
+    const budget = this.#opts.consistencyWaitMs ?? 800;
     const started = Date.now();
     for (let delay = 50; ; delay = Math.min(delay * 2, 400)) {
       try {
