@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Prints the performance figures the issues name (see each section's target).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+bash scripts/ensure-moto.sh
+npm run --silent build
+node --import tsx bench/core.ts
+node --import tsx bench/aws.ts

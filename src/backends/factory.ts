@@ -1,0 +1,36 @@
+// Spec backends → drivers, each wrapped in the cross-cutting decorators (retry, redaction).
+import type { Spec } from '../spec/schema.js';
+import { DEFAULT_IAM_PATH } from '../compile/aws/compile.js';
+import { createAwsBackend } from './aws/driver.js';
+import type { Backend } from './backend.js';
+import { createPostgresBackend } from './postgres/driver.js';
+import { withRedaction } from './redact.js';
+import { DEFAULT_RETRY, withRetry } from './retry.js';
+
+export interface BackendOptions {
+  /** Decorate each driver further (tests inject faults here). */
+  wrap?: (b: Backend) => Backend;
+  maxAttempts?: number;
+}
+
+export function makeBackends(spec: Spec, opts: BackendOptions = {}): Record<string, Backend> {
+  const out: Record<string, Backend> = {};
+  for (const [name, b] of Object.entries(spec.backends)) {
+    let driver: Backend =
+      b.type === 'aws'
+        ? createAwsBackend({
+            name,
+            iamPath: b.iamPath ?? DEFAULT_IAM_PATH,
+            ...(b.region ? { region: b.region } : {}),
+            ...(b.endpoint ? { endpoint: b.endpoint } : {}),
+          })
+        : createPostgresBackend({ name, url: b.url });
+    if (opts.wrap) driver = opts.wrap(driver);
+    out[name] = withRedaction(withRetry(driver, { ...DEFAULT_RETRY, maxAttempts: opts.maxAttempts ?? DEFAULT_RETRY.maxAttempts }));
+  }
+  return out;
+}
+
+export async function closeBackends(backends: Record<string, Backend>): Promise<void> {
+  await Promise.all(Object.values(backends).map((b) => b.close()));
+}

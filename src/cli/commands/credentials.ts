@@ -1,0 +1,103 @@
+// credentials list | show | export | rotate. Only `show --reveal` and `export` print a secret,
+// and both leave an audit entry.
+import { UsageError } from '../../core/errors.js';
+import type { CredentialRow, StateStore } from '../../store/store.js';
+import { actorOf, withStore, type CommonOptions } from '../context.js';
+import type { Io } from '../io.js';
+import { applyCommand, type ApplyOptions } from './lifecycle.js';
+
+export const EXPORT_FORMATS = ['env', 'aws-profile', 'json', 'pgpass', 'url'] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+export async function credentialsList(io: Io, opts: CommonOptions & { json?: boolean }): Promise<number> {
+  const rows = await withStore(io, opts, (s) => s.credentials());
+  if (opts.json) {
+    io.stdout(`${JSON.stringify(rows, null, 2)}\n`);
+    return 0;
+  }
+  if (rows.length === 0) {
+    io.stdout('No credentials stored. `datagrant apply` issues them for principals that need them.\n');
+    return 0;
+  }
+  io.stdout(table([['NAME', 'BACKEND', 'ADDRESS', 'ID', 'STATE', 'CREATED', 'RETIRES'], ...rows.map((r) => [r.principal, r.backend, r.address, r.credentialId, r.state, r.createdAt, r.retireAt ?? '-'])]));
+  return 0;
+}
+
+/** Resolve NAME (a principal or an address) to one current credential. */
+async function resolve(store: StateStore, name: string, backend?: string): Promise<CredentialRow> {
+  const all = (await store.credentials()).filter((c) => c.state === 'current');
+  let found = all.filter((c) => c.address === name || c.principal === name);
+  if (backend) found = found.filter((c) => c.backend === backend);
+  if (found.length === 0) {
+    const names = [...new Set(all.map((c) => c.principal))].sort();
+    throw new UsageError(`no stored credential for ${JSON.stringify(name)}${backend ? ` on backend ${backend}` : ''}; stored: ${names.length ? names.join(', ') : '(none)'}`);
+  }
+  if (found.length > 1) {
+    throw new UsageError(`${name} has credentials on several backends (${found.map((c) => c.backend).join(', ')}); choose one with --backend`);
+  }
+  return found[0]!;
+}
+
+export async function credentialsShow(io: Io, opts: CommonOptions & { name: string; backend?: string; reveal?: boolean }): Promise<number> {
+  return withStore(io, opts, async (store) => {
+    const row = await resolve(store, opts.name, opts.backend);
+    const lines = [`name:     ${row.principal}`, `backend:  ${row.backend}`, `address:  ${row.address}`, `id:       ${row.credentialId}`, `created:  ${row.createdAt}`];
+    if (opts.reveal) {
+      const got = await store.revealCredential(row.address);
+      if (!got) throw new UsageError(`the credential for ${opts.name} was removed meanwhile`);
+      await store.audit({ actor: actorOf(io), event: 'credential.reveal', address: row.address, outcome: 'ok', detail: `id ${row.credentialId}` }, io.now().toISOString());
+      for (const [k, v] of Object.entries(got.secret)) lines.push(`${`${k}:`.padEnd(9)} ${v}`);
+    } else {
+      lines.push('secret:   (hidden; add --reveal to print it)');
+    }
+    io.stdout(`${lines.join('\n')}\n`);
+    return 0;
+  });
+}
+
+export function formatSecret(format: ExportFormat, name: string, secret: Record<string, string>): string {
+  const isAws = 'secretAccessKey' in secret;
+  if (format === 'json') {
+    // For AWS this is the `credential_process` shape, so the CLI and SDKs can call us directly.
+    return `${JSON.stringify(isAws ? { Version: 1, AccessKeyId: secret.accessKeyId, SecretAccessKey: secret.secretAccessKey } : secret)}\n`;
+  }
+  if (isAws) {
+    if (format === 'env') return `AWS_ACCESS_KEY_ID=${secret.accessKeyId}\nAWS_SECRET_ACCESS_KEY=${secret.secretAccessKey}\n`;
+    if (format === 'aws-profile') return `[${name}]\naws_access_key_id = ${secret.accessKeyId}\naws_secret_access_key = ${secret.secretAccessKey}\n`;
+    throw new UsageError(`format ${format} is for PostgreSQL credentials; for an AWS key use env, aws-profile or json`);
+  }
+  const { username = '', password = '', host = '', port = '5432', database = '' } = secret;
+  if (format === 'env') return `PGHOST=${host}\nPGPORT=${port}\nPGDATABASE=${database}\nPGUSER=${username}\nPGPASSWORD=${password}\n`;
+  if (format === 'pgpass') {
+    const esc = (s: string) => s.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
+    return `${esc(host)}:${port}:*:${esc(username)}:${esc(password)}\n`;
+  }
+  if (format === 'url') return `postgres://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${host}:${port}/${encodeURIComponent(database)}\n`;
+  throw new UsageError(`format ${format} is for AWS keys; for a PostgreSQL password use env, pgpass, url or json`);
+}
+
+export async function credentialsExport(io: Io, opts: CommonOptions & { name: string; backend?: string; format: string }): Promise<number> {
+  if (!EXPORT_FORMATS.includes(opts.format as ExportFormat)) {
+    throw new UsageError(`--format ${JSON.stringify(opts.format)} is not supported; allowed: ${EXPORT_FORMATS.join(', ')}`);
+  }
+  return withStore(io, opts, async (store) => {
+    const row = await resolve(store, opts.name, opts.backend);
+    const got = await store.revealCredential(row.address);
+    if (!got) throw new UsageError(`the credential for ${opts.name} was removed meanwhile`);
+    const text = formatSecret(opts.format as ExportFormat, row.principal, got.secret);
+    await store.audit({ actor: actorOf(io), event: 'credential.export', address: row.address, outcome: 'ok', detail: `id ${row.credentialId}, format ${opts.format}` }, io.now().toISOString());
+    io.stdout(text);
+    return 0;
+  });
+}
+
+/** `credentials rotate NAME`: issue a new credential now; the old one lives out its grace period. */
+export async function credentialsRotate(io: Io, opts: ApplyOptions & { name: string; backend?: string }): Promise<number> {
+  const row = await withStore(io, opts, (s) => resolve(s, opts.name, opts.backend));
+  return applyCommand(io, { ...opts, forceRotate: [row.address], only: [row.address], autoApprove: opts.autoApprove ?? true });
+}

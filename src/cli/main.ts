@@ -1,0 +1,130 @@
+// The only place that turns errors into messages and exit codes.
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { BackendError, CompileError, DatagrantError, SpecError } from '../core/errors.js';
+import { auditLog, auditVerify } from './commands/audit.js';
+import { credentialsExport, credentialsList, credentialsRotate, credentialsShow, EXPORT_FORMATS } from './commands/credentials.js';
+import { applyCommand, driftCommand, planCommand } from './commands/lifecycle.js';
+import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
+import { processIo, type Io } from './io.js';
+
+const positiveInt = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1');
+  return n;
+};
+const seconds = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number of seconds');
+  return n * 1000;
+};
+
+export function buildProgram(io: Io, setCode: (n: number) => void): Command {
+  const program = new Command('datagrant')
+    .description('Least-privilege access to AI training and serving data, from one reviewed spec.')
+    .option('-f, --spec <file>', 'spec file (default: datagrant.yaml, or $DATAGRANT_SPEC)')
+    .option('--state-dir <dir>', 'state directory (default: .datagrant, or $DATAGRANT_STATE_DIR)')
+    .option('--no-color', 'plain output')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .showHelpAfterError();
+  const common = () => program.opts<{ spec?: string; stateDir?: string; color: boolean }>();
+  const color = () => common().color && io.isTTY && !io.env.NO_COLOR;
+  const run = (fn: () => Promise<number>) => async () => setCode(await fn());
+
+  program.command('init').description('create the state directory and a 0600 master key file').action(async () => run(() => initCommand(io, common()))());
+  program.command('validate').description('check the spec without calling any backend').action(async () => run(() => validateCommand(io, common()))());
+  program.command('schema').description('print the JSON Schema of the spec (for editors)').action(async () => run(() => schemaCommand(io))());
+
+  program
+    .command('plan')
+    .description('show what apply would change')
+    .option('--json', 'machine-readable plan')
+    .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on error')
+    .option('--out <file>', 'save the plan; `apply FILE` performs exactly it')
+    .option('--exact', 'read every credential exactly (one request per user)')
+    .action(async (o: { json?: boolean; detailedExitcode?: boolean; out?: string; exact?: boolean }) => run(() => planCommand(io, { ...common(), ...o, color: color() }))());
+
+  program
+    .command('apply')
+    .description('make the backends match the spec (or perform a saved plan)')
+    .argument('[planfile]', 'a plan saved with plan --out')
+    .option('--auto-approve', 'do not ask for confirmation')
+    .option('--concurrency <n>', 'changes in flight at once', positiveInt, 8)
+    .option('--lock-timeout <seconds>', 'wait this long for another run to release the state lock', seconds, 0)
+    .option('--json', 'machine-readable result')
+    .action(async (planFile: string | undefined, o: { autoApprove?: boolean; concurrency: number; lockTimeout: number; json?: boolean }) =>
+      run(() => applyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, color: color(), ...(planFile ? { planFile } : {}) }))(),
+    );
+
+  program
+    .command('destroy')
+    .description("remove everything datagrant owns on the spec's backends")
+    .option('--auto-approve', 'do not ask for confirmation')
+    .option('--concurrency <n>', 'changes in flight at once', positiveInt, 8)
+    .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
+    .action(async (o: { autoApprove?: boolean; concurrency: number; lockTimeout: number }) => run(() => applyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, destroy: true, color: color() }))());
+
+  program
+    .command('drift')
+    .description('report changes made outside datagrant (exit 2 when there are any); for scheduled checks')
+    .option('--json', 'machine-readable')
+    .action(async (o: { json?: boolean }) => run(() => driftCommand(io, { ...common(), ...o, color: color() }))());
+
+  const creds = program.command('credentials').description('stored credentials (encrypted at rest)');
+  creds.command('list').option('--json').description('list credentials, never secrets').action(async (o: { json?: boolean }) => run(() => credentialsList(io, { ...common(), ...o }))());
+  creds
+    .command('show')
+    .argument('<name>', 'principal name or address')
+    .option('--backend <name>', 'when the principal has credentials on several backends')
+    .option('--reveal', 'print the secret (audited)')
+    .action(async (name: string, o: { backend?: string; reveal?: boolean }) => run(() => credentialsShow(io, { ...common(), ...o, name }))());
+  creds
+    .command('export')
+    .argument('<name>', 'principal name or address')
+    .addOption(new Option('--format <format>', 'output format').choices([...EXPORT_FORMATS]).makeOptionMandatory())
+    .option('--backend <name>', 'when the principal has credentials on several backends')
+    .action(async (name: string, o: { backend?: string; format: string }) => run(() => credentialsExport(io, { ...common(), ...o, name }))());
+  creds
+    .command('rotate')
+    .argument('<name>', 'principal name or address')
+    .option('--backend <name>', 'when the principal has credentials on several backends')
+    .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
+    .description('issue a new credential now; the old one stays valid for the rotation grace period')
+    .action(async (name: string, o: { backend?: string; lockTimeout: number }) => run(() => credentialsRotate(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, name, autoApprove: true }))());
+
+  const audit = program.command('audit').description('the tamper-evident audit log');
+  audit.command('log').option('--json').option('--limit <n>', 'last N entries', positiveInt).action(async (o: { json?: boolean; limit?: number }) => run(() => auditLog(io, { ...common(), ...o }))());
+  audit.command('verify').description('check the hash chain; exit 1 naming the first bad entry').action(async () => run(() => auditVerify(io, common()))());
+
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. Errors are printed as messages, never as stack traces. */
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  let code = 0;
+  const program = buildProgram(io, (n) => (code = n));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    return reportError(io, e);
+  }
+}
+
+export function reportError(io: Io, e: unknown): number {
+  if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 1;
+  if (e instanceof SpecError) {
+    io.stderr(`Error: the spec has ${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}:\n${e.message.split('\n').map((l) => `  ${l}`).join('\n')}\n`);
+  } else if (e instanceof CompileError) {
+    io.stderr(`Error: the spec cannot be expressed within the backend's limits:\n${e.problems.map((l) => `  ${l}`).join('\n')}\n`);
+  } else if (e instanceof BackendError) {
+    io.stderr(`Error: backend ${e.backend}${e.address ? ` (${e.address})` : ''}: ${e.message}\n`);
+  } else if (e instanceof DatagrantError) {
+    io.stderr(`Error: ${e.message}\n`);
+  } else {
+    // An unexpected failure: still no stack trace unless asked for.
+    io.stderr(`Error: ${(e as Error)?.message ?? String(e)}\n`);
+    if (io.env.DATAGRANT_DEBUG) io.stderr(`${(e as Error)?.stack ?? ''}\n`);
+  }
+  return 1;
+}

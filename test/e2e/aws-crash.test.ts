@@ -1,0 +1,127 @@
+// Crash safety (issue 3): an apply of 50 principals runs in a child process and is killed with
+// SIGKILL right after moto executed its k-th request, before the answer arrives — the worst
+// moment: the side effect happened and datagrant never heard of it. After each kill a rerun must
+// converge, IAM must hold no key whose secret is missing from the store, and the store no secret
+// for a key that does not exist.
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { GetAccountAuthorizationDetailsCommand, type IAMClient } from '@aws-sdk/client-iam';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { startMoto, type Moto } from '../support/moto.js';
+import { startProxy, type CountingProxy } from '../support/http-proxy.js';
+import { adminIam, keysOf, useMotoAdmin } from './aws-support.js';
+import { workspace, type Workspace } from '../support/cli.js';
+import { MasterKey } from '../../src/store/crypto.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+
+const root = resolve(import.meta.dirname, '../..');
+const PRINCIPALS = 50;
+const MASTER = MasterKey.generate();
+
+function spec(): string {
+  const l = ['version: 1', 'backends: { aws: { type: aws } }', 'datasets:', '  data: { backend: aws, bucket: ai-model-data, prefix: training/ }', '  art: { backend: aws, bucket: ai-model-artifacts }'];
+  l.push('groups:', '  readers: { grants: [{ dataset: data, access: read }] }', 'principals:');
+  for (let i = 0; i < PRINCIPALS; i++) {
+    l.push(i % 5 === 0 ? `  p${i}: { type: service, groups: [readers], grants: [{ dataset: art, access: write }] }` : `  p${i}: { type: person, groups: [readers] }`);
+  }
+  return l.join('\n');
+}
+
+let moto: Moto;
+let proxy: CountingProxy;
+
+beforeAll(async () => {
+  moto = await startMoto({ auth: true });
+  proxy = await startProxy(moto.endpoint);
+});
+afterAll(async () => {
+  await proxy?.close();
+  await moto?.stop();
+});
+
+/** Run `datagrant apply` in a child process; kill it once the proxy forwarded request `killAt`. */
+function childApply(ws: Workspace, killAt: number | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [join(root, 'bin/datagrant.js'), 'apply', '--auto-approve'], {
+      cwd: ws.dir,
+      env: { ...process.env, ...ws.env, AWS_ENDPOINT_URL: proxy.endpoint },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    proxy.reset();
+    proxy.onForwarded = (n) => {
+      if (killAt !== undefined && n === killAt) {
+        child.kill('SIGKILL');
+        return true;
+      }
+      return false;
+    };
+    child.on('exit', (code, signal) => done({ code, signal }));
+  });
+}
+
+async function invariants(iam: IAMClient, ws: Workspace): Promise<void> {
+  const store = new SqliteStore(join(ws.dir, '.datagrant/state.db'), MasterKey.parse(MASTER));
+  try {
+    const stored = new Set((await store.credentials()).map((c) => c.credentialId));
+    const d = await iam.send(new GetAccountAuthorizationDetailsCommand({ Filter: ['User'] }));
+    const inIam = new Set<string>();
+    for (const u of d.UserDetailList ?? []) {
+      if (!u.Path?.startsWith('/datagrant/')) continue;
+      for (const k of await keysOf(iam, u.UserName!)) inIam.add(k);
+    }
+    expect([...inIam].filter((k) => !stored.has(k)), 'keys in IAM whose secret is not stored').toEqual([]);
+    expect([...stored].filter((k) => !inIam.has(k)), 'stored secrets for keys that do not exist').toEqual([]);
+    expect(inIam.size).toBe(PRINCIPALS);
+    // every stored secret decrypts
+    for (const c of await store.credentials()) expect((await store.revealCredential(c.address))?.secret.secretAccessKey).toBeTruthy();
+  } finally {
+    await store.close();
+  }
+}
+
+test('a SIGKILL after any backend call loses no credential and orphans nothing', { timeout: 900_000 }, async () => {
+  // Count the requests of an uninterrupted apply, and find where the key creations are.
+  await moto.reset();
+  useMotoAdmin(moto);
+  const probe = workspace({ DATAGRANT_MASTER_KEY: MASTER });
+  probe.writeSpec(spec());
+  const creates: number[] = [];
+  const full = childApply(probe, undefined);
+  proxy.onForwarded = (n, _req, body) => {
+    if (body.includes('Action=CreateAccessKey')) creates.push(n);
+    return false;
+  };
+  expect((await full).code).toBe(0);
+  const total = proxy.count();
+  probe.cleanup();
+  expect(creates).toHaveLength(PRINCIPALS);
+
+  // 24 kill points spread over the whole run, plus 8 right after a key was created.
+  const points = new Set<number>();
+  for (let i = 0; i < 24; i++) points.add(1 + Math.floor((i * (total - 1)) / 23));
+  for (let i = 0; i < 8; i++) points.add(creates[Math.floor((i * (creates.length - 1)) / 7)]!);
+  expect(points.size).toBeGreaterThanOrEqual(30);
+
+  for (const k of [...points].sort((a, b) => a - b)) {
+    await moto.reset();
+    useMotoAdmin(moto);
+    const iam = adminIam(moto);
+    const ws = workspace({ DATAGRANT_MASTER_KEY: MASTER });
+    ws.writeSpec(spec());
+    try {
+      const killed = await childApply(ws, k);
+      expect(killed.signal, `kill point ${k} of ${total}`).toBe('SIGKILL');
+      proxy.onForwarded = undefined;
+      // the rerun recovers and converges
+      process.env.AWS_ENDPOINT_URL = moto.endpoint;
+      const rerun = await ws.run('apply', '--auto-approve');
+      expect(rerun.code, `rerun after kill at ${k}:\n${rerun.stdout}\n${rerun.stderr}`).toBe(0);
+      const again = await ws.run('plan', '--detailed-exitcode', '--exact');
+      expect(again.code, `plan after rerun (kill at ${k}):\n${again.stdout}`).toBe(0);
+      await invariants(iam, ws);
+    } finally {
+      ws.cleanup();
+      iam.destroy();
+    }
+  }
+});
