@@ -14,5 +14,6 @@ case "$pg_line" in DATAGRANT_TEST_PG_URL=*) export "${pg_line?}" ;; *) echo "err
 
 npm run lint
 npm run typecheck
+npm run typecheck -w packages/pulumi
 npm run build
 npx vitest run "$@"

@@ -4,7 +4,10 @@
 //  - `execute` performs exactly one change, and is idempotent: deleting what is already gone
 //    succeeds, creating what already exists in the desired shape succeeds;
 //  - a credential created by `execute` is returned in `secret` and nowhere else: never logged,
-//    never in an error message.
+//    never in an error message;
+//  - when issuing a credential fails ambiguously (a 5xx or a dropped connection, after which the
+//    credential may exist without us holding its secret), the driver removes what that attempt
+//    may have created before throwing, so the retry decorator may repeat the change.
 import type { ActualState, Change, Json } from '../core/types.js';
 
 /** What the store knows about a credential datagrant issued (no secret). */

@@ -37,12 +37,6 @@ export function isTransient(e: unknown): boolean {
   return typeof code === 'string' && NETWORK_CODE.test(code);
 }
 
-/**
- * Issuing a credential is not idempotent: after a 5xx or a dropped connection the key may exist
- * and its secret be lost, so only throttling (nothing happened) is retried for those.
- */
-const issuesCredential = (c: Change) => (c.kind === 'key' || c.kind === 'password') && (c.action === 'create' || c.action === 'replace');
-
 export class RetryingBackend implements Backend {
   readonly #inner: Backend;
   readonly #opts: Required<Omit<RetryOptions, 'onRetry'>> & Pick<RetryOptions, 'onRetry'>;
@@ -90,8 +84,10 @@ export class RetryingBackend implements Backend {
   }
 
   execute(change: Change): Promise<ExecuteResult> {
-    const retryable = issuesCredential(change) ? isThrottle : isTransient;
-    return this.#attempt(() => this.#inner.execute(change), retryable, change.address);
+    // Issuing a credential is not idempotent, but the Backend contract makes repeating it safe: a
+    // driver whose issuing attempt fails ambiguously (5xx, dropped connection) removes whatever
+    // that attempt may have created before it throws (see backend.ts).
+    return this.#attempt(() => this.#inner.execute(change), isTransient, change.address);
   }
 
   stats(): BackendStats {

@@ -111,7 +111,7 @@ describe('withRetry', () => {
     expect(b.stats()).toEqual({ requests: 3, retries: 2 });
   });
 
-  test('a new key is retried after throttling, but not after a fault that may have issued it', async () => {
+  test('issuing a key is retried after throttling and after a 5xx (the driver undoes an ambiguous attempt)', async () => {
     const { sleep } = recordSleeps();
     const afterThrottle = new FlakyBackend([throttled()]);
     await withRetry(afterThrottle, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep }).execute(change('key', 'replace'));
@@ -119,12 +119,13 @@ describe('withRetry', () => {
 
     const ambiguous = new BackendError('flaky: InternalFailure', 'flaky', 'InternalFailure', true);
     const afterFault = new FlakyBackend([ambiguous]);
-    await expect(withRetry(afterFault, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep }).execute(change('key'))).rejects.toBe(ambiguous);
-    expect(afterFault.calls).toBe(1);
-    // deleting a key is idempotent, so any transient fault is retried
-    const del = new FlakyBackend([ambiguous]);
-    await withRetry(del, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep }).execute(change('key', 'delete'));
-    expect(del.calls).toBe(2);
+    await withRetry(afterFault, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep }).execute(change('key'));
+    expect(afterFault.calls).toBe(2);
+    // a refusal that is not transient is never repeated
+    const refused = new BackendError('flaky: LimitExceeded', 'flaky', 'LimitExceeded', false);
+    const limit = new FlakyBackend([refused]);
+    await expect(withRetry(limit, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep }).execute(change('key'))).rejects.toBe(refused);
+    expect(limit.calls).toBe(1);
   });
 
   test('passes name, type and close through', async () => {

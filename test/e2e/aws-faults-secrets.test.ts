@@ -9,7 +9,8 @@ import { applyCommand } from '../../src/cli/commands/lifecycle.js';
 import type { Io } from '../../src/cli/io.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import type { Workspace } from '../support/cli.js';
-import { apply, expectNoChanges, initWorkspace, issuedKey, canRead, s3For, useMotoAdmin } from './aws-support.js';
+import { startProxy } from '../support/http-proxy.js';
+import { adminIam, apply, expectNoChanges, initWorkspace, issuedKey, canRead, keysOf, s3For, useMotoAdmin } from './aws-support.js';
 
 let moto: Moto;
 let ws: Workspace;
@@ -86,6 +87,30 @@ describe('faults', () => {
     expect(out).not.toMatch(/Throttling|503|InternalFailure/);
     await expectNoChanges(ws);
     await canRead(s3For(moto, await issuedKey(ws, 'u7')), 'ai-model-data', 'training/a.txt', 'training');
+  });
+});
+
+describe('ambiguous failures', () => {
+  test('a key AWS created but answered with a 5xx is deleted before the retry: one key, stored, working', async () => {
+    const proxy = await startProxy(moto.endpoint);
+    try {
+      process.env.AWS_ENDPOINT_URL = proxy.endpoint;
+      let failed = 0;
+      proxy.onForwarded = (_n, _req, body) => (body.includes('Action=CreateAccessKey') && failed++ === 0 ? 503 : false);
+      ws = await initWorkspace(TEAM(1));
+      const out = await apply(ws);
+      expect(failed).toBeGreaterThan(1);
+      expect(out).toMatch(/transient error\(s\) retried/);
+      const iam = adminIam(moto);
+      const key = await issuedKey(ws, 'u0');
+      expect(await keysOf(iam, 'u0')).toEqual([key.accessKeyId]);
+      iam.destroy();
+      await canRead(s3For(moto, key), 'ai-model-data', 'training/a.txt', 'training');
+      await expectNoChanges(ws);
+    } finally {
+      process.env.AWS_ENDPOINT_URL = moto.endpoint;
+      await proxy.close();
+    }
   });
 });
 

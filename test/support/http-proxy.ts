@@ -9,8 +9,11 @@ export interface CountingProxy {
   /** Requests forwarded so far. */
   count(): number;
   reset(): void;
-  /** Called with the request number after moto answered it; return true to drop the response. */
-  onForwarded?: (n: number, req: IncomingMessage, body: string) => boolean;
+  /**
+   * Called with the request number after moto answered it: return true to withhold the response
+   * (the caller is being killed), or 503 to answer with a service error instead of moto's answer.
+   */
+  onForwarded?: (n: number, req: IncomingMessage, body: string) => boolean | 503;
   close(): Promise<void>;
 }
 
@@ -36,7 +39,13 @@ export async function startProxy(target: string): Promise<CountingProxy> {
           up.on('data', (c: Buffer) => body.push(c));
           up.on('end', () => {
             const k = ++n;
-            if (proxy.onForwarded?.(k, req, Buffer.concat(chunks).toString('utf8'))) return; // response withheld: the caller is killed meanwhile
+            const verdict = proxy.onForwarded?.(k, req, Buffer.concat(chunks).toString('utf8'));
+            if (verdict === 503) {
+              res.writeHead(503, { 'Content-Type': 'text/xml' });
+              res.end('<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code><Message>injected after the request was executed</Message></Error><RequestId>x</RequestId></ErrorResponse>');
+              return;
+            }
+            if (verdict) return; // response withheld: the caller is killed meanwhile
             res.writeHead(up.statusCode ?? 502, up.headers);
             res.end(Buffer.concat(body));
           });

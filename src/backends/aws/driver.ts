@@ -66,7 +66,7 @@ import type { Backend, BackendStats, ExecuteResult, KnownCredential, ReadOptions
 import { BackendError } from '../../core/errors.js';
 import { canonicalJson } from '../../core/canonical.js';
 import { addressOf, type ActualState, type Change, type Json, type Resource } from '../../core/types.js';
-import { awsErrorCode, toBackendError } from './errors.js';
+import { awsErrorCode, isRetryable, isThrottling, toBackendError } from './errors.js';
 import {
   isUnder,
   keysFromStore,
@@ -270,6 +270,17 @@ export class AwsBackend implements Backend {
     };
     await Promise.all(Array.from({ length: Math.min(this.#opts.concurrency ?? 8, unsure.length) }, worker));
     return keys;
+  }
+
+  /** Deletes the keys of `user` created since `since` (ms), other than `keep`. */
+  async #undoLostKeys(user: string, keep: string, since: number): Promise<void> {
+    // IAM's CreateDate has second precision; allow for clock skew between us and AWS.
+    const cutoff = since - 5_000;
+    for (const k of await this.#listKeys(user)) {
+      if (k.accessKeyId === keep || Date.parse(k.createdAt) < cutoff) continue;
+      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new UpdateAccessKeyCommand({ UserName: user, AccessKeyId: k.accessKeyId, Status: 'Inactive' })));
+      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DeleteAccessKeyCommand({ UserName: user, AccessKeyId: k.accessKeyId })));
+    }
   }
 
   async #listKeys(user: string): Promise<AccessKeyFact[]> {
@@ -551,9 +562,16 @@ export class AwsBackend implements Backend {
     // create, or replace (rotation): a new key; the old one stays until its grace ends and a later
     // delete change removes it.
     let created;
+    const attemptStart = Date.now();
     try {
       created = (await this.#consistent(() => this.#iam.send(new CreateAccessKeyCommand({ UserName: user })))).AccessKey;
     } catch (e) {
+      if (isRetryable(e) && !isThrottling(e)) {
+        // Ambiguous: AWS may have created a key whose secret we never received. Such a key is
+        // useless and must not linger, so delete any key of this user made by this attempt
+        // before the error propagates; repeating the change is then safe.
+        await this.#undoLostKeys(user, beforeId, attemptStart);
+      }
       if (awsErrorCode(e) !== 'LimitExceeded') throw e;
       const ids = (await this.#listKeys(user)).map((k) => `${k.accessKeyId} (${k.status}, created ${k.createdAt})`);
       throw new BackendError(
