@@ -24,6 +24,8 @@ import {
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Backend, KnownCredential } from '../../src/backends/backend.js';
 import { createAwsBackend, type AwsBackend } from '../../src/backends/aws/driver.js';
+import { toBackendError } from '../../src/backends/aws/errors.js';
+import { keysFromStore, parseCredentialReport, parsePolicyDocument, resourcesFromDetails } from '../../src/backends/aws/state.js';
 import { dependencies } from '../../src/apply/apply.js';
 import { compileAws } from '../../src/compile/aws/compile.js';
 import { normalizePolicy } from '../../src/compile/aws/policy.js';
@@ -70,11 +72,6 @@ beforeAll(async () => {
 afterAll(async () => {
   iam?.destroy();
   await moto?.stop();
-});
-beforeEach(async () => {
-  await moto.reset();
-  iam?.destroy();
-  iam = iamAs(moto, moto.admin);
 });
 
 const makeDriver = (): AwsBackend => createAwsBackend({ name: 'aws', region: 'us-east-1', endpoint: moto.endpoint, iamPath: PATH, credentials: moto.admin });
@@ -133,6 +130,12 @@ const getObject = async (s3: S3Client, Bucket: string, Key: string) => (await s3
 const render = (plan: Plan) => plan.changes.map((c) => `${c.action} ${c.address}`);
 
 describe('aws driver against moto with IAM enforcement', () => {
+  beforeEach(async () => {
+    await moto.reset();
+    iam?.destroy();
+    iam = iamAs(moto, moto.admin);
+  });
+
   test('a compiled spec applied through the driver reads back identical: the second plan is empty', async () => {
     // GIVEN
     const driver = makeDriver();
@@ -402,5 +405,129 @@ describe('aws driver against moto with IAM enforcement', () => {
     expect(exact.requests).toBe(1 + 200); // GetAccountAuthorizationDetails + one ListAccessKeys per user
     console.log(`read requests: 50 users ${fifty.requests}, 200 users ${twoHundred.requests}, 200 users exact ${exact.requests}`);
     await driver.close();
+  });
+});
+
+describe('aws driver, pure parts', () => {
+  const HEADER =
+    'user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated';
+  const row = (user: string, k1: string, k2: string, quote = false) => {
+    const u = quote ? `"${user}"` : user;
+    const arn = quote ? `"arn:aws:iam::123456789012:user/datagrant/${user}"` : `arn:aws:iam::123456789012:user/datagrant/${user}`;
+    return `${u},${arn},2026-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,${k1},N/A,N/A,N/A,${k2},N/A,N/A,N/A,false,N/A,false,N/A`;
+  };
+  const REPORT = [
+    HEADER,
+    row('alice', 'true,2026-03-01T10:00:05+00:00', 'false,N/A'),
+    row('bob', 'true,2026-03-01T10:00:05+00:00', 'false,2026-02-01T09:00:00+00:00'),
+    row('carol', 'false,N/A', 'false,N/A'),
+    row('x,y', 'true,2026-03-01T10:00:05+00:00', 'false,N/A'),
+    row('q,r', 'true,2026-03-02T10:00:05+00:00', 'false,N/A', true),
+  ].join('\n');
+
+  test('the credential report gives keys per user, even for names with commas', () => {
+    const report = parseCredentialReport(REPORT);
+    const t = Date.parse('2026-03-01T10:00:05Z') / 1000;
+    expect(report.get('alice')).toEqual([{ active: true, createdSec: t }]);
+    expect(report.get('bob')).toEqual([
+      { active: true, createdSec: t },
+      { active: false, createdSec: Date.parse('2026-02-01T09:00:00Z') / 1000 },
+    ]);
+    expect(report.get('carol')).toEqual([]);
+    expect(report.get('x,y')).toEqual([{ active: true, createdSec: t }]);
+    expect(report.get('q,r')).toEqual([{ active: true, createdSec: t + 86400 }]);
+  });
+
+  const cred = (credentialId: string, createdAt: string, address = 'aws:key/alice'): KnownCredential => ({ address, credentialId, createdAt, state: 'current' });
+  test.each([
+    ['agrees (milliseconds ignored)', 'alice', [cred('AKIA1', '2026-03-01T10:00:05.713Z')], ['AKIA1']],
+    ['creation second differs', 'alice', [cred('AKIA1', '2026-03-01T10:00:06.000Z')], undefined],
+    ['the store knows fewer keys', 'bob', [cred('AKIA1', '2026-03-01T10:00:05.000Z', 'aws:key/bob')], undefined],
+    ['a key is inactive', 'bob', [cred('AKIA1', '2026-03-01T10:00:05.000Z', 'aws:key/bob'), cred('AKIA2', '2026-02-01T09:00:00.000Z', 'aws:key/bob')], undefined],
+    ['the store knows a key that is gone', 'carol', [cred('AKIA3', '2026-03-01T10:00:05.000Z', 'aws:key/carol')], undefined],
+    ['no keys on either side', 'carol', [], []],
+    ['user not in the report (newer than it)', 'dave', [], undefined],
+  ] as const)('report vs store: %s', (_what, user, creds, ids) => {
+    const got = keysFromStore(user, `aws:key/${user}`, parseCredentialReport(REPORT), [...creds]);
+    expect(got?.map((k) => k.accessKeyId)).toEqual(ids === undefined ? undefined : [...ids]);
+  });
+
+  test('policy documents read URL-encoded (AWS) or plain (moto) normalise alike; junk stays visible', () => {
+    const doc = { Version: '2012-10-17', Statement: { Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::b/*' } };
+    const want = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['s3:GetObject'], Resource: ['arn:aws:s3:::b/*'] }] };
+    expect(parsePolicyDocument(JSON.stringify(doc))).toEqual(want);
+    expect(parsePolicyDocument(encodeURIComponent(JSON.stringify(doc)))).toEqual(want);
+    expect(parsePolicyDocument('100% not json')).toBe('100% not json');
+  });
+
+  test('mapping: ownership by path, foreign attachments by ARN, teardown order as deps', () => {
+    const resources = resourcesFromDetails({
+      backend: 'aws',
+      iamPath: PATH,
+      details: {
+        users: [
+          {
+            UserName: 'alice',
+            Path: PATH,
+            GroupList: ['admins', 'ml'],
+            AttachedManagedPolicies: [
+              { PolicyArn: 'arn:aws:iam::123456789012:policy/datagrant/dg-user-alice' },
+              { PolicyName: 'AdministratorAccess', PolicyArn: 'arn:aws:iam::aws:policy/AdministratorAccess' },
+            ],
+            UserPolicyList: [{ PolicyName: 'extra', PolicyDocument: '{"Version":"2012-10-17","Statement":[]}' }],
+            Tags: [{ Key: 'datagrant:managed', Value: 'true' }],
+          },
+          { UserName: 'root-ish', Path: '/', AttachedManagedPolicies: [{ PolicyArn: 'arn:aws:iam::aws:policy/AdministratorAccess' }] },
+        ],
+        groups: [{ GroupName: 'ml', Path: PATH }, { GroupName: 'admins', Path: '/' }],
+        policies: [
+          { Arn: 'arn:aws:iam::123456789012:policy/datagrant/dg-user-alice', Path: PATH, PolicyVersionList: [{ Document: '{"Version":"2012-10-17","Statement":[]}', IsDefaultVersion: true }] },
+          { Arn: 'arn:aws:iam::123456789012:policy/dg-user-alice-lookalike', Path: '/' },
+        ],
+      },
+      keys: new Map([['alice', [{ accessKeyId: 'AKIA1', status: 'Active', createdAt: '2026-01-01T00:00:00.000Z' }, { accessKeyId: 'AKIA2', status: 'Active', createdAt: '2026-02-01T00:00:00.000Z' }]]]),
+      credentials: [{ address: 'aws:key/alice', credentialId: 'AKIA2', createdAt: '2026-02-01T00:00:00.000Z', state: 'current' }],
+    });
+    const by = new Map(resources.map((r) => [r.address, r]));
+    expect([...by.keys()]).toEqual([
+      'aws:attachment/user/alice/arn:aws:iam::aws:policy/AdministratorAccess',
+      'aws:attachment/user/alice/dg-user-alice',
+      'aws:group/ml',
+      'aws:inline-policy/user/alice/extra',
+      'aws:key/alice',
+      'aws:key/alice~AKIA1',
+      'aws:membership/admins/alice',
+      'aws:membership/ml/alice',
+      'aws:policy/dg-user-alice',
+      'aws:user/alice',
+    ]);
+    const memberships = ['aws:membership/admins/alice', 'aws:membership/ml/alice'];
+    expect(by.get('aws:key/alice')!.deps).toEqual(expect.arrayContaining(['aws:user/alice', ...memberships, 'aws:attachment/user/alice/dg-user-alice', 'aws:inline-policy/user/alice/extra']));
+    expect(by.get('aws:attachment/user/alice/dg-user-alice')!.deps).toEqual(['aws:user/alice', 'aws:policy/dg-user-alice', 'aws:inline-policy/user/alice/extra', ...memberships]);
+    expect(by.get('aws:inline-policy/user/alice/extra')!.deps).toEqual(['aws:user/alice', ...memberships]);
+    expect(by.get('aws:key/alice~AKIA1')!.meta).toEqual({ accessKeyId: 'AKIA1', createdAt: '2026-01-01T00:00:00.000Z' });
+
+    // teardown order under apply's rules
+    const plan = diff(EMPTY, { aws: { backend: 'aws', resources } }, { now: NOW, specHash: 't' });
+    const waits = dependencies(plan.changes);
+    const mustWait = (later: string, earlier: string) => expect(waits.get(later)?.has(earlier), `${later} waits for ${earlier}`).toBe(true);
+    mustWait('aws:attachment/user/alice/dg-user-alice', 'aws:key/alice');
+    mustWait('aws:inline-policy/user/alice/extra', 'aws:attachment/user/alice/arn:aws:iam::aws:policy/AdministratorAccess');
+    mustWait('aws:membership/ml/alice', 'aws:inline-policy/user/alice/extra');
+    mustWait('aws:user/alice', 'aws:membership/ml/alice');
+    mustWait('aws:policy/dg-user-alice', 'aws:attachment/user/alice/dg-user-alice');
+  });
+
+  test.each([
+    ['Throttling', true, { name: 'ThrottlingException', message: 'Rate exceeded', $metadata: { httpStatusCode: 400 } }],
+    ['NoSuchEntity', false, { name: 'NoSuchEntityException', message: 'gone', $metadata: { httpStatusCode: 404 } }],
+    ['ServiceFailure', true, { name: 'ServiceFailureException', message: 'oops', $metadata: { httpStatusCode: 500 } }],
+    ['Unknown', true, { name: 'Unknown', message: 'bad gateway', $metadata: { httpStatusCode: 502 } }],
+    ['ECONNRESET', true, Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
+    ['AccessDenied', false, { name: 'AccessDenied', message: 'no', $metadata: { httpStatusCode: 403 } }],
+  ])('SDK error → BackendError code %s, retryable %s', (code, retryable, sdk) => {
+    const e = toBackendError(sdk, 'aws', 'aws:user/alice');
+    expect([e.code, e.retryable, e.address, e.backend]).toEqual([code, retryable, 'aws:user/alice', 'aws']);
+    expect(e.message).toMatch(/^aws: aws:user\/alice: /);
   });
 });

@@ -229,23 +229,51 @@ export interface ReportKey {
   createdSec: number;
 }
 
+/** One CSV line; fields may be quoted ("a,b" and "" for a quote). */
+function csvCells(line: string): string[] {
+  const cells: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i]!;
+    if (quoted) {
+      if (ch === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cur += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') {
+      cells.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  cells.push(cur);
+  return cells;
+}
+
 /** Per user: the keys the IAM credential report lists (it has no key ids). */
 export function parseCredentialReport(csv: string): Map<string, ReportKey[]> {
   const lines = csv.split(/\r?\n/).filter((l) => l.length > 0);
-  const header = (lines.shift() ?? '').split(',');
-  const col = (name: string) => header.indexOf(name);
-  const userCol = col('user');
+  const header = csvCells(lines.shift() ?? '');
   const out = new Map<string, ReportKey[]>();
   for (const line of lines) {
-    const cells = line.split(',');
-    const user = cells[userCol];
+    let cells = csvCells(line);
+    // IAM user names may contain commas; unquoted, such a name splits both the user and the arn
+    // column by the same count, so the surplus tells how many cells to join back.
+    const surplus = cells.length - header.length;
+    if (surplus > 0 && surplus % 2 === 0) {
+      const k = surplus / 2;
+      cells = [cells.slice(0, k + 1).join(','), cells.slice(k + 1, 2 * k + 2).join(','), ...cells.slice(2 * k + 2)];
+    } else if (surplus !== 0) continue; // unreadable: the user's keys are listed one by one instead
+    const row = new Map(header.map((h, i) => [h, cells[i] ?? '']));
+    const user = row.get('user');
     if (!user) continue;
     const keys: ReportKey[] = [];
     for (const n of [1, 2]) {
-      const rotated = cells[col(`access_key_${n}_last_rotated`)];
-      const t = rotated ? Date.parse(rotated) : NaN;
+      const t = Date.parse(row.get(`access_key_${n}_last_rotated`) ?? '');
       if (Number.isNaN(t)) continue;
-      keys.push({ active: cells[col(`access_key_${n}_active`)] === 'true', createdSec: Math.floor(t / 1000) });
+      keys.push({ active: row.get(`access_key_${n}_active`) === 'true', createdSec: Math.floor(t / 1000) });
     }
     out.set(user, keys);
   }
