@@ -1,5 +1,6 @@
 // plan, apply, destroy, drift: the commands that compare the spec with the backends.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { loadSpec, makePlan, pruneStore, readActual, readSpecFile } from '../../app/engine.js';
 import { applyPlan, type ApplyEvent, type ApplyResult } from '../../apply/apply.js';
 import { actualHash, summarize } from '../../plan/diff.js';
@@ -40,7 +41,7 @@ export async function planCommand(io: Io, opts: PlanOptions): Promise<number> {
       return makePlan({ ...loaded, actual, store, now });
     }),
   );
-  if (opts.out) writeFileSync(opts.out, renderPlanJson(plan), { mode: 0o600 });
+  if (opts.out) writeFileSync(resolve(io.cwd, opts.out), renderPlanJson(plan), { mode: 0o600 });
   io.stdout(opts.json ? renderPlanJson(plan) : renderPlanText(plan, { color: opts.color ?? false }));
   if (opts.out && !opts.json) io.stdout(`\nSaved the plan to ${opts.out}. To perform exactly these actions, run: datagrant apply ${opts.out}\n`);
   return opts.detailedExitcode && plan.changes.length > 0 ? 2 : 0;
@@ -89,7 +90,7 @@ function readPlanFile(file: string): Plan {
 /** `datagrant apply [PLANFILE]` and `datagrant destroy`. */
 export async function applyCommand(io: Io, opts: ApplyOptions): Promise<number> {
   const now = io.now();
-  const saved = opts.planFile ? readPlanFile(opts.planFile) : undefined;
+  const saved = opts.planFile ? readPlanFile(resolve(io.cwd, opts.planFile)) : undefined;
   const file = specPath(io, opts);
   const src = readSpecFile(file);
   const loaded = loadSpec({ file: displayPath(io, file), text: src.text }, io.env, now);
