@@ -371,6 +371,36 @@ describe('aws driver against moto with IAM enforcement', () => {
     await proxy.close();
   });
 
+  test('an operator without credential-report rights still reads every key, one ListAccessKeys per user', async () => {
+    // GIVEN an operator allowed IAM and STS, but denied the credential report
+    await iam.send(new CreateUserCommand({ UserName: 'operator', Path: '/ops/' }));
+    await iam.send(
+      new PutUserPolicyCommand({
+        UserName: 'operator',
+        PolicyName: 'iam-without-report',
+        PolicyDocument: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            { Effect: 'Allow', Action: ['iam:*', 'sts:*'], Resource: '*' },
+            { Effect: 'Deny', Action: ['iam:GenerateCredentialReport', 'iam:GetCredentialReport'], Resource: '*' },
+          ],
+        }),
+      }),
+    );
+    const k = (await iam.send(new CreateAccessKeyCommand({ UserName: 'operator' }))).AccessKey!;
+    const driver = createAwsBackend({ name: 'aws', endpoint: moto.endpoint, iamPath: PATH, credentials: { accessKeyId: k.AccessKeyId!, secretAccessKey: k.SecretAccessKey! } });
+    const store = new MiniStore();
+    const desired = desiredOf(SPEC);
+    await converge(driver, desired, store);
+    // WHEN
+    const before = driver.stats().requests;
+    const actual = await driver.read({ credentials: store.credentials });
+    // THEN: GetAccountAuthorizationDetails, GenerateCredentialReport (denied), ListAccessKeys × 2
+    expect(driver.stats().requests - before).toBe(4);
+    expect(render(planFor(desired, actual))).toEqual([]);
+    await driver.close();
+  });
+
   test('read costs the same number of requests for 50 and for 200 users', async () => {
     const driver = makeDriver();
     const store = new MiniStore();

@@ -128,6 +128,38 @@ describe('withRetry', () => {
     expect(limit.calls).toBe(1);
   });
 
+  test('under seeded random throttling (30 % of calls) every change lands and every retry is counted', async () => {
+    // GIVEN an inner backend throttling pseudo-randomly, reproducibly
+    const coin = seeded(2026);
+    let throttles = 0;
+    let calls = 0;
+    const inner: Backend = {
+      name: 'flaky',
+      type: 'fake',
+      read: async () => ({ backend: 'flaky', resources: [] }),
+      execute: async () => {
+        calls++;
+        if (coin() < 0.3) {
+          throttles++;
+          throw throttled(throttles % 2 ? 'Throttling' : 'RequestLimitExceeded');
+        }
+        return {};
+      },
+      stats: () => ({ requests: calls, retries: 0 }),
+      close: async () => undefined,
+    };
+    const { sleeps, sleep } = recordSleeps();
+    const b = withRetry(inner, { maxAttempts: 10, baseMs: 50, maxMs: 2000, random: seeded(1), sleep });
+    // WHEN 200 changes run, 8 at a time
+    const changes = Array.from({ length: 200 }, (_, i) => change(`user-${i}`));
+    for (let i = 0; i < changes.length; i += 8) await Promise.all(changes.slice(i, i + 8).map((c) => b.execute(c)));
+    // THEN
+    expect(throttles).toBeGreaterThan(30);
+    expect(b.stats()).toEqual({ requests: 200 + throttles, retries: throttles });
+    expect(sleeps).toHaveLength(throttles);
+    expect(Math.max(...sleeps)).toBeLessThan(2000);
+  });
+
   test('passes name, type and close through', async () => {
     const inner = new FlakyBackend([]);
     const b = withRetry(inner, { maxAttempts: 2, baseMs: 1, maxMs: 1 });

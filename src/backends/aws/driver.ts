@@ -192,7 +192,7 @@ export class AwsBackend implements Backend {
 
   #notOurs(what: string, name: string, path: string | undefined, address: string): BackendError {
     return new BackendError(
-      `${this.name}: ${address}: an IAM ${what} named ${name} already exists at path ${path ?? '(unknown)'}, outside datagrant's path ${this.#opts.iamPath}; datagrant will not take over an object it does not own — rename the ${what} in the spec, or remove or move the existing one by hand`,
+      `${this.name}: ${address}: an IAM ${what} named ${name} already exists ${path ? `at path ${path}` : 'elsewhere in the account'}, outside datagrant's path ${this.#opts.iamPath}; datagrant will not take over an object it does not own — rename the ${what} in the spec, or remove or move the existing one by hand`,
       this.name,
       'NotOwned',
       false,
@@ -253,7 +253,15 @@ export class AwsBackend implements Backend {
     const keys = new Map<string, AccessKeyFact[]>();
     let unsure = users;
     if (!exact && users.length > 0) {
-      const report = parseCredentialReport(await this.#credentialReport());
+      let csv: string;
+      try {
+        csv = await this.#credentialReport();
+      } catch (e) {
+        // Without iam:GenerateCredentialReport the read still works, one ListAccessKeys per user.
+        if (awsErrorCode(e) !== 'AccessDenied') throw e;
+        csv = '';
+      }
+      const report = parseCredentialReport(csv);
       unsure = [];
       for (const user of users) {
         const known = keysFromStore(user, this.#addr('key', user), report, credentials);
