@@ -7,8 +7,14 @@ import type { ActualState, Change } from '../core/types.js';
 
 export const REDACTED = '[redacted]';
 
-/** 40 base64 characters standing alone, with upper- and lower-case letters and a digit (not a hex hash or a path). */
+/** 40 base64 characters standing alone. */
 const AWS_SECRET = /(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/g;
+/**
+ * Random base64 has both letter cases (a hex hash has not), and a digit or `+` when it has a `/`
+ * (a file path seldom does). A random 40-character key fails this about once in 4,000; the keys
+ * datagrant issued are removed by value anyway.
+ */
+const looksLikeSecret = (m: string) => /[A-Z]/.test(m) && /[a-z]/.test(m) && (/[0-9+]/.test(m) || !m.includes('/'));
 const URL_PASSWORD = /\b(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi;
 /** Fields of an issued secret that identify rather than authenticate (an access key id, a role name). */
 const IDENTIFIER_FIELD = /(^|_)(id|user|username|name)$|Id$/i;
@@ -25,7 +31,7 @@ export function redactText(text: string, secrets: Iterable<string> = []): string
     const enc = encodeURIComponent(s);
     if (enc !== s && enc.length >= MIN_SECRET_LENGTH) out = out.replace(new RegExp(escape(enc), 'g'), REDACTED);
   }
-  out = out.replace(AWS_SECRET, (m) => (/[A-Z]/.test(m) && /[a-z]/.test(m) && /[0-9]/.test(m) ? REDACTED : m));
+  out = out.replace(AWS_SECRET, (m) => (looksLikeSecret(m) ? REDACTED : m));
   out = out.replace(URL_PASSWORD, `$1${REDACTED}@`);
   return out;
 }

@@ -68,6 +68,7 @@ describe('withRedaction', () => {
   test.each([
     ['a git or sha1 hash', 'commit 3f786850e387550fdab836ed7e6dc881de23001b broke it'],
     ['a file path', 'at /work/main/src/backends/aws/driver.ts:120:7'],
+    ['a 40-character path run', 'at file:///work/main/node/modules/SomeLibrary/dist/index.js'],
     ['an access key id', 'AKIAIOSFODNN7EXAMPLE'],
     ['a URL without a password', 'postgres://admin@db.example/app'],
   ])('leaves %s alone', (_what, text) => {
