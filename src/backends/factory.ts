@@ -24,7 +24,7 @@ export function makeBackends(spec: Spec, opts: BackendOptions = {}): Record<stri
             ...(b.region ? { region: b.region } : {}),
             ...(b.endpoint ? { endpoint: b.endpoint } : {}),
           })
-        : createPostgresBackend({ name, url: b.url });
+        : createPostgresBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}) });
     if (opts.wrap) driver = opts.wrap(driver);
     out[name] = withRedaction(withRetry(driver, { ...DEFAULT_RETRY, maxAttempts: opts.maxAttempts ?? DEFAULT_RETRY.maxAttempts }));
   }

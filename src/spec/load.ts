@@ -227,7 +227,7 @@ const KINDS: Record<string, string> = {
 const KEYS: Record<string, string> = {
   '': 'version, settings, backends, datasets, groups, principals, scim',
   settings: 'rotate, rotationGrace',
-  'backends.*': 'type, region, iamPath, endpoint (aws); type, url (postgres)',
+  'backends.*': 'type, region, iamPath, endpoint (aws); type, url, scope (postgres)',
   'datasets.*': 'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres)',
   'groups.*': 'description, grants',
   'groups.*.grants.#': 'dataset, access, expires',
@@ -247,7 +247,7 @@ function allowedKeys(path: readonly PathKey[], value: unknown): string | undefin
 
 const KINDED_KEYS: Record<string, string> = {
   'backend.aws': 'type, region, iamPath, endpoint',
-  'backend.postgres': 'type, url',
+  'backend.postgres': 'type, url, scope',
   'dataset.aws': 'backend, bucket, prefix, description',
   'dataset.postgres': 'backend, database, schema, tables, description',
 };
@@ -300,7 +300,16 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   const src = new SourceMap(doc.contents as Node | null, lines, opts.file);
   const problems: SpecProblem[] = [];
-  for (const e of doc.errors) problems.push(yamlProblem(e, text, lines, opts.file));
+  // One broken token makes the parser report every token after it: show the syntax errors of
+  // the first broken line only; duplicate keys are independent and all shown.
+  const syntax = doc.errors.filter((e) => e.code !== 'DUPLICATE_KEY');
+  const firstLine = syntax.length ? lines.linePos(syntax[0]!.pos[0]).line : 0;
+  const shown = doc.errors.filter((e) => e.code === 'DUPLICATE_KEY' || lines.linePos(e.pos[0]).line === firstLine).slice(0, 3);
+  for (const e of shown) problems.push(yamlProblem(e, text, lines, opts.file));
+  const hidden = syntax.length - shown.filter((e) => e.code !== 'DUPLICATE_KEY').length;
+  if (hidden > 0) {
+    problems.push({ file: opts.file, line: firstLine, column: 1, path: '', message: `(${hidden} further YAML error${hidden === 1 ? '' : 's'} after this line, most likely caused by it; fix it and run again)` });
+  }
   // A duplicate key leaves a readable document: keep checking, so every problem shows at once.
   if (doc.errors.some((e) => e.code !== 'DUPLICATE_KEY')) throw new SpecError(problems);
 

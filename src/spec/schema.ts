@@ -88,6 +88,11 @@ const awsBackend = z.strictObject({
 const postgresBackend = z.strictObject({
   type: z.literal('postgres'),
   url: z.string().min(1, 'url must not be empty (a postgres:// URL, or ${VAR} to read it from the environment)'),
+  /**
+   * Marks the roles this installation owns. Two datagrant installations (or test runs) that share
+   * one server must use different scopes, or each would plan the other's roles away.
+   */
+  scope: z.string().regex(/^[A-Za-z0-9_.-]{1,40}$/, 'scope may contain only letters, digits, _ . - (at most 40)').optional(),
 });
 
 export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresBackend], {

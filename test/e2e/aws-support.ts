@@ -35,8 +35,8 @@ export async function expectNoChanges(ws: Workspace): Promise<void> {
   expect(r.code).toBe(0);
 }
 
-export async function issuedKey(ws: Workspace, name: string): Promise<AwsKey> {
-  const r = await ws.run('credentials', 'export', name, '--format', 'json');
+export async function issuedKey(ws: Workspace, name: string, backend?: string): Promise<AwsKey> {
+  const r = await ws.run('credentials', 'export', name, '--format', 'json', ...(backend ? ['--backend', backend] : []));
   expect(r.code, r.stderr).toBe(0);
   const j = JSON.parse(r.stdout) as { AccessKeyId: string; SecretAccessKey: string };
   return { accessKeyId: j.AccessKeyId, secretAccessKey: j.SecretAccessKey };
