@@ -132,7 +132,7 @@ describe('single problems', () => {
   test.each<[string, string, Partial<LoadOptions>, string, RegExp]>([
     ['an unknown top-level key', `${MINIMAL}princpals: {}\n`, {}, '6:1 princpals', /^unknown key "princpals"; allowed: version, settings, backends, datasets, groups, principals, scim$/],
     ['an unknown key in a dataset', MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefx: a/'), {}, '5:48 datasets.data.prefx', /^unknown key "prefx"; allowed: backend, bucket, prefix, description$/],
-    ['an unknown key in a postgres backend', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: x, region: y }'), {}, '4:33 backends.wh.region', /^unknown key "region"; allowed: type, url$/],
+    ['an unknown key in a postgres backend', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: x, region: y }'), {}, '4:33 backends.wh.region', /^unknown key "region"; allowed: type, url, scope$/],
     ['an unknown key in a postgres dataset', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: x }').replace('data: { backend: aws, bucket: ai-model-data }', 'f: { backend: wh, database: a, schema: b, prefix: c }'), {}, '6:45 datasets.f.prefix', /^unknown key "prefix"; allowed: backend, database, schema, tables, description$/],
     ['an unknown key in a principal', wrap('  p:\n    type: person\n    emial: p@example.com\n'), {}, '9:5 principals.p.emial', /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate$/],
     ['an unknown key in settings', `${MINIMAL}settings: { rotation: 90d }\n`, {}, '6:13 settings.rotation', /^unknown key "rotation"; allowed: rotate, rotationGrace$/],
