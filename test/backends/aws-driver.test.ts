@@ -2,6 +2,9 @@
 // second plan is empty), the issued key can do what the spec grants and nothing else, deletes are
 // idempotent, objects outside the IAM path are invisible and untouched, and read costs a constant
 // number of requests however many users there are.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import {
   AttachUserPolicyCommand,
@@ -26,7 +29,11 @@ import type { Backend, KnownCredential } from '../../src/backends/backend.js';
 import { createAwsBackend, type AwsBackend } from '../../src/backends/aws/driver.js';
 import { toBackendError } from '../../src/backends/aws/errors.js';
 import { keysFromStore, parseCredentialReport, parsePolicyDocument, resourcesFromDetails } from '../../src/backends/aws/state.js';
-import { dependencies } from '../../src/apply/apply.js';
+import { applyPlan, dependencies } from '../../src/apply/apply.js';
+import { withRedaction } from '../../src/backends/redact.js';
+import { withRetry } from '../../src/backends/retry.js';
+import { MasterKey } from '../../src/store/crypto.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
 import { compileAws } from '../../src/compile/aws/compile.js';
 import { normalizePolicy } from '../../src/compile/aws/policy.js';
 import { BackendError } from '../../src/core/errors.js';
@@ -399,6 +406,41 @@ describe('aws driver against moto with IAM enforcement', () => {
     expect(driver.stats().requests - before).toBe(4);
     expect(render(planFor(desired, actual))).toEqual([]);
     await driver.close();
+  });
+
+  test('through apply (8 at a time) behind retry and redaction: 25 principals converge, then tear down', async () => {
+    // GIVEN a store, and the driver wrapped the way the CLI wraps it
+    const dir = mkdtempSync(join(tmpdir(), 'dg-aws-'));
+    const store = new SqliteStore(join(dir, 'state.db'), MasterKey.parse(MasterKey.generate()));
+    const driver = makeDriver();
+    const backend = withRedaction(withRetry(driver, { maxAttempts: 4, baseMs: 50, maxMs: 500 }));
+    const spec = structuredClone(SPEC);
+    for (let i = 0; i < 25; i++) spec.principals![`p${i}`] = { type: 'service', groups: i % 2 ? ['ml-researchers'] : [], grants: i % 2 ? [] : [{ dataset: 'model-artifacts', access: 'read' }] };
+    const desired = desiredOf(spec);
+    const read = async () => ({ aws: await backend.read({ credentials: (await store.credentials()).filter((c) => c.backend === 'aws') }) });
+    const plan = async (want: Record<string, DesiredState>) => diff(want, await read(), { now: new Date(), specHash: 't', applied: await store.applied() });
+    try {
+      // WHEN
+      const first = await plan(desired);
+      const result = await applyPlan(first, { backends: { aws: backend }, store, concurrency: 8, actor: 'test' });
+      // THEN
+      expect(result.applied).toBe(first.changes.length);
+      expect(render(await plan(desired))).toEqual([]);
+      const p3 = await store.revealCredential('aws:key/p3');
+      const s3 = s3As(moto, { accessKeyId: p3!.secret.accessKeyId!, secretAccessKey: p3!.secret.secretAccessKey! });
+      await getObject(s3, 'ai-model-data', 'training/a.txt');
+      await expectAccessDenied(s3.send(new GetObjectCommand({ Bucket: 'ai-model-artifacts', Key: 'model.bin' })));
+      s3.destroy();
+
+      const teardown = await plan(EMPTY);
+      await applyPlan(teardown, { backends: { aws: backend }, store, concurrency: 8, actor: 'test' });
+      expect((await read()).aws.resources).toEqual([]);
+      expect(await store.credentials()).toEqual([]);
+    } finally {
+      await backend.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('read costs the same number of requests for 50 and for 200 users', async () => {

@@ -110,7 +110,7 @@ export class AwsBackend implements Backend {
   readonly #sts: STSClient;
   readonly #opts: AwsBackendOptions;
   readonly #stats: BackendStats = { requests: 0, retries: 0 };
-  #account: string | undefined;
+  #account: Promise<string> | undefined;
 
   constructor(opts: AwsBackendOptions) {
     if (!/^\/([^/]+\/)*$/.test(opts.iamPath)) throw new BackendError(`${opts.name}: iamPath must start and end with / (got ${opts.iamPath})`, opts.name, 'config', false);
@@ -151,12 +151,14 @@ export class AwsBackend implements Backend {
     return addressOf(this.name, kind, ...names);
   }
 
-  async #accountId(): Promise<string> {
-    if (!this.#account) {
-      const id = await this.#sts.send(new GetCallerIdentityCommand({}));
+  /** One STS call per driver, even when many changes ask at once. */
+  #accountId(): Promise<string> {
+    this.#account ??= this.#sts.send(new GetCallerIdentityCommand({})).then((id) => {
       if (!id.Account) throw new BackendError(`${this.name}: STS GetCallerIdentity returned no account`, this.name, 'NoAccount', false);
-      this.#account = id.Account;
-    }
+      return id.Account;
+    });
+    // A failure is not cached: the next call asks again.
+    this.#account.catch(() => (this.#account = undefined));
     return this.#account;
   }
 
