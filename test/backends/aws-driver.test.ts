@@ -143,6 +143,28 @@ describe('aws driver against moto with IAM enforcement', () => {
     iam = iamAs(moto, moto.admin);
   });
 
+  test('the harness enforces IAM: a key allowed only GetObject on ai-model-data can do nothing else', async () => {
+    await iam.send(new CreateUserCommand({ UserName: 'probe', Path: '/probe/' }));
+    await iam.send(
+      new PutUserPolicyCommand({
+        UserName: 'probe',
+        PolicyName: 'get-only',
+        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::ai-model-data/*' }] }),
+      }),
+    );
+    const k = (await iam.send(new CreateAccessKeyCommand({ UserName: 'probe' }))).AccessKey!;
+    const s3 = s3As(moto, { accessKeyId: k.AccessKeyId!, secretAccessKey: k.SecretAccessKey! });
+    expect(await getObject(s3, 'ai-model-data', 'eval/c.txt')).toContain('eval/c.txt');
+    await expectAccessDenied(s3.send(new PutObjectCommand({ Bucket: 'ai-model-data', Key: 'x.txt', Body: 'x' })));
+    await expectAccessDenied(s3.send(new GetObjectCommand({ Bucket: 'other-bucket', Key: 'secret.txt' })));
+    await expectAccessDenied(s3.send(new ListObjectsV2Command({ Bucket: 'ai-model-data' })));
+    // and an unknown key is refused outright: there are no root credentials
+    const stranger = s3As(moto, { accessKeyId: 'AKIAUNKNOWNUNKNOWN00', secretAccessKey: 'x'.repeat(40) });
+    await expect(stranger.send(new GetObjectCommand({ Bucket: 'ai-model-data', Key: 'eval/c.txt' }))).rejects.toThrow();
+    s3.destroy();
+    stranger.destroy();
+  });
+
   test('a compiled spec applied through the driver reads back identical: the second plan is empty', async () => {
     // GIVEN
     const driver = makeDriver();
