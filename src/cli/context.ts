@@ -42,7 +42,7 @@ export function actorOf(io: Io): string {
 
 /** Runs `fn` with the store open, and closes it however `fn` ends. */
 export async function withStore<T>(io: Io, opts: CommonOptions, fn: (store: StateStore) => Promise<T>): Promise<T> {
-  const store = openStore(pathsFor(io, opts), io.env);
+  const store = await openStore(pathsFor(io, opts), io.env);
   try {
     return await fn(store);
   } finally {

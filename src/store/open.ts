@@ -41,7 +41,16 @@ export function initState(paths: StatePaths, env: NodeJS.ProcessEnv): { createdK
   return { createdKey: true };
 }
 
-export function openStore(paths: StatePaths, env: NodeJS.ProcessEnv): StateStore {
+/**
+ * The state store: PostgreSQL when `DATAGRANT_STORE_URL` names one (shared by `serve` replicas),
+ * else the SQLite file in the state directory.
+ */
+export async function openStore(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<StateStore> {
   const key = loadMasterKey(paths, env);
+  const url = env.DATAGRANT_STORE_URL;
+  if (url) {
+    const { openPgStore } = await import('./postgres.js');
+    return openPgStore(url, key);
+  }
   return new SqliteStore(paths.db, key);
 }
