@@ -1,0 +1,442 @@
+// The SCIM 2.0 service provider (RFC 7644) as a Fastify instance: `/scim/v2/{Users,Groups}` with
+// create, get, list (filter, pagination, attribute selection), PUT, PATCH and DELETE; the discovery
+// endpoints; `/healthz` (no auth) and `/metrics` (auth). Every failure a client can cause is a
+// 4xx RFC 7644 §3.12 error body; anything else is a 500 whose body says nothing about the cause
+// (the cause goes to the log). Bearer tokens are configured only as SHA-256 hashes and compared in
+// constant time against every configured hash.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Json } from '../core/types.js';
+import { invalidSyntax, invalidValue, mutability, notFound, ScimError } from './errors.js';
+import { matches, parseFilter, resolveAttrPath, uniqueKeyLookup, type AttrPath } from './filter.js';
+import { MetricsRegistry } from './metrics.js';
+import { applyPatch, parsePatchRequest } from './patch.js';
+import {
+  CORE_SCHEMA,
+  ENTERPRISE_SCHEMA,
+  EXTENSIONS,
+  GROUP_SCHEMA,
+  LIST_SCHEMA,
+  SCHEMAS,
+  USER_SCHEMA,
+  checkPatched,
+  checkResource,
+  schemasOf,
+  type JsonObject,
+  type ResourceType,
+} from './schemas.js';
+import type { ChangeListener, ScimRecord, ScimStore } from './store.js';
+
+export const SCIM_PREFIX = '/scim/v2';
+export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
+/** Default request body limit: far above any real User or Group, far below a memory problem. */
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+/** Most resources one list response returns (`count` above it is lowered to it). */
+export const MAX_RESULTS = 1000;
+
+export interface ScimServerOptions {
+  store: ScimStore;
+  /** SHA-256 (hex) of each accepted bearer token. None configured: every authenticated route is refused. */
+  tokenHashes: string[];
+  /** A pino logger; default: no logging. The Authorization header is never logged. */
+  logger?: FastifyBaseLogger;
+  /** Largest accepted request body in bytes (413 above it). Default 1 MiB. */
+  bodyLimit?: number;
+  /** Called after each committed write made through this server. */
+  onChange?: ChangeListener;
+  /** Registry `/metrics` renders; pass the serve loop's own to add reconcile metrics. */
+  metrics?: MetricsRegistry;
+  /** Absolute base for `Location` and `meta.location` (e.g. `https://dg.example.com`); default: from the request (honours X-Forwarded-* only with trustProxy). */
+  baseUrl?: string;
+  /** Trust X-Forwarded-Proto/Host from a reverse proxy that terminates TLS (Fastify's `trustProxy`). */
+  trustProxy?: boolean | string | string[];
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The registry behind `/metrics`. */
+    scimMetrics: MetricsRegistry;
+  }
+}
+
+/** SHA-256 hex of a bearer token: what `tokenHashes` holds. */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
+  return reply.code(status).header('content-type', SCIM_CONTENT_TYPE).send(JSON.stringify(body));
+}
+
+function sendError(reply: FastifyReply, e: ScimError): FastifyReply {
+  if (e.status === 401) reply.header('www-authenticate', 'Bearer realm="datagrant"');
+  return send(reply, e.status, e.body());
+}
+
+function scimTypeFor(status: number): ScimError['scimType'] {
+  return status === 400 ? 'invalidSyntax' : undefined;
+}
+
+export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
+  const hashes = opts.tokenHashes.map((h) => {
+    if (!/^[0-9a-f]{64}$/i.test(h)) throw new Error('a SCIM token hash must be 64 hex digits (sha256 of the token)');
+    return Buffer.from(h, 'hex');
+  });
+  const store = opts.store;
+  const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const metrics = opts.metrics ?? new MetricsRegistry();
+  const requests = metrics.counter('datagrant_scim_requests_total', 'SCIM HTTP requests by method, route and status code.');
+
+  const app = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
+    bodyLimit,
+    routerOptions: { caseSensitive: false, ignoreTrailingSlash: true },
+    ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+  }) as unknown as FastifyInstance;
+  app.decorate('scimMetrics', metrics);
+
+  // Bodies: application/scim+json and application/json, parsed here so a syntax error is a SCIM 400.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(['application/scim+json', 'application/json'], { parseAs: 'string', bodyLimit }, (_req, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      const parsed: unknown = JSON.parse(text, (k, v: unknown) => (k === '__proto__' || k === 'constructor' ? undefined : v));
+      done(null, parsed);
+    } catch (e) {
+      done(invalidSyntax(`the request body is not valid JSON: ${(e as Error).message}`), undefined);
+    }
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url === '/healthz' || req.url.startsWith('/healthz?')) return;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    let ok = false;
+    if (m) {
+      const digest = createHash('sha256').update(m[1]!, 'utf8').digest();
+      // Every hash is compared, so the time taken says nothing about which one (if any) matched.
+      for (const h of hashes) ok = timingSafeEqual(h, digest) || ok;
+    }
+    if (!ok) return sendError(reply, new ScimError(401, undefined, m ? 'the bearer token is not accepted' : 'an Authorization: Bearer <token> header is required'));
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    requests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    if (err instanceof ScimError) return sendError(reply, err);
+    const status = err.statusCode;
+    if (status && status >= 400 && status < 500) {
+      const detail =
+        err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+          ? `the request body is larger than ${bodyLimit} bytes`
+          : err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+            ? 'the request body must be application/scim+json (or application/json)'
+            : err.message;
+      return sendError(reply, new ScimError(status, scimTypeFor(status), detail));
+    }
+    req.log.error({ err }, 'SCIM request failed');
+    return sendError(reply, new ScimError(500, undefined, 'internal error; the server log has the details'));
+  });
+
+  app.setNotFoundHandler((req, reply) => sendError(reply, notFound(`no SCIM endpoint ${req.method} ${req.url.split('?')[0]}`)));
+
+  app.get('/healthz', async (_req, reply) => reply.header('content-type', 'application/json').send('{"status":"ok"}'));
+  app.get('/metrics', async (_req, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));
+
+  const base = (req: FastifyRequest) => (opts.baseUrl ?? `${req.protocol}://${req.host}`).replace(/\/+$/, '');
+  const location = (req: FastifyRequest, type: ResourceType, id: string) => `${base(req)}${SCIM_PREFIX}/${type}s/${encodeURIComponent(id)}`;
+
+  const render = (req: FastifyRequest, rec: ScimRecord): JsonObject => {
+    const { externalId, ...rest } = rec.attrs;
+    return {
+      schemas: schemasOf(rec.type, rec.attrs),
+      id: rec.id,
+      ...(externalId !== undefined ? { externalId } : {}),
+      ...rest,
+      meta: { resourceType: rec.type, created: rec.created, lastModified: rec.lastModified, location: location(req, rec.type, rec.id), version: rec.version },
+    };
+  };
+
+  const changed: ChangeListener = (c) => {
+    try {
+      opts.onChange?.(c);
+    } catch (e) {
+      app.log.warn({ err: e }, 'SCIM onChange listener failed');
+    }
+  };
+
+  for (const type of ['User', 'Group'] as const) {
+    const path = `${SCIM_PREFIX}/${type}s`;
+
+    app.get(path, async (req, reply) => {
+      const q = req.query as Record<string, string | string[] | undefined>;
+      const one = (k: string) => {
+        const v = q[k];
+        return Array.isArray(v) ? v[v.length - 1] : v;
+      };
+      const startIndex = Math.max(1, intParam(one('startIndex'), 'startIndex') ?? 1);
+      const count = Math.min(MAX_RESULTS, Math.max(0, intParam(one('count'), 'count') ?? MAX_RESULTS));
+      const filterText = one('filter');
+      let all: ScimRecord[];
+      if (filterText !== undefined) {
+        const filter = parseFilter(filterText, type);
+        const key = uniqueKeyLookup(filter);
+        const candidates = key !== undefined ? [await store.findByKey(type, key)].filter((r): r is ScimRecord => !!r) : await store.list(type);
+        all = candidates.filter((r) => matches(filter, render(req, r)));
+      } else {
+        all = await store.list(type);
+      }
+      const page = all.slice(startIndex - 1, startIndex - 1 + count);
+      const project = projection(type, one('attributes'), one('excludedAttributes'));
+      return send(reply, 200, {
+        schemas: [LIST_SCHEMA],
+        totalResults: all.length,
+        itemsPerPage: page.length,
+        startIndex,
+        Resources: page.map((r) => project(render(req, r))),
+      });
+    });
+
+    app.get(`${path}/:id`, async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const rec = await store.get(type, id);
+      if (!rec) throw notFound(`${type} ${id} not found`);
+      const q = req.query as Record<string, string | undefined>;
+      reply.header('etag', rec.version);
+      const inm = req.headers['if-none-match'];
+      if (inm && inm.split(',').some((t) => t.trim() === '*' || t.trim().replace(/^W\//i, '') === rec.version.replace(/^W\//, ''))) return reply.code(304).send();
+      return send(reply, 200, projection(type, q.attributes, q.excludedAttributes)(render(req, rec)));
+    });
+
+    app.post(path, async (req, reply) => {
+      const attrs = await withMembers(type, checkResource(type, req.body));
+      const rec = await store.create(type, attrs);
+      changed({ type, id: rec.id, action: 'create' });
+      reply.header('location', location(req, type, rec.id)).header('etag', rec.version);
+      return send(reply, 201, render(req, rec));
+    });
+
+    app.put(`${path}/:id`, async (req, reply) => {
+      const { id } = req.params as { id: string };
+      if (isObject(req.body) && req.body.id !== undefined && req.body.id !== id) throw mutability('id cannot be changed');
+      const attrs = await withMembers(type, checkResource(type, req.body));
+      const rec = await store.update(type, id, () => attrs, ifMatch(req));
+      changed({ type, id, action: 'update' });
+      reply.header('etag', rec.version);
+      const q = req.query as Record<string, string | undefined>;
+      return send(reply, 200, projection(type, q.attributes, q.excludedAttributes)(render(req, rec)));
+    });
+
+    app.patch(`${path}/:id`, async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const ops = parsePatchRequest(req.body);
+      const current = await store.get(type, id);
+      if (!current) throw notFound(`${type} ${id} not found`);
+      // Members are checked outside the write transaction (the store may be remote); inside it,
+      // the patch is applied again to the row as locked, and any member not checked here aborts.
+      const preview = checkPatched(type, applyPatch(type, current.attrs, ops, id));
+      const checked = new Set(memberIds(await withMembers(type, preview)));
+      for (const m of memberIds(current.attrs)) checked.add(m);
+      const rec = await store.update(
+        type,
+        id,
+        (cur) => {
+          const next = checkPatched(type, applyPatch(type, cur.attrs, ops, id));
+          const unchecked = memberIds(next).filter((m) => !checked.has(m));
+          if (unchecked.length) throw new ScimError(409, undefined, 'the group changed while this request ran; retry it');
+          return fillMemberTypes(next, current.attrs, preview);
+        },
+        ifMatch(req),
+      );
+      changed({ type, id, action: 'update' });
+      reply.header('etag', rec.version);
+      const q = req.query as Record<string, string | undefined>;
+      return send(reply, 200, projection(type, q.attributes, q.excludedAttributes)(render(req, rec)));
+    });
+
+    app.delete(`${path}/:id`, async (req, reply) => {
+      const { id } = req.params as { id: string };
+      await store.delete(type, id, ifMatch(req));
+      changed({ type, id, action: 'delete' });
+      return reply.code(204).send();
+    });
+  }
+
+  /** Members must name existing users or groups; their `type` is filled in when missing. */
+  async function withMembers(type: ResourceType, attrs: JsonObject): Promise<JsonObject> {
+    if (type !== 'Group' || !Array.isArray(attrs.members)) return attrs;
+    const ids = memberIds(attrs);
+    const users = await store.existing('User', ids);
+    const groups = await store.existing('Group', ids.filter((i) => !users.has(i)));
+    const missing = ids.filter((i) => !users.has(i) && !groups.has(i));
+    if (missing.length) throw invalidValue(`members must be existing Users or Groups; unknown: ${missing.slice(0, 10).join(', ')}`);
+    return {
+      ...attrs,
+      members: (attrs.members as Json[]).map((m) => {
+        const o = m as JsonObject;
+        if (typeof o.value !== 'string') throw invalidValue('every member needs a value (the id of a User or Group)');
+        return o.type ? o : { ...o, type: users.has(o.value) ? 'User' : 'Group' };
+      }),
+    };
+  }
+
+  const discovery = (p: string, body: (req: FastifyRequest) => unknown) =>
+    app.get(`${SCIM_PREFIX}/${p}`, async (req, reply) => send(reply, 200, body(req)));
+
+  discovery('ServiceProviderConfig', (req) => ({
+    schemas: ['urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig'],
+    documentationUri: 'https://github.com/datagrant/datagrant#scim',
+    patch: { supported: true },
+    bulk: { supported: false, maxOperations: 0, maxPayloadSize: 0 },
+    filter: { supported: true, maxResults: MAX_RESULTS },
+    changePassword: { supported: false },
+    sort: { supported: false },
+    etag: { supported: true },
+    authenticationSchemes: [{ type: 'oauthbearertoken', name: 'OAuth Bearer Token', description: 'Authentication with a bearer token configured (as its SHA-256) in datagrant', primary: true }],
+    meta: { resourceType: 'ServiceProviderConfig', location: `${base(req)}${SCIM_PREFIX}/ServiceProviderConfig` },
+  }));
+
+  const resourceTypes = (req: FastifyRequest) => [
+    {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:ResourceType'],
+      id: 'User',
+      name: 'User',
+      endpoint: '/Users',
+      description: 'User Account',
+      schema: USER_SCHEMA,
+      schemaExtensions: [{ schema: ENTERPRISE_SCHEMA, required: false }],
+      meta: { resourceType: 'ResourceType', location: `${base(req)}${SCIM_PREFIX}/ResourceTypes/User` },
+    },
+    {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:ResourceType'],
+      id: 'Group',
+      name: 'Group',
+      endpoint: '/Groups',
+      description: 'Group',
+      schema: GROUP_SCHEMA,
+      schemaExtensions: [],
+      meta: { resourceType: 'ResourceType', location: `${base(req)}${SCIM_PREFIX}/ResourceTypes/Group` },
+    },
+  ];
+  const schemaDocs = (req: FastifyRequest) =>
+    SCHEMAS.map((s) => ({
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:Schema'],
+      ...s,
+      meta: { resourceType: 'Schema', location: `${base(req)}${SCIM_PREFIX}/Schemas/${s.id}` },
+    }));
+  const listOf = (items: unknown[]) => ({ schemas: [LIST_SCHEMA], totalResults: items.length, itemsPerPage: items.length, startIndex: 1, Resources: items });
+
+  discovery('ResourceTypes', (req) => listOf(resourceTypes(req)));
+  discovery('Schemas', (req) => listOf(schemaDocs(req)));
+  app.get(`${SCIM_PREFIX}/ResourceTypes/:id`, async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const rt = resourceTypes(req).find((r) => r.id.toLowerCase() === id.toLowerCase());
+    if (!rt) throw notFound(`no resource type ${id}`);
+    return send(reply, 200, rt);
+  });
+  app.get(`${SCIM_PREFIX}/Schemas/:id`, async (req, reply) => {
+    const { id } = req.params as { id: string };
+    const s = schemaDocs(req).find((d) => d.id.toLowerCase() === id.toLowerCase());
+    if (!s) throw notFound(`no schema ${id}`);
+    return send(reply, 200, s);
+  });
+
+  return app;
+}
+
+function memberIds(attrs: JsonObject): string[] {
+  return Array.isArray(attrs.members) ? attrs.members.flatMap((m) => (isObject(m) && typeof m.value === 'string' ? [m.value] : [])) : [];
+}
+
+/** After a PATCH inside the transaction: members keep the `type` filled in when they were checked. */
+function fillMemberTypes(next: JsonObject, ...known: JsonObject[]): JsonObject {
+  if (!Array.isArray(next.members)) return next;
+  const types = new Map<string, Json>();
+  for (const k of known) for (const m of Array.isArray(k.members) ? k.members : []) if (isObject(m) && typeof m.value === 'string' && m.type) types.set(m.value, m.type);
+  return { ...next, members: next.members.map((m) => (isObject(m) && !m.type && typeof m.value === 'string' && types.has(m.value) ? { ...m, type: types.get(m.value)! } : m)) };
+}
+
+function intParam(v: string | undefined, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (!/^-?\d+$/.test(v.trim())) throw invalidValue(`${name} must be an integer, not ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+function ifMatch(req: FastifyRequest): { ifMatch?: string } {
+  const v = req.headers['if-match'];
+  return typeof v === 'string' ? { ifMatch: v } : {};
+}
+
+/**
+ * `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5): `id` and `schemas` are always returned.
+ * Names that are not attributes are ignored rather than refused, so a client asking for an
+ * attribute this server does not keep still gets the rest.
+ */
+function projection(type: ResourceType, attributes?: string, excluded?: string): (doc: JsonObject) => JsonObject {
+  const parse = (list?: string): AttrPath[] =>
+    (list ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .flatMap((name) => {
+        try {
+          return [resolveAttrPath(name, type)];
+        } catch {
+          return [];
+        }
+      });
+  const include = parse(attributes);
+  const exclude = parse(excluded);
+  if (attributes?.trim() && include.length === 0 && !excluded) return (doc) => ({ schemas: doc.schemas!, id: doc.id! });
+  if (!include.length && !exclude.length) return (doc) => doc;
+  return (doc) => {
+    if (include.length) {
+      const out: JsonObject = { schemas: doc.schemas!, id: doc.id! };
+      for (const p of include) copyPath(doc, out, p);
+      return out;
+    }
+    const out = structuredClone(doc);
+    for (const p of exclude) {
+      if (!p.urn && (p.attr === 'id' || p.attr === 'schemas')) continue;
+      const holder = p.urn ? out[p.urn] : out;
+      if (!isObject(holder)) continue;
+      if (!p.sub) delete holder[p.attr];
+      else {
+        const v = holder[p.attr];
+        for (const item of Array.isArray(v) ? v : [v]) if (isObject(item)) delete item[p.sub];
+      }
+    }
+    return out;
+  };
+}
+
+function copyPath(from: JsonObject, to: JsonObject, p: AttrPath): void {
+  const src = p.urn ? from[p.urn] : from;
+  if (!isObject(src) || src[p.attr] === undefined) return;
+  let dst = to;
+  if (p.urn) {
+    if (!isObject(to[p.urn])) to[p.urn] = {};
+    dst = to[p.urn] as JsonObject;
+  }
+  const v = src[p.attr]!;
+  if (!p.sub) {
+    dst[p.attr] = structuredClone(v);
+    return;
+  }
+  const pick = (item: Json): Json => (isObject(item) && item[p.sub!] !== undefined ? { ...(isObject(dst[p.attr]) ? {} : {}), [p.sub!]: item[p.sub!]! } : {});
+  if (Array.isArray(v)) {
+    const prev = Array.isArray(dst[p.attr]) ? (dst[p.attr] as JsonObject[]) : v.map(() => ({}));
+    dst[p.attr] = v.map((item, i) => ({ ...(prev[i] ?? {}), ...(pick(item) as JsonObject) }));
+  } else {
+    dst[p.attr] = { ...(isObject(dst[p.attr]) ? (dst[p.attr] as JsonObject) : {}), ...(pick(v) as JsonObject) };
+  }
+}
+
+// Re-exported for the owner's convenience.
+export { CORE_SCHEMA, ENTERPRISE_SCHEMA, EXTENSIONS };

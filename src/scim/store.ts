@@ -1,0 +1,488 @@
+// Where SCIM identities live: the `scim_users` and `scim_groups` tables of the state store, in
+// SQLite (default) or PostgreSQL (DATAGRANT_STORE_URL, shared by `serve` replicas). A resource is
+// its attribute set as JSON plus columns the protocol needs: created/lastModified, a version
+// counter (meta.version is the weak ETag W/"<n>", bumped by every write), and the folded unique
+// key (userName for users, displayName for groups) under a UNIQUE index, so a duplicate is refused
+// by the database even when two replicas race. Every write is one transaction that re-reads the
+// row, checks If-Match, runs the caller's change and writes it: a request that fails stores nothing.
+import { randomUUID } from 'node:crypto';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { StoreError } from '../core/errors.js';
+import { notFound, preconditionFailed, ScimError, uniqueness } from './errors.js';
+import type { JsonObject, ResourceType } from './schemas.js';
+
+export interface ScimRecord {
+  type: ResourceType;
+  id: string;
+  /** Attributes as stored: canonical names, no id/meta/schemas; the enterprise extension under its URN. */
+  attrs: JsonObject;
+  created: string;
+  lastModified: string;
+  /** Weak ETag, `W/"<n>"`. */
+  version: string;
+}
+
+export interface ScimChange {
+  type: ResourceType;
+  id: string;
+  action: 'create' | 'update' | 'delete';
+}
+export type ChangeListener = (change: ScimChange) => void;
+
+export interface WriteOptions {
+  /** The request's If-Match: `*` or a list of ETags; a mismatch is 412 and nothing is written. */
+  ifMatch?: string;
+}
+
+export interface ScimStore {
+  get(type: ResourceType, id: string): Promise<ScimRecord | undefined>;
+  /** All resources of a type, oldest first (created, then id): the stable order of list pages. */
+  list(type: ResourceType): Promise<ScimRecord[]>;
+  /** The resource whose unique key (userName / displayName) equals `key`, case-insensitively. */
+  findByKey(type: ResourceType, key: string): Promise<ScimRecord | undefined>;
+  /** Which of `ids` name an existing resource of `type`. */
+  existing(type: ResourceType, ids: string[]): Promise<Set<string>>;
+  /** 409 uniqueness if the unique key is taken. */
+  create(type: ResourceType, attrs: JsonObject): Promise<ScimRecord>;
+  /** Read, change and write one resource in one transaction; `change` may throw a ScimError to abort. */
+  update(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts?: WriteOptions): Promise<ScimRecord>;
+  /** Deleting a user also removes it from every group, in the same transaction. */
+  delete(type: ResourceType, id: string, opts?: WriteOptions): Promise<void>;
+  /** Called after every committed write; returns a function that unsubscribes. */
+  onChange(listener: ChangeListener): () => void;
+  close(): Promise<void>;
+}
+
+export interface ScimStoreOptions {
+  /** The clock (tests pass a fixed one). */
+  now?: () => Date;
+  /** Id generator (tests pass a deterministic one). Default: random UUIDs. */
+  newId?: () => string;
+}
+
+const TABLE: Record<ResourceType, string> = { User: 'scim_users', Group: 'scim_groups' };
+
+export function uniqueKey(type: ResourceType, attrs: JsonObject): string {
+  const v = type === 'User' ? attrs.userName : attrs.displayName;
+  return String(v ?? '').toLowerCase();
+}
+
+/** Whether an If-Match header value admits `version` (weak comparison, RFC 7232 §2.3.2). */
+export function ifMatchAdmits(ifMatch: string | undefined, version: string): boolean {
+  if (ifMatch === undefined) return true;
+  const opaque = (tag: string) => tag.trim().replace(/^W\//i, '');
+  const tags = ifMatch.split(',').map((t) => t.trim()).filter(Boolean);
+  return tags.some((t) => t === '*' || opaque(t) === opaque(version));
+}
+
+const etag = (n: number) => `W/"${n}"`;
+
+/** Listeners that cannot break a write: one throwing listener does not stop the others. */
+class Listeners {
+  private readonly set = new Set<ChangeListener>();
+  add(l: ChangeListener): () => void {
+    this.set.add(l);
+    return () => this.set.delete(l);
+  }
+  emit(c: ScimChange): void {
+    for (const l of this.set) {
+      try {
+        l(c);
+      } catch {
+        // A listener's failure is the listener's business; the write has committed.
+      }
+    }
+  }
+}
+
+function withoutMember(attrs: JsonObject, id: string): JsonObject | undefined {
+  const members = attrs.members;
+  if (!Array.isArray(members)) return undefined;
+  const left = members.filter((m) => !(typeof m === 'object' && m !== null && !Array.isArray(m) && m.value === id));
+  if (left.length === members.length) return undefined;
+  const next = { ...attrs };
+  if (left.length) next.members = left;
+  else delete next.members;
+  return next;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite
+
+const SQLITE_DDL = `
+CREATE TABLE IF NOT EXISTS scim_users (
+  id TEXT PRIMARY KEY,
+  unique_key TEXT NOT NULL UNIQUE,
+  created TEXT NOT NULL,
+  last_modified TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  attrs TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS scim_users_order ON scim_users (created, id);
+CREATE TABLE IF NOT EXISTS scim_groups (
+  id TEXT PRIMARY KEY,
+  unique_key TEXT NOT NULL UNIQUE,
+  created TEXT NOT NULL,
+  last_modified TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  attrs TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS scim_groups_order ON scim_groups (created, id);
+`;
+
+interface Row {
+  id: string;
+  unique_key: string;
+  created: string;
+  last_modified: string;
+  version: number | string;
+  attrs: string | JsonObject;
+}
+
+function toRecord(type: ResourceType, r: Row): ScimRecord {
+  return {
+    type,
+    id: r.id,
+    attrs: typeof r.attrs === 'string' ? (JSON.parse(r.attrs) as JsonObject) : r.attrs,
+    created: r.created,
+    lastModified: r.last_modified,
+    version: etag(Number(r.version)),
+  };
+}
+
+export class SqliteScimStore implements ScimStore {
+  readonly db: Database.Database;
+  private readonly owned: boolean;
+  private readonly listeners = new Listeners();
+  private readonly now: () => Date;
+  private readonly newId: () => string;
+
+  /** `db` is an open better-sqlite3 handle (the state store's) or a file path (`:memory:` for tests). */
+  constructor(db: Database.Database | string, opts: ScimStoreOptions = {}) {
+    this.owned = typeof db === 'string';
+    try {
+      this.db = typeof db === 'string' ? new Database(db) : db;
+      if (this.owned) this.db.pragma('journal_mode = WAL');
+      this.db.pragma('busy_timeout = 5000');
+      this.db.exec(SQLITE_DDL);
+    } catch (e) {
+      throw new StoreError(`cannot open the SCIM tables: ${(e as Error).message}`);
+    }
+    this.now = opts.now ?? (() => new Date());
+    this.newId = opts.newId ?? randomUUID;
+  }
+
+  private row(type: ResourceType, id: string): Row | undefined {
+    return this.db.prepare(`SELECT * FROM ${TABLE[type]} WHERE id = ?`).get(id) as Row | undefined;
+  }
+
+  async get(type: ResourceType, id: string): Promise<ScimRecord | undefined> {
+    const r = this.row(type, id);
+    return r && toRecord(type, r);
+  }
+
+  async list(type: ResourceType): Promise<ScimRecord[]> {
+    return (this.db.prepare(`SELECT * FROM ${TABLE[type]} ORDER BY created, id`).all() as Row[]).map((r) => toRecord(type, r));
+  }
+
+  async findByKey(type: ResourceType, key: string): Promise<ScimRecord | undefined> {
+    const r = this.db.prepare(`SELECT * FROM ${TABLE[type]} WHERE unique_key = ?`).get(key.toLowerCase()) as Row | undefined;
+    return r && toRecord(type, r);
+  }
+
+  async existing(type: ResourceType, ids: string[]): Promise<Set<string>> {
+    const stmt = this.db.prepare(`SELECT 1 FROM ${TABLE[type]} WHERE id = ?`);
+    return new Set(ids.filter((id) => stmt.get(id) !== undefined));
+  }
+
+  private insertUnique(fn: () => void, type: ResourceType, attrs: JsonObject): void {
+    try {
+      fn();
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw duplicate(type, attrs);
+      throw e;
+    }
+  }
+
+  async create(type: ResourceType, attrs: JsonObject): Promise<ScimRecord> {
+    const id = this.newId();
+    const at = this.now().toISOString();
+    this.insertUnique(
+      () =>
+        this.db
+          .prepare(`INSERT INTO ${TABLE[type]} (id, unique_key, created, last_modified, version, attrs) VALUES (?, ?, ?, ?, 1, ?)`)
+          .run(id, uniqueKey(type, attrs), at, at, JSON.stringify(attrs)),
+      type,
+      attrs,
+    );
+    this.listeners.emit({ type, id, action: 'create' });
+    return { type, id, attrs, created: at, lastModified: at, version: etag(1) };
+  }
+
+  async update(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions = {}): Promise<ScimRecord> {
+    const tx = this.db.transaction((): ScimRecord => {
+      const r = this.row(type, id);
+      if (!r) throw notFound(`${type} ${id} not found`);
+      const current = toRecord(type, r);
+      if (!ifMatchAdmits(opts.ifMatch, current.version)) throw preconditionFailed(`If-Match does not match the current version ${current.version}`);
+      const attrs = change(current);
+      const at = this.now().toISOString();
+      const version = Number(r.version) + 1;
+      this.insertUnique(
+        () =>
+          this.db
+            .prepare(`UPDATE ${TABLE[type]} SET unique_key = ?, last_modified = ?, version = ?, attrs = ? WHERE id = ?`)
+            .run(uniqueKey(type, attrs), at, version, JSON.stringify(attrs), id),
+        type,
+        attrs,
+      );
+      return { type, id, attrs, created: current.created, lastModified: at, version: etag(version) };
+    });
+    const rec = tx.immediate();
+    this.listeners.emit({ type, id, action: 'update' });
+    return rec;
+  }
+
+  async delete(type: ResourceType, id: string, opts: WriteOptions = {}): Promise<void> {
+    const touched: string[] = [];
+    const tx = this.db.transaction(() => {
+      const r = this.row(type, id);
+      if (!r) throw notFound(`${type} ${id} not found`);
+      if (!ifMatchAdmits(opts.ifMatch, etag(Number(r.version)))) throw preconditionFailed(`If-Match does not match the current version ${etag(Number(r.version))}`);
+      this.db.prepare(`DELETE FROM ${TABLE[type]} WHERE id = ?`).run(id);
+      // Memberships of the deleted resource go with it (groups may hold users or groups).
+      const at = this.now().toISOString();
+      const groups = this.db.prepare(`SELECT * FROM scim_groups WHERE instr(attrs, ?) > 0`).all(JSON.stringify(id)) as Row[];
+      for (const g of groups) {
+        const next = withoutMember(toRecord('Group', g).attrs, id);
+        if (!next) continue;
+        this.db.prepare(`UPDATE scim_groups SET attrs = ?, last_modified = ?, version = version + 1 WHERE id = ?`).run(JSON.stringify(next), at, g.id);
+        touched.push(g.id);
+      }
+    });
+    tx.immediate();
+    this.listeners.emit({ type, id, action: 'delete' });
+    for (const g of touched) this.listeners.emit({ type: 'Group', id: g, action: 'update' });
+  }
+
+  onChange(listener: ChangeListener): () => void {
+    return this.listeners.add(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.owned) this.db.close();
+  }
+}
+
+function duplicate(type: ResourceType, attrs: JsonObject): ScimError {
+  return type === 'User'
+    ? uniqueness(`a User with userName ${JSON.stringify(attrs.userName)} already exists (userName is unique, case-insensitively)`)
+    : uniqueness(`a Group with displayName ${JSON.stringify(attrs.displayName)} already exists (displayName is unique, case-insensitively)`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
+
+function pgDdl(s: string): string {
+  return ['scim_users', 'scim_groups']
+    .map(
+      (t) => `
+CREATE TABLE IF NOT EXISTS ${s}.${t} (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  unique_key TEXT COLLATE "C" NOT NULL UNIQUE,
+  created TEXT COLLATE "C" NOT NULL,
+  last_modified TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  attrs JSONB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ${t}_order ON ${s}.${t} (created, id);`,
+    )
+    .join('\n');
+}
+
+export interface PgScimStoreOptions extends ScimStoreOptions {
+  /** Schema holding the tables (the state store's); created if missing. Default `datagrant`. */
+  schema?: string;
+  poolSize?: number;
+}
+
+/** The URL without its password, for error messages. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(an unparseable URL)';
+  }
+}
+
+/**
+ * Open the SCIM tables in PostgreSQL: `url` (DATAGRANT_STORE_URL) or an existing pool (the state
+ * store's; not closed by `close()`). Safe when several replicas start at once.
+ */
+export async function openPgScimStore(url: string | pg.Pool, opts: PgScimStoreOptions = {}): Promise<PgScimStore> {
+  const schema = opts.schema ?? 'datagrant';
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
+    throw new StoreError(`the SCIM store schema must be a plain identifier (letters, digits, _; at most 63), not ${JSON.stringify(schema)}`);
+  }
+  const owned = typeof url === 'string';
+  const pool = typeof url === 'string' ? new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: 'datagrant-scim' }) : url;
+  if (owned) pool.on('error', () => undefined);
+  try {
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      // Replicas starting together: one creates, the others wait and find the tables.
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [0x6467, 0x5343]);
+      await c.query(`CREATE SCHEMA IF NOT EXISTS ${q(schema)}`);
+      await c.query(pgDdl(q(schema)));
+      await c.query('COMMIT');
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      c.release();
+    }
+  } catch (e) {
+    if (owned) await pool.end().catch(() => undefined);
+    throw new StoreError(`cannot open the SCIM tables in ${typeof url === 'string' ? redact(url) : 'the state store'}: ${(e as Error).message}`);
+  }
+  return new PgScimStore(pool, schema, owned, opts);
+}
+
+export class PgScimStore implements ScimStore {
+  private readonly listeners = new Listeners();
+  private readonly now: () => Date;
+  private readonly newId: () => string;
+
+  constructor(
+    readonly pool: pg.Pool,
+    readonly schema: string,
+    private readonly owned: boolean,
+    opts: ScimStoreOptions = {},
+  ) {
+    this.now = opts.now ?? (() => new Date());
+    this.newId = opts.newId ?? randomUUID;
+  }
+
+  private t(type: ResourceType): string {
+    return `${q(this.schema)}.${TABLE[type]}`;
+  }
+
+  async get(type: ResourceType, id: string): Promise<ScimRecord | undefined> {
+    const r = await this.pool.query<Row>(`SELECT * FROM ${this.t(type)} WHERE id = $1`, [id]);
+    return r.rows[0] && toRecord(type, r.rows[0]);
+  }
+
+  async list(type: ResourceType): Promise<ScimRecord[]> {
+    const r = await this.pool.query<Row>(`SELECT * FROM ${this.t(type)} ORDER BY created, id`);
+    return r.rows.map((row) => toRecord(type, row));
+  }
+
+  async findByKey(type: ResourceType, key: string): Promise<ScimRecord | undefined> {
+    const r = await this.pool.query<Row>(`SELECT * FROM ${this.t(type)} WHERE unique_key = $1`, [key.toLowerCase()]);
+    return r.rows[0] && toRecord(type, r.rows[0]);
+  }
+
+  async existing(type: ResourceType, ids: string[]): Promise<Set<string>> {
+    if (!ids.length) return new Set();
+    const r = await this.pool.query<{ id: string }>(`SELECT id FROM ${this.t(type)} WHERE id = ANY($1::text[])`, [ids]);
+    return new Set(r.rows.map((x) => x.id));
+  }
+
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      c.release();
+    }
+  }
+
+  private async unique<T>(type: ResourceType, attrs: () => JsonObject, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if ((e as { code?: string }).code === '23505') throw duplicate(type, attrs());
+      throw e;
+    }
+  }
+
+  async create(type: ResourceType, attrs: JsonObject): Promise<ScimRecord> {
+    const id = this.newId();
+    const at = this.now().toISOString();
+    await this.unique(type, () => attrs, () =>
+      this.pool.query(`INSERT INTO ${this.t(type)} (id, unique_key, created, last_modified, version, attrs) VALUES ($1, $2, $3, $3, 1, $4)`, [id, uniqueKey(type, attrs), at, JSON.stringify(attrs)]),
+    );
+    this.listeners.emit({ type, id, action: 'create' });
+    return { type, id, attrs, created: at, lastModified: at, version: etag(1) };
+  }
+
+  async update(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions = {}): Promise<ScimRecord> {
+    let next: JsonObject = {};
+    const rec = await this.unique(type, () => next, () =>
+      this.tx(async (c) => {
+        const r = await c.query<Row>(`SELECT * FROM ${this.t(type)} WHERE id = $1 FOR UPDATE`, [id]);
+        if (!r.rows[0]) throw notFound(`${type} ${id} not found`);
+        const current = toRecord(type, r.rows[0]);
+        if (!ifMatchAdmits(opts.ifMatch, current.version)) throw preconditionFailed(`If-Match does not match the current version ${current.version}`);
+        next = change(current);
+        const at = this.now().toISOString();
+        const version = Number(r.rows[0].version) + 1;
+        await c.query(`UPDATE ${this.t(type)} SET unique_key = $1, last_modified = $2, version = $3, attrs = $4 WHERE id = $5`, [uniqueKey(type, next), at, version, JSON.stringify(next), id]);
+        return { type, id, attrs: next, created: current.created, lastModified: at, version: etag(version) };
+      }),
+    );
+    this.listeners.emit({ type, id, action: 'update' });
+    return rec;
+  }
+
+  async delete(type: ResourceType, id: string, opts: WriteOptions = {}): Promise<void> {
+    const touched = await this.tx(async (c) => {
+      const r = await c.query<Row>(`SELECT * FROM ${this.t(type)} WHERE id = $1 FOR UPDATE`, [id]);
+      if (!r.rows[0]) throw notFound(`${type} ${id} not found`);
+      const v = etag(Number(r.rows[0].version));
+      if (!ifMatchAdmits(opts.ifMatch, v)) throw preconditionFailed(`If-Match does not match the current version ${v}`);
+      await c.query(`DELETE FROM ${this.t(type)} WHERE id = $1`, [id]);
+      const at = this.now().toISOString();
+      const groups = await c.query<Row>(`SELECT * FROM ${this.t('Group')} WHERE attrs->'members' @> $1::jsonb FOR UPDATE`, [JSON.stringify([{ value: id }])]);
+      const ids: string[] = [];
+      for (const g of groups.rows) {
+        const next = withoutMember(toRecord('Group', g).attrs, id);
+        if (!next) continue;
+        await c.query(`UPDATE ${this.t('Group')} SET attrs = $1, last_modified = $2, version = version + 1 WHERE id = $3`, [JSON.stringify(next), at, g.id]);
+        ids.push(g.id);
+      }
+      return ids;
+    });
+    this.listeners.emit({ type, id, action: 'delete' });
+    for (const g of touched) this.listeners.emit({ type: 'Group', id: g, action: 'update' });
+  }
+
+  onChange(listener: ChangeListener): () => void {
+    return this.listeners.add(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.owned) await this.pool.end();
+  }
+}
+
+/**
+ * The store `serve` uses: PostgreSQL when `storeUrl` (DATAGRANT_STORE_URL) is set, else SQLite on
+ * `sqlite` (the state store's handle or file).
+ */
+export async function openScimStore(opts: { storeUrl?: string; sqlite: Database.Database | string; schema?: string } & ScimStoreOptions): Promise<ScimStore> {
+  if (opts.storeUrl) return openPgScimStore(opts.storeUrl, opts);
+  return new SqliteScimStore(opts.sqlite, opts);
+}
