@@ -110,14 +110,15 @@ export class AwsBackend implements Backend {
   readonly #sts: STSClient;
   readonly #opts: AwsBackendOptions;
   readonly #stats: BackendStats = { requests: 0, retries: 0 };
-  #account: Promise<string> | undefined;
+  #account: Promise<{ account: string; partition: string }> | undefined;
 
   constructor(opts: AwsBackendOptions) {
     if (!/^\/([^/]+\/)*$/.test(opts.iamPath)) throw new BackendError(`${opts.name}: iamPath must start and end with / (got ${opts.iamPath})`, opts.name, 'config', false);
     this.name = opts.name;
     this.#opts = opts;
     const common = {
-      region: opts.region ?? 'us-east-1',
+      // IAM is global; the region picks the STS endpoint (and the partition).
+      region: opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       maxAttempts: 1,
       ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
@@ -151,11 +152,11 @@ export class AwsBackend implements Backend {
     return addressOf(this.name, kind, ...names);
   }
 
-  /** One STS call per driver, even when many changes ask at once. */
-  #accountId(): Promise<string> {
+  /** Account id and ARN partition (`aws`, `aws-cn`, `aws-us-gov`): one STS call per driver, even when many changes ask at once. */
+  #caller(): Promise<{ account: string; partition: string }> {
     this.#account ??= this.#sts.send(new GetCallerIdentityCommand({})).then((id) => {
       if (!id.Account) throw new BackendError(`${this.name}: STS GetCallerIdentity returned no account`, this.name, 'NoAccount', false);
-      return id.Account;
+      return { account: id.Account, partition: id.Arn?.split(':')[1] || 'aws' };
     });
     // A failure is not cached: the next call asks again.
     this.#account.catch(() => (this.#account = undefined));
@@ -164,7 +165,8 @@ export class AwsBackend implements Backend {
 
   async #policyArn(name: string, path = this.#opts.iamPath): Promise<string> {
     if (name.startsWith('arn:')) return name;
-    return `arn:aws:iam::${await this.#accountId()}:policy${path}${name}`;
+    const { account, partition } = await this.#caller();
+    return `arn:${partition}:iam::${account}:policy${path}${name}`;
   }
 
   /** Runs `fn`, treating the given error codes as success (returns undefined). */
@@ -206,7 +208,7 @@ export class AwsBackend implements Backend {
 
   async read(opts: ReadOptions): Promise<ActualState> {
     try {
-      await this.#accountId();
+      await this.#caller();
       const details = await this.#details();
       const owned = details.users.filter((u) => u.UserName && isUnder(u.Path, this.#opts.iamPath)).map((u) => u.UserName!);
       const keys = await this.#keys(owned, opts.credentials, opts.exact ?? false);
