@@ -1,0 +1,106 @@
+import { describe, expect, test } from 'vitest';
+import { applyPatch, parsePatchRequest, type PatchOperation } from '../../src/scim/patch.js';
+import { checkPatched, ENTERPRISE_SCHEMA, PATCH_SCHEMA, type JsonObject, type ResourceType } from '../../src/scim/schemas.js';
+
+const user = (): JsonObject => ({
+  userName: 'alice@example.com',
+  name: { givenName: 'Alice', familyName: 'Liddell' },
+  active: true,
+  emails: [{ value: 'alice@example.com', type: 'work', primary: true }],
+});
+const group = (): JsonObject => ({ displayName: 'ML Research', members: [{ value: 'u1', type: 'User' }, { value: 'u2', type: 'User' }] });
+
+const body = (...Operations: unknown[]) => ({ schemas: [PATCH_SCHEMA], Operations });
+/** Parse, apply and re-check, as the server does. */
+function patch(type: ResourceType, attrs: JsonObject, ...ops: unknown[]): JsonObject {
+  return checkPatched(type, applyPatch(type, attrs, parsePatchRequest(body(...ops)), 'the-id'));
+}
+
+describe('users', () => {
+  test.each<[string, unknown[], (u: JsonObject) => void]>([
+    ['Okta deactivate: no-path replace with {active:false}', [{ op: 'replace', value: { active: false } }], (u) => expect(u.active).toBe(false)],
+    ['Okta reactivate', [{ op: 'replace', value: { active: true } }], (u) => expect(u.active).toBe(true)],
+    ['Entra: Replace active "False"', [{ op: 'Replace', path: 'active', value: 'False' }], (u) => expect(u.active).toBe(false)],
+    ['Entra: "True" in a value object', [{ op: 'Replace', value: { active: 'True' } }], (u) => expect(u.active).toBe(true)],
+    ['Entra: dotted keys in a value object', [{ op: 'Add', value: { 'name.givenName': 'Alicia', 'name.familyName': 'L' } }], (u) => expect(u.name).toEqual({ givenName: 'Alicia', familyName: 'L' })],
+    ['name.givenName path', [{ op: 'replace', path: 'name.givenName', value: 'Al' }], (u) => expect(u.name).toEqual({ givenName: 'Al', familyName: 'Liddell' })],
+    ['complex replace merges sub-attributes', [{ op: 'replace', path: 'name', value: { formatted: 'Alice L' } }], (u) => expect(u.name).toEqual({ givenName: 'Alice', familyName: 'Liddell', formatted: 'Alice L' })],
+    ['emails[type eq "work"].value replaces the work email', [{ op: 'replace', path: 'emails[type eq "work"].value', value: 'a2@example.com' }], (u) => expect(u.emails).toEqual([{ value: 'a2@example.com', type: 'work', primary: true }])],
+    ['Entra adds emails[type eq "home"].value when there is none', [{ op: 'Add', path: 'emails[type eq "home"].value', value: 'a@home.example' }], (u) => expect(u.emails).toEqual([{ value: 'alice@example.com', type: 'work', primary: true }, { type: 'home', value: 'a@home.example' }])],
+    ['remove an email by filter', [{ op: 'remove', path: 'emails[type eq "work"]' }], (u) => expect(u.emails).toBeUndefined()],
+    ['remove a single attribute', [{ op: 'remove', path: 'name.familyName' }], (u) => expect(u.name).toEqual({ givenName: 'Alice' })],
+    ['add to a multi-valued attribute appends', [{ op: 'add', path: 'emails', value: [{ value: 'b@example.com', type: 'other' }] }], (u) => expect(u.emails).toHaveLength(2)],
+    ['add of an existing email does not duplicate it', [{ op: 'add', path: 'emails', value: [{ value: 'ALICE@example.com', display: 'A' }] }], (u) => expect(u.emails).toEqual([{ value: 'ALICE@example.com', type: 'work', primary: true, display: 'A' }])],
+    ['replace a multi-valued attribute as a whole', [{ op: 'replace', path: 'emails', value: [{ value: 'c@example.com' }] }], (u) => expect(u.emails).toEqual([{ value: 'c@example.com' }])],
+    ['Entra: enterprise attribute by URN path', [{ op: 'Add', path: `${ENTERPRISE_SCHEMA}:department`, value: 'ML' }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ department: 'ML' })],
+    ['enterprise extension object in a value object', [{ op: 'replace', value: { [ENTERPRISE_SCHEMA]: { employeeNumber: 7 } } }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ employeeNumber: '7' })],
+    ['URN-qualified key in a value object', [{ op: 'replace', value: { [`${ENTERPRISE_SCHEMA}:manager.value`]: 'm1' } }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ manager: { value: 'm1' } })],
+    ['an unknown extension in a value object is ignored', [{ op: 'replace', value: { 'urn:okta:custom:1.0:User:x': 'y', displayName: 'A' } }], (u) => expect(u.displayName).toBe('A')],
+    ['Okta repeats the id and sends a password: both fine, neither stored', [{ op: 'replace', value: { id: 'the-id', password: 'hunter2', displayName: 'A' } }], (u) => expect(u).not.toHaveProperty('password')],
+    ['attribute names are case-insensitive', [{ op: 'replace', value: { USERNAME: 'a@example.com', DisplayName: 'A' } }], (u) => expect([u.userName, u.displayName]).toEqual(['a@example.com', 'A'])],
+    ['replace with null unassigns', [{ op: 'replace', path: 'name', value: null }], (u) => expect(u.name).toBeUndefined()],
+    ['remove on a filter that matches nothing changes nothing', [{ op: 'remove', path: 'emails[type eq "none"]' }], (u) => expect(u.emails).toHaveLength(1)],
+  ])('%s', (_what, ops, check) => {
+    const before = user();
+    check(patch('User', before, ...ops));
+    expect(before).toEqual(user()); // the input is never modified
+  });
+});
+
+describe('groups', () => {
+  test.each<[string, unknown[], string[]]>([
+    ['Okta add member', [{ op: 'add', path: 'members', value: [{ value: 'u3', display: 'c' }] }], ['u1', 'u2', 'u3']],
+    ['Okta remove member by filter', [{ op: 'remove', path: 'members[value eq "u1"]' }], ['u2']],
+    ['Entra Remove members by path and value list', [{ op: 'Remove', path: 'members', value: [{ value: 'u2' }] }], ['u1']],
+    ['Entra Add members twice is idempotent', [{ op: 'Add', path: 'members', value: [{ value: 'u1' }, { value: 'u3' }] }], ['u1', 'u2', 'u3']],
+    ['replace members', [{ op: 'replace', path: 'members', value: [{ value: 'u9' }] }], ['u9']],
+    ['remove all members', [{ op: 'remove', path: 'members' }], []],
+    ['no-path add of members', [{ op: 'add', value: { members: [{ value: 'u4' }] } }], ['u1', 'u2', 'u4']],
+  ])('%s', (_what, ops, want) => {
+    const g = patch('Group', group(), ...ops);
+    expect(((g.members as JsonObject[] | undefined) ?? []).map((m) => m.value)).toEqual(want);
+  });
+
+  test('Okta renames with a no-path replace that repeats the id', () => {
+    expect(patch('Group', group(), { op: 'replace', value: { id: 'the-id', displayName: 'ML' } }).displayName).toBe('ML');
+  });
+});
+
+describe('invalid PATCH requests are 400 with a scimType', () => {
+  const cases: [string, unknown, string][] = [
+    ['no schemas', { Operations: [{ op: 'add', path: 'title', value: 'x' }] }, 'invalidSyntax'],
+    ['wrong schemas', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], Operations: [{ op: 'add', path: 'title', value: 'x' }] }, 'invalidSyntax'],
+    ['no operations', body(), 'invalidSyntax'],
+    ['unknown op', body({ op: 'move', path: 'title', value: 'x' }), 'invalidSyntax'],
+    ['add without value', body({ op: 'add', path: 'title' }), 'invalidValue'],
+    ['remove without path', body({ op: 'remove' }), 'noTarget'],
+    ['no-path replace with a string', body({ op: 'replace', value: 'x' }), 'invalidValue'],
+    ['unknown attribute', body({ op: 'replace', path: 'nosuch', value: 'x' }), 'invalidPath'],
+    ['unknown attribute in a value object', body({ op: 'replace', value: { nosuch: 'x' } }), 'invalidPath'],
+    ['id', body({ op: 'replace', path: 'id', value: 'x' }), 'mutability'],
+    ['a different id in a value object', body({ op: 'replace', value: { id: 'other' } }), 'mutability'],
+    ['meta', body({ op: 'replace', path: 'meta.created', value: '2020-01-01T00:00:00Z' }), 'mutability'],
+    ['groups (read-only)', body({ op: 'add', path: 'groups', value: [{ value: 'g' }] }), 'mutability'],
+    ['active "maybe"', body({ op: 'replace', path: 'active', value: 'maybe' }), 'invalidValue'],
+    ['replace on a filter that matches nothing (no eq terms)', body({ op: 'replace', path: 'emails[value co "zzz"].type', value: 'home' }), 'noTarget'],
+    ['remove userName (required)', body({ op: 'remove', path: 'userName' }), 'invalidValue'],
+    ['a list for a single-valued attribute', body({ op: 'replace', path: 'displayName', value: ['a', 'b'] }), 'invalidValue'],
+    ['an unknown sub-attribute in a value', body({ op: 'add', path: 'emails', value: [{ value: 'a@b.c', nosuch: 1 }] }), 'invalidSyntax'],
+  ];
+  test.each(cases)("%s", (_what, b, scimType) => {
+    let err: { status?: number; scimType?: string } | undefined;
+    try {
+      checkPatched('User', applyPatch('User', user(), parsePatchRequest(b), 'the-id'));
+    } catch (e) {
+      err = e as typeof err;
+    }
+    expect(err).toMatchObject({ status: 400, scimType });
+  });
+});
+
+test('operations apply in order and all-or-nothing', () => {
+  const ops: PatchOperation[] = parsePatchRequest(body({ op: 'replace', path: 'displayName', value: 'A' }, { op: 'replace', path: 'id', value: 'x' }));
+  const before = user();
+  expect(() => applyPatch('User', before, ops, 'the-id')).toThrow();
+  expect(before).toEqual(user());
+});

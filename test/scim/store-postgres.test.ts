@@ -1,0 +1,41 @@
+// PgScimStore against a real PostgreSQL (DATAGRANT_TEST_PG_URL, printed by scripts/pg-setup.sh).
+// Without a server this file fails, loudly: it is never skipped.
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { openPgScimStore, type PgScimStore } from '../../src/scim/store.js';
+import { adminQuery, pgFixture, testPgUrl, urlFor } from '../support/pg.js';
+import { scimStoreContract } from './store-contract.js';
+
+testPgUrl();
+
+const fx = pgFixture('dg_scim');
+let db: string;
+let n = 0;
+beforeAll(async () => {
+  db = await fx.database('scim');
+});
+afterAll(async () => {
+  await fx.cleanup();
+});
+
+scimStoreContract(async (opts) => openPgScimStore(urlFor(db), { ...opts, schema: `scim_t${++n}` }));
+
+test('replicas opening together all succeed and see one set of tables', async () => {
+  const stores: PgScimStore[] = await Promise.all([1, 2, 3, 4].map(() => openPgScimStore(urlFor(db), { schema: 'scim_race' })));
+  try {
+    const tables = await adminQuery<{ tablename: string }>(db, 'SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename', ['scim_race']);
+    expect(tables.rows.map((t) => t.tablename)).toEqual(['scim_groups', 'scim_users']);
+    // Two replicas racing to create the same userName: exactly one wins.
+    const results = await Promise.allSettled(stores.map((s) => s.create('User', { userName: 'Same@x.com' })));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.status)).toEqual([409, 409, 409]);
+  } finally {
+    for (const s of stores) await s.close();
+  }
+});
+
+test('a URL that cannot be opened is a StoreError without the password', async () => {
+  const u = new URL(urlFor(db));
+  u.password = 'wrong-secret-pw';
+  await expect(openPgScimStore(u.toString())).rejects.toThrow(/^cannot open the SCIM tables in .*\*\*\*/);
+  await expect(openPgScimStore(u.toString())).rejects.not.toThrow(/wrong-secret-pw/);
+});
