@@ -92,25 +92,39 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
 
   await opts.store.audit({ actor: opts.actor, event: 'apply.start', address: null, outcome: 'started', detail: `${plan.changes.length} changes, run ${runId}` }, clock().toISOString());
 
-  const ready = (): Change[] =>
-    [...pending.values()]
-      .filter((c) => [...waits.get(c.address)!].every((d) => done.has(d)))
-      .sort((a, b) => priority(a) - priority(b) || (a.address < b.address ? -1 : 1));
-
-  const skipBlocked = () => {
-    let moved = true;
-    while (moved) {
-      moved = false;
-      for (const c of [...pending.values()]) {
-        const blocker = [...waits.get(c.address)!].find((d) => failedOrSkipped.has(d));
-        if (blocker) {
-          pending.delete(c.address);
-          failedOrSkipped.add(c.address);
-          result.skipped.push(c.address);
-          opts.onEvent?.({ type: 'skipped', change: c, because: blocker });
-          moved = true;
-        }
+  // Kahn's algorithm: a change is ready when every change it waits for is done.
+  const unmet = new Map<string, number>();
+  const dependents = new Map<string, string[]>();
+  for (const [address, deps] of waits) {
+    unmet.set(address, deps.size);
+    for (const d of deps) dependents.set(d, [...(dependents.get(d) ?? []), address]);
+  }
+  const readyQueue: Change[] = plan.changes.filter((c) => unmet.get(c.address) === 0);
+  const byPriority = (a: Change, b: Change) => priority(a) - priority(b) || (a.address < b.address ? -1 : 1);
+  readyQueue.sort(byPriority);
+  const release = (address: string) => {
+    let added = false;
+    for (const d of dependents.get(address) ?? []) {
+      const left = unmet.get(d)! - 1;
+      unmet.set(d, left);
+      if (left === 0 && pending.has(d)) {
+        readyQueue.push(pending.get(d)!);
+        added = true;
       }
+    }
+    if (added) readyQueue.sort(byPriority);
+  };
+
+  /** Everything that (transitively) waits on a failed or skipped change is skipped. */
+  const skip = (address: string, because: string) => {
+    for (const d of dependents.get(address) ?? []) {
+      const c = pending.get(d);
+      if (!c) continue;
+      pending.delete(d);
+      failedOrSkipped.add(d);
+      result.skipped.push(d);
+      opts.onEvent?.({ type: 'skipped', change: c, because });
+      skip(d, because);
     }
   };
 
@@ -128,6 +142,7 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
       done.add(c.address);
       result.applied++;
       opts.onEvent?.({ type: 'done', change: c, ms: Date.now() - started });
+      release(c.address);
     } catch (e) {
       const message = (e as Error).message;
       await opts.store.journalEnd(journalId, 'failed', clock().toISOString(), message);
@@ -135,13 +150,14 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
       failedOrSkipped.add(c.address);
       result.failed.push({ address: c.address, message });
       opts.onEvent?.({ type: 'failed', change: c, message });
+      skip(c.address, c.address);
     }
   };
 
   for (;;) {
-    skipBlocked();
-    for (const c of ready()) {
-      if (inFlight.size >= limit) break;
+    while (inFlight.size < limit && readyQueue.length) {
+      const c = readyQueue.shift()!;
+      if (!pending.has(c.address)) continue;
       pending.delete(c.address);
       const p: Promise<void> = run(c).finally(() => inFlight.delete(p));
       inFlight.add(p);

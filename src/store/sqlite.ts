@@ -133,7 +133,7 @@ export class SqliteStore implements StateStore {
     }
     if (fresh && file !== ':memory:') chmodSync(file, 0o600);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
   }
