@@ -241,7 +241,8 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
       // Members are checked outside the write transaction (the store may be remote); inside it,
       // the patch is applied again to the row as locked, and any member not checked here aborts.
       const preview = checkPatched(type, applyPatch(type, current.attrs, ops, id));
-      const checked = new Set(memberIds(await withMembers(type, preview)));
+      const typed = await withMembers(type, preview);
+      const checked = new Set(memberIds(typed));
       for (const m of memberIds(current.attrs)) checked.add(m);
       const rec = await store.update(
         type,
@@ -250,7 +251,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
           const next = checkPatched(type, applyPatch(type, cur.attrs, ops, id));
           const unchecked = memberIds(next).filter((m) => !checked.has(m));
           if (unchecked.length) throw new ScimError(409, undefined, 'the group changed while this request ran; retry it');
-          return fillMemberTypes(next, current.attrs, preview);
+          return fillMemberTypes(next, current.attrs, typed);
         },
         ifMatch(req),
       );

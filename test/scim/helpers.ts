@@ -1,0 +1,65 @@
+// A SCIM server on an in-memory SQLite store, driven with fastify.inject (no network).
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { hashToken, buildScimServer } from '../../src/scim/server.js';
+import { scimPrincipals } from '../../src/scim/identities.js';
+import { PATCH_SCHEMA } from '../../src/scim/schemas.js';
+import { SqliteScimStore, type ScimChange } from '../../src/scim/store.js';
+
+export const TOKEN = 'scim-test-token-7f3a9c';
+export const OTHER_TOKEN = 'second-idp-token';
+export const MAPPING = { 'ML Research': 'ml-researchers', 'Data Eng': 'data-engineers' };
+
+export interface Harness {
+  app: FastifyInstance;
+  store: SqliteScimStore;
+  changes: ScimChange[];
+  req(method: InjectOptions['method'], url: string, body?: unknown, headers?: Record<string, string>): Promise<Res>;
+  principals(): Promise<ReturnType<typeof scimPrincipals>>;
+  close(): Promise<void>;
+}
+
+export interface Res {
+  status: number;
+  headers: LightMyRequestResponse['headers'];
+  body: Record<string, unknown> & { [k: string]: unknown };
+  raw: string;
+}
+
+export async function harness(opts: { bodyLimit?: number } = {}): Promise<Harness> {
+  let t = Date.parse('2026-11-28T06:00:00.000Z');
+  let n = 0;
+  const store = new SqliteScimStore(':memory:', { now: () => new Date((t += 1000)), newId: () => `0000-${String(++n).padStart(4, '0')}` });
+  const changes: ScimChange[] = [];
+  const app = buildScimServer({ store, tokenHashes: [hashToken(OTHER_TOKEN), hashToken(TOKEN)], onChange: (c) => changes.push(c), ...opts });
+  await app.ready();
+  return {
+    app,
+    store,
+    changes,
+    async req(method, url, body, headers = {}) {
+      const r = await app.inject({
+        method,
+        url,
+        headers: { authorization: `Bearer ${TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/scim+json' } : {}), ...headers },
+        ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+      });
+      let parsed: Res['body'];
+      try {
+        parsed = r.body ? (JSON.parse(r.body) as Res['body']) : {};
+      } catch {
+        parsed = {};
+      }
+      return { status: r.statusCode, headers: r.headers, body: parsed, raw: r.body };
+    },
+    async principals() {
+      return scimPrincipals(await store.list('User'), await store.list('Group'), MAPPING);
+    },
+    async close() {
+      await app.close();
+      await store.close();
+    },
+  };
+}
+
+export const patchBody = (...Operations: unknown[]) => ({ schemas: [PATCH_SCHEMA], Operations });
+export const q = (filter: string) => encodeURIComponent(filter);
