@@ -92,6 +92,36 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .description('issue a new credential now; the old one stays valid for the rotation grace period')
     .action(async (name: string, o: { backend?: string; lockTimeout: number }) => run(() => credentialsRotate(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, name, autoApprove: true }))());
 
+  program
+    .command('serve')
+    .description('run the SCIM 2.0 service provider and reconcile on every change and on an interval')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on', positiveInt, 8080)
+    .option('--tls-cert <file>', 'PEM certificate (or terminate TLS in a proxy in front)')
+    .option('--tls-key <file>', 'PEM private key')
+    .option('--trust-proxy', 'trust X-Forwarded-* headers from a TLS-terminating proxy')
+    .option('--interval <seconds>', 'reconcile at least this often', positiveInt, 300)
+    .action(async (o: { host: string; port: number; tlsCert?: string; tlsKey?: string; trustProxy?: boolean; interval: number }) => {
+      const { startServe } = await import('../serve/serve.js');
+      const server = await startServe(io, { ...common(), ...o, intervalSeconds: o.interval });
+      await new Promise<void>((resolve) => {
+        const stop = () => void server.close().then(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      setCode(0);
+    });
+
+  program
+    .command('scim-token')
+    .description('make a new SCIM bearer token: the token for the identity provider, its hash for DATAGRANT_SCIM_TOKEN_SHA256')
+    .action(async () => {
+      const { randomBytes, createHash } = await import('node:crypto');
+      const token = randomBytes(32).toString('base64url');
+      io.stdout(`token (give to the identity provider; shown once):  ${token}\nsha256 (for DATAGRANT_SCIM_TOKEN_SHA256):              ${createHash('sha256').update(token).digest('hex')}\n`);
+      setCode(0);
+    });
+
   const audit = program.command('audit').description('the tamper-evident audit log');
   audit.command('log').option('--json').option('--limit <n>', 'last N entries', positiveInt).action(async (o: { json?: boolean; limit?: number }) => run(() => auditLog(io, { ...common(), ...o }))());
   audit.command('verify').description('check the hash chain; exit 1 naming the first bad entry').action(async () => run(() => auditVerify(io, common()))());

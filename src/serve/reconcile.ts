@@ -1,0 +1,147 @@
+// The long-running reconciler behind `datagrant serve`: on every SCIM change (debounced) and on
+// an interval, the spec plus the SCIM identities are planned and applied with the same engine as
+// the CLI. Only the holder of the state lock reconciles; other replicas skip and serve SCIM.
+import type { Logger } from 'pino';
+import type { Backend } from '../backends/backend.js';
+import { closeBackends } from '../backends/factory.js';
+import { loadSpec, makePlan, pruneStore, readActual, readSpecFile } from '../app/engine.js';
+import { applyPlan } from '../apply/apply.js';
+import { LockError } from '../core/errors.js';
+import { summarize } from '../plan/diff.js';
+import type { PrincipalSpec, Spec } from '../spec/schema.js';
+import type { StateStore } from '../store/store.js';
+
+export interface ReconcileMetrics {
+  runs: number;
+  failures: number;
+  skippedLocked: number;
+  changesApplied: number;
+  lastDurationSeconds: number;
+  durationSecondsSum: number;
+}
+
+export interface ReconcilerOptions {
+  specFile: string;
+  env: NodeJS.ProcessEnv;
+  store: StateStore;
+  /** People known from SCIM, as spec principals (active users only). */
+  identities: (spec: Spec) => Promise<Record<string, PrincipalSpec>>;
+  makeBackends: (spec: Spec) => Record<string, Backend>;
+  logger: Logger;
+  debounceMs?: number;
+  intervalMs?: number;
+  concurrency?: number;
+  actor?: string;
+  now?: () => Date;
+  /** Told after every reconcile that held the lock (for metrics). */
+  onRun?: (r: { seconds: number; applied: number; failed: boolean }) => void;
+}
+
+export class Reconciler {
+  readonly metrics: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, changesApplied: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
+  #timer: NodeJS.Timeout | undefined;
+  #interval: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #stopped = false;
+  /** Resolves waiters once a reconcile that started after their request has finished. */
+  #waiters: (() => void)[] = [];
+
+  constructor(private readonly opts: ReconcilerOptions) {}
+
+  start(): void {
+    const every = this.opts.intervalMs ?? 300_000;
+    this.#interval = setInterval(() => this.trigger(), every);
+    this.#interval.unref();
+    this.trigger();
+  }
+
+  /** Ask for a reconcile soon; many triggers within the debounce window make one run. */
+  trigger(): void {
+    if (this.#stopped) return;
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#kick();
+    }, this.opts.debounceMs ?? 100);
+  }
+
+  /** Resolves after the next reconcile that starts from now has finished (for tests and shutdown). */
+  settled(): Promise<void> {
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#interval) clearInterval(this.#interval);
+    await this.#running;
+  }
+
+  async #kick(): Promise<void> {
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    const waiters = this.#waiters.splice(0);
+    this.#running = this.runOnce().finally(() => {
+      this.#running = undefined;
+      for (const w of waiters) w();
+      if (this.#again && !this.#stopped) {
+        this.#again = false;
+        void this.#kick();
+      }
+    });
+    await this.#running;
+  }
+
+  /** One reconcile: lock, plan, apply. Never throws; failures are logged and counted. */
+  async runOnce(): Promise<void> {
+    const { store, logger } = this.opts;
+    const now = (this.opts.now ?? (() => new Date()))();
+    const started = performance.now();
+    const actor = this.opts.actor ?? 'serve';
+    try {
+      await store.acquireLock(`${actor} (reconcile)`, 0);
+    } catch (e) {
+      if (e instanceof LockError) {
+        this.metrics.skippedLocked++;
+        logger.debug({ reason: e.message }, 'reconcile skipped: another replica holds the state lock');
+        return;
+      }
+      throw e;
+    }
+    let backends: Record<string, Backend> | undefined;
+    let applied = 0;
+    let failed = false;
+    try {
+      this.metrics.runs++;
+      await store.recoverJournal();
+      const loaded = loadSpec(readSpecFile(this.opts.specFile), this.opts.env, now);
+      const people = await this.opts.identities(loaded.spec);
+      const spec: Spec = { ...loaded.spec, principals: { ...people, ...loaded.spec.principals } };
+      backends = this.opts.makeBackends(spec);
+      let actual = await readActual(backends, store);
+      if (await pruneStore(actual, store, actor, now)) actual = await readActual(backends, store);
+      const plan = await makePlan({ ...loaded, spec, actual, store, now });
+      if (plan.changes.length) {
+        const s = summarize(plan);
+        logger.info({ add: s.add, change: s.change, destroy: s.destroy }, 'reconcile: applying changes');
+        const result = await applyPlan(plan, { backends, store, actor, concurrency: this.opts.concurrency ?? 8 });
+        this.metrics.changesApplied += result.applied;
+        applied = result.applied;
+      }
+    } catch (e) {
+      failed = true;
+      this.metrics.failures++;
+      logger.error({ err: { name: (e as Error).name, message: (e as Error).message } }, 'reconcile failed');
+    } finally {
+      if (backends) await closeBackends(backends);
+      await store.releaseLock();
+      const seconds = (performance.now() - started) / 1000;
+      this.metrics.lastDurationSeconds = seconds;
+      this.metrics.durationSecondsSum += seconds;
+      this.opts.onRun?.({ seconds, applied, failed });
+    }
+  }
+}

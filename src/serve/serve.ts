@@ -1,0 +1,112 @@
+// `datagrant serve`: the SCIM 2.0 service provider plus the reconciler, in one process.
+import { readFileSync } from 'node:fs';
+import { pino, type Logger } from 'pino';
+import { makeBackends } from '../backends/factory.js';
+import { UsageError } from '../core/errors.js';
+import type { Io } from '../cli/io.js';
+import { actorOf, pathsFor, specPath, type CommonOptions } from '../cli/context.js';
+import { MetricsRegistry } from '../scim/metrics.js';
+import { buildScimServer } from '../scim/server.js';
+import { openScimStore, type ScimStore } from '../scim/store.js';
+import { scimPrincipals } from '../scim/identities.js';
+import { openStore } from '../store/open.js';
+import type { StateStore } from '../store/store.js';
+import { Reconciler } from './reconcile.js';
+
+export interface ServeOptions extends CommonOptions {
+  host?: string;
+  port?: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Reconcile at least this often, in seconds, even without SCIM changes. */
+  intervalSeconds?: number;
+  /** Wait this long after a SCIM change for more before reconciling. */
+  debounceMs?: number;
+  /** Trust X-Forwarded-* from a TLS-terminating proxy in front. */
+  trustProxy?: boolean;
+  logger?: Logger;
+}
+
+export interface RunningServer {
+  url: string;
+  reconciler: Reconciler;
+  scim: ScimStore;
+  store: StateStore;
+  close(): Promise<void>;
+}
+
+/** Token hashes from `DATAGRANT_SCIM_TOKEN_SHA256` (comma-separated sha256 hex); tokens are never configured in clear. */
+export function tokenHashes(env: NodeJS.ProcessEnv): string[] {
+  const raw = env.DATAGRANT_SCIM_TOKEN_SHA256 ?? '';
+  const hashes = raw.split(',').map((h) => h.trim()).filter(Boolean);
+  if (hashes.length === 0) {
+    throw new UsageError('no SCIM bearer token configured: set DATAGRANT_SCIM_TOKEN_SHA256 to the sha256 (hex) of each accepted token, comma-separated; `datagrant scim-token` makes one');
+  }
+  for (const h of hashes) if (!/^[0-9a-f]{64}$/i.test(h)) throw new UsageError(`DATAGRANT_SCIM_TOKEN_SHA256 holds ${JSON.stringify(h.slice(0, 12))}…, which is not a sha256 in hex (64 hex digits); configure the hash of the token, never the token itself`);
+  return hashes;
+}
+
+export async function startServe(io: Io, opts: ServeOptions): Promise<RunningServer> {
+  const hashes = tokenHashes(io.env);
+  const paths = pathsFor(io, opts);
+  const logger = opts.logger ?? pino({ name: 'datagrant', redact: ['req.headers.authorization', 'headers.authorization'] });
+  const store = await openStore(paths, io.env);
+  const scim = await openScimStore({ ...(io.env.DATAGRANT_STORE_URL ? { storeUrl: io.env.DATAGRANT_STORE_URL } : {}), sqlite: paths.db });
+  const metrics = new MetricsRegistry();
+  const duration = metrics.histogram('datagrant_reconcile_duration_seconds', 'Time one reconcile took (read, plan and apply).');
+  const applied = metrics.counter('datagrant_changes_applied_total', 'Changes applied by reconciles.');
+  const failures = metrics.counter('datagrant_reconcile_failures_total', 'Reconciles that failed.');
+
+  const reconciler = new Reconciler({
+    specFile: specPath(io, opts),
+    env: io.env,
+    store,
+    identities: async (spec) =>
+      scimPrincipals(await scim.list('User'), await scim.list('Group'), spec.scim?.groups ?? {}, { taken: Object.keys(spec.principals) }),
+    makeBackends: (spec) => makeBackends(spec),
+    logger,
+    debounceMs: opts.debounceMs ?? 100,
+    intervalMs: (opts.intervalSeconds ?? 300) * 1000,
+    actor: `${actorOf(io)} (serve)`,
+    onRun: (r) => {
+      duration.observe(r.seconds);
+      if (r.applied) applied.inc({}, r.applied);
+      if (r.failed) failures.inc();
+    },
+  });
+
+  const https = opts.tlsCert || opts.tlsKey ? loadTls(opts) : undefined;
+  const app = buildScimServer({
+    store: scim,
+    tokenHashes: hashes,
+    logger,
+    metrics,
+    onChange: () => reconciler.trigger(),
+    ...(opts.trustProxy ? { trustProxy: true } : {}),
+    ...(https ? { https } : {}),
+  });
+  const address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
+  reconciler.start();
+  logger.info({ url: address, spec: specPath(io, opts), store: io.env.DATAGRANT_STORE_URL ? 'postgres' : paths.db }, 'datagrant serve is listening');
+  return {
+    url: address,
+    reconciler,
+    scim,
+    store,
+    close: async () => {
+      await app.close();
+      await reconciler.stop();
+      await scim.close();
+      await store.close();
+    },
+  };
+}
+
+function loadTls(opts: ServeOptions): { key: Buffer; cert: Buffer } {
+  if (!opts.tlsCert || !opts.tlsKey) throw new UsageError('TLS needs both --tls-cert and --tls-key');
+  try {
+    return { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) };
+  } catch (e) {
+    throw new UsageError(`cannot read the TLS certificate or key: ${(e as Error).message}`);
+  }
+}

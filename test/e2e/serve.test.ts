@@ -1,0 +1,139 @@
+// Issue 5 end to end: `datagrant serve` receives Okta's and Entra's SCIM requests; a user in a
+// mapped group gets a key that reads the group's dataset; deactivation kills it; reactivation
+// issues a new one. Proven with the issued keys against moto with IAM enforcement.
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { hashToken } from '../../src/scim/server.js';
+import { startServe, type RunningServer } from '../../src/serve/serve.js';
+import type { Io } from '../../src/cli/io.js';
+import { startMoto, type Moto } from '../support/moto.js';
+import type { Workspace } from '../support/cli.js';
+import { canRead, initWorkspace, issuedKey, keyIsDead, s3For, useMotoAdmin } from './aws-support.js';
+
+const TOKEN = 'test-token-for-scim-0123456789';
+const SPEC = `version: 1
+backends: { aws: { type: aws } }
+datasets:
+  training-data: { backend: aws, bucket: ai-model-data, prefix: training/ }
+groups:
+  ml-researchers: { grants: [{ dataset: training-data, access: read }] }
+scim:
+  groups: { "ML Research": ml-researchers }
+`;
+
+let moto: Moto;
+let ws: Workspace;
+let server: RunningServer;
+
+beforeAll(async () => {
+  moto = await startMoto({ auth: true });
+});
+afterAll(async () => moto?.stop());
+beforeEach(async () => {
+  await moto.reset();
+  useMotoAdmin(moto);
+  ws = await initWorkspace(SPEC);
+  ws.env.DATAGRANT_SCIM_TOKEN_SHA256 = hashToken(TOKEN);
+  const io: Io = { stdout: () => undefined, stderr: () => undefined, env: ws.env, cwd: ws.dir, isTTY: false, now: () => new Date() };
+  server = await startServe(io, { port: 0, debounceMs: 20, intervalSeconds: 3600, logger: pino({ level: 'silent' }) });
+  await server.reconciler.settled();
+});
+afterEach(async () => {
+  await server?.close();
+  ws?.cleanup();
+});
+
+async function scim(method: string, path: string, body?: unknown, token = TOKEN): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
+  const res = await fetch(`${server.url}/scim/v2${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/scim+json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {}, headers: res.headers };
+}
+
+/** Make a change and wait for the reconcile it triggers. */
+async function andReconcile<T>(p: Promise<T>): Promise<T> {
+  const settled = server.reconciler.settled();
+  const r = await p;
+  await settled;
+  return r;
+}
+
+const USER = 'schemas:core:2.0:User';
+const okUser = (userName: string) => ({
+  schemas: [`urn:ietf:params:scim:${USER}`],
+  userName,
+  name: { givenName: 'Ada', familyName: 'Lovelace' },
+  emails: [{ primary: true, value: userName, type: 'work' }],
+  displayName: 'Ada Lovelace',
+  active: true,
+});
+
+describe('Okta', () => {
+  test('create, group, deactivate, reactivate: access follows, proven with the issued keys', async () => {
+    // Okta first looks the user up, then creates it
+    const lookup = await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "ada@example.com"')}&startIndex=1&count=100`);
+    expect(lookup.status).toBe(200);
+    expect(lookup.json.totalResults).toBe(0);
+    const created = await scim('POST', '/Users', okUser('ada@example.com'));
+    expect(created.status).toBe(201);
+    expect(created.headers.get('location')).toMatch(/\/scim\/v2\/Users\/[\w-]+$/);
+    const id = created.json.id as string;
+
+    // pushing the group with ada as member: she gets the group's dataset
+    const group = await andReconcile(scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: id, display: 'ada@example.com' }] }));
+    expect(group.status).toBe(201);
+    const first = await issuedKey(ws, 'ada');
+    await canRead(s3For(moto, first), 'ai-model-data', 'training/a.txt', 'training');
+
+    // Okta deactivates with a no-path replace; the key is revoked at once
+    const off = await andReconcile(scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: false } }] }));
+    expect(off.status).toBe(200);
+    expect(off.json.active).toBe(false);
+    await keyIsDead(moto, first);
+    expect((await ws.run('credentials', 'list')).stdout).not.toContain('ada');
+
+    // reactivation provisions again, with a new key
+    await andReconcile(scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: true } }] }));
+    const second = await issuedKey(ws, 'ada');
+    expect(second.accessKeyId).not.toBe(first.accessKeyId);
+    await canRead(s3For(moto, second), 'ai-model-data', 'training/a.txt', 'training');
+    await keyIsDead(moto, first);
+  });
+});
+
+describe('Entra', () => {
+  test('string booleans, capitalised ops and member removal by value array', async () => {
+    const created = await scim('POST', '/Users', { ...okUser('grace@example.com'), externalId: 'e-1' });
+    const id = created.json.id as string;
+    const group = await scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', externalId: 'g-1' });
+    const gid = group.json.id as string;
+    // Entra lists groups without members
+    const list = await scim('GET', `/Groups?excludedAttributes=members&filter=${encodeURIComponent('displayName eq "ML Research"')}`);
+    expect(list.status).toBe(200);
+    expect((list.json.Resources as Record<string, unknown>[])[0]).not.toHaveProperty('members');
+    // Entra adds members with a capitalised op
+    await andReconcile(scim('PATCH', `/Groups/${gid}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'Add', path: 'members', value: [{ value: id }] }] }));
+    const key = await issuedKey(ws, 'grace');
+    await canRead(s3For(moto, key), 'ai-model-data', 'training/a.txt', 'training');
+    // and removes them by path "members" with a value array: access goes
+    await andReconcile(scim('PATCH', `/Groups/${gid}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'Remove', path: 'members', value: [{ value: id }] }] }));
+    await keyIsDead(moto, key);
+    // Entra deactivates with "False" as a string
+    const off = await scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'Replace', path: 'active', value: 'False' }] });
+    expect(off.status).toBe(200);
+    expect(off.json.active).toBe(false);
+  });
+});
+
+describe('auth', () => {
+  test('a wrong or missing token is refused and changes nothing', async () => {
+    expect((await scim('POST', '/Users', okUser('eve@example.com'), 'wrong')).status).toBe(401);
+    const res = await fetch(`${server.url}/scim/v2/Users`);
+    expect(res.status).toBe(401);
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    expect((await scim('GET', '/Users')).json.totalResults).toBe(0);
+  });
+});
