@@ -6,8 +6,8 @@ import { GROUP_SCHEMA, USER_SCHEMA } from '../../src/scim/schemas.js';
 import { harness, OTHER_TOKEN, patchBody, q, TOKEN, type Harness } from './helpers.js';
 
 let h: Harness;
-let uid: string;
-let gid: string;
+let uid = '';
+let gid = '';
 let snapshot: string;
 const state = async () => JSON.stringify([await h.store.list('User'), await h.store.list('Group')]);
 
