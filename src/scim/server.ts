@@ -175,11 +175,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     const path = `${SCIM_PREFIX}/${type}s`;
 
     app.get(path, async (req, reply) => {
-      const q = req.query as Record<string, string | string[] | undefined>;
-      const one = (k: string) => {
-        const v = q[k];
-        return Array.isArray(v) ? v[v.length - 1] : v;
-      };
+      const one = (k: string) => param(req, k);
       const startIndex = Math.max(1, intParam(one('startIndex'), 'startIndex') ?? 1);
       const count = Math.min(MAX_RESULTS, Math.max(0, intParam(one('count'), 'count') ?? MAX_RESULTS));
       const filterText = one('filter');
@@ -207,11 +203,10 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
       const { id } = req.params as { id: string };
       const rec = await store.get(type, id);
       if (!rec) throw notFound(`${type} ${id} not found`);
-      const q = req.query as Record<string, string | undefined>;
       reply.header('etag', rec.version);
       const inm = req.headers['if-none-match'];
       if (inm && inm.split(',').some((t) => t.trim() === '*' || t.trim().replace(/^W\//i, '') === rec.version.replace(/^W\//, ''))) return reply.code(304).send();
-      return send(reply, 200, projection(type, q.attributes, q.excludedAttributes)(render(req, rec)));
+      return send(reply, 200, projection(type, param(req, 'attributes'), param(req, 'excludedAttributes'))(render(req, rec)));
     });
 
     app.post(path, async (req, reply) => {
@@ -226,11 +221,12 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
       const { id } = req.params as { id: string };
       if (isObject(req.body) && req.body.id !== undefined && req.body.id !== id) throw mutability('id cannot be changed');
       const attrs = await withMembers(type, checkResource(type, req.body));
-      const rec = await store.update(type, id, () => attrs, ifMatch(req));
+      // PUT replaces the resource, except that leaving out `active` does not reactivate a
+      // deactivated user (absent `active` counts as active for provisioning).
+      const rec = await store.update(type, id, (cur) => (type === 'User' && attrs.active === undefined && cur.attrs.active !== undefined ? { ...attrs, active: cur.attrs.active } : attrs), ifMatch(req));
       changed({ type, id, action: 'update' });
       reply.header('etag', rec.version);
-      const q = req.query as Record<string, string | undefined>;
-      return send(reply, 200, projection(type, q.attributes, q.excludedAttributes)(render(req, rec)));
+      return send(reply, 200, projection(type, param(req, 'attributes'), param(req, 'excludedAttributes'))(render(req, rec)));
     });
 
     app.patch(`${path}/:id`, async (req, reply) => {
@@ -257,8 +253,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
       );
       changed({ type, id, action: 'update' });
       reply.header('etag', rec.version);
-      const q = req.query as Record<string, string | undefined>;
-      return send(reply, 200, projection(type, q.attributes, q.excludedAttributes)(render(req, rec)));
+      return send(reply, 200, projection(type, param(req, 'attributes'), param(req, 'excludedAttributes'))(render(req, rec)));
     });
 
     app.delete(`${path}/:id`, async (req, reply) => {
@@ -367,6 +362,13 @@ function intParam(v: string | undefined, name: string): number | undefined {
   if (v === undefined || v === '') return undefined;
   if (!/^-?\d+$/.test(v.trim())) throw invalidValue(`${name} must be an integer, not ${JSON.stringify(v)}`);
   return Number(v);
+}
+
+/** A query parameter; given more than once, the last one counts. */
+function param(req: FastifyRequest, name: string): string | undefined {
+  const v = (req.query as Record<string, unknown>)[name];
+  const last = Array.isArray(v) ? v[v.length - 1] : v;
+  return typeof last === 'string' ? last : undefined;
 }
 
 function ifMatch(req: FastifyRequest): { ifMatch?: string } {

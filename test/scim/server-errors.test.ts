@@ -157,3 +157,17 @@ describe('authentication', () => {
     expect(r.raw).not.toContain(TOKEN);
   });
 });
+
+test('a failing store is a 500 that says nothing about the cause', async () => {
+  const { buildScimServer, hashToken } = await import('../../src/scim/server.js');
+  const broken = new Proxy({} as import('../../src/scim/store.js').ScimStore, {
+    get: () => async () => {
+      throw new Error('connection to 10.0.0.7:5432 refused; password=hunter2');
+    },
+  });
+  const app = buildScimServer({ store: broken, tokenHashes: [hashToken(TOKEN)] });
+  const r = await app.inject({ method: 'GET', url: '/scim/v2/Users', headers: { authorization: `Bearer ${TOKEN}` } });
+  expect(r.statusCode).toBe(500);
+  expect(JSON.parse(r.body)).toEqual({ schemas: [ERROR_SCHEMA], status: '500', detail: 'internal error; the server log has the details' });
+  await app.close();
+});

@@ -200,3 +200,22 @@ describe('Entra ID', () => {
     expect(r.status).toBe(204);
   });
 });
+
+describe('edges', () => {
+  test('a PUT that leaves out active does not reactivate a deactivated user', async () => {
+    const { body } = await h.req('POST', '/scim/v2/Users', { schemas: [USER_SCHEMA], userName: 'c@example.com', active: true });
+    const id = body.id as string;
+    await h.req('PATCH', `/scim/v2/Users/${id}`, patchBody({ op: 'replace', value: { active: false } }));
+    const r = await h.req('PUT', `/scim/v2/Users/${id}`, { schemas: [USER_SCHEMA], userName: 'c@example.com', displayName: 'C' });
+    expect(r.status).toBe(200);
+    expect(r.body.active).toBe(false);
+    expect(await h.principals()).toEqual({});
+  });
+
+  test('a repeated query parameter counts once (the last), never a 500', async () => {
+    await h.req('POST', '/scim/v2/Users', { schemas: [USER_SCHEMA], userName: 'd@example.com' });
+    const r = await h.req('GET', `/scim/v2/Users?attributes=displayName&attributes=userName&count=5&count=1&filter=${q('userName pr')}&filter=${q('userName eq "d@example.com"')}`);
+    expect(r.status).toBe(200);
+    expect(r.body.Resources).toEqual([{ schemas: [USER_SCHEMA], id: expect.any(String), userName: 'd@example.com' }]);
+  });
+});
