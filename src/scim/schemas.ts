@@ -197,6 +197,9 @@ function checkSingle(def: AttrDef, value: unknown, where: string): Json | undefi
   if (value === null || value === undefined) return undefined;
   switch (def.type) {
     case 'complex': {
+      // Entra sends the enterprise `manager` as a bare id ("…:manager": "<id>"); a single-valued
+      // complex attribute with a `value` sub-attribute takes a string as that value.
+      if (typeof value === 'string' && !def.multiValued && findAttr(def.subAttributes!, 'value')) return value === '' ? undefined : { value };
       if (!isObject(value)) throw invalidValue(`${where} must be an object with the sub-attributes ${def.subAttributes!.map((s) => s.name).join(', ')}`);
       const out: JsonObject = {};
       for (const [k, v] of Object.entries(value)) {

@@ -3,7 +3,7 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { hashToken, buildScimServer } from '../../src/scim/server.js';
 import { scimPrincipals } from '../../src/scim/identities.js';
 import { PATCH_SCHEMA } from '../../src/scim/schemas.js';
-import { SqliteScimStore, type ScimChange } from '../../src/scim/store.js';
+import { SqliteScimStore, type ScimChange, type ScimStore, type ScimStoreOptions } from '../../src/scim/store.js';
 
 export const TOKEN = 'scim-test-token-7f3a9c';
 export const OTHER_TOKEN = 'second-idp-token';
@@ -11,7 +11,7 @@ export const MAPPING = { 'ML Research': 'ml-researchers', 'Data Eng': 'data-engi
 
 export interface Harness {
   app: FastifyInstance;
-  store: SqliteScimStore;
+  store: ScimStore;
   changes: ScimChange[];
   req(method: InjectOptions['method'], url: string, body?: unknown, headers?: Record<string, string>): Promise<Res>;
   principals(): Promise<ReturnType<typeof scimPrincipals>>;
@@ -25,12 +25,14 @@ export interface Res {
   raw: string;
 }
 
-export async function harness(opts: { bodyLimit?: number } = {}): Promise<Harness> {
+/** `makeStore`: another store (PostgreSQL); default an in-memory SQLite one. */
+export async function harness(opts: { bodyLimit?: number; makeStore?: (o: Required<ScimStoreOptions>) => Promise<ScimStore> } = {}): Promise<Harness> {
   let t = Date.parse('2026-11-28T06:00:00.000Z');
   let n = 0;
-  const store = new SqliteScimStore(':memory:', { now: () => new Date((t += 1000)), newId: () => `0000-${String(++n).padStart(4, '0')}` });
+  const storeOpts = { now: () => new Date((t += 1000)), newId: () => `0000-${String(++n).padStart(4, '0')}` };
+  const store = opts.makeStore ? await opts.makeStore(storeOpts) : new SqliteScimStore(':memory:', storeOpts);
   const changes: ScimChange[] = [];
-  const app = buildScimServer({ store, tokenHashes: [hashToken(OTHER_TOKEN), hashToken(TOKEN)], onChange: (c) => changes.push(c), ...opts });
+  const app = buildScimServer({ store, tokenHashes: [hashToken(OTHER_TOKEN), hashToken(TOKEN)], onChange: (c) => changes.push(c), ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}) });
   await app.ready();
   return {
     app,
