@@ -16,6 +16,7 @@
 // each later one gets `_` + the first 8 hex digits of sha256(lowercased userName). A user keeps
 // its name as long as the users created before it keep theirs.
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import type { Json } from '../core/types.js';
 import type { JsonObject } from './schemas.js';
 import type { ScimRecord } from './store.js';
@@ -34,7 +35,8 @@ export interface ScimPrincipalOptions {
 
 const RESERVED = new Set(['public', 'none', 'current_user', 'session_user', 'current_role', 'user', 'all']);
 const MAX_BASE = 48;
-const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+// The spec's own check, so that every email given here passes spec validation.
+const EMAIL = z.string().email();
 
 export function principalBaseName(userName: string): string {
   const at = userName.lastIndexOf('@');
@@ -55,7 +57,7 @@ function emailOf(attrs: JsonObject): string | undefined {
   const emails = Array.isArray(attrs.emails) ? (attrs.emails as Json[]).filter((e): e is JsonObject => typeof e === 'object' && e !== null && !Array.isArray(e)) : [];
   const pick = emails.find((e) => e.primary === true) ?? emails.find((e) => String(e.type ?? '').toLowerCase() === 'work') ?? emails[0];
   const candidates = [pick?.value, attrs.userName];
-  for (const c of candidates) if (typeof c === 'string' && EMAIL_RE.test(c)) return c;
+  for (const c of candidates) if (typeof c === 'string' && EMAIL.safeParse(c).success) return c;
   return undefined;
 }
 

@@ -82,3 +82,17 @@ test('dangling members and members of unknown type are ignored', () => {
   const g = group('ML Research', [a], [{ value: 'u-gone' }, { value: 5 }]);
   expect(scimPrincipals([a], [g], { 'ML Research': 'ml' })).toEqual({ a: { type: 'person', email: 'a@example.com', groups: ['ml'], grants: [] } });
 });
+
+test('the output merges into a spec that passes the spec schema', async () => {
+  const { specSchema } = await import('../../src/spec/schema.js');
+  const users = ['Zoë.Ünal@example.com', 'o\'brien@example.com', 'pg_x@example.com', 'x@y', '12345', `${'l'.repeat(70)}@example.com`].map((u) => user(u));
+  const principals = scimPrincipals(users, [group('ML', users)], { ML: 'ml-researchers' });
+  expect(Object.keys(principals)).toHaveLength(6);
+  const parsed = specSchema.safeParse({
+    version: 1,
+    backends: { aws: { type: 'aws' } },
+    groups: { 'ml-researchers': { grants: [] } },
+    principals,
+  });
+  expect(parsed.error?.issues ?? []).toEqual([]);
+});

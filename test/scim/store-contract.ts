@@ -135,6 +135,23 @@ export function scimStoreContract(make: MakeStore): void {
       }
     });
 
+    test('concurrent updates of one resource serialise: none is lost', async () => {
+      const { store } = await setup();
+      try {
+        const g = await store.create('Group', { displayName: 'G' });
+        await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            store.update('Group', g.id, (cur) => ({ ...cur.attrs, members: [...((cur.attrs.members as { value: string }[] | undefined) ?? []), { value: `m${i}` }] })),
+          ),
+        );
+        const after = (await store.get('Group', g.id))!;
+        expect(after.version).toBe('W/"11"');
+        expect((after.attrs.members as { value: string }[]).map((m) => m.value).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `m${i}`).sort());
+      } finally {
+        await store.close();
+      }
+    });
+
     test('a listener that throws breaks neither the write nor other listeners', async () => {
       const { store, changes } = await setup();
       try {
