@@ -232,6 +232,13 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     app.patch(`${path}/:id`, async (req, reply) => {
       const { id } = req.params as { id: string };
       const ops = parsePatchRequest(req.body);
+      if (type === 'User') {
+        // Nothing to look up outside the transaction: apply and check inside it.
+        const rec = await store.update(type, id, (cur) => checkPatched(type, applyPatch(type, cur.attrs, ops, id)), ifMatch(req));
+        changed({ type, id, action: 'update' });
+        reply.header('etag', rec.version);
+        return send(reply, 200, projection(type, param(req, 'attributes'), param(req, 'excludedAttributes'))(render(req, rec)));
+      }
       const current = await store.get(type, id);
       if (!current) throw notFound(`${type} ${id} not found`);
       // Members are checked outside the write transaction (the store may be remote); inside it,

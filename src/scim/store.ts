@@ -163,7 +163,12 @@ export class SqliteScimStore implements ScimStore {
     this.owned = typeof db === 'string';
     try {
       this.db = typeof db === 'string' ? new Database(db) : db;
-      if (this.owned) this.db.pragma('journal_mode = WAL');
+      // A file of its own gets the state store's settings (WAL, synchronous NORMAL: a commit
+      // survives a crash of the process; the last ones may be lost on power failure).
+      if (this.owned) {
+        this.db.pragma('journal_mode = WAL');
+        this.db.pragma('synchronous = NORMAL');
+      }
       this.db.pragma('busy_timeout = 5000');
       this.db.exec(SQLITE_DDL);
     } catch (e) {
