@@ -96,6 +96,11 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    // A URL the router cannot take (bad percent-encoding, a 500-character id) is a SCIM 400/414 too.
+    frameworkErrors: (err, _req, reply) => {
+      const status = (err as { statusCode?: number }).statusCode ?? 400;
+      return sendError(reply as unknown as FastifyReply, new ScimError(status, status === 400 ? 'invalidSyntax' : undefined, err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'the URL path parameter is too long' : 'the URL is not valid'));
+    },
   }) as unknown as FastifyInstance;
   app.decorate('scimMetrics', metrics);
 

@@ -64,6 +64,11 @@ const cases: Case[] = [
   ['PATCH renaming onto another userName', 'PATCH', () => `/scim/v2/Users/${uid}`, patchBody({ op: 'replace', path: 'userName', value: 'BOB@example.com' }), {}, 409, 'uniqueness'],
   ['PATCH adding an unknown member', 'PATCH', () => `/scim/v2/Groups/${gid}`, patchBody({ op: 'add', path: 'members', value: [{ value: 'ghost' }] }), {}, 400, 'invalidValue'],
   ['PATCH replacing on no match', 'PATCH', () => `/scim/v2/Groups/${gid}`, patchBody({ op: 'replace', path: 'members[value co "zz"].display', value: 'x' }), {}, 400, 'noTarget'],
+  ['bad percent-encoding in the path', 'GET', () => '/scim/v2/Users/%E0%A4%A', undefined, {}, 400, 'invalidSyntax'],
+  ['a 500-character id', 'GET', () => `/scim/v2/Users/${'x'.repeat(500)}`, undefined, {}, 414, undefined],
+  ['JSON nested 5000 deep', 'POST', () => '/scim/v2/Users', `{"schemas":["${USER_SCHEMA}"],"userName":"deep@example.com","name":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`, {}, 400, 'invalidSyntax'],
+  ['a JSON string', 'POST', () => '/scim/v2/Users', '"alice"', {}, 400, 'invalidSyntax'],
+  ['a filter longer than 4096 characters', 'GET', () => `/scim/v2/Users?filter=${q(`userName eq "${'a'.repeat(5000)}"`)}`, undefined, {}, 400, 'invalidFilter'],
   ['PATCH with an empty body', 'PATCH', () => `/scim/v2/Users/${uid}`, '', {}, 400, 'invalidSyntax'],
 ];
 
