@@ -176,3 +176,20 @@ test('a failing store is a 500 that says nothing about the cause', async () => {
   expect(JSON.parse(r.body)).toEqual({ schemas: [ERROR_SCHEMA], status: '500', detail: 'internal error; the server log has the details' });
   await app.close();
 });
+
+test('request logs never contain the bearer token', async () => {
+  const { default: pino } = await import('pino');
+  const { buildScimServer, hashToken } = await import('../../src/scim/server.js');
+  const { SqliteScimStore } = await import('../../src/scim/store.js');
+  const lines: string[] = [];
+  const logger = pino({ level: 'trace' }, { write: (l: string) => void lines.push(l) });
+  const store = new SqliteScimStore(':memory:');
+  const app = buildScimServer({ store, tokenHashes: [hashToken(TOKEN)], logger });
+  for (const authorization of [`Bearer ${TOKEN}`, 'Bearer wrong-token-value']) {
+    await app.inject({ method: 'POST', url: '/scim/v2/Users', headers: { authorization, 'content-type': 'application/scim+json' }, payload: { schemas: [USER_SCHEMA], userName: 'log@example.com' } });
+  }
+  await app.close();
+  await store.close();
+  expect(lines.length).toBeGreaterThan(0);
+  expect(lines.join('\n')).not.toMatch(new RegExp(`${TOKEN}|wrong-token-value`));
+});
