@@ -50,6 +50,8 @@ export interface ScimServerOptions {
   baseUrl?: string;
   /** Trust X-Forwarded-Proto/Host from a reverse proxy that terminates TLS (Fastify's `trustProxy`). */
   trustProxy?: boolean | string | string[];
+  /** Serve HTTPS with this certificate and key (PEM); without it, plain HTTP (put a TLS-terminating proxy in front). */
+  https?: { cert: string | Buffer; key: string | Buffer };
 }
 
 declare module 'fastify' {
@@ -94,6 +96,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     bodyLimit,
     routerOptions: { caseSensitive: false, ignoreTrailingSlash: true },
     ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // A URL the router cannot take (bad percent-encoding, a 500-character id) is a SCIM 400/414 too.
