@@ -44,8 +44,8 @@ export class Reconciler {
   #running: Promise<void> | undefined;
   #again = false;
   #stopped = false;
-  /** Resolves waiters once a reconcile that started after their request has finished. */
-  #waiters: (() => void)[] = [];
+  /** Resolved when nothing is running or scheduled. */
+  #idleWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: ReconcilerOptions) {}
 
@@ -66,16 +66,26 @@ export class Reconciler {
     }, this.opts.debounceMs ?? 100);
   }
 
-  /** Resolves after the next reconcile that starts from now has finished (for tests and shutdown). */
+  /**
+   * Resolves once no reconcile is running or scheduled: after a SCIM write returns, its
+   * reconcile has been scheduled, so this waits for it (tests, benchmarks, shutdown).
+   */
   settled(): Promise<void> {
-    return new Promise((r) => this.#waiters.push(r));
+    if (this.#idle()) return Promise.resolve();
+    return new Promise((r) => this.#idleWaiters.push(r));
+  }
+
+  #idle(): boolean {
+    return !this.#timer && !this.#running && !this.#again;
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#interval) clearInterval(this.#interval);
+    this.#timer = undefined;
     await this.#running;
+    for (const w of this.#idleWaiters.splice(0)) w();
   }
 
   async #kick(): Promise<void> {
@@ -83,14 +93,15 @@ export class Reconciler {
       this.#again = true;
       return;
     }
-    const waiters = this.#waiters.splice(0);
     this.#running = this.runOnce().finally(() => {
       this.#running = undefined;
-      for (const w of waiters) w();
       if (this.#again && !this.#stopped) {
         this.#again = false;
         void this.#kick();
+        return;
       }
+      this.#again = false;
+      if (this.#idle()) for (const w of this.#idleWaiters.splice(0)) w();
     });
     await this.#running;
   }

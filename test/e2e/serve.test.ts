@@ -55,9 +55,8 @@ async function scim(method: string, path: string, body?: unknown, token = TOKEN)
 
 /** Make a change and wait for the reconcile it triggers. */
 async function andReconcile<T>(p: Promise<T>): Promise<T> {
-  const settled = server.reconciler.settled();
   const r = await p;
-  await settled;
+  await server.reconciler.settled();
   return r;
 }
 
