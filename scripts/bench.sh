@@ -12,3 +12,4 @@ node --import tsx bench/aws.ts
 pg_line=$(bash scripts/pg-setup.sh | tail -n 1)
 export "${pg_line?}"
 node --import tsx bench/postgres.ts
+node --import tsx bench/scim.ts

@@ -11,6 +11,8 @@ import { summarize } from '../plan/diff.js';
 import type { PrincipalSpec, Spec } from '../spec/schema.js';
 import type { StateStore } from '../store/store.js';
 
+const yieldToRequests = () => new Promise<void>((r) => setImmediate(r));
+
 export interface ReconcileMetrics {
   runs: number;
   failures: number;
@@ -128,13 +130,19 @@ export class Reconciler {
     try {
       this.metrics.runs++;
       await store.recoverJournal();
+      // The SCIM server shares this event loop: yield between the CPU-heavy steps so that
+      // requests are answered in between instead of waiting for a whole reconcile.
       const loaded = loadSpec(readSpecFile(this.opts.specFile), this.opts.env, now);
+      await yieldToRequests();
       const people = await this.opts.identities(loaded.spec);
+      await yieldToRequests();
       const spec: Spec = { ...loaded.spec, principals: { ...people, ...loaded.spec.principals } };
       backends = this.opts.makeBackends(spec);
       let actual = await readActual(backends, store);
       if (await pruneStore(actual, store, actor, now)) actual = await readActual(backends, store);
+      await yieldToRequests();
       const plan = await makePlan({ ...loaded, spec, actual, store, now });
+      await yieldToRequests();
       if (plan.changes.length) {
         const s = summarize(plan);
         logger.info({ add: s.add, change: s.change, destroy: s.destroy }, 'reconcile: applying changes');

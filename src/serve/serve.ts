@@ -61,8 +61,12 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     specFile: specPath(io, opts),
     env: io.env,
     store,
-    identities: async (spec) =>
-      scimPrincipals(await scim.list('User'), await scim.list('Group'), spec.scim?.groups ?? {}, { taken: Object.keys(spec.principals) }),
+    identities: async (spec) => {
+      const users = await scim.list('User');
+      const groups = await scim.list('Group');
+      await new Promise<void>((r) => setImmediate(r));
+      return scimPrincipals(users, groups, spec.scim?.groups ?? {}, { taken: Object.keys(spec.principals) });
+    },
     makeBackends: (spec) => makeBackends(spec),
     logger,
     debounceMs: opts.debounceMs ?? 100,
