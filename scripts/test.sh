@@ -16,4 +16,14 @@ npm run lint
 npm run typecheck
 npm run typecheck -w packages/pulumi
 npm run build
-npx vitest run "$@"
+mkdir -p .tmp
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile=.tmp/vitest.json "$@" || status=$?
+# A skipped or todo test is not a passed one: say so, and fail.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(".tmp/vitest.json", "utf8"));
+  const skipped = r.numPendingTests + r.numTodoTests;
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
+  if (skipped > 0) { console.error("error: skipped tests do not count as passed"); process.exit(1); }
+' || status=1
+exit $status
