@@ -1,5 +1,7 @@
 // Issue 4: one spec whose group spans an S3 prefix and a PostgreSQL schema — one plan, one
 // apply, both enforced — proven by logging in with the issued password and using the issued key.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { startMoto, type Moto } from '../support/moto.js';
 import { adminQuery, connectAs, expectLoginRefused, expectPermissionDenied, pgFixture, queryAs, urlFor } from '../support/pg.js';
@@ -87,8 +89,17 @@ test('one group spanning S3 and PostgreSQL: one plan, one apply, both enforced; 
   expect(await queryAs(db, pw, 'SELECT id FROM features.later')).toEqual([{ id: 7 }]);
   await expectNoChanges(ws);
 
+  // PostgreSQL rotation: the new password works at once, the old one no longer does
+  const rotated = await ws.run('credentials', 'rotate', alice, '--backend', 'warehouse');
+  expect(rotated.code, rotated.stderr).toBe(0);
+  const pw2 = await password(alice);
+  expect(pw2.password).not.toBe(pw.password);
+  expect(await queryAs(db, pw2, 'SELECT count(*)::int AS n FROM features.f')).toEqual([{ n: 2 }]);
+  await expectLoginRefused(db, pw);
+  const bobPw = await password(bob);
+
   // WHEN alice leaves, with a session still open
-  const session = await connectAs(db, pw);
+  const session = await connectAs(db, pw2);
   expect((await session.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   ws.writeSpec(spec(`  ${bob}: { type: service, groups: [${group}] }\n`));
   const out = await apply(ws);
@@ -96,13 +107,23 @@ test('one group spanning S3 and PostgreSQL: one plan, one apply, both enforced; 
   expect(out).toContain(`- warehouse:role/${alice}`);
   // THEN her key is dead, her login refused, her open session terminated; bob is untouched
   await keyIsDead(moto, key);
-  await expectLoginRefused(db, pw);
+  await expectLoginRefused(db, pw2);
   await expect(session.query('SELECT 1')).rejects.toThrow();
   await session.end().catch(() => undefined);
   expect(await queryAs(db, await password(bob), 'SELECT count(*)::int AS n FROM features.f')).toEqual([{ n: 2 }]);
   // the hand-made role and its grants are untouched
   expect(await queryAs(db, { name: handmade, password: 'handmade-pw' }, 'SELECT id FROM private.p')).toEqual([{ id: 42 }]);
   await expectNoChanges(ws);
+
+  // no password issued appears in any output, the journal, the audit log or a state file
+  const secrets = [pw.password, pw2.password, bobPw.password, key.secretAccessKey];
+  const transcript = ws.transcript.join('\n');
+  const stateDir = join(ws.dir, '.datagrant');
+  const files = readdirSync(stateDir).map((f) => readFileSync(join(stateDir, f)));
+  for (const s of secrets) {
+    expect(transcript.includes(s)).toBe(false);
+    for (const f of files) expect(f.includes(Buffer.from(s))).toBe(false);
+  }
 
   // destroy removes everything datagrant made, and still leaves the hand-made role alone
   expect((await ws.run('destroy', '--auto-approve')).code).toBe(0);
