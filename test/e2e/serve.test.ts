@@ -8,6 +8,7 @@ import { startServe, type RunningServer } from '../../src/serve/serve.js';
 import type { Io } from '../../src/cli/io.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import type { Workspace } from '../support/cli.js';
+import { adminQuery, expectLoginRefused, pgFixture, queryAs, urlFor } from '../support/pg.js';
 import { canRead, initWorkspace, issuedKey, keyIsDead, s3For, useMotoAdmin } from './aws-support.js';
 
 const TOKEN = 'test-token-for-scim-0123456789';
@@ -124,6 +125,34 @@ describe('Entra', () => {
     const off = await scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'Replace', path: 'active', value: 'False' }] });
     expect(off.status).toBe(200);
     expect(off.json.active).toBe(false);
+  });
+});
+
+describe('PostgreSQL', () => {
+  const fx = pgFixture('serve');
+  let db: string;
+  beforeAll(async () => {
+    db = await fx.database('features');
+    await adminQuery(db, `REVOKE CONNECT ON DATABASE "${db}" FROM PUBLIC; CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1);`);
+  });
+  afterAll(async () => fx.cleanup());
+
+  test('a SCIM user in a mapped group logs in with the issued password; deactivated, the login is refused', async () => {
+    // GIVEN a spec whose mapped group also grants a PostgreSQL schema
+    ws.writeSpec(`${SPEC.replace('backends: { aws: { type: aws } }', `backends:\n  aws: { type: aws }\n  wh: { type: postgres, url: "\${WH_URL}", scope: ${fx.run} }`).replace('datasets:\n', `datasets:\n  features: { backend: wh, database: ${db}, schema: features }\n`).replace('grants: [{ dataset: training-data, access: read }]', 'grants: [{ dataset: training-data, access: read }, { dataset: features, access: read }]')}`);
+    ws.env.WH_URL = urlFor(db);
+    const userName = `${fx.run}@example.com`;
+    const created = await scim('POST', '/Users', okUser(userName));
+    const id = created.json.id as string;
+    await andReconcile(scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: id }] }));
+    const r = await ws.run('credentials', 'export', fx.run, '--backend', 'wh', '--format', 'json');
+    expect(r.code, r.stderr).toBe(0);
+    const secret = JSON.parse(r.stdout) as { username: string; password: string };
+    const login = { name: secret.username, password: secret.password };
+    fx.role(login.name);
+    expect(await queryAs(db, login, 'SELECT id FROM features.f')).toEqual([{ id: 1 }]);
+    await andReconcile(scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: false } }] }));
+    await expectLoginRefused(db, login);
   });
 });
 
