@@ -49,5 +49,5 @@ console.log(`  parse + validate        ${ms(t1 - t0).toFixed(0).padStart(6)} ms`
 console.log(`  compile                 ${ms(t2 - t1).toFixed(0).padStart(6)} ms`);
 console.log(`  diff from empty         ${ms(t3 - t2).toFixed(0).padStart(6)} ms  (${fromEmpty.changes.length} changes)`);
 console.log(`  diff no-op              ${ms(t5 - t4).toFixed(0).padStart(6)} ms`);
-console.log(`  compile + diff          ${(ms(t2 - t1) + ms(t3 - t2)).toFixed(0).padStart(6)} ms  (target < 1000 ms)`);
+console.log(`  compile + diff (worst)  ${(ms(t2 - t1) + Math.max(ms(t3 - t2), ms(t5 - t4))).toFixed(0).padStart(6)} ms  (target < 1000 ms)`);
 console.log(`  peak RSS                ${rssMb.toFixed(0).padStart(6)} MB  (target < 512 MB)`);

@@ -26,3 +26,10 @@ export function sha256(text: string): string {
 export function hashJson(value: Json | unknown): string {
   return sha256(canonicalJson(value));
 }
+
+/** sha256 over many strings, each followed by a newline, without joining them first. */
+export function sha256Lines(lines: Iterable<string>): string {
+  const h = createHash('sha256');
+  for (const l of lines) h.update(l).update('\n');
+  return h.digest('hex');
+}

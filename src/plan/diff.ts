@@ -1,6 +1,6 @@
 // Desired vs actual, by address → the changes that turn one into the other. Pure: the clock and
 // what datagrant last applied are passed in.
-import { canonicalJson, hashJson } from '../core/canonical.js';
+import { canonicalJson, hashJson, sha256Lines } from '../core/canonical.js';
 import type { ActualState, Change, DesiredState, Notice, Plan, Resource } from '../core/types.js';
 
 export interface DiffOptions {
@@ -18,16 +18,19 @@ export interface DiffOptions {
 
 export const attrsHash = (r: Resource) => hashJson(r.attrs);
 
+/**
+ * Fingerprint of an actual state, to refuse a saved plan once the backend moved. Resources are
+ * hashed one by one in address order: a driver reads the same state into the same serialisation.
+ */
 export function actualHash(state: ActualState): string {
-  return hashJson(
-    [...state.resources]
-      .sort((a, b) => (a.address < b.address ? -1 : 1))
-      .map((r) => ({ address: r.address, attrs: r.attrs, meta: r.meta ?? null, lifecycle: r.lifecycle ?? null })),
-  );
+  const sorted = [...state.resources].sort((a, b) => (a.address < b.address ? -1 : 1));
+  return sha256Lines(sorted.map((r) => JSON.stringify([r.address, r.attrs, r.meta ?? null, r.lifecycle ?? null])));
 }
 
 function sameAttrs(a: Resource, b: Resource): boolean {
-  return canonicalJson(a.attrs) === canonicalJson(b.attrs);
+  // Equal serialisations are equal data; only when key order may differ is the canonical (sorted)
+  // form needed. The fast path keeps a no-op plan of 10,000 principals well under a second.
+  return JSON.stringify(a.attrs) === JSON.stringify(b.attrs) || canonicalJson(a.attrs) === canonicalJson(b.attrs);
 }
 
 function changedAttrs(before: Resource, after: Resource): string[] {
