@@ -12,6 +12,7 @@ import { LockError, StoreError } from '../core/errors.js';
 import type { Change } from '../core/types.js';
 import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
+import { credentialAad, toCredential, type CredRow } from './rows.js';
 import type {
   AuditEntry,
   AuditInput,
@@ -37,7 +38,6 @@ const CREDENTIAL_LOCK_SPACE = 0x6468;
 const TABLES = ['credentials', 'applied', 'journal', 'audit', 'audit_head', 'locks'] as const;
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
-const aad = (address: string, id: string) => `${address}#${id}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A stable non-negative int4 for an advisory lock key (non-negative so it reads back as the same oid in pg_locks). */
@@ -169,30 +169,6 @@ async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
   }
 }
 
-interface CredRow {
-  address: string;
-  credential_id: string;
-  backend: string;
-  principal: string;
-  state: 'current' | 'retiring';
-  created_at: string;
-  retire_at: string | null;
-  nonce: Buffer;
-  ciphertext: Buffer;
-  tag: Buffer;
-}
-
-function toCredential(r: CredRow): CredentialRow {
-  return {
-    address: r.address,
-    credentialId: r.credential_id,
-    backend: r.backend,
-    principal: r.principal,
-    state: r.state,
-    createdAt: r.created_at,
-    ...(r.retire_at ? { retireAt: r.retire_at } : {}),
-  };
-}
 
 interface JournalRow {
   id: string;
@@ -298,7 +274,7 @@ export class PgStore implements StateStore {
     secret: Record<string, string>,
     retireAt?: string,
   ): Promise<void> {
-    const sealed = this.key.seal(JSON.stringify(secret), aad(row.address, row.credentialId));
+    const sealed = this.key.seal(JSON.stringify(secret), credentialAad(row.address, row.credentialId));
     const t = this.#t.credentials;
     await this.tx(async (c) => {
       // Two replicas saving for one address take turns, so the second retires the first's
@@ -324,7 +300,7 @@ export class PgStore implements StateStore {
     const { rows } = await this.pool.query<CredRow>(`SELECT * FROM ${this.#t.credentials} WHERE address = $1 AND state = 'current'`, [address]);
     const r = rows[0];
     if (!r) return undefined;
-    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, aad(r.address, r.credential_id))) as Record<string, string>;
+    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, credentialAad(r.address, r.credential_id))) as Record<string, string>;
     return { row: toCredential(r), secret };
   }
 

@@ -7,6 +7,7 @@ import { LockError, StoreError } from '../core/errors.js';
 import type { Change } from '../core/types.js';
 import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
+import { credentialAad, toCredential, type CredRow } from './rows.js';
 import type {
   AuditEntry,
   AuditInput,
@@ -78,32 +79,7 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 `;
 
-interface CredRow {
-  address: string;
-  credential_id: string;
-  backend: string;
-  principal: string;
-  state: 'current' | 'retiring';
-  created_at: string;
-  retire_at: string | null;
-  nonce: Buffer;
-  ciphertext: Buffer;
-  tag: Buffer;
-}
 
-function toCredential(r: CredRow): CredentialRow {
-  return {
-    address: r.address,
-    credentialId: r.credential_id,
-    backend: r.backend,
-    principal: r.principal,
-    state: r.state,
-    createdAt: r.created_at,
-    ...(r.retire_at ? { retireAt: r.retire_at } : {}),
-  };
-}
-
-const aad = (address: string, id: string) => `${address}#${id}`;
 
 function pidAlive(pid: number): boolean {
   try {
@@ -148,7 +124,7 @@ export class SqliteStore implements StateStore {
     secret: Record<string, string>,
     retireAt?: string,
   ): Promise<void> {
-    const sealed = this.key.seal(JSON.stringify(secret), aad(row.address, row.credentialId));
+    const sealed = this.key.seal(JSON.stringify(secret), credentialAad(row.address, row.credentialId));
     this.db.transaction(() => {
       if (retireAt) {
         this.db
@@ -169,7 +145,7 @@ export class SqliteStore implements StateStore {
   async revealCredential(address: string): Promise<{ row: CredentialRow; secret: Record<string, string> } | undefined> {
     const r = this.db.prepare("SELECT * FROM credentials WHERE address = ? AND state = 'current'").get(address) as CredRow | undefined;
     if (!r) return undefined;
-    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, aad(r.address, r.credential_id))) as Record<string, string>;
+    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, credentialAad(r.address, r.credential_id))) as Record<string, string>;
     return { row: toCredential(r), secret };
   }
 
