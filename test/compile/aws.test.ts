@@ -15,6 +15,7 @@ import { CompileError } from '../../src/core/errors.js';
 import type { Level, Resource } from '../../src/core/types.js';
 import { parseSpec } from '../../src/spec/load.js';
 import { specSchema, type Spec, type SpecInput } from '../../src/spec/schema.js';
+import { mulberry32 } from '../support/prng.js';
 
 const NOW = new Date('2026-11-28T00:00:00Z');
 const BUCKET = 'ai-model-data';
@@ -235,15 +236,6 @@ const allows = (statements: Statement[], req: Request) =>
     (s) => s.Effect === 'Allow' && s.Action.includes(req.action) && s.Resource.some((r) => glob(r, req.resource)) && conditionHolds(s.Condition, req),
   );
 
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const BUCKETS = ['bucket-a', 'bucket-b'];
 const PREFIXES = [undefined, 'a/', 'a/b/', 'c/'];

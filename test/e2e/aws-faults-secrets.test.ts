@@ -10,6 +10,7 @@ import type { Io } from '../../src/cli/io.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import type { Workspace } from '../support/cli.js';
 import { startProxy } from '../support/http-proxy.js';
+import { mulberry32 } from '../support/prng.js';
 import { adminIam, apply, expectNoChanges, initWorkspace, issuedKey, canRead, keysOf, s3For, useMotoAdmin } from './aws-support.js';
 
 let moto: Moto;
@@ -25,20 +26,10 @@ beforeEach(async () => {
 });
 afterEach(() => ws?.cleanup());
 
-/** Mulberry32: a small seeded PRNG, so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Fails 30 % of reads and changes, before they reach AWS, with throttling or a 5xx. */
 function flaky(seed: number, counter: { injected: number }): (b: Backend) => Backend {
-  const rnd = prng(seed);
+  const rnd = mulberry32(seed);
   const maybeFail = (what: string) => {
     if (rnd() < 0.3) {
       counter.injected++;
