@@ -106,3 +106,14 @@ export class RedactingBackend implements Backend {
 export function withRedaction(backend: Backend): Backend {
   return new RedactingBackend(backend);
 }
+
+/** A connection URL without its password, for error messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(an unparseable URL)';
+  }
+}

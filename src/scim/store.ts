@@ -6,6 +6,7 @@
 // by the database even when two replicas race. Every write is one transaction that re-reads the
 // row, checks If-Match, runs the caller's change and writes it: a request that fails stores nothing.
 import { randomUUID } from 'node:crypto';
+import { redactUrl } from '../backends/redact.js';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { StoreError } from '../core/errors.js';
@@ -314,16 +315,6 @@ export interface PgScimStoreOptions extends ScimStoreOptions {
   poolSize?: number;
 }
 
-/** The URL without its password, for error messages. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(an unparseable URL)';
-  }
-}
 
 /**
  * Open the SCIM tables in PostgreSQL: `url` (DATAGRANT_STORE_URL) or an existing pool (the state
@@ -354,7 +345,7 @@ export async function openPgScimStore(url: string | pg.Pool, opts: PgScimStoreOp
     }
   } catch (e) {
     if (owned) await pool.end().catch(() => undefined);
-    throw new StoreError(`cannot open the SCIM tables in ${typeof url === 'string' ? redact(url) : 'the state store'}: ${(e as Error).message}`);
+    throw new StoreError(`cannot open the SCIM tables in ${typeof url === 'string' ? redactUrl(url) : 'the state store'}: ${(e as Error).message}`);
   }
   return new PgScimStore(pool, schema, owned, opts);
 }

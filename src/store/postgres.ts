@@ -6,6 +6,7 @@
 //   that dies loses it with its connection (no heartbeat, no staleness guess).
 // Session advisory locks need a real session: the URL must not name a transaction-mode pooler.
 import { createHash } from 'node:crypto';
+import { redactUrl } from '../backends/redact.js';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { LockError, StoreError } from '../core/errors.js';
@@ -45,16 +46,6 @@ function lockKey(text: string): number {
   return createHash('sha256').update(text).digest().readUInt32BE(0) & 0x7fffffff;
 }
 
-/** The URL without its password, for error messages. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(an unparseable URL)';
-  }
-}
 
 function ddl(s: string): string {
   return `
@@ -132,7 +123,7 @@ export async function openPgStore(url: string, key: MasterKey, opts: PgStoreOpti
   try {
     pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: 'datagrant' });
   } catch (e) {
-    throw new StoreError(`cannot open the state store ${redact(url)}: ${(e as Error).message}`);
+    throw new StoreError(`cannot open the state store ${redactUrl(url)}: ${(e as Error).message}`);
   }
   // An idle connection that breaks is dropped by the pool and replaced on the next query.
   pool.on('error', () => undefined);
@@ -140,7 +131,7 @@ export async function openPgStore(url: string, key: MasterKey, opts: PgStoreOpti
     await createSchema(pool, schema);
   } catch (e) {
     await pool.end().catch(() => undefined);
-    throw new StoreError(`cannot open the state store ${redact(url)} (schema ${schema}): ${(e as Error).message}`);
+    throw new StoreError(`cannot open the state store ${redactUrl(url)} (schema ${schema}): ${(e as Error).message}`);
   }
   return new PgStore(pool, key, schema);
 }

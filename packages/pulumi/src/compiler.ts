@@ -2,6 +2,7 @@
 // tag itself: it parses the spec and compiles it with exactly the code `datagrant plan|apply`
 // runs, so the two paths cannot disagree about what a grant means.
 export { parseSpec, type LoadedSpec } from '../../../src/spec/load.js';
+export { readSpecFile } from '../../../src/app/engine.js';
 export { compile } from '../../../src/compile/index.js';
 export { compileAws, DEFAULT_IAM_PATH, MANAGED_TAG } from '../../../src/compile/aws/compile.js';
 export type { PolicyDocument } from '../../../src/compile/aws/policy.js';

@@ -1,13 +1,12 @@
 // Pulumi components over datagrant's compiler. Everything AWS is told (names, paths, tags, policy
 // documents) comes from `compileAws`, the function `datagrant plan|apply` uses; this file only
 // maps each compiled object to the Pulumi resource that creates the same IAM object.
-import { readFileSync } from 'node:fs';
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import {
   compile,
-  SpecError,
   parseSpec,
+  readSpecFile,
   type Level,
   type Notice,
   type Resource,
@@ -53,14 +52,7 @@ function specText(args: DataAccessArgs, label: string): { file: string; text: st
     throw new Error(`${label}: give exactly one of \`spec\` and \`specFile\``);
   }
   if (args.specFile !== undefined) {
-    const file = args.specFile;
-    try {
-      return { file, text: readFileSync(file, 'utf8') };
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
-      throw new SpecError([{ file, line: 0, column: 0, path: '', message: `cannot read the spec: ${why}` }]);
-    }
+    return readSpecFile(args.specFile);
   }
   const spec = args.spec!;
   // An object goes through the same parser as a file (JSON is YAML), so it is validated alike.
