@@ -6,7 +6,7 @@ import type { Backend } from '../backends/backend.js';
 import { closeBackends } from '../backends/factory.js';
 import { loadSpec, makePlan, pruneStore, readActual, readSpecFile } from '../app/engine.js';
 import { applyPlan } from '../apply/apply.js';
-import { LockError } from '../core/errors.js';
+import { ApplyError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
 import type { PrincipalSpec, Spec } from '../spec/schema.js';
 import type { StateStore } from '../store/store.js';
@@ -153,7 +153,8 @@ export class Reconciler {
     } catch (e) {
       failed = true;
       this.metrics.failures++;
-      logger.error({ err: { name: (e as Error).name, message: (e as Error).message } }, 'reconcile failed');
+      const failures = e instanceof ApplyError ? e.failures : undefined;
+      logger.error({ err: { name: (e as Error).name, message: (e as Error).message }, ...(failures ? { failures } : {}) }, 'reconcile failed');
     } finally {
       if (backends) await closeBackends(backends);
       await store.releaseLock();

@@ -36,7 +36,7 @@ beforeEach(async () => {
   ws = await initWorkspace(SPEC);
   ws.env.DATAGRANT_SCIM_TOKEN_SHA256 = hashToken(TOKEN);
   const io: Io = { stdout: () => undefined, stderr: () => undefined, env: ws.env, cwd: ws.dir, isTTY: false, now: () => new Date() };
-  server = await startServe(io, { port: 0, debounceMs: 20, intervalSeconds: 3600, logger: pino({ level: 'silent' }) });
+  server = await startServe(io, { port: 0, debounceMs: 20, intervalSeconds: 3600, logger: pino({ level: 'error' }) });
   await server.reconciler.settled();
 });
 afterEach(async () => {
@@ -139,17 +139,24 @@ describe('PostgreSQL', () => {
 
   test('a SCIM user in a mapped group logs in with the issued password; deactivated, the login is refused', async () => {
     // GIVEN a spec whose mapped group also grants a PostgreSQL schema
-    ws.writeSpec(`${SPEC.replace('backends: { aws: { type: aws } }', `backends:\n  aws: { type: aws }\n  wh: { type: postgres, url: "\${WH_URL}", scope: ${fx.run} }`).replace('datasets:\n', `datasets:\n  features: { backend: wh, database: ${db}, schema: features }\n`).replace('grants: [{ dataset: training-data, access: read }]', 'grants: [{ dataset: training-data, access: read }, { dataset: features, access: read }]')}`);
+    // (group and principal names are roles, which are cluster-wide: unique to this run)
+    const group = fx.name('ml');
+    ws.writeSpec(
+      SPEC.replace('backends: { aws: { type: aws } }', `backends:\n  aws: { type: aws }\n  wh: { type: postgres, url: "\${WH_URL}", scope: ${fx.run} }`)
+        .replace('datasets:\n', `datasets:\n  features: { backend: wh, database: ${db}, schema: features }\n`)
+        .replace('ml-researchers: { grants: [{ dataset: training-data, access: read }] }', `${group}: { grants: [{ dataset: training-data, access: read }, { dataset: features, access: read }] }`)
+        .replace('"ML Research": ml-researchers', `"ML Research": ${group}`),
+    );
     ws.env.WH_URL = urlFor(db);
     const userName = `${fx.run}@example.com`;
+    fx.role(fx.run); // the SCIM user's role is named after the userName's local part
     const created = await scim('POST', '/Users', okUser(userName));
     const id = created.json.id as string;
     await andReconcile(scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: id }] }));
     const r = await ws.run('credentials', 'export', fx.run, '--backend', 'wh', '--format', 'json');
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, `${r.stderr}\nreconcile failures: ${server.reconciler.metrics.failures}`).toBe(0);
     const secret = JSON.parse(r.stdout) as { username: string; password: string };
     const login = { name: secret.username, password: secret.password };
-    fx.role(login.name);
     expect(await queryAs(db, login, 'SELECT id FROM features.f')).toEqual([{ id: 1 }]);
     await andReconcile(scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: false } }] }));
     await expectLoginRefused(db, login);
