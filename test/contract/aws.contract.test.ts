@@ -1,0 +1,33 @@
+import { CreateUserCommand, GetUserCommand, ListUserTagsCommand } from '@aws-sdk/client-iam';
+import { createAwsBackend } from '../../src/backends/aws/driver.js';
+import { iamAs, startMoto } from '../support/moto.js';
+import { describeBackendContract } from './backend-contract.js';
+
+describeBackendContract('aws', async () => {
+  const moto = await startMoto({ auth: true });
+  const iam = iamAs(moto, moto.admin);
+  await iam.send(new CreateUserCommand({ UserName: 'outsider', Path: '/', Tags: [{ Key: 'team', Value: 'ops' }] }));
+  const snapshot = async () => JSON.stringify([(await iam.send(new GetUserCommand({ UserName: 'outsider' }))).User, (await iam.send(new ListUserTagsCommand({ UserName: 'outsider' }))).Tags]);
+  const before = await snapshot();
+  return {
+    name: 'aws',
+    backend: createAwsBackend({ name: 'aws', iamPath: '/datagrant/', region: moto.region, endpoint: moto.endpoint, credentials: moto.admin }),
+    spec: `version: 1
+backends: { aws: { type: aws } }
+datasets:
+  data: { backend: aws, bucket: ai-model-data, prefix: training/ }
+  art: { backend: aws, bucket: ai-model-artifacts }
+groups: { readers: { grants: [{ dataset: data, access: read }] } }
+principals:
+  alice: { type: person, groups: [readers] }
+  trainer: { type: service, groups: [readers], grants: [{ dataset: art, access: write }] }
+`,
+    async outsideUnchanged() {
+      if ((await snapshot()) !== before) throw new Error('the IAM user outside the path changed');
+    },
+    async cleanup() {
+      iam.destroy();
+      await moto.stop();
+    },
+  };
+});
