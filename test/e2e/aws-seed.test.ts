@@ -121,6 +121,15 @@ describe('the seed scenario', () => {
     await expectNoChanges(ws);
   });
 
+  test('apply without a terminal and without --auto-approve refuses and changes nothing', async () => {
+    ws = await initWorkspace(SEED);
+    const r = await ws.run('apply');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/apply needs confirmation: run it in a terminal, pass --auto-approve, or apply a saved plan file/);
+    const d = await iam.send(new GetAccountAuthorizationDetailsCommand({ Filter: ['User'] }));
+    expect((d.UserDetailList ?? []).map((u) => u.UserName)).toEqual(['moto-admin']);
+  });
+
   test('a saved plan applies exactly, and is refused once the account moved', async () => {
     ws = await initWorkspace(SEED);
     expect((await ws.run('plan', '--out', 'seed.plan')).code).toBe(0);
