@@ -535,7 +535,9 @@ describe('aws driver, pure parts', () => {
   const cred = (credentialId: string, createdAt: string, address = 'aws:key/alice'): KnownCredential => ({ address, credentialId, createdAt, state: 'current' });
   test.each([
     ['agrees (milliseconds ignored)', 'alice', [cred('AKIA1', '2026-03-01T10:00:05.713Z')], ['AKIA1']],
-    ['creation second differs', 'alice', [cred('AKIA1', '2026-03-01T10:00:06.000Z')], undefined],
+    ['the SDK rounded x.9995 s up a second', 'alice', [cred('AKIA1', '2026-03-01T10:00:06.000Z')], ['AKIA1']],
+    ['creation time two seconds off', 'alice', [cred('AKIA1', '2026-03-01T10:00:07.000Z')], undefined],
+    ['creation time a day off', 'alice', [cred('AKIA1', '2026-03-02T10:00:05.000Z')], undefined],
     ['the store knows fewer keys', 'bob', [cred('AKIA1', '2026-03-01T10:00:05.000Z', 'aws:key/bob')], undefined],
     ['a key is inactive', 'bob', [cred('AKIA1', '2026-03-01T10:00:05.000Z', 'aws:key/bob'), cred('AKIA2', '2026-02-01T09:00:00.000Z', 'aws:key/bob')], undefined],
     ['the store knows a key that is gone', 'carol', [cred('AKIA3', '2026-03-01T10:00:05.000Z', 'aws:key/carol')], undefined],

@@ -280,11 +280,18 @@ export function parseCredentialReport(csv: string): Map<string, ReportKey[]> {
   return out;
 }
 
-const signature = (keys: ReportKey[]) =>
-  keys
-    .map((k) => `${k.createdSec}:${k.active}`)
-    .sort()
-    .join(',');
+/**
+ * Whether the report's keys are the expected ones: same count, same status, creation times within
+ * a second. The slack is for SDKs that round a sub-second CreateDate (x.9995 s) up to the next
+ * second while the report truncates it.
+ */
+function sameKeys(reported: ReportKey[], expected: ReportKey[]): boolean {
+  if (reported.length !== expected.length) return false;
+  const order = (a: ReportKey, b: ReportKey) => a.createdSec - b.createdSec;
+  const r = [...reported].sort(order);
+  const e = [...expected].sort(order);
+  return r.every((k, i) => k.active === e[i]!.active && Math.abs(k.createdSec - e[i]!.createdSec) <= 1);
+}
 
 /**
  * The keys of `user` as the store knows them, if the report agrees with the store exactly
@@ -295,6 +302,6 @@ export function keysFromStore(user: string, slot: string, report: Map<string, Re
   if (!reported) return undefined;
   const stored = credentials.filter((c) => c.address === slot);
   const expected = stored.map((c) => ({ active: true, createdSec: Math.floor(Date.parse(c.createdAt) / 1000) }));
-  if (signature(reported) !== signature(expected)) return undefined;
+  if (!sameKeys(reported, expected)) return undefined;
   return stored.map((c) => ({ accessKeyId: c.credentialId, status: 'Active', createdAt: c.createdAt }));
 }
