@@ -158,6 +158,8 @@ export class SqliteScimStore implements ScimStore {
   private readonly listeners = new Listeners();
   private readonly now: () => Date;
   private readonly newId: () => string;
+  /** Prepared statements by SQL text: preparing costs more than running a point query. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   /** `db` is an open better-sqlite3 handle (the state store's) or a file path (`:memory:` for tests). */
   constructor(db: Database.Database | string, opts: ScimStoreOptions = {}) {
@@ -179,8 +181,17 @@ export class SqliteScimStore implements ScimStore {
     this.newId = opts.newId ?? randomUUID;
   }
 
+  private sql(text: string): Database.Statement {
+    let stmt = this.statements.get(text);
+    if (!stmt) {
+      stmt = this.db.prepare(text);
+      this.statements.set(text, stmt);
+    }
+    return stmt;
+  }
+
   private row(type: ResourceType, id: string): Row | undefined {
-    return this.db.prepare(`SELECT * FROM ${TABLE[type]} WHERE id = ?`).get(id) as Row | undefined;
+    return this.sql(`SELECT * FROM ${TABLE[type]} WHERE id = ?`).get(id) as Row | undefined;
   }
 
   async get(type: ResourceType, id: string): Promise<ScimRecord | undefined> {
@@ -189,16 +200,16 @@ export class SqliteScimStore implements ScimStore {
   }
 
   async list(type: ResourceType): Promise<ScimRecord[]> {
-    return (this.db.prepare(`SELECT * FROM ${TABLE[type]} ORDER BY created, id`).all() as Row[]).map((r) => toRecord(type, r));
+    return (this.sql(`SELECT * FROM ${TABLE[type]} ORDER BY created, id`).all() as Row[]).map((r) => toRecord(type, r));
   }
 
   async findByKey(type: ResourceType, key: string): Promise<ScimRecord | undefined> {
-    const r = this.db.prepare(`SELECT * FROM ${TABLE[type]} WHERE unique_key = ?`).get(key.toLowerCase()) as Row | undefined;
+    const r = this.sql(`SELECT * FROM ${TABLE[type]} WHERE unique_key = ?`).get(key.toLowerCase()) as Row | undefined;
     return r && toRecord(type, r);
   }
 
   async existing(type: ResourceType, ids: string[]): Promise<Set<string>> {
-    const stmt = this.db.prepare(`SELECT 1 FROM ${TABLE[type]} WHERE id = ?`);
+    const stmt = this.sql(`SELECT 1 FROM ${TABLE[type]} WHERE id = ?`);
     return new Set(ids.filter((id) => stmt.get(id) !== undefined));
   }
 
@@ -216,8 +227,7 @@ export class SqliteScimStore implements ScimStore {
     const at = this.now().toISOString();
     this.insertUnique(
       () =>
-        this.db
-          .prepare(`INSERT INTO ${TABLE[type]} (id, unique_key, created, last_modified, version, attrs) VALUES (?, ?, ?, ?, 1, ?)`)
+        this.sql(`INSERT INTO ${TABLE[type]} (id, unique_key, created, last_modified, version, attrs) VALUES (?, ?, ?, ?, 1, ?)`)
           .run(id, uniqueKey(type, attrs), at, at, JSON.stringify(attrs)),
       type,
       attrs,
@@ -237,8 +247,7 @@ export class SqliteScimStore implements ScimStore {
       const version = Number(r.version) + 1;
       this.insertUnique(
         () =>
-          this.db
-            .prepare(`UPDATE ${TABLE[type]} SET unique_key = ?, last_modified = ?, version = ?, attrs = ? WHERE id = ?`)
+          this.sql(`UPDATE ${TABLE[type]} SET unique_key = ?, last_modified = ?, version = ?, attrs = ? WHERE id = ?`)
             .run(uniqueKey(type, attrs), at, version, JSON.stringify(attrs), id),
         type,
         attrs,
@@ -256,14 +265,14 @@ export class SqliteScimStore implements ScimStore {
       const r = this.row(type, id);
       if (!r) throw notFound(`${type} ${id} not found`);
       if (!ifMatchAdmits(opts.ifMatch, etag(Number(r.version)))) throw preconditionFailed(`If-Match does not match the current version ${etag(Number(r.version))}`);
-      this.db.prepare(`DELETE FROM ${TABLE[type]} WHERE id = ?`).run(id);
+      this.sql(`DELETE FROM ${TABLE[type]} WHERE id = ?`).run(id);
       // Memberships of the deleted resource go with it (groups may hold users or groups).
       const at = this.now().toISOString();
-      const groups = this.db.prepare(`SELECT * FROM scim_groups WHERE instr(attrs, ?) > 0`).all(JSON.stringify(id)) as Row[];
+      const groups = this.sql(`SELECT * FROM scim_groups WHERE instr(attrs, ?) > 0`).all(JSON.stringify(id)) as Row[];
       for (const g of groups) {
         const next = withoutMember(toRecord('Group', g).attrs, id);
         if (!next) continue;
-        this.db.prepare(`UPDATE scim_groups SET attrs = ?, last_modified = ?, version = version + 1 WHERE id = ?`).run(JSON.stringify(next), at, g.id);
+        this.sql(`UPDATE scim_groups SET attrs = ?, last_modified = ?, version = version + 1 WHERE id = ?`).run(JSON.stringify(next), at, g.id);
         touched.push(g.id);
       }
     });
