@@ -6,6 +6,9 @@ import { closeBackends, makeBackends, type BackendOptions } from '../backends/fa
 import { loadSpec, readSpecFile } from '../app/engine.js';
 import { openStore, statePaths, type StatePaths } from '../store/open.js';
 import type { StateStore } from '../store/store.js';
+import { scimPeople } from '../scim/identities.js';
+import { openScimStore } from '../scim/store.js';
+import type { Spec } from '../spec/schema.js';
 import type { Io } from './io.js';
 
 export interface CommonOptions {
@@ -47,6 +50,22 @@ export async function withStore<T>(io: Io, opts: CommonOptions, fn: (store: Stat
     return await fn(store);
   } finally {
     await store.close();
+  }
+}
+
+/**
+ * With a `scim:` section in the spec, the people the identity provider pushed to `datagrant serve`
+ * are principals too, merged exactly as serve merges them: plan, apply and drift from the CLI
+ * then agree with serve instead of planning to tear its users down.
+ */
+export async function withScimPeople<L extends { spec: Spec }>(io: Io, opts: CommonOptions, loaded: L): Promise<L> {
+  if (!loaded.spec.scim) return loaded;
+  const scim = await openScimStore({ ...(io.env.DATAGRANT_STORE_URL ? { storeUrl: io.env.DATAGRANT_STORE_URL } : {}), sqlite: pathsFor(io, opts).scimDb });
+  try {
+    const people = await scimPeople(scim, loaded.spec);
+    return { ...loaded, spec: { ...loaded.spec, principals: { ...people, ...loaded.spec.principals } } };
+  } finally {
+    await scim.close();
   }
 }
 

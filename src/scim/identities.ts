@@ -19,7 +19,8 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Json } from '../core/types.js';
 import type { JsonObject } from './schemas.js';
-import type { ScimRecord } from './store.js';
+import type { PrincipalSpec, Spec } from '../spec/schema.js';
+import type { ScimRecord, ScimStore } from './store.js';
 
 export interface ScimPrincipal {
   type: 'person';
@@ -103,3 +104,16 @@ export function scimPrincipals(
   }
   return out;
 }
+
+/**
+ * The principals the SCIM users of `store` add to `spec` (none without a `scim:` section).
+ * `datagrant serve` and the CLI's plan, apply and drift merge them alike, so that both see the
+ * same desired state.
+ */
+export async function scimPeople(store: ScimStore, spec: Spec): Promise<Record<string, PrincipalSpec>> {
+  if (!spec.scim) return {};
+  const users = await store.list('User');
+  const groups = await store.list('Group');
+  return scimPrincipals(users, groups, spec.scim.groups ?? {}, { taken: Object.keys(spec.principals) });
+}
+

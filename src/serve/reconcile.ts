@@ -1,11 +1,12 @@
 // The long-running reconciler behind `datagrant serve`: on every SCIM change (debounced) and on
 // an interval, the spec plus the SCIM identities are planned and applied with the same engine as
 // the CLI. Only the holder of the state lock reconciles; other replicas skip and serve SCIM.
-import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
 import { closeBackends } from '../backends/factory.js';
 import { loadSpec, makePlan, pruneStore, readActual, readSpecFile } from '../app/engine.js';
 import { applyPlan } from '../apply/apply.js';
+import { compile } from '../compile/index.js';
+import { hashJson, sha256 } from '../core/canonical.js';
 import { ApplyError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
 import type { PrincipalSpec, Spec } from '../spec/schema.js';
@@ -13,10 +14,20 @@ import type { StateStore } from '../store/store.js';
 
 const yieldToRequests = () => new Promise<void>((r) => setImmediate(r));
 
+/** What the reconciler logs through: a pino logger, or the reconciler thread's relay to one. */
+export interface ReconcileLogger {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
 export interface ReconcileMetrics {
   runs: number;
   failures: number;
   skippedLocked: number;
+  /** Runs asked for by a SCIM change that found nothing changed since the last good run. */
+  skippedUnchanged: number;
   changesApplied: number;
   lastDurationSeconds: number;
   durationSecondsSum: number;
@@ -29,7 +40,7 @@ export interface ReconcilerOptions {
   /** People known from SCIM, as spec principals (active users only). */
   identities: (spec: Spec) => Promise<Record<string, PrincipalSpec>>;
   makeBackends: (spec: Spec) => Record<string, Backend>;
-  logger: Logger;
+  logger: ReconcileLogger;
   debounceMs?: number;
   intervalMs?: number;
   concurrency?: number;
@@ -37,14 +48,20 @@ export interface ReconcilerOptions {
   now?: () => Date;
   /** Told after every reconcile that held the lock (for metrics). */
   onRun?: (r: { seconds: number; applied: number; failed: boolean }) => void;
+  /** Told after every reconcile, whatever it did (skips too). */
+  onDone?: (metrics: ReconcileMetrics) => void;
 }
 
 export class Reconciler {
-  readonly metrics: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, changesApplied: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
+  readonly metrics: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, skippedUnchanged: 0, changesApplied: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
   #timer: NodeJS.Timeout | undefined;
   #interval: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #again = false;
+  /** The next run is a full one (start, interval), not only a SCIM change's. */
+  #full = false;
+  /** Fingerprint of the spec and identities of the last run that succeeded. */
+  #lastGood: string | undefined;
   #stopped = false;
   /** Resolved when nothing is running or scheduled. */
   #idleWaiters: (() => void)[] = [];
@@ -53,14 +70,18 @@ export class Reconciler {
 
   start(): void {
     const every = this.opts.intervalMs ?? 300_000;
-    this.#interval = setInterval(() => this.trigger(), every);
+    this.#interval = setInterval(() => this.trigger({ full: true }), every);
     this.#interval.unref();
-    this.trigger();
+    this.trigger({ full: true });
   }
 
-  /** Ask for a reconcile soon; many triggers within the debounce window make one run. */
-  trigger(): void {
+  /**
+   * Ask for a reconcile soon; many triggers within the debounce window make one run. A SCIM
+   * change's trigger (the default) may find nothing to do; `full` always reads the backends.
+   */
+  trigger(opts: { full?: boolean } = {}): void {
     if (this.#stopped) return;
+    if (opts.full) this.#full = true;
     if (this.#timer) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
@@ -95,7 +116,9 @@ export class Reconciler {
       this.#again = true;
       return;
     }
-    this.#running = this.runOnce().finally(() => {
+    const full = this.#full;
+    this.#full = false;
+    this.#running = this.runOnce({ full }).finally(() => {
       this.#running = undefined;
       if (this.#again && !this.#stopped) {
         this.#again = false;
@@ -108,35 +131,47 @@ export class Reconciler {
     await this.#running;
   }
 
-  /** One reconcile: lock, plan, apply. Never throws; failures are logged and counted. */
-  async runOnce(): Promise<void> {
+  /**
+   * One reconcile: read the spec and the identities, lock, plan, apply. Never throws; failures
+   * are logged and counted. A run asked for by a SCIM change (not `full`) whose spec and desired
+   * state are those of the last successful run has nothing to do and stops there, without
+   * touching the backends; drift and key rotation are the interval's (full) runs.
+   */
+  async runOnce(opts: { full?: boolean } = {}): Promise<void> {
     const { store, logger } = this.opts;
     const now = (this.opts.now ?? (() => new Date()))();
     const started = performance.now();
     const actor = this.opts.actor ?? 'serve';
-    try {
-      await store.acquireLock(`${actor} (reconcile)`, 0);
-    } catch (e) {
-      if (e instanceof LockError) {
-        this.metrics.skippedLocked++;
-        logger.debug({ reason: e.message }, 'reconcile skipped: another replica holds the state lock');
-        return;
-      }
-      throw e;
-    }
     let backends: Record<string, Backend> | undefined;
+    let locked = false;
     let applied = 0;
     let failed = false;
     try {
-      this.metrics.runs++;
-      await store.recoverJournal();
-      // The SCIM server shares this event loop: yield between the CPU-heavy steps so that
-      // requests are answered in between instead of waiting for a whole reconcile.
+      // Yield between the CPU-heavy steps so that whatever shares this event loop (the
+      // thread's messages; SCIM requests when run in the server's thread) is served in between.
       const loaded = loadSpec(readSpecFile(this.opts.specFile), this.opts.env, now);
       await yieldToRequests();
       const people = await this.opts.identities(loaded.spec);
       await yieldToRequests();
       const spec: Spec = { ...loaded.spec, principals: { ...people, ...loaded.spec.principals } };
+      // What this run would make the backends hold; unchanged since the last good run, a SCIM
+      // change (a user outside every mapped group, a no-op PATCH) has nothing to apply.
+      const fingerprint = sha256(`${loaded.specHash}\n${hashJson(compile(spec, now).desired)}`);
+      if (opts.full === false && fingerprint === this.#lastGood) {
+        this.metrics.skippedUnchanged++;
+        return;
+      }
+      try {
+        await store.acquireLock(`${actor} (reconcile)`, 0);
+        locked = true;
+      } catch (e) {
+        if (!(e instanceof LockError)) throw e;
+        this.metrics.skippedLocked++;
+        logger.debug({ reason: e.message }, 'reconcile skipped: another replica holds the state lock');
+        return;
+      }
+      this.metrics.runs++;
+      await store.recoverJournal();
       backends = this.opts.makeBackends(spec);
       let actual = await readActual(backends, store);
       if (await pruneStore(actual, store, actor, now)) actual = await readActual(backends, store);
@@ -150,18 +185,24 @@ export class Reconciler {
         this.metrics.changesApplied += result.applied;
         applied = result.applied;
       }
+      this.#lastGood = fingerprint;
     } catch (e) {
       failed = true;
+      this.#lastGood = undefined;
+      if (!locked) this.metrics.runs++;
       this.metrics.failures++;
       const failures = e instanceof ApplyError ? e.failures : undefined;
       logger.error({ err: { name: (e as Error).name, message: (e as Error).message }, ...(failures ? { failures } : {}) }, 'reconcile failed');
     } finally {
       if (backends) await closeBackends(backends);
-      await store.releaseLock();
-      const seconds = (performance.now() - started) / 1000;
-      this.metrics.lastDurationSeconds = seconds;
-      this.metrics.durationSecondsSum += seconds;
-      this.opts.onRun?.({ seconds, applied, failed });
+      if (locked) await store.releaseLock();
+      if (locked || failed) {
+        const seconds = (performance.now() - started) / 1000;
+        this.metrics.lastDurationSeconds = seconds;
+        this.metrics.durationSecondsSum += seconds;
+        this.opts.onRun?.({ seconds, applied, failed });
+      }
+      this.opts.onDone?.({ ...this.metrics });
     }
   }
 }

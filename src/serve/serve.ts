@@ -1,17 +1,14 @@
-// `datagrant serve`: the SCIM 2.0 service provider plus the reconciler, in one process.
+// `datagrant serve`: the SCIM 2.0 service provider plus the reconciler, in one process: SCIM on
+// the main thread, reconciles in a thread of their own (reconcile-worker.ts).
 import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
-import { makeBackends } from '../backends/factory.js';
 import { UsageError } from '../core/errors.js';
 import type { Io } from '../cli/io.js';
 import { actorOf, pathsFor, specPath, type CommonOptions } from '../cli/context.js';
 import { MetricsRegistry } from '../scim/metrics.js';
 import { buildScimServer } from '../scim/server.js';
 import { openScimStore, type ScimStore } from '../scim/store.js';
-import { scimPrincipals } from '../scim/identities.js';
-import { openStore } from '../store/open.js';
-import type { StateStore } from '../store/store.js';
-import { Reconciler } from './reconcile.js';
+import { ReconcilerThread } from './reconcile-thread.js';
 
 export interface ServeOptions extends CommonOptions {
   host?: string;
@@ -29,9 +26,8 @@ export interface ServeOptions extends CommonOptions {
 
 export interface RunningServer {
   url: string;
-  reconciler: Reconciler;
+  reconciler: ReconcilerThread;
   scim: ScimStore;
-  store: StateStore;
   close(): Promise<void>;
 }
 
@@ -50,36 +46,47 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
   const hashes = tokenHashes(io.env);
   const paths = pathsFor(io, opts);
   const logger = opts.logger ?? pino({ name: 'datagrant', redact: ['req.headers.authorization', 'headers.authorization'] });
-  const store = await openStore(paths, io.env);
-  const scim = await openScimStore({ ...(io.env.DATAGRANT_STORE_URL ? { storeUrl: io.env.DATAGRANT_STORE_URL } : {}), sqlite: paths.db });
+  const https = opts.tlsCert || opts.tlsKey ? loadTls(opts) : undefined;
   const metrics = new MetricsRegistry();
   const duration = metrics.histogram('datagrant_reconcile_duration_seconds', 'Time one reconcile took (read, plan and apply).');
   const applied = metrics.counter('datagrant_changes_applied_total', 'Changes applied by reconciles.');
   const failures = metrics.counter('datagrant_reconcile_failures_total', 'Reconciles that failed.');
+  const skipped = metrics.counter('datagrant_reconcile_skipped_total', 'Reconciles that did not run: another replica held the lock, or a SCIM change changed no principal.');
 
-  const reconciler = new Reconciler({
-    specFile: specPath(io, opts),
-    env: io.env,
-    store,
-    identities: async (spec) => {
-      const users = await scim.list('User');
-      const groups = await scim.list('Group');
-      await new Promise<void>((r) => setImmediate(r));
-      return scimPrincipals(users, groups, spec.scim?.groups ?? {}, { taken: Object.keys(spec.principals) });
+  // Reconciles run in a thread of their own, so that SCIM requests never wait behind one.
+  const reconciler = new ReconcilerThread({
+    config: {
+      specFile: specPath(io, opts),
+      paths,
+      // The backends' SDKs read credentials from the environment: the process's, plus what the caller passed.
+      env: { ...process.env, ...io.env },
+      debounceMs: opts.debounceMs ?? 100,
+      intervalMs: (opts.intervalSeconds ?? 300) * 1000,
+      actor: `${actorOf(io)} (serve)`,
     },
-    makeBackends: (spec) => makeBackends(spec),
     logger,
-    debounceMs: opts.debounceMs ?? 100,
-    intervalMs: (opts.intervalSeconds ?? 300) * 1000,
-    actor: `${actorOf(io)} (serve)`,
     onRun: (r) => {
       duration.observe(r.seconds);
       if (r.applied) applied.inc({}, r.applied);
       if (r.failed) failures.inc();
     },
+    onMetrics: (now, before) => {
+      const locked = now.skippedLocked - before.skippedLocked;
+      const unchanged = now.skippedUnchanged - before.skippedUnchanged;
+      if (locked) skipped.inc({ reason: 'locked' }, locked);
+      if (unchanged) skipped.inc({ reason: 'unchanged' }, unchanged);
+    },
   });
+  // The thread opens the state store first: a missing master key or store is reported from there.
+  let scim: ScimStore;
+  try {
+    await reconciler.start();
+    scim = await openScimStore({ ...(io.env.DATAGRANT_STORE_URL ? { storeUrl: io.env.DATAGRANT_STORE_URL } : {}), sqlite: paths.scimDb });
+  } catch (e) {
+    await reconciler.stop();
+    throw e;
+  }
 
-  const https = opts.tlsCert || opts.tlsKey ? loadTls(opts) : undefined;
   const app = buildScimServer({
     store: scim,
     tokenHashes: hashes,
@@ -89,19 +96,23 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     ...(opts.trustProxy ? { trustProxy: true } : {}),
     ...(https ? { https } : {}),
   });
-  const address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
-  reconciler.start();
-  logger.info({ url: address, spec: specPath(io, opts), store: io.env.DATAGRANT_STORE_URL ? 'postgres' : paths.db }, 'datagrant serve is listening');
+  let address: string;
+  try {
+    address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
+  } catch (e) {
+    await reconciler.stop();
+    await scim.close();
+    throw new UsageError(`cannot listen on ${opts.host ?? '127.0.0.1'}:${opts.port ?? 8080}: ${(e as Error).message}`);
+  }
+  logger.info({ url: address, spec: specPath(io, opts), store: io.env.DATAGRANT_STORE_URL ? 'postgres' : paths.dir }, 'datagrant serve is listening');
   return {
     url: address,
     reconciler,
     scim,
-    store,
     close: async () => {
       await app.close();
       await reconciler.stop();
       await scim.close();
-      await store.close();
     },
   };
 }

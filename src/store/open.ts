@@ -8,13 +8,19 @@ import type { StateStore } from './store.js';
 
 export interface StatePaths {
   dir: string;
+  /** Credentials, applied state, journal, lock, audit log. */
   db: string;
   keyFile: string;
+  /**
+   * SCIM identities (`datagrant serve`), in a file of their own: SQLite has one writer per file,
+   * and SCIM requests must never wait for a reconcile's writes to the state (nor it for theirs).
+   */
+  scimDb: string;
 }
 
 export function statePaths(dir: string): StatePaths {
   const d = resolve(dir);
-  return { dir: d, db: join(d, 'state.db'), keyFile: join(d, 'master.key') };
+  return { dir: d, db: join(d, 'state.db'), keyFile: join(d, 'master.key'), scimDb: join(d, 'scim.db') };
 }
 
 /** The master key: `DATAGRANT_MASTER_KEY`, else the key file made by `datagrant init`. */

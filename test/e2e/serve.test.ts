@@ -35,10 +35,16 @@ beforeEach(async () => {
   useMotoAdmin(moto);
   ws = await initWorkspace(SPEC);
   ws.env.DATAGRANT_SCIM_TOKEN_SHA256 = hashToken(TOKEN);
-  const io: Io = { stdout: () => undefined, stderr: () => undefined, env: ws.env, cwd: ws.dir, isTTY: false, now: () => new Date() };
-  server = await startServe(io, { port: 0, debounceMs: 20, intervalSeconds: 3600, logger: pino({ level: 'error' }) });
-  await server.reconciler.settled();
+  server = await startServer();
 });
+
+/** `serve` in the workspace; its reconciler thread takes the environment as it is now. */
+async function startServer(): Promise<RunningServer> {
+  const io: Io = { stdout: () => undefined, stderr: () => undefined, env: ws.env, cwd: ws.dir, isTTY: false, now: () => new Date() };
+  const started = await startServe(io, { port: 0, debounceMs: 20, intervalSeconds: 3600, logger: pino({ level: 'error' }) });
+  await started.reconciler.settled();
+  return started;
+}
 afterEach(async () => {
   await server?.close();
   ws?.cleanup();
@@ -148,6 +154,8 @@ describe('PostgreSQL', () => {
         .replace('"ML Research": ml-researchers', `"ML Research": ${group}`),
     );
     ws.env.WH_URL = urlFor(db);
+    await server.close();
+    server = await startServer();
     const userName = `${fx.run}@example.com`;
     fx.role(fx.run); // the SCIM user's role is named after the userName's local part
     const created = await scim('POST', '/Users', okUser(userName));
@@ -172,3 +180,51 @@ describe('auth', () => {
     expect((await scim('GET', '/Users')).json.totalResults).toBe(0);
   });
 });
+
+describe('the reconciler thread', () => {
+  test('a failed reconcile is logged through serve\'s logger and counted in /metrics; the next good one recovers', async () => {
+    // GIVEN serve with a logger whose lines are kept
+    await server.close();
+    const lines: { level: number; msg: string; err?: { message: string } }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const io: Io = { stdout: () => undefined, stderr: () => undefined, env: ws.env, cwd: ws.dir, isTTY: false, now: () => new Date() };
+    server = await startServe(io, { port: 0, debounceMs: 20, intervalSeconds: 3600, logger });
+    await server.reconciler.settled();
+    // WHEN the spec breaks and a SCIM change asks for a reconcile
+    ws.writeSpec(SPEC.replace('access: read', 'access: reed'));
+    await andReconcile(scim('POST', '/Users', okUser('ada@example.com')));
+    // THEN the failure is in the log, with the spec's own error, and in the metrics
+    const failed = lines.find((l) => l.msg === 'reconcile failed');
+    expect(failed?.level).toBe(50);
+    expect(failed?.err?.message).toMatch(/access.*reed/s);
+    const metrics = await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    expect(metrics).toMatch(/^datagrant_reconcile_failures_total 1$/m);
+    // and once the spec is fixed, the next change reconciles again
+    ws.writeSpec(SPEC);
+    await andReconcile(scim('POST', '/Users', okUser('bob@example.com')));
+    expect(server.reconciler.metrics.failures).toBe(1);
+    expect(server.reconciler.metrics.runs).toBeGreaterThanOrEqual(3);
+  });
+
+  test('serve does not start when the reconciler cannot open the state store, and says why', async () => {
+    const io: Io = { stdout: () => undefined, stderr: () => undefined, env: { ...ws.env, DATAGRANT_MASTER_KEY: '' }, cwd: ws.dir, isTTY: false, now: () => new Date() };
+    await expect(startServe(io, { port: 0, stateDir: `${ws.dir}/no-state-here`, logger: pino({ level: 'silent' }) })).rejects.toThrow(/no master key: set DATAGRANT_MASTER_KEY/);
+  });
+});
+
+describe('the CLI next to serve', () => {
+  test('plan and drift from the CLI count the SCIM people as serve does: no changes, nothing to tear down', async () => {
+    // GIVEN a SCIM user in a mapped group, provisioned by serve
+    const created = await scim('POST', '/Users', okUser('ada@example.com'));
+    await andReconcile(scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: created.json.id }] }));
+    expect((await ws.run('credentials', 'list')).stdout).toContain('ada');
+    // WHEN the CLI plans with the same spec
+    const plan = await ws.run('plan', '--detailed-exitcode');
+    const drift = await ws.run('drift');
+    // THEN it sees what serve applied
+    expect(plan.stdout).toContain('No changes.');
+    expect(plan.code).toBe(0);
+    expect(drift.code, drift.stdout).toBe(0);
+  });
+});
+

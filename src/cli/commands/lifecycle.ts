@@ -15,6 +15,7 @@ import {
   makeBackends,
   specPath,
   withBackends,
+  withScimPeople,
   withStore,
   type BackendOptions,
   type CommonOptions,
@@ -38,7 +39,7 @@ export async function planCommand(io: Io, opts: PlanOptions): Promise<number> {
   const plan = await withStore(io, opts, async (store) =>
     withBackends(makeBackends(loaded.spec, opts.backendOptions), async (backends) => {
       const actual = await readActual(backends, store, { exact: opts.exact ?? false });
-      return makePlan({ ...loaded, actual, store, now });
+      return makePlan({ ...(await withScimPeople(io, opts, loaded)), actual, store, now });
     }),
   );
   if (opts.out) writeFileSync(resolve(io.cwd, opts.out), renderPlanJson(plan), { mode: 0o600 });
@@ -120,7 +121,7 @@ export async function applyCommand(io: Io, opts: ApplyOptions): Promise<number> 
           }
           plan = saved;
         } else {
-          plan = await makePlan({ ...loaded, actual, store, now, destroy: opts.destroy ?? false, ...(opts.forceRotate ? { forceRotate: opts.forceRotate } : {}) });
+          plan = await makePlan({ ...(await withScimPeople(io, opts, loaded)), actual, store, now, destroy: opts.destroy ?? false, ...(opts.forceRotate ? { forceRotate: opts.forceRotate } : {}) });
           const only = opts.only;
           if (only) plan = { ...plan, changes: plan.changes.filter((c) => only.some((a) => c.address === a || c.address.startsWith(`${a}~`))) };
         }
@@ -181,7 +182,7 @@ export async function driftCommand(io: Io, opts: PlanOptions): Promise<number> {
   const plan = await withStore(io, opts, async (store) =>
     withBackends(makeBackends(loaded.spec, opts.backendOptions), async (backends) => {
       const actual = await readActual(backends, store, { exact: true });
-      return makePlan({ ...loaded, actual, store, now });
+      return makePlan({ ...(await withScimPeople(io, opts, loaded)), actual, store, now });
     }),
   );
   const drift = { ...plan, changes: plan.changes.filter((c) => c.drift), notices: [] };

@@ -1,0 +1,161 @@
+// The main thread's handle on the reconciler thread (reconcile-worker.ts): start it, pass it SCIM
+// change triggers, wait for it to settle, stop it. If the thread dies, it is started again.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { DatagrantError, StoreError, UsageError } from '../core/errors.js';
+import type { StatePaths } from '../store/open.js';
+import type { ReconcileLogger, ReconcileMetrics } from './reconcile.js';
+
+export interface ReconcilerConfig {
+  specFile: string;
+  paths: StatePaths;
+  env: Record<string, string | undefined>;
+  debounceMs: number;
+  intervalMs: number;
+  actor: string;
+}
+
+export type ToReconciler = { type: 'trigger' } | { type: 'settle'; id: number } | { type: 'stop' };
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type FromReconciler =
+  | { type: 'ready' }
+  | { type: 'fatal'; name: string; message: string }
+  | { type: 'log'; level: LogLevel; obj: object; msg: string }
+  | { type: 'run'; seconds: number; applied: number; failed: boolean }
+  | { type: 'metrics'; metrics: ReconcileMetrics }
+  | { type: 'settled'; id: number }
+  | { type: 'stopped' };
+
+export interface ReconcilerThreadOptions {
+  config: ReconcilerConfig;
+  logger: ReconcileLogger;
+  /** Told after every reconcile that held the lock (for metrics). */
+  onRun?: (r: { seconds: number; applied: number; failed: boolean }) => void;
+  /** Told after every reconcile, skips too: the thread's counters now and before. */
+  onMetrics?: (now: ReconcileMetrics, before: ReconcileMetrics) => void;
+  /** Wait this long before starting a thread that died. Default 1 s. */
+  restartDelayMs?: number;
+}
+
+/** The worker's module: compiled JavaScript next to this file, or TypeScript when running from sources. */
+function spawn(config: ReconcilerConfig): Worker {
+  const fromSources = import.meta.url.endsWith('.ts');
+  const entry = new URL(fromSources ? './reconcile-worker.ts' : './reconcile-worker.js', import.meta.url);
+  const options = { workerData: config, env: config.env };
+  if (!fromSources) return new Worker(entry, options);
+  // From sources (tests, `node --import tsx`), the thread needs tsx to load TypeScript too.
+  // Its ESM API (register) by the package's own exports map: require.resolve would give the CommonJS build.
+  const require = createRequire(import.meta.url);
+  const pkg = require.resolve('tsx/package.json');
+  const api = (require(pkg) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api']!.import.default;
+  const tsx = pathToFileURL(join(dirname(pkg), api)).href;
+  return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`, { ...options, eval: true });
+}
+
+const ZERO: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, skippedUnchanged: 0, changesApplied: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
+
+export class ReconcilerThread {
+  /** The running thread's counters (a thread started again counts from zero). */
+  metrics: ReconcileMetrics = { ...ZERO };
+  #worker: Worker | undefined;
+  #nextId = 0;
+  #settling = new Map<number, () => void>();
+  #stopping = false;
+  #stopped: (() => void) | undefined;
+  #restart: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: ReconcilerThreadOptions) {}
+
+  /** Starts the thread; resolves once it has opened the stores (rejects with why it could not). */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const worker = spawn(this.opts.config);
+      this.#worker = worker;
+      let ready = false;
+      worker.on('message', (m: FromReconciler) => {
+        switch (m.type) {
+          case 'ready':
+            ready = true;
+            resolve();
+            break;
+          case 'fatal':
+            void worker.terminate();
+            reject(m.name === 'StoreError' ? new StoreError(m.message) : m.name === 'UsageError' ? new UsageError(m.message) : new DatagrantError(m.message));
+            break;
+          case 'log':
+            this.opts.logger[m.level](m.obj, m.msg);
+            break;
+          case 'run':
+            this.opts.onRun?.({ seconds: m.seconds, applied: m.applied, failed: m.failed });
+            break;
+          case 'metrics':
+            this.opts.onMetrics?.(m.metrics, this.metrics);
+            this.metrics = m.metrics;
+            break;
+          case 'settled':
+            this.#settling.get(m.id)?.();
+            this.#settling.delete(m.id);
+            break;
+          case 'stopped':
+            void worker.terminate();
+            break;
+        }
+      });
+      worker.on('error', (e) => {
+        this.opts.logger.error({ err: { name: e.name, message: e.message } }, 'the reconciler thread failed');
+        if (!ready) reject(new DatagrantError(`the reconciler thread could not start: ${e.message}`));
+      });
+      worker.on('exit', () => {
+        if (this.#worker === worker) this.#worker = undefined;
+        // Nobody waits for a reconcile of a thread that is gone.
+        for (const done of this.#settling.values()) done();
+        this.#settling.clear();
+        if (this.#stopping) return this.#stopped?.();
+        if (!ready) return reject(new DatagrantError('the reconciler thread stopped while starting'));
+        this.opts.logger.error({}, 'the reconciler thread stopped; starting it again');
+        this.metrics = { ...ZERO };
+        this.#restart = setTimeout(() => {
+          this.#restart = undefined;
+          this.start().catch((e: Error) => this.opts.logger.error({ err: { name: e.name, message: e.message } }, 'the reconciler thread could not be started again'));
+        }, this.opts.restartDelayMs ?? 1000);
+      });
+    });
+  }
+
+  /** Ask for a reconcile soon (debounced in the thread). */
+  trigger(): void {
+    this.#post({ type: 'trigger' });
+  }
+
+  /**
+   * Resolves once no reconcile is running or scheduled. A trigger sent before this call is
+   * seen first by the thread, so this waits for the reconcile a SCIM write asked for.
+   */
+  settled(): Promise<void> {
+    if (!this.#worker) return Promise.resolve();
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#settling.set(id, resolve);
+      this.#post({ type: 'settle', id });
+    });
+  }
+
+  /** Lets a running reconcile finish, then ends the thread. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#restart) clearTimeout(this.#restart);
+    const worker = this.#worker;
+    if (!worker) return;
+    await new Promise<void>((resolve) => {
+      this.#stopped = resolve;
+      worker.postMessage({ type: 'stop' } satisfies ToReconciler);
+    });
+  }
+
+  #post(m: ToReconciler): void {
+    this.#worker?.postMessage(m);
+  }
+}

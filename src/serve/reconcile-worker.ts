@@ -1,0 +1,79 @@
+// The reconciler's own thread. `datagrant serve` answers SCIM on the main thread and reconciles
+// here, so that reading the spec, the identities and the backends, planning and applying never
+// hold up a SCIM request. This thread opens its own connections to the state store and the SCIM
+// tables; the main thread sends it triggers and settle requests, and it sends back what each
+// reconcile did and its log lines (the main thread's logger writes them).
+import { parentPort, workerData } from 'node:worker_threads';
+import { silenceSdkNodeVersionWarning } from '../cli/warnings.js';
+import { makeBackends } from '../backends/factory.js';
+import { scimPeople } from '../scim/identities.js';
+import { openScimStore, type ScimStore } from '../scim/store.js';
+import { openStore } from '../store/open.js';
+import type { StateStore } from '../store/store.js';
+import { Reconciler, type ReconcileLogger } from './reconcile.js';
+import type { ToReconciler, FromReconciler, ReconcilerConfig } from './reconcile-thread.js';
+
+// As bin/datagrant.js does for the main thread (a thread has its own process.emitWarning).
+silenceSdkNodeVersionWarning();
+const port = parentPort;
+if (!port) throw new Error('reconcile-worker.ts runs as a worker thread of `datagrant serve`');
+const config = workerData as ReconcilerConfig;
+const post = (m: FromReconciler) => port.postMessage(m);
+
+const logger: ReconcileLogger = {
+  debug: (obj, msg) => post({ type: 'log', level: 'debug', obj, msg }),
+  info: (obj, msg) => post({ type: 'log', level: 'info', obj, msg }),
+  warn: (obj, msg) => post({ type: 'log', level: 'warn', obj, msg }),
+  error: (obj, msg) => post({ type: 'log', level: 'error', obj, msg }),
+};
+
+let store: StateStore | undefined;
+let scim: ScimStore | undefined;
+try {
+  store = await openStore(config.paths, config.env);
+  scim = await openScimStore({ ...(config.env.DATAGRANT_STORE_URL ? { storeUrl: config.env.DATAGRANT_STORE_URL } : {}), sqlite: config.paths.scimDb });
+} catch (e) {
+  await store?.close();
+  post({ type: 'fatal', name: (e as Error).name, message: (e as Error).message });
+  port.close();
+}
+
+if (store && scim) {
+  const identities = scim;
+  const reconciler = new Reconciler({
+    specFile: config.specFile,
+    env: config.env,
+    store,
+    identities: (spec) => scimPeople(identities, spec),
+    makeBackends: (spec) => makeBackends(spec),
+    logger,
+    debounceMs: config.debounceMs,
+    intervalMs: config.intervalMs,
+    actor: config.actor,
+    onRun: (r) => post({ type: 'run', ...r }),
+    onDone: (metrics) => post({ type: 'metrics', metrics }),
+  });
+
+  const stateStore = store;
+  port.on('message', (m: ToReconciler) => {
+    switch (m.type) {
+      case 'trigger':
+        reconciler.trigger();
+        break;
+      case 'settle':
+        void reconciler.settled().then(() => post({ type: 'settled', id: m.id }));
+        break;
+      case 'stop':
+        void (async () => {
+          await reconciler.stop();
+          await identities.close();
+          await stateStore.close();
+          post({ type: 'stopped' });
+          port.close();
+        })();
+        break;
+    }
+  });
+  reconciler.start();
+  post({ type: 'ready' });
+}
