@@ -32,6 +32,11 @@ export interface ScimPrincipal {
 export interface ScimPrincipalOptions {
   /** Principal names the spec already defines; a SCIM user never takes one of them. */
   taken?: Iterable<string>;
+  /**
+   * Only users in at least one mapped group (the only ones that compile to anything). Names are
+   * still given over all active users, so that each user's name is the same either way.
+   */
+  withAccessOnly?: boolean;
 }
 
 const RESERVED = new Set(['public', 'none', 'current_user', 'session_user', 'current_role', 'user', 'all']);
@@ -50,6 +55,19 @@ export function principalBaseName(userName: string): string {
     .replace(/^_+|_+$/g, '');
   if (!/^[a-z]/.test(n) || n.startsWith('pg_') || RESERVED.has(n)) n = `u_${n}`.replace(/_+$/, '');
   return n.slice(0, MAX_BASE).replace(/_+$/, '');
+}
+
+// principalBaseName is pure and reconciles ask it for every user every time: remember answers
+// (forgotten wholesale past a bound, so memory stays flat however many users come and go).
+const baseNames = new Map<string, string>();
+function cachedBaseName(userName: string): string {
+  let n = baseNames.get(userName);
+  if (n === undefined) {
+    if (baseNames.size >= 200_000) baseNames.clear();
+    n = principalBaseName(userName);
+    baseNames.set(userName, n);
+  }
+  return n;
 }
 
 const suffix = (userName: string) => createHash('sha256').update(userName.toLowerCase()).digest('hex').slice(0, 8);
@@ -93,14 +111,16 @@ export function scimPrincipals(
   const out: Record<string, ScimPrincipal> = {};
   for (const u of active) {
     const userName = u.attrs.userName as string;
-    const base = principalBaseName(userName);
+    const base = cachedBaseName(userName);
     let name = base;
     if (taken.has(name)) name = `${base}_${suffix(userName)}`;
     // A second collision (two userNames whose hashes share 8 digits) lengthens the suffix.
     for (let n = 12; taken.has(name) && n <= 64; n += 4) name = `${base}_${createHash('sha256').update(userName.toLowerCase()).digest('hex').slice(0, n)}`.slice(0, 63);
     taken.add(name);
+    const groups = groupsOf.get(u.id);
+    if (opts.withAccessOnly && !groups?.size) continue;
     const email = emailOf(u.attrs);
-    out[name] = { type: 'person', ...(email ? { email } : {}), groups: [...(groupsOf.get(u.id) ?? [])].sort(), grants: [] };
+    out[name] = { type: 'person', ...(email ? { email } : {}), groups: [...(groups ?? [])].sort(), grants: [] };
   }
   return out;
 }
@@ -114,6 +134,8 @@ export async function scimPeople(store: ScimStore, spec: Spec): Promise<Record<s
   if (!spec.scim) return {};
   const users = await store.list('User');
   const groups = await store.list('Group');
-  return scimPrincipals(users, groups, spec.scim.groups ?? {}, { taken: Object.keys(spec.principals) });
+  // A person in no mapped group has no grants and compiles to nothing: leaving them out changes
+  // no desired state and spares compiling thousands of them on every reconcile.
+  return scimPrincipals(users, groups, spec.scim.groups ?? {}, { taken: Object.keys(spec.principals), withAccessOnly: true });
 }
 

@@ -179,6 +179,7 @@ export class SqliteScimStore implements ScimStore {
     }
     this.now = opts.now ?? (() => new Date());
     this.newId = opts.newId ?? randomUUID;
+    this.updateTx = this.db.transaction((type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions) => this.updateIn(type, id, change, opts));
   }
 
   private sql(text: string): Database.Statement {
@@ -236,27 +237,31 @@ export class SqliteScimStore implements ScimStore {
     return { type, id, attrs, created: at, lastModified: at, version: etag(1) };
   }
 
+  /** Built once: better-sqlite3 makes five wrapper functions on every call to transaction(). */
+  private readonly updateTx: Database.Transaction<(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions) => ScimRecord>;
+
   async update(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions = {}): Promise<ScimRecord> {
-    const tx = this.db.transaction((): ScimRecord => {
-      const r = this.row(type, id);
-      if (!r) throw notFound(`${type} ${id} not found`);
-      const current = toRecord(type, r);
-      if (!ifMatchAdmits(opts.ifMatch, current.version)) throw preconditionFailed(`If-Match does not match the current version ${current.version}`);
-      const attrs = change(current);
-      const at = this.now().toISOString();
-      const version = Number(r.version) + 1;
-      this.insertUnique(
-        () =>
-          this.sql(`UPDATE ${TABLE[type]} SET unique_key = ?, last_modified = ?, version = ?, attrs = ? WHERE id = ?`)
-            .run(uniqueKey(type, attrs), at, version, JSON.stringify(attrs), id),
-        type,
-        attrs,
-      );
-      return { type, id, attrs, created: current.created, lastModified: at, version: etag(version) };
-    });
-    const rec = tx.immediate();
+    const rec = this.updateTx.immediate(type, id, change, opts);
     this.listeners.emit({ type, id, action: 'update' });
     return rec;
+  }
+
+  private updateIn(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions): ScimRecord {
+    const r = this.row(type, id);
+    if (!r) throw notFound(`${type} ${id} not found`);
+    const current = toRecord(type, r);
+    if (!ifMatchAdmits(opts.ifMatch, current.version)) throw preconditionFailed(`If-Match does not match the current version ${current.version}`);
+    const attrs = change(current);
+    const at = this.now().toISOString();
+    const version = Number(r.version) + 1;
+    this.insertUnique(
+      () =>
+        this.sql(`UPDATE ${TABLE[type]} SET unique_key = ?, last_modified = ?, version = ?, attrs = ? WHERE id = ?`)
+          .run(uniqueKey(type, attrs), at, version, JSON.stringify(attrs), id),
+      type,
+      attrs,
+    );
+    return { type, id, attrs, created: current.created, lastModified: at, version: etag(version) };
   }
 
   async delete(type: ResourceType, id: string, opts: WriteOptions = {}): Promise<void> {

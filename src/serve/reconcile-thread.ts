@@ -66,6 +66,7 @@ export class ReconcilerThread {
   #stopping = false;
   #stopped: (() => void) | undefined;
   #restart: NodeJS.Timeout | undefined;
+  #triggerQueued = false;
 
   constructor(private readonly opts: ReconcilerThreadOptions) {}
 
@@ -125,8 +126,19 @@ export class ReconcilerThread {
     });
   }
 
-  /** Ask for a reconcile soon (debounced in the thread). */
+  /**
+   * Ask for a reconcile soon (debounced in the thread). Under load many SCIM writes land in one
+   * turn of the event loop; they make one message, sent once the turn's work is done.
+   */
   trigger(): void {
+    if (this.#triggerQueued) return;
+    this.#triggerQueued = true;
+    setImmediate(() => this.#flushTrigger());
+  }
+
+  #flushTrigger(): void {
+    if (!this.#triggerQueued) return;
+    this.#triggerQueued = false;
     this.#post({ type: 'trigger' });
   }
 
@@ -136,6 +148,7 @@ export class ReconcilerThread {
    */
   settled(): Promise<void> {
     if (!this.#worker) return Promise.resolve();
+    this.#flushTrigger(); // a trigger asked for before this call goes first
     const id = this.#nextId++;
     return new Promise((resolve) => {
       this.#settling.set(id, resolve);

@@ -21,6 +21,8 @@ export interface ServeOptions extends CommonOptions {
   debounceMs?: number;
   /** Trust X-Forwarded-* from a TLS-terminating proxy in front. */
   trustProxy?: boolean;
+  /** pino level: fatal, error, warn, info (default; one line per request), debug, trace, silent. */
+  logLevel?: string;
   logger?: Logger;
 }
 
@@ -45,7 +47,10 @@ export function tokenHashes(env: NodeJS.ProcessEnv): string[] {
 export async function startServe(io: Io, opts: ServeOptions): Promise<RunningServer> {
   const hashes = tokenHashes(io.env);
   const paths = pathsFor(io, opts);
-  const logger = opts.logger ?? pino({ name: 'datagrant', redact: ['req.headers.authorization', 'headers.authorization'] });
+  // Log lines are written asynchronously (batched while a write is in flight), never by a SCIM
+  // request's own thread waiting on a write(2); pino flushes what is left when the process exits.
+  const logger =
+    opts.logger ?? pino({ name: 'datagrant', level: opts.logLevel ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] }, pino.destination({ dest: 1, sync: false }));
   const https = opts.tlsCert || opts.tlsKey ? loadTls(opts) : undefined;
   const metrics = new MetricsRegistry();
   const duration = metrics.histogram('datagrant_reconcile_duration_seconds', 'Time one reconcile took (read, plan and apply).');
