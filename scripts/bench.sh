@@ -12,4 +12,9 @@ node --import tsx bench/aws.ts
 pg_line=$(bash scripts/pg-setup.sh | tail -n 1)
 export "${pg_line?}"
 node --import tsx bench/postgres.ts
+# wrk loads the SCIM server from a process of its own (Debian's package).
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
+  $apt_get install -y wrk >/dev/null 2>&1 || { $apt_get update >/dev/null && $apt_get install -y wrk >/dev/null; }
+fi
 node --import tsx bench/scim.ts
