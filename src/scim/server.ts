@@ -5,7 +5,7 @@
 // (the cause goes to the log). Bearer tokens are configured only as SHA-256 hashes and compared in
 // constant time against every configured hash.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Json } from '../core/types.js';
 import { invalidSyntax, invalidValue, mutability, notFound, ScimError } from './errors.js';
 import { matches, parseFilter, resolveAttrPath, uniqueKeyLookup, type AttrPath } from './filter.js';
@@ -94,7 +94,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     bodyLimit,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { caseSensitive: false, ignoreTrailingSlash: true },
     ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}),
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
