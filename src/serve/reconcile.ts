@@ -12,6 +12,15 @@ import { summarize } from '../plan/diff.js';
 import type { PrincipalSpec, Spec } from '../spec/schema.js';
 import type { StateStore } from '../store/store.js';
 
+/** How soon a run that found the state lock taken tries again. */
+const LOCK_RETRY_MS = 500;
+
+/** What the store says is applied, and which credentials it holds (no secrets). */
+async function appliedState(store: StateStore): Promise<string> {
+  const credentials = (await store.credentials()).map((c) => [c.address, c.credentialId, c.state]);
+  return sha256(`${hashJson(await store.applied())}\n${hashJson(credentials)}`);
+}
+
 const yieldToRequests = () => new Promise<void>((r) => setImmediate(r));
 
 /** What the reconciler logs through: a pino logger, or the reconciler thread's relay to one. */
@@ -60,8 +69,10 @@ export class Reconciler {
   #again = false;
   /** The next run is a full one (start, interval), not only a SCIM change's. */
   #full = false;
-  /** Fingerprint of the spec and identities of the last run that succeeded. */
+  /** Fingerprint of the desired and the applied state at the end of the last run that succeeded. */
   #lastGood: string | undefined;
+  /** The last run found the state lock taken. */
+  #lockedOut = false;
   #stopped = false;
   /** Resolved when nothing is running or scheduled. */
   #idleWaiters: (() => void)[] = [];
@@ -82,11 +93,15 @@ export class Reconciler {
   trigger(opts: { full?: boolean } = {}): void {
     if (this.#stopped) return;
     if (opts.full) this.#full = true;
-    if (this.#timer) return;
+    this.#schedule(this.opts.debounceMs ?? 100);
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#timer || this.#stopped) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#kick();
-    }, this.opts.debounceMs ?? 100);
+    }, delayMs);
   }
 
   /**
@@ -126,6 +141,13 @@ export class Reconciler {
         return;
       }
       this.#again = false;
+      if (this.#lockedOut) {
+        // Another replica (or a CLI apply) held the lock: its run may have started before this
+        // change arrived, so try again shortly rather than leave the change for the interval.
+        this.#lockedOut = false;
+        if (full) this.#full = true;
+        this.#schedule(LOCK_RETRY_MS);
+      }
       if (this.#idle()) for (const w of this.#idleWaiters.splice(0)) w();
     });
     await this.#running;
@@ -156,8 +178,10 @@ export class Reconciler {
       const spec: Spec = { ...loaded.spec, principals: { ...people, ...loaded.spec.principals } };
       // What this run would make the backends hold; unchanged since the last good run, a SCIM
       // change (a user outside every mapped group, a no-op PATCH) has nothing to apply.
-      const fingerprint = sha256(`${loaded.specHash}\n${hashJson(compile(spec, now).desired)}`);
-      if (opts.full === false && fingerprint === this.#lastGood) {
+      // With it, what the store says was applied: another replica's or a CLI apply since then
+      // changes that, and this run goes ahead.
+      const desired = sha256(`${loaded.specHash}\n${hashJson(compile(spec, now).desired)}`);
+      if (opts.full === false && `${desired}\n${await appliedState(store)}` === this.#lastGood) {
         this.metrics.skippedUnchanged++;
         return;
       }
@@ -167,6 +191,7 @@ export class Reconciler {
       } catch (e) {
         if (!(e instanceof LockError)) throw e;
         this.metrics.skippedLocked++;
+        this.#lockedOut = true;
         logger.debug({ reason: e.message }, 'reconcile skipped: another replica holds the state lock');
         return;
       }
@@ -185,7 +210,7 @@ export class Reconciler {
         this.metrics.changesApplied += result.applied;
         applied = result.applied;
       }
-      this.#lastGood = fingerprint;
+      this.#lastGood = `${desired}\n${await appliedState(store)}`;
     } catch (e) {
       failed = true;
       this.#lastGood = undefined;

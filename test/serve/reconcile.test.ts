@@ -2,7 +2,7 @@
 // desired state as they were at the last good run does not touch the backends; anything else, a
 // full (start, interval) run, or the run after a failure, does.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, test } from 'vitest';
 import type { PrincipalSpec } from '../../src/spec/schema.js';
@@ -41,6 +41,7 @@ beforeEach(() => {
     identities: async () => structuredClone(people),
     makeBackends: () => ({ aws: backend }),
     logger,
+    debounceMs: 10,
   });
 });
 afterEach(async () => {
@@ -97,3 +98,34 @@ test('a spec edit is a change: the next SCIM change runs', async () => {
   expect(reads()).toBe(2);
   expect(backend.calls).toContain('create aws:user/svc');
 });
+
+test('an apply by someone else since the last good run (another replica, the CLI) makes the next SCIM change run', async () => {
+  await reconciler.runOnce({ full: true });
+  await reconciler.runOnce({ full: false });
+  expect(reads()).toBe(1);
+  // another replica deprovisioned someone (the applied state in the shared store moved)
+  await store.setApplied('aws:user/someone-else', 'h');
+  await reconciler.runOnce({ full: false });
+  expect(reads()).toBe(2);
+  expect(reconciler.metrics.skippedUnchanged).toBe(1);
+});
+
+test('a run that finds the state lock taken tries again, and settles only once it has run', async () => {
+  // GIVEN another live process holds the state lock (pid 1 is always alive)
+  await reconciler.runOnce({ full: true });
+  people.ada = { type: 'person', groups: ['readers'], grants: [] };
+  store.db.prepare('INSERT INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)').run('state', 'other (apply)', 1, hostname(), new Date().toISOString(), Date.now());
+  // WHEN a SCIM change asks for a reconcile
+  reconciler.trigger();
+  const settled = reconciler.settled();
+  await new Promise((r) => setTimeout(r, 300));
+  // THEN it was refused the lock, and waits
+  expect(reconciler.metrics.skippedLocked).toBeGreaterThanOrEqual(1);
+  expect(backend.calls).not.toContain('create aws:user/ada');
+  // and once the other holder is done, the retry applies the change
+  store.db.prepare('DELETE FROM locks').run();
+  await settled;
+  expect(backend.calls).toContain('create aws:user/ada');
+  await reconciler.stop();
+});
+
