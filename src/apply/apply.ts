@@ -56,6 +56,14 @@ function priority(c: Change): number {
 export function dependencies(changes: Change[]): Map<string, Set<string>> {
   const byAddress = new Map(changes.map((c) => [c.address, c]));
   const waits = new Map<string, Set<string>>(changes.map((c) => [c.address, new Set<string>()]));
+  // Deletes of superseded credentials (`<slot>~<id>`), by slot.
+  const supersededDeletes = new Map<string, string[]>();
+  for (const c of changes) {
+    const tilde = c.address.indexOf('~');
+    if (c.action !== 'delete' || tilde < 0) continue;
+    const slot = c.address.slice(0, tilde);
+    supersededDeletes.set(slot, [...(supersededDeletes.get(slot) ?? []), c.address]);
+  }
   for (const c of changes) {
     const w = waits.get(c.address)!;
     if (c.after) {
@@ -64,9 +72,7 @@ export function dependencies(changes: Change[]): Map<string, Set<string>> {
         if (dep && dep.action !== 'delete') w.add(d);
       }
       // A new credential waits until superseded ones of the same slot are gone (AWS: 2 keys max).
-      for (const other of changes) {
-        if (other.action === 'delete' && other.address.startsWith(`${c.address}~`)) w.add(other.address);
-      }
+      for (const other of supersededDeletes.get(c.address) ?? []) w.add(other);
     }
     if (c.action === 'delete' && c.before) {
       // Something we delete must outlive everything deleted that depends on it.
@@ -97,22 +103,32 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
   const dependents = new Map<string, string[]>();
   for (const [address, deps] of waits) {
     unmet.set(address, deps.size);
-    for (const d of deps) dependents.set(d, [...(dependents.get(d) ?? []), address]);
+    for (const d of deps) {
+      const list = dependents.get(d);
+      if (list) list.push(address);
+      else dependents.set(d, [address]);
+    }
   }
-  const readyQueue: Change[] = plan.changes.filter((c) => unmet.get(c.address) === 0);
-  const byPriority = (a: Change, b: Change) => priority(a) - priority(b) || (a.address < b.address ? -1 : 1);
-  readyQueue.sort(byPriority);
+  const byPriority = (a: Change, b: Change) => priority(a) - priority(b) || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0);
+  // Kept sorted by priority, then address; a released change is inserted at its place (binary
+  // search), not by sorting the whole queue again after every completion.
+  const readyQueue: Change[] = plan.changes.filter((c) => unmet.get(c.address) === 0).sort(byPriority);
+  const enqueue = (c: Change) => {
+    let lo = 0;
+    let hi = readyQueue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (byPriority(readyQueue[mid]!, c) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    readyQueue.splice(lo, 0, c);
+  };
   const release = (address: string) => {
-    let added = false;
     for (const d of dependents.get(address) ?? []) {
       const left = unmet.get(d)! - 1;
       unmet.set(d, left);
-      if (left === 0 && pending.has(d)) {
-        readyQueue.push(pending.get(d)!);
-        added = true;
-      }
+      if (left === 0 && pending.has(d)) enqueue(pending.get(d)!);
     }
-    if (added) readyQueue.sort(byPriority);
   };
 
   /** Everything that (transitively) waits on a failed or skipped change is skipped. */

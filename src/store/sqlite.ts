@@ -91,6 +91,8 @@ function pidAlive(pid: number): boolean {
 }
 
 export class SqliteStore implements StateStore {
+  /** Prepared statements by SQL text: better-sqlite3 compiles a statement on every prepare(). */
+  readonly #statements = new Map<string, Database.Statement>();
   readonly db: Database.Database;
   #heartbeat: NodeJS.Timeout | undefined;
 
@@ -115,7 +117,7 @@ export class SqliteStore implements StateStore {
   }
 
   async credentials(): Promise<CredentialRow[]> {
-    const rows = this.db.prepare('SELECT * FROM credentials ORDER BY address, created_at').all() as CredRow[];
+    const rows = this.sql('SELECT * FROM credentials ORDER BY address, created_at').all() as CredRow[];
     return rows.map(toCredential);
   }
 
@@ -127,82 +129,75 @@ export class SqliteStore implements StateStore {
     const sealed = this.key.seal(JSON.stringify(secret), credentialAad(row.address, row.credentialId));
     this.db.transaction(() => {
       if (retireAt) {
-        this.db
-          .prepare("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND state = 'current'")
+        this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND state = 'current'")
           .run(retireAt, row.address);
       } else {
-        this.db.prepare("DELETE FROM credentials WHERE address = ? AND state = 'current'").run(row.address);
+        this.sql("DELETE FROM credentials WHERE address = ? AND state = 'current'").run(row.address);
       }
-      this.db
-        .prepare(
-          `INSERT OR REPLACE INTO credentials (address, credential_id, backend, principal, state, created_at, retire_at, nonce, ciphertext, tag)
-           VALUES (?, ?, ?, ?, 'current', ?, NULL, ?, ?, ?)`,
-        )
-        .run(row.address, row.credentialId, row.backend, row.principal, row.createdAt, sealed.nonce, sealed.ciphertext, sealed.tag);
+      this.sql(
+        `INSERT OR REPLACE INTO credentials (address, credential_id, backend, principal, state, created_at, retire_at, nonce, ciphertext, tag)
+         VALUES (?, ?, ?, ?, 'current', ?, NULL, ?, ?, ?)`,
+      ).run(row.address, row.credentialId, row.backend, row.principal, row.createdAt, sealed.nonce, sealed.ciphertext, sealed.tag);
     })();
   }
 
   async revealCredential(address: string): Promise<{ row: CredentialRow; secret: Record<string, string> } | undefined> {
-    const r = this.db.prepare("SELECT * FROM credentials WHERE address = ? AND state = 'current'").get(address) as CredRow | undefined;
+    const r = this.sql("SELECT * FROM credentials WHERE address = ? AND state = 'current'").get(address) as CredRow | undefined;
     if (!r) return undefined;
     const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, credentialAad(r.address, r.credential_id))) as Record<string, string>;
     return { row: toCredential(r), secret };
   }
 
   async eraseCredential(address: string, credentialId: string): Promise<void> {
-    this.db.prepare('DELETE FROM credentials WHERE address = ? AND credential_id = ?').run(address, credentialId);
+    this.sql('DELETE FROM credentials WHERE address = ? AND credential_id = ?').run(address, credentialId);
   }
 
   async retireCredential(address: string, credentialId: string, retireAt: string): Promise<void> {
-    this.db
-      .prepare("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND credential_id = ?")
+    this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND credential_id = ?")
       .run(retireAt, address, credentialId);
   }
 
   async applied(): Promise<Record<string, string>> {
-    const rows = this.db.prepare('SELECT address, attrs_hash FROM applied').all() as { address: string; attrs_hash: string }[];
+    const rows = this.sql('SELECT address, attrs_hash FROM applied').all() as { address: string; attrs_hash: string }[];
     return Object.fromEntries(rows.map((r) => [r.address, r.attrs_hash]));
   }
 
   async setApplied(address: string, hash: string | null): Promise<void> {
-    if (hash === null) this.db.prepare('DELETE FROM applied WHERE address = ?').run(address);
-    else this.db.prepare('INSERT OR REPLACE INTO applied (address, attrs_hash) VALUES (?, ?)').run(address, hash);
+    if (hash === null) this.sql('DELETE FROM applied WHERE address = ?').run(address);
+    else this.sql('INSERT OR REPLACE INTO applied (address, attrs_hash) VALUES (?, ?)').run(address, hash);
   }
 
   async journalBegin(runId: string, change: Change, at: string): Promise<number> {
     // Only the address and action: a change never carries a secret, and the journal stays so.
-    const r = this.db
-      .prepare("INSERT INTO journal (run_id, address, action, started_at, outcome) VALUES (?, ?, ?, ?, 'pending')")
+    const r = this.sql("INSERT INTO journal (run_id, address, action, started_at, outcome) VALUES (?, ?, ?, ?, 'pending')")
       .run(runId, change.address, change.action, at);
     return Number(r.lastInsertRowid);
   }
 
   async journalEnd(id: number, outcome: 'ok' | 'failed', at: string, detail?: string): Promise<void> {
-    this.db.prepare('UPDATE journal SET outcome = ?, finished_at = ?, detail = ? WHERE id = ?').run(outcome, at, detail ?? null, id);
+    this.sql('UPDATE journal SET outcome = ?, finished_at = ?, detail = ? WHERE id = ?').run(outcome, at, detail ?? null, id);
   }
 
   async recoverJournal(): Promise<JournalEntry[]> {
     return this.db.transaction(() => {
-      const rows = this.db.prepare("SELECT * FROM journal WHERE outcome = 'pending' ORDER BY id").all() as Record<string, unknown>[];
-      this.db.prepare("UPDATE journal SET outcome = 'interrupted' WHERE outcome = 'pending'").run();
+      const rows = this.sql("SELECT * FROM journal WHERE outcome = 'pending' ORDER BY id").all() as Record<string, unknown>[];
+      this.sql("UPDATE journal SET outcome = 'interrupted' WHERE outcome = 'pending'").run();
       return rows.map(toJournal);
     })();
   }
 
   async journal(limit = 1000): Promise<JournalEntry[]> {
-    return (this.db.prepare('SELECT * FROM journal ORDER BY id DESC LIMIT ?').all(limit) as Record<string, unknown>[]).map(toJournal);
+    return (this.sql('SELECT * FROM journal ORDER BY id DESC LIMIT ?').all(limit) as Record<string, unknown>[]).map(toJournal);
   }
 
   async audit(entry: AuditInput, at: string): Promise<void> {
     this.db.transaction(() => {
-      const head = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+      const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
       const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
       const hash = entryMac(this.key, e);
-      this.db
-        .prepare('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
         .run(e.seq, e.at, e.actor, e.event, e.address, e.outcome, e.detail, e.prevHash, hash);
-      this.db
-        .prepare('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)')
+      this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)')
         .run(e.seq, hash, headMac(this.key, e.seq, hash));
     })();
   }
@@ -212,7 +207,7 @@ export class SqliteStore implements StateStore {
   }
 
   private auditRows(): AuditEntry[] {
-    const rows = this.db.prepare('SELECT * FROM audit ORDER BY seq').all() as Record<string, unknown>[];
+    const rows = this.sql('SELECT * FROM audit ORDER BY seq').all() as Record<string, unknown>[];
     return rows.map((r) => ({
       seq: r.seq as number,
       at: r.at as string,
@@ -230,9 +225,18 @@ export class SqliteStore implements StateStore {
     // One read transaction: an append by another process in between must not look like a cut.
     return this.db.transaction(() => {
       const entries = this.auditRows();
-      const head = this.db.prepare('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
+      const head = this.sql('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
       return verifyChain(this.key, entries, head);
     })();
+  }
+
+  private sql(text: string): Database.Statement {
+    let stmt = this.#statements.get(text);
+    if (!stmt) {
+      stmt = this.db.prepare(text);
+      this.#statements.set(text, stmt);
+    }
+    return stmt;
   }
 
   async acquireLock(holder: string, waitMs = 0): Promise<void> {
@@ -248,7 +252,7 @@ export class SqliteStore implements StateStore {
       await new Promise((r) => setTimeout(r, 250));
     }
     this.#heartbeat = setInterval(() => {
-      this.db.prepare('UPDATE locks SET heartbeat_at = ? WHERE name = ? AND pid = ?').run(Date.now(), LOCK_NAME, process.pid);
+      this.sql('UPDATE locks SET heartbeat_at = ? WHERE name = ? AND pid = ?').run(Date.now(), LOCK_NAME, process.pid);
     }, LOCK_HEARTBEAT_MS);
     this.#heartbeat.unref();
   }
@@ -256,7 +260,7 @@ export class SqliteStore implements StateStore {
   /** Returns the other holder when the lock is taken, undefined when we now hold it. */
   private tryLock(holder: string): LockHolder | undefined {
     return this.db.transaction(() => {
-      const row = this.db.prepare('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
+      const row = this.sql('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
         | { holder: string; pid: number; host: string; acquired_at: string; heartbeat_at: number }
         | undefined;
       if (row) {
@@ -264,8 +268,7 @@ export class SqliteStore implements StateStore {
         const dead = sameHost ? !pidAlive(row.pid) || row.pid === process.pid : Date.now() - row.heartbeat_at > LOCK_STALE_MS;
         if (!dead) return { holder: row.holder, pid: row.pid, host: row.host, acquiredAt: row.acquired_at };
       }
-      this.db
-        .prepare('INSERT OR REPLACE INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)')
+      this.sql('INSERT OR REPLACE INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(LOCK_NAME, holder, process.pid, hostname(), new Date().toISOString(), Date.now());
       return undefined;
     }).immediate();
@@ -274,11 +277,11 @@ export class SqliteStore implements StateStore {
   async releaseLock(): Promise<void> {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
-    this.db.prepare('DELETE FROM locks WHERE name = ? AND pid = ?').run(LOCK_NAME, process.pid);
+    this.sql('DELETE FROM locks WHERE name = ? AND pid = ?').run(LOCK_NAME, process.pid);
   }
 
   async lockHolder(): Promise<LockHolder | undefined> {
-    const row = this.db.prepare('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
+    const row = this.sql('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
       | { holder: string; pid: number; host: string; acquired_at: string }
       | undefined;
     return row ? { holder: row.holder, pid: row.pid, host: row.host, acquiredAt: row.acquired_at } : undefined;
