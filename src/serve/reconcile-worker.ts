@@ -3,6 +3,8 @@
 // hold up a SCIM request. This thread opens its own connections to the state store and the SCIM
 // tables; the main thread sends it triggers and settle requests, and it sends back what each
 // reconcile did and its log lines (the main thread's logger writes them).
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { silenceSdkNodeVersionWarning } from '../cli/warnings.js';
 import { makeBackends } from '../backends/factory.js';
@@ -15,6 +17,14 @@ import type { ToReconciler, FromReconciler, ReconcilerConfig } from './reconcile
 
 // As bin/datagrant.js does for the main thread (a thread has its own process.emitWarning).
 silenceSdkNodeVersionWarning();
+// Reconciles are background work: where a thread has a nice value of its own (Linux), this one
+// yields the CPU to the thread answering SCIM requests when both want it. Elsewhere, no change.
+try {
+  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
+} catch {
+  // not Linux, or not allowed: same priority as the server
+}
 const port = parentPort;
 if (!port) throw new Error('reconcile-worker.ts runs as a worker thread of `datagrant serve`');
 const config = workerData as ReconcilerConfig;

@@ -18,6 +18,8 @@ export interface AwsKey {
 export interface Moto {
   endpoint: string;
   region: 'us-east-1';
+  /** The moto_server process (benchmarks lower its priority). */
+  pid: number | undefined;
   /** Key of `moto-admin`, allowed everything; changes on every `reset()`. */
   admin: AwsKey;
   /** Wipe all state, then seed again (and re-enable enforcement if it was on). */
@@ -164,6 +166,7 @@ export async function startMoto(opts: { auth?: boolean } = {}): Promise<Moto> {
   const moto: Moto = {
     endpoint,
     region: REGION,
+    pid: child.pid,
     admin: await seed(endpoint),
     async enableAuth() {
       await post(endpoint, '/moto-api/reset-auth', '0');
