@@ -56,7 +56,7 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
   const duration = metrics.histogram('datagrant_reconcile_duration_seconds', 'Time one reconcile took (read, plan and apply).');
   const applied = metrics.counter('datagrant_changes_applied_total', 'Changes applied by reconciles.');
   const failures = metrics.counter('datagrant_reconcile_failures_total', 'Reconciles that failed.');
-  const skipped = metrics.counter('datagrant_reconcile_skipped_total', 'Reconciles that did not run: another replica held the lock, or a SCIM change changed no principal.');
+  const skipped = metrics.counter('datagrant_reconcile_skipped_total', 'Reconciles that stopped early: another replica or a CLI apply held the lock (retried), or a SCIM change left the desired and applied state as they were.');
 
   // Reconciles run in a thread of their own, so that SCIM requests never wait behind one.
   const reconciler = new ReconcilerThread({
