@@ -96,17 +96,21 @@ test('a SIGKILL after any backend call loses no credential and orphans nothing',
   probe.cleanup();
   expect(creates).toHaveLength(PRINCIPALS);
 
-  // 8 kill points right after a key was created, plus 24 spread over the whole run (a spread
-  // point that falls on one already taken moves to the next free request).
+  // 8 kill points right after a key was created, plus 24 spread over the run (a spread point that
+  // falls on one already taken moves to the next free request). The spread stops 3 requests
+  // short of the end: a rerun may make a request or two fewer than the probe, and a kill point
+  // past its last request would never fire.
   const points = new Set<number>();
   for (let i = 0; i < 8; i++) points.add(creates[Math.floor((i * (creates.length - 1)) / 7)]!);
+  const last = total - 3;
   for (let i = 0; i < 24; i++) {
-    let k = 1 + Math.floor((i * (total - 1)) / 23);
-    while (points.has(k) && k < total) k++;
+    let k = 1 + Math.floor((i * (last - 1)) / 23);
+    while (points.has(k) && k < last) k++;
     points.add(k);
   }
   expect(points.size).toBeGreaterThanOrEqual(30);
 
+  let kills = 0;
   for (const k of [...points].sort((a, b) => a - b)) {
     await moto.reset();
     useMotoAdmin(moto);
@@ -115,7 +119,10 @@ test('a SIGKILL after any backend call loses no credential and orphans nothing',
     ws.writeSpec(spec());
     try {
       const killed = await childApply(ws, k);
-      expect(killed.signal, `kill point ${k} of ${total}`).toBe('SIGKILL');
+      if (killed.signal === 'SIGKILL') kills++;
+      // A run that made fewer requests than the probe may end before its kill point: that is a
+      // finished apply, and the checks below hold for it too; it just does not count as a kill.
+      else expect({ code: killed.code, endedEarly: proxy.count() < k }, `kill point ${k} of ${total}`).toEqual({ code: 0, endedEarly: true });
       proxy.onForwarded = undefined;
       // the rerun recovers and converges
       process.env.AWS_ENDPOINT_URL = moto.endpoint;
@@ -129,4 +136,5 @@ test('a SIGKILL after any backend call loses no credential and orphans nothing',
       iam.destroy();
     }
   }
+  expect(kills).toBeGreaterThanOrEqual(30);
 });
