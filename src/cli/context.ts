@@ -7,7 +7,7 @@ import { loadSpec, readSpecFile } from '../app/engine.js';
 import { openStore, statePaths, type StatePaths } from '../store/open.js';
 import type { StateStore } from '../store/store.js';
 import { scimPeople } from '../scim/identities.js';
-import { openScimStore } from '../scim/store.js';
+import { openScimStoreAt } from '../scim/store.js';
 import type { Spec } from '../spec/schema.js';
 import type { Io } from './io.js';
 
@@ -60,7 +60,7 @@ export async function withStore<T>(io: Io, opts: CommonOptions, fn: (store: Stat
  */
 export async function withScimPeople<L extends { spec: Spec }>(io: Io, opts: CommonOptions, loaded: L): Promise<L> {
   if (!loaded.spec.scim) return loaded;
-  const scim = await openScimStore({ ...(io.env.DATAGRANT_STORE_URL ? { storeUrl: io.env.DATAGRANT_STORE_URL } : {}), sqlite: pathsFor(io, opts).scimDb });
+  const scim = await openScimStoreAt(pathsFor(io, opts), io.env);
   try {
     const people = await scimPeople(scim, loaded.spec);
     return { ...loaded, spec: { ...loaded.spec, principals: { ...people, ...loaded.spec.principals } } };

@@ -6,10 +6,13 @@
 // by the database even when two replicas race. Every write is one transaction that re-reads the
 // row, checks If-Match, runs the caller's change and writes it: a request that fails stores nothing.
 import { randomUUID } from 'node:crypto';
+import { chmodSync, existsSync } from 'node:fs';
 import { redactUrl } from '../backends/redact.js';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { StoreError } from '../core/errors.js';
+import type { StatePaths } from '../store/open.js';
+import { statementCache } from '../store/sqlite.js';
 import { notFound, preconditionFailed, ScimError, uniqueness } from './errors.js';
 import type { JsonObject, ResourceType } from './schemas.js';
 
@@ -158,14 +161,16 @@ export class SqliteScimStore implements ScimStore {
   private readonly listeners = new Listeners();
   private readonly now: () => Date;
   private readonly newId: () => string;
-  /** Prepared statements by SQL text: preparing costs more than running a point query. */
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly sql: (text: string) => Database.Statement;
 
   /** `db` is an open better-sqlite3 handle (the state store's) or a file path (`:memory:` for tests). */
   constructor(db: Database.Database | string, opts: ScimStoreOptions = {}) {
     this.owned = typeof db === 'string';
+    const fresh = typeof db === 'string' && db !== ':memory:' && !existsSync(db);
     try {
       this.db = typeof db === 'string' ? new Database(db) : db;
+      // Names and e-mail addresses: readable by the owner only, like the state store.
+      if (fresh) chmodSync(db, 0o600);
       // A file of its own gets the state store's settings (WAL, synchronous NORMAL: a commit
       // survives a crash of the process; the last ones may be lost on power failure).
       if (this.owned) {
@@ -179,16 +184,8 @@ export class SqliteScimStore implements ScimStore {
     }
     this.now = opts.now ?? (() => new Date());
     this.newId = opts.newId ?? randomUUID;
+    this.sql = statementCache(this.db);
     this.updateTx = this.db.transaction((type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions) => this.updateIn(type, id, change, opts));
-  }
-
-  private sql(text: string): Database.Statement {
-    let stmt = this.statements.get(text);
-    if (!stmt) {
-      stmt = this.db.prepare(text);
-      this.statements.set(text, stmt);
-    }
-    return stmt;
   }
 
   private row(type: ResourceType, id: string): Row | undefined {
@@ -495,4 +492,9 @@ export class PgScimStore implements ScimStore {
 export async function openScimStore(opts: { storeUrl?: string; sqlite: Database.Database | string; schema?: string } & ScimStoreOptions): Promise<ScimStore> {
   if (opts.storeUrl) return openPgScimStore(opts.storeUrl, opts);
   return new SqliteScimStore(opts.sqlite, opts);
+}
+
+/** The SCIM store of a state directory: PostgreSQL when `DATAGRANT_STORE_URL` is set, else its `scim.db`. */
+export function openScimStoreAt(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<ScimStore> {
+  return openScimStore({ ...(env.DATAGRANT_STORE_URL ? { storeUrl: env.DATAGRANT_STORE_URL } : {}), sqlite: paths.scimDb });
 }

@@ -24,7 +24,6 @@ export type FromReconciler =
   | { type: 'ready' }
   | { type: 'fatal'; name: string; message: string }
   | { type: 'log'; level: LogLevel; obj: object; msg: string }
-  | { type: 'run'; seconds: number; applied: number; failed: boolean }
   | { type: 'metrics'; metrics: ReconcileMetrics }
   | { type: 'settled'; id: number }
   | { type: 'stopped' };
@@ -32,8 +31,6 @@ export type FromReconciler =
 export interface ReconcilerThreadOptions {
   config: ReconcilerConfig;
   logger: ReconcileLogger;
-  /** Told after every reconcile that held the lock (for metrics). */
-  onRun?: (r: { seconds: number; applied: number; failed: boolean }) => void;
   /** Told after every reconcile, skips too: the thread's counters now and before. */
   onMetrics?: (now: ReconcileMetrics, before: ReconcileMetrics) => void;
   /** Wait this long before starting a thread that died. Default 1 s. */
@@ -88,9 +85,6 @@ export class ReconcilerThread {
             break;
           case 'log':
             this.opts.logger[m.level](m.obj, m.msg);
-            break;
-          case 'run':
-            this.opts.onRun?.({ seconds: m.seconds, applied: m.applied, failed: m.failed });
             break;
           case 'metrics':
             this.opts.onMetrics?.(m.metrics, this.metrics);

@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { silenceSdkNodeVersionWarning } from '../cli/warnings.js';
 import { makeBackends } from '../backends/factory.js';
 import { scimPeople } from '../scim/identities.js';
-import { openScimStore, type ScimStore } from '../scim/store.js';
+import { openScimStoreAt, type ScimStore } from '../scim/store.js';
 import { openStore } from '../store/open.js';
 import type { StateStore } from '../store/store.js';
 import { Reconciler, type ReconcileLogger } from './reconcile.js';
@@ -41,7 +41,7 @@ let store: StateStore | undefined;
 let scim: ScimStore | undefined;
 try {
   store = await openStore(config.paths, config.env);
-  scim = await openScimStore({ ...(config.env.DATAGRANT_STORE_URL ? { storeUrl: config.env.DATAGRANT_STORE_URL } : {}), sqlite: config.paths.scimDb });
+  scim = await openScimStoreAt(config.paths, config.env);
 } catch (e) {
   await store?.close();
   post({ type: 'fatal', name: (e as Error).name, message: (e as Error).message });
@@ -60,7 +60,6 @@ if (store && scim) {
     debounceMs: config.debounceMs,
     intervalMs: config.intervalMs,
     actor: config.actor,
-    onRun: (r) => post({ type: 'run', ...r }),
     onDone: (metrics) => post({ type: 'metrics', metrics }),
   });
 

@@ -55,9 +55,7 @@ export interface ReconcilerOptions {
   concurrency?: number;
   actor?: string;
   now?: () => Date;
-  /** Told after every reconcile that held the lock (for metrics). */
-  onRun?: (r: { seconds: number; applied: number; failed: boolean }) => void;
-  /** Told after every reconcile, whatever it did (skips too). */
+  /** Told the counters after every reconcile, whatever it did (skips too). */
   onDone?: (metrics: ReconcileMetrics) => void;
 }
 
@@ -166,7 +164,6 @@ export class Reconciler {
     const actor = this.opts.actor ?? 'serve';
     let backends: Record<string, Backend> | undefined;
     let locked = false;
-    let applied = 0;
     let failed = false;
     try {
       // Yield between the CPU-heavy steps so that whatever shares this event loop (the
@@ -208,7 +205,6 @@ export class Reconciler {
         logger.info({ add: s.add, change: s.change, destroy: s.destroy }, 'reconcile: applying changes');
         const result = await applyPlan(plan, { backends, store, actor, concurrency: this.opts.concurrency ?? 8 });
         this.metrics.changesApplied += result.applied;
-        applied = result.applied;
       }
       this.#lastGood = `${desired}\n${await appliedState(store)}`;
     } catch (e) {
@@ -225,7 +221,6 @@ export class Reconciler {
         const seconds = (performance.now() - started) / 1000;
         this.metrics.lastDurationSeconds = seconds;
         this.metrics.durationSecondsSum += seconds;
-        this.opts.onRun?.({ seconds, applied, failed });
       }
       this.opts.onDone?.({ ...this.metrics });
     }

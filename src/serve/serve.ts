@@ -7,7 +7,7 @@ import type { Io } from '../cli/io.js';
 import { actorOf, pathsFor, specPath, type CommonOptions } from '../cli/context.js';
 import { MetricsRegistry } from '../scim/metrics.js';
 import { buildScimServer } from '../scim/server.js';
-import { openScimStore, type ScimStore } from '../scim/store.js';
+import { openScimStoreAt, type ScimStore } from '../scim/store.js';
 import { ReconcilerThread } from './reconcile-thread.js';
 
 export interface ServeOptions extends CommonOptions {
@@ -70,23 +70,23 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
       actor: `${actorOf(io)} (serve)`,
     },
     logger,
-    onRun: (r) => {
-      duration.observe(r.seconds);
-      if (r.applied) applied.inc({}, r.applied);
-      if (r.failed) failures.inc();
-    },
+    // One message per reconcile: what moved since the previous one is what that reconcile did.
     onMetrics: (now, before) => {
-      const locked = now.skippedLocked - before.skippedLocked;
-      const unchanged = now.skippedUnchanged - before.skippedUnchanged;
-      if (locked) skipped.inc({ reason: 'locked' }, locked);
-      if (unchanged) skipped.inc({ reason: 'unchanged' }, unchanged);
+      if (now.runs > before.runs) duration.observe(now.lastDurationSeconds);
+      const count = (c: typeof applied, by: number, labels = {}) => {
+        if (by > 0) c.inc(labels, by);
+      };
+      count(applied, now.changesApplied - before.changesApplied);
+      count(failures, now.failures - before.failures);
+      count(skipped, now.skippedLocked - before.skippedLocked, { reason: 'locked' });
+      count(skipped, now.skippedUnchanged - before.skippedUnchanged, { reason: 'unchanged' });
     },
   });
   // The thread opens the state store first: a missing master key or store is reported from there.
   let scim: ScimStore;
   try {
     await reconciler.start();
-    scim = await openScimStore({ ...(io.env.DATAGRANT_STORE_URL ? { storeUrl: io.env.DATAGRANT_STORE_URL } : {}), sqlite: paths.scimDb });
+    scim = await openScimStoreAt(paths, io.env);
   } catch (e) {
     await reconciler.stop();
     throw e;

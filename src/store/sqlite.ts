@@ -90,10 +90,25 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/**
+ * prepare() for one connection that compiles each SQL text once: better-sqlite3 compiles on every
+ * prepare(), which costs more than running a point query.
+ */
+export function statementCache(db: Database.Database): (text: string) => Database.Statement {
+  const statements = new Map<string, Database.Statement>();
+  return (text) => {
+    let stmt = statements.get(text);
+    if (!stmt) {
+      stmt = db.prepare(text);
+      statements.set(text, stmt);
+    }
+    return stmt;
+  };
+}
+
 export class SqliteStore implements StateStore {
-  /** Prepared statements by SQL text: better-sqlite3 compiles a statement on every prepare(). */
-  readonly #statements = new Map<string, Database.Statement>();
   readonly db: Database.Database;
+  private readonly sql: (text: string) => Database.Statement;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
@@ -114,6 +129,7 @@ export class SqliteStore implements StateStore {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    this.sql = statementCache(this.db);
   }
 
   async credentials(): Promise<CredentialRow[]> {
@@ -228,15 +244,6 @@ export class SqliteStore implements StateStore {
       const head = this.sql('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
       return verifyChain(this.key, entries, head);
     })();
-  }
-
-  private sql(text: string): Database.Statement {
-    let stmt = this.#statements.get(text);
-    if (!stmt) {
-      stmt = this.db.prepare(text);
-      this.#statements.set(text, stmt);
-    }
-    return stmt;
   }
 
   async acquireLock(holder: string, waitMs = 0): Promise<void> {

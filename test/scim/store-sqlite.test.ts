@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
@@ -31,3 +31,12 @@ test('a file path survives reopening', async () => {
   expect(await s2.get('Group', a.id)).toEqual(a);
   await s2.close();
 });
+
+test('a file of its own is created readable by the owner only (it holds names and e-mail addresses)', async () => {
+  const file = join(dir, 'scim-mode.db');
+  const store = new SqliteScimStore(file);
+  await store.create('User', { userName: 'a@x.com' });
+  await store.close();
+  expect(statSync(file).mode & 0o777).toBe(0o600);
+});
+
