@@ -12,12 +12,16 @@ export interface Sealed {
 export class MasterKey {
   readonly #encryption: Buffer;
   readonly #audit: Buffer;
+  readonly #plan: Buffer;
+  readonly #check: Buffer;
 
   constructor(raw: Buffer) {
     if (raw.length !== 32) throw new StoreError('the master key must be 32 bytes (64 hex characters or 44 base64 characters)');
     // Separate keys per purpose, derived from the one master key.
     this.#encryption = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/credentials/v1', 32));
     this.#audit = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/audit/v1', 32));
+    this.#plan = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/plan/v1', 32));
+    this.#check = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/key-check/v1', 32));
   }
 
   static parse(text: string): MasterKey {
@@ -49,6 +53,19 @@ export class MasterKey {
     } catch {
       throw new StoreError(`cannot decrypt the credential for ${associated}: wrong master key, or the stored row was altered`);
     }
+  }
+
+  /**
+   * The key-check value a store keeps: it tells the right key from a wrong one before anything is
+   * read or written, and reveals nothing about the key (a MAC of a constant under a derived key).
+   */
+  keyCheck(): string {
+    return createHmac('sha256', this.#check).update('datagrant key check').digest('hex');
+  }
+
+  /** MAC of a saved plan: an edited plan file, or one made under another key, does not verify. */
+  planMac(data: string): string {
+    return createHmac('sha256', this.#plan).update(data).digest('hex');
   }
 
   /** Keyed hash for the audit chain: without the master key, entries cannot be forged. */

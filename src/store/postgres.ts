@@ -10,9 +10,10 @@ import { redactUrl } from '../backends/redact.js';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { LockError, StoreError } from '../core/errors.js';
-import type { Change } from '../core/types.js';
+import type { Change, Json } from '../core/types.js';
 import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
+import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
 import { credentialAad, toCredential, type CredRow } from './rows.js';
 import type {
   AuditEntry,
@@ -22,6 +23,7 @@ import type {
   JournalEntry,
   LockHolder,
   StateStore,
+  StoredBackend,
 } from './store.js';
 
 export interface PgStoreOptions {
@@ -36,7 +38,7 @@ const LOCK_NAME = 'state';
 const LOCK_SPACE = 0x6467;
 /** Per-address locks for saveCredential live in their own space, so they never meet the named locks. */
 const CREDENTIAL_LOCK_SPACE = 0x6468;
-const TABLES = ['credentials', 'applied', 'journal', 'audit', 'audit_head', 'locks'] as const;
+const TABLES = ['credentials', 'applied', 'journal', 'audit', 'audit_head', 'locks', 'meta', 'backends'] as const;
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -77,7 +79,18 @@ CREATE TABLE IF NOT EXISTS ${s}.journal (
   outcome TEXT NOT NULL,
   detail TEXT
 );
+ALTER TABLE ${s}.journal ADD COLUMN IF NOT EXISTS after_hash TEXT;
 CREATE INDEX IF NOT EXISTS journal_pending ON ${s}.journal (id) WHERE outcome = 'pending';
+CREATE INDEX IF NOT EXISTS journal_address ON ${s}.journal (address);
+CREATE TABLE IF NOT EXISTS ${s}.meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ${s}.backends (
+  name TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  settings TEXT NOT NULL
+);
 -- Times stay TEXT, exactly as given: the audit MAC covers the string, and a timestamptz would
 -- come back reformatted.
 CREATE TABLE IF NOT EXISTS ${s}.audit (
@@ -133,7 +146,14 @@ export async function openPgStore(url: string, key: MasterKey, opts: PgStoreOpti
     await pool.end().catch(() => undefined);
     throw new StoreError(`cannot open the state store ${redactUrl(url)} (schema ${schema}): ${(e as Error).message}`);
   }
-  return new PgStore(pool, key, schema);
+  const store = new PgStore(pool, key, schema);
+  try {
+    await store.checkKeyAndInstallation(redactUrl(url));
+  } catch (e) {
+    await pool.end().catch(() => undefined);
+    throw e;
+  }
+  return store;
 }
 
 async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
@@ -170,6 +190,7 @@ interface JournalRow {
   finished_at: string | null;
   outcome: JournalEntry['outcome'];
   detail: string | null;
+  after_hash: string | null;
 }
 
 function toJournal(r: JournalRow): JournalEntry {
@@ -182,6 +203,7 @@ function toJournal(r: JournalRow): JournalEntry {
     finishedAt: r.finished_at ?? null,
     outcome: r.outcome,
     detail: r.detail ?? null,
+    afterHash: r.after_hash ?? null,
   };
 }
 
@@ -233,6 +255,74 @@ export class PgStore implements StateStore {
     this.#t = Object.fromEntries(TABLES.map((t) => [t, `${q(schema)}.${t}`])) as Record<(typeof TABLES)[number], string>;
     this.#stateLockKey = lockKey(`${schema}/state`);
     this.#auditLockKey = lockKey(`${schema}/audit`);
+  }
+
+  get masterKey(): MasterKey {
+    return this.key;
+  }
+
+  async #meta(c: pg.PoolClient | pg.Pool, key: string): Promise<string | undefined> {
+    return (await c.query<{ value: string }>(`SELECT value FROM ${this.#t.meta} WHERE key = $1`, [key])).rows[0]?.value;
+  }
+
+  /** Refuses a wrong master key before anything is read or written; gives a new state its installation id. */
+  async checkKeyAndInstallation(where: string): Promise<void> {
+    await this.tx(async (c) => {
+      // Replicas starting together take turns, so they agree on one installation id.
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, lockKey(`${this.schema}/meta`)]);
+      const sample = (await c.query<CredRow>(`SELECT * FROM ${this.#t.credentials} LIMIT 1`)).rows[0];
+      const opens = (() => {
+        if (!sample) return undefined;
+        try {
+          this.key.open({ nonce: sample.nonce, ciphertext: sample.ciphertext, tag: sample.tag }, credentialAad(sample.address, sample.credential_id));
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      if (checkKey(this.key, await this.#meta(c, KEY_CHECK), () => opens, `the state store ${where} (schema ${this.schema})`) === 'write') {
+        await c.query(`INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [KEY_CHECK, this.key.keyCheck()]);
+      }
+      if ((await this.#meta(c, INSTALLATION)) === undefined) {
+        await c.query(`INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2)`, [INSTALLATION, newInstallationId()]);
+      }
+    });
+  }
+
+  async installation(): Promise<string> {
+    return (await this.#meta(this.pool, INSTALLATION))!;
+  }
+
+  async setInstallation(id: string): Promise<void> {
+    checkInstallationId(id);
+    await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, lockKey(`${this.schema}/meta`)]);
+      const current = await this.#meta(c, INSTALLATION);
+      if (current === id) return;
+      const { rows } = await c.query<{ n: string }>(`SELECT (SELECT count(*) FROM ${this.#t.credentials}) + (SELECT count(*) FROM ${this.#t.applied}) AS n`);
+      if (Number(rows[0]?.n) > 0) throw new StoreError(`this state already manages objects as installation ${current}; an installation id can only be given to a fresh state`);
+      await c.query(`INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [INSTALLATION, id]);
+    });
+  }
+
+  async backends(): Promise<StoredBackend[]> {
+    const { rows } = await this.pool.query<{ name: string; type: string; settings: string }>(`SELECT name, type, settings FROM ${this.#t.backends} ORDER BY name`);
+    return rows.map((r) => ({ name: r.name, type: r.type, settings: JSON.parse(r.settings) as { [key: string]: Json } }));
+  }
+
+  async rememberBackend(b: StoredBackend): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO ${this.#t.backends} (name, type, settings) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET type = EXCLUDED.type, settings = EXCLUDED.settings`,
+      [b.name, b.type, JSON.stringify(b.settings)],
+    );
+  }
+
+  async forgetBackend(name: string): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query(`DELETE FROM ${this.#t.backends} WHERE name = $1`, [name]);
+      await c.query(`DELETE FROM ${this.#t.credentials} WHERE backend = $1`, [name]);
+      await c.query(`DELETE FROM ${this.#t.applied} WHERE left(address, length($1) + 1) = $1 || ':'`, [name]);
+    });
   }
 
   /** Run `fn` in one transaction on one connection. */
@@ -322,13 +412,24 @@ export class PgStore implements StateStore {
     }
   }
 
-  async journalBegin(runId: string, change: Change, at: string): Promise<number> {
-    // Only the address and action: a change never carries a secret, and the journal stays so.
+  async journalBegin(runId: string, change: Change, at: string, afterHash: string | null = null): Promise<number> {
+    // Only the address, action and a hash of the attributes: a change never carries a secret, and the journal stays so.
     const { rows } = await this.pool.query<{ id: string }>(
-      `INSERT INTO ${this.#t.journal} (run_id, address, action, started_at, outcome) VALUES ($1, $2, $3, $4, 'pending') RETURNING id`,
-      [runId, change.address, change.action, at],
+      `INSERT INTO ${this.#t.journal} (run_id, address, action, started_at, outcome, after_hash) VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING id`,
+      [runId, change.address, change.action, at, afterHash],
     );
     return Number(rows[0]!.id);
+  }
+
+  async journalPending(): Promise<JournalEntry[]> {
+    const { rows } = await this.pool.query<JournalRow>(`SELECT * FROM ${this.#t.journal} WHERE outcome = 'pending' ORDER BY id`);
+    return rows.map(toJournal);
+  }
+
+  async journaled(addresses: string[]): Promise<Set<string>> {
+    if (addresses.length === 0) return new Set();
+    const { rows } = await this.pool.query<{ address: string }>(`SELECT DISTINCT address FROM ${this.#t.journal} WHERE address = ANY($1::text[])`, [addresses]);
+    return new Set(rows.map((r) => r.address));
   }
 
   async journalEnd(id: number, outcome: 'ok' | 'failed', at: string, detail?: string): Promise<void> {
@@ -340,7 +441,7 @@ export class PgStore implements StateStore {
     // The entries come back as they were found (pending), as SqliteStore returns them.
     const { rows } = await this.pool.query<JournalRow>(
       `UPDATE ${this.#t.journal} SET outcome = 'interrupted' WHERE outcome = 'pending'
-       RETURNING id, run_id, address, action, started_at, finished_at, 'pending' AS outcome, detail`,
+       RETURNING id, run_id, address, action, started_at, finished_at, 'pending' AS outcome, detail, after_hash`,
     );
     return rows.map(toJournal).sort((a, b) => a.id - b.id);
   }

@@ -1,12 +1,13 @@
 // The default state store: one SQLite file (`.datagrant/state.db`), readable only by its owner.
 import Database from 'better-sqlite3';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { LockError, StoreError } from '../core/errors.js';
-import type { Change } from '../core/types.js';
+import type { Change, Json } from '../core/types.js';
 import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
+import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
 import { credentialAad, toCredential, type CredRow } from './rows.js';
 import type {
   AuditEntry,
@@ -16,6 +17,7 @@ import type {
   JournalEntry,
   LockHolder,
   StateStore,
+  StoredBackend,
 } from './store.js';
 
 const LOCK_NAME = 'state';
@@ -52,6 +54,7 @@ CREATE TABLE IF NOT EXISTS journal (
   outcome TEXT NOT NULL,
   detail TEXT
 );
+CREATE INDEX IF NOT EXISTS journal_address ON journal(address);
 CREATE TABLE IF NOT EXISTS audit (
   seq INTEGER PRIMARY KEY,
   at TEXT NOT NULL,
@@ -68,6 +71,15 @@ CREATE TABLE IF NOT EXISTS audit_head (
   seq INTEGER NOT NULL,
   hash TEXT NOT NULL,
   mac TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS backends (
+  name TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  settings TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS locks (
   name TEXT PRIMARY KEY,
@@ -119,17 +131,85 @@ export class SqliteStore implements StateStore {
       mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     }
     const fresh = file === ':memory:' || !existsSync(file);
+    // An empty file is a state that was lost (truncated, a failed copy), never a new one: starting
+    // afresh would forget every credential and see every object datagrant made as someone else's.
+    if (!fresh && statSync(file).size === 0) {
+      throw new StoreError(
+        `the state store ${file} is empty (0 bytes): it was truncated or badly copied, and datagrant will not start afresh over it. Restore it from a backup; only if the state is truly lost, move the file away (then see "Ownership boundary" in the README on adopting this installation's objects).`,
+      );
+    }
     try {
       this.db = new Database(file);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('busy_timeout = 5000');
+      this.db.exec(SCHEMA);
+      const journalColumns = (this.db.pragma('table_info(journal)') as { name: string }[]).map((c) => c.name);
+      if (!journalColumns.includes('after_hash')) this.db.exec('ALTER TABLE journal ADD COLUMN after_hash TEXT');
     } catch (e) {
-      throw new StoreError(`cannot open the state store ${file}: ${(e as Error).message}`);
+      throw new StoreError(`cannot open the state store ${file}: ${(e as Error).message}. Restore it from a backup, or check its permissions; datagrant will not start afresh over it.`);
     }
     if (fresh && file !== ':memory:') chmodSync(file, 0o600);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
     this.sql = statementCache(this.db);
+    this.#checkKeyAndInstallation();
+  }
+
+  get masterKey(): MasterKey {
+    return this.key;
+  }
+
+  #meta(key: string): string | undefined {
+    return (this.sql('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  #checkKeyAndInstallation(): void {
+    const opensSample = () => {
+      const r = this.sql('SELECT * FROM credentials LIMIT 1').get() as CredRow | undefined;
+      if (!r) return undefined;
+      try {
+        this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, credentialAad(r.address, r.credential_id));
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    this.db.transaction(() => {
+      if (checkKey(this.key, this.#meta(KEY_CHECK), opensSample, `the state store ${this.file}`) === 'write') {
+        this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK, this.key.keyCheck());
+      }
+      if (this.#meta(INSTALLATION) === undefined) this.sql('INSERT INTO meta (key, value) VALUES (?, ?)').run(INSTALLATION, newInstallationId());
+    }).immediate();
+  }
+
+  async installation(): Promise<string> {
+    return this.#meta(INSTALLATION)!;
+  }
+
+  async setInstallation(id: string): Promise<void> {
+    checkInstallationId(id);
+    this.db.transaction(() => {
+      if (this.#meta(INSTALLATION) === id) return;
+      const used = (this.sql('SELECT (SELECT count(*) FROM credentials) + (SELECT count(*) FROM applied) AS n').get() as { n: number }).n;
+      if (used > 0) throw new StoreError(`this state already manages objects as installation ${this.#meta(INSTALLATION)}; an installation id can only be given to a fresh state`);
+      this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(INSTALLATION, id);
+    }).immediate();
+  }
+
+  async backends(): Promise<StoredBackend[]> {
+    const rows = this.sql('SELECT name, type, settings FROM backends ORDER BY name').all() as { name: string; type: string; settings: string }[];
+    return rows.map((r) => ({ name: r.name, type: r.type, settings: JSON.parse(r.settings) as { [key: string]: Json } }));
+  }
+
+  async rememberBackend(b: StoredBackend): Promise<void> {
+    this.sql('INSERT OR REPLACE INTO backends (name, type, settings) VALUES (?, ?, ?)').run(b.name, b.type, JSON.stringify(b.settings));
+  }
+
+  async forgetBackend(name: string): Promise<void> {
+    this.db.transaction(() => {
+      this.sql('DELETE FROM backends WHERE name = ?').run(name);
+      this.sql('DELETE FROM credentials WHERE backend = ?').run(name);
+      this.sql("DELETE FROM applied WHERE substr(address, 1, length(?) + 1) = ? || ':'").run(name, name);
+    })();
   }
 
   async credentials(): Promise<CredentialRow[]> {
@@ -183,11 +263,22 @@ export class SqliteStore implements StateStore {
     else this.sql('INSERT OR REPLACE INTO applied (address, attrs_hash) VALUES (?, ?)').run(address, hash);
   }
 
-  async journalBegin(runId: string, change: Change, at: string): Promise<number> {
-    // Only the address and action: a change never carries a secret, and the journal stays so.
-    const r = this.sql("INSERT INTO journal (run_id, address, action, started_at, outcome) VALUES (?, ?, ?, ?, 'pending')")
-      .run(runId, change.address, change.action, at);
+  async journalBegin(runId: string, change: Change, at: string, afterHash: string | null = null): Promise<number> {
+    // Only the address, action and a hash of the attributes: a change never carries a secret, and the journal stays so.
+    const r = this.sql("INSERT INTO journal (run_id, address, action, started_at, outcome, after_hash) VALUES (?, ?, ?, ?, 'pending', ?)")
+      .run(runId, change.address, change.action, at, afterHash);
     return Number(r.lastInsertRowid);
+  }
+
+  async journalPending(): Promise<JournalEntry[]> {
+    return (this.sql("SELECT * FROM journal WHERE outcome = 'pending' ORDER BY id").all() as Record<string, unknown>[]).map(toJournal);
+  }
+
+  async journaled(addresses: string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    const stmt = this.sql('SELECT 1 FROM journal WHERE address = ? LIMIT 1');
+    for (const a of addresses) if (stmt.get(a)) out.add(a);
+    return out;
   }
 
   async journalEnd(id: number, outcome: 'ok' | 'failed', at: string, detail?: string): Promise<void> {
@@ -310,5 +401,6 @@ function toJournal(r: Record<string, unknown>): JournalEntry {
     finishedAt: (r.finished_at as string | null) ?? null,
     outcome: r.outcome as JournalEntry['outcome'],
     detail: (r.detail as string | null) ?? null,
+    afterHash: (r.after_hash as string | null) ?? null,
   };
 }

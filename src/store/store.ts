@@ -1,7 +1,8 @@
 // What datagrant remembers between runs: encrypted credentials, what it last applied (to tell
 // drift from spec changes), the journal of intents and outcomes, the audit chain and the lock.
 import type { KnownCredential } from '../backends/backend.js';
-import type { Change } from '../core/types.js';
+import type { Change, Json } from '../core/types.js';
+import type { MasterKey } from './crypto.js';
 
 export interface CredentialRow extends KnownCredential {
   backend: string;
@@ -18,6 +19,12 @@ export interface JournalEntry {
   finishedAt: string | null;
   outcome: 'pending' | 'ok' | 'failed' | 'interrupted';
   detail: string | null;
+  /**
+   * Hash of the attributes the change set out to make (null for a delete): a change interrupted by
+   * a crash whose object is found with exactly these attributes took effect and is recorded as
+   * applied, instead of looking like something datagrant did not make.
+   */
+  afterHash: string | null;
 }
 
 export interface AuditEntry {
@@ -49,7 +56,32 @@ export interface LockHolder {
   acquiredAt: string;
 }
 
+/**
+ * A backend datagrant has applied to, as the spec described it then, without secrets: a backend
+ * that disappears from the spec is still reached (to tear down what datagrant made there).
+ */
+export interface StoredBackend {
+  name: string;
+  type: string;
+  settings: { [key: string]: Json };
+}
+
 export interface StateStore {
+  /** The master key this store was opened with (already checked against the store's key-check value). */
+  readonly masterKey: MasterKey;
+  /**
+   * This installation's id: made when the state was created (or given to `init --installation`),
+   * carried by every object datagrant makes, so that two states never take each other's objects.
+   */
+  installation(): Promise<string>;
+  /** Give a fresh state (no credentials, nothing applied) the id of an existing installation. */
+  setInstallation(id: string): Promise<void>;
+
+  backends(): Promise<StoredBackend[]>;
+  rememberBackend(b: StoredBackend): Promise<void>;
+  /** Forget a backend and everything recorded for it (applied state, credentials). */
+  forgetBackend(name: string): Promise<void>;
+
   credentials(): Promise<CredentialRow[]>;
   /**
    * Store a newly issued credential as the current one for its address. Any previous current
@@ -65,11 +97,15 @@ export interface StateStore {
   applied(): Promise<Record<string, string>>;
   setApplied(address: string, hash: string | null): Promise<void>;
 
-  journalBegin(runId: string, change: Change, at: string): Promise<number>;
+  journalBegin(runId: string, change: Change, at: string, afterHash?: string | null): Promise<number>;
   journalEnd(id: number, outcome: 'ok' | 'failed', at: string, detail?: string): Promise<void>;
   /** Entries left `pending` by a run that died; marks them `interrupted` and returns them. */
   recoverJournal(): Promise<JournalEntry[]>;
   journal(limit?: number): Promise<JournalEntry[]>;
+  /** Entries still `pending` (a run in progress, or one that died), without marking them: for plan. */
+  journalPending(): Promise<JournalEntry[]>;
+  /** Which of these addresses the journal has ever seen a change for. */
+  journaled(addresses: string[]): Promise<Set<string>>;
 
   audit(entry: AuditInput, at: string): Promise<void>;
   auditEntries(): Promise<AuditEntry[]>;

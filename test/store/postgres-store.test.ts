@@ -65,10 +65,11 @@ describe('opening', () => {
     const stores = await Promise.all([1, 2, 3, 4, 5, 6].map(() => replica()));
     expect(stores).toHaveLength(6);
     const tables = await sql<{ tablename: string }>('SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename', [schema]);
-    expect(tables.map((t) => t.tablename)).toEqual(['applied', 'audit', 'audit_head', 'credentials', 'journal', 'locks']);
-    // Reopening changes nothing and keeps the data.
+    expect(tables.map((t) => t.tablename)).toEqual(['applied', 'audit', 'audit_head', 'backends', 'credentials', 'journal', 'locks', 'meta']);
+    // Reopening changes nothing and keeps the data; replicas that started together agree on one installation id.
     await stores[0]!.setApplied('a', 'h');
     expect(await (await replica()).applied()).toEqual({ a: 'h' });
+    expect(new Set(await Promise.all(stores.map((s) => s.installation()))).size).toBe(1);
   });
 
   test('the default schema is `datagrant`', async () => {
@@ -153,13 +154,29 @@ describe('credentials', () => {
     await expect(store.revealCredential('aws:key/alice')).rejects.toThrow(/cannot decrypt the credential for aws:key\/alice#AKIAEVIL/);
   });
 
-  test('a wrong master key cannot decrypt, and the error holds no secret', async () => {
+  test('a wrong master key is refused when the store opens, and the error holds no secret', async () => {
     await store.saveCredential(row('AKIAONE'), { secretAccessKey: 'topsecretvalue' });
-    const other = await replica(MasterKey.parse(MasterKey.generate()));
-    const err = await other.revealCredential('aws:key/alice').catch((e: Error) => e);
+    const err = await replica(MasterKey.parse(MasterKey.generate())).catch((e: Error) => e);
     expect(err).toBeInstanceOf(StoreError);
     expect(String(err)).toMatch(/wrong master key/);
-    expect(String(err)).not.toMatch(/topsecretvalue/);
+    expect(String(err)).not.toMatch(/topsecretvalue|tamper/);
+    // A state made before key checks: the key is judged by whether it opens a stored credential.
+    await sql(`DELETE FROM ${schema}.meta WHERE key = 'key_check'`, []);
+    await expect(replica(MasterKey.parse(MasterKey.generate()))).rejects.toThrow(/wrong master key/);
+    expect((await (await replica()).revealCredential('aws:key/alice'))?.secret).toEqual({ secretAccessKey: 'topsecretvalue' });
+  });
+
+  test('forgetting a backend removes its records and nothing else', async () => {
+    await store.rememberBackend({ name: 'wh', type: 'postgres', settings: { url: 'postgres://x@h/db' } });
+    await store.rememberBackend({ name: 'aws', type: 'aws', settings: {} });
+    await store.saveCredential({ ...row('P1'), address: 'wh:password/alice', backend: 'wh' }, { password: 'p' });
+    await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+    await store.setApplied('wh:role/alice', 'h1');
+    await store.setApplied('whx:role/alice', 'h2');
+    await store.forgetBackend('wh');
+    expect((await store.backends()).map((b) => b.name)).toEqual(['aws']);
+    expect((await store.credentials()).map((c) => c.address)).toEqual(['aws:key/alice']);
+    expect(await store.applied()).toEqual({ 'whx:role/alice': 'h2' });
   });
 
   test('rotation keeps exactly one current credential and retires the previous one', async () => {
@@ -274,10 +291,10 @@ describe('audit chain', () => {
     expect(await store.verifyAudit()).toEqual({ ok: true, entries: 0 });
   });
 
-  test('another master key does not verify the chain', async () => {
+  test('another master key is refused when the store opens (key check), before the chain is read', async () => {
     await fill(2);
-    const v = await (await replica(MasterKey.parse(MasterKey.generate()))).verifyAudit();
-    expect(v).toMatchObject({ ok: false, firstBad: { seq: 1, reason: expect.stringMatching(/changed/) } });
+    await expect(replica(MasterKey.parse(MasterKey.generate()))).rejects.toThrow(/wrong master key: .*different master key/);
+    expect(await store.verifyAudit()).toMatchObject({ ok: true, entries: 2 });
   });
 
   // [what, PostgreSQL tampering, the same on SQLite, first bad seq, reason]

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -45,13 +45,52 @@ describe('credentials', () => {
     await expect(store.revealCredential('aws:key/bob')).rejects.toThrow(/cannot decrypt the credential for aws:key\/bob/);
   });
 
-  test('a wrong master key cannot decrypt, and the error holds no secret', async () => {
+  test('a wrong master key is refused when the store opens, by its key check, and the error holds no secret', async () => {
     await store.saveCredential(row('AKIAONE'), { secretAccessKey: 'topsecretvalue' });
     await store.close();
-    store = new SqliteStore(join(dir, 'state.db'), MasterKey.parse(MasterKey.generate()));
-    const err = await store.revealCredential('aws:key/alice').catch((e: Error) => e);
-    expect(String(err)).toMatch(/wrong master key/);
-    expect(String(err)).not.toMatch(/topsecretvalue/);
+    const err = (() => {
+      try {
+        store = new SqliteStore(join(dir, 'state.db'), MasterKey.parse(MasterKey.generate()));
+        return undefined;
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(String(err)).toMatch(/wrong master key: .*different master key/);
+    expect(String(err)).not.toMatch(/topsecretvalue|tamper/);
+    // nothing was written: the right key still opens it, and the secret is intact
+    store = new SqliteStore(join(dir, 'state.db'), key);
+    expect((await store.revealCredential('aws:key/alice'))?.secret).toEqual({ secretAccessKey: 'topsecretvalue' });
+  });
+
+  test('a state made before key checks: a key that cannot open its credentials is refused', async () => {
+    await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+    store.db.exec("DELETE FROM meta WHERE key = 'key_check'");
+    await store.close();
+    expect(() => new SqliteStore(join(dir, 'state.db'), MasterKey.parse(MasterKey.generate()))).toThrow(/wrong master key/);
+    store = new SqliteStore(join(dir, 'state.db'), key);
+    expect(store.db.prepare("SELECT count(*) AS n FROM meta WHERE key = 'key_check'").get()).toEqual({ n: 1 });
+  });
+
+  test('an empty (0-byte) or unreadable state file is an error naming the file, never a fresh start', async () => {
+    await store.close();
+    const file = join(dir, 'state.db');
+    writeFileSync(file, '');
+    expect(() => new SqliteStore(file, key)).toThrow(`the state store ${file} is empty (0 bytes)`);
+    writeFileSync(file, 'this is not a database, just text that got here somehow');
+    expect(() => new SqliteStore(file, key)).toThrow(/cannot open the state store .*state\.db: .*not a database.*backup/);
+    rmSync(file);
+    store = new SqliteStore(file, key);
+  });
+
+  test('each state has an installation id; only a fresh state may take another one', async () => {
+    const id = await store.installation();
+    expect(id).toMatch(/^[a-z0-9-]{8,64}$/);
+    await store.setInstallation('team-a-0123456789');
+    expect(await store.installation()).toBe('team-a-0123456789');
+    await expect(store.setInstallation('Not Valid')).rejects.toThrow(/not valid/);
+    await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+    await expect(store.setInstallation('team-b-0123456789')).rejects.toThrow(/already manages objects as installation team-a-0123456789/);
   });
 
   test('rotation keeps exactly one current credential and retires the previous one', async () => {
