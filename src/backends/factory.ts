@@ -11,10 +11,13 @@ export interface BackendOptions {
   /** Decorate each driver further (tests inject faults here). */
   wrap?: (b: Backend) => Backend;
   maxAttempts?: number;
+  /** This state's installation id, carried by what the drivers create. */
+  installation?: string;
 }
 
-export function makeBackends(spec: Spec, opts: BackendOptions = {}): Record<string, Backend> {
+export function makeBackends(spec: Pick<Spec, 'backends'>, opts: BackendOptions = {}): Record<string, Backend> {
   const out: Record<string, Backend> = {};
+  const installation = opts.installation ? { installation: opts.installation } : {};
   for (const [name, b] of Object.entries(spec.backends)) {
     let driver: Backend =
       b.type === 'aws'
@@ -23,8 +26,9 @@ export function makeBackends(spec: Spec, opts: BackendOptions = {}): Record<stri
             iamPath: b.iamPath ?? DEFAULT_IAM_PATH,
             ...(b.region ? { region: b.region } : {}),
             ...(b.endpoint ? { endpoint: b.endpoint } : {}),
+            ...installation,
           })
-        : createPostgresBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}) });
+        : createPostgresBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}), ...installation });
     if (opts.wrap) driver = opts.wrap(driver);
     out[name] = withRedaction(withRetry(driver, { ...DEFAULT_RETRY, maxAttempts: opts.maxAttempts ?? DEFAULT_RETRY.maxAttempts }));
   }

@@ -5,7 +5,7 @@ import { compileAws } from './aws/compile.js';
 import { compilePostgres } from './postgres/compile.js';
 
 /** Backend types with a compiler; a backend type without one compiles to nothing. */
-export type BackendCompiler = (spec: Spec, backend: string, ctx: { now: Date }) => DesiredState;
+export type BackendCompiler = (spec: Spec, backend: string, ctx: { now: Date; installation?: string }) => DesiredState;
 
 const COMPILERS: Record<string, BackendCompiler> = {
   aws: compileAws,
@@ -15,11 +15,15 @@ const COMPILERS: Record<string, BackendCompiler> = {
 export const EXPIRY_WARNING_DAYS = 7;
 
 /** Desired state per backend name, plus spec-wide notices (grants expiring soon). */
-export function compile(spec: Spec, now: Date): { desired: Record<string, DesiredState>; notices: Notice[] } {
+/**
+ * `installation`, when given, is the id of the state the desired objects belong to: objects that
+ * can carry it (IAM users' tags) do, so that another installation never takes them for its own.
+ */
+export function compile(spec: Spec, now: Date, opts: { installation?: string } = {}): { desired: Record<string, DesiredState>; notices: Notice[] } {
   const desired: Record<string, DesiredState> = {};
   for (const [name, backend] of Object.entries(spec.backends)) {
     const compiler = COMPILERS[backend.type];
-    desired[name] = compiler ? compiler(spec, name, { now }) : { resources: [], notices: [] };
+    desired[name] = compiler ? compiler(spec, name, { now, ...(opts.installation ? { installation: opts.installation } : {}) }) : { resources: [], notices: [] };
   }
   return { desired, notices: expiringSoon(spec, now) };
 }

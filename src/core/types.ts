@@ -73,9 +73,20 @@ export interface DesiredState {
   notices: Notice[];
 }
 
+/** An object inside a backend's boundary that belongs to another datagrant installation. */
+export interface ForeignObject {
+  address: Address;
+  installation: string;
+}
+
 export interface ActualState {
   backend: string;
   resources: Resource[];
+  /**
+   * Objects of another installation found inside this one's boundary: never planned for change or
+   * deletion; converge stops and names them.
+   */
+  foreign?: ForeignObject[];
 }
 
 export interface Plan {
@@ -88,6 +99,8 @@ export interface Plan {
   actualHashes: Record<string, string>;
   changes: Change[];
   notices: Notice[];
+  /** Set on a plan saved with `plan --out`: a MAC under the master key over everything else. */
+  mac?: string;
 }
 
 export function addressOf(backend: string, kind: string, ...names: string[]): Address {

@@ -557,7 +557,7 @@ describe('aws driver, pure parts', () => {
   });
 
   test('mapping: ownership by path, foreign attachments by ARN, teardown order as deps', () => {
-    const resources = resourcesFromDetails({
+    const { resources } = resourcesFromDetails({
       backend: 'aws',
       iamPath: PATH,
       details: {

@@ -66,10 +66,12 @@ import type { Backend, BackendStats, ExecuteResult, KnownCredential, ReadOptions
 import { BackendError } from '../../core/errors.js';
 import { canonicalJson } from '../../core/canonical.js';
 import { addressOf, type ActualState, type Change, type Json, type Resource } from '../../core/types.js';
+import { INSTALLATION_TAG } from '../../compile/aws/compile.js';
 import { awsErrorCode, isRetryable, isThrottling, toBackendError } from './errors.js';
 import {
   isUnder,
   keysFromStore,
+  policyDescription,
   parseCredentialReport,
   parsePolicyDocument,
   resourcesFromDetails,
@@ -93,6 +95,22 @@ export interface AwsBackendOptions {
   consistencyWaitMs?: number;
   /** How long to wait for the credential report. */
   reportWaitMs?: number;
+  /** This state's installation id: written on what datagrant creates; another installation's objects are never touched. */
+  installation?: string;
+}
+
+/**
+ * What the last read found, for the ownership check every change passes before it is executed
+ * (a saved plan may have been edited): datagrant's own users, groups and policies, and every other
+ * user and group that exists in the account.
+ */
+interface Ownership {
+  users: Set<string>;
+  groups: Set<string>;
+  policies: Set<string>;
+  otherUsers: Set<string>;
+  otherGroups: Set<string>;
+  otherPolicies: Set<string>;
 }
 
 type Attrs = { [key: string]: Json };
@@ -111,6 +129,7 @@ export class AwsBackend implements Backend {
   readonly #opts: AwsBackendOptions;
   readonly #stats: BackendStats = { requests: 0, retries: 0 };
   #account: Promise<{ account: string; partition: string }> | undefined;
+  #ownership: Ownership | undefined;
 
   constructor(opts: AwsBackendOptions) {
     if (!/^\/([^/]+\/)*$/.test(opts.iamPath)) throw new BackendError(`${opts.name}: iamPath must start and end with / (got ${opts.iamPath})`, opts.name, 'config', false);
@@ -194,6 +213,10 @@ export class AwsBackend implements Backend {
     }
   }
 
+  #description(): { Description?: string } {
+    return this.#opts.installation ? { Description: policyDescription(this.#opts.installation) } : {};
+  }
+
   #notOurs(what: string, name: string, path: string | undefined, address: string): BackendError {
     return new BackendError(
       `${this.name}: ${address}: an IAM ${what} named ${name} already exists ${path ? `at path ${path}` : 'elsewhere in the account'}, outside datagrant's path ${this.#opts.iamPath}; datagrant will not take over an object it does not own — rename the ${what} in the spec, or remove or move the existing one by hand`,
@@ -212,11 +235,119 @@ export class AwsBackend implements Backend {
       const details = await this.#details();
       const owned = details.users.filter((u) => u.UserName && isUnder(u.Path, this.#opts.iamPath)).map((u) => u.UserName!);
       const keys = await this.#keys(owned, opts.credentials, opts.exact ?? false);
-      const resources = resourcesFromDetails({ backend: this.name, iamPath: this.#opts.iamPath, details, keys, credentials: opts.credentials });
-      return { backend: this.name, resources };
+      const { resources, foreign } = resourcesFromDetails({
+        backend: this.name,
+        iamPath: this.#opts.iamPath,
+        details,
+        keys,
+        credentials: opts.credentials,
+        ...(this.#opts.installation ? { installation: this.#opts.installation } : {}),
+      });
+      this.#ownership = ownershipOf(details, resources);
+      return { backend: this.name, resources, ...(foreign.length ? { foreign } : {}) };
     } catch (e) {
       throw toBackendError(e, this.name);
     }
+  }
+
+  /** What the ownership checks go by: the last read's, or a bulk read now if execute comes first. */
+  async #owns(): Promise<Ownership> {
+    if (!this.#ownership) {
+      const details = await this.#details();
+      const { resources } = resourcesFromDetails({
+        backend: this.name,
+        iamPath: this.#opts.iamPath,
+        details,
+        keys: new Map(),
+        credentials: [],
+        ...(this.#opts.installation ? { installation: this.#opts.installation } : {}),
+      });
+      this.#ownership = ownershipOf(details, resources);
+    }
+    return this.#ownership;
+  }
+
+  /**
+   * Every change passes this before any request: it may only grant to, or change, an object
+   * datagrant owns (`grant`), or remove from something that is either datagrant's or does not
+   * exist (`remove`, idempotent). A plan file edited to give an unmanaged user a key, or to attach
+   * a policy datagrant did not make, stops here.
+   */
+  async #checkOwnership(c: Change): Promise<void> {
+    const o = await this.#owns();
+    const r = (c.after ?? c.before)!;
+    const grant = c.action !== 'delete';
+    const refuse = (what: string) => {
+      throw new BackendError(
+        `${this.name}: ${c.address}: refused: ${what} is not datagrant's (outside ${this.#opts.iamPath}${this.#opts.installation ? ` or another installation's` : ''}); datagrant never changes what it does not own`,
+        this.name,
+        'NotOwned',
+        false,
+        c.address,
+      );
+    };
+    const user = (name: string, mustOwn: boolean) => {
+      if (o.users.has(name)) return;
+      if (mustOwn || o.otherUsers.has(name)) refuse(`IAM user ${name}`);
+    };
+    const group = (name: string, mustOwn: boolean) => {
+      if (o.groups.has(name)) return;
+      if (mustOwn || o.otherGroups.has(name)) refuse(`IAM group ${name}`);
+    };
+    const entity = (kind: string, name: string, mustOwn: boolean) => (kind === 'group' ? group(name, mustOwn) : user(name, mustOwn));
+    const before = c.before;
+    switch (c.kind) {
+      case 'user':
+        if (c.action !== 'create') user(r.name, false);
+        return;
+      case 'group':
+        if (c.action !== 'create') group(r.name, false);
+        return;
+      case 'policy':
+        if (c.action !== 'create' && !o.policies.has(r.name) && o.otherPolicies.has(r.name)) refuse(`managed policy ${r.name}`);
+        return;
+      case 'key':
+        user(str(r.attrs.user) || r.name, grant);
+        return;
+      case 'inline-policy':
+        entity(str(r.attrs.entity), str(r.attrs.entityName), grant);
+        return;
+      case 'membership':
+        if (grant) {
+          user(str(c.after!.attrs.user), true);
+          group(str(c.after!.attrs.group), true);
+        }
+        // Removing anyone from datagrant's group, or datagrant's user from any group, is
+        // datagrant's business; a membership between two objects of others is not.
+        if (before && (c.action === 'delete' || c.action === 'replace')) {
+          const g = str(before.attrs.group);
+          const u = str(before.attrs.user);
+          if (!o.groups.has(g) && !o.users.has(u) && (o.otherGroups.has(g) || o.otherUsers.has(u))) refuse(`the membership of ${u} in ${g}`);
+        }
+        return;
+      case 'attachment':
+        if (grant) {
+          const after = c.after!;
+          entity(str(after.attrs.entity), str(after.attrs.entityName), true);
+          const policy = str(after.attrs.policy) || after.name;
+          if (policy.startsWith('arn:') || !o.policies.has(policy)) refuse(`managed policy ${policy}`);
+        }
+        if (before && (c.action === 'delete' || c.action === 'replace')) entity(str(before.attrs.entity), str(before.attrs.entityName), false);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Keeps the ownership sets true as this driver creates and deletes. */
+  #owned(c: Change): void {
+    const o = this.#ownership;
+    if (!o) return;
+    const set = c.kind === 'user' ? o.users : c.kind === 'group' ? o.groups : c.kind === 'policy' ? o.policies : undefined;
+    if (!set) return;
+    const name = (c.after ?? c.before)!.name;
+    if (c.action === 'delete') set.delete(name);
+    else set.add(name);
   }
 
   async #details(): Promise<AccountDetails> {
@@ -308,10 +439,13 @@ export class AwsBackend implements Backend {
 
   async execute(change: Change): Promise<ExecuteResult> {
     try {
+      await this.#checkOwnership(change);
       const run = () => this.#execute(change);
       // Creating a key, or re-creating a policy, must not be repeated: those retry inside.
       const whole = change.action !== 'delete' && change.kind !== 'key' && !(change.kind === 'policy' && change.action === 'replace');
-      return whole ? await this.#consistent(run) : await run();
+      const out = whole ? await this.#consistent(run) : await run();
+      this.#owned(change);
+      return out;
     } catch (e) {
       throw toBackendError(e, this.name, change.address);
     }
@@ -358,6 +492,16 @@ export class AwsBackend implements Backend {
       if (!isUnder(existing?.Path, this.#opts.iamPath)) throw this.#notOurs('user', user, existing?.Path, c.address);
       const current: Record<string, string> = {};
       for (const t of existing?.Tags ?? []) if (t.Key) current[t.Key] = t.Value ?? '';
+      const theirs = current[INSTALLATION_TAG];
+      if (this.#opts.installation && theirs && theirs !== this.#opts.installation) {
+        throw new BackendError(
+          `${this.name}: ${c.address}: IAM user ${user} belongs to another datagrant installation (${theirs}); datagrant will not take it over`,
+          this.name,
+          'NotOwned',
+          false,
+          c.address,
+        );
+      }
       await this.#updateUser(user, { path: existing?.Path ?? '/', tags: current }, { path, tags });
       return {};
     }
@@ -449,7 +593,7 @@ export class AwsBackend implements Backend {
     }
     if (c.action === 'replace') return this.#replacePolicy(c, name, path, document);
     try {
-      await this.#iam.send(new CreatePolicyCommand({ PolicyName: name, Path: path, PolicyDocument: document }));
+      await this.#iam.send(new CreatePolicyCommand({ PolicyName: name, Path: path, PolicyDocument: document, ...this.#description() }));
       return { meta: { arn } };
     } catch (e) {
       if (awsErrorCode(e) !== 'EntityAlreadyExists') throw e;
@@ -502,7 +646,7 @@ export class AwsBackend implements Backend {
     for (const g of groups) await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DetachGroupPolicyCommand({ GroupName: g, PolicyArn: oldArn })));
     await this.#deletePolicy(oldArn);
     const arn = await this.#policyArn(name, path);
-    await this.#iam.send(new CreatePolicyCommand({ PolicyName: name, Path: path, PolicyDocument: document }));
+    await this.#iam.send(new CreatePolicyCommand({ PolicyName: name, Path: path, PolicyDocument: document, ...this.#description() }));
     for (const u of users) await this.#consistent(() => this.#iam.send(new AttachUserPolicyCommand({ UserName: u, PolicyArn: arn })));
     for (const g of groups) await this.#consistent(() => this.#iam.send(new AttachGroupPolicyCommand({ GroupName: g, PolicyArn: arn })));
     return { meta: { arn } };
@@ -606,6 +750,25 @@ export class AwsBackend implements Backend {
       meta: { accessKeyId, createdAt },
     };
   }
+}
+
+function ownershipOf(details: AccountDetails, resources: Resource[]): Ownership {
+  const names = (kind: string) => new Set(resources.filter((r) => r.kind === kind).map((r) => r.name));
+  const users = names('user');
+  const groups = names('group');
+  const policies = names('policy');
+  const other = (all: (string | undefined)[], mine: Set<string>) => new Set(all.filter((n): n is string => n !== undefined && !mine.has(n)));
+  return {
+    users,
+    groups,
+    policies,
+    otherUsers: other(details.users.map((u) => u.UserName), users),
+    otherGroups: other(details.groups.map((g) => g.GroupName), groups),
+    otherPolicies: other(
+      details.policies.map((p) => p.PolicyName ?? (p.Arn ? p.Arn.slice(p.Arn.lastIndexOf('/') + 1) : undefined)),
+      policies,
+    ),
+  };
 }
 
 export function createAwsBackend(opts: AwsBackendOptions): AwsBackend {

@@ -3,8 +3,9 @@
 // ownership boundary, with addresses, attrs and deps exactly as src/compile/aws/compile.ts makes
 // them, so that a second plan after apply is empty.
 import type { KnownCredential } from '../backend.js';
+import { INSTALLATION_TAG } from '../../compile/aws/compile.js';
 import { normalizePolicy } from '../../compile/aws/policy.js';
-import { addressOf, type Json, type Resource } from '../../core/types.js';
+import { addressOf, type ForeignObject, type Json, type Resource } from '../../core/types.js';
 
 export interface AttachedPolicy {
   PolicyName?: string;
@@ -32,6 +33,7 @@ export interface GroupDetail {
 }
 export interface PolicyDetail {
   PolicyName?: string;
+  Description?: string;
   Arn?: string;
   Path?: string;
   DefaultVersionId?: string;
@@ -49,8 +51,15 @@ export interface AccessKeyFact {
   createdAt: string;
 }
 
-/** `/datagrant/` owns `/datagrant/` and everything below it. */
-export const isUnder = (path: string | undefined, iamPath: string) => (path ?? '/').startsWith(iamPath);
+/**
+ * `/datagrant/` owns objects at exactly `/datagrant/`: a nested path (`/datagrant/team-b/`) is
+ * another boundary, perhaps another installation's, and never datagrant's to change.
+ */
+export const isUnder = (path: string | undefined, iamPath: string) => (path ?? '/') === iamPath;
+
+/** The description datagrant gives the managed policies it creates (IAM cannot tag them in bulk reads). */
+export const policyDescription = (installation: string) => `datagrant installation ${installation}`;
+const installationOfPolicy = (description: string | undefined) => /^datagrant installation (\S+)$/.exec(description ?? '')?.[1];
 
 /** The name in a policy ARN: `arn:aws:iam::123:policy/datagrant/dg-x` → `dg-x` (moto omits PolicyName). */
 export const policyNameOf = (arn: string) => arn.slice(arn.lastIndexOf('/') + 1);
@@ -84,17 +93,47 @@ export interface MapInput {
   /** Access keys per owned user name. */
   keys: Map<string, AccessKeyFact[]>;
   credentials: KnownCredential[];
+  /** This state's installation id: objects carrying another one are reported as foreign, never as resources. */
+  installation?: string;
 }
 
-export function resourcesFromDetails(input: MapInput): Resource[] {
-  const { backend, iamPath, details } = input;
+export interface MappedState {
+  resources: Resource[];
+  /** Objects inside the boundary that carry another installation's id. */
+  foreign: ForeignObject[];
+}
+
+export function resourcesFromDetails(input: MapInput): MappedState {
+  const { backend, iamPath, details, installation } = input;
   const addr = (kind: string, ...names: string[]) => addressOf(backend, kind, ...names);
   const out: Resource[] = [];
+  const foreign: ForeignObject[] = [];
+  const otherInstallation = (id: string | undefined) => installation !== undefined && id !== undefined && id !== installation;
+
+  const foreignUsers = new Set<string>();
+  for (const u of details.users) {
+    if (!u.UserName || !isUnder(u.Path, iamPath)) continue;
+    const id = u.Tags?.find((t) => t.Key === INSTALLATION_TAG)?.Value;
+    if (otherInstallation(id)) {
+      foreignUsers.add(u.UserName);
+      foreign.push({ address: addr('user', u.UserName), installation: id! });
+    }
+  }
+  const foreignGroups = new Set<string>();
+  for (const u of details.users) {
+    if (!u.UserName || !foreignUsers.has(u.UserName)) continue;
+    for (const g of u.GroupList ?? []) foreignGroups.add(g);
+  }
 
   const ownedPolicyByArn = new Map<string, string>();
   for (const p of details.policies) {
     if (!p.Arn || !isUnder(p.Path, iamPath)) continue;
     const name = p.PolicyName ?? policyNameOf(p.Arn);
+    const id = installationOfPolicy(p.Description);
+    if (otherInstallation(id)) {
+      foreign.push({ address: addr('policy', name), installation: id! });
+      continue;
+    }
     ownedPolicyByArn.set(p.Arn, name);
     const versions = p.PolicyVersionList ?? [];
     const def = versions.find((v) => v.IsDefaultVersion) ?? versions.find((v) => v.VersionId === p.DefaultVersionId);
@@ -149,6 +188,11 @@ export function resourcesFromDetails(input: MapInput): Resource[] {
 
   for (const g of details.groups) {
     if (!g.GroupName || !isUnder(g.Path, iamPath)) continue;
+    if (foreignGroups.has(g.GroupName)) {
+      const by = details.users.find((u) => u.UserName && foreignUsers.has(u.UserName) && u.GroupList?.includes(g.GroupName!));
+      foreign.push({ address: addr('group', g.GroupName), installation: by?.Tags?.find((t) => t.Key === INSTALLATION_TAG)?.Value ?? '?' });
+      continue;
+    }
     out.push({
       address: addr('group', g.GroupName),
       backend,
@@ -166,8 +210,28 @@ export function resourcesFromDetails(input: MapInput): Resource[] {
   const known = new Map<string, KnownCredential>();
   for (const c of input.credentials) known.set(c.credentialId, c);
 
+  const ownedGroups = new Set(out.filter((r) => r.kind === 'group').map((r) => r.name));
   for (const u of details.users) {
-    if (!u.UserName || !isUnder(u.Path, iamPath)) continue;
+    if (!u.UserName) continue;
+    if (!isUnder(u.Path, iamPath) || foreignUsers.has(u.UserName)) {
+      // Someone else's user in one of datagrant's groups holds that group's grants: the membership
+      // is drift, to report and remove (the user itself is never touched).
+      if (foreignUsers.has(u.UserName)) continue;
+      for (const group of u.GroupList ?? []) {
+        if (!ownedGroups.has(group)) continue;
+        out.push({
+          address: addr('membership', group, u.UserName),
+          backend,
+          kind: 'membership',
+          name: u.UserName,
+          attrs: { group, user: u.UserName },
+          immutable: ['group', 'user'],
+          deps: [addr('group', group)],
+          meta: { foreignUser: true },
+        });
+      }
+      continue;
+    }
     const user = u.UserName;
     const userAddr = addr('user', user);
     const tags: Record<string, string> = {};
@@ -218,7 +282,7 @@ export function resourcesFromDetails(input: MapInput): Resource[] {
       });
     }
   }
-  return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  return { resources: out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0)), foreign };
 }
 
 // ---------------------------------------------------------------- credential report

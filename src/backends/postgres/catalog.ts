@@ -30,6 +30,8 @@ export interface RoleComment {
   datagrant: typeof MARKER;
   /** Set when several datagrant installations (or test runs) share one server: each sees only its own. */
   scope?: string;
+  /** The installation (state) the role belongs to; absent on roles made before installations had ids. */
+  installation?: string;
   credential?: string;
   createdAt?: string;
   /** Fingerprint of the verifier datagrant set, to notice a password changed by hand. */
@@ -47,10 +49,21 @@ function parseMarker(comment: string | null): RoleComment | undefined {
   return undefined;
 }
 
-/** The marker, if the comment carries datagrant's marker for this scope; undefined: not ours. */
-export function parseComment(comment: string | null, scope?: string): RoleComment | undefined {
+/**
+ * The marker, if the comment carries datagrant's marker for this scope and no other installation's
+ * id; undefined: not ours.
+ */
+export function parseComment(comment: string | null, scope?: string, installation?: string): RoleComment | undefined {
   const c = parseMarker(comment);
-  return c && (c.scope ?? undefined) === (scope ?? undefined) ? c : undefined;
+  if (!c || (c.scope ?? undefined) !== (scope ?? undefined)) return undefined;
+  return installation !== undefined && c.installation !== undefined && c.installation !== installation ? undefined : c;
+}
+
+/** The other installation a role of this scope belongs to, if it belongs to another one. */
+export function otherInstallation(comment: string | null, scope?: string, installation?: string): string | undefined {
+  const c = parseMarker(comment);
+  if (!c || (c.scope ?? undefined) !== (scope ?? undefined) || installation === undefined) return undefined;
+  return c.installation !== undefined && c.installation !== installation ? c.installation : undefined;
 }
 
 /** Any datagrant installation's role (whatever its scope): never a table owner to set defaults for. */

@@ -17,7 +17,7 @@ import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../backend.js';
 import { BackendError } from '../../core/errors.js';
-import type { ActualState, Change } from '../../core/types.js';
+import type { ActualState, Change, ForeignObject } from '../../core/types.js';
 import type { GrantAttrs, RoleAttrs } from '../../compile/postgres/compile.js';
 import {
   levelOfSchemaPrivilege,
@@ -31,6 +31,7 @@ import {
   MARKER,
   defaultOwners,
   isDatagrantRole,
+  otherInstallation,
   parseComment,
   resourcesFromCatalog,
   type AclRow,
@@ -53,6 +54,8 @@ export interface PostgresBackendOptions {
   scope?: string;
   /** Connections per database pool (default: 8 to the URL's database, 4 to each dataset database). */
   poolSize?: number;
+  /** This state's installation id, written into the marker; roles of another installation are never touched. */
+  installation?: string;
 }
 
 const TABLE_PRIVILEGES: TablePrivilege[] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'];
@@ -148,7 +151,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     for (const row of r.rows as Record<string, unknown>[]) {
       const flags = ROLE_FLAGS.filter(([c]) => row[c] === true).map(([, f]) => f);
       if (row.rolinherit === false) flags.push('NOINHERIT');
-      out.set(String(row.rolname), { oid: String(row.oid), comment: parseComment(row.comment as string | null, opts.scope), login: row.rolcanlogin === true, flags });
+      out.set(String(row.rolname), { oid: String(row.oid), comment: parseComment(row.comment as string | null, opts.scope, opts.installation), login: row.rolcanlogin === true, flags });
     }
     return out;
   }
@@ -162,7 +165,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       address,
     );
 
-  const marker = (): RoleComment => ({ datagrant: MARKER, ...(opts.scope ? { scope: opts.scope } : {}) });
+  const marker = (): RoleComment => ({ datagrant: MARKER, ...(opts.scope ? { scope: opts.scope } : {}), ...(opts.installation ? { installation: opts.installation } : {}) });
   const commentSql = (role: string, c: RoleComment) => `COMMENT ON ROLE ${ident(role)} IS ${literal(JSON.stringify(c))}`;
   /**
    * Statements sent as one simple-protocol message, which PostgreSQL runs as one implicit
@@ -191,8 +194,13 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
            FROM pg_roles
           WHERE shobj_description(oid, 'pg_authid') LIKE '%datagrant%'`,
       );
+      const foreign: ForeignObject[] = [];
+      for (const row of roles.rows as Record<string, unknown>[]) {
+        const other = otherInstallation(row.comment as string | null, opts.scope, opts.installation);
+        if (other) foreign.push({ address: `${name}:role/${String(row.rolname)}`, installation: other });
+      }
       const owned = roles.rows
-        .map((row: Record<string, unknown>) => ({ row, comment: parseComment(row.comment as string | null, opts.scope) }))
+        .map((row: Record<string, unknown>) => ({ row, comment: parseComment(row.comment as string | null, opts.scope, opts.installation) }))
         .filter((x) => x.comment !== undefined);
       const oids = owned.map((x) => String(x.row.oid));
       const members = await q(
@@ -223,7 +231,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       } catch {
         await q('ROLLBACK TO SAVEPOINT authid');
       }
-      return { owned, oids, members: members.rows, dbAcl: dbAcl.rows, databases: dbs.rows.map((r: { datname: string }) => r.datname), fingerprints };
+      return { owned, foreign, oids, members: members.rows, dbAcl: dbAcl.rows, databases: dbs.rows.map((r: { datname: string }) => r.datname), fingerprints };
     });
 
     const roles: RoleRow[] = shared.owned.map(({ row, comment }) => {
@@ -264,7 +272,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         throw e;
       }
     }
-    return { backend: name, resources: resourcesFromCatalog(facts) };
+    return { backend: name, resources: resourcesFromCatalog(facts), ...(shared.foreign.length ? { foreign: shared.foreign } : {}) };
   }
 
   async function readDatabase(database: string, oids: string[], facts: CatalogFacts): Promise<void> {
@@ -398,7 +406,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
           return {};
         }
         case 'password':
-          if (change.action === 'delete') return await clearPassword(change.before!.name);
+          if (change.action === 'delete') return await clearPassword(change.before!.name, String(change.before!.meta?.credentialId ?? ''));
           return await setPassword(change.after!.name, change.address);
         default:
           throw new BackendError(`${name}: unknown resource kind ${change.kind}`, name, 'unknown-kind', false, change.address);
@@ -422,6 +430,10 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       const resets = ROLE_FLAGS.filter(([, f]) => live.flags.includes(f)).map(([, , reset]) => reset);
       if (live.flags.includes('NOINHERIT')) resets.push('INHERIT');
       await q(`ALTER ROLE ${ident(role)} WITH ${options}${resets.length ? ` ${resets.join(' ')}` : ''}`);
+      // A role made before installations had ids takes this one's on its first change.
+      if (opts.installation && live.comment.installation === undefined) await q(commentSql(role, { ...live.comment, ...marker() }));
+      // Open sessions keep working after NOLOGIN: a login taken away ends them too.
+      if (live.login && !attrs.login) await q('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()', [live.oid]);
     }, false);
     return {};
   }
@@ -581,10 +593,12 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     };
   }
 
-  async function clearPassword(role: string): Promise<ExecuteResult> {
+  /** Clears the password `credentialId` names, and only that one: a newer password is left alone. */
+  async function clearPassword(role: string, credentialId: string): Promise<ExecuteResult> {
     await admin(async (q) => {
       const live = await liveRole(q, role);
       if (!live || !live.comment) return; // gone, or not ours to touch
+      if (credentialId && live.comment.credential !== undefined && live.comment.credential !== credentialId) return;
       await atomic(q, [`ALTER ROLE ${ident(role)} PASSWORD NULL`, commentSql(role, marker())]);
     }, false);
     return {};

@@ -14,6 +14,8 @@ import { packStatements, type Statement } from './policy.js';
 
 export const DEFAULT_IAM_PATH = '/datagrant/';
 export const MANAGED_TAG = 'datagrant:managed';
+/** The tag naming the installation (state) an IAM user belongs to. */
+export const INSTALLATION_TAG = 'datagrant:installation';
 export const DEFAULT_ROTATION_GRACE = '24h';
 
 /** IAM quotas (default, per account) that AWS enforces and moto does not. */
@@ -48,6 +50,7 @@ export function grantStatements(bucket: string, prefix: string | undefined, gran
 
 export interface CompileContext {
   now: Date;
+  installation?: string;
 }
 
 /** Grants still in force at `now`; expired ones grant nothing. */
@@ -153,6 +156,7 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     }
     const userAddr = addr('user', name);
     const tags: Record<string, string> = { [MANAGED_TAG]: 'true', 'datagrant:type': p.type };
+    if (ctx.installation) tags[INSTALLATION_TAG] = ctx.installation;
     if (p.email) tags['datagrant:email'] = p.email;
     resources.push({ address: userAddr, backend: backendName, kind: 'user', name, attrs: { path, tags }, immutable: [], deps: [] });
 
