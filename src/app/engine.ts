@@ -9,7 +9,7 @@ import type { ActualState, Notice, Plan } from '../core/types.js';
 import { diff } from '../plan/diff.js';
 import { parseSpec, type LoadedSpec } from '../spec/load.js';
 import type { Spec } from '../spec/schema.js';
-import type { StateStore } from '../store/store.js';
+import type { CredentialRow, StateStore } from '../store/store.js';
 
 export interface SpecSource {
   file: string;
@@ -51,54 +51,31 @@ export interface PlanInput {
   specHash: string;
   notices: Notice[];
   actual: Record<string, ActualState>;
-  store: StateStore;
+  /** What the store says datagrant applied (address → attributes hash). */
+  applied: Record<string, string>;
+  /** Credentials the store holds (no secrets). */
+  credentials: CredentialRow[];
   now: Date;
-  /** Plan the removal of everything datagrant owns on the spec's backends. */
-  destroy?: boolean;
+  /** This state's installation id, carried by the objects that can hold it. */
+  installation?: string;
+  /** Backends whose every object is to be removed (destroy; a backend gone from the spec). */
+  destroyBackends?: string[];
   /** Credential slots to rotate now, whatever their age. */
   forceRotate?: string[];
 }
 
 export async function makePlan(input: PlanInput): Promise<Plan> {
-  const compiled = compile(input.spec, input.now);
-  const desired = input.destroy
-    ? Object.fromEntries(Object.keys(compiled.desired).map((b) => [b, { resources: [], notices: [] }]))
-    : compiled.desired;
-  const notices = input.destroy ? [] : compiled.notices;
+  const compiled = compile(input.spec, input.now, input.installation ? { installation: input.installation } : {});
+  const gone = new Set(input.destroyBackends ?? []);
+  const desired = Object.fromEntries(Object.entries(compiled.desired).map(([b, d]) => [b, gone.has(b) ? { resources: [], notices: [] } : d]));
+  const destroyAll = Object.keys(compiled.desired).every((b) => gone.has(b));
+  const notices = destroyAll ? [] : compiled.notices;
   return diff(desired, input.actual, {
     ...(input.forceRotate ? { forceRotate: input.forceRotate } : {}),
     now: input.now,
     specHash: input.specHash,
-    applied: await input.store.applied(),
+    applied: input.applied,
+    credentials: input.credentials,
     notices: [...input.notices, ...notices],
   });
-}
-
-/**
- * Credentials the store holds for keys that no longer exist in the backend (deleted outside
- * datagrant, or a run died between deleting a key and erasing it): erase them, so the store
- * never holds a secret for a key that does not exist.
- */
-export async function pruneStore(
-  actual: Record<string, ActualState>,
-  store: StateStore,
-  actor: string,
-  now: Date,
-): Promise<number> {
-  const present = new Set<string>();
-  for (const state of Object.values(actual)) {
-    for (const r of state.resources) {
-      const id = r.meta?.credentialId ?? r.meta?.accessKeyId;
-      if (typeof id === 'string') present.add(`${r.backend}#${id}`);
-    }
-  }
-  let erased = 0;
-  for (const c of await store.credentials()) {
-    if (!(c.backend in actual)) continue;
-    if (present.has(`${c.backend}#${c.credentialId}`)) continue;
-    await store.eraseCredential(c.address, c.credentialId);
-    await store.audit({ actor, event: 'credential.erase', address: c.address, outcome: 'ok', detail: `id ${c.credentialId} no longer exists in the backend` }, now.toISOString());
-    erased++;
-  }
-  return erased;
 }

@@ -147,7 +147,7 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
   const run = async (c: Change) => {
     const started = Date.now();
     opts.onEvent?.({ type: 'start', change: c });
-    const journalId = await opts.store.journalBegin(runId, c, clock().toISOString());
+    const journalId = await opts.store.journalBegin(runId, c, clock().toISOString(), c.after ? attrsHash(c.after) : null);
     try {
       const backend = opts.backends[c.backend];
       if (!backend) throw new Error(`no backend named ${c.backend} is configured`);

@@ -18,6 +18,13 @@ const seconds = (v: string) => {
   return n * 1000;
 };
 
+interface GuardFlags {
+  allowMassDestroy?: boolean;
+  allowMissingCredentials?: boolean;
+  adopt?: boolean;
+}
+const guardsOf = (o: GuardFlags) => ({ massDestroy: o.allowMassDestroy ?? false, missingCredentials: o.allowMissingCredentials ?? false, adopt: o.adopt ?? false });
+
 export function buildProgram(io: Io, setCode: (n: number) => void): Command {
   const program = new Command('datagrant')
     .description('Least-privilege access to AI training and serving data, from one reviewed spec.')
@@ -31,7 +38,11 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
   const color = () => common().color && io.isTTY && !io.env.NO_COLOR;
   const run = (fn: () => Promise<number>) => async () => setCode(await fn());
 
-  program.command('init').description('create the state directory and a 0600 master key file').action(async () => run(() => initCommand(io, common()))());
+  program
+    .command('init')
+    .description('create the state directory, a 0600 master key file and the installation id')
+    .option('--installation <id>', "take an existing installation's id (a fresh state for objects another copy of this state made; see the README)")
+    .action(async (o: { installation?: string }) => run(() => initCommand(io, { ...common(), ...o }))());
   program.command('validate').description('check the spec without calling any backend').action(async () => run(() => validateCommand(io, common()))());
   program.command('schema').description('print the JSON Schema of the spec (for editors)').action(async () => run(() => schemaCommand(io))());
 
@@ -52,8 +63,11 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--concurrency <n>', 'changes in flight at once', positiveInt, 8)
     .option('--lock-timeout <seconds>', 'wait this long for another run to release the state lock', seconds, 0)
     .option('--json', 'machine-readable result')
-    .action(async (planFile: string | undefined, o: { autoApprove?: boolean; concurrency: number; lockTimeout: number; json?: boolean }) =>
-      run(() => applyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, color: color(), ...(planFile ? { planFile } : {}) }))(),
+    .option('--allow-mass-destroy', 'allow a plan that removes more than 25 % of a backend\'s principals (at least 5)')
+    .option('--allow-missing-credentials', 'allow apply although the backend holds few or none of the credentials the state records')
+    .option('--adopt', "take over keys of this installation's users that the state has no secret for (they are re-issued)")
+    .action(async (planFile: string | undefined, o: { autoApprove?: boolean; concurrency: number; lockTimeout: number; json?: boolean } & GuardFlags) =>
+      run(() => applyCommand(io, { ...common(), ...o, ...guardsOf(o), lockTimeoutMs: o.lockTimeout, color: color(), ...(planFile ? { planFile } : {}) }))(),
     );
 
   program
@@ -62,7 +76,11 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--auto-approve', 'do not ask for confirmation')
     .option('--concurrency <n>', 'changes in flight at once', positiveInt, 8)
     .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
-    .action(async (o: { autoApprove?: boolean; concurrency: number; lockTimeout: number }) => run(() => applyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, destroy: true, color: color() }))());
+    .option('--allow-missing-credentials', 'destroy although the backend holds few or none of the credentials the state records')
+    .option('--adopt', "also delete keys of this installation's users that the state has no record of")
+    .action(async (o: { autoApprove?: boolean; concurrency: number; lockTimeout: number } & GuardFlags) =>
+      run(() => applyCommand(io, { ...common(), ...o, ...guardsOf(o), lockTimeoutMs: o.lockTimeout, destroy: true, color: color() }))(),
+    );
 
   program
     .command('drift')

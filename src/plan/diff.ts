@@ -14,6 +14,12 @@ export interface DiffOptions {
   notices?: Notice[];
   /** Credential slots to rotate now whatever their age (`credentials rotate NAME`). */
   forceRotate?: string[];
+  /**
+   * Credentials the store holds (no secrets). One whose id the backend no longer has (deleted
+   * outside datagrant, or by a run that died before erasing it) is planned as a delete of that
+   * credential, so that the store forgets it only when that change is applied — never on a read.
+   */
+  credentials?: { address: string; credentialId: string; backend: string; principal: string }[];
 }
 
 export const attrsHash = (r: Resource) => hashJson(r.attrs);
@@ -57,6 +63,9 @@ export function diff(
   for (const backend of Object.keys(desired).sort()) {
     const want = new Map(desired[backend]!.resources.map((r) => [r.address, r]));
     const have = new Map((actual[backend]?.resources ?? []).map((r) => [r.address, r]));
+    if (actual[backend]) {
+      for (const r of recordedButGone(backend, actual[backend]!, opts.credentials ?? [])) if (!have.has(r.address)) have.set(r.address, r);
+    }
     notices.push(...desired[backend]!.notices);
     const addresses = [...new Set([...want.keys(), ...have.keys()])].sort();
     // Slots that still hold a superseded credential within its grace: `aws:key/alice` → retireAt.
@@ -88,6 +97,10 @@ export function diff(
         const orphaned = retireAt !== undefined && slot !== undefined && !want.has(slot);
         if (retireAt && Date.parse(retireAt) > now && !forced && !orphaned) {
           notices.push({ level: 'info', address, message: `superseded credential stays valid until ${retireAt} (rotation grace), then is deleted` });
+          continue;
+        }
+        if (before.meta?.missing === true) {
+          changes.push({ ...base, action: 'delete', before, after: null, drift: true, reason: 'recorded credential no longer exists in the backend: forget it' });
           continue;
         }
         const drift = opts.applied !== undefined && applied === undefined && !retireAt;
@@ -142,6 +155,31 @@ export function diff(
     changes,
     notices,
   };
+}
+
+/** Resources standing for stored credentials that the backend's read did not find. */
+function recordedButGone(backend: string, state: ActualState, credentials: NonNullable<DiffOptions['credentials']>): Resource[] {
+  const present = new Set<string>();
+  for (const r of state.resources) {
+    const id = r.meta?.credentialId ?? r.meta?.accessKeyId;
+    if (typeof id === 'string') present.add(id);
+  }
+  const out: Resource[] = [];
+  for (const c of credentials) {
+    if (c.backend !== backend || present.has(c.credentialId)) continue;
+    const slash = c.address.indexOf('/');
+    const kind = c.address.slice(c.address.indexOf(':') + 1, slash);
+    out.push({
+      address: `${c.address}~${c.credentialId}`,
+      backend,
+      kind,
+      name: c.principal,
+      attrs: { user: c.principal },
+      deps: [],
+      meta: { credentialId: c.credentialId, ...(kind === 'key' ? { accessKeyId: c.credentialId } : {}), missing: true },
+    });
+  }
+  return out;
 }
 
 export function summarize(plan: Plan): { add: number; change: number; destroy: number } {

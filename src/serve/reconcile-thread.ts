@@ -52,7 +52,7 @@ function spawn(config: ReconcilerConfig): Worker {
   return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`, { ...options, eval: true });
 }
 
-const ZERO: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, skippedUnchanged: 0, changesApplied: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
+const ZERO: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, skippedUnchanged: 0, changesApplied: 0, massEvents: 0, heldDeletions: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
 
 export class ReconcilerThread {
   /** The running thread's counters (a thread started again counts from zero). */

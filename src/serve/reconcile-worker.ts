@@ -55,7 +55,7 @@ if (store && scim) {
     env: config.env,
     store,
     identities: (spec) => scimPeople(identities, spec),
-    makeBackends: (spec) => makeBackends(spec),
+    makeBackends: (backends, installation) => makeBackends({ backends }, { installation }),
     logger,
     debounceMs: config.debounceMs,
     intervalMs: config.intervalMs,

@@ -2,14 +2,13 @@
 // an interval, the spec plus the SCIM identities are planned and applied with the same engine as
 // the CLI. Only the holder of the state lock reconciles; other replicas skip and serve SCIM.
 import type { Backend } from '../backends/backend.js';
-import { closeBackends } from '../backends/factory.js';
-import { loadSpec, makePlan, pruneStore, readActual, readSpecFile } from '../app/engine.js';
-import { applyPlan } from '../apply/apply.js';
+import { converge } from '../app/converge.js';
+import { loadSpec, readSpecFile } from '../app/engine.js';
 import { compile } from '../compile/index.js';
 import { hashJson, sha256 } from '../core/canonical.js';
 import { ApplyError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
-import type { PrincipalSpec, Spec } from '../spec/schema.js';
+import type { BackendSpec, PrincipalSpec, Spec } from '../spec/schema.js';
 import type { StateStore } from '../store/store.js';
 
 /** How soon a run that found the state lock taken tries again. */
@@ -38,6 +37,10 @@ export interface ReconcileMetrics {
   /** Runs asked for by a SCIM change that found nothing changed since the last good run. */
   skippedUnchanged: number;
   changesApplied: number;
+  /** Runs that found a mass deprovisioning and held its irreversible deletions for a person. */
+  massEvents: number;
+  /** Deletions held right now, waiting for `datagrant apply --allow-mass-destroy`. */
+  heldDeletions: number;
   lastDurationSeconds: number;
   durationSecondsSum: number;
 }
@@ -48,7 +51,7 @@ export interface ReconcilerOptions {
   store: StateStore;
   /** People known from SCIM, as spec principals (active users only). */
   identities: (spec: Spec) => Promise<Record<string, PrincipalSpec>>;
-  makeBackends: (spec: Spec) => Record<string, Backend>;
+  makeBackends: (backends: Record<string, BackendSpec>, installation: string) => Record<string, Backend>;
   logger: ReconcileLogger;
   debounceMs?: number;
   intervalMs?: number;
@@ -60,7 +63,7 @@ export interface ReconcilerOptions {
 }
 
 export class Reconciler {
-  readonly metrics: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, skippedUnchanged: 0, changesApplied: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
+  readonly metrics: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, skippedUnchanged: 0, changesApplied: 0, massEvents: 0, heldDeletions: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
   #timer: NodeJS.Timeout | undefined;
   #interval: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
@@ -162,8 +165,7 @@ export class Reconciler {
     const now = (this.opts.now ?? (() => new Date()))();
     const started = performance.now();
     const actor = this.opts.actor ?? 'serve';
-    let backends: Record<string, Backend> | undefined;
-    let locked = false;
+    let ran = false;
     let failed = false;
     try {
       // Yield between the CPU-heavy steps so that whatever shares this event loop (the
@@ -182,9 +184,26 @@ export class Reconciler {
         this.metrics.skippedUnchanged++;
         return;
       }
+      let out;
       try {
-        await store.acquireLock(`${actor} (reconcile)`, 0);
-        locked = true;
+        out = await converge({
+          mode: 'apply',
+          spec,
+          specHash: loaded.specHash,
+          notices: loaded.notices,
+          store,
+          makeBackends: this.opts.makeBackends,
+          actor,
+          now,
+          onMassEvent: 'hold',
+          concurrency: this.opts.concurrency ?? 8,
+          onPlan: (plan) => {
+            if (plan.changes.length) {
+              const s = summarize(plan);
+              logger.info({ add: s.add, change: s.change, destroy: s.destroy }, 'reconcile: applying changes');
+            }
+          },
+        });
       } catch (e) {
         if (!(e instanceof LockError)) throw e;
         this.metrics.skippedLocked++;
@@ -192,32 +211,28 @@ export class Reconciler {
         logger.debug({ reason: e.message }, 'reconcile skipped: another replica holds the state lock');
         return;
       }
+      ran = true;
       this.metrics.runs++;
-      await store.recoverJournal();
-      backends = this.opts.makeBackends(spec);
-      let actual = await readActual(backends, store);
-      if (await pruneStore(actual, store, actor, now)) actual = await readActual(backends, store);
-      await yieldToRequests();
-      const plan = await makePlan({ ...loaded, spec, actual, store, now });
-      await yieldToRequests();
-      if (plan.changes.length) {
-        const s = summarize(plan);
-        logger.info({ add: s.add, change: s.change, destroy: s.destroy }, 'reconcile: applying changes');
-        const result = await applyPlan(plan, { backends, store, actor, concurrency: this.opts.concurrency ?? 8 });
-        this.metrics.changesApplied += result.applied;
+      if (out.held.length) {
+        if (this.metrics.heldDeletions === 0) this.metrics.massEvents++;
+        logger.warn(
+          { held: out.held.length, events: out.mass.map((m) => ({ backend: m.backend, removed: m.removed, managed: m.managed })) },
+          'mass deprovisioning: access revoked reversibly (keys inactive, memberships and policies removed, logins disabled); deletions held until a person runs `datagrant apply --allow-mass-destroy`',
+        );
       }
+      this.metrics.heldDeletions = out.held.length;
+      if (out.result) this.metrics.changesApplied += out.result.applied;
+      if (out.error) throw out.error;
       this.#lastGood = `${desired}\n${await appliedState(store)}`;
     } catch (e) {
       failed = true;
       this.#lastGood = undefined;
-      if (!locked) this.metrics.runs++;
+      if (!ran) this.metrics.runs++;
       this.metrics.failures++;
       const failures = e instanceof ApplyError ? e.failures : undefined;
       logger.error({ err: { name: (e as Error).name, message: (e as Error).message }, ...(failures ? { failures } : {}) }, 'reconcile failed');
     } finally {
-      if (backends) await closeBackends(backends);
-      if (locked) await store.releaseLock();
-      if (locked || failed) {
+      if (ran || failed) {
         const seconds = (performance.now() - started) / 1000;
         this.metrics.lastDurationSeconds = seconds;
         this.metrics.durationSecondsSum += seconds;

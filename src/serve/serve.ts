@@ -56,6 +56,8 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
   const duration = metrics.histogram('datagrant_reconcile_duration_seconds', 'Time one reconcile took (read, plan and apply).');
   const applied = metrics.counter('datagrant_changes_applied_total', 'Changes applied by reconciles.');
   const failures = metrics.counter('datagrant_reconcile_failures_total', 'Reconciles that failed.');
+  const massEvents = metrics.counter('datagrant_mass_deprovisioning_events_total', 'Mass deprovisioning events: access was revoked reversibly and the deletions held for a person to confirm.');
+  const held = metrics.gauge('datagrant_held_deletions', 'Deletions held by a mass deprovisioning event until `datagrant apply --allow-mass-destroy` confirms them.');
   const skipped = metrics.counter('datagrant_reconcile_skipped_total', 'Reconciles that stopped early: another replica or a CLI apply held the lock (retried), or a SCIM change left the desired and applied state as they were.');
 
   // Reconciles run in a thread of their own, so that SCIM requests never wait behind one.
@@ -80,6 +82,8 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
       count(failures, now.failures - before.failures);
       count(skipped, now.skippedLocked - before.skippedLocked, { reason: 'locked' });
       count(skipped, now.skippedUnchanged - before.skippedUnchanged, { reason: 'unchanged' });
+      count(massEvents, now.massEvents - before.massEvents);
+      held.set(now.heldDeletions);
     },
   });
   // The thread opens the state store first: a missing master key or store is reported from there.

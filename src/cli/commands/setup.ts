@@ -3,10 +3,10 @@ import { z } from 'zod';
 import { compile } from '../../compile/index.js';
 import { specSchema } from '../../spec/schema.js';
 import { initState } from '../../store/open.js';
-import { loadSpecFor, pathsFor, type CommonOptions } from '../context.js';
+import { loadSpecFor, pathsFor, withStore, type CommonOptions } from '../context.js';
 import type { Io } from '../io.js';
 
-export async function initCommand(io: Io, opts: CommonOptions): Promise<number> {
+export async function initCommand(io: Io, opts: CommonOptions & { installation?: string }): Promise<number> {
   const paths = pathsFor(io, opts);
   const { createdKey } = initState(paths, io.env);
   io.stdout(
@@ -14,6 +14,12 @@ export async function initCommand(io: Io, opts: CommonOptions): Promise<number> 
       ? `Created ${paths.keyFile} (mode 0600). It encrypts every stored credential: back it up somewhere safe, never commit it.\n`
       : `State directory ${paths.dir} is ready; the master key ${io.env.DATAGRANT_MASTER_KEY ? 'comes from DATAGRANT_MASTER_KEY' : `is ${paths.keyFile}`}.\n`,
   );
+  // Opening the store checks the key and gives a new state its installation id.
+  const id = await withStore(io, opts, async (store) => {
+    if (opts.installation) await store.setInstallation(opts.installation);
+    return store.installation();
+  });
+  io.stdout(`Installation ${id}: every object datagrant makes from this state carries it.\n`);
   return 0;
 }
 

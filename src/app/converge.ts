@@ -1,0 +1,358 @@
+// The one orchestration shared by the CLI (plan, apply, destroy, drift, credentials rotate) and
+// `serve`: lock → recover the journal → read → plan → guard → confirm → apply. Each caller brings
+// its own confirmation and output; the safety rules live here, once:
+// - nothing in the store changes except through an applied, journaled change (a read or a plan
+//   never forgets a credential);
+// - a backend that left the spec is still read, and torn down;
+// - objects of another installation stop the run;
+// - a saved plan is authenticated before anything is read;
+// - reads that cannot be right (the boundary empty while the store holds its credentials), keys
+//   the state has no secret for, and mass deprovisioning each need an explicit yes.
+import type { Backend } from '../backends/backend.js';
+import { closeBackends } from '../backends/factory.js';
+import { redactUrl } from '../backends/redact.js';
+import { applyPlan, slotOf, type ApplyEvent, type ApplyResult } from '../apply/apply.js';
+import { canonicalJson } from '../core/canonical.js';
+import { ApplyError, DatagrantError, StalePlanError } from '../core/errors.js';
+import type { ActualState, Change, Notice, Plan, Resource } from '../core/types.js';
+import { actualHash, attrsHash } from '../plan/diff.js';
+import type { BackendSpec, Spec } from '../spec/schema.js';
+import type { JournalEntry, StateStore, StoredBackend } from '../store/store.js';
+import { makePlan, readActual } from './engine.js';
+
+/** A run refused by one of converge's guards; the message says which flag overrides it, if any. */
+export class GuardError extends DatagrantError {
+  override name = 'GuardError';
+}
+
+/** Objects of another installation inside this one's boundary. */
+export class ForeignInstallationError extends DatagrantError {
+  override name = 'ForeignInstallationError';
+}
+
+export interface ConvergeGuards {
+  /** Apply a plan that removes more than a quarter of a backend's principals (at least 5). */
+  massDestroy?: boolean;
+  /** Apply although the backend holds few or none of the credentials the store records. */
+  missingCredentials?: boolean;
+  /** Take over keys of this installation's users that the state holds no secret for (re-issuing them). */
+  adopt?: boolean;
+}
+
+export interface ConvergeOptions {
+  mode: 'plan' | 'apply';
+  /** The spec, with SCIM people already merged, and its hash and load notices. */
+  spec: Spec;
+  specHash: string;
+  notices: Notice[];
+  store: StateStore;
+  makeBackends: (backends: Record<string, BackendSpec>, installation: string) => Record<string, Backend>;
+  actor: string;
+  now: Date;
+  /** Read every credential exactly. */
+  exact?: boolean;
+  /** Plan the removal of everything datagrant owns. */
+  destroy?: boolean;
+  forceRotate?: string[];
+  /** Keep only the changes to these addresses (and superseded credentials of these slots). */
+  only?: string[];
+  /** A plan saved with `plan --out`: applied as it is, once authenticated and still current. */
+  saved?: { plan: Plan; file: string };
+  allow?: ConvergeGuards;
+  /**
+   * On a mass deprovisioning (`hold`, serve): revoke access at once in a reversible way and hold
+   * the irreversible deletions for a person to confirm; `refuse` (CLI): refuse without the flag.
+   */
+  onMassEvent?: 'refuse' | 'hold';
+  lockTimeoutMs?: number;
+  /** Told about changes found in flight from a run that died. */
+  onRecover?: (entries: JournalEntry[]) => void;
+  /** Told the plan before confirmation (the CLI prints it). */
+  onPlan?: (plan: Plan) => void;
+  /** Asked before applying a plan with changes; without it, no confirmation is needed. */
+  confirm?: (plan: Plan) => Promise<boolean>;
+  concurrency?: number;
+  onEvent?: (e: ApplyEvent) => void;
+  clock?: () => Date;
+}
+
+export interface MassEvent {
+  backend: string;
+  removed: number;
+  managed: number;
+  principals: string[];
+}
+
+export interface ConvergeResult {
+  plan: Plan;
+  outcome: 'planned' | 'no-changes' | 'declined' | 'applied' | 'failed';
+  result?: ApplyResult;
+  error?: ApplyError;
+  /** Deletions held back by a mass event (serve), to be confirmed by a person. */
+  held: Change[];
+  mass: MassEvent[];
+  interrupted: JournalEntry[];
+  /** Transient errors the drivers retried during this run. */
+  retries: number;
+}
+
+/** What a plan may remove before it counts as mass deprovisioning. */
+export const MASS_FRACTION = 0.25;
+export const MASS_MINIMUM = 5;
+
+/** The kinds that stand for a principal (the unit that holds credentials) per backend type. */
+const isPrincipalObject = (r: Resource) => r.kind === 'user' || (r.kind === 'role' && r.attrs.login === true);
+
+/** A backend's settings as the store keeps them: enough to reach it again, never a secret. */
+export function storedSettings(name: string, b: BackendSpec): StoredBackend {
+  if (b.type === 'postgres') {
+    let url: string;
+    try {
+      const u = new URL(b.url);
+      u.password = '';
+      url = u.toString();
+    } catch {
+      url = redactUrl(b.url);
+    }
+    return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}) } };
+  }
+  return {
+    name,
+    type: b.type,
+    settings: { ...(b.region ? { region: b.region } : {}), ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.iamPath ? { iamPath: b.iamPath } : {}) },
+  };
+}
+
+function specOfStored(s: StoredBackend): BackendSpec {
+  return { type: s.type, ...s.settings } as unknown as BackendSpec;
+}
+
+/** Where a backend's boundary is, in words, for messages about it. */
+function boundaryOf(name: string, b: BackendSpec): string {
+  if (b.type === 'postgres') return `backend ${name} (${redactUrl(b.url)}${b.scope ? `, scope ${b.scope}` : ''})`;
+  return `backend ${name} (IAM path ${b.iamPath ?? '/datagrant/'}${b.endpoint ? ` at ${b.endpoint}` : ''}${b.region ? `, ${b.region}` : ''})`;
+}
+
+function verifySaved(saved: { plan: Plan; file: string }, store: StateStore, specHash: string): void {
+  const { mac, ...rest } = saved.plan;
+  if (typeof mac !== 'string' || mac !== store.masterKey.planMac(canonicalJson(rest))) {
+    throw new StalePlanError(
+      `the plan file ${saved.file} is not one this state made, or it was edited after \`plan --out\` (its MAC does not verify under this state's master key); nothing was changed. Make a new plan.`,
+    );
+  }
+  if (saved.plan.specHash !== specHash) throw new StalePlanError(`the spec changed since the plan ${saved.file} was made; run plan again`);
+}
+
+/** Signs a plan for `plan --out`: apply accepts the file only while the MAC verifies. */
+export function signPlan(plan: Plan, store: StateStore): Plan {
+  const { mac: _ignored, ...rest } = plan;
+  return { ...rest, mac: store.masterKey.planMac(canonicalJson(rest)) };
+}
+
+/**
+ * Changes interrupted by a crash whose result is found in the backend took effect: their
+ * addresses are recorded as applied (apply) or counted so in memory (plan).
+ */
+function recoveredApplied(interrupted: JournalEntry[], actual: Record<string, ActualState>): Map<string, string | null> {
+  const byAddress = new Map<string, Resource>();
+  for (const s of Object.values(actual)) for (const r of s.resources) byAddress.set(r.address, r);
+  const out = new Map<string, string | null>();
+  for (const e of interrupted) {
+    const found = byAddress.get(e.address);
+    if (e.action === 'delete') {
+      if (!found) out.set(e.address, null);
+    } else if (found && e.afterHash && attrsHash(found) === e.afterHash) {
+      out.set(e.address, e.afterHash);
+    }
+  }
+  return out;
+}
+
+function massEvents(plan: Plan, actual: Record<string, ActualState>): MassEvent[] {
+  const out: MassEvent[] = [];
+  for (const [backend, state] of Object.entries(actual)) {
+    const managed = state.resources.filter(isPrincipalObject).length;
+    const removed = plan.changes.filter((c) => c.backend === backend && c.action === 'delete' && c.before && isPrincipalObject(c.before)).map((c) => c.before!.name);
+    if (removed.length >= MASS_MINIMUM && removed.length > managed * MASS_FRACTION) out.push({ backend, removed: removed.length, managed, principals: removed.sort() });
+  }
+  return out;
+}
+
+/**
+ * Serve's answer to a mass event: access ends now, reversibly — memberships, attachments, inline
+ * policies and grants go, keys are set inactive, PostgreSQL logins are disabled (and their sessions
+ * ended) — while deleting users, keys and roles waits for a person.
+ */
+function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[] } {
+  const who = new Map(events.map((e) => [e.backend, new Set(e.principals)]));
+  const held: Change[] = [];
+  const changes: Change[] = [];
+  for (const c of plan.changes) {
+    const names = who.get(c.backend);
+    const b = c.before;
+    if (!names || c.action !== 'delete' || !b || !names.has(b.name)) {
+      changes.push(c);
+      continue;
+    }
+    if (c.kind === 'user' || c.kind === 'password') {
+      held.push(c);
+    } else if (c.kind === 'key') {
+      held.push(c);
+      if (b.attrs.status !== 'Inactive' && b.meta?.missing !== true) {
+        changes.push({ ...c, action: 'update', after: { ...b, attrs: { ...b.attrs, status: 'Inactive' } }, drift: false, reason: 'mass deprovisioning: key deactivated, deletion held for confirmation' });
+      }
+    } else if (c.kind === 'role' && b.attrs.login === true) {
+      held.push(c);
+      changes.push({ ...c, action: 'update', after: { ...b, attrs: { ...b.attrs, login: false } }, drift: false, reason: 'mass deprovisioning: login disabled, deletion held for confirmation' });
+    } else {
+      changes.push(c);
+    }
+  }
+  return { plan: { ...plan, changes }, held };
+}
+
+export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
+  const { store, now } = o;
+  const installation = await store.installation();
+  if (o.saved) verifySaved(o.saved, store, o.specHash);
+
+  // A backend the store has applied to but the spec no longer names is still read, and torn down.
+  const remembered = await store.backends();
+  const removed = remembered.filter((b) => !(b.name in o.spec.backends));
+  const backendSpecs: Record<string, BackendSpec> = { ...o.spec.backends };
+  for (const b of removed) backendSpecs[b.name] = specOfStored(b);
+  const spec: Spec = { ...o.spec, backends: backendSpecs };
+
+  const apply = o.mode === 'apply';
+  if (apply) await store.acquireLock(`${o.actor} (${o.destroy ? 'destroy' : 'apply'})`, o.lockTimeoutMs ?? 0);
+  let backends: Record<string, Backend> | undefined;
+  const retries = () => Object.values(backends ?? {}).reduce((n, b) => n + b.stats().retries, 0);
+  try {
+    const interrupted = apply ? await store.recoverJournal() : await store.journalPending();
+    if (apply && interrupted.length) o.onRecover?.(interrupted);
+
+    backends = o.makeBackends(backendSpecs, installation);
+    const actual = await readActual(backends, store, { exact: o.exact ?? false });
+
+    const foreign = Object.entries(actual).flatMap(([name, s]) => (s.foreign ?? []).map((f) => ({ ...f, backend: name })));
+    if (foreign.length) {
+      const lines = foreign.slice(0, 10).map((f) => `  ${f.address} (installation ${f.installation})`);
+      throw new ForeignInstallationError(
+        `${[...new Set(foreign.map((f) => boundaryOf(f.backend, backendSpecs[f.backend]!)))].join(', ')} holds ${foreign.length} object(s) of another datagrant installation:\n${lines.join('\n')}${foreign.length > 10 ? `\n  … and ${foreign.length - 10} more` : ''}\n` +
+          `This state is installation ${installation}. Two installations must not share a boundary: give this one its own iamPath (AWS) or scope (PostgreSQL), or share the other's state (DATAGRANT_STORE_URL). Nothing was changed.`,
+      );
+    }
+
+    // Changes a dead run left in flight that did take effect are datagrant's, not drift.
+    const recovered = recoveredApplied(interrupted, actual);
+    if (apply) for (const [address, hash] of recovered) await store.setApplied(address, hash);
+    const applied = await store.applied();
+    if (!apply) {
+      for (const [address, hash] of recovered) {
+        if (hash === null) delete applied[address];
+        else applied[address] = hash;
+      }
+    }
+
+    const credentials = await store.credentials();
+    let plan: Plan;
+    if (o.saved) {
+      for (const [name, state] of Object.entries(actual)) {
+        if (o.saved.plan.actualHashes[name] !== actualHash(state)) {
+          throw new StalePlanError(`backend ${name} changed since the plan ${o.saved.file} was made (someone else applied, or an object was edited); run plan again`);
+        }
+      }
+      plan = o.saved.plan;
+    } else {
+      plan = await makePlan({
+        spec,
+        specHash: o.specHash,
+        notices: o.notices,
+        actual,
+        applied,
+        credentials,
+        now,
+        installation,
+        destroyBackends: o.destroy ? Object.keys(backendSpecs) : removed.map((b) => b.name),
+        ...(o.forceRotate ? { forceRotate: o.forceRotate } : {}),
+      });
+      for (const b of removed) {
+        plan.notices.push({ level: 'warning', message: `backend ${b.name} is no longer in the spec: everything datagrant made there is torn down` });
+      }
+      const only = o.only;
+      if (only) plan = { ...plan, changes: plan.changes.filter((c) => only.some((a) => c.address === a || c.address.startsWith(`${a}~`))) };
+    }
+
+    // ---- guards: each adds a warning to the plan, and refuses an apply that was not told to go on.
+    const refusals: string[] = [];
+    for (const [name, state] of Object.entries(actual)) {
+      const recorded = credentials.filter((c) => c.backend === name);
+      if (recorded.length === 0) continue;
+      const missing = plan.changes.filter((c) => c.backend === name && c.before?.meta?.missing === true).length;
+      const empty = state.resources.length === 0;
+      if (!(empty || (missing >= 2 && missing * 2 > recorded.length))) continue;
+      const msg = `${empty ? `none` : `${missing}`} of the ${recorded.length} credentials recorded for ${boundaryOf(name, backendSpecs[name]!)} were found there${empty ? ' — it holds nothing datagrant owns' : ''}: wrong account, endpoint, path, URL or scope? Applying would forget them and issue new ones`;
+      plan.notices.push({ level: 'warning', message: msg });
+      if (!o.allow?.missingCredentials) refusals.push(`${msg}. Check the backend settings; if the objects really are gone, apply with --allow-missing-credentials.`);
+    }
+    const unrecordedSlots = new Set<string>();
+    for (const c of plan.changes) {
+      if (c.action !== 'delete' || c.kind !== 'key' || !c.address.includes('~') || c.before?.meta?.missing === true) continue;
+      const slot = slotOf(c.address);
+      if (!credentials.some((k) => k.address === slot)) unrecordedSlots.add(slot);
+    }
+    if (unrecordedSlots.size) {
+      const journaled = await store.journaled([...unrecordedSlots]);
+      const unknown = [...unrecordedSlots].filter((s) => !journaled.has(s)).sort();
+      if (unknown.length) {
+        const msg = `${unknown.length} user(s) hold keys this state has no record or secret of (${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}): a fresh or restored state, or another tool's keys. Applying deletes those keys and issues new ones`;
+        plan.notices.push({ level: 'warning', message: msg });
+        if (!o.allow?.adopt) refusals.push(`${msg}. If this state should take them over, apply with --adopt (or restore the state that issued them).`);
+      }
+    }
+    const mass = o.saved || o.destroy ? [] : massEvents(plan, actual);
+    let held: Change[] = [];
+    for (const m of mass) {
+      const msg = `mass deprovisioning on backend ${m.backend}: ${m.removed} of ${m.managed} principals would be removed (${m.principals.slice(0, 5).join(', ')}${m.principals.length > 5 ? ', …' : ''})`;
+      plan.notices.push({ level: 'warning', message: msg });
+    }
+    if (mass.length && o.onMassEvent === 'hold') {
+      ({ plan, held } = holdMass(plan, mass));
+      plan.notices.push({ level: 'warning', message: `access was revoked reversibly; ${held.length} deletion(s) are held until a person confirms them with \`datagrant apply --allow-mass-destroy\`` });
+    } else if (mass.length && !o.allow?.massDestroy) {
+      refusals.push(`${mass.map((m) => `${m.removed} of ${m.managed} principals on backend ${m.backend}`).join('; ')} would be removed, more than ${MASS_FRACTION * 100} %: if that is intended, apply with --allow-mass-destroy.`);
+    }
+
+    const base = { plan, held, mass, interrupted, get retries() { return retries(); } };
+    if (!apply) return { ...base, outcome: 'planned' };
+    o.onPlan?.(plan);
+    if (plan.changes.length === 0) {
+      await forgetEmpty(store, removed, actual, plan);
+      return { ...base, outcome: 'no-changes' };
+    }
+    if (refusals.length) throw new GuardError(`apply refused; nothing was changed:\n${refusals.map((r) => `  - ${r}`).join('\n')}`);
+    if (o.confirm && !o.saved && !(await o.confirm(plan))) return { ...base, outcome: 'declined' };
+
+    for (const [name, b] of Object.entries(o.spec.backends)) await store.rememberBackend(storedSettings(name, b));
+    try {
+      const result = await applyPlan(plan, { backends, store, actor: o.actor, concurrency: o.concurrency ?? 8, ...(o.onEvent ? { onEvent: o.onEvent } : {}), ...(o.clock ? { clock: o.clock } : {}) });
+      if (held.length === 0) await forgetEmpty(store, removed, actual, plan);
+      return { ...base, retries: retries(), outcome: 'applied', result };
+    } catch (e) {
+      if (!(e instanceof ApplyError)) throw e;
+      return { ...base, retries: retries(), outcome: 'failed', error: e, result: (e as ApplyError & { result: ApplyResult }).result };
+    }
+  } finally {
+    if (backends) await closeBackends(backends);
+    if (apply) await store.releaseLock();
+  }
+}
+
+/** A removed backend whose teardown is complete is forgotten. */
+async function forgetEmpty(store: StateStore, removed: StoredBackend[], actual: Record<string, ActualState>, plan: Plan): Promise<void> {
+  for (const b of removed) {
+    const planned = plan.changes.filter((c) => c.backend === b.name);
+    const left = (actual[b.name]?.resources ?? []).filter((r) => !planned.some((c) => c.address === r.address && c.action === 'delete'));
+    if (left.length === 0) await store.forgetBackend(b.name);
+  }
+}
