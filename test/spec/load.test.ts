@@ -259,3 +259,59 @@ describe('expiry', () => {
     expect(parseSpec(spec('2026-11-28T00:00:01Z'), opts()).notices).toEqual([]);
   });
 });
+
+describe('names that would silently vanish, and values that are not numbers', () => {
+  test.each([
+    ['a principal', `${MINIMAL}principals:\n  __proto__: { type: person }\n`, '7:3 principals.__proto__'],
+    ['a group', `${MINIMAL}groups:\n  __proto__: { grants: [] }\n`, '7:3 groups.__proto__'],
+    ['a dataset', `${MINIMAL}  __proto__: { backend: aws, bucket: other-bucket }\n`, '6:3 datasets.__proto__'],
+    ['a backend', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  __proto__: { type: aws }'), '4:3 backends.__proto__'],
+    ['an IdP group in scim.groups', `${MINIMAL}groups:\n  ml: {}\nscim:\n  groups: { __proto__: ml }\n`, '9:13 scim.groups.__proto__'],
+  ])('__proto__ as %s is rejected, not dropped', (_what, text, where) => {
+    const problems = problemsOf(text);
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
+    expect(problems[0]!.message).toBe('the key "__proto__" is not allowed: it cannot be held as a name, and the entry would silently vanish; rename it');
+  });
+
+  test.each([
+    ['.nan', '.nan'],
+    ['.inf', '.inf'],
+    ['-.Inf', '-.inf'],
+  ])('version: %s says what it got, not that it came from the environment', (yaml, shown) => {
+    expect(problemsOf(MINIMAL.replace('version: 1', `version: ${yaml}`))).toEqual([
+      { file: 'datagrant.yaml', line: 1, column: 10, path: 'version', message: `version must be 1 (got ${shown})` },
+    ]);
+  });
+
+});
+
+describe('YAML aliases', () => {
+  test.each([
+    ['an alias without an anchor', `${MINIMAL}groups:\n  g: { grants: *nope }\n`, '7:16 groups.g.grants', /^alias \*nope names no anchor; define &nope above its first use$/],
+    ['an alias used before its anchor', `${MINIMAL}groups:\n  g: { grants: *later }\n  h: { grants: &later [] }\n`, '7:16 groups.g.grants', /^alias \*later names no anchor/],
+    ['an alias inside the value it names', `${MINIMAL}groups:\n  g: &loop\n    grants: [{ dataset: data, access: read, nested: *loop }]\n`, '8:53 groups.g.grants[0].nested', /^alias \*loop is inside the value &loop names \(line 7\), so that value would contain itself without end/],
+  ])('%s is reported at its position', (_what, text, where, message) => {
+    const problems = problemsOf(text);
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
+    expect(problems[0]!.message).toMatch(message);
+  });
+
+  test('aliases that expand past the limit (a "billion laughs") are reported where the largest copy is made', () => {
+    // GIVEN nine levels, each nine copies of the one above: 9^9 values from a dozen lines
+    const levels = ['  l0: &l0 [x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++) levels.push(`  l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    const text = `${MINIMAL}x-bomb:\n${levels.join('\n')}\n`;
+    // WHEN
+    const problems = problemsOf(text);
+    // THEN one problem, at the first alias of the last level, before anything is expanded
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['15:12 x-bomb.l8[0]']);
+    expect(problems[0]!.message).toMatch(/^YAML aliases expand the spec to \d+ values, more than the 1000000 allowed .* this \*l7 alone is \d+ values/);
+  });
+
+  test('one anchor used by many principals is fine (yaml would refuse past 100 uses)', () => {
+    const people = Array.from({ length: 300 }, (_, i) => `  p${i}: { type: person, grants: *common }`).join('\n');
+    const text = `${MINIMAL}groups:\n  g:\n    grants: &common [{ dataset: data, access: read }]\nprincipals:\n${people}\n`;
+    const { spec } = parseSpec(text, opts());
+    expect(spec.principals.p299!.grants).toEqual([{ dataset: 'data', access: 'read' }]);
+  });
+});
