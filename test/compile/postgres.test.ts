@@ -181,3 +181,20 @@ describe('catalog facts map back to compiled resources', () => {
     expect(actual).toEqual(desired);
   });
 });
+
+describe('lifecycle numbers are safe before anything is done', () => {
+  test('a rotation period past 10 years in a spec that skipped validation fails while compiling', () => {
+    // GIVEN a spec object whose grace period never went through the schema
+    const s = spec({ principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } });
+    const unchecked = { ...s, settings: { rotationGrace: '3000000000h' } } as Spec;
+    // THEN compiling (pure, before any backend call) refuses it
+    expect(() => compile(unchecked)).toThrow(RangeError);
+    expect(() => compile(unchecked)).toThrow('duration 3000000000h is too long; a duration is at most 10 years (3650d, 87600h)');
+  });
+
+  test('at the limit, the lifecycle holds exactly 10 years', () => {
+    const s = spec({ settings: { rotate: '3650d', rotationGrace: '87600h' }, principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } });
+    const lifecycle = byAddress(compile(s))['wh:password/alice']!.lifecycle!;
+    expect(lifecycle).toEqual({ rotateAfterSeconds: 315360000, graceSeconds: 315360000 });
+  });
+});

@@ -17,13 +17,10 @@ import {
   type PgDatasetSpec,
   type Spec,
 } from '../../spec/schema.js';
+import { pgIdentifierProblem, pgRoleNameProblem } from '../../spec/limits.js';
 import { levelIncrement, levelsUpTo } from './levels.js';
 
 export const DEFAULT_ROTATION_GRACE = '24h';
-/** PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes; we refuse them instead. */
-export const MAX_IDENTIFIER_BYTES = 63;
-/** Role names PostgreSQL refuses even when quoted. */
-const RESERVED_ROLES = new Set(['public', 'none']);
 
 /** Tables a grant covers: every table in the schema now and in the future, or a sorted list. */
 export type TableScope = '*' | string[];
@@ -131,14 +128,6 @@ export function passwordResource(backend: string, role: string, deps: string[], 
   };
 }
 
-/** Problems with a name used as a PostgreSQL role, or undefined. */
-export function roleNameProblem(name: string): string | undefined {
-  if (Buffer.byteLength(name, 'utf8') > MAX_IDENTIFIER_BYTES) return `is longer than ${MAX_IDENTIFIER_BYTES} bytes, the limit for a PostgreSQL role name`;
-  if (name.startsWith('pg_')) return 'starts with pg_, which PostgreSQL reserves for its own roles';
-  if (RESERVED_ROLES.has(name)) return 'is a role name PostgreSQL reserves';
-  return undefined;
-}
-
 export interface CompileContext {
   now: Date;
 }
@@ -157,17 +146,19 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
   const onBackend = (grants: Grant[]) => grants.filter((g) => pgDataset(g) !== undefined);
   const live = (grants: Grant[]) => onBackend(grants).filter((g) => isLive(g, ctx.now));
 
+  // Validation rejects these with their position; this holds for a spec built another way.
   for (const [name, ds] of Object.entries(spec.datasets)) {
     if (ds.backend !== backendName || isS3Dataset(ds)) continue;
     for (const [what, v] of [['database', ds.database], ['schema', ds.schema], ...(ds.tables ?? []).map((t) => ['table', t] as const)] as const) {
-      if (Buffer.byteLength(v, 'utf8') > MAX_IDENTIFIER_BYTES) problems.push(`dataset ${name}: ${what} ${JSON.stringify(v)} is longer than ${MAX_IDENTIFIER_BYTES} bytes`);
-      if (v.includes('\0')) problems.push(`dataset ${name}: ${what} ${JSON.stringify(v)} contains a NUL character`);
+      const problem = pgIdentifierProblem(v);
+      if (problem) problems.push(`dataset ${name}: ${what} ${JSON.stringify(v)} ${problem}`);
     }
   }
 
   const roleOwner = new Map<string, string>();
+  // Validation rejects spec names PostgreSQL cannot hold; SCIM people reach here without it.
   const claimRole = (role: string, owner: string) => {
-    const problem = roleNameProblem(role);
+    const problem = pgRoleNameProblem(role);
     if (problem) problems.push(`${owner}: role name ${JSON.stringify(role)} ${problem}`);
     const other = roleOwner.get(role);
     if (other) problems.push(`${owner}: role name ${JSON.stringify(role)} is also used by ${other}; groups and principals share one role namespace in PostgreSQL`);
