@@ -5,7 +5,9 @@
 //  membership/<group>/<principal>            GRANT group TO principal
 //  connect/<role>/<database>                 CONNECT on a database (shared by its schemas)
 //  grant/<role>/<database>.<schema>/<level>  the privileges <level> adds to the level below it,
-//                                            so a write grant is the read and write resources
+//                                            so a write grant is the read and write resources;
+//                                            "%", "." and "/" inside a name are written %25, %2E,
+//                                            %2F, so that distinct schemas never share an address
 //  password/<role>                           the login role's password (a credential slot)
 import { CompileError } from '../../core/errors.js';
 import { addressOf, type Json, type Level, type Notice, type Resource } from '../../core/types.js';
@@ -51,12 +53,19 @@ export interface RoleAttrs {
   flags: string[];
 }
 
+/**
+ * One name inside a `database.schema` segment. Both names may contain dots (and "/"), so
+ * `x.y` + `s` and `x` + `y.s` would otherwise both be `x.y.s`. Escaping "%" too keeps the mapping
+ * one-to-one; names without these characters (nearly all) read as written.
+ */
+const segmentName = (name: string) => name.replace(/[%./]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
 export const pgAddress = {
   role: (b: string, role: string) => addressOf(b, 'role', role),
   membership: (b: string, group: string, member: string) => addressOf(b, 'membership', group, member),
   connect: (b: string, role: string, database: string) => addressOf(b, 'connect', role, database),
   grant: (b: string, role: string, database: string, schema: string, level: Level) =>
-    addressOf(b, 'grant', role, `${database}.${schema}`, level),
+    addressOf(b, 'grant', role, `${segmentName(database)}.${segmentName(schema)}`, level),
   password: (b: string, role: string) => addressOf(b, 'password', role),
 };
 
