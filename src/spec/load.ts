@@ -309,9 +309,9 @@ interface Scan {
   /** Every scalar key that repeats within its mapping, at the repeated occurrence. */
   duplicates: YamlError[];
   /**
-   * Keys named `__proto__`. Parsed into a plain object such a key sets the prototype instead of
-   * an entry, so a principal (or dataset, group, backend, SCIM mapping) of that name would vanish
-   * without a word.
+   * Keys named `__proto__`. zod skips such a key when it parses a record (on a plain object it
+   * would set the prototype), so a principal (or dataset, group, backend, SCIM mapping) of that
+   * name would vanish without a word.
    */
   prototypeKeys: { key: Node; path: PathKey[] }[];
   /** Every alias with the anchored value it names: as YAML reads it, the last anchor of that name above it. */
