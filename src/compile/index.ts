@@ -1,5 +1,6 @@
 // Spec → desired state for every backend. Pure: `now` is passed in.
-import type { DesiredState, Notice } from '../core/types.js';
+import { CompileError } from '../core/errors.js';
+import type { DesiredState, Notice, Resource } from '../core/types.js';
 import { expiresInstant, type Spec } from '../spec/schema.js';
 import { compileAws } from './aws/compile.js';
 import { compilePostgres } from './postgres/compile.js';
@@ -14,8 +15,8 @@ const COMPILERS: Record<string, BackendCompiler> = {
 
 export const EXPIRY_WARNING_DAYS = 7;
 
-/** Desired state per backend name, plus spec-wide notices (grants expiring soon). */
 /**
+ * Desired state per backend name, plus spec-wide notices (grants expiring soon).
  * `installation`, when given, is the id of the state the desired objects belong to: objects that
  * can carry it (IAM users' tags) do, so that another installation never takes them for its own.
  */
@@ -24,8 +25,30 @@ export function compile(spec: Spec, now: Date, opts: { installation?: string } =
   for (const [name, backend] of Object.entries(spec.backends)) {
     const compiler = COMPILERS[backend.type];
     desired[name] = compiler ? compiler(spec, name, { now, ...(opts.installation ? { installation: opts.installation } : {}) }) : { resources: [], notices: [] };
+    assertDistinctAddresses(name, desired[name].resources);
   }
   return { desired, notices: expiringSoon(spec, now) };
+}
+
+/**
+ * The plan keys objects by address, so a second object with the same address would silently
+ * replace the first: one grant would vanish from the plan. Refuse instead, naming both.
+ */
+export function assertDistinctAddresses(backend: string, resources: readonly Resource[]): void {
+  const seen = new Map<string, Resource>();
+  const problems: string[] = [];
+  for (const r of resources) {
+    const other = seen.get(r.address);
+    if (other) {
+      // What identifies the object: the attributes it cannot change in place, else its name.
+      const describe = (x: Resource) =>
+        `${x.kind} ${x.immutable?.length ? JSON.stringify(Object.fromEntries(x.immutable.map((k) => [k, x.attrs[k] ?? null]))) : x.name}`;
+      problems.push(`backend ${backend}: ${describe(other)} and ${describe(r)} compile to one address, ${r.address}; the plan would keep only one of them`);
+    } else {
+      seen.set(r.address, r);
+    }
+  }
+  if (problems.length) throw new CompileError(problems);
 }
 
 function expiringSoon(spec: Spec, now: Date): Notice[] {

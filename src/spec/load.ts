@@ -1,6 +1,6 @@
 // Parse and validate a spec from text. Pure: the caller passes the text, the environment and the
 // clock; nothing here reads a file or the process environment.
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Alias, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { SpecError, type SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
@@ -105,6 +105,8 @@ function interpolate(
 
 function describe(value: unknown): string {
   if (typeof value === 'string' && value.length > 60) return JSON.stringify(`${value.slice(0, 50)}…`);
+  // JSON has no NaN or infinity (it would print null): show them as YAML writes them.
+  if (typeof value === 'number' && !Number.isFinite(value)) return Number.isNaN(value) ? '.nan' : value > 0 ? '.inf' : '-.inf';
   const s = JSON.stringify(value);
   return s === undefined ? String(value) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
@@ -192,7 +194,8 @@ function zodProblems(
       out.push(src.problem(path, `must be ${expected}, not ${describeKind(value)}${value !== null && typeof value === 'object' ? '' : ` (got ${describe(shownValue)})`}`));
       continue;
     }
-    const substituted = value !== shownValue;
+    // Object.is, because NaN !== NaN: a .nan in the file was not substituted from anywhere.
+    const substituted = !Object.is(value, shownValue);
     const shown =
       (!substituted && issue.message.includes(JSON.stringify(value))) || (value !== null && typeof value === 'object')
         ? ''
@@ -287,22 +290,129 @@ function yamlProblem(e: { code: string; pos: [number, number]; message: string }
   return { file, line: pos.line, column: pos.col, path: '', message };
 }
 
-/** Every scalar key that repeats within its mapping, at the repeated occurrence. */
-function duplicateKeys(doc: Document): { code: string; pos: [number, number]; message: string }[] {
-  const out: { code: string; pos: [number, number]; message: string }[] = [];
+/** The path of `node` from the ancestors `visit` passes to a visitor. */
+function pathOf(ancestors: readonly unknown[], node: unknown): PathKey[] {
+  const chain = [...ancestors, node];
+  const out: PathKey[] = [];
+  for (let i = 1; i < chain.length; i++) {
+    const parent = chain[i - 1];
+    const child = chain[i];
+    if (isPair(child)) out.push(isScalar(child.key) ? String(child.key.value) : '?');
+    else if (isSeq(parent)) out.push(parent.items.indexOf(child as never));
+  }
+  return out;
+}
+
+type YamlError = { code: string; pos: [number, number]; message: string };
+
+interface Scan {
+  /** Every scalar key that repeats within its mapping, at the repeated occurrence. */
+  duplicates: YamlError[];
+  /**
+   * Keys named `__proto__`. zod skips such a key when it parses a record (on a plain object it
+   * would set the prototype), so a principal (or dataset, group, backend, SCIM mapping) of that
+   * name would vanish without a word.
+   */
+  prototypeKeys: { key: Node; path: PathKey[] }[];
+  /** Every alias with the anchored value it names: as YAML reads it, the last anchor of that name above it. */
+  aliases: { alias: Alias; target: Node | undefined; path: PathKey[] }[];
+}
+
+/**
+ * One pass over the parsed document, for what must be known before it becomes data. yaml's own
+ * uniqueKeys check compares every pair of keys in a mapping (quadratic: seconds for 10,000
+ * principals), and each pass costs tens of milliseconds at that size.
+ */
+function scan(doc: Document): Scan {
+  const out: Scan = { duplicates: [], prototypeKeys: [], aliases: [] };
+  const anchors = new Map<string, Node>();
   visit(doc, {
-    Map(_, map) {
+    Pair(_, pair, ancestors) {
+      if (isScalar(pair.key) && pair.key.value === '__proto__') out.prototypeKeys.push({ key: pair.key, path: pathOf(ancestors, pair) });
+    },
+    Node(_, node, ancestors) {
+      if (isAlias(node)) {
+        out.aliases.push({ alias: node, target: anchors.get(node.source), path: pathOf(ancestors, node) });
+        return;
+      }
+      if (node.anchor) anchors.set(node.anchor, node);
+      if (!isMap(node)) return;
       const seen = new Set<string>();
-      for (const pair of map.items) {
+      for (const pair of node.items) {
         if (!isScalar(pair.key)) continue;
         const k = String(pair.key.value);
         const range = pair.key.range ?? [0, 0];
-        if (seen.has(k)) out.push({ code: 'DUPLICATE_KEY', pos: [range[0], range[1]], message: 'Map keys must be unique' });
+        if (seen.has(k)) out.duplicates.push({ code: 'DUPLICATE_KEY', pos: [range[0], range[1]], message: 'Map keys must be unique' });
         seen.add(k);
       }
     },
   });
   return out;
+}
+
+type Locate = (node: Node | null | undefined, path: PathKey[], message: string) => SpecProblem;
+
+/**
+ * Aliases expand to full copies of what their anchor names, and aliases inside anchors multiply:
+ * a few lines can stand for billions of values. This bounds the spec as expanded, well above any
+ * real one (10,000 principals sharing a list of grants through one alias is a few hundred thousand).
+ */
+export const MAX_EXPANDED_VALUES = 1_000_000;
+
+/**
+ * Aliases that name no anchor, that sit inside the value they name (a value containing itself),
+ * or that together expand the spec past `MAX_EXPANDED_VALUES`. Checked on the parsed document,
+ * before it is turned into data, so each is reported at its own line and column.
+ */
+function aliasProblems(doc: Document, aliases: Scan['aliases'], at: Locate, anchorLine: (node: Node) => number): SpecProblem[] {
+  if (aliases.length === 0) return [];
+  const targets = new Map(aliases.map((a) => [a.alias, a.target]));
+  const problems: SpecProblem[] = [];
+  for (const a of aliases) {
+    if (!a.target) problems.push(at(a.alias, a.path, `alias *${a.alias.source} names no anchor; define &${a.alias.source} above its first use`));
+  }
+
+  const size = new Map<Node, number>();
+  const open = new Set<Node>();
+  const cyclic = new Set<Alias>();
+  const expanded = (node: unknown): number => {
+    if (isAlias(node)) {
+      const target = targets.get(node);
+      if (!target) return 1;
+      if (open.has(target)) {
+        cyclic.add(node);
+        return 1;
+      }
+      return expanded(target);
+    }
+    if (!isMap(node) && !isSeq(node)) return 1;
+    const known = size.get(node);
+    if (known !== undefined) return known;
+    open.add(node);
+    let n = 1;
+    for (const item of node.items) n += isPair(item) ? expanded(item.key) + expanded(item.value) : expanded(item);
+    open.delete(node);
+    size.set(node, n);
+    return n;
+  };
+  const total = expanded(doc.contents);
+  for (const a of aliases) {
+    if (!cyclic.has(a.alias)) continue;
+    problems.push(at(a.alias, a.path, `alias *${a.alias.source} is inside the value &${a.alias.source} names (line ${anchorLine(a.target!)}), so that value would contain itself without end; write it out instead`));
+  }
+  if (cyclic.size === 0 && total > MAX_EXPANDED_VALUES) {
+    // Point at the alias that copies the most: the top of the pyramid.
+    let largest = aliases[0]!;
+    for (const a of aliases) if (expanded(a.target) > expanded(largest.target)) largest = a;
+    problems.push(
+      at(
+        largest.alias,
+        largest.path,
+        `YAML aliases expand the spec to ${total} values, more than the ${MAX_EXPANDED_VALUES} allowed (each *alias is a full copy of what its anchor names, and aliases inside anchors multiply); this *${largest.alias.source} alone is ${expanded(largest.target)} values: write the values out, or alias less`,
+      ),
+    );
+  }
+  return problems;
 }
 
 function describeKind(v: unknown): string {
@@ -315,10 +425,9 @@ function describeKind(v: unknown): string {
 /** Parse, interpolate and validate a spec. Throws SpecError listing every problem found. */
 export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   const lines = new LineCounter();
-  // yaml's own uniqueKeys check compares every pair of keys in a mapping (quadratic: seconds for
-  // 10,000 principals); duplicateKeys() finds the same duplicates in one pass.
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false });
-  const errors = [...doc.errors, ...duplicateKeys(doc)].sort((a, b) => a.pos[0] - b.pos[0]);
+  const scanned = scan(doc);
+  const errors = [...doc.errors, ...scanned.duplicates].sort((a, b) => a.pos[0] - b.pos[0]);
   const src = new SourceMap(doc.contents as Node | null, lines, opts.file);
   const problems: SpecProblem[] = [];
   // One broken token makes the parser report every token after it: show the syntax errors of
@@ -334,7 +443,24 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   // A duplicate key leaves a readable document: keep checking, so every problem shows at once.
   if (errors.some((e) => e.code !== 'DUPLICATE_KEY')) throw new SpecError(problems);
 
-  const raw = doc.toJS() as unknown;
+  const at: Locate = (node, path, message) => {
+    const pos = lines.linePos(node?.range?.[0] ?? 0);
+    return { file: opts.file, line: pos.line, column: pos.col, path: formatPath(path), message };
+  };
+  for (const k of scanned.prototypeKeys) {
+    problems.push(at(k.key, k.path, 'the key "__proto__" is not allowed: it cannot be held as a name, and the entry would silently vanish; rename it'));
+  }
+  // The anchor is written just before the value it names (for a block mapping, a line above it).
+  const anchorLine = (node: Node) => {
+    const start = node.range?.[0] ?? 0;
+    const found = node.anchor ? text.lastIndexOf(`&${node.anchor}`, start) : -1;
+    return lines.linePos(found >= 0 ? found : start).line;
+  };
+  const aliases = aliasProblems(doc, scanned.aliases, at, anchorLine);
+  if (aliases.length) throw new SpecError(sortProblems([...problems, ...aliases]));
+  // The aliases are bounded above (yaml's own guard would also refuse a legitimate anchor used
+  // more than 100 times, with no position).
+  const raw = doc.toJS({ maxAliasCount: -1 }) as unknown;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     problems.push(
       src.problem([], `the spec must be a mapping with the keys version, backends, datasets, groups and principals, but it is ${raw === null || raw === undefined ? 'an empty document' : describeKind(raw)}`),

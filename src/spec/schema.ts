@@ -1,6 +1,7 @@
 // The spec's shape (version 1). zod checks the shape; cross-references and backend limits are
 // checked in `validate.ts`, so every problem is reported at once with its position.
 import { z } from 'zod';
+import { MAX_DURATION_HELP, MAX_DURATION_SECONDS, pgIdentifierProblem, S3_PREFIX_RE, s3PrefixProblem } from './limits.js';
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9+=,.@_-]*$/;
 const NAME_HELP = 'letters, digits and + = , . @ _ - (starting with a letter or digit)';
@@ -22,7 +23,12 @@ const name = (what: string, max: number) =>
 
 const duration = z
   .string()
-  .regex(DURATION_RE, 'must be a duration such as 90d, 24h, 30m or 3600s');
+  .regex(DURATION_RE, 'must be a duration such as 90d, 24h, 30m or 3600s')
+  .superRefine((value, ctx) => {
+    if (DURATION_RE.test(value) && !withinDurationLimit(value)) {
+      ctx.addIssue({ code: 'custom', message: `is too long; a duration is ${MAX_DURATION_HELP}` });
+    }
+  });
 
 const EXPIRES_HELP = 'a date (2027-01-31) or an ISO 8601 instant with a zone (2027-01-31T12:00:00Z)';
 
@@ -114,16 +120,25 @@ const s3Dataset = z.strictObject({
     .string()
     .min(1)
     .max(1024)
-    .regex(/^[^*?/][^*?]*$/, 'must not start with / or contain the wildcards * or ?')
+    .regex(S3_PREFIX_RE, { error: (issue) => (typeof issue.input === 'string' ? s3PrefixProblem(issue.input) : undefined) })
     .optional(),
   description: z.string().optional(),
 });
 
+/** A database, schema or table name. A dot is allowed: it is part of the name, as in PostgreSQL. */
+const pgIdentifier = z
+  .string()
+  .min(1)
+  .superRefine((value, ctx) => {
+    const problem = pgIdentifierProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
 const pgDataset = z.strictObject({
   backend: z.string().min(1, 'backend must not be empty'),
-  database: z.string().min(1).max(63),
-  schema: z.string().min(1).max(63),
-  tables: z.array(z.string().min(1).max(63)).min(1).optional(),
+  database: pgIdentifier,
+  schema: pgIdentifier,
+  tables: z.array(pgIdentifier).min(1).optional(),
   description: z.string().optional(),
 });
 
@@ -186,12 +201,26 @@ export function isS3Dataset(d: DatasetSpec): d is S3DatasetSpec {
   return 'bucket' in d;
 }
 
-/** Seconds in a duration string validated by DURATION_RE. */
-export function durationSeconds(d: string): number {
+function rawSeconds(d: string): number {
   const m = DURATION_RE.exec(d);
   if (!m) throw new Error(`invalid duration ${d}`);
   const unit = { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
   return Number(m[1]) * unit;
+}
+
+function withinDurationLimit(d: string): boolean {
+  return rawSeconds(d) <= MAX_DURATION_SECONDS;
+}
+
+/**
+ * Seconds in a duration string validated by the schema. Throws on one past the limit, so that a
+ * spec that skipped validation fails while compiling, before any side effect, and never after a
+ * key was created (when the grace period's end is computed).
+ */
+export function durationSeconds(d: string): number {
+  const seconds = rawSeconds(d);
+  if (seconds > MAX_DURATION_SECONDS) throw new RangeError(`duration ${d} is too long; a duration is ${MAX_DURATION_HELP}`);
+  return seconds;
 }
 
 /** `expires` as an instant. A bare date means access ends at 00:00 UTC on that date. */

@@ -2,10 +2,9 @@
 // expiry dates. Pure; `now` is passed in.
 import type { SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
+import { pgRoleNameProblem } from './limits.js';
 import type { SourceMap } from './load.js';
 import { expiresInstant, isRealInstant, type Grant, type Spec } from './schema.js';
-
-const PG_IDENTIFIER_MAX_BYTES = 63;
 
 function list(names: Iterable<string>): string {
   const all = [...names].sort();
@@ -36,6 +35,16 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     }
     if (has(ds, 'database') && !has(ds, 'bucket') && backend.type === 'aws') {
       problems.push(src.problem(['datasets', name, 'backend'], `dataset ${JSON.stringify(name)} has a database, so it needs a postgres backend, but backend ${JSON.stringify(ds.backend)} is aws; use a postgres backend, or give bucket (and prefix) instead of database`));
+    }
+    const prefix = (ds as { prefix?: unknown }).prefix;
+    if (typeof prefix === 'string' && prefix !== '' && !prefix.endsWith('/')) {
+      // Allowed (a prefix of names can be meant), but a folder is the usual intent.
+      const pos = src.position(['datasets', name, 'prefix']);
+      const q = JSON.stringify;
+      notices.push({
+        level: 'warning',
+        message: `${src.file}:${pos.line}:${pos.column}: dataset ${name}: prefix ${q(prefix)} does not end with "/", so it also matches ${q(`${prefix}-old/`)} and ${q(`${prefix}X`)}; write ${q(`${prefix}/`)} for a folder`,
+      });
     }
   }
 
@@ -79,9 +88,6 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     const clash = lowerNames.get(lower);
     if (clash) problems.push(src.problem(['principals', name], `principal ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same user, so rename one`, true));
     lowerNames.set(lower, name);
-    if (Buffer.byteLength(name) > PG_IDENTIFIER_MAX_BYTES && usesBackendType(spec, p.grants, p.groups, 'postgres')) {
-      problems.push(src.problem(['principals', name], `principal name is longer than PostgreSQL's ${PG_IDENTIFIER_MAX_BYTES}-byte role names`, true));
-    }
     const seenGroups = new Set<string>();
     p.groups.forEach((g, i) => {
       if (typeof g !== 'string' || g === '') return;
@@ -101,7 +107,16 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     lowerGroups.set(name.toLowerCase(), name);
   }
 
+  problems.push(...pgRoleProblems(spec, src));
+
+  // IdP group names are matched case-insensitively (as Okta and Entra compare them).
+  const lowerIdp = new Map<string, string>();
   for (const [idpGroup, group] of Object.entries(spec.scim?.groups ?? {})) {
+    const clash = lowerIdp.get(idpGroup.toLowerCase());
+    if (clash !== undefined) {
+      problems.push(src.problem(['scim', 'groups', idpGroup], `IdP group ${JSON.stringify(idpGroup)} differs from ${JSON.stringify(clash)} only in case; IdP groups are matched ignoring case, so only one of the two mappings would apply: keep one`, true));
+    }
+    lowerIdp.set(idpGroup.toLowerCase(), idpGroup);
     if (typeof group !== 'string' || group === '') continue;
     if (!has(spec.groups, group)) {
       problems.push(src.problem(['scim', 'groups', idpGroup], `group ${JSON.stringify(group)} is not defined; defined groups: ${list(Object.keys(spec.groups))}`));
@@ -110,10 +125,39 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
   return problems;
 }
 
-function usesBackendType(spec: Spec, grants: Grant[], groups: string[], type: 'aws' | 'postgres'): boolean {
-  const all = [...grants, ...groups.flatMap((g) => (has(spec.groups, g) ? spec.groups[g]!.grants : []))];
-  return all.some((g) => {
-    const ds = has(spec.datasets, g.dataset) ? spec.datasets[g.dataset] : undefined;
-    return ds !== undefined && has(spec.backends, ds.backend) && spec.backends[ds.backend]?.type === type;
-  });
+/**
+ * Every group and principal with a grant on a postgres dataset becomes a role on that dataset's
+ * backend, so its name must be one PostgreSQL holds as written, and groups and principals share
+ * one role namespace there. Expired grants count: renewing one must not then fail.
+ */
+function pgRoleProblems(spec: Spec, src: SourceMap): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  const pgBackendOf = (g: Grant): string | undefined => {
+    if (typeof g.dataset !== 'string' || !has(spec.datasets, g.dataset)) return undefined;
+    const ds = spec.datasets[g.dataset]!;
+    if (has(ds, 'bucket') || typeof ds.backend !== 'string' || !has(spec.backends, ds.backend)) return undefined;
+    return spec.backends[ds.backend]!.type === 'postgres' ? ds.backend : undefined;
+  };
+  const backendsOf = (grants: Grant[]) => new Set(grants.map(pgBackendOf).filter((b): b is string => b !== undefined));
+
+  const groupBackends = new Map<string, Set<string>>();
+  for (const [name, group] of Object.entries(spec.groups)) {
+    const backends = backendsOf(group.grants);
+    if (backends.size === 0) continue;
+    groupBackends.set(name, backends);
+    const problem = pgRoleNameProblem(name);
+    if (problem) problems.push(src.problem(['groups', name], `group name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the group`, true));
+  }
+  for (const [name, p] of Object.entries(spec.principals)) {
+    const backends = backendsOf(p.grants);
+    for (const g of p.groups) for (const b of (typeof g === 'string' && groupBackends.get(g)) || []) backends.add(b);
+    if (backends.size === 0) continue;
+    const problem = pgRoleNameProblem(name);
+    if (problem) problems.push(src.problem(['principals', name], `principal name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the principal`, true));
+    const shared = [...(groupBackends.get(name) ?? [])].filter((b) => backends.has(b)).sort();
+    if (shared.length) {
+      problems.push(src.problem(['principals', name], `principal ${JSON.stringify(name)} and group ${JSON.stringify(name)} would be one PostgreSQL role on backend ${shared.join(', ')} (groups and principals share one role namespace there): rename one`, true));
+    }
+  }
+  return problems;
 }

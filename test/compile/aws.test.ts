@@ -11,8 +11,9 @@ import {
   type PolicyDocument,
   type Statement,
 } from '../../src/compile/aws/policy.js';
-import { CompileError } from '../../src/core/errors.js';
+import { CompileError, SpecError } from '../../src/core/errors.js';
 import type { Level, Resource } from '../../src/core/types.js';
+import { S3_PREFIX_RE, s3PrefixProblem } from '../../src/spec/limits.js';
 import { parseSpec } from '../../src/spec/load.js';
 import { specSchema, type Spec, type SpecInput } from '../../src/spec/schema.js';
 import { mulberry32 } from '../support/prng.js';
@@ -603,6 +604,62 @@ describe('the DESIGN.md draft, end to end through the loader', () => {
       ['alice', { graceSeconds: 86400 }],
       ['trainer', { rotateAfterSeconds: 90 * 86400, graceSeconds: 86400 }],
     ]);
+  });
+});
+
+describe('a prefix reaches the IAM document exactly as reviewed', () => {
+  /** The spec as a reviewer reads it: one dataset with `prefix`, read by alice. */
+  const specText = (prefix: string) => `version: 1
+backends:
+  aws: { type: aws }
+datasets:
+  d: { backend: aws, bucket: ${BUCKET}, prefix: ${JSON.stringify(prefix)} }
+principals:
+  alice: { type: person, grants: [{ dataset: d, access: read }] }
+`;
+  /** Every string in the compiled documents that names a place in the bucket. */
+  const places = (doc: PolicyDocument) =>
+    doc.Statement.flatMap((s) => [...s.Resource.filter((r) => r.startsWith(`${ARN}/`)), ...(s.Condition?.StringLike?.['s3:prefix'] ?? [])]);
+
+  test('every character from U+0000 to U+017F is refused by validation, or held verbatim in Resource and s3:prefix', () => {
+    const refused: string[] = [];
+    for (let code = 0; code < 0x180; code++) {
+      // GIVEN a prefix with the character inside it, as written in the reviewed file
+      const ch = String.fromCodePoint(code);
+      const prefix = `data/a${ch}b/`;
+      // The JSON Schema published for editors says the same as the validator.
+      expect(S3_PREFIX_RE.test(prefix)).toBe(s3PrefixProblem(prefix) === undefined);
+      let spec: Spec;
+      try {
+        spec = parseSpec(specText(prefix), { file: 'datagrant.yaml', env: {}, now: NOW }).spec;
+      } catch (e) {
+        // THEN either it is refused, at the prefix, with the reason
+        expect(e).toBeInstanceOf(SpecError);
+        expect((e as SpecError).problems).toEqual([expect.objectContaining({ line: 5, path: 'datasets.d.prefix', message: expect.stringContaining(s3PrefixProblem(prefix)!) as unknown as string })]);
+        refused.push(code.toString(16).padStart(4, '0'));
+        continue;
+      }
+      // or the document holds exactly the reviewed text, and no policy variable
+      const doc = policyDoc(compileAws(spec, 'aws', { now: NOW }).resources, 'dg-user-alice')!;
+      expect(places(doc).sort()).toEqual([`${ARN}/${prefix}*`, `${prefix}*`].sort());
+      expect(JSON.stringify(doc)).not.toContain('${');
+    }
+    const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => (from + i).toString(16).padStart(4, '0'));
+    // Control characters, % * + : ?, and everything IAM cannot hold (past U+00FF).
+    expect(refused).toEqual([...range(0x00, 0x1f), '0025', '002a', '002b', '003a', '003f', ...range(0x7f, 0x9f), ...range(0x100, 0x17f)]);
+  });
+
+  test.each(['home/${aws:username}/', 't/${aws:PrincipalTag/team}/', 'a$/{b}/${*}'])('the policy variable in %s is refused before compiling', (prefix) => {
+    expect(() => parseSpec(specText(prefix), { file: 'datagrant.yaml', env: {}, now: NOW })).toThrow(/must not contain "\$\{"/);
+    // specSchema alone (as the Pulumi package and tests build specs) refuses it too.
+    expect(specSchema.safeParse({ version: 1, backends: { aws: { type: 'aws' } }, datasets: { d: { backend: 'aws', bucket: BUCKET, prefix } } }).success).toBe(false);
+  });
+
+  test.each(['$x/', '{x}/', 'a$/{b}/', 'x$'])('%s holds a $ or a brace but no policy variable, and compiles verbatim', (prefix) => {
+    const { spec } = parseSpec(specText(prefix), { file: 'datagrant.yaml', env: {}, now: NOW });
+    const doc = policyDoc(compileAws(spec, 'aws', { now: NOW }).resources, 'dg-user-alice')!;
+    expect(places(doc).sort()).toEqual([`${ARN}/${prefix}*`, `${prefix}*`].sort());
+    expect(JSON.stringify(doc)).not.toContain('${');
   });
 });
 

@@ -1,6 +1,7 @@
 // The postgres compiler: spec → roles, memberships, per-level grants and password slots. Pure.
 import { describe, expect, test } from 'vitest';
-import { compilePostgres, grantPrivileges, type GrantAttrs } from '../../src/compile/postgres/compile.js';
+import { assertDistinctAddresses } from '../../src/compile/index.js';
+import { compilePostgres, grantPrivileges, pgAddress, type GrantAttrs } from '../../src/compile/postgres/compile.js';
 import { PG_LEVELS, levelIncrement } from '../../src/compile/postgres/levels.js';
 import { resourcesFromCatalog } from '../../src/backends/postgres/catalog.js';
 import { CompileError } from '../../src/core/errors.js';
@@ -179,5 +180,90 @@ describe('catalog facts map back to compiled resources', () => {
       credentials: [],
     }).filter((r) => r.kind === 'grant' || r.kind === 'connect');
     expect(actual).toEqual(desired);
+  });
+});
+
+describe('addresses: distinct schemas never share one', () => {
+  const twoDatasets = (a: [string, string], b: [string, string]) =>
+    spec({
+      datasets: { a: { backend: 'wh', database: a[0], schema: a[1] }, b: { backend: 'wh', database: b[0], schema: b[1] } },
+      principals: { p: { type: 'service', grants: [{ dataset: 'a', access: 'read' }, { dataset: 'b', access: 'write' }] } },
+    });
+
+  test.each<[string, [string, string], [string, string]]>([
+    ['a dot in the database vs in the schema', ['x.y', 's'], ['x', 'y.s']],
+    ['a written escape vs the character it stands for', ['a%2Eb', 'c'], ['a.b', 'c']],
+    ['a slash in the database vs in the schema', ['a/b', 'c'], ['a', 'b/c']],
+    ['a percent sign vs its escape', ['a%', '25.b'], ['a%25', 'b']],
+  ])('%s: both grants are planned, each with its own address', (_what, a, b) => {
+    // GIVEN two datasets whose names, joined as written, could be confused
+    // WHEN
+    const grants = compile(twoDatasets(a, b)).filter((r) => r.kind === 'grant');
+    // THEN the read grant on a and the read and write grants on b, all three, on distinct addresses
+    const held = grants.map((r) => [r.attrs.database, r.attrs.schema, r.attrs.level]);
+    expect(held).toEqual(expect.arrayContaining([[...a, 'read'], [...b, 'read'], [...b, 'write']]));
+    expect(grants).toHaveLength(3);
+    expect(new Set(grants.map((r) => r.address)).size).toBe(3);
+  });
+
+  test('names without "%", "." or "/" read as written', () => {
+    expect(pgAddress.grant('wh', 'alice', 'analytics', 'features', 'read')).toBe('wh:grant/alice/analytics.features/read');
+    expect(pgAddress.grant('wh', 'alice', 'x.y', 's', 'read')).toBe('wh:grant/alice/x%2Ey.s/read');
+  });
+
+  test('a grant on dotted names, read back from the catalog, has the address it was compiled to', () => {
+    // GIVEN a read grant on schema "y.s" of database "x", as the catalog reports it after apply
+    const s = spec({ datasets: { d: { backend: 'wh', database: 'x', schema: 'y.s', tables: ['t'] } }, principals: { alice: { type: 'person', grants: [{ dataset: 'd', access: 'read' }] } } });
+    const desired = compile(s).filter((r) => r.kind === 'grant' || r.kind === 'connect');
+    const actual = resourcesFromCatalog({
+      backend: 'wh',
+      roles: [{ name: 'alice', login: true, validUntil: null, flags: [], comment: { datagrant: 'managed' } }],
+      memberships: [],
+      databaseAcl: [{ database: 'x', role: 'alice', privilege: 'CONNECT' }],
+      schemas: [{ database: 'x', schema: 'y.s', owner: 'migrator' }],
+      relations: [{ database: 'x', schema: 'y.s', name: 't', kind: 'table', owner: 'migrator', ownedBy: null }],
+      schemaAcl: [{ database: 'x', schema: 'y.s', role: 'alice', privilege: 'USAGE' }],
+      columnAcl: [],
+      relationAcl: [{ database: 'x', schema: 'y.s', relation: 't', kind: 'table', role: 'alice', privilege: 'SELECT' }],
+      defaultAcl: [],
+      credentials: [],
+    }).filter((r) => r.kind === 'grant' || r.kind === 'connect');
+    // THEN the same resources at the same addresses: nothing to change
+    expect(actual).toEqual(desired);
+    expect(actual.map((r) => r.address)).toContain('wh:grant/alice/x.y%2Es/read');
+  });
+
+  test('two objects on one address are a CompileError naming both, never a silent overwrite', () => {
+    const r = (schema: string): Resource => ({
+      address: 'wh:grant/p/x.y.s/read',
+      backend: 'wh',
+      kind: 'grant',
+      name: 'p',
+      attrs: { role: 'p', database: 'x', schema, level: 'read' },
+      immutable: ['role', 'database', 'schema', 'level'],
+      deps: [],
+    });
+    expect(() => assertDistinctAddresses('wh', [r('y.s'), r('s')])).toThrow(CompileError);
+    expect(() => assertDistinctAddresses('wh', [r('y.s'), r('s')])).toThrow(
+      'backend wh: grant {"role":"p","database":"x","schema":"y.s","level":"read"} and grant {"role":"p","database":"x","schema":"s","level":"read"} compile to one address, wh:grant/p/x.y.s/read; the plan would keep only one of them',
+    );
+    expect(() => assertDistinctAddresses('wh', [r('y.s')])).not.toThrow();
+  });
+});
+
+describe('lifecycle numbers are safe before anything is done', () => {
+  test('a rotation period past 10 years in a spec that skipped validation fails while compiling', () => {
+    // GIVEN a spec object whose grace period never went through the schema
+    const s = spec({ principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } });
+    const unchecked = { ...s, settings: { rotationGrace: '3000000000h' } } as Spec;
+    // THEN compiling (pure, before any backend call) refuses it
+    expect(() => compile(unchecked)).toThrow(RangeError);
+    expect(() => compile(unchecked)).toThrow('duration 3000000000h is too long; a duration is at most 10 years (3650d, 87600h)');
+  });
+
+  test('at the limit, the lifecycle holds exactly 10 years', () => {
+    const s = spec({ settings: { rotate: '3650d', rotationGrace: '87600h' }, principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } });
+    const lifecycle = byAddress(compile(s))['wh:password/alice']!.lifecycle!;
+    expect(lifecycle).toEqual({ rotateAfterSeconds: 315360000, graceSeconds: 315360000 });
   });
 });

@@ -144,7 +144,7 @@ describe('single problems', () => {
     ['a wrong version', MINIMAL.replace('version: 1', 'version: 2'), {}, '1:10 version', /^version must be 1 \(got 2\)$/],
     ['an unknown backend type', MINIMAL.replace('type: aws', 'type: gcp'), {}, '3:16 backends.aws.type', /backend type must be one of: aws, postgres/],
     ['a dataset with neither bucket nor database', MINIMAL.replace('bucket: ai-model-data', 'path: x'), {}, '5:9 datasets.data', /needs `backend` plus either `bucket`/],
-    ['a prefix starting with /', MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefix: /x'), {}, '5:56 datasets.data.prefix', /must not start with \/ or contain the wildcards/],
+    ['a prefix starting with /', MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefix: /x'), {}, '5:56 datasets.data.prefix', /^must not start with \/ \(a prefix is relative to the bucket: write training\/, not \/training\/\) \(got "\/x"\)$/],
     ['a group name IAM cannot hold', `${MINIMAL}groups:\n  "ml team": { grants: [] }\n`, {}, '7:3 groups.ml team', /^group name may contain only .*\(got "ml team"\)$/],
     ['a group listed twice', wrap('  p:\n    type: person\n    groups: [g, g]\ngroups:\n  g: {}\n'), {}, '9:17 principals.p.groups[1]', /^group "g" is listed twice$/],
     ['groups that differ only in case', `${MINIMAL}groups:\n  ml: {}\n  ML: {}\n`, {}, '8:3 groups.ML', /^group "ML" differs from "ml" only in case/],
@@ -257,5 +257,167 @@ describe('expiry', () => {
   test('a grant expiring exactly now counts as expired; one a second later does not', () => {
     expect(parseSpec(spec('2026-11-28T00:00:00Z'), opts()).notices).toHaveLength(1);
     expect(parseSpec(spec('2026-11-28T00:00:01Z'), opts()).notices).toEqual([]);
+  });
+});
+
+/** MINIMAL with its one dataset given `prefix` (written as a double-quoted YAML string). */
+const withPrefix = (prefix: string) => MINIMAL.replace('bucket: ai-model-data', `bucket: ai-model-data, prefix: ${JSON.stringify(prefix)}`);
+
+describe('prefixes: what lands in an IAM policy is exactly what was reviewed', () => {
+  test.each<[string, string, Partial<LoadOptions>, RegExp]>([
+    ['an IAM policy variable', 'home/${aws:username}/', {}, /^must not contain "\$\{": IAM reads \$\{\.\.\.\} in a policy as a variable .* \(got "home\/\$\{aws:username\}\/"\)$/],
+    ['a policy variable with a slash in it', 't/${aws:PrincipalTag/team}', {}, /^must not contain "\$\{"/],
+    ['IAM\'s own escape for a literal *', 'a/${*}/', {}, /^must not contain "\$\{"/],
+    // ${VAR} is replaced before the check; what the environment supplies is checked, not echoed.
+    ['a policy variable read from the environment', '${PREFIX}', { env: { PREFIX: 'home/${aws:userid}/' } }, /^must not contain "\$\{".*\(got "\$\{PREFIX\}", substituted from the environment\)$/],
+    ['the wildcard *', 'logs/*/raw/', {}, /^must not contain the wildcard \*: in an IAM resource it matches any characters and would widen the grant \(got "logs\/\*\/raw\/"\)$/],
+    ['the wildcard ?', 'run-?/', {}, /^must not contain the wildcard \?/],
+    ['a colon', 'at/2027-01-31T12:00/', {}, /^must not contain ":": S3-compatible servers split policy ARNs at ":"/],
+    ['a plus', 'c++/', {}, /^must not contain "\+": some S3-compatible servers URL-decode policy resources/],
+    ['a percent sign', 'a%2A/', {}, /^must not contain "%": .*"%2A" into the wildcard \*/],
+    ['a tab', 'a\tb/', {}, /^must not contain the control character U\+0009: it is invisible in review/],
+    ['a C1 control character', 'a\u0085b/', {}, /^must not contain the control character U\+0085/],
+    ['a character IAM policies cannot hold', '数据/', {}, /^must not contain "数" \(U\+6570\): IAM policy documents hold only characters up to U\+00FF/],
+    ['a character outside the BMP', 'x\u{1F600}/', {}, /^must not contain "\u{1F600}" \(U\+1F600\)/u],
+  ])('%s is rejected at its position', (_what, prefix, over, message) => {
+    const problems = problemsOf(withPrefix(prefix), over);
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['5:56 datasets.data.prefix']);
+    expect(problems[0]!.message).toMatch(message);
+  });
+
+  test('a value from the environment that is rejected is never echoed', () => {
+    const problems = problemsOf(withPrefix('${PREFIX}'), { env: { PREFIX: 's3cr3t/${aws:userid}/' } });
+    expect(JSON.stringify(problems)).not.toContain('s3cr3t');
+  });
+
+  test.each(['training/', 'date=2027-01-31/', 'a b/', 'café/', '$HOME/', '{x}/', "a&b'(c)!~@,;<>[]^`|\"#/", 'x$/{y}/'])('%s is accepted as written', (prefix) => {
+    expect(parseSpec(withPrefix(prefix), opts()).spec.datasets.data).toEqual({ backend: 'aws', bucket: 'ai-model-data', prefix });
+  });
+
+  test('a prefix without a trailing / is allowed, with a warning naming what else it matches', () => {
+    const { spec, notices } = parseSpec(withPrefix('training'), opts());
+    expect(spec.datasets.data).toMatchObject({ prefix: 'training' });
+    expect(notices).toEqual([
+      {
+        level: 'warning',
+        message: 'datagrant.yaml:5:56: dataset data: prefix "training" does not end with "/", so it also matches "training-old/" and "trainingX"; write "training/" for a folder',
+      },
+    ]);
+    expect(parseSpec(withPrefix('training/'), opts()).notices).toEqual([]);
+  });
+});
+
+describe('durations are at most 10 years', () => {
+  const settings = (s: string) => `${MINIMAL}settings: { ${s} }\n`;
+  const principal = (rotate: string) => `${MINIMAL}principals:\n  p: { type: service, rotate: ${rotate} }\n`;
+  test.each([
+    ['rotationGrace in settings', settings('rotationGrace: 3000000000h'), '6:28 settings.rotationGrace', '3000000000h'],
+    ['rotate in settings', settings('rotate: 3651d'), '6:21 settings.rotate', '3651d'],
+    ['rotate of a principal', principal('87601h'), '7:31 principals.p.rotate', '87601h'],
+    ['a number too large for arithmetic', principal('9'.repeat(400) + 's'), '7:31 principals.p.rotate', `${'9'.repeat(50)}…`],
+  ])('%s past the limit is rejected at its position', (_what, text, where, shown) => {
+    const problems = problemsOf(text);
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
+    expect(problems[0]!.message).toBe(`is too long; a duration is at most 10 years (3650d, 87600h) (got ${JSON.stringify(shown)})`);
+  });
+
+  test.each(['3650d', '87600h', '5256000m', '315360000s'])('%s, exactly 10 years, is accepted', (d) => {
+    expect(parseSpec(settings(`rotate: ${d}, rotationGrace: ${d}`), opts()).spec.settings).toEqual({ rotate: d, rotationGrace: d });
+  });
+});
+
+describe('names that would silently vanish, and values that are not numbers', () => {
+  test.each([
+    ['a principal', `${MINIMAL}principals:\n  __proto__: { type: person }\n`, '7:3 principals.__proto__'],
+    ['a group', `${MINIMAL}groups:\n  __proto__: { grants: [] }\n`, '7:3 groups.__proto__'],
+    ['a dataset', `${MINIMAL}  __proto__: { backend: aws, bucket: other-bucket }\n`, '6:3 datasets.__proto__'],
+    ['a backend', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  __proto__: { type: aws }'), '4:3 backends.__proto__'],
+    ['an IdP group in scim.groups', `${MINIMAL}groups:\n  ml: {}\nscim:\n  groups: { __proto__: ml }\n`, '9:13 scim.groups.__proto__'],
+  ])('__proto__ as %s is rejected, not dropped', (_what, text, where) => {
+    const problems = problemsOf(text);
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
+    expect(problems[0]!.message).toBe('the key "__proto__" is not allowed: it cannot be held as a name, and the entry would silently vanish; rename it');
+  });
+
+  test.each([
+    ['.nan', '.nan'],
+    ['.inf', '.inf'],
+    ['-.Inf', '-.inf'],
+  ])('version: %s says what it got, not that it came from the environment', (yaml, shown) => {
+    expect(problemsOf(MINIMAL.replace('version: 1', `version: ${yaml}`))).toEqual([
+      { file: 'datagrant.yaml', line: 1, column: 10, path: 'version', message: `version must be 1 (got ${shown})` },
+    ]);
+  });
+
+  test('IdP group names that differ only in case are one IdP group', () => {
+    const problems = problemsOf(`${MINIMAL}groups:\n  a: {}\n  b: {}\nscim:\n  groups:\n    ML Team: a\n    ml team: b\n`);
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['12:5 scim.groups.ml team']);
+    expect(problems[0]!.message).toMatch(/^IdP group "ml team" differs from "ML Team" only in case; IdP groups are matched ignoring case/);
+  });
+});
+
+describe('YAML aliases', () => {
+  test.each([
+    ['an alias without an anchor', `${MINIMAL}groups:\n  g: { grants: *nope }\n`, '7:16 groups.g.grants', /^alias \*nope names no anchor; define &nope above its first use$/],
+    ['an alias used before its anchor', `${MINIMAL}groups:\n  g: { grants: *later }\n  h: { grants: &later [] }\n`, '7:16 groups.g.grants', /^alias \*later names no anchor/],
+    ['an alias inside the value it names', `${MINIMAL}groups:\n  g: &loop\n    grants: [{ dataset: data, access: read, nested: *loop }]\n`, '8:53 groups.g.grants[0].nested', /^alias \*loop is inside the value &loop names \(line 7\), so that value would contain itself without end/],
+  ])('%s is reported at its position', (_what, text, where, message) => {
+    const problems = problemsOf(text);
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
+    expect(problems[0]!.message).toMatch(message);
+  });
+
+  test('aliases that expand past the limit (a "billion laughs") are reported where the largest copy is made', () => {
+    // GIVEN nine levels, each nine copies of the one above: 9^9 values from a dozen lines
+    const levels = ['  l0: &l0 [x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++) levels.push(`  l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    const text = `${MINIMAL}x-bomb:\n${levels.join('\n')}\n`;
+    // WHEN
+    const problems = problemsOf(text);
+    // THEN one problem, at the first alias of the last level, before anything is expanded
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['15:12 x-bomb.l8[0]']);
+    expect(problems[0]!.message).toMatch(/^YAML aliases expand the spec to \d+ values, more than the 1000000 allowed .* this \*l7 alone is \d+ values/);
+  });
+
+  test('one anchor used by many principals is fine (yaml would refuse past 100 uses)', () => {
+    const people = Array.from({ length: 300 }, (_, i) => `  p${i}: { type: person, grants: *common }`).join('\n');
+    const text = `${MINIMAL}groups:\n  g:\n    grants: &common [{ dataset: data, access: read }]\nprincipals:\n${people}\n`;
+    const { spec } = parseSpec(text, opts());
+    expect(spec.principals.p299!.grants).toEqual([{ dataset: 'data', access: 'read' }]);
+  });
+});
+
+describe('PostgreSQL names are checked when the spec is validated', () => {
+  const PG = `version: 1
+backends:
+  aws: { type: aws }
+  wh: { type: postgres, url: postgres://db.example/x }
+datasets:
+  s3: { backend: aws, bucket: ai-model-data }
+  pg: { backend: wh, database: analytics, schema: features }
+`;
+  const dataset = (fields: string) => PG.replace('database: analytics, schema: features', fields);
+  test.each([
+    ['a database name over 63 bytes', dataset(`database: ${'é'.repeat(32)}, schema: s`), '7:32 datasets.pg.database', /^is 64 bytes long; PostgreSQL identifiers hold at most 63 bytes/],
+    ['a schema name with a NUL', dataset('database: d, schema: "a\\0b"'), '7:43 datasets.pg.schema', /^contains a NUL character, which PostgreSQL identifiers cannot hold/],
+    ['a table name over 63 bytes', dataset(`database: d, schema: s, tables: [${'t'.repeat(64)}]`), '7:55 datasets.pg.tables[0]', /^is 64 bytes long/],
+    ['a principal named pg_…', `${PG}principals:\n  pg_reader: { type: service, grants: [{ dataset: pg, access: read }] }\n`, '9:3 principals.pg_reader', /^principal name "pg_reader" starts with pg_, which PostgreSQL reserves for its own roles; it would be a role on backend wh: rename the principal$/],
+    ['a group named public', `${PG}groups:\n  public: { grants: [{ dataset: pg, access: read, expires: 2020-01-01 }] }\n`, '9:3 groups.public', /^group name "public" is a role name PostgreSQL reserves; it would be a role on backend wh: rename the group$/],
+    ['a group name over 63 bytes', `${PG}groups:\n  ${'g'.repeat(64)}: { grants: [{ dataset: pg, access: read }] }\n`, `9:3 groups.${'g'.repeat(64)}`, /^group name "g+" is 64 bytes long; PostgreSQL identifiers hold at most 63 bytes/],
+    ['a principal in a postgres group with a name over 63 bytes', `${PG}groups:\n  team: { grants: [{ dataset: pg, access: read }] }\nprincipals:\n  ${'p'.repeat(64)}: { type: person, groups: [team] }\n`, `11:3 principals.${'p'.repeat(64)}`, /is 64 bytes long/],
+    ['a principal and a group of one name on one backend', `${PG}groups:\n  same: { grants: [{ dataset: pg, access: read }] }\nprincipals:\n  same: { type: person, grants: [{ dataset: pg, access: write }] }\n`, '11:3 principals.same', /^principal "same" and group "same" would be one PostgreSQL role on backend wh \(groups and principals share one role namespace there\): rename one$/],
+  ])('%s is rejected at its position', (_what, text, where, message) => {
+    const problems = problemsOf(text);
+    expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
+    expect(problems[0]!.message).toMatch(message);
+  });
+
+  test.each([
+    ['a dot in a database or schema name (it is part of the name)', dataset('database: x.y, schema: s.t')],
+    ['pg_ and public as names that never become PostgreSQL roles', `${PG}groups:\n  public: { grants: [{ dataset: s3, access: read }] }\nprincipals:\n  pg_reader: { type: service, grants: [{ dataset: s3, access: read }] }\n`],
+    ['a principal and a group of one name when only the group is on postgres', `${PG}groups:\n  same: { grants: [{ dataset: pg, access: read }] }\nprincipals:\n  same: { type: person, grants: [{ dataset: s3, access: read }] }\n`],
+    ['63 bytes exactly', dataset(`database: ${'é'.repeat(31)}x, schema: s`)],
+  ])('%s is accepted', (_what, text) => {
+    expect(() => parseSpec(text, opts())).not.toThrow();
   });
 });

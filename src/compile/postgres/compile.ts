@@ -5,7 +5,9 @@
 //  membership/<group>/<principal>            GRANT group TO principal
 //  connect/<role>/<database>                 CONNECT on a database (shared by its schemas)
 //  grant/<role>/<database>.<schema>/<level>  the privileges <level> adds to the level below it,
-//                                            so a write grant is the read and write resources
+//                                            so a write grant is the read and write resources;
+//                                            "%", "." and "/" inside a name are written %25, %2E,
+//                                            %2F, so that distinct schemas never share an address
 //  password/<role>                           the login role's password (a credential slot)
 import { CompileError } from '../../core/errors.js';
 import { addressOf, type Json, type Level, type Notice, type Resource } from '../../core/types.js';
@@ -17,13 +19,10 @@ import {
   type PgDatasetSpec,
   type Spec,
 } from '../../spec/schema.js';
+import { pgIdentifierProblem, pgRoleNameProblem } from '../../spec/limits.js';
 import { levelIncrement, levelsUpTo } from './levels.js';
 
 export const DEFAULT_ROTATION_GRACE = '24h';
-/** PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes; we refuse them instead. */
-export const MAX_IDENTIFIER_BYTES = 63;
-/** Role names PostgreSQL refuses even when quoted. */
-const RESERVED_ROLES = new Set(['public', 'none']);
 
 /** Tables a grant covers: every table in the schema now and in the future, or a sorted list. */
 export type TableScope = '*' | string[];
@@ -54,12 +53,19 @@ export interface RoleAttrs {
   flags: string[];
 }
 
+/**
+ * One name inside a `database.schema` segment. Both names may contain dots (and "/"), so
+ * `x.y` + `s` and `x` + `y.s` would otherwise both be `x.y.s`. Escaping "%" too keeps the mapping
+ * one-to-one; names without these characters (nearly all) read as written.
+ */
+const segmentName = (name: string) => name.replace(/[%./]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
 export const pgAddress = {
   role: (b: string, role: string) => addressOf(b, 'role', role),
   membership: (b: string, group: string, member: string) => addressOf(b, 'membership', group, member),
   connect: (b: string, role: string, database: string) => addressOf(b, 'connect', role, database),
   grant: (b: string, role: string, database: string, schema: string, level: Level) =>
-    addressOf(b, 'grant', role, `${database}.${schema}`, level),
+    addressOf(b, 'grant', role, `${segmentName(database)}.${segmentName(schema)}`, level),
   password: (b: string, role: string) => addressOf(b, 'password', role),
 };
 
@@ -131,14 +137,6 @@ export function passwordResource(backend: string, role: string, deps: string[], 
   };
 }
 
-/** Problems with a name used as a PostgreSQL role, or undefined. */
-export function roleNameProblem(name: string): string | undefined {
-  if (Buffer.byteLength(name, 'utf8') > MAX_IDENTIFIER_BYTES) return `is longer than ${MAX_IDENTIFIER_BYTES} bytes, the limit for a PostgreSQL role name`;
-  if (name.startsWith('pg_')) return 'starts with pg_, which PostgreSQL reserves for its own roles';
-  if (RESERVED_ROLES.has(name)) return 'is a role name PostgreSQL reserves';
-  return undefined;
-}
-
 export interface CompileContext {
   now: Date;
 }
@@ -157,17 +155,19 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
   const onBackend = (grants: Grant[]) => grants.filter((g) => pgDataset(g) !== undefined);
   const live = (grants: Grant[]) => onBackend(grants).filter((g) => isLive(g, ctx.now));
 
+  // Validation rejects these with their position; this holds for a spec built another way.
   for (const [name, ds] of Object.entries(spec.datasets)) {
     if (ds.backend !== backendName || isS3Dataset(ds)) continue;
     for (const [what, v] of [['database', ds.database], ['schema', ds.schema], ...(ds.tables ?? []).map((t) => ['table', t] as const)] as const) {
-      if (Buffer.byteLength(v, 'utf8') > MAX_IDENTIFIER_BYTES) problems.push(`dataset ${name}: ${what} ${JSON.stringify(v)} is longer than ${MAX_IDENTIFIER_BYTES} bytes`);
-      if (v.includes('\0')) problems.push(`dataset ${name}: ${what} ${JSON.stringify(v)} contains a NUL character`);
+      const problem = pgIdentifierProblem(v);
+      if (problem) problems.push(`dataset ${name}: ${what} ${JSON.stringify(v)} ${problem}`);
     }
   }
 
   const roleOwner = new Map<string, string>();
+  // Validation rejects spec names PostgreSQL cannot hold; SCIM people reach here without it.
   const claimRole = (role: string, owner: string) => {
-    const problem = roleNameProblem(role);
+    const problem = pgRoleNameProblem(role);
     if (problem) problems.push(`${owner}: role name ${JSON.stringify(role)} ${problem}`);
     const other = roleOwner.get(role);
     if (other) problems.push(`${owner}: role name ${JSON.stringify(role)} is also used by ${other}; groups and principals share one role namespace in PostgreSQL`);
