@@ -70,3 +70,31 @@ export class LockError extends DatagrantError {
 export class UsageError extends DatagrantError {
   override name = 'UsageError';
 }
+
+export interface PrincipalNameConflict {
+  /** The spec's principal, as the spec spells it. */
+  principal: string;
+  /** The SCIM user that owns the name; its userName is absent when the user has been deleted. */
+  scimId: string;
+  scimUserName?: string;
+}
+
+/**
+ * The spec defines a principal under a name a SCIM identity was given. Names are case-insensitive
+ * in IAM, and a SCIM identity's name is its own for ever: merging the two would hand the person's
+ * IAM user, key and role to the spec's principal (or, once deleted, reuse them), so nothing is
+ * planned until the spec's principal is renamed.
+ */
+export class PrincipalNameConflictError extends DatagrantError {
+  override name = 'PrincipalNameConflictError';
+  constructor(readonly conflicts: PrincipalNameConflict[]) {
+    super(
+      conflicts
+        .map(
+          (c) =>
+            `the spec's principal ${JSON.stringify(c.principal)} has the name of SCIM user ${c.scimUserName !== undefined ? `${JSON.stringify(c.scimUserName)} (id ${c.scimId})` : `${c.scimId} (deleted; its name stays reserved)`}, whose name it is for good: rename the spec's principal`,
+        )
+        .join('\n'),
+    );
+  }
+}

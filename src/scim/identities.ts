@@ -1,5 +1,5 @@
-// SCIM users and groups → `principals` entries of a spec. Pure: the reconciler reads the store,
-// calls this, merges the result into the loaded spec and plans as usual. A user that is inactive
+// SCIM users and groups → `principals` entries of a spec. The reconciler reads the store, calls
+// scimPeople, merges the result into the loaded spec and plans as usual. A user that is inactive
 // or deleted is simply absent, so the plan deprovisions it; reactivation brings it back (with new
 // credentials, since the old ones were torn down).
 //
@@ -9,14 +9,17 @@
 //   1. take userName's local part (before the last @), lowercase, NFKD with accents dropped;
 //   2. replace every run of characters outside [a-z0-9_] with one _, trim _ from both ends;
 //   3. if it is empty, does not start with a letter, starts with pg_, or is a reserved name
-//      (public, none, or a name `taken` by the spec), prefix `u_`;
+//      (public, none, …), prefix `u_`;
 //   4. cut to 48 characters.
-// Collisions (two users with the same result, or a name the spec already uses) are resolved
-// deterministically and stably: users are ordered by creation (then id); the first keeps the name,
-// each later one gets `_` + the first 8 hex digits of sha256(lowercased userName). A user keeps
-// its name as long as the users created before it keep theirs.
+// A name is given once, when the store creates the user, and is the user's for ever: renaming the
+// user, deactivating or deleting it, or any other user coming or going never changes it, and no
+// other identity ever gets it (deleted users' names stay reserved). Were names recomputed from who
+// is active, a leaver's IAM user and key would pass to whoever inherits the name. At creation the
+// first candidate (principalNameCandidates) that no user ever had and the spec does not define
+// wins: the base name, then `_` + the first 8, 12, … hex digits of sha256(lowercased userName).
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { PrincipalNameConflictError } from '../core/errors.js';
 import type { Json } from '../core/types.js';
 import type { JsonObject } from './schemas.js';
 import type { PrincipalSpec, Spec } from '../spec/schema.js';
@@ -30,12 +33,7 @@ export interface ScimPrincipal {
 }
 
 export interface ScimPrincipalOptions {
-  /** Principal names the spec already defines; a SCIM user never takes one of them. */
-  taken?: Iterable<string>;
-  /**
-   * Only users in at least one mapped group (the only ones that compile to anything). Names are
-   * still given over all active users, so that each user's name is the same either way.
-   */
+  /** Only users in at least one mapped group (the only ones that compile to anything). */
   withAccessOnly?: boolean;
 }
 
@@ -57,20 +55,23 @@ export function principalBaseName(userName: string): string {
   return n.slice(0, MAX_BASE).replace(/_+$/, '');
 }
 
-// principalBaseName is pure and reconciles ask it for every user every time: remember answers
-// (forgotten wholesale past a bound, so memory stays flat however many users come and go).
-const baseNames = new Map<string, string>();
-function cachedBaseName(userName: string): string {
-  let n = baseNames.get(userName);
-  if (n === undefined) {
-    if (baseNames.size >= 200_000) baseNames.clear();
-    n = principalBaseName(userName);
-    baseNames.set(userName, n);
+/**
+ * The names a new user may get, best first; the store gives the first one that is free. Endless:
+ * past the longest hash suffix (the same userName deleted and created again many times, each time
+ * a new identity with a name of its own) a counter follows.
+ */
+export function* principalNameCandidates(userName: string): Generator<string, never> {
+  const base = principalBaseName(userName);
+  const hash = createHash('sha256').update(userName.toLowerCase()).digest('hex');
+  yield base;
+  // Cut to 63 bytes, the longest suffixes of a long base come out the same: each once.
+  let last = base;
+  for (let n = 8; n <= 64; n += 4) {
+    const name = `${base}_${hash.slice(0, n)}`.slice(0, 63);
+    if (name !== last) yield (last = name);
   }
-  return n;
+  for (let k = 2; ; k++) yield `${base}_${hash.slice(0, 8)}_${k}`;
 }
-
-const suffix = (userName: string) => createHash('sha256').update(userName.toLowerCase()).digest('hex').slice(0, 8);
 
 function emailOf(attrs: JsonObject): string | undefined {
   const emails = Array.isArray(attrs.emails) ? (attrs.emails as Json[]).filter((e): e is JsonObject => typeof e === 'object' && e !== null && !Array.isArray(e)) : [];
@@ -81,9 +82,10 @@ function emailOf(attrs: JsonObject): string | undefined {
 }
 
 /**
- * The `principals` to merge into a spec: one `person` per active SCIM user, in the datagrant groups
- * its IdP groups map to (`mapping`: IdP group displayName, matched case-insensitively → datagrant
- * group). Unmapped IdP groups grant nothing; members that are not users (nested groups) are ignored.
+ * The `principals` to merge into a spec: one `person` per active SCIM user, under the principal
+ * name the store gave it, in the datagrant groups its IdP groups map to (`mapping`: IdP group
+ * displayName, matched case-insensitively → datagrant group). Unmapped IdP groups grant nothing;
+ * members that are not users (nested groups) are ignored.
  */
 export function scimPrincipals(
   users: readonly ScimRecord[],
@@ -104,23 +106,16 @@ export function scimPrincipals(
       set.add(dg);
     }
   }
-  const taken = new Set([...(opts.taken ?? [])].map((t) => t.toLowerCase()));
-  const active = users
-    .filter((u) => u.type === 'User' && u.attrs.active !== false && typeof u.attrs.userName === 'string')
-    .sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const out: Record<string, ScimPrincipal> = {};
-  for (const u of active) {
-    const userName = u.attrs.userName as string;
-    const base = cachedBaseName(userName);
-    let name = base;
-    if (taken.has(name)) name = `${base}_${suffix(userName)}`;
-    // A second collision (two userNames whose hashes share 8 digits) lengthens the suffix.
-    for (let n = 12; taken.has(name) && n <= 64; n += 4) name = `${base}_${createHash('sha256').update(userName.toLowerCase()).digest('hex').slice(0, n)}`.slice(0, 63);
-    taken.add(name);
+  for (const u of users) {
+    if (u.type !== 'User' || u.attrs.active === false || typeof u.attrs.userName !== 'string') continue;
+    // Only a store that has not yet named its older rows (assignPrincipalNames) gets here; guessing
+    // a name could hand someone else's.
+    if (u.principal === undefined) throw new Error(`SCIM user ${u.id} has no principal name yet`);
     const groups = groupsOf.get(u.id);
     if (opts.withAccessOnly && !groups?.size) continue;
     const email = emailOf(u.attrs);
-    out[name] = { type: 'person', ...(email ? { email } : {}), groups: [...(groups ?? [])].sort(), grants: [] };
+    out[u.principal] = { type: 'person', ...(email ? { email } : {}), groups: [...(groups ?? [])].sort(), grants: [] };
   }
   return out;
 }
@@ -128,14 +123,34 @@ export function scimPrincipals(
 /**
  * The principals the SCIM users of `store` add to `spec` (none without a `scim:` section).
  * `datagrant serve` and the CLI's plan, apply and drift merge them alike, so that both see the
- * same desired state.
+ * same desired state. Throws PrincipalNameConflictError when the spec defines a principal whose
+ * name a SCIM identity owns (deleted ones included): merged, the spec's principal would take over
+ * the person's IAM user, key and role.
  */
 export async function scimPeople(store: ScimStore, spec: Spec): Promise<Record<string, PrincipalSpec>> {
   if (!spec.scim) return {};
-  const users = await store.list('User');
+  const specNames = Object.keys(spec.principals);
+  let users = await store.list('User');
+  // Rows from before names were stored: named once, in creation order, around the spec's names.
+  if (users.some((u) => u.principal === undefined)) {
+    await store.assignPrincipalNames(specNames);
+    users = await store.list('User');
+  }
+  const owners = await store.principalOwners(specNames);
+  if (owners.size) {
+    const byId = new Map(users.map((u) => [u.id, u]));
+    throw new PrincipalNameConflictError(
+      specNames
+        .filter((n) => owners.has(n.toLowerCase()))
+        .map((n) => {
+          const id = owners.get(n.toLowerCase())!;
+          const userName = byId.get(id)?.attrs.userName;
+          return { principal: n, scimId: id, ...(typeof userName === 'string' ? { scimUserName: userName } : {}) };
+        }),
+    );
+  }
   const groups = await store.list('Group');
   // A person in no mapped group has no grants and compiles to nothing: leaving them out changes
   // no desired state and spares compiling thousands of them on every reconcile.
-  return scimPrincipals(users, groups, spec.scim.groups ?? {}, { taken: Object.keys(spec.principals), withAccessOnly: true });
+  return scimPrincipals(users, groups, spec.scim.groups ?? {}, { withAccessOnly: true });
 }
-

@@ -10,8 +10,9 @@ export {
   type ScimChange,
   type ChangeListener,
   type ScimStoreOptions,
+  type CreateOptions,
   type PgScimStoreOptions,
 } from './store.js';
-export { scimPrincipals, principalBaseName, type ScimPrincipal, type ScimPrincipalOptions } from './identities.js';
+export { scimPeople, scimPrincipals, principalBaseName, principalNameCandidates, type ScimPrincipal, type ScimPrincipalOptions } from './identities.js';
 export { MetricsRegistry, Counter, Gauge, Histogram } from './metrics.js';
 export { ScimError } from './errors.js';

@@ -44,6 +44,8 @@ export interface ScimServerOptions {
   bodyLimit?: number;
   /** Called after each committed write made through this server. */
   onChange?: ChangeListener;
+  /** The principal names the spec defines now, asked at each user creation: a new user never gets one. */
+  reservedNames?: () => Iterable<string>;
   /** Registry `/metrics` renders; pass the serve loop's own to add reconcile metrics. */
   metrics?: MetricsRegistry;
   /** Absolute base for `Location` and `meta.location` (e.g. `https://dg.example.com`); default: from the request (honours X-Forwarded-* only with trustProxy). */
@@ -223,7 +225,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
 
     app.post(path, async (req, reply) => {
       const attrs = await withMembers(type, checkResource(type, req.body));
-      const rec = await store.create(type, attrs);
+      const rec = await store.create(type, attrs, type === 'User' && opts.reservedNames ? { reservedNames: opts.reservedNames() } : {});
       changed({ type, id: rec.id, action: 'create' });
       reply.header('location', location(req, type, rec.id)).header('etag', rec.version);
       return send(reply, 201, render(req, rec));

@@ -5,6 +5,11 @@
 // key (userName for users, displayName for groups) under a UNIQUE index, so a duplicate is refused
 // by the database even when two replicas race. Every write is one transaction that re-reads the
 // row, checks If-Match, runs the caller's change and writes it: a request that fails stores nothing.
+//
+// A user also has a principal name (its IAM user and PostgreSQL role), given in the transaction
+// that creates it and never changed (see identities.ts). `scim_principal_names` holds every name
+// ever given, with its user: deleting the user leaves the row, so a name never passes to another
+// identity. Rows from before names were stored get theirs from assignPrincipalNames.
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync } from 'node:fs';
 import { redactUrl } from '../backends/redact.js';
@@ -14,6 +19,7 @@ import { StoreError } from '../core/errors.js';
 import type { StatePaths } from '../store/open.js';
 import { statementCache } from '../store/sqlite.js';
 import { notFound, preconditionFailed, ScimError, uniqueness } from './errors.js';
+import { principalNameCandidates } from './identities.js';
 import type { JsonObject, ResourceType } from './schemas.js';
 
 export interface ScimRecord {
@@ -25,6 +31,8 @@ export interface ScimRecord {
   lastModified: string;
   /** Weak ETag, `W/"<n>"`. */
   version: string;
+  /** Users only: the principal name given at creation, the user's for ever. */
+  principal?: string;
 }
 
 export interface ScimChange {
@@ -33,6 +41,11 @@ export interface ScimChange {
   action: 'create' | 'update' | 'delete';
 }
 export type ChangeListener = (change: ScimChange) => void;
+
+export interface CreateOptions {
+  /** Principal names the spec defines now: a new user never gets one (compared case-insensitively). */
+  reservedNames?: Iterable<string>;
+}
 
 export interface WriteOptions {
   /** The request's If-Match: `*` or a list of ETags; a mismatch is 412 and nothing is written. */
@@ -47,12 +60,22 @@ export interface ScimStore {
   findByKey(type: ResourceType, key: string): Promise<ScimRecord | undefined>;
   /** Which of `ids` name an existing resource of `type`. */
   existing(type: ResourceType, ids: string[]): Promise<Set<string>>;
-  /** 409 uniqueness if the unique key is taken. */
-  create(type: ResourceType, attrs: JsonObject): Promise<ScimRecord>;
+  /**
+   * 409 uniqueness if the unique key is taken. A user gets its principal name in the same
+   * transaction: the first candidate never given to any user and not in `reservedNames`.
+   */
+  create(type: ResourceType, attrs: JsonObject, opts?: CreateOptions): Promise<ScimRecord>;
   /** Read, change and write one resource in one transaction; `change` may throw a ScimError to abort. */
   update(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts?: WriteOptions): Promise<ScimRecord>;
   /** Deleting a user also removes it from every group, in the same transaction. */
   delete(type: ResourceType, id: string, opts?: WriteOptions): Promise<void>;
+  /**
+   * Name every user that has no principal name yet (rows from before names were stored), once,
+   * in creation order, as if each were created then: never a name in `reserved` or ever given.
+   */
+  assignPrincipalNames(reserved: Iterable<string>): Promise<void>;
+  /** Which of `names` were ever given to a user, deleted ones included: lowercased name → user id. */
+  principalOwners(names: Iterable<string>): Promise<Map<string, string>>;
   /** Called after every committed write; returns a function that unsubscribes. */
   onChange(listener: ChangeListener): () => void;
   close(): Promise<void>;
@@ -81,6 +104,27 @@ export function ifMatchAdmits(ifMatch: string | undefined, version: string): boo
 }
 
 const etag = (n: number) => `W/"${n}"`;
+
+const folded = (names: Iterable<string> | undefined) => new Set([...(names ?? [])].map((n) => n.toLowerCase()));
+
+/** The first of `userName`'s candidate names outside `reserved` that `claim` (which records it) accepts. */
+function claimFirst(userName: string, reserved: ReadonlySet<string>, claim: (name: string) => boolean): string {
+  const candidates = principalNameCandidates(userName);
+  for (;;) {
+    const name = candidates.next().value;
+    if (!reserved.has(name) && claim(name)) return name;
+  }
+}
+
+/** Names for users without one, in the order given (creation order); `taken` holds every name ever given and grows. */
+function nameInOrder(users: readonly { id: string; user_name: string | null }[], taken: Set<string>, reserved: ReadonlySet<string>): { id: string; name: string }[] {
+  const claim = (name: string) => {
+    if (taken.has(name)) return false;
+    taken.add(name);
+    return true;
+  };
+  return users.map((u) => ({ id: u.id, name: claimFirst(u.user_name ?? '', reserved, claim) }));
+}
 
 /** Listeners that cannot break a write: one throwing listener does not stop the others. */
 class Listeners {
@@ -133,6 +177,17 @@ CREATE TABLE IF NOT EXISTS scim_groups (
   attrs TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scim_groups_order ON scim_groups (created, id);
+CREATE TABLE IF NOT EXISTS scim_principal_names (
+  name TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL,
+  assigned TEXT NOT NULL
+) WITHOUT ROWID;
+`;
+// After the column exists (added to tables from before it). Only rows without a name are indexed:
+// finding none costs a create nothing. The names' uniqueness is scim_principal_names' key (every
+// name set on a user was claimed there first), so users.principal needs no index of its own.
+const SQLITE_PRINCIPAL_DDL = `
+CREATE INDEX IF NOT EXISTS scim_users_unnamed ON scim_users (created, id) WHERE principal IS NULL;
 `;
 
 interface Row {
@@ -142,6 +197,7 @@ interface Row {
   last_modified: string;
   version: number | string;
   attrs: string | JsonObject;
+  principal?: string | null;
 }
 
 function toRecord(type: ResourceType, r: Row): ScimRecord {
@@ -152,6 +208,7 @@ function toRecord(type: ResourceType, r: Row): ScimRecord {
     created: r.created,
     lastModified: r.last_modified,
     version: etag(Number(r.version)),
+    ...(typeof r.principal === 'string' ? { principal: r.principal } : {}),
   };
 }
 
@@ -178,13 +235,22 @@ export class SqliteScimStore implements ScimStore {
         this.db.pragma('synchronous = NORMAL');
       }
       this.db.pragma('busy_timeout = 5000');
-      this.db.exec(SQLITE_DDL);
+      // One write transaction: the server and the reconciler thread open the same file at once.
+      this.db
+        .transaction(() => {
+          this.db.exec(SQLITE_DDL);
+          const columns = this.db.prepare('SELECT name FROM pragma_table_info(?)').all('scim_users') as { name: string }[];
+          if (!columns.some((c) => c.name === 'principal')) this.db.exec('ALTER TABLE scim_users ADD COLUMN principal TEXT');
+          this.db.exec(SQLITE_PRINCIPAL_DDL);
+        })
+        .immediate();
     } catch (e) {
       throw new StoreError(`cannot open the SCIM tables: ${(e as Error).message}`);
     }
     this.now = opts.now ?? (() => new Date());
     this.newId = opts.newId ?? randomUUID;
     this.sql = statementCache(this.db);
+    this.createTx = this.db.transaction((type: ResourceType, id: string, at: string, attrs: JsonObject, reserved: ReadonlySet<string>) => this.createIn(type, id, at, attrs, reserved));
     this.updateTx = this.db.transaction((type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions) => this.updateIn(type, id, change, opts));
   }
 
@@ -220,18 +286,55 @@ export class SqliteScimStore implements ScimStore {
     }
   }
 
-  async create(type: ResourceType, attrs: JsonObject): Promise<ScimRecord> {
+  async create(type: ResourceType, attrs: JsonObject, opts: CreateOptions = {}): Promise<ScimRecord> {
     const id = this.newId();
     const at = this.now().toISOString();
+    const principal = this.createTx.immediate(type, id, at, attrs, folded(opts.reservedNames));
+    this.listeners.emit({ type, id, action: 'create' });
+    return { type, id, attrs, created: at, lastModified: at, version: etag(1), ...(principal ? { principal } : {}) };
+  }
+
+  /** Built once, like updateTx. */
+  private readonly createTx: Database.Transaction<(type: ResourceType, id: string, at: string, attrs: JsonObject, reserved: ReadonlySet<string>) => string | undefined>;
+
+  private createIn(type: ResourceType, id: string, at: string, attrs: JsonObject, reserved: ReadonlySet<string>): string | undefined {
+    let name: string | undefined;
+    if (type === 'User') {
+      // Older rows first, so that they get the names they would have had.
+      this.nameUnnamed(reserved, at);
+      const claim = this.sql('INSERT INTO scim_principal_names (name, user_id, assigned) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING');
+      name = claimFirst(String(attrs.userName ?? ''), reserved, (n) => claim.run(n, id, at).changes === 1);
+    }
     this.insertUnique(
       () =>
-        this.sql(`INSERT INTO ${TABLE[type]} (id, unique_key, created, last_modified, version, attrs) VALUES (?, ?, ?, ?, 1, ?)`)
-          .run(id, uniqueKey(type, attrs), at, at, JSON.stringify(attrs)),
+        this.sql(`INSERT INTO ${TABLE[type]} (id, unique_key, created, last_modified, version, attrs${name ? ', principal' : ''}) VALUES (?, ?, ?, ?, 1, ?${name ? ', ?' : ''})`)
+          .run(id, uniqueKey(type, attrs), at, at, JSON.stringify(attrs), ...(name ? [name] : [])),
       type,
       attrs,
     );
-    this.listeners.emit({ type, id, action: 'create' });
-    return { type, id, attrs, created: at, lastModified: at, version: etag(1) };
+    return name;
+  }
+
+  private nameUnnamed(reserved: ReadonlySet<string>, at: string): void {
+    const unnamed = this.sql(`SELECT id, json_extract(attrs, '$.userName') AS user_name FROM scim_users WHERE principal IS NULL ORDER BY created, id`).all() as { id: string; user_name: string | null }[];
+    if (!unnamed.length) return;
+    const taken = new Set((this.sql('SELECT name FROM scim_principal_names').all() as { name: string }[]).map((r) => r.name));
+    const record = this.sql('INSERT INTO scim_principal_names (name, user_id, assigned) VALUES (?, ?, ?)');
+    const set = this.sql('UPDATE scim_users SET principal = ? WHERE id = ?');
+    for (const { id, name } of nameInOrder(unnamed, taken, reserved)) {
+      record.run(name, id, at);
+      set.run(name, id);
+    }
+  }
+
+  async assignPrincipalNames(reserved: Iterable<string>): Promise<void> {
+    const names = folded(reserved);
+    this.db.transaction(() => this.nameUnnamed(names, this.now().toISOString())).immediate();
+  }
+
+  async principalOwners(names: Iterable<string>): Promise<Map<string, string>> {
+    const rows = this.sql('SELECT name, user_id FROM scim_principal_names WHERE name IN (SELECT value FROM json_each(?))').all(JSON.stringify([...folded(names)])) as { name: string; user_id: string }[];
+    return new Map(rows.map((r) => [r.name, r.user_id]));
   }
 
   /** Built once: better-sqlite3 makes five wrapper functions on every call to transaction(). */
@@ -267,6 +370,7 @@ export class SqliteScimStore implements ScimStore {
       const r = this.row(type, id);
       if (!r) throw notFound(`${type} ${id} not found`);
       if (!ifMatchAdmits(opts.ifMatch, etag(Number(r.version)))) throw preconditionFailed(`If-Match does not match the current version ${etag(Number(r.version))}`);
+      // A user's principal name stays in scim_principal_names: no other identity ever gets it.
       this.sql(`DELETE FROM ${TABLE[type]} WHERE id = ?`).run(id);
       // Memberships of the deleted resource go with it (groups may hold users or groups).
       const at = this.now().toISOString();
@@ -317,8 +421,20 @@ CREATE TABLE IF NOT EXISTS ${s}.${t} (
 );
 CREATE INDEX IF NOT EXISTS ${t}_order ON ${s}.${t} (created, id);`,
     )
-    .join('\n');
+    .join('\n')
+    .concat(`
+ALTER TABLE ${s}.scim_users ADD COLUMN IF NOT EXISTS principal TEXT COLLATE "C";
+CREATE INDEX IF NOT EXISTS scim_users_unnamed ON ${s}.scim_users (created, id) WHERE principal IS NULL;
+CREATE TABLE IF NOT EXISTS ${s}.scim_principal_names (
+  name TEXT COLLATE "C" PRIMARY KEY,
+  user_id TEXT COLLATE "C" NOT NULL,
+  assigned TEXT NOT NULL
+);`);
 }
+
+// Advisory lock keys: (dg, SC) guards creating the tables, (dg, SN) naming older users.
+const DDL_LOCK = [0x6467, 0x5343];
+const NAMING_LOCK = [0x6467, 0x534e];
 
 export interface PgScimStoreOptions extends ScimStoreOptions {
   /** Schema holding the tables (the state store's); created if missing. Default `datagrant`. */
@@ -344,7 +460,7 @@ export async function openPgScimStore(url: string | pg.Pool, opts: PgScimStoreOp
     try {
       await c.query('BEGIN');
       // Replicas starting together: one creates, the others wait and find the tables.
-      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [0x6467, 0x5343]);
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', DDL_LOCK);
       await c.query(`CREATE SCHEMA IF NOT EXISTS ${q(schema)}`);
       await c.query(pgDdl(q(schema)));
       await c.query('COMMIT');
@@ -425,14 +541,75 @@ export class PgScimStore implements ScimStore {
     }
   }
 
-  async create(type: ResourceType, attrs: JsonObject): Promise<ScimRecord> {
+  async create(type: ResourceType, attrs: JsonObject, opts: CreateOptions = {}): Promise<ScimRecord> {
     const id = this.newId();
     const at = this.now().toISOString();
-    await this.unique(type, () => attrs, () =>
-      this.pool.query(`INSERT INTO ${this.t(type)} (id, unique_key, created, last_modified, version, attrs) VALUES ($1, $2, $3, $3, 1, $4)`, [id, uniqueKey(type, attrs), at, JSON.stringify(attrs)]),
-    );
+    const insert = (c: pg.Pool | pg.PoolClient, principal: string | null) =>
+      c.query(`INSERT INTO ${this.t(type)} (id, unique_key, created, last_modified, version, attrs${type === 'User' ? ', principal' : ''}) VALUES ($1, $2, $3, $3, 1, $4${type === 'User' ? ', $5' : ''})`, [
+        id,
+        uniqueKey(type, attrs),
+        at,
+        JSON.stringify(attrs),
+        ...(type === 'User' ? [principal] : []),
+      ]);
+    let principal: string | undefined;
+    if (type === 'User') {
+      const reserved = folded(opts.reservedNames);
+      principal = await this.unique(type, () => attrs, () =>
+        this.tx(async (c) => {
+          // Older rows first, so that they get the names they would have had.
+          await this.nameUnnamed(c, reserved, at);
+          const name = await this.claimName(c, id, String(attrs.userName ?? ''), reserved, at);
+          await insert(c, name);
+          return name;
+        }),
+      );
+    } else {
+      await this.unique(type, () => attrs, () => insert(this.pool, null));
+    }
     this.listeners.emit({ type, id, action: 'create' });
-    return { type, id, attrs, created: at, lastModified: at, version: etag(1) };
+    return { type, id, attrs, created: at, lastModified: at, version: etag(1), ...(principal ? { principal } : {}) };
+  }
+
+  private names(): string {
+    return `${q(this.schema)}.scim_principal_names`;
+  }
+
+  /** claimFirst, one round trip per candidate. */
+  private async claimName(c: pg.PoolClient, id: string, userName: string, reserved: ReadonlySet<string>, at: string): Promise<string> {
+    const candidates = principalNameCandidates(userName);
+    for (;;) {
+      const name = candidates.next().value;
+      if (reserved.has(name)) continue;
+      // ON CONFLICT DO NOTHING waits for a replica claiming the same name, then moves on.
+      const r = await c.query(`INSERT INTO ${this.names()} (name, user_id, assigned) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`, [name, id, at]);
+      if (r.rowCount === 1) return name;
+    }
+  }
+
+  private async nameUnnamed(c: pg.PoolClient, reserved: ReadonlySet<string>, at: string): Promise<void> {
+    const unnamed = `SELECT id, attrs->>'userName' AS user_name FROM ${this.t('User')} WHERE principal IS NULL ORDER BY created, id`;
+    if (!(await c.query(`${unnamed} LIMIT 1`)).rowCount) return;
+    // One namer at a time; a create that finds older rows unnamed waits here, then finds none.
+    await c.query('SELECT pg_advisory_xact_lock($1, $2)', NAMING_LOCK);
+    const users = await c.query<{ id: string; user_name: string | null }>(`${unnamed} FOR UPDATE`);
+    if (!users.rowCount) return;
+    const taken = new Set((await c.query<{ name: string }>(`SELECT name FROM ${this.names()}`)).rows.map((r) => r.name));
+    const named = nameInOrder(users.rows, taken, reserved);
+    const ids = named.map((n) => n.id);
+    const names = named.map((n) => n.name);
+    await c.query(`INSERT INTO ${this.names()} (name, user_id, assigned) SELECT n, i, $3 FROM unnest($1::text[], $2::text[]) AS x(n, i)`, [names, ids, at]);
+    await c.query(`UPDATE ${this.t('User')} AS u SET principal = x.n FROM unnest($1::text[], $2::text[]) AS x(n, i) WHERE u.id = x.i`, [names, ids]);
+  }
+
+  async assignPrincipalNames(reserved: Iterable<string>): Promise<void> {
+    const names = folded(reserved);
+    await this.tx((c) => this.nameUnnamed(c, names, this.now().toISOString()));
+  }
+
+  async principalOwners(names: Iterable<string>): Promise<Map<string, string>> {
+    const r = await this.pool.query<{ name: string; user_id: string }>(`SELECT name, user_id FROM ${this.names()} WHERE name = ANY($1::text[])`, [[...folded(names)]]);
+    return new Map(r.rows.map((x) => [x.name, x.user_id]));
   }
 
   async update(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions = {}): Promise<ScimRecord> {
@@ -460,6 +637,7 @@ export class PgScimStore implements ScimStore {
       if (!r.rows[0]) throw notFound(`${type} ${id} not found`);
       const v = etag(Number(r.rows[0].version));
       if (!ifMatchAdmits(opts.ifMatch, v)) throw preconditionFailed(`If-Match does not match the current version ${v}`);
+      // A user's principal name stays in scim_principal_names: no other identity ever gets it.
       await c.query(`DELETE FROM ${this.t(type)} WHERE id = $1`, [id]);
       const at = this.now().toISOString();
       const groups = await c.query<Row>(`SELECT * FROM ${this.t('Group')} WHERE attrs->'members' @> $1::jsonb FOR UPDATE`, [JSON.stringify([{ value: id }])]);

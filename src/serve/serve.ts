@@ -9,6 +9,7 @@ import { MetricsRegistry } from '../scim/metrics.js';
 import { buildScimServer } from '../scim/server.js';
 import { openScimStoreAt, type ScimStore } from '../scim/store.js';
 import { ReconcilerThread } from './reconcile-thread.js';
+import { specPrincipalNames } from './spec-names.js';
 
 export interface ServeOptions extends CommonOptions {
   host?: string;
@@ -102,6 +103,8 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     logger,
     metrics,
     onChange: () => reconciler.trigger(),
+    // A new user's principal name is its own for good: never one the spec defines now.
+    reservedNames: specPrincipalNames(specPath(io, opts)),
     ...(opts.trustProxy ? { trustProxy: true } : {}),
     ...(https ? { https } : {}),
   });

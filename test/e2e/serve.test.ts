@@ -1,6 +1,7 @@
 // Issue 5 end to end: `datagrant serve` receives Okta's and Entra's SCIM requests; a user in a
 // mapped group gets a key that reads the group's dataset; deactivation kills it; reactivation
 // issues a new one. Proven with the issued keys against moto with IAM enforcement.
+import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { hashToken } from '../../src/scim/server.js';
@@ -9,7 +10,7 @@ import type { Io } from '../../src/cli/io.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import type { Workspace } from '../support/cli.js';
 import { adminQuery, expectLoginRefused, pgFixture, queryAs, urlFor } from '../support/pg.js';
-import { canRead, initWorkspace, issuedKey, keyIsDead, s3For, useMotoAdmin } from './aws-support.js';
+import { canRead, cannotTouch, initWorkspace, issuedKey, keyIsDead, s3For, useMotoAdmin } from './aws-support.js';
 
 const TOKEN = 'test-token-for-scim-0123456789';
 const SPEC = `version: 1
@@ -168,6 +169,102 @@ describe('PostgreSQL', () => {
     expect(await queryAs(db, login, 'SELECT id FROM features.f')).toEqual([{ id: 1 }]);
     await andReconcile(scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: false } }] }));
     await expectLoginRefused(db, login);
+  });
+});
+
+describe('principal names are for ever (issue 9)', () => {
+  // Two SCIM users whose userNames both make `alice`, in groups with different access.
+  const TWO_GROUPS = `version: 1
+backends: { aws: { type: aws } }
+datasets:
+  training-data: { backend: aws, bucket: ai-model-data, prefix: training/ }
+  artifacts: { backend: aws, bucket: ai-model-artifacts }
+groups:
+  ml-researchers: { grants: [{ dataset: training-data, access: read }] }
+  evaluators: { grants: [{ dataset: artifacts, access: read }] }
+scim:
+  groups: { "ML Research": ml-researchers, "Evaluators": evaluators }
+`;
+  const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+  const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+  /** The name the second alice gets: `alice_` + 8 hex digits of sha256 of its userName. */
+  const bName = `alice_${createHash('sha256').update('alice@b.example').digest('hex').slice(0, 8)}`;
+
+  async function twoAlices() {
+    ws.writeSpec(TWO_GROUPS);
+    await server.close();
+    server = await startServer();
+    const a = (await scim('POST', '/Users', okUser('alice@a.example'))).json.id as string;
+    const b = (await scim('POST', '/Users', okUser('alice@b.example'))).json.id as string;
+    await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'ML Research', members: [{ value: a }] });
+    await andReconcile(scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Evaluators', members: [{ value: b }] }));
+    const keyA = await issuedKey(ws, 'alice');
+    const keyB = await issuedKey(ws, bName);
+    // each reads its own group's data and nothing else
+    await canRead(s3For(moto, keyA), 'ai-model-data', 'training/a.txt', 'training');
+    await cannotTouch(s3For(moto, keyA), 'ai-model-artifacts', 'model.bin');
+    await canRead(s3For(moto, keyB), 'ai-model-artifacts', 'model.bin');
+    await cannotTouch(s3For(moto, keyB), 'ai-model-data', 'training/a.txt');
+    return { a, keyA, keyB };
+  }
+
+  /** After alice@a left: her key is refused everywhere; alice@b's own key reads exactly the artifacts. */
+  async function onlyBRemains(keyA: Awaited<ReturnType<typeof twoAlices>>['keyA'], keyB: typeof keyA) {
+    await keyIsDead(moto, keyA);
+    await cannotTouch(s3For(moto, keyA), 'ai-model-artifacts', 'model.bin');
+    await cannotTouch(s3For(moto, keyA), 'ai-model-data', 'training/a.txt');
+    expect((await issuedKey(ws, bName)).accessKeyId).toBe(keyB.accessKeyId);
+    await canRead(s3For(moto, keyB), 'ai-model-artifacts', 'model.bin');
+    await cannotTouch(s3For(moto, keyB), 'ai-model-data', 'training/a.txt');
+    await cannotTouch(s3For(moto, keyB), 'other-bucket', 'secret.txt');
+    expect((await ws.run('credentials', 'export', 'alice', '--format', 'json')).code).not.toBe(0);
+  }
+
+  test("deactivating one alice revokes her key only; the other keeps exactly her own key and access; reactivated, the first gets her own name back", async () => {
+    const { a, keyA, keyB } = await twoAlices();
+    const off = await andReconcile(scim('PATCH', `/Users/${a}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { active: false } }] }));
+    expect(off.status).toBe(200);
+    await onlyBRemains(keyA, keyB);
+    // back again: her own name, a new key, her own group's access; the other alice untouched
+    await andReconcile(scim('PATCH', `/Users/${a}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { active: true } }] }));
+    const again = await issuedKey(ws, 'alice');
+    expect(again.accessKeyId).not.toBe(keyA.accessKeyId);
+    await canRead(s3For(moto, again), 'ai-model-data', 'training/a.txt', 'training');
+    await cannotTouch(s3For(moto, again), 'ai-model-artifacts', 'model.bin');
+    expect((await issuedKey(ws, bName)).accessKeyId).toBe(keyB.accessKeyId);
+    await canRead(s3For(moto, keyB), 'ai-model-artifacts', 'model.bin');
+  });
+
+  test('deleting one alice revokes her key only; the other keeps exactly her own; the name is never given again', async () => {
+    const { a, keyA, keyB } = await twoAlices();
+    const gone = await andReconcile(scim('DELETE', `/Users/${a}`));
+    expect(gone.status).toBe(204);
+    await onlyBRemains(keyA, keyB);
+    // the same userName created again is another identity: it gets a name of its own, never `alice`
+    const back = (await scim('POST', '/Users', okUser('alice@a.example'))).json.id as string;
+    const group = (await scim('GET', `/Groups?filter=${encodeURIComponent('displayName eq "ML Research"')}`)).json.Resources as { id: string }[];
+    await andReconcile(scim('PATCH', `/Groups/${group[0]!.id}`, { schemas: [PATCH], Operations: [{ op: 'add', path: 'members', value: [{ value: back }] }] }));
+    expect((await ws.run('credentials', 'export', 'alice', '--format', 'json')).code).not.toBe(0);
+    const fresh = await issuedKey(ws, `alice_${createHash('sha256').update('alice@a.example').digest('hex').slice(0, 8)}`);
+    await canRead(s3For(moto, fresh), 'ai-model-data', 'training/a.txt', 'training');
+    await keyIsDead(moto, keyA);
+  });
+
+  test("a spec principal that takes a SCIM person's name is refused, and the person keeps her key and access", async () => {
+    const { keyA, keyB } = await twoAlices();
+    // WHEN the spec defines `alice`, with other access
+    ws.writeSpec(TWO_GROUPS.replace('scim:', 'principals:\n  alice: { type: service, groups: [evaluators] }\nscim:'));
+    const failures = server.reconciler.metrics.failures;
+    await andReconcile(scim('POST', '/Users', okUser('carol@example.com')));
+    // THEN the reconcile fails, saying so, and nothing changes hands
+    expect(server.reconciler.metrics.failures).toBe(failures + 1);
+    const plan = await ws.run('plan');
+    expect(plan.code).not.toBe(0);
+    expect(plan.stderr).toMatch(/principal "alice".*SCIM user "alice@a\.example".*rename the spec's principal/);
+    expect((await issuedKey(ws, 'alice')).accessKeyId).toBe(keyA.accessKeyId);
+    await canRead(s3For(moto, keyA), 'ai-model-data', 'training/a.txt', 'training');
+    await cannotTouch(s3For(moto, keyA), 'ai-model-artifacts', 'model.bin');
+    await canRead(s3For(moto, keyB), 'ai-model-artifacts', 'model.bin');
   });
 });
 

@@ -1,9 +1,13 @@
 // One behavioural suite for every ScimStore implementation (SQLite, PostgreSQL).
+import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { ScimError } from '../../src/scim/errors.js';
 import type { ScimChange, ScimStore, ScimStoreOptions } from '../../src/scim/store.js';
 
 export type MakeStore = (opts: Required<ScimStoreOptions>) => Promise<ScimStore>;
+
+/** The hash suffix identities.ts gives: the first `n` hex digits of sha256(lowercased userName). */
+export const hashed = (base: string, userName: string, n = 8) => `${base}_${createHash('sha256').update(userName.toLowerCase()).digest('hex').slice(0, n)}`;
 
 export function scimStoreContract(make: MakeStore): void {
   const setup = async () => {
@@ -165,6 +169,139 @@ export function scimStoreContract(make: MakeStore): void {
         await store.create('User', { userName: 'b@x.com' });
         expect(seen).toEqual([a.id]);
         expect(changes).toHaveLength(2);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('a user gets its principal name when created and keeps it for ever: renamed, deactivated or deleted, nobody else gets it', async () => {
+      const { store } = await setup();
+      try {
+        // GIVEN two users whose userNames make the same name
+        const a = await store.create('User', { userName: 'alice@a.example', active: true });
+        const b = await store.create('User', { userName: 'Alice@b.example', active: true });
+        expect(a.principal).toBe('alice');
+        expect(b.principal).toBe(hashed('alice', 'alice@b.example'));
+        expect((await store.get('User', a.id))!.principal).toBe('alice');
+        expect((await store.list('User')).map((u) => u.principal)).toEqual(['alice', b.principal]);
+        expect((await store.create('Group', { displayName: 'G' })).principal).toBeUndefined();
+        // WHEN the first is renamed and deactivated THEN its name stays its own
+        await store.update('User', a.id, (cur) => ({ ...cur.attrs, userName: 'zed@a.example' }));
+        await store.update('User', a.id, (cur) => ({ ...cur.attrs, active: false }));
+        expect((await store.get('User', a.id))!.principal).toBe('alice');
+        expect((await store.get('User', b.id))!.principal).toBe(b.principal);
+        // WHEN it is deleted THEN its name stays reserved: a later user, even under the same
+        // userName (another identity), never gets it
+        await store.delete('User', a.id);
+        const c = await store.create('User', { userName: 'alice@a.example' });
+        const d = await store.create('User', { userName: 'alice@d.example' });
+        expect(c.principal).toBe(hashed('alice', 'alice@a.example'));
+        expect(d.principal).toBe(hashed('alice', 'alice@d.example'));
+        expect(await store.principalOwners(['ALICE', b.principal!, 'bob'])).toEqual(new Map([['alice', a.id], [b.principal, b.id]]));
+        // AND a userName created and deleted over and over (past every hash length) gets a new
+        // name every time
+        const seen = new Set(['alice', b.principal, c.principal, d.principal]);
+        for (let i = 0; i < 20; i++) {
+          const again = await store.create('User', { userName: 'alice@e.example' });
+          expect(seen.has(again.principal!), again.principal).toBe(false);
+          seen.add(again.principal!);
+          await store.delete('User', again.id);
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("a new user never gets a reserved name (the spec's), case-insensitively; a refused create claims no name", async () => {
+      const { store } = await setup();
+      try {
+        const a = await store.create('User', { userName: 'alice@x.example' }, { reservedNames: ['Alice', 'other'] });
+        expect(a.principal).toBe(hashed('alice', 'alice@x.example'));
+        // A duplicate userName is refused, and the name it would have had is free
+        await store.create('User', { userName: 'bob@x.example' });
+        expect(await status(store.create('User', { userName: 'BOB@x.example' }))).toEqual([409, 'uniqueness']);
+        expect(await store.principalOwners([hashed('bob', 'bob@x.example')])).toEqual(new Map());
+        // Reservation is for that creation only: the name is not claimed
+        const b = await store.create('User', { userName: 'other@x.example' });
+        expect(b.principal).toBe('other');
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('users with one base name created at once all get names of their own', async () => {
+      const { store } = await setup();
+      try {
+        const made = await Promise.all(Array.from({ length: 8 }, (_, i) => store.create('User', { userName: `same@d${i}.example` })));
+        const names = made.map((u) => u.principal);
+        expect(new Set(names).size).toBe(8);
+        expect(names).toContain('same');
+        expect((await store.list('User')).map((u) => u.principal).sort()).toEqual([...names].sort());
+        // Nothing left to name
+        await store.assignPrincipalNames([]);
+        expect((await store.list('User')).map((u) => u.principal).sort()).toEqual([...names].sort());
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
+
+/** A user as stored before principal names were: no name. */
+export interface LegacyUser {
+  id: string;
+  userName: string;
+  created: string;
+  active?: boolean;
+}
+/** A store opened on tables written by a version that did not store principal names. */
+export type MakeLegacyStore = (users: LegacyUser[]) => Promise<ScimStore>;
+
+const LEGACY: LegacyUser[] = [
+  // ids deliberately not in creation order; the first alice is inactive
+  { id: 'u-9', userName: 'alice@a.example', created: '2026-01-01T00:00:01.000Z', active: false },
+  { id: 'u-8', userName: 'Alice@b.example', created: '2026-01-01T00:00:02.000Z' },
+  { id: 'u-7', userName: 'carol@x.example', created: '2026-01-01T00:00:03.000Z' },
+  { id: 'u-6', userName: 'bob@x.example', created: '2026-01-01T00:00:04.000Z' },
+  { id: 'u-5', userName: 'alice@c.example', created: '2026-01-01T00:00:04.000Z' },
+];
+// What names were computed as before they were stored, with every user counted and the spec
+// defining `carol`: creation order (then id), the first keeps the base, later ones a hash suffix.
+const LEGACY_NAMES = {
+  'u-9': 'alice',
+  'u-8': hashed('alice', 'alice@b.example'),
+  'u-7': hashed('carol', 'carol@x.example'),
+  'u-6': 'bob',
+  'u-5': hashed('alice', 'alice@c.example'),
+};
+
+export function scimNameMigrationContract(make: MakeLegacyStore): void {
+  const names = async (store: ScimStore) => Object.fromEntries((await store.list('User')).map((u) => [u.id, u.principal]));
+
+  describe('ScimStore contract: users from before principal names were stored', () => {
+    test('are named once, in creation order, as the names were computed then, around reserved names', async () => {
+      const store = await make(LEGACY);
+      try {
+        expect(Object.values(await names(store))).toEqual([undefined, undefined, undefined, undefined, undefined]);
+        await store.assignPrincipalNames(['Carol']);
+        expect(await names(store)).toEqual(LEGACY_NAMES);
+        // once: later calls, with other reserved names, change nothing
+        await store.assignPrincipalNames(['alice', 'bob']);
+        expect(await names(store)).toEqual(LEGACY_NAMES);
+        expect(await store.principalOwners(['alice', 'carol'])).toEqual(new Map([['alice', 'u-9']]));
+        // and a new user is named around them
+        expect((await store.create('User', { userName: 'bob@new.example' })).principal).toBe(hashed('bob', 'bob@new.example'));
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('a user created first names the older ones before itself', async () => {
+      const store = await make(LEGACY);
+      try {
+        const late = await store.create('User', { userName: 'alice@late.example' }, { reservedNames: ['carol'] });
+        expect(late.principal).toBe(hashed('alice', 'alice@late.example'));
+        expect(await names(store)).toEqual({ ...LEGACY_NAMES, [late.id]: late.principal });
       } finally {
         await store.close();
       }

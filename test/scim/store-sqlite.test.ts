@@ -4,12 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { SqliteScimStore } from '../../src/scim/store.js';
-import { scimStoreContract } from './store-contract.js';
+import { writeLegacySqlite } from './legacy.js';
+import { scimNameMigrationContract, scimStoreContract } from './store-contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dg-scim-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 scimStoreContract(async (opts) => new SqliteScimStore(':memory:', opts));
+
+let legacy = 0;
+scimNameMigrationContract(async (users) => {
+  const file = join(dir, `legacy-${++legacy}.db`);
+  writeLegacySqlite(file, users);
+  return new SqliteScimStore(file);
+});
 
 test('shares the state store handle: scim_ tables next to the others, left open on close', async () => {
   const db = new Database(join(dir, 'state.db'));
@@ -18,7 +26,7 @@ test('shares the state store handle: scim_ tables next to the others, left open 
   await store.create('User', { userName: 'a@x.com' });
   await store.close();
   const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-  expect(tables).toEqual(['credentials', 'scim_groups', 'scim_users']);
+  expect(tables).toEqual(['credentials', 'scim_groups', 'scim_principal_names', 'scim_users']);
   db.close();
 });
 
