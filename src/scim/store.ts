@@ -116,7 +116,12 @@ function claimFirst(userName: string, reserved: ReadonlySet<string>, claim: (nam
   }
 }
 
-/** Names for users without one, in the order given (creation order); `taken` holds every name ever given and grows. */
+/**
+ * Names for users without one (a store from before names were kept), in the order given: active
+ * users first, in creation order — exactly the names the backends already hold for them, since
+ * names used to be computed over active users only — then inactive ones. `taken` holds every name
+ * ever given and grows.
+ */
 function nameInOrder(users: readonly { id: string; user_name: string | null }[], taken: Set<string>, reserved: ReadonlySet<string>): { id: string; name: string }[] {
   const claim = (name: string) => {
     if (taken.has(name)) return false;
@@ -316,7 +321,7 @@ export class SqliteScimStore implements ScimStore {
   }
 
   private nameUnnamed(reserved: ReadonlySet<string>, at: string): void {
-    const unnamed = this.sql(`SELECT id, json_extract(attrs, '$.userName') AS user_name FROM scim_users WHERE principal IS NULL ORDER BY created, id`).all() as { id: string; user_name: string | null }[];
+    const unnamed = this.sql(`SELECT id, json_extract(attrs, '$.userName') AS user_name FROM scim_users WHERE principal IS NULL ORDER BY COALESCE(json_extract(attrs, '$.active'), 1) = 0, created, id`).all() as { id: string; user_name: string | null }[];
     if (!unnamed.length) return;
     const taken = new Set((this.sql('SELECT name FROM scim_principal_names').all() as { name: string }[]).map((r) => r.name));
     const record = this.sql('INSERT INTO scim_principal_names (name, user_id, assigned) VALUES (?, ?, ?)');
@@ -588,7 +593,7 @@ export class PgScimStore implements ScimStore {
   }
 
   private async nameUnnamed(c: pg.PoolClient, reserved: ReadonlySet<string>, at: string): Promise<void> {
-    const unnamed = `SELECT id, attrs->>'userName' AS user_name FROM ${this.t('User')} WHERE principal IS NULL ORDER BY created, id`;
+    const unnamed = `SELECT id, attrs->>'userName' AS user_name FROM ${this.t('User')} WHERE principal IS NULL ORDER BY COALESCE(attrs->>'active', 'true') = 'false', created, id`;
     if (!(await c.query(`${unnamed} LIMIT 1`)).rowCount) return;
     // One namer at a time; a create that finds older rows unnamed waits here, then finds none.
     await c.query('SELECT pg_advisory_xact_lock($1, $2)', NAMING_LOCK);
