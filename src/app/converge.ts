@@ -185,6 +185,9 @@ function massEvents(plan: Plan, actual: Record<string, ActualState>): MassEvent[
  */
 function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[] } {
   const who = new Map(events.map((e) => [e.backend, new Set(e.principals)]));
+  const deleted = new Set(plan.changes.filter((c) => c.action === 'delete').map((c) => c.address));
+  // What stays (a key, a role) no longer depends on what goes around it.
+  const kept = (r: Resource, attrs: Resource['attrs']): Resource => ({ ...r, attrs, deps: r.deps.filter((d) => !deleted.has(d)) });
   const held: Change[] = [];
   const changes: Change[] = [];
   for (const c of plan.changes) {
@@ -199,11 +202,11 @@ function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[]
     } else if (c.kind === 'key') {
       held.push(c);
       if (b.attrs.status !== 'Inactive' && b.meta?.missing !== true) {
-        changes.push({ ...c, action: 'update', after: { ...b, attrs: { ...b.attrs, status: 'Inactive' } }, drift: false, reason: 'mass deprovisioning: key deactivated, deletion held for confirmation' });
+        changes.push({ ...c, action: 'update', after: kept(b, { ...b.attrs, status: 'Inactive' }), drift: false, reason: 'mass deprovisioning: key deactivated, deletion held for confirmation' });
       }
     } else if (c.kind === 'role' && b.attrs.login === true) {
       held.push(c);
-      changes.push({ ...c, action: 'update', after: { ...b, attrs: { ...b.attrs, login: false } }, drift: false, reason: 'mass deprovisioning: login disabled, deletion held for confirmation' });
+      changes.push({ ...c, action: 'update', after: kept(b, { ...b.attrs, login: false }), drift: false, reason: 'mass deprovisioning: login disabled, deletion held for confirmation' });
     } else {
       changes.push(c);
     }

@@ -29,7 +29,9 @@ export class FakeBackend implements Backend {
       if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
       this.calls.push(`${change.action} ${change.address}`);
       if (change.action === 'delete') {
-        const dependent = [...this.objects.values()].find((r) => r.deps.includes(change.address));
+        // A credential lists memberships and policies among its deps only so that teardown revokes
+        // it first; like IAM, removing those under a live key is allowed.
+        const dependent = [...this.objects.values()].find((r) => r.deps.includes(change.address) && !(r.kind === 'key' && ['membership', 'attachment', 'inline-policy'].includes(change.kind)));
         if (dependent) throw new BackendError(`DeleteConflict: ${dependent.address} still depends on ${change.address}`, this.name, 'DeleteConflict', false, change.address);
         this.objects.delete(change.address);
         return {};
@@ -37,6 +39,11 @@ export class FakeBackend implements Backend {
       const after = change.after!;
       for (const d of after.deps) {
         if (!this.objects.has(d)) throw new BackendError(`NoSuchEntity: ${d} does not exist`, this.name, 'NoSuchEntity', false, change.address);
+      }
+      if (after.kind === 'key' && change.action === 'update') {
+        const current = this.objects.get(change.address)!;
+        this.objects.set(change.address, { ...current, attrs: structuredClone(after.attrs) });
+        return {};
       }
       if (after.kind === 'key') {
         const id = `AKIA${randomBytes(8).toString('hex').toUpperCase()}`;
