@@ -287,6 +287,37 @@ describe('aws driver against moto with IAM enforcement', () => {
     await driver.close();
   });
 
+  test('execute re-checks ownership: no key, attachment, membership or inline policy for what datagrant does not own', async () => {
+    // GIVEN datagrant's alice and group, and a hand-made user outside the path
+    const driver = makeDriver();
+    const store = new MiniStore();
+    await converge(driver, desiredOf(SPEC), store);
+    await iam.send(new CreateUserCommand({ UserName: 'outsider', Path: '/' }));
+    await iam.send(new CreateGroupCommand({ GroupName: 'admins', Path: '/' }));
+    await driver.read({ credentials: store.credentials });
+    const res = (kind: string, name: string, attrs: Resource['attrs']): Resource => ({ address: `aws:${kind}/${name}`, backend: 'aws', kind, name, attrs, deps: [] });
+    const create = (r: Resource): Change => ({ address: r.address, backend: 'aws', kind: r.kind, action: 'create', before: null, after: r, drift: false, reason: 'edited plan' });
+    // WHEN changes a plan file could be edited to contain are executed, THEN each is refused before any request
+    const refused = [
+      create(res('key', 'outsider', { user: 'outsider', status: 'Active' })),
+      create(res('attachment', 'x', { entity: 'user', entityName: 'alice', policy: 'arn:aws:iam::aws:policy/AdministratorAccess' })),
+      create(res('attachment', 'y', { entity: 'user', entityName: 'outsider', policy: 'dg-group-ml-researchers' })),
+      create(res('membership', 'z', { group: 'ml-researchers', user: 'outsider' })),
+      create(res('membership', 'w', { group: 'admins', user: 'alice' })),
+      create(res('inline-policy', 'v', { entity: 'user', entityName: 'outsider', document: { Version: '2012-10-17', Statement: [] } })),
+    ];
+    for (const c of refused) {
+      const before = driver.stats().requests;
+      const err = await driver.execute(c).catch((e: unknown) => e);
+      expect(err, c.address).toBeInstanceOf(BackendError);
+      expect((err as BackendError).code, c.address).toBe('NotOwned');
+      expect(driver.stats().requests, c.address).toBe(before);
+    }
+    expect((await iam.send(new ListAccessKeysCommand({ UserName: 'outsider' }))).AccessKeyMetadata).toEqual([]);
+    expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'alice' }))).AttachedPolicies?.map((p) => p.PolicyName)).not.toContain('AdministratorAccess');
+    await driver.close();
+  });
+
   test('drift on owned users is read: foreign attachment, inline policy, hand-made and deactivated keys; apply reverts it', async () => {
     const driver = makeDriver();
     const store = new MiniStore();
