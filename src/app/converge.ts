@@ -14,8 +14,9 @@ import { redactUrl } from '../backends/redact.js';
 import { applyPlan, slotOf, type ApplyEvent, type ApplyResult } from '../apply/apply.js';
 import { canonicalJson } from '../core/canonical.js';
 import { ApplyError, DatagrantError, StalePlanError } from '../core/errors.js';
-import type { ActualState, Change, Notice, Plan, Resource } from '../core/types.js';
+import type { ActualState, Change, Json, Notice, Plan, Resource } from '../core/types.js';
 import { actualHash, attrsHash } from '../plan/diff.js';
+import { substitute } from '../spec/load.js';
 import type { BackendSpec, Spec } from '../spec/schema.js';
 import type { JournalEntry, StateStore, StoredBackend } from '../store/store.js';
 import { makePlan, readActual } from './engine.js';
@@ -43,6 +44,10 @@ export interface ConvergeOptions {
   mode: 'plan' | 'apply';
   /** The spec, with SCIM people already merged, and its hash and load notices. */
   spec: Spec;
+  /** Backend settings as written, where they read `${VAR}` (LoadedSpec.templates). */
+  templates?: Record<string, Record<string, string>>;
+  /** The environment `${VAR}` in a remembered backend's settings is read from. */
+  env?: NodeJS.ProcessEnv;
   specHash: string;
   notices: Notice[];
   store: StateStore;
@@ -103,8 +108,13 @@ export const MASS_MINIMUM = 5;
 /** The kinds that stand for a principal (the unit that holds credentials) per backend type. */
 const isPrincipalObject = (r: Resource) => r.kind === 'user' || (r.kind === 'role' && r.attrs.login === true);
 
-/** A backend's settings as the store keeps them: enough to reach it again, never a secret. */
-export function storedSettings(name: string, b: BackendSpec): StoredBackend {
+/**
+ * A backend's settings as the store keeps them: enough to reach it again, never a secret. A value
+ * written as `${VAR}` is kept as written (under `fromEnv`); a PostgreSQL URL also without its
+ * password, for when the variable is gone.
+ */
+export function storedSettings(name: string, b: BackendSpec, templates: Record<string, string> = {}): StoredBackend {
+  const fromEnv: { fromEnv?: Record<string, string> } = Object.keys(templates).length ? { fromEnv: templates } : {};
   if (b.type === 'postgres') {
     let url: string;
     try {
@@ -114,17 +124,22 @@ export function storedSettings(name: string, b: BackendSpec): StoredBackend {
     } catch {
       url = redactUrl(b.url);
     }
-    return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}) } };
+    return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}), ...(fromEnv as { [k: string]: Json }) } };
   }
   return {
     name,
     type: b.type,
-    settings: { ...(b.region ? { region: b.region } : {}), ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.iamPath ? { iamPath: b.iamPath } : {}) },
+    settings: { ...(b.region ? { region: b.region } : {}), ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.iamPath ? { iamPath: b.iamPath } : {}), ...(fromEnv as { [k: string]: Json }) },
   };
 }
 
-function specOfStored(s: StoredBackend): BackendSpec {
-  return { type: s.type, ...s.settings } as unknown as BackendSpec;
+function specOfStored(s: StoredBackend, env: NodeJS.ProcessEnv): BackendSpec {
+  const { fromEnv, ...settings } = s.settings as { fromEnv?: Record<string, string> } & Record<string, unknown>;
+  for (const [k, template] of Object.entries(fromEnv ?? {})) {
+    const value = substitute(template, env);
+    if (value !== undefined) settings[k] = value;
+  }
+  return { type: s.type, ...settings } as unknown as BackendSpec;
 }
 
 /** Where a backend's boundary is, in words, for messages about it. */
@@ -223,7 +238,7 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
   const remembered = await store.backends();
   const removed = remembered.filter((b) => !(b.name in o.spec.backends));
   const backendSpecs: Record<string, BackendSpec> = { ...o.spec.backends };
-  for (const b of removed) backendSpecs[b.name] = specOfStored(b);
+  for (const b of removed) backendSpecs[b.name] = specOfStored(b, o.env ?? {});
   const spec: Spec = { ...o.spec, backends: backendSpecs };
 
   const apply = o.mode === 'apply';
@@ -337,7 +352,7 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
     if (refusals.length) throw new GuardError(`apply refused; nothing was changed:\n${refusals.map((r) => `  - ${r}`).join('\n')}`);
     if (o.confirm && !o.saved && !(await o.confirm(plan))) return { ...base, outcome: 'declined' };
 
-    for (const [name, b] of Object.entries(o.spec.backends)) await store.rememberBackend(storedSettings(name, b));
+    for (const [name, b] of Object.entries(o.spec.backends)) await store.rememberBackend(storedSettings(name, b, o.templates?.[name]));
     try {
       const result = await applyPlan(plan, { backends, store, actor: o.actor, concurrency: o.concurrency ?? 8, ...(o.onEvent ? { onEvent: o.onEvent } : {}), ...(o.clock ? { clock: o.clock } : {}) });
       if (held.length === 0) await forgetEmpty(store, removed, actual, plan);

@@ -191,6 +191,8 @@ export class Reconciler {
           spec,
           specHash: loaded.specHash,
           notices: loaded.notices,
+          templates: loaded.templates,
+          env: this.opts.env,
           store,
           makeBackends: this.opts.makeBackends,
           actor,

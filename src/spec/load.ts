@@ -16,6 +16,25 @@ export interface LoadOptions {
 export interface LoadedSpec {
   spec: Spec;
   notices: Notice[];
+  /**
+   * Per backend, its settings as written before `${VAR}` substitution, where they name a
+   * variable: what the state may remember of a backend (the variable, never its secret value).
+   */
+  templates: Record<string, Record<string, string>>;
+}
+
+/** `${VAR}` in a string: the variables a value reads from the environment. */
+export const hasVariable = (s: string) => /\$\{[A-Za-z_][A-Za-z0-9_]*\}/.test(s);
+
+/** Substitutes `${VAR}` from `env`; undefined when a variable is not set. */
+export function substitute(template: string, env: LoadOptions['env']): string | undefined {
+  let unset = false;
+  const out = template.replace(VAR_RE, (_m, v: string) => {
+    const found = env[v];
+    if (found === undefined) unset = true;
+    return found ?? '';
+  });
+  return unset ? undefined : out;
 }
 
 type PathKey = string | number;
@@ -476,7 +495,12 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   const notices: Notice[] = [];
   problems.push(...validateReferences(parsed.success ? parsed.data : salvage(interpolated), src, opts.now, notices));
   if (problems.length || !parsed.success) throw new SpecError(sortProblems(problems));
-  return { spec: parsed.data, notices };
+  const templates: LoadedSpec['templates'] = {};
+  const rawBackends = (raw as { backends?: Record<string, Record<string, unknown>> }).backends ?? {};
+  for (const [name, b] of Object.entries(rawBackends)) {
+    for (const [k, v] of Object.entries(b ?? {})) if (typeof v === 'string' && hasVariable(v)) (templates[name] ??= {})[k] = v;
+  }
+  return { spec: parsed.data, notices, templates };
 }
 
 /** In source order, each problem once. */

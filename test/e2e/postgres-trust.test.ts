@@ -98,4 +98,26 @@ describe('PostgreSQL', () => {
     await canRead(pws[0]!);
     for (const p of pws.slice(1)) await expectLoginRefused(db, p);
   });
+
+  test('a PostgreSQL backend removed from the spec is torn down (its ${WAREHOUSE_URL} read again); the state keeps no password', async () => {
+    const names = people(2).map((n) => `${n}_r`);
+    const scope = `${fx.run}_rm`;
+    const w = await ws(spec(names, scope));
+    await apply(w);
+    const pws = await Promise.all(names.map((n) => password(w, n)));
+    const adminPassword = new URL(urlFor(db)).password;
+    w.writeSpec('version: 1\nbackends: {}\ndatasets: {}\ngroups: {}\nprincipals: {}\n');
+    const plan = await w.run('plan');
+    expect(plan.stdout).toMatch(/backend wh is no longer in the spec/);
+    expect(plan.stdout).toContain(`- wh:role/${names[0]}`);
+    await apply(w);
+    for (const p of pws) await expectLoginRefused(db, p);
+    await expectNoChanges(w);
+    const { existsSync, readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    for (const f of ['state.db', 'state.db-wal']) {
+      const file = join(w.dir, '.datagrant', f);
+      if (existsSync(file)) expect(readFileSync(file).includes(Buffer.from(adminPassword)), f).toBe(false);
+    }
+  });
 });

@@ -40,6 +40,8 @@ async function convergeFor(
     spec: loaded.spec,
     specHash: loaded.specHash,
     notices: loaded.notices,
+    templates: loaded.templates,
+    env: io.env,
     store,
     makeBackends: (backends, installation) => makeBackends({ backends }, { ...opts.backendOptions, installation }),
     actor: actorOf(io),
