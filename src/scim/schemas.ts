@@ -9,6 +9,7 @@ export const GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 export const ENTERPRISE_SCHEMA = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
 export const LIST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:ListResponse';
 export const PATCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+export const SEARCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest';
 
 export type ResourceType = 'User' | 'Group';
 export type JsonObject = { [key: string]: Json };
@@ -43,11 +44,13 @@ const attr = (name: string, type: AttrDef['type'], description: string, o: Opts 
   ...(subAttributes ? { subAttributes } : {}),
 });
 const str = (name: string, description: string, o: Opts = {}) => attr(name, 'string', description, o);
+/** A reference always says what it may point at (RFC 7643 §2.3.7): a resource type, `external` or `uri`. */
+const ref = (name: string, description: string, referenceTypes: string[], o: Opts = {}) => attr(name, 'reference', description, { ...o, referenceTypes });
 
 /** The usual sub-attributes of a multi-valued attribute (emails, phoneNumbers, …). */
-const multi = (name: string, description: string, valueType: AttrDef['type'] = 'string', extra: AttrDef[] = []): AttrDef =>
+const multi = (name: string, description: string, value: AttrDef['type'] | { referenceTypes: string[] } = 'string', extra: AttrDef[] = []): AttrDef =>
   attr(name, 'complex', description, { multiValued: true }, [
-    attr('value', valueType, `The value of the ${name} entry.`),
+    typeof value === 'string' ? attr('value', value, `The value of the ${name} entry.`) : ref('value', `The value of the ${name} entry.`, value.referenceTypes),
     str('display', 'A human-readable name, primarily used for display purposes.'),
     str('type', 'A label indicating the function of the entry, e.g. work or home.'),
     attr('primary', 'boolean', 'Whether this is the primary entry.'),
@@ -60,7 +63,7 @@ const META = attr('meta', 'complex', 'Resource metadata.', { mutability: 'readOn
   str('resourceType', 'The name of the resource type.', { mutability: 'readOnly', caseExact: true }),
   attr('created', 'dateTime', 'When the resource was added.', { mutability: 'readOnly' }),
   attr('lastModified', 'dateTime', 'When the resource was last changed.', { mutability: 'readOnly' }),
-  attr('location', 'reference', 'The URI of the resource.', { mutability: 'readOnly', caseExact: true }),
+  ref('location', 'The URI of the resource.', ['uri'], { mutability: 'readOnly', caseExact: true }),
   str('version', 'The version (weak ETag) of the resource.', { mutability: 'readOnly', caseExact: true }),
 ]);
 
@@ -78,7 +81,7 @@ export const USER_ATTRS: AttrDef[] = [
   ]),
   str('displayName', 'The name of the user, suitable for display.'),
   str('nickName', 'The casual way to address the user.'),
-  attr('profileUrl', 'reference', "A URI of the user's online profile."),
+  ref('profileUrl', "A URI of the user's online profile.", ['external']),
   str('title', "The user's title."),
   str('userType', 'The relationship between the organisation and the user.'),
   str('preferredLanguage', "The user's preferred written or spoken language."),
@@ -89,7 +92,7 @@ export const USER_ATTRS: AttrDef[] = [
   multi('emails', 'Email addresses for the user.'),
   multi('phoneNumbers', 'Phone numbers for the user.'),
   multi('ims', 'Instant messaging addresses for the user.'),
-  multi('photos', 'URLs of photos of the user.', 'reference'),
+  multi('photos', 'URLs of photos of the user.', { referenceTypes: ['external'] }),
   attr('addresses', 'complex', 'Physical mailing addresses for the user.', { multiValued: true }, [
     str('formatted', 'The full mailing address.'),
     str('streetAddress', 'The street address.'),
@@ -102,7 +105,7 @@ export const USER_ATTRS: AttrDef[] = [
   ]),
   attr('groups', 'complex', 'Groups the user belongs to (read-only; manage membership through /Groups).', { multiValued: true, mutability: 'readOnly' }, [
     str('value', 'The id of the group.', { mutability: 'readOnly', caseExact: true }),
-    attr('$ref', 'reference', 'The URI of the group.', { mutability: 'readOnly', caseExact: true }),
+    ref('$ref', 'The URI of the group.', ['User', 'Group'], { mutability: 'readOnly', caseExact: true }),
     str('display', 'The displayName of the group.', { mutability: 'readOnly' }),
     str('type', 'direct or indirect.', { mutability: 'readOnly' }),
   ]),
@@ -120,7 +123,7 @@ export const ENTERPRISE_ATTRS: AttrDef[] = [
   str('department', 'The department.'),
   attr('manager', 'complex', "The user's manager.", {}, [
     str('value', 'The id of the manager.', { caseExact: true }),
-    attr('$ref', 'reference', 'The URI of the manager.', { caseExact: true }),
+    ref('$ref', 'The URI of the manager.', ['User'], { caseExact: true }),
     str('displayName', 'The displayName of the manager.', { mutability: 'readOnly' }),
   ]),
 ];
@@ -131,7 +134,7 @@ export const GROUP_ATTRS: AttrDef[] = [
   str('displayName', 'A human-readable name for the group; the name the spec maps to a datagrant group.', { required: true, uniqueness: 'server' }),
   attr('members', 'complex', 'A list of members of the group.', { multiValued: true }, [
     str('value', 'The id of the member.', { caseExact: true, mutability: 'immutable' }),
-    attr('$ref', 'reference', 'The URI of the member.', { caseExact: true, mutability: 'immutable' }),
+    ref('$ref', 'The URI of the member.', ['User', 'Group'], { caseExact: true, mutability: 'immutable' }),
     str('display', 'The display name of the member.', { mutability: 'immutable' }),
     str('type', 'User or Group.', { mutability: 'immutable', canonicalValues: ['User', 'Group'] }),
   ]),

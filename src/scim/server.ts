@@ -7,8 +7,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Json } from '../core/types.js';
-import { invalidSyntax, invalidValue, mutability, notFound, ScimError } from './errors.js';
-import { matches, parseFilter, resolveAttrPath, uniqueKeyLookup, type AttrPath } from './filter.js';
+import { invalidFilter, invalidSyntax, invalidValue, mutability, notFound, ScimError } from './errors.js';
+import { absentAttributes, matches, parseFilter, resolveAttrPath, uniqueKeyLookup, type AttrPath, type Filter } from './filter.js';
 import { MetricsRegistry } from './metrics.js';
 import { applyPatch, parsePatchRequest } from './patch.js';
 import {
@@ -18,6 +18,7 @@ import {
   GROUP_SCHEMA,
   LIST_SCHEMA,
   SCHEMAS,
+  SEARCH_SCHEMA,
   USER_SCHEMA,
   checkPatched,
   checkResource,
@@ -188,28 +189,15 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
 
     app.get(path, async (req, reply) => {
       const one = (k: string) => param(req, k);
-      const startIndex = Math.max(1, intParam(one('startIndex'), 'startIndex') ?? 1);
-      const count = Math.min(MAX_RESULTS, Math.max(0, intParam(one('count'), 'count') ?? MAX_RESULTS));
-      const filterText = one('filter');
-      let all: ScimRecord[];
-      if (filterText !== undefined) {
-        const filter = parseFilter(filterText, type);
-        const key = uniqueKeyLookup(filter);
-        const candidates = key !== undefined ? [await store.findByKey(type, key)].filter((r): r is ScimRecord => !!r) : await store.list(type);
-        all = candidates.filter((r) => matches(filter, render(req, r)));
-      } else {
-        all = await store.list(type);
-      }
-      const page = all.slice(startIndex - 1, startIndex - 1 + count);
-      const project = projection(type, one('attributes'), one('excludedAttributes'));
-      return send(reply, 200, {
-        schemas: [LIST_SCHEMA],
-        totalResults: all.length,
-        itemsPerPage: page.length,
-        startIndex,
-        Resources: page.map((r) => project(render(req, r))),
-      });
+      return send(reply, 200, await search(req, [type], {
+        filter: one('filter'),
+        startIndex: intParam(one('startIndex'), 'startIndex'),
+        count: intParam(one('count'), 'count'),
+        attributes: one('attributes'),
+        excludedAttributes: one('excludedAttributes'),
+      }));
     });
+    app.post(`${path}/.search`, async (req, reply) => send(reply, 200, await search(req, [type], searchRequest(req.body))));
 
     app.get(`${path}/:id`, async (req, reply) => {
       const { id } = req.params as { id: string };
@@ -282,6 +270,49 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
       return reply.code(204).send();
     });
   }
+
+  /**
+   * A list response (RFC 7644 §3.4.2) over `types`, for GET with query parameters and for POST
+   * `.search` (§3.4.3). Searching from the root covers Users then Groups; a comparison on an
+   * attribute that one of them lacks is false for that type, but a filter no type can take is
+   * still a 400.
+   */
+  async function search(req: FastifyRequest, types: ResourceType[], q: SearchParams): Promise<JsonObject> {
+    const startIndex = Math.max(1, q.startIndex ?? 1);
+    const count = Math.min(MAX_RESULTS, Math.max(0, q.count ?? MAX_RESULTS));
+    // From the root, a comparison on an attribute one type lacks is false for that type; one on
+    // an attribute no type has is still a mistake.
+    const filters = new Map<ResourceType, Filter>();
+    if (q.filter !== undefined) {
+      for (const type of types) filters.set(type, parseFilter(q.filter, type, types.length > 1));
+      const unknown = types.map((t) => new Set(absentAttributes(filters.get(t)!))).reduce((a, b) => new Set([...a].filter((n) => b.has(n))));
+      if (unknown.size) throw invalidFilter(`${[...unknown][0]} is not an attribute of ${types.join(' or ')} resources`);
+    }
+    const all: { type: ResourceType; rec: ScimRecord; doc?: JsonObject }[] = [];
+    for (const type of types) {
+      const filter = filters.get(type);
+      if (!filter) {
+        for (const rec of await store.list(type)) all.push({ type, rec });
+        continue;
+      }
+      const key = uniqueKeyLookup(filter);
+      const candidates = key !== undefined ? [await store.findByKey(type, key)].filter((r): r is ScimRecord => !!r) : await store.list(type);
+      for (const rec of candidates) {
+        const doc = render(req, rec);
+        if (matches(filter, doc)) all.push({ type, rec, doc });
+      }
+    }
+    const page = all.slice(startIndex - 1, startIndex - 1 + count);
+    const projections = new Map(types.map((t) => [t, projection(t, q.attributes, q.excludedAttributes)]));
+    return {
+      schemas: [LIST_SCHEMA],
+      totalResults: all.length,
+      itemsPerPage: page.length,
+      startIndex,
+      Resources: page.map((r) => projections.get(r.type)!(r.doc ?? render(req, r.rec))),
+    };
+  }
+  app.post(`${SCIM_PREFIX}/.search`, async (req, reply) => send(reply, 200, await search(req, ['User', 'Group'], searchRequest(req.body))));
 
   /** Members must name existing users or groups; their `type` is filled in when missing. */
   async function withMembers(type: ResourceType, attrs: JsonObject): Promise<JsonObject> {
@@ -388,6 +419,38 @@ function param(req: FastifyRequest, name: string): string | undefined {
   const v = (req.query as Record<string, unknown>)[name];
   const last = Array.isArray(v) ? v[v.length - 1] : v;
   return typeof last === 'string' ? last : undefined;
+}
+
+interface SearchParams {
+  filter?: string | undefined;
+  startIndex?: number | undefined;
+  count?: number | undefined;
+  attributes?: string | undefined;
+  excludedAttributes?: string | undefined;
+}
+
+/** The body of POST `.search` (RFC 7644 §3.4.3) as the parameters a GET would have had. */
+function searchRequest(body: unknown): SearchParams {
+  if (!isObject(body)) throw invalidSyntax('the request body must be a JSON object');
+  const schemas = body.schemas;
+  if (!Array.isArray(schemas) || !schemas.some((s) => typeof s === 'string' && s.toLowerCase() === SEARCH_SCHEMA.toLowerCase())) {
+    throw invalidSyntax(`"schemas" must be ["${SEARCH_SCHEMA}"] for a search`);
+  }
+  const text = (k: string): string | undefined => {
+    const v = body[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'string') return v;
+    // attributes and excludedAttributes are lists in a search body, comma-separated in a query.
+    if ((k === 'attributes' || k === 'excludedAttributes') && Array.isArray(v) && v.every((x) => typeof x === 'string')) return v.join(',');
+    throw invalidValue(`${k} must be a ${k === 'filter' ? 'string' : 'list of attribute names'}`);
+  };
+  const int = (k: string): number | undefined => {
+    const v = body[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'number' && Number.isInteger(v)) return v;
+    return intParam(typeof v === 'string' ? v : JSON.stringify(v), k);
+  };
+  return { filter: text('filter'), startIndex: int('startIndex'), count: int('count'), attributes: text('attributes'), excludedAttributes: text('excludedAttributes') };
 }
 
 function ifMatch(req: FastifyRequest): { ifMatch?: string } {
