@@ -5,6 +5,8 @@
 // (the cause goes to the log). Bearer tokens are configured only as SHA-256 hashes and compared in
 // constant time against every configured hash.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Json } from '../core/types.js';
 import { invalidFilter, invalidSyntax, invalidValue, mutability, notFound, ScimError } from './errors.js';
@@ -34,6 +36,15 @@ export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 /** Most resources one list response returns (`count` above it is lowered to it). */
 export const MAX_RESULTS = 1000;
+/**
+ * Before a 413, the rest of a body up to this size is read and dropped: a client that sends its
+ * whole body before it reads (most HTTP libraries) then gets the answer, not a broken pipe.
+ * A larger body gets the 413 at once and a closed connection.
+ */
+export const DRAIN_LIMIT = 16 * 1024 * 1024;
+const DRAIN_MS = 30_000;
+/** How long a connection refused at the HTTP level stays open to read what the client still sends. */
+const LINGER_MS = 2000;
 
 export interface ScimServerOptions {
   store: ScimStore;
@@ -101,6 +112,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    clientErrorHandler: (err: Error & { code?: string }, socket: Duplex) => refuseConnection(err, socket),
     // A URL the router cannot take (bad percent-encoding, a 500-character id) is a SCIM 400/414 too.
     frameworkErrors: (err, _req, reply) => {
       const status = (err as { statusCode?: number }).statusCode ?? 400;
@@ -109,14 +121,19 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
   }) as unknown as FastifyInstance;
   app.decorate('scimMetrics', metrics);
 
-  // Bodies: application/scim+json and application/json, parsed here so a syntax error is a SCIM 400.
+  // Bodies: application/scim+json and application/json, parsed here so that a syntax error is a
+  // SCIM 400. Text must be UTF-8 (RFC 7643 §2.3.1): bytes that are not are refused, not replaced.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(['application/scim+json', 'application/json'], { parseAs: 'string', bodyLimit }, (_req, body, done) => {
-    const text = String(body);
+  app.addContentTypeParser(['application/scim+json', 'application/json'], { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {
+    let text: string;
+    try {
+      text = UTF8.decode(body as Buffer);
+    } catch {
+      return done(invalidSyntax('the request body is not valid UTF-8'), undefined);
+    }
     if (text.trim() === '') return done(null, undefined);
     try {
-      const parsed: unknown = JSON.parse(text, (k, v: unknown) => (k === '__proto__' || k === 'constructor' ? undefined : v));
-      done(null, parsed);
+      done(null, parseJson(text));
     } catch (e) {
       done(invalidSyntax(`the request body is not valid JSON: ${(e as Error).message}`), undefined);
     }
@@ -141,9 +158,10 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     req.log.info({ method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+  app.setErrorHandler(async (err: Error & { statusCode?: number; code?: string }, req, reply) => {
     if (err instanceof ScimError) return sendError(reply, err);
     const status = err.statusCode;
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') await discardBody(req, reply);
     if (status && status >= 400 && status < 500) {
       const detail =
         err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
@@ -394,6 +412,71 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
   });
 
   return app;
+}
+
+/**
+ * Reads and drops the rest of a body too large to take, so that the 413 can be answered on a
+ * connection with nothing left unread: a client that writes its whole body before it reads (most
+ * HTTP libraries) then gets the answer instead of a reset and a broken pipe (RFC 9112 §9.6), and
+ * the connection stays usable. A body over DRAIN_LIMIT, or one that does not arrive within
+ * DRAIN_MS, is not waited for: the 413 goes out at once and the connection is closed.
+ */
+async function discardBody(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const raw = req.raw;
+  if (Number(req.headers['content-length']) > DRAIN_LIMIT) return; // Fastify's `connection: close` stays
+  const drained = raw.readableEnded || (await new Promise<boolean>((resolve) => {
+    let read = 0;
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      raw.off('data', onData).off('end', onEnd).off('close', onClose);
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer) => {
+      read += chunk.length;
+      if (read > DRAIN_LIMIT) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onClose = () => finish(raw.readableEnded);
+    const timer = setTimeout(() => finish(false), DRAIN_MS);
+    raw.on('data', onData).once('end', onEnd).once('close', onClose);
+    raw.resume();
+  }));
+  if (drained) reply.removeHeader('connection');
+}
+
+/**
+ * A request Node's parser refuses before Fastify sees it (a URL or headers over 16 KiB, a request
+ * that does not parse, one too slow to arrive) gets a SCIM error body too, and the connection is
+ * closed in stages: the answer and a FIN, then what the client still sends is read and dropped for
+ * a moment, so that unread bytes do not turn the close into a reset that loses the answer.
+ */
+function refuseConnection(err: Error & { code?: string }, socket: Duplex): void {
+  // Node reports each later chunk on a refused connection again; the first answer stands.
+  if (err.code === 'ECONNRESET' || socket.destroyed || socket.writableEnded) return;
+  const [status, detail] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'the request line and headers are larger than 16 KiB; send a long filter in the body of POST /scim/v2/Users/.search']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request did not arrive in time']
+        : [400, 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify(new ScimError(status, status === 400 ? 'invalidSyntax' : undefined, detail).body());
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${SCIM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+// A key that could reach an object's prototype, possibly spelt with \u escapes.
+const MAYBE_POISONED = /__proto__|constructor|\\u/;
+
+/**
+ * JSON.parse, dropping `__proto__` and `constructor` keys. A reviver makes parsing several times
+ * slower, so it runs only when the text could hold such a key.
+ */
+function parseJson(text: string): unknown {
+  if (!MAYBE_POISONED.test(text)) return JSON.parse(text);
+  return JSON.parse(text, (k, v: unknown) => (k === '__proto__' || k === 'constructor' ? undefined : v));
 }
 
 function memberIds(attrs: JsonObject): string[] {
