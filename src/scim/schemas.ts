@@ -3,6 +3,7 @@
 // folding, filter comparison rules (caseExact), PATCH paths and the /Schemas endpoint.
 import type { Json } from '../core/types.js';
 import { invalidSyntax, invalidValue, mutability } from './errors.js';
+import { MAX_RESOURCE_BYTES, maxLength, maxValues } from './limits.js';
 
 export const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
 export const GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';
@@ -67,6 +68,9 @@ const META = attr('meta', 'complex', 'Resource metadata.', { mutability: 'readOn
   str('version', 'The version (weak ETag) of the resource.', { mutability: 'readOnly', caseExact: true }),
 ]);
 
+/** RFC 7643 §4.1.2: the one attribute that may hold line breaks. */
+const ADDRESS_FORMATTED = str('formatted', 'The full mailing address; may contain line breaks.');
+
 export const USER_ATTRS: AttrDef[] = [
   ID,
   EXTERNAL_ID,
@@ -94,7 +98,7 @@ export const USER_ATTRS: AttrDef[] = [
   multi('ims', 'Instant messaging addresses for the user.'),
   multi('photos', 'URLs of photos of the user.', { referenceTypes: ['external'] }),
   attr('addresses', 'complex', 'Physical mailing addresses for the user.', { multiValued: true }, [
-    str('formatted', 'The full mailing address.'),
+    ADDRESS_FORMATTED,
     str('streetAddress', 'The street address.'),
     str('locality', 'The city or locality.'),
     str('region', 'The state or region.'),
@@ -185,6 +189,7 @@ export function checkValue(def: AttrDef, value: unknown, where: string): Json | 
   if (value === null || value === undefined) return undefined;
   if (def.multiValued) {
     const items = Array.isArray(value) ? value : [value];
+    checkCount(def, items.length, where);
     const out: Json[] = [];
     items.forEach((item, i) => {
       const v = checkSingle(def, item, `${where}[${i}]`);
@@ -228,11 +233,46 @@ function checkSingle(def: AttrDef, value: unknown, where: string): Json | undefi
       if (typeof value === 'string' && !Number.isNaN(Date.parse(value))) return value;
       throw invalidValue(`${where} must be an xsd:dateTime string, not ${JSON.stringify(value)}`);
     default:
-      if (typeof value === 'string') return value;
+      if (typeof value === 'string') return checkString(def, value, where);
       // Numbers and booleans where a string belongs are a common IdP mapping slip (employeeNumber: 42).
       if (typeof value === 'number' || typeof value === 'boolean') return String(value);
       throw invalidValue(`${where} must be a string, not ${JSON.stringify(value)}`);
   }
+}
+
+/** 400 when a multi-valued attribute would hold more values than it may. */
+export function checkCount(def: AttrDef, n: number, where: string): void {
+  if (n > maxValues(def)) throw invalidValue(`${where} has ${n} values; at most ${maxValues(def)} are allowed`);
+}
+
+// Control characters (C0, DEL, C1) and lone UTF-16 surrogates, which no UTF-8 text can carry;
+// the multi-line form allows tab, line feed and carriage return.
+const FORBIDDEN = /[\p{Cc}\p{Cs}]/u;
+const FORBIDDEN_MULTI_LINE = /(?![\t\n\r])[\p{Cc}\p{Cs}]/u;
+
+/**
+ * A string is text (RFC 7643 §2.3.1: UTF-8, so no lone surrogates) without control characters,
+ * and no longer than its attribute allows (limits.ts). Any script is fine, and so are the
+ * invisible joiners and direction marks that real names in some scripts carry (format
+ * characters, unlike control characters). Messages name the offending code point, never echo the value.
+ */
+function checkString(def: AttrDef, value: string, where: string): string {
+  const max = maxLength(def);
+  // UTF-16 length bounds the count of code points from above: count only when it might matter.
+  if (value.length > max) {
+    let n = 0;
+    for (const _ of value) if (++n > max) throw invalidValue(`${where} is longer than ${max} characters`);
+  }
+  const bad = (def === ADDRESS_FORMATTED ? FORBIDDEN_MULTI_LINE : FORBIDDEN).exec(value);
+  if (bad) {
+    const cp = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    throw invalidValue(
+      /\p{Cs}/u.test(bad[0])
+        ? `${where} holds a lone surrogate (${cp}) at position ${bad.index + 1}, which is not text: strings must be valid Unicode (RFC 7643 §2.3.1)`
+        : `${where} holds the control character ${cp} at position ${bad.index + 1}; control characters (NUL, ESC, line breaks, …) are not allowed${def === ADDRESS_FORMATTED ? ' except tab and line breaks' : ''}`,
+    );
+  }
+  return value;
 }
 
 /**
@@ -274,6 +314,8 @@ export function checkResource(type: ResourceType, body: unknown): JsonObject {
       throw invalidValue(`${def.name} is required for a ${type}`);
     }
   }
+  const bytes = Buffer.byteLength(JSON.stringify(out));
+  if (bytes > MAX_RESOURCE_BYTES[type]) throw invalidValue(`the ${type} would take ${bytes} bytes as JSON; at most ${MAX_RESOURCE_BYTES[type]} are allowed`);
   return out;
 }
 

@@ -9,10 +9,11 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Json } from '../core/types.js';
-import { invalidFilter, invalidSyntax, invalidValue, mutability, notFound, ScimError } from './errors.js';
+import { invalidFilter, invalidSyntax, invalidValue, mutability, notFound, preconditionFailed, ScimError } from './errors.js';
 import { absentAttributes, matches, parseFilter, resolveAttrPath, uniqueKeyLookup, type AttrPath, type Filter } from './filter.js';
+import { LIMITS_SCHEMA, MAX_BINARY, MAX_KEY, MAX_MEMBERS, MAX_PATCH_OPERATIONS, MAX_RESOURCE_BYTES, MAX_STRING, MAX_VALUES } from './limits.js';
 import { MetricsRegistry } from './metrics.js';
-import { applyPatch, parsePatchRequest } from './patch.js';
+import { applyPatch, applyPatchInSlices, parsePatchRequest } from './patch.js';
 import {
   CORE_SCHEMA,
   ENTERPRISE_SCHEMA,
@@ -28,7 +29,7 @@ import {
   type JsonObject,
   type ResourceType,
 } from './schemas.js';
-import type { ChangeListener, ScimRecord, ScimStore } from './store.js';
+import { ifMatchAdmits, type ChangeListener, type ScimRecord, type ScimStore } from './store.js';
 
 export const SCIM_PREFIX = '/scim/v2';
 export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
@@ -250,18 +251,23 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     app.patch(`${path}/:id`, async (req, reply) => {
       const { id } = req.params as { id: string };
       const ops = parsePatchRequest(req.body);
+      const current = await store.get(type, id);
+      if (!current) throw notFound(`${type} ${id} not found`);
+      const precondition = ifMatch(req);
+      if (!ifMatchAdmits(precondition.ifMatch, current.version)) throw preconditionFailed(`If-Match does not match the current version ${current.version}`);
+      // The work is done outside the write transaction, giving the event loop back as it goes;
+      // inside, the result is written as it is when the resource has not changed meanwhile (the
+      // usual case), else the patch is applied again, at once, to the row as locked.
+      const preview = checkPatched(type, await applyPatchInSlices(type, current.attrs, ops, id));
+      const again = (cur: ScimRecord) => (cur.version === current.version ? preview : checkPatched(type, applyPatch(type, cur.attrs, ops, id)));
       if (type === 'User') {
-        // Nothing to look up outside the transaction: apply and check inside it.
-        const rec = await store.update(type, id, (cur) => checkPatched(type, applyPatch(type, cur.attrs, ops, id)), ifMatch(req));
+        const rec = await store.update(type, id, again, precondition);
         changed({ type, id, action: 'update' });
         reply.header('etag', rec.version);
         return send(reply, 200, projection(type, param(req, 'attributes'), param(req, 'excludedAttributes'))(render(req, rec)));
       }
-      const current = await store.get(type, id);
-      if (!current) throw notFound(`${type} ${id} not found`);
       // Members are checked outside the write transaction (the store may be remote); inside it,
-      // the patch is applied again to the row as locked, and any member not checked here aborts.
-      const preview = checkPatched(type, applyPatch(type, current.attrs, ops, id));
+      // any member not checked here aborts.
       const typed = await withMembers(type, preview);
       const checked = new Set(memberIds(typed));
       for (const m of memberIds(current.attrs)) checked.add(m);
@@ -269,12 +275,12 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
         type,
         id,
         (cur) => {
-          const next = checkPatched(type, applyPatch(type, cur.attrs, ops, id));
+          const next = again(cur);
           const unchecked = memberIds(next).filter((m) => !checked.has(m));
           if (unchecked.length) throw new ScimError(409, undefined, 'the group changed while this request ran; retry it');
           return fillMemberTypes(next, current.attrs, typed);
         },
-        ifMatch(req),
+        precondition,
       );
       changed({ type, id, action: 'update' });
       reply.header('etag', rec.version);
@@ -298,8 +304,6 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
   async function search(req: FastifyRequest, types: ResourceType[], q: SearchParams): Promise<JsonObject> {
     const startIndex = Math.max(1, q.startIndex ?? 1);
     const count = Math.min(MAX_RESULTS, Math.max(0, q.count ?? MAX_RESULTS));
-    // From the root, a comparison on an attribute one type lacks is false for that type; one on
-    // an attribute no type has is still a mistake.
     const filters = new Map<ResourceType, Filter>();
     if (q.filter !== undefined) {
       for (const type of types) filters.set(type, parseFilter(q.filter, type, types.length > 1));
@@ -354,15 +358,28 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     app.get(`${SCIM_PREFIX}/${p}`, async (req, reply) => send(reply, 200, body(req)));
 
   discovery('ServiceProviderConfig', (req) => ({
-    schemas: ['urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig'],
-    documentationUri: 'https://github.com/datagrant/datagrant#scim',
+    schemas: ['urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig', LIMITS_SCHEMA],
+    documentationUri: 'https://github.com/datagrant/datagrant#datagrant-serve-scim-20',
     patch: { supported: true },
-    bulk: { supported: false, maxOperations: 0, maxPayloadSize: 0 },
+    // No bulk endpoint; maxPayloadSize is still the largest body any request may have.
+    bulk: { supported: false, maxOperations: 0, maxPayloadSize: bodyLimit },
+    // `filter.supported` covers POST .search too (RFC 7644 §3.4.3); LIMITS_SCHEMA lists where.
     filter: { supported: true, maxResults: MAX_RESULTS },
     changePassword: { supported: false },
     sort: { supported: false },
     etag: { supported: true },
     authenticationSchemes: [{ type: 'oauthbearertoken', name: 'OAuth Bearer Token', description: 'Authentication with a bearer token configured (as its SHA-256) in datagrant', primary: true }],
+    [LIMITS_SCHEMA]: {
+      search: { supported: true, endpoints: [`${SCIM_PREFIX}/.search`, `${SCIM_PREFIX}/Users/.search`, `${SCIM_PREFIX}/Groups/.search`] },
+      patch: { maxOperations: MAX_PATCH_OPERATIONS },
+      maxPayloadSize: bodyLimit,
+      maxValuesPerAttribute: MAX_VALUES,
+      maxMembersPerGroup: MAX_MEMBERS,
+      maxStringLength: MAX_STRING,
+      maxUniqueKeyLength: MAX_KEY,
+      maxBinaryLength: MAX_BINARY,
+      maxResourceBytes: MAX_RESOURCE_BYTES,
+    },
     meta: { resourceType: 'ServiceProviderConfig', location: `${base(req)}${SCIM_PREFIX}/ServiceProviderConfig` },
   }));
 
