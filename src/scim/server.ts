@@ -5,7 +5,7 @@
 // (the cause goes to the log). Bearer tokens are configured only as SHA-256 hashes and compared in
 // constant time against every configured hash.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Json } from '../core/types.js';
@@ -472,7 +472,7 @@ function refuseConnection(err: Error & { code?: string }, socket: Duplex): void 
   if (err.code === 'ECONNRESET' || socket.destroyed || socket.writableEnded) return;
   const [status, detail] =
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'the request line and headers are larger than 16 KiB; send a long filter in the body of POST /scim/v2/Users/.search']
+      ? [431, `the request line and headers are larger than ${maxHeaderSize / 1024} KiB; a long filter fits in the body of POST ${SCIM_PREFIX}/Users/.search (or /Groups/.search)`]
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'the request did not arrive in time']
         : [400, 'the request is not valid HTTP/1.1'];
