@@ -4,8 +4,11 @@
 // Requests/s and p50/p99 at 10 connections for GET /Users/{id}, GET with a filter, PATCH
 // deactivate/reactivate (of users outside and inside a mapped group, with the reconciles they cause
 // running) and POST /Users; deprovision latency (PATCH active:false → the issued key is refused by
-// AWS) over 50 users; and PATCH again once POST has grown the store to thousands of users.
-// Targets: p99 ≤ 10 ms for GET/PATCH; deprovision p99 ≤ 2 s.
+// AWS) over 50 users; PATCH again once POST has grown the store to thousands of users; and large
+// PATCHes (1,000 operations on a user and on a group, 10,000 refused) with the /healthz latency
+// others see meanwhile. Targets: p99 ≤ 10 ms for GET/PATCH and POST; deprovision p99 ≤ 2 s;
+// a 1,000-operation PATCH < 100 ms and /healthz p99 < 20 ms during large PATCHes.
+// BENCH_SCIM_ONLY=reads,patch,deprovision,post,large-patch runs only the parts named.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -23,6 +26,8 @@ const CONNECTIONS = 10;
 const SECONDS = Number(process.env.BENCH_SCIM_SECONDS ?? 5);
 const DEPROVISION_USERS = Number(process.env.BENCH_DEPROVISION_USERS ?? 50);
 const TOKEN = 'bench-token-0123456789abcdef';
+const ONLY = process.env.BENCH_SCIM_ONLY?.split(',').map((p) => p.trim());
+const part = (name: string) => !ONLY || ONLY.includes(name);
 const BIN = new URL('../bin/datagrant.js', import.meta.url).pathname;
 
 if (spawnSync('wrk', ['--version']).error) {
@@ -139,36 +144,8 @@ const reconciles = async () => {
   return { runs: count(/^datagrant_reconcile_duration_seconds_count (\d+)/gm), skipped: count(/^datagrant_reconcile_skipped_total\{[^}]*\} (\d+)/gm) };
 };
 
-console.log(
-  `scim: datagrant serve (bin/datagrant.js) on loopback, SQLite store, wrk ${CONNECTIONS} connections × ${SECONDS} s per line, moto at nice 15 (${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version})`,
-);
-try {
-  await until('serve to listen', async () => ((await fetch(`${base}/healthz`)).ok ? true : undefined));
-  // 200 users outside every mapped group: each PATCH below flips one, each flip asks for a reconcile.
-  const ids: string[] = [];
-  for (let i = 0; i < 200; i++) ids.push((await call('POST', '/Users', user(`seed${i}@example.com`))).json.id as string);
-
-  wrk('GET /Users/{id}', ids, `return wrk.format("GET", "/scim/v2/Users/" .. id, { ["Authorization"] = auth })`);
-  wrk('GET /Users?filter=userName eq', ids, `return wrk.format("GET", "/scim/v2/Users?filter=userName%20eq%20%22seed" .. (n % #ids) .. "%40example.com%22", { ["Authorization"] = auth })`);
-  const patchLoad = async (label: string, on: string[]) => {
-    const before = await reconciles();
-    wrk(label, on, PATCH_FLIP);
-    const after = await reconciles();
-    console.log(`    (meanwhile ${after.runs - before.runs} reconcile(s) ran; ${after.skipped - before.skipped} more found the desired state unchanged and stopped early)`);
-  };
-  await patchLoad('PATCH active (deactivate/reactivate)', ids);
-
-  // 50 people in the mapped group: each gets a key. A flip of one of them changes access, so
-  // every reconcile during this load reads AWS, plans and applies (moto shares the 2 cores).
-  const people: string[] = [];
-  for (let i = 0; i < DEPROVISION_USERS; i++) people.push((await call('POST', '/Users', user(`person${i}@example.com`))).json.id as string);
-  await call('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'Readers', members: people.map((value) => ({ value })) });
-  await until('keys for the mapped people', async () => ((await cli('credentials', 'export', `person${DEPROVISION_USERS - 1}`, '--backend', 'aws', '--format', 'json')).code === 0 ? true : undefined));
-  await patchLoad('PATCH active, people in a mapped group', people);
-  for (const id of people) await call('PATCH', `/Users/${id}`, patchActive(true));
-
-  // Deprovision latency: each person's current key is read with until AWS accepts it; then the
-  // person is deactivated and the key tried until AWS refuses it.
+/** Deprovision latency: each person's current key is read until AWS accepts it; then the person is deactivated and the key tried until AWS refuses it. */
+async function deprovision(people: string[]): Promise<void> {
   const lat: number[] = [];
   for (let i = 0; i < people.length; i++) {
     const s3 = await until(`person${i}'s key to work`, async () => {
@@ -200,15 +177,136 @@ try {
   }
   lat.sort((a, b) => a - b);
   console.log(`  deprovision (${lat.length} users)     p50 ${(pct(lat, 50) / 1000).toFixed(2)} s  p99 ${(pct(lat, 99) / 1000).toFixed(2)} s  max ${(lat.at(-1)! / 1000).toFixed(2)} s  (target p99 ≤ 2 s)`);
+}
 
-  // POST last: it grows the store by thousands of users, which every reconcile then reads.
-  wrk(
-    'POST /Users',
-    ids,
-    `return wrk.format("POST", "/scim/v2/Users", { ["Authorization"] = auth, ["Content-Type"] = "application/scim+json" }, '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"new' .. n .. '@example.com","active":true}')`,
-  );
-  const total = Number((await call('GET', '/Users?count=0')).json.totalResults);
-  await patchLoad(`PATCH active, ${total} users in the store`, ids);
+/**
+ * Large PATCHes, each sent while two loops ask /healthz back to back (keep-alive): how long the
+ * PATCH takes, and what the others' requests wait meanwhile. A user gets 1,000 mixed operations
+ * (adds, filtered replaces and removes of e-mails, name changes); a group gets 1,000 members added
+ * one operation each, then removed one `members[value eq …]` each (as Entra and Okta send them);
+ * 10,000 operations are refused (400 tooMany) once the body is parsed.
+ */
+async function largePatches(): Promise<void> {
+  const ROUNDS = Number(process.env.BENCH_LARGE_PATCH_ROUNDS ?? 5);
+  const listed = await call('GET', '/Users?count=1000&attributes=id');
+  const members = (listed.json.Resources as { id: string }[]).map((r) => r.id);
+  for (let i = members.length; i < 1000; i++) members.push((await call('POST', '/Users', user(`member${i}@example.com`))).json.id as string);
+  const target = (await call('POST', '/Users', user('large-patch@example.com'))).json.id as string;
+  const group = (await call('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'Large PATCH' })).json.id as string;
+  const userOps = (n: number) =>
+    Array.from({ length: n }, (_, i) => {
+      const e = (k: number) => `e${k % 400}@example.com`;
+      switch (i % 4) {
+        case 0:
+          return { op: 'add', path: 'emails', value: [{ value: e(i), type: 'other' }] };
+        case 1:
+          return { op: 'replace', path: `emails[value eq "${e(i - 1)}"].display`, value: `E ${i}` };
+        case 2:
+          return { op: 'replace', path: 'name.givenName', value: `G${i}` };
+        default:
+          return { op: 'remove', path: `emails[value eq "${e(i - 3)}"]` };
+      }
+    });
+  const cases: [string, string, unknown[], number][] = [
+    ['PATCH a user, 1,000 operations', `/Users/${target}`, userOps(1000), 200],
+    ['PATCH a group, 1,000 member adds', `/Groups/${group}`, members.map((value) => ({ op: 'add', path: 'members', value: [{ value }] })), 200],
+    ['PATCH a group, 1,000 member removes by filter', `/Groups/${group}`, members.map((value) => ({ op: 'remove', path: `members[value eq "${value}"]` })), 200],
+    ['PATCH, 10,000 operations (refused)', `/Users/${target}`, userOps(10_000), 400],
+  ];
+  const health: number[] = [];
+  const probe = async (stop: () => boolean) => {
+    while (!stop()) {
+      const t = performance.now();
+      await (await fetch(`${base}/healthz`)).text();
+      health.push(performance.now() - t);
+    }
+  };
+  // What /healthz takes with nothing else running, for comparison.
+  let quiet = false;
+  setTimeout(() => (quiet = true), 1000);
+  await Promise.all([probe(() => quiet), probe(() => quiet)]);
+  const idle = [...health].sort((a, b) => a - b);
+  health.length = 0;
+  console.log(`  /healthz, idle (2 loops, ${idle.length} requests)        p50 ${pct(idle, 50).toFixed(2)} ms  p99 ${pct(idle, 99).toFixed(2)} ms`);
+  for (const [label, path, ops, status] of cases) {
+    const body = JSON.stringify({ schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: ops });
+    const took: number[] = [];
+    const during: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      let done = false;
+      health.length = 0;
+      const probes = Promise.all([probe(() => done), probe(() => done)]);
+      await new Promise((r) => setTimeout(r, 20));
+      const t = performance.now();
+      const res = await fetch(`${base}/scim/v2${path}`, { method: 'PATCH', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/scim+json' }, body });
+      await res.text();
+      took.push(performance.now() - t);
+      if (res.status !== status) throw new Error(`${label}: ${res.status}, expected ${status}`);
+      await new Promise((r) => setTimeout(r, 20));
+      done = true;
+      await probes;
+      during.push(...health);
+      // A group PATCH is undone by the next case; put the members back between rounds.
+      if (label.includes('removes') && round < ROUNDS - 1) await call('PATCH', path, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: cases[1]![2] });
+      if (label.includes('adds') && round < ROUNDS - 1) await call('PATCH', path, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'remove', path: 'members' }] });
+    }
+    took.sort((a, b) => a - b);
+    during.sort((a, b) => a - b);
+    console.log(
+      `  ${label.padEnd(46)} ${(body.length / 1024).toFixed(0).padStart(4)} KiB  median ${pct(took, 50).toFixed(1).padStart(6)} ms  max ${took.at(-1)!.toFixed(1).padStart(6)} ms;  /healthz meanwhile p99 ${pct(during, 99).toFixed(2)} ms, max ${during.at(-1)!.toFixed(2)} ms (${during.length} requests)`,
+    );
+  }
+}
+
+console.log(
+  `scim: datagrant serve (bin/datagrant.js) on loopback, SQLite store, wrk ${CONNECTIONS} connections × ${SECONDS} s per line, moto at nice 15 (${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version})`,
+);
+try {
+  await until('serve to listen', async () => ((await fetch(`${base}/healthz`)).ok ? true : undefined));
+  // 200 users outside every mapped group: each PATCH below flips one, each flip asks for a reconcile.
+  const ids: string[] = [];
+  for (let i = 0; i < 200; i++) ids.push((await call('POST', '/Users', user(`seed${i}@example.com`))).json.id as string);
+
+  if (part('reads')) {
+    wrk('GET /Users/{id}', ids, `return wrk.format("GET", "/scim/v2/Users/" .. id, { ["Authorization"] = auth })`);
+    wrk('GET /Users?filter=userName eq', ids, `return wrk.format("GET", "/scim/v2/Users?filter=userName%20eq%20%22seed" .. (n % #ids) .. "%40example.com%22", { ["Authorization"] = auth })`);
+  }
+  const patchLoad = async (label: string, on: string[]) => {
+    const before = await reconciles();
+    wrk(label, on, PATCH_FLIP);
+    const after = await reconciles();
+    console.log(`    (meanwhile ${after.runs - before.runs} reconcile(s) ran; ${after.skipped - before.skipped} more found the desired state unchanged and stopped early)`);
+  };
+  if (part('patch')) await patchLoad('PATCH active (deactivate/reactivate)', ids);
+
+  if (part('patch') || part('deprovision')) {
+    // 50 people in the mapped group: each gets a key. A flip of one of them changes access, so
+    // every reconcile during this load reads AWS, plans and applies (moto shares the 2 cores).
+    const people: string[] = [];
+    for (let i = 0; i < DEPROVISION_USERS; i++) people.push((await call('POST', '/Users', user(`person${i}@example.com`))).json.id as string);
+    await call('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'Readers', members: people.map((value) => ({ value })) });
+    await until('keys for the mapped people', async () => ((await cli('credentials', 'export', `person${DEPROVISION_USERS - 1}`, '--backend', 'aws', '--format', 'json')).code === 0 ? true : undefined));
+    if (part('patch')) {
+      await patchLoad('PATCH active, people in a mapped group', people);
+      for (const id of people) await call('PATCH', `/Users/${id}`, patchActive(true));
+    }
+    if (part('deprovision')) await deprovision(people);
+  }
+
+  if (part('post')) {
+    // POST late: it grows the store by thousands of users, which every reconcile then reads.
+    wrk(
+      'POST /Users',
+      ids,
+      `return wrk.format("POST", "/scim/v2/Users", { ["Authorization"] = auth, ["Content-Type"] = "application/scim+json" }, '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"new' .. n .. '@example.com","active":true}')`,
+    );
+    if (part('patch')) {
+      const total = Number((await call('GET', '/Users?count=0')).json.totalResults);
+      await patchLoad(`PATCH active, ${total} users in the store`, ids);
+    }
+  }
+
+  if (part('large-patch')) await largePatches();
 } finally {
   server.kill('SIGTERM');
   await serverExit;

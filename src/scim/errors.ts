@@ -33,6 +33,7 @@ export class ScimError extends DatagrantError {
 }
 
 export const invalidFilter = (detail: string) => new ScimError(400, 'invalidFilter', detail);
+export const tooMany = (detail: string) => new ScimError(400, 'tooMany', detail);
 export const invalidPath = (detail: string) => new ScimError(400, 'invalidPath', detail);
 export const invalidValue = (detail: string) => new ScimError(400, 'invalidValue', detail);
 export const invalidSyntax = (detail: string) => new ScimError(400, 'invalidSyntax', detail);

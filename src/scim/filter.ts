@@ -28,7 +28,9 @@ export type Filter =
   | { kind: 'present'; path: AttrPath }
   | { kind: 'compare'; op: CompareOp; path: AttrPath; value: FilterValue }
   /** `emails[type eq "work"]`: `filter` is evaluated on each value of the multi-valued `path`. */
-  | { kind: 'valuePath'; path: AttrPath; filter: Filter };
+  | { kind: 'valuePath'; path: AttrPath; filter: Filter }
+  /** A comparison on an attribute this resource type does not have (searching several types): false. */
+  | { kind: 'absent'; name: string };
 
 type Token = { t: 'word'; v: string; at: number } | { t: 'str'; v: string; at: number } | { t: '(' | ')' | '[' | ']'; at: number };
 
@@ -80,6 +82,8 @@ export function resolveAttrPath(name: string, type: ResourceType, fail: Fail = i
   let urn: string | undefined;
   let rest = name;
   if (/^urn:/i.test(name)) {
+    const whole = findExtension(type, name);
+    if (whole) throw fail(`${name} names the extension schema, not one of its attributes (such as ${whole}:${EXTENSIONS[type][whole]![0]!.name})`);
     const cut = name.lastIndexOf(':');
     const prefix = name.slice(0, cut);
     rest = name.slice(cut + 1);
@@ -106,6 +110,8 @@ class Parser {
     private readonly type: ResourceType,
     private readonly fail: Fail,
     private readonly text: string,
+    /** An attribute the type lacks is `absent`, not an error (a search over several types). */
+    private readonly lenient = false,
   ) {}
 
   peek(): Token | undefined {
@@ -159,7 +165,13 @@ class Parser {
       return f;
     }
     if (t.t !== 'word') throw this.fail(`expected an attribute name at position ${t.at + 1}`);
-    const path = resolveAttrPath(t.v, this.type, this.fail, within);
+    let path: AttrPath;
+    try {
+      path = resolveAttrPath(t.v, this.type, this.fail, within);
+    } catch (e) {
+      if (!this.lenient || within) throw e;
+      return this.skipComparison(t.v);
+    }
     const n = this.peek();
     if (n?.t === '[') {
       if (within || path.sub || path.def.type !== 'complex' || !path.def.multiValued) {
@@ -168,12 +180,44 @@ class Parser {
       this.i++;
       const inner = this.or(path.def);
       this.expect(']');
+      const tail = this.peek();
+      if (tail?.t === 'word' && tail.v.startsWith('.')) {
+        // Entra: `emails[type eq "work"].value eq "x"`, which RFC 7644's grammar lacks. Read as
+        // `emails[type eq "work" and value eq "x"]`: one and the same value satisfies both.
+        this.i++;
+        const leaf = this.comparison(tail.v, resolveAttrPath(tail.v.slice(1), this.type, this.fail, path.def));
+        return { kind: 'valuePath', path, filter: { kind: 'and', left: inner, right: leaf } };
+      }
       return { kind: 'valuePath', path, filter: inner };
+    }
+    return this.comparison(t.v, path);
+  }
+  /** The rest of a comparison on an attribute this type lacks: checked for syntax only. */
+  skipComparison(name: string): Filter {
+    if (this.peek()?.t === '[') {
+      for (let depth = 0; ; ) {
+        const t = this.next();
+        if (t.t === '[') depth++;
+        else if (t.t === ']' && --depth === 0) break;
+      }
+      const tail = this.peek();
+      if (tail?.t !== 'word' || !tail.v.startsWith('.')) return { kind: 'absent', name };
+      this.i++;
     }
     const opTok = this.next();
     const op = opTok.t === 'word' ? opTok.v.toLowerCase() : '';
+    if (op !== 'pr') {
+      if (!COMPARE_OPS.has(op)) throw this.fail(`expected an operator (eq ne co sw ew gt ge lt le pr) after ${name} at position ${opTok.at + 1}`);
+      this.value();
+    }
+    return { kind: 'absent', name };
+  }
+  /** The operator and value after the attribute `name` (resolved as `path`). */
+  comparison(name: string, path: AttrPath): Filter {
+    const opTok = this.next();
+    const op = opTok.t === 'word' ? opTok.v.toLowerCase() : '';
     if (op === 'pr') return { kind: 'present', path };
-    if (!COMPARE_OPS.has(op)) throw this.fail(`expected an operator (eq ne co sw ew gt ge lt le pr) after ${t.v} at position ${opTok.at + 1}`);
+    if (!COMPARE_OPS.has(op)) throw this.fail(`expected an operator (eq ne co sw ew gt ge lt le pr) after ${name} at position ${opTok.at + 1}`);
     const value = this.value();
     checkComparison(op as CompareOp, path, value, this.fail);
     return { kind: 'compare', op: op as CompareOp, path, value };
@@ -226,15 +270,18 @@ function checkComparison(op: CompareOp, path: AttrPath, value: FilterValue, fail
   }
 }
 
-function parseWith(text: string, type: ResourceType, fail: Fail): { p: Parser } {
+function parseWith(text: string, type: ResourceType, fail: Fail, lenient = false): { p: Parser } {
   if (typeof text !== 'string' || text.trim() === '') throw fail('the filter is empty');
   if (text.length > 4096) throw fail('the filter is longer than 4096 characters');
-  return { p: new Parser(tokenize(text, fail), type, fail, text) };
+  return { p: new Parser(tokenize(text, fail), type, fail, text, lenient) };
 }
 
-/** Parse a `filter` parameter for `type` resources; throws ScimError 400 invalidFilter. */
-export function parseFilter(text: string, type: ResourceType): Filter {
-  const { p } = parseWith(text, type, invalidFilter);
+/**
+ * Parse a `filter` parameter for `type` resources; throws ScimError 400 invalidFilter. With
+ * `lenient` (a search over several resource types), an attribute `type` lacks matches nothing.
+ */
+export function parseFilter(text: string, type: ResourceType, lenient = false): Filter {
+  const { p } = parseWith(text, type, invalidFilter, lenient);
   const f = p.or();
   if (!p.atEnd()) throw invalidFilter(`unexpected ${describe(p.rest())} at position ${p.rest().at + 1}`);
   return f;
@@ -353,6 +400,8 @@ export function matches(filter: Filter, resource: JsonObject): boolean {
       return !matches(filter.filter, resource);
     case 'present':
       return present(resource, filter.path);
+    case 'absent':
+      return false;
     case 'valuePath': {
       const holder = filter.path.urn ? resource[filter.path.urn] : resource;
       const items = isObject(holder) ? holder[filter.path.attr] : undefined;
@@ -365,6 +414,21 @@ export function matches(filter: Filter, resource: JsonObject): boolean {
       if (filter.op === 'ne') return !values.some((v) => compareOne('eq', def, v, filter.value));
       return values.some((v) => compareOne(filter.op, def, v, filter.value));
     }
+  }
+}
+
+/** The attribute names a lenient parse found the resource type lacks. */
+export function absentAttributes(f: Filter): string[] {
+  switch (f.kind) {
+    case 'and':
+    case 'or':
+      return [...absentAttributes(f.left), ...absentAttributes(f.right)];
+    case 'not':
+      return absentAttributes(f.filter);
+    case 'absent':
+      return [f.name];
+    default:
+      return [];
   }
 }
 

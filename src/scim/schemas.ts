@@ -3,12 +3,14 @@
 // folding, filter comparison rules (caseExact), PATCH paths and the /Schemas endpoint.
 import type { Json } from '../core/types.js';
 import { invalidSyntax, invalidValue, mutability } from './errors.js';
+import { MAX_RESOURCE_BYTES, maxLength, maxValues } from './limits.js';
 
 export const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
 export const GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 export const ENTERPRISE_SCHEMA = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
 export const LIST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:ListResponse';
 export const PATCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+export const SEARCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest';
 
 export type ResourceType = 'User' | 'Group';
 export type JsonObject = { [key: string]: Json };
@@ -43,11 +45,13 @@ const attr = (name: string, type: AttrDef['type'], description: string, o: Opts 
   ...(subAttributes ? { subAttributes } : {}),
 });
 const str = (name: string, description: string, o: Opts = {}) => attr(name, 'string', description, o);
+/** A reference always says what it may point at (RFC 7643 §2.3.7): a resource type, `external` or `uri`. */
+const ref = (name: string, description: string, referenceTypes: string[], o: Opts = {}) => attr(name, 'reference', description, { ...o, referenceTypes });
 
 /** The usual sub-attributes of a multi-valued attribute (emails, phoneNumbers, …). */
-const multi = (name: string, description: string, valueType: AttrDef['type'] = 'string', extra: AttrDef[] = []): AttrDef =>
+const multi = (name: string, description: string, value: AttrDef['type'] | { referenceTypes: string[] } = 'string', extra: AttrDef[] = []): AttrDef =>
   attr(name, 'complex', description, { multiValued: true }, [
-    attr('value', valueType, `The value of the ${name} entry.`),
+    typeof value === 'string' ? attr('value', value, `The value of the ${name} entry.`) : ref('value', `The value of the ${name} entry.`, value.referenceTypes),
     str('display', 'A human-readable name, primarily used for display purposes.'),
     str('type', 'A label indicating the function of the entry, e.g. work or home.'),
     attr('primary', 'boolean', 'Whether this is the primary entry.'),
@@ -60,9 +64,12 @@ const META = attr('meta', 'complex', 'Resource metadata.', { mutability: 'readOn
   str('resourceType', 'The name of the resource type.', { mutability: 'readOnly', caseExact: true }),
   attr('created', 'dateTime', 'When the resource was added.', { mutability: 'readOnly' }),
   attr('lastModified', 'dateTime', 'When the resource was last changed.', { mutability: 'readOnly' }),
-  attr('location', 'reference', 'The URI of the resource.', { mutability: 'readOnly', caseExact: true }),
+  ref('location', 'The URI of the resource.', ['uri'], { mutability: 'readOnly', caseExact: true }),
   str('version', 'The version (weak ETag) of the resource.', { mutability: 'readOnly', caseExact: true }),
 ]);
+
+/** RFC 7643 §4.1.2: the one attribute that may hold line breaks. */
+const ADDRESS_FORMATTED = str('formatted', 'The full mailing address; may contain line breaks.');
 
 export const USER_ATTRS: AttrDef[] = [
   ID,
@@ -78,7 +85,7 @@ export const USER_ATTRS: AttrDef[] = [
   ]),
   str('displayName', 'The name of the user, suitable for display.'),
   str('nickName', 'The casual way to address the user.'),
-  attr('profileUrl', 'reference', "A URI of the user's online profile."),
+  ref('profileUrl', "A URI of the user's online profile.", ['external']),
   str('title', "The user's title."),
   str('userType', 'The relationship between the organisation and the user.'),
   str('preferredLanguage', "The user's preferred written or spoken language."),
@@ -89,9 +96,9 @@ export const USER_ATTRS: AttrDef[] = [
   multi('emails', 'Email addresses for the user.'),
   multi('phoneNumbers', 'Phone numbers for the user.'),
   multi('ims', 'Instant messaging addresses for the user.'),
-  multi('photos', 'URLs of photos of the user.', 'reference'),
+  multi('photos', 'URLs of photos of the user.', { referenceTypes: ['external'] }),
   attr('addresses', 'complex', 'Physical mailing addresses for the user.', { multiValued: true }, [
-    str('formatted', 'The full mailing address.'),
+    ADDRESS_FORMATTED,
     str('streetAddress', 'The street address.'),
     str('locality', 'The city or locality.'),
     str('region', 'The state or region.'),
@@ -102,7 +109,7 @@ export const USER_ATTRS: AttrDef[] = [
   ]),
   attr('groups', 'complex', 'Groups the user belongs to (read-only; manage membership through /Groups).', { multiValued: true, mutability: 'readOnly' }, [
     str('value', 'The id of the group.', { mutability: 'readOnly', caseExact: true }),
-    attr('$ref', 'reference', 'The URI of the group.', { mutability: 'readOnly', caseExact: true }),
+    ref('$ref', 'The URI of the group.', ['User', 'Group'], { mutability: 'readOnly', caseExact: true }),
     str('display', 'The displayName of the group.', { mutability: 'readOnly' }),
     str('type', 'direct or indirect.', { mutability: 'readOnly' }),
   ]),
@@ -120,7 +127,7 @@ export const ENTERPRISE_ATTRS: AttrDef[] = [
   str('department', 'The department.'),
   attr('manager', 'complex', "The user's manager.", {}, [
     str('value', 'The id of the manager.', { caseExact: true }),
-    attr('$ref', 'reference', 'The URI of the manager.', { caseExact: true }),
+    ref('$ref', 'The URI of the manager.', ['User'], { caseExact: true }),
     str('displayName', 'The displayName of the manager.', { mutability: 'readOnly' }),
   ]),
 ];
@@ -131,7 +138,7 @@ export const GROUP_ATTRS: AttrDef[] = [
   str('displayName', 'A human-readable name for the group; the name the spec maps to a datagrant group.', { required: true, uniqueness: 'server' }),
   attr('members', 'complex', 'A list of members of the group.', { multiValued: true }, [
     str('value', 'The id of the member.', { caseExact: true, mutability: 'immutable' }),
-    attr('$ref', 'reference', 'The URI of the member.', { caseExact: true, mutability: 'immutable' }),
+    ref('$ref', 'The URI of the member.', ['User', 'Group'], { caseExact: true, mutability: 'immutable' }),
     str('display', 'The display name of the member.', { mutability: 'immutable' }),
     str('type', 'User or Group.', { mutability: 'immutable', canonicalValues: ['User', 'Group'] }),
   ]),
@@ -182,6 +189,7 @@ export function checkValue(def: AttrDef, value: unknown, where: string): Json | 
   if (value === null || value === undefined) return undefined;
   if (def.multiValued) {
     const items = Array.isArray(value) ? value : [value];
+    checkCount(def, items.length, where);
     const out: Json[] = [];
     items.forEach((item, i) => {
       const v = checkSingle(def, item, `${where}[${i}]`);
@@ -225,11 +233,46 @@ function checkSingle(def: AttrDef, value: unknown, where: string): Json | undefi
       if (typeof value === 'string' && !Number.isNaN(Date.parse(value))) return value;
       throw invalidValue(`${where} must be an xsd:dateTime string, not ${JSON.stringify(value)}`);
     default:
-      if (typeof value === 'string') return value;
+      if (typeof value === 'string') return checkString(def, value, where);
       // Numbers and booleans where a string belongs are a common IdP mapping slip (employeeNumber: 42).
       if (typeof value === 'number' || typeof value === 'boolean') return String(value);
       throw invalidValue(`${where} must be a string, not ${JSON.stringify(value)}`);
   }
+}
+
+/** 400 when a multi-valued attribute would hold more values than it may. */
+export function checkCount(def: AttrDef, n: number, where: string): void {
+  if (n > maxValues(def)) throw invalidValue(`${where} has ${n} values; at most ${maxValues(def)} are allowed`);
+}
+
+// Control characters (C0, DEL, C1) and lone UTF-16 surrogates, which no UTF-8 text can carry;
+// the multi-line form allows tab, line feed and carriage return.
+const FORBIDDEN = /[\p{Cc}\p{Cs}]/u;
+const FORBIDDEN_MULTI_LINE = /(?![\t\n\r])[\p{Cc}\p{Cs}]/u;
+
+/**
+ * A string is text (RFC 7643 §2.3.1: UTF-8, so no lone surrogates) without control characters,
+ * and no longer than its attribute allows (limits.ts). Any script is fine, and so are the
+ * invisible joiners and direction marks that real names in some scripts carry (format
+ * characters, unlike control characters). Messages name the offending code point, never echo the value.
+ */
+function checkString(def: AttrDef, value: string, where: string): string {
+  const max = maxLength(def);
+  // UTF-16 length bounds the count of code points from above: count only when it might matter.
+  if (value.length > max) {
+    let n = 0;
+    for (const _ of value) if (++n > max) throw invalidValue(`${where} is longer than ${max} characters`);
+  }
+  const bad = (def === ADDRESS_FORMATTED ? FORBIDDEN_MULTI_LINE : FORBIDDEN).exec(value);
+  if (bad) {
+    const cp = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    throw invalidValue(
+      /\p{Cs}/u.test(bad[0])
+        ? `${where} holds a lone surrogate (${cp}) at position ${bad.index + 1}, which is not text: strings must be valid Unicode (RFC 7643 §2.3.1)`
+        : `${where} holds the control character ${cp} at position ${bad.index + 1}; control characters (NUL, ESC, line breaks, …) are not allowed${def === ADDRESS_FORMATTED ? ' except tab and line breaks' : ''}`,
+    );
+  }
+  return value;
 }
 
 /**
@@ -271,6 +314,8 @@ export function checkResource(type: ResourceType, body: unknown): JsonObject {
       throw invalidValue(`${def.name} is required for a ${type}`);
     }
   }
+  const bytes = Buffer.byteLength(JSON.stringify(out));
+  if (bytes > MAX_RESOURCE_BYTES[type]) throw invalidValue(`the ${type} would take ${bytes} bytes as JSON; at most ${MAX_RESOURCE_BYTES[type]} are allowed`);
   return out;
 }
 

@@ -5,12 +5,15 @@
 // (the cause goes to the log). Bearer tokens are configured only as SHA-256 hashes and compared in
 // constant time against every configured hash.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Json } from '../core/types.js';
-import { invalidSyntax, invalidValue, mutability, notFound, ScimError } from './errors.js';
-import { matches, parseFilter, resolveAttrPath, uniqueKeyLookup, type AttrPath } from './filter.js';
+import { invalidFilter, invalidSyntax, invalidValue, mutability, notFound, preconditionFailed, ScimError } from './errors.js';
+import { absentAttributes, matches, parseFilter, resolveAttrPath, uniqueKeyLookup, type AttrPath, type Filter } from './filter.js';
+import { LIMITS_SCHEMA, MAX_BINARY, MAX_KEY, MAX_MEMBERS, MAX_PATCH_OPERATIONS, MAX_RESOURCE_BYTES, MAX_STRING, MAX_VALUES } from './limits.js';
 import { MetricsRegistry } from './metrics.js';
-import { applyPatch, parsePatchRequest } from './patch.js';
+import { applyPatch, applyPatchInSlices, parsePatchRequest } from './patch.js';
 import {
   CORE_SCHEMA,
   ENTERPRISE_SCHEMA,
@@ -18,6 +21,7 @@ import {
   GROUP_SCHEMA,
   LIST_SCHEMA,
   SCHEMAS,
+  SEARCH_SCHEMA,
   USER_SCHEMA,
   checkPatched,
   checkResource,
@@ -25,7 +29,7 @@ import {
   type JsonObject,
   type ResourceType,
 } from './schemas.js';
-import type { ChangeListener, ScimRecord, ScimStore } from './store.js';
+import { ifMatchAdmits, type ChangeListener, type ScimRecord, type ScimStore } from './store.js';
 
 export const SCIM_PREFIX = '/scim/v2';
 export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
@@ -33,6 +37,15 @@ export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 /** Most resources one list response returns (`count` above it is lowered to it). */
 export const MAX_RESULTS = 1000;
+/**
+ * Before a 413, the rest of a body up to this size is read and dropped: a client that sends its
+ * whole body before it reads (most HTTP libraries) then gets the answer, not a broken pipe.
+ * A larger body gets the 413 at once and a closed connection.
+ */
+export const DRAIN_LIMIT = 16 * 1024 * 1024;
+const DRAIN_MS = 30_000;
+/** How long a connection refused at the HTTP level stays open to read what the client still sends. */
+const LINGER_MS = 2000;
 
 export interface ScimServerOptions {
   store: ScimStore;
@@ -102,6 +115,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    clientErrorHandler: (err: Error & { code?: string }, socket: Duplex) => refuseConnection(err, socket),
     // A URL the router cannot take (bad percent-encoding, a 500-character id) is a SCIM 400/414 too.
     frameworkErrors: (err, _req, reply) => {
       const status = (err as { statusCode?: number }).statusCode ?? 400;
@@ -110,14 +124,19 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
   }) as unknown as FastifyInstance;
   app.decorate('scimMetrics', metrics);
 
-  // Bodies: application/scim+json and application/json, parsed here so a syntax error is a SCIM 400.
+  // Bodies: application/scim+json and application/json, parsed here so that a syntax error is a
+  // SCIM 400. Text must be UTF-8 (RFC 7643 §2.3.1): bytes that are not are refused, not replaced.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(['application/scim+json', 'application/json'], { parseAs: 'string', bodyLimit }, (_req, body, done) => {
-    const text = String(body);
+  app.addContentTypeParser(['application/scim+json', 'application/json'], { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {
+    let text: string;
+    try {
+      text = UTF8.decode(body as Buffer);
+    } catch {
+      return done(invalidSyntax('the request body is not valid UTF-8'), undefined);
+    }
     if (text.trim() === '') return done(null, undefined);
     try {
-      const parsed: unknown = JSON.parse(text, (k, v: unknown) => (k === '__proto__' || k === 'constructor' ? undefined : v));
-      done(null, parsed);
+      done(null, parseJson(text));
     } catch (e) {
       done(invalidSyntax(`the request body is not valid JSON: ${(e as Error).message}`), undefined);
     }
@@ -142,9 +161,10 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     req.log.info({ method: req.method, path: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request');
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+  app.setErrorHandler(async (err: Error & { statusCode?: number; code?: string }, req, reply) => {
     if (err instanceof ScimError) return sendError(reply, err);
     const status = err.statusCode;
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') await discardBody(req, reply);
     if (status && status >= 400 && status < 500) {
       const detail =
         err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
@@ -190,28 +210,15 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
 
     app.get(path, async (req, reply) => {
       const one = (k: string) => param(req, k);
-      const startIndex = Math.max(1, intParam(one('startIndex'), 'startIndex') ?? 1);
-      const count = Math.min(MAX_RESULTS, Math.max(0, intParam(one('count'), 'count') ?? MAX_RESULTS));
-      const filterText = one('filter');
-      let all: ScimRecord[];
-      if (filterText !== undefined) {
-        const filter = parseFilter(filterText, type);
-        const key = uniqueKeyLookup(filter);
-        const candidates = key !== undefined ? [await store.findByKey(type, key)].filter((r): r is ScimRecord => !!r) : await store.list(type);
-        all = candidates.filter((r) => matches(filter, render(req, r)));
-      } else {
-        all = await store.list(type);
-      }
-      const page = all.slice(startIndex - 1, startIndex - 1 + count);
-      const project = projection(type, one('attributes'), one('excludedAttributes'));
-      return send(reply, 200, {
-        schemas: [LIST_SCHEMA],
-        totalResults: all.length,
-        itemsPerPage: page.length,
-        startIndex,
-        Resources: page.map((r) => project(render(req, r))),
-      });
+      return send(reply, 200, await search(req, [type], {
+        filter: one('filter'),
+        startIndex: intParam(one('startIndex'), 'startIndex'),
+        count: intParam(one('count'), 'count'),
+        attributes: one('attributes'),
+        excludedAttributes: one('excludedAttributes'),
+      }));
     });
+    app.post(`${path}/.search`, async (req, reply) => send(reply, 200, await search(req, [type], searchRequest(req.body))));
 
     app.get(`${path}/:id`, async (req, reply) => {
       const { id } = req.params as { id: string };
@@ -246,18 +253,23 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     app.patch(`${path}/:id`, async (req, reply) => {
       const { id } = req.params as { id: string };
       const ops = parsePatchRequest(req.body);
+      const current = await store.get(type, id);
+      if (!current) throw notFound(`${type} ${id} not found`);
+      const precondition = ifMatch(req);
+      if (!ifMatchAdmits(precondition.ifMatch, current.version)) throw preconditionFailed(`If-Match does not match the current version ${current.version}`);
+      // The work is done outside the write transaction, giving the event loop back as it goes;
+      // inside, the result is written as it is when the resource has not changed meanwhile (the
+      // usual case), else the patch is applied again, at once, to the row as locked.
+      const preview = checkPatched(type, await applyPatchInSlices(type, current.attrs, ops, id));
+      const again = (cur: ScimRecord) => (cur.version === current.version ? preview : checkPatched(type, applyPatch(type, cur.attrs, ops, id)));
       if (type === 'User') {
-        // Nothing to look up outside the transaction: apply and check inside it.
-        const rec = await store.update(type, id, (cur) => checkPatched(type, applyPatch(type, cur.attrs, ops, id)), ifMatch(req));
+        const rec = await store.update(type, id, again, precondition);
         changed({ type, id, action: 'update' });
         reply.header('etag', rec.version);
         return send(reply, 200, projection(type, param(req, 'attributes'), param(req, 'excludedAttributes'))(render(req, rec)));
       }
-      const current = await store.get(type, id);
-      if (!current) throw notFound(`${type} ${id} not found`);
       // Members are checked outside the write transaction (the store may be remote); inside it,
-      // the patch is applied again to the row as locked, and any member not checked here aborts.
-      const preview = checkPatched(type, applyPatch(type, current.attrs, ops, id));
+      // any member not checked here aborts.
       const typed = await withMembers(type, preview);
       const checked = new Set(memberIds(typed));
       for (const m of memberIds(current.attrs)) checked.add(m);
@@ -265,12 +277,12 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
         type,
         id,
         (cur) => {
-          const next = checkPatched(type, applyPatch(type, cur.attrs, ops, id));
+          const next = again(cur);
           const unchecked = memberIds(next).filter((m) => !checked.has(m));
           if (unchecked.length) throw new ScimError(409, undefined, 'the group changed while this request ran; retry it');
           return fillMemberTypes(next, current.attrs, typed);
         },
-        ifMatch(req),
+        precondition,
       );
       changed({ type, id, action: 'update' });
       reply.header('etag', rec.version);
@@ -284,6 +296,47 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
       return reply.code(204).send();
     });
   }
+
+  /**
+   * A list response (RFC 7644 §3.4.2) over `types`, for GET with query parameters and for POST
+   * `.search` (§3.4.3). Searching from the root covers Users then Groups; a comparison on an
+   * attribute that one of them lacks is false for that type, but a filter no type can take is
+   * still a 400.
+   */
+  async function search(req: FastifyRequest, types: ResourceType[], q: SearchParams): Promise<JsonObject> {
+    const startIndex = Math.max(1, q.startIndex ?? 1);
+    const count = Math.min(MAX_RESULTS, Math.max(0, q.count ?? MAX_RESULTS));
+    const filters = new Map<ResourceType, Filter>();
+    if (q.filter !== undefined) {
+      for (const type of types) filters.set(type, parseFilter(q.filter, type, types.length > 1));
+      const unknown = types.map((t) => new Set(absentAttributes(filters.get(t)!))).reduce((a, b) => new Set([...a].filter((n) => b.has(n))));
+      if (unknown.size) throw invalidFilter(`${[...unknown][0]} is not an attribute of ${types.join(' or ')} resources`);
+    }
+    const all: { type: ResourceType; rec: ScimRecord; doc?: JsonObject }[] = [];
+    for (const type of types) {
+      const filter = filters.get(type);
+      if (!filter) {
+        for (const rec of await store.list(type)) all.push({ type, rec });
+        continue;
+      }
+      const key = uniqueKeyLookup(filter);
+      const candidates = key !== undefined ? [await store.findByKey(type, key)].filter((r): r is ScimRecord => !!r) : await store.list(type);
+      for (const rec of candidates) {
+        const doc = render(req, rec);
+        if (matches(filter, doc)) all.push({ type, rec, doc });
+      }
+    }
+    const page = all.slice(startIndex - 1, startIndex - 1 + count);
+    const projections = new Map(types.map((t) => [t, projection(t, q.attributes, q.excludedAttributes)]));
+    return {
+      schemas: [LIST_SCHEMA],
+      totalResults: all.length,
+      itemsPerPage: page.length,
+      startIndex,
+      Resources: page.map((r) => projections.get(r.type)!(r.doc ?? render(req, r.rec))),
+    };
+  }
+  app.post(`${SCIM_PREFIX}/.search`, async (req, reply) => send(reply, 200, await search(req, ['User', 'Group'], searchRequest(req.body))));
 
   /** Members must name existing users or groups; their `type` is filled in when missing. */
   async function withMembers(type: ResourceType, attrs: JsonObject): Promise<JsonObject> {
@@ -307,15 +360,28 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     app.get(`${SCIM_PREFIX}/${p}`, async (req, reply) => send(reply, 200, body(req)));
 
   discovery('ServiceProviderConfig', (req) => ({
-    schemas: ['urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig'],
-    documentationUri: 'https://github.com/datagrant/datagrant#scim',
+    schemas: ['urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig', LIMITS_SCHEMA],
+    documentationUri: 'https://github.com/datagrant/datagrant#datagrant-serve-scim-20',
     patch: { supported: true },
-    bulk: { supported: false, maxOperations: 0, maxPayloadSize: 0 },
+    // No bulk endpoint; maxPayloadSize is still the largest body any request may have.
+    bulk: { supported: false, maxOperations: 0, maxPayloadSize: bodyLimit },
+    // `filter.supported` covers POST .search too (RFC 7644 §3.4.3); LIMITS_SCHEMA lists where.
     filter: { supported: true, maxResults: MAX_RESULTS },
     changePassword: { supported: false },
     sort: { supported: false },
     etag: { supported: true },
     authenticationSchemes: [{ type: 'oauthbearertoken', name: 'OAuth Bearer Token', description: 'Authentication with a bearer token configured (as its SHA-256) in datagrant', primary: true }],
+    [LIMITS_SCHEMA]: {
+      search: { supported: true, endpoints: [`${SCIM_PREFIX}/.search`, `${SCIM_PREFIX}/Users/.search`, `${SCIM_PREFIX}/Groups/.search`] },
+      patch: { maxOperations: MAX_PATCH_OPERATIONS },
+      maxPayloadSize: bodyLimit,
+      maxValuesPerAttribute: MAX_VALUES,
+      maxMembersPerGroup: MAX_MEMBERS,
+      maxStringLength: MAX_STRING,
+      maxUniqueKeyLength: MAX_KEY,
+      maxBinaryLength: MAX_BINARY,
+      maxResourceBytes: MAX_RESOURCE_BYTES,
+    },
     meta: { resourceType: 'ServiceProviderConfig', location: `${base(req)}${SCIM_PREFIX}/ServiceProviderConfig` },
   }));
 
@@ -367,6 +433,71 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
   return app;
 }
 
+/**
+ * Reads and drops the rest of a body too large to take, so that the 413 can be answered on a
+ * connection with nothing left unread: a client that writes its whole body before it reads (most
+ * HTTP libraries) then gets the answer instead of a reset and a broken pipe (RFC 9112 §9.6), and
+ * the connection stays usable. A body over DRAIN_LIMIT, or one that does not arrive within
+ * DRAIN_MS, is not waited for: the 413 goes out at once and the connection is closed.
+ */
+async function discardBody(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const raw = req.raw;
+  if (Number(req.headers['content-length']) > DRAIN_LIMIT) return; // Fastify's `connection: close` stays
+  const drained = raw.readableEnded || (await new Promise<boolean>((resolve) => {
+    let read = 0;
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      raw.off('data', onData).off('end', onEnd).off('close', onClose);
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer) => {
+      read += chunk.length;
+      if (read > DRAIN_LIMIT) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onClose = () => finish(raw.readableEnded);
+    const timer = setTimeout(() => finish(false), DRAIN_MS);
+    raw.on('data', onData).once('end', onEnd).once('close', onClose);
+    raw.resume();
+  }));
+  if (drained) reply.removeHeader('connection');
+}
+
+/**
+ * A request Node's parser refuses before Fastify sees it (a URL or headers over 16 KiB, a request
+ * that does not parse, one too slow to arrive) gets a SCIM error body too, and the connection is
+ * closed in stages: the answer and a FIN, then what the client still sends is read and dropped for
+ * a moment, so that unread bytes do not turn the close into a reset that loses the answer.
+ */
+function refuseConnection(err: Error & { code?: string }, socket: Duplex): void {
+  // Node reports each later chunk on a refused connection again; the first answer stands.
+  if (err.code === 'ECONNRESET' || socket.destroyed || socket.writableEnded) return;
+  const [status, detail] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, `the request line and headers are larger than ${maxHeaderSize / 1024} KiB; a long filter fits in the body of POST ${SCIM_PREFIX}/Users/.search (or /Groups/.search)`]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request did not arrive in time']
+        : [400, 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify(new ScimError(status, status === 400 ? 'invalidSyntax' : undefined, detail).body());
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${SCIM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+// A key that could reach an object's prototype, possibly spelt with \u escapes.
+const MAYBE_POISONED = /__proto__|constructor|\\u/;
+
+/**
+ * JSON.parse, dropping `__proto__` and `constructor` keys. A reviver makes parsing several times
+ * slower, so it runs only when the text could hold such a key.
+ */
+function parseJson(text: string): unknown {
+  if (!MAYBE_POISONED.test(text)) return JSON.parse(text);
+  return JSON.parse(text, (k, v: unknown) => (k === '__proto__' || k === 'constructor' ? undefined : v));
+}
+
 function memberIds(attrs: JsonObject): string[] {
   return Array.isArray(attrs.members) ? attrs.members.flatMap((m) => (isObject(m) && typeof m.value === 'string' ? [m.value] : [])) : [];
 }
@@ -390,6 +521,38 @@ function param(req: FastifyRequest, name: string): string | undefined {
   const v = (req.query as Record<string, unknown>)[name];
   const last = Array.isArray(v) ? v[v.length - 1] : v;
   return typeof last === 'string' ? last : undefined;
+}
+
+interface SearchParams {
+  filter?: string | undefined;
+  startIndex?: number | undefined;
+  count?: number | undefined;
+  attributes?: string | undefined;
+  excludedAttributes?: string | undefined;
+}
+
+/** The body of POST `.search` (RFC 7644 §3.4.3) as the parameters a GET would have had. */
+function searchRequest(body: unknown): SearchParams {
+  if (!isObject(body)) throw invalidSyntax('the request body must be a JSON object');
+  const schemas = body.schemas;
+  if (!Array.isArray(schemas) || !schemas.some((s) => typeof s === 'string' && s.toLowerCase() === SEARCH_SCHEMA.toLowerCase())) {
+    throw invalidSyntax(`"schemas" must be ["${SEARCH_SCHEMA}"] for a search`);
+  }
+  const text = (k: string): string | undefined => {
+    const v = body[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'string') return v;
+    // attributes and excludedAttributes are lists in a search body, comma-separated in a query.
+    if ((k === 'attributes' || k === 'excludedAttributes') && Array.isArray(v) && v.every((x) => typeof x === 'string')) return v.join(',');
+    throw invalidValue(`${k} must be a ${k === 'filter' ? 'string' : 'list of attribute names'}`);
+  };
+  const int = (k: string): number | undefined => {
+    const v = body[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'number' && Number.isInteger(v)) return v;
+    return intParam(typeof v === 'string' ? v : JSON.stringify(v), k);
+  };
+  return { filter: text('filter'), startIndex: int('startIndex'), count: int('count'), attributes: text('attributes'), excludedAttributes: text('excludedAttributes') };
 }
 
 function ifMatch(req: FastifyRequest): { ifMatch?: string } {

@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { silenceSdkNodeVersionWarning } from '../cli/warnings.js';
 import { makeBackends } from '../backends/factory.js';
 import { scimPeople } from '../scim/identities.js';
-import { openScimStoreAt, type ScimStore } from '../scim/store.js';
+import { openScimStoreAt, SqliteScimStore, type ScimStore } from '../scim/store.js';
 import { openStore } from '../store/open.js';
 import type { StateStore } from '../store/store.js';
 import { Reconciler, type ReconcileLogger } from './reconcile.js';
@@ -48,8 +48,23 @@ try {
   port.close();
 }
 
+/** How often this thread moves the SCIM store's write-ahead log into the database (serve.ts says why). */
+const CHECKPOINT_MS = 200;
+
 if (store && scim) {
   const identities = scim;
+  const scimDb = scim instanceof SqliteScimStore ? scim.db : undefined;
+  // PASSIVE: never waits for the serving thread's readers or writers, and costs nothing when
+  // there is nothing to copy.
+  const checkpoints = scimDb
+    ? setInterval(() => {
+        try {
+          scimDb.pragma('wal_checkpoint(PASSIVE)');
+        } catch (e) {
+          logger.warn({ err: e }, 'SCIM store checkpoint failed');
+        }
+      }, CHECKPOINT_MS)
+    : undefined;
   const reconciler = new Reconciler({
     specFile: config.specFile,
     env: config.env,
@@ -74,6 +89,7 @@ if (store && scim) {
         break;
       case 'stop':
         void (async () => {
+          clearInterval(checkpoints);
           await reconciler.stop();
           await identities.close();
           await stateStore.close();

@@ -7,9 +7,12 @@ import type { Io } from '../cli/io.js';
 import { actorOf, pathsFor, specPath, type CommonOptions } from '../cli/context.js';
 import { MetricsRegistry } from '../scim/metrics.js';
 import { buildScimServer } from '../scim/server.js';
-import { openScimStoreAt, type ScimStore } from '../scim/store.js';
+import { openScimStoreAt, SqliteScimStore, type ScimStore } from '../scim/store.js';
 import { ReconcilerThread } from './reconcile-thread.js';
 import { specPrincipalNames } from './spec-names.js';
+
+/** Pages of the SCIM store's log past which the serving connection checkpoints itself (SQLite's default: 1,000). */
+const SCIM_WAL_FALLBACK_PAGES = 10_000;
 
 export interface ServeOptions extends CommonOptions {
   host?: string;
@@ -92,6 +95,12 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
   try {
     await reconciler.start();
     scim = await openScimStoreAt(paths, io.env);
+    // SQLite copies its write-ahead log back into the database (and syncs it to disk) inside
+    // whichever commit crosses a threshold: every few hundred writes, one SCIM request waited
+    // for it (p99.9 of an INSERT 7.5 ms, against 0.02 ms typical). The reconciler thread does
+    // that work instead (reconcile-worker.ts); this connection only does it itself if the log
+    // grows far past the default, should that thread fall behind.
+    if (scim instanceof SqliteScimStore) scim.db.pragma(`wal_autocheckpoint = ${SCIM_WAL_FALLBACK_PAGES}`);
   } catch (e) {
     await reconciler.stop();
     throw e;

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { ScimError } from '../../src/scim/errors.js';
-import { matches, parseFilter, parsePatchPath, uniqueKeyLookup } from '../../src/scim/filter.js';
+import { absentAttributes, matches, parseFilter, parsePatchPath, uniqueKeyLookup } from '../../src/scim/filter.js';
 import { ENTERPRISE_SCHEMA, type JsonObject } from '../../src/scim/schemas.js';
 
 const alice: JsonObject = {
@@ -54,6 +54,11 @@ describe('filters that match alice', () => {
     'urn:ietf:params:scim:schemas:core:2.0:User:userName eq "alice@example.com"',
     'userName eq "al\\u0069ce@example.com"',
     'userName gt "aaa" and userName lt "b"',
+    'emails[type eq "work"].value eq "alice@example.com"',
+    'emails[TYPE eq "home"].VALUE ew "home.example"',
+    'emails[type eq "work"].primary pr',
+    'emails[type eq "work"].value eq "x" or emails[type eq "home"].value eq "al@home.example"',
+    'emails[type eq "work"].value eq "alice@example.com" and userName pr',
   ])('%s', (f) => {
     expect(matches(parseFilter(f, 'User'), alice)).toBe(true);
   });
@@ -73,6 +78,9 @@ describe('filters that do not match alice', () => {
     'meta.lastModified lt "2026-01-01T00:00:00Z"',
     'userName eq "x" or (displayName eq "y")',
     'not (userName pr)',
+    // one and the same value must satisfy the bracket and the comparison after it
+    'emails[type eq "work"].value eq "al@home.example"',
+    'emails[type eq "home"].primary eq true',
   ])('%s', (f) => {
     expect(matches(parseFilter(f, 'User'), alice)).toBe(false);
   });
@@ -113,6 +121,11 @@ describe('invalid filters are 400 invalidFilter', () => {
     'members eq "u1"', // not a User attribute
     'userName eq "a" userName eq "b"',
     'userName eq true',
+    'emails[type eq "work"].nosuch eq "a"',
+    'emails[type eq "work"].value',
+    'emails[type eq "work"].value eq',
+    'emails[type eq "work"]. eq "a"',
+    'emails[type eq "work"].primary eq "yes"',
   ])('%j', (f) => {
     let err: unknown;
     try {
@@ -123,6 +136,35 @@ describe('invalid filters are 400 invalidFilter', () => {
     expect(err).toBeInstanceOf(ScimError);
     expect((err as ScimError).status).toBe(400);
     expect((err as ScimError).scimType).toBe('invalidFilter');
+  });
+});
+
+test.each([
+  ['type eq "work"', 'alice@example.com'],
+  ['type eq "home"', 'alice@example.com'],
+  ['type eq "home" or primary eq true', 'AL@home.example'],
+  ['primary pr', 'al@home.example'],
+])('Entra\'s emails[%s].value eq "%s" means emails[… and value eq …]', (inner, value) => {
+  const entra = parseFilter(`emails[${inner}].value eq "${value}"`, 'User');
+  const rfc = parseFilter(`emails[(${inner}) and value eq "${value}"]`, 'User');
+  expect(matches(entra, alice)).toBe(matches(rfc, alice));
+  expect(entra).toEqual(rfc);
+});
+
+describe('leniently (a search over Users and Groups), an attribute the type lacks is false', () => {
+  test.each<[string, boolean, string[]]>([
+    ['userName eq "x" or displayName eq "ML Research"', true, ['userName']],
+    ['not (userName pr)', true, ['userName']],
+    ['emails[type eq "work"].value eq "x" or members pr', true, ['emails']],
+    ['emails[type eq "work" and (value eq "x")] and members pr', false, ['emails']],
+    ['nickName pr', false, ['nickName']],
+  ])('%s on a Group → %s', (f, want, absent) => {
+    const parsed = parseFilter(f, 'Group', true);
+    expect(matches(parsed, group)).toBe(want);
+    expect(absentAttributes(parsed)).toEqual(absent);
+  });
+  test.each(['userName eq', 'userName xx "a"', 'emails[type eq "work"', 'displayName eq true', 'nickName eq unquoted'])('%j is still 400', (f) => {
+    expect(() => parseFilter(f, 'Group', true)).toThrow(expect.objectContaining({ status: 400, scimType: 'invalidFilter' }));
   });
 });
 

@@ -1,20 +1,26 @@
-// A SCIM server on an in-memory SQLite store, driven with fastify.inject (no network).
+// A SCIM server on an in-memory SQLite store, driven with fastify.inject (no network); or the
+// built `datagrant serve` in a child process, driven over HTTP.
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { hashToken, buildScimServer } from '../../src/scim/server.js';
 import { scimPrincipals } from '../../src/scim/identities.js';
 import { PATCH_SCHEMA } from '../../src/scim/schemas.js';
 import { SqliteScimStore, type ScimChange, type ScimStore, type ScimStoreOptions } from '../../src/scim/store.js';
+import { startServeProcess, type ServeProcess } from '../support/serve-process.js';
 
 export const TOKEN = 'scim-test-token-7f3a9c';
 export const OTHER_TOKEN = 'second-idp-token';
 export const MAPPING = { 'ML Research': 'ml-researchers', 'Data Eng': 'data-engineers' };
 
-export interface Harness {
+export interface Harness extends Client {
   app: FastifyInstance;
   store: ScimStore;
   changes: ScimChange[];
-  req(method: InjectOptions['method'], url: string, body?: unknown, headers?: Record<string, string>): Promise<Res>;
   principals(): Promise<ReturnType<typeof scimPrincipals>>;
+}
+
+/** What a test sends requests through: fastify's inject, or HTTP to the built `datagrant serve`. */
+export interface Client {
+  req(method: InjectOptions['method'], url: string, body?: unknown, headers?: Record<string, string>): Promise<Res>;
   close(): Promise<void>;
 }
 
@@ -43,15 +49,9 @@ export async function harness(opts: { bodyLimit?: number; makeStore?: (o: Requir
         method,
         url,
         headers: { authorization: `Bearer ${TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/scim+json' } : {}), ...headers },
-        ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+        ...(body !== undefined ? { payload: typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body) } : {}),
       });
-      let parsed: Res['body'];
-      try {
-        parsed = r.body ? (JSON.parse(r.body) as Res['body']) : {};
-      } catch {
-        parsed = {};
-      }
-      return { status: r.statusCode, headers: r.headers, body: parsed, raw: r.body };
+      return { status: r.statusCode, headers: r.headers, body: parseBody(r.body), raw: r.body };
     },
     async principals() {
       return scimPrincipals(await store.list('User'), await store.list('Group'), MAPPING);
@@ -60,6 +60,36 @@ export async function harness(opts: { bodyLimit?: number; makeStore?: (o: Requir
       await app.close();
       await store.close();
     },
+  };
+}
+
+function parseBody(raw: string): Res['body'] {
+  try {
+    return raw ? (JSON.parse(raw) as Res['body']) : {};
+  } catch {
+    return {};
+  }
+}
+
+export interface Served extends Client {
+  serve: ServeProcess;
+}
+
+/** The built CLI's `datagrant serve` in a child process (run `npm run build` first), spoken to over HTTP. */
+export async function served(args: string[] = []): Promise<Served> {
+  const serve = await startServeProcess(TOKEN, args);
+  return {
+    serve,
+    async req(method, url, body, headers = {}) {
+      const r = await fetch(`${serve.url}${url}`, {
+        method: method as string,
+        headers: { authorization: `Bearer ${TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/scim+json' } : {}), ...headers },
+        ...(body !== undefined ? { body: typeof body === 'string' ? body : Buffer.isBuffer(body) ? new Uint8Array(body) : JSON.stringify(body) } : {}),
+      });
+      const raw = await r.text();
+      return { status: r.status, headers: Object.fromEntries(r.headers), body: parseBody(raw), raw };
+    },
+    close: () => serve.stop(),
   };
 }
 

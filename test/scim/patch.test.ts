@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { applyPatch, parsePatchRequest, type PatchOperation } from '../../src/scim/patch.js';
+import { MAX_MEMBERS, MAX_PATCH_OPERATIONS, MAX_VALUES } from '../../src/scim/limits.js';
+import { applyPatch, applyPatchInSlices, parsePatchRequest, type PatchOperation } from '../../src/scim/patch.js';
 import { checkPatched, ENTERPRISE_SCHEMA, PATCH_SCHEMA, type JsonObject, type ResourceType } from '../../src/scim/schemas.js';
 
 const user = (): JsonObject => ({
@@ -17,6 +18,18 @@ function patch(type: ResourceType, attrs: JsonObject, ...ops: unknown[]): JsonOb
 }
 
 describe('users', () => {
+  test('e-mails removed by [value eq …] fold case, as the filter does', () => {
+    expect(patch('User', user(), { op: 'remove', path: 'emails[value eq "ALICE@EXAMPLE.COM"]' }).emails).toBeUndefined();
+    expect(patch('User', user(), { op: 'remove', path: 'emails', value: [{ value: 'Alice@Example.com' }] }).emails).toBeUndefined();
+  });
+
+  test(`a user's e-mails stop at ${MAX_VALUES}, one add at a time or all at once`, () => {
+    const add = (i: number) => ({ op: 'add', path: 'emails', value: [{ value: `e${i}@example.com` }] });
+    expect((patch('User', user(), ...Array.from({ length: MAX_VALUES - 1 }, (_, i) => add(i))).emails as unknown[]).length).toBe(MAX_VALUES);
+    expect(() => patch('User', user(), ...Array.from({ length: MAX_VALUES }, (_, i) => add(i)))).toThrow(expect.objectContaining({ status: 400, scimType: 'invalidValue' }));
+    expect(() => patch('User', user(), { op: 'add', path: 'emails[type eq "home"].value', value: 'h@example.com' }, ...Array.from({ length: MAX_VALUES - 1 }, (_, i) => add(i)))).toThrow(/at most 100/);
+  });
+
   test.each<[string, unknown[], (u: JsonObject) => void]>([
     ['Okta deactivate: no-path replace with {active:false}', [{ op: 'replace', value: { active: false } }], (u) => expect(u.active).toBe(false)],
     ['Okta reactivate', [{ op: 'replace', value: { active: true } }], (u) => expect(u.active).toBe(true)],
@@ -41,6 +54,9 @@ describe('users', () => {
     ['an unknown extension in a value object is ignored', [{ op: 'replace', value: { 'urn:okta:custom:1.0:User:x': 'y', displayName: 'A' } }], (u) => expect(u.displayName).toBe('A')],
     ['Okta repeats the id and sends a password: both fine, neither stored', [{ op: 'replace', value: { id: 'the-id', password: 'hunter2', displayName: 'A' } }], (u) => expect(u).not.toHaveProperty('password')],
     ['attribute names are case-insensitive', [{ op: 'replace', value: { USERNAME: 'a@example.com', DisplayName: 'A' } }], (u) => expect([u.userName, u.displayName]).toEqual(['a@example.com', 'A'])],
+    ['Entra: path is the enterprise extension URN, value an object', [{ op: 'Add', path: ENTERPRISE_SCHEMA, value: { department: 'ML', manager: 'm-7' } }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ department: 'ML', manager: { value: 'm-7' } })],
+    ['the extension URN as a path, in any case, replaces the attributes given', [{ op: 'add', path: ENTERPRISE_SCHEMA, value: { department: 'ML', costCenter: 'C1' } }, { op: 'replace', path: ENTERPRISE_SCHEMA.toUpperCase(), value: { department: 'Ops' } }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ department: 'Ops', costCenter: 'C1' })],
+    ['remove with the extension URN as the path drops the extension', [{ op: 'add', path: ENTERPRISE_SCHEMA, value: { department: 'ML' } }, { op: 'remove', path: ENTERPRISE_SCHEMA }], (u) => expect(u).not.toHaveProperty(ENTERPRISE_SCHEMA)],
     ['replace with null unassigns', [{ op: 'replace', path: 'name', value: null }], (u) => expect(u.name).toBeUndefined()],
     ['remove on a filter that matches nothing changes nothing', [{ op: 'remove', path: 'emails[type eq "none"]' }], (u) => expect(u.emails).toHaveLength(1)],
   ])('%s', (_what, ops, check) => {
@@ -62,6 +78,25 @@ describe('groups', () => {
   ])('%s', (_what, ops, want) => {
     const g = patch('Group', group(), ...ops);
     expect(((g.members as JsonObject[] | undefined) ?? []).map((m) => m.value)).toEqual(want);
+  });
+
+  // Removal by `[value eq …]` and by value list goes through an index: the same entries as a scan.
+  test.each<[string, unknown[], string[]]>([
+    ['member ids are caseExact: members[value eq "U1"] removes nothing', [{ op: 'remove', path: 'members[value eq "U1"]' }], ['u1', 'u2']],
+    ['and a value list in another case neither', [{ op: 'Remove', path: 'members', value: [{ value: 'U2' }] }], ['u1', 'u2']],
+    ['remove, add back, remove again', [{ op: 'remove', path: 'members[value eq "u1"]' }, { op: 'add', path: 'members', value: [{ value: 'u1' }] }, { op: 'remove', path: 'members[value eq "u2"]' }], ['u1']],
+    ['remove one not there', [{ op: 'remove', path: 'members[value eq "u9"]' }], ['u1', 'u2']],
+    ['replace, then add', [{ op: 'replace', path: 'members', value: [{ value: 'u5' }] }, { op: 'add', path: 'members', value: [{ value: 'u6' }, { value: 'u5' }] }], ['u5', 'u6']],
+    ['a filter the index cannot answer', [{ op: 'remove', path: 'members[value eq "u1" or value eq "u2"]' }], []],
+  ])('%s', (_what, ops, want) => {
+    const g = patch('Group', group(), ...ops);
+    expect(((g.members as JsonObject[] | undefined) ?? []).map((m) => m.value)).toEqual(want);
+  });
+
+  test(`a group holds at most ${MAX_MEMBERS} members`, () => {
+    const many = Array.from({ length: MAX_MEMBERS + 1 }, (_, i) => ({ value: `m${i}` }));
+    expect(() => patch('Group', group(), { op: 'add', path: 'members', value: many })).toThrow(expect.objectContaining({ status: 400, scimType: 'invalidValue' }));
+    expect((patch('Group', group(), { op: 'replace', path: 'members', value: many.slice(1) }).members as unknown[]).length).toBe(MAX_MEMBERS);
   });
 
   test('Okta renames with a no-path replace that repeats the id', () => {
@@ -89,6 +124,8 @@ describe('invalid PATCH requests are 400 with a scimType', () => {
     ['remove userName (required)', body({ op: 'remove', path: 'userName' }), 'invalidValue'],
     ['a list for a single-valued attribute', body({ op: 'replace', path: 'displayName', value: ['a', 'b'] }), 'invalidValue'],
     ['an unknown sub-attribute in a value', body({ op: 'add', path: 'emails', value: [{ value: 'a@b.c', nosuch: 1 }] }), 'invalidSyntax'],
+    ['the extension URN as a path with a string', body({ op: 'add', path: ENTERPRISE_SCHEMA, value: 'ML' }), 'invalidValue'],
+    ['the extension URN as a path with an unknown attribute', body({ op: 'add', path: ENTERPRISE_SCHEMA, value: { shoeSize: 44 } }), 'invalidPath'],
   ];
   test.each(cases)("%s", (_what, b, scimType) => {
     let err: { status?: number; scimType?: string } | undefined;
@@ -99,6 +136,41 @@ describe('invalid PATCH requests are 400 with a scimType', () => {
     }
     expect(err).toMatchObject({ status: 400, scimType });
   });
+});
+
+test('the no-path form and the extension URN as a path give the same user', () => {
+  const value = { department: 'ML', employeeNumber: 7, manager: { value: 'm-1' } };
+  const byKey = patch('User', user(), { op: 'add', value: { [ENTERPRISE_SCHEMA]: value } });
+  const byPath = patch('User', user(), { op: 'add', path: ENTERPRISE_SCHEMA, value });
+  expect(byPath).toEqual(byKey);
+});
+
+test('a path naming an extension in a filter says so, not that a schema is unknown', () => {
+  expect(() => patch('User', user(), { op: 'replace', path: `${ENTERPRISE_SCHEMA}[value eq "x"]`, value: {} })).toThrow(/names the extension schema, not one of its attributes/);
+});
+
+test(`more than ${MAX_PATCH_OPERATIONS} operations are 400 tooMany`, () => {
+  const ops = (n: number) => Array.from({ length: n }, () => ({ op: 'replace', path: 'title', value: 'x' }));
+  expect(parsePatchRequest(body(...ops(MAX_PATCH_OPERATIONS)))).toHaveLength(MAX_PATCH_OPERATIONS);
+  expect(() => parsePatchRequest(body(...ops(MAX_PATCH_OPERATIONS + 1)))).toThrow(expect.objectContaining({ status: 400, scimType: 'tooMany' }));
+});
+
+test('a long PATCH gives the event loop back as it goes, with the same result', async () => {
+  // GIVEN work queued behind the PATCH
+  let ran = 0;
+  let stop = false;
+  const other = () => {
+    ran++;
+    if (!stop) setImmediate(other);
+  };
+  setImmediate(other);
+  const ops = parsePatchRequest(body(...Array.from({ length: 200 }, (_, i) => ({ op: 'add', path: 'emails', value: [{ value: `e${i % 50}@example.com`, display: `${i}` }] }))));
+  // WHEN the PATCH runs in slices of (at most) 0 ms
+  const sliced = await applyPatchInSlices('User', user(), ops, 'the-id', 0);
+  stop = true;
+  // THEN the other work ran meanwhile, and the result is what applying it at once gives
+  expect(ran).toBeGreaterThan(0);
+  expect(sliced).toEqual(applyPatch('User', user(), ops, 'the-id'));
 });
 
 test('operations apply in order and all-or-nothing', () => {
