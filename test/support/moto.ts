@@ -40,7 +40,7 @@ const REGION = 'us-east-1';
 // Seeding runs before enforcement, when moto accepts any signature.
 const SEED_KEY: AwsKey = { accessKeyId: 'AKIASEEDSEEDSEEDSEED', secretAccessKey: 'seed-only-not-a-secret' };
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
