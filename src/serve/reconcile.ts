@@ -160,14 +160,16 @@ export class Reconciler {
       try {
         work = await pending.work();
       } catch (e) {
+        if (this.#stopped) return; // the store was closed under this poll
         if (!this.#storeDown) this.opts.logger.warn({ err: { name: (e as Error).name, message: (e as Error).message } }, 'the SCIM store cannot be reached; pending work waits for it');
         this.#storeDown = true;
         return;
       }
+      // A run that started meanwhile may yet fail and back off: the next poll acts then.
+      if (this.#stopped || this.#running) return;
       const cameBack = this.#storeDown;
       this.#storeDown = false;
       if (cameBack) this.opts.logger.info({}, 'the SCIM store answers again');
-      if (this.#stopped || this.#running) return;
       if (cameBack && this.#timerIsRetry) {
         this.#cancelTimer();
         this.#schedule(0);
