@@ -115,12 +115,12 @@ test(`${LEAVERS} deactivations within ${BURST_MS / 1000} s: each leaver's key is
   const latency = [...Array(LEAVERS).keys()].map((i) => refusedAt[i]! - answered[i]!);
   const slow = latency.map((ms, i) => ({ who: `p${i}`, ms: Math.round(ms) })).filter((x) => x.ms > REFUSED_WITHIN_MS);
   expect(slow).toEqual([]);
-  // AND the burst crossed the mass-deprovisioning threshold: deletions held, access revoked all the same
+  // AND the burst crossed the mass-deprovisioning threshold: deletions held, access revoked all the
+  // same. (Crossed whatever the load: toward the end fewer than 50 people remain, so any run taking
+  // in more than a quarter of them, at 20 PATCHes a second, is one; a slower machine crosses sooner.)
   await server.reconciler.settled();
   expect(server.reconciler.metrics.massEvents).toBeGreaterThanOrEqual(1);
   expect(server.reconciler.metrics.heldDeletions).toBeGreaterThan(0);
   // AND the people who stay keep their access
   for (let i = LEAVERS; i < PEOPLE; i++) expect(await keyRefused(moto, keys[i]!)).toBe(false);
-  const sorted = [...latency].sort((a, b) => a - b);
-  console.log(`burst: p50 ${Math.round(sorted[49]!)} ms, p99 ${Math.round(sorted[98]!)} ms, max ${Math.round(sorted.at(-1)!)} ms; mass events ${server.reconciler.metrics.massEvents}, held ${server.reconciler.metrics.heldDeletions}, runs ${server.reconciler.metrics.runs}`);
 });
