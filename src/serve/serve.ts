@@ -119,7 +119,7 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
   // fail, and a load balancer should send the IdP to a replica that can take them.
   app.addHook('onRequest', async (req, reply) => {
     if (req.url !== '/healthz' && !req.url.startsWith('/healthz?')) return;
-    const problem = await storeProblem(scim);
+    const problem = await storeProblem(scim, logger);
     if (problem) return reply.code(503).header('content-type', 'application/json').send(JSON.stringify({ status: 'unavailable', reason: problem }));
   });
   let address: string;
@@ -146,8 +146,11 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
 /** How long /healthz waits for the store before it counts as unreachable. */
 const HEALTH_TIMEOUT_MS = 2000;
 
-/** Why the store cannot serve SCIM now, or undefined when it answers. */
-async function storeProblem(scim: ScimStore): Promise<string | undefined> {
+/**
+ * Why the store cannot serve SCIM now, or undefined when it answers. /healthz needs no token, so
+ * its answer names the error's code only; the message (hosts, ports) goes to the log.
+ */
+async function storeProblem(scim: ScimStore, logger: Logger): Promise<string | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<string>((resolve) => {
     timer = setTimeout(() => resolve(`the store did not answer within ${HEALTH_TIMEOUT_MS / 1000} s`), HEALTH_TIMEOUT_MS);
@@ -156,7 +159,10 @@ async function storeProblem(scim: ScimStore): Promise<string | undefined> {
     return await Promise.race([
       scim.work().then(
         () => undefined,
-        (e: Error) => `the store cannot be reached: ${e.message}`,
+        (e: Error & { code?: unknown }) => {
+          logger.warn({ err: { name: e.name, message: e.message } }, 'health check: the store cannot be reached');
+          return `the store cannot be reached${typeof e.code === 'string' ? ` (${e.code})` : ''}`;
+        },
       ),
       late,
     ]);
