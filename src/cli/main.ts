@@ -119,8 +119,9 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--tls-key <file>', 'PEM private key')
     .option('--trust-proxy', 'trust X-Forwarded-* headers from a TLS-terminating proxy')
     .option('--interval <seconds>', 'reconcile at least this often', positiveInt, 300)
+    .option('--replica-id <id>', 'name of this replica in the audit log (default: DATAGRANT_REPLICA_ID, else <hostname>:<pid>)')
     .addOption(new Option('--log-level <level>', 'log level (info: one line per SCIM request)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-    .action(async (o: { host: string; port: number; tlsCert?: string; tlsKey?: string; trustProxy?: boolean; interval: number; logLevel: string }) => {
+    .action(async (o: { host: string; port: number; tlsCert?: string; tlsKey?: string; trustProxy?: boolean; interval: number; replicaId?: string; logLevel: string }) => {
       const { startServe } = await import('../serve/serve.js');
       const server = await startServe(io, { ...common(), ...o, intervalSeconds: o.interval });
       await new Promise<void>((resolve) => {

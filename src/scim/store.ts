@@ -10,6 +10,13 @@
 // that creates it and never changed (see identities.ts). `scim_principal_names` holds every name
 // ever given, with its user: deleting the user leaves the row, so a name never passes to another
 // identity. Rows from before names were stored get theirs from assignPrincipalNames.
+//
+// Pending work. An IdP that got its 200 never sends the change again, so a change must outlive the
+// replica that accepted it. `scim_work` holds two sequence numbers: `changed`, bumped by every
+// write in the write's own transaction (last, so its row lock is held only until the commit, and
+// the numbers follow commit order), and `reconciled`, the `changed` a reconcile read before the
+// identities and then applied successfully. While reconciled < changed, work is pending, whichever
+// replica took the write: every replica polls the two and reconciles until they meet.
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync } from 'node:fs';
 import { redactUrl } from '../backends/redact.js';
@@ -41,6 +48,12 @@ export interface ScimChange {
   action: 'create' | 'update' | 'delete';
 }
 export type ChangeListener = (change: ScimChange) => void;
+
+/** How far SCIM writes and reconciles have got: work is pending while `reconciled` < `changed`. */
+export interface ScimWork {
+  changed: number;
+  reconciled: number;
+}
 
 export interface CreateOptions {
   /** Principal names the spec defines now: a new user never gets one (compared case-insensitively). */
@@ -76,6 +89,13 @@ export interface ScimStore {
   assignPrincipalNames(reserved: Iterable<string>): Promise<void>;
   /** Which of `names` were ever given to a user, deleted ones included: lowercased name → user id. */
   principalOwners(names: Iterable<string>): Promise<Map<string, string>>;
+  /** The pending-work marker (also how `serve` learns the store answers). */
+  work(): Promise<ScimWork>;
+  /**
+   * A reconcile that read `changed` = `seq` before reading the identities has applied them:
+   * record it, with who did it. Never moves back (a slower run that read less records nothing).
+   */
+  markReconciled(seq: number, actor: string): Promise<void>;
   /** Called after every committed write; returns a function that unsubscribes. */
   onChange(listener: ChangeListener): () => void;
   close(): Promise<void>;
@@ -187,6 +207,13 @@ CREATE TABLE IF NOT EXISTS scim_principal_names (
   user_id TEXT NOT NULL,
   assigned TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scim_work (
+  name TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  at TEXT,
+  actor TEXT
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO scim_work (name, seq) VALUES ('changed', 0), ('reconciled', 0);
 `;
 // After the column exists (added to tables from before it). Only rows without a name are indexed:
 // finding none costs a create nothing. The names' uniqueness is scim_principal_names' key (every
@@ -215,6 +242,11 @@ function toRecord(type: ResourceType, r: Row): ScimRecord {
     version: etag(Number(r.version)),
     ...(typeof r.principal === 'string' ? { principal: r.principal } : {}),
   };
+}
+
+function workOf(rows: { name: string; seq: number | string }[]): ScimWork {
+  const seq = (name: string) => Number(rows.find((r) => r.name === name)?.seq ?? 0);
+  return { changed: seq('changed'), reconciled: seq('reconciled') };
 }
 
 export class SqliteScimStore implements ScimStore {
@@ -317,7 +349,22 @@ export class SqliteScimStore implements ScimStore {
       type,
       attrs,
     );
+    this.changed(at);
     return name;
+  }
+
+  /** Inside a write's transaction: the write is pending work until a reconcile covers it. */
+  private changed(at: string): void {
+    this.sql(`UPDATE scim_work SET seq = seq + 1, at = ? WHERE name = 'changed'`).run(at);
+  }
+
+  async work(): Promise<ScimWork> {
+    const rows = this.sql('SELECT name, seq FROM scim_work').all() as { name: string; seq: number }[];
+    return workOf(rows);
+  }
+
+  async markReconciled(seq: number, actor: string): Promise<void> {
+    this.sql(`UPDATE scim_work SET seq = ?, at = ?, actor = ? WHERE name = 'reconciled' AND seq < ?`).run(seq, this.now().toISOString(), actor, seq);
   }
 
   private nameUnnamed(reserved: ReadonlySet<string>, at: string): void {
@@ -366,6 +413,7 @@ export class SqliteScimStore implements ScimStore {
       type,
       attrs,
     );
+    this.changed(at);
     return { type, id, attrs, created: current.created, lastModified: at, version: etag(version) };
   }
 
@@ -386,6 +434,7 @@ export class SqliteScimStore implements ScimStore {
         this.sql(`UPDATE scim_groups SET attrs = ?, last_modified = ?, version = version + 1 WHERE id = ?`).run(JSON.stringify(next), at, g.id);
         touched.push(g.id);
       }
+      this.changed(at);
     });
     tx.immediate();
     this.listeners.emit({ type, id, action: 'delete' });
@@ -434,7 +483,14 @@ CREATE TABLE IF NOT EXISTS ${s}.scim_principal_names (
   name TEXT COLLATE "C" PRIMARY KEY,
   user_id TEXT COLLATE "C" NOT NULL,
   assigned TEXT NOT NULL
-);`);
+);
+CREATE TABLE IF NOT EXISTS ${s}.scim_work (
+  name TEXT COLLATE "C" PRIMARY KEY,
+  seq BIGINT NOT NULL,
+  at TEXT,
+  actor TEXT
+);
+INSERT INTO ${s}.scim_work (name, seq) VALUES ('changed', 0), ('reconciled', 0) ON CONFLICT (name) DO NOTHING;`);
 }
 
 // Advisory lock keys: (dg, SC) guards creating the tables, (dg, SN) naming older users.
@@ -549,7 +605,7 @@ export class PgScimStore implements ScimStore {
   async create(type: ResourceType, attrs: JsonObject, opts: CreateOptions = {}): Promise<ScimRecord> {
     const id = this.newId();
     const at = this.now().toISOString();
-    const insert = (c: pg.Pool | pg.PoolClient, principal: string | null) =>
+    const insert = (c: pg.PoolClient, principal: string | null) =>
       c.query(`INSERT INTO ${this.t(type)} (id, unique_key, created, last_modified, version, attrs${type === 'User' ? ', principal' : ''}) VALUES ($1, $2, $3, $3, 1, $4${type === 'User' ? ', $5' : ''})`, [
         id,
         uniqueKey(type, attrs),
@@ -566,11 +622,17 @@ export class PgScimStore implements ScimStore {
           await this.nameUnnamed(c, reserved, at);
           const name = await this.claimName(c, id, String(attrs.userName ?? ''), reserved, at);
           await insert(c, name);
+          await this.changed(c, at);
           return name;
         }),
       );
     } else {
-      await this.unique(type, () => attrs, () => insert(this.pool, null));
+      await this.unique(type, () => attrs, () =>
+        this.tx(async (c) => {
+          await insert(c, null);
+          await this.changed(c, at);
+        }),
+      );
     }
     this.listeners.emit({ type, id, action: 'create' });
     return { type, id, attrs, created: at, lastModified: at, version: etag(1), ...(principal ? { principal } : {}) };
@@ -578,6 +640,27 @@ export class PgScimStore implements ScimStore {
 
   private names(): string {
     return `${q(this.schema)}.scim_principal_names`;
+  }
+
+  private workTable(): string {
+    return `${q(this.schema)}.scim_work`;
+  }
+
+  /**
+   * Inside a write's transaction, as its last statement: the row lock it takes is held only until
+   * the commit, and a write that commits later always gets the higher number.
+   */
+  private async changed(c: pg.PoolClient, at: string): Promise<void> {
+    await c.query(`UPDATE ${this.workTable()} SET seq = seq + 1, at = $1 WHERE name = 'changed'`, [at]);
+  }
+
+  async work(): Promise<ScimWork> {
+    const r = await this.pool.query<{ name: string; seq: string }>(`SELECT name, seq FROM ${this.workTable()}`);
+    return workOf(r.rows);
+  }
+
+  async markReconciled(seq: number, actor: string): Promise<void> {
+    await this.pool.query(`UPDATE ${this.workTable()} SET seq = $1, at = $2, actor = $3 WHERE name = 'reconciled' AND seq < $1`, [seq, this.now().toISOString(), actor]);
   }
 
   /** claimFirst, one round trip per candidate. */
@@ -629,6 +712,7 @@ export class PgScimStore implements ScimStore {
         const at = this.now().toISOString();
         const version = Number(r.rows[0].version) + 1;
         await c.query(`UPDATE ${this.t(type)} SET unique_key = $1, last_modified = $2, version = $3, attrs = $4 WHERE id = $5`, [uniqueKey(type, next), at, version, JSON.stringify(next), id]);
+        await this.changed(c, at);
         return { type, id, attrs: next, created: current.created, lastModified: at, version: etag(version) };
       }),
     );
@@ -653,6 +737,7 @@ export class PgScimStore implements ScimStore {
         await c.query(`UPDATE ${this.t('Group')} SET attrs = $1, last_modified = $2, version = version + 1 WHERE id = $3`, [JSON.stringify(next), at, g.id]);
         ids.push(g.id);
       }
+      await this.changed(c, at);
       return ids;
     });
     this.listeners.emit({ type, id, action: 'delete' });

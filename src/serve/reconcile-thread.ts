@@ -6,7 +6,8 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DatagrantError, StoreError, UsageError } from '../core/errors.js';
 import type { StatePaths } from '../store/open.js';
-import type { ReconcileLogger, ReconcileMetrics } from './reconcile.js';
+import type { ReconcileLogger } from './reconcile.js';
+import { ZERO_METRICS, type ReconcileMetrics } from './reconcile-metrics.js';
 
 export interface ReconcilerConfig {
   specFile: string;
@@ -14,6 +15,8 @@ export interface ReconcilerConfig {
   env: Record<string, string | undefined>;
   debounceMs: number;
   intervalMs: number;
+  /** How often the SCIM store's pending work is polled. */
+  pollMs: number;
   actor: string;
 }
 
@@ -52,11 +55,9 @@ function spawn(config: ReconcilerConfig): Worker {
   return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`, { ...options, eval: true });
 }
 
-const ZERO: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, skippedUnchanged: 0, changesApplied: 0, massEvents: 0, heldDeletions: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
-
 export class ReconcilerThread {
   /** The running thread's counters (a thread started again counts from zero). */
-  metrics: ReconcileMetrics = { ...ZERO };
+  metrics: ReconcileMetrics = { ...ZERO_METRICS };
   #worker: Worker | undefined;
   #nextId = 0;
   #settling = new Map<number, () => void>();
@@ -111,7 +112,7 @@ export class ReconcilerThread {
         if (this.#stopping) return this.#stopped?.();
         if (!ready) return reject(new DatagrantError('the reconciler thread stopped while starting'));
         this.opts.logger.error({}, 'the reconciler thread stopped; starting it again');
-        this.metrics = { ...ZERO };
+        this.metrics = { ...ZERO_METRICS };
         this.#restart = setTimeout(() => {
           this.#restart = undefined;
           this.start().catch((e: Error) => this.opts.logger.error({ err: { name: e.name, message: e.message } }, 'the reconciler thread could not be started again'));

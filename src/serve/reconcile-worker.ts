@@ -70,6 +70,8 @@ if (store && scim) {
     env: config.env,
     store,
     identities: (spec) => scimPeople(identities, spec),
+    pending: identities,
+    pollMs: config.pollMs,
     makeBackends: (backends, installation) => makeBackends({ backends }, { installation }),
     logger,
     debounceMs: config.debounceMs,

@@ -1,6 +1,12 @@
 // The long-running reconciler behind `datagrant serve`: on every SCIM change (debounced) and on
 // an interval, the spec plus the SCIM identities are planned and applied with the same engine as
 // the CLI. Only the holder of the state lock reconciles; other replicas skip and serve SCIM.
+//
+// A change is not this replica's alone: the SCIM store counts every write as pending work (see
+// scim/store.ts), and every replica polls that marker, so a change accepted by a replica that
+// died before reconciling it is picked up by another within a poll. A run records the work it
+// covered once it succeeded; a run that failed is retried with backoff until one succeeds, and at
+// once when the store answers again after it could not be reached.
 import type { Backend } from '../backends/backend.js';
 import { converge } from '../app/converge.js';
 import { loadSpec, readSpecFile } from '../app/engine.js';
@@ -8,11 +14,24 @@ import { compile } from '../compile/index.js';
 import { hashJson, sha256 } from '../core/canonical.js';
 import { ApplyError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
+import type { ScimWork } from '../scim/store.js';
 import type { BackendSpec, PrincipalSpec, Spec } from '../spec/schema.js';
 import type { StateStore } from '../store/store.js';
+import { ZERO_METRICS, type ReconcileMetrics } from './reconcile-metrics.js';
+
+export type { ReconcileMetrics } from './reconcile-metrics.js';
 
 /** How soon a run that found the state lock taken tries again. */
 const LOCK_RETRY_MS = 500;
+/**
+ * The wait before retry number `failures` (1, 2, …) of a failed run: from `firstMs` (0.5 s),
+ * doubling up to `maxMs` (30 s), the second half of it random, so that replicas that failed
+ * together (the store went away under all of them) do not come back in step.
+ */
+export function retryDelayMs(failures: number, backoff: { firstMs?: number; maxMs?: number } = {}, random: () => number = Math.random): number {
+  const base = Math.min(backoff.maxMs ?? 30_000, (backoff.firstMs ?? 500) * 2 ** Math.max(0, failures - 1));
+  return base / 2 + (random() * base) / 2;
+}
 
 /** What the store says is applied, and which credentials it holds (no secrets). */
 async function appliedState(store: StateStore): Promise<string> {
@@ -30,20 +49,14 @@ export interface ReconcileLogger {
   error(obj: object, msg: string): void;
 }
 
-export interface ReconcileMetrics {
-  runs: number;
-  failures: number;
-  skippedLocked: number;
-  /** Runs asked for by a SCIM change that found nothing changed since the last good run. */
-  skippedUnchanged: number;
-  changesApplied: number;
-  /** Runs that found a mass deprovisioning and held its irreversible deletions for a person. */
-  massEvents: number;
-  /** Deletions held right now, waiting for `datagrant apply --allow-mass-destroy`. */
-  heldDeletions: number;
-  lastDurationSeconds: number;
-  durationSecondsSum: number;
+/** The SCIM store's pending-work marker, shared by all replicas (ScimStore implements it). */
+export interface PendingWork {
+  work(): Promise<ScimWork>;
+  markReconciled(seq: number, actor: string): Promise<void>;
 }
+
+/** How one run ended: what the loop does next depends on it. */
+export type RunOutcome = 'applied' | 'skipped' | 'locked' | 'failed';
 
 export interface ReconcilerOptions {
   specFile: string;
@@ -51,6 +64,12 @@ export interface ReconcilerOptions {
   store: StateStore;
   /** People known from SCIM, as spec principals (active users only). */
   identities: (spec: Spec) => Promise<Record<string, PrincipalSpec>>;
+  /** The SCIM store's pending work; without it, only this replica's triggers and the interval run. */
+  pending?: PendingWork;
+  /** How often the pending work is polled. Default 300 ms. */
+  pollMs?: number;
+  /** Backoff between retries of a failed run (retryDelayMs): first 0.5 s, at most 30 s by default. */
+  retry?: { firstMs?: number; maxMs?: number };
   makeBackends: (backends: Record<string, BackendSpec>, installation: string) => Record<string, Backend>;
   logger: ReconcileLogger;
   debounceMs?: number;
@@ -63,17 +82,25 @@ export interface ReconcilerOptions {
 }
 
 export class Reconciler {
-  readonly metrics: ReconcileMetrics = { runs: 0, failures: 0, skippedLocked: 0, skippedUnchanged: 0, changesApplied: 0, massEvents: 0, heldDeletions: 0, lastDurationSeconds: 0, durationSecondsSum: 0 };
+  readonly metrics: ReconcileMetrics = { ...ZERO_METRICS };
   #timer: NodeJS.Timeout | undefined;
+  /** The timer is the backoff after a failed run: settled() does not wait for it… */
+  #timerIsRetry = false;
+  /** …unless a trigger asked for a run meanwhile. */
+  #askedDuringBackoff = false;
   #interval: NodeJS.Timeout | undefined;
+  #poll: NodeJS.Timeout | undefined;
+  #polling = false;
   #running: Promise<void> | undefined;
   #again = false;
   /** The next run is a full one (start, interval), not only a SCIM change's. */
   #full = false;
   /** Fingerprint of the desired and the applied state at the end of the last run that succeeded. */
   #lastGood: string | undefined;
-  /** The last run found the state lock taken. */
-  #lockedOut = false;
+  /** Failed runs in a row. */
+  #failures = 0;
+  /** The last poll could not reach the store. */
+  #storeDown = false;
   #stopped = false;
   /** Resolved when nothing is running or scheduled. */
   #idleWaiters: (() => void)[] = [];
@@ -84,30 +111,80 @@ export class Reconciler {
     const every = this.opts.intervalMs ?? 300_000;
     this.#interval = setInterval(() => this.trigger({ full: true }), every);
     this.#interval.unref();
+    if (this.opts.pending) this.#poll = setInterval(() => void this.#pollPending(), this.opts.pollMs ?? 300);
     this.trigger({ full: true });
   }
 
   /**
    * Ask for a reconcile soon; many triggers within the debounce window make one run. A SCIM
    * change's trigger (the default) may find nothing to do; `full` always reads the backends.
+   * During the backoff after a failure, a trigger waits for the retry.
    */
   trigger(opts: { full?: boolean } = {}): void {
     if (this.#stopped) return;
     if (opts.full) this.#full = true;
+    if (this.#timer && this.#timerIsRetry) this.#askedDuringBackoff = true;
     this.#schedule(this.opts.debounceMs ?? 100);
   }
 
-  #schedule(delayMs: number): void {
+  #schedule(delayMs: number, retry = false): void {
     if (this.#timer || this.#stopped) return;
+    this.#timerIsRetry = retry;
+    this.#askedDuringBackoff = false;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      this.#timerIsRetry = false;
+      this.#askedDuringBackoff = false;
       void this.#kick();
     }, delayMs);
   }
 
+  #cancelTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerIsRetry = false;
+    this.#askedDuringBackoff = false;
+  }
+
   /**
-   * Resolves once no reconcile is running or scheduled: after a SCIM write returns, its
-   * reconcile has been scheduled, so this waits for it (tests, benchmarks, shutdown).
+   * Another replica may have taken a SCIM write and died before reconciling it: work pending in
+   * the store is this replica's too. A poll that reaches the store after polls that could not
+   * ends the backoff of a run that failed meanwhile: the store was most likely why.
+   */
+  async #pollPending(): Promise<void> {
+    const pending = this.opts.pending;
+    if (!pending || this.#polling || this.#stopped || this.#running) return;
+    this.#polling = true;
+    try {
+      let work: ScimWork;
+      try {
+        work = await pending.work();
+      } catch (e) {
+        if (this.#stopped) return; // the store was closed under this poll
+        if (!this.#storeDown) this.opts.logger.warn({ err: { name: (e as Error).name, message: (e as Error).message } }, 'the SCIM store cannot be reached; pending work waits for it');
+        this.#storeDown = true;
+        return;
+      }
+      // A run that started meanwhile may yet fail and back off: the next poll acts then.
+      if (this.#stopped || this.#running) return;
+      const cameBack = this.#storeDown;
+      this.#storeDown = false;
+      if (cameBack) this.opts.logger.info({}, 'the SCIM store answers again');
+      if (cameBack && this.#timerIsRetry) {
+        this.#cancelTimer();
+        this.#schedule(0);
+      } else if (work.reconciled < work.changed) {
+        this.#schedule(this.opts.debounceMs ?? 100);
+      }
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  /**
+   * Resolves once no reconcile is running or scheduled, a failed run's backoff aside unless a
+   * trigger came during it: after a SCIM write returns, its reconcile has been scheduled, so this
+   * waits for it (tests, benchmarks, shutdown).
    */
   settled(): Promise<void> {
     if (this.#idle()) return Promise.resolve();
@@ -115,14 +192,14 @@ export class Reconciler {
   }
 
   #idle(): boolean {
-    return !this.#timer && !this.#running && !this.#again;
+    return (!this.#timer || (this.#timerIsRetry && !this.#askedDuringBackoff)) && !this.#running && !this.#again;
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#cancelTimer();
     if (this.#interval) clearInterval(this.#interval);
-    this.#timer = undefined;
+    if (this.#poll) clearInterval(this.#poll);
     await this.#running;
     for (const w of this.#idleWaiters.splice(0)) w();
   }
@@ -134,20 +211,29 @@ export class Reconciler {
     }
     const full = this.#full;
     this.#full = false;
-    this.#running = this.runOnce({ full }).finally(() => {
+    this.#running = this.runOnce({ full }).then((outcome) => {
       this.#running = undefined;
-      if (this.#again && !this.#stopped) {
+      if (this.#stopped) return;
+      if (outcome === 'failed' || outcome === 'locked') {
+        // The same run again, later: after a backoff that grows with each failure; or, when
+        // another replica (or a CLI apply) held the lock, shortly, since its run may have read
+        // the identities before this change arrived.
         this.#again = false;
-        void this.#kick();
-        return;
-      }
-      this.#again = false;
-      if (this.#lockedOut) {
-        // Another replica (or a CLI apply) held the lock: its run may have started before this
-        // change arrived, so try again shortly rather than leave the change for the interval.
-        this.#lockedOut = false;
         if (full) this.#full = true;
-        this.#schedule(LOCK_RETRY_MS);
+        this.#cancelTimer();
+        if (outcome === 'failed') {
+          const delay = retryDelayMs(++this.#failures, this.opts.retry);
+          this.opts.logger.info({ failuresInARow: this.#failures, retryInSeconds: Math.round(delay) / 1000 }, 'reconcile will be retried');
+          this.#schedule(delay, true);
+        } else {
+          this.#schedule(LOCK_RETRY_MS);
+        }
+      } else {
+        this.#failures = 0;
+        if (this.#again) {
+          this.#again = false;
+          this.#schedule(0);
+        }
       }
       if (this.#idle()) for (const w of this.#idleWaiters.splice(0)) w();
     });
@@ -156,18 +242,29 @@ export class Reconciler {
 
   /**
    * One reconcile: read the spec and the identities, lock, plan, apply. Never throws; failures
-   * are logged and counted. A run asked for by a SCIM change (not `full`) whose spec and desired
-   * state are those of the last successful run has nothing to do and stops there, without
-   * touching the backends; drift and key rotation are the interval's (full) runs.
+   * are logged and counted. A run asked for by a SCIM change (not `full`) stops early when
+   * another run covered every pending SCIM write, or when its spec and desired state are those of
+   * the last successful run, without touching the backends; drift and key rotation are the
+   * interval's (full) runs.
    */
-  async runOnce(opts: { full?: boolean } = {}): Promise<void> {
-    const { store, logger } = this.opts;
+  async runOnce(opts: { full?: boolean } = {}): Promise<RunOutcome> {
+    const { store, logger, pending } = this.opts;
     const now = (this.opts.now ?? (() => new Date()))();
     const started = performance.now();
     const actor = this.opts.actor ?? 'serve';
     let ran = false;
     let failed = false;
     try {
+      // How far SCIM writes had got before the identities are read: the identities this run
+      // reads hold every write up to there, so its success covers them.
+      const work = pending ? await pending.work() : undefined;
+      if (work && opts.full === false && work.reconciled >= work.changed) {
+        this.metrics.skippedCovered++;
+        return 'skipped';
+      }
+      const covered = async () => {
+        if (work) await pending!.markReconciled(work.changed, actor);
+      };
       // Yield between the CPU-heavy steps so that whatever shares this event loop (the
       // thread's messages; SCIM requests when run in the server's thread) is served in between.
       const loaded = loadSpec(readSpecFile(this.opts.specFile), this.opts.env, now);
@@ -181,8 +278,9 @@ export class Reconciler {
       // changes that, and this run goes ahead.
       const desired = sha256(`${loaded.specHash}\n${hashJson(compile(spec, now).desired)}`);
       if (opts.full === false && `${desired}\n${await appliedState(store)}` === this.#lastGood) {
+        await covered();
         this.metrics.skippedUnchanged++;
-        return;
+        return 'skipped';
       }
       let out;
       try {
@@ -209,9 +307,8 @@ export class Reconciler {
       } catch (e) {
         if (!(e instanceof LockError)) throw e;
         this.metrics.skippedLocked++;
-        this.#lockedOut = true;
         logger.debug({ reason: e.message }, 'reconcile skipped: another replica holds the state lock');
-        return;
+        return 'locked';
       }
       ran = true;
       this.metrics.runs++;
@@ -226,6 +323,9 @@ export class Reconciler {
       if (out.result) this.metrics.changesApplied += out.result.applied;
       if (out.error) throw out.error;
       this.#lastGood = `${desired}\n${await appliedState(store)}`;
+      // Held deletions wait for a person, not for another run: the work is done as far as serve goes.
+      await covered();
+      return 'applied';
     } catch (e) {
       failed = true;
       this.#lastGood = undefined;
@@ -233,6 +333,7 @@ export class Reconciler {
       this.metrics.failures++;
       const failures = e instanceof ApplyError ? e.failures : undefined;
       logger.error({ err: { name: (e as Error).name, message: (e as Error).message }, ...(failures ? { failures } : {}) }, 'reconcile failed');
+      return 'failed';
     } finally {
       if (ran || failed) {
         const seconds = (performance.now() - started) / 1000;

@@ -1,10 +1,11 @@
 // `datagrant serve`: the SCIM 2.0 service provider plus the reconciler, in one process: SCIM on
 // the main thread, reconciles in a thread of their own (reconcile-worker.ts).
 import { readFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { UsageError } from '../core/errors.js';
 import type { Io } from '../cli/io.js';
-import { actorOf, pathsFor, specPath, type CommonOptions } from '../cli/context.js';
+import { pathsFor, specPath, type CommonOptions } from '../cli/context.js';
 import { MetricsRegistry } from '../scim/metrics.js';
 import { buildScimServer } from '../scim/server.js';
 import { openScimStoreAt, SqliteScimStore, type ScimStore } from '../scim/store.js';
@@ -23,6 +24,10 @@ export interface ServeOptions extends CommonOptions {
   intervalSeconds?: number;
   /** Wait this long after a SCIM change for more before reconciling. */
   debounceMs?: number;
+  /** Look for SCIM changes pending in the store (any replica's) this often. Default 300 ms. */
+  pollMs?: number;
+  /** Names this replica in the audit log and the lock: default `DATAGRANT_REPLICA_ID`, else `<hostname>:<pid>`. */
+  replicaId?: string;
   /** Trust X-Forwarded-* from a TLS-terminating proxy in front. */
   trustProxy?: boolean;
   /** pino level: fatal, error, warn, info (default; one line per request), debug, trace, silent. */
@@ -62,7 +67,7 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
   const failures = metrics.counter('datagrant_reconcile_failures_total', 'Reconciles that failed.');
   const massEvents = metrics.counter('datagrant_mass_deprovisioning_events_total', 'Mass deprovisioning events: access was revoked reversibly and the deletions held for a person to confirm.');
   const held = metrics.gauge('datagrant_held_deletions', 'Deletions held by a mass deprovisioning event until `datagrant apply --allow-mass-destroy` confirms them.');
-  const skipped = metrics.counter('datagrant_reconcile_skipped_total', 'Reconciles that stopped early: another replica or a CLI apply held the lock (retried), or a SCIM change left the desired and applied state as they were.');
+  const skipped = metrics.counter('datagrant_reconcile_skipped_total', 'Reconciles that stopped early: another replica or a CLI apply held the lock (retried), a SCIM change left the desired and applied state as they were, or another run had covered every pending SCIM change.');
 
   // Reconciles run in a thread of their own, so that SCIM requests never wait behind one.
   const reconciler = new ReconcilerThread({
@@ -73,7 +78,8 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
       env: { ...process.env, ...io.env },
       debounceMs: opts.debounceMs ?? 100,
       intervalMs: (opts.intervalSeconds ?? 300) * 1000,
-      actor: `${actorOf(io)} (serve)`,
+      pollMs: opts.pollMs ?? 300,
+      actor: serveActor(io, opts.replicaId),
     },
     logger,
     // One message per reconcile: what moved since the previous one is what that reconcile did.
@@ -86,6 +92,7 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
       count(failures, now.failures - before.failures);
       count(skipped, now.skippedLocked - before.skippedLocked, { reason: 'locked' });
       count(skipped, now.skippedUnchanged - before.skippedUnchanged, { reason: 'unchanged' });
+      count(skipped, now.skippedCovered - before.skippedCovered, { reason: 'covered' });
       count(massEvents, now.massEvents - before.massEvents);
       held.set(now.heldDeletions);
     },
@@ -117,6 +124,13 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     ...(opts.trustProxy ? { trustProxy: true } : {}),
     ...(https ? { https } : {}),
   });
+  // /healthz answers 503, with the reason, while the store cannot be reached: SCIM writes would
+  // fail, and a load balancer should send the IdP to a replica that can take them.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url !== '/healthz' && !req.url.startsWith('/healthz?')) return;
+    const problem = await storeProblem(scim, logger);
+    if (problem) return reply.code(503).header('content-type', 'application/json').send(JSON.stringify({ status: 'unavailable', reason: problem }));
+  });
   let address: string;
   try {
     address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
@@ -136,6 +150,44 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
       await scim.close();
     },
   };
+}
+
+/** How long /healthz waits for the store before it counts as unreachable. */
+const HEALTH_TIMEOUT_MS = 2000;
+
+/**
+ * Why the store cannot serve SCIM now, or undefined when it answers. /healthz needs no token, so
+ * its answer names the error's code only; the message (hosts, ports) goes to the log.
+ */
+async function storeProblem(scim: ScimStore, logger: Logger): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`the store did not answer within ${HEALTH_TIMEOUT_MS / 1000} s`), HEALTH_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([
+      scim.work().then(
+        () => undefined,
+        (e: Error & { code?: unknown }) => {
+          logger.warn({ err: { name: e.name, message: e.message } }, 'health check: the store cannot be reached');
+          return `the store cannot be reached${typeof e.code === 'string' ? ` (${e.code})` : ''}`;
+        },
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Who applies this replica's changes, in the audit log and the lock: the user (DATAGRANT_ACTOR, or
+ * the account serve runs as) at this replica, so that an entry says which replica made it.
+ */
+export function serveActor(io: Io, replicaId?: string): string {
+  const who = io.env.DATAGRANT_ACTOR ?? io.env.USER ?? io.env.LOGNAME ?? userInfo().username;
+  const replica = replicaId ?? io.env.DATAGRANT_REPLICA_ID ?? `${hostname()}:${process.pid}`;
+  return `${who}@${replica} (serve)`;
 }
 
 function loadTls(opts: ServeOptions): { key: Buffer; cert: Buffer } {

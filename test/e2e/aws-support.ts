@@ -82,6 +82,24 @@ export async function keyIsDead(moto: Moto, key: AwsKey): Promise<void> {
   expect(String((err as Error).name)).toMatch(/InvalidAccessKeyId|AccessDenied|Forbidden|SignatureDoesNotMatch/);
 }
 
+/**
+ * Whether AWS refuses `key` the dataset now: the key is gone (deleted), or it no longer grants the
+ * read (memberships and policies removed; moto honours a merely inactive key). For polling.
+ */
+export async function keyRefused(moto: Moto, key: AwsKey, bucket = 'ai-model-data', object = 'training/a.txt'): Promise<boolean> {
+  const s3 = s3For(moto, key);
+  try {
+    await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: object }))).Body?.transformToString();
+    return false;
+  } catch (e) {
+    const name = String((e as Error).name);
+    if (/InvalidAccessKeyId|AccessDenied|Forbidden|SignatureDoesNotMatch/.test(name)) return true;
+    throw e;
+  } finally {
+    s3.destroy();
+  }
+}
+
 export async function keysOf(iam: IAMClient, user: string): Promise<string[]> {
   return ((await iam.send(new ListAccessKeysCommand({ UserName: user }))).AccessKeyMetadata ?? []).map((k) => k.AccessKeyId!).sort();
 }

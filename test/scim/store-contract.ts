@@ -156,6 +156,58 @@ export function scimStoreContract(make: MakeStore): void {
       }
     });
 
+    test('every committed write is pending work until a reconcile covers it; a refused write is none', async () => {
+      const { store } = await setup();
+      try {
+        // GIVEN a fresh store: nothing pending
+        expect(await store.work()).toEqual({ changed: 0, reconciled: 0 });
+        // WHEN users and groups are created, changed and deleted
+        const a = await store.create('User', { userName: 'a@x.com', active: true });
+        const g = await store.create('Group', { displayName: 'G', members: [{ value: a.id }] });
+        await store.update('User', a.id, (cur) => ({ ...cur.attrs, active: false }));
+        // THEN each is counted
+        expect(await store.work()).toEqual({ changed: 3, reconciled: 0 });
+        // AND writes that were refused or aborted count nothing (the count is in the write's transaction)
+        await status(store.create('User', { userName: 'A@x.com' }));
+        await status(store.update('User', a.id, () => ({ userName: 'a@x.com' }), { ifMatch: 'W/"1"' }));
+        await status(
+          store.update('User', a.id, () => {
+            throw new ScimError(400, 'invalidValue', 'no');
+          }),
+        );
+        await status(store.delete('Group', 'nope'));
+        expect((await store.work()).changed).toBe(3);
+        // WHEN a reconcile that read changed = 2 succeeds, then one that read 3, then a slower one that read 1
+        await store.markReconciled(2, 'r1');
+        expect(await store.work()).toEqual({ changed: 3, reconciled: 2 });
+        await store.markReconciled(3, 'r2');
+        await store.markReconciled(1, 'r3');
+        // THEN what is covered never moves back
+        expect(await store.work()).toEqual({ changed: 3, reconciled: 3 });
+        // AND deleting a user in a group is one more write, pending again
+        await store.delete('User', a.id);
+        expect(await store.work()).toEqual({ changed: 4, reconciled: 3 });
+        expect((await store.get('Group', g.id))!.attrs.members).toBeUndefined();
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('concurrent writes are each counted once', async () => {
+      const { store } = await setup();
+      try {
+        const g = await store.create('Group', { displayName: 'G' });
+        const users = await Promise.all(Array.from({ length: 8 }, (_, i) => store.create('User', { userName: `u${i}@x.com` })));
+        await Promise.all([
+          ...users.map((u) => store.update('User', u.id, (cur) => ({ ...cur.attrs, active: false }))),
+          ...users.map((u) => store.update('Group', g.id, (cur) => ({ ...cur.attrs, members: [...((cur.attrs.members as { value: string }[] | undefined) ?? []), { value: u.id }] }))),
+        ]);
+        expect((await store.work()).changed).toBe(1 + 8 + 16);
+      } finally {
+        await store.close();
+      }
+    });
+
     test('a listener that throws breaks neither the write nor other listeners', async () => {
       const { store, changes } = await setup();
       try {

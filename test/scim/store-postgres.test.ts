@@ -31,7 +31,7 @@ test('replicas opening together all succeed and see one set of tables', async ()
   const stores: PgScimStore[] = await Promise.all([1, 2, 3, 4].map(() => openPgScimStore(urlFor(db), { schema: 'scim_race' })));
   try {
     const tables = await adminQuery<{ tablename: string }>(db, 'SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename', ['scim_race']);
-    expect(tables.rows.map((t) => t.tablename)).toEqual(['scim_groups', 'scim_principal_names', 'scim_users']);
+    expect(tables.rows.map((t) => t.tablename)).toEqual(['scim_groups', 'scim_principal_names', 'scim_users', 'scim_work']);
     // Two replicas racing to create the same userName: exactly one wins.
     const results = await Promise.allSettled(stores.map((s) => s.create('User', { userName: 'Same@x.com' })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);

@@ -26,7 +26,7 @@ test('shares the state store handle: scim_ tables next to the others, left open 
   await store.create('User', { userName: 'a@x.com' });
   await store.close();
   const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-  expect(tables).toEqual(['credentials', 'scim_groups', 'scim_principal_names', 'scim_users']);
+  expect(tables).toEqual(['credentials', 'scim_groups', 'scim_principal_names', 'scim_users', 'scim_work']);
   db.close();
 });
 

@@ -4,9 +4,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, expect, test } from 'vitest';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import type { ScimWork } from '../../src/scim/store.js';
 import type { PrincipalSpec } from '../../src/spec/schema.js';
-import { Reconciler, type ReconcileLogger } from '../../src/serve/reconcile.js';
+import { Reconciler, retryDelayMs, type PendingWork, type ReconcileLogger } from '../../src/serve/reconcile.js';
 import { MasterKey } from '../../src/store/crypto.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { FakeBackend } from '../support/fake-backend.js';
@@ -129,3 +130,136 @@ test('a run that finds the state lock taken tries again, and settles only once i
   await reconciler.stop();
 });
 
+
+test.each([
+  // failures in a row → the wait lies within [half, whole] of the doubled step, capped at 30 s
+  [1, 250, 500],
+  [2, 500, 1000],
+  [3, 1000, 2000],
+  [7, 15_000, 30_000],
+  [8, 15_000, 30_000],
+  [50, 15_000, 30_000],
+])('retry %i after a failure waits %i to %i ms', (failures, low, high) => {
+  expect(retryDelayMs(failures, {}, () => 0)).toBe(low);
+  expect(retryDelayMs(failures, {}, () => 1)).toBe(high);
+  const some = retryDelayMs(failures);
+  expect(some).toBeGreaterThanOrEqual(low);
+  expect(some).toBeLessThanOrEqual(high);
+});
+
+/** The SCIM store's pending-work marker as another replica's writes move it; `down` makes it unreachable. */
+class FakePending implements PendingWork {
+  changed = 0;
+  reconciled = 0;
+  down = false;
+  covers: { seq: number; actor: string }[] = [];
+  async work(): Promise<ScimWork> {
+    if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    return { changed: this.changed, reconciled: this.reconciled };
+  }
+  async markReconciled(seq: number, actor: string): Promise<void> {
+    if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    this.covers.push({ seq, actor });
+    this.reconciled = Math.max(this.reconciled, seq);
+  }
+}
+
+const until = async (what: string, ok: () => boolean, ms = 10_000) => {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe('pending work in the SCIM store', () => {
+  let pending: FakePending;
+  let down: boolean;
+  const start = (extra: Partial<ConstructorParameters<typeof Reconciler>[0]> = {}) => {
+    const quiet = () => undefined;
+    reconciler = new Reconciler({
+      specFile: join(dir, 'datagrant.yaml'),
+      env: {},
+      store,
+      identities: async () => {
+        if (down) throw new Error('Connection terminated unexpectedly');
+        return structuredClone(people);
+      },
+      pending,
+      pollMs: 20,
+      makeBackends: () => ({ aws: backend }),
+      logger: { debug: quiet, info: quiet, warn: quiet, error: (obj) => void errors.push(JSON.stringify(obj)) },
+      debounceMs: 10,
+      intervalMs: 3_600_000,
+      actor: 'ops@replica-b:42 (serve)',
+      ...extra,
+    });
+    reconciler.start();
+  };
+  beforeEach(() => {
+    pending = new FakePending();
+    down = false;
+  });
+  afterEach(async () => reconciler.stop());
+
+  test("a change another replica accepted and never reconciled is picked up without a trigger here, and recorded as covered", async () => {
+    // GIVEN this replica has reconciled at start
+    start();
+    await reconciler.settled();
+    // WHEN another replica stores a change (ada joins a mapped group) and dies before reconciling
+    people.ada = { type: 'person', groups: ['readers'], grants: [] };
+    pending.changed = 1;
+    // THEN this replica applies it, nobody having told it, and records the work as covered
+    await until('ada to be provisioned', () => backend.calls.includes('create aws:user/ada'));
+    await until('the work to be covered', () => pending.reconciled === 1);
+    expect(pending.covers.at(-1)).toEqual({ seq: 1, actor: 'ops@replica-b:42 (serve)' });
+  });
+
+  test('a change another run already covered stops before the backends', async () => {
+    start();
+    await reconciler.settled();
+    const before = backend.stats().requests;
+    // WHEN a SCIM change here asks for a run, but another replica covered every write meanwhile
+    pending.changed = 5;
+    pending.reconciled = 5;
+    reconciler.trigger();
+    await reconciler.settled();
+    // THEN nothing is read
+    expect(backend.stats().requests).toBe(before);
+    expect(reconciler.metrics.skippedCovered).toBeGreaterThanOrEqual(1);
+  });
+
+  test('a failed run is retried until it succeeds, not left to the interval; settled() does not wait for the backoff', async () => {
+    // GIVEN ada is in a mapped group, and the store fails the identities read for a while
+    people.ada = { type: 'person', groups: ['readers'], grants: [] };
+    down = true;
+    start();
+    // WHEN the start-up run fails (no SCIM change is pending: nothing but the retry will run it)
+    await reconciler.settled();
+    expect(reconciler.metrics.failures).toBeGreaterThanOrEqual(1);
+    expect(backend.calls).toEqual([]);
+    down = false;
+    // THEN a retry applies it
+    await until('ada to be provisioned', () => backend.calls.includes('create aws:user/ada'));
+    expect(errors.join()).toContain('Connection terminated unexpectedly');
+  });
+
+  test('when the store answers again, a failed run is retried at once rather than after its backoff', async () => {
+    // GIVEN a backoff far longer than the test: 20 to 40 s before the first retry
+    start({ retry: { firstMs: 40_000, maxMs: 40_000 } });
+    await reconciler.settled();
+    // WHEN the store goes away as a change arrives, the run fails, and the store comes back
+    down = true;
+    pending.down = true;
+    people.ada = { type: 'person', groups: ['readers'], grants: [] };
+    reconciler.trigger();
+    await until('the run to fail', () => reconciler.metrics.failures === 1);
+    await new Promise((r) => setTimeout(r, 100)); // polls find the store unreachable
+    pending.changed = 1;
+    down = false;
+    pending.down = false;
+    // THEN the change is applied long before the backoff would have allowed
+    await until('ada to be provisioned', () => backend.calls.includes('create aws:user/ada'), 15_000);
+    await until('the work to be covered', () => pending.reconciled === 1);
+  });
+});
