@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
-import type { Io } from '../src/cli/io.js';
+import type { Io } from '../src/app/io.js';
 import { silenceSdkNodeVersionWarning } from '../src/cli/warnings.js';
 import { startMoto } from '../test/support/moto.js';
 import { startProxy } from '../test/support/http-proxy.js';

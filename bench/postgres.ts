@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
-import type { Io } from '../src/cli/io.js';
+import type { Io } from '../src/app/io.js';
 import { adminQuery, pgFixture, urlFor } from '../test/support/pg.js';
 
 const N = Number(process.env.BENCH_PG_PRINCIPALS ?? 1000);

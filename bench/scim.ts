@@ -16,7 +16,7 @@ import { createServer } from 'node:net';
 import { cpus, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import type { Io } from '../src/cli/io.js';
+import type { Io } from '../src/app/io.js';
 import { main } from '../src/cli/main.js';
 import { silenceSdkNodeVersionWarning } from '../src/cli/warnings.js';
 import { hashToken } from '../src/scim/server.js';

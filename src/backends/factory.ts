@@ -1,6 +1,6 @@
 // Spec backends → drivers, each wrapped in the cross-cutting decorators (retry, redaction).
 import type { Spec } from '../spec/schema.js';
-import { DEFAULT_IAM_PATH } from '../compile/aws/compile.js';
+import { DEFAULT_IAM_PATH } from '../model/aws.js';
 import { createAwsBackend } from './aws/driver.js';
 import type { Backend } from './backend.js';
 import { createPostgresBackend } from './postgres/driver.js';

@@ -5,7 +5,7 @@ import { auditLog, auditVerify } from './commands/audit.js';
 import { credentialsExport, credentialsList, credentialsRotate, credentialsShow, EXPORT_FORMATS } from './commands/credentials.js';
 import { applyCommand, driftCommand, planCommand } from './commands/lifecycle.js';
 import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
-import { processIo, type Io } from './io.js';
+import { processIo, type Io } from '../app/io.js';
 
 const positiveInt = (v: string) => {
   const n = Number(v);

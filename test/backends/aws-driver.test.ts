@@ -35,7 +35,7 @@ import { withRetry } from '../../src/backends/retry.js';
 import { MasterKey } from '../../src/store/crypto.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { compileAws } from '../../src/compile/aws/compile.js';
-import { normalizePolicy } from '../../src/compile/aws/policy.js';
+import { normalizePolicy } from '../../src/model/aws-policy.js';
 import { BackendError } from '../../src/core/errors.js';
 import type { Change, DesiredState, Plan, Resource } from '../../src/core/types.js';
 import { diff } from '../../src/plan/diff.js';

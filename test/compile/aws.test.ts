@@ -10,7 +10,7 @@ import {
   policyDocument,
   type PolicyDocument,
   type Statement,
-} from '../../src/compile/aws/policy.js';
+} from '../../src/model/aws-policy.js';
 import { CompileError, SpecError } from '../../src/core/errors.js';
 import type { Level, Resource } from '../../src/core/types.js';
 import { S3_PREFIX_RE, s3PrefixProblem } from '../../src/spec/limits.js';

@@ -2,7 +2,7 @@
 import { describe, expect, test } from 'vitest';
 import { assertDistinctAddresses } from '../../src/compile/index.js';
 import { compilePostgres, grantPrivileges, pgAddress, type GrantAttrs } from '../../src/compile/postgres/compile.js';
-import { PG_LEVELS, levelIncrement } from '../../src/compile/postgres/levels.js';
+import { PG_LEVELS, levelIncrement } from '../../src/model/postgres-levels.js';
 import { resourcesFromCatalog } from '../../src/backends/postgres/catalog.js';
 import { CompileError } from '../../src/core/errors.js';
 import type { Level, Resource } from '../../src/core/types.js';

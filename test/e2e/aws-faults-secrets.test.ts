@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import type { Backend } from '../../src/backends/backend.js';
 import { BackendError } from '../../src/core/errors.js';
 import { applyCommand } from '../../src/cli/commands/lifecycle.js';
-import type { Io } from '../../src/cli/io.js';
+import type { Io } from '../../src/app/io.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import type { Workspace } from '../support/cli.js';
 import { startProxy } from '../support/http-proxy.js';

@@ -6,7 +6,7 @@
 // The bound here is one load cannot break; bench/scim.ts measures the p99 against its 3 s target.
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { Io } from '../../src/cli/io.js';
+import type { Io } from '../../src/app/io.js';
 import { hashToken } from '../../src/scim/server.js';
 import { startServe, type RunningServer } from '../../src/serve/serve.js';
 import type { Workspace } from '../support/cli.js';

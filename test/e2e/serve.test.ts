@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { hashToken } from '../../src/scim/server.js';
 import { startServe, type RunningServer } from '../../src/serve/serve.js';
-import type { Io } from '../../src/cli/io.js';
+import type { Io } from '../../src/app/io.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import type { Workspace } from '../support/cli.js';
 import { adminQuery, expectLoginRefused, pgFixture, queryAs, urlFor } from '../support/pg.js';

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { normalizePolicy } from '../../src/compile/aws/policy.js';
+import { normalizePolicy } from '../../src/model/aws-policy.js';
 import { compile } from '../../src/compile/index.js';
 import type { ActualState, Change, DesiredState, Resource } from '../../src/core/types.js';
 import { actualHash, attrsHash, diff, summarize, type DiffOptions } from '../../src/plan/diff.js';

@@ -5,7 +5,7 @@ export { parseSpec, type LoadedSpec } from '../../../src/spec/load.js';
 export { readSpecFile } from '../../../src/app/engine.js';
 export { compile } from '../../../src/compile/index.js';
 export { compileAws, DEFAULT_IAM_PATH, MANAGED_TAG } from '../../../src/compile/aws/compile.js';
-export type { PolicyDocument } from '../../../src/compile/aws/policy.js';
+export type { PolicyDocument } from '../../../src/model/aws-policy.js';
 export type { Spec, SpecInput } from '../../../src/spec/schema.js';
 export type { Json, Level, Notice, Resource } from '../../../src/core/types.js';
 export { CompileError, SpecError } from '../../../src/core/errors.js';

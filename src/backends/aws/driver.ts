@@ -66,7 +66,7 @@ import type { Backend, BackendStats, ExecuteResult, KnownCredential, ReadOptions
 import { BackendError } from '../../core/errors.js';
 import { canonicalJson } from '../../core/canonical.js';
 import { addressOf, type ActualState, type Change, type Json, type Resource } from '../../core/types.js';
-import { INSTALLATION_TAG } from '../../compile/aws/compile.js';
+import { INSTALLATION_TAG } from '../../model/aws.js';
 import { awsErrorCode, isRetryable, isThrottling, toBackendError } from './errors.js';
 import {
   isUnder,

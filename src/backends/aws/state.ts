@@ -3,8 +3,8 @@
 // ownership boundary, with addresses, attrs and deps exactly as src/compile/aws/compile.ts makes
 // them, so that a second plan after apply is empty.
 import type { KnownCredential } from '../backend.js';
-import { INSTALLATION_TAG } from '../../compile/aws/compile.js';
-import { normalizePolicy } from '../../compile/aws/policy.js';
+import { INSTALLATION_TAG } from '../../model/aws.js';
+import { normalizePolicy } from '../../model/aws-policy.js';
 import { addressOf, type ForeignObject, type Json, type Resource } from '../../core/types.js';
 
 export interface AttachedPolicy {

@@ -12,7 +12,7 @@ import {
   roleResource,
   type GrantPrivileges,
   type TableScope,
-} from '../../compile/postgres/compile.js';
+} from '../../model/postgres.js';
 import {
   levelIncrement,
   levelOfSchemaPrivilege,
@@ -21,7 +21,7 @@ import {
   type SchemaPrivilege,
   type SequencePrivilege,
   type TablePrivilege,
-} from '../../compile/postgres/levels.js';
+} from '../../model/postgres-levels.js';
 
 export const MARKER = 'managed';
 

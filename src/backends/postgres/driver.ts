@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../backend.js';
 import { BackendError } from '../../core/errors.js';
 import type { ActualState, Change, ForeignObject } from '../../core/types.js';
-import type { GrantAttrs, RoleAttrs } from '../../compile/postgres/compile.js';
+import type { GrantAttrs, RoleAttrs } from '../../model/postgres.js';
 import {
   levelOfSchemaPrivilege,
   levelOfSequencePrivilege,
@@ -26,7 +26,7 @@ import {
   type SchemaPrivilege,
   type SequencePrivilege,
   type TablePrivilege,
-} from '../../compile/postgres/levels.js';
+} from '../../model/postgres-levels.js';
 import {
   MARKER,
   defaultOwners,

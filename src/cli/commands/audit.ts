@@ -1,6 +1,6 @@
 // audit log | verify.
-import { withStore, type CommonOptions } from '../context.js';
-import type { Io } from '../io.js';
+import { withStore, type CommonOptions } from '../../app/context.js';
+import type { Io } from '../../app/io.js';
 
 export async function auditLog(io: Io, opts: CommonOptions & { json?: boolean; limit?: number }): Promise<number> {
   const entries = await withStore(io, opts, (s) => s.auditEntries());

@@ -2,8 +2,8 @@
 // and both leave an audit entry.
 import { UsageError } from '../../core/errors.js';
 import type { CredentialRow, StateStore } from '../../store/store.js';
-import { actorOf, withStore, type CommonOptions } from '../context.js';
-import type { Io } from '../io.js';
+import { actorOf, withStore, type CommonOptions } from '../../app/context.js';
+import type { Io } from '../../app/io.js';
 import { applyCommand, type ApplyOptions } from './lifecycle.js';
 
 export const EXPORT_FORMATS = ['env', 'aws-profile', 'json', 'pgpass', 'url'] as const;

@@ -8,8 +8,8 @@ import { UsageError } from '../../core/errors.js';
 import type { Plan } from '../../core/types.js';
 import { renderPlanJson, renderPlanText } from '../../render/text.js';
 import type { StateStore } from '../../store/store.js';
-import { actorOf, loadSpecFor, makeBackends, withScimPeople, withStore, type BackendOptions, type CommonOptions } from '../context.js';
-import type { Io } from '../io.js';
+import { actorOf, loadSpecFor, makeBackends, withScimPeople, withStore, type BackendOptions, type CommonOptions } from '../../app/context.js';
+import type { Io } from '../../app/io.js';
 
 export interface PlanOptions extends CommonOptions {
   json?: boolean;

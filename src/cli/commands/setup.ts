@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { compile } from '../../compile/index.js';
 import { specSchema } from '../../spec/schema.js';
 import { initState } from '../../store/open.js';
-import { loadSpecFor, pathsFor, withStore, type CommonOptions } from '../context.js';
-import type { Io } from '../io.js';
+import { loadSpecFor, pathsFor, withStore, type CommonOptions } from '../../app/context.js';
+import type { Io } from '../../app/io.js';
 
 export async function initCommand(io: Io, opts: CommonOptions & { installation?: string }): Promise<number> {
   const paths = pathsFor(io, opts);

@@ -10,12 +10,11 @@ import {
   type Spec,
 } from '../../spec/schema.js';
 import { S3_LEVELS } from './levels.js';
-import { packStatements, type Statement } from './policy.js';
+import { packStatements, type Statement } from '../../model/aws-policy.js';
+import { DEFAULT_IAM_PATH, INSTALLATION_TAG, MANAGED_TAG } from '../../model/aws.js';
 
-export const DEFAULT_IAM_PATH = '/datagrant/';
-export const MANAGED_TAG = 'datagrant:managed';
-/** The tag naming the installation (state) an IAM user belongs to. */
-export const INSTALLATION_TAG = 'datagrant:installation';
+export { DEFAULT_IAM_PATH, INSTALLATION_TAG, MANAGED_TAG } from '../../model/aws.js';
+
 export const DEFAULT_ROTATION_GRACE = '24h';
 
 /** IAM quotas (default, per account) that AWS enforces and moto does not. */

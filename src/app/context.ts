@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import type { Backend } from '../backends/backend.js';
 import { closeBackends, makeBackends, type BackendOptions } from '../backends/factory.js';
-import { loadSpec, readSpecFile } from '../app/engine.js';
+import { loadSpec, readSpecFile } from './engine.js';
 import { openStore, statePaths, type StatePaths } from '../store/open.js';
 import type { StateStore } from '../store/store.js';
 import { scimPeople } from '../scim/identities.js';

@@ -1,6 +1,6 @@
 // IAM policy documents: build statements from grants, merge them only where evaluation cannot
 // change, and emit one canonical form so a reordered spec yields a byte-identical document.
-import type { Json } from '../../core/types.js';
+import type { Json } from '../core/types.js';
 
 export interface Statement {
   Effect: 'Allow' | 'Deny';

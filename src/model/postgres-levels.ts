@@ -2,7 +2,7 @@
 // (write = read + …, admin = write + …). Each privilege belongs to exactly one level, the lowest
 // that includes it, so the grant resources of one role on one schema (one per level up to the
 // granted one) hold disjoint privileges: revoking one never takes away another's.
-import type { Level } from '../../core/types.js';
+import type { Level } from '../core/types.js';
 
 export type TablePrivilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'REFERENCES' | 'TRIGGER';
 export type SequencePrivilege = 'USAGE' | 'SELECT' | 'UPDATE';
