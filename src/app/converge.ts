@@ -14,7 +14,7 @@ import { redactUrl } from '../backends/redact.js';
 import { applyPlan, slotOf, type ApplyEvent, type ApplyResult } from '../apply/apply.js';
 import { canonicalJson } from '../core/canonical.js';
 import { ApplyError, DatagrantError, StalePlanError } from '../core/errors.js';
-import type { ActualState, Change, Notice, Plan, Resource } from '../core/types.js';
+import type { ActualState, Change, Json, Notice, Plan, Resource } from '../core/types.js';
 import { actualHash, attrsHash } from '../plan/diff.js';
 import type { BackendSpec, Spec } from '../spec/schema.js';
 import type { JournalEntry, StateStore, StoredBackend } from '../store/store.js';
@@ -105,6 +105,9 @@ const isPrincipalObject = (r: Resource) => r.kind === 'user' || (r.kind === 'rol
 
 /** A backend's settings as the store keeps them: enough to reach it again, never a secret. */
 export function storedSettings(name: string, b: BackendSpec): StoredBackend {
+  // A backend removed from the spec is torn down with the deadlines it had.
+  const t = b.timeouts;
+  const timeouts: { [key: string]: Json } = t ? { timeouts: { ...(t.connect ? { connect: t.connect } : {}), ...(t.request ? { request: t.request } : {}) } } : {};
   if (b.type === 'postgres') {
     let url: string;
     try {
@@ -114,12 +117,12 @@ export function storedSettings(name: string, b: BackendSpec): StoredBackend {
     } catch {
       url = redactUrl(b.url);
     }
-    return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}) } };
+    return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}), ...timeouts } };
   }
   return {
     name,
     type: b.type,
-    settings: { ...(b.region ? { region: b.region } : {}), ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.iamPath ? { iamPath: b.iamPath } : {}) },
+    settings: { ...(b.region ? { region: b.region } : {}), ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.iamPath ? { iamPath: b.iamPath } : {}), ...timeouts },
   };
 }
 

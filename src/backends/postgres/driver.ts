@@ -16,6 +16,8 @@
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../backend.js';
+import { DEFAULT_DEADLINES, deadlineError, type Deadlines } from '../deadline.js';
+import { urlWithoutPassword } from '../redact.js';
 import { BackendError } from '../../core/errors.js';
 import type { ActualState, Change, ForeignObject } from '../../core/types.js';
 import type { GrantAttrs, RoleAttrs } from '../../compile/postgres/compile.js';
@@ -56,6 +58,8 @@ export interface PostgresBackendOptions {
   poolSize?: number;
   /** This state's installation id, written into the marker; roles of another installation are never touched. */
   installation?: string;
+  /** Connect and per-statement deadlines (default: 10 s and 60 s). */
+  deadlines?: Deadlines;
 }
 
 const TABLE_PRIVILEGES: TablePrivilege[] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'];
@@ -77,6 +81,33 @@ function retryable(code: string | undefined, message: string): boolean {
 
 type Query = (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
 
+/** Where a missed deadline happened: pg's own errors say neither which deadline nor which database. */
+const DEADLINE = Symbol('datagrant.deadline');
+type Missed = { kind: 'connect' | 'request'; database?: string };
+
+const isReadTimeout = (e: unknown) => (e as Error | undefined)?.message === 'Query read timeout';
+
+/**
+ * pg's messages for its deadlines: the client's connection timeout ("timeout expired", or the
+ * pool's "Connection terminated due to connection timeout"), its read timeout ("Query read
+ * timeout"), and the server's statement_timeout (SQLSTATE 57014 "canceling statement due to
+ * statement timeout"; a cancel for any other reason is not a deadline).
+ */
+function tagDeadline(e: unknown, database: string, phase: 'connect' | 'request'): unknown {
+  if (!e || typeof e !== 'object' || e instanceof BackendError) return e;
+  const err = e as Error & { code?: string };
+  const kind =
+    phase === 'connect' && /timeout expired|connection timeout/i.test(err.message)
+      ? 'connect'
+      : isReadTimeout(err) || (err.code === '57014' && /statement timeout/.test(err.message))
+        ? 'request'
+        : undefined;
+  if (kind) Object.defineProperty(err, DEADLINE, { value: { kind, database } satisfies Missed, enumerable: false });
+  return err;
+}
+
+const missedDeadline = (e: unknown): Missed | undefined => (e && typeof e === 'object' ? ((e as { [DEADLINE]?: Missed })[DEADLINE]) : undefined);
+
 export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
   const { name } = opts;
   const stats: BackendStats = { requests: 0, retries: 0 };
@@ -84,17 +115,35 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
   const adminDatabase = decodeURIComponent(base.pathname.replace(/^\//, '')) || 'postgres';
   const pools = new Map<string, pg.Pool>();
 
+  const deadlines = opts.deadlines ?? DEFAULT_DEADLINES;
+  const urlOf = (database: string) => {
+    const u = new URL(opts.url);
+    u.pathname = `/${encodeURIComponent(database)}`;
+    return u.toString();
+  };
+  // The connect deadline is the server's, not the wait for a free connection of our own pool
+  // (pg.Pool would count that too), so it is set on each client.
+  class DeadlineClient extends pg.Client {
+    constructor(config: pg.ClientConfig) {
+      super({ ...config, connectionTimeoutMillis: deadlines.connectMs });
+    }
+  }
+
   const pool = (database: string): pg.Pool => {
     let p = pools.get(database);
     if (!p) {
-      const u = new URL(opts.url);
-      u.pathname = `/${encodeURIComponent(database)}`;
       p = new pg.Pool({
-        connectionString: u.toString(),
+        connectionString: urlOf(database),
+        Client: DeadlineClient as unknown as new () => pg.ClientBase,
         max: opts.poolSize ?? (database === adminDatabase ? 8 : 4),
         // Per-dataset databases are left quickly, so that DROP DATABASE elsewhere is not blocked.
         idleTimeoutMillis: database === adminDatabase ? 10_000 : 1_000,
         allowExitOnIdle: true,
+        // Client side: a server that stops answering. Server side (below): a statement that runs
+        // or waits for a lock too long is cancelled there, not left running after we gave up. A
+        // SET rather than a start-up parameter, which poolers such as pgbouncer refuse.
+        query_timeout: deadlines.requestMs,
+        onConnect: (c) => c.query(`SET statement_timeout = ${Math.round(deadlines.requestMs)}`),
       });
       p.on('error', () => undefined);
       pools.set(database, p);
@@ -105,27 +154,38 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
   const fail = (e: unknown, address?: string): never => {
     if (e instanceof BackendError) throw e;
     const err = e as Error & { code?: string };
+    const missed = missedDeadline(err);
+    if (missed) throw deadlineError(name, urlWithoutPassword(urlOf(missed.database ?? adminDatabase)), missed.kind, missed.kind === 'connect' ? deadlines.connectMs : deadlines.requestMs, address);
     throw new BackendError(`${name}: ${err.message}`, name, err.code, retryable(err.code, err.message), address);
   };
 
   /** Run `fn` on one connection of `database`, in a transaction unless told otherwise. */
   async function withClient<T>(database: string, fn: (q: Query) => Promise<T>, tx = true): Promise<T> {
     stats.requests++;
-    const client = await pool(database).connect();
+    let client: pg.PoolClient;
+    try {
+      client = await pool(database).connect();
+    } catch (e) {
+      throw tagDeadline(e, database, 'connect');
+    }
     const q: Query = (text, values) => {
       stats.requests++;
       return client.query(text, values as unknown[]);
     };
+    let broken: Error | undefined;
     try {
       if (tx) await client.query('BEGIN');
       const out = await fn(q);
       if (tx) await client.query('COMMIT');
       return out;
     } catch (e) {
-      if (tx) await client.query('ROLLBACK').catch(() => undefined);
-      throw e;
+      // A connection whose server stopped answering is closed, not reused; closing it also ends
+      // the transaction, so there is no ROLLBACK to wait for.
+      if (isReadTimeout(e)) broken = e as Error;
+      else if (tx) await client.query('ROLLBACK').catch(() => undefined);
+      throw tagDeadline(e, database, 'request');
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
   const admin = <T>(fn: (q: Query) => Promise<T>, tx = true) => withClient(adminDatabase, fn, tx);
