@@ -111,10 +111,13 @@ const isPrincipalObject = (r: Resource) => r.kind === 'user' || (r.kind === 'rol
 /**
  * A backend's settings as the store keeps them: enough to reach it again, never a secret. A value
  * written as `${VAR}` is kept as written (under `fromEnv`); a PostgreSQL URL also without its
- * password, for when the variable is gone.
+ * password, for when the variable is gone. A backend removed from the spec is torn down with the
+ * deadlines it had.
  */
 export function storedSettings(name: string, b: BackendSpec, templates: Record<string, string> = {}): StoredBackend {
-  const fromEnv: { fromEnv?: Record<string, string> } = Object.keys(templates).length ? { fromEnv: templates } : {};
+  const fromEnv: { [key: string]: Json } = Object.keys(templates).length ? { fromEnv: templates } : {};
+  const t = b.timeouts;
+  const timeouts: { [key: string]: Json } = t ? { timeouts: { ...(t.connect ? { connect: t.connect } : {}), ...(t.request ? { request: t.request } : {}) } } : {};
   if (b.type === 'postgres') {
     let url: string;
     try {
@@ -124,12 +127,12 @@ export function storedSettings(name: string, b: BackendSpec, templates: Record<s
     } catch {
       url = redactUrl(b.url);
     }
-    return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}), ...(fromEnv as { [k: string]: Json }) } };
+    return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}), ...timeouts, ...fromEnv } };
   }
   return {
     name,
     type: b.type,
-    settings: { ...(b.region ? { region: b.region } : {}), ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.iamPath ? { iamPath: b.iamPath } : {}), ...(fromEnv as { [k: string]: Json }) },
+    settings: { ...(b.region ? { region: b.region } : {}), ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.iamPath ? { iamPath: b.iamPath } : {}), ...timeouts, ...fromEnv },
   };
 }
 

@@ -3,6 +3,7 @@ import type { Spec } from '../spec/schema.js';
 import { DEFAULT_IAM_PATH } from '../model/aws.js';
 import { createAwsBackend } from './aws/driver.js';
 import type { Backend } from './backend.js';
+import { deadlinesOf } from './deadline.js';
 import { createPostgresBackend } from './postgres/driver.js';
 import { withRedaction } from './redact.js';
 import { DEFAULT_RETRY, withRetry } from './retry.js';
@@ -19,6 +20,7 @@ export function makeBackends(spec: Pick<Spec, 'backends'>, opts: BackendOptions 
   const out: Record<string, Backend> = {};
   const installation = opts.installation ? { installation: opts.installation } : {};
   for (const [name, b] of Object.entries(spec.backends)) {
+    const deadlines = deadlinesOf(b.timeouts);
     let driver: Backend =
       b.type === 'aws'
         ? createAwsBackend({
@@ -27,8 +29,9 @@ export function makeBackends(spec: Pick<Spec, 'backends'>, opts: BackendOptions 
             ...(b.region ? { region: b.region } : {}),
             ...(b.endpoint ? { endpoint: b.endpoint } : {}),
             ...installation,
+            deadlines,
           })
-        : createPostgresBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}), ...installation });
+        : createPostgresBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}), ...installation, deadlines });
     if (opts.wrap) driver = opts.wrap(driver);
     out[name] = withRedaction(withRetry(driver, { ...DEFAULT_RETRY, maxAttempts: opts.maxAttempts ?? DEFAULT_RETRY.maxAttempts }));
   }

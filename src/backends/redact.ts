@@ -117,3 +117,14 @@ export function redactUrl(url: string): string {
     return '(an unparseable URL)';
   }
 }
+
+/** A connection URL with its password left out, for messages that name where a call went. */
+export function urlWithoutPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    u.password = '';
+    return u.toString();
+  } catch {
+    return '(an unparseable URL)';
+  }
+}

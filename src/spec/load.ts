@@ -249,7 +249,8 @@ const KINDS: Record<string, string> = {
 const KEYS: Record<string, string> = {
   '': 'version, settings, backends, datasets, groups, principals, scim',
   settings: 'rotate, rotationGrace',
-  'backends.*': 'type, region, iamPath, endpoint (aws); type, url, scope (postgres)',
+  'backends.*': 'type, region, iamPath, endpoint, timeouts (aws); type, url, scope, timeouts (postgres)',
+  'backends.*.timeouts': 'connect, request',
   'datasets.*': 'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres)',
   'groups.*': 'description, grants',
   'groups.*.grants.#': 'dataset, access, expires',
@@ -268,8 +269,8 @@ function allowedKeys(path: readonly PathKey[], value: unknown): string | undefin
 }
 
 const KINDED_KEYS: Record<string, string> = {
-  'backend.aws': 'type, region, iamPath, endpoint',
-  'backend.postgres': 'type, url, scope',
+  'backend.aws': 'type, region, iamPath, endpoint, timeouts',
+  'backend.postgres': 'type, url, scope, timeouts',
   'dataset.aws': 'backend, bucket, prefix, description',
   'dataset.postgres': 'backend, database, schema, tables, description',
 };
@@ -493,7 +494,8 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
     problems.push(...zodProblems(parsed.error.issues, interpolated, raw, src).filter((p) => !missing.has(p.path)));
   }
   const notices: Notice[] = [];
-  problems.push(...validateReferences(parsed.success ? parsed.data : salvage(interpolated), src, opts.now, notices));
+  // A value whose ${VAR} is missing is a placeholder: only the missing variable is its problem.
+  problems.push(...validateReferences(parsed.success ? parsed.data : salvage(interpolated), src, opts.now, notices).filter((p) => !missing.has(p.path)));
   if (problems.length || !parsed.success) throw new SpecError(sortProblems(problems));
   const templates: LoadedSpec['templates'] = {};
   const rawBackends = (raw as { backends?: Record<string, Record<string, unknown>> }).backends ?? {};

@@ -30,6 +30,29 @@ const duration = z
     }
   });
 
+/** A deadline is at most an hour: longer is no deadline at all for a call that should take seconds. */
+export const MAX_DEADLINE_SECONDS = 3600;
+
+const deadline = z
+  .string()
+  .regex(DURATION_RE, 'must be a duration such as 10s, 2m or 1h')
+  .superRefine((value, ctx) => {
+    if (DURATION_RE.test(value) && rawSeconds(value) > MAX_DEADLINE_SECONDS) {
+      ctx.addIssue({ code: 'custom', message: `is too long; a deadline is at most 1h (${MAX_DEADLINE_SECONDS}s)` });
+    }
+  });
+
+/**
+ * How long a backend may take to answer. A server that accepts a connection and then says nothing
+ * must not stall plan, apply or serve's reconciles for ever.
+ */
+const timeoutsSchema = z.strictObject({
+  /** Until the connection is ready for requests (TCP, TLS, PostgreSQL's start-up and login). */
+  connect: deadline.optional(),
+  /** For one request (one AWS API call, one SQL statement) to be answered in full. */
+  request: deadline.optional(),
+});
+
 const EXPIRES_HELP = 'a date (2027-01-31) or an ISO 8601 instant with a zone (2027-01-31T12:00:00Z)';
 
 /** True when `expires` names a real calendar date and time (`Date` silently turns 02-30 into 03-02). */
@@ -89,6 +112,7 @@ const awsBackend = z.strictObject({
     .string()
     .regex(/^https?:\/\/[^\s/?#]+(\/[^\s]*)?$/, 'must be an http(s) URL such as http://127.0.0.1:5000')
     .optional(),
+  timeouts: timeoutsSchema.optional(),
 });
 
 const postgresBackend = z.strictObject({
@@ -99,6 +123,7 @@ const postgresBackend = z.strictObject({
    * one server must use different scopes, or each would plan the other's roles away.
    */
   scope: z.string().regex(/^[A-Za-z0-9_.-]{1,40}$/, 'scope may contain only letters, digits, _ . - (at most 40)').optional(),
+  timeouts: timeoutsSchema.optional(),
 });
 
 export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresBackend], {
@@ -191,6 +216,7 @@ export type Grant = z.output<typeof grantSchema>;
 export type BackendSpec = z.output<typeof backendSchema>;
 export type AwsBackendSpec = Extract<BackendSpec, { type: 'aws' }>;
 export type PostgresBackendSpec = Extract<BackendSpec, { type: 'postgres' }>;
+export type TimeoutsSpec = z.output<typeof timeoutsSchema>;
 export type DatasetSpec = z.output<typeof datasetSchema>;
 export type S3DatasetSpec = Extract<DatasetSpec, { bucket: string }>;
 export type PgDatasetSpec = Extract<DatasetSpec, { database: string }>;

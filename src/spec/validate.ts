@@ -23,6 +23,13 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
   const problems: SpecProblem[] = [];
   const backendNames = Object.keys(spec.backends);
 
+  for (const [name, b] of Object.entries(spec.backends)) {
+    const url = (b as { url?: unknown }).url;
+    if (b.type !== 'postgres' || typeof url !== 'string' || url === '') continue;
+    const problem = postgresUrlProblem(url);
+    if (problem) problems.push(src.problem(['backends', name, 'url'], problem));
+  }
+
   for (const [name, ds] of Object.entries(spec.datasets)) {
     if (typeof ds.backend !== 'string' || ds.backend === '') continue;
     const backend = has(spec.backends, ds.backend) ? spec.backends[ds.backend] : undefined;
@@ -123,6 +130,25 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     }
   }
   return problems;
+}
+
+/**
+ * Checked after `${VAR}` substitution. The value is never shown (it may hold a password, and it
+ * may come from the environment); its scheme is, for it is what is wrong.
+ */
+function postgresUrlProblem(url: string): string | undefined {
+  const allowed = 'a postgres:// or postgresql:// URL such as postgres://datagrant@db.example:5432/postgres (or ${VAR} to read it from the environment)';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `url is not a URL; it must be ${allowed}`;
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    const scheme = /^[A-Za-z][A-Za-z0-9+.-]{0,20}:\/\//.exec(url)?.[0];
+    return `url must be ${allowed}${scheme ? ` (got a URL starting with ${scheme.toLowerCase()})` : ''}`;
+  }
+  return undefined;
 }
 
 /**

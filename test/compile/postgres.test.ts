@@ -127,14 +127,19 @@ describe('compilePostgres', () => {
     expect(compile(s)).toEqual([]);
   });
 
-  test('password slot carries the lifecycle of AWS keys', () => {
+  test('password slot rotates like an AWS key, but without grace: a role holds one password', () => {
     const s = spec({
       settings: { rotate: '30d', rotationGrace: '2h' },
-      principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] }, bot: { type: 'service', rotate: '1d', grants: [{ dataset: 'features', access: 'read' }] } },
+      principals: {
+        alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] },
+        bot: { type: 'service', rotate: '1d', grants: [{ dataset: 'features', access: 'read' }] },
+      },
     });
     const rs = byAddress(compile(s));
-    expect(rs['wh:password/alice']).toMatchObject({ kind: 'password', name: 'alice', attrs: { role: 'alice' }, immutable: ['role'], lifecycle: { rotateAfterSeconds: 30 * 86400, graceSeconds: 7200 } });
-    expect(rs['wh:password/bot']!.lifecycle).toEqual({ rotateAfterSeconds: 86400, graceSeconds: 7200 });
+    expect(rs['wh:password/alice']).toMatchObject({ kind: 'password', name: 'alice', attrs: { role: 'alice' }, immutable: ['role'], lifecycle: { rotateAfterSeconds: 30 * 86400 } });
+    expect(rs['wh:password/bot']!.lifecycle).toEqual({ rotateAfterSeconds: 86400 });
+    // without a rotation period, no lifecycle at all
+    expect(byAddress(compile(spec({ principals: { eve: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } })))['wh:password/eve']!.lifecycle).toBeUndefined();
   });
 
   test('deterministic, sorted output whatever the spec order', () => {
@@ -253,9 +258,9 @@ describe('addresses: distinct schemas never share one', () => {
 
 describe('lifecycle numbers are safe before anything is done', () => {
   test('a rotation period past 10 years in a spec that skipped validation fails while compiling', () => {
-    // GIVEN a spec object whose grace period never went through the schema
+    // GIVEN a spec object whose rotation period never went through the schema
     const s = spec({ principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } });
-    const unchecked = { ...s, settings: { rotationGrace: '3000000000h' } } as Spec;
+    const unchecked = { ...s, settings: { rotate: '3000000000h' } } as Spec;
     // THEN compiling (pure, before any backend call) refuses it
     expect(() => compile(unchecked)).toThrow(RangeError);
     expect(() => compile(unchecked)).toThrow('duration 3000000000h is too long; a duration is at most 10 years (3650d, 87600h)');
@@ -264,6 +269,6 @@ describe('lifecycle numbers are safe before anything is done', () => {
   test('at the limit, the lifecycle holds exactly 10 years', () => {
     const s = spec({ settings: { rotate: '3650d', rotationGrace: '87600h' }, principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } });
     const lifecycle = byAddress(compile(s))['wh:password/alice']!.lifecycle!;
-    expect(lifecycle).toEqual({ rotateAfterSeconds: 315360000, graceSeconds: 315360000 });
+    expect(lifecycle).toEqual({ rotateAfterSeconds: 315360000 });
   });
 });

@@ -1,4 +1,4 @@
-import { CreateUserCommand, GetUserCommand, ListUserTagsCommand } from '@aws-sdk/client-iam';
+import { CreateAccessKeyCommand, CreateUserCommand, GetUserCommand, ListUserTagsCommand, PutUserPolicyCommand } from '@aws-sdk/client-iam';
 import { createAwsBackend } from '../../src/backends/aws/driver.js';
 import { iamAs, startMoto } from '../support/moto.js';
 import { describeBackendContract } from './backend-contract.js';
@@ -22,6 +22,26 @@ principals:
   alice: { type: person, groups: [readers] }
   trainer: { type: service, groups: [readers], grants: [{ dataset: art, access: write }] }
 `,
+    // An operator allowed to read IAM but not to change it: every write is refused.
+    async lacking() {
+      await iam.send(new CreateUserCommand({ UserName: 'read-only-operator', Path: '/' }));
+      await iam.send(
+        new PutUserPolicyCommand({
+          UserName: 'read-only-operator',
+          PolicyName: 'read-only',
+          PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['iam:Get*', 'iam:List*', 'iam:GenerateCredentialReport', 'sts:GetCallerIdentity'], Resource: '*' }] }),
+        }),
+      );
+      const key = (await iam.send(new CreateAccessKeyCommand({ UserName: 'read-only-operator' }))).AccessKey!;
+      return {
+        backend: createAwsBackend({ name: 'aws', iamPath: '/datagrant-lacking/', region: moto.region, endpoint: moto.endpoint, credentials: { accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! } }),
+        spec: `version: 1
+backends: { aws: { type: aws, iamPath: /datagrant-lacking/ } }
+datasets: { data: { backend: aws, bucket: ai-model-data, prefix: training/ } }
+principals: { bob: { type: service, grants: [{ dataset: data, access: read }] } }
+`,
+      };
+    },
     async outsideUnchanged() {
       if ((await snapshot()) !== before) throw new Error('the IAM user outside the path changed');
     },

@@ -25,6 +25,23 @@ principals:
   ${fx.name('alice')}: { type: person, groups: [${fx.name('readers')}] }
   ${fx.name('trainer')}: { type: service, groups: [${fx.name('readers')}], grants: [{ dataset: labels, access: write }] }
 `,
+    // An admin (CREATEROLE) holding CONNECT on the database without the grant option, as after
+    // the common GRANT ALL ON DATABASE … TO admin: PostgreSQL only warns when it grants CONNECT.
+    async lacking() {
+      const admin = { name: fx.role(fx.name('lacking_admin')), password: `pw-${fx.run}` };
+      await adminQuery('postgres', `CREATE ROLE "${admin.name}" LOGIN CREATEROLE PASSWORD '${admin.password}'; GRANT ALL ON DATABASE "${db}" TO "${admin.name}"`);
+      const scope = `${fx.run}_lacking`;
+      return {
+        backend: createPostgresBackend({ name: 'wh', url: urlFor(db, admin), scope }),
+        env: { WH_URL: urlFor(db, admin) },
+        spec: `version: 1
+backends: { wh: { type: postgres, url: "\${WH_URL}", scope: ${scope} } }
+datasets: { features: { backend: wh, database: ${db}, schema: features } }
+principals:
+  ${fx.name('lacking_bob')}: { type: service, grants: [{ dataset: features, access: read }] }
+`,
+      };
+    },
     async outsideUnchanged() {
       if ((await privileges()) !== before) throw new Error('the hand-made role outside the boundary changed');
     },

@@ -79,7 +79,7 @@ describe('a spec with many problems', () => {
   // behind another: a bad name still has its body checked, a shape error still lets references,
   // case clashes and dates be checked.
   const expected: [string, string, RegExp][] = [
-    ['3:40', 'backends.aws.colour', /^unknown key "colour"; allowed: type, region, iamPath, endpoint$/],
+    ['3:40', 'backends.aws.colour', /^unknown key "colour"; allowed: type, region, iamPath, endpoint, timeouts$/],
     ['4:37', 'backends.warehouse.url', /^environment variable WAREHOUSE_URL is not set/],
     ['7:22', 'datasets.orphan.backend', /^backend "nowhere" is not defined; defined backends: aws, warehouse$/],
     ['8:24', 'datasets.s3-on-pg.backend', /has a bucket, so it needs an aws backend, but backend "warehouse" is postgres/],
@@ -132,8 +132,8 @@ describe('single problems', () => {
   test.each<[string, string, Partial<LoadOptions>, string, RegExp]>([
     ['an unknown top-level key', `${MINIMAL}princpals: {}\n`, {}, '6:1 princpals', /^unknown key "princpals"; allowed: version, settings, backends, datasets, groups, principals, scim$/],
     ['an unknown key in a dataset', MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefx: a/'), {}, '5:48 datasets.data.prefx', /^unknown key "prefx"; allowed: backend, bucket, prefix, description$/],
-    ['an unknown key in a postgres backend', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: x, region: y }'), {}, '4:33 backends.wh.region', /^unknown key "region"; allowed: type, url, scope$/],
-    ['an unknown key in a postgres dataset', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: x }').replace('data: { backend: aws, bucket: ai-model-data }', 'f: { backend: wh, database: a, schema: b, prefix: c }'), {}, '6:45 datasets.f.prefix', /^unknown key "prefix"; allowed: backend, database, schema, tables, description$/],
+    ['an unknown key in a postgres backend', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: "postgres://db/x", region: y }'), {}, '4:49 backends.wh.region', /^unknown key "region"; allowed: type, url, scope, timeouts$/],
+    ['an unknown key in a postgres dataset', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: "postgres://db/x" }').replace('data: { backend: aws, bucket: ai-model-data }', 'f: { backend: wh, database: a, schema: b, prefix: c }'), {}, '6:45 datasets.f.prefix', /^unknown key "prefix"; allowed: backend, database, schema, tables, description$/],
     ['an unknown key in a principal', wrap('  p:\n    type: person\n    emial: p@example.com\n'), {}, '9:5 principals.p.emial', /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate$/],
     ['an unknown key in settings', `${MINIMAL}settings: { rotation: 90d }\n`, {}, '6:13 settings.rotation', /^unknown key "rotation"; allowed: rotate, rotationGrace$/],
     ['a bad access level', wrap('  p:\n    type: person\n    grants: [{ dataset: data, access: owner }]\n'), {}, '9:39 principals.p.grants[0].access', /^access "owner" is not a level; allowed: read, write, admin$/],
@@ -186,6 +186,47 @@ describe('single problems', () => {
       },
     ]);
     expect(JSON.stringify(problems)).not.toContain('s3cr3t');
+  });
+
+  describe('backend deadlines and the PostgreSQL url', () => {
+    const WH = (b: string) => MINIMAL.replace('aws: { type: aws }', `aws: { type: aws }\n  wh: ${b}`);
+
+    test('timeouts are read per backend', () => {
+      const { spec } = parseSpec(WH('{ type: postgres, url: "postgresql://db.example/x", timeouts: { connect: 2s, request: 5m } }').replace('type: aws }', 'type: aws, timeouts: { request: 1h } }'), opts());
+      expect(spec.backends.wh).toEqual({ type: 'postgres', url: 'postgresql://db.example/x', timeouts: { connect: '2s', request: '5m' } });
+      expect(spec.backends.aws).toEqual({ type: 'aws', timeouts: { request: '1h' } });
+    });
+
+    test.each<[string, string, string, RegExp]>([
+      ['a deadline that is not a duration', '{ type: aws, timeouts: { connect: 10x } }', '4:41 backends.wh.timeouts.connect', /^must be a duration such as 10s, 2m or 1h \(got "10x"\)$/],
+      ['a deadline past an hour', '{ type: aws, timeouts: { request: 61m } }', '4:41 backends.wh.timeouts.request', /^is too long; a deadline is at most 1h \(3600s\) \(got "61m"\)$/],
+      ['a deadline of zero', '{ type: postgres, url: "postgres://h/x", timeouts: { connect: 0s } }', '4:69 backends.wh.timeouts.connect', /^must be a duration .*\(got "0s"\)$/],
+      ['an unknown deadline', '{ type: aws, timeouts: { read: 5s } }', '4:32 backends.wh.timeouts.read', /^unknown key "read"; allowed: connect, request$/],
+      ['an http url', '{ type: postgres, url: "http://admin:hunter22@db.example/x" }', '4:30 backends.wh.url', /^url must be a postgres:\/\/ or postgresql:\/\/ URL .* \(got a URL starting with http:\/\/\)$/],
+      ['a file url', '{ type: postgres, url: "file:///var/run/db" }', '4:30 backends.wh.url', /^url must be a postgres:\/\/ or postgresql:\/\/ URL .* \(got a URL starting with file:\/\/\)$/],
+      ['no URL at all', '{ type: postgres, url: "admin:hunter22 at db" }', '4:30 backends.wh.url', /^url must be a postgres:\/\/ or postgresql:\/\/ URL such as [^ ]+ \(or \$\{VAR\} to read it from the environment\)$/],
+      ['an unparseable URL', '{ type: postgres, url: "postgres://admin:hunter22@db.example:port/x" }', '4:30 backends.wh.url', /^url is not a URL; it must be a postgres:\/\/ or postgresql:\/\/ URL/],
+    ])('%s', (_what, backend, where, message) => {
+      const problems = problemsOf(WH(backend));
+      expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
+      expect(problems[0]!.message).toMatch(message);
+      expect(problems[0]!.message).not.toContain('hunter22');
+    });
+
+    test('the url is checked after ${VAR} substitution, and its password is never shown', () => {
+      const text = WH('{ type: postgres, url: "${WH_URL}" }');
+      const problems = problemsOf(text, { env: { WH_URL: 'http://admin:s3cr3t-pass@db.example:5432/x' } });
+      expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual(['4:30 backends.wh.url']);
+      expect(problems[0]!.message).toMatch(/\(got a URL starting with http:\/\/\)$/);
+      expect(JSON.stringify(problems)).not.toContain('s3cr3t');
+      // and one that is a PostgreSQL URL passes
+      expect(parseSpec(text, opts({ env: { WH_URL: 'postgres://admin:s3cr3t-pass@db.example:5432/x' } })).spec.backends.wh).toMatchObject({ url: 'postgres://admin:s3cr3t-pass@db.example:5432/x' });
+    });
+
+    test('a missing ${VAR} in the url is one problem, not also a complaint that it is no URL', () => {
+      const problems = problemsOf(WH('{ type: postgres, url: "${WH_URL}" }'));
+      expect(problems.map((p) => p.message)).toEqual([expect.stringMatching(/^environment variable WH_URL is not set/)]);
+    });
   });
 
   test('a principal name of exactly 64 characters is fine; 65 is not', () => {

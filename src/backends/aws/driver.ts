@@ -13,6 +13,10 @@
 //
 // Requests are counted in SDK middleware, per attempt; the SDK's own retries are off so that all
 // retrying happens in one place (src/backends/retry.ts) and is counted there.
+//
+// Every request has a deadline (src/backends/deadline.ts): the connection must be made within the
+// connect deadline, and the whole request answered within the request deadline, which also bounds
+// a TLS handshake or a socket that goes quiet half-way.
 import {
   AddUserToGroupCommand,
   AttachGroupPolicyCommand,
@@ -63,6 +67,7 @@ import {
 } from '@aws-sdk/client-iam';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import type { Backend, BackendStats, ExecuteResult, KnownCredential, ReadOptions } from '../backend.js';
+import { DEFAULT_DEADLINES, deadlineError, type Deadlines } from '../deadline.js';
 import { BackendError } from '../../core/errors.js';
 import { canonicalJson } from '../../core/canonical.js';
 import { addressOf, type ActualState, type Change, type Json, type Resource } from '../../core/types.js';
@@ -97,6 +102,8 @@ export interface AwsBackendOptions {
   reportWaitMs?: number;
   /** This state's installation id: written on what datagrant creates; another installation's objects are never touched. */
   installation?: string;
+  /** Connect and per-request deadlines (default: 10 s and 60 s). */
+  deadlines?: Deadlines;
 }
 
 /**
@@ -130,30 +137,60 @@ export class AwsBackend implements Backend {
   readonly #stats: BackendStats = { requests: 0, retries: 0 };
   #account: Promise<{ account: string; partition: string }> | undefined;
   #ownership: Ownership | undefined;
+  readonly #deadlines: Deadlines;
+  /** Where each failed request was sent, for the message of a missed deadline. */
+  readonly #endpoints = new WeakMap<object, string>();
 
   constructor(opts: AwsBackendOptions) {
     if (!/^\/([^/]+\/)*$/.test(opts.iamPath)) throw new BackendError(`${opts.name}: iamPath must start and end with / (got ${opts.iamPath})`, opts.name, 'config', false);
     this.name = opts.name;
     this.#opts = opts;
+    this.#deadlines = opts.deadlines ?? DEFAULT_DEADLINES;
     const common = {
       // IAM is global; the region picks the STS endpoint (and the partition).
       region: opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       maxAttempts: 1,
+      requestHandler: {
+        connectionTimeout: this.#deadlines.connectMs,
+        requestTimeout: this.#deadlines.requestMs,
+        // Without it, a request past requestTimeout is only logged as a warning.
+        throwOnRequestTimeout: true,
+        socketTimeout: this.#deadlines.requestMs,
+      },
       ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
     };
     this.#iam = new IAMClient(common);
     this.#sts = new STSClient(common);
-    // Per attempt, below the (disabled) SDK retry middleware: every request sent is counted.
+    // Per attempt, below the (disabled) SDK retry middleware: every request sent is counted, and a
+    // failed one remembers where it went (the endpoint may come from the environment).
     const counter = { step: 'finalizeRequest', priority: 'low', name: 'datagrantRequestCounter' } as const;
-    this.#iam.middlewareStack.add((next) => (args) => {
-      this.#stats.requests++;
-      return next(args);
-    }, counter);
-    this.#sts.middlewareStack.add((next) => (args) => {
-      this.#stats.requests++;
-      return next(args);
-    }, counter);
+    this.#iam.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
+    this.#sts.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
+  }
+
+  async #sent<T>(request: unknown, send: () => Promise<T>): Promise<T> {
+    this.#stats.requests++;
+    try {
+      return await send();
+    } catch (e) {
+      const r = (request ?? {}) as { protocol?: string; hostname?: string; port?: number };
+      if (e && typeof e === 'object' && r.hostname) this.#endpoints.set(e, `${r.protocol ?? 'https:'}//${r.hostname}${r.port ? `:${r.port}` : ''}`);
+      throw e;
+    }
+  }
+
+  /** A driver error: a missed deadline says which and where; anything else keeps its AWS code. */
+  #error(e: unknown, address?: string): BackendError {
+    const err = (e ?? {}) as { name?: string; message?: string };
+    if (err.name === 'TimeoutError') {
+      // @smithy/node-http-handler's TimeoutErrors: "…did not establish a connection…" is the
+      // connect deadline; the request deadline and the socket's idle limit are the request's.
+      const kind = /establish a connection/i.test(err.message ?? '') ? 'connect' : 'request';
+      const endpoint = (typeof e === 'object' && e !== null ? this.#endpoints.get(e) : undefined) ?? this.#opts.endpoint ?? 'the AWS endpoint';
+      return deadlineError(this.name, endpoint, kind, kind === 'connect' ? this.#deadlines.connectMs : this.#deadlines.requestMs, address);
+    }
+    return toBackendError(e, this.name, address);
   }
 
   stats(): BackendStats {
@@ -246,7 +283,7 @@ export class AwsBackend implements Backend {
       this.#ownership = ownershipOf(details, resources);
       return { backend: this.name, resources, ...(foreign.length ? { foreign } : {}) };
     } catch (e) {
-      throw toBackendError(e, this.name);
+      throw this.#error(e);
     }
   }
 
@@ -447,7 +484,7 @@ export class AwsBackend implements Backend {
       this.#owned(change);
       return out;
     } catch (e) {
-      throw toBackendError(e, this.name, change.address);
+      throw this.#error(e, change.address);
     }
   }
 

@@ -16,6 +16,8 @@
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../backend.js';
+import { DEFAULT_DEADLINES, deadlineError, type Deadlines } from '../deadline.js';
+import { urlWithoutPassword } from '../redact.js';
 import { BackendError } from '../../core/errors.js';
 import type { ActualState, Change, ForeignObject } from '../../core/types.js';
 import type { GrantAttrs, RoleAttrs } from '../../model/postgres.js';
@@ -42,6 +44,7 @@ import {
   type RoleRow,
 } from './catalog.js';
 import { generatePassword, ident, literal, qualified, scramVerifier, verifierFingerprint } from './sql.js';
+import { notTakenEffect, schemaGrantShortfall, shortfall, type Held, type SchemaAclFact } from './verify.js';
 
 export interface PostgresBackendOptions {
   name: string;
@@ -56,6 +59,8 @@ export interface PostgresBackendOptions {
   poolSize?: number;
   /** This state's installation id, written into the marker; roles of another installation are never touched. */
   installation?: string;
+  /** Connect and per-statement deadlines (default: 10 s and 60 s). */
+  deadlines?: Deadlines;
 }
 
 const TABLE_PRIVILEGES: TablePrivilege[] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'];
@@ -77,6 +82,33 @@ function retryable(code: string | undefined, message: string): boolean {
 
 type Query = (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
 
+/** Where a missed deadline happened: pg's own errors say neither which deadline nor which database. */
+const DEADLINE = Symbol('datagrant.deadline');
+type Missed = { kind: 'connect' | 'request'; database?: string };
+
+const isReadTimeout = (e: unknown) => (e as Error | undefined)?.message === 'Query read timeout';
+
+/**
+ * pg's messages for its deadlines: the client's connection timeout ("timeout expired", or the
+ * pool's "Connection terminated due to connection timeout"), its read timeout ("Query read
+ * timeout"), and the server's statement_timeout (SQLSTATE 57014 "canceling statement due to
+ * statement timeout"; a cancel for any other reason is not a deadline).
+ */
+function tagDeadline(e: unknown, database: string, phase: 'connect' | 'request'): unknown {
+  if (!e || typeof e !== 'object' || e instanceof BackendError) return e;
+  const err = e as Error & { code?: string };
+  const kind =
+    phase === 'connect' && /timeout expired|connection timeout/i.test(err.message)
+      ? 'connect'
+      : isReadTimeout(err) || (err.code === '57014' && /statement timeout/.test(err.message))
+        ? 'request'
+        : undefined;
+  if (kind) Object.defineProperty(err, DEADLINE, { value: { kind, database } satisfies Missed, enumerable: false });
+  return err;
+}
+
+const missedDeadline = (e: unknown): Missed | undefined => (e && typeof e === 'object' ? ((e as { [DEADLINE]?: Missed })[DEADLINE]) : undefined);
+
 export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
   const { name } = opts;
   const stats: BackendStats = { requests: 0, retries: 0 };
@@ -84,17 +116,35 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
   const adminDatabase = decodeURIComponent(base.pathname.replace(/^\//, '')) || 'postgres';
   const pools = new Map<string, pg.Pool>();
 
+  const deadlines = opts.deadlines ?? DEFAULT_DEADLINES;
+  const urlOf = (database: string) => {
+    const u = new URL(opts.url);
+    u.pathname = `/${encodeURIComponent(database)}`;
+    return u.toString();
+  };
+  // The connect deadline is the server's, not the wait for a free connection of our own pool
+  // (pg.Pool would count that too), so it is set on each client.
+  class DeadlineClient extends pg.Client {
+    constructor(config: pg.ClientConfig) {
+      super({ ...config, connectionTimeoutMillis: deadlines.connectMs });
+    }
+  }
+
   const pool = (database: string): pg.Pool => {
     let p = pools.get(database);
     if (!p) {
-      const u = new URL(opts.url);
-      u.pathname = `/${encodeURIComponent(database)}`;
       p = new pg.Pool({
-        connectionString: u.toString(),
+        connectionString: urlOf(database),
+        Client: DeadlineClient as unknown as new () => pg.ClientBase,
         max: opts.poolSize ?? (database === adminDatabase ? 8 : 4),
         // Per-dataset databases are left quickly, so that DROP DATABASE elsewhere is not blocked.
         idleTimeoutMillis: database === adminDatabase ? 10_000 : 1_000,
         allowExitOnIdle: true,
+        // Client side: a server that stops answering. Server side (below): a statement that runs
+        // or waits for a lock too long is cancelled there, not left running after we gave up. A
+        // SET rather than a start-up parameter, which poolers such as pgbouncer refuse.
+        query_timeout: deadlines.requestMs,
+        onConnect: (c) => c.query(`SET statement_timeout = ${Math.round(deadlines.requestMs)}`),
       });
       p.on('error', () => undefined);
       pools.set(database, p);
@@ -105,27 +155,38 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
   const fail = (e: unknown, address?: string): never => {
     if (e instanceof BackendError) throw e;
     const err = e as Error & { code?: string };
+    const missed = missedDeadline(err);
+    if (missed) throw deadlineError(name, urlWithoutPassword(urlOf(missed.database ?? adminDatabase)), missed.kind, missed.kind === 'connect' ? deadlines.connectMs : deadlines.requestMs, address);
     throw new BackendError(`${name}: ${err.message}`, name, err.code, retryable(err.code, err.message), address);
   };
 
   /** Run `fn` on one connection of `database`, in a transaction unless told otherwise. */
   async function withClient<T>(database: string, fn: (q: Query) => Promise<T>, tx = true): Promise<T> {
     stats.requests++;
-    const client = await pool(database).connect();
+    let client: pg.PoolClient;
+    try {
+      client = await pool(database).connect();
+    } catch (e) {
+      throw tagDeadline(e, database, 'connect');
+    }
     const q: Query = (text, values) => {
       stats.requests++;
       return client.query(text, values as unknown[]);
     };
+    let broken: Error | undefined;
     try {
       if (tx) await client.query('BEGIN');
       const out = await fn(q);
       if (tx) await client.query('COMMIT');
       return out;
     } catch (e) {
-      if (tx) await client.query('ROLLBACK').catch(() => undefined);
-      throw e;
+      // A connection whose server stopped answering is closed, not reused; closing it also ends
+      // the transaction, so there is no ROLLBACK to wait for.
+      if (isReadTimeout(e)) broken = e as Error;
+      else if (tx) await client.query('ROLLBACK').catch(() => undefined);
+      throw tagDeadline(e, database, 'request');
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
   const admin = <T>(fn: (q: Query) => Promise<T>, tx = true) => withClient(adminDatabase, fn, tx);
@@ -164,6 +225,13 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       false,
       address,
     );
+
+  /** Fails the change (its transaction) unless `want` and `have` agree; see verify.ts. */
+  async function confirm(q: Query, address: string, role: string, found: { missing: Held[]; leftover: Held[] }): Promise<void> {
+    if (found.missing.length === 0 && found.leftover.length === 0) return;
+    const me = (await q('SELECT current_user AS me')).rows[0] as { me: string };
+    throw notTakenEffect(name, address, role, me.me, found.missing, found.leftover);
+  }
 
   const marker = (): RoleComment => ({ datagrant: MARKER, ...(opts.scope ? { scope: opts.scope } : {}), ...(opts.installation ? { installation: opts.installation } : {}) });
   const commentSql = (role: string, c: RoleComment) => `COMMENT ON ROLE ${ident(role)} IS ${literal(JSON.stringify(c))}`;
@@ -383,10 +451,10 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         case 'membership': {
           const r = (change.after ?? change.before)!;
           const { group, member } = r.attrs as { group: string; member: string };
-          if (change.action === 'delete') return await revokeMembership(group, member);
+          if (change.action === 'delete') return await revokeMembership(group, member, change.address);
           if (change.action === 'replace' && change.before) {
             const b = change.before.attrs as { group: string; member: string };
-            await revokeMembership(b.group, b.member);
+            await revokeMembership(b.group, b.member, change.address);
           }
           return await grantMembership(group, member, change.address);
         }
@@ -447,17 +515,38 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       if (!g.comment) throw notOurs(group, address);
       if (!m.comment) throw notOurs(member, address);
       await q(`GRANT ${ident(group)} TO ${ident(member)}`);
-    }, false);
+      if ((await grantorsOf(q, g.oid, m.oid)).length === 0) {
+        throw new BackendError(`${name}: ${address}: GRANT ${ident(group)} TO ${ident(member)} did not take effect; the connecting role needs CREATEROLE or ADMIN OPTION on ${group}`, name, 'not-granted', false, address);
+      }
+    });
     return {};
   }
 
-  async function revokeMembership(group: string, member: string): Promise<ExecuteResult> {
+  async function revokeMembership(group: string, member: string, address: string): Promise<ExecuteResult> {
     await admin(async (q) => {
       const live = await liveRoles(q, [group, member]);
-      if (!live.has(group) || !live.has(member)) return; // already gone
+      const g = live.get(group);
+      const m = live.get(member);
+      if (!g || !m) return; // already gone
       await q(`REVOKE ${ident(group)} FROM ${ident(member)}`);
-    }, false);
+      // From PostgreSQL 16 on, a REVOKE removes only the membership its own role granted.
+      const left = await grantorsOf(q, g.oid, m.oid);
+      if (left.length) {
+        throw new BackendError(
+          `${name}: ${address}: ${member} is still a member of ${group}, granted by ${left.join(', ')}: a REVOKE removes only what the connecting role granted. As ${left.join(' or ')} or a superuser, run: REVOKE ${ident(group)} FROM ${ident(member)}; then apply again.`,
+          name,
+          'not-revoked',
+          false,
+          address,
+        );
+      }
+    });
     return {};
+  }
+
+  async function grantorsOf(q: Query, groupOid: string, memberOid: string): Promise<string[]> {
+    const r = await q('SELECT pg_get_userbyid(grantor) AS grantor FROM pg_auth_members WHERE roleid = $1::oid AND member = $2::oid', [groupOid, memberOid]);
+    return sortedUnique((r.rows as { grantor: string }[]).map((x) => x.grantor));
   }
 
   async function databaseExists(q: Query, database: string): Promise<boolean> {
@@ -477,7 +566,16 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         `REVOKE ALL ON DATABASE ${ident(database)} FROM ${ident(role)}`,
         ...(privileges.length ? [`GRANT ${privileges.join(', ')} ON DATABASE ${ident(database)} TO ${ident(role)}`] : []),
       ]);
-    }, false);
+      const acl = await q(
+        `SELECT a.privilege_type AS privilege, pg_get_userbyid(a.grantor) AS grantor
+           FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a
+          WHERE d.datname = $1 AND a.grantee = $2::oid`,
+        [database, live.oid],
+      );
+      const on = { kind: 'DATABASE', object: ident(database), label: `database ${database}` };
+      const have = (acl.rows as { privilege: string; grantor: string }[]).map((r): Held => ({ ...on, privilege: r.privilege, grantor: r.grantor }));
+      await confirm(q, address, role, shortfall(privileges.map((privilege): Held => ({ ...on, privilege })), have));
+    });
     return {};
   }
 
@@ -534,30 +632,61 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
           if (tablePrivs.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} REVOKE ${tablePrivs.join(', ')} ON TABLES FROM ${r}`);
           if (seqPrivs.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} REVOKE ${seqPrivs.join(', ')} ON SEQUENCES FROM ${r}`);
         }
-        if (!want) return;
+        if (want) await grantLevel(q, attrs, relations, owners, address);
 
-        const p = attrs.privileges;
-        if (p.schema.length) await q(`GRANT ${p.schema.join(', ')} ON SCHEMA ${sch} TO ${r}`);
-        if (attrs.tables === '*') {
-          if (p.tables.length) await q(`GRANT ${p.tables.join(', ')} ON ALL TABLES IN SCHEMA ${sch} TO ${r}`);
-          if (p.sequences.length) await q(`GRANT ${p.sequences.join(', ')} ON ALL SEQUENCES IN SCHEMA ${sch} TO ${r}`);
-        } else {
-          const missing = attrs.tables.filter((t) => !relations.some((rel) => rel.kind === 'table' && rel.name === t));
-          if (missing.length) {
-            throw new BackendError(`${name}: table${missing.length > 1 ? 's' : ''} ${missing.map((t) => `${schema}.${t}`).join(', ')} not found in database ${database}`, name, 'missing-table', false, address);
-          }
-          if (p.tables.length) await q(`GRANT ${p.tables.join(', ')} ON TABLE ${attrs.tables.map((t) => qualified(schema, t)).join(', ')} TO ${r}`);
-          const seqs = relations.filter((rel) => rel.kind === 'sequence' && rel.ownedBy !== null && (attrs.tables as string[]).includes(rel.ownedBy)).map((rel) => rel.name);
-          if (p.sequences.length && seqs.length) await q(`GRANT ${p.sequences.join(', ')} ON SEQUENCE ${seqs.sort().map((sq) => qualified(schema, sq)).join(', ')} TO ${r}`);
-        }
-        for (const o of owners) {
-          if (p.defaultTables.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultTables.join(', ')} ON TABLES TO ${r}`);
-          if (p.defaultSequences.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultSequences.join(', ')} ON SEQUENCES TO ${r}`);
-        }
+        const acl = await q(
+          `SELECT 'SCHEMA' AS kind, NULL::text AS relation, NULL::text AS "column", a.privilege_type AS privilege, pg_get_userbyid(a.grantor) AS grantor
+             FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
+            WHERE n.nspname = $1 AND a.grantee = $2::oid
+           UNION ALL
+           SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.relname::text, NULL, a.privilege_type, pg_get_userbyid(a.grantor)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
+            WHERE n.nspname = $1 AND c.relkind IN ('r','p','v','m','f','S') AND a.grantee = $2::oid
+           UNION ALL
+           SELECT 'COLUMN', c.relname::text, att.attname::text, a.privilege_type, pg_get_userbyid(a.grantor)
+             FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             CROSS JOIN LATERAL aclexplode(att.attacl) a
+            WHERE n.nspname = $1 AND att.attacl IS NOT NULL AND a.grantee = $2::oid`,
+          [schema, exists.role!.oid],
+        );
+        const found = schemaGrantShortfall({
+          schema,
+          levelPrivileges: { schema: schemaPrivs, tables: tablePrivs, sequences: seqPrivs },
+          privileges: want ? attrs.privileges : undefined,
+          scope: attrs.tables,
+          relations,
+          facts: acl.rows as SchemaAclFact[],
+        });
+        await confirm(q, address, role, found);
       });
     } catch (e) {
       if (!want && (e as { code?: string }).code === '3D000') return; // database dropped meanwhile
       throw e;
+    }
+  }
+
+  /** The GRANTs of one level's privileges on a schema, its tables and sequences, and its defaults. */
+  async function grantLevel(q: Query, attrs: GrantAttrs, relations: RelationRow[], owners: string[], address: string): Promise<void> {
+    const { role, database, schema } = attrs;
+    const p = attrs.privileges;
+    const sch = ident(schema);
+    const r = ident(role);
+    if (p.schema.length) await q(`GRANT ${p.schema.join(', ')} ON SCHEMA ${sch} TO ${r}`);
+    if (attrs.tables === '*') {
+      if (p.tables.length) await q(`GRANT ${p.tables.join(', ')} ON ALL TABLES IN SCHEMA ${sch} TO ${r}`);
+      if (p.sequences.length) await q(`GRANT ${p.sequences.join(', ')} ON ALL SEQUENCES IN SCHEMA ${sch} TO ${r}`);
+    } else {
+      const missing = attrs.tables.filter((t) => !relations.some((rel) => rel.kind === 'table' && rel.name === t));
+      if (missing.length) {
+        throw new BackendError(`${name}: table${missing.length > 1 ? 's' : ''} ${missing.map((t) => `${schema}.${t}`).join(', ')} not found in database ${database}`, name, 'missing-table', false, address);
+      }
+      if (p.tables.length) await q(`GRANT ${p.tables.join(', ')} ON TABLE ${attrs.tables.map((t) => qualified(schema, t)).join(', ')} TO ${r}`);
+      const seqs = relations.filter((rel) => rel.kind === 'sequence' && rel.ownedBy !== null && (attrs.tables as string[]).includes(rel.ownedBy)).map((rel) => rel.name);
+      if (p.sequences.length && seqs.length) await q(`GRANT ${p.sequences.join(', ')} ON SEQUENCE ${seqs.sort().map((sq) => qualified(schema, sq)).join(', ')} TO ${r}`);
+    }
+    for (const o of owners) {
+      if (p.defaultTables.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultTables.join(', ')} ON TABLES TO ${r}`);
+      if (p.defaultSequences.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultSequences.join(', ')} ON SEQUENCES TO ${r}`);
     }
   }
 

@@ -35,8 +35,6 @@ const sorted = <T extends string>(xs: Iterable<T>): T[] => [...new Set(xs)].sort
 
 export { grantPrivileges, pgAddress, type GrantAttrs, type GrantPrivileges, type RoleAttrs, type TableScope } from '../../model/postgres.js';
 
-export const DEFAULT_ROTATION_GRACE = '24h';
-
 export interface CompileContext {
   now: Date;
 }
@@ -120,7 +118,6 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
   }
 
   const rotateDefault = spec.settings?.rotate;
-  const graceSeconds = durationSeconds(spec.settings?.rotationGrace ?? DEFAULT_ROTATION_GRACE);
 
   for (const [name, p] of Object.entries(spec.principals)) {
     const groups = p.groups.filter((g) => groupRoles.has(g)).sort();
@@ -146,12 +143,10 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
 
     const rotate = p.rotate ?? rotateDefault;
     // The password is set last (after the group roles' grants too), so that it works the moment
-    // it is handed out.
+    // it is handed out. It has no rotation grace: a role holds one password, so the old one stops
+    // the moment a new one is set, and must not be kept (or listed) as if it still worked.
     resources.push(
-      passwordResource(backendName, name, [...memberships, ...grantAddresses, ...groups.flatMap((g) => groupGrants.get(g) ?? [])], {
-        ...(rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : {}),
-        graceSeconds,
-      }),
+      passwordResource(backendName, name, [...memberships, ...grantAddresses, ...groups.flatMap((g) => groupGrants.get(g) ?? [])], rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : undefined),
     );
   }
 

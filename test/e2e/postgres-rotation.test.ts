@@ -1,0 +1,67 @@
+// A PostgreSQL role holds one password: after a rotation the old one stops at once, so the store
+// must not keep it, nor `credentials list` show it as retiring for the rotation grace period, and
+// the next plan has nothing to clean up.
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import type { Workspace } from '../support/cli.js';
+import { adminQuery, expectLoginRefused, pgFixture, queryAs, urlFor } from '../support/pg.js';
+import { apply, expectNoChanges, initWorkspace } from './aws-support.js';
+
+const fx = pgFixture('pgrotate');
+const ada = fx.name('ada');
+let db: string;
+let ws: Workspace | undefined;
+
+beforeAll(async () => {
+  db = await fx.database('wh');
+  await adminQuery(db, `REVOKE CONNECT ON DATABASE "${db}" FROM PUBLIC; CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1);`);
+});
+afterAll(async () => fx.cleanup());
+afterEach(() => ws?.cleanup());
+
+interface Listed {
+  address: string;
+  credentialId: string;
+  state: string;
+  retireAt?: string;
+}
+
+async function password(w: Workspace): Promise<{ name: string; password: string }> {
+  const r = await w.run('credentials', 'export', ada, '--format', 'json');
+  expect(r.code, r.stderr).toBe(0);
+  const s = JSON.parse(r.stdout) as { username: string; password: string };
+  return { name: s.username, password: s.password };
+}
+
+test('after a rotation the superseded password is gone from the store and the list; the old one is refused, the new one works', async () => {
+  // GIVEN an applied spec with a 24 h rotation grace (which AWS keys get)
+  ws = await initWorkspace(`version: 1
+settings: { rotationGrace: 24h }
+backends:
+  wh: { type: postgres, url: "\${WH_URL}", scope: ${fx.run} }
+datasets:
+  features: { backend: wh, database: ${db}, schema: features }
+principals:
+  ${ada}: { type: service, grants: [{ dataset: features, access: read }] }
+`);
+  ws.env.WH_URL = urlFor(db);
+  await apply(ws);
+  const old = await password(ws);
+  const before = JSON.parse((await ws.run('credentials', 'list', '--json')).stdout) as Listed[];
+  expect(before).toHaveLength(1);
+
+  // WHEN the password is rotated
+  const r = await ws.run('credentials', 'rotate', ada);
+  expect(r.code, r.stdout + r.stderr).toBe(0);
+  expect(r.stdout).toContain('the old one stops working at once');
+
+  // THEN the store holds only the new password: nothing listed as retiring
+  const after = JSON.parse((await ws.run('credentials', 'list', '--json')).stdout) as Listed[];
+  expect(after.map((c) => ({ address: c.address, state: c.state, retireAt: c.retireAt }))).toEqual([{ address: `wh:password/${ada}`, state: 'current', retireAt: undefined }]);
+  expect(after[0]!.credentialId).not.toBe(before[0]!.credentialId);
+  const table = (await ws.run('credentials', 'list')).stdout;
+  expect(table).not.toContain('retiring');
+  // and the backend agrees: the old password is refused, the new one reads, the next plan is empty
+  await expectLoginRefused(db, old);
+  expect(await queryAs(db, await password(ws), 'SELECT id FROM features.f')).toEqual([{ id: 1 }]);
+  await expectNoChanges(ws);
+});
