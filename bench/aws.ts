@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
 import type { Io } from '../src/app/io.js';
-import { silenceSdkNodeVersionWarning } from '../src/cli/warnings.js';
+import { silenceSdkNodeVersionWarning } from '../src/app/warnings.js';
 import { startMoto } from '../test/support/moto.js';
 import { startProxy } from '../test/support/http-proxy.js';
 

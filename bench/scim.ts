@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Io } from '../src/app/io.js';
 import { main } from '../src/cli/main.js';
-import { silenceSdkNodeVersionWarning } from '../src/cli/warnings.js';
+import { silenceSdkNodeVersionWarning } from '../src/app/warnings.js';
 import { hashToken } from '../src/scim/server.js';
 import { startMoto } from '../test/support/moto.js';
 

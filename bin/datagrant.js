@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { silenceSdkNodeVersionWarning } from '../dist/cli/warnings.js';
+import { silenceSdkNodeVersionWarning } from '../dist/app/warnings.js';
 
 silenceSdkNodeVersionWarning();
 const { main } = await import('../dist/cli/main.js');

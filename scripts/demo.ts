@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { s3As, startMoto } from '../test/support/moto.js';
-import { silenceSdkNodeVersionWarning } from '../src/cli/warnings.js';
+import { silenceSdkNodeVersionWarning } from '../src/app/warnings.js';
 
 silenceSdkNodeVersionWarning();
 

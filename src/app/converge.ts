@@ -10,7 +10,7 @@
 //   the state has no secret for, and mass deprovisioning each need an explicit yes.
 import type { Backend } from '../backends/backend.js';
 import { closeBackends } from '../backends/factory.js';
-import { redactUrl } from '../backends/redact.js';
+import { redactUrl } from '../core/url.js';
 import { applyPlan, slotOf, type ApplyEvent, type ApplyResult } from '../apply/apply.js';
 import { canonicalJson } from '../core/canonical.js';
 import { ApplyError, DatagrantError, StalePlanError } from '../core/errors.js';

@@ -9,18 +9,9 @@
 //    credential may exist without us holding its secret), the driver removes what that attempt
 //    may have created before throwing, so the retry decorator may repeat the change.
 import type { ActualState, Change, Json } from '../core/types.js';
+import type { KnownCredential } from '../model/credential.js';
 
-/** What the store knows about a credential datagrant issued (no secret). */
-export interface KnownCredential {
-  /** Address of the credential slot, e.g. `aws:key/alice`. */
-  address: string;
-  /** Backend-native id: the AWS access key id, or a password version for PostgreSQL. */
-  credentialId: string;
-  createdAt: string;
-  /** `current` is the one handed out; `retiring` was superseded and lives until `retireAt`. */
-  state: 'current' | 'retiring';
-  retireAt?: string;
-}
+export type { KnownCredential };
 
 export interface ReadOptions {
   /** Credentials the store holds, so the driver can tell its own keys from foreign ones. */

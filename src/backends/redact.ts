@@ -107,16 +107,6 @@ export function withRedaction(backend: Backend): Backend {
   return new RedactingBackend(backend);
 }
 
-/** A connection URL without its password, for error messages and logs. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(an unparseable URL)';
-  }
-}
 
 /** A connection URL with its password left out, for messages that name where a call went. */
 export function urlWithoutPassword(url: string): string {
@@ -128,3 +118,5 @@ export function urlWithoutPassword(url: string): string {
     return '(an unparseable URL)';
   }
 }
+
+export { redactUrl } from '../core/url.js';

@@ -19,7 +19,7 @@
 // replica took the write: every replica polls the two and reconciles until they meet.
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync } from 'node:fs';
-import { redactUrl } from '../backends/redact.js';
+import { redactUrl } from '../core/url.js';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { StoreError } from '../core/errors.js';

@@ -6,7 +6,7 @@
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { silenceSdkNodeVersionWarning } from '../cli/warnings.js';
+import { silenceSdkNodeVersionWarning } from '../app/warnings.js';
 import { makeBackends } from '../backends/factory.js';
 import { scimPeople } from '../scim/identities.js';
 import { openScimStoreAt, SqliteScimStore, type ScimStore } from '../scim/store.js';

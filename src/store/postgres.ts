@@ -6,7 +6,7 @@
 //   that dies loses it with its connection (no heartbeat, no staleness guess).
 // Session advisory locks need a real session: the URL must not name a transaction-mode pooler.
 import { createHash } from 'node:crypto';
-import { redactUrl } from '../backends/redact.js';
+import { redactUrl } from '../core/url.js';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { LockError, StoreError } from '../core/errors.js';

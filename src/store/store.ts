@@ -1,6 +1,6 @@
 // What datagrant remembers between runs: encrypted credentials, what it last applied (to tell
 // drift from spec changes), the journal of intents and outcomes, the audit chain and the lock.
-import type { KnownCredential } from '../backends/backend.js';
+import type { KnownCredential } from '../model/credential.js';
 import type { Change, Json } from '../core/types.js';
 import type { MasterKey } from './crypto.js';
 

@@ -5,7 +5,7 @@
 // again, for ever; so a change that did not take effect fails, naming what is missing or left over
 // and the statement that fixes it. Pure: the driver runs the queries and passes their rows in.
 import { BackendError } from '../../core/errors.js';
-import type { GrantPrivileges, TableScope } from '../../compile/postgres/compile.js';
+import type { GrantPrivileges, TableScope } from '../../model/postgres.js';
 import type { RelationRow } from './catalog.js';
 import { ident, qualified } from './sql.js';
 
