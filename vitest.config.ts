@@ -1,6 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // `datagrant` imported by the Pulumi package resolves to the TypeScript sources: no build needed.
+  resolve: { conditions: ['datagrant-source'] },
+  ssr: { resolve: { conditions: ['datagrant-source'] } },
   test: {
     include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
     testTimeout: 60_000,

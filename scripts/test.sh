@@ -18,6 +18,8 @@ npm run lint
 npm run typecheck
 npm run typecheck -w packages/pulumi
 npm run build
+# The package a user installs: packed, installed into an empty directory, run from there.
+bash scripts/pack-check.sh
 mkdir -p .tmp
 status=0
 npx vitest run --reporter=default --reporter=json --outputFile=.tmp/vitest.json "$@" || status=$?

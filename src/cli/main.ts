@@ -1,4 +1,5 @@
 // The only place that turns errors into messages and exit codes.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { BackendError, CompileError, DatagrantError, SpecError } from '../core/errors.js';
 import { auditLog, auditVerify } from './commands/audit.js';
@@ -18,6 +19,11 @@ const seconds = (v: string) => {
   return n * 1000;
 };
 
+/** The package's version: src/cli/main.ts and dist/cli/main.js both sit two levels below package.json. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 interface GuardFlags {
   allowMassDestroy?: boolean;
   allowMissingCredentials?: boolean;
@@ -30,6 +36,7 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .description('Least-privilege access to AI training and serving data, from one reviewed spec.')
     .option('-f, --spec <file>', 'spec file (default: datagrant.yaml, or $DATAGRANT_SPEC)')
     .option('--state-dir <dir>', 'state directory (default: .datagrant, or $DATAGRANT_STATE_DIR)')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('--no-color', 'plain output')
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
