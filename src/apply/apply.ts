@@ -52,6 +52,13 @@ function priority(c: Change): number {
   return 2;
 }
 
+/**
+ * Changes of one backend, kind and action make the same requests, so they meet the same limits
+ * (AWS throttles per API action). Waiting for one limit, they must not hold every slot while
+ * changes of other lanes, bound by other limits or none, could run: each lane gets its share.
+ */
+const lane = (c: Change) => `${c.backend}\u0000${c.kind}\u0000${c.action}`;
+
 /** For each change, the addresses of the changes it must wait for. */
 export function dependencies(changes: Change[]): Map<string, Set<string>> {
   const byAddress = new Map(changes.map((c) => [c.address, c]));
@@ -110,18 +117,36 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
     }
   }
   const byPriority = (a: Change, b: Change) => priority(a) - priority(b) || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0);
-  // Kept sorted by priority, then address; a released change is inserted at its place (binary
-  // search), not by sorting the whole queue again after every completion.
-  const readyQueue: Change[] = plan.changes.filter((c) => unmet.get(c.address) === 0).sort(byPriority);
+  // Ready changes wait in one queue per lane, each kept sorted by priority, then address; a
+  // released change is inserted at its place (binary search), not by sorting again.
+  type Lane = { queue: Change[]; running: number };
+  const lanes = new Map<string, Lane>();
+  const laneOf = (c: Change) => {
+    const key = lane(c);
+    let l = lanes.get(key);
+    if (!l) lanes.set(key, (l = { queue: [], running: 0 }));
+    return l;
+  };
   const enqueue = (c: Change) => {
+    const queue = laneOf(c).queue;
     let lo = 0;
-    let hi = readyQueue.length;
+    let hi = queue.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (byPriority(readyQueue[mid]!, c) <= 0) lo = mid + 1;
+      if (byPriority(queue[mid]!, c) <= 0) lo = mid + 1;
       else hi = mid;
     }
-    readyQueue.splice(lo, 0, c);
+    queue.splice(lo, 0, c);
+  };
+  for (const c of plan.changes) if (unmet.get(c.address) === 0) laneOf(c).queue.push(c);
+  for (const l of lanes.values()) l.queue.sort(byPriority);
+  // The next change to start: the most urgent one, and among equally urgent ones that of the
+  // lane with the fewest in flight, so that every lane keeps a share of the slots.
+  const before = (a: Lane, b: Lane) => priority(a.queue[0]!) - priority(b.queue[0]!) || a.running - b.running || byPriority(a.queue[0]!, b.queue[0]!);
+  const next = (): { change: Change; lane: Lane } | undefined => {
+    let best: Lane | undefined;
+    for (const l of lanes.values()) if (l.queue.length && (!best || before(l, best) < 0)) best = l;
+    return best ? { change: best.queue.shift()!, lane: best } : undefined;
   };
   const release = (address: string) => {
     for (const d of dependents.get(address) ?? []) {
@@ -171,11 +196,17 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
   };
 
   for (;;) {
-    while (inFlight.size < limit && readyQueue.length) {
-      const c = readyQueue.shift()!;
+    while (inFlight.size < limit) {
+      const n = next();
+      if (!n) break;
+      const { change: c, lane: l } = n;
       if (!pending.has(c.address)) continue;
       pending.delete(c.address);
-      const p: Promise<void> = run(c).finally(() => inFlight.delete(p));
+      l.running++;
+      const p: Promise<void> = run(c).finally(() => {
+        l.running--;
+        inFlight.delete(p);
+      });
       inFlight.add(p);
     }
     if (inFlight.size === 0) break;

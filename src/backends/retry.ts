@@ -2,7 +2,14 @@
 // exponential backoff and full jitter (delay drawn uniformly from [0, min(maxMs, baseMs·2^n))),
 // so that many clients backing off at once spread out instead of retrying in lock-step.
 // Drivers only classify errors (BackendError.retryable); they never retry transient faults
-// themselves, so every retry is counted here.
+// themselves, so every retry is counted here. (The AWS driver paces and repeats throttled
+// requests one by one, per API action, below this: see aws/limiter.ts.)
+//
+// Throttling (AWS's rate limits, PostgreSQL's "too many connections") is not a fault of the
+// change: it spends no attempts, and while it lasts, fewer calls run at once (halved on a
+// throttle, one more per `limit` calls that succeed). A throttled call is given up only once
+// nothing of this backend has succeeded for `throttlePatienceMs`: slow progress never fails a
+// change; a backend that lets nothing through does, with a message that says so.
 import type { Backend, BackendStats, ExecuteResult, ReadOptions } from './backend.js';
 import { BackendError } from '../core/errors.js';
 import type { ActualState, Change } from '../core/types.js';
@@ -18,11 +25,16 @@ export interface RetryOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Called before each retry (for logs). */
   onRetry?: (info: { attempt: number; delayMs: number; error: Error; address?: string }) => void;
+  /** Give a throttled call up once no call of this backend has succeeded for this long. */
+  throttlePatienceMs?: number;
+  /** Milliseconds, monotonic; injectable for tests. */
+  now?: () => number;
 }
 
-export const DEFAULT_RETRY: RetryOptions = { maxAttempts: 6, baseMs: 100, maxMs: 10_000 };
+export const DEFAULT_RETRY: RetryOptions = { maxAttempts: 6, baseMs: 100, maxMs: 10_000, throttlePatienceMs: 120_000 };
 
-const THROTTLE_CODE = /^(Throttl\w*|RequestLimitExceeded|TooManyRequests\w*|SlowDown|RequestThrottled\w*)$/;
+// 53300: PostgreSQL's too_many_connections (for the server, or for the role).
+const THROTTLE_CODE = /^(Throttl\w*|RequestLimitExceeded|TooManyRequests\w*|SlowDown|RequestThrottled\w*|53300)$/;
 const NETWORK_CODE = /^(ECONNRESET|ECONNREFUSED|ECONNABORTED|ETIMEDOUT|EPIPE|EAI_AGAIN|UND_ERR_\w+)$/;
 
 /** Throttling: the request was refused before it did anything, so even a non-idempotent one may be repeated. */
@@ -37,10 +49,51 @@ export function isTransient(e: unknown): boolean {
   return typeof code === 'string' && NETWORK_CODE.test(code);
 }
 
+/**
+ * How many calls may run at once: unbounded until a throttle, then halved (once per throttled
+ * round: calls started before the cut say nothing new), and grown back by one per `limit` calls
+ * that succeed, as TCP's congestion window does.
+ */
+class AdaptiveConcurrency {
+  #limit = Infinity;
+  #running = 0;
+  #round = 0;
+  #waiting: (() => void)[] = [];
+
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /** Waits for a slot; returns the round the call starts in. */
+  async enter(): Promise<number> {
+    if (this.#running >= Math.floor(this.#limit)) await new Promise<void>((r) => this.#waiting.push(r));
+    else this.#running++;
+    return this.#round;
+  }
+
+  leave(round: number, outcome: 'ok' | 'throttled' | 'failed'): void {
+    if (outcome === 'throttled' && round === this.#round) {
+      this.#limit = Math.max(1, Math.floor(Math.min(this.#limit, this.#running) / 2));
+      this.#round++;
+    } else if (outcome === 'ok' && this.#limit !== Infinity) {
+      this.#limit += 1 / this.#limit;
+    }
+    this.#running--;
+    // A slot passes straight to the next waiter (counted as running), so none is taken twice.
+    while (this.#waiting.length && this.#running < Math.floor(this.#limit)) {
+      this.#running++;
+      this.#waiting.shift()!();
+    }
+  }
+}
+
 export class RetryingBackend implements Backend {
   readonly #inner: Backend;
   readonly #opts: Required<Omit<RetryOptions, 'onRetry'>> & Pick<RetryOptions, 'onRetry'>;
+  readonly #concurrency = new AdaptiveConcurrency();
   #retries = 0;
+  /** When a call of this backend last succeeded. */
+  #progress = -Infinity;
 
   constructor(inner: Backend, opts: RetryOptions) {
     if (opts.maxAttempts < 1) throw new RangeError('maxAttempts must be at least 1');
@@ -48,6 +101,8 @@ export class RetryingBackend implements Backend {
     this.#opts = {
       random: Math.random,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      now: () => performance.now(),
+      throttlePatienceMs: DEFAULT_RETRY.throttlePatienceMs!,
       ...opts,
     };
   }
@@ -59,6 +114,11 @@ export class RetryingBackend implements Backend {
     return this.#inner.type;
   }
 
+  /** Calls allowed at once now (Infinity until throttled). */
+  get concurrency(): number {
+    return this.#concurrency.limit;
+  }
+
   /** Backoff before retry number `n` (1-based): full jitter. */
   delay(n: number): number {
     const cap = Math.min(this.#opts.maxMs, this.#opts.baseMs * 2 ** (n - 1));
@@ -66,16 +126,34 @@ export class RetryingBackend implements Backend {
   }
 
   async #attempt<T>(fn: () => Promise<T>, retryable: (e: unknown) => boolean, address?: string): Promise<T> {
+    const started = this.#opts.now();
+    let throttles = 0;
+    let failures = 0;
     for (let attempt = 1; ; attempt++) {
+      const round = await this.#concurrency.enter();
+      let delayMs: number;
       try {
-        return await fn();
+        const out = await fn();
+        this.#concurrency.leave(round, 'ok');
+        this.#progress = this.#opts.now();
+        return out;
       } catch (e) {
-        if (attempt >= this.#opts.maxAttempts || !retryable(e)) throw e;
-        const delayMs = this.delay(attempt);
+        const throttled = isThrottle(e) && retryable(e);
+        this.#concurrency.leave(round, throttled ? 'throttled' : 'failed');
+        if (throttled) {
+          const stalledMs = this.#opts.now() - Math.max(started, this.#progress);
+          if (stalledMs >= this.#opts.throttlePatienceMs) throw stalled(e, this.#inner.name, stalledMs, throttles + 1, address);
+          // Capped: past a few doublings the delay stays near maxMs rather than overflowing.
+          delayMs = this.delay(Math.min(++throttles, 30));
+        } else {
+          // Only failures count against maxAttempts; throttles in between do not.
+          if (++failures >= this.#opts.maxAttempts || !retryable(e)) throw e;
+          delayMs = this.delay(failures);
+        }
         this.#retries++;
         this.#opts.onRetry?.({ attempt, delayMs, error: e as Error, ...(address ? { address } : {}) });
-        await this.#opts.sleep(delayMs);
       }
+      await this.#opts.sleep(delayMs);
     }
   }
 
@@ -98,6 +176,19 @@ export class RetryingBackend implements Backend {
   close(): Promise<void> {
     return this.#inner.close();
   }
+}
+
+/** A throttled call given up: the last error's code, no longer retryable, saying how long nothing got through. */
+function stalled(e: unknown, backend: string, stalledMs: number, attempts: number, address?: string): BackendError {
+  const last = (e as Error)?.message ?? String(e);
+  const code = e instanceof BackendError ? e.code : (e as { name?: string })?.name;
+  return new BackendError(
+    `${backend}: ${address ? `${address}: ` : ''}throttled ${attempts} time(s), and nothing of ${backend} got through for ${Math.round(stalledMs / 1000)} s; giving up. Last answer: ${last}`,
+    backend,
+    code,
+    false,
+    address,
+  );
 }
 
 export function withRetry(backend: Backend, opts: RetryOptions = DEFAULT_RETRY): Backend {

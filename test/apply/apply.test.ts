@@ -97,6 +97,32 @@ describe('apply', () => {
     expect(journal.find((j) => j.address === broken)?.outcome).toBe('failed');
   });
 
+  test('changes held up by one limit leave the slots to changes of other kinds', async () => {
+    // GIVEN a backend on which creating a group waits until some user exists: a limit that only
+    // the progress of other changes lifts (as a throttled API action waits while others run)
+    const backend = new FakeBackend('aws');
+    const plan = await planFor(specText(6), backend);
+    let userMade!: () => void;
+    const aUser = new Promise<void>((r) => (userMade = r));
+    const inner = backend.execute.bind(backend);
+    backend.execute = async (c) => {
+      if (c.kind === 'group') {
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('no user was created while the groups waited')), 2000);
+          void aUser.then(() => resolve(clearTimeout(t)));
+        });
+      }
+      const out = await inner(c);
+      if (c.kind === 'user') userMade();
+      return out;
+    };
+    // WHEN the plan is applied with as many slots as there are groups, which sort first
+    const result = await applyPlan(plan, { backends: { aws: backend }, store, actor: 't', concurrency: 2 });
+    // THEN the waiting groups did not hold both slots: a user was created meanwhile, and all landed
+    expect(result.failed).toEqual([]);
+    expect(result.applied).toBe(plan.changes.length);
+  });
+
   test('the dependency graph has no cycles for a compiled spec', () => {
     const { spec } = parseSpec(specText(5), { file: 't.yaml', env: {}, now: NOW });
     const plan = diff(compile(spec, NOW).desired, {}, { now: NOW, specHash: 'h' });

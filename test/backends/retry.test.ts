@@ -1,5 +1,7 @@
 // withRetry: throttling, 5xx and network faults are retried with full-jitter backoff and counted;
 // everything else fails at once; a new credential is never re-issued after an ambiguous fault.
+// Throttling spends no attempts and lowers the calls in flight, until nothing has got through
+// for the patience.
 import { describe, expect, test } from 'vitest';
 import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../../src/backends/backend.js';
 import { withRetry, RetryingBackend } from '../../src/backends/retry.js';
@@ -102,13 +104,114 @@ describe('withRetry', () => {
   });
 
   test('gives up after maxAttempts with the last error', async () => {
-    const errors = [throttled(), throttled(), throttled('SlowDown')];
+    const fault = (n: number) => new BackendError(`flaky: InternalFailure ${n}`, 'flaky', 'InternalFailure', true);
+    const errors = [fault(1), fault(2), fault(3)];
     const inner = new FlakyBackend([...errors]);
     const { sleep } = recordSleeps();
     const b = withRetry(inner, { maxAttempts: 3, baseMs: 1, maxMs: 1, sleep });
     await expect(b.execute(change('user'))).rejects.toBe(errors[2]);
     expect(inner.calls).toBe(3);
     expect(b.stats()).toEqual({ requests: 3, retries: 2 });
+  });
+
+  test('throttling spends no attempts: a change throttled many times over still lands', async () => {
+    // GIVEN 20 throttles with a fault among them, and 2 attempts allowed
+    const errors: unknown[] = Array.from({ length: 20 }, (_, i) => throttled(i % 2 ? 'Throttling' : '53300'));
+    errors.splice(10, 0, new BackendError('flaky: ServiceUnavailable', 'flaky', 'ServiceUnavailable', true));
+    const inner = new FlakyBackend(errors);
+    const { sleeps, sleep } = recordSleeps();
+    const b = withRetry(inner, { maxAttempts: 2, baseMs: 100, maxMs: 1000, random: () => 0.999, sleep });
+    // WHEN the change runs
+    const res = await b.execute(change('membership'));
+    // THEN it lands, every retry counted, the backoff capped at maxMs
+    expect(res).toEqual({ meta: { ok: true } });
+    expect(inner.calls).toBe(22);
+    expect(b.stats().retries).toBe(21);
+    expect(Math.max(...sleeps)).toBeLessThan(1000);
+  });
+
+  test('a throttled call gives up once nothing of the backend got through for the patience, and not while others progress', async () => {
+    // GIVEN a clock moved by the backoff, and a backend that throttles one address for ever
+    let now = 0;
+    const sleep = async (ms: number) => {
+      now += ms;
+      await new Promise((r) => setImmediate(r));
+    };
+    const inner: Backend = {
+      name: 'flaky',
+      type: 'fake',
+      read: async () => ({ backend: 'flaky', resources: [] }),
+      execute: async (c) => {
+        if (c.address.endsWith('/stuck')) throw throttled();
+        return {};
+      },
+      stats: () => ({ requests: 0, retries: 0 }),
+      close: async () => undefined,
+    };
+    const b = withRetry(inner, { maxAttempts: 3, baseMs: 100, maxMs: 1000, random: () => 0.5, sleep, now: () => now, throttlePatienceMs: 60_000 });
+    const stuck: Change = { ...change('membership'), address: 'flaky:membership/stuck' };
+    // WHEN it is tried alone
+    const err = (await b.execute(stuck).catch((e: unknown) => e)) as BackendError;
+    // THEN it fails after the patience, not retryable, with a message that says why
+    expect(now).toBeGreaterThanOrEqual(60_000);
+    expect(now).toBeLessThan(62_000);
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err).toMatchObject({ code: 'Throttling', retryable: false, address: 'flaky:membership/stuck' });
+    expect(err.message).toMatch(/^flaky: flaky:membership\/stuck: throttled \d+ time\(s\), and nothing of flaky got through for 60 s; giving up\. Last answer: flaky: Throttling: Rate exceeded$/);
+
+    // WHEN other calls of the backend keep succeeding meanwhile
+    now = 0;
+    let progressing = true;
+    const others = (async () => {
+      while (progressing) {
+        await b.execute(change('user'));
+        await sleep(1000);
+      }
+    })();
+    const outcome = await Promise.race([
+      b.execute(stuck).then(
+        () => 'landed',
+        () => 'failed',
+      ),
+      (async () => {
+        while (now < 300_000) await new Promise((r) => setImmediate(r));
+        return 'still retrying';
+      })(),
+    ]);
+    progressing = false;
+    await others;
+    // THEN it keeps retrying well past the patience
+    expect(outcome).toBe('still retrying');
+  });
+
+  test('on "too many connections" (53300) fewer calls run at once, and every one lands', async () => {
+    // GIVEN a server that refuses a connection beyond 3 at once, and 40 changes sent at once
+    const limit = 3;
+    let open = 0;
+    let refusals = 0;
+    const inner: Backend = {
+      name: 'pg',
+      type: 'fake',
+      read: async () => ({ backend: 'pg', resources: [] }),
+      execute: async () => {
+        if (open >= limit) {
+          refusals++;
+          throw new BackendError('pg: sorry, too many clients already', 'pg', '53300', true);
+        }
+        open++;
+        await new Promise((r) => setTimeout(r, 2));
+        open--;
+        return {};
+      },
+      stats: () => ({ requests: 0, retries: 0 }),
+      close: async () => undefined,
+    };
+    const b = new RetryingBackend(inner, { maxAttempts: 2, baseMs: 1, maxMs: 5 });
+    // WHEN they run
+    await Promise.all(Array.from({ length: 40 }, (_, i) => b.execute(change(`role-${i}`))));
+    // THEN all landed though refused, with two attempts each, and fewer calls are let through at once
+    expect(refusals).toBeGreaterThan(0);
+    expect(b.concurrency).toBeLessThan(40);
   });
 
   test('issuing a key is retried after throttling and after a 5xx (the driver undoes an ambiguous attempt)', async () => {

@@ -1,6 +1,7 @@
-// A loopback HTTP proxy in front of moto: counts the requests a backend really receives, and
-// can run a hook after the k-th request was executed by moto but before its response is
-// delivered (the worst moment for a crash: the side effect happened, the caller never heard).
+// A loopback HTTP proxy in front of moto: counts the requests a backend really receives, can
+// answer a request itself instead of passing it on (throttling, see throttle-proxy.ts), and can
+// run a hook after the k-th request was executed by moto but before its response is delivered
+// (the worst moment for a crash: the side effect happened, the caller never heard).
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -9,6 +10,8 @@ export interface CountingProxy {
   /** Requests forwarded so far. */
   count(): number;
   reset(): void;
+  /** Called with every request before it is passed on: return a response to answer it here instead. */
+  onReceived?: (req: IncomingMessage, body: string) => { status: number; body: string } | undefined;
   /**
    * Called with the request number after moto answered it: return true to withhold the response
    * (the caller is being killed), or 503 to answer with a service error instead of moto's answer.
@@ -32,6 +35,12 @@ export async function startProxy(target: string): Promise<CountingProxy> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      const answer = proxy.onReceived?.(req, Buffer.concat(chunks).toString('utf8'));
+      if (answer) {
+        res.writeHead(answer.status, { 'Content-Type': 'text/xml' });
+        res.end(answer.body);
+        return;
+      }
       const fwd = request(
         { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
         (up) => {

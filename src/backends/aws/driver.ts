@@ -11,8 +11,9 @@
 // report is regenerated at most every four hours by AWS: a key deleted by hand since then shows up
 // at the latest when the report is renewed, or at once with `exact`.
 //
-// Requests are counted in SDK middleware, per attempt; the SDK's own retries are off so that all
-// retrying happens in one place (src/backends/retry.ts) and is counted there.
+// Requests are counted in SDK middleware, per attempt; the SDK's own retries are off so that
+// faults are retried in one place (src/backends/retry.ts), and throttled requests are re-sent at
+// their action's pace by the limiter middleware (limiter.ts); both are counted as retries.
 //
 // Every request has a deadline (src/backends/deadline.ts): the connection must be made within the
 // connect deadline, and the whole request answered within the request deadline, which also bounds
@@ -73,6 +74,7 @@ import { canonicalJson } from '../../core/canonical.js';
 import { addressOf, type ActualState, type Change, type Json, type Resource } from '../../core/types.js';
 import { INSTALLATION_TAG } from '../../model/aws.js';
 import { awsErrorCode, isRetryable, isThrottling, toBackendError } from './errors.js';
+import { limitActions, sharedLimiters } from './limiter.js';
 import {
   isUnder,
   keysFromStore,
@@ -167,6 +169,10 @@ export class AwsBackend implements Backend {
     const counter = { step: 'finalizeRequest', priority: 'low', name: 'datagrantRequestCounter' } as const;
     this.#iam.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
     this.#sts.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
+    // Each API action paced at the rate AWS lets through, learned from its throttles (limiter.ts).
+    const limiters = sharedLimiters(`${opts.name}@${opts.endpoint ?? process.env.AWS_ENDPOINT_URL ?? common.region}`);
+    limitActions(this.#iam, limiters, () => this.#stats.retries++);
+    limitActions(this.#sts, limiters, () => this.#stats.retries++);
   }
 
   async #sent<T>(request: unknown, send: () => Promise<T>): Promise<T> {
