@@ -6,5 +6,5 @@ export function silenceSdkNodeVersionWarning(): void {
     const text = typeof warning === 'string' ? warning : (warning?.message ?? '');
     if (text.startsWith('NodeVersionSupportWarning')) return;
     emit(warning, ...rest);
-  }) as typeof process.emitWarning;
+  });
 }

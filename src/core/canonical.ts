@@ -1,6 +1,5 @@
 // Canonical JSON: object keys sorted, so equal data always serialises to equal bytes.
 import { createHash } from 'node:crypto';
-import type { Json } from './types.js';
 
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(sortKeys(value));
@@ -23,7 +22,7 @@ export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-export function hashJson(value: Json | unknown): string {
+export function hashJson(value: unknown): string {
   return sha256(canonicalJson(value));
 }
 
@@ -32,4 +31,14 @@ export function sha256Lines(lines: Iterable<string>): string {
   const h = createHash('sha256');
   for (const l of lines) h.update(l).update('\n');
   return h.digest('hex');
+}
+
+/**
+ * A JSON value as text: strings as they are, numbers and booleans written out, anything else
+ * (objects, arrays, null) as its JSON — never `[object Object]`.
+ */
+export function textOf(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return v === undefined ? '' : JSON.stringify(v);
 }

@@ -1,6 +1,7 @@
 // IAM policy documents: build statements from grants, merge them only where evaluation cannot
 // change, and emit one canonical form so a reordered spec yields a byte-identical document.
 import type { Json } from '../core/types.js';
+import { textOf } from '../core/canonical.js';
 
 export interface Statement {
   Effect: 'Allow' | 'Deny';
@@ -81,7 +82,7 @@ export function policySize(doc: PolicyDocument): number {
   return JSON.stringify(doc).length;
 }
 
-const asList = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)]);
+const asList = (v: unknown): string[] => (Array.isArray(v) ? v.map(textOf) : v === undefined ? [] : [textOf(v)]);
 
 /**
  * Normalise a document read from AWS (strings or arrays, any order) into the canonical shape,
@@ -108,8 +109,8 @@ export function normalizePolicy(doc: unknown): Json {
     });
     return extra.length ? { ...canon, ...Object.fromEntries(extra.sort().map((k) => [k, s[k]])) } : canon;
   });
-  out.sort((a, b) => (key(a as Statement) < key(b as Statement) ? -1 : key(a as Statement) > key(b as Statement) ? 1 : 0));
-  return { Version: String(d.Version ?? ''), Statement: out } as unknown as Json;
+  out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  return { Version: textOf(d.Version), Statement: out } as unknown as Json;
 }
 
 const alone = (s: Statement) => policySize({ Version: '2012-10-17', Statement: [s] });

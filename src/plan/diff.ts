@@ -64,7 +64,7 @@ export function diff(
     const want = new Map(desired[backend]!.resources.map((r) => [r.address, r]));
     const have = new Map((actual[backend]?.resources ?? []).map((r) => [r.address, r]));
     if (actual[backend]) {
-      for (const r of recordedButGone(backend, actual[backend]!, opts.credentials ?? [])) if (!have.has(r.address)) have.set(r.address, r);
+      for (const r of recordedButGone(backend, actual[backend], opts.credentials ?? [])) if (!have.has(r.address)) have.set(r.address, r);
     }
     notices.push(...desired[backend]!.notices);
     const addresses = [...new Set([...want.keys(), ...have.keys()])].sort();

@@ -6,6 +6,7 @@
 import type { Json } from '../core/types.js';
 import { invalidFilter, invalidPath, type ScimError } from './errors.js';
 import { CORE_ATTRS, CORE_SCHEMA, EXTENSIONS, findAttr, findExtension, type AttrDef, type JsonObject, type ResourceType } from './schemas.js';
+import { textOf } from '../core/canonical.js';
 
 export type CompareOp = 'eq' | 'ne' | 'co' | 'sw' | 'ew' | 'gt' | 'ge' | 'lt' | 'le';
 const COMPARE_OPS = new Set<string>(['eq', 'ne', 'co', 'sw', 'ew', 'gt', 'ge', 'lt', 'le']);
@@ -331,7 +332,7 @@ export function valuesAt(obj: JsonObject, path: AttrPath): Json[] {
   const items = Array.isArray(v) ? v : [v];
   const sub = path.sub ?? (path.def.type === 'complex' ? 'value' : undefined);
   if (!sub) return items;
-  return items.flatMap((item) => (isObject(item) && item[sub] !== undefined && item[sub] !== null ? [item[sub]!] : []));
+  return items.flatMap((item) => (isObject(item) && item[sub] !== undefined && item[sub] !== null ? [item[sub]] : []));
 }
 
 function present(obj: JsonObject, path: AttrPath): boolean {
@@ -347,9 +348,9 @@ function present(obj: JsonObject, path: AttrPath): boolean {
 
 function compareOne(op: CompareOp, def: AttrDef, actual: Json, expected: FilterValue): boolean {
   if (def.type === 'dateTime') {
-    const a = Date.parse(String(actual));
+    const a = Date.parse(textOf(actual));
     const e = Date.parse(String(expected));
-    return ordered(op, a === e ? 0 : a < e ? -1 : 1, String(actual), String(expected));
+    return ordered(op, a === e ? 0 : a < e ? -1 : 1, textOf(actual), String(expected));
   }
   if (typeof actual === 'number' && typeof expected === 'number') {
     return ordered(op, actual === expected ? 0 : actual < expected ? -1 : 1, String(actual), String(expected));
@@ -357,7 +358,7 @@ function compareOne(op: CompareOp, def: AttrDef, actual: Json, expected: FilterV
   if (typeof actual === 'boolean' || typeof expected === 'boolean') {
     return op === 'eq' && actual === expected;
   }
-  let a = String(actual);
+  let a = textOf(actual);
   let e = String(expected);
   if (!def.caseExact) {
     a = a.toLowerCase();

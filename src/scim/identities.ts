@@ -20,10 +20,10 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { PrincipalNameConflictError } from '../core/errors.js';
-import type { Json } from '../core/types.js';
 import type { JsonObject } from './schemas.js';
 import type { PrincipalSpec, Spec } from '../spec/schema.js';
 import type { ScimRecord, ScimStore } from './store.js';
+import { textOf } from '../core/canonical.js';
 
 export interface ScimPrincipal {
   type: 'person';
@@ -74,8 +74,8 @@ export function* principalNameCandidates(userName: string): Generator<string, ne
 }
 
 function emailOf(attrs: JsonObject): string | undefined {
-  const emails = Array.isArray(attrs.emails) ? (attrs.emails as Json[]).filter((e): e is JsonObject => typeof e === 'object' && e !== null && !Array.isArray(e)) : [];
-  const pick = emails.find((e) => e.primary === true) ?? emails.find((e) => String(e.type ?? '').toLowerCase() === 'work') ?? emails[0];
+  const emails = Array.isArray(attrs.emails) ? (attrs.emails).filter((e): e is JsonObject => typeof e === 'object' && e !== null && !Array.isArray(e)) : [];
+  const pick = emails.find((e) => e.primary === true) ?? emails.find((e) => textOf(e.type).toLowerCase() === 'work') ?? emails[0];
   const candidates = [pick?.value, attrs.userName];
   for (const c of candidates) if (typeof c === 'string' && EMAIL.safeParse(c).success) return c;
   return undefined;
@@ -96,7 +96,7 @@ export function scimPrincipals(
   const mapped = new Map(Object.entries(mapping).map(([idp, dg]) => [idp.toLowerCase(), dg]));
   const groupsOf = new Map<string, Set<string>>();
   for (const g of groups) {
-    const dg = mapped.get(String(g.attrs.displayName ?? '').toLowerCase());
+    const dg = mapped.get(textOf(g.attrs.displayName).toLowerCase());
     if (!dg || !Array.isArray(g.attrs.members)) continue;
     for (const m of g.attrs.members) {
       if (typeof m !== 'object' || m === null || Array.isArray(m) || typeof m.value !== 'string') continue;

@@ -16,6 +16,7 @@ import { invalidPath, invalidSyntax, invalidValue, mutability, noTarget, tooMany
 import { matches, parsePatchPath, type Filter, type PatchPath } from './filter.js';
 import { MAX_PATCH_OPERATIONS } from './limits.js';
 import { CORE_SCHEMA, EXTENSIONS, PATCH_SCHEMA, checkCount, checkValue, findAttr, findExtension, type AttrDef, type JsonObject, type ResourceType } from './schemas.js';
+import { textOf } from '../core/canonical.js';
 
 export type PatchOpName = 'add' | 'replace' | 'remove';
 export interface PatchOperation {
@@ -81,7 +82,7 @@ export async function applyPatchInSlices(type: ResourceType, attrs: JsonObject, 
 function identity(def: AttrDef, item: Json): string {
   if (isObject(item) && item.value !== undefined) {
     const sub = def.subAttributes?.find((s) => s.name === 'value');
-    return `v:${sub?.caseExact ? String(item.value) : String(item.value).toLowerCase()}`;
+    return `v:${sub?.caseExact ? textOf(item.value) : textOf(item.value).toLowerCase()}`;
   }
   return `j:${JSON.stringify(item)}`;
 }
@@ -318,7 +319,7 @@ class Patcher {
         return copy;
       }
       if (checked === undefined) return obj;
-      return op === 'replace' ? (checked as JsonObject) : { ...obj, ...(checked as JsonObject) };
+      return op === 'replace' ? (checked) : { ...obj, ...(checked as JsonObject) };
     });
   }
 }

@@ -289,7 +289,7 @@ export function checkResource(type: ResourceType, body: unknown): JsonObject {
   if (!Array.isArray(schemas) || !schemas.every((s) => typeof s === 'string')) {
     throw invalidSyntax(`"schemas" must be a list of schema URNs including ${CORE_SCHEMA[type]}`);
   }
-  const lowerSchemas = (schemas as string[]).map((s) => s.toLowerCase());
+  const lowerSchemas = (schemas).map((s) => s.toLowerCase());
   if (!lowerSchemas.includes(CORE_SCHEMA[type].toLowerCase())) {
     throw invalidSyntax(`"schemas" must include ${CORE_SCHEMA[type]} for a ${type}; got ${JSON.stringify(schemas)}`);
   }

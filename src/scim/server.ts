@@ -119,7 +119,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     // A URL the router cannot take (bad percent-encoding, a 500-character id) is a SCIM 400/414 too.
     frameworkErrors: (err, _req, reply) => {
       const status = (err as { statusCode?: number }).statusCode ?? 400;
-      return sendError(reply as unknown as FastifyReply, new ScimError(status, status === 400 ? 'invalidSyntax' : undefined, err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'the URL path parameter is too long' : 'the URL is not valid'));
+      void sendError(reply, new ScimError(status, status === 400 ? 'invalidSyntax' : undefined, err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'the URL path parameter is too long' : 'the URL is not valid'));
     },
   }) as unknown as FastifyInstance;
   app.decorate('scimMetrics', metrics);
@@ -348,7 +348,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     if (missing.length) throw invalidValue(`members must be existing Users or Groups; unknown: ${missing.slice(0, 10).join(', ')}`);
     return {
       ...attrs,
-      members: (attrs.members as Json[]).map((m) => {
+      members: (attrs.members).map((m) => {
         const o = m as JsonObject;
         if (typeof o.value !== 'string') throw invalidValue('every member needs a value (the id of a User or Group)');
         return o.type ? o : { ...o, type: users.has(o.value) ? 'User' : 'Group' };
@@ -519,7 +519,7 @@ function intParam(v: string | undefined, name: string): number | undefined {
 /** A query parameter; given more than once, the last one counts. */
 function param(req: FastifyRequest, name: string): string | undefined {
   const v = (req.query as Record<string, unknown>)[name];
-  const last = Array.isArray(v) ? v[v.length - 1] : v;
+  const last: unknown = Array.isArray(v) ? (v as unknown[])[v.length - 1] : v;
   return typeof last === 'string' ? last : undefined;
 }
 

@@ -28,6 +28,7 @@ import { statementCache } from '../store/sqlite.js';
 import { notFound, preconditionFailed, ScimError, uniqueness } from './errors.js';
 import { principalNameCandidates } from './identities.js';
 import type { JsonObject, ResourceType } from './schemas.js';
+import { textOf } from '../core/canonical.js';
 
 export interface ScimRecord {
   type: ResourceType;
@@ -112,7 +113,7 @@ const TABLE: Record<ResourceType, string> = { User: 'scim_users', Group: 'scim_g
 
 export function uniqueKey(type: ResourceType, attrs: JsonObject): string {
   const v = type === 'User' ? attrs.userName : attrs.displayName;
-  return String(v ?? '').toLowerCase();
+  return textOf(v).toLowerCase();
 }
 
 /** Whether an If-Match header value admits `version` (weak comparison, RFC 7232 §2.3.2). */
@@ -340,7 +341,7 @@ export class SqliteScimStore implements ScimStore {
       // Older rows first, so that they get the names they would have had.
       this.nameUnnamed(reserved, at);
       const claim = this.sql('INSERT INTO scim_principal_names (name, user_id, assigned) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING');
-      name = claimFirst(String(attrs.userName ?? ''), reserved, (n) => claim.run(n, id, at).changes === 1);
+      name = claimFirst(textOf(attrs.userName), reserved, (n) => claim.run(n, id, at).changes === 1);
     }
     this.insertUnique(
       () =>
@@ -620,7 +621,7 @@ export class PgScimStore implements ScimStore {
         this.tx(async (c) => {
           // Older rows first, so that they get the names they would have had.
           await this.nameUnnamed(c, reserved, at);
-          const name = await this.claimName(c, id, String(attrs.userName ?? ''), reserved, at);
+          const name = await this.claimName(c, id, textOf(attrs.userName), reserved, at);
           await insert(c, name);
           await this.changed(c, at);
           return name;

@@ -318,7 +318,7 @@ function pathOf(ancestors: readonly unknown[], node: unknown): PathKey[] {
     const parent = chain[i - 1];
     const child = chain[i];
     if (isPair(child)) out.push(isScalar(child.key) ? String(child.key.value) : '?');
-    else if (isSeq(parent)) out.push(parent.items.indexOf(child as never));
+    else if (isSeq(parent)) out.push(parent.items.indexOf(child));
   }
   return out;
 }
@@ -448,7 +448,7 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false });
   const scanned = scan(doc);
   const errors = [...doc.errors, ...scanned.duplicates].sort((a, b) => a.pos[0] - b.pos[0]);
-  const src = new SourceMap(doc.contents as Node | null, lines, opts.file);
+  const src = new SourceMap(doc.contents, lines, opts.file);
   const problems: SpecProblem[] = [];
   // One broken token makes the parser report every token after it: show the syntax errors of
   // the first broken line only; duplicate keys are independent and all shown.

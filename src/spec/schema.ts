@@ -59,7 +59,7 @@ const EXPIRES_HELP = 'a date (2027-01-31) or an ISO 8601 instant with a zone (20
 export function isRealInstant(expires: string): boolean {
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?)?/.exec(expires);
   if (!m) return false;
-  const [y, mo, d, h = '0', mi = '0', sec = '0'] = m.slice(1).map((x) => x ?? '0') as string[];
+  const [y, mo, d, h = '0', mi = '0', sec = '0'] = m.slice(1).map((x: string | undefined) => x ?? '0');
   const probe = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)));
   return (
     probe.getUTCFullYear() === Number(y) &&

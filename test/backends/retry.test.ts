@@ -17,7 +17,8 @@ class FlakyBackend implements Backend {
   async #call<T>(value: T): Promise<T> {
     this.calls++;
     const e = this.errors.shift();
-    if (e) throw e;
+    // The faults are SDK-shaped objects, as the AWS SDK throws them.
+    if (e) throw e as Error;
     return value;
   }
   read(_opts: ReadOptions): Promise<ActualState> {

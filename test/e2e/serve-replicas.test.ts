@@ -82,8 +82,8 @@ async function startReplica(id: string, extraEnv: Record<string, string> = {}): 
   delete env.DATAGRANT_ACTOR;
   const child = spawn(process.execPath, [BIN, 'serve', '--port', String(port), '--interval', '3600'], { cwd: ws.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const replica: Replica = {
     id,

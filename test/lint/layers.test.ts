@@ -1,11 +1,13 @@
 // The layer rules of eslint.config.js fire: an import that crosses a layer is an error, an import
 // of a lower layer is not (ARCHITECTURE.md). Linted as if the code were in each folder.
 import { ESLint } from 'eslint';
+import tseslint from 'typescript-eslint';
 import { resolve } from 'node:path';
 import { describe, expect, test } from 'vitest';
 
 const root = resolve(import.meta.dirname, '../..');
-const eslint = new ESLint({ cwd: root });
+// The files linted here do not exist, so no TypeScript project holds them: type-aware rules off.
+const eslint = new ESLint({ cwd: root, overrideConfig: [{ files: ['**/*.ts'], ...tseslint.configs.disableTypeChecked }] });
 
 async function problems(file: string, code: string): Promise<string[]> {
   const [result] = await eslint.lintText(code, { filePath: resolve(root, file) });

@@ -16,7 +16,7 @@ let seq = 0;
 // Records as the store returns them: the principal name is whatever the store gave.
 const user = (userName: string, extra: Record<string, unknown> = {}, principal = principalBaseName(userName)): ScimRecord => {
   const created = `2026-01-01T00:00:${String(++seq).padStart(2, '0')}.000Z`;
-  return { type: 'User', id: `u-${userName}`, attrs: { userName, active: true, ...extra } as ScimRecord['attrs'], created, lastModified: created, version: 'W/"1"', principal };
+  return { type: 'User', id: `u-${userName}`, attrs: { userName, active: true, ...extra }, created, lastModified: created, version: 'W/"1"', principal };
 };
 const group = (displayName: string, members: ScimRecord[], extra: Record<string, unknown>[] = []): ScimRecord => ({
   type: 'Group',

@@ -35,7 +35,7 @@ test('replicas opening together all succeed and see one set of tables', async ()
     // Two replicas racing to create the same userName: exactly one wins.
     const results = await Promise.allSettled(stores.map((s) => s.create('User', { userName: 'Same@x.com' })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
-    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.status)).toEqual([409, 409, 409]);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => (r).reason.status)).toEqual([409, 409, 409]);
   } finally {
     for (const s of stores) await s.close();
   }

@@ -168,7 +168,7 @@ describe('single problems', () => {
     const text = MINIMAL.replace('bucket: ai-model-data', 'bucket: "${BUCKET}"');
     const problems = problemsOf(text);
     expect(problems).toEqual([
-      { file: 'datagrant.yaml', line: 5, column: 33, path: 'datasets.data.bucket', message: expect.stringMatching(/^environment variable BUCKET is not set/) as unknown as string },
+      { file: 'datagrant.yaml', line: 5, column: 33, path: 'datasets.data.bucket', message: expect.stringMatching(/^environment variable BUCKET is not set/) },
     ]);
     expect(parseSpec(text, opts({ env: { BUCKET: 'from-env' } })).spec.datasets.data).toEqual({ backend: 'aws', bucket: 'from-env' });
   });

@@ -136,17 +136,18 @@ export class DataAccess extends pulumi.ComponentResource {
   readonly principals: Record<string, PrincipalCredentials> = {};
 
   constructor(name: string, args: DataAccessArgs, opts?: pulumi.ComponentResourceOptions) {
-    const type = (new.target as typeof DataAccess).typeToken;
+    const type = (new.target).typeToken;
     super(type, name, {}, opts);
     const compiled = compileSpec(args, args.specFile ?? `<spec of ${type.split(':').pop()} ${name}>`);
     this.backend = compiled.backend;
     this.desired = compiled.resources;
     const parent = { parent: this };
 
-    for (const n of compiled.notices) (n.level === 'warning' ? pulumi.log.warn : pulumi.log.info)(n.message, this);
+    // Logging is asynchronous in Pulumi and a constructor cannot wait for it.
+    for (const n of compiled.notices) void (n.level === 'warning' ? pulumi.log.warn : pulumi.log.info)(n.message, this);
     const others = Object.keys(compiled.spec.backends).filter((b) => b !== compiled.backend).sort();
     if (others.length) {
-      pulumi.log.warn(
+      void pulumi.log.warn(
         `backends ${others.join(', ')} of the spec are not provisioned by this component (it provisions ${compiled.backend} only); ` +
           'use another DataAccess with `backend` for an aws backend, or the datagrant CLI for postgres',
         this,
@@ -226,7 +227,7 @@ export class DataAccess extends pulumi.ComponentResource {
       if (r.lifecycle?.rotateAfterSeconds) rotating.push(r.name);
     }
     if (rotating.length) {
-      pulumi.log.warn(
+      void pulumi.log.warn(
         `the spec asks to rotate the keys of ${rotating.join(', ')}; the Pulumi component does not rotate keys ` +
           '(replace a key by hand, or use `datagrant apply`, which rotates with a grace period)',
         this,

@@ -85,6 +85,7 @@ import {
   type AccessKeyFact,
   type AccountDetails,
 } from './state.js';
+import { textOf } from '../../core/canonical.js';
 
 export interface AwsBackendOptions {
   /** The backend's name in the spec: the prefix of every address. */
@@ -127,7 +128,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const str = (v: Json | undefined): string => (typeof v === 'string' ? v : '');
 const tagsOf = (attrs: Attrs | undefined): Record<string, string> => {
   const t = attrs?.tags;
-  return t && typeof t === 'object' && !Array.isArray(t) ? Object.fromEntries(Object.entries(t).map(([k, v]) => [k, String(v)])) : {};
+  return t && typeof t === 'object' && !Array.isArray(t) ? Object.fromEntries(Object.entries(t).map(([k, v]) => [k, textOf(v)])) : {};
 };
 
 export class AwsBackend implements Backend {

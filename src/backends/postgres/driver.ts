@@ -45,6 +45,7 @@ import {
 } from './catalog.js';
 import { generatePassword, ident, literal, qualified, scramVerifier, verifierFingerprint } from './sql.js';
 import { notTakenEffect, schemaGrantShortfall, shortfall, type Held, type SchemaAclFact } from './verify.js';
+import { textOf } from '../../core/canonical.js';
 
 export interface PostgresBackendOptions {
   name: string;
@@ -144,9 +145,13 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         // or waits for a lock too long is cancelled there, not left running after we gave up. A
         // SET rather than a start-up parameter, which poolers such as pgbouncer refuse.
         query_timeout: deadlines.requestMs,
-        onConnect: (c) => c.query(`SET statement_timeout = ${Math.round(deadlines.requestMs)}`),
       });
       p.on('error', () => undefined);
+      // Queued first on each new connection, so it runs before anything sent on it; if it fails,
+      // the connection is broken and the next statement on it reports that.
+      p.on('connect', (c) => {
+        c.query(`SET statement_timeout = ${Math.round(deadlines.requestMs)}`).catch(() => undefined);
+      });
       pools.set(database, p);
     }
     return p;
@@ -474,7 +479,7 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
           return {};
         }
         case 'password':
-          if (change.action === 'delete') return await clearPassword(change.before!.name, String(change.before!.meta?.credentialId ?? ''));
+          if (change.action === 'delete') return await clearPassword(change.before!.name, textOf(change.before!.meta?.credentialId));
           return await setPassword(change.after!.name, change.address);
         default:
           throw new BackendError(`${name}: unknown resource kind ${change.kind}`, name, 'unknown-kind', false, change.address);

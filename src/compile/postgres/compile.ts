@@ -79,7 +79,7 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
     for (const g of grants) {
       const ds = pgDataset(g)!;
       const key = JSON.stringify([ds.database, ds.schema]);
-      const entry = scopes.get(key) ?? { database: ds.database, schema: ds.schema, levels: new Map() };
+      const entry = scopes.get(key) ?? { database: ds.database, schema: ds.schema, levels: new Map<Level, TableScope>() };
       scopes.set(key, entry);
       for (const level of levelsUpTo(g.access)) {
         const had = entry.levels.get(level);
