@@ -333,7 +333,9 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
         if (!o.allow?.adopt) refusals.push(`${msg}. If this state should take them over, apply with --adopt (or restore the state that issued them).`);
       }
     }
-    const mass = o.saved || o.destroy ? [] : massEvents(plan, actual);
+    // A saved plan needs the second yes too: `plan --out` in CI, `apply FILE` on merge is the
+    // usual way a reviewed change lands, and the one where a slip in the spec goes unnoticed.
+    const mass = o.destroy ? [] : massEvents(plan, actual);
     let held: Change[] = [];
     for (const m of mass) {
       const msg = `mass deprovisioning on backend ${m.backend}: ${m.removed} of ${m.managed} principals would be removed (${m.principals.slice(0, 5).join(', ')}${m.principals.length > 5 ? ', …' : ''})`;

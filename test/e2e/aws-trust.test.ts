@@ -240,6 +240,20 @@ describe('finding 7: mass deprovisioning needs a second yes', () => {
     for (const k of keys) await keyIsDead(moto, k);
   });
 
+  test('a saved plan that removes 5 of 5 principals is refused without --allow-mass-destroy too', async () => {
+    const w = await ws(spec(names(5)));
+    await apply(w);
+    const keys = await Promise.all(names(5).map((n) => issuedKey(w, n)));
+    w.writeSpec(spec([]));
+    expect((await w.run('plan', '--out', 'p.json')).code).toBe(0);
+    const refused = await w.run('apply', 'p.json');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/5 of 5 principals on backend aws would be removed[\s\S]*--allow-mass-destroy/);
+    for (const k of keys) await read(k);
+    await apply(w, 'p.json', '--allow-mass-destroy');
+    for (const k of keys) await keyIsDead(moto, k);
+  });
+
   test('a zero-length state.db is an error, never a fresh start', async () => {
     const w = await ws(spec(names(1)));
     await apply(w);
