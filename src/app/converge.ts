@@ -314,7 +314,7 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
       const missing = plan.changes.filter((c) => c.backend === name && c.before?.meta?.missing === true).length;
       const empty = state.resources.length === 0;
       if (!(empty || (missing >= 2 && missing * 2 > recorded.length))) continue;
-      const msg = `${empty ? `none` : `${missing}`} of the ${recorded.length} credentials recorded for ${boundaryOf(name, backendSpecs[name]!)} were found there${empty ? ' — it holds nothing datagrant owns' : ''}: wrong account, endpoint, path, URL or scope? Applying would forget them and issue new ones`;
+      const msg = `${empty ? `none` : `only ${recorded.length - missing}`} of the ${recorded.length} credentials recorded for ${boundaryOf(name, backendSpecs[name]!)} were found there${empty ? ' — it holds nothing datagrant owns' : ''}: wrong account, endpoint, path, URL or scope? Applying would forget them and issue new ones`;
       plan.notices.push({ level: 'warning', message: msg });
       if (!o.allow?.missingCredentials) refusals.push(`${msg}. Check the backend settings; if the objects really are gone, apply with --allow-missing-credentials.`);
     }
