@@ -18,7 +18,7 @@ import type { ActualState, Change, Json, Notice, Plan, Resource } from '../core/
 import { actualHash, attrsHash } from '../plan/diff.js';
 import { substitute } from '../spec/load.js';
 import type { BackendSpec, Spec } from '../spec/schema.js';
-import type { JournalEntry, StateStore, StoredBackend } from '../store/store.js';
+import type { CredentialRow, JournalEntry, StateStore, StoredBackend } from '../store/store.js';
 import { makePlan, readActual } from './engine.js';
 
 /** A run refused by one of converge's guards; the message says which flag overrides it, if any. */
@@ -70,7 +70,7 @@ export interface ConvergeOptions {
    */
   onMassEvent?: 'refuse' | 'hold';
   lockTimeoutMs?: number;
-  /** Told about changes found in flight from a run that died. */
+  /** Told about changes found in flight from a run that died (apply; settled only if it goes ahead). */
   onRecover?: (entries: JournalEntry[]) => void;
   /** Told the plan before confirmation (the CLI prints it). */
   onPlan?: (plan: Plan) => void;
@@ -96,6 +96,7 @@ export interface ConvergeResult {
   /** Deletions held back by a mass event (serve), to be confirmed by a person. */
   held: Change[];
   mass: MassEvent[];
+  /** Changes a dead run left in flight: pending (plan), or settled by this apply (none when declined). */
   interrupted: JournalEntry[];
   /** Transient errors the drivers retried during this run. */
   retries: number;
@@ -186,6 +187,14 @@ function recoveredApplied(interrupted: JournalEntry[], actual: Record<string, Ac
   return out;
 }
 
+/**
+ * Stored credentials whose deletion, interrupted by a crash, took effect: a current credential is
+ * deleted at its slot's address, a superseded or missing one at `slot~id`.
+ */
+function deletedByDeadRun(recovered: Map<string, string | null>, stored: CredentialRow[]): CredentialRow[] {
+  return stored.filter((c) => recovered.get(`${c.address}~${c.credentialId}`) === null || (c.state === 'current' && recovered.get(c.address) === null));
+}
+
 function massEvents(plan: Plan, actual: Record<string, ActualState>): MassEvent[] {
   const out: MassEvent[] = [];
   for (const [backend, state] of Object.entries(actual)) {
@@ -249,7 +258,10 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
   let backends: Record<string, Backend> | undefined;
   const retries = () => Object.values(backends ?? {}).reduce((n, b) => n + b.stats().retries, 0);
   try {
-    const interrupted = apply ? await store.recoverJournal() : await store.journalPending();
+    // What a dead run left in flight is settled in the store only by an apply that goes ahead
+    // (past the guards and the confirmation): a refused or declined apply, like a plan, leaves
+    // the store as it found it, and the next run finds the same entries.
+    const interrupted = await store.journalPending();
     if (apply && interrupted.length) o.onRecover?.(interrupted);
 
     backends = o.makeBackends(backendSpecs, installation);
@@ -266,16 +278,27 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
 
     // Changes a dead run left in flight that did take effect are datagrant's, not drift.
     const recovered = recoveredApplied(interrupted, actual);
-    if (apply) for (const [address, hash] of recovered) await store.setApplied(address, hash);
     const applied = await store.applied();
-    if (!apply) {
-      for (const [address, hash] of recovered) {
-        if (hash === null) delete applied[address];
-        else applied[address] = hash;
-      }
+    for (const [address, hash] of recovered) {
+      if (hash === null) delete applied[address];
+      else applied[address] = hash;
     }
-
-    const credentials = await store.credentials();
+    // A credential whose deletion a dead run carried out is gone by datagrant's own hand, as the
+    // journal shows: that change is completed, not planned as a missing credential, which would
+    // count towards --allow-missing-credentials (as if the account were the wrong one) whenever
+    // a run died among the first batch of a deprovisioning, where keys go.
+    const stored = await store.credentials();
+    const erased = deletedByDeadRun(recovered, stored);
+    const credentials = stored.filter((c) => !erased.includes(c));
+    const settleRecovery = async () => {
+      if (!interrupted.length) return;
+      await store.recoverJournal();
+      for (const [address, hash] of recovered) await store.setApplied(address, hash);
+      for (const c of erased) {
+        await store.eraseCredential(c.address, c.credentialId);
+        await store.audit({ actor: o.actor, event: 'credential.erase', address: c.address, outcome: 'ok', detail: `id ${c.credentialId}; deleted by an interrupted run` }, now.toISOString());
+      }
+    };
     let plan: Plan;
     if (o.saved) {
       for (const [name, state] of Object.entries(actual)) {
@@ -312,7 +335,7 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
       const missing = plan.changes.filter((c) => c.backend === name && c.before?.meta?.missing === true).length;
       const empty = state.resources.length === 0;
       if (!(empty || (missing >= 2 && missing * 2 > recorded.length))) continue;
-      const msg = `${empty ? `none` : `${missing}`} of the ${recorded.length} credentials recorded for ${boundaryOf(name, backendSpecs[name]!)} were found there${empty ? ' — it holds nothing datagrant owns' : ''}: wrong account, endpoint, path, URL or scope? Applying would forget them and issue new ones`;
+      const msg = `${empty ? `none` : `only ${recorded.length - missing}`} of the ${recorded.length} credentials recorded for ${boundaryOf(name, backendSpecs[name]!)} were found there${empty ? ' — it holds nothing datagrant owns' : ''}: wrong account, endpoint, path, URL or scope? Applying would forget them and issue new ones`;
       plan.notices.push({ level: 'warning', message: msg });
       if (!o.allow?.missingCredentials) refusals.push(`${msg}. Check the backend settings; if the objects really are gone, apply with --allow-missing-credentials.`);
     }
@@ -331,7 +354,9 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
         if (!o.allow?.adopt) refusals.push(`${msg}. If this state should take them over, apply with --adopt (or restore the state that issued them).`);
       }
     }
-    // `destroy` is a mass removal by definition (and asks for its own yes); a saved plan is not exempt.
+    // `destroy` is a mass removal by definition (and asks for its own yes). A saved plan needs the
+    // second yes too: `plan --out` in CI, `apply FILE` on merge is the usual way a reviewed change
+    // lands, and the one where a slip in the spec goes unnoticed.
     const mass = o.destroy ? [] : massEvents(plan, actual);
     let held: Change[] = [];
     for (const m of mass) {
@@ -349,12 +374,14 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
     if (!apply) return { ...base, outcome: 'planned' };
     o.onPlan?.(plan);
     if (plan.changes.length === 0) {
+      await settleRecovery();
       await forgetEmpty(store, removed, actual, plan);
       return { ...base, outcome: 'no-changes' };
     }
     if (refusals.length) throw new GuardError(`apply refused; nothing was changed:\n${refusals.map((r) => `  - ${r}`).join('\n')}`);
-    if (o.confirm && !o.saved && !(await o.confirm(plan))) return { ...base, outcome: 'declined' };
+    if (o.confirm && !o.saved && !(await o.confirm(plan))) return { ...base, interrupted: [], outcome: 'declined' };
 
+    await settleRecovery();
     for (const [name, b] of Object.entries(o.spec.backends)) await store.rememberBackend(storedSettings(name, b, o.templates?.[name]));
     try {
       const result = await applyPlan(plan, { backends, store, actor: o.actor, concurrency: o.concurrency ?? 8, ...(o.onEvent ? { onEvent: o.onEvent } : {}), ...(o.clock ? { clock: o.clock } : {}) });

@@ -39,8 +39,11 @@ afterAll(async () => {
   await moto?.stop();
 });
 
-/** Run `datagrant apply` in a child process; kill it once the proxy forwarded request `killAt`. */
-function childApply(ws: Workspace, killAt: number | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+/**
+ * Run `datagrant apply` in a child process; kill it once the proxy forwarded request `killAt`, or
+ * as `killAt` decides per request (`withhold`: the child never gets that answer).
+ */
+function childApply(ws: Workspace, killAt: number | undefined | ((n: number, body: string) => 'kill' | 'withhold' | 'pass')): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((done) => {
     const child = spawn(process.execPath, [join(root, 'bin/datagrant.js'), 'apply', '--auto-approve'], {
       cwd: ws.dir,
@@ -48,12 +51,10 @@ function childApply(ws: Workspace, killAt: number | undefined): Promise<{ code: 
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     proxy.reset();
-    proxy.onForwarded = (n) => {
-      if (killAt !== undefined && n === killAt) {
-        child.kill('SIGKILL');
-        return true;
-      }
-      return false;
+    proxy.onForwarded = (n, _req, body) => {
+      const verdict = typeof killAt === 'function' ? killAt(n, body) : n === killAt ? 'kill' : 'pass';
+      if (verdict === 'kill') child.kill('SIGKILL');
+      return verdict !== 'pass';
     };
     child.on('exit', (code, signal) => done({ code, signal }));
   });
@@ -137,4 +138,41 @@ test('a SIGKILL after any backend call loses no credential and orphans nothing',
     }
   }
   expect(kills).toBeGreaterThanOrEqual(30);
+});
+
+test('a SIGKILL among the key deletions of a deprovisioning: the rerun needs no --allow-missing-credentials', async () => {
+  await moto.reset();
+  useMotoAdmin(moto);
+  const iam = adminIam(moto);
+  const ws = workspace({ DATAGRANT_MASTER_KEY: MASTER });
+  const team = (names: string[]) =>
+    ['version: 1', 'backends: { aws: { type: aws } }', 'datasets: { data: { backend: aws, bucket: ai-model-data, prefix: training/ } }', 'principals:', ...names.map((n) => `  ${n}: { type: service, grants: [{ dataset: data, access: read }] }`)].join('\n');
+  try {
+    ws.writeSpec(team(['a', 'b', 'c', 'd']));
+    expect((await ws.run('apply', '--auto-approve')).code).toBe(0);
+    ws.writeSpec(team(['d']));
+    // Keys go first, concurrently: IAM deletes all three, and datagrant hears of none of it.
+    let deletes = 0;
+    const killed = await childApply(ws, (_n, body) => (!body.includes('Action=DeleteAccessKey') ? 'pass' : ++deletes === 3 ? 'kill' : 'withhold'));
+    expect(killed.signal).toBe('SIGKILL');
+    proxy.onForwarded = undefined;
+    process.env.AWS_ENDPOINT_URL = moto.endpoint;
+    // Its own journal says who deleted them: not a wrong account, no flag to ask for; and a
+    // declined apply in between settles nothing, so the journal still says so afterwards.
+    ws.confirm = async () => false;
+    const declined = await ws.run('apply');
+    ws.confirm = undefined;
+    expect(declined.stderr).toContain('Apply cancelled.');
+    expect(declined.stdout + declined.stderr).not.toMatch(/allow-missing-credentials|wrong account/);
+    const rerun = await ws.run('apply', '--auto-approve');
+    expect(rerun.code, `${rerun.stdout}\n${rerun.stderr}`).toBe(0);
+    expect(rerun.stdout + rerun.stderr).not.toMatch(/allow-missing-credentials|wrong account/);
+    expect((await ws.run('plan', '--detailed-exitcode', '--exact')).code).toBe(0);
+    const stored = JSON.parse((await ws.run('credentials', 'list', '--json')).stdout) as { principal: string; credentialId: string }[];
+    expect(stored.map((c) => c.principal)).toEqual(['d']);
+    expect(await keysOf(iam, 'd')).toEqual([stored[0]!.credentialId]);
+  } finally {
+    ws.cleanup();
+    iam.destroy();
+  }
 });

@@ -90,6 +90,21 @@ describe('finding 2: nothing in the store changes except through an applied chan
     await read(fresh);
     expect((await w.run('credentials', 'list', '--json')).stdout).not.toContain(old.accessKeyId);
   });
+
+  test('keys of 2 of 3 users deleted by hand: plan says how many were found, apply needs --allow-missing-credentials', async () => {
+    const w = await ws(spec(names(3)));
+    await apply(w);
+    const keys = await Promise.all(names(3).map((n) => issuedKey(w, n)));
+    const { DeleteAccessKeyCommand } = await import('@aws-sdk/client-iam');
+    for (const [i, k] of keys.slice(0, 2).entries()) await iam.send(new DeleteAccessKeyCommand({ UserName: `p${i + 1}`, AccessKeyId: k.accessKeyId }));
+    const plan = await w.run('plan');
+    expect(plan.stdout).toMatch(/only 1 of the 3 credentials recorded for backend aws \(IAM path \/datagrant\/.*\) were found there/);
+    const refused = await w.run('apply', '--auto-approve');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/--allow-missing-credentials/);
+    await apply(w, '--allow-missing-credentials');
+    for (const n of names(3)) await read(await issuedKey(w, n));
+  });
 });
 
 describe('finding 3: a backend removed from the spec is torn down', () => {
@@ -237,6 +252,20 @@ describe('finding 7: mass deprovisioning needs a second yes', () => {
     expect(refused.stderr).toMatch(/6 of 6 principals on backend aws would be removed[\s\S]*--allow-mass-destroy/);
     for (const k of keys) await read(k);
     await apply(w, '--allow-mass-destroy');
+    for (const k of keys) await keyIsDead(moto, k);
+  });
+
+  test('a saved plan that removes 5 of 5 principals is refused without --allow-mass-destroy too', async () => {
+    const w = await ws(spec(names(5)));
+    await apply(w);
+    const keys = await Promise.all(names(5).map((n) => issuedKey(w, n)));
+    w.writeSpec(spec([]));
+    expect((await w.run('plan', '--out', 'p.json')).code).toBe(0);
+    const refused = await w.run('apply', 'p.json');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/5 of 5 principals on backend aws would be removed[\s\S]*--allow-mass-destroy/);
+    for (const k of keys) await read(k);
+    await apply(w, 'p.json', '--allow-mass-destroy');
     for (const k of keys) await keyIsDead(moto, k);
   });
 

@@ -17,8 +17,15 @@ export interface Workspace {
   env: NodeJS.ProcessEnv;
   /** Injected clock for every command run here; defaults to the real one. */
   now?: () => Date;
+  /** Answers apply's confirmation question as a person at a terminal would; unset, there is no terminal. */
+  confirm?: (question: string) => Promise<boolean>;
   writeSpec(text: string, name?: string): string;
   run(...args: string[]): Promise<CliResult>;
+  /**
+   * Runs a command function directly, with this workspace's Io and captured output: for options
+   * the command line cannot express (BackendOptions that inject faults).
+   */
+  call(command: (io: Io) => Promise<number>): Promise<CliResult>;
   /** Everything every command printed so far (for secret scans). */
   transcript: string[];
   cleanup(): void;
@@ -29,6 +36,21 @@ const REVEALING = (args: string[]) => args.includes('--reveal') || args.includes
 
 export function workspace(env: NodeJS.ProcessEnv = {}): Workspace {
   const dir = mkdtempSync(join(tmpdir(), 'dg-ws-'));
+  const capture = async (command: (io: Io) => Promise<number>): Promise<CliResult> => {
+    let stdout = '';
+    let stderr = '';
+    const io: Io = {
+      stdout: (s) => (stdout += s),
+      stderr: (s) => (stderr += s),
+      env: ws.env,
+      cwd: dir,
+      isTTY: false,
+      ...(ws.confirm ? { confirm: ws.confirm } : {}),
+      now: ws.now ?? (() => new Date()),
+    };
+    const code = await command(io);
+    return { code, stdout, stderr };
+  };
   const ws: Workspace = {
     dir,
     env: { ...env, DATAGRANT_ACTOR: 'test@cli' },
@@ -39,19 +61,14 @@ export function workspace(env: NodeJS.ProcessEnv = {}): Workspace {
       return f;
     },
     async run(...args) {
-      let stdout = '';
-      let stderr = '';
-      const io: Io = {
-        stdout: (s) => (stdout += s),
-        stderr: (s) => (stderr += s),
-        env: ws.env,
-        cwd: dir,
-        isTTY: false,
-        now: ws.now ?? (() => new Date()),
-      };
-      const code = await main(args, io);
-      if (!REVEALING(args)) ws.transcript.push(stdout, stderr);
-      return { code, stdout, stderr };
+      const r = await capture((io) => main(args, io));
+      if (!REVEALING(args)) ws.transcript.push(r.stdout, r.stderr);
+      return r;
+    },
+    async call(command) {
+      const r = await capture(command);
+      ws.transcript.push(r.stdout, r.stderr);
+      return r;
     },
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
