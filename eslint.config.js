@@ -25,7 +25,10 @@ function layers(defs) {
             'no-restricted-syntax': [
               'error',
               { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'Pass `now` in; the pure core never reads the clock.' },
-              { selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']", message: 'Pass `now` in; the pure core never reads the clock.' },
+              {
+                selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']",
+                message: 'Pass `now` in; the pure core never reads the clock.',
+              },
               { selector: "MemberExpression[object.name='process'][property.name='env']", message: 'The pure core never reads the environment; pass it in.' },
             ],
           }
@@ -83,7 +86,12 @@ export default tseslint.config(
       io: true,
     },
     // The resource model is pure too, and sits below the compiler and the drivers alike.
-    { files: ['src/model/**'], below: 'the resource model', forbidden: ['app', 'apply', 'backends', 'cli', 'compile', 'plan', 'render', 'scim', 'serve', 'spec', 'store'], io: true },
+    {
+      files: ['src/model/**'],
+      below: 'the resource model',
+      forbidden: ['app', 'apply', 'backends', 'cli', 'compile', 'plan', 'render', 'scim', 'serve', 'spec', 'store'],
+      io: true,
+    },
     { files: ['src/backends/**'], below: 'the drivers', forbidden: ['app', 'apply', 'cli', 'compile', 'plan', 'render', 'scim', 'serve', 'store'] },
     { files: ['src/store/**'], below: 'the state store', forbidden: ['app', 'apply', 'backends', 'cli', 'compile', 'plan', 'render', 'scim', 'serve'] },
     { files: ['src/apply/**'], below: 'apply', forbidden: ['app', 'cli', 'compile', 'scim', 'serve'] },

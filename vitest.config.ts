@@ -12,6 +12,5 @@ export default defineConfig({
     maxWorkers: 2,
     // A skipped test is not a passed test: fail the run if any test is skipped or todo.
     allowOnly: false,
-    setupFiles: ['test/setup.ts'],
   },
 });

@@ -15,12 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
 import type { Io } from '../src/app/io.js';
-import { silenceSdkNodeVersionWarning } from '../src/app/warnings.js';
 import { startMoto } from '../test/support/moto.js';
 import { startProxy } from '../test/support/http-proxy.js';
 import { startThrottlingProxy } from '../test/support/throttle-proxy.js';
 
-silenceSdkNodeVersionWarning();
 const SIZES = (process.env.BENCH_AWS_PRINCIPALS ?? '500,1000').split(',').filter(Boolean).map(Number);
 const GROUPS = 10;
 const THROTTLED_PRINCIPALS = Number(process.env.BENCH_AWS_THROTTLED_PRINCIPALS ?? 200);
@@ -47,14 +45,22 @@ function workspace(n: number, proxy: { endpoint: string; reset(): void; count():
   const dir = mkdtempSync(join(tmpdir(), 'dg-bench-'));
   writeFileSync(join(dir, 'datagrant.yaml'), spec(n));
   let out = '';
-  const io: Io = { stdout: (s) => (out += s), stderr: (s) => (out += s), env: { ...process.env, DATAGRANT_MASTER_KEY: 'a'.repeat(64) }, cwd: dir, isTTY: false, now: () => new Date() };
+  const io: Io = {
+    stdout: (s) => (out += s),
+    stderr: (s) => (out += s),
+    env: { ...process.env, DATAGRANT_MASTER_KEY: 'a'.repeat(64) },
+    cwd: dir,
+    isTTY: false,
+    now: () => new Date(),
+  };
   const run = async (...args: string[]) => {
     out = '';
     proxy.reset();
     const t = performance.now();
     const code = await main(args, io);
     const s = (performance.now() - t) / 1000;
-    if (code !== 0 && !(code === 2 && args.includes('--detailed-exitcode'))) throw new Error(`datagrant ${args.join(' ')} exited ${code}:\n${out.slice(-3000)}`);
+    if (code !== 0 && !(code === 2 && args.includes('--detailed-exitcode')))
+      throw new Error(`datagrant ${args.join(' ')} exited ${code}:\n${out.slice(-3000)}`);
     return { s, requests: proxy.count(), code };
   };
   return { run, output: () => out, remove: () => rmSync(dir, { recursive: true, force: true }) };
@@ -72,8 +78,12 @@ try {
     const noop = await run('plan', '--detailed-exitcode');
     if (noop.code !== 0) throw new Error(`the plan after apply is not empty:\n${output().slice(-3000)}`);
     const perPrincipal = (applied.requests / n).toFixed(2);
-    console.log(`  N=${String(n).padEnd(5)} apply from empty  ${applied.s.toFixed(1).padStart(6)} s  ${String(applied.requests).padStart(6)} requests (${perPrincipal}/principal; target ≤ 22.7 s at N=500, ≤ 4/principal + fixed)`);
-    console.log(`  N=${String(n).padEnd(5)} no-op plan        ${noop.s.toFixed(1).padStart(6)} s  ${String(noop.requests).padStart(6)} requests (target: constant, ≤ 78 = Terraform's 1,570 / 20)`);
+    console.log(
+      `  N=${String(n).padEnd(5)} apply from empty  ${applied.s.toFixed(1).padStart(6)} s  ${String(applied.requests).padStart(6)} requests (${perPrincipal}/principal; target ≤ 22.7 s at N=500, ≤ 4/principal + fixed)`,
+    );
+    console.log(
+      `  N=${String(n).padEnd(5)} no-op plan        ${noop.s.toFixed(1).padStart(6)} s  ${String(noop.requests).padStart(6)} requests (target: constant, ≤ 78 = Terraform's 1,570 / 20)`,
+    );
     remove();
   }
   if (THROTTLED_PRINCIPALS > 0) {

@@ -44,10 +44,28 @@ const t5 = process.hrtime.bigint();
 if (noop.changes.length !== 0) throw new Error(`no-op diff found ${noop.changes.length} changes`);
 
 const rssMb = process.resourceUsage().maxRSS / 1024;
-console.log(`core: ${PRINCIPALS} principals, ${GROUPS} groups, ${DATASETS} datasets → ${desired.aws!.resources.length} IAM objects (${cpus().length}× ${cpus()[0]?.model ?? 'cpu'})`);
-console.log(`  parse + validate        ${ms(t1 - t0).toFixed(0).padStart(6)} ms`);
-console.log(`  compile                 ${ms(t2 - t1).toFixed(0).padStart(6)} ms`);
-console.log(`  diff from empty         ${ms(t3 - t2).toFixed(0).padStart(6)} ms  (${fromEmpty.changes.length} changes)`);
-console.log(`  diff no-op              ${ms(t5 - t4).toFixed(0).padStart(6)} ms`);
+console.log(
+  `core: ${PRINCIPALS} principals, ${GROUPS} groups, ${DATASETS} datasets → ${desired.aws!.resources.length} IAM objects (${cpus().length}× ${cpus()[0]?.model ?? 'cpu'})`,
+);
+console.log(
+  `  parse + validate        ${ms(t1 - t0)
+    .toFixed(0)
+    .padStart(6)} ms`,
+);
+console.log(
+  `  compile                 ${ms(t2 - t1)
+    .toFixed(0)
+    .padStart(6)} ms`,
+);
+console.log(
+  `  diff from empty         ${ms(t3 - t2)
+    .toFixed(0)
+    .padStart(6)} ms  (${fromEmpty.changes.length} changes)`,
+);
+console.log(
+  `  diff no-op              ${ms(t5 - t4)
+    .toFixed(0)
+    .padStart(6)} ms`,
+);
 console.log(`  compile + diff (worst)  ${(ms(t2 - t1) + Math.max(ms(t3 - t2), ms(t5 - t4))).toFixed(0).padStart(6)} ms  (target < 1000 ms)`);
 console.log(`  peak RSS                ${rssMb.toFixed(0).padStart(6)} MB  (target < 512 MB)`);

@@ -25,7 +25,14 @@ for (let p = 0; p < N; p++) l.push(`  ${fx.run}_u${p}: { type: service, groups: 
 const dir = mkdtempSync(join(tmpdir(), 'dg-pgbench-'));
 writeFileSync(join(dir, 'datagrant.yaml'), l.join('\n'));
 let out = '';
-const io: Io = { stdout: (s) => (out += s), stderr: (s) => (out += s), env: { ...process.env, WH_URL: urlFor(db), DATAGRANT_MASTER_KEY: 'b'.repeat(64) }, cwd: dir, isTTY: false, now: () => new Date() };
+const io: Io = {
+  stdout: (s) => (out += s),
+  stderr: (s) => (out += s),
+  env: { ...process.env, WH_URL: urlFor(db), DATAGRANT_MASTER_KEY: 'b'.repeat(64) },
+  cwd: dir,
+  isTTY: false,
+  now: () => new Date(),
+};
 const run = async (...args: string[]) => {
   out = '';
   const t = performance.now();

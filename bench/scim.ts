@@ -18,11 +18,9 @@ import { join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Io } from '../src/app/io.js';
 import { main } from '../src/cli/main.js';
-import { silenceSdkNodeVersionWarning } from '../src/app/warnings.js';
 import { hashToken } from '../src/scim/server.js';
 import { startMoto } from '../test/support/moto.js';
 
-silenceSdkNodeVersionWarning();
 const CONNECTIONS = 10;
 const SECONDS = Number(process.env.BENCH_SCIM_SECONDS ?? 5);
 const DEPROVISION_USERS = Number(process.env.BENCH_DEPROVISION_USERS ?? 50);
@@ -81,7 +79,21 @@ const cli = async (...args: string[]) => {
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
 const log = openSync(join(dir, 'serve.log'), 'a');
-const server = spawn(process.execPath, [...(process.env.BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter(Boolean), BIN, 'serve', '--port', String(port), '--interval', '3600', '--log-level', process.env.BENCH_LOG_LEVEL ?? 'info'], { cwd: dir, env, stdio: ['ignore', log, log] });
+const server = spawn(
+  process.execPath,
+  [
+    ...(process.env.BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    BIN,
+    'serve',
+    '--port',
+    String(port),
+    '--interval',
+    '3600',
+    '--log-level',
+    process.env.BENCH_LOG_LEVEL ?? 'info',
+  ],
+  { cwd: dir, env, stdio: ['ignore', log, log] },
+);
 const serverExit = new Promise<void>((resolve) => server.once('exit', () => resolve()));
 
 async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
@@ -104,7 +116,12 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
   }
 }
 
-const user = (userName: string) => ({ schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName, active: true, emails: [{ value: userName, primary: true }] });
+const user = (userName: string) => ({
+  schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'],
+  userName,
+  active: true,
+  emails: [{ value: userName, primary: true }],
+});
 const patchActive = (active: boolean) => ({ schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active } }] });
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
@@ -157,7 +174,13 @@ function workingKey(name: string): Promise<S3Client> {
     const r = await cli('credentials', 'export', name, '--backend', 'aws', '--format', 'json');
     if (r.code !== 0) return undefined;
     const k = JSON.parse(r.out) as { AccessKeyId: string; SecretAccessKey: string };
-    const client = new S3Client({ region: moto.region, endpoint: moto.endpoint, forcePathStyle: true, credentials: { accessKeyId: k.AccessKeyId, secretAccessKey: k.SecretAccessKey }, maxAttempts: 1 });
+    const client = new S3Client({
+      region: moto.region,
+      endpoint: moto.endpoint,
+      forcePathStyle: true,
+      credentials: { accessKeyId: k.AccessKeyId, secretAccessKey: k.SecretAccessKey },
+      maxAttempts: 1,
+    });
     if (await works(client)) return client;
     client.destroy();
     return undefined;
@@ -191,7 +214,9 @@ async function deprovision(people: string[]): Promise<void> {
     s3.destroy();
   }
   lat.sort((a, b) => a - b);
-  console.log(`  deprovision (${lat.length} users)     p50 ${(pct(lat, 50) / 1000).toFixed(2)} s  p99 ${(pct(lat, 99) / 1000).toFixed(2)} s  max ${(lat.at(-1)! / 1000).toFixed(2)} s  (target p99 ≤ 2 s)`);
+  console.log(
+    `  deprovision (${lat.length} users)     p50 ${(pct(lat, 50) / 1000).toFixed(2)} s  p99 ${(pct(lat, 99) / 1000).toFixed(2)} s  max ${(lat.at(-1)! / 1000).toFixed(2)} s  (target p99 ≤ 2 s)`,
+  );
 }
 
 /**
@@ -225,7 +250,12 @@ async function largePatches(): Promise<void> {
   const cases: [string, string, unknown[], number][] = [
     ['PATCH a user, 1,000 operations', `/Users/${target}`, userOps(1000), 200],
     ['PATCH a group, 1,000 member adds', `/Groups/${group}`, members.map((value) => ({ op: 'add', path: 'members', value: [{ value }] })), 200],
-    ['PATCH a group, 1,000 member removes by filter', `/Groups/${group}`, members.map((value) => ({ op: 'remove', path: `members[value eq "${value}"]` })), 200],
+    [
+      'PATCH a group, 1,000 member removes by filter',
+      `/Groups/${group}`,
+      members.map((value) => ({ op: 'remove', path: `members[value eq "${value}"]` })),
+      200,
+    ],
     ['PATCH, 10,000 operations (refused)', `/Users/${target}`, userOps(10_000), 400],
   ];
   const health: number[] = [];
@@ -253,7 +283,11 @@ async function largePatches(): Promise<void> {
       const probes = Promise.all([probe(() => done), probe(() => done)]);
       await new Promise((r) => setTimeout(r, 20));
       const t = performance.now();
-      const res = await fetch(`${base}/scim/v2${path}`, { method: 'PATCH', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/scim+json' }, body });
+      const res = await fetch(`${base}/scim/v2${path}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/scim+json' },
+        body,
+      });
       await res.text();
       took.push(performance.now() - t);
       if (res.status !== status) throw new Error(`${label}: ${res.status}, expected ${status}`);
@@ -262,8 +296,10 @@ async function largePatches(): Promise<void> {
       await probes;
       during.push(...health);
       // A group PATCH is undone by the next case; put the members back between rounds.
-      if (label.includes('removes') && round < ROUNDS - 1) await call('PATCH', path, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: cases[1]![2] });
-      if (label.includes('adds') && round < ROUNDS - 1) await call('PATCH', path, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'remove', path: 'members' }] });
+      if (label.includes('removes') && round < ROUNDS - 1)
+        await call('PATCH', path, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: cases[1]![2] });
+      if (label.includes('adds') && round < ROUNDS - 1)
+        await call('PATCH', path, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'remove', path: 'members' }] });
     }
     took.sort((a, b) => a - b);
     during.sort((a, b) => a - b);
@@ -284,13 +320,19 @@ try {
 
   if (part('reads')) {
     wrk('GET /Users/{id}', ids, `return wrk.format("GET", "/scim/v2/Users/" .. id, { ["Authorization"] = auth })`);
-    wrk('GET /Users?filter=userName eq', ids, `return wrk.format("GET", "/scim/v2/Users?filter=userName%20eq%20%22seed" .. (n % #ids) .. "%40example.com%22", { ["Authorization"] = auth })`);
+    wrk(
+      'GET /Users?filter=userName eq',
+      ids,
+      `return wrk.format("GET", "/scim/v2/Users?filter=userName%20eq%20%22seed" .. (n % #ids) .. "%40example.com%22", { ["Authorization"] = auth })`,
+    );
   }
   const patchLoad = async (label: string, on: string[]) => {
     const before = await reconciles();
     wrk(label, on, PATCH_FLIP);
     const after = await reconciles();
-    console.log(`    (meanwhile ${after.runs - before.runs} reconcile(s) ran; ${after.skipped - before.skipped} more found the desired state unchanged and stopped early)`);
+    console.log(
+      `    (meanwhile ${after.runs - before.runs} reconcile(s) ran; ${after.skipped - before.skipped} more found the desired state unchanged and stopped early)`,
+    );
   };
   if (part('patch')) await patchLoad('PATCH active (deactivate/reactivate)', ids);
 
@@ -299,8 +341,14 @@ try {
     // every reconcile during this load reads AWS, plans and applies (moto shares the 2 cores).
     const people: string[] = [];
     for (let i = 0; i < DEPROVISION_USERS; i++) people.push((await call('POST', '/Users', user(`person${i}@example.com`))).json.id as string);
-    await call('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'Readers', members: people.map((value) => ({ value })) });
-    await until('keys for the mapped people', async () => ((await cli('credentials', 'export', `person${DEPROVISION_USERS - 1}`, '--backend', 'aws', '--format', 'json')).code === 0 ? true : undefined));
+    await call('POST', '/Groups', {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+      displayName: 'Readers',
+      members: people.map((value) => ({ value })),
+    });
+    await until('keys for the mapped people', async () =>
+      (await cli('credentials', 'export', `person${DEPROVISION_USERS - 1}`, '--backend', 'aws', '--format', 'json')).code === 0 ? true : undefined,
+    );
     if (part('patch')) {
       await patchLoad('PATCH active, people in a mapped group', people);
       for (const id of people) await call('PATCH', `/Users/${id}`, patchActive(true));
@@ -315,7 +363,10 @@ try {
       const burstPeople: string[] = [];
       for (let i = 0; i < BURST_PEOPLE; i++) burstPeople.push((await call('POST', '/Users', user(`burst${i}@example.com`))).json.id as string);
       const readers = ((await call('GET', `/Groups?filter=${encodeURIComponent('displayName eq "Readers"')}`)).json.Resources as { id: string }[])[0]!.id;
-      await call('PATCH', `/Groups/${readers}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'add', path: 'members', value: burstPeople.map((value) => ({ value })) }] });
+      await call('PATCH', `/Groups/${readers}`, {
+        schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+        Operations: [{ op: 'add', path: 'members', value: burstPeople.map((value) => ({ value })) }],
+      });
       const burstKeys: S3Client[] = [];
       for (let i = 0; i < BURST_PEOPLE; i++) burstKeys.push(await workingKey(`burst${i}`));
       const massBefore = await massEvents();

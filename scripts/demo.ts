@@ -7,9 +7,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { s3As, startMoto } from '../test/support/moto.js';
-import { silenceSdkNodeVersionWarning } from '../src/app/warnings.js';
-
-silenceSdkNodeVersionWarning();
 
 const root = resolve(import.meta.dirname, '..');
 const bold = (s: string) => (process.stdout.isTTY ? `\u001b[1m${s}\u001b[0m` : s);
@@ -71,7 +68,10 @@ try {
   step('The key is stored encrypted; list shows no secret');
   datagrant('credentials', 'list');
 
-  const exported = spawnSync(process.execPath, [join(root, 'bin/datagrant.js'), 'credentials', 'export', 'data-scientist', '--format', 'json'], { env, encoding: 'utf8' });
+  const exported = spawnSync(process.execPath, [join(root, 'bin/datagrant.js'), 'credentials', 'export', 'data-scientist', '--format', 'json'], {
+    env,
+    encoding: 'utf8',
+  });
   const key = JSON.parse(exported.stdout) as { AccessKeyId: string; SecretAccessKey: string };
   step(`Using the issued key ${key.AccessKeyId} (datagrant credentials export data-scientist --format json)`);
   const s3 = s3As(moto, { accessKeyId: key.AccessKeyId, secretAccessKey: key.SecretAccessKey });
@@ -80,7 +80,9 @@ try {
     console.log(`     objects: ${(r.Contents ?? []).map((o) => o.Key).join(', ')}`);
   });
   await attempt('GetObject ai-model-data/training/a.txt', true, () => s3.send(new GetObjectCommand({ Bucket: 'ai-model-data', Key: 'training/a.txt' })));
-  await attempt('PutObject ai-model-data/training/new.txt', false, () => s3.send(new PutObjectCommand({ Bucket: 'ai-model-data', Key: 'training/new.txt', Body: 'x' })));
+  await attempt('PutObject ai-model-data/training/new.txt', false, () =>
+    s3.send(new PutObjectCommand({ Bucket: 'ai-model-data', Key: 'training/new.txt', Body: 'x' })),
+  );
   await attempt('DeleteObject ai-model-data/training/a.txt', false, () => s3.send(new DeleteObjectCommand({ Bucket: 'ai-model-data', Key: 'training/a.txt' })));
   await attempt('GetObject other-bucket/secret.txt', false, () => s3.send(new GetObjectCommand({ Bucket: 'other-bucket', Key: 'secret.txt' })));
   await attempt('ListBucket other-bucket', false, () => s3.send(new ListObjectsV2Command({ Bucket: 'other-bucket' })));

@@ -23,7 +23,8 @@ fi
 if [ -d "$_dg_root/node_modules/better-sqlite3" ]; then
   _dg_abi=$(node -p 'process.versions.modules')
   if [ "$(cat "$_dg_root/node_modules/.dg-node-abi" 2>/dev/null)" != "$_dg_abi" ]; then
-    if ! node -e 'require(process.argv[1])' "$_dg_root/node_modules/better-sqlite3" 2>/dev/null; then
+    # Loading the package does not load its binary; opening a database does.
+    if ! node -e 'const D = require(process.argv[1]); new D(":memory:").close()' "$_dg_root/node_modules/better-sqlite3" 2>/dev/null; then
       echo "ensure-node: rebuilding native addons for Node $(node --version)" >&2
       (cd "$_dg_root" && npm rebuild better-sqlite3 >&2)
     fi

@@ -69,10 +69,7 @@ export async function withScimPeople<L extends { spec: Spec }>(io: Io, opts: Com
   }
 }
 
-export async function withBackends<T>(
-  backends: Record<string, Backend>,
-  fn: (b: Record<string, Backend>) => Promise<T>,
-): Promise<T> {
+export async function withBackends<T>(backends: Record<string, Backend>, fn: (b: Record<string, Backend>) => Promise<T>): Promise<T> {
   try {
     return await fn(backends);
   } finally {

@@ -118,7 +118,9 @@ const isPrincipalObject = (r: Resource) => r.kind === 'user' || (r.kind === 'rol
 export function storedSettings(name: string, b: BackendSpec, templates: Record<string, string> = {}): StoredBackend {
   const fromEnv: { [key: string]: Json } = Object.keys(templates).length ? { fromEnv: templates } : {};
   const t = b.timeouts;
-  const timeouts: { [key: string]: Json } = t ? { timeouts: { ...(t.connect ? { connect: t.connect } : {}), ...(t.request ? { request: t.request } : {}) } } : {};
+  const timeouts: { [key: string]: Json } = t
+    ? { timeouts: { ...(t.connect ? { connect: t.connect } : {}), ...(t.request ? { request: t.request } : {}) } }
+    : {};
   if (b.type === 'postgres') {
     let url: string;
     try {
@@ -133,7 +135,13 @@ export function storedSettings(name: string, b: BackendSpec, templates: Record<s
   return {
     name,
     type: b.type,
-    settings: { ...(b.region ? { region: b.region } : {}), ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.iamPath ? { iamPath: b.iamPath } : {}), ...timeouts, ...fromEnv },
+    settings: {
+      ...(b.region ? { region: b.region } : {}),
+      ...(b.endpoint ? { endpoint: b.endpoint } : {}),
+      ...(b.iamPath ? { iamPath: b.iamPath } : {}),
+      ...timeouts,
+      ...fromEnv,
+    },
   };
 }
 
@@ -199,8 +207,11 @@ function massEvents(plan: Plan, actual: Record<string, ActualState>): MassEvent[
   const out: MassEvent[] = [];
   for (const [backend, state] of Object.entries(actual)) {
     const managed = state.resources.filter(isPrincipalObject).length;
-    const removed = plan.changes.filter((c) => c.backend === backend && c.action === 'delete' && c.before && isPrincipalObject(c.before)).map((c) => c.before!.name);
-    if (removed.length >= MASS_MINIMUM && removed.length > managed * MASS_FRACTION) out.push({ backend, removed: removed.length, managed, principals: removed.sort() });
+    const removed = plan.changes
+      .filter((c) => c.backend === backend && c.action === 'delete' && c.before && isPrincipalObject(c.before))
+      .map((c) => c.before!.name);
+    if (removed.length >= MASS_MINIMUM && removed.length > managed * MASS_FRACTION)
+      out.push({ backend, removed: removed.length, managed, principals: removed.sort() });
   }
   return out;
 }
@@ -229,11 +240,23 @@ function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[]
     } else if (c.kind === 'key') {
       held.push(c);
       if (b.attrs.status !== 'Inactive' && b.meta?.missing !== true) {
-        changes.push({ ...c, action: 'update', after: kept(b, { ...b.attrs, status: 'Inactive' }), drift: false, reason: 'mass deprovisioning: key deactivated, deletion held for confirmation' });
+        changes.push({
+          ...c,
+          action: 'update',
+          after: kept(b, { ...b.attrs, status: 'Inactive' }),
+          drift: false,
+          reason: 'mass deprovisioning: key deactivated, deletion held for confirmation',
+        });
       }
     } else if (c.kind === 'role' && b.attrs.login === true) {
       held.push(c);
-      changes.push({ ...c, action: 'update', after: kept(b, { ...b.attrs, login: false }), drift: false, reason: 'mass deprovisioning: login disabled, deletion held for confirmation' });
+      changes.push({
+        ...c,
+        action: 'update',
+        after: kept(b, { ...b.attrs, login: false }),
+        drift: false,
+        reason: 'mass deprovisioning: login disabled, deletion held for confirmation',
+      });
     } else {
       changes.push(c);
     }
@@ -296,14 +319,19 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
       for (const [address, hash] of recovered) await store.setApplied(address, hash);
       for (const c of erased) {
         await store.eraseCredential(c.address, c.credentialId);
-        await store.audit({ actor: o.actor, event: 'credential.erase', address: c.address, outcome: 'ok', detail: `id ${c.credentialId}; deleted by an interrupted run` }, now.toISOString());
+        await store.audit(
+          { actor: o.actor, event: 'credential.erase', address: c.address, outcome: 'ok', detail: `id ${c.credentialId}; deleted by an interrupted run` },
+          now.toISOString(),
+        );
       }
     };
     let plan: Plan;
     if (o.saved) {
       for (const [name, state] of Object.entries(actual)) {
         if (o.saved.plan.actualHashes[name] !== actualHash(state)) {
-          throw new StalePlanError(`backend ${name} changed since the plan ${o.saved.file} was made (someone else applied, or an object was edited); run plan again`);
+          throw new StalePlanError(
+            `backend ${name} changed since the plan ${o.saved.file} was made (someone else applied, or an object was edited); run plan again`,
+          );
         }
       }
       plan = o.saved.plan;
@@ -337,7 +365,8 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
       if (!(empty || (missing >= 2 && missing * 2 > recorded.length))) continue;
       const msg = `${empty ? `none` : `only ${recorded.length - missing}`} of the ${recorded.length} credentials recorded for ${boundaryOf(name, backendSpecs[name]!)} were found there${empty ? ' — it holds nothing datagrant owns' : ''}: wrong account, endpoint, path, URL or scope? Applying would forget them and issue new ones`;
       plan.notices.push({ level: 'warning', message: msg });
-      if (!o.allow?.missingCredentials) refusals.push(`${msg}. Check the backend settings; if the objects really are gone, apply with --allow-missing-credentials.`);
+      if (!o.allow?.missingCredentials)
+        refusals.push(`${msg}. Check the backend settings; if the objects really are gone, apply with --allow-missing-credentials.`);
     }
     const unrecordedSlots = new Set<string>();
     for (const c of plan.changes) {
@@ -365,12 +394,25 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
     }
     if (mass.length && o.onMassEvent === 'hold') {
       ({ plan, held } = holdMass(plan, mass));
-      plan.notices.push({ level: 'warning', message: `access was revoked reversibly; ${held.length} deletion(s) are held until a person confirms them with \`datagrant apply --allow-mass-destroy\`` });
+      plan.notices.push({
+        level: 'warning',
+        message: `access was revoked reversibly; ${held.length} deletion(s) are held until a person confirms them with \`datagrant apply --allow-mass-destroy\``,
+      });
     } else if (mass.length && !o.allow?.massDestroy) {
-      refusals.push(`${mass.map((m) => `${m.removed} of ${m.managed} principals on backend ${m.backend}`).join('; ')} would be removed, more than ${MASS_FRACTION * 100} %: if that is intended, apply with --allow-mass-destroy.`);
+      refusals.push(
+        `${mass.map((m) => `${m.removed} of ${m.managed} principals on backend ${m.backend}`).join('; ')} would be removed, more than ${MASS_FRACTION * 100} %: if that is intended, apply with --allow-mass-destroy.`,
+      );
     }
 
-    const base = { plan, held, mass, interrupted, get retries() { return retries(); } };
+    const base = {
+      plan,
+      held,
+      mass,
+      interrupted,
+      get retries() {
+        return retries();
+      },
+    };
     if (!apply) return { ...base, outcome: 'planned' };
     o.onPlan?.(plan);
     if (plan.changes.length === 0) {
@@ -384,7 +426,14 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
     await settleRecovery();
     for (const [name, b] of Object.entries(o.spec.backends)) await store.rememberBackend(storedSettings(name, b, o.templates?.[name]));
     try {
-      const result = await applyPlan(plan, { backends, store, actor: o.actor, concurrency: o.concurrency ?? 8, ...(o.onEvent ? { onEvent: o.onEvent } : {}), ...(o.clock ? { clock: o.clock } : {}) });
+      const result = await applyPlan(plan, {
+        backends,
+        store,
+        actor: o.actor,
+        concurrency: o.concurrency ?? 8,
+        ...(o.onEvent ? { onEvent: o.onEvent } : {}),
+        ...(o.clock ? { clock: o.clock } : {}),
+      });
       if (held.length === 0) await forgetEmpty(store, removed, actual, plan);
       return { ...base, retries: retries(), outcome: 'applied', result };
     } catch (e) {

@@ -31,11 +31,7 @@ export function loadSpec(src: SpecSource, env: NodeJS.ProcessEnv, now: Date): Lo
   return { ...loaded, specHash: sha256(src.text) };
 }
 
-export async function readActual(
-  backends: Record<string, Backend>,
-  store: StateStore,
-  opts: { exact?: boolean } = {},
-): Promise<Record<string, ActualState>> {
+export async function readActual(backends: Record<string, Backend>, store: StateStore, opts: { exact?: boolean } = {}): Promise<Record<string, ActualState>> {
   const credentials = await store.credentials();
   const entries = await Promise.all(
     Object.entries(backends).map(async ([name, b]) => {

@@ -103,7 +103,10 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
   const result: ApplyResult = { runId, applied: 0, failed: [], skipped: [] };
   const inFlight = new Set<Promise<void>>();
 
-  await opts.store.audit({ actor: opts.actor, event: 'apply.start', address: null, outcome: 'started', detail: `${plan.changes.length} changes, run ${runId}` }, clock().toISOString());
+  await opts.store.audit(
+    { actor: opts.actor, event: 'apply.start', address: null, outcome: 'started', detail: `${plan.changes.length} changes, run ${runId}` },
+    clock().toISOString(),
+  );
 
   // Kahn's algorithm: a change is ready when every change it waits for is done.
   const unmet = new Map<string, number>();
@@ -179,7 +182,10 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
       const res = await backend.execute(c);
       await record(c, res, opts, clock);
       await opts.store.journalEnd(journalId, 'ok', clock().toISOString());
-      await opts.store.audit({ actor: opts.actor, event: `change.${c.action}`, address: c.address, outcome: 'ok', detail: c.drift ? `drift: ${c.reason}` : c.reason }, clock().toISOString());
+      await opts.store.audit(
+        { actor: opts.actor, event: `change.${c.action}`, address: c.address, outcome: 'ok', detail: c.drift ? `drift: ${c.reason}` : c.reason },
+        clock().toISOString(),
+      );
       done.add(c.address);
       result.applied++;
       opts.onEvent?.({ type: 'done', change: c, ms: Date.now() - started });
@@ -218,9 +224,21 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
     opts.onEvent?.({ type: 'skipped', change: c, because: 'a dependency cycle' });
   }
 
-  await opts.store.audit({ actor: opts.actor, event: 'apply.end', address: null, outcome: result.failed.length ? 'failed' : 'ok', detail: `${result.applied} applied, ${result.failed.length} failed, ${result.skipped.length} skipped` }, clock().toISOString());
+  await opts.store.audit(
+    {
+      actor: opts.actor,
+      event: 'apply.end',
+      address: null,
+      outcome: result.failed.length ? 'failed' : 'ok',
+      detail: `${result.applied} applied, ${result.failed.length} failed, ${result.skipped.length} skipped`,
+    },
+    clock().toISOString(),
+  );
   if (result.failed.length) {
-    throw Object.assign(new ApplyError(`${result.failed.length} change(s) failed; ${result.skipped.length} skipped because they depend on them`, result.failed), { result });
+    throw Object.assign(
+      new ApplyError(`${result.failed.length} change(s) failed; ${result.skipped.length} skipped because they depend on them`, result.failed),
+      { result },
+    );
   }
   return result;
 }
@@ -238,14 +256,26 @@ async function record(c: Change, res: ExecuteResult, opts: ApplyOptions, clock: 
       res.secret,
       retireAt,
     );
-    await store.audit({ actor: opts.actor, event: c.action === 'replace' ? 'credential.rotate' : 'credential.issue', address: slot, outcome: 'ok', detail: `id ${res.credential.credentialId}${retireAt ? `; previous one retires at ${retireAt}` : ''}` }, clock().toISOString());
+    await store.audit(
+      {
+        actor: opts.actor,
+        event: c.action === 'replace' ? 'credential.rotate' : 'credential.issue',
+        address: slot,
+        outcome: 'ok',
+        detail: `id ${res.credential.credentialId}${retireAt ? `; previous one retires at ${retireAt}` : ''}`,
+      },
+      clock().toISOString(),
+    );
   }
   if (c.action === 'delete') {
     if (isCredential(c)) {
       const id = credentialIdOf(c.before?.meta);
       if (id) {
         await store.eraseCredential(slotOf(c.address), id);
-        await store.audit({ actor: opts.actor, event: 'credential.erase', address: slotOf(c.address), outcome: 'ok', detail: `id ${id}` }, clock().toISOString());
+        await store.audit(
+          { actor: opts.actor, event: 'credential.erase', address: slotOf(c.address), outcome: 'ok', detail: `id ${id}` },
+          clock().toISOString(),
+        );
       }
     }
     await store.setApplied(c.address, null);

@@ -107,7 +107,6 @@ export function withRedaction(backend: Backend): Backend {
   return new RedactingBackend(backend);
 }
 
-
 /** A connection URL with its password left out, for messages that name where a call went. */
 export function urlWithoutPassword(url: string): string {
   try {

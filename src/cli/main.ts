@@ -29,7 +29,11 @@ interface GuardFlags {
   allowMissingCredentials?: boolean;
   adopt?: boolean;
 }
-const guardsOf = (o: GuardFlags) => ({ massDestroy: o.allowMassDestroy ?? false, missingCredentials: o.allowMissingCredentials ?? false, adopt: o.adopt ?? false });
+const guardsOf = (o: GuardFlags) => ({
+  massDestroy: o.allowMassDestroy ?? false,
+  missingCredentials: o.allowMissingCredentials ?? false,
+  adopt: o.adopt ?? false,
+});
 
 export function buildProgram(io: Io, setCode: (n: number) => void): Command {
   const program = new Command('datagrant')
@@ -50,8 +54,14 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .description('create the state directory, a 0600 master key file and the installation id')
     .option('--installation <id>', "take an existing installation's id (a fresh state for objects another copy of this state made; see the README)")
     .action(async (o: { installation?: string }) => run(() => initCommand(io, { ...common(), ...o }))());
-  program.command('validate').description('check the spec without calling any backend').action(async () => run(() => validateCommand(io, common()))());
-  program.command('schema').description('print the JSON Schema of the spec (for editors)').action(async () => run(() => schemaCommand(io))());
+  program
+    .command('validate')
+    .description('check the spec without calling any backend')
+    .action(async () => run(() => validateCommand(io, common()))());
+  program
+    .command('schema')
+    .description('print the JSON Schema of the spec (for editors)')
+    .action(async () => run(() => schemaCommand(io))());
 
   program
     .command('plan')
@@ -60,7 +70,9 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on error')
     .option('--out <file>', 'save the plan; `apply FILE` performs exactly it')
     .option('--exact', 'read every credential exactly (one request per user)')
-    .action(async (o: { json?: boolean; detailedExitcode?: boolean; out?: string; exact?: boolean }) => run(() => planCommand(io, { ...common(), ...o, color: color() }))());
+    .action(async (o: { json?: boolean; detailedExitcode?: boolean; out?: string; exact?: boolean }) =>
+      run(() => planCommand(io, { ...common(), ...o, color: color() }))(),
+    );
 
   program
     .command('apply')
@@ -70,7 +82,7 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--concurrency <n>', 'changes in flight at once', positiveInt, 8)
     .option('--lock-timeout <seconds>', 'wait this long for another run to release the state lock', seconds, 0)
     .option('--json', 'machine-readable result')
-    .option('--allow-mass-destroy', 'allow a plan that removes more than 25 % of a backend\'s principals (at least 5)')
+    .option('--allow-mass-destroy', "allow a plan that removes more than 25 % of a backend's principals (at least 5)")
     .option('--allow-missing-credentials', 'allow apply although the backend holds few or none of the credentials the state records')
     .option('--adopt', "take over keys of this installation's users that the state has no secret for (they are re-issued)")
     .action(async (planFile: string | undefined, o: { autoApprove?: boolean; concurrency: number; lockTimeout: number; json?: boolean } & GuardFlags) =>
@@ -96,7 +108,11 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .action(async (o: { json?: boolean }) => run(() => driftCommand(io, { ...common(), ...o, color: color() }))());
 
   const creds = program.command('credentials').description('stored credentials (encrypted at rest)');
-  creds.command('list').option('--json').description('list credentials, never secrets').action(async (o: { json?: boolean }) => run(() => credentialsList(io, { ...common(), ...o }))());
+  creds
+    .command('list')
+    .option('--json')
+    .description('list credentials, never secrets')
+    .action(async (o: { json?: boolean }) => run(() => credentialsList(io, { ...common(), ...o }))());
   creds
     .command('show')
     .argument('<name>', 'principal name or address')
@@ -115,7 +131,9 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--backend <name>', 'when the principal has credentials on several backends')
     .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
     .description('issue a new credential now; an old AWS key stays valid for the rotation grace period, an old PostgreSQL password stops at once')
-    .action(async (name: string, o: { backend?: string; lockTimeout: number }) => run(() => credentialsRotate(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, name, autoApprove: true }))());
+    .action(async (name: string, o: { backend?: string; lockTimeout: number }) =>
+      run(() => credentialsRotate(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, name, autoApprove: true }))(),
+    );
 
   program
     .command('serve')
@@ -127,17 +145,32 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--trust-proxy', 'trust X-Forwarded-* headers from a TLS-terminating proxy')
     .option('--interval <seconds>', 'reconcile at least this often', positiveInt, 300)
     .option('--replica-id <id>', 'name of this replica in the audit log (default: DATAGRANT_REPLICA_ID, else <hostname>:<pid>)')
-    .addOption(new Option('--log-level <level>', 'log level (info: one line per SCIM request)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-    .action(async (o: { host: string; port: number; tlsCert?: string; tlsKey?: string; trustProxy?: boolean; interval: number; replicaId?: string; logLevel: string }) => {
-      const { startServe } = await import('../serve/serve.js');
-      const server = await startServe(io, { ...common(), ...o, intervalSeconds: o.interval });
-      await new Promise<void>((resolve) => {
-        const stop = () => void server.close().then(resolve);
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-      setCode(0);
-    });
+    .addOption(
+      new Option('--log-level <level>', 'log level (info: one line per SCIM request)')
+        .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+        .default('info'),
+    )
+    .action(
+      async (o: {
+        host: string;
+        port: number;
+        tlsCert?: string;
+        tlsKey?: string;
+        trustProxy?: boolean;
+        interval: number;
+        replicaId?: string;
+        logLevel: string;
+      }) => {
+        const { startServe } = await import('../serve/serve.js');
+        const server = await startServe(io, { ...common(), ...o, intervalSeconds: o.interval });
+        await new Promise<void>((resolve) => {
+          const stop = () => void server.close().then(resolve);
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
+        setCode(0);
+      },
+    );
 
   program
     .command('scim-token')
@@ -145,13 +178,22 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .action(async () => {
       const { randomBytes, createHash } = await import('node:crypto');
       const token = randomBytes(32).toString('base64url');
-      io.stdout(`token (give to the identity provider; shown once):  ${token}\nsha256 (for DATAGRANT_SCIM_TOKEN_SHA256):              ${createHash('sha256').update(token).digest('hex')}\n`);
+      io.stdout(
+        `token (give to the identity provider; shown once):  ${token}\nsha256 (for DATAGRANT_SCIM_TOKEN_SHA256):              ${createHash('sha256').update(token).digest('hex')}\n`,
+      );
       setCode(0);
     });
 
   const audit = program.command('audit').description('the tamper-evident audit log');
-  audit.command('log').option('--json').option('--limit <n>', 'last N entries', positiveInt).action(async (o: { json?: boolean; limit?: number }) => run(() => auditLog(io, { ...common(), ...o }))());
-  audit.command('verify').description('check the hash chain; exit 1 naming the first bad entry').action(async () => run(() => auditVerify(io, common()))());
+  audit
+    .command('log')
+    .option('--json')
+    .option('--limit <n>', 'last N entries', positiveInt)
+    .action(async (o: { json?: boolean; limit?: number }) => run(() => auditLog(io, { ...common(), ...o }))());
+  audit
+    .command('verify')
+    .description('check the hash chain; exit 1 naming the first bad entry')
+    .action(async () => run(() => auditVerify(io, common()))());
 
   return program;
 }
@@ -171,7 +213,12 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
 export function reportError(io: Io, e: unknown): number {
   if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 1;
   if (e instanceof SpecError) {
-    io.stderr(`Error: the spec has ${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}:\n${e.message.split('\n').map((l) => `  ${l}`).join('\n')}\n`);
+    io.stderr(
+      `Error: the spec has ${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}:\n${e.message
+        .split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n')}\n`,
+    );
   } else if (e instanceof CompileError) {
     io.stderr(`Error: the spec cannot be expressed within the backend's limits:\n${e.problems.map((l) => `  ${l}`).join('\n')}\n`);
   } else if (e instanceof BackendError) {

@@ -24,7 +24,9 @@ export function compile(spec: Spec, now: Date, opts: { installation?: string } =
   const desired: Record<string, DesiredState> = {};
   for (const [name, backend] of Object.entries(spec.backends)) {
     const compiler = COMPILERS[backend.type];
-    desired[name] = compiler ? compiler(spec, name, { now, ...(opts.installation ? { installation: opts.installation } : {}) }) : { resources: [], notices: [] };
+    desired[name] = compiler
+      ? compiler(spec, name, { now, ...(opts.installation ? { installation: opts.installation } : {}) })
+      : { resources: [], notices: [] };
     assertDistinctAddresses(name, desired[name].resources);
   }
   return { desired, notices: expiringSoon(spec, now) };
@@ -60,7 +62,10 @@ function expiringSoon(spec: Spec, now: Date): Notice[] {
       const at = expiresInstant(g.expires).getTime();
       if (at > now.getTime() && at <= horizon) {
         const days = Math.ceil((at - now.getTime()) / 86400_000);
-        out.push({ level: 'info', message: `${who}: ${g.access} access to ${g.dataset} expires at ${new Date(at).toISOString()} (in ${days} day${days === 1 ? '' : 's'})` });
+        out.push({
+          level: 'info',
+          message: `${who}: ${g.access} access to ${g.dataset} expires at ${new Date(at).toISOString()} (in ${days} day${days === 1 ? '' : 's'})`,
+        });
       }
     }
   };

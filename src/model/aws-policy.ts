@@ -104,7 +104,9 @@ export function normalizePolicy(doc: unknown): Json {
       Action: asList(s.Action),
       Resource: asList(s.Resource),
       ...(cond
-        ? { Condition: Object.fromEntries(Object.entries(cond).map(([op, kv]) => [op, Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, asList(v)]))])) }
+        ? {
+            Condition: Object.fromEntries(Object.entries(cond).map(([op, kv]) => [op, Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, asList(v)]))])),
+          }
         : {}),
     });
     return extra.length ? { ...canon, ...Object.fromEntries(extra.sort().map((k) => [k, s[k]])) } : canon;
@@ -152,7 +154,10 @@ export function packStatements(statements: Statement[], maxChars = MANAGED_POLIC
     const fits = docs.find((d) => policySize({ Version: '2012-10-17', Statement: [...d, s] }) <= maxChars);
     if (fits) fits.push(s);
     else if (policySize({ Version: '2012-10-17', Statement: [s] }) <= maxChars) docs.push([s]);
-    else throw new RangeError(`a single statement is ${policySize({ Version: '2012-10-17', Statement: [s] })} characters, over the ${maxChars}-character limit of a managed policy`);
+    else
+      throw new RangeError(
+        `a single statement is ${policySize({ Version: '2012-10-17', Statement: [s] })} characters, over the ${maxChars}-character limit of a managed policy`,
+      );
   }
   return docs.map((d) => ({ Version: '2012-10-17', Statement: d }));
 }

@@ -125,4 +125,3 @@ export function passwordResource(backend: string, role: string, deps: string[], 
     ...(lifecycle ? { lifecycle } : {}),
   };
 }
-

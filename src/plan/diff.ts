@@ -51,11 +51,7 @@ function humanSeconds(s: number): string {
   return `${s}s`;
 }
 
-export function diff(
-  desired: Record<string, DesiredState>,
-  actual: Record<string, ActualState>,
-  opts: DiffOptions,
-): Plan {
+export function diff(desired: Record<string, DesiredState>, actual: Record<string, ActualState>, opts: DiffOptions): Plan {
   const changes: Change[] = [];
   const notices: Notice[] = [...(opts.notices ?? [])];
   const now = opts.now.getTime();
@@ -100,17 +96,25 @@ export function diff(
           continue;
         }
         if (before.meta?.missing === true) {
-          changes.push({ ...base, action: 'delete', before, after: null, drift: true, reason: 'recorded credential no longer exists in the backend: forget it' });
+          changes.push({
+            ...base,
+            action: 'delete',
+            before,
+            after: null,
+            drift: true,
+            reason: 'recorded credential no longer exists in the backend: forget it',
+          });
           continue;
         }
         const drift = opts.applied !== undefined && applied === undefined && !retireAt;
-        const reason = orphaned && Date.parse(retireAt) > now
-          ? 'superseded credential of a principal removed from the spec'
-          : retireAt
-            ? 'rotation grace ended'
-            : drift
-              ? 'not made by datagrant'
-              : 'no longer in spec';
+        const reason =
+          orphaned && Date.parse(retireAt) > now
+            ? 'superseded credential of a principal removed from the spec'
+            : retireAt
+              ? 'rotation grace ended'
+              : drift
+                ? 'not made by datagrant'
+                : 'no longer in spec';
         changes.push({ ...base, action: 'delete', before, after: null, drift, reason });
         continue;
       }
@@ -130,7 +134,11 @@ export function diff(
         }
         // A third key would exceed AWS's two per user, and cutting the old key's grace short
         // would break whoever still uses it: rotate once the superseded credential is gone.
-        notices.push({ level: 'info', address, message: `rotation is due, and waits until the superseded credential retires at ${waitFor} (at most two credentials at a time)` });
+        notices.push({
+          level: 'info',
+          address,
+          message: `rotation is due, and waits until the superseded credential retires at ${waitFor} (at most two credentials at a time)`,
+        });
       }
       if (sameAttrs(before, after)) continue;
       const changed = changedAttrs(before, after);

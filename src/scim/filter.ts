@@ -196,7 +196,7 @@ class Parser {
   /** The rest of a comparison on an attribute this type lacks: checked for syntax only. */
   skipComparison(name: string): Filter {
     if (this.peek()?.t === '[') {
-      for (let depth = 0; ; ) {
+      for (let depth = 0; ;) {
         const t = this.next();
         if (t.t === '[') depth++;
         else if (t.t === ']' && --depth === 0) break;

@@ -74,7 +74,7 @@ export function* principalNameCandidates(userName: string): Generator<string, ne
 }
 
 function emailOf(attrs: JsonObject): string | undefined {
-  const emails = Array.isArray(attrs.emails) ? (attrs.emails).filter((e): e is JsonObject => typeof e === 'object' && e !== null && !Array.isArray(e)) : [];
+  const emails = Array.isArray(attrs.emails) ? attrs.emails.filter((e): e is JsonObject => typeof e === 'object' && e !== null && !Array.isArray(e)) : [];
   const pick = emails.find((e) => e.primary === true) ?? emails.find((e) => textOf(e.type).toLowerCase() === 'work') ?? emails[0];
   const candidates = [pick?.value, attrs.userName];
   for (const c of candidates) if (typeof c === 'string' && EMAIL.safeParse(c).success) return c;

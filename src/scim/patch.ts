@@ -15,7 +15,18 @@ import type { Json } from '../core/types.js';
 import { invalidPath, invalidSyntax, invalidValue, mutability, noTarget, tooMany } from './errors.js';
 import { matches, parsePatchPath, type Filter, type PatchPath } from './filter.js';
 import { MAX_PATCH_OPERATIONS } from './limits.js';
-import { CORE_SCHEMA, EXTENSIONS, PATCH_SCHEMA, checkCount, checkValue, findAttr, findExtension, type AttrDef, type JsonObject, type ResourceType } from './schemas.js';
+import {
+  CORE_SCHEMA,
+  EXTENSIONS,
+  PATCH_SCHEMA,
+  checkCount,
+  checkValue,
+  findAttr,
+  findExtension,
+  type AttrDef,
+  type JsonObject,
+  type ResourceType,
+} from './schemas.js';
 import { textOf } from '../core/canonical.js';
 
 export type PatchOpName = 'add' | 'replace' | 'remove';
@@ -245,7 +256,11 @@ class Patcher {
       if (def.multiValued && value !== undefined && value !== null) {
         // Entra: {"op":"Remove","path":"members","value":[{"value":"<id>"}]} removes those members only.
         const gone = checkValue(def, value, where);
-        this.removeKeys(holder, def, (Array.isArray(gone) ? gone : []).map((g) => identity(def, g)));
+        this.removeKeys(
+          holder,
+          def,
+          (Array.isArray(gone) ? gone : []).map((g) => identity(def, g)),
+        );
         return;
       }
       delete holder[def.name];
@@ -319,7 +334,7 @@ class Patcher {
         return copy;
       }
       if (checked === undefined) return obj;
-      return op === 'replace' ? (checked) : { ...obj, ...(checked as JsonObject) };
+      return op === 'replace' ? checked : { ...obj, ...(checked as JsonObject) };
     });
   }
 }

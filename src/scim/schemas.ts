@@ -58,7 +58,12 @@ const multi = (name: string, description: string, value: AttrDef['type'] | { ref
     ...extra,
   ]);
 
-const ID = str('id', 'Unique identifier for the resource, assigned by the service provider.', { caseExact: true, mutability: 'readOnly', returned: 'always', uniqueness: 'server' });
+const ID = str('id', 'Unique identifier for the resource, assigned by the service provider.', {
+  caseExact: true,
+  mutability: 'readOnly',
+  returned: 'always',
+  uniqueness: 'server',
+});
 const EXTERNAL_ID = str('externalId', "The identifier of the resource in the client's system.", { caseExact: true });
 const META = attr('meta', 'complex', 'Resource metadata.', { mutability: 'readOnly' }, [
   str('resourceType', 'The name of the resource type.', { mutability: 'readOnly', caseExact: true }),
@@ -289,7 +294,7 @@ export function checkResource(type: ResourceType, body: unknown): JsonObject {
   if (!Array.isArray(schemas) || !schemas.every((s) => typeof s === 'string')) {
     throw invalidSyntax(`"schemas" must be a list of schema URNs including ${CORE_SCHEMA[type]}`);
   }
-  const lowerSchemas = (schemas).map((s) => s.toLowerCase());
+  const lowerSchemas = schemas.map((s) => s.toLowerCase());
   if (!lowerSchemas.includes(CORE_SCHEMA[type].toLowerCase())) {
     throw invalidSyntax(`"schemas" must include ${CORE_SCHEMA[type]} for a ${type}; got ${JSON.stringify(schemas)}`);
   }

@@ -119,7 +119,14 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     // A URL the router cannot take (bad percent-encoding, a 500-character id) is a SCIM 400/414 too.
     frameworkErrors: (err, _req, reply) => {
       const status = (err as { statusCode?: number }).statusCode ?? 400;
-      void sendError(reply, new ScimError(status, status === 400 ? 'invalidSyntax' : undefined, err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'the URL path parameter is too long' : 'the URL is not valid'));
+      void sendError(
+        reply,
+        new ScimError(
+          status,
+          status === 400 ? 'invalidSyntax' : undefined,
+          err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'the URL path parameter is too long' : 'the URL is not valid',
+        ),
+      );
     },
   }) as unknown as FastifyInstance;
   app.decorate('scimMetrics', metrics);
@@ -151,7 +158,8 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
       // Every hash is compared, so the time taken says nothing about which one (if any) matched.
       for (const h of hashes) ok = timingSafeEqual(h, digest) || ok;
     }
-    if (!ok) return sendError(reply, new ScimError(401, undefined, m ? 'the bearer token is not accepted' : 'an Authorization: Bearer <token> header is required'));
+    if (!ok)
+      return sendError(reply, new ScimError(401, undefined, m ? 'the bearer token is not accepted' : 'an Authorization: Bearer <token> header is required'));
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -210,13 +218,17 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
 
     app.get(path, async (req, reply) => {
       const one = (k: string) => param(req, k);
-      return send(reply, 200, await search(req, [type], {
-        filter: one('filter'),
-        startIndex: intParam(one('startIndex'), 'startIndex'),
-        count: intParam(one('count'), 'count'),
-        attributes: one('attributes'),
-        excludedAttributes: one('excludedAttributes'),
-      }));
+      return send(
+        reply,
+        200,
+        await search(req, [type], {
+          filter: one('filter'),
+          startIndex: intParam(one('startIndex'), 'startIndex'),
+          count: intParam(one('count'), 'count'),
+          attributes: one('attributes'),
+          excludedAttributes: one('excludedAttributes'),
+        }),
+      );
     });
     app.post(`${path}/.search`, async (req, reply) => send(reply, 200, await search(req, [type], searchRequest(req.body))));
 
@@ -226,7 +238,8 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
       if (!rec) throw notFound(`${type} ${id} not found`);
       reply.header('etag', rec.version);
       const inm = req.headers['if-none-match'];
-      if (inm && inm.split(',').some((t) => t.trim() === '*' || t.trim().replace(/^W\//i, '') === rec.version.replace(/^W\//, ''))) return reply.code(304).send();
+      if (inm && inm.split(',').some((t) => t.trim() === '*' || t.trim().replace(/^W\//i, '') === rec.version.replace(/^W\//, '')))
+        return reply.code(304).send();
       return send(reply, 200, projection(type, param(req, 'attributes'), param(req, 'excludedAttributes'))(render(req, rec)));
     });
 
@@ -244,7 +257,12 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
       const attrs = await withMembers(type, checkResource(type, req.body));
       // PUT replaces the resource, except that leaving out `active` does not reactivate a
       // deactivated user (absent `active` counts as active for provisioning).
-      const rec = await store.update(type, id, (cur) => (type === 'User' && attrs.active === undefined && cur.attrs.active !== undefined ? { ...attrs, active: cur.attrs.active } : attrs), ifMatch(req));
+      const rec = await store.update(
+        type,
+        id,
+        (cur) => (type === 'User' && attrs.active === undefined && cur.attrs.active !== undefined ? { ...attrs, active: cur.attrs.active } : attrs),
+        ifMatch(req),
+      );
       changed({ type, id, action: 'update' });
       reply.header('etag', rec.version);
       return send(reply, 200, projection(type, param(req, 'attributes'), param(req, 'excludedAttributes'))(render(req, rec)));
@@ -343,12 +361,15 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     if (type !== 'Group' || !Array.isArray(attrs.members)) return attrs;
     const ids = memberIds(attrs);
     const users = await store.existing('User', ids);
-    const groups = await store.existing('Group', ids.filter((i) => !users.has(i)));
+    const groups = await store.existing(
+      'Group',
+      ids.filter((i) => !users.has(i)),
+    );
     const missing = ids.filter((i) => !users.has(i) && !groups.has(i));
     if (missing.length) throw invalidValue(`members must be existing Users or Groups; unknown: ${missing.slice(0, 10).join(', ')}`);
     return {
       ...attrs,
-      members: (attrs.members).map((m) => {
+      members: attrs.members.map((m) => {
         const o = m as JsonObject;
         if (typeof o.value !== 'string') throw invalidValue('every member needs a value (the id of a User or Group)');
         return o.type ? o : { ...o, type: users.has(o.value) ? 'User' : 'Group' };
@@ -356,8 +377,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     };
   }
 
-  const discovery = (p: string, body: (req: FastifyRequest) => unknown) =>
-    app.get(`${SCIM_PREFIX}/${p}`, async (req, reply) => send(reply, 200, body(req)));
+  const discovery = (p: string, body: (req: FastifyRequest) => unknown) => app.get(`${SCIM_PREFIX}/${p}`, async (req, reply) => send(reply, 200, body(req)));
 
   discovery('ServiceProviderConfig', (req) => ({
     schemas: ['urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig', LIMITS_SCHEMA],
@@ -370,7 +390,14 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
     changePassword: { supported: false },
     sort: { supported: false },
     etag: { supported: true },
-    authenticationSchemes: [{ type: 'oauthbearertoken', name: 'OAuth Bearer Token', description: 'Authentication with a bearer token configured (as its SHA-256) in datagrant', primary: true }],
+    authenticationSchemes: [
+      {
+        type: 'oauthbearertoken',
+        name: 'OAuth Bearer Token',
+        description: 'Authentication with a bearer token configured (as its SHA-256) in datagrant',
+        primary: true,
+      },
+    ],
     [LIMITS_SCHEMA]: {
       search: { supported: true, endpoints: [`${SCIM_PREFIX}/.search`, `${SCIM_PREFIX}/Users/.search`, `${SCIM_PREFIX}/Groups/.search`] },
       patch: { maxOperations: MAX_PATCH_OPERATIONS },
@@ -443,23 +470,25 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
 async function discardBody(req: FastifyRequest, reply: FastifyReply): Promise<void> {
   const raw = req.raw;
   if (Number(req.headers['content-length']) > DRAIN_LIMIT) return; // Fastify's `connection: close` stays
-  const drained = raw.readableEnded || (await new Promise<boolean>((resolve) => {
-    let read = 0;
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      raw.off('data', onData).off('end', onEnd).off('close', onClose);
-      resolve(ok);
-    };
-    const onData = (chunk: Buffer) => {
-      read += chunk.length;
-      if (read > DRAIN_LIMIT) finish(false);
-    };
-    const onEnd = () => finish(true);
-    const onClose = () => finish(raw.readableEnded);
-    const timer = setTimeout(() => finish(false), DRAIN_MS);
-    raw.on('data', onData).once('end', onEnd).once('close', onClose);
-    raw.resume();
-  }));
+  const drained =
+    raw.readableEnded ||
+    (await new Promise<boolean>((resolve) => {
+      let read = 0;
+      const finish = (ok: boolean) => {
+        clearTimeout(timer);
+        raw.off('data', onData).off('end', onEnd).off('close', onClose);
+        resolve(ok);
+      };
+      const onData = (chunk: Buffer) => {
+        read += chunk.length;
+        if (read > DRAIN_LIMIT) finish(false);
+      };
+      const onEnd = () => finish(true);
+      const onClose = () => finish(raw.readableEnded);
+      const timer = setTimeout(() => finish(false), DRAIN_MS);
+      raw.on('data', onData).once('end', onEnd).once('close', onClose);
+      raw.resume();
+    }));
   if (drained) reply.removeHeader('connection');
 }
 
@@ -474,12 +503,17 @@ function refuseConnection(err: Error & { code?: string }, socket: Duplex): void 
   if (err.code === 'ECONNRESET' || socket.destroyed || socket.writableEnded) return;
   const [status, detail] =
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, `the request line and headers are larger than ${maxHeaderSize / 1024} KiB; a long filter fits in the body of POST ${SCIM_PREFIX}/Users/.search (or /Groups/.search)`]
+      ? [
+          431,
+          `the request line and headers are larger than ${maxHeaderSize / 1024} KiB; a long filter fits in the body of POST ${SCIM_PREFIX}/Users/.search (or /Groups/.search)`,
+        ]
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'the request did not arrive in time']
         : [400, 'the request is not valid HTTP/1.1'];
   const body = JSON.stringify(new ScimError(status, status === 400 ? 'invalidSyntax' : undefined, detail).body());
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${SCIM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${SCIM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
   const linger = setTimeout(() => socket.destroy(), LINGER_MS);
   linger.unref();
   socket.once('close', () => clearTimeout(linger));
@@ -506,8 +540,12 @@ function memberIds(attrs: JsonObject): string[] {
 function fillMemberTypes(next: JsonObject, ...known: JsonObject[]): JsonObject {
   if (!Array.isArray(next.members)) return next;
   const types = new Map<string, Json>();
-  for (const k of known) for (const m of Array.isArray(k.members) ? k.members : []) if (isObject(m) && typeof m.value === 'string' && m.type) types.set(m.value, m.type);
-  return { ...next, members: next.members.map((m) => (isObject(m) && !m.type && typeof m.value === 'string' && types.has(m.value) ? { ...m, type: types.get(m.value)! } : m)) };
+  for (const k of known)
+    for (const m of Array.isArray(k.members) ? k.members : []) if (isObject(m) && typeof m.value === 'string' && m.type) types.set(m.value, m.type);
+  return {
+    ...next,
+    members: next.members.map((m) => (isObject(m) && !m.type && typeof m.value === 'string' && types.has(m.value) ? { ...m, type: types.get(m.value)! } : m)),
+  };
 }
 
 function intParam(v: string | undefined, name: string): number | undefined {
@@ -552,7 +590,13 @@ function searchRequest(body: unknown): SearchParams {
     if (typeof v === 'number' && Number.isInteger(v)) return v;
     return intParam(typeof v === 'string' ? v : JSON.stringify(v), k);
   };
-  return { filter: text('filter'), startIndex: int('startIndex'), count: int('count'), attributes: text('attributes'), excludedAttributes: text('excludedAttributes') };
+  return {
+    filter: text('filter'),
+    startIndex: int('startIndex'),
+    count: int('count'),
+    attributes: text('attributes'),
+    excludedAttributes: text('excludedAttributes'),
+  };
 }
 
 function ifMatch(req: FastifyRequest): { ifMatch?: string } {

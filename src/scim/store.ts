@@ -120,7 +120,10 @@ export function uniqueKey(type: ResourceType, attrs: JsonObject): string {
 export function ifMatchAdmits(ifMatch: string | undefined, version: string): boolean {
   if (ifMatch === undefined) return true;
   const opaque = (tag: string) => tag.trim().replace(/^W\//i, '');
-  const tags = ifMatch.split(',').map((t) => t.trim()).filter(Boolean);
+  const tags = ifMatch
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
   return tags.some((t) => t === '*' || opaque(t) === opaque(version));
 }
 
@@ -143,7 +146,11 @@ function claimFirst(userName: string, reserved: ReadonlySet<string>, claim: (nam
  * names used to be computed over active users only — then inactive ones. `taken` holds every name
  * ever given and grows.
  */
-function nameInOrder(users: readonly { id: string; user_name: string | null }[], taken: Set<string>, reserved: ReadonlySet<string>): { id: string; name: string }[] {
+function nameInOrder(
+  users: readonly { id: string; user_name: string | null }[],
+  taken: Set<string>,
+  reserved: ReadonlySet<string>,
+): { id: string; name: string }[] {
   const claim = (name: string) => {
     if (taken.has(name)) return false;
     taken.add(name);
@@ -288,8 +295,12 @@ export class SqliteScimStore implements ScimStore {
     this.now = opts.now ?? (() => new Date());
     this.newId = opts.newId ?? randomUUID;
     this.sql = statementCache(this.db);
-    this.createTx = this.db.transaction((type: ResourceType, id: string, at: string, attrs: JsonObject, reserved: ReadonlySet<string>) => this.createIn(type, id, at, attrs, reserved));
-    this.updateTx = this.db.transaction((type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions) => this.updateIn(type, id, change, opts));
+    this.createTx = this.db.transaction((type: ResourceType, id: string, at: string, attrs: JsonObject, reserved: ReadonlySet<string>) =>
+      this.createIn(type, id, at, attrs, reserved),
+    );
+    this.updateTx = this.db.transaction((type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions) =>
+      this.updateIn(type, id, change, opts),
+    );
   }
 
   private row(type: ResourceType, id: string): Row | undefined {
@@ -333,7 +344,9 @@ export class SqliteScimStore implements ScimStore {
   }
 
   /** Built once, like updateTx. */
-  private readonly createTx: Database.Transaction<(type: ResourceType, id: string, at: string, attrs: JsonObject, reserved: ReadonlySet<string>) => string | undefined>;
+  private readonly createTx: Database.Transaction<
+    (type: ResourceType, id: string, at: string, attrs: JsonObject, reserved: ReadonlySet<string>) => string | undefined
+  >;
 
   private createIn(type: ResourceType, id: string, at: string, attrs: JsonObject, reserved: ReadonlySet<string>): string | undefined {
     let name: string | undefined;
@@ -345,8 +358,9 @@ export class SqliteScimStore implements ScimStore {
     }
     this.insertUnique(
       () =>
-        this.sql(`INSERT INTO ${TABLE[type]} (id, unique_key, created, last_modified, version, attrs${name ? ', principal' : ''}) VALUES (?, ?, ?, ?, 1, ?${name ? ', ?' : ''})`)
-          .run(id, uniqueKey(type, attrs), at, at, JSON.stringify(attrs), ...(name ? [name] : [])),
+        this.sql(
+          `INSERT INTO ${TABLE[type]} (id, unique_key, created, last_modified, version, attrs${name ? ', principal' : ''}) VALUES (?, ?, ?, ?, 1, ?${name ? ', ?' : ''})`,
+        ).run(id, uniqueKey(type, attrs), at, at, JSON.stringify(attrs), ...(name ? [name] : [])),
       type,
       attrs,
     );
@@ -369,7 +383,9 @@ export class SqliteScimStore implements ScimStore {
   }
 
   private nameUnnamed(reserved: ReadonlySet<string>, at: string): void {
-    const unnamed = this.sql(`SELECT id, json_extract(attrs, '$.userName') AS user_name FROM scim_users WHERE principal IS NULL ORDER BY COALESCE(json_extract(attrs, '$.active'), 1) = 0, created, id`).all() as { id: string; user_name: string | null }[];
+    const unnamed = this.sql(
+      `SELECT id, json_extract(attrs, '$.userName') AS user_name FROM scim_users WHERE principal IS NULL ORDER BY COALESCE(json_extract(attrs, '$.active'), 1) = 0, created, id`,
+    ).all() as { id: string; user_name: string | null }[];
     if (!unnamed.length) return;
     const taken = new Set((this.sql('SELECT name FROM scim_principal_names').all() as { name: string }[]).map((r) => r.name));
     const record = this.sql('INSERT INTO scim_principal_names (name, user_id, assigned) VALUES (?, ?, ?)');
@@ -386,12 +402,16 @@ export class SqliteScimStore implements ScimStore {
   }
 
   async principalOwners(names: Iterable<string>): Promise<Map<string, string>> {
-    const rows = this.sql('SELECT name, user_id FROM scim_principal_names WHERE name IN (SELECT value FROM json_each(?))').all(JSON.stringify([...folded(names)])) as { name: string; user_id: string }[];
+    const rows = this.sql('SELECT name, user_id FROM scim_principal_names WHERE name IN (SELECT value FROM json_each(?))').all(
+      JSON.stringify([...folded(names)]),
+    ) as { name: string; user_id: string }[];
     return new Map(rows.map((r) => [r.name, r.user_id]));
   }
 
   /** Built once: better-sqlite3 makes five wrapper functions on every call to transaction(). */
-  private readonly updateTx: Database.Transaction<(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions) => ScimRecord>;
+  private readonly updateTx: Database.Transaction<
+    (type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions) => ScimRecord
+  >;
 
   async update(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions = {}): Promise<ScimRecord> {
     const rec = this.updateTx.immediate(type, id, change, opts);
@@ -409,8 +429,13 @@ export class SqliteScimStore implements ScimStore {
     const version = Number(r.version) + 1;
     this.insertUnique(
       () =>
-        this.sql(`UPDATE ${TABLE[type]} SET unique_key = ?, last_modified = ?, version = ?, attrs = ? WHERE id = ?`)
-          .run(uniqueKey(type, attrs), at, version, JSON.stringify(attrs), id),
+        this.sql(`UPDATE ${TABLE[type]} SET unique_key = ?, last_modified = ?, version = ?, attrs = ? WHERE id = ?`).run(
+          uniqueKey(type, attrs),
+          at,
+          version,
+          JSON.stringify(attrs),
+          id,
+        ),
       type,
       attrs,
     );
@@ -423,7 +448,8 @@ export class SqliteScimStore implements ScimStore {
     const tx = this.db.transaction(() => {
       const r = this.row(type, id);
       if (!r) throw notFound(`${type} ${id} not found`);
-      if (!ifMatchAdmits(opts.ifMatch, etag(Number(r.version)))) throw preconditionFailed(`If-Match does not match the current version ${etag(Number(r.version))}`);
+      if (!ifMatchAdmits(opts.ifMatch, etag(Number(r.version))))
+        throw preconditionFailed(`If-Match does not match the current version ${etag(Number(r.version))}`);
       // A user's principal name stays in scim_principal_names: no other identity ever gets it.
       this.sql(`DELETE FROM ${TABLE[type]} WHERE id = ?`).run(id);
       // Memberships of the deleted resource go with it (groups may hold users or groups).
@@ -476,8 +502,7 @@ CREATE TABLE IF NOT EXISTS ${s}.${t} (
 );
 CREATE INDEX IF NOT EXISTS ${t}_order ON ${s}.${t} (created, id);`,
     )
-    .join('\n')
-    .concat(`
+    .join('\n').concat(`
 ALTER TABLE ${s}.scim_users ADD COLUMN IF NOT EXISTS principal TEXT COLLATE "C";
 CREATE INDEX IF NOT EXISTS scim_users_unnamed ON ${s}.scim_users (created, id) WHERE principal IS NULL;
 CREATE TABLE IF NOT EXISTS ${s}.scim_principal_names (
@@ -504,7 +529,6 @@ export interface PgScimStoreOptions extends ScimStoreOptions {
   poolSize?: number;
 }
 
-
 /**
  * Open the SCIM tables in PostgreSQL: `url` (DATAGRANT_STORE_URL) or an existing pool (the state
  * store's; not closed by `close()`). Safe when several replicas start at once.
@@ -515,7 +539,10 @@ export async function openPgScimStore(url: string | pg.Pool, opts: PgScimStoreOp
     throw new StoreError(`the SCIM store schema must be a plain identifier (letters, digits, _; at most 63), not ${JSON.stringify(schema)}`);
   }
   const owned = typeof url === 'string';
-  const pool = typeof url === 'string' ? new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: 'datagrant-scim' }) : url;
+  const pool =
+    typeof url === 'string'
+      ? new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: 'datagrant-scim' })
+      : url;
   if (owned) pool.on('error', () => undefined);
   try {
     const c = await pool.connect();
@@ -607,32 +634,35 @@ export class PgScimStore implements ScimStore {
     const id = this.newId();
     const at = this.now().toISOString();
     const insert = (c: pg.PoolClient, principal: string | null) =>
-      c.query(`INSERT INTO ${this.t(type)} (id, unique_key, created, last_modified, version, attrs${type === 'User' ? ', principal' : ''}) VALUES ($1, $2, $3, $3, 1, $4${type === 'User' ? ', $5' : ''})`, [
-        id,
-        uniqueKey(type, attrs),
-        at,
-        JSON.stringify(attrs),
-        ...(type === 'User' ? [principal] : []),
-      ]);
+      c.query(
+        `INSERT INTO ${this.t(type)} (id, unique_key, created, last_modified, version, attrs${type === 'User' ? ', principal' : ''}) VALUES ($1, $2, $3, $3, 1, $4${type === 'User' ? ', $5' : ''})`,
+        [id, uniqueKey(type, attrs), at, JSON.stringify(attrs), ...(type === 'User' ? [principal] : [])],
+      );
     let principal: string | undefined;
     if (type === 'User') {
       const reserved = folded(opts.reservedNames);
-      principal = await this.unique(type, () => attrs, () =>
-        this.tx(async (c) => {
-          // Older rows first, so that they get the names they would have had.
-          await this.nameUnnamed(c, reserved, at);
-          const name = await this.claimName(c, id, textOf(attrs.userName), reserved, at);
-          await insert(c, name);
-          await this.changed(c, at);
-          return name;
-        }),
+      principal = await this.unique(
+        type,
+        () => attrs,
+        () =>
+          this.tx(async (c) => {
+            // Older rows first, so that they get the names they would have had.
+            await this.nameUnnamed(c, reserved, at);
+            const name = await this.claimName(c, id, textOf(attrs.userName), reserved, at);
+            await insert(c, name);
+            await this.changed(c, at);
+            return name;
+          }),
       );
     } else {
-      await this.unique(type, () => attrs, () =>
-        this.tx(async (c) => {
-          await insert(c, null);
-          await this.changed(c, at);
-        }),
+      await this.unique(
+        type,
+        () => attrs,
+        () =>
+          this.tx(async (c) => {
+            await insert(c, null);
+            await this.changed(c, at);
+          }),
       );
     }
     this.listeners.emit({ type, id, action: 'create' });
@@ -661,7 +691,11 @@ export class PgScimStore implements ScimStore {
   }
 
   async markReconciled(seq: number, actor: string): Promise<void> {
-    await this.pool.query(`UPDATE ${this.workTable()} SET seq = $1, at = $2, actor = $3 WHERE name = 'reconciled' AND seq < $1`, [seq, this.now().toISOString(), actor]);
+    await this.pool.query(`UPDATE ${this.workTable()} SET seq = $1, at = $2, actor = $3 WHERE name = 'reconciled' AND seq < $1`, [
+      seq,
+      this.now().toISOString(),
+      actor,
+    ]);
   }
 
   /** claimFirst, one round trip per candidate. */
@@ -697,25 +731,36 @@ export class PgScimStore implements ScimStore {
   }
 
   async principalOwners(names: Iterable<string>): Promise<Map<string, string>> {
-    const r = await this.pool.query<{ name: string; user_id: string }>(`SELECT name, user_id FROM ${this.names()} WHERE name = ANY($1::text[])`, [[...folded(names)]]);
+    const r = await this.pool.query<{ name: string; user_id: string }>(`SELECT name, user_id FROM ${this.names()} WHERE name = ANY($1::text[])`, [
+      [...folded(names)],
+    ]);
     return new Map(r.rows.map((x) => [x.name, x.user_id]));
   }
 
   async update(type: ResourceType, id: string, change: (current: ScimRecord) => JsonObject, opts: WriteOptions = {}): Promise<ScimRecord> {
     let next: JsonObject = {};
-    const rec = await this.unique(type, () => next, () =>
-      this.tx(async (c) => {
-        const r = await c.query<Row>(`SELECT * FROM ${this.t(type)} WHERE id = $1 FOR UPDATE`, [id]);
-        if (!r.rows[0]) throw notFound(`${type} ${id} not found`);
-        const current = toRecord(type, r.rows[0]);
-        if (!ifMatchAdmits(opts.ifMatch, current.version)) throw preconditionFailed(`If-Match does not match the current version ${current.version}`);
-        next = change(current);
-        const at = this.now().toISOString();
-        const version = Number(r.rows[0].version) + 1;
-        await c.query(`UPDATE ${this.t(type)} SET unique_key = $1, last_modified = $2, version = $3, attrs = $4 WHERE id = $5`, [uniqueKey(type, next), at, version, JSON.stringify(next), id]);
-        await this.changed(c, at);
-        return { type, id, attrs: next, created: current.created, lastModified: at, version: etag(version) };
-      }),
+    const rec = await this.unique(
+      type,
+      () => next,
+      () =>
+        this.tx(async (c) => {
+          const r = await c.query<Row>(`SELECT * FROM ${this.t(type)} WHERE id = $1 FOR UPDATE`, [id]);
+          if (!r.rows[0]) throw notFound(`${type} ${id} not found`);
+          const current = toRecord(type, r.rows[0]);
+          if (!ifMatchAdmits(opts.ifMatch, current.version)) throw preconditionFailed(`If-Match does not match the current version ${current.version}`);
+          next = change(current);
+          const at = this.now().toISOString();
+          const version = Number(r.rows[0].version) + 1;
+          await c.query(`UPDATE ${this.t(type)} SET unique_key = $1, last_modified = $2, version = $3, attrs = $4 WHERE id = $5`, [
+            uniqueKey(type, next),
+            at,
+            version,
+            JSON.stringify(next),
+            id,
+          ]);
+          await this.changed(c, at);
+          return { type, id, attrs: next, created: current.created, lastModified: at, version: etag(version) };
+        }),
     );
     this.listeners.emit({ type, id, action: 'update' });
     return rec;

@@ -100,7 +100,7 @@ export class ReconcilerThread {
             break;
         }
       });
-      worker.on('error', (e) => {
+      worker.on('error', (e: Error) => {
         this.opts.logger.error({ err: { name: e.name, message: e.message } }, 'the reconciler thread failed');
         if (!ready) reject(new DatagrantError(`the reconciler thread could not start: ${e.message}`));
       });
@@ -115,7 +115,9 @@ export class ReconcilerThread {
         this.metrics = { ...ZERO_METRICS };
         this.#restart = setTimeout(() => {
           this.#restart = undefined;
-          this.start().catch((e: Error) => this.opts.logger.error({ err: { name: e.name, message: e.message } }, 'the reconciler thread could not be started again'));
+          this.start().catch((e: Error) =>
+            this.opts.logger.error({ err: { name: e.name, message: e.message } }, 'the reconciler thread could not be started again'),
+          );
         }, this.opts.restartDelayMs ?? 1000);
       });
     });

@@ -6,7 +6,6 @@
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { silenceSdkNodeVersionWarning } from '../app/warnings.js';
 import { makeBackends } from '../backends/factory.js';
 import { scimPeople } from '../scim/identities.js';
 import { openScimStoreAt, SqliteScimStore, type ScimStore } from '../scim/store.js';
@@ -16,7 +15,6 @@ import { Reconciler, type ReconcileLogger } from './reconcile.js';
 import type { ToReconciler, FromReconciler, ReconcilerConfig } from './reconcile-thread.js';
 
 // As bin/datagrant.js does for the main thread (a thread has its own process.emitWarning).
-silenceSdkNodeVersionWarning();
 // Reconciles are background work: where a thread has a nice value of its own (Linux), this one
 // yields the CPU to the thread answering SCIM requests when both want it. Elsewhere, no change.
 try {

@@ -161,7 +161,11 @@ export class Reconciler {
         work = await pending.work();
       } catch (e) {
         if (this.#stopped) return; // the store was closed under this poll
-        if (!this.#storeDown) this.opts.logger.warn({ err: { name: (e as Error).name, message: (e as Error).message } }, 'the SCIM store cannot be reached; pending work waits for it');
+        if (!this.#storeDown)
+          this.opts.logger.warn(
+            { err: { name: (e as Error).name, message: (e as Error).message } },
+            'the SCIM store cannot be reached; pending work waits for it',
+          );
         this.#storeDown = true;
         return;
       }

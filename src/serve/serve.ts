@@ -45,11 +45,20 @@ export interface RunningServer {
 /** Token hashes from `DATAGRANT_SCIM_TOKEN_SHA256` (comma-separated sha256 hex); tokens are never configured in clear. */
 export function tokenHashes(env: NodeJS.ProcessEnv): string[] {
   const raw = env.DATAGRANT_SCIM_TOKEN_SHA256 ?? '';
-  const hashes = raw.split(',').map((h) => h.trim()).filter(Boolean);
+  const hashes = raw
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
   if (hashes.length === 0) {
-    throw new UsageError('no SCIM bearer token configured: set DATAGRANT_SCIM_TOKEN_SHA256 to the sha256 (hex) of each accepted token, comma-separated; `datagrant scim-token` makes one');
+    throw new UsageError(
+      'no SCIM bearer token configured: set DATAGRANT_SCIM_TOKEN_SHA256 to the sha256 (hex) of each accepted token, comma-separated; `datagrant scim-token` makes one',
+    );
   }
-  for (const h of hashes) if (!/^[0-9a-f]{64}$/i.test(h)) throw new UsageError(`DATAGRANT_SCIM_TOKEN_SHA256 holds ${JSON.stringify(h.slice(0, 12))}…, which is not a sha256 in hex (64 hex digits); configure the hash of the token, never the token itself`);
+  for (const h of hashes)
+    if (!/^[0-9a-f]{64}$/i.test(h))
+      throw new UsageError(
+        `DATAGRANT_SCIM_TOKEN_SHA256 holds ${JSON.stringify(h.slice(0, 12))}…, which is not a sha256 in hex (64 hex digits); configure the hash of the token, never the token itself`,
+      );
   return hashes;
 }
 
@@ -59,15 +68,28 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
   // Log lines are written asynchronously (batched while a write is in flight), never by a SCIM
   // request's own thread waiting on a write(2); pino flushes what is left when the process exits.
   const logger =
-    opts.logger ?? pino({ name: 'datagrant', level: opts.logLevel ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] }, pino.destination({ dest: 1, sync: false }));
+    opts.logger ??
+    pino(
+      { name: 'datagrant', level: opts.logLevel ?? 'info', redact: ['req.headers.authorization', 'headers.authorization'] },
+      pino.destination({ dest: 1, sync: false }),
+    );
   const https = opts.tlsCert || opts.tlsKey ? loadTls(opts) : undefined;
   const metrics = new MetricsRegistry();
   const duration = metrics.histogram('datagrant_reconcile_duration_seconds', 'Time one reconcile took (read, plan and apply).');
   const applied = metrics.counter('datagrant_changes_applied_total', 'Changes applied by reconciles.');
   const failures = metrics.counter('datagrant_reconcile_failures_total', 'Reconciles that failed.');
-  const massEvents = metrics.counter('datagrant_mass_deprovisioning_events_total', 'Mass deprovisioning events: access was revoked reversibly and the deletions held for a person to confirm.');
-  const held = metrics.gauge('datagrant_held_deletions', 'Deletions held by a mass deprovisioning event until `datagrant apply --allow-mass-destroy` confirms them.');
-  const skipped = metrics.counter('datagrant_reconcile_skipped_total', 'Reconciles that stopped early: another replica or a CLI apply held the lock (retried), a SCIM change left the desired and applied state as they were, or another run had covered every pending SCIM change.');
+  const massEvents = metrics.counter(
+    'datagrant_mass_deprovisioning_events_total',
+    'Mass deprovisioning events: access was revoked reversibly and the deletions held for a person to confirm.',
+  );
+  const held = metrics.gauge(
+    'datagrant_held_deletions',
+    'Deletions held by a mass deprovisioning event until `datagrant apply --allow-mass-destroy` confirms them.',
+  );
+  const skipped = metrics.counter(
+    'datagrant_reconcile_skipped_total',
+    'Reconciles that stopped early: another replica or a CLI apply held the lock (retried), a SCIM change left the desired and applied state as they were, or another run had covered every pending SCIM change.',
+  );
 
   // Reconciles run in a thread of their own, so that SCIM requests never wait behind one.
   const reconciler = new ReconcilerThread({
@@ -129,7 +151,11 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
   app.addHook('onRequest', async (req, reply) => {
     if (req.url !== '/healthz' && !req.url.startsWith('/healthz?')) return;
     const problem = await storeProblem(scim, logger);
-    if (problem) return reply.code(503).header('content-type', 'application/json').send(JSON.stringify({ status: 'unavailable', reason: problem }));
+    if (problem)
+      return reply
+        .code(503)
+        .header('content-type', 'application/json')
+        .send(JSON.stringify({ status: 'unavailable', reason: problem }));
   });
   let address: string;
   try {

@@ -12,7 +12,8 @@ const PG_RESERVED_ROLES = new Set(['public', 'none']);
 /** Why `value` cannot be a PostgreSQL identifier (database, schema, table, role), or undefined. */
 export function pgIdentifierProblem(value: string): string | undefined {
   const bytes = Buffer.byteLength(value, 'utf8');
-  if (bytes > PG_IDENTIFIER_MAX_BYTES) return `is ${bytes} bytes long; PostgreSQL identifiers hold at most ${PG_IDENTIFIER_MAX_BYTES} bytes (it would silently cut the rest)`;
+  if (bytes > PG_IDENTIFIER_MAX_BYTES)
+    return `is ${bytes} bytes long; PostgreSQL identifiers hold at most ${PG_IDENTIFIER_MAX_BYTES} bytes (it would silently cut the rest)`;
   if (value.includes('\0')) return 'contains a NUL character, which PostgreSQL identifiers cannot hold';
   return undefined;
 }

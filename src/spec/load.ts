@@ -94,14 +94,7 @@ const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
  * The paths of values with a missing variable are recorded in `missing`, so that the schema's
  * complaint about the (meaningless) placeholder is not reported on top.
  */
-function interpolate(
-  value: unknown,
-  path: PathKey[],
-  env: LoadOptions['env'],
-  problems: SpecProblem[],
-  src: SourceMap,
-  missing: Set<string>,
-): unknown {
+function interpolate(value: unknown, path: PathKey[], env: LoadOptions['env'], problems: SpecProblem[], src: SourceMap, missing: Set<string>): unknown {
   if (typeof value === 'string') {
     return value.replace(VAR_RE, (m, v: string) => {
       const found = env[v];
@@ -115,9 +108,7 @@ function interpolate(
   }
   if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...path, i], env, problems, src, missing));
   if (value && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, interpolate(v, [...path, k], env, problems, src, missing)]),
-    );
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, [...path, k], env, problems, src, missing)]));
   }
   return value;
 }
@@ -152,13 +143,7 @@ const RECORDS: Record<string, { what: string; value: z.ZodType }> = {
  * substitution. Messages show the original, so a value read from the environment (a URL with a
  * password, say) is never echoed into an error.
  */
-function zodProblems(
-  issues: readonly z.core.$ZodIssue[],
-  raw: unknown,
-  original: unknown,
-  src: SourceMap,
-  base: readonly PathKey[] = [],
-): SpecProblem[] {
+function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, original: unknown, src: SourceMap, base: readonly PathKey[] = []): SpecProblem[] {
   const out: SpecProblem[] = [];
   for (const issue of issues) {
     const path = [...base, ...issue.path.filter((p): p is PathKey => typeof p !== 'symbol')];
@@ -190,13 +175,7 @@ function zodProblems(
     if (issue.code === 'unrecognized_keys') {
       for (const k of issue.keys) {
         const allowed = allowedKeys(path, valueAt(raw, path));
-        out.push(
-          src.problem(
-            [...path, k],
-            `unknown key ${JSON.stringify(k)}${allowed ? `; allowed: ${allowed}` : ''}`,
-            true,
-          ),
-        );
+        out.push(src.problem([...path, k], `unknown key ${JSON.stringify(k)}${allowed ? `; allowed: ${allowed}` : ''}`, true));
       }
       continue;
     }
@@ -210,7 +189,12 @@ function zodProblems(
     }
     if (issue.code === 'invalid_type') {
       const expected = KINDS[issue.expected] ?? issue.expected;
-      out.push(src.problem(path, `must be ${expected}, not ${describeKind(value)}${value !== null && typeof value === 'object' ? '' : ` (got ${describe(shownValue)})`}`));
+      out.push(
+        src.problem(
+          path,
+          `must be ${expected}, not ${describeKind(value)}${value !== null && typeof value === 'object' ? '' : ` (got ${describe(shownValue)})`}`,
+        ),
+      );
       continue;
     }
     // Object.is, because NaN !== NaN: a .nan in the file was not substituted from anywhere.
@@ -281,11 +265,9 @@ const KINDED_KEYS: Record<string, string> = {
  * become empty; `validateReferences` skips what is not a string.
  */
 function salvage(raw: Record<string, unknown>): Spec {
-  const obj = (v: unknown): Record<string, unknown> =>
-    v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  const obj = (v: unknown): Record<string, unknown> => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
   const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-  const each = <T>(v: unknown, f: (x: Record<string, unknown>) => T) =>
-    Object.fromEntries(Object.entries(obj(v)).map(([k, x]) => [k, f(obj(x))]));
+  const each = <T>(v: unknown, f: (x: Record<string, unknown>) => T) => Object.fromEntries(Object.entries(obj(v)).map(([k, x]) => [k, f(obj(x))]));
   return {
     version: 1,
     backends: each(raw.backends, (b) => b),
@@ -418,7 +400,13 @@ function aliasProblems(doc: Document, aliases: Scan['aliases'], at: Locate, anch
   const total = expanded(doc.contents);
   for (const a of aliases) {
     if (!cyclic.has(a.alias)) continue;
-    problems.push(at(a.alias, a.path, `alias *${a.alias.source} is inside the value &${a.alias.source} names (line ${anchorLine(a.target!)}), so that value would contain itself without end; write it out instead`));
+    problems.push(
+      at(
+        a.alias,
+        a.path,
+        `alias *${a.alias.source} is inside the value &${a.alias.source} names (line ${anchorLine(a.target!)}), so that value would contain itself without end; write it out instead`,
+      ),
+    );
   }
   if (cyclic.size === 0 && total > MAX_EXPANDED_VALUES) {
     // Point at the alias that copies the most: the top of the pyramid.
@@ -458,7 +446,13 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   for (const e of shown) problems.push(yamlProblem(e, text, lines, opts.file));
   const hidden = syntax.length - shown.filter((e) => e.code !== 'DUPLICATE_KEY').length;
   if (hidden > 0) {
-    problems.push({ file: opts.file, line: firstLine, column: 1, path: '', message: `(${hidden} further YAML error${hidden === 1 ? '' : 's'} after this line, most likely caused by it; fix it and run again)` });
+    problems.push({
+      file: opts.file,
+      line: firstLine,
+      column: 1,
+      path: '',
+      message: `(${hidden} further YAML error${hidden === 1 ? '' : 's'} after this line, most likely caused by it; fix it and run again)`,
+    });
   }
   // A duplicate key leaves a readable document: keep checking, so every problem shows at once.
   if (errors.some((e) => e.code !== 'DUPLICATE_KEY')) throw new SpecError(problems);
@@ -483,7 +477,10 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   const raw = doc.toJS({ maxAliasCount: -1 }) as unknown;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     problems.push(
-      src.problem([], `the spec must be a mapping with the keys version, backends, datasets, groups and principals, but it is ${raw === null || raw === undefined ? 'an empty document' : describeKind(raw)}`),
+      src.problem(
+        [],
+        `the spec must be a mapping with the keys version, backends, datasets, groups and principals, but it is ${raw === null || raw === undefined ? 'an empty document' : describeKind(raw)}`,
+      ),
     );
     throw new SpecError(problems);
   }

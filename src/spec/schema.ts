@@ -8,16 +8,14 @@ const NAME_HELP = 'letters, digits and + = , . @ _ - (starting with a letter or 
 
 export const DURATION_RE = /^([1-9][0-9]*)(s|m|h|d)$/;
 /** `2027-01-31` or a full ISO 8601 instant with a zone (`2027-01-31T12:00:00Z`). */
-export const EXPIRES_RE =
-  /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
+export const EXPIRES_RE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
 
 const name = (what: string, max: number) =>
   z
     .string()
     .min(1, `${what} must not be empty`)
     .max(max, {
-      error: (issue) =>
-        `${what} is ${typeof issue.input === 'string' ? issue.input.length : 'too many'} characters long; at most ${max} are allowed`,
+      error: (issue) => `${what} is ${typeof issue.input === 'string' ? issue.input.length : 'too many'} characters long; at most ${max} are allowed`,
     })
     .regex(NAME_RE, `${what} may contain only ${NAME_HELP}`);
 
@@ -83,8 +81,7 @@ const expires = z
   });
 
 export const levelSchema = z.enum(['read', 'write', 'admin'], {
-  error: (issue) =>
-    `access ${JSON.stringify(issue.input)} is not a level; allowed: read, write, admin`,
+  error: (issue) => `access ${JSON.stringify(issue.input)} is not a level; allowed: read, write, admin`,
 });
 
 export const grantSchema = z.strictObject({
@@ -122,25 +119,22 @@ const postgresBackend = z.strictObject({
    * Marks the roles this installation owns. Two datagrant installations (or test runs) that share
    * one server must use different scopes, or each would plan the other's roles away.
    */
-  scope: z.string().regex(/^[A-Za-z0-9_.-]{1,40}$/, 'scope may contain only letters, digits, _ . - (at most 40)').optional(),
+  scope: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,40}$/, 'scope may contain only letters, digits, _ . - (at most 40)')
+    .optional(),
   timeouts: timeoutsSchema.optional(),
 });
 
 export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresBackend], {
-  error: (issue) =>
-    issue.code === 'invalid_union'
-      ? 'backend type must be one of: aws, postgres'
-      : undefined,
+  error: (issue) => (issue.code === 'invalid_union' ? 'backend type must be one of: aws, postgres' : undefined),
 });
 
 const s3Dataset = z.strictObject({
   backend: z.string().min(1, 'backend must not be empty'),
   bucket: z
     .string()
-    .regex(
-      /^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
-      'is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)',
-    ),
+    .regex(/^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)'),
   prefix: z
     .string()
     .min(1)

@@ -34,14 +34,26 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     if (typeof ds.backend !== 'string' || ds.backend === '') continue;
     const backend = has(spec.backends, ds.backend) ? spec.backends[ds.backend] : undefined;
     if (!backend) {
-      problems.push(src.problem(['datasets', name, 'backend'], `backend ${JSON.stringify(ds.backend)} is not defined; defined backends: ${list(backendNames)}`));
+      problems.push(
+        src.problem(['datasets', name, 'backend'], `backend ${JSON.stringify(ds.backend)} is not defined; defined backends: ${list(backendNames)}`),
+      );
       continue;
     }
     if (has(ds, 'bucket') && backend.type === 'postgres') {
-      problems.push(src.problem(['datasets', name, 'backend'], `dataset ${JSON.stringify(name)} has a bucket, so it needs an aws backend, but backend ${JSON.stringify(ds.backend)} is postgres; use an aws backend, or give database and schema instead of bucket`));
+      problems.push(
+        src.problem(
+          ['datasets', name, 'backend'],
+          `dataset ${JSON.stringify(name)} has a bucket, so it needs an aws backend, but backend ${JSON.stringify(ds.backend)} is postgres; use an aws backend, or give database and schema instead of bucket`,
+        ),
+      );
     }
     if (has(ds, 'database') && !has(ds, 'bucket') && backend.type === 'aws') {
-      problems.push(src.problem(['datasets', name, 'backend'], `dataset ${JSON.stringify(name)} has a database, so it needs a postgres backend, but backend ${JSON.stringify(ds.backend)} is aws; use a postgres backend, or give bucket (and prefix) instead of database`));
+      problems.push(
+        src.problem(
+          ['datasets', name, 'backend'],
+          `dataset ${JSON.stringify(name)} has a database, so it needs a postgres backend, but backend ${JSON.stringify(ds.backend)} is aws; use a postgres backend, or give bucket (and prefix) instead of database`,
+        ),
+      );
     }
     const prefix = (ds as { prefix?: unknown }).prefix;
     if (typeof prefix === 'string' && prefix !== '' && !prefix.endsWith('/')) {
@@ -61,12 +73,19 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
       const at = [...base, i];
       if (typeof g.dataset !== 'string' || g.dataset === '') return;
       if (!has(spec.datasets, g.dataset)) {
-        problems.push(src.problem([...at, 'dataset'], `dataset ${JSON.stringify(g.dataset)} is not defined; defined datasets: ${list(Object.keys(spec.datasets))}`));
+        problems.push(
+          src.problem([...at, 'dataset'], `dataset ${JSON.stringify(g.dataset)} is not defined; defined datasets: ${list(Object.keys(spec.datasets))}`),
+        );
       }
       const prev = seen.get(g.dataset);
       if (prev !== undefined) {
         const line = src.position([...base, prev]).line;
-        problems.push(src.problem([...at, 'dataset'], `dataset ${JSON.stringify(g.dataset)} is granted twice in this list (also on line ${line}); keep one grant with the level you mean`));
+        problems.push(
+          src.problem(
+            [...at, 'dataset'],
+            `dataset ${JSON.stringify(g.dataset)} is granted twice in this list (also on line ${line}); keep one grant with the level you mean`,
+          ),
+        );
       }
       seen.set(g.dataset, i);
       // A malformed date has been reported by the schema.
@@ -93,13 +112,22 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     // IAM user names are case-insensitive: Alice and alice would be the same user.
     const lower = name.toLowerCase();
     const clash = lowerNames.get(lower);
-    if (clash) problems.push(src.problem(['principals', name], `principal ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same user, so rename one`, true));
+    if (clash)
+      problems.push(
+        src.problem(
+          ['principals', name],
+          `principal ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same user, so rename one`,
+          true,
+        ),
+      );
     lowerNames.set(lower, name);
     const seenGroups = new Set<string>();
     p.groups.forEach((g, i) => {
       if (typeof g !== 'string' || g === '') return;
       if (!has(spec.groups, g)) {
-        problems.push(src.problem(['principals', name, 'groups', i], `group ${JSON.stringify(g)} is not defined; defined groups: ${list(Object.keys(spec.groups))}`));
+        problems.push(
+          src.problem(['principals', name, 'groups', i], `group ${JSON.stringify(g)} is not defined; defined groups: ${list(Object.keys(spec.groups))}`),
+        );
       }
       if (seenGroups.has(g)) problems.push(src.problem(['principals', name, 'groups', i], `group ${JSON.stringify(g)} is listed twice`));
       seenGroups.add(g);
@@ -110,7 +138,14 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
   const lowerGroups = new Map<string, string>();
   for (const name of Object.keys(spec.groups)) {
     const clash = lowerGroups.get(name.toLowerCase());
-    if (clash) problems.push(src.problem(['groups', name], `group ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same group, so rename one`, true));
+    if (clash)
+      problems.push(
+        src.problem(
+          ['groups', name],
+          `group ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same group, so rename one`,
+          true,
+        ),
+      );
     lowerGroups.set(name.toLowerCase(), name);
   }
 
@@ -121,12 +156,20 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
   for (const [idpGroup, group] of Object.entries(spec.scim?.groups ?? {})) {
     const clash = lowerIdp.get(idpGroup.toLowerCase());
     if (clash !== undefined) {
-      problems.push(src.problem(['scim', 'groups', idpGroup], `IdP group ${JSON.stringify(idpGroup)} differs from ${JSON.stringify(clash)} only in case; IdP groups are matched ignoring case, so only one of the two mappings would apply: keep one`, true));
+      problems.push(
+        src.problem(
+          ['scim', 'groups', idpGroup],
+          `IdP group ${JSON.stringify(idpGroup)} differs from ${JSON.stringify(clash)} only in case; IdP groups are matched ignoring case, so only one of the two mappings would apply: keep one`,
+          true,
+        ),
+      );
     }
     lowerIdp.set(idpGroup.toLowerCase(), idpGroup);
     if (typeof group !== 'string' || group === '') continue;
     if (!has(spec.groups, group)) {
-      problems.push(src.problem(['scim', 'groups', idpGroup], `group ${JSON.stringify(group)} is not defined; defined groups: ${list(Object.keys(spec.groups))}`));
+      problems.push(
+        src.problem(['scim', 'groups', idpGroup], `group ${JSON.stringify(group)} is not defined; defined groups: ${list(Object.keys(spec.groups))}`),
+      );
     }
   }
   return problems;
@@ -172,17 +215,37 @@ function pgRoleProblems(spec: Spec, src: SourceMap): SpecProblem[] {
     if (backends.size === 0) continue;
     groupBackends.set(name, backends);
     const problem = pgRoleNameProblem(name);
-    if (problem) problems.push(src.problem(['groups', name], `group name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the group`, true));
+    if (problem)
+      problems.push(
+        src.problem(
+          ['groups', name],
+          `group name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the group`,
+          true,
+        ),
+      );
   }
   for (const [name, p] of Object.entries(spec.principals)) {
     const backends = backendsOf(p.grants);
     for (const g of p.groups) for (const b of (typeof g === 'string' && groupBackends.get(g)) || []) backends.add(b);
     if (backends.size === 0) continue;
     const problem = pgRoleNameProblem(name);
-    if (problem) problems.push(src.problem(['principals', name], `principal name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the principal`, true));
+    if (problem)
+      problems.push(
+        src.problem(
+          ['principals', name],
+          `principal name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the principal`,
+          true,
+        ),
+      );
     const shared = [...(groupBackends.get(name) ?? [])].filter((b) => backends.has(b)).sort();
     if (shared.length) {
-      problems.push(src.problem(['principals', name], `principal ${JSON.stringify(name)} and group ${JSON.stringify(name)} would be one PostgreSQL role on backend ${shared.join(', ')} (groups and principals share one role namespace there): rename one`, true));
+      problems.push(
+        src.problem(
+          ['principals', name],
+          `principal ${JSON.stringify(name)} and group ${JSON.stringify(name)} would be one PostgreSQL role on backend ${shared.join(', ')} (groups and principals share one role namespace there): rename one`,
+          true,
+        ),
+      );
     }
   }
   return problems;

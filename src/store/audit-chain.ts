@@ -33,7 +33,11 @@ export function verifyChain(key: MasterKey, entries: readonly AuditEntry[], head
       return { ok: false, entries: entries.length, firstBad: { seq: e.seq, reason: `expected entry ${expectedSeq} here; an entry was removed or inserted` } };
     }
     if (e.prevHash !== prev) {
-      return { ok: false, entries: entries.length, firstBad: { seq: e.seq, reason: 'does not follow the entry before it (removed, inserted or reordered entries)' } };
+      return {
+        ok: false,
+        entries: entries.length,
+        firstBad: { seq: e.seq, reason: 'does not follow the entry before it (removed, inserted or reordered entries)' },
+      };
     }
     const { hash, ...rest } = e;
     if (entryMac(key, rest) !== hash) {
@@ -48,7 +52,11 @@ export function verifyChain(key: MasterKey, entries: readonly AuditEntry[], head
       return { ok: false, entries: entries.length, firstBad: { seq: head.seq, reason: 'the recorded head of the chain was altered' } };
     }
     if (!last || last.seq !== head.seq || last.hash !== head.hash) {
-      return { ok: false, entries: entries.length, firstBad: { seq: (last?.seq ?? 0) + 1, reason: `entries after ${last?.seq ?? 0} were removed (the chain ended at ${head.seq})` } };
+      return {
+        ok: false,
+        entries: entries.length,
+        firstBad: { seq: (last?.seq ?? 0) + 1, reason: `entries after ${last?.seq ?? 0} were removed (the chain ended at ${head.seq})` },
+      };
     }
   } else if (last) {
     return { ok: false, entries: entries.length, firstBad: { seq: 1, reason: 'the recorded head of the chain is missing' } };

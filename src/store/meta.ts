@@ -37,7 +37,9 @@ export function checkKey(key: MasterKey, stored: string | undefined, opensSample
 
 export function checkInstallationId(id: string): string {
   if (!INSTALLATION_RE.test(id)) {
-    throw new StoreError(`installation id ${JSON.stringify(id)} is not valid: 8 to 64 lowercase letters, digits and -, as printed by \`datagrant init\` or \`datagrant status\``);
+    throw new StoreError(
+      `installation id ${JSON.stringify(id)} is not valid: 8 to 64 lowercase letters, digits and -, as printed by \`datagrant init\` or \`datagrant status\``,
+    );
   }
   return id;
 }

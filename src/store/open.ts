@@ -28,9 +28,7 @@ export function loadMasterKey(paths: StatePaths, env: NodeJS.ProcessEnv): Master
   const fromEnv = env.DATAGRANT_MASTER_KEY;
   if (fromEnv) return MasterKey.parse(fromEnv);
   if (!existsSync(paths.keyFile)) {
-    throw new StoreError(
-      `no master key: set DATAGRANT_MASTER_KEY (32 bytes, hex or base64) or run \`datagrant init\` to create ${paths.keyFile}`,
-    );
+    throw new StoreError(`no master key: set DATAGRANT_MASTER_KEY (32 bytes, hex or base64) or run \`datagrant init\` to create ${paths.keyFile}`);
   }
   const mode = statSync(paths.keyFile).mode & 0o777;
   if (mode & 0o077) {

@@ -15,16 +15,7 @@ import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit
 import type { MasterKey } from './crypto.js';
 import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
 import { credentialAad, toCredential, type CredRow } from './rows.js';
-import type {
-  AuditEntry,
-  AuditInput,
-  AuditVerdict,
-  CredentialRow,
-  JournalEntry,
-  LockHolder,
-  StateStore,
-  StoredBackend,
-} from './store.js';
+import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, StateStore, StoredBackend } from './store.js';
 
 export interface PgStoreOptions {
   /** Schema holding datagrant's tables; created if missing. Default `datagrant`. */
@@ -47,7 +38,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function lockKey(text: string): number {
   return createHash('sha256').update(text).digest().readUInt32BE(0) & 0x7fffffff;
 }
-
 
 function ddl(s: string): string {
   return `
@@ -158,8 +148,10 @@ export async function openPgStore(url: string, key: MasterKey, opts: PgStoreOpti
 
 async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
   const present = async (c: pg.PoolClient) =>
-    Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM pg_tables WHERE schemaname = $1 AND tablename = ANY($2::text[])', [schema, [...TABLES]])).rows[0]?.n) ===
-    TABLES.length;
+    Number(
+      (await c.query<{ n: string }>('SELECT count(*) AS n FROM pg_tables WHERE schemaname = $1 AND tablename = ANY($2::text[])', [schema, [...TABLES]])).rows[0]
+        ?.n,
+    ) === TABLES.length;
   const c = await pool.connect();
   try {
     // Already there: no DDL at all, so a role without CREATE rights can use a prepared schema.
@@ -179,7 +171,6 @@ async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
     c.release();
   }
 }
-
 
 interface JournalRow {
   id: string;
@@ -281,7 +272,10 @@ export class PgStore implements StateStore {
         }
       })();
       if (checkKey(this.key, await this.#meta(c, KEY_CHECK), () => opens, `the state store ${where} (schema ${this.schema})`) === 'write') {
-        await c.query(`INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [KEY_CHECK, this.key.keyCheck()]);
+        await c.query(`INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [
+          KEY_CHECK,
+          this.key.keyCheck(),
+        ]);
       }
       if ((await this.#meta(c, INSTALLATION)) === undefined) {
         await c.query(`INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2)`, [INSTALLATION, newInstallationId()]);
@@ -300,13 +294,16 @@ export class PgStore implements StateStore {
       const current = await this.#meta(c, INSTALLATION);
       if (current === id) return;
       const { rows } = await c.query<{ n: string }>(`SELECT (SELECT count(*) FROM ${this.#t.credentials}) + (SELECT count(*) FROM ${this.#t.applied}) AS n`);
-      if (Number(rows[0]?.n) > 0) throw new StoreError(`this state already manages objects as installation ${current}; an installation id can only be given to a fresh state`);
+      if (Number(rows[0]?.n) > 0)
+        throw new StoreError(`this state already manages objects as installation ${current}; an installation id can only be given to a fresh state`);
       await c.query(`INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [INSTALLATION, id]);
     });
   }
 
   async backends(): Promise<StoredBackend[]> {
-    const { rows } = await this.pool.query<{ name: string; type: string; settings: string }>(`SELECT name, type, settings FROM ${this.#t.backends} ORDER BY name`);
+    const { rows } = await this.pool.query<{ name: string; type: string; settings: string }>(
+      `SELECT name, type, settings FROM ${this.#t.backends} ORDER BY name`,
+    );
     return rows.map((r) => ({ name: r.name, type: r.type, settings: JSON.parse(r.settings) as { [key: string]: Json } }));
   }
 
@@ -350,11 +347,7 @@ export class PgStore implements StateStore {
     return rows.map(toCredential);
   }
 
-  async saveCredential(
-    row: Omit<CredentialRow, 'state' | 'retireAt'>,
-    secret: Record<string, string>,
-    retireAt?: string,
-  ): Promise<void> {
+  async saveCredential(row: Omit<CredentialRow, 'state' | 'retireAt'>, secret: Record<string, string>, retireAt?: string): Promise<void> {
     const sealed = this.key.seal(JSON.stringify(secret), credentialAad(row.address, row.credentialId));
     const t = this.#t.credentials;
     await this.tx(async (c) => {
@@ -381,7 +374,10 @@ export class PgStore implements StateStore {
     const { rows } = await this.pool.query<CredRow>(`SELECT * FROM ${this.#t.credentials} WHERE address = $1 AND state = 'current'`, [address]);
     const r = rows[0];
     if (!r) return undefined;
-    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, credentialAad(r.address, r.credential_id))) as Record<string, string>;
+    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, credentialAad(r.address, r.credential_id))) as Record<
+      string,
+      string
+    >;
     return { row: toCredential(r), secret };
   }
 

@@ -9,16 +9,7 @@ import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit
 import type { MasterKey } from './crypto.js';
 import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
 import { credentialAad, toCredential, type CredRow } from './rows.js';
-import type {
-  AuditEntry,
-  AuditInput,
-  AuditVerdict,
-  CredentialRow,
-  JournalEntry,
-  LockHolder,
-  StateStore,
-  StoredBackend,
-} from './store.js';
+import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, StateStore, StoredBackend } from './store.js';
 
 const LOCK_NAME = 'state';
 /** A lock whose holder has not refreshed it for this long is stale, even on another host. */
@@ -91,8 +82,6 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 `;
 
-
-
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -147,7 +136,9 @@ export class SqliteStore implements StateStore {
       const journalColumns = (this.db.pragma('table_info(journal)') as { name: string }[]).map((c) => c.name);
       if (!journalColumns.includes('after_hash')) this.db.exec('ALTER TABLE journal ADD COLUMN after_hash TEXT');
     } catch (e) {
-      throw new StoreError(`cannot open the state store ${file}: ${(e as Error).message}. Restore it from a backup, or check its permissions; datagrant will not start afresh over it.`);
+      throw new StoreError(
+        `cannot open the state store ${file}: ${(e as Error).message}. Restore it from a backup, or check its permissions; datagrant will not start afresh over it.`,
+      );
     }
     if (fresh && file !== ':memory:') chmodSync(file, 0o600);
     this.sql = statementCache(this.db);
@@ -173,12 +164,14 @@ export class SqliteStore implements StateStore {
         return false;
       }
     };
-    this.db.transaction(() => {
-      if (checkKey(this.key, this.#meta(KEY_CHECK), opensSample, `the state store ${this.file}`) === 'write') {
-        this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK, this.key.keyCheck());
-      }
-      if (this.#meta(INSTALLATION) === undefined) this.sql('INSERT INTO meta (key, value) VALUES (?, ?)').run(INSTALLATION, newInstallationId());
-    }).immediate();
+    this.db
+      .transaction(() => {
+        if (checkKey(this.key, this.#meta(KEY_CHECK), opensSample, `the state store ${this.file}`) === 'write') {
+          this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK, this.key.keyCheck());
+        }
+        if (this.#meta(INSTALLATION) === undefined) this.sql('INSERT INTO meta (key, value) VALUES (?, ?)').run(INSTALLATION, newInstallationId());
+      })
+      .immediate();
   }
 
   async installation(): Promise<string> {
@@ -187,12 +180,17 @@ export class SqliteStore implements StateStore {
 
   async setInstallation(id: string): Promise<void> {
     checkInstallationId(id);
-    this.db.transaction(() => {
-      if (this.#meta(INSTALLATION) === id) return;
-      const used = (this.sql('SELECT (SELECT count(*) FROM credentials) + (SELECT count(*) FROM applied) AS n').get() as { n: number }).n;
-      if (used > 0) throw new StoreError(`this state already manages objects as installation ${this.#meta(INSTALLATION)}; an installation id can only be given to a fresh state`);
-      this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(INSTALLATION, id);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        if (this.#meta(INSTALLATION) === id) return;
+        const used = (this.sql('SELECT (SELECT count(*) FROM credentials) + (SELECT count(*) FROM applied) AS n').get() as { n: number }).n;
+        if (used > 0)
+          throw new StoreError(
+            `this state already manages objects as installation ${this.#meta(INSTALLATION)}; an installation id can only be given to a fresh state`,
+          );
+        this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(INSTALLATION, id);
+      })
+      .immediate();
   }
 
   async backends(): Promise<StoredBackend[]> {
@@ -217,16 +215,11 @@ export class SqliteStore implements StateStore {
     return rows.map(toCredential);
   }
 
-  async saveCredential(
-    row: Omit<CredentialRow, 'state' | 'retireAt'>,
-    secret: Record<string, string>,
-    retireAt?: string,
-  ): Promise<void> {
+  async saveCredential(row: Omit<CredentialRow, 'state' | 'retireAt'>, secret: Record<string, string>, retireAt?: string): Promise<void> {
     const sealed = this.key.seal(JSON.stringify(secret), credentialAad(row.address, row.credentialId));
     this.db.transaction(() => {
       if (retireAt) {
-        this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND state = 'current'")
-          .run(retireAt, row.address);
+        this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND state = 'current'").run(retireAt, row.address);
       } else {
         this.sql("DELETE FROM credentials WHERE address = ? AND state = 'current'").run(row.address);
       }
@@ -240,7 +233,10 @@ export class SqliteStore implements StateStore {
   async revealCredential(address: string): Promise<{ row: CredentialRow; secret: Record<string, string> } | undefined> {
     const r = this.sql("SELECT * FROM credentials WHERE address = ? AND state = 'current'").get(address) as CredRow | undefined;
     if (!r) return undefined;
-    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, credentialAad(r.address, r.credential_id))) as Record<string, string>;
+    const secret = JSON.parse(this.key.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, credentialAad(r.address, r.credential_id))) as Record<
+      string,
+      string
+    >;
     return { row: toCredential(r), secret };
   }
 
@@ -249,8 +245,7 @@ export class SqliteStore implements StateStore {
   }
 
   async retireCredential(address: string, credentialId: string, retireAt: string): Promise<void> {
-    this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND credential_id = ?")
-      .run(retireAt, address, credentialId);
+    this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND credential_id = ?").run(retireAt, address, credentialId);
   }
 
   async applied(): Promise<Record<string, string>> {
@@ -265,8 +260,13 @@ export class SqliteStore implements StateStore {
 
   async journalBegin(runId: string, change: Change, at: string, afterHash: string | null = null): Promise<number> {
     // Only the address, action and a hash of the attributes: a change never carries a secret, and the journal stays so.
-    const r = this.sql("INSERT INTO journal (run_id, address, action, started_at, outcome, after_hash) VALUES (?, ?, ?, ?, 'pending', ?)")
-      .run(runId, change.address, change.action, at, afterHash);
+    const r = this.sql("INSERT INTO journal (run_id, address, action, started_at, outcome, after_hash) VALUES (?, ?, ?, ?, 'pending', ?)").run(
+      runId,
+      change.address,
+      change.action,
+      at,
+      afterHash,
+    );
     return Number(r.lastInsertRowid);
   }
 
@@ -302,10 +302,18 @@ export class SqliteStore implements StateStore {
       const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
       const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
       const hash = entryMac(this.key, e);
-      this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(e.seq, e.at, e.actor, e.event, e.address, e.outcome, e.detail, e.prevHash, hash);
-      this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)')
-        .run(e.seq, hash, headMac(this.key, e.seq, hash));
+      this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+        e.seq,
+        e.at,
+        e.actor,
+        e.event,
+        e.address,
+        e.outcome,
+        e.detail,
+        e.prevHash,
+        hash,
+      );
+      this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(this.key, e.seq, hash));
     })();
   }
 
@@ -357,19 +365,26 @@ export class SqliteStore implements StateStore {
 
   /** Returns the other holder when the lock is taken, undefined when we now hold it. */
   private tryLock(holder: string): LockHolder | undefined {
-    return this.db.transaction(() => {
-      const row = this.sql('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
-        | { holder: string; pid: number; host: string; acquired_at: string; heartbeat_at: number }
-        | undefined;
-      if (row) {
-        const sameHost = row.host === hostname();
-        const dead = sameHost ? !pidAlive(row.pid) || row.pid === process.pid : Date.now() - row.heartbeat_at > LOCK_STALE_MS;
-        if (!dead) return { holder: row.holder, pid: row.pid, host: row.host, acquiredAt: row.acquired_at };
-      }
-      this.sql('INSERT OR REPLACE INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(LOCK_NAME, holder, process.pid, hostname(), new Date().toISOString(), Date.now());
-      return undefined;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const row = this.sql('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
+          { holder: string; pid: number; host: string; acquired_at: string; heartbeat_at: number } | undefined;
+        if (row) {
+          const sameHost = row.host === hostname();
+          const dead = sameHost ? !pidAlive(row.pid) || row.pid === process.pid : Date.now() - row.heartbeat_at > LOCK_STALE_MS;
+          if (!dead) return { holder: row.holder, pid: row.pid, host: row.host, acquiredAt: row.acquired_at };
+        }
+        this.sql('INSERT OR REPLACE INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)').run(
+          LOCK_NAME,
+          holder,
+          process.pid,
+          hostname(),
+          new Date().toISOString(),
+          Date.now(),
+        );
+        return undefined;
+      })
+      .immediate();
   }
 
   async releaseLock(): Promise<void> {
@@ -379,9 +394,7 @@ export class SqliteStore implements StateStore {
   }
 
   async lockHolder(): Promise<LockHolder | undefined> {
-    const row = this.sql('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
-      | { holder: string; pid: number; host: string; acquired_at: string }
-      | undefined;
+    const row = this.sql('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as { holder: string; pid: number; host: string; acquired_at: string } | undefined;
     return row ? { holder: row.holder, pid: row.pid, host: row.host, acquiredAt: row.acquired_at } : undefined;
   }
 

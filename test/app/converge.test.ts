@@ -97,7 +97,12 @@ describe('converge', () => {
     // users and keys are still there, keys inactive, memberships gone
     const users = [...fakes.aws!.objects.values()].filter((r) => r.kind === 'user').map((r) => r.name);
     expect(users).toHaveLength(8);
-    expect(keys(fakes.aws!).filter((k) => k.attrs.status === 'Inactive').map((k) => k.name).sort()).toEqual(['u2', 'u3', 'u4', 'u5', 'u6', 'u7']);
+    expect(
+      keys(fakes.aws!)
+        .filter((k) => k.attrs.status === 'Inactive')
+        .map((k) => k.name)
+        .sort(),
+    ).toEqual(['u2', 'u3', 'u4', 'u5', 'u6', 'u7']);
     expect([...fakes.aws!.objects.keys()].filter((a) => a.startsWith('aws:membership/g/'))).toEqual(['aws:membership/g/u0', 'aws:membership/g/u1']);
     // a saved plan is no way around the guard
     const saved = signPlan((await run(specText(2), { mode: 'plan' })).plan, store);

@@ -30,7 +30,8 @@ function specText(principals: number, groups = 2): string {
   lines.push('groups:');
   for (let g = 0; g < groups; g++) lines.push(`  g${g}: { grants: [{ dataset: ds${g}, access: read }] }`);
   lines.push('principals:');
-  for (let p = 0; p < principals; p++) lines.push(`  user${p}: { type: service, groups: [g${p % groups}], grants: [{ dataset: ds${(p + 1) % groups}, access: write }] }`);
+  for (let p = 0; p < principals; p++)
+    lines.push(`  user${p}: { type: service, groups: [g${p % groups}], grants: [{ dataset: ds${(p + 1) % groups}, access: write }] }`);
   return lines.join('\n');
 }
 
@@ -88,7 +89,9 @@ describe('apply', () => {
       if (c.address === broken) throw new Error('AccessDenied: not allowed');
       return inner(c);
     };
-    const err = (await applyPlan(plan, { backends: { aws: backend }, store, actor: 't' }).catch((e: unknown) => e)) as ApplyError & { result: { skipped: string[]; applied: number } };
+    const err = (await applyPlan(plan, { backends: { aws: backend }, store, actor: 't' }).catch((e: unknown) => e)) as ApplyError & {
+      result: { skipped: string[]; applied: number };
+    };
     expect(err).toBeInstanceOf(ApplyError);
     expect(err.failures).toEqual([{ address: broken, message: 'AccessDenied: not allowed' }]);
     expect(err.result.skipped.sort()).toEqual(['aws:attachment/user/user1/dg-user-user1', 'aws:key/user1', 'aws:membership/g1/user1']);

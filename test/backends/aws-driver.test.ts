@@ -149,7 +149,10 @@ describe('aws driver against moto with IAM enforcement', () => {
       new PutUserPolicyCommand({
         UserName: 'probe',
         PolicyName: 'get-only',
-        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::ai-model-data/*' }] }),
+        PolicyDocument: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::ai-model-data/*' }],
+        }),
       }),
     );
     const k = (await iam.send(new CreateAccessKeyCommand({ UserName: 'probe' }))).AccessKey!;
@@ -255,7 +258,13 @@ describe('aws driver against moto with IAM enforcement', () => {
     await iam.send(new CreateUserCommand({ UserName: 'alice', Path: '/' }));
     await iam.send(new AttachUserPolicyCommand({ UserName: 'alice', PolicyArn: 'arn:aws:iam::aws:policy/AdministratorAccess' }));
     await iam.send(new CreateAccessKeyCommand({ UserName: 'alice' }));
-    await iam.send(new CreatePolicyCommand({ PolicyName: 'dg-user-trainer', Path: '/team/', PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] }) }));
+    await iam.send(
+      new CreatePolicyCommand({
+        PolicyName: 'dg-user-trainer',
+        Path: '/team/',
+        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] }),
+      }),
+    );
     await iam.send(new CreateGroupCommand({ GroupName: 'ml-researchers', Path: '/team/' }));
     const driver = makeDriver();
     const store = new MiniStore();
@@ -269,9 +278,13 @@ describe('aws driver against moto with IAM enforcement', () => {
     const err = await driver.execute(userChange).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);
     expect((err as BackendError).code).toBe('NotOwned');
-    expect((err as BackendError).message).toMatch(/user named alice already exists at path \/, outside datagrant's path \/datagrant\/; datagrant will not take over/);
+    expect((err as BackendError).message).toMatch(
+      /user named alice already exists at path \/, outside datagrant's path \/datagrant\/; datagrant will not take over/,
+    );
     const groupChange = plan.changes.find((c) => c.address === 'aws:group/ml-researchers')!;
-    await expect(driver.execute(groupChange)).rejects.toThrow(/group named ml-researchers already exists at path \/team\/.*will not take over an object it does not own/);
+    await expect(driver.execute(groupChange)).rejects.toThrow(
+      /group named ml-researchers already exists at path \/team\/.*will not take over an object it does not own/,
+    );
     // (AWS refuses a second policy of the same name at another path, which the driver reports like
     // the user above; moto allows it, so here the foreign policy must merely survive untouched)
 
@@ -280,7 +293,9 @@ describe('aws driver against moto with IAM enforcement', () => {
     const u = (await iam.send(new GetUserCommand({ UserName: 'alice' }))).User!;
     expect(u.Path).toBe('/');
     expect((await iam.send(new ListAccessKeysCommand({ UserName: 'alice' }))).AccessKeyMetadata).toHaveLength(1);
-    expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'alice' }))).AttachedPolicies?.map((p) => p.PolicyName)).toEqual(['AdministratorAccess']);
+    expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'alice' }))).AttachedPolicies?.map((p) => p.PolicyName)).toEqual([
+      'AdministratorAccess',
+    ]);
     const foreign = await iam.send(new GetPolicyCommand({ PolicyArn: 'arn:aws:iam::123456789012:policy/team/dg-user-trainer' }));
     expect(foreign.Policy?.Path).toBe('/team/');
     expect((await iam.send(new GetGroupCommand({ GroupName: 'ml-researchers' }))).Group?.Path).toBe('/team/');
@@ -295,8 +310,24 @@ describe('aws driver against moto with IAM enforcement', () => {
     await iam.send(new CreateUserCommand({ UserName: 'outsider', Path: '/' }));
     await iam.send(new CreateGroupCommand({ GroupName: 'admins', Path: '/' }));
     await driver.read({ credentials: store.credentials });
-    const res = (kind: string, name: string, attrs: Resource['attrs']): Resource => ({ address: `aws:${kind}/${name}`, backend: 'aws', kind, name, attrs, deps: [] });
-    const create = (r: Resource): Change => ({ address: r.address, backend: 'aws', kind: r.kind, action: 'create', before: null, after: r, drift: false, reason: 'edited plan' });
+    const res = (kind: string, name: string, attrs: Resource['attrs']): Resource => ({
+      address: `aws:${kind}/${name}`,
+      backend: 'aws',
+      kind,
+      name,
+      attrs,
+      deps: [],
+    });
+    const create = (r: Resource): Change => ({
+      address: r.address,
+      backend: 'aws',
+      kind: r.kind,
+      action: 'create',
+      before: null,
+      after: r,
+      drift: false,
+      reason: 'edited plan',
+    });
     // WHEN changes a plan file could be edited to contain are executed, THEN each is refused before any request
     const refused = [
       create(res('key', 'outsider', { user: 'outsider', status: 'Active' })),
@@ -314,7 +345,9 @@ describe('aws driver against moto with IAM enforcement', () => {
       expect(driver.stats().requests, c.address).toBe(before);
     }
     expect((await iam.send(new ListAccessKeysCommand({ UserName: 'outsider' }))).AccessKeyMetadata).toEqual([]);
-    expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'alice' }))).AttachedPolicies?.map((p) => p.PolicyName)).not.toContain('AdministratorAccess');
+    expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'alice' }))).AttachedPolicies?.map((p) => p.PolicyName)).not.toContain(
+      'AdministratorAccess',
+    );
     await driver.close();
   });
 
@@ -325,9 +358,21 @@ describe('aws driver against moto with IAM enforcement', () => {
     await converge(driver, desired, store);
     // GIVEN changes by hand
     await iam.send(new AttachUserPolicyCommand({ UserName: 'alice', PolicyArn: 'arn:aws:iam::aws:policy/AdministratorAccess' }));
-    await iam.send(new PutUserPolicyCommand({ UserName: 'alice', PolicyName: 'backdoor', PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] }) }));
+    await iam.send(
+      new PutUserPolicyCommand({
+        UserName: 'alice',
+        PolicyName: 'backdoor',
+        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] }),
+      }),
+    );
     const extra = (await iam.send(new CreateAccessKeyCommand({ UserName: 'trainer' }))).AccessKey!;
-    await iam.send(new UpdateAccessKeyCommand({ UserName: 'alice', AccessKeyId: store.credentials.find((c) => c.address === 'aws:key/alice')!.credentialId, Status: 'Inactive' }));
+    await iam.send(
+      new UpdateAccessKeyCommand({
+        UserName: 'alice',
+        AccessKeyId: store.credentials.find((c) => c.address === 'aws:key/alice')!.credentialId,
+        Status: 'Inactive',
+      }),
+    );
 
     // WHEN
     const actual = await driver.read({ credentials: store.credentials });
@@ -381,7 +426,9 @@ describe('aws driver against moto with IAM enforcement', () => {
 
     // a third key cannot exist: the error names both keys
     const again = plan.changes[0]!;
-    const err = (await driver.execute({ ...again, before: actual.resources.find((r) => r.address === 'aws:key/trainer')! }).catch((e: unknown) => e)) as BackendError;
+    const err = (await driver
+      .execute({ ...again, before: actual.resources.find((r) => r.address === 'aws:key/trainer')! })
+      .catch((e: unknown) => e)) as BackendError;
     expect(err.code).toBe('LimitExceeded');
     expect(err.message).toContain(oldId);
     expect(err.message).toContain(newKey.accessKeyId);
@@ -419,7 +466,15 @@ describe('aws driver against moto with IAM enforcement', () => {
     await applyInOrder(driver, back, store);
 
     // and a tag is changed and another added by hand
-    await iam.send(new TagUserCommand({ UserName: 'alice', Tags: [{ Key: 'datagrant:email', Value: 'eve@example.com' }, { Key: 'owner', Value: 'eve' }] }));
+    await iam.send(
+      new TagUserCommand({
+        UserName: 'alice',
+        Tags: [
+          { Key: 'datagrant:email', Value: 'eve@example.com' },
+          { Key: 'owner', Value: 'eve' },
+        ],
+      }),
+    );
     const drift = planFor(desired, await driver.read({ credentials: store.credentials }));
     expect(render(drift)).toEqual(['update aws:user/alice']);
     await applyInOrder(driver, drift, store);
@@ -448,7 +503,12 @@ describe('aws driver against moto with IAM enforcement', () => {
       }),
     );
     const k = (await iam.send(new CreateAccessKeyCommand({ UserName: 'operator' }))).AccessKey!;
-    const driver = createAwsBackend({ name: 'aws', endpoint: moto.endpoint, iamPath: PATH, credentials: { accessKeyId: k.AccessKeyId!, secretAccessKey: k.SecretAccessKey! } });
+    const driver = createAwsBackend({
+      name: 'aws',
+      endpoint: moto.endpoint,
+      iamPath: PATH,
+      credentials: { accessKeyId: k.AccessKeyId!, secretAccessKey: k.SecretAccessKey! },
+    });
     const store = new MiniStore();
     const desired = desiredOf(SPEC);
     await converge(driver, desired, store);
@@ -468,7 +528,12 @@ describe('aws driver against moto with IAM enforcement', () => {
     const driver = makeDriver();
     const backend = withRedaction(withRetry(driver, { maxAttempts: 4, baseMs: 50, maxMs: 500 }));
     const spec = structuredClone(SPEC);
-    for (let i = 0; i < 25; i++) spec.principals![`p${i}`] = { type: 'service', groups: i % 2 ? ['ml-researchers'] : [], grants: i % 2 ? [] : [{ dataset: 'model-artifacts', access: 'read' }] };
+    for (let i = 0; i < 25; i++)
+      spec.principals![`p${i}`] = {
+        type: 'service',
+        groups: i % 2 ? ['ml-researchers'] : [],
+        grants: i % 2 ? [] : [{ dataset: 'model-artifacts', access: 'read' }],
+      };
     const desired = desiredOf(spec);
     const read = async () => ({ aws: await backend.read({ credentials: (await store.credentials()).filter((c) => c.backend === 'aws') }) });
     const plan = async (want: Record<string, DesiredState>) => diff(want, await read(), { now: new Date(), specHash: 't', applied: await store.applied() });
@@ -502,7 +567,14 @@ describe('aws driver against moto with IAM enforcement', () => {
     const addUsers = async (from: number, to: number) => {
       for (let i = from; i < to; i++) {
         const name = `u${String(i).padStart(4, '0')}`;
-        const user: Resource = { address: `aws:user/${name}`, backend: 'aws', kind: 'user', name, attrs: { path: PATH, tags: { 'datagrant:managed': 'true' } }, deps: [] };
+        const user: Resource = {
+          address: `aws:user/${name}`,
+          backend: 'aws',
+          kind: 'user',
+          name,
+          attrs: { path: PATH, tags: { 'datagrant:managed': 'true' } },
+          deps: [],
+        };
         const key: Resource = { address: `aws:key/${name}`, backend: 'aws', kind: 'key', name, attrs: { user: name, status: 'Active' }, deps: [user.address] };
         for (const r of [user, key]) {
           const c: Change = { address: r.address, backend: 'aws', kind: r.kind, action: 'create', before: null, after: r, drift: false, reason: 'test' };
@@ -563,14 +635,24 @@ describe('aws driver, pure parts', () => {
     expect(report.get('q,r')).toEqual([{ active: true, createdSec: t + 86400 }]);
   });
 
-  const cred = (credentialId: string, createdAt: string, address = 'aws:key/alice'): KnownCredential => ({ address, credentialId, createdAt, state: 'current' });
+  const cred = (credentialId: string, createdAt: string, address = 'aws:key/alice'): KnownCredential => ({
+    address,
+    credentialId,
+    createdAt,
+    state: 'current',
+  });
   test.each([
     ['agrees (milliseconds ignored)', 'alice', [cred('AKIA1', '2026-03-01T10:00:05.713Z')], ['AKIA1']],
     ['the SDK rounded x.9995 s up a second', 'alice', [cred('AKIA1', '2026-03-01T10:00:06.000Z')], ['AKIA1']],
     ['creation time two seconds off', 'alice', [cred('AKIA1', '2026-03-01T10:00:07.000Z')], undefined],
     ['creation time a day off', 'alice', [cred('AKIA1', '2026-03-02T10:00:05.000Z')], undefined],
     ['the store knows fewer keys', 'bob', [cred('AKIA1', '2026-03-01T10:00:05.000Z', 'aws:key/bob')], undefined],
-    ['a key is inactive', 'bob', [cred('AKIA1', '2026-03-01T10:00:05.000Z', 'aws:key/bob'), cred('AKIA2', '2026-02-01T09:00:00.000Z', 'aws:key/bob')], undefined],
+    [
+      'a key is inactive',
+      'bob',
+      [cred('AKIA1', '2026-03-01T10:00:05.000Z', 'aws:key/bob'), cred('AKIA2', '2026-02-01T09:00:00.000Z', 'aws:key/bob')],
+      undefined,
+    ],
     ['the store knows a key that is gone', 'carol', [cred('AKIA3', '2026-03-01T10:00:05.000Z', 'aws:key/carol')], undefined],
     ['no keys on either side', 'carol', [], []],
     ['user not in the report (newer than it)', 'dave', [], undefined],
@@ -606,13 +688,28 @@ describe('aws driver, pure parts', () => {
           },
           { UserName: 'root-ish', Path: '/', AttachedManagedPolicies: [{ PolicyArn: 'arn:aws:iam::aws:policy/AdministratorAccess' }] },
         ],
-        groups: [{ GroupName: 'ml', Path: PATH }, { GroupName: 'admins', Path: '/' }],
+        groups: [
+          { GroupName: 'ml', Path: PATH },
+          { GroupName: 'admins', Path: '/' },
+        ],
         policies: [
-          { Arn: 'arn:aws:iam::123456789012:policy/datagrant/dg-user-alice', Path: PATH, PolicyVersionList: [{ Document: '{"Version":"2012-10-17","Statement":[]}', IsDefaultVersion: true }] },
+          {
+            Arn: 'arn:aws:iam::123456789012:policy/datagrant/dg-user-alice',
+            Path: PATH,
+            PolicyVersionList: [{ Document: '{"Version":"2012-10-17","Statement":[]}', IsDefaultVersion: true }],
+          },
           { Arn: 'arn:aws:iam::123456789012:policy/dg-user-alice-lookalike', Path: '/' },
         ],
       },
-      keys: new Map([['alice', [{ accessKeyId: 'AKIA1', status: 'Active', createdAt: '2026-01-01T00:00:00.000Z' }, { accessKeyId: 'AKIA2', status: 'Active', createdAt: '2026-02-01T00:00:00.000Z' }]]]),
+      keys: new Map([
+        [
+          'alice',
+          [
+            { accessKeyId: 'AKIA1', status: 'Active', createdAt: '2026-01-01T00:00:00.000Z' },
+            { accessKeyId: 'AKIA2', status: 'Active', createdAt: '2026-02-01T00:00:00.000Z' },
+          ],
+        ],
+      ]),
       credentials: [{ address: 'aws:key/alice', credentialId: 'AKIA2', createdAt: '2026-02-01T00:00:00.000Z', state: 'current' }],
     });
     const by = new Map(resources.map((r) => [r.address, r]));
@@ -629,8 +726,15 @@ describe('aws driver, pure parts', () => {
       'aws:user/alice',
     ]);
     const memberships = ['aws:membership/admins/alice', 'aws:membership/ml/alice'];
-    expect(by.get('aws:key/alice')!.deps).toEqual(expect.arrayContaining(['aws:user/alice', ...memberships, 'aws:attachment/user/alice/dg-user-alice', 'aws:inline-policy/user/alice/extra']));
-    expect(by.get('aws:attachment/user/alice/dg-user-alice')!.deps).toEqual(['aws:user/alice', 'aws:policy/dg-user-alice', 'aws:inline-policy/user/alice/extra', ...memberships]);
+    expect(by.get('aws:key/alice')!.deps).toEqual(
+      expect.arrayContaining(['aws:user/alice', ...memberships, 'aws:attachment/user/alice/dg-user-alice', 'aws:inline-policy/user/alice/extra']),
+    );
+    expect(by.get('aws:attachment/user/alice/dg-user-alice')!.deps).toEqual([
+      'aws:user/alice',
+      'aws:policy/dg-user-alice',
+      'aws:inline-policy/user/alice/extra',
+      ...memberships,
+    ]);
     expect(by.get('aws:inline-policy/user/alice/extra')!.deps).toEqual(['aws:user/alice', ...memberships]);
     expect(by.get('aws:key/alice~AKIA1')!.meta).toEqual({ accessKeyId: 'AKIA1', createdAt: '2026-01-01T00:00:00.000Z' });
 

@@ -146,7 +146,9 @@ describe('ActionLimiters', () => {
         .catch((e: unknown) => e as Error),
     );
     expect(err).toMatchObject({ name: 'RateLimitStalled' });
-    expect(err.message).toMatch(/^AWS throttled every ListUsers request for 3\d s, none got through \(last answer: Rate exceeded\); other clients may be using up the account's limit for ListUsers: try again later$/);
+    expect(err.message).toMatch(
+      /^AWS throttled every ListUsers request for 3\d s, none got through \(last answer: Rate exceeded\); other clients may be using up the account's limit for ListUsers: try again later$/,
+    );
     expect(clock.t).toBeGreaterThanOrEqual(30_000);
     expect(calls).toBeGreaterThan(1);
   });

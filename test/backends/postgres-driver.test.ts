@@ -37,7 +37,7 @@ const originalQuery = pg.Client.prototype.query;
 beforeAll(async () => {
   (pg.Client.prototype as unknown as { query: (...a: unknown[]) => unknown }).query = function (this: pg.Client, ...args: unknown[]) {
     const [first, values] = args as [unknown, unknown];
-    const text = typeof first === 'string' ? first : (first as { text?: string } | null)?.text ?? '';
+    const text = typeof first === 'string' ? first : ((first as { text?: string } | null)?.text ?? '');
     sent.push(`${text} ${JSON.stringify(values ?? (first as { values?: unknown } | null)?.values ?? null)}`);
     return (originalQuery as (...a: unknown[]) => unknown).apply(this, args);
   };
@@ -51,11 +51,14 @@ beforeAll(async () => {
     await adminQuery('postgres', `REVOKE CONNECT, TEMPORARY ON DATABASE "${db}" FROM PUBLIC`);
     await adminQuery('postgres', `GRANT CONNECT ON DATABASE "${db}" TO "${owner}"`);
   }
-  await adminQuery(main, `
+  await adminQuery(
+    main,
+    `
     CREATE SCHEMA features AUTHORIZATION "${owner}";
     CREATE SCHEMA other;
     CREATE TABLE other.secret (x int); INSERT INTO other.secret VALUES (42);
-  `);
+  `,
+  );
   const o = await connectAs(main, { name: owner, password: ownerPassword });
   await o.query(`
     CREATE TABLE features.a (id serial PRIMARY KEY, v text); INSERT INTO features.a (v) VALUES ('one');
@@ -126,7 +129,10 @@ async function apply(p: Plan): Promise<void> {
       const res = await backend.execute(c);
       if (res.secret && res.credential) {
         issued.push(res.secret.password!);
-        store.set(c.address, { known: { address: c.address, credentialId: res.credential.credentialId, createdAt: res.credential.createdAt, state: 'current' }, secret: res.secret });
+        store.set(c.address, {
+          known: { address: c.address, credentialId: res.credential.credentialId, createdAt: res.credential.createdAt, state: 'current' },
+          secret: res.secret,
+        });
       }
       if (c.action === 'delete' && c.kind === 'password') store.delete(c.address);
       pending.delete(c.address);
@@ -187,7 +193,10 @@ describe('postgres driver', () => {
   });
 
   test('a hand-run GRANT on an owned role is drift, and apply reverts it', async () => {
-    await adminQuery(main, `GRANT INSERT ON features.b TO "${alice}"; GRANT CREATE ON SCHEMA features TO "${readers}"; GRANT TEMPORARY ON DATABASE "${main}" TO "${bob}"; GRANT USAGE ON SCHEMA other TO "${bob}"; GRANT SELECT (x) ON other.secret TO "${bob}"`);
+    await adminQuery(
+      main,
+      `GRANT INSERT ON features.b TO "${alice}"; GRANT CREATE ON SCHEMA features TO "${readers}"; GRANT TEMPORARY ON DATABASE "${main}" TO "${bob}"; GRANT USAGE ON SCHEMA other TO "${bob}"; GRANT SELECT (x) ON other.secret TO "${bob}"`,
+    );
     await adminQuery('postgres', `ALTER ROLE "${bob}" CREATEDB`);
     await queryAs(main, passwordOf(alice), `INSERT INTO features.b (v) VALUES ('drift')`);
     expect(await queryAs(main, passwordOf(bob), 'SELECT x FROM other.secret')).toEqual([{ x: 42 }]);
@@ -229,7 +238,10 @@ describe('postgres driver', () => {
     const slot = `${B}:password/${bob}`;
     const desired = compilePostgres(makeSpec(), B, { now: new Date() }).resources.find((r) => r.address === slot)!;
     const actual = (await backend.read({ credentials: known() })).resources.find((r) => r.address === slot)!;
-    await apply({ ...p, changes: [{ address: slot, backend: B, kind: 'password', action: 'replace', before: actual, after: desired, drift: false, reason: 'rotation requested' }] });
+    await apply({
+      ...p,
+      changes: [{ address: slot, backend: B, kind: 'password', action: 'replace', before: actual, after: desired, drift: false, reason: 'rotation requested' }],
+    });
     await expectLoginRefused(main, old);
     expect(await queryAs(main, passwordOf(bob), 'SELECT count(*)::int AS n FROM features.b')).toEqual([{ n: 2 }]);
     expect(summary(await plan(makeSpec()))).toEqual([]);
@@ -268,7 +280,12 @@ describe('postgres driver', () => {
     await queryAs(main, e, `INSERT INTO features.a (v) VALUES ('from erin')`);
     await expectPermissionDenied(main, e, 'SELECT * FROM features.b');
     await expectPermissionDenied(main, e, 'SELECT * FROM features.later');
-    const until = async () => (await adminQuery<{ t: string }>('postgres', `SELECT to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS t FROM pg_roles WHERE rolname = $1`, [erin])).rows[0]!.t;
+    const until = async () =>
+      (
+        await adminQuery<{ t: string }>('postgres', `SELECT to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS t FROM pg_roles WHERE rolname = $1`, [
+          erin,
+        ])
+      ).rows[0]!.t;
     expect(await until()).toBe('2099-01-01');
     const moved = await plan(withErin('2098-06-30'));
     expect(summary(moved)).toEqual([`update ${B}:role/${erin}`]);

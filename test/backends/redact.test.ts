@@ -18,7 +18,8 @@ class LeakyBackend implements Backend {
     throw this.next;
   }
   async execute(c: Change): Promise<ExecuteResult> {
-    if (c.action === 'create') return { secret: { ...ISSUED, password: PASSWORD }, credential: { credentialId: ISSUED.accessKeyId, createdAt: '2026-01-01T00:00:00.000Z' } };
+    if (c.action === 'create')
+      return { secret: { ...ISSUED, password: PASSWORD }, credential: { credentialId: ISSUED.accessKeyId, createdAt: '2026-01-01T00:00:00.000Z' } };
     throw this.next;
   }
   stats(): BackendStats {
@@ -27,7 +28,16 @@ class LeakyBackend implements Backend {
   async close() {}
 }
 
-const change = (action: Change['action']): Change => ({ address: 'leaky:key/alice', backend: 'leaky', kind: 'key', action, before: null, after: null, drift: false, reason: 'test' });
+const change = (action: Change['action']): Change => ({
+  address: 'leaky:key/alice',
+  backend: 'leaky',
+  kind: 'key',
+  action,
+  before: null,
+  after: null,
+  drift: false,
+  reason: 'test',
+});
 
 describe('withRedaction', () => {
   test('an issued secret is removed from the message, the stack and the causes; the error keeps its class', async () => {
@@ -36,7 +46,13 @@ describe('withRedaction', () => {
     const b = withRedaction(inner);
     const res = await b.execute(change('create'));
     expect(res.secret?.secretAccessKey).toBe(ISSUED.secretAccessKey); // results are untouched
-    inner.next = new BackendError(`leaky: failed for ${ISSUED.secretAccessKey} (password ${PASSWORD}, url-encoded ${encodeURIComponent(PASSWORD)})`, 'leaky', 'X', false, 'leaky:key/alice');
+    inner.next = new BackendError(
+      `leaky: failed for ${ISSUED.secretAccessKey} (password ${PASSWORD}, url-encoded ${encodeURIComponent(PASSWORD)})`,
+      'leaky',
+      'X',
+      false,
+      'leaky:key/alice',
+    );
     (inner.next as Error).cause = new Error(`inner: ${PASSWORD}`);
     // WHEN
     const err = (await b.execute(change('update')).catch((e: unknown) => e)) as BackendError;

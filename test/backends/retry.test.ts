@@ -158,7 +158,9 @@ describe('withRetry', () => {
     expect(now).toBeLessThan(62_000);
     expect(err).toBeInstanceOf(BackendError);
     expect(err).toMatchObject({ code: 'Throttling', retryable: false, address: 'flaky:membership/stuck' });
-    expect(err.message).toMatch(/^flaky: flaky:membership\/stuck: throttled \d+ time\(s\), and nothing of flaky got through for 60 s; giving up\. Last answer: flaky: Throttling: Rate exceeded$/);
+    expect(err.message).toMatch(
+      /^flaky: flaky:membership\/stuck: throttled \d+ time\(s\), and nothing of flaky got through for 60 s; giving up\. Last answer: flaky: Throttling: Rate exceeded$/,
+    );
 
     // WHEN other calls of the backend keep succeeding meanwhile
     now = 0;

@@ -26,7 +26,8 @@ const build = (input: Omit<SpecInput, 'version' | 'backends'> & { backends?: Spe
   specSchema.parse({ version: 1, backends: { aws: { type: 'aws' } }, ...input });
 
 const byKind = (rs: Resource[], kind: string) => rs.filter((r) => r.kind === kind);
-const policyDoc = (rs: Resource[], name: string) => rs.find((r) => r.kind === 'policy' && r.name === name)?.attrs.document as unknown as PolicyDocument | undefined;
+const policyDoc = (rs: Resource[], name: string) =>
+  rs.find((r) => r.kind === 'policy' && r.name === name)?.attrs.document as unknown as PolicyDocument | undefined;
 const canonicalOrder = (ss: Statement[]) => [...ss].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
 const nonWhitespace = (doc: PolicyDocument) => JSON.stringify(doc).replace(/\s/g, '').length;
 
@@ -104,7 +105,15 @@ describe('levels x prefix x group/direct', () => {
   test('no action outside the table, and no wildcard action or resource outside the dataset', () => {
     const spec = build({
       datasets: { a: { backend: 'aws', bucket: BUCKET, prefix: 'x/' }, b: { backend: 'aws', bucket: 'other-bucket' } },
-      principals: { p: { type: 'service', grants: [{ dataset: 'a', access: 'admin' }, { dataset: 'b', access: 'admin' }] } },
+      principals: {
+        p: {
+          type: 'service',
+          grants: [
+            { dataset: 'a', access: 'admin' },
+            { dataset: 'b', access: 'admin' },
+          ],
+        },
+      },
     });
     const doc = policyDoc(compileAws(spec, 'aws', { now: NOW }).resources, 'dg-user-p')!;
     const actions = new Set(doc.Statement.flatMap((s) => s.Action));
@@ -142,7 +151,15 @@ describe('expiry', () => {
     // GIVEN two datasets naming the same bucket, one granted until a date and one for good
     const spec = build({
       datasets: { a: { backend: 'aws', bucket: BUCKET }, b: { backend: 'aws', bucket: BUCKET } },
-      principals: { p: { type: 'service', grants: [{ dataset: 'a', access: 'read', expires: EXP }, { dataset: 'b', access: 'read' }] } },
+      principals: {
+        p: {
+          type: 'service',
+          grants: [
+            { dataset: 'a', access: 'read', expires: EXP },
+            { dataset: 'b', access: 'read' },
+          ],
+        },
+      },
     });
     // WHEN
     const doc = policyDoc(compileAws(spec, 'aws', { now: NOW }).resources, 'dg-user-p')!;
@@ -157,7 +174,13 @@ describe('expiry', () => {
       principals: {
         gone: { type: 'service', grants: [{ dataset: 'a', access: 'read', expires: '2026-11-01' }] },
         groupOnly: { type: 'person', groups: ['g'] },
-        mixed: { type: 'person', grants: [{ dataset: 'a', access: 'read', expires: '2026-11-01' }, { dataset: 'b', access: 'write' }] },
+        mixed: {
+          type: 'person',
+          grants: [
+            { dataset: 'a', access: 'read', expires: '2026-11-01' },
+            { dataset: 'b', access: 'write' },
+          ],
+        },
       },
     });
     const { resources } = compileAws(spec, 'aws', { now: NOW });
@@ -211,7 +234,12 @@ const globs = new Map<string, RegExp>();
 const glob = (pattern: string, value: string) => {
   let re = globs.get(pattern);
   if (!re) {
-    re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join('.*')}$`);
+    re = new RegExp(
+      `^${pattern
+        .split('*')
+        .map((p) => p.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'))
+        .join('.*')}$`,
+    );
     globs.set(pattern, re);
   }
   return re.test(value);
@@ -236,7 +264,6 @@ const allows = (statements: Statement[], req: Request) =>
   statements.some(
     (s) => s.Effect === 'Allow' && s.Action.includes(req.action) && s.Resource.some((r) => glob(r, req.resource)) && conditionHolds(s.Condition, req),
   );
-
 
 const BUCKETS = ['bucket-a', 'bucket-b'];
 const PREFIXES = [undefined, 'a/', 'a/b/', 'c/'];
@@ -263,7 +290,9 @@ function randomStatements(rand: () => number): Statement[] {
   const out: Statement[] = [];
   for (let i = 0; i < n; i++) {
     const expires = pick(EXPIRIES);
-    out.push(...grantStatements(pick(BUCKETS), pick(PREFIXES), { dataset: 'd', access: pick(['read', 'write', 'admin'] as const), ...(expires ? { expires } : {}) }));
+    out.push(
+      ...grantStatements(pick(BUCKETS), pick(PREFIXES), { dataset: 'd', access: pick(['read', 'write', 'admin'] as const), ...(expires ? { expires } : {}) }),
+    );
   }
   return out;
 }
@@ -321,7 +350,10 @@ describe('canonical output', () => {
     for (let i = 0; i < 12; i++) datasets[`ds-${i}`] = { backend: 'aws', bucket: `bucket-${i % 3}`, ...(i % 2 ? { prefix: `p${i}/` } : {}) };
     const levels = ['read', 'write', 'admin'] as const;
     const groups: Record<string, { grants: { dataset: string; access: Level; expires?: string }[] }> = {};
-    for (let g = 0; g < 4; g++) groups[`team-${g}`] = { grants: [0, 1, 2, 3].map((k) => ({ dataset: `ds-${(g * 3 + k) % 12}`, access: levels[(g + k) % 3]!, ...(k === 2 ? { expires: '2027-05-01' } : {}) })) };
+    for (let g = 0; g < 4; g++)
+      groups[`team-${g}`] = {
+        grants: [0, 1, 2, 3].map((k) => ({ dataset: `ds-${(g * 3 + k) % 12}`, access: levels[(g + k) % 3]!, ...(k === 2 ? { expires: '2027-05-01' } : {}) })),
+      };
     const principals: Record<string, { type: 'person' | 'service'; groups: string[]; grants: { dataset: string; access: Level }[] }> = {};
     for (let p = 0; p < 8; p++) {
       principals[`user-${p}`] = {
@@ -364,7 +396,12 @@ describe('canonical output', () => {
 describe('IAM quotas', () => {
   /** `n` datasets with a prefix each: every one adds a ListBucket statement that cannot merge. */
   const prefixed = (n: number) =>
-    Object.fromEntries(Array.from({ length: n }, (_, i) => [`ds-${String(i).padStart(4, '0')}`, { backend: 'aws', bucket: BUCKET, prefix: `datasets/${String(i).padStart(4, '0')}/` }]));
+    Object.fromEntries(
+      Array.from({ length: n }, (_, i) => [
+        `ds-${String(i).padStart(4, '0')}`,
+        { backend: 'aws', bucket: BUCKET, prefix: `datasets/${String(i).padStart(4, '0')}/` },
+      ]),
+    );
   const readAll = (n: number) => Array.from({ length: n }, (_, i) => ({ dataset: `ds-${String(i).padStart(4, '0')}`, access: 'read' as const }));
 
   test('a group over 6,144 characters is packed into dg-group-x, dg-group-x-2, … each within the limit', () => {
@@ -396,8 +433,18 @@ describe('IAM quotas', () => {
   });
 
   test.each([
-    ['group', (n: number) => ({ groups: { big: { grants: readAll(n) } }, principals: { alice: { type: 'person' as const, groups: ['big'] } } }), 'backend aws: group big: needs', 'IAM allows 10 per group'],
-    ['user', (n: number) => ({ principals: { alice: { type: 'person' as const, grants: readAll(n) } } }), 'backend aws: principal alice: needs', 'IAM allows 10 per user'],
+    [
+      'group',
+      (n: number) => ({ groups: { big: { grants: readAll(n) } }, principals: { alice: { type: 'person' as const, groups: ['big'] } } }),
+      'backend aws: group big: needs',
+      'IAM allows 10 per group',
+    ],
+    [
+      'user',
+      (n: number) => ({ principals: { alice: { type: 'person' as const, grants: readAll(n) } } }),
+      'backend aws: principal alice: needs',
+      'IAM allows 10 per user',
+    ],
   ])('more than 10 policies for a %s is a CompileError naming it and the limit', (_what, shape, start, limit) => {
     const n = 700;
     let error: unknown;
@@ -418,7 +465,9 @@ describe('IAM quotas', () => {
       return build({ datasets: { d: { backend: 'aws', bucket: BUCKET } }, groups, principals: { alice: { type: 'person', groups: Object.keys(groups) } } });
     };
     expect(byKind(compileAws(make(10), 'aws', { now: NOW }).resources, 'membership')).toHaveLength(10);
-    expect(() => compileAws(make(11), 'aws', { now: NOW })).toThrow(new CompileError(['backend aws: principal alice: is in 11 groups on backend aws; IAM allows 10 per user']));
+    expect(() => compileAws(make(11), 'aws', { now: NOW })).toThrow(
+      new CompileError(['backend aws: principal alice: is in 11 groups on backend aws; IAM allows 10 per user']),
+    );
   });
 });
 
@@ -433,7 +482,6 @@ describe('names, paths, tags and dependencies', () => {
       new CompileError(['backend aws: group x-2: needs a policy named dg-group-x-2, which group x (part 2) also needs; rename one of them']),
     );
   });
-
 
   test('every resource of a small spec, exactly', () => {
     const spec = build({
@@ -452,7 +500,15 @@ describe('names, paths, tags and dependencies', () => {
     const base = { backend: 'aws' };
     expect(resources.map(({ attrs, ...r }) => ({ ...r, attrs: r.kind === 'policy' ? { ...attrs, document: '…' } : attrs }))).toEqual([
       { ...base, address: 'aws:group/researchers', kind: 'group', name: 'researchers', attrs: { path }, immutable: [], deps: [] },
-      { ...base, address: 'aws:policy/dg-group-researchers', kind: 'policy', name: 'dg-group-researchers', attrs: { path, document: '…' }, immutable: ['path'], deps: [] },
+      {
+        ...base,
+        address: 'aws:policy/dg-group-researchers',
+        kind: 'policy',
+        name: 'dg-group-researchers',
+        attrs: { path, document: '…' },
+        immutable: ['path'],
+        deps: [],
+      },
       {
         ...base,
         address: 'aws:attachment/group/researchers/dg-group-researchers',
@@ -491,7 +547,15 @@ describe('names, paths, tags and dependencies', () => {
         deps: ['aws:user/alice', 'aws:membership/researchers/alice', 'aws:attachment/group/researchers/dg-group-researchers'],
         lifecycle: { rotateAfterSeconds: 30 * 86400, graceSeconds: 12 * 3600 },
       },
-      { ...base, address: 'aws:user/trainer', kind: 'user', name: 'trainer', attrs: { path, tags: { 'datagrant:managed': 'true', 'datagrant:type': 'service' } }, immutable: [], deps: [] },
+      {
+        ...base,
+        address: 'aws:user/trainer',
+        kind: 'user',
+        name: 'trainer',
+        attrs: { path, tags: { 'datagrant:managed': 'true', 'datagrant:type': 'service' } },
+        immutable: [],
+        deps: [],
+      },
       {
         ...base,
         address: 'aws:membership/researchers/trainer',
@@ -501,7 +565,15 @@ describe('names, paths, tags and dependencies', () => {
         immutable: ['group', 'user'],
         deps: ['aws:user/trainer', 'aws:group/researchers'],
       },
-      { ...base, address: 'aws:policy/dg-user-trainer', kind: 'policy', name: 'dg-user-trainer', attrs: { path, document: '…' }, immutable: ['path'], deps: [] },
+      {
+        ...base,
+        address: 'aws:policy/dg-user-trainer',
+        kind: 'policy',
+        name: 'dg-user-trainer',
+        attrs: { path, document: '…' },
+        immutable: ['path'],
+        deps: [],
+      },
       {
         ...base,
         address: 'aws:attachment/user/trainer/dg-user-trainer',
@@ -531,7 +603,10 @@ describe('names, paths, tags and dependencies', () => {
   });
 
   test('defaults: IAM path /datagrant/, grace 24h, no rotation unless asked', () => {
-    const spec = build({ datasets: { d: { backend: 'aws', bucket: BUCKET } }, principals: { p: { type: 'service', grants: [{ dataset: 'd', access: 'read' }] } } });
+    const spec = build({
+      datasets: { d: { backend: 'aws', bucket: BUCKET } },
+      principals: { p: { type: 'service', grants: [{ dataset: 'd', access: 'read' }] } },
+    });
     const { resources } = compileAws(spec, 'aws', { now: NOW });
     expect(byKind(resources, 'user')[0]!.attrs.path).toBe('/datagrant/');
     expect(byKind(resources, 'key')[0]!.lifecycle).toEqual({ graceSeconds: 86400 });
@@ -553,7 +628,14 @@ describe('names, paths, tags and dependencies', () => {
     const spec = build({
       backends: { aws: { type: 'aws' }, other: { type: 'aws' }, wh: { type: 'postgres', url: 'postgres://x' } },
       datasets: { d: { backend: 'other', bucket: BUCKET }, f: { backend: 'wh', database: 'analytics', schema: 'features' } },
-      groups: { g: { grants: [{ dataset: 'd', access: 'read' }, { dataset: 'f', access: 'read' }] } },
+      groups: {
+        g: {
+          grants: [
+            { dataset: 'd', access: 'read' },
+            { dataset: 'f', access: 'read' },
+          ],
+        },
+      },
       principals: { p: { type: 'person', groups: ['g'] } },
     });
     expect(compileAws(spec, 'aws', { now: NOW }).resources).toEqual([]);
@@ -635,7 +717,9 @@ principals:
       } catch (e) {
         // THEN either it is refused, at the prefix, with the reason
         expect(e).toBeInstanceOf(SpecError);
-        expect((e as SpecError).problems).toEqual([expect.objectContaining({ line: 5, path: 'datasets.d.prefix', message: expect.stringContaining(s3PrefixProblem(prefix)!) as unknown as string })]);
+        expect((e as SpecError).problems).toEqual([
+          expect.objectContaining({ line: 5, path: 'datasets.d.prefix', message: expect.stringContaining(s3PrefixProblem(prefix)!) as unknown as string }),
+        ]);
         refused.push(code.toString(16).padStart(4, '0'));
         continue;
       }
@@ -652,7 +736,9 @@ principals:
   test.each(['home/${aws:username}/', 't/${aws:PrincipalTag/team}/', 'a$/{b}/${*}'])('the policy variable in %s is refused before compiling', (prefix) => {
     expect(() => parseSpec(specText(prefix), { file: 'datagrant.yaml', env: {}, now: NOW })).toThrow(/must not contain "\$\{"/);
     // specSchema alone (as the Pulumi package and tests build specs) refuses it too.
-    expect(specSchema.safeParse({ version: 1, backends: { aws: { type: 'aws' } }, datasets: { d: { backend: 'aws', bucket: BUCKET, prefix } } }).success).toBe(false);
+    expect(specSchema.safeParse({ version: 1, backends: { aws: { type: 'aws' } }, datasets: { d: { backend: 'aws', bucket: BUCKET, prefix } } }).success).toBe(
+      false,
+    );
   });
 
   test.each(['$x/', '{x}/', 'a$/{b}/', 'x$'])('%s holds a $ or a brace but no policy variable, and compiles verbatim', (prefix) => {
@@ -678,7 +764,14 @@ describe('normalizePolicy (documents read back from AWS)', () => {
       Version: '2012-10-17',
       Statement: [...compiled.Statement].reverse().map((st) => ({
         ...(st.Condition
-          ? { Condition: Object.fromEntries(Object.entries(st.Condition).map(([op, kv]) => [op, Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, v.length === 1 ? v[0] : [...v].reverse()]))])) }
+          ? {
+              Condition: Object.fromEntries(
+                Object.entries(st.Condition).map(([op, kv]) => [
+                  op,
+                  Object.fromEntries(Object.entries(kv).map(([k, v]) => [k, v.length === 1 ? v[0] : [...v].reverse()])),
+                ]),
+              ),
+            }
           : {}),
         Resource: st.Resource.length === 1 ? st.Resource[0] : [...st.Resource].reverse(),
         Action: st.Action.length === 1 ? st.Action[0] : [...st.Action].reverse(),
@@ -706,45 +799,54 @@ describe('normalizePolicy (documents read back from AWS)', () => {
 describe('compiled access equals granted access (random specs, seeded)', () => {
   const reqs = requests();
 
-  test.each(Array.from({ length: 12 }, (_, i) => [2000 + i]))('seed %i: per principal, user + group policies allow exactly what its live grants allow', (seed) => {
-    // GIVEN a random spec, some grants already expired at NOW
-    const rand = mulberry32(seed);
-    const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
-    const datasets: Record<string, { backend: string; bucket: string; prefix?: string }> = {};
-    for (const bucket of BUCKETS) for (const prefix of PREFIXES) datasets[`${bucket}-${prefix ?? 'all'}`.replace(/\//g, '')] = { backend: 'aws', bucket, ...(prefix ? { prefix } : {}) };
-    const names = Object.keys(datasets);
-    const grants = () => {
-      const chosen = shuffled(names, rand).slice(0, Math.floor(rand() * 4));
-      return chosen.map((dataset) => {
-        const expires = pick([undefined, undefined, '2026-11-01', ...EXPIRIES]);
-        return { dataset, access: pick(['read', 'write', 'admin'] as const), ...(expires ? { expires } : {}) };
-      });
-    };
-    const groups = Object.fromEntries(['g1', 'g2', 'g3'].map((g) => [g, { grants: grants() }]));
-    const principals = Object.fromEntries(
-      ['p1', 'p2', 'p3', 'p4', 'p5'].map((p) => [p, { type: 'service' as const, groups: shuffled(Object.keys(groups), rand).slice(0, Math.floor(rand() * 3)), grants: grants() }]),
-    );
-    const spec = build({ datasets, groups, principals });
-    // WHEN
-    const { resources } = compileAws(spec, 'aws', { now: NOW });
-    // THEN
-    const docsOf = (entity: 'user' | 'group', name: string) =>
-      byKind(resources, 'attachment')
-        .filter((a) => a.attrs.entity === entity && a.attrs.entityName === name)
-        .flatMap((a) => policyDoc(resources, String(a.attrs.policy))!.Statement);
-    for (const [name, p] of Object.entries(principals)) {
-      const memberOf = byKind(resources, 'membership').filter((m) => m.attrs.user === name).map((m) => String(m.attrs.group));
-      const effective = [...docsOf('user', name), ...memberOf.flatMap((g) => docsOf('group', g))];
-      const granted = [...p.grants, ...p.groups.flatMap((g) => groups[g]!.grants)]
-        .filter((g) => !g.expires || new Date(`${g.expires}T00:00:00Z`) > NOW)
-        .flatMap((g) => grantStatements(datasets[g.dataset]!.bucket, datasets[g.dataset]!.prefix, g));
-      const allowed = (ss: Statement[]) => reqs.filter((r) => allows(ss, r)).length;
-      expect(reqs.filter((r) => allows(effective, r))).toEqual(reqs.filter((r) => allows(granted, r)));
-      // A principal with no live grant has no user and no key at all.
-      const hasUser = resources.some((r) => r.address === `aws:user/${name}`);
-      expect(hasUser).toBe(granted.length > 0);
-      expect(resources.some((r) => r.address === `aws:key/${name}`)).toBe(granted.length > 0);
-      if (!hasUser) expect(allowed(effective)).toBe(0);
-    }
-  });
+  test.each(Array.from({ length: 12 }, (_, i) => [2000 + i]))(
+    'seed %i: per principal, user + group policies allow exactly what its live grants allow',
+    (seed) => {
+      // GIVEN a random spec, some grants already expired at NOW
+      const rand = mulberry32(seed);
+      const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
+      const datasets: Record<string, { backend: string; bucket: string; prefix?: string }> = {};
+      for (const bucket of BUCKETS)
+        for (const prefix of PREFIXES) datasets[`${bucket}-${prefix ?? 'all'}`.replace(/\//g, '')] = { backend: 'aws', bucket, ...(prefix ? { prefix } : {}) };
+      const names = Object.keys(datasets);
+      const grants = () => {
+        const chosen = shuffled(names, rand).slice(0, Math.floor(rand() * 4));
+        return chosen.map((dataset) => {
+          const expires = pick([undefined, undefined, '2026-11-01', ...EXPIRIES]);
+          return { dataset, access: pick(['read', 'write', 'admin'] as const), ...(expires ? { expires } : {}) };
+        });
+      };
+      const groups = Object.fromEntries(['g1', 'g2', 'g3'].map((g) => [g, { grants: grants() }]));
+      const principals = Object.fromEntries(
+        ['p1', 'p2', 'p3', 'p4', 'p5'].map((p) => [
+          p,
+          { type: 'service' as const, groups: shuffled(Object.keys(groups), rand).slice(0, Math.floor(rand() * 3)), grants: grants() },
+        ]),
+      );
+      const spec = build({ datasets, groups, principals });
+      // WHEN
+      const { resources } = compileAws(spec, 'aws', { now: NOW });
+      // THEN
+      const docsOf = (entity: 'user' | 'group', name: string) =>
+        byKind(resources, 'attachment')
+          .filter((a) => a.attrs.entity === entity && a.attrs.entityName === name)
+          .flatMap((a) => policyDoc(resources, String(a.attrs.policy))!.Statement);
+      for (const [name, p] of Object.entries(principals)) {
+        const memberOf = byKind(resources, 'membership')
+          .filter((m) => m.attrs.user === name)
+          .map((m) => String(m.attrs.group));
+        const effective = [...docsOf('user', name), ...memberOf.flatMap((g) => docsOf('group', g))];
+        const granted = [...p.grants, ...p.groups.flatMap((g) => groups[g]!.grants)]
+          .filter((g) => !g.expires || new Date(`${g.expires}T00:00:00Z`) > NOW)
+          .flatMap((g) => grantStatements(datasets[g.dataset]!.bucket, datasets[g.dataset]!.prefix, g));
+        const allowed = (ss: Statement[]) => reqs.filter((r) => allows(ss, r)).length;
+        expect(reqs.filter((r) => allows(effective, r))).toEqual(reqs.filter((r) => allows(granted, r)));
+        // A principal with no live grant has no user and no key at all.
+        const hasUser = resources.some((r) => r.address === `aws:user/${name}`);
+        expect(hasUser).toBe(granted.length > 0);
+        expect(resources.some((r) => r.address === `aws:key/${name}`)).toBe(granted.length > 0);
+        if (!hasUser) expect(allowed(effective)).toBe(0);
+      }
+    },
+  );
 });

@@ -88,7 +88,22 @@ describe('compilePostgres', () => {
         b: { backend: 'wh', database: 'db', schema: 's', tables: ['t2', 't1'] },
         c: { backend: 'wh', database: 'db', schema: 's' },
       },
-      principals: { p: { type: 'service', grants: [{ dataset: 'a', access: 'write' }, { dataset: 'b', access: 'read' }] }, q: { type: 'service', grants: [{ dataset: 'a', access: 'read' }, { dataset: 'c', access: 'read' }] } },
+      principals: {
+        p: {
+          type: 'service',
+          grants: [
+            { dataset: 'a', access: 'write' },
+            { dataset: 'b', access: 'read' },
+          ],
+        },
+        q: {
+          type: 'service',
+          grants: [
+            { dataset: 'a', access: 'read' },
+            { dataset: 'c', access: 'read' },
+          ],
+        },
+      },
     });
     const rs = compile(s);
     expect(grantAttrs(rs, 'wh:grant/p/db.s/read').tables).toEqual(['t1', 't2']);
@@ -136,15 +151,29 @@ describe('compilePostgres', () => {
       },
     });
     const rs = byAddress(compile(s));
-    expect(rs['wh:password/alice']).toMatchObject({ kind: 'password', name: 'alice', attrs: { role: 'alice' }, immutable: ['role'], lifecycle: { rotateAfterSeconds: 30 * 86400 } });
+    expect(rs['wh:password/alice']).toMatchObject({
+      kind: 'password',
+      name: 'alice',
+      attrs: { role: 'alice' },
+      immutable: ['role'],
+      lifecycle: { rotateAfterSeconds: 30 * 86400 },
+    });
     expect(rs['wh:password/bot']!.lifecycle).toEqual({ rotateAfterSeconds: 86400 });
     // without a rotation period, no lifecycle at all
-    expect(byAddress(compile(spec({ principals: { eve: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } })))['wh:password/eve']!.lifecycle).toBeUndefined();
+    expect(
+      byAddress(compile(spec({ principals: { eve: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } })))['wh:password/eve']!.lifecycle,
+    ).toBeUndefined();
   });
 
   test('deterministic, sorted output whatever the spec order', () => {
-    const a = spec({ groups: { z: { grants: [{ dataset: 'features', access: 'read' }] }, a: { grants: [{ dataset: 'labels', access: 'write' }] } }, principals: { m: { type: 'person', groups: ['z', 'a'] }, b: { type: 'person', groups: ['a'] } } });
-    const b = spec({ principals: { b: { type: 'person', groups: ['a'] }, m: { type: 'person', groups: ['a', 'z'] } }, groups: { a: { grants: [{ dataset: 'labels', access: 'write' }] }, z: { grants: [{ dataset: 'features', access: 'read' }] } } });
+    const a = spec({
+      groups: { z: { grants: [{ dataset: 'features', access: 'read' }] }, a: { grants: [{ dataset: 'labels', access: 'write' }] } },
+      principals: { m: { type: 'person', groups: ['z', 'a'] }, b: { type: 'person', groups: ['a'] } },
+    });
+    const b = spec({
+      principals: { b: { type: 'person', groups: ['a'] }, m: { type: 'person', groups: ['a', 'z'] } },
+      groups: { a: { grants: [{ dataset: 'labels', access: 'write' }] }, z: { grants: [{ dataset: 'features', access: 'read' }] } },
+    });
     const ra = compile(a);
     expect(JSON.stringify(ra)).toBe(JSON.stringify(compile(b)));
     const addresses = ra.map((r) => r.address);
@@ -152,10 +181,21 @@ describe('compilePostgres', () => {
   });
 
   test.each([
-    ['a group and a principal with one name', { groups: { same: { grants: [{ dataset: 'features', access: 'read' as const }] } }, principals: { same: { type: 'person' as const, grants: [{ dataset: 'features', access: 'read' as const }] } } }, /also used by group same/],
+    [
+      'a group and a principal with one name',
+      {
+        groups: { same: { grants: [{ dataset: 'features', access: 'read' as const }] } },
+        principals: { same: { type: 'person' as const, grants: [{ dataset: 'features', access: 'read' as const }] } },
+      },
+      /also used by group same/,
+    ],
     ['a reserved pg_ prefix', { principals: { pg_reader: { type: 'service' as const, grants: [{ dataset: 'features', access: 'read' as const }] } } }, /pg_/],
     ['a name over 63 bytes', { groups: { ['g'.repeat(64)]: { grants: [{ dataset: 'features', access: 'read' as const }] } } }, /63 bytes/],
-    ['the reserved name public', { principals: { public: { type: 'service' as const, grants: [{ dataset: 'features', access: 'read' as const }] } } }, /reserves/],
+    [
+      'the reserved name public',
+      { principals: { public: { type: 'service' as const, grants: [{ dataset: 'features', access: 'read' as const }] } } },
+      /reserves/,
+    ],
   ])('refuses %s', (_, extra, message) => {
     expect(() => compile(spec(extra))).toThrow(CompileError);
     expect(() => compile(spec(extra))).toThrow(message);
@@ -166,8 +206,22 @@ describe('catalog facts map back to compiled resources', () => {
   test('a write grant on all tables, read back from its ACLs, equals the compiled one', () => {
     const s = spec({ principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'write' }] } } });
     const desired = compile(s).filter((r) => r.kind === 'grant' || r.kind === 'connect');
-    const rel = (name: string, kind: 'table' | 'sequence', ownedBy: string | null = null) => ({ database: 'analytics', schema: 'features', name, kind, owner: 'migrator', ownedBy });
-    const acl = (relation: string, kind: 'table' | 'sequence', privilege: string) => ({ database: 'analytics', schema: 'features', relation, kind, role: 'alice', privilege });
+    const rel = (name: string, kind: 'table' | 'sequence', ownedBy: string | null = null) => ({
+      database: 'analytics',
+      schema: 'features',
+      name,
+      kind,
+      owner: 'migrator',
+      ownedBy,
+    });
+    const acl = (relation: string, kind: 'table' | 'sequence', privilege: string) => ({
+      database: 'analytics',
+      schema: 'features',
+      relation,
+      kind,
+      role: 'alice',
+      privilege,
+    });
     const actual = resourcesFromCatalog({
       backend: 'wh',
       roles: [{ name: 'alice', login: true, validUntil: null, flags: [], comment: { datagrant: 'managed' } }],
@@ -177,10 +231,28 @@ describe('catalog facts map back to compiled resources', () => {
       relations: [rel('t', 'table'), rel('t_id_seq', 'sequence', 't')],
       schemaAcl: [{ database: 'analytics', schema: 'features', role: 'alice', privilege: 'USAGE' }],
       columnAcl: [],
-      relationAcl: [...['SELECT', 'INSERT', 'UPDATE', 'DELETE'].map((p) => acl('t', 'table', p)), acl('t_id_seq', 'sequence', 'USAGE'), acl('t_id_seq', 'sequence', 'SELECT')],
+      relationAcl: [
+        ...['SELECT', 'INSERT', 'UPDATE', 'DELETE'].map((p) => acl('t', 'table', p)),
+        acl('t_id_seq', 'sequence', 'USAGE'),
+        acl('t_id_seq', 'sequence', 'SELECT'),
+      ],
       defaultAcl: [
-        ...['SELECT', 'INSERT', 'UPDATE', 'DELETE'].map((privilege) => ({ database: 'analytics', schema: 'features', owner: 'migrator', objtype: 'table' as const, role: 'alice', privilege })),
-        ...['USAGE', 'SELECT'].map((privilege) => ({ database: 'analytics', schema: 'features', owner: 'migrator', objtype: 'sequence' as const, role: 'alice', privilege })),
+        ...['SELECT', 'INSERT', 'UPDATE', 'DELETE'].map((privilege) => ({
+          database: 'analytics',
+          schema: 'features',
+          owner: 'migrator',
+          objtype: 'table' as const,
+          role: 'alice',
+          privilege,
+        })),
+        ...['USAGE', 'SELECT'].map((privilege) => ({
+          database: 'analytics',
+          schema: 'features',
+          owner: 'migrator',
+          objtype: 'sequence' as const,
+          role: 'alice',
+          privilege,
+        })),
       ],
       credentials: [],
     }).filter((r) => r.kind === 'grant' || r.kind === 'connect');
@@ -192,7 +264,15 @@ describe('addresses: distinct schemas never share one', () => {
   const twoDatasets = (a: [string, string], b: [string, string]) =>
     spec({
       datasets: { a: { backend: 'wh', database: a[0], schema: a[1] }, b: { backend: 'wh', database: b[0], schema: b[1] } },
-      principals: { p: { type: 'service', grants: [{ dataset: 'a', access: 'read' }, { dataset: 'b', access: 'write' }] } },
+      principals: {
+        p: {
+          type: 'service',
+          grants: [
+            { dataset: 'a', access: 'read' },
+            { dataset: 'b', access: 'write' },
+          ],
+        },
+      },
     });
 
   test.each<[string, [string, string], [string, string]]>([
@@ -206,7 +286,13 @@ describe('addresses: distinct schemas never share one', () => {
     const grants = compile(twoDatasets(a, b)).filter((r) => r.kind === 'grant');
     // THEN the read grant on a and the read and write grants on b, all three, on distinct addresses
     const held = grants.map((r) => [r.attrs.database, r.attrs.schema, r.attrs.level]);
-    expect(held).toEqual(expect.arrayContaining([[...a, 'read'], [...b, 'read'], [...b, 'write']]));
+    expect(held).toEqual(
+      expect.arrayContaining([
+        [...a, 'read'],
+        [...b, 'read'],
+        [...b, 'write'],
+      ]),
+    );
     expect(grants).toHaveLength(3);
     expect(new Set(grants.map((r) => r.address)).size).toBe(3);
   });
@@ -218,7 +304,10 @@ describe('addresses: distinct schemas never share one', () => {
 
   test('a grant on dotted names, read back from the catalog, has the address it was compiled to', () => {
     // GIVEN a read grant on schema "y.s" of database "x", as the catalog reports it after apply
-    const s = spec({ datasets: { d: { backend: 'wh', database: 'x', schema: 'y.s', tables: ['t'] } }, principals: { alice: { type: 'person', grants: [{ dataset: 'd', access: 'read' }] } } });
+    const s = spec({
+      datasets: { d: { backend: 'wh', database: 'x', schema: 'y.s', tables: ['t'] } },
+      principals: { alice: { type: 'person', grants: [{ dataset: 'd', access: 'read' }] } },
+    });
     const desired = compile(s).filter((r) => r.kind === 'grant' || r.kind === 'connect');
     const actual = resourcesFromCatalog({
       backend: 'wh',
@@ -267,7 +356,10 @@ describe('lifecycle numbers are safe before anything is done', () => {
   });
 
   test('at the limit, the lifecycle holds exactly 10 years', () => {
-    const s = spec({ settings: { rotate: '3650d', rotationGrace: '87600h' }, principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } } });
+    const s = spec({
+      settings: { rotate: '3650d', rotationGrace: '87600h' },
+      principals: { alice: { type: 'person', grants: [{ dataset: 'features', access: 'read' }] } },
+    });
     const lifecycle = byAddress(compile(s))['wh:password/alice']!.lifecycle!;
     expect(lifecycle).toEqual({ rotateAfterSeconds: 315360000 });
   });

@@ -7,7 +7,11 @@ describeBackendContract('aws', async () => {
   const moto = await startMoto({ auth: true });
   const iam = iamAs(moto, moto.admin);
   await iam.send(new CreateUserCommand({ UserName: 'outsider', Path: '/', Tags: [{ Key: 'team', Value: 'ops' }] }));
-  const snapshot = async () => JSON.stringify([(await iam.send(new GetUserCommand({ UserName: 'outsider' }))).User, (await iam.send(new ListUserTagsCommand({ UserName: 'outsider' }))).Tags]);
+  const snapshot = async () =>
+    JSON.stringify([
+      (await iam.send(new GetUserCommand({ UserName: 'outsider' }))).User,
+      (await iam.send(new ListUserTagsCommand({ UserName: 'outsider' }))).Tags,
+    ]);
   const before = await snapshot();
   return {
     name: 'aws',
@@ -29,12 +33,21 @@ principals:
         new PutUserPolicyCommand({
           UserName: 'read-only-operator',
           PolicyName: 'read-only',
-          PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['iam:Get*', 'iam:List*', 'iam:GenerateCredentialReport', 'sts:GetCallerIdentity'], Resource: '*' }] }),
+          PolicyDocument: JSON.stringify({
+            Version: '2012-10-17',
+            Statement: [{ Effect: 'Allow', Action: ['iam:Get*', 'iam:List*', 'iam:GenerateCredentialReport', 'sts:GetCallerIdentity'], Resource: '*' }],
+          }),
         }),
       );
       const key = (await iam.send(new CreateAccessKeyCommand({ UserName: 'read-only-operator' }))).AccessKey!;
       return {
-        backend: createAwsBackend({ name: 'aws', iamPath: '/datagrant-lacking/', region: moto.region, endpoint: moto.endpoint, credentials: { accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! } }),
+        backend: createAwsBackend({
+          name: 'aws',
+          iamPath: '/datagrant-lacking/',
+          region: moto.region,
+          endpoint: moto.endpoint,
+          credentials: { accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! },
+        }),
         spec: `version: 1
 backends: { aws: { type: aws, iamPath: /datagrant-lacking/ } }
 datasets: { data: { backend: aws, bucket: ai-model-data, prefix: training/ } }

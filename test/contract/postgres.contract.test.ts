@@ -6,10 +6,21 @@ describeBackendContract('postgres', async () => {
   const fx = pgFixture('contract');
   const db = await fx.database('warehouse');
   const outsider = fx.name('outsider');
-  await adminQuery(db, `CREATE SCHEMA features; CREATE TABLE features.f (id int); CREATE SCHEMA labels; CREATE TABLE labels.l (id int);
-    CREATE ROLE "${outsider}" LOGIN; GRANT USAGE ON SCHEMA features TO "${outsider}"; GRANT SELECT ON features.f TO "${outsider}";`);
+  await adminQuery(
+    db,
+    `CREATE SCHEMA features; CREATE TABLE features.f (id int); CREATE SCHEMA labels; CREATE TABLE labels.l (id int);
+    CREATE ROLE "${outsider}" LOGIN; GRANT USAGE ON SCHEMA features TO "${outsider}"; GRANT SELECT ON features.f TO "${outsider}";`,
+  );
   const privileges = async () =>
-    JSON.stringify((await adminQuery(db, `SELECT has_table_privilege($1, 'features.f', 'SELECT') AS s, has_table_privilege($1, 'features.f', 'INSERT') AS i, shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = $1`, [outsider])).rows);
+    JSON.stringify(
+      (
+        await adminQuery(
+          db,
+          `SELECT has_table_privilege($1, 'features.f', 'SELECT') AS s, has_table_privilege($1, 'features.f', 'INSERT') AS i, shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = $1`,
+          [outsider],
+        )
+      ).rows,
+    );
   const before = await privileges();
   return {
     name: 'wh',
@@ -29,7 +40,10 @@ principals:
     // the common GRANT ALL ON DATABASE … TO admin: PostgreSQL only warns when it grants CONNECT.
     async lacking() {
       const admin = { name: fx.role(fx.name('lacking_admin')), password: `pw-${fx.run}` };
-      await adminQuery('postgres', `CREATE ROLE "${admin.name}" LOGIN CREATEROLE PASSWORD '${admin.password}'; GRANT ALL ON DATABASE "${db}" TO "${admin.name}"`);
+      await adminQuery(
+        'postgres',
+        `CREATE ROLE "${admin.name}" LOGIN CREATEROLE PASSWORD '${admin.password}'; GRANT ALL ON DATABASE "${db}" TO "${admin.name}"`,
+      );
       const scope = `${fx.run}_lacking`;
       return {
         backend: createPostgresBackend({ name: 'wh', url: urlFor(db, admin), scope }),

@@ -19,10 +19,18 @@ const PRINCIPALS = 50;
 const MASTER = MasterKey.generate();
 
 function spec(): string {
-  const l = ['version: 1', 'backends: { aws: { type: aws } }', 'datasets:', '  data: { backend: aws, bucket: ai-model-data, prefix: training/ }', '  art: { backend: aws, bucket: ai-model-artifacts }'];
+  const l = [
+    'version: 1',
+    'backends: { aws: { type: aws } }',
+    'datasets:',
+    '  data: { backend: aws, bucket: ai-model-data, prefix: training/ }',
+    '  art: { backend: aws, bucket: ai-model-artifacts }',
+  ];
   l.push('groups:', '  readers: { grants: [{ dataset: data, access: read }] }', 'principals:');
   for (let i = 0; i < PRINCIPALS; i++) {
-    l.push(i % 5 === 0 ? `  p${i}: { type: service, groups: [readers], grants: [{ dataset: art, access: write }] }` : `  p${i}: { type: person, groups: [readers] }`);
+    l.push(
+      i % 5 === 0 ? `  p${i}: { type: service, groups: [readers], grants: [{ dataset: art, access: write }] }` : `  p${i}: { type: person, groups: [readers] }`,
+    );
   }
   return l.join('\n');
 }
@@ -43,7 +51,10 @@ afterAll(async () => {
  * Run `datagrant apply` in a child process; kill it once the proxy forwarded request `killAt`, or
  * as `killAt` decides per request (`withhold`: the child never gets that answer).
  */
-function childApply(ws: Workspace, killAt: number | undefined | ((n: number, body: string) => 'kill' | 'withhold' | 'pass')): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+function childApply(
+  ws: Workspace,
+  killAt: number | undefined | ((n: number, body: string) => 'kill' | 'withhold' | 'pass'),
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((done) => {
     const child = spawn(process.execPath, [join(root, 'bin/datagrant.js'), 'apply', '--auto-approve'], {
       cwd: ws.dir,
@@ -70,8 +81,14 @@ async function invariants(iam: IAMClient, ws: Workspace): Promise<void> {
       if (!u.Path?.startsWith('/datagrant/')) continue;
       for (const k of await keysOf(iam, u.UserName!)) inIam.add(k);
     }
-    expect([...inIam].filter((k) => !stored.has(k)), 'keys in IAM whose secret is not stored').toEqual([]);
-    expect([...stored].filter((k) => !inIam.has(k)), 'stored secrets for keys that do not exist').toEqual([]);
+    expect(
+      [...inIam].filter((k) => !stored.has(k)),
+      'keys in IAM whose secret is not stored',
+    ).toEqual([]);
+    expect(
+      [...stored].filter((k) => !inIam.has(k)),
+      'stored secrets for keys that do not exist',
+    ).toEqual([]);
     expect(inIam.size).toBe(PRINCIPALS);
     // every stored secret decrypts
     for (const c of await store.credentials()) expect((await store.revealCredential(c.address))?.secret.secretAccessKey).toBeTruthy();
@@ -146,7 +163,13 @@ test('a SIGKILL among the key deletions of a deprovisioning: the rerun needs no 
   const iam = adminIam(moto);
   const ws = workspace({ DATAGRANT_MASTER_KEY: MASTER });
   const team = (names: string[]) =>
-    ['version: 1', 'backends: { aws: { type: aws } }', 'datasets: { data: { backend: aws, bucket: ai-model-data, prefix: training/ } }', 'principals:', ...names.map((n) => `  ${n}: { type: service, grants: [{ dataset: data, access: read }] }`)].join('\n');
+    [
+      'version: 1',
+      'backends: { aws: { type: aws } }',
+      'datasets: { data: { backend: aws, bucket: ai-model-data, prefix: training/ } }',
+      'principals:',
+      ...names.map((n) => `  ${n}: { type: service, grants: [{ dataset: data, access: read }] }`),
+    ].join('\n');
   try {
     ws.writeSpec(team(['a', 'b', 'c', 'd']));
     expect((await ws.run('apply', '--auto-approve')).code).toBe(0);

@@ -26,7 +26,6 @@ beforeEach(async () => {
 });
 afterEach(() => ws?.cleanup());
 
-
 /** Fails 30 % of reads and changes, before they reach AWS, with throttling or a 5xx. */
 function flaky(seed: number, counter: { injected: number }): (b: Backend) => Backend {
   const rnd = mulberry32(seed);
@@ -34,7 +33,12 @@ function flaky(seed: number, counter: { injected: number }): (b: Backend) => Bac
     if (rnd() < 0.3) {
       counter.injected++;
       const throttle = rnd() < 0.5;
-      throw new BackendError(throttle ? `Throttling: Rate exceeded (${what})` : `InternalFailure: 503 Service Unavailable (${what})`, 'aws', throttle ? 'Throttling' : 'ServiceUnavailable', true);
+      throw new BackendError(
+        throttle ? `Throttling: Rate exceeded (${what})` : `InternalFailure: 503 Service Unavailable (${what})`,
+        'aws',
+        throttle ? 'Throttling' : 'ServiceUnavailable',
+        true,
+      );
     }
   };
   return (inner) => ({

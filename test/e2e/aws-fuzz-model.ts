@@ -119,7 +119,8 @@ export class World {
    * grants: their names are the operator's, and new SCIM users must still not take them.
    */
   specText(shuffle: <T>(xs: T[]) => T[]): string {
-    const grantList = (g: Grants) => shuffle(Object.entries(g)).map(([dataset, v]) => ({ dataset, access: v.access, ...(v.expires ? { expires: v.expires } : {}) }));
+    const grantList = (g: Grants) =>
+      shuffle(Object.entries(g)).map(([dataset, v]) => ({ dataset, access: v.access, ...(v.expires ? { expires: v.expires } : {}) }));
     const on = this.backendOn;
     const spec = {
       version: 1,
@@ -127,7 +128,10 @@ export class World {
       datasets: on ? Object.fromEntries(shuffle(Object.entries(DATASETS)).map(([n, d]) => [n, { backend: 'aws', ...d }])) : {},
       groups: on ? Object.fromEntries(shuffle(Object.entries(this.groups)).map(([n, g]) => [n, { grants: grantList(g) }])) : {},
       principals: Object.fromEntries(
-        shuffle(Object.entries(this.principals)).map(([n, p]) => [n, { type: p.type, ...(on ? { groups: shuffle([...p.groups]), grants: grantList(p.grants) } : {}) }]),
+        shuffle(Object.entries(this.principals)).map(([n, p]) => [
+          n,
+          { type: p.type, ...(on ? { groups: shuffle([...p.groups]), grants: grantList(p.grants) } : {}) },
+        ]),
       ),
       scim: { groups: on ? IDP_MAPPING : {} },
     };
@@ -199,5 +203,10 @@ export class World {
 }
 
 export function describeAccess(access: ReadonlyMap<string, Level>): string {
-  return [...access].map(([ds, l]) => `${ds}:${l}`).sort().join(',') || '-';
+  return (
+    [...access]
+      .map(([ds, l]) => `${ds}:${l}`)
+      .sort()
+      .join(',') || '-'
+  );
 }

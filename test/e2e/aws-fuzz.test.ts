@@ -164,7 +164,14 @@ function crashAt(n: number, after: boolean) {
     stats: () => inner.stats(),
     close: () => inner.close(),
   });
-  return { wrap, fired, started, get calls() { return calls; } };
+  return {
+    wrap,
+    fired,
+    started,
+    get calls() {
+      return calls;
+    },
+  };
 }
 
 let moto: Moto;
@@ -249,7 +256,13 @@ class Fuzz {
     const policies: iamApi.ManagedPolicyDetail[] = [];
     let marker: string | undefined;
     do {
-      const page = await this.iam.send(new iamApi.GetAccountAuthorizationDetailsCommand({ Filter: ['User', 'Group', 'LocalManagedPolicy'], MaxItems: 1000, ...(marker ? { Marker: marker } : {}) }));
+      const page = await this.iam.send(
+        new iamApi.GetAccountAuthorizationDetailsCommand({
+          Filter: ['User', 'Group', 'LocalManagedPolicy'],
+          MaxItems: 1000,
+          ...(marker ? { Marker: marker } : {}),
+        }),
+      );
       users.push(...(page.UserDetailList ?? []));
       groups.push(...(page.GroupDetailList ?? []));
       policies.push(...(page.Policies ?? []));
@@ -272,7 +285,15 @@ class Fuzz {
     const snapshot = JSON.stringify({
       users: sorted(watched.map((u) => u.UserName!)).map((n) => {
         const u = watched.find((x) => x.UserName === n)!;
-        return { n, path: u.Path, groups: sorted(u.GroupList ?? []), attached: attached(u.AttachedManagedPolicies), inline: inline(u.UserPolicyList), tags: sorted((u.Tags ?? []).map((t) => `${t.Key}=${t.Value}`)), keys: keys.get(n) };
+        return {
+          n,
+          path: u.Path,
+          groups: sorted(u.GroupList ?? []),
+          attached: attached(u.AttachedManagedPolicies),
+          inline: inline(u.UserPolicyList),
+          tags: sorted((u.Tags ?? []).map((t) => `${t.Key}=${t.Value}`)),
+          keys: keys.get(n),
+        };
       }),
       groups: sorted(ownGroups.map((g) => g.GroupName!)).map((n) => {
         const g = ownGroups.find((x) => x.GroupName === n)!;
@@ -280,7 +301,10 @@ class Fuzz {
       }),
       policies: sorted(ownPolicies.map((p) => p.Arn!)).map((arn) => {
         const p = ownPolicies.find((x) => x.Arn === arn)!;
-        return { arn, versions: sorted((p.PolicyVersionList ?? []).map((v) => `${v.VersionId}:${v.IsDefaultVersion}:${decodeURIComponent(v.Document ?? '')}`)) };
+        return {
+          arn,
+          versions: sorted((p.PolicyVersionList ?? []).map((v) => `${v.VersionId}:${v.IsDefaultVersion}:${decodeURIComponent(v.Document ?? '')}`)),
+        };
       }),
     });
     return {
@@ -423,7 +447,7 @@ class Fuzz {
       const grants: Grants = {};
       for (let i = this.int(0, 2); i > 0; i--) this.mutateGrants(grants);
       w.principals[name] = { type: name.startsWith('svc-') ? 'service' : 'person', groups: this.subset(GROUPS), grants };
-      this.note(`spec: add ${name} groups=[${w.principals[name].groups.join(",")}] grants=${JSON.stringify(grants)}`);
+      this.note(`spec: add ${name} groups=[${w.principals[name].groups.join(',')}] grants=${JSON.stringify(grants)}`);
     } else if (kind === 'clear') {
       // `principals: {}`, the slip that mass-deprovisioning guards against.
       for (const n of names) delete w.principals[n];
@@ -435,7 +459,7 @@ class Fuzz {
     } else if (kind === 'groups') {
       const name = this.pick(names);
       w.principals[name]!.groups = this.subset(GROUPS, 0.5);
-      this.note(`spec: ${name} groups=[${w.principals[name]!.groups.join(",")}]`);
+      this.note(`spec: ${name} groups=[${w.principals[name]!.groups.join(',')}]`);
     } else if (kind === 'grants') {
       const name = this.pick(names);
       this.note(`spec: ${name} grants ${this.mutateGrants(w.principals[name]!.grants)}`);
@@ -495,7 +519,11 @@ class Fuzz {
       if (kind === 'create') {
         const userName = this.pick(creatable);
         const want = w.scimNameFor(userName);
-        const rec = await s.create('User', { userName, active: true, emails: [{ value: userName, primary: true }] }, { reservedNames: Object.keys(w.principals) });
+        const rec = await s.create(
+          'User',
+          { userName, active: true, emails: [{ value: userName, primary: true }] },
+          { reservedNames: Object.keys(w.principals) },
+        );
         expect(rec.principal, `principal name of new SCIM user ${userName}`).toBe(want);
         w.everGiven.add(want);
         w.scimUsers.set(userName, { id: rec.id, principal: want, active: true });
@@ -526,7 +554,10 @@ class Fuzz {
           if (!mine.length) return this.note(`scim: (${userName} is in no group)`);
           const display = this.pick(mine);
           const g = w.scimGroups.get(display)!;
-          await s.update('Group', g.id, (cur) => ({ ...cur.attrs, members: ((cur.attrs.members as { value: string }[] | undefined) ?? []).filter((m) => m.value !== id) }));
+          await s.update('Group', g.id, (cur) => ({
+            ...cur.attrs,
+            members: ((cur.attrs.members as { value: string }[] | undefined) ?? []).filter((m) => m.value !== id),
+          }));
           g.members.delete(userName);
           this.note(`scim: ${userName} leaves ${display}`);
         }
@@ -602,7 +633,7 @@ class Fuzz {
     if (groups.length) kinds.push('adminGroup', 'outsider', 'deleteGroup');
     if (obs.policies.size) kinds.push('policyEdit');
     if (!this.rogue) kinds.push('rogue');
-    if (!kinds.length) return this.note('drift: (nothing of datagrant\'s in IAM to change)');
+    if (!kinds.length) return this.note("drift: (nothing of datagrant's in IAM to change)");
     const kind = this.pick(kinds);
     this.count(`drift.${kind}`);
     const iam = this.iam;
@@ -651,7 +682,13 @@ class Fuzz {
       }
       case 'inlinePolicy': {
         const u = this.pick(users);
-        await iam.send(new iamApi.PutUserPolicyCommand({ UserName: u, PolicyName: 'by-hand', PolicyDocument: allowS3(['arn:aws:s3:::other-bucket', 'arn:aws:s3:::other-bucket/*']) }));
+        await iam.send(
+          new iamApi.PutUserPolicyCommand({
+            UserName: u,
+            PolicyName: 'by-hand',
+            PolicyDocument: allowS3(['arn:aws:s3:::other-bucket', 'arn:aws:s3:::other-bucket/*']),
+          }),
+        );
         this.note(`drift: inline policy on ${u}`);
         break;
       }
@@ -891,7 +928,8 @@ class Fuzz {
       // Only a different spec file or a different IAM makes the plan stale: an edit can come out
       // as the same text, a drift step can find nothing to change, and a backend that is not
       // read cannot have moved.
-      const stale = kind === 'spec' ? readFileSync(join(this.ws.dir, 'datagrant.yaml'), 'utf8') !== text : this.awsRead && moved.obs.snapshot !== before.obs.snapshot;
+      const stale =
+        kind === 'spec' ? readFileSync(join(this.ws.dir, 'datagrant.yaml'), 'utf8') !== text : this.awsRead && moved.obs.snapshot !== before.obs.snapshot;
       if (!stale) {
         expect(r.code, `a saved plan still current after a ${kind} step that changed nothing:\n${r.stdout}\n${r.stderr}`).toBe(0);
         this.applied(r.stdout);
@@ -947,14 +985,16 @@ class Fuzz {
       for (const phase of [['GetObject', 'ListBucket'], ['PutObject'], ['DeleteObject']]) {
         await pool(
           12,
-          all.filter(({ p }) => phase.includes(p.op)).map(({ s, p }) => async () => {
-            const got = await this.attempt(clients.get(s.who)!, p);
-            const want = p.allowed ? 'allowed' : 'denied';
-            if (got !== want) {
-              const kind = got === 'allowed' ? 'OVER-GRANT' : got === 'denied' ? 'UNDER-GRANT' : 'ERROR';
-              wrong.push(`${kind}: ${s.who} ${p.op} ${p.bucket}/${p.key ?? ''} → ${got} (model: ${want}; access ${describeAccess(s.access)})`);
-            }
-          }),
+          all
+            .filter(({ p }) => phase.includes(p.op))
+            .map(({ s, p }) => async () => {
+              const got = await this.attempt(clients.get(s.who)!, p);
+              const want = p.allowed ? 'allowed' : 'denied';
+              if (got !== want) {
+                const kind = got === 'allowed' ? 'OVER-GRANT' : got === 'denied' ? 'UNDER-GRANT' : 'ERROR';
+                wrong.push(`${kind}: ${s.who} ${p.op} ${p.bucket}/${p.key ?? ''} → ${got} (model: ${want}; access ${describeAccess(s.access)})`);
+              }
+            }),
         );
       }
     } finally {
@@ -987,7 +1027,9 @@ class Fuzz {
     const lingering = this.rogue && !this.awsRead;
     expect(sorted(obs.users.keys()), `IAM users under ${PATH}`).toEqual(sorted([...want, ...(lingering ? [ROGUE] : [])]));
     const aws = creds.filter((c) => c.backend === 'aws');
-    expect(sorted(aws.map((c) => `${c.principal}:${c.state}`)), 'stored credentials: one current key per principal with access').toEqual(sorted(want.map((n) => `${n}:current`)));
+    expect(sorted(aws.map((c) => `${c.principal}:${c.state}`)), 'stored credentials: one current key per principal with access').toEqual(
+      sorted(want.map((n) => `${n}:current`)),
+    );
     // Every key in IAM has its secret stored, and every stored secret's key is in IAM, active.
     for (const c of aws) expect(obs.users.get(c.principal), `keys of ${c.principal} in IAM`).toEqual([`${c.credentialId}:Active`]);
     const issued = await Promise.all(want.map(async (name) => ({ who: name, key: await this.exportKey(name), access: access.get(name)! })));
@@ -998,10 +1040,13 @@ class Fuzz {
     const live = new Set(issued.map((s) => s.key.accessKeyId));
     const stale = [...this.keys].filter(([id, k]) => !live.has(id) && !(lingering && k.owner === ROGUE));
     const alive: string[] = [];
-    await pool(8, stale.map(([id, k]) => async () => {
-      if (await this.keyExists(k)) alive.push(`${id} (${k.owner})`);
-      else this.keys.delete(id);
-    }));
+    await pool(
+      8,
+      stale.map(([id, k]) => async () => {
+        if (await this.keyExists(k)) alive.push(`${id} (${k.owner})`);
+        else this.keys.delete(id);
+      }),
+    );
     expect(alive, 'keys that should have been deleted').toEqual([]);
     this.handDeleted.clear();
     this.rogue = lingering;
@@ -1013,8 +1058,18 @@ class Fuzz {
   async run(steps: number): Promise<void> {
     this.writeSpec();
     const weights: [string, number][] = [
-      ['spec', 26], ['scim', 16], ['converge', 20], ['crash', 8], ['drift', 10], ['clock', 5],
-      ['declined', 4], ['wrongKey', 3], ['readOnly', 3], ['saved', 3], ['reorder', 2], ['wipe', 1],
+      ['spec', 26],
+      ['scim', 16],
+      ['converge', 20],
+      ['crash', 8],
+      ['drift', 10],
+      ['clock', 5],
+      ['declined', 4],
+      ['wrongKey', 3],
+      ['readOnly', 3],
+      ['saved', 3],
+      ['reorder', 2],
+      ['wipe', 1],
     ];
     const total = weights.reduce((n, [, w]) => n + w, 0);
     for (this.step = 1; this.step <= steps; this.step++) {
@@ -1039,7 +1094,10 @@ class Fuzz {
     expect((await this.ws.run('audit', 'verify')).code).toBe(0);
     // No secret in anything printed, other than by export (which the transcript leaves out).
     const printed = this.ws.transcript.join('\n');
-    expect([...this.secrets].filter((s) => printed.includes(s)), 'secrets in command output').toEqual([]);
+    expect(
+      [...this.secrets].filter((s) => printed.includes(s)),
+      'secrets in command output',
+    ).toEqual([]);
   }
 }
 
@@ -1050,7 +1108,9 @@ test(`seeded model-based adversarial run: seed ${SEED}, ${STEPS} steps`, { timeo
   expect(init.code, init.stderr).toBe(0);
   const fuzz = new Fuzz(ws);
   onTestFailed(() => {
-    console.error(`aws-fuzz FAILED at step ${fuzz.step} of seed ${SEED}. Replay: FUZZ_SEED=${SEED} FUZZ_STEPS=${fuzz.step} npm run fuzz\n--- step log ---\n${fuzz.log.join('\n')}\n--- spec ---\n${fuzz.world.specText((x) => x)}`);
+    console.error(
+      `aws-fuzz FAILED at step ${fuzz.step} of seed ${SEED}. Replay: FUZZ_SEED=${SEED} FUZZ_STEPS=${fuzz.step} npm run fuzz\n--- step log ---\n${fuzz.log.join('\n')}\n--- spec ---\n${fuzz.world.specText((x) => x)}`,
+    );
   });
   const started = Date.now();
   await fuzz.run(STEPS);
@@ -1060,11 +1120,34 @@ test(`seeded model-based adversarial run: seed ${SEED}, ${STEPS} steps`, { timeo
     // that loses some of it needs another CI_SEED.
     const kinds = Object.keys(fuzz.stats);
     const uncovered = [
-      ...['crash', 'conflict', 'declined', 'wrongKey', 'readOnly', 'saved', 'saved.stale', 'wipe', 'clock', 'spec.backend', 'spec.clear', 'scim.create', 'scim.deactivate', 'scim.reactivate', 'scim.delete', 'scim.duplicate', 'scim.rename'].filter((k) => !fuzz.stats[k]),
+      ...[
+        'crash',
+        'conflict',
+        'declined',
+        'wrongKey',
+        'readOnly',
+        'saved',
+        'saved.stale',
+        'wipe',
+        'clock',
+        'spec.backend',
+        'spec.clear',
+        'scim.create',
+        'scim.deactivate',
+        'scim.reactivate',
+        'scim.delete',
+        'scim.duplicate',
+        'scim.rename',
+      ].filter((k) => !fuzz.stats[k]),
       ...ALL_FLAGS.filter((f) => !kinds.some((k) => k.startsWith('converge') && k.includes(f))),
     ];
     expect(uncovered, 'kinds of step the CI sequence no longer reaches').toEqual([]);
     expect(kinds.filter((k) => k.startsWith('drift.')).length, 'kinds of drift the CI sequence reaches').toBeGreaterThanOrEqual(10);
   }
-  console.log(`aws-fuzz: seed ${SEED} passed in ${((Date.now() - started) / 1000).toFixed(0)} s; ${Object.entries(fuzz.stats).sort().map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  console.log(
+    `aws-fuzz: seed ${SEED} passed in ${((Date.now() - started) / 1000).toFixed(0)} s; ${Object.entries(fuzz.stats)
+      .sort()
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
 });

@@ -22,18 +22,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { expectAccessDenied, startMoto, type AwsKey, type Moto } from '../support/moto.js';
 import type { Workspace } from '../support/cli.js';
-import {
-  adminIam,
-  apply,
-  canRead,
-  expectNoChanges,
-  initWorkspace,
-  issuedKey,
-  keyIsDead,
-  keysOf,
-  s3For,
-  useMotoAdmin,
-} from './aws-support.js';
+import { adminIam, apply, canRead, expectNoChanges, initWorkspace, issuedKey, keyIsDead, keysOf, s3For, useMotoAdmin } from './aws-support.js';
 
 let moto: Moto;
 let ws: Workspace;
@@ -176,7 +165,13 @@ principals:
     await apply(ws);
     const key = await issuedKey(ws, 'leaver');
     // things people attach by hand
-    await iam.send(new PutUserPolicyCommand({ UserName: 'leaver', PolicyName: 'handmade', PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: '*' }] }) }));
+    await iam.send(
+      new PutUserPolicyCommand({
+        UserName: 'leaver',
+        PolicyName: 'handmade',
+        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: '*' }] }),
+      }),
+    );
     await iam.send(new CreateLoginProfileCommand({ UserName: 'leaver', Password: 'Console-Passw0rd!' }));
 
     ws.writeSpec(SPEC.replace(/ {2}leaver: .*\n/, ''));
@@ -219,7 +214,13 @@ principals:
       'an extra statement in a managed policy',
       async (iam) => {
         const arn = `arn:aws:iam::${ACCOUNT}:policy/datagrant/dg-group-readers`;
-        await iam.send(new CreatePolicyVersionCommand({ PolicyArn: arn, SetAsDefault: true, PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['s3:*'], Resource: ['*'] }] }) }));
+        await iam.send(
+          new CreatePolicyVersionCommand({
+            PolicyArn: arn,
+            SetAsDefault: true,
+            PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['s3:*'], Resource: ['*'] }] }),
+          }),
+        );
       },
       /~ aws:policy\/dg-group-readers/,
       async () => {

@@ -151,7 +151,13 @@ describe('ownership boundary', () => {
     // GIVEN objects made by hand outside /datagrant/, one named like a datagrant policy
     await iam.send(new CreateUserCommand({ UserName: 'ops-admin', Path: '/', Tags: [{ Key: 'team', Value: 'ops' }] }));
     await iam.send(new CreateGroupCommand({ GroupName: 'ml-researchers-legacy', Path: '/' }));
-    const pol = await iam.send(new CreatePolicyCommand({ PolicyName: 'dg-group-handmade', Path: '/', PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] }) }));
+    const pol = await iam.send(
+      new CreatePolicyCommand({
+        PolicyName: 'dg-group-handmade',
+        Path: '/',
+        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] }),
+      }),
+    );
     await iam.send(new AttachUserPolicyCommand({ UserName: 'ops-admin', PolicyArn: pol.Policy!.Arn! }));
     const snapshot = async () => {
       const d = await iam.send(new GetAccountAuthorizationDetailsCommand({}));

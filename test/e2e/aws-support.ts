@@ -44,7 +44,14 @@ export async function issuedKey(ws: Workspace, name: string, backend?: string): 
 
 export function s3For(moto: Moto, key: AwsKey): S3Client {
   // moto's signature check does not follow the SDK's default streaming checksums on writes.
-  return new S3Client({ region: moto.region, endpoint: moto.endpoint, forcePathStyle: true, credentials: key, maxAttempts: 1, requestChecksumCalculation: 'WHEN_REQUIRED' });
+  return new S3Client({
+    region: moto.region,
+    endpoint: moto.endpoint,
+    forcePathStyle: true,
+    credentials: key,
+    maxAttempts: 1,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+  });
 }
 
 /**

@@ -112,7 +112,10 @@ test('an action IAM never lets through fails with a message that says so, and th
     expect(made).toEqual([...names].sort());
     admin.destroy();
     // and the listing gives up once nothing got through for the patience, naming the action
-    await expect(listing).rejects.toMatchObject({ name: 'RateLimitStalled', message: expect.stringMatching(/AWS throttled every ListUsers request for \d+ s, none got through/) });
+    await expect(listing).rejects.toMatchObject({
+      name: 'RateLimitStalled',
+      message: expect.stringMatching(/AWS throttled every ListUsers request for \d+ s, none got through/),
+    });
   } finally {
     iam.destroy();
   }

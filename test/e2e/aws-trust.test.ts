@@ -145,14 +145,30 @@ describe('finding 4: an edited saved plan is refused', () => {
     const plan = JSON.parse(readFileSync(file, 'utf8')) as { changes: Record<string, unknown>[] };
     const user = { address: 'aws:user/outsider', backend: 'aws', kind: 'user', name: 'outsider', attrs: { path: '/' }, deps: [] };
     plan.changes.push(
-      { address: 'aws:key/outsider', backend: 'aws', kind: 'key', action: 'create', before: null, after: { ...user, address: 'aws:key/outsider', kind: 'key', attrs: { user: 'outsider', status: 'Active' } }, drift: false, reason: 'x' },
+      {
+        address: 'aws:key/outsider',
+        backend: 'aws',
+        kind: 'key',
+        action: 'create',
+        before: null,
+        after: { ...user, address: 'aws:key/outsider', kind: 'key', attrs: { user: 'outsider', status: 'Active' } },
+        drift: false,
+        reason: 'x',
+      },
       {
         address: 'aws:attachment/user/p1/arn:aws:iam::aws:policy/AdministratorAccess',
         backend: 'aws',
         kind: 'attachment',
         action: 'create',
         before: null,
-        after: { address: 'aws:attachment/user/p1/arn:aws:iam::aws:policy/AdministratorAccess', backend: 'aws', kind: 'attachment', name: 'arn:aws:iam::aws:policy/AdministratorAccess', attrs: { entity: 'user', entityName: 'p1', policy: 'arn:aws:iam::aws:policy/AdministratorAccess' }, deps: [] },
+        after: {
+          address: 'aws:attachment/user/p1/arn:aws:iam::aws:policy/AdministratorAccess',
+          backend: 'aws',
+          kind: 'attachment',
+          name: 'arn:aws:iam::aws:policy/AdministratorAccess',
+          attrs: { entity: 'user', entityName: 'p1', policy: 'arn:aws:iam::aws:policy/AdministratorAccess' },
+          deps: [],
+        },
         drift: false,
         reason: 'x',
       },
@@ -164,7 +180,9 @@ describe('finding 4: an edited saved plan is refused', () => {
     expect((await w.run('credentials', 'list')).stdout).not.toMatch(/outsider|p2/);
     const { ListAccessKeysCommand, ListAttachedUserPoliciesCommand } = await import('@aws-sdk/client-iam');
     expect((await iam.send(new ListAccessKeysCommand({ UserName: 'outsider' }))).AccessKeyMetadata).toEqual([]);
-    expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'p1' }))).AttachedPolicies?.map((p) => p.PolicyName)).not.toContain('AdministratorAccess');
+    expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'p1' }))).AttachedPolicies?.map((p) => p.PolicyName)).not.toContain(
+      'AdministratorAccess',
+    );
     // the unedited plan still applies
     expect((await w.run('plan', '--out', 'p.json')).code).toBe(0);
     expect((await w.run('apply', 'p.json')).code).toBe(0);
@@ -193,8 +211,8 @@ describe('finding 5: the master key is checked first', () => {
   });
 });
 
-describe('finding 6: installations never take each other\'s objects', () => {
-  test('a second state on the same account and path stops, naming the first one\'s users; they keep working', async () => {
+describe("finding 6: installations never take each other's objects", () => {
+  test("a second state on the same account and path stops, naming the first one's users; they keep working", async () => {
     const a = await ws(spec(names(2)));
     await apply(a);
     const keys = await Promise.all(names(2).map((n) => issuedKey(a, n)));

@@ -24,9 +24,12 @@ beforeAll(async () => {
   db = await fx.database('analytics');
   other = await fx.database('other');
   for (const d of [db, other]) await adminQuery(d, 'REVOKE CONNECT ON DATABASE ' + `"${d}"` + ' FROM PUBLIC');
-  await adminQuery(db, `CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1), (2);
+  await adminQuery(
+    db,
+    `CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1), (2);
     CREATE SCHEMA private; CREATE TABLE private.p (id int); INSERT INTO private.p VALUES (42);
-    CREATE ROLE "${handmade}" LOGIN PASSWORD 'handmade-pw'; GRANT CONNECT ON DATABASE "${db}" TO "${handmade}"; GRANT USAGE ON SCHEMA private TO "${handmade}"; GRANT SELECT ON private.p TO "${handmade}";`);
+    CREATE ROLE "${handmade}" LOGIN PASSWORD 'handmade-pw'; GRANT CONNECT ON DATABASE "${db}" TO "${handmade}"; GRANT USAGE ON SCHEMA private TO "${handmade}"; GRANT SELECT ON private.p TO "${handmade}";`,
+  );
   await adminQuery(other, 'CREATE TABLE t (id int)');
 });
 afterAll(async () => {
@@ -127,7 +130,12 @@ test('one group spanning S3 and PostgreSQL: one plan, one apply, both enforced; 
 
   // destroy removes everything datagrant made, and still leaves the hand-made role alone
   expect((await ws.run('destroy', '--auto-approve')).code).toBe(0);
-  const roles = await adminQuery<{ rolname: string }>('postgres', `SELECT rolname FROM pg_roles WHERE rolname IN ($1, $2, $3, $4)`, [alice, bob, handmade, group]);
+  const roles = await adminQuery<{ rolname: string }>('postgres', `SELECT rolname FROM pg_roles WHERE rolname IN ($1, $2, $3, $4)`, [
+    alice,
+    bob,
+    handmade,
+    group,
+  ]);
   expect(roles.rows.map((r) => r.rolname)).toEqual([handmade]);
 });
 

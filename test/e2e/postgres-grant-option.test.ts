@@ -16,7 +16,10 @@ let ws: Workspace | undefined;
 
 beforeAll(async () => {
   db = await fx.database('wh');
-  await adminQuery('postgres', `CREATE ROLE "${admin.name}" LOGIN CREATEROLE PASSWORD '${admin.password}'; CREATE ROLE "${other.name}" LOGIN PASSWORD '${other.password}'`);
+  await adminQuery(
+    'postgres',
+    `CREATE ROLE "${admin.name}" LOGIN CREATEROLE PASSWORD '${admin.password}'; CREATE ROLE "${other.name}" LOGIN PASSWORD '${other.password}'`,
+  );
   await adminQuery('postgres', `REVOKE ALL ON DATABASE "${db}" FROM PUBLIC; GRANT ALL ON DATABASE "${db}" TO "${admin.name}", "${other.name}"`);
   await adminQuery(db, `CREATE SCHEMA features AUTHORIZATION "${admin.name}"`);
   const c = await connectAs(db, admin);

@@ -13,7 +13,10 @@ let ws: Workspace | undefined;
 
 beforeAll(async () => {
   db = await fx.database('wh');
-  await adminQuery(db, `REVOKE CONNECT ON DATABASE "${db}" FROM PUBLIC; CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1);`);
+  await adminQuery(
+    db,
+    `REVOKE CONNECT ON DATABASE "${db}" FROM PUBLIC; CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1);`,
+  );
 });
 afterAll(async () => fx.cleanup());
 afterEach(() => ws?.cleanup());
@@ -56,7 +59,9 @@ principals:
 
   // THEN the store holds only the new password: nothing listed as retiring
   const after = JSON.parse((await ws.run('credentials', 'list', '--json')).stdout) as Listed[];
-  expect(after.map((c) => ({ address: c.address, state: c.state, retireAt: c.retireAt }))).toEqual([{ address: `wh:password/${ada}`, state: 'current', retireAt: undefined }]);
+  expect(after.map((c) => ({ address: c.address, state: c.state, retireAt: c.retireAt }))).toEqual([
+    { address: `wh:password/${ada}`, state: 'current', retireAt: undefined },
+  ]);
   expect(after[0]!.credentialId).not.toBe(before[0]!.credentialId);
   const table = (await ws.run('credentials', 'list')).stdout;
   expect(table).not.toContain('retiring');

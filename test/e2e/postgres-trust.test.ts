@@ -13,7 +13,10 @@ const people = (n: number) => Array.from({ length: n }, (_, i) => fx.name(`p${i 
 
 beforeAll(async () => {
   db = await fx.database('analytics');
-  await adminQuery(db, `REVOKE CONNECT ON DATABASE "${db}" FROM PUBLIC; CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1);`);
+  await adminQuery(
+    db,
+    `REVOKE CONNECT ON DATABASE "${db}" FROM PUBLIC; CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1);`,
+  );
 });
 afterAll(async () => fx.cleanup());
 afterEach(() => {

@@ -97,11 +97,21 @@ async function startReplica(id: string, extraEnv: Record<string, string> = {}): 
     },
   };
   replicas.push(replica);
-  await until(`replica ${id} to answer`, async () => (await fetch(`${replica.url}/healthz`)).ok, 30_000, () => out);
+  await until(
+    `replica ${id} to answer`,
+    async () => (await fetch(`${replica.url}/healthz`)).ok,
+    30_000,
+    () => out,
+  );
   return replica;
 }
 
-async function until(what: string, ok: () => Promise<boolean>, ms = GENEROUS_MS, diagnostics: () => string = () => replicas.map((r) => `--- ${r.id}\n${r.output()}`).join('\n')): Promise<number> {
+async function until(
+  what: string,
+  ok: () => Promise<boolean>,
+  ms = GENEROUS_MS,
+  diagnostics: () => string = () => replicas.map((r) => `--- ${r.id}\n${r.output()}`).join('\n'),
+): Promise<number> {
   const t0 = performance.now();
   for (;;) {
     if (await ok().catch(() => false)) return performance.now() - t0;
@@ -173,46 +183,50 @@ test('the replica that accepted a deactivation is killed right after its 200: th
   expect(b.output()).not.toMatch(/"msg":"reconcile failed"/);
 });
 
-test("the store's connections are cut during the reconcile of a deactivation: once it is back, the run is retried and revokes the key", { timeout: 180_000 }, async () => {
-  // GIVEN a replica that reaches PostgreSQL through a proxy that can cut it off, and AWS through one that tells when a reconcile calls it
-  pgProxy = await startTcpProxy({ host: new URL(urlFor(db)).hostname, port: Number(new URL(urlFor(db)).port || 5432) });
-  awsProxy = await startProxy(moto.endpoint);
-  await workspaceOn(pgProxy.via(urlFor(db)));
-  const r = await startReplica('replica-a', { AWS_ENDPOINT_URL: awsProxy.endpoint });
-  const { id, key } = await provisionAda(r);
+test(
+  "the store's connections are cut during the reconcile of a deactivation: once it is back, the run is retried and revokes the key",
+  { timeout: 180_000 },
+  async () => {
+    // GIVEN a replica that reaches PostgreSQL through a proxy that can cut it off, and AWS through one that tells when a reconcile calls it
+    pgProxy = await startTcpProxy({ host: new URL(urlFor(db)).hostname, port: Number(new URL(urlFor(db)).port || 5432) });
+    awsProxy = await startProxy(moto.endpoint);
+    await workspaceOn(pgProxy.via(urlFor(db)));
+    const r = await startReplica('replica-a', { AWS_ENDPOINT_URL: awsProxy.endpoint });
+    const { id, key } = await provisionAda(r);
 
-  // WHEN ada is deactivated, and the store goes away as the reconcile reads AWS, for 3 s
-  let cutAt: Promise<number> | undefined;
-  let backAt: Promise<number> | undefined;
-  awsProxy.onForwarded = () => {
-    if (!cutAt) {
-      pgProxy!.cut();
-      cutAt = Promise.resolve(performance.now());
-      backAt = new Promise((done) =>
-        setTimeout(() => {
-          pgProxy!.restore();
-          done(performance.now());
-        }, 3000),
-      );
-    }
-    return false;
-  };
-  const off = await scim(r, 'PATCH', `/Users/${id}`, DEACTIVATE);
-  expect(off.status).toBe(200);
-  await until('the reconcile to reach AWS', async () => cutAt !== undefined);
+    // WHEN ada is deactivated, and the store goes away as the reconcile reads AWS, for 3 s
+    let cutAt: Promise<number> | undefined;
+    let backAt: Promise<number> | undefined;
+    awsProxy.onForwarded = () => {
+      if (!cutAt) {
+        pgProxy!.cut();
+        cutAt = Promise.resolve(performance.now());
+        backAt = new Promise((done) =>
+          setTimeout(() => {
+            pgProxy!.restore();
+            done(performance.now());
+          }, 3000),
+        );
+      }
+      return false;
+    };
+    const off = await scim(r, 'PATCH', `/Users/${id}`, DEACTIVATE);
+    expect(off.status).toBe(200);
+    await until('the reconcile to reach AWS', async () => cutAt !== undefined);
 
-  // THEN while the store is away, /healthz says so
-  const health = await fetch(`${r.url}/healthz`);
-  expect(health.status).toBe(503);
-  expect(((await health.json()) as { reason: string }).reason).toMatch(/store/);
+    // THEN while the store is away, /healthz says so
+    const health = await fetch(`${r.url}/healthz`);
+    expect(health.status).toBe(503);
+    expect(((await health.json()) as { reason: string }).reason).toMatch(/store/);
 
-  // AND once it is back, the key is refused soon, the failed run having been retried
-  const back = await backAt!;
-  await until("ada's key to be refused", () => keyRefused(moto, key), 30_000);
-  const sinceBack = performance.now() - back;
-  expect(sinceBack).toBeLessThan(GENEROUS_MS);
-  expect(r.output()).toMatch(/"msg":"reconcile failed"/);
-  expect(r.output()).toMatch(/"msg":"reconcile will be retried"/);
-  expect((await fetch(`${r.url}/healthz`)).status).toBe(200);
-  await until('the work to be covered', nothingPending);
-});
+    // AND once it is back, the key is refused soon, the failed run having been retried
+    const back = await backAt!;
+    await until("ada's key to be refused", () => keyRefused(moto, key), 30_000);
+    const sinceBack = performance.now() - back;
+    expect(sinceBack).toBeLessThan(GENEROUS_MS);
+    expect(r.output()).toMatch(/"msg":"reconcile failed"/);
+    expect(r.output()).toMatch(/"msg":"reconcile will be retried"/);
+    expect((await fetch(`${r.url}/healthz`)).status).toBe(200);
+    await until('the work to be covered', nothingPending);
+  },
+);

@@ -90,20 +90,30 @@ describe('Okta', () => {
     const id = created.json.id as string;
 
     // pushing the group with ada as member: she gets the group's dataset
-    const group = await andReconcile(scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: id, display: 'ada@example.com' }] }));
+    const group = await andReconcile(
+      scim('POST', '/Groups', {
+        schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+        displayName: 'ML Research',
+        members: [{ value: id, display: 'ada@example.com' }],
+      }),
+    );
     expect(group.status).toBe(201);
     const first = await issuedKey(ws, 'ada');
     await canRead(s3For(moto, first), 'ai-model-data', 'training/a.txt', 'training');
 
     // Okta deactivates with a no-path replace; the key is revoked at once
-    const off = await andReconcile(scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: false } }] }));
+    const off = await andReconcile(
+      scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: false } }] }),
+    );
     expect(off.status).toBe(200);
     expect(off.json.active).toBe(false);
     await keyIsDead(moto, first);
     expect((await ws.run('credentials', 'list')).stdout).not.toContain('ada');
 
     // reactivation provisions again, with a new key
-    await andReconcile(scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: true } }] }));
+    await andReconcile(
+      scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: true } }] }),
+    );
     const second = await issuedKey(ws, 'ada');
     expect(second.accessKeyId).not.toBe(first.accessKeyId);
     await canRead(s3For(moto, second), 'ai-model-data', 'training/a.txt', 'training');
@@ -122,14 +132,27 @@ describe('Entra', () => {
     expect(list.status).toBe(200);
     expect((list.json.Resources as Record<string, unknown>[])[0]).not.toHaveProperty('members');
     // Entra adds members with a capitalised op
-    await andReconcile(scim('PATCH', `/Groups/${gid}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'Add', path: 'members', value: [{ value: id }] }] }));
+    await andReconcile(
+      scim('PATCH', `/Groups/${gid}`, {
+        schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+        Operations: [{ op: 'Add', path: 'members', value: [{ value: id }] }],
+      }),
+    );
     const key = await issuedKey(ws, 'grace');
     await canRead(s3For(moto, key), 'ai-model-data', 'training/a.txt', 'training');
     // and removes them by path "members" with a value array: access goes
-    await andReconcile(scim('PATCH', `/Groups/${gid}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'Remove', path: 'members', value: [{ value: id }] }] }));
+    await andReconcile(
+      scim('PATCH', `/Groups/${gid}`, {
+        schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+        Operations: [{ op: 'Remove', path: 'members', value: [{ value: id }] }],
+      }),
+    );
     await keyIsDead(moto, key);
     // Entra deactivates with "False" as a string
-    const off = await scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'Replace', path: 'active', value: 'False' }] });
+    const off = await scim('PATCH', `/Users/${id}`, {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+      Operations: [{ op: 'Replace', path: 'active', value: 'False' }],
+    });
     expect(off.status).toBe(200);
     expect(off.json.active).toBe(false);
   });
@@ -140,7 +163,10 @@ describe('PostgreSQL', () => {
   let db: string;
   beforeAll(async () => {
     db = await fx.database('features');
-    await adminQuery(db, `REVOKE CONNECT ON DATABASE "${db}" FROM PUBLIC; CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1);`);
+    await adminQuery(
+      db,
+      `REVOKE CONNECT ON DATABASE "${db}" FROM PUBLIC; CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1);`,
+    );
   });
   afterAll(async () => fx.cleanup());
 
@@ -151,7 +177,10 @@ describe('PostgreSQL', () => {
     ws.writeSpec(
       SPEC.replace('backends: { aws: { type: aws } }', `backends:\n  aws: { type: aws }\n  wh: { type: postgres, url: "\${WH_URL}", scope: ${fx.run} }`)
         .replace('datasets:\n', `datasets:\n  features: { backend: wh, database: ${db}, schema: features }\n`)
-        .replace('ml-researchers: { grants: [{ dataset: training-data, access: read }] }', `${group}: { grants: [{ dataset: training-data, access: read }, { dataset: features, access: read }] }`)
+        .replace(
+          'ml-researchers: { grants: [{ dataset: training-data, access: read }] }',
+          `${group}: { grants: [{ dataset: training-data, access: read }, { dataset: features, access: read }] }`,
+        )
         .replace('"ML Research": ml-researchers', `"ML Research": ${group}`),
     );
     ws.env.WH_URL = urlFor(db);
@@ -161,13 +190,17 @@ describe('PostgreSQL', () => {
     fx.role(fx.run); // the SCIM user's role is named after the userName's local part
     const created = await scim('POST', '/Users', okUser(userName));
     const id = created.json.id as string;
-    await andReconcile(scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: id }] }));
+    await andReconcile(
+      scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: id }] }),
+    );
     const r = await ws.run('credentials', 'export', fx.run, '--backend', 'wh', '--format', 'json');
     expect(r.code, `${r.stderr}\nreconcile failures: ${server.reconciler.metrics.failures}`).toBe(0);
     const secret = JSON.parse(r.stdout) as { username: string; password: string };
     const login = { name: secret.username, password: secret.password };
     expect(await queryAs(db, login, 'SELECT id FROM features.f')).toEqual([{ id: 1 }]);
-    await andReconcile(scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: false } }] }));
+    await andReconcile(
+      scim('PATCH', `/Users/${id}`, { schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', value: { active: false } }] }),
+    );
     await expectLoginRefused(db, login);
   });
 });
@@ -220,7 +253,7 @@ scim:
     expect((await ws.run('credentials', 'export', 'alice', '--format', 'json')).code).not.toBe(0);
   }
 
-  test("deactivating one alice revokes her key only; the other keeps exactly her own key and access; reactivated, the first gets her own name back", async () => {
+  test('deactivating one alice revokes her key only; the other keeps exactly her own key and access; reactivated, the first gets her own name back', async () => {
     const { a, keyA, keyB } = await twoAlices();
     const off = await andReconcile(scim('PATCH', `/Users/${a}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { active: false } }] }));
     expect(off.status).toBe(200);
@@ -279,7 +312,7 @@ describe('auth', () => {
 });
 
 describe('the reconciler thread', () => {
-  test('a failed reconcile is logged through serve\'s logger and counted in /metrics; the next good one recovers', async () => {
+  test("a failed reconcile is logged through serve's logger and counted in /metrics; the next good one recovers", async () => {
     // GIVEN serve with a logger whose lines are kept
     await server.close();
     const lines: { level: number; msg: string; err?: { message: string } }[] = [];
@@ -301,13 +334,24 @@ describe('the reconciler thread', () => {
     // and once the spec is fixed, the next change reconciles again: bob, put in a mapped group, gets a working key
     ws.writeSpec(SPEC);
     const bob = await scim('POST', '/Users', okUser('bob@example.com'));
-    await andReconcile(scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: bob.json.id }] }));
+    await andReconcile(
+      scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: bob.json.id }] }),
+    );
     await canRead(s3For(moto, await issuedKey(ws, 'bob')), 'ai-model-data', 'training/a.txt', 'training');
   });
 
   test('serve does not start when the reconciler cannot open the state store, and says why', async () => {
-    const io: Io = { stdout: () => undefined, stderr: () => undefined, env: { ...ws.env, DATAGRANT_MASTER_KEY: '' }, cwd: ws.dir, isTTY: false, now: () => new Date() };
-    await expect(startServe(io, { port: 0, stateDir: `${ws.dir}/no-state-here`, logger: pino({ level: 'silent' }) })).rejects.toThrow(/no master key: set DATAGRANT_MASTER_KEY/);
+    const io: Io = {
+      stdout: () => undefined,
+      stderr: () => undefined,
+      env: { ...ws.env, DATAGRANT_MASTER_KEY: '' },
+      cwd: ws.dir,
+      isTTY: false,
+      now: () => new Date(),
+    };
+    await expect(startServe(io, { port: 0, stateDir: `${ws.dir}/no-state-here`, logger: pino({ level: 'silent' }) })).rejects.toThrow(
+      /no master key: set DATAGRANT_MASTER_KEY/,
+    );
   });
 });
 
@@ -315,7 +359,9 @@ describe('the CLI next to serve', () => {
   test('plan and drift from the CLI count the SCIM people as serve does: no changes, nothing to tear down', async () => {
     // GIVEN a SCIM user in a mapped group, provisioned by serve
     const created = await scim('POST', '/Users', okUser('ada@example.com'));
-    await andReconcile(scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: created.json.id }] }));
+    await andReconcile(
+      scim('POST', '/Groups', { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'ML Research', members: [{ value: created.json.id }] }),
+    );
     expect((await ws.run('credentials', 'list')).stdout).toContain('ada');
     // WHEN the CLI plans with the same spec
     const plan = await ws.run('plan', '--detailed-exitcode');
@@ -326,4 +372,3 @@ describe('the CLI next to serve', () => {
     expect(drift.code, drift.stdout).toBe(0);
   });
 });
-

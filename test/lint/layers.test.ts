@@ -30,7 +30,10 @@ describe('layers', () => {
     ['src/scim/x.ts', "import { converge } from '../app/converge.js';", /SCIM must not import from/],
   ])('%s: %s is refused', async (file, code, message) => {
     const found = await problems(file, code);
-    expect(found.some((m) => message.test(m)), found.join('\n') || 'no problem reported').toBe(true);
+    expect(
+      found.some((m) => message.test(m)),
+      found.join('\n') || 'no problem reported',
+    ).toBe(true);
   });
 
   test.each([

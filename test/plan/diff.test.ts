@@ -55,7 +55,12 @@ describe('actions', () => {
     ['create', [user('alice')], [], ['create aws:user/alice: new in spec']],
     ['delete', [], [user('alice')], ['delete aws:user/alice: no longer in spec']],
     ['update in place', [policy('dg-user-a', DOC2)], [policy('dg-user-a', DOC)], ['update aws:policy/dg-user-a: spec changed: document']],
-    ['replace on an immutable attribute', [policy('dg-user-a', DOC, '/new/')], [policy('dg-user-a', DOC)], ['replace aws:policy/dg-user-a: spec changed: path']],
+    [
+      'replace on an immutable attribute',
+      [policy('dg-user-a', DOC, '/new/')],
+      [policy('dg-user-a', DOC)],
+      ['replace aws:policy/dg-user-a: spec changed: path'],
+    ],
     ['nothing when equal', [user('alice'), policy('dg-user-a', DOC)], [policy('dg-user-a', DOC), user('alice')], []],
     [
       'nothing when equal up to key order in attributes',
@@ -72,7 +77,16 @@ describe('actions', () => {
     const a = policy('dg-user-a', DOC);
     const b = policy('dg-user-a', DOC2);
     const [update] = diff(desired(b), actual(a), opts()).changes;
-    expect(update).toEqual({ address: a.address, backend: 'aws', kind: 'policy', action: 'update', before: a, after: b, drift: false, reason: 'spec changed: document' });
+    expect(update).toEqual({
+      address: a.address,
+      backend: 'aws',
+      kind: 'policy',
+      action: 'update',
+      before: a,
+      after: b,
+      drift: false,
+      reason: 'spec changed: document',
+    });
     const [create] = diff(desired(b), actual(), opts()).changes;
     expect(create).toMatchObject({ action: 'create', before: null, after: b });
     const [del] = diff(desired(), actual(a), opts()).changes;
@@ -80,7 +94,10 @@ describe('actions', () => {
   });
 
   test('changes are ordered by backend then address, whatever the input order', () => {
-    const want = { aws: { resources: [user('b'), user('a')], notices: [] }, aaa: { resources: [{ ...user('z'), address: 'aaa:user/z', backend: 'aaa' }], notices: [] } };
+    const want = {
+      aws: { resources: [user('b'), user('a')], notices: [] },
+      aaa: { resources: [{ ...user('z'), address: 'aaa:user/z', backend: 'aaa' }], notices: [] },
+    };
     const plan = diff(want, {}, opts());
     expect(plan.changes.map((c) => c.address)).toEqual(['aaa:user/z', 'aws:user/a', 'aws:user/b']);
   });
@@ -91,11 +108,7 @@ describe('actions', () => {
   });
 
   test('summary counts a replace as one add and one destroy', () => {
-    const plan = diff(
-      desired(user('new'), policy('p1', DOC2), policy('p2', DOC, '/x/')),
-      actual(user('old'), policy('p1', DOC), policy('p2', DOC)),
-      opts(),
-    );
+    const plan = diff(desired(user('new'), policy('p1', DOC2), policy('p2', DOC, '/x/')), actual(user('old'), policy('p1', DOC), policy('p2', DOC)), opts());
     expect(brief(plan.changes).map((l) => l.split(':')[0])).toEqual(['update aws', 'replace aws', 'create aws', 'delete aws']);
     expect(summarize(plan)).toEqual({ add: 2, change: 1, destroy: 2 });
   });
@@ -114,12 +127,36 @@ describe('drift, with what datagrant last applied', () => {
   const mine = policy('dg-user-a', DOC);
 
   test.each<[string, Resource[], Resource[], Record<string, string>, string[]]>([
-    ['a hand-edited object is a drift update', [mine], [policy('dg-user-a', DOC2)], appliedFor(mine), ['update (drift) aws:policy/dg-user-a: changed outside datagrant: document']],
+    [
+      'a hand-edited object is a drift update',
+      [mine],
+      [policy('dg-user-a', DOC2)],
+      appliedFor(mine),
+      ['update (drift) aws:policy/dg-user-a: changed outside datagrant: document'],
+    ],
     ['a hand-deleted object is a drift create', [mine], [], appliedFor(mine), ['create (drift) aws:policy/dg-user-a: deleted outside datagrant']],
-    ['an extra unknown object is a drift delete', [mine], [mine, user('intruder')], appliedFor(mine), ['delete (drift) aws:user/intruder: not made by datagrant']],
+    [
+      'an extra unknown object is a drift delete',
+      [mine],
+      [mine, user('intruder')],
+      appliedFor(mine),
+      ['delete (drift) aws:user/intruder: not made by datagrant'],
+    ],
     ['an object datagrant made and the spec dropped is a plain delete', [], [mine], appliedFor(mine), ['delete aws:policy/dg-user-a: no longer in spec']],
-    ['a spec change to an untouched object is not drift', [policy('dg-user-a', DOC2)], [mine], appliedFor(mine), ['update aws:policy/dg-user-a: spec changed: document']],
-    ['a hand edit to an immutable attribute is a drift replace', [mine], [policy('dg-user-a', DOC, '/elsewhere/')], appliedFor(mine), ['replace (drift) aws:policy/dg-user-a: changed outside datagrant: path']],
+    [
+      'a spec change to an untouched object is not drift',
+      [policy('dg-user-a', DOC2)],
+      [mine],
+      appliedFor(mine),
+      ['update aws:policy/dg-user-a: spec changed: document'],
+    ],
+    [
+      'a hand edit to an immutable attribute is a drift replace',
+      [mine],
+      [policy('dg-user-a', DOC, '/elsewhere/')],
+      appliedFor(mine),
+      ['replace (drift) aws:policy/dg-user-a: changed outside datagrant: path'],
+    ],
   ])('%s', (_what, want, have, applied, expected) => {
     const plan = diff(desired(...want), actual(...have), opts({ applied }));
     expect(brief(plan.changes)).toEqual(expected);
@@ -162,7 +199,7 @@ describe('credentials over time', () => {
     expect(diff(desired(key('alice')), actual(have), opts()).changes).toEqual([]);
   });
 
-  test('a forced rotation replaces a young key and cuts the old one\'s grace short', () => {
+  test("a forced rotation replaces a young key and cuts the old one's grace short", () => {
     const want = key('alice', { lifecycle: { rotateAfterSeconds: 90 * 86400 } });
     const have = key('alice', { meta: { createdAt: iso(NOW.getTime() - HOUR) } });
     const retiring = key('alice', { address: 'aws:key/alice~AKIAOLD', lifecycle: { retireAt: iso(NOW.getTime() + HOUR) } });
@@ -191,13 +228,18 @@ describe('credentials over time', () => {
   describe('a superseded key', () => {
     const want = key('alice');
     const current = key('alice', { meta: { createdAt: iso(NOW.getTime() - HOUR) } });
-    const retiring = (retireAt: number) => key('alice', { address: 'aws:key/alice~AKIAOLD', meta: { accessKeyId: 'AKIAOLD' }, lifecycle: { retireAt: iso(retireAt) } });
+    const retiring = (retireAt: number) =>
+      key('alice', { address: 'aws:key/alice~AKIAOLD', meta: { accessKeyId: 'AKIAOLD' }, lifecycle: { retireAt: iso(retireAt) } });
 
     test('within its grace: no change, and a notice saying until when', () => {
       const plan = diff(desired(want), actual(current, retiring(NOW.getTime() + HOUR)), opts({ applied: appliedFor(current) }));
       expect(plan.changes).toEqual([]);
       expect(plan.notices).toEqual([
-        { level: 'info', address: 'aws:key/alice~AKIAOLD', message: 'superseded credential stays valid until 2026-11-28T01:00:00.000Z (rotation grace), then is deleted' },
+        {
+          level: 'info',
+          address: 'aws:key/alice~AKIAOLD',
+          message: 'superseded credential stays valid until 2026-11-28T01:00:00.000Z (rotation grace), then is deleted',
+        },
       ]);
     });
 
@@ -222,7 +264,7 @@ describe('credentials over time', () => {
 });
 
 describe('notices', () => {
-  test('passed-in notices come first, then each backend\'s compile notices', () => {
+  test("passed-in notices come first, then each backend's compile notices", () => {
     const want = { aws: { resources: [], notices: [{ level: 'warning' as const, message: 'from compile' }] } };
     const plan = diff(want, {}, opts({ notices: [{ level: 'info', message: 'from spec' }] }));
     expect(plan.notices.map((n) => n.message)).toEqual(['from spec', 'from compile']);
@@ -236,7 +278,14 @@ describe('a second plan after apply is empty', () => {
       version: 1,
       backends: { aws: { type: 'aws' } },
       datasets: { a: { backend: 'aws', bucket: 'ai-model-data', prefix: 'training/' }, b: { backend: 'aws', bucket: 'ai-model-artifacts' } },
-      groups: { g: { grants: [{ dataset: 'a', access: 'read' }, { dataset: 'b', access: 'admin', expires: '2027-01-31' }] } },
+      groups: {
+        g: {
+          grants: [
+            { dataset: 'a', access: 'read' },
+            { dataset: 'b', access: 'admin', expires: '2027-01-31' },
+          ],
+        },
+      },
       principals: { alice: { type: 'person', groups: ['g'] }, trainer: { type: 'service', grants: [{ dataset: 'b', access: 'write' }], rotate: '90d' } },
     });
     const { desired } = compile(spec, NOW);
@@ -246,7 +295,10 @@ describe('a second plan after apply is empty', () => {
       if (r.kind === 'policy') {
         const doc = attrs.document as { Version: string; Statement: Record<string, unknown>[] };
         const one = (v: unknown) => (Array.isArray(v) && v.length === 1 ? v[0] : v);
-        attrs.document = normalizePolicy({ Version: doc.Version, Statement: [...doc.Statement].reverse().map((st) => ({ ...st, Action: one(st.Action), Resource: one(st.Resource) })) });
+        attrs.document = normalizePolicy({
+          Version: doc.Version,
+          Statement: [...doc.Statement].reverse().map((st) => ({ ...st, Action: one(st.Action), Resource: one(st.Resource) })),
+        });
       }
       return { ...r, attrs, deps: [], immutable: undefined, lifecycle: undefined, meta: { createdAt: iso(NOW.getTime() - DAY), id: `ID-${r.name}` } };
     });

@@ -55,7 +55,11 @@ describe('text', () => {
   });
 
   test('notices are shown before "No changes."', () => {
-    const plan = diff({ aws: { resources: [], notices: [{ level: 'warning', message: 'w' }] } }, {}, { now: NOW, specHash: 'h', notices: [{ level: 'info', message: 'i' }] });
+    const plan = diff(
+      { aws: { resources: [], notices: [{ level: 'warning', message: 'w' }] } },
+      {},
+      { now: NOW, specHash: 'h', notices: [{ level: 'info', message: 'i' }] },
+    );
     expect(renderPlanText(plan)).toBe('Note: i\nWarning: w\n\nNo changes. The backends match the spec.\n');
   });
 
@@ -138,7 +142,11 @@ describe('text', () => {
       ['      ~ tags:', '          {', '        -   "a": "1"', '        +   "a": "2"', '          }'],
     ],
   ])('update rendering: %s', (_what, before, after, lines) => {
-    const plan = diff({ aws: { resources: [res('user', 'u', after)], notices: [] } }, { aws: { backend: 'aws', resources: [res('user', 'u', before)] } }, { now: NOW, specHash: 'h' });
+    const plan = diff(
+      { aws: { resources: [res('user', 'u', after)], notices: [] } },
+      { aws: { backend: 'aws', resources: [res('user', 'u', before)] } },
+      { now: NOW, specHash: 'h' },
+    );
     const text = renderPlanText(plan);
     expect(text).toContain(`  ~ aws:user/u\n${lines.join('\n')}\n\nPlan: 0 to add, 1 to change, 0 to destroy.\n`);
   });
@@ -156,7 +164,11 @@ describe('text', () => {
     const mine = res('user', 'a', { path: '/datagrant/' });
     const extra = res('user', 'z', { path: '/datagrant/' });
     const have = n === 1 ? [mine, extra] : [res('user', 'a', { path: '/elsewhere/' }), extra];
-    const plan = diff({ aws: { resources: [mine], notices: [] } }, { aws: { backend: 'aws', resources: have } }, { now: NOW, specHash: 'h', applied: { [mine.address]: attrsHash(mine) } });
+    const plan = diff(
+      { aws: { resources: [mine], notices: [] } },
+      { aws: { backend: 'aws', resources: have } },
+      { now: NOW, specHash: 'h', applied: { [mine.address]: attrsHash(mine) } },
+    );
     const text = renderPlanText(plan);
     expect(text).toContain('  # aws:user/z will be destroyed (drift: not made by datagrant)\n');
     expect(text).toContain(`\n${line}\nPlan: `);

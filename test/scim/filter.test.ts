@@ -21,7 +21,10 @@ const alice: JsonObject = {
 const group: JsonObject = {
   id: 'g1',
   displayName: 'ML Research',
-  members: [{ value: 'u1', type: 'User' }, { value: 'u2', type: 'User' }],
+  members: [
+    { value: 'u1', type: 'User' },
+    { value: 'u2', type: 'User' },
+  ],
 };
 
 describe('filters that match alice', () => {
@@ -190,7 +193,14 @@ describe('PATCH paths', () => {
     expect(pp.path.sub).toBe(sub);
     expect(pp.subDef?.name).toBe(after);
   });
-  test.each(['nosuch', 'emails[type eq "work"].nosuch', 'emails[type eq "work"]value', 'userName[value eq "a"]', 'emails[type eq "work"].value.x', 'emails[type eq'])('%s is 400 invalidPath', (text) => {
+  test.each([
+    'nosuch',
+    'emails[type eq "work"].nosuch',
+    'emails[type eq "work"]value',
+    'userName[value eq "a"]',
+    'emails[type eq "work"].value.x',
+    'emails[type eq',
+  ])('%s is 400 invalidPath', (text) => {
     expect(() => parsePatchPath(text, 'User')).toThrow(expect.objectContaining({ status: 400, scimType: expect.stringMatching(/invalidPath/) }));
   });
 });

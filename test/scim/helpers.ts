@@ -32,13 +32,21 @@ export interface Res {
 }
 
 /** `makeStore`: another store (PostgreSQL); default an in-memory SQLite one. */
-export async function harness(opts: { bodyLimit?: number; makeStore?: (o: Required<ScimStoreOptions>) => Promise<ScimStore>; reservedNames?: () => Iterable<string> } = {}): Promise<Harness> {
+export async function harness(
+  opts: { bodyLimit?: number; makeStore?: (o: Required<ScimStoreOptions>) => Promise<ScimStore>; reservedNames?: () => Iterable<string> } = {},
+): Promise<Harness> {
   let t = Date.parse('2026-11-28T06:00:00.000Z');
   let n = 0;
   const storeOpts = { now: () => new Date((t += 1000)), newId: () => `0000-${String(++n).padStart(4, '0')}` };
   const store = opts.makeStore ? await opts.makeStore(storeOpts) : new SqliteScimStore(':memory:', storeOpts);
   const changes: ScimChange[] = [];
-  const app = buildScimServer({ store, tokenHashes: [hashToken(OTHER_TOKEN), hashToken(TOKEN)], onChange: (c) => changes.push(c), ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}), ...(opts.reservedNames ? { reservedNames: opts.reservedNames } : {}) });
+  const app = buildScimServer({
+    store,
+    tokenHashes: [hashToken(OTHER_TOKEN), hashToken(TOKEN)],
+    onChange: (c) => changes.push(c),
+    ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}),
+    ...(opts.reservedNames ? { reservedNames: opts.reservedNames } : {}),
+  });
   await app.ready();
   return {
     app,

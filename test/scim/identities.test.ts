@@ -54,7 +54,12 @@ test('active users in mapped groups; unmapped groups grant nothing; inactive use
   const bob = user('bob@example.com');
   const carol = user('carol@example.com', { active: false });
   const dave = user('dave', { emails: [{ value: 'not-an-email' }] });
-  const groups = [group('ML Research', [alice, bob, carol]), group('Data Eng', [alice], [{ value: 'g-nested', type: 'Group' }]), group('Unmapped', [bob]), group('ml research ops', [dave])];
+  const groups = [
+    group('ML Research', [alice, bob, carol]),
+    group('Data Eng', [alice], [{ value: 'g-nested', type: 'Group' }]),
+    group('Unmapped', [bob]),
+    group('ml research ops', [dave]),
+  ];
   expect(scimPrincipals([alice, bob, carol, dave], groups, { 'ml research': 'ml-researchers', 'Data Eng': 'data-engineers' })).toEqual({
     alice: { type: 'person', email: 'alice@corp.example', groups: ['data-engineers', 'ml-researchers'], grants: [] },
     bob: { type: 'person', email: 'bob@example.com', groups: ['ml-researchers'], grants: [] },
@@ -70,7 +75,13 @@ test('each user under the name the store gave it, whatever its userName is now; 
   // THEN the one left active keeps its own name, and a renamed user keeps the name it was given
   expect(Object.keys(scimPrincipals([a, b, renamed], [], {}))).toEqual([hashed('alice', 'alice@b.example'), 'bob']);
   // A record without a name (a store that has not named its older rows) is refused, not guessed
-  expect(() => scimPrincipals([user('c@x.example', {}, undefined as unknown as string)].map(({ principal: _, ...r }) => r), [], {})).toThrow(/has no principal name yet/);
+  expect(() =>
+    scimPrincipals(
+      [user('c@x.example', {}, undefined as unknown as string)].map(({ principal: _, ...r }) => r),
+      [],
+      {},
+    ),
+  ).toThrow(/has no principal name yet/);
 });
 
 describe('candidate names, best first: base, hash suffixes, then a counter; all valid for IAM and PostgreSQL', () => {
@@ -99,7 +110,15 @@ test('dangling members and members of unknown type are ignored', () => {
 
 test('the output, under the names a store gives, merges into a spec that passes the spec schema', async () => {
   const store = new SqliteScimStore(':memory:');
-  for (const u of ['Zoë.Ünal@example.com', 'o\'brien@example.com', 'pg_x@example.com', 'x@y', '12345', `${'l'.repeat(70)}@example.com`, `${'l'.repeat(70)}@other.example`]) {
+  for (const u of [
+    'Zoë.Ünal@example.com',
+    "o'brien@example.com",
+    'pg_x@example.com',
+    'x@y',
+    '12345',
+    `${'l'.repeat(70)}@example.com`,
+    `${'l'.repeat(70)}@other.example`,
+  ]) {
     await store.create('User', { userName: u });
   }
   const users = await store.list('User');

@@ -59,7 +59,11 @@ export function idpSequences(make: () => Promise<Harness>): void {
       r = await h.req('POST', '/scim/v2/Groups', { schemas: [GROUP_SCHEMA], displayName: 'ML Research', members: [] });
       expect(r.status).toBe(201);
       const gid = r.body.id as string;
-      r = await h.req('PATCH', `/scim/v2/Groups/${gid}`, patchBody({ op: 'add', path: 'members', value: [{ value: id, display: 'alice.liddell@example.com' }] }));
+      r = await h.req(
+        'PATCH',
+        `/scim/v2/Groups/${gid}`,
+        patchBody({ op: 'add', path: 'members', value: [{ value: id, display: 'alice.liddell@example.com' }] }),
+      );
       expect(r.status).toBe(200);
       expect(r.body.members).toEqual([{ value: id, display: 'alice.liddell@example.com', type: 'User' }]);
       expect(await h.principals()).toEqual({ alice_liddell: { type: 'person', email: 'alice.liddell@example.com', groups: ['ml-researchers'], grants: [] } });
@@ -87,7 +91,11 @@ export function idpSequences(make: () => Promise<Harness>): void {
       expect(r.status).toBe(200);
       expect(r.body.members).toBeUndefined();
       expect((await h.principals()).alice_liddell!.groups).toEqual([]);
-      r = await h.req('PATCH', `/scim/v2/Groups/${gid}`, patchBody({ op: 'replace', value: { id: gid, displayName: 'Data Eng' } }, { op: 'add', path: 'members', value: [{ value: id }] }));
+      r = await h.req(
+        'PATCH',
+        `/scim/v2/Groups/${gid}`,
+        patchBody({ op: 'replace', value: { id: gid, displayName: 'Data Eng' } }, { op: 'add', path: 'members', value: [{ value: id }] }),
+      );
       expect(r.body.displayName).toBe('Data Eng');
       expect((await h.principals()).alice_liddell!.groups).toEqual(['data-engineers']);
 
@@ -97,7 +105,14 @@ export function idpSequences(make: () => Promise<Harness>): void {
       expect(r.body).toMatchObject({ status: '409', scimType: 'uniqueness' });
 
       expect(h.changes.map((c) => `${c.type}:${c.action}`)).toEqual([
-        'User:create', 'Group:create', 'Group:update', 'User:update', 'User:update', 'User:update', 'Group:update', 'Group:update',
+        'User:create',
+        'Group:create',
+        'Group:update',
+        'User:update',
+        'User:update',
+        'User:update',
+        'Group:update',
+        'Group:update',
       ]);
     });
   });
@@ -112,7 +127,18 @@ export function idpSequences(make: () => Promise<Harness>): void {
         externalId: '0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef',
         userName: 'Bob.Builder@contoso.com',
         active: true,
-        addresses: [{ type: 'work', formatted: '1 Main St', streetAddress: '1 Main St', locality: 'Redmond', region: 'WA', postalCode: '98052', country: 'US', primary: true }],
+        addresses: [
+          {
+            type: 'work',
+            formatted: '1 Main St',
+            streetAddress: '1 Main St',
+            locality: 'Redmond',
+            region: 'WA',
+            postalCode: '98052',
+            country: 'US',
+            primary: true,
+          },
+        ],
         displayName: 'Bob Builder',
         emails: [{ primary: true, type: 'work', value: 'Bob.Builder@contoso.com' }],
         meta: { resourceType: 'User' },
@@ -134,7 +160,13 @@ export function idpSequences(make: () => Promise<Harness>): void {
       // Groups: lookup without members, create, add member.
       r = await h.req('GET', `/scim/v2/Groups?excludedAttributes=members&filter=${q('displayName eq "ML Research"')}`);
       expect(r.body.totalResults).toBe(0);
-      r = await h.req('POST', '/scim/v2/Groups', { schemas: [GROUP_SCHEMA], externalId: '8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159', displayName: 'ML Research', meta: { resourceType: 'Group' }, members: [] });
+      r = await h.req('POST', '/scim/v2/Groups', {
+        schemas: [GROUP_SCHEMA],
+        externalId: '8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159',
+        displayName: 'ML Research',
+        meta: { resourceType: 'Group' },
+        members: [],
+      });
       expect(r.status).toBe(201);
       const gid = r.body.id as string;
       r = await h.req('PATCH', `/scim/v2/Groups/${gid}`, patchBody({ op: 'Add', path: 'members', value: [{ value: uid }] }));
@@ -145,7 +177,11 @@ export function idpSequences(make: () => Promise<Harness>): void {
       r = await h.req('GET', `/scim/v2/Groups?excludedAttributes=members&filter=${q(`id eq "${gid}" and members eq "${uid}"`)}`);
       expect(r.body.totalResults).toBe(1);
       expect(r.body.Resources).toEqual([expect.not.objectContaining({ members: expect.anything() })]);
-      expect((r.body.Resources as Record<string, unknown>[])[0]).toMatchObject({ id: gid, displayName: 'ML Research', externalId: '8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159' });
+      expect((r.body.Resources as Record<string, unknown>[])[0]).toMatchObject({
+        id: gid,
+        displayName: 'ML Research',
+        externalId: '8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159',
+      });
       r = await h.req('GET', `/scim/v2/Groups?excludedAttributes=members`);
       expect(r.body.Resources).toEqual([expect.not.objectContaining({ members: expect.anything() })]);
       r = await h.req('GET', `/scim/v2/Groups/${gid}?excludedAttributes=members`);
@@ -216,7 +252,10 @@ export function idpSequences(make: () => Promise<Harness>): void {
 
     test('a repeated query parameter counts once (the last), never a 500', async () => {
       await h.req('POST', '/scim/v2/Users', { schemas: [USER_SCHEMA], userName: 'd@example.com' });
-      const r = await h.req('GET', `/scim/v2/Users?attributes=displayName&attributes=userName&count=5&count=1&filter=${q('userName pr')}&filter=${q('userName eq "d@example.com"')}`);
+      const r = await h.req(
+        'GET',
+        `/scim/v2/Users?attributes=displayName&attributes=userName&count=5&count=1&filter=${q('userName pr')}&filter=${q('userName eq "d@example.com"')}`,
+      );
       expect(r.status).toBe(200);
       expect(r.body.Resources).toEqual([{ schemas: [USER_SCHEMA], id: expect.any(String), userName: 'd@example.com' }]);
     });

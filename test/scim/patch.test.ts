@@ -9,7 +9,13 @@ const user = (): JsonObject => ({
   active: true,
   emails: [{ value: 'alice@example.com', type: 'work', primary: true }],
 });
-const group = (): JsonObject => ({ displayName: 'ML Research', members: [{ value: 'u1', type: 'User' }, { value: 'u2', type: 'User' }] });
+const group = (): JsonObject => ({
+  displayName: 'ML Research',
+  members: [
+    { value: 'u1', type: 'User' },
+    { value: 'u2', type: 'User' },
+  ],
+});
 
 const body = (...Operations: unknown[]) => ({ schemas: [PATCH_SCHEMA], Operations });
 /** Parse, apply and re-check, as the server does. */
@@ -26,8 +32,17 @@ describe('users', () => {
   test(`a user's e-mails stop at ${MAX_VALUES}, one add at a time or all at once`, () => {
     const add = (i: number) => ({ op: 'add', path: 'emails', value: [{ value: `e${i}@example.com` }] });
     expect((patch('User', user(), ...Array.from({ length: MAX_VALUES - 1 }, (_, i) => add(i))).emails as unknown[]).length).toBe(MAX_VALUES);
-    expect(() => patch('User', user(), ...Array.from({ length: MAX_VALUES }, (_, i) => add(i)))).toThrow(expect.objectContaining({ status: 400, scimType: 'invalidValue' }));
-    expect(() => patch('User', user(), { op: 'add', path: 'emails[type eq "home"].value', value: 'h@example.com' }, ...Array.from({ length: MAX_VALUES - 1 }, (_, i) => add(i)))).toThrow(/at most 100/);
+    expect(() => patch('User', user(), ...Array.from({ length: MAX_VALUES }, (_, i) => add(i)))).toThrow(
+      expect.objectContaining({ status: 400, scimType: 'invalidValue' }),
+    );
+    expect(() =>
+      patch(
+        'User',
+        user(),
+        { op: 'add', path: 'emails[type eq "home"].value', value: 'h@example.com' },
+        ...Array.from({ length: MAX_VALUES - 1 }, (_, i) => add(i)),
+      ),
+    ).toThrow(/at most 100/);
   });
 
   test.each<[string, unknown[], (u: JsonObject) => void]>([
@@ -35,28 +50,122 @@ describe('users', () => {
     ['Okta reactivate', [{ op: 'replace', value: { active: true } }], (u) => expect(u.active).toBe(true)],
     ['Entra: Replace active "False"', [{ op: 'Replace', path: 'active', value: 'False' }], (u) => expect(u.active).toBe(false)],
     ['Entra: "True" in a value object', [{ op: 'Replace', value: { active: 'True' } }], (u) => expect(u.active).toBe(true)],
-    ['Entra: dotted keys in a value object', [{ op: 'Add', value: { 'name.givenName': 'Alicia', 'name.familyName': 'L' } }], (u) => expect(u.name).toEqual({ givenName: 'Alicia', familyName: 'L' })],
-    ['name.givenName path', [{ op: 'replace', path: 'name.givenName', value: 'Al' }], (u) => expect(u.name).toEqual({ givenName: 'Al', familyName: 'Liddell' })],
-    ['complex replace merges sub-attributes', [{ op: 'replace', path: 'name', value: { formatted: 'Alice L' } }], (u) => expect(u.name).toEqual({ givenName: 'Alice', familyName: 'Liddell', formatted: 'Alice L' })],
-    ['emails[type eq "work"].value replaces the work email', [{ op: 'replace', path: 'emails[type eq "work"].value', value: 'a2@example.com' }], (u) => expect(u.emails).toEqual([{ value: 'a2@example.com', type: 'work', primary: true }])],
-    ['Entra adds emails[type eq "home"].value when there is none', [{ op: 'Add', path: 'emails[type eq "home"].value', value: 'a@home.example' }], (u) => expect(u.emails).toEqual([{ value: 'alice@example.com', type: 'work', primary: true }, { type: 'home', value: 'a@home.example' }])],
+    [
+      'Entra: dotted keys in a value object',
+      [{ op: 'Add', value: { 'name.givenName': 'Alicia', 'name.familyName': 'L' } }],
+      (u) => expect(u.name).toEqual({ givenName: 'Alicia', familyName: 'L' }),
+    ],
+    [
+      'name.givenName path',
+      [{ op: 'replace', path: 'name.givenName', value: 'Al' }],
+      (u) => expect(u.name).toEqual({ givenName: 'Al', familyName: 'Liddell' }),
+    ],
+    [
+      'complex replace merges sub-attributes',
+      [{ op: 'replace', path: 'name', value: { formatted: 'Alice L' } }],
+      (u) => expect(u.name).toEqual({ givenName: 'Alice', familyName: 'Liddell', formatted: 'Alice L' }),
+    ],
+    [
+      'emails[type eq "work"].value replaces the work email',
+      [{ op: 'replace', path: 'emails[type eq "work"].value', value: 'a2@example.com' }],
+      (u) => expect(u.emails).toEqual([{ value: 'a2@example.com', type: 'work', primary: true }]),
+    ],
+    [
+      'Entra adds emails[type eq "home"].value when there is none',
+      [{ op: 'Add', path: 'emails[type eq "home"].value', value: 'a@home.example' }],
+      (u) =>
+        expect(u.emails).toEqual([
+          { value: 'alice@example.com', type: 'work', primary: true },
+          { type: 'home', value: 'a@home.example' },
+        ]),
+    ],
     ['remove an email by filter', [{ op: 'remove', path: 'emails[type eq "work"]' }], (u) => expect(u.emails).toBeUndefined()],
     ['remove a single attribute', [{ op: 'remove', path: 'name.familyName' }], (u) => expect(u.name).toEqual({ givenName: 'Alice' })],
-    ['add to a multi-valued attribute appends', [{ op: 'add', path: 'emails', value: [{ value: 'b@example.com', type: 'other' }] }], (u) => expect(u.emails).toHaveLength(2)],
-    ['add of an existing email does not duplicate it', [{ op: 'add', path: 'emails', value: [{ value: 'ALICE@example.com', display: 'A' }] }], (u) => expect(u.emails).toEqual([{ value: 'ALICE@example.com', type: 'work', primary: true, display: 'A' }])],
-    ['replace a multi-valued attribute as a whole', [{ op: 'replace', path: 'emails', value: [{ value: 'c@example.com' }] }], (u) => expect(u.emails).toEqual([{ value: 'c@example.com' }])],
-    ['Entra: enterprise attribute by URN path', [{ op: 'Add', path: `${ENTERPRISE_SCHEMA}:department`, value: 'ML' }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ department: 'ML' })],
-    ['enterprise extension object in a value object', [{ op: 'replace', value: { [ENTERPRISE_SCHEMA]: { employeeNumber: 7 } } }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ employeeNumber: '7' })],
-    ['Entra sends manager as a bare id', [{ op: 'Add', path: `${ENTERPRISE_SCHEMA}:manager`, value: 'm-7' }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ manager: { value: 'm-7' } })],
-    ['Entra: emails[type eq "work" and primary eq true].value on a user without one', [{ op: 'Replace', path: 'emails[type eq "other" and primary eq true].value', value: 'o@example.com' }], (u) => expect(u.emails).toEqual([{ value: 'alice@example.com', type: 'work', primary: true }, { type: 'other', primary: true, value: 'o@example.com' }])],
-    ['Entra: addresses[type eq "work"].locality', [{ op: 'Add', path: 'addresses[type eq "work"].locality', value: 'Redmond' }], (u) => expect(u.addresses).toEqual([{ type: 'work', locality: 'Redmond' }])],
-    ['URN-qualified key in a value object', [{ op: 'replace', value: { [`${ENTERPRISE_SCHEMA}:manager.value`]: 'm1' } }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ manager: { value: 'm1' } })],
-    ['an unknown extension in a value object is ignored', [{ op: 'replace', value: { 'urn:okta:custom:1.0:User:x': 'y', displayName: 'A' } }], (u) => expect(u.displayName).toBe('A')],
-    ['Okta repeats the id and sends a password: both fine, neither stored', [{ op: 'replace', value: { id: 'the-id', password: 'hunter2', displayName: 'A' } }], (u) => expect(u).not.toHaveProperty('password')],
-    ['attribute names are case-insensitive', [{ op: 'replace', value: { USERNAME: 'a@example.com', DisplayName: 'A' } }], (u) => expect([u.userName, u.displayName]).toEqual(['a@example.com', 'A'])],
-    ['Entra: path is the enterprise extension URN, value an object', [{ op: 'Add', path: ENTERPRISE_SCHEMA, value: { department: 'ML', manager: 'm-7' } }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ department: 'ML', manager: { value: 'm-7' } })],
-    ['the extension URN as a path, in any case, replaces the attributes given', [{ op: 'add', path: ENTERPRISE_SCHEMA, value: { department: 'ML', costCenter: 'C1' } }, { op: 'replace', path: ENTERPRISE_SCHEMA.toUpperCase(), value: { department: 'Ops' } }], (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ department: 'Ops', costCenter: 'C1' })],
-    ['remove with the extension URN as the path drops the extension', [{ op: 'add', path: ENTERPRISE_SCHEMA, value: { department: 'ML' } }, { op: 'remove', path: ENTERPRISE_SCHEMA }], (u) => expect(u).not.toHaveProperty(ENTERPRISE_SCHEMA)],
+    [
+      'add to a multi-valued attribute appends',
+      [{ op: 'add', path: 'emails', value: [{ value: 'b@example.com', type: 'other' }] }],
+      (u) => expect(u.emails).toHaveLength(2),
+    ],
+    [
+      'add of an existing email does not duplicate it',
+      [{ op: 'add', path: 'emails', value: [{ value: 'ALICE@example.com', display: 'A' }] }],
+      (u) => expect(u.emails).toEqual([{ value: 'ALICE@example.com', type: 'work', primary: true, display: 'A' }]),
+    ],
+    [
+      'replace a multi-valued attribute as a whole',
+      [{ op: 'replace', path: 'emails', value: [{ value: 'c@example.com' }] }],
+      (u) => expect(u.emails).toEqual([{ value: 'c@example.com' }]),
+    ],
+    [
+      'Entra: enterprise attribute by URN path',
+      [{ op: 'Add', path: `${ENTERPRISE_SCHEMA}:department`, value: 'ML' }],
+      (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ department: 'ML' }),
+    ],
+    [
+      'enterprise extension object in a value object',
+      [{ op: 'replace', value: { [ENTERPRISE_SCHEMA]: { employeeNumber: 7 } } }],
+      (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ employeeNumber: '7' }),
+    ],
+    [
+      'Entra sends manager as a bare id',
+      [{ op: 'Add', path: `${ENTERPRISE_SCHEMA}:manager`, value: 'm-7' }],
+      (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ manager: { value: 'm-7' } }),
+    ],
+    [
+      'Entra: emails[type eq "work" and primary eq true].value on a user without one',
+      [{ op: 'Replace', path: 'emails[type eq "other" and primary eq true].value', value: 'o@example.com' }],
+      (u) =>
+        expect(u.emails).toEqual([
+          { value: 'alice@example.com', type: 'work', primary: true },
+          { type: 'other', primary: true, value: 'o@example.com' },
+        ]),
+    ],
+    [
+      'Entra: addresses[type eq "work"].locality',
+      [{ op: 'Add', path: 'addresses[type eq "work"].locality', value: 'Redmond' }],
+      (u) => expect(u.addresses).toEqual([{ type: 'work', locality: 'Redmond' }]),
+    ],
+    [
+      'URN-qualified key in a value object',
+      [{ op: 'replace', value: { [`${ENTERPRISE_SCHEMA}:manager.value`]: 'm1' } }],
+      (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ manager: { value: 'm1' } }),
+    ],
+    [
+      'an unknown extension in a value object is ignored',
+      [{ op: 'replace', value: { 'urn:okta:custom:1.0:User:x': 'y', displayName: 'A' } }],
+      (u) => expect(u.displayName).toBe('A'),
+    ],
+    [
+      'Okta repeats the id and sends a password: both fine, neither stored',
+      [{ op: 'replace', value: { id: 'the-id', password: 'hunter2', displayName: 'A' } }],
+      (u) => expect(u).not.toHaveProperty('password'),
+    ],
+    [
+      'attribute names are case-insensitive',
+      [{ op: 'replace', value: { USERNAME: 'a@example.com', DisplayName: 'A' } }],
+      (u) => expect([u.userName, u.displayName]).toEqual(['a@example.com', 'A']),
+    ],
+    [
+      'Entra: path is the enterprise extension URN, value an object',
+      [{ op: 'Add', path: ENTERPRISE_SCHEMA, value: { department: 'ML', manager: 'm-7' } }],
+      (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ department: 'ML', manager: { value: 'm-7' } }),
+    ],
+    [
+      'the extension URN as a path, in any case, replaces the attributes given',
+      [
+        { op: 'add', path: ENTERPRISE_SCHEMA, value: { department: 'ML', costCenter: 'C1' } },
+        { op: 'replace', path: ENTERPRISE_SCHEMA.toUpperCase(), value: { department: 'Ops' } },
+      ],
+      (u) => expect(u[ENTERPRISE_SCHEMA]).toEqual({ department: 'Ops', costCenter: 'C1' }),
+    ],
+    [
+      'remove with the extension URN as the path drops the extension',
+      [
+        { op: 'add', path: ENTERPRISE_SCHEMA, value: { department: 'ML' } },
+        { op: 'remove', path: ENTERPRISE_SCHEMA },
+      ],
+      (u) => expect(u).not.toHaveProperty(ENTERPRISE_SCHEMA),
+    ],
     ['replace with null unassigns', [{ op: 'replace', path: 'name', value: null }], (u) => expect(u.name).toBeUndefined()],
     ['remove on a filter that matches nothing changes nothing', [{ op: 'remove', path: 'emails[type eq "none"]' }], (u) => expect(u.emails).toHaveLength(1)],
   ])('%s', (_what, ops, check) => {
@@ -84,9 +193,24 @@ describe('groups', () => {
   test.each<[string, unknown[], string[]]>([
     ['member ids are caseExact: members[value eq "U1"] removes nothing', [{ op: 'remove', path: 'members[value eq "U1"]' }], ['u1', 'u2']],
     ['and a value list in another case neither', [{ op: 'Remove', path: 'members', value: [{ value: 'U2' }] }], ['u1', 'u2']],
-    ['remove, add back, remove again', [{ op: 'remove', path: 'members[value eq "u1"]' }, { op: 'add', path: 'members', value: [{ value: 'u1' }] }, { op: 'remove', path: 'members[value eq "u2"]' }], ['u1']],
+    [
+      'remove, add back, remove again',
+      [
+        { op: 'remove', path: 'members[value eq "u1"]' },
+        { op: 'add', path: 'members', value: [{ value: 'u1' }] },
+        { op: 'remove', path: 'members[value eq "u2"]' },
+      ],
+      ['u1'],
+    ],
     ['remove one not there', [{ op: 'remove', path: 'members[value eq "u9"]' }], ['u1', 'u2']],
-    ['replace, then add', [{ op: 'replace', path: 'members', value: [{ value: 'u5' }] }, { op: 'add', path: 'members', value: [{ value: 'u6' }, { value: 'u5' }] }], ['u5', 'u6']],
+    [
+      'replace, then add',
+      [
+        { op: 'replace', path: 'members', value: [{ value: 'u5' }] },
+        { op: 'add', path: 'members', value: [{ value: 'u6' }, { value: 'u5' }] },
+      ],
+      ['u5', 'u6'],
+    ],
     ['a filter the index cannot answer', [{ op: 'remove', path: 'members[value eq "u1" or value eq "u2"]' }], []],
   ])('%s', (_what, ops, want) => {
     const g = patch('Group', group(), ...ops);
@@ -95,7 +219,9 @@ describe('groups', () => {
 
   test(`a group holds at most ${MAX_MEMBERS} members`, () => {
     const many = Array.from({ length: MAX_MEMBERS + 1 }, (_, i) => ({ value: `m${i}` }));
-    expect(() => patch('Group', group(), { op: 'add', path: 'members', value: many })).toThrow(expect.objectContaining({ status: 400, scimType: 'invalidValue' }));
+    expect(() => patch('Group', group(), { op: 'add', path: 'members', value: many })).toThrow(
+      expect.objectContaining({ status: 400, scimType: 'invalidValue' }),
+    );
     expect((patch('Group', group(), { op: 'replace', path: 'members', value: many.slice(1) }).members as unknown[]).length).toBe(MAX_MEMBERS);
   });
 
@@ -127,7 +253,7 @@ describe('invalid PATCH requests are 400 with a scimType', () => {
     ['the extension URN as a path with a string', body({ op: 'add', path: ENTERPRISE_SCHEMA, value: 'ML' }), 'invalidValue'],
     ['the extension URN as a path with an unknown attribute', body({ op: 'add', path: ENTERPRISE_SCHEMA, value: { shoeSize: 44 } }), 'invalidPath'],
   ];
-  test.each(cases)("%s", (_what, b, scimType) => {
+  test.each(cases)('%s', (_what, b, scimType) => {
     let err: { status?: number; scimType?: string } | undefined;
     try {
       checkPatched('User', applyPatch('User', user(), parsePatchRequest(b), 'the-id'));
@@ -146,7 +272,9 @@ test('the no-path form and the extension URN as a path give the same user', () =
 });
 
 test('a path naming an extension in a filter says so, not that a schema is unknown', () => {
-  expect(() => patch('User', user(), { op: 'replace', path: `${ENTERPRISE_SCHEMA}[value eq "x"]`, value: {} })).toThrow(/names the extension schema, not one of its attributes/);
+  expect(() => patch('User', user(), { op: 'replace', path: `${ENTERPRISE_SCHEMA}[value eq "x"]`, value: {} })).toThrow(
+    /names the extension schema, not one of its attributes/,
+  );
 });
 
 test(`more than ${MAX_PATCH_OPERATIONS} operations are 400 tooMany`, () => {
@@ -164,7 +292,9 @@ test('a long PATCH gives the event loop back as it goes, with the same result', 
     if (!stop) setImmediate(other);
   };
   setImmediate(other);
-  const ops = parsePatchRequest(body(...Array.from({ length: 200 }, (_, i) => ({ op: 'add', path: 'emails', value: [{ value: `e${i % 50}@example.com`, display: `${i}` }] }))));
+  const ops = parsePatchRequest(
+    body(...Array.from({ length: 200 }, (_, i) => ({ op: 'add', path: 'emails', value: [{ value: `e${i % 50}@example.com`, display: `${i}` }] }))),
+  );
   // WHEN the PATCH runs in slices of (at most) 0 ms
   const sliced = await applyPatchInSlices('User', user(), ops, 'the-id', 0);
   stop = true;

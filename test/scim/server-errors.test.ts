@@ -24,7 +24,15 @@ afterAll(async () => {
 
 const user = (extra: Record<string, unknown> = {}) => ({ schemas: [USER_SCHEMA], userName: 'new@example.com', ...extra });
 
-type Case = [what: string, method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: () => string, body: unknown, headers: Record<string, string>, status: number, scimType: string | undefined];
+type Case = [
+  what: string,
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+  url: () => string,
+  body: unknown,
+  headers: Record<string, string>,
+  status: number,
+  scimType: string | undefined,
+];
 const cases: Case[] = [
   ['malformed JSON', 'POST', () => '/scim/v2/Users', '{"schemas": [', {}, 400, 'invalidSyntax'],
   ['a JSON array', 'POST', () => '/scim/v2/Users', '[]', {}, 400, 'invalidSyntax'],
@@ -37,15 +45,39 @@ const cases: Case[] = [
   ['emails not a list of objects', 'POST', () => '/scim/v2/Users', user({ emails: ['x@example.com'] }), {}, 400, 'invalidValue'],
   ['duplicate userName', 'POST', () => '/scim/v2/Users', user({ userName: 'ALICE@example.com' }), {}, 409, 'uniqueness'],
   ['duplicate group displayName', 'POST', () => '/scim/v2/Groups', { schemas: [GROUP_SCHEMA], displayName: 'ml research' }, {}, 409, 'uniqueness'],
-  ['a member that does not exist', 'POST', () => '/scim/v2/Groups', { schemas: [GROUP_SCHEMA], displayName: 'G', members: [{ value: 'nope' }] }, {}, 400, 'invalidValue'],
+  [
+    'a member that does not exist',
+    'POST',
+    () => '/scim/v2/Groups',
+    { schemas: [GROUP_SCHEMA], displayName: 'G', members: [{ value: 'nope' }] },
+    {},
+    400,
+    'invalidValue',
+  ],
   ['invalid filter', 'GET', () => `/scim/v2/Users?filter=${q('userName eq')}`, undefined, {}, 400, 'invalidFilter'],
   ['filter on an unknown attribute', 'GET', () => `/scim/v2/Users?filter=${q('shoeSize gt 40')}`, undefined, {}, 400, 'invalidFilter'],
   ['unquoted filter value', 'GET', () => `/scim/v2/Groups?filter=${q('displayName eq ML')}`, undefined, {}, 400, 'invalidFilter'],
   ['non-numeric startIndex', 'GET', () => '/scim/v2/Users?startIndex=abc', undefined, {}, 400, 'invalidValue'],
   ['2 MB body', 'POST', () => '/scim/v2/Users', user({ displayName: 'x'.repeat(2 * 1024 * 1024) }), {}, 413, undefined],
   ['text/plain body', 'POST', () => '/scim/v2/Users', JSON.stringify(user()), { 'content-type': 'text/plain' }, 415, undefined],
-  ['wrong If-Match on PUT', 'PUT', () => `/scim/v2/Users/${uid}`, user({ userName: 'alice@example.com', displayName: 'X' }), { 'if-match': 'W/"99"' }, 412, undefined],
-  ['wrong If-Match on PATCH', 'PATCH', () => `/scim/v2/Users/${uid}`, patchBody({ op: 'replace', value: { active: false } }), { 'if-match': 'W/"99"' }, 412, undefined],
+  [
+    'wrong If-Match on PUT',
+    'PUT',
+    () => `/scim/v2/Users/${uid}`,
+    user({ userName: 'alice@example.com', displayName: 'X' }),
+    { 'if-match': 'W/"99"' },
+    412,
+    undefined,
+  ],
+  [
+    'wrong If-Match on PATCH',
+    'PATCH',
+    () => `/scim/v2/Users/${uid}`,
+    patchBody({ op: 'replace', value: { active: false } }),
+    { 'if-match': 'W/"99"' },
+    412,
+    undefined,
+  ],
   ['wrong If-Match on DELETE', 'DELETE', () => `/scim/v2/Users/${uid}`, undefined, { 'if-match': '"2"' }, 412, undefined],
   ['unknown id: GET', 'GET', () => '/scim/v2/Users/nope', undefined, {}, 404, undefined],
   ['unknown id: PUT', 'PUT', () => '/scim/v2/Users/nope', user(), {}, 404, undefined],
@@ -56,17 +88,73 @@ const cases: Case[] = [
   ['PUT changing the id', 'PUT', () => `/scim/v2/Users/${uid}`, user({ id: 'other', userName: 'alice@example.com' }), {}, 400, 'mutability'],
   ['PUT taking another userName', 'PUT', () => `/scim/v2/Users/${uid}`, user({ userName: 'Bob@example.com' }), {}, 409, 'uniqueness'],
   ['PATCH id', 'PATCH', () => `/scim/v2/Users/${uid}`, patchBody({ op: 'replace', path: 'id', value: 'x' }), {}, 400, 'mutability'],
-  ['PATCH meta', 'PATCH', () => `/scim/v2/Users/${uid}`, patchBody({ op: 'replace', path: 'meta.lastModified', value: '2020-01-01T00:00:00Z' }), {}, 400, 'mutability'],
-  ['PATCH with wrong schemas', 'PATCH', () => `/scim/v2/Users/${uid}`, { schemas: [USER_SCHEMA], Operations: [{ op: 'replace', value: { active: false } }] }, {}, 400, 'invalidSyntax'],
+  [
+    'PATCH meta',
+    'PATCH',
+    () => `/scim/v2/Users/${uid}`,
+    patchBody({ op: 'replace', path: 'meta.lastModified', value: '2020-01-01T00:00:00Z' }),
+    {},
+    400,
+    'mutability',
+  ],
+  [
+    'PATCH with wrong schemas',
+    'PATCH',
+    () => `/scim/v2/Users/${uid}`,
+    { schemas: [USER_SCHEMA], Operations: [{ op: 'replace', value: { active: false } }] },
+    {},
+    400,
+    'invalidSyntax',
+  ],
   ['PATCH unknown path', 'PATCH', () => `/scim/v2/Users/${uid}`, patchBody({ op: 'replace', path: 'shoeSize', value: 44 }), {}, 400, 'invalidPath'],
-  ['PATCH whose second operation fails', 'PATCH', () => `/scim/v2/Users/${uid}`, patchBody({ op: 'replace', value: { active: false } }, { op: 'remove' }), {}, 400, 'noTarget'],
+  [
+    'PATCH whose second operation fails',
+    'PATCH',
+    () => `/scim/v2/Users/${uid}`,
+    patchBody({ op: 'replace', value: { active: false } }, { op: 'remove' }),
+    {},
+    400,
+    'noTarget',
+  ],
   ['PATCH removing userName', 'PATCH', () => `/scim/v2/Users/${uid}`, patchBody({ op: 'remove', path: 'userName' }), {}, 400, 'invalidValue'],
-  ['PATCH renaming onto another userName', 'PATCH', () => `/scim/v2/Users/${uid}`, patchBody({ op: 'replace', path: 'userName', value: 'BOB@example.com' }), {}, 409, 'uniqueness'],
-  ['PATCH adding an unknown member', 'PATCH', () => `/scim/v2/Groups/${gid}`, patchBody({ op: 'add', path: 'members', value: [{ value: 'ghost' }] }), {}, 400, 'invalidValue'],
-  ['PATCH replacing on no match', 'PATCH', () => `/scim/v2/Groups/${gid}`, patchBody({ op: 'replace', path: 'members[value co "zz"].display', value: 'x' }), {}, 400, 'noTarget'],
+  [
+    'PATCH renaming onto another userName',
+    'PATCH',
+    () => `/scim/v2/Users/${uid}`,
+    patchBody({ op: 'replace', path: 'userName', value: 'BOB@example.com' }),
+    {},
+    409,
+    'uniqueness',
+  ],
+  [
+    'PATCH adding an unknown member',
+    'PATCH',
+    () => `/scim/v2/Groups/${gid}`,
+    patchBody({ op: 'add', path: 'members', value: [{ value: 'ghost' }] }),
+    {},
+    400,
+    'invalidValue',
+  ],
+  [
+    'PATCH replacing on no match',
+    'PATCH',
+    () => `/scim/v2/Groups/${gid}`,
+    patchBody({ op: 'replace', path: 'members[value co "zz"].display', value: 'x' }),
+    {},
+    400,
+    'noTarget',
+  ],
   ['bad percent-encoding in the path', 'GET', () => '/scim/v2/Users/%E0%A4%A', undefined, {}, 400, 'invalidSyntax'],
   ['a 500-character id', 'GET', () => `/scim/v2/Users/${'x'.repeat(500)}`, undefined, {}, 414, undefined],
-  ['JSON nested 5000 deep', 'POST', () => '/scim/v2/Users', `{"schemas":["${USER_SCHEMA}"],"userName":"deep@example.com","name":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`, {}, 400, 'invalidSyntax'],
+  [
+    'JSON nested 5000 deep',
+    'POST',
+    () => '/scim/v2/Users',
+    `{"schemas":["${USER_SCHEMA}"],"userName":"deep@example.com","name":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`,
+    {},
+    400,
+    'invalidSyntax',
+  ],
   ['a JSON string', 'POST', () => '/scim/v2/Users', '"alice"', {}, 400, 'invalidSyntax'],
   ['a filter longer than 4096 characters', 'GET', () => `/scim/v2/Users?filter=${q(`userName eq "${'a'.repeat(5000)}"`)}`, undefined, {}, 400, 'invalidFilter'],
   ['PATCH with an empty body', 'PATCH', () => `/scim/v2/Users/${uid}`, '', {}, 400, 'invalidSyntax'],
@@ -131,7 +219,12 @@ describe('authentication', () => {
 
   test.each(table)('%s %s with %s → 401', async (method, url, _what, headers) => {
     const before = await state();
-    const r = await h.app.inject({ method: method as 'GET', url, headers: { 'content-type': 'application/scim+json', ...headers }, ...(method === 'POST' || method === 'PUT' || method === 'PATCH' ? { payload: JSON.stringify(user()) } : {}) });
+    const r = await h.app.inject({
+      method: method as 'GET',
+      url,
+      headers: { 'content-type': 'application/scim+json', ...headers },
+      ...(method === 'POST' || method === 'PUT' || method === 'PATCH' ? { payload: JSON.stringify(user()) } : {}),
+    });
     expect(r.statusCode).toBe(401);
     expect(r.headers['www-authenticate']).toBe('Bearer realm="datagrant"');
     expect(JSON.parse(r.body)).toEqual({ schemas: [ERROR_SCHEMA], status: '401', detail: expect.any(String) });
@@ -186,7 +279,12 @@ test('request logs never contain the bearer token', async () => {
   const store = new SqliteScimStore(':memory:');
   const app = buildScimServer({ store, tokenHashes: [hashToken(TOKEN)], logger });
   for (const authorization of [`Bearer ${TOKEN}`, 'Bearer wrong-token-value']) {
-    await app.inject({ method: 'POST', url: '/scim/v2/Users', headers: { authorization, 'content-type': 'application/scim+json' }, payload: { schemas: [USER_SCHEMA], userName: 'log@example.com' } });
+    await app.inject({
+      method: 'POST',
+      url: '/scim/v2/Users',
+      headers: { authorization, 'content-type': 'application/scim+json' },
+      payload: { schemas: [USER_SCHEMA], userName: 'log@example.com' },
+    });
   }
   await app.close();
   await store.close();

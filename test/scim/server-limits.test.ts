@@ -23,7 +23,18 @@ describe.each([
   let gid = '';
   beforeAll(async () => {
     c = await start();
-    alice = (await c.req('POST', '/scim/v2/Users', user('alice@example.com', { emails: [{ value: 'alice@example.com', type: 'work' }, { value: 'a@home.example', type: 'home' }] }))).body.id as string;
+    alice = (
+      await c.req(
+        'POST',
+        '/scim/v2/Users',
+        user('alice@example.com', {
+          emails: [
+            { value: 'alice@example.com', type: 'work' },
+            { value: 'a@home.example', type: 'home' },
+          ],
+        }),
+      )
+    ).body.id as string;
     bob = (await c.req('POST', '/scim/v2/Users', user('bob@example.com', { emails: [{ value: 'bob@example.com', type: 'work' }] }))).body.id as string;
     gid = (await c.req('POST', '/scim/v2/Groups', { schemas: [GROUP_SCHEMA], displayName: 'ML Research', members: [{ value: alice }] })).body.id as string;
   });
@@ -86,8 +97,12 @@ describe.each([
   });
 
   describe('PATCH with an extension URN as the path', () => {
-    test('an object value sets the extension\'s attributes, as the no-path form does', async () => {
-      const r = await c.req('PATCH', `/scim/v2/Users/${bob}`, patchBody({ op: 'Add', path: ENTERPRISE_SCHEMA, value: { department: 'ML', manager: { value: alice } } }));
+    test("an object value sets the extension's attributes, as the no-path form does", async () => {
+      const r = await c.req(
+        'PATCH',
+        `/scim/v2/Users/${bob}`,
+        patchBody({ op: 'Add', path: ENTERPRISE_SCHEMA, value: { department: 'ML', manager: { value: alice } } }),
+      );
       expect(r.status, JSON.stringify(r.body)).toBe(200);
       expect(r.body[ENTERPRISE_SCHEMA]).toEqual({ department: 'ML', manager: { value: alice } });
       expect(r.body.schemas).toEqual([USER_SCHEMA, ENTERPRISE_SCHEMA]);
@@ -164,13 +179,25 @@ describe.each([
       expect(statuses).toEqual([...Array(10).fill(200), ...Array(10).fill(400)]);
       expect(((await c.req('GET', `/scim/v2/Users/${id}`)).body.emails as unknown[]).length).toBe(MAX_VALUES);
       // Adding one already there is no growth, and is still fine.
-      expect((await c.req('PATCH', `/scim/v2/Users/${id}`, patchBody({ op: 'add', path: 'emails', value: [{ value: 'E0@example.com', primary: true }] }))).status).toBe(200);
+      expect(
+        (await c.req('PATCH', `/scim/v2/Users/${id}`, patchBody({ op: 'add', path: 'emails', value: [{ value: 'E0@example.com', primary: true }] }))).status,
+      ).toBe(200);
     });
     test.each<[string, 'POST' | 'PUT' | 'PATCH', () => string, unknown]>([
       ['POST with 101 e-mails', 'POST', () => '/scim/v2/Users', user('many@example.com', { emails: emails(MAX_VALUES + 1) })],
       ['PUT with 101 roles', 'PUT', () => `/scim/v2/Users/${alice}`, user('alice@example.com', { roles: emails(MAX_VALUES + 1) })],
-      ['one PATCH adding 101 phone numbers', 'PATCH', () => `/scim/v2/Users/${alice}`, patchBody({ op: 'add', path: 'phoneNumbers', value: emails(MAX_VALUES + 1) })],
-      ['a user over 64 KiB as JSON', 'POST', () => '/scim/v2/Users', user('big@example.com', { x509Certificates: Array.from({ length: 60 }, (_, i) => ({ value: `${i}`.padEnd(1200, 'A') })) })],
+      [
+        'one PATCH adding 101 phone numbers',
+        'PATCH',
+        () => `/scim/v2/Users/${alice}`,
+        patchBody({ op: 'add', path: 'phoneNumbers', value: emails(MAX_VALUES + 1) }),
+      ],
+      [
+        'a user over 64 KiB as JSON',
+        'POST',
+        () => '/scim/v2/Users',
+        user('big@example.com', { x509Certificates: Array.from({ length: 60 }, (_, i) => ({ value: `${i}`.padEnd(1200, 'A') })) }),
+      ],
     ])('%s: 400 invalidValue', async (_what, method, url, body) => {
       const r = await c.req(method, url(), body);
       expectError(r, 400, 'invalidValue');
@@ -207,7 +234,11 @@ describe.each([
     });
     test('PATCH is held to the same rules', async () => {
       expectError(await c.req('PATCH', `/scim/v2/Users/${alice}`, patchBody({ op: 'replace', path: 'displayName', value: 'x\u0007' })), 400, 'invalidValue');
-      expectError(await c.req('PATCH', `/scim/v2/Users/${alice}`, patchBody({ op: 'add', path: 'emails[type eq "work\\u0000"].value', value: 'w@example.com' })), 400, 'invalidValue');
+      expectError(
+        await c.req('PATCH', `/scim/v2/Users/${alice}`, patchBody({ op: 'add', path: 'emails[type eq "work\\u0000"].value', value: 'w@example.com' })),
+        400,
+        'invalidValue',
+      );
     });
     test('a body that is not UTF-8 is 400 invalidSyntax', async () => {
       const bytes = Buffer.concat([Buffer.from(`{"schemas":["${USER_SCHEMA}"],"userName":"`), Buffer.from([0xc3, 0x28]), Buffer.from('@example.com"}')]);

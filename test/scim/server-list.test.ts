@@ -72,7 +72,15 @@ describe('pagination', () => {
 describe('attribute selection', () => {
   test('attributes= returns id, schemas and what was asked', async () => {
     const r = await h.req('GET', `/scim/v2/Users?count=1&attributes=userName,name.givenName,${ENTERPRISE_SCHEMA}:department`);
-    expect(r.body.Resources).toEqual([{ schemas: [USER_SCHEMA, ENTERPRISE_SCHEMA], id: ids[0], userName: 'user01@example.com', name: { givenName: 'G1' }, [ENTERPRISE_SCHEMA]: { department: 'Odd' } }]);
+    expect(r.body.Resources).toEqual([
+      {
+        schemas: [USER_SCHEMA, ENTERPRISE_SCHEMA],
+        id: ids[0],
+        userName: 'user01@example.com',
+        name: { givenName: 'G1' },
+        [ENTERPRISE_SCHEMA]: { department: 'Odd' },
+      },
+    ]);
   });
   test('excludedAttributes= removes them, but never id', async () => {
     const r = await h.req('GET', `/scim/v2/Users/${ids[0]}?excludedAttributes=emails,meta,id,name.familyName`);
@@ -90,7 +98,13 @@ describe('attribute selection', () => {
 describe('discovery', () => {
   test('ServiceProviderConfig announces PATCH, filter, ETags and bearer tokens; no bulk', async () => {
     const r = await h.req('GET', '/scim/v2/ServiceProviderConfig');
-    expect(r.body).toMatchObject({ patch: { supported: true }, bulk: { supported: false }, filter: { supported: true, maxResults: 1000 }, etag: { supported: true }, sort: { supported: false } });
+    expect(r.body).toMatchObject({
+      patch: { supported: true },
+      bulk: { supported: false },
+      filter: { supported: true, maxResults: 1000 },
+      etag: { supported: true },
+      sort: { supported: false },
+    });
     expect((r.body.authenticationSchemes as { type: string }[])[0]!.type).toBe('oauthbearertoken');
   });
   test('ResourceTypes and Schemas', async () => {
@@ -118,7 +132,12 @@ test('the owner extends the metrics registry; baseUrl sets Location', async () =
   const app = buildScimServer({ store, tokenHashes: [hashToken('t')], metrics, baseUrl: 'https://dg.example.com/' });
   try {
     expect(app.scimMetrics).toBe(metrics);
-    const post = await app.inject({ method: 'POST', url: '/scim/v2/Users', headers: { authorization: 'Bearer t', 'content-type': 'application/json' }, payload: { schemas: [USER_SCHEMA], userName: 'a@b.c' } });
+    const post = await app.inject({
+      method: 'POST',
+      url: '/scim/v2/Users',
+      headers: { authorization: 'Bearer t', 'content-type': 'application/json' },
+      payload: { schemas: [USER_SCHEMA], userName: 'a@b.c' },
+    });
     expect(post.statusCode).toBe(201);
     expect(post.headers.location).toMatch(/^https:\/\/dg\.example\.com\/scim\/v2\/Users\/[0-9a-f-]{36}$/);
     const r = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: 'Bearer t' } });

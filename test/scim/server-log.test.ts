@@ -13,7 +13,12 @@ test('one line per request; no query string, no token', async () => {
   const app = buildScimServer({ store, tokenHashes: [hashToken('secret-token-abc')], logger });
   const auth = { authorization: 'Bearer secret-token-abc' };
   try {
-    const created = await app.inject({ method: 'POST', url: '/scim/v2/Users', headers: { ...auth, 'content-type': 'application/scim+json' }, payload: { schemas: [USER_SCHEMA], userName: 'ada@example.com' } });
+    const created = await app.inject({
+      method: 'POST',
+      url: '/scim/v2/Users',
+      headers: { ...auth, 'content-type': 'application/scim+json' },
+      payload: { schemas: [USER_SCHEMA], userName: 'ada@example.com' },
+    });
     expect(created.statusCode).toBe(201);
     const listed = await app.inject({ method: 'GET', url: `/scim/v2/Users?filter=${encodeURIComponent('userName eq "ada@example.com"')}`, headers: auth });
     expect(listed.statusCode).toBe(200);

@@ -13,18 +13,36 @@ const dir = mkdtempSync(join(tmpdir(), 'dg-scim-tls-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 test('with a certificate and key the server speaks HTTPS, and Location says https', async () => {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'],
+    { stdio: 'ignore' },
+  );
   const store = new SqliteScimStore(':memory:');
-  const app = buildScimServer({ store, tokenHashes: [hashToken('t')], https: { cert: readFileSync(join(dir, 'cert.pem')), key: readFileSync(join(dir, 'key.pem')) } });
+  const app = buildScimServer({
+    store,
+    tokenHashes: [hashToken('t')],
+    https: { cert: readFileSync(join(dir, 'cert.pem')), key: readFileSync(join(dir, 'key.pem')) },
+  });
   try {
     await app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = app.server.address() as { port: number };
     const res = await new Promise<{ status: number; location: string | undefined }>((resolve, reject) => {
       const body = JSON.stringify({ schemas: [USER_SCHEMA], userName: 'tls@example.com' });
-      const r = request({ host: '127.0.0.1', port, method: 'POST', path: '/scim/v2/Users', rejectUnauthorized: false, headers: { authorization: 'Bearer t', 'content-type': 'application/scim+json' } }, (resp) => {
-        resp.resume();
-        resp.on('end', () => resolve({ status: resp.statusCode!, location: resp.headers.location }));
-      });
+      const r = request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/scim/v2/Users',
+          rejectUnauthorized: false,
+          headers: { authorization: 'Bearer t', 'content-type': 'application/scim+json' },
+        },
+        (resp) => {
+          resp.resume();
+          resp.on('end', () => resolve({ status: resp.statusCode!, location: resp.headers.location }));
+        },
+      );
       r.on('error', reject);
       r.end(body);
     });
@@ -38,12 +56,21 @@ test('with a certificate and key the server speaks HTTPS, and Location says http
 
 test('behind a TLS-terminating proxy, trustProxy makes Location use the forwarded scheme and host', async () => {
   const store = new SqliteScimStore(':memory:');
-  for (const [trustProxy, want] of [[true, 'https://dg.example.com/'], [undefined, 'http://internal:8080/']] as const) {
+  for (const [trustProxy, want] of [
+    [true, 'https://dg.example.com/'],
+    [undefined, 'http://internal:8080/'],
+  ] as const) {
     const app = buildScimServer({ store, tokenHashes: [hashToken('t')], ...(trustProxy ? { trustProxy } : {}) });
     const r = await app.inject({
       method: 'POST',
       url: '/scim/v2/Users',
-      headers: { host: 'internal:8080', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'dg.example.com', authorization: 'Bearer t', 'content-type': 'application/scim+json' },
+      headers: {
+        host: 'internal:8080',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-host': 'dg.example.com',
+        authorization: 'Bearer t',
+        'content-type': 'application/scim+json',
+      },
       payload: { schemas: [USER_SCHEMA], userName: `p${String(trustProxy)}@example.com` },
     });
     expect(r.statusCode).toBe(201);

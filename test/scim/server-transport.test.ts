@@ -74,7 +74,12 @@ function responses(text: string): { status: number; headers: Record<string, stri
   return out;
 }
 
-const scimError = (status: number, scimType?: string) => ({ schemas: [ERROR_SCHEMA], status: String(status), ...(scimType ? { scimType } : {}), detail: expect.any(String) });
+const scimError = (status: number, scimType?: string) => ({
+  schemas: [ERROR_SCHEMA],
+  status: String(status),
+  ...(scimType ? { scimType } : {}),
+  detail: expect.any(String),
+});
 
 describe.each([
   [

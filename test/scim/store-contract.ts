@@ -115,7 +115,13 @@ export function scimStoreContract(make: MakeStore): void {
       try {
         const a = await store.create('User', { userName: 'a@x.com' });
         const b = await store.create('User', { userName: 'b@x.com' });
-        const g1 = await store.create('Group', { displayName: 'G1', members: [{ value: a.id, type: 'User' }, { value: b.id, type: 'User' }] });
+        const g1 = await store.create('Group', {
+          displayName: 'G1',
+          members: [
+            { value: a.id, type: 'User' },
+            { value: b.id, type: 'User' },
+          ],
+        });
         const g2 = await store.create('Group', { displayName: 'G2', members: [{ value: a.id, type: 'User' }] });
         const g3 = await store.create('Group', { displayName: 'G3', members: [{ value: b.id, type: 'User' }] });
         changes.length = 0;
@@ -145,7 +151,10 @@ export function scimStoreContract(make: MakeStore): void {
         const g = await store.create('Group', { displayName: 'G' });
         await Promise.all(
           Array.from({ length: 10 }, (_, i) =>
-            store.update('Group', g.id, (cur) => ({ ...cur.attrs, members: [...((cur.attrs.members as { value: string }[] | undefined) ?? []), { value: `m${i}` }] })),
+            store.update('Group', g.id, (cur) => ({
+              ...cur.attrs,
+              members: [...((cur.attrs.members as { value: string }[] | undefined) ?? []), { value: `m${i}` }],
+            })),
           ),
         );
         const after = (await store.get('Group', g.id))!;
@@ -200,7 +209,12 @@ export function scimStoreContract(make: MakeStore): void {
         const users = await Promise.all(Array.from({ length: 8 }, (_, i) => store.create('User', { userName: `u${i}@x.com` })));
         await Promise.all([
           ...users.map((u) => store.update('User', u.id, (cur) => ({ ...cur.attrs, active: false }))),
-          ...users.map((u) => store.update('Group', g.id, (cur) => ({ ...cur.attrs, members: [...((cur.attrs.members as { value: string }[] | undefined) ?? []), { value: u.id }] }))),
+          ...users.map((u) =>
+            store.update('Group', g.id, (cur) => ({
+              ...cur.attrs,
+              members: [...((cur.attrs.members as { value: string }[] | undefined) ?? []), { value: u.id }],
+            })),
+          ),
         ]);
         expect((await store.work()).changed).toBe(1 + 8 + 16);
       } finally {
@@ -249,7 +263,12 @@ export function scimStoreContract(make: MakeStore): void {
         const d = await store.create('User', { userName: 'alice@d.example' });
         expect(c.principal).toBe(hashed('alice', 'alice@a.example'));
         expect(d.principal).toBe(hashed('alice', 'alice@d.example'));
-        expect(await store.principalOwners(['ALICE', b.principal!, 'bob'])).toEqual(new Map([['alice', a.id], [b.principal, b.id]]));
+        expect(await store.principalOwners(['ALICE', b.principal!, 'bob'])).toEqual(
+          new Map([
+            ['alice', a.id],
+            [b.principal, b.id],
+          ]),
+        );
         // AND a userName created and deleted over and over (past every hash length) gets a new
         // name every time
         const seen = new Set(['alice', b.principal, c.principal, d.principal]);

@@ -23,7 +23,8 @@ scimStoreContract(async (opts) => openPgScimStore(urlFor(db), { ...opts, schema:
 scimNameMigrationContract(async (users) => {
   const schema = `scim_legacy${++n}`;
   await adminQuery(db, `CREATE SCHEMA ${schema}; ${legacyPgDdl(schema)}`);
-  for (const row of legacyRows(users)) await adminQuery(db, `INSERT INTO ${schema}.scim_users (id, unique_key, created, last_modified, version, attrs) VALUES ($1, $2, $3, $4, $5, $6)`, [...row]);
+  for (const row of legacyRows(users))
+    await adminQuery(db, `INSERT INTO ${schema}.scim_users (id, unique_key, created, last_modified, version, attrs) VALUES ($1, $2, $3, $4, $5, $6)`, [...row]);
   return openPgScimStore(urlFor(db), { schema });
 });
 
@@ -35,7 +36,7 @@ test('replicas opening together all succeed and see one set of tables', async ()
     // Two replicas racing to create the same userName: exactly one wins.
     const results = await Promise.allSettled(stores.map((s) => s.create('User', { userName: 'Same@x.com' })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
-    expect(results.filter((r) => r.status === 'rejected').map((r) => (r).reason.status)).toEqual([409, 409, 409]);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => r.reason.status)).toEqual([409, 409, 409]);
   } finally {
     for (const s of stores) await s.close();
   }

@@ -47,4 +47,3 @@ test('a file of its own is created readable by the owner only (it holds names an
   await store.close();
   expect(statSync(file).mode & 0o777).toBe(0o600);
 });
-

@@ -36,7 +36,7 @@ function usersInDatabaseFile(): number | undefined {
   }
 }
 
-test('a few SCIM writes, far below SQLite\'s own checkpoint threshold, reach the database file', async () => {
+test("a few SCIM writes, far below SQLite's own checkpoint threshold, reach the database file", async () => {
   // GIVEN five users written over SCIM (a few pages of log: SQLite alone would leave them there)
   for (let i = 0; i < 5; i++) {
     const r = await fetch(`${serve.url}/scim/v2/Users`, {

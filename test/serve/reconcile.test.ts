@@ -115,7 +115,9 @@ test('a run that finds the state lock taken tries again, and settles only once i
   // GIVEN another live process holds the state lock (pid 1 is always alive)
   await reconciler.runOnce({ full: true });
   people.ada = { type: 'person', groups: ['readers'], grants: [] };
-  store.db.prepare('INSERT INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)').run('state', 'other (apply)', 1, hostname(), new Date().toISOString(), Date.now());
+  store.db
+    .prepare('INSERT INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)')
+    .run('state', 'other (apply)', 1, hostname(), new Date().toISOString(), Date.now());
   // WHEN a SCIM change asks for a reconcile
   reconciler.trigger();
   const settled = reconciler.settled();
@@ -129,7 +131,6 @@ test('a run that finds the state lock taken tries again, and settles only once i
   expect(backend.calls).toContain('create aws:user/ada');
   await reconciler.stop();
 });
-
 
 test.each([
   // failures in a row → the wait lies within [half, whole] of the doubled step, capped at 30 s
@@ -202,7 +203,7 @@ describe('pending work in the SCIM store', () => {
   });
   afterEach(async () => reconciler.stop());
 
-  test("a change another replica accepted and never reconciled is picked up without a trigger here, and recorded as covered", async () => {
+  test('a change another replica accepted and never reconciled is picked up without a trigger here, and recorded as covered', async () => {
     // GIVEN this replica has reconciled at start
     start();
     await reconciler.settled();

@@ -90,14 +90,26 @@ describe('a spec with many problems', () => {
     ['16:20', 'groups.ml.grants[1].dataset', /^dataset "missing" is not defined; defined datasets: Bad_Bucket, orphan, pg-on-s3, s3-on-pg, training-data$/],
     ['16:37', 'groups.ml.grants[1].access', /^access "readwrite" is not a level; allowed: read, write, admin$/],
     ['20:18', 'principals.alice.groups[1]', /^group "nogroup" is not defined; defined groups: ml$/],
-    ['22:58', 'principals.alice.grants[0].expires', /^is not a real date or time; expected a date \(2027-01-31\) or an ISO 8601 instant.*\(got "2027-13-45"\)$/],
-    ['23:20', 'principals.alice.grants[1].dataset', /^dataset "training-data" is granted twice in this list \(also on line 22\); keep one grant with the level you mean$/],
+    [
+      '22:58',
+      'principals.alice.grants[0].expires',
+      /^is not a real date or time; expected a date \(2027-01-31\) or an ISO 8601 instant.*\(got "2027-13-45"\)$/,
+    ],
+    [
+      '23:20',
+      'principals.alice.grants[1].dataset',
+      /^dataset "training-data" is granted twice in this list \(also on line 22\); keep one grant with the level you mean$/,
+    ],
     ['23:59', 'principals.alice.grants[1].expires', /^must be a date \(2027-01-31\) or an ISO 8601 instant with a zone.*\(got "yesterday"\)$/],
     ['24:3', 'principals.Alice', /^principal "Alice" differs from "alice" only in case; AWS IAM treats them as the same user, so rename one$/],
     ['26:3', 'principals.bad name!', /^principal name may contain only letters, digits and \+ = , \. @ _ - .*\(got "bad name!"\)$/],
     ['27:11', 'principals.bad name!.type', /^type "robot" is not allowed; allowed: person, service$/],
     ['28:13', 'principals.bad name!.rotate', /^must be a duration such as 90d, 24h, 30m or 3600s \(got "90days"\)$/],
-    ['29:3', `principals.p${'1234567890'.repeat(6)}1234`, /^principal name is 65 characters long; at most 64 are allowed \(got "p1234567890123456789012345678901234567890123456789…"\)$/],
+    [
+      '29:3',
+      `principals.p${'1234567890'.repeat(6)}1234`,
+      /^principal name is 65 characters long; at most 64 are allowed \(got "p1234567890123456789012345678901234567890123456789…"\)$/,
+    ],
     ['32:58', `principals.p${'1234567890'.repeat(6)}1234.grants[0].expires`, /^is not a real date or time.*\(got "2027-02-30"\)$/],
   ];
 
@@ -130,33 +142,156 @@ describe('a spec with many problems', () => {
 describe('single problems', () => {
   const wrap = (principals: string) => `${MINIMAL}principals:\n${principals}`;
   test.each<[string, string, Partial<LoadOptions>, string, RegExp]>([
-    ['an unknown top-level key', `${MINIMAL}princpals: {}\n`, {}, '6:1 princpals', /^unknown key "princpals"; allowed: version, settings, backends, datasets, groups, principals, scim$/],
-    ['an unknown key in a dataset', MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefx: a/'), {}, '5:48 datasets.data.prefx', /^unknown key "prefx"; allowed: backend, bucket, prefix, description$/],
-    ['an unknown key in a postgres backend', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: "postgres://db/x", region: y }'), {}, '4:49 backends.wh.region', /^unknown key "region"; allowed: type, url, scope, timeouts$/],
-    ['an unknown key in a postgres dataset', MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: "postgres://db/x" }').replace('data: { backend: aws, bucket: ai-model-data }', 'f: { backend: wh, database: a, schema: b, prefix: c }'), {}, '6:45 datasets.f.prefix', /^unknown key "prefix"; allowed: backend, database, schema, tables, description$/],
-    ['an unknown key in a principal', wrap('  p:\n    type: person\n    emial: p@example.com\n'), {}, '9:5 principals.p.emial', /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate$/],
-    ['an unknown key in settings', `${MINIMAL}settings: { rotation: 90d }\n`, {}, '6:13 settings.rotation', /^unknown key "rotation"; allowed: rotate, rotationGrace$/],
-    ['a bad access level', wrap('  p:\n    type: person\n    grants: [{ dataset: data, access: owner }]\n'), {}, '9:39 principals.p.grants[0].access', /^access "owner" is not a level; allowed: read, write, admin$/],
-    ['a missing access level', wrap('  p:\n    type: person\n    grants: [{ dataset: data }]\n'), {}, '9:14 principals.p.grants[0]', /^missing required key "access" \(read, write or admin\)$/],
-    ['a bad rotate duration', wrap('  p:\n    type: person\n    rotate: 0d\n'), {}, '9:13 principals.p.rotate', /^must be a duration such as 90d, 24h, 30m or 3600s \(got "0d"\)$/],
+    [
+      'an unknown top-level key',
+      `${MINIMAL}princpals: {}\n`,
+      {},
+      '6:1 princpals',
+      /^unknown key "princpals"; allowed: version, settings, backends, datasets, groups, principals, scim$/,
+    ],
+    [
+      'an unknown key in a dataset',
+      MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefx: a/'),
+      {},
+      '5:48 datasets.data.prefx',
+      /^unknown key "prefx"; allowed: backend, bucket, prefix, description$/,
+    ],
+    [
+      'an unknown key in a postgres backend',
+      MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: "postgres://db/x", region: y }'),
+      {},
+      '4:49 backends.wh.region',
+      /^unknown key "region"; allowed: type, url, scope, timeouts$/,
+    ],
+    [
+      'an unknown key in a postgres dataset',
+      MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: "postgres://db/x" }').replace(
+        'data: { backend: aws, bucket: ai-model-data }',
+        'f: { backend: wh, database: a, schema: b, prefix: c }',
+      ),
+      {},
+      '6:45 datasets.f.prefix',
+      /^unknown key "prefix"; allowed: backend, database, schema, tables, description$/,
+    ],
+    [
+      'an unknown key in a principal',
+      wrap('  p:\n    type: person\n    emial: p@example.com\n'),
+      {},
+      '9:5 principals.p.emial',
+      /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate$/,
+    ],
+    [
+      'an unknown key in settings',
+      `${MINIMAL}settings: { rotation: 90d }\n`,
+      {},
+      '6:13 settings.rotation',
+      /^unknown key "rotation"; allowed: rotate, rotationGrace$/,
+    ],
+    [
+      'a bad access level',
+      wrap('  p:\n    type: person\n    grants: [{ dataset: data, access: owner }]\n'),
+      {},
+      '9:39 principals.p.grants[0].access',
+      /^access "owner" is not a level; allowed: read, write, admin$/,
+    ],
+    [
+      'a missing access level',
+      wrap('  p:\n    type: person\n    grants: [{ dataset: data }]\n'),
+      {},
+      '9:14 principals.p.grants[0]',
+      /^missing required key "access" \(read, write or admin\)$/,
+    ],
+    [
+      'a bad rotate duration',
+      wrap('  p:\n    type: person\n    rotate: 0d\n'),
+      {},
+      '9:13 principals.p.rotate',
+      /^must be a duration such as 90d, 24h, 30m or 3600s \(got "0d"\)$/,
+    ],
     ['a bad rotationGrace', `${MINIMAL}settings: { rotationGrace: 1w }\n`, {}, '6:28 settings.rotationGrace', /^must be a duration .*\(got "1w"\)$/],
     ['a missing version', MINIMAL.replace('version: 1\n', ''), {}, '1:1 ', /^missing required key "version" \(the spec format version: 1\)$/],
     ['a wrong version', MINIMAL.replace('version: 1', 'version: 2'), {}, '1:10 version', /^version must be 1 \(got 2\)$/],
     ['an unknown backend type', MINIMAL.replace('type: aws', 'type: gcp'), {}, '3:16 backends.aws.type', /backend type must be one of: aws, postgres/],
-    ['a dataset with neither bucket nor database', MINIMAL.replace('bucket: ai-model-data', 'path: x'), {}, '5:9 datasets.data', /needs `backend` plus either `bucket`/],
-    ['a prefix starting with /', MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefix: /x'), {}, '5:56 datasets.data.prefix', /^must not start with \/ \(a prefix is relative to the bucket: write training\/, not \/training\/\) \(got "\/x"\)$/],
-    ['a group name IAM cannot hold', `${MINIMAL}groups:\n  "ml team": { grants: [] }\n`, {}, '7:3 groups.ml team', /^group name may contain only .*\(got "ml team"\)$/],
-    ['a group listed twice', wrap('  p:\n    type: person\n    groups: [g, g]\ngroups:\n  g: {}\n'), {}, '9:17 principals.p.groups[1]', /^group "g" is listed twice$/],
+    [
+      'a dataset with neither bucket nor database',
+      MINIMAL.replace('bucket: ai-model-data', 'path: x'),
+      {},
+      '5:9 datasets.data',
+      /needs `backend` plus either `bucket`/,
+    ],
+    [
+      'a prefix starting with /',
+      MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefix: /x'),
+      {},
+      '5:56 datasets.data.prefix',
+      /^must not start with \/ \(a prefix is relative to the bucket: write training\/, not \/training\/\) \(got "\/x"\)$/,
+    ],
+    [
+      'a group name IAM cannot hold',
+      `${MINIMAL}groups:\n  "ml team": { grants: [] }\n`,
+      {},
+      '7:3 groups.ml team',
+      /^group name may contain only .*\(got "ml team"\)$/,
+    ],
+    [
+      'a group listed twice',
+      wrap('  p:\n    type: person\n    groups: [g, g]\ngroups:\n  g: {}\n'),
+      {},
+      '9:17 principals.p.groups[1]',
+      /^group "g" is listed twice$/,
+    ],
     ['groups that differ only in case', `${MINIMAL}groups:\n  ml: {}\n  ML: {}\n`, {}, '8:3 groups.ML', /^group "ML" differs from "ml" only in case/],
-    ['a scim mapping to an unknown group', `${MINIMAL}scim:\n  groups: { "Okta ML": ml }\n`, {}, '7:24 scim.groups.Okta ML', /^group "ml" is not defined; defined groups: \(none defined\)$/],
-    ['an invalid email', wrap('  p:\n    type: person\n    email: not-an-email\n'), {}, '9:12 principals.p.email', /^is not a valid email address \(got "not-an-email"\)$/],
+    [
+      'a scim mapping to an unknown group',
+      `${MINIMAL}scim:\n  groups: { "Okta ML": ml }\n`,
+      {},
+      '7:24 scim.groups.Okta ML',
+      /^group "ml" is not defined; defined groups: \(none defined\)$/,
+    ],
+    [
+      'an invalid email',
+      wrap('  p:\n    type: person\n    email: not-an-email\n'),
+      {},
+      '9:12 principals.p.email',
+      /^is not a valid email address \(got "not-an-email"\)$/,
+    ],
     ['a missing principal type', wrap('  p:\n    email: p@example.com\n'), {}, '7:3 principals.p', /^missing required key "type" \(person or service\)$/],
-    ['a missing backend type', MINIMAL.replace('aws: { type: aws }', 'aws: { region: eu-west-1 }'), {}, '3:3 backends.aws', /^missing required key "type" \(aws or postgres\)$/],
-    ['groups given as text, not a list', wrap('  p:\n    type: person\n    groups: ml\n'), {}, '9:13 principals.p.groups', /^must be a list \(for example \[a, b\]\), not text \(got "ml"\)$/],
+    [
+      'a missing backend type',
+      MINIMAL.replace('aws: { type: aws }', 'aws: { region: eu-west-1 }'),
+      {},
+      '3:3 backends.aws',
+      /^missing required key "type" \(aws or postgres\)$/,
+    ],
+    [
+      'groups given as text, not a list',
+      wrap('  p:\n    type: person\n    groups: ml\n'),
+      {},
+      '9:13 principals.p.groups',
+      /^must be a list \(for example \[a, b\]\), not text \(got "ml"\)$/,
+    ],
     ['principals given as a list', `${MINIMAL}principals: [a, b]\n`, {}, '6:13 principals', /^must be a mapping \(name: value\), not a list$/],
-    ['an impossible time of day', wrap('  p:\n    type: person\n    grants: [{ dataset: data, access: read, expires: "2027-01-31T25:00:00Z" }]\n'), {}, '9:54 principals.p.grants[0].expires', /^is not a real date or time/],
-    ['an iamPath without slashes', MINIMAL.replace('type: aws', 'type: aws, iamPath: datagrant'), {}, '3:30 backends.aws.iamPath', /^must be a path below the root that starts and ends with \/ \(for example \/datagrant\/\).*\(got "datagrant"\)$/],
-    ['the root as iamPath (it would own the whole account)', MINIMAL.replace('type: aws', 'type: aws, iamPath: /'), {}, '3:30 backends.aws.iamPath', /"\/" would make datagrant own every IAM user in the account$/],
+    [
+      'an impossible time of day',
+      wrap('  p:\n    type: person\n    grants: [{ dataset: data, access: read, expires: "2027-01-31T25:00:00Z" }]\n'),
+      {},
+      '9:54 principals.p.grants[0].expires',
+      /^is not a real date or time/,
+    ],
+    [
+      'an iamPath without slashes',
+      MINIMAL.replace('type: aws', 'type: aws, iamPath: datagrant'),
+      {},
+      '3:30 backends.aws.iamPath',
+      /^must be a path below the root that starts and ends with \/ \(for example \/datagrant\/\).*\(got "datagrant"\)$/,
+    ],
+    [
+      'the root as iamPath (it would own the whole account)',
+      MINIMAL.replace('type: aws', 'type: aws, iamPath: /'),
+      {},
+      '3:30 backends.aws.iamPath',
+      /"\/" would make datagrant own every IAM user in the account$/,
+    ],
     ['an iamPath with an empty segment', MINIMAL.replace('type: aws', 'type: aws, iamPath: //x/'), {}, '3:30 backends.aws.iamPath', /\(got "\/\/x\/"\)$/],
   ])('%s', (_what, text, over, where, message) => {
     const problems = problemsOf(text, over);
@@ -192,20 +327,61 @@ describe('single problems', () => {
     const WH = (b: string) => MINIMAL.replace('aws: { type: aws }', `aws: { type: aws }\n  wh: ${b}`);
 
     test('timeouts are read per backend', () => {
-      const { spec } = parseSpec(WH('{ type: postgres, url: "postgresql://db.example/x", timeouts: { connect: 2s, request: 5m } }').replace('type: aws }', 'type: aws, timeouts: { request: 1h } }'), opts());
+      const { spec } = parseSpec(
+        WH('{ type: postgres, url: "postgresql://db.example/x", timeouts: { connect: 2s, request: 5m } }').replace(
+          'type: aws }',
+          'type: aws, timeouts: { request: 1h } }',
+        ),
+        opts(),
+      );
       expect(spec.backends.wh).toEqual({ type: 'postgres', url: 'postgresql://db.example/x', timeouts: { connect: '2s', request: '5m' } });
       expect(spec.backends.aws).toEqual({ type: 'aws', timeouts: { request: '1h' } });
     });
 
     test.each<[string, string, string, RegExp]>([
-      ['a deadline that is not a duration', '{ type: aws, timeouts: { connect: 10x } }', '4:41 backends.wh.timeouts.connect', /^must be a duration such as 10s, 2m or 1h \(got "10x"\)$/],
-      ['a deadline past an hour', '{ type: aws, timeouts: { request: 61m } }', '4:41 backends.wh.timeouts.request', /^is too long; a deadline is at most 1h \(3600s\) \(got "61m"\)$/],
-      ['a deadline of zero', '{ type: postgres, url: "postgres://h/x", timeouts: { connect: 0s } }', '4:69 backends.wh.timeouts.connect', /^must be a duration .*\(got "0s"\)$/],
+      [
+        'a deadline that is not a duration',
+        '{ type: aws, timeouts: { connect: 10x } }',
+        '4:41 backends.wh.timeouts.connect',
+        /^must be a duration such as 10s, 2m or 1h \(got "10x"\)$/,
+      ],
+      [
+        'a deadline past an hour',
+        '{ type: aws, timeouts: { request: 61m } }',
+        '4:41 backends.wh.timeouts.request',
+        /^is too long; a deadline is at most 1h \(3600s\) \(got "61m"\)$/,
+      ],
+      [
+        'a deadline of zero',
+        '{ type: postgres, url: "postgres://h/x", timeouts: { connect: 0s } }',
+        '4:69 backends.wh.timeouts.connect',
+        /^must be a duration .*\(got "0s"\)$/,
+      ],
       ['an unknown deadline', '{ type: aws, timeouts: { read: 5s } }', '4:32 backends.wh.timeouts.read', /^unknown key "read"; allowed: connect, request$/],
-      ['an http url', '{ type: postgres, url: "http://admin:hunter22@db.example/x" }', '4:30 backends.wh.url', /^url must be a postgres:\/\/ or postgresql:\/\/ URL .* \(got a URL starting with http:\/\/\)$/],
-      ['a file url', '{ type: postgres, url: "file:///var/run/db" }', '4:30 backends.wh.url', /^url must be a postgres:\/\/ or postgresql:\/\/ URL .* \(got a URL starting with file:\/\/\)$/],
-      ['no URL at all', '{ type: postgres, url: "admin:hunter22 at db" }', '4:30 backends.wh.url', /^url must be a postgres:\/\/ or postgresql:\/\/ URL such as [^ ]+ \(or \$\{VAR\} to read it from the environment\)$/],
-      ['an unparseable URL', '{ type: postgres, url: "postgres://admin:hunter22@db.example:port/x" }', '4:30 backends.wh.url', /^url is not a URL; it must be a postgres:\/\/ or postgresql:\/\/ URL/],
+      [
+        'an http url',
+        '{ type: postgres, url: "http://admin:hunter22@db.example/x" }',
+        '4:30 backends.wh.url',
+        /^url must be a postgres:\/\/ or postgresql:\/\/ URL .* \(got a URL starting with http:\/\/\)$/,
+      ],
+      [
+        'a file url',
+        '{ type: postgres, url: "file:///var/run/db" }',
+        '4:30 backends.wh.url',
+        /^url must be a postgres:\/\/ or postgresql:\/\/ URL .* \(got a URL starting with file:\/\/\)$/,
+      ],
+      [
+        'no URL at all',
+        '{ type: postgres, url: "admin:hunter22 at db" }',
+        '4:30 backends.wh.url',
+        /^url must be a postgres:\/\/ or postgresql:\/\/ URL such as [^ ]+ \(or \$\{VAR\} to read it from the environment\)$/,
+      ],
+      [
+        'an unparseable URL',
+        '{ type: postgres, url: "postgres://admin:hunter22@db.example:port/x" }',
+        '4:30 backends.wh.url',
+        /^url is not a URL; it must be a postgres:\/\/ or postgresql:\/\/ URL/,
+      ],
     ])('%s', (_what, backend, where, message) => {
       const problems = problemsOf(WH(backend));
       expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
@@ -220,7 +396,9 @@ describe('single problems', () => {
       expect(problems[0]!.message).toMatch(/\(got a URL starting with http:\/\/\)$/);
       expect(JSON.stringify(problems)).not.toContain('s3cr3t');
       // and one that is a PostgreSQL URL passes
-      expect(parseSpec(text, opts({ env: { WH_URL: 'postgres://admin:s3cr3t-pass@db.example:5432/x' } })).spec.backends.wh).toMatchObject({ url: 'postgres://admin:s3cr3t-pass@db.example:5432/x' });
+      expect(parseSpec(text, opts({ env: { WH_URL: 'postgres://admin:s3cr3t-pass@db.example:5432/x' } })).spec.backends.wh).toMatchObject({
+        url: 'postgres://admin:s3cr3t-pass@db.example:5432/x',
+      });
     });
 
     test('a missing ${VAR} in the url is one problem, not also a complaint that it is no URL', () => {
@@ -243,7 +421,13 @@ describe('single problems', () => {
   ])('a document that is %s is rejected with what a spec must be', (_what, text, kind) => {
     const problems = problemsOf(text);
     expect(problems).toEqual([
-      { file: 'datagrant.yaml', line: 1, column: 1, path: '', message: `the spec must be a mapping with the keys version, backends, datasets, groups and principals, but it is ${kind}` },
+      {
+        file: 'datagrant.yaml',
+        line: 1,
+        column: 1,
+        path: '',
+        message: `the spec must be a mapping with the keys version, backends, datasets, groups and principals, but it is ${kind}`,
+      },
     ]);
   });
 
@@ -254,9 +438,15 @@ describe('single problems', () => {
     expect(problems[0]!.message).toMatch(/^invalid YAML: /);
   });
 
-  test('two YAML documents in one file: one problem, in the user\'s terms', () => {
+  test("two YAML documents in one file: one problem, in the user's terms", () => {
     expect(problemsOf('version: 1\n---\nversion: 1\n')).toEqual([
-      { file: 'datagrant.yaml', line: 2, column: 1, path: '', message: 'invalid YAML: the spec must be a single document; remove the second "---" and what follows, or merge it into the first' },
+      {
+        file: 'datagrant.yaml',
+        line: 2,
+        column: 1,
+        path: '',
+        message: 'invalid YAML: the spec must be a single document; remove the second "---" and what follows, or merge it into the first',
+      },
     ]);
   });
 
@@ -280,8 +470,7 @@ describe('single problems', () => {
 });
 
 describe('expiry', () => {
-  const spec = (expires: string) =>
-    `${MINIMAL}groups:\n  g:\n    grants:\n      - { dataset: data, access: write, expires: "${expires}" }\n`;
+  const spec = (expires: string) => `${MINIMAL}groups:\n  g:\n    grants:\n      - { dataset: data, access: write, expires: "${expires}" }\n`;
 
   test('an expired grant is not an error: it loads, with a warning that apply removes it', () => {
     const { spec: loaded, notices } = parseSpec(spec('2026-11-01'), opts());
@@ -306,12 +495,27 @@ const withPrefix = (prefix: string) => MINIMAL.replace('bucket: ai-model-data', 
 
 describe('prefixes: what lands in an IAM policy is exactly what was reviewed', () => {
   test.each<[string, string, Partial<LoadOptions>, RegExp]>([
-    ['an IAM policy variable', 'home/${aws:username}/', {}, /^must not contain "\$\{": IAM reads \$\{\.\.\.\} in a policy as a variable .* \(got "home\/\$\{aws:username\}\/"\)$/],
+    [
+      'an IAM policy variable',
+      'home/${aws:username}/',
+      {},
+      /^must not contain "\$\{": IAM reads \$\{\.\.\.\} in a policy as a variable .* \(got "home\/\$\{aws:username\}\/"\)$/,
+    ],
     ['a policy variable with a slash in it', 't/${aws:PrincipalTag/team}', {}, /^must not contain "\$\{"/],
-    ['IAM\'s own escape for a literal *', 'a/${*}/', {}, /^must not contain "\$\{"/],
+    ["IAM's own escape for a literal *", 'a/${*}/', {}, /^must not contain "\$\{"/],
     // ${VAR} is replaced before the check; what the environment supplies is checked, not echoed.
-    ['a policy variable read from the environment', '${PREFIX}', { env: { PREFIX: 'home/${aws:userid}/' } }, /^must not contain "\$\{".*\(got "\$\{PREFIX\}", substituted from the environment\)$/],
-    ['the wildcard *', 'logs/*/raw/', {}, /^must not contain the wildcard \*: in an IAM resource it matches any characters and would widen the grant \(got "logs\/\*\/raw\/"\)$/],
+    [
+      'a policy variable read from the environment',
+      '${PREFIX}',
+      { env: { PREFIX: 'home/${aws:userid}/' } },
+      /^must not contain "\$\{".*\(got "\$\{PREFIX\}", substituted from the environment\)$/,
+    ],
+    [
+      'the wildcard *',
+      'logs/*/raw/',
+      {},
+      /^must not contain the wildcard \*: in an IAM resource it matches any characters and would widen the grant \(got "logs\/\*\/raw\/"\)$/,
+    ],
     ['the wildcard ?', 'run-?/', {}, /^must not contain the wildcard \?/],
     ['a colon', 'at/2027-01-31T12:00/', {}, /^must not contain ":": S3-compatible servers split policy ARNs at ":"/],
     ['a plus', 'c++/', {}, /^must not contain "\+": some S3-compatible servers URL-decode policy resources/],
@@ -331,9 +535,12 @@ describe('prefixes: what lands in an IAM policy is exactly what was reviewed', (
     expect(JSON.stringify(problems)).not.toContain('s3cr3t');
   });
 
-  test.each(['training/', 'date=2027-01-31/', 'a b/', 'café/', '$HOME/', '{x}/', "a&b'(c)!~@,;<>[]^`|\"#/", 'x$/{y}/'])('%s is accepted as written', (prefix) => {
-    expect(parseSpec(withPrefix(prefix), opts()).spec.datasets.data).toEqual({ backend: 'aws', bucket: 'ai-model-data', prefix });
-  });
+  test.each(['training/', 'date=2027-01-31/', 'a b/', 'café/', '$HOME/', '{x}/', 'a&b\'(c)!~@,;<>[]^`|"#/', 'x$/{y}/'])(
+    '%s is accepted as written',
+    (prefix) => {
+      expect(parseSpec(withPrefix(prefix), opts()).spec.datasets.data).toEqual({ backend: 'aws', bucket: 'ai-model-data', prefix });
+    },
+  );
 
   test('a prefix without a trailing / is allowed, with a warning naming what else it matches', () => {
     const { spec, notices } = parseSpec(withPrefix('training'), opts());
@@ -341,7 +548,8 @@ describe('prefixes: what lands in an IAM policy is exactly what was reviewed', (
     expect(notices).toEqual([
       {
         level: 'warning',
-        message: 'datagrant.yaml:5:56: dataset data: prefix "training" does not end with "/", so it also matches "training-old/" and "trainingX"; write "training/" for a folder',
+        message:
+          'datagrant.yaml:5:56: dataset data: prefix "training" does not end with "/", so it also matches "training-old/" and "trainingX"; write "training/" for a folder',
       },
     ]);
     expect(parseSpec(withPrefix('training/'), opts()).notices).toEqual([]);
@@ -399,9 +607,24 @@ describe('names that would silently vanish, and values that are not numbers', ()
 
 describe('YAML aliases', () => {
   test.each([
-    ['an alias without an anchor', `${MINIMAL}groups:\n  g: { grants: *nope }\n`, '7:16 groups.g.grants', /^alias \*nope names no anchor; define &nope above its first use$/],
-    ['an alias used before its anchor', `${MINIMAL}groups:\n  g: { grants: *later }\n  h: { grants: &later [] }\n`, '7:16 groups.g.grants', /^alias \*later names no anchor/],
-    ['an alias inside the value it names', `${MINIMAL}groups:\n  g: &loop\n    grants: [{ dataset: data, access: read, nested: *loop }]\n`, '8:53 groups.g.grants[0].nested', /^alias \*loop is inside the value &loop names \(line 7\), so that value would contain itself without end/],
+    [
+      'an alias without an anchor',
+      `${MINIMAL}groups:\n  g: { grants: *nope }\n`,
+      '7:16 groups.g.grants',
+      /^alias \*nope names no anchor; define &nope above its first use$/,
+    ],
+    [
+      'an alias used before its anchor',
+      `${MINIMAL}groups:\n  g: { grants: *later }\n  h: { grants: &later [] }\n`,
+      '7:16 groups.g.grants',
+      /^alias \*later names no anchor/,
+    ],
+    [
+      'an alias inside the value it names',
+      `${MINIMAL}groups:\n  g: &loop\n    grants: [{ dataset: data, access: read, nested: *loop }]\n`,
+      '8:53 groups.g.grants[0].nested',
+      /^alias \*loop is inside the value &loop names \(line 7\), so that value would contain itself without end/,
+    ],
   ])('%s is reported at its position', (_what, text, where, message) => {
     const problems = problemsOf(text);
     expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
@@ -411,7 +634,12 @@ describe('YAML aliases', () => {
   test('aliases that expand past the limit (a "billion laughs") are reported where the largest copy is made', () => {
     // GIVEN nine levels, each nine copies of the one above: 9^9 values from a dozen lines
     const levels = ['  l0: &l0 [x, x, x, x, x, x, x, x, x]'];
-    for (let i = 1; i < 9; i++) levels.push(`  l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    for (let i = 1; i < 9; i++)
+      levels.push(
+        `  l${i}: &l${i} [${Array(9)
+          .fill(`*l${i - 1}`)
+          .join(', ')}]`,
+      );
     const text = `${MINIMAL}x-bomb:\n${levels.join('\n')}\n`;
     // WHEN
     const problems = problemsOf(text);
@@ -439,14 +667,49 @@ datasets:
 `;
   const dataset = (fields: string) => PG.replace('database: analytics, schema: features', fields);
   test.each([
-    ['a database name over 63 bytes', dataset(`database: ${'é'.repeat(32)}, schema: s`), '7:32 datasets.pg.database', /^is 64 bytes long; PostgreSQL identifiers hold at most 63 bytes/],
-    ['a schema name with a NUL', dataset('database: d, schema: "a\\0b"'), '7:43 datasets.pg.schema', /^contains a NUL character, which PostgreSQL identifiers cannot hold/],
+    [
+      'a database name over 63 bytes',
+      dataset(`database: ${'é'.repeat(32)}, schema: s`),
+      '7:32 datasets.pg.database',
+      /^is 64 bytes long; PostgreSQL identifiers hold at most 63 bytes/,
+    ],
+    [
+      'a schema name with a NUL',
+      dataset('database: d, schema: "a\\0b"'),
+      '7:43 datasets.pg.schema',
+      /^contains a NUL character, which PostgreSQL identifiers cannot hold/,
+    ],
     ['a table name over 63 bytes', dataset(`database: d, schema: s, tables: [${'t'.repeat(64)}]`), '7:55 datasets.pg.tables[0]', /^is 64 bytes long/],
-    ['a principal named pg_…', `${PG}principals:\n  pg_reader: { type: service, grants: [{ dataset: pg, access: read }] }\n`, '9:3 principals.pg_reader', /^principal name "pg_reader" starts with pg_, which PostgreSQL reserves for its own roles; it would be a role on backend wh: rename the principal$/],
-    ['a group named public', `${PG}groups:\n  public: { grants: [{ dataset: pg, access: read, expires: 2020-01-01 }] }\n`, '9:3 groups.public', /^group name "public" is a role name PostgreSQL reserves; it would be a role on backend wh: rename the group$/],
-    ['a group name over 63 bytes', `${PG}groups:\n  ${'g'.repeat(64)}: { grants: [{ dataset: pg, access: read }] }\n`, `9:3 groups.${'g'.repeat(64)}`, /^group name "g+" is 64 bytes long; PostgreSQL identifiers hold at most 63 bytes/],
-    ['a principal in a postgres group with a name over 63 bytes', `${PG}groups:\n  team: { grants: [{ dataset: pg, access: read }] }\nprincipals:\n  ${'p'.repeat(64)}: { type: person, groups: [team] }\n`, `11:3 principals.${'p'.repeat(64)}`, /is 64 bytes long/],
-    ['a principal and a group of one name on one backend', `${PG}groups:\n  same: { grants: [{ dataset: pg, access: read }] }\nprincipals:\n  same: { type: person, grants: [{ dataset: pg, access: write }] }\n`, '11:3 principals.same', /^principal "same" and group "same" would be one PostgreSQL role on backend wh \(groups and principals share one role namespace there\): rename one$/],
+    [
+      'a principal named pg_…',
+      `${PG}principals:\n  pg_reader: { type: service, grants: [{ dataset: pg, access: read }] }\n`,
+      '9:3 principals.pg_reader',
+      /^principal name "pg_reader" starts with pg_, which PostgreSQL reserves for its own roles; it would be a role on backend wh: rename the principal$/,
+    ],
+    [
+      'a group named public',
+      `${PG}groups:\n  public: { grants: [{ dataset: pg, access: read, expires: 2020-01-01 }] }\n`,
+      '9:3 groups.public',
+      /^group name "public" is a role name PostgreSQL reserves; it would be a role on backend wh: rename the group$/,
+    ],
+    [
+      'a group name over 63 bytes',
+      `${PG}groups:\n  ${'g'.repeat(64)}: { grants: [{ dataset: pg, access: read }] }\n`,
+      `9:3 groups.${'g'.repeat(64)}`,
+      /^group name "g+" is 64 bytes long; PostgreSQL identifiers hold at most 63 bytes/,
+    ],
+    [
+      'a principal in a postgres group with a name over 63 bytes',
+      `${PG}groups:\n  team: { grants: [{ dataset: pg, access: read }] }\nprincipals:\n  ${'p'.repeat(64)}: { type: person, groups: [team] }\n`,
+      `11:3 principals.${'p'.repeat(64)}`,
+      /is 64 bytes long/,
+    ],
+    [
+      'a principal and a group of one name on one backend',
+      `${PG}groups:\n  same: { grants: [{ dataset: pg, access: read }] }\nprincipals:\n  same: { type: person, grants: [{ dataset: pg, access: write }] }\n`,
+      '11:3 principals.same',
+      /^principal "same" and group "same" would be one PostgreSQL role on backend wh \(groups and principals share one role namespace there\): rename one$/,
+    ],
   ])('%s is rejected at its position', (_what, text, where, message) => {
     const problems = problemsOf(text);
     expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
@@ -455,8 +718,14 @@ datasets:
 
   test.each([
     ['a dot in a database or schema name (it is part of the name)', dataset('database: x.y, schema: s.t')],
-    ['pg_ and public as names that never become PostgreSQL roles', `${PG}groups:\n  public: { grants: [{ dataset: s3, access: read }] }\nprincipals:\n  pg_reader: { type: service, grants: [{ dataset: s3, access: read }] }\n`],
-    ['a principal and a group of one name when only the group is on postgres', `${PG}groups:\n  same: { grants: [{ dataset: pg, access: read }] }\nprincipals:\n  same: { type: person, grants: [{ dataset: s3, access: read }] }\n`],
+    [
+      'pg_ and public as names that never become PostgreSQL roles',
+      `${PG}groups:\n  public: { grants: [{ dataset: s3, access: read }] }\nprincipals:\n  pg_reader: { type: service, grants: [{ dataset: s3, access: read }] }\n`,
+    ],
+    [
+      'a principal and a group of one name when only the group is on postgres',
+      `${PG}groups:\n  same: { grants: [{ dataset: pg, access: read }] }\nprincipals:\n  same: { type: person, grants: [{ dataset: s3, access: read }] }\n`,
+    ],
     ['63 bytes exactly', dataset(`database: ${'é'.repeat(31)}x, schema: s`)],
   ])('%s is accepted', (_what, text) => {
     expect(() => parseSpec(text, opts())).not.toThrow();

@@ -57,7 +57,13 @@ afterEach(async () => {
 
 const row = (id: string, address = 'aws:key/alice') => ({ address, credentialId: id, createdAt: AT, backend: 'aws', principal: 'alice' });
 const change = (address: string) => ({ address, action: 'create' }) as unknown as Change;
-const entry = (i: number, actor = 'tester'): AuditInput => ({ actor, event: 'change.create', address: `aws:user/u${i}`, outcome: 'ok', detail: i % 2 ? null : `d${i}` });
+const entry = (i: number, actor = 'tester'): AuditInput => ({
+  actor,
+  event: 'change.create',
+  address: `aws:user/u${i}`,
+  outcome: 'ok',
+  detail: i % 2 ? null : `d${i}`,
+});
 
 describe('opening', () => {
   test('creates the schema and tables once; replicas starting together all succeed', async () => {
@@ -89,7 +95,10 @@ describe('opening', () => {
     const role = fx.role(fx.name('app'));
     const password = 'pw-app-1234';
     await adminQuery(db, `CREATE ROLE "${role}" LOGIN PASSWORD '${password}'`);
-    await adminQuery(db, `GRANT USAGE ON SCHEMA "${schema}" TO "${role}"; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "${schema}" TO "${role}"`);
+    await adminQuery(
+      db,
+      `GRANT USAGE ON SCHEMA "${schema}" TO "${role}"; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "${schema}" TO "${role}"`,
+    );
     const s = await openPgStore(urlFor(db, { name: role, password }), key, { schema });
     opened.push(s);
     await s.journalBegin('run', change('aws:user/a'), AT);
@@ -325,7 +334,7 @@ describe('audit chain', () => {
       /does not follow/,
     ],
     ['a recomputed plain hash', "UPDATE audit SET address = 'aws:user/x', hash = 'deadbeef' WHERE seq = 2", null, 2, /changed/],
-    ['an altered head', "UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit WHERE seq = 4)", null, 4, /head of the chain was altered/],
+    ['an altered head', 'UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit WHERE seq = 4)', null, 4, /head of the chain was altered/],
   ])('detects %s and names the first bad entry, as SqliteStore does', async (_what, pgSql, liteSql, firstBad, reason) => {
     const lite = new SqliteStore(':memory:', key);
     await fill(5);

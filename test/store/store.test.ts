@@ -41,7 +41,9 @@ describe('credentials', () => {
   test('a ciphertext moved to another address does not decrypt (bound to its address)', async () => {
     await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
     await store.saveCredential({ ...row('AKIATWO'), address: 'aws:key/bob', principal: 'bob' }, { secretAccessKey: 's2' });
-    store.db.exec("UPDATE credentials SET ciphertext = (SELECT ciphertext FROM credentials WHERE address = 'aws:key/alice'), nonce = (SELECT nonce FROM credentials WHERE address = 'aws:key/alice'), tag = (SELECT tag FROM credentials WHERE address = 'aws:key/alice') WHERE address = 'aws:key/bob'");
+    store.db.exec(
+      "UPDATE credentials SET ciphertext = (SELECT ciphertext FROM credentials WHERE address = 'aws:key/alice'), nonce = (SELECT nonce FROM credentials WHERE address = 'aws:key/alice'), tag = (SELECT tag FROM credentials WHERE address = 'aws:key/alice') WHERE address = 'aws:key/bob'",
+    );
     await expect(store.revealCredential('aws:key/bob')).rejects.toThrow(/cannot decrypt the credential for aws:key\/bob/);
   });
 
@@ -122,8 +124,18 @@ describe('audit chain', () => {
     ['an edited entry', "UPDATE audit SET outcome = 'failed' WHERE seq = 3", 3, /changed/],
     ['a deleted entry', 'DELETE FROM audit WHERE seq = 3', 4, /removed or inserted/],
     ['a deleted last entry', 'DELETE FROM audit WHERE seq = 5', 5, /removed/],
-    ['an inserted entry', "INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) SELECT 6, at, actor, event, 'aws:user/evil', outcome, detail, hash, hash FROM audit WHERE seq = 5", 6, /./],
-    ['swapped entries', "UPDATE audit SET seq = CASE seq WHEN 2 THEN 102 WHEN 4 THEN 2 END WHERE seq IN (2, 4); UPDATE audit SET seq = 4 WHERE seq = 102", 2, /./],
+    [
+      'an inserted entry',
+      "INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) SELECT 6, at, actor, event, 'aws:user/evil', outcome, detail, hash, hash FROM audit WHERE seq = 5",
+      6,
+      /./,
+    ],
+    [
+      'swapped entries',
+      'UPDATE audit SET seq = CASE seq WHEN 2 THEN 102 WHEN 4 THEN 2 END WHERE seq IN (2, 4); UPDATE audit SET seq = 4 WHERE seq = 102',
+      2,
+      /./,
+    ],
     ['a recomputed plain hash', "UPDATE audit SET address = 'aws:user/x', hash = 'deadbeef' WHERE seq = 2", 2, /./],
   ])('detects %s and names the first bad entry', async (_what, sql, firstBad, reason) => {
     await fill(5);
@@ -149,7 +161,9 @@ describe('lock', () => {
     const child = spawn(process.execPath, ['-e', '0']);
     const pid = child.pid!;
     await new Promise((r) => child.on('exit', r));
-    store.db.prepare("INSERT INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES ('state', 'ghost', ?, ?, ?, ?)").run(pid, (await import('node:os')).hostname(), AT, 0);
+    store.db
+      .prepare("INSERT INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES ('state', 'ghost', ?, ?, ?, ?)")
+      .run(pid, (await import('node:os')).hostname(), AT, 0);
     await store.acquireLock('alice@cli');
     expect((await store.lockHolder())?.holder).toBe('alice@cli');
     await store.releaseLock();

@@ -14,7 +14,10 @@ export class FakeBackend implements Backend {
   maxInFlight = 0;
   #requests = 0;
 
-  constructor(readonly name: string, private readonly delayMs = 0) {}
+  constructor(
+    readonly name: string,
+    private readonly delayMs = 0,
+  ) {}
 
   async read(_opts: ReadOptions): Promise<ActualState> {
     this.#requests++;
@@ -31,8 +34,11 @@ export class FakeBackend implements Backend {
       if (change.action === 'delete') {
         // A credential lists memberships and policies among its deps only so that teardown revokes
         // it first; like IAM, removing those under a live key is allowed.
-        const dependent = [...this.objects.values()].find((r) => r.deps.includes(change.address) && !(r.kind === 'key' && ['membership', 'attachment', 'inline-policy'].includes(change.kind)));
-        if (dependent) throw new BackendError(`DeleteConflict: ${dependent.address} still depends on ${change.address}`, this.name, 'DeleteConflict', false, change.address);
+        const dependent = [...this.objects.values()].find(
+          (r) => r.deps.includes(change.address) && !(r.kind === 'key' && ['membership', 'attachment', 'inline-policy'].includes(change.kind)),
+        );
+        if (dependent)
+          throw new BackendError(`DeleteConflict: ${dependent.address} still depends on ${change.address}`, this.name, 'DeleteConflict', false, change.address);
         this.objects.delete(change.address);
         return {};
       }
@@ -50,10 +56,18 @@ export class FakeBackend implements Backend {
         const createdAt = new Date().toISOString();
         const previous = this.objects.get(change.address);
         if (previous && change.action === 'replace') {
-          this.objects.set(`${change.address}~${String(previous.meta?.accessKeyId)}`, { ...previous, address: `${change.address}~${String(previous.meta?.accessKeyId)}`, deps: [] });
+          this.objects.set(`${change.address}~${String(previous.meta?.accessKeyId)}`, {
+            ...previous,
+            address: `${change.address}~${String(previous.meta?.accessKeyId)}`,
+            deps: [],
+          });
         }
         this.objects.set(change.address, { ...structuredClone(after), meta: { accessKeyId: id, createdAt } });
-        return { secret: { accessKeyId: id, secretAccessKey: randomBytes(30).toString('base64') }, credential: { credentialId: id, createdAt }, meta: { accessKeyId: id, createdAt } };
+        return {
+          secret: { accessKeyId: id, secretAccessKey: randomBytes(30).toString('base64') },
+          credential: { credentialId: id, createdAt },
+          meta: { accessKeyId: id, createdAt },
+        };
       }
       this.objects.set(change.address, structuredClone(after));
       return {};

@@ -41,25 +41,24 @@ export async function startProxy(target: string): Promise<CountingProxy> {
         res.end(answer.body);
         return;
       }
-      const fwd = request(
-        { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
-        (up) => {
-          const body: Buffer[] = [];
-          up.on('data', (c: Buffer) => body.push(c));
-          up.on('end', () => {
-            const k = ++n;
-            const verdict = proxy.onForwarded?.(k, req, Buffer.concat(chunks).toString('utf8'));
-            if (verdict === 503) {
-              res.writeHead(503, { 'Content-Type': 'text/xml' });
-              res.end('<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code><Message>injected after the request was executed</Message></Error><RequestId>x</RequestId></ErrorResponse>');
-              return;
-            }
-            if (verdict) return; // response withheld: the caller is killed meanwhile
-            res.writeHead(up.statusCode ?? 502, up.headers);
-            res.end(Buffer.concat(body));
-          });
-        },
-      );
+      const fwd = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+        const body: Buffer[] = [];
+        up.on('data', (c: Buffer) => body.push(c));
+        up.on('end', () => {
+          const k = ++n;
+          const verdict = proxy.onForwarded?.(k, req, Buffer.concat(chunks).toString('utf8'));
+          if (verdict === 503) {
+            res.writeHead(503, { 'Content-Type': 'text/xml' });
+            res.end(
+              '<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code><Message>injected after the request was executed</Message></Error><RequestId>x</RequestId></ErrorResponse>',
+            );
+            return;
+          }
+          if (verdict) return; // response withheld: the caller is killed meanwhile
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          res.end(Buffer.concat(body));
+        });
+      });
       fwd.on('error', (e) => {
         res.writeHead(502);
         res.end(String(e));

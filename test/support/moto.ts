@@ -81,7 +81,9 @@ export async function expectAccessDenied(promise: Promise<unknown>): Promise<Err
     throw new Error(`expected access denied, got ${code}: ${err.message}`, { cause: e });
   }
   (value as { Body?: { destroy?: () => void } } | undefined)?.Body?.destroy?.();
-  throw new Error(`expected access denied, but the request succeeded${value && typeof value === 'object' && '$metadata' in value ? '' : `: ${JSON.stringify(value)}`}`);
+  throw new Error(
+    `expected access denied, but the request succeeded${value && typeof value === 'object' && '$metadata' in value ? '' : `: ${JSON.stringify(value)}`}`,
+  );
 }
 
 async function seed(endpoint: string): Promise<AwsKey> {

@@ -29,7 +29,11 @@ export function urlFor(database: string, user?: { name: string; password: string
 const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 /** Run statements as the admin on `database`, one connection, closed afterwards. */
-export async function adminQuery<T extends pg.QueryResultRow = pg.QueryResultRow>(database: string, sql: string, values?: unknown[]): Promise<pg.QueryResult<T>> {
+export async function adminQuery<T extends pg.QueryResultRow = pg.QueryResultRow>(
+  database: string,
+  sql: string,
+  values?: unknown[],
+): Promise<pg.QueryResult<T>> {
   const c = new pg.Client({ connectionString: urlFor(database) });
   await c.connect();
   try {
@@ -75,7 +79,10 @@ export const expectPermissionDenied = (database: string, user: { name: string; p
 
 /** Login refused: expired (VALID UNTIL), NOLOGIN, dropped role or wrong password all read the same to a client. */
 export const expectLoginRefused = (database: string, user: { name: string; password: string }) =>
-  expectPgError(async () => (await connectAs(database, user)).end(), /password authentication failed|not permitted to log in|permission denied for database|does not exist/);
+  expectPgError(
+    async () => (await connectAs(database, user)).end(),
+    /password authentication failed|not permitted to log in|permission denied for database|does not exist/,
+  );
 
 /**
  * Unique databases and roles for one test file. `database(label)` creates one; `role(name)` records
@@ -103,7 +110,10 @@ export function pgFixture(prefix: string) {
     },
     async cleanup(): Promise<void> {
       for (const db of databases.reverse()) await adminQuery('postgres', `DROP DATABASE IF EXISTS ${q(db)} WITH (FORCE)`);
-      const left = await adminQuery<{ rolname: string }>('postgres', `SELECT rolname FROM pg_roles WHERE rolname LIKE $1 OR rolname = ANY($2::text[])`, [`${run}\\_%`, [...roles]]);
+      const left = await adminQuery<{ rolname: string }>('postgres', `SELECT rolname FROM pg_roles WHERE rolname LIKE $1 OR rolname = ANY($2::text[])`, [
+        `${run}\\_%`,
+        [...roles],
+      ]);
       for (const { rolname } of left.rows) {
         await adminQuery('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, [rolname]);
         await adminQuery('postgres', `DROP OWNED BY ${q(rolname)}`).catch(() => undefined);

@@ -3,16 +3,7 @@
 // maps each compiled object to the Pulumi resource that creates the same IAM object.
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import {
-  compile,
-  parseSpec,
-  readSpecFile,
-  type Level,
-  type Notice,
-  type Resource,
-  type Spec,
-  type SpecInput,
-} from './compiler.js';
+import { compile, parseSpec, readSpecFile, type Level, type Notice, type Resource, type Spec, type SpecInput } from './compiler.js';
 
 export interface DataAccessArgs {
   /** The spec, as YAML (or JSON) text or as the same structure in an object. One of `spec`, `specFile`. */
@@ -68,7 +59,9 @@ function pickBackend(spec: Spec, wanted: string | undefined, file: string): stri
     const b = spec.backends[wanted];
     if (!b) throw new Error(`${file}: backend ${JSON.stringify(wanted)} is not defined; aws backends: ${awsBackends.join(', ') || '(none)'}`);
     if (b.type !== 'aws') {
-      throw new Error(`${file}: backend ${JSON.stringify(wanted)} is a ${b.type} backend; the Pulumi component provisions aws backends only (use the datagrant CLI for ${b.type})`);
+      throw new Error(
+        `${file}: backend ${JSON.stringify(wanted)} is a ${b.type} backend; the Pulumi component provisions aws backends only (use the datagrant CLI for ${b.type})`,
+      );
     }
     return wanted;
   }
@@ -136,7 +129,7 @@ export class DataAccess extends pulumi.ComponentResource {
   readonly principals: Record<string, PrincipalCredentials> = {};
 
   constructor(name: string, args: DataAccessArgs, opts?: pulumi.ComponentResourceOptions) {
-    const type = (new.target).typeToken;
+    const type = new.target.typeToken;
     super(type, name, {}, opts);
     const compiled = compileSpec(args, args.specFile ?? `<spec of ${type.split(':').pop()} ${name}>`);
     this.backend = compiled.backend;
@@ -145,7 +138,9 @@ export class DataAccess extends pulumi.ComponentResource {
 
     // Logging is asynchronous in Pulumi and a constructor cannot wait for it.
     for (const n of compiled.notices) void (n.level === 'warning' ? pulumi.log.warn : pulumi.log.info)(n.message, this);
-    const others = Object.keys(compiled.spec.backends).filter((b) => b !== compiled.backend).sort();
+    const others = Object.keys(compiled.spec.backends)
+      .filter((b) => b !== compiled.backend)
+      .sort();
     if (others.length) {
       void pulumi.log.warn(
         `backends ${others.join(', ')} of the spec are not provisioned by this component (it provisions ${compiled.backend} only); ` +
@@ -171,11 +166,7 @@ export class DataAccess extends pulumi.ComponentResource {
       this.groups[r.name] = this.resources[r.address] = g;
     }
     for (const r of byKind.get('user')!) {
-      const u = new aws.iam.User(
-        `${name}-user-${r.name}`,
-        { name: r.name, path: str(r, 'path'), tags: r.attrs.tags as Record<string, string> },
-        parent,
-      );
+      const u = new aws.iam.User(`${name}-user-${r.name}`, { name: r.name, path: str(r, 'path'), tags: r.attrs.tags as Record<string, string> }, parent);
       this.users[r.name] = this.resources[r.address] = u;
     }
     for (const r of byKind.get('policy')!) {
@@ -217,11 +208,7 @@ export class DataAccess extends pulumi.ComponentResource {
       const user = at(this.users, str(r, 'user'), 'user');
       // Issued last, after its policies and memberships, so the key works the moment it is handed out.
       const dependsOn = [...new Set(r.deps.map((d) => this.resources[d]).filter((x): x is pulumi.CustomResource => x !== undefined))];
-      const key = new aws.iam.AccessKey(
-        `${name}-key-${r.name}`,
-        { user: user.name, status: str(r, 'status') },
-        { parent: this, dependsOn },
-      );
+      const key = new aws.iam.AccessKey(`${name}-key-${r.name}`, { user: user.name, status: str(r, 'status') }, { parent: this, dependsOn });
       this.accessKeys[r.name] = this.resources[r.address] = key;
       this.principals[r.name] = { userName: user.name, accessKeyId: key.id, secretAccessKey: pulumi.secret(key.secret) };
       if (r.lifecycle?.rotateAfterSeconds) rotating.push(r.name);

@@ -185,7 +185,12 @@ describe('DataAccess', () => {
   });
 
   test.each([
-    ['bad1', 'a spec error, with its position', { spec: SPEC.replace('access: write', 'access: writ') }, /<spec of DataAccess bad1>:\d+:\d+: .*access "writ" is not a level/],
+    [
+      'bad1',
+      'a spec error, with its position',
+      { spec: SPEC.replace('access: write', 'access: writ') },
+      /<spec of DataAccess bad1>:\d+:\d+: .*access "writ" is not a level/,
+    ],
     ['bad2', 'both spec and specFile', { spec: SPEC, specFile: 'x.yaml' }, /exactly one of `spec` and `specFile`/],
     ['bad3', 'a postgres backend', { spec: SPEC, backend: 'warehouse' }, /postgres backend; the Pulumi component provisions aws backends only/],
     ['bad4', 'an unknown backend', { spec: SPEC, backend: 'nope' }, /backend "nope" is not defined; aws backends: aws/],

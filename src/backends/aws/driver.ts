@@ -145,7 +145,8 @@ export class AwsBackend implements Backend {
   readonly #endpoints = new WeakMap<object, string>();
 
   constructor(opts: AwsBackendOptions) {
-    if (!/^\/([^/]+\/)*$/.test(opts.iamPath)) throw new BackendError(`${opts.name}: iamPath must start and end with / (got ${opts.iamPath})`, opts.name, 'config', false);
+    if (!/^\/([^/]+\/)*$/.test(opts.iamPath))
+      throw new BackendError(`${opts.name}: iamPath must start and end with / (got ${opts.iamPath})`, opts.name, 'config', false);
     this.name = opts.name;
     this.#opts = opts;
     this.#deadlines = opts.deadlines ?? DEFAULT_DEADLINES;
@@ -419,7 +420,17 @@ export class AwsBackend implements Backend {
         return Buffer.from(r.Content ?? new Uint8Array()).toString('utf8');
       } catch (e) {
         const code = awsErrorCode(e);
-        if (!['ReportInProgress', 'ReportNotPresent', 'ReportExpired', 'CredentialReportNotPresent', 'CredentialReportNotReady', 'CredentialReportExpired'].includes(code ?? '')) throw e;
+        if (
+          ![
+            'ReportInProgress',
+            'ReportNotPresent',
+            'ReportExpired',
+            'CredentialReportNotPresent',
+            'CredentialReportNotReady',
+            'CredentialReportExpired',
+          ].includes(code ?? '')
+        )
+          throw e;
         if (Date.now() + delay > deadline) throw e;
         generate = code !== 'ReportInProgress' && code !== 'CredentialReportNotReady';
         this.#stats.retries++;
@@ -465,7 +476,9 @@ export class AwsBackend implements Backend {
     const cutoff = since - 5_000;
     for (const k of await this.#listKeys(user)) {
       if (k.accessKeyId === keep || Date.parse(k.createdAt) < cutoff) continue;
-      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new UpdateAccessKeyCommand({ UserName: user, AccessKeyId: k.accessKeyId, Status: 'Inactive' })));
+      await this.#tolerate(['NoSuchEntity'], () =>
+        this.#iam.send(new UpdateAccessKeyCommand({ UserName: user, AccessKeyId: k.accessKeyId, Status: 'Inactive' })),
+      );
       await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new DeleteAccessKeyCommand({ UserName: user, AccessKeyId: k.accessKeyId })));
     }
   }
@@ -586,7 +599,9 @@ export class AwsBackend implements Backend {
     }
     const svc = await this.#tolerate([...gone, 'NotSupportedService'], () => this.#iam.send(new ListServiceSpecificCredentialsCommand({ UserName: user })));
     for (const s of svc?.ServiceSpecificCredentials ?? []) {
-      await this.#tolerate(gone, () => this.#iam.send(new DeleteServiceSpecificCredentialCommand({ UserName: user, ServiceSpecificCredentialId: s.ServiceSpecificCredentialId })));
+      await this.#tolerate(gone, () =>
+        this.#iam.send(new DeleteServiceSpecificCredentialCommand({ UserName: user, ServiceSpecificCredentialId: s.ServiceSpecificCredentialId })),
+      );
     }
     const mfa = await this.#tolerate(gone, () => this.#iam.send(new ListMFADevicesCommand({ UserName: user })));
     for (const d of mfa?.MFADevices ?? []) {
@@ -720,7 +735,9 @@ export class AwsBackend implements Backend {
   async #membership(c: Change, r: Resource): Promise<ExecuteResult> {
     if (c.action === 'delete' || c.action === 'replace') {
       const b = c.before!;
-      await this.#tolerate(['NoSuchEntity'], () => this.#iam.send(new RemoveUserFromGroupCommand({ GroupName: str(b.attrs.group), UserName: str(b.attrs.user) })));
+      await this.#tolerate(['NoSuchEntity'], () =>
+        this.#iam.send(new RemoveUserFromGroupCommand({ GroupName: str(b.attrs.group), UserName: str(b.attrs.user) })),
+      );
       if (c.action === 'delete') return {};
     }
     await this.#iam.send(new AddUserToGroupCommand({ GroupName: str(r.attrs.group), UserName: str(r.attrs.user) }));
@@ -782,7 +799,8 @@ export class AwsBackend implements Backend {
         c.address,
       );
     }
-    if (!created?.AccessKeyId || !created.SecretAccessKey) throw new BackendError(`${this.name}: ${c.address}: CreateAccessKey returned no key`, this.name, 'NoKey', false, c.address);
+    if (!created?.AccessKeyId || !created.SecretAccessKey)
+      throw new BackendError(`${this.name}: ${c.address}: CreateAccessKey returned no key`, this.name, 'NoKey', false, c.address);
     const accessKeyId = created.AccessKeyId;
     const createdAt = (created.CreateDate ?? new Date()).toISOString();
     if (str(r.attrs.status) === 'Inactive') {
@@ -806,8 +824,14 @@ function ownershipOf(details: AccountDetails, resources: Resource[]): Ownership 
     users,
     groups,
     policies,
-    otherUsers: other(details.users.map((u) => u.UserName), users),
-    otherGroups: other(details.groups.map((g) => g.GroupName), groups),
+    otherUsers: other(
+      details.users.map((u) => u.UserName),
+      users,
+    ),
+    otherGroups: other(
+      details.groups.map((g) => g.GroupName),
+      groups,
+    ),
     otherPolicies: other(
       details.policies.map((p) => p.PolicyName ?? (p.Arn ? p.Arn.slice(p.Arn.lastIndexOf('/') + 1) : undefined)),
       policies,

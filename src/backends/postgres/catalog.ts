@@ -212,10 +212,16 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
     const tables = rels.filter((r) => r.kind === 'table').map((r) => r.name);
     const sequences = rels.filter((r) => r.kind === 'sequence');
     const schemaOwner = ownerBySchema.get(schemaKey) ?? '';
-    const owners = defaultOwners(schemaOwner, rels.map((r) => r.owner), managed);
+    const owners = defaultOwners(
+      schemaOwner,
+      rels.map((r) => r.owner),
+      managed,
+    );
 
     const inc = levelIncrement(t.level);
-    const tablePrivs = (['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'] as TablePrivilege[]).filter((p) => levelOfTablePrivilege(p) === t.level);
+    const tablePrivs = (['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'] as TablePrivilege[]).filter(
+      (p) => levelOfTablePrivilege(p) === t.level,
+    );
     const seqPrivs = ALL_SEQUENCE_PRIVILEGES.filter((p) => levelOfSequencePrivilege(p) === t.level);
 
     const held = new Set((relationAclBy.get(roleKey) ?? []).map((a) => key(a.relation ?? '', a.kind ?? '', a.privilege)));
@@ -247,10 +253,14 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
     const seqOutside = sequences.map((s) => s.name).filter((s) => !seqScope.includes(s));
 
     const privileges: GrantPrivileges = {
-      schema: sorted((schemaAclBy.get(roleKey) ?? []).filter((a) => levelOfSchemaPrivilege(a.privilege as SchemaPrivilege) === t.level).map((a) => a.privilege)),
+      schema: sorted(
+        (schemaAclBy.get(roleKey) ?? []).filter((a) => levelOfSchemaPrivilege(a.privilege as SchemaPrivilege) === t.level).map((a) => a.privilege),
+      ),
       tables: sorted([
         ...tablePrivs.flatMap((p) => coverage(p, scope, 'table', [], true)),
-        ...(columnAclBy.get(roleKey) ?? []).filter((a) => levelOfTablePrivilege(a.privilege as TablePrivilege) === t.level).map((a) => `${a.privilege} (columns)`),
+        ...(columnAclBy.get(roleKey) ?? [])
+          .filter((a) => levelOfTablePrivilege(a.privilege as TablePrivilege) === t.level)
+          .map((a) => `${a.privilege} (columns)`),
       ]),
       sequences: sorted(seqPrivs.flatMap((p) => coverage(p, seqScope, 'sequence', seqOutside, inc.sequences.includes(p)))),
       defaultTables: sorted(defaultTables),

@@ -108,7 +108,7 @@ function tagDeadline(e: unknown, database: string, phase: 'connect' | 'request')
   return err;
 }
 
-const missedDeadline = (e: unknown): Missed | undefined => (e && typeof e === 'object' ? ((e as { [DEADLINE]?: Missed })[DEADLINE]) : undefined);
+const missedDeadline = (e: unknown): Missed | undefined => (e && typeof e === 'object' ? (e as { [DEADLINE]?: Missed })[DEADLINE] : undefined);
 
 export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
   const { name } = opts;
@@ -161,7 +161,14 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     if (e instanceof BackendError) throw e;
     const err = e as Error & { code?: string };
     const missed = missedDeadline(err);
-    if (missed) throw deadlineError(name, urlWithoutPassword(urlOf(missed.database ?? adminDatabase)), missed.kind, missed.kind === 'connect' ? deadlines.connectMs : deadlines.requestMs, address);
+    if (missed)
+      throw deadlineError(
+        name,
+        urlWithoutPassword(urlOf(missed.database ?? adminDatabase)),
+        missed.kind,
+        missed.kind === 'connect' ? deadlines.connectMs : deadlines.requestMs,
+        address,
+      );
     throw new BackendError(`${name}: ${err.message}`, name, err.code, retryable(err.code, err.message), address);
   };
 
@@ -217,7 +224,12 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     for (const row of r.rows as Record<string, unknown>[]) {
       const flags = ROLE_FLAGS.filter(([c]) => row[c] === true).map(([, f]) => f);
       if (row.rolinherit === false) flags.push('NOINHERIT');
-      out.set(String(row.rolname), { oid: String(row.oid), comment: parseComment(row.comment as string | null, opts.scope, opts.installation), login: row.rolcanlogin === true, flags });
+      out.set(String(row.rolname), {
+        oid: String(row.oid),
+        comment: parseComment(row.comment as string | null, opts.scope, opts.installation),
+        login: row.rolcanlogin === true,
+        flags,
+      });
     }
     return out;
   }
@@ -238,7 +250,11 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     throw notTakenEffect(name, address, role, me.me, found.missing, found.leftover);
   }
 
-  const marker = (): RoleComment => ({ datagrant: MARKER, ...(opts.scope ? { scope: opts.scope } : {}), ...(opts.installation ? { installation: opts.installation } : {}) });
+  const marker = (): RoleComment => ({
+    datagrant: MARKER,
+    ...(opts.scope ? { scope: opts.scope } : {}),
+    ...(opts.installation ? { installation: opts.installation } : {}),
+  });
   const commentSql = (role: string, c: RoleComment) => `COMMENT ON ROLE ${ident(role)} IS ${literal(JSON.stringify(c))}`;
   /**
    * Statements sent as one simple-protocol message, which PostgreSQL runs as one implicit
@@ -300,7 +316,9 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       try {
         await q('SAVEPOINT authid');
         const pw = await q('SELECT rolname, rolpassword FROM pg_authid WHERE oid = ANY($1::oid[])', [oids]);
-        fingerprints = new Map(pw.rows.map((r: { rolname: string; rolpassword: string | null }) => [r.rolname, r.rolpassword ? verifierFingerprint(r.rolpassword) : null]));
+        fingerprints = new Map(
+          pw.rows.map((r: { rolname: string; rolpassword: string | null }) => [r.rolname, r.rolpassword ? verifierFingerprint(r.rolpassword) : null]),
+        );
       } catch {
         await q('ROLLBACK TO SAVEPOINT authid');
       }
@@ -326,7 +344,11 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       backend: name,
       roles,
       memberships: shared.members.map((m: { grp: string; member: string }) => ({ group: m.grp, member: m.member })),
-      databaseAcl: shared.dbAcl.map((r: { datname: string; rolname: string; privilege_type: string }) => ({ database: r.datname, role: r.rolname, privilege: r.privilege_type })),
+      databaseAcl: shared.dbAcl.map((r: { datname: string; rolname: string; privilege_type: string }) => ({
+        database: r.datname,
+        role: r.rolname,
+        privilege: r.privilege_type,
+      })),
       schemas: [],
       relations: [],
       schemaAcl: [],
@@ -349,76 +371,87 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
   }
 
   async function readDatabase(database: string, oids: string[], facts: CatalogFacts): Promise<void> {
-    await withClient(database, async (q) => {
-      const nsp = await q(
-        `SELECT n.nspname, r.rolname, a.privilege_type
+    await withClient(
+      database,
+      async (q) => {
+        const nsp = await q(
+          `SELECT n.nspname, r.rolname, a.privilege_type
            FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a JOIN pg_roles r ON r.oid = a.grantee
           WHERE a.grantee = ANY($1::oid[])`,
-        [oids],
-      );
-      const rel = await q(
-        `SELECT n.nspname, c.relname, c.relkind = 'S' AS is_seq, r.rolname, a.privilege_type
+          [oids],
+        );
+        const rel = await q(
+          `SELECT n.nspname, c.relname, c.relkind = 'S' AS is_seq, r.rolname, a.privilege_type
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee
           WHERE c.relkind IN ('r','p','v','m','f','S') AND a.grantee = ANY($1::oid[])`,
-        [oids],
-      );
-      const col = await q(
-        `SELECT DISTINCT n.nspname, c.relname, r.rolname, a.privilege_type
+          [oids],
+        );
+        const col = await q(
+          `SELECT DISTINCT n.nspname, c.relname, r.rolname, a.privilege_type
            FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
            CROSS JOIN LATERAL aclexplode(att.attacl) a JOIN pg_roles r ON r.oid = a.grantee
           WHERE att.attacl IS NOT NULL AND c.relkind IN ('r','p','v','m','f') AND a.grantee = ANY($1::oid[])`,
-        [oids],
-      );
-      // Defaults not tied to a schema (IN SCHEMA omitted) are outside the model and not read.
-      const def = await q(
-        `SELECT n.nspname, pg_get_userbyid(d.defaclrole) AS owner, d.defaclobjtype, r.rolname, a.privilege_type
+          [oids],
+        );
+        // Defaults not tied to a schema (IN SCHEMA omitted) are outside the model and not read.
+        const def = await q(
+          `SELECT n.nspname, pg_get_userbyid(d.defaclrole) AS owner, d.defaclobjtype, r.rolname, a.privilege_type
            FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
            CROSS JOIN LATERAL aclexplode(d.defaclacl) a JOIN pg_roles r ON r.oid = a.grantee
           WHERE d.defaclobjtype IN ('r','S') AND a.grantee = ANY($1::oid[])`,
-        [oids],
-      );
-      const schemas = sortedUnique([
-        ...nsp.rows.map((r: { nspname: string }) => r.nspname),
-        ...rel.rows.map((r: { nspname: string }) => r.nspname),
-        ...def.rows.map((r: { nspname: string }) => r.nspname),
-        ...col.rows.map((r: { nspname: string }) => r.nspname),
-      ]);
-      const { owners, relations } = await schemaObjects(q, database, schemas);
-      facts.schemas.push(...owners);
-      facts.relations.push(...relations);
-      facts.schemaAcl.push(...nsp.rows.map((r: { nspname: string; rolname: string; privilege_type: string }): AclRow => ({ database, schema: r.nspname, role: r.rolname, privilege: r.privilege_type })));
-      facts.relationAcl.push(
-        ...rel.rows.map((r: { nspname: string; relname: string; is_seq: boolean; rolname: string; privilege_type: string }): AclRow => ({
-          database,
-          schema: r.nspname,
-          relation: r.relname,
-          kind: r.is_seq ? 'sequence' : 'table',
-          role: r.rolname,
-          privilege: r.privilege_type,
-        })),
-      );
-      facts.columnAcl.push(
-        ...col.rows.map((r: { nspname: string; relname: string; rolname: string; privilege_type: string }): AclRow => ({
-          database,
-          schema: r.nspname,
-          relation: r.relname,
-          kind: 'table',
-          role: r.rolname,
-          privilege: r.privilege_type,
-        })),
-      );
-      facts.defaultAcl.push(
-        ...def.rows.map((r: { nspname: string; owner: string; defaclobjtype: string; rolname: string; privilege_type: string }): DefaultAclRow => ({
-          database,
-          schema: r.nspname,
-          owner: r.owner,
-          objtype: r.defaclobjtype === 'S' ? 'sequence' : 'table',
-          role: r.rolname,
-          privilege: r.privilege_type,
-        })),
-      );
-    }, false);
+          [oids],
+        );
+        const schemas = sortedUnique([
+          ...nsp.rows.map((r: { nspname: string }) => r.nspname),
+          ...rel.rows.map((r: { nspname: string }) => r.nspname),
+          ...def.rows.map((r: { nspname: string }) => r.nspname),
+          ...col.rows.map((r: { nspname: string }) => r.nspname),
+        ]);
+        const { owners, relations } = await schemaObjects(q, database, schemas);
+        facts.schemas.push(...owners);
+        facts.relations.push(...relations);
+        facts.schemaAcl.push(
+          ...nsp.rows.map((r: { nspname: string; rolname: string; privilege_type: string }): AclRow => ({
+            database,
+            schema: r.nspname,
+            role: r.rolname,
+            privilege: r.privilege_type,
+          })),
+        );
+        facts.relationAcl.push(
+          ...rel.rows.map((r: { nspname: string; relname: string; is_seq: boolean; rolname: string; privilege_type: string }): AclRow => ({
+            database,
+            schema: r.nspname,
+            relation: r.relname,
+            kind: r.is_seq ? 'sequence' : 'table',
+            role: r.rolname,
+            privilege: r.privilege_type,
+          })),
+        );
+        facts.columnAcl.push(
+          ...col.rows.map((r: { nspname: string; relname: string; rolname: string; privilege_type: string }): AclRow => ({
+            database,
+            schema: r.nspname,
+            relation: r.relname,
+            kind: 'table',
+            role: r.rolname,
+            privilege: r.privilege_type,
+          })),
+        );
+        facts.defaultAcl.push(
+          ...def.rows.map((r: { nspname: string; owner: string; defaclobjtype: string; rolname: string; privilege_type: string }): DefaultAclRow => ({
+            database,
+            schema: r.nspname,
+            owner: r.owner,
+            objtype: r.defaclobjtype === 'S' ? 'sequence' : 'table',
+            role: r.rolname,
+            privilege: r.privilege_type,
+          })),
+        );
+      },
+      false,
+    );
   }
 
   async function schemaObjects(q: Query, database: string, schemas: string[]) {
@@ -506,7 +539,8 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       // A role made before installations had ids takes this one's on its first change.
       if (opts.installation && live.comment.installation === undefined) await q(commentSql(role, { ...live.comment, ...marker() }));
       // Open sessions keep working after NOLOGIN: a login taken away ends them too.
-      if (live.login && !attrs.login) await q('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()', [live.oid]);
+      if (live.login && !attrs.login)
+        await q('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()', [live.oid]);
     }, false);
     return {};
   }
@@ -516,12 +550,19 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       const live = await liveRoles(q, [group, member]);
       const g = live.get(group);
       const m = live.get(member);
-      if (!g || !m) throw new BackendError(`${name}: cannot add ${member} to ${group}: role ${!g ? group : member} does not exist`, name, 'missing-role', false, address);
+      if (!g || !m)
+        throw new BackendError(`${name}: cannot add ${member} to ${group}: role ${!g ? group : member} does not exist`, name, 'missing-role', false, address);
       if (!g.comment) throw notOurs(group, address);
       if (!m.comment) throw notOurs(member, address);
       await q(`GRANT ${ident(group)} TO ${ident(member)}`);
       if ((await grantorsOf(q, g.oid, m.oid)).length === 0) {
-        throw new BackendError(`${name}: ${address}: GRANT ${ident(group)} TO ${ident(member)} did not take effect; the connecting role needs CREATEROLE or ADMIN OPTION on ${group}`, name, 'not-granted', false, address);
+        throw new BackendError(
+          `${name}: ${address}: GRANT ${ident(group)} TO ${ident(member)} did not take effect; the connecting role needs CREATEROLE or ADMIN OPTION on ${group}`,
+          name,
+          'not-granted',
+          false,
+          address,
+        );
       }
     });
     return {};
@@ -579,7 +620,15 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
       );
       const on = { kind: 'DATABASE', object: ident(database), label: `database ${database}` };
       const have = (acl.rows as { privilege: string; grantor: string }[]).map((r): Held => ({ ...on, privilege: r.privilege, grantor: r.grantor }));
-      await confirm(q, address, role, shortfall(privileges.map((privilege): Held => ({ ...on, privilege })), have));
+      await confirm(
+        q,
+        address,
+        role,
+        shortfall(
+          privileges.map((privilege): Held => ({ ...on, privilege })),
+          have,
+        ),
+      );
     });
     return {};
   }
@@ -612,7 +661,11 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
             .filter((r: { comment: string | null }) => isDatagrantRole(r.comment))
             .map((r: { rolname: string }) => r.rolname),
         );
-        const owners = defaultOwners(schemaOwners[0]!.owner, relations.map((r) => r.owner), managed);
+        const owners = defaultOwners(
+          schemaOwners[0]!.owner,
+          relations.map((r) => r.owner),
+          managed,
+        );
         // Defaults someone set for other owners are revoked too.
         const defOwners = (
           await q(
@@ -683,15 +736,31 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     } else {
       const missing = attrs.tables.filter((t) => !relations.some((rel) => rel.kind === 'table' && rel.name === t));
       if (missing.length) {
-        throw new BackendError(`${name}: table${missing.length > 1 ? 's' : ''} ${missing.map((t) => `${schema}.${t}`).join(', ')} not found in database ${database}`, name, 'missing-table', false, address);
+        throw new BackendError(
+          `${name}: table${missing.length > 1 ? 's' : ''} ${missing.map((t) => `${schema}.${t}`).join(', ')} not found in database ${database}`,
+          name,
+          'missing-table',
+          false,
+          address,
+        );
       }
       if (p.tables.length) await q(`GRANT ${p.tables.join(', ')} ON TABLE ${attrs.tables.map((t) => qualified(schema, t)).join(', ')} TO ${r}`);
-      const seqs = relations.filter((rel) => rel.kind === 'sequence' && rel.ownedBy !== null && (attrs.tables as string[]).includes(rel.ownedBy)).map((rel) => rel.name);
-      if (p.sequences.length && seqs.length) await q(`GRANT ${p.sequences.join(', ')} ON SEQUENCE ${seqs.sort().map((sq) => qualified(schema, sq)).join(', ')} TO ${r}`);
+      const seqs = relations
+        .filter((rel) => rel.kind === 'sequence' && rel.ownedBy !== null && (attrs.tables as string[]).includes(rel.ownedBy))
+        .map((rel) => rel.name);
+      if (p.sequences.length && seqs.length)
+        await q(
+          `GRANT ${p.sequences.join(', ')} ON SEQUENCE ${seqs
+            .sort()
+            .map((sq) => qualified(schema, sq))
+            .join(', ')} TO ${r}`,
+        );
     }
     for (const o of owners) {
-      if (p.defaultTables.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultTables.join(', ')} ON TABLES TO ${r}`);
-      if (p.defaultSequences.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultSequences.join(', ')} ON SEQUENCES TO ${r}`);
+      if (p.defaultTables.length)
+        await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultTables.join(', ')} ON TABLES TO ${r}`);
+      if (p.defaultSequences.length)
+        await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultSequences.join(', ')} ON SEQUENCES TO ${r}`);
     }
   }
 
@@ -760,7 +829,10 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
     // Lock out first, whatever happens next: no new logins, and open sessions (which keep their
     // privileges until they end) are ended.
     await admin((q) => q(`ALTER ROLE ${ident(role)} NOLOGIN`), false);
-    await admin((q) => q('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()', [state.live.oid]), false);
+    await admin(
+      (q) => q('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()', [state.live.oid]),
+      false,
+    );
 
     const owned = state.deps.filter((d) => d.deptype === 'o');
     if (owned.length) {
@@ -792,7 +864,13 @@ export function createPostgresBackend(opts: PostgresBackendOptions): Backend {
         [state.live.oid],
       );
       if ((owns.rows[0] as { n: number }).n > 0) {
-        throw new BackendError(`${name}: role ${role} came to own objects in database ${where} while being removed; nothing was dropped — apply again for details`, name, 'owns-objects', true, address);
+        throw new BackendError(
+          `${name}: role ${role} came to own objects in database ${where} while being removed; nothing was dropped — apply again for details`,
+          name,
+          'owns-objects',
+          true,
+          address,
+        );
       }
       await q(`DROP OWNED BY ${ident(role)}`);
     };

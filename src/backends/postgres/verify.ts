@@ -71,13 +71,24 @@ export function schemaGrantShortfall(a: {
   const held = (kind: SchemaAclFact['kind'], relation: string | null, privilege: string): Held =>
     kind === 'SCHEMA'
       ? { kind: 'SCHEMA', object: ident(a.schema), label: `schema ${a.schema}`, privilege }
-      : { kind: kind === 'SEQUENCE' ? 'SEQUENCE' : 'TABLE', object: qualified(a.schema, relation!), label: `${kind.toLowerCase()} ${a.schema}.${relation!}`, privilege };
+      : {
+          kind: kind === 'SEQUENCE' ? 'SEQUENCE' : 'TABLE',
+          object: qualified(a.schema, relation!),
+          label: `${kind.toLowerCase()} ${a.schema}.${relation!}`,
+          privilege,
+        };
 
   const leftover: Held[] = [];
   for (const f of a.facts) {
     if (!ofLevel(f.kind).includes(f.privilege) || wanted(f.kind, f.relation).includes(f.privilege)) continue;
     if (f.kind === 'COLUMN') {
-      leftover.push({ kind: 'TABLE', object: qualified(a.schema, f.relation!), label: `column ${a.schema}.${f.relation!}.${f.column!}`, privilege: `${f.privilege} (${ident(f.column!)})`, grantor: f.grantor });
+      leftover.push({
+        kind: 'TABLE',
+        object: qualified(a.schema, f.relation!),
+        label: `column ${a.schema}.${f.relation!}.${f.column!}`,
+        privilege: `${f.privilege} (${ident(f.column!)})`,
+        grantor: f.grantor,
+      });
     } else {
       leftover.push({ ...held(f.kind, f.relation, f.privilege), grantor: f.grantor });
     }
@@ -107,7 +118,17 @@ function statements(items: Held[], verb: (privileges: string, kind: string, obje
     const [kind, privileges] = k.split('\0') as [string, string];
     const labels = objects.map((hs) => hs[0]!.label).sort();
     const shown = labels.length > 5 ? `${labels.slice(0, 5).join(', ')} and ${labels.length - 5} more` : labels.join(', ');
-    out.push({ what: `${privileges} on ${shown}`, sql: verb(privileges, kind, objects.map((hs) => hs[0]!.object).sort().join(', ')) });
+    out.push({
+      what: `${privileges} on ${shown}`,
+      sql: verb(
+        privileges,
+        kind,
+        objects
+          .map((hs) => hs[0]!.object)
+          .sort()
+          .join(', '),
+      ),
+    });
   }
   return out;
 }

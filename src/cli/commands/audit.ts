@@ -10,7 +10,9 @@ export async function auditLog(io: Io, opts: CommonOptions & { json?: boolean; l
     return 0;
   }
   for (const e of shown) {
-    io.stdout(`${String(e.seq).padStart(6)}  ${e.at}  ${e.actor}  ${e.event}${e.address ? `  ${e.address}` : ''}  ${e.outcome}${e.detail ? `  (${e.detail})` : ''}\n`);
+    io.stdout(
+      `${String(e.seq).padStart(6)}  ${e.at}  ${e.actor}  ${e.event}${e.address ? `  ${e.address}` : ''}  ${e.outcome}${e.detail ? `  (${e.detail})` : ''}\n`,
+    );
   }
   if (shown.length === 0) io.stdout('The audit log is empty.\n');
   return 0;

@@ -11,7 +11,16 @@ export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 export async function credentialsList(io: Io, opts: CommonOptions & { json?: boolean }): Promise<number> {
@@ -24,7 +33,12 @@ export async function credentialsList(io: Io, opts: CommonOptions & { json?: boo
     io.stdout('No credentials stored. `datagrant apply` issues them for principals that need them.\n');
     return 0;
   }
-  io.stdout(table([['NAME', 'BACKEND', 'ADDRESS', 'ID', 'STATE', 'CREATED', 'RETIRES'], ...rows.map((r) => [r.principal, r.backend, r.address, r.credentialId, r.state, r.createdAt, r.retireAt ?? '-'])]));
+  io.stdout(
+    table([
+      ['NAME', 'BACKEND', 'ADDRESS', 'ID', 'STATE', 'CREATED', 'RETIRES'],
+      ...rows.map((r) => [r.principal, r.backend, r.address, r.credentialId, r.state, r.createdAt, r.retireAt ?? '-']),
+    ]),
+  );
   return 0;
 }
 
@@ -35,7 +49,9 @@ async function resolve(store: StateStore, name: string, backend?: string): Promi
   if (backend) found = found.filter((c) => c.backend === backend);
   if (found.length === 0) {
     const names = [...new Set(all.map((c) => c.principal))].sort();
-    throw new UsageError(`no stored credential for ${JSON.stringify(name)}${backend ? ` on backend ${backend}` : ''}; stored: ${names.length ? names.join(', ') : '(none)'}`);
+    throw new UsageError(
+      `no stored credential for ${JSON.stringify(name)}${backend ? ` on backend ${backend}` : ''}; stored: ${names.length ? names.join(', ') : '(none)'}`,
+    );
   }
   if (found.length > 1) {
     throw new UsageError(`${name} has credentials on several backends (${found.map((c) => c.backend).join(', ')}); choose one with --backend`);
@@ -46,11 +62,20 @@ async function resolve(store: StateStore, name: string, backend?: string): Promi
 export async function credentialsShow(io: Io, opts: CommonOptions & { name: string; backend?: string; reveal?: boolean }): Promise<number> {
   return withStore(io, opts, async (store) => {
     const row = await resolve(store, opts.name, opts.backend);
-    const lines = [`name:     ${row.principal}`, `backend:  ${row.backend}`, `address:  ${row.address}`, `id:       ${row.credentialId}`, `created:  ${row.createdAt}`];
+    const lines = [
+      `name:     ${row.principal}`,
+      `backend:  ${row.backend}`,
+      `address:  ${row.address}`,
+      `id:       ${row.credentialId}`,
+      `created:  ${row.createdAt}`,
+    ];
     if (opts.reveal) {
       const got = await store.revealCredential(row.address);
       if (!got) throw new UsageError(`the credential for ${opts.name} was removed meanwhile`);
-      await store.audit({ actor: actorOf(io), event: 'credential.reveal', address: row.address, outcome: 'ok', detail: `id ${row.credentialId}` }, io.now().toISOString());
+      await store.audit(
+        { actor: actorOf(io), event: 'credential.reveal', address: row.address, outcome: 'ok', detail: `id ${row.credentialId}` },
+        io.now().toISOString(),
+      );
       for (const [k, v] of Object.entries(got.secret)) lines.push(`${`${k}:`.padEnd(9)} ${v}`);
     } else {
       lines.push('secret:   (hidden; add --reveal to print it)');
@@ -90,7 +115,10 @@ export async function credentialsExport(io: Io, opts: CommonOptions & { name: st
     const got = await store.revealCredential(row.address);
     if (!got) throw new UsageError(`the credential for ${opts.name} was removed meanwhile`);
     const text = formatSecret(opts.format as ExportFormat, row.principal, got.secret);
-    await store.audit({ actor: actorOf(io), event: 'credential.export', address: row.address, outcome: 'ok', detail: `id ${row.credentialId}, format ${opts.format}` }, io.now().toISOString());
+    await store.audit(
+      { actor: actorOf(io), event: 'credential.export', address: row.address, outcome: 'ok', detail: `id ${row.credentialId}, format ${opts.format}` },
+      io.now().toISOString(),
+    );
     io.stdout(text);
     return 0;
   });

@@ -126,7 +126,10 @@ export async function applyCommand(io: Io, opts: ApplyOptions): Promise<number> 
       clock: io.now,
       onRecover: (interrupted) =>
         io.stderr(
-          `Recovering from an interrupted run: ${interrupted.length} change(s) were in flight (${interrupted.slice(0, 3).map((j) => j.address).join(', ')}${interrupted.length > 3 ? ', …' : ''}); the backends are read afresh and the plan below completes or undoes them.\n`,
+          `Recovering from an interrupted run: ${interrupted.length} change(s) were in flight (${interrupted
+            .slice(0, 3)
+            .map((j) => j.address)
+            .join(', ')}${interrupted.length > 3 ? ', …' : ''}); the backends are read afresh and the plan below completes or undoes them.\n`,
         ),
       onPlan: (plan) => {
         planned = plan.changes.length;
@@ -136,14 +139,18 @@ export async function applyCommand(io: Io, opts: ApplyOptions): Promise<number> 
         ? {}
         : {
             confirm: async () => {
-              if (!io.confirm) throw new UsageError('apply needs confirmation: run it in a terminal, pass --auto-approve, or apply a saved plan file (plan --out FILE)');
+              if (!io.confirm)
+                throw new UsageError('apply needs confirmation: run it in a terminal, pass --auto-approve, or apply a saved plan file (plan --out FILE)');
               return io.confirm(`\nDo you want to perform these actions? Only 'yes' will be accepted: `);
             },
           }),
       onEvent: progress(io, () => planned),
     });
     if (out.interrupted.length) {
-      await store.audit({ actor: actorOf(io), event: 'apply.recover', address: null, outcome: 'ok', detail: `${out.interrupted.length} interrupted change(s)` }, io.now().toISOString());
+      await store.audit(
+        { actor: actorOf(io), event: 'apply.recover', address: null, outcome: 'ok', detail: `${out.interrupted.length} interrupted change(s)` },
+        io.now().toISOString(),
+      );
     }
     const { plan } = out;
     if (out.outcome === 'no-changes') {
@@ -162,7 +169,13 @@ export async function applyCommand(io: Io, opts: ApplyOptions): Promise<number> 
 
 function report(io: Io, opts: ApplyOptions, plan: Plan, result: NonNullable<ConvergeResult['result']>, code: number, started: number, retries: number): number {
   const s = summarize(plan);
-  const issued = plan.changes.filter((c) => (c.kind === 'key' || c.kind === 'password') && (c.action === 'create' || c.action === 'replace') && !result.failed.some((f) => f.address === c.address) && !result.skipped.includes(c.address));
+  const issued = plan.changes.filter(
+    (c) =>
+      (c.kind === 'key' || c.kind === 'password') &&
+      (c.action === 'create' || c.action === 'replace') &&
+      !result.failed.some((f) => f.address === c.address) &&
+      !result.skipped.includes(c.address),
+  );
   if (opts.json) {
     io.stdout(`${JSON.stringify({ ...result, retries, seconds: (Date.now() - started) / 1000, summary: s }, null, 2)}\n`);
     return code;
@@ -173,7 +186,9 @@ function report(io: Io, opts: ApplyOptions, plan: Plan, result: NonNullable<Conv
       : `\nApply failed: ${result.failed.length} change(s) failed, ${result.skipped.length} skipped, ${result.applied} applied. Run apply again to retry; nothing applied is lost.\n`,
   );
   if (issued.length) {
-    io.stdout(`New credentials are stored encrypted for: ${issued.map((c) => c.after?.name ?? c.address).join(', ')}.\nHand one out with: datagrant credentials export NAME --format env\n`);
+    io.stdout(
+      `New credentials are stored encrypted for: ${issued.map((c) => c.after?.name ?? c.address).join(', ')}.\nHand one out with: datagrant credentials export NAME --format env\n`,
+    );
   }
   return code;
 }
@@ -184,7 +199,8 @@ export async function driftCommand(io: Io, opts: PlanOptions): Promise<number> {
   const plan = await withStore(io, opts, async (store) => (await convergeFor(io, { ...opts, exact: true }, store, loaded, { mode: 'plan' })).plan);
   const drift = { ...plan, changes: plan.changes.filter((c) => c.drift), notices: [] };
   if (opts.json) io.stdout(renderPlanJson(drift));
-  else if (drift.changes.length === 0) io.stdout(`No drift. ${plan.changes.length ? `(${plan.changes.length} change(s) pending from the spec; see plan.)` : ''}\n`);
+  else if (drift.changes.length === 0)
+    io.stdout(`No drift. ${plan.changes.length ? `(${plan.changes.length} change(s) pending from the spec; see plan.)` : ''}\n`);
   else io.stdout(renderPlanText(drift, { color: opts.color ?? false }) + 'Run `datagrant apply` to revert the drift.\n');
   return drift.changes.length ? 2 : 0;
 }

@@ -1,14 +1,7 @@
 // Spec → desired IAM state for one aws backend. Pure.
 import { CompileError } from '../../core/errors.js';
 import { addressOf, type Json, type Notice, type Resource } from '../../core/types.js';
-import {
-  durationSeconds,
-  expiresInstant,
-  isS3Dataset,
-  type AwsBackendSpec,
-  type Grant,
-  type Spec,
-} from '../../spec/schema.js';
+import { durationSeconds, expiresInstant, isS3Dataset, type AwsBackendSpec, type Grant, type Spec } from '../../spec/schema.js';
 import { S3_LEVELS } from './levels.js';
 import { packStatements, type Statement } from '../../model/aws-policy.js';
 import { DEFAULT_IAM_PATH, INSTALLATION_TAG, MANAGED_TAG } from '../../model/aws.js';
@@ -133,7 +126,10 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     iamGroups.add(name);
     resources.push({ address: addr('group', name), backend: backendName, kind: 'group', name, attrs: { path }, immutable: [], deps: [] });
     const names = policies(`group ${name}`, grants, (part) => groupPolicyName(name, part));
-    groupAttachments.set(name, names.map((p) => addr('attachment', 'group', name, p)));
+    groupAttachments.set(
+      name,
+      names.map((p) => addr('attachment', 'group', name, p)),
+    );
     if (names.length > IAM_QUOTAS.policiesPerEntity) {
       problems.push(`group ${name}: needs ${names.length} managed policies; IAM allows ${IAM_QUOTAS.policiesPerEntity} per group`);
     }
@@ -191,12 +187,7 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
       name,
       attrs: { user: name, status: 'Active' },
       immutable: ['user'],
-      deps: [
-        userAddr,
-        ...memberships,
-        ...groups.flatMap((g) => groupAttachments.get(g) ?? []),
-        ...names.map((pol) => addr('attachment', 'user', name, pol)),
-      ],
+      deps: [userAddr, ...memberships, ...groups.flatMap((g) => groupAttachments.get(g) ?? []), ...names.map((pol) => addr('attachment', 'user', name, pol))],
       lifecycle: { ...(rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : {}), graceSeconds },
     });
   }

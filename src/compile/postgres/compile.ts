@@ -11,25 +11,10 @@
 //  password/<role>                           the login role's password (a credential slot)
 import { CompileError } from '../../core/errors.js';
 import type { Level, Notice, Resource } from '../../core/types.js';
-import {
-  durationSeconds,
-  expiresInstant,
-  isS3Dataset,
-  type Grant,
-  type PgDatasetSpec,
-  type Spec,
-} from '../../spec/schema.js';
+import { durationSeconds, expiresInstant, isS3Dataset, type Grant, type PgDatasetSpec, type Spec } from '../../spec/schema.js';
 import { pgIdentifierProblem, pgRoleNameProblem } from '../../spec/limits.js';
 import { levelIncrement, levelsUpTo } from '../../model/postgres-levels.js';
-import {
-  connectResource,
-  grantPrivileges,
-  grantResource,
-  membershipResource,
-  passwordResource,
-  roleResource,
-  type TableScope,
-} from '../../model/postgres.js';
+import { connectResource, grantPrivileges, grantResource, membershipResource, passwordResource, roleResource, type TableScope } from '../../model/postgres.js';
 
 const sorted = <T extends string>(xs: Iterable<T>): T[] => [...new Set(xs)].sort();
 
@@ -68,7 +53,8 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
     const problem = pgRoleNameProblem(role);
     if (problem) problems.push(`${owner}: role name ${JSON.stringify(role)} ${problem}`);
     const other = roleOwner.get(role);
-    if (other) problems.push(`${owner}: role name ${JSON.stringify(role)} is also used by ${other}; groups and principals share one role namespace in PostgreSQL`);
+    if (other)
+      problems.push(`${owner}: role name ${JSON.stringify(role)} is also used by ${other}; groups and principals share one role namespace in PostgreSQL`);
     else roleOwner.set(role, owner);
   };
 
@@ -146,7 +132,12 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
     // it is handed out. It has no rotation grace: a role holds one password, so the old one stops
     // the moment a new one is set, and must not be kept (or listed) as if it still worked.
     resources.push(
-      passwordResource(backendName, name, [...memberships, ...grantAddresses, ...groups.flatMap((g) => groupGrants.get(g) ?? [])], rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : undefined),
+      passwordResource(
+        backendName,
+        name,
+        [...memberships, ...grantAddresses, ...groups.flatMap((g) => groupGrants.get(g) ?? [])],
+        rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : undefined,
+      ),
     );
   }
 
