@@ -56,5 +56,18 @@ export async function openStore(paths: StatePaths, env: NodeJS.ProcessEnv): Prom
     const { openPgStore } = await import('./postgres.js');
     return openPgStore(url, key);
   }
+  checkDirectory(paths.dir);
   return new SqliteStore(paths.db, key);
+}
+
+/**
+ * The state directory holds the sealed credentials, the SCIM identities and usually the master
+ * key: like master.key, it must not be open to other users.
+ */
+function checkDirectory(dir: string): void {
+  if (!existsSync(dir)) return;
+  const mode = statSync(dir).mode & 0o777;
+  if (mode & 0o077) {
+    throw new StoreError(`the state directory ${dir} is open to other users (mode ${mode.toString(8)}); run: chmod 700 ${dir}`);
+  }
 }

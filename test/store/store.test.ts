@@ -183,6 +183,16 @@ describe('master key', () => {
     expect(() => loadMasterKey(paths, {})).toThrow(/readable by other users/);
   });
 
+  test('a state directory open to other users is refused, naming the fix', async () => {
+    const paths = statePaths(join(dir, 'open'));
+    initState(paths, {});
+    const { chmodSync } = await import('node:fs');
+    const { openStore } = await import('../../src/store/open.js');
+    await (await openStore(paths, {})).close();
+    chmodSync(paths.dir, 0o755);
+    await expect(openStore(paths, {})).rejects.toThrow(`the state directory ${paths.dir} is open to other users (mode 755); run: chmod 700 ${paths.dir}`);
+  });
+
   test('no key configured is a clear error', () => {
     expect(() => loadMasterKey(statePaths(join(dir, 'none')), {})).toThrow(/DATAGRANT_MASTER_KEY .*datagrant init/);
   });
