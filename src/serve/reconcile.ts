@@ -101,6 +101,8 @@ export class Reconciler {
   #failures = 0;
   /** The last poll could not reach the store. */
   #storeDown = false;
+  /** Addresses of the deletions the last run held after a mass event. */
+  #held = new Set<string>();
   #stopped = false;
   /** Resolved when nothing is running or scheduled. */
   #idleWaiters: (() => void)[] = [];
@@ -317,13 +319,15 @@ export class Reconciler {
       ran = true;
       this.metrics.runs++;
       if (out.held.length) {
-        if (this.metrics.heldDeletions === 0) this.metrics.massEvents++;
+        // A new event is one that holds deletions not held before (more leavers while some wait).
+        if (out.held.some((c) => !this.#held.has(c.address))) this.metrics.massEvents++;
         logger.warn(
           { held: out.held.length, events: out.mass.map((m) => ({ backend: m.backend, removed: m.removed, managed: m.managed })) },
           'mass deprovisioning: access revoked reversibly (keys inactive, memberships and policies removed, logins disabled); deletions held until a person runs `datagrant apply --allow-mass-destroy`',
         );
       }
       this.metrics.heldDeletions = out.held.length;
+      this.#held = new Set(out.held.map((c) => c.address));
       if (out.result) this.metrics.changesApplied += out.result.applied;
       if (out.error) throw out.error;
       this.#lastGood = `${desired}\n${await appliedState(store)}`;
