@@ -130,15 +130,11 @@ export function scimPrincipals(
 export async function scimPeople(store: ScimStore, spec: Spec): Promise<Record<string, PrincipalSpec>> {
   if (!spec.scim) return {};
   const specNames = Object.keys(spec.principals);
-  let users = await store.list('User');
   // Rows from before names were stored: named once, in creation order, around the spec's names.
-  if (users.some((u) => u.principal === undefined)) {
-    await store.assignPrincipalNames(specNames);
-    users = await store.list('User');
-  }
+  if (await store.hasUnnamedUsers()) await store.assignPrincipalNames(specNames);
   const owners = await store.principalOwners(specNames);
   if (owners.size) {
-    const byId = new Map(users.map((u) => [u.id, u]));
+    const byId = new Map((await store.getMany('User', [...owners.values()])).map((u) => [u.id, u]));
     throw new PrincipalNameConflictError(
       specNames
         .filter((n) => owners.has(n.toLowerCase()))
@@ -150,7 +146,15 @@ export async function scimPeople(store: ScimStore, spec: Spec): Promise<Record<s
     );
   }
   const groups = await store.list('Group');
-  // A person in no mapped group has no grants and compiles to nothing: leaving them out changes
-  // no desired state and spares compiling thousands of them on every reconcile.
+  // A person in no mapped group has no grants and compiles to nothing: only the mapped groups'
+  // members are read (names are stored, so the others are not needed), which keeps a reconcile's
+  // cost to the people who can have access however many users the IdP pushes.
+  const mapped = new Set(Object.keys(spec.scim.groups ?? {}).map((g) => g.toLowerCase()));
+  const members = new Set<string>();
+  for (const g of groups) {
+    if (!mapped.has(textOf(g.attrs.displayName).toLowerCase()) || !Array.isArray(g.attrs.members)) continue;
+    for (const m of g.attrs.members) if (m && typeof m === 'object' && !Array.isArray(m) && typeof m.value === 'string') members.add(m.value);
+  }
+  const users = await store.getMany('User', [...members]);
   return scimPrincipals(users, groups, spec.scim.groups ?? {}, { withAccessOnly: true });
 }

@@ -74,6 +74,10 @@ export interface ScimStore {
   findByKey(type: ResourceType, key: string): Promise<ScimRecord | undefined>;
   /** Which of `ids` name an existing resource of `type`. */
   existing(type: ResourceType, ids: string[]): Promise<Set<string>>;
+  /** The resources of `ids` that exist, oldest first (created, then id). */
+  getMany(type: ResourceType, ids: string[]): Promise<ScimRecord[]>;
+  /** Whether some user has no principal name yet (a row from before names were stored). */
+  hasUnnamedUsers(): Promise<boolean>;
   /**
    * 409 uniqueness if the unique key is taken. A user gets its principal name in the same
    * transaction: the first candidate never given to any user and not in `reservedNames`.
@@ -324,6 +328,16 @@ export class SqliteScimStore implements ScimStore {
   async existing(type: ResourceType, ids: string[]): Promise<Set<string>> {
     const stmt = this.sql(`SELECT 1 FROM ${TABLE[type]} WHERE id = ?`);
     return new Set(ids.filter((id) => stmt.get(id) !== undefined));
+  }
+
+  async getMany(type: ResourceType, ids: string[]): Promise<ScimRecord[]> {
+    if (!ids.length) return [];
+    const rows = this.sql(`SELECT * FROM ${TABLE[type]} WHERE id IN (SELECT value FROM json_each(?)) ORDER BY created, id`).all(JSON.stringify(ids)) as Row[];
+    return rows.map((r) => toRecord(type, r));
+  }
+
+  async hasUnnamedUsers(): Promise<boolean> {
+    return this.sql('SELECT 1 FROM scim_users WHERE principal IS NULL LIMIT 1').get() !== undefined;
   }
 
   private insertUnique(fn: () => void, type: ResourceType, attrs: JsonObject): void {
@@ -604,6 +618,17 @@ export class PgScimStore implements ScimStore {
     if (!ids.length) return new Set();
     const r = await this.pool.query<{ id: string }>(`SELECT id FROM ${this.t(type)} WHERE id = ANY($1::text[])`, [ids]);
     return new Set(r.rows.map((x) => x.id));
+  }
+
+  async getMany(type: ResourceType, ids: string[]): Promise<ScimRecord[]> {
+    if (!ids.length) return [];
+    const r = await this.pool.query<Row>(`SELECT * FROM ${this.t(type)} WHERE id = ANY($1::text[]) ORDER BY created, id`, [ids]);
+    return r.rows.map((row) => toRecord(type, row));
+  }
+
+  async hasUnnamedUsers(): Promise<boolean> {
+    const r = await this.pool.query(`SELECT 1 FROM ${this.t('User')} WHERE principal IS NULL LIMIT 1`);
+    return (r.rowCount ?? 0) > 0;
   }
 
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {

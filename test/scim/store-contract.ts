@@ -30,6 +30,21 @@ export function scimStoreContract(make: MakeStore): void {
   };
 
   describe('ScimStore contract', () => {
+    test('getMany returns the existing resources of the ids given, in creation order', async () => {
+      const { store } = await setup();
+      try {
+        const a = await store.create('User', { userName: 'a@example.com' });
+        const b = await store.create('User', { userName: 'b@example.com' });
+        await store.create('User', { userName: 'c@example.com' });
+        expect((await store.getMany('User', [b.id, 'missing', a.id])).map((u) => u.id)).toEqual([a.id, b.id]);
+        expect(await store.getMany('User', [])).toEqual([]);
+        expect(await store.getMany('Group', [a.id])).toEqual([]);
+        expect(await store.hasUnnamedUsers()).toBe(false);
+      } finally {
+        await store.close();
+      }
+    });
+
     test('create, get, list in creation order, versions that change on every write', async () => {
       const { store, changes } = await setup();
       try {
@@ -356,7 +371,9 @@ export function scimNameMigrationContract(make: MakeLegacyStore): void {
       const store = await make(LEGACY);
       try {
         expect(Object.values(await names(store))).toEqual([undefined, undefined, undefined, undefined, undefined]);
+        expect(await store.hasUnnamedUsers()).toBe(true);
         await store.assignPrincipalNames(['Carol']);
+        expect(await store.hasUnnamedUsers()).toBe(false);
         expect(await names(store)).toEqual(LEGACY_NAMES);
         // once: later calls, with other reserved names, change nothing
         await store.assignPrincipalNames(['alice', 'bob']);
