@@ -273,7 +273,19 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
   const remembered = await store.backends();
   const removed = remembered.filter((b) => !(b.name in o.spec.backends));
   const backendSpecs: Record<string, BackendSpec> = { ...o.spec.backends };
-  for (const b of removed) backendSpecs[b.name] = specOfStored(b, o.env ?? {});
+  for (const b of removed) {
+    // Settings that read a variable no longer set cannot reach the backend (a URL without its
+    // password would only hang in authentication): say what remains instead of trying.
+    const unset = Object.values((b.settings.fromEnv ?? {}) as Record<string, string>).filter((t) => substitute(t, o.env ?? {}) === undefined);
+    if (unset.length) {
+      throw await unreachableRemoved(
+        Object.assign(new Error(`its settings read ${unset.join(', ')} from the environment, which is not set`), { backend: b.name }),
+        removed,
+        store,
+      );
+    }
+    backendSpecs[b.name] = specOfStored(b, o.env ?? {});
+  }
   const spec: Spec = { ...o.spec, backends: backendSpecs };
 
   const apply = o.mode === 'apply';
@@ -288,7 +300,9 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
     if (apply && interrupted.length) o.onRecover?.(interrupted);
 
     backends = o.makeBackends(backendSpecs, installation);
-    const actual = await readActual(backends, store, { exact: o.exact ?? false });
+    const actual = await readActual(backends, store, { exact: o.exact ?? false }).catch(async (e: unknown) => {
+      throw await unreachableRemoved(e, removed, store);
+    });
 
     const foreign = Object.entries(actual).flatMap(([name, s]) => (s.foreign ?? []).map((f) => ({ ...f, backend: name })));
     if (foreign.length) {
@@ -444,6 +458,25 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
     if (backends) await closeBackends(backends);
     if (apply) await store.releaseLock();
   }
+}
+
+/**
+ * A backend removed from the spec that cannot be read: say what datagrant still has there, and how
+ * to reach it, rather than only why the connection failed.
+ */
+async function unreachableRemoved(e: unknown, removed: StoredBackend[], store: StateStore): Promise<unknown> {
+  const name = (e as { backend?: unknown }).backend;
+  const gone = removed.find((b) => b.name === name);
+  if (!gone) return e;
+  const objects = Object.keys(await store.applied()).filter((a) => a.startsWith(`${gone.name}:`));
+  const credentials = (await store.credentials()).filter((c) => c.backend === gone.name);
+  const vars = Object.values((gone.settings.fromEnv ?? {}) as Record<string, string>).flatMap((t) =>
+    [...t.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]!),
+  );
+  return new DatagrantError(
+    `backend ${gone.name} is no longer in the spec, but datagrant still has ${objects.length} object(s) and ${credentials.length} credential(s) there (${objects.slice(0, 5).join(', ')}${objects.length > 5 ? ', …' : ''}), and it could not be reached to tear them down: ${(e as Error).message}. ` +
+      `${vars.length ? `Set ${vars.join(', ')} as when it was applied, or put` : 'Put'} the backend back in the spec to tear it down from there. Nothing was changed.`,
+  );
 }
 
 /** A removed backend whose teardown is complete is forgotten. */

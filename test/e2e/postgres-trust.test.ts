@@ -123,4 +123,31 @@ describe('PostgreSQL', () => {
       if (existsSync(file)) expect(readFileSync(file).includes(Buffer.from(adminPassword)), f).toBe(false);
     }
   });
+
+  test('a removed PostgreSQL backend that cannot be reached: the error names what remains and how to reach it; nothing changes', async () => {
+    const names = people(1).map((n) => `${n}_u`);
+    const scope = `${fx.run}_un`;
+    const w = await ws(spec(names, scope));
+    await apply(w);
+    const pw = await password(w, names[0]!);
+    w.writeSpec('version: 1\nbackends: {}\ndatasets: {}\ngroups: {}\nprincipals: {}\n');
+    delete w.env.WAREHOUSE_URL;
+    const pgpassword = process.env.PGPASSWORD;
+    delete process.env.PGPASSWORD;
+    try {
+      const r = await w.run('apply', '--auto-approve');
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(`backend wh is no longer in the spec, but datagrant still has \\d+ object\\(s\\) and 1 credential\\(s\\) there \\(wh:[^)]*${names[0]}`),
+      );
+      expect(r.stderr).toMatch(/Set WAREHOUSE_URL as when it was applied/);
+      expect(r.stderr).not.toContain(new URL(urlFor(db)).password);
+    } finally {
+      if (pgpassword !== undefined) process.env.PGPASSWORD = pgpassword;
+    }
+    await canRead(pw);
+    w.env.WAREHOUSE_URL = urlFor(db);
+    await apply(w);
+    await expectLoginRefused(db, pw);
+  });
 });
