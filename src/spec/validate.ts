@@ -209,34 +209,31 @@ function pgRoleProblems(spec: Spec, src: SourceMap): SpecProblem[] {
   };
   const backendsOf = (grants: Grant[]) => new Set(grants.map(pgBackendOf).filter((b): b is string => b !== undefined));
 
+  /** A group or principal becomes a PostgreSQL role on each of `backends`: its name must fit. */
+  const checkRoleName = (what: 'group' | 'principal', name: string, backends: Set<string>) => {
+    const problem = pgRoleNameProblem(name);
+    if (!problem) return;
+    const section = what === 'group' ? 'groups' : 'principals';
+    problems.push(
+      src.problem(
+        [section, name],
+        `${what} name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the ${what}`,
+        true,
+      ),
+    );
+  };
   const groupBackends = new Map<string, Set<string>>();
   for (const [name, group] of Object.entries(spec.groups)) {
     const backends = backendsOf(group.grants);
     if (backends.size === 0) continue;
     groupBackends.set(name, backends);
-    const problem = pgRoleNameProblem(name);
-    if (problem)
-      problems.push(
-        src.problem(
-          ['groups', name],
-          `group name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the group`,
-          true,
-        ),
-      );
+    checkRoleName('group', name, backends);
   }
   for (const [name, p] of Object.entries(spec.principals)) {
     const backends = backendsOf(p.grants);
     for (const g of p.groups) for (const b of (typeof g === 'string' && groupBackends.get(g)) || []) backends.add(b);
     if (backends.size === 0) continue;
-    const problem = pgRoleNameProblem(name);
-    if (problem)
-      problems.push(
-        src.problem(
-          ['principals', name],
-          `principal name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the principal`,
-          true,
-        ),
-      );
+    checkRoleName('principal', name, backends);
     const shared = [...(groupBackends.get(name) ?? [])].filter((b) => backends.has(b)).sort();
     if (shared.length) {
       problems.push(
