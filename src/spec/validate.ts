@@ -107,20 +107,26 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
 
   for (const [name, group] of Object.entries(spec.groups)) checkGrants(group.grants, ['groups', name, 'grants']);
 
-  const lowerNames = new Map<string, string>();
+  /** IAM names are case-insensitive: Alice and alice would be one user (or group). */
+  const caseClashes = (what: 'principal' | 'group', names: string[]) => {
+    const lower = new Map<string, string>();
+    for (const name of names) {
+      const clash = lower.get(name.toLowerCase());
+      if (clash) {
+        const [section, object] = what === 'group' ? ['groups', 'group'] : ['principals', 'user'];
+        problems.push(
+          src.problem(
+            [section, name],
+            `${what} ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same ${object}, so rename one`,
+            true,
+          ),
+        );
+      }
+      lower.set(name.toLowerCase(), name);
+    }
+  };
+  caseClashes('principal', Object.keys(spec.principals));
   for (const [name, p] of Object.entries(spec.principals)) {
-    // IAM user names are case-insensitive: Alice and alice would be the same user.
-    const lower = name.toLowerCase();
-    const clash = lowerNames.get(lower);
-    if (clash)
-      problems.push(
-        src.problem(
-          ['principals', name],
-          `principal ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same user, so rename one`,
-          true,
-        ),
-      );
-    lowerNames.set(lower, name);
     const seenGroups = new Set<string>();
     p.groups.forEach((g, i) => {
       if (typeof g !== 'string' || g === '') return;
@@ -135,19 +141,7 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
     checkGrants(p.grants, ['principals', name, 'grants']);
   }
 
-  const lowerGroups = new Map<string, string>();
-  for (const name of Object.keys(spec.groups)) {
-    const clash = lowerGroups.get(name.toLowerCase());
-    if (clash)
-      problems.push(
-        src.problem(
-          ['groups', name],
-          `group ${JSON.stringify(name)} differs from ${JSON.stringify(clash)} only in case; AWS IAM treats them as the same group, so rename one`,
-          true,
-        ),
-      );
-    lowerGroups.set(name.toLowerCase(), name);
-  }
+  caseClashes('group', Object.keys(spec.groups));
 
   problems.push(...pgRoleProblems(spec, src));
 
