@@ -33,20 +33,47 @@ export interface RetryOptions {
 
 export const DEFAULT_RETRY: RetryOptions = { maxAttempts: 6, baseMs: 100, maxMs: 10_000, throttlePatienceMs: 120_000 };
 
+// Faults are classified here, once, for every driver: a driver turns its client's errors into
+// BackendErrors with these (AWS: aws/errors.ts), and the decorator below goes by them.
+
 // 53300: PostgreSQL's too_many_connections (for the server, or for the role).
-const THROTTLE_CODE = /^(Throttl\w*|RequestLimitExceeded|TooManyRequests\w*|SlowDown|RequestThrottled\w*|53300)$/;
-const NETWORK_CODE = /^(ECONNRESET|ECONNREFUSED|ECONNABORTED|ETIMEDOUT|EPIPE|EAI_AGAIN|UND_ERR_\w+)$/;
+const THROTTLE_CODE = /^(Throttl\w*|RequestLimitExceeded|TooManyRequests\w*|SlowDown|RequestThrottled\w*|ProvisionedThroughputExceeded|53300)$/;
+// Node's and undici's codes for a connection that could not be made, or broke half-way.
+const NETWORK_CODE = /^(ECONNRESET|ECONNREFUSED|ECONNABORTED|ETIMEDOUT|EPIPE|EAI_AGAIN|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|UND_ERR_\w+)$/;
+// What clients say of such a connection when they give no code (pg's "Connection terminated").
+const NETWORK_MESSAGE = /socket hang up|ECONNRESET|ECONNREFUSED|ETIMEDOUT|network|fetch failed|Connection terminated/i;
+
+/** A backend's code for "too many requests" (an `Exception` suffix aside): nothing was done, so any request may be repeated. */
+export function isThrottleCode(code: string): boolean {
+  return THROTTLE_CODE.test(code.replace(/Exception$/, ''));
+}
+
+/** The code of a connection that could not be made or broke (`ECONNRESET`, `UND_ERR_SOCKET`, …); undefined for anything else. */
+export function networkErrorCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' && NETWORK_CODE.test(code) ? code : undefined;
+}
+
+/**
+ * A connection that could not be made or broke, by its code or, from a client that gives none, by
+ * its message: the request may be sent again. A driver that has the server's answer (an HTTP
+ * status, an SQLSTATE) goes by that answer first; the message is only for when there is none.
+ */
+export function isNetworkFault(e: unknown): boolean {
+  if (networkErrorCode(e) !== undefined) return true;
+  const message = (e as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' && NETWORK_MESSAGE.test(message);
+}
 
 /** Throttling: the request was refused before it did anything, so even a non-idempotent one may be repeated. */
 export function isThrottle(e: unknown): boolean {
   const code = e instanceof BackendError ? e.code : (e as { code?: unknown; name?: string })?.name;
-  return typeof code === 'string' && THROTTLE_CODE.test(code.replace(/Exception$/, ''));
+  return typeof code === 'string' && isThrottleCode(code);
 }
 
 export function isTransient(e: unknown): boolean {
   if (e instanceof BackendError) return e.retryable;
-  const code = (e as { code?: unknown })?.code;
-  return typeof code === 'string' && NETWORK_CODE.test(code);
+  return networkErrorCode(e) !== undefined;
 }
 
 /**

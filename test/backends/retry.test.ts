@@ -4,7 +4,7 @@
 // for the patience.
 import { describe, expect, test } from 'vitest';
 import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../../src/backends/backend.js';
-import { withRetry, RetryingBackend } from '../../src/backends/retry.js';
+import { isNetworkFault, isThrottle, isThrottleCode, isTransient, networkErrorCode, withRetry, RetryingBackend } from '../../src/backends/retry.js';
 import { BackendError } from '../../src/core/errors.js';
 import type { ActualState, Change } from '../../src/core/types.js';
 
@@ -271,5 +271,47 @@ describe('withRetry', () => {
     const b = withRetry(inner, { maxAttempts: 2, baseMs: 1, maxMs: 1 });
     expect([b.name, b.type]).toEqual(['flaky', 'fake']);
     await b.close();
+  });
+});
+
+// Every driver classifies its client's faults with these; a fault one driver retries, the other does too.
+describe('the one fault classification', () => {
+  const withCode = (code: string, message = 'x') => Object.assign(new Error(message), { code });
+
+  test.each([
+    ['ECONNRESET', withCode('ECONNRESET', 'socket hang up'), 'ECONNRESET'],
+    ['ENOTFOUND', withCode('ENOTFOUND', 'getaddrinfo ENOTFOUND iam.example'), 'ENOTFOUND'],
+    ['undici socket', withCode('UND_ERR_SOCKET', 'other side closed'), 'UND_ERR_SOCKET'],
+    ['a PostgreSQL SQLSTATE', withCode('42501', 'permission denied'), undefined],
+    ['no code', new Error('socket hang up'), undefined],
+  ])('networkErrorCode: %s', (_, e, code) => {
+    expect(networkErrorCode(e)).toBe(code);
+    expect(isTransient(e)).toBe(code !== undefined);
+  });
+
+  test.each([
+    ['a code', withCode('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:5432'), true],
+    ['socket hang up', new Error('socket hang up'), true],
+    ["pg's dropped connection", new Error('Connection terminated unexpectedly'), true],
+    ['fetch failed', new TypeError('fetch failed'), true],
+    ['a refusal', new Error('AccessDenied: not authorized'), false],
+    ['not an error', undefined, false],
+  ])('isNetworkFault: %s → %s', (_, e, fault) => {
+    expect(isNetworkFault(e)).toBe(fault);
+  });
+
+  test.each([
+    ['Throttling', true],
+    ['ThrottlingException', true],
+    ['RequestLimitExceeded', true],
+    ['TooManyRequestsException', true],
+    ['SlowDown', true],
+    ['ProvisionedThroughputExceededException', true],
+    ['53300', true],
+    ['LimitExceeded', false],
+    ['53200', false],
+  ])('isThrottleCode(%s) → %s', (code, throttle) => {
+    expect(isThrottleCode(code)).toBe(throttle);
+    expect(isThrottle(new BackendError('b: x', 'b', code, true))).toBe(throttle);
   });
 });
