@@ -3,17 +3,18 @@
 import type { Json } from '../core/types.js';
 import { textOf } from '../core/canonical.js';
 
-export interface Statement {
+// Types, not interfaces: a document is plain JSON, and is stored as a resource's attribute as it is.
+export type Statement = {
   Effect: 'Allow' | 'Deny';
   Action: string[];
   Resource: string[];
   Condition?: Record<string, Record<string, string[]>>;
-}
+};
 
-export interface PolicyDocument {
+export type PolicyDocument = {
   Version: '2012-10-17';
   Statement: Statement[];
-}
+};
 
 /** AWS's limit for a customer managed policy, counted without white space. */
 export const MANAGED_POLICY_MAX_CHARS = 6144;
@@ -112,7 +113,7 @@ export function normalizePolicy(doc: unknown): Json {
     return extra.length ? { ...canon, ...Object.fromEntries(extra.sort().map((k) => [k, s[k]])) } : canon;
   });
   out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
-  return { Version: textOf(d.Version), Statement: out } as unknown as Json;
+  return { Version: textOf(d.Version), Statement: out };
 }
 
 const alone = (s: Statement) => policySize({ Version: '2012-10-17', Statement: [s] });
