@@ -3,9 +3,22 @@
 // ownership boundary, with addresses, attrs and deps exactly as src/compile/aws/compile.ts makes
 // them, so that a second plan after apply is empty.
 import type { KnownCredential } from '../backend.js';
-import { INSTALLATION_TAG } from '../../model/aws.js';
+import {
+  attachmentResource,
+  awsAddress,
+  groupResource,
+  inlinePolicyResource,
+  INSTALLATION_TAG,
+  keyResource,
+  membershipResource,
+  policyResource,
+  userResource,
+  type AwsResource,
+  type Entity,
+  type KeyStatus,
+} from '../../model/aws.js';
 import { normalizePolicy } from '../../model/aws-policy.js';
-import { addressOf, type ForeignObject, type Json, type Resource } from '../../core/types.js';
+import type { ForeignObject, Json } from '../../core/types.js';
 
 export interface AttachedPolicy {
   PolicyName?: string;
@@ -47,7 +60,7 @@ export interface AccountDetails {
 
 export interface AccessKeyFact {
   accessKeyId: string;
-  status: string;
+  status: KeyStatus;
   createdAt: string;
 }
 
@@ -98,15 +111,14 @@ export interface MapInput {
 }
 
 export interface MappedState {
-  resources: Resource[];
+  resources: AwsResource[];
   /** Objects inside the boundary that carry another installation's id. */
   foreign: ForeignObject[];
 }
 
 export function resourcesFromDetails(input: MapInput): MappedState {
   const { backend, iamPath, details, installation } = input;
-  const addr = (kind: string, ...names: string[]) => addressOf(backend, kind, ...names);
-  const out: Resource[] = [];
+  const out: AwsResource[] = [];
   const foreign: ForeignObject[] = [];
   const otherInstallation = (id: string | undefined) => installation !== undefined && id !== undefined && id !== installation;
 
@@ -116,7 +128,7 @@ export function resourcesFromDetails(input: MapInput): MappedState {
     const id = u.Tags?.find((t) => t.Key === INSTALLATION_TAG)?.Value;
     if (otherInstallation(id)) {
       foreignUsers.add(u.UserName);
-      foreign.push({ address: addr('user', u.UserName), installation: id! });
+      foreign.push({ address: awsAddress.user(backend, u.UserName), installation: id! });
     }
   }
   const foreignGroups = new Set<string>();
@@ -131,78 +143,42 @@ export function resourcesFromDetails(input: MapInput): MappedState {
     const name = p.PolicyName ?? policyNameOf(p.Arn);
     const id = installationOfPolicy(p.Description);
     if (otherInstallation(id)) {
-      foreign.push({ address: addr('policy', name), installation: id! });
+      foreign.push({ address: awsAddress.policy(backend, name), installation: id! });
       continue;
     }
     ownedPolicyByArn.set(p.Arn, name);
     const versions = p.PolicyVersionList ?? [];
     const def = versions.find((v) => v.IsDefaultVersion) ?? versions.find((v) => v.VersionId === p.DefaultVersionId);
-    out.push({
-      address: addr('policy', name),
-      backend,
-      kind: 'policy',
-      name,
-      attrs: { path: p.Path ?? '/', document: parsePolicyDocument(def?.Document) },
-      immutable: ['path'],
-      deps: [],
-      meta: { arn: p.Arn, versions: versions.length },
-    });
+    out.push(policyResource(backend, name, { path: p.Path ?? '/', document: parsePolicyDocument(def?.Document) }, { arn: p.Arn, versions: versions.length }));
   }
 
-  const inline = (entity: 'user' | 'group', entityName: string, list: InlinePolicy[] | undefined, deps: string[]): string[] =>
+  const inline = (entity: Entity, entityName: string, list: InlinePolicy[] | undefined, deps: string[]): string[] =>
     (list ?? [])
       .filter((p) => p.PolicyName)
       .map((p) => {
-        const a = addr('inline-policy', entity, entityName, p.PolicyName!);
-        out.push({
-          address: a,
-          backend,
-          kind: 'inline-policy',
-          name: p.PolicyName!,
-          attrs: { entity, entityName, document: parsePolicyDocument(p.PolicyDocument) },
-          immutable: ['entity', 'entityName'],
-          deps: [addr(entity, entityName), ...deps],
-        });
-        return a;
+        const r = inlinePolicyResource(backend, p.PolicyName!, { entity, entityName, document: parsePolicyDocument(p.PolicyDocument) }, deps);
+        out.push(r);
+        return r.address;
       });
 
   /** Managed policies attached to an owned entity; foreign ones are addressed by their ARN. */
-  const attachments = (entity: 'user' | 'group', entityName: string, list: AttachedPolicy[] | undefined, deps: string[]): string[] =>
+  const attachments = (entity: Entity, entityName: string, list: AttachedPolicy[] | undefined, deps: string[]): string[] =>
     (list ?? [])
       .filter((p) => p.PolicyArn)
       .map((p) => {
-        const owned = ownedPolicyByArn.get(p.PolicyArn!);
-        const policy = owned ?? p.PolicyArn!;
-        const a = addr('attachment', entity, entityName, policy);
-        out.push({
-          address: a,
-          backend,
-          kind: 'attachment',
-          name: policy,
-          attrs: { entity, entityName, policy },
-          immutable: ['entity', 'entityName', 'policy'],
-          deps: [addr(entity, entityName), ...(owned ? [addr('policy', owned)] : []), ...deps],
-        });
-        return a;
+        const r = attachmentResource(backend, { entity, entityName, policy: ownedPolicyByArn.get(p.PolicyArn!) ?? p.PolicyArn! }, deps);
+        out.push(r);
+        return r.address;
       });
 
   for (const g of details.groups) {
     if (!g.GroupName || !isUnder(g.Path, iamPath)) continue;
     if (foreignGroups.has(g.GroupName)) {
       const by = details.users.find((u) => u.UserName && foreignUsers.has(u.UserName) && u.GroupList?.includes(g.GroupName!));
-      foreign.push({ address: addr('group', g.GroupName), installation: by?.Tags?.find((t) => t.Key === INSTALLATION_TAG)?.Value ?? '?' });
+      foreign.push({ address: awsAddress.group(backend, g.GroupName), installation: by?.Tags?.find((t) => t.Key === INSTALLATION_TAG)?.Value ?? '?' });
       continue;
     }
-    out.push({
-      address: addr('group', g.GroupName),
-      backend,
-      kind: 'group',
-      name: g.GroupName,
-      attrs: { path: g.Path ?? '/' },
-      immutable: [],
-      deps: [],
-      ...(g.Arn ? { meta: { arn: g.Arn } } : {}),
-    });
+    out.push(groupResource(backend, g.GroupName, { path: g.Path ?? '/' }, g.Arn ? { arn: g.Arn } : undefined));
     const inl = inline('group', g.GroupName, g.GroupPolicyList, []);
     attachments('group', g.GroupName, g.AttachedManagedPolicies, inl);
   }
@@ -219,67 +195,41 @@ export function resourcesFromDetails(input: MapInput): MappedState {
       if (foreignUsers.has(u.UserName)) continue;
       for (const group of u.GroupList ?? []) {
         if (!ownedGroups.has(group)) continue;
-        out.push({
-          address: addr('membership', group, u.UserName),
-          backend,
-          kind: 'membership',
-          name: u.UserName,
-          attrs: { group, user: u.UserName },
-          immutable: ['group', 'user'],
-          deps: [addr('group', group)],
-          meta: { foreignUser: true },
-        });
+        out.push(membershipResource(backend, { group, user: u.UserName }, { foreignUser: true }));
       }
       continue;
     }
     const user = u.UserName;
-    const userAddr = addr('user', user);
     const tags: Record<string, string> = {};
     for (const t of u.Tags ?? []) if (t.Key !== undefined) tags[t.Key] = t.Value ?? '';
-    out.push({
-      address: userAddr,
-      backend,
-      kind: 'user',
-      name: user,
-      attrs: { path: u.Path ?? '/', tags },
-      immutable: [],
-      deps: [],
-      ...(u.Arn ? { meta: { arn: u.Arn } } : {}),
-    });
+    out.push(userResource(backend, user, { path: u.Path ?? '/', tags }, u.Arn ? { arn: u.Arn } : undefined));
     // Teardown order, expressed as deps (a delete waits for the deletes of its dependents):
     // keys → detach managed policies → inline policies → group memberships → user.
     const memberships = [...(u.GroupList ?? [])].sort().map((group) => {
-      const a = addr('membership', group, user);
-      out.push({
-        address: a,
-        backend,
-        kind: 'membership',
-        name: user,
-        attrs: { group, user },
-        immutable: ['group', 'user'],
-        deps: [userAddr, addr('group', group)],
-      });
-      return a;
+      const r = membershipResource(backend, { group, user });
+      out.push(r);
+      return r.address;
     });
     const inl = inline('user', user, u.UserPolicyList, memberships);
     const att = attachments('user', user, u.AttachedManagedPolicies, [...inl, ...memberships]);
 
-    const slot = addr('key', user);
+    const slot = awsAddress.key(backend, user);
     for (const k of input.keys.get(user) ?? []) {
       const cred = known.get(k.accessKeyId);
       const mine = cred !== undefined && cred.address === slot;
       const current = mine && cred.state === 'current';
-      out.push({
-        address: current ? slot : `${slot}~${k.accessKeyId}`,
-        backend,
-        kind: 'key',
-        name: user,
-        attrs: { user, status: k.status },
-        immutable: ['user'],
-        deps: [userAddr, ...memberships, ...att, ...inl],
-        meta: { accessKeyId: k.accessKeyId, createdAt: k.createdAt },
-        ...(mine && cred.state === 'retiring' && cred.retireAt ? { lifecycle: { retireAt: cred.retireAt } } : {}),
-      });
+      out.push(
+        keyResource(
+          backend,
+          { user, status: k.status },
+          {
+            deps: [...memberships, ...att, ...inl],
+            ...(current ? {} : { accessKeyId: k.accessKeyId }),
+            meta: { accessKeyId: k.accessKeyId, createdAt: k.createdAt },
+            ...(mine && cred.state === 'retiring' && cred.retireAt ? { lifecycle: { retireAt: cred.retireAt } } : {}),
+          },
+        ),
+      );
     }
   }
   return { resources: out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0)), foreign };

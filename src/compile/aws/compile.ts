@@ -1,10 +1,22 @@
 // Spec → desired IAM state for one aws backend. Pure.
 import { CompileError } from '../../core/errors.js';
-import { addressOf, type Json, type Notice, type Resource } from '../../core/types.js';
+import type { Notice, Resource } from '../../core/types.js';
 import { durationSeconds, expiresInstant, isS3Dataset, type AwsBackendSpec, type Grant, type Spec } from '../../spec/schema.js';
 import { S3_LEVELS } from './levels.js';
 import { packStatements, type Statement } from '../../model/aws-policy.js';
-import { DEFAULT_IAM_PATH, INSTALLATION_TAG, MANAGED_TAG } from '../../model/aws.js';
+import {
+  attachmentResource,
+  awsAddress,
+  DEFAULT_IAM_PATH,
+  groupResource,
+  INSTALLATION_TAG,
+  keyResource,
+  MANAGED_TAG,
+  membershipResource,
+  policyResource,
+  userResource,
+  type Entity,
+} from '../../model/aws.js';
 
 export { DEFAULT_IAM_PATH, INSTALLATION_TAG, MANAGED_TAG } from '../../model/aws.js';
 
@@ -56,7 +68,6 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
   const problems: string[] = [];
   const notices: Notice[] = [];
   const resources: Resource[] = [];
-  const addr = (kind: string, ...names: string[]) => addressOf(backendName, kind, ...names);
 
   const onBackend = (grants: Grant[]) =>
     live(grants, ctx.now).filter((g) => {
@@ -91,29 +102,13 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
         return name;
       }
       policyOwners.set(name.toLowerCase(), `${owner}${i > 0 ? ` (part ${i + 1})` : ''}`);
-      resources.push({
-        address: addr('policy', name),
-        backend: backendName,
-        kind: 'policy',
-        name,
-        attrs: { path, document: doc as unknown as Json },
-        immutable: ['path'],
-        deps: [],
-      });
+      resources.push(policyResource(backendName, name, { path, document: doc }));
       return name;
     });
   };
 
-  const attach = (entity: 'user' | 'group', entityName: string, policyName: string) => {
-    resources.push({
-      address: addr('attachment', entity, entityName, policyName),
-      backend: backendName,
-      kind: 'attachment',
-      name: policyName,
-      attrs: { entity, entityName, policy: policyName },
-      immutable: ['entity', 'entityName', 'policy'],
-      deps: [addr(entity, entityName), addr('policy', policyName)],
-    });
+  const attach = (entity: Entity, entityName: string, policy: string) => {
+    resources.push(attachmentResource(backendName, { entity, entityName, policy }));
   };
 
   // Groups that grant something on this backend become IAM groups.
@@ -124,11 +119,11 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     const everGrants = group.grants.some((g) => spec.datasets[g.dataset]?.backend === backendName);
     if (!everGrants) continue;
     iamGroups.add(name);
-    resources.push({ address: addr('group', name), backend: backendName, kind: 'group', name, attrs: { path }, immutable: [], deps: [] });
+    resources.push(groupResource(backendName, name, { path }));
     const names = policies(`group ${name}`, grants, (part) => groupPolicyName(name, part));
     groupAttachments.set(
       name,
-      names.map((p) => addr('attachment', 'group', name, p)),
+      names.map((p) => awsAddress.attachment(backendName, 'group', name, p)),
     );
     if (names.length > IAM_QUOTAS.policiesPerEntity) {
       problems.push(`group ${name}: needs ${names.length} managed policies; IAM allows ${IAM_QUOTAS.policiesPerEntity} per group`);
@@ -149,27 +144,18 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
       // Every grant on this backend has expired: the user and its key are removed.
       continue;
     }
-    const userAddr = addr('user', name);
     const tags: Record<string, string> = { [MANAGED_TAG]: 'true', 'datagrant:type': p.type };
     if (ctx.installation) tags[INSTALLATION_TAG] = ctx.installation;
     if (p.email) tags['datagrant:email'] = p.email;
-    resources.push({ address: userAddr, backend: backendName, kind: 'user', name, attrs: { path, tags }, immutable: [], deps: [] });
+    resources.push(userResource(backendName, name, { path, tags }));
 
     if (groups.length > IAM_QUOTAS.groupsPerUser) {
       problems.push(`principal ${name}: is in ${groups.length} groups on backend ${backendName}; IAM allows ${IAM_QUOTAS.groupsPerUser} per user`);
     }
     const memberships = groups.map((g) => {
-      const a = addr('membership', g, name);
-      resources.push({
-        address: a,
-        backend: backendName,
-        kind: 'membership',
-        name,
-        attrs: { group: g, user: name },
-        immutable: ['group', 'user'],
-        deps: [userAddr, addr('group', g)],
-      });
-      return a;
+      const m = membershipResource(backendName, { group: g, user: name });
+      resources.push(m);
+      return m.address;
     });
     const names = policies(`principal ${name}`, direct, (part) => userPolicyName(name, part));
     if (names.length > IAM_QUOTAS.policiesPerEntity) {
@@ -180,16 +166,20 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     const rotate = p.rotate ?? rotateDefault;
     // The key is issued last, so that it works the moment it is handed out: after the user's
     // own attachments and after the policies of its groups are attached to those groups.
-    resources.push({
-      address: addr('key', name),
-      backend: backendName,
-      kind: 'key',
-      name,
-      attrs: { user: name, status: 'Active' },
-      immutable: ['user'],
-      deps: [userAddr, ...memberships, ...groups.flatMap((g) => groupAttachments.get(g) ?? []), ...names.map((pol) => addr('attachment', 'user', name, pol))],
-      lifecycle: { ...(rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : {}), graceSeconds },
-    });
+    resources.push(
+      keyResource(
+        backendName,
+        { user: name, status: 'Active' },
+        {
+          deps: [
+            ...memberships,
+            ...groups.flatMap((g) => groupAttachments.get(g) ?? []),
+            ...names.map((pol) => awsAddress.attachment(backendName, 'user', name, pol)),
+          ],
+          lifecycle: { ...(rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : {}), graceSeconds },
+        },
+      ),
+    );
   }
 
   if (problems.length) throw new CompileError(problems.map((m) => `backend ${backendName}: ${m}`));
