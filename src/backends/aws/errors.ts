@@ -50,3 +50,13 @@ export function toBackendError(e: unknown, backend: string, address?: string): B
   const message = (e as Error)?.message ?? String(e);
   return new BackendError(`${backend}: ${address ? `${address}: ` : ''}${code ? `${code}: ` : ''}${message}`, backend, code, isRetryable(e), address);
 }
+
+/** Runs `fn`, taking the given AWS error codes for success (undefined): removing what is already gone, say. */
+export async function tolerate<T>(codes: string[], fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (codes.includes(awsErrorCode(e) ?? '')) return undefined;
+    throw e;
+  }
+}

@@ -1,0 +1,164 @@
+// The connection to IAM and STS that every part of the aws driver shares: the clients, the
+// account the credentials belong to, and how what goes wrong becomes a BackendError.
+//
+// Requests are counted in SDK middleware, per attempt; the SDK's own retries are off so that
+// faults are retried in one place (src/backends/retry.ts), and throttled requests are re-sent at
+// their action's pace by the limiter middleware (limiter.ts); both are counted as retries.
+//
+// Every request has a deadline (src/backends/deadline.ts): the connection must be made within the
+// connect deadline, and the whole request answered within the request deadline, which also bounds
+// a TLS handshake or a socket that goes quiet half-way.
+import { IAMClient, type IAMClientConfig } from '@aws-sdk/client-iam';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import type { BackendStats } from '../backend.js';
+import { DEFAULT_DEADLINES, deadlineError, type Deadlines } from '../deadline.js';
+import { BackendError } from '../../core/errors.js';
+import { policyDescription } from './state.js';
+import { awsErrorCode, toBackendError } from './errors.js';
+import { limitActions, sharedLimiters } from './limiter.js';
+
+export interface AwsBackendOptions {
+  /** The backend's name in the spec: the prefix of every address. */
+  name: string;
+  region?: string;
+  /** Endpoint override (moto in tests); normally the standard AWS endpoints. */
+  endpoint?: string;
+  /** IAM path that marks datagrant's objects, e.g. `/datagrant/`. */
+  iamPath: string;
+  /** Static credentials; otherwise the standard AWS credential chain. */
+  credentials?: IAMClientConfig['credentials'];
+  /** ListAccessKeys calls in flight at once during read. */
+  concurrency?: number;
+  /** How long to keep retrying NoSuchEntity right after a create (IAM is eventually consistent). */
+  consistencyWaitMs?: number;
+  /** How long to wait for the credential report. */
+  reportWaitMs?: number;
+  /** This state's installation id: written on what datagrant creates; another installation's objects are never touched. */
+  installation?: string;
+  /** Connect and per-request deadlines (default: 10 s and 60 s). */
+  deadlines?: Deadlines;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class AwsConnection {
+  /** The backend's name: the prefix of every address and of every error message. */
+  readonly name: string;
+  readonly opts: AwsBackendOptions;
+  readonly iam: IAMClient;
+  readonly #sts: STSClient;
+  readonly #stats: BackendStats = { requests: 0, retries: 0 };
+  readonly #deadlines: Deadlines;
+  /** Where each failed request was sent, for the message of a missed deadline. */
+  readonly #endpoints = new WeakMap<object, string>();
+  #account: Promise<{ account: string; partition: string }> | undefined;
+
+  constructor(opts: AwsBackendOptions) {
+    if (!/^\/([^/]+\/)*$/.test(opts.iamPath))
+      throw new BackendError(`${opts.name}: iamPath must start and end with / (got ${opts.iamPath})`, opts.name, 'config', false);
+    this.name = opts.name;
+    this.opts = opts;
+    this.#deadlines = opts.deadlines ?? DEFAULT_DEADLINES;
+    const common = {
+      // IAM is global; the region picks the STS endpoint (and the partition).
+      region: opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      maxAttempts: 1,
+      requestHandler: {
+        connectionTimeout: this.#deadlines.connectMs,
+        requestTimeout: this.#deadlines.requestMs,
+        // Without it, a request past requestTimeout is only logged as a warning.
+        throwOnRequestTimeout: true,
+        socketTimeout: this.#deadlines.requestMs,
+      },
+      ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
+    };
+    this.iam = new IAMClient(common);
+    this.#sts = new STSClient(common);
+    // Per attempt, below the (disabled) SDK retry middleware: every request sent is counted, and a
+    // failed one remembers where it went (the endpoint may come from the environment).
+    const counter = { step: 'finalizeRequest', priority: 'low', name: 'datagrantRequestCounter' } as const;
+    this.iam.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
+    this.#sts.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
+    // Each API action paced at the rate AWS lets through, learned from its throttles (limiter.ts).
+    const limiters = sharedLimiters(`${opts.name}@${opts.endpoint ?? process.env.AWS_ENDPOINT_URL ?? common.region}`);
+    limitActions(this.iam, limiters, () => this.#stats.retries++);
+    limitActions(this.#sts, limiters, () => this.#stats.retries++);
+  }
+
+  async #sent<T>(request: unknown, send: () => Promise<T>): Promise<T> {
+    this.#stats.requests++;
+    try {
+      return await send();
+    } catch (e) {
+      const r = (request ?? {}) as { protocol?: string; hostname?: string; port?: number };
+      if (e && typeof e === 'object' && r.hostname) this.#endpoints.set(e, `${r.protocol ?? 'https:'}//${r.hostname}${r.port ? `:${r.port}` : ''}`);
+      throw e;
+    }
+  }
+
+  stats(): BackendStats {
+    return { ...this.#stats };
+  }
+
+  /** Waits before asking again, counted as a retry. */
+  async backoff(ms: number): Promise<void> {
+    this.#stats.retries++;
+    await sleep(ms);
+  }
+
+  close(): void {
+    this.iam.destroy();
+    this.#sts.destroy();
+  }
+
+  /** A driver error: a missed deadline says which and where; anything else keeps its AWS code. */
+  error(e: unknown, address?: string): BackendError {
+    const err = (e ?? {}) as { name?: string; message?: string };
+    if (err.name === 'TimeoutError') {
+      // @smithy/node-http-handler's TimeoutErrors: "…did not establish a connection…" is the
+      // connect deadline; the request deadline and the socket's idle limit are the request's.
+      const kind = /establish a connection/i.test(err.message ?? '') ? 'connect' : 'request';
+      const endpoint = (typeof e === 'object' && e !== null ? this.#endpoints.get(e) : undefined) ?? this.opts.endpoint ?? 'the AWS endpoint';
+      return deadlineError(this.name, endpoint, kind, kind === 'connect' ? this.#deadlines.connectMs : this.#deadlines.requestMs, address);
+    }
+    return toBackendError(e, this.name, address);
+  }
+
+  /** Account id and ARN partition (`aws`, `aws-cn`, `aws-us-gov`): one STS call per driver, even when many changes ask at once. */
+  caller(): Promise<{ account: string; partition: string }> {
+    this.#account ??= this.#sts.send(new GetCallerIdentityCommand({})).then((id) => {
+      if (!id.Account) throw new BackendError(`${this.name}: STS GetCallerIdentity returned no account`, this.name, 'NoAccount', false);
+      return { account: id.Account, partition: id.Arn?.split(':')[1] || 'aws' };
+    });
+    // A failure is not cached: the next call asks again.
+    this.#account.catch(() => (this.#account = undefined));
+    return this.#account;
+  }
+
+  /** The ARN of datagrant's managed policy `name` at `path`; an ARN (another's policy) as it is. */
+  async policyArn(name: string, path = this.opts.iamPath): Promise<string> {
+    if (name.startsWith('arn:')) return name;
+    const { account, partition } = await this.caller();
+    return `arn:${partition}:iam::${account}:policy${path}${name}`;
+  }
+
+  /** What datagrant writes into the description of the managed policies it creates. */
+  description(): { Description?: string } {
+    return this.opts.installation ? { Description: policyDescription(this.opts.installation) } : {};
+  }
+
+  /** Retries NoSuchEntity for a bounded moment: what a change references may have just been created. */
+  async consistent<T>(fn: () => Promise<T>): Promise<T> {
+    const budget = this.opts.consistencyWaitMs ?? 800;
+    const started = Date.now();
+    for (let delay = 50; ; delay = Math.min(delay * 2, 400)) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (awsErrorCode(e) !== 'NoSuchEntity' || Date.now() - started + delay > budget) throw e;
+        await this.backoff(delay);
+      }
+    }
+  }
+}

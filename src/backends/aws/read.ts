@@ -1,0 +1,131 @@
+// Reading IAM, mapped into resources by state.ts (pure).
+//
+// A read costs a constant number of requests however many principals there are: one STS call (the
+// account id, cached), GetAccountAuthorizationDetails (1,000 items a page) and the IAM credential
+// report. The report has no key ids, so it is compared with what the store knows; only users whose
+// keys disagree with the store (or every user, with `exact`) cost one ListAccessKeys each. The
+// report is regenerated at most every four hours by AWS: a key deleted by hand since then shows up
+// at the latest when the report is renewed, or at once with `exact`.
+import { GenerateCredentialReportCommand, GetAccountAuthorizationDetailsCommand, GetCredentialReportCommand, ListAccessKeysCommand } from '@aws-sdk/client-iam';
+import type { KnownCredential, ReadOptions } from '../backend.js';
+import type { ActualState } from '../../core/types.js';
+import { awsAddress } from '../../model/aws.js';
+import type { AwsConnection } from './connection.js';
+import { awsErrorCode, tolerate } from './errors.js';
+import { ownershipOf, type Ownership } from './ownership.js';
+import { isUnder, keysFromStore, parseCredentialReport, resourcesFromDetails, type AccessKeyFact, type AccountDetails } from './state.js';
+
+/** Everything inside the boundary, and the ownership sets execute checks changes against. */
+export async function readActual(aws: AwsConnection, opts: ReadOptions): Promise<{ state: ActualState; ownership: Ownership }> {
+  await aws.caller();
+  const details = await accountDetails(aws);
+  const owned = details.users.filter((u) => u.UserName && isUnder(u.Path, aws.opts.iamPath)).map((u) => u.UserName!);
+  const keys = await accessKeys(aws, owned, opts.credentials, opts.exact ?? false);
+  const { resources, foreign } = resourcesFromDetails({
+    backend: aws.name,
+    iamPath: aws.opts.iamPath,
+    details,
+    keys,
+    credentials: opts.credentials,
+    ...(aws.opts.installation ? { installation: aws.opts.installation } : {}),
+  });
+  return { state: { backend: aws.name, resources, ...(foreign.length ? { foreign } : {}) }, ownership: ownershipOf(details, resources) };
+}
+
+/** The ownership sets alone (no keys): for a change executed before any read. */
+export async function readOwnership(aws: AwsConnection): Promise<Ownership> {
+  const details = await accountDetails(aws);
+  const { resources } = resourcesFromDetails({
+    backend: aws.name,
+    iamPath: aws.opts.iamPath,
+    details,
+    keys: new Map(),
+    credentials: [],
+    ...(aws.opts.installation ? { installation: aws.opts.installation } : {}),
+  });
+  return ownershipOf(details, resources);
+}
+
+async function accountDetails(aws: AwsConnection): Promise<AccountDetails> {
+  const out: AccountDetails = { users: [], groups: [], policies: [] };
+  let marker: string | undefined;
+  do {
+    const page = await aws.iam.send(
+      new GetAccountAuthorizationDetailsCommand({ Filter: ['User', 'Group', 'LocalManagedPolicy'], MaxItems: 1000, ...(marker ? { Marker: marker } : {}) }),
+    );
+    out.users.push(...(page.UserDetailList ?? []));
+    out.groups.push(...(page.GroupDetailList ?? []));
+    out.policies.push(...(page.Policies ?? []));
+    marker = page.IsTruncated ? page.Marker : undefined;
+  } while (marker);
+  return out;
+}
+
+async function credentialReport(aws: AwsConnection): Promise<string> {
+  const deadline = Date.now() + (aws.opts.reportWaitMs ?? 120_000);
+  let generate = true;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+    if (generate) await aws.iam.send(new GenerateCredentialReportCommand({}));
+    try {
+      const r = await aws.iam.send(new GetCredentialReportCommand({}));
+      return Buffer.from(r.Content ?? new Uint8Array()).toString('utf8');
+    } catch (e) {
+      const code = awsErrorCode(e);
+      if (
+        ![
+          'ReportInProgress',
+          'ReportNotPresent',
+          'ReportExpired',
+          'CredentialReportNotPresent',
+          'CredentialReportNotReady',
+          'CredentialReportExpired',
+        ].includes(code ?? '')
+      )
+        throw e;
+      if (Date.now() + delay > deadline) throw e;
+      generate = code !== 'ReportInProgress' && code !== 'CredentialReportNotReady';
+      await aws.backoff(delay);
+    }
+  }
+}
+
+async function accessKeys(aws: AwsConnection, users: string[], credentials: KnownCredential[], exact: boolean): Promise<Map<string, AccessKeyFact[]>> {
+  const keys = new Map<string, AccessKeyFact[]>();
+  let unsure = users;
+  if (!exact && users.length > 0) {
+    let csv: string;
+    try {
+      csv = await credentialReport(aws);
+    } catch (e) {
+      // Without iam:GenerateCredentialReport the read still works, one ListAccessKeys per user.
+      if (awsErrorCode(e) !== 'AccessDenied') throw e;
+      csv = '';
+    }
+    const report = parseCredentialReport(csv);
+    unsure = [];
+    for (const user of users) {
+      const known = keysFromStore(user, awsAddress.key(aws.name, user), report, credentials);
+      if (known) keys.set(user, known);
+      else unsure.push(user);
+    }
+  }
+  let next = 0;
+  const worker = async () => {
+    while (next < unsure.length) {
+      const user = unsure[next++]!;
+      keys.set(user, await listKeys(aws, user));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(aws.opts.concurrency ?? 8, unsure.length) }, worker));
+  return keys;
+}
+
+/** The access keys of `user`, one request; none when the user is gone. */
+export async function listKeys(aws: AwsConnection, user: string): Promise<AccessKeyFact[]> {
+  const r = await tolerate(['NoSuchEntity'], () => aws.iam.send(new ListAccessKeysCommand({ UserName: user })));
+  return (r?.AccessKeyMetadata ?? []).map((k) => ({
+    accessKeyId: k.AccessKeyId!,
+    status: k.Status ?? 'Active',
+    createdAt: (k.CreateDate ?? new Date(0)).toISOString(),
+  }));
+}
