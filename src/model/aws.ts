@@ -207,9 +207,9 @@ function attrProblems(kind: AwsKind, attrs: Resource['attrs']): string[] {
   const problems: string[] = [];
   for (const [attr, rule] of Object.entries(rules)) {
     const value = attrs[attr];
-    if (!rule.test(value)) problems.push(`${attr} is ${value === undefined ? 'missing' : shown(value)}, allowed: ${rule.allowed}`);
+    if (!rule.test(value)) problems.push(`${value === undefined ? `no ${attr}` : `${attr} ${shown(value)}`} (allowed: ${rule.allowed})`);
   }
-  for (const attr of Object.keys(attrs)) if (!Object.hasOwn(rules, attr)) problems.push(`${attr} is not an attribute of a ${kind}`);
+  for (const attr of Object.keys(attrs)) if (!Object.hasOwn(rules, attr)) problems.push(`${attr}, which no ${kind} has`);
   return problems;
 }
 
@@ -218,25 +218,27 @@ function hasShape<K extends AwsKind>(kind: K, attrs: Resource['attrs']): attrs i
 }
 
 const refusal = (backend: string, address: string, code: string, why: string) =>
-  new BackendError(`${backend}: ${address}: refused: ${why}; a saved plan is data, and this is not a change datagrant makes`, backend, code, false, address);
+  new BackendError(`${backend}: ${address}: refused: ${why}; datagrant makes no such change: make the plan again`, backend, code, false, address);
 
 const unknownKind = (backend: string, address: string, kind: string) =>
-  refusal(backend, address, 'UnknownKind', `unknown kind ${JSON.stringify(kind)} (an aws backend has ${AWS_KINDS.join(', ')})`);
+  refusal(backend, address, 'UnknownKind', `unknown kind ${JSON.stringify(kind)} (an aws backend has: ${AWS_KINDS.join(', ')})`);
 
-function shaped<K extends AwsKind>(r: Resource, kind: K, where: string): AwsResourceOf<K> {
+/** `where`: which side of a change the resource is, for the message. */
+function shaped<K extends AwsKind>(r: Resource, kind: K, where?: 'before' | 'after'): AwsResourceOf<K> {
   const { attrs } = r;
-  if (!hasShape(kind, attrs)) throw refusal(r.backend, r.address, 'MalformedResource', `${where}a ${kind} with ${attrProblems(kind, attrs).join('; ')}`);
+  if (!hasShape(kind, attrs))
+    throw refusal(r.backend, r.address, 'MalformedResource', `the ${kind}${where ? ` in "${where}"` : ''} has ${attrProblems(kind, attrs).join(', ')}`);
   return { ...r, kind, attrs };
 }
 
 function changeOf<K extends AwsKind>(c: Change, kind: K): AwsChangeOf<K> {
   const side = (r: Resource | null, which: 'before' | 'after'): AwsResourceOf<K> => {
-    if (r === null) throw refusal(c.backend, c.address, 'MalformedChange', `a ${c.action} without the object ${which} it`);
-    if (r.kind !== kind) throw refusal(c.backend, c.address, 'MalformedChange', `a change of a ${kind} whose ${which} is a ${r.kind}`);
-    return shaped(r, kind, `${which}: `);
+    if (r === null) throw refusal(c.backend, c.address, 'MalformedChange', `a ${c.action} needs "${which}"`);
+    if (r.kind !== kind) throw refusal(c.backend, c.address, 'MalformedChange', `the change is of kind ${kind}, its "${which}" of kind ${r.kind}`);
+    return shaped(r, kind, which);
   };
   const none = (r: Resource | null, which: 'before' | 'after'): null => {
-    if (r !== null) throw refusal(c.backend, c.address, 'MalformedChange', `a ${c.action} with an object ${which} it`);
+    if (r !== null) throw refusal(c.backend, c.address, 'MalformedChange', `a ${c.action} takes no "${which}"`);
     return null;
   };
   const { before, after, ...rest } = c;
@@ -254,7 +256,7 @@ function changeOf<K extends AwsKind>(c: Change, kind: K): AwsChangeOf<K> {
 }
 
 type Narrower<K extends AwsKind> = { resource: (r: Resource) => AwsResourceOf<K>; change: (c: Change) => AwsChangeOf<K> };
-const narrower = <K extends AwsKind>(kind: K): Narrower<K> => ({ resource: (r) => shaped(r, kind, ''), change: (c) => changeOf(c, kind) });
+const narrower = <K extends AwsKind>(kind: K): Narrower<K> => ({ resource: (r) => shaped(r, kind), change: (c) => changeOf(c, kind) });
 
 // One per kind, so that looking one up by a kind read from the plan yields the union of the kinds.
 const NARROW = {
