@@ -209,7 +209,7 @@ function attrProblems(kind: AwsKind, attrs: Resource['attrs']): string[] {
     const value = attrs[attr];
     if (!rule.test(value)) problems.push(`${value === undefined ? `no ${attr}` : `${attr} ${shown(value)}`} (allowed: ${rule.allowed})`);
   }
-  for (const attr of Object.keys(attrs)) if (!Object.hasOwn(rules, attr)) problems.push(`${attr}, which no ${kind} has`);
+  for (const attr of Object.keys(attrs)) if (!Object.hasOwn(rules, attr)) problems.push(`attribute ${attr}, which no ${kind} has`);
   return problems;
 }
 
@@ -227,7 +227,7 @@ const unknownKind = (backend: string, address: string, kind: string) =>
 function shaped<K extends AwsKind>(r: Resource, kind: K, where?: 'before' | 'after'): AwsResourceOf<K> {
   const { attrs } = r;
   if (!hasShape(kind, attrs))
-    throw refusal(r.backend, r.address, 'MalformedResource', `the ${kind}${where ? ` in "${where}"` : ''} has ${attrProblems(kind, attrs).join(', ')}`);
+    throw refusal(r.backend, r.address, 'MalformedResource', `the ${kind}${where ? ` in "${where}"` : ''} has ${attrProblems(kind, attrs).join('; ')}`);
   return { ...r, kind, attrs };
 }
 

@@ -77,7 +77,7 @@ describe('a change the AWS model does not know is refused before any request', (
       'an attribute the kind does not have',
       change('create', null, resource('user', 'alice', { path: '/datagrant/', tags: {}, admin: true })),
       'MalformedResource',
-      /aws:user\/alice: refused: the user in "after" has admin, which no user has/,
+      /aws:user\/alice: refused: the user in "after" has attribute admin, which no user has/,
     ],
     [
       'tags that are not strings',

@@ -85,7 +85,11 @@ describe('asAwsResource', () => {
 
   test.each([
     ['a path that is no IAM path', { path: 'datagrant', tags: {} }, /the user has path "datagrant" \(allowed: an IAM path, \/…\/\)/],
-    ['no tags, and an unknown attribute', { path: PATH, login: true }, /the user has no tags \(allowed: an object of strings\), login, which no user has/],
+    [
+      'no tags, and an unknown attribute',
+      { path: PATH, login: true },
+      /the user has no tags \(allowed: an object of strings\); attribute login, which no user has/,
+    ],
   ])('refuses %s, naming the address', (_, attrs, message) => {
     const r: Resource = { address: 'aws:user/alice', backend: 'aws', kind: 'user', name: 'alice', attrs, deps: [] };
     const err = (() => {
