@@ -16,7 +16,7 @@ import { ApplyError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
 import type { ScimWork } from '../scim/store.js';
 import type { BackendSpec, PrincipalSpec, Spec } from '../spec/schema.js';
-import type { StateStore } from '../store/store.js';
+import type { AppliedStore, CredentialStore, StateStore } from '../store/store.js';
 import { ZERO_METRICS, type ReconcileMetrics } from './reconcile-metrics.js';
 
 export type { ReconcileMetrics } from './reconcile-metrics.js';
@@ -34,7 +34,7 @@ export function retryDelayMs(failures: number, backoff: { firstMs?: number; maxM
 }
 
 /** What the store says is applied, and which credentials it holds (no secrets). */
-async function appliedState(store: StateStore): Promise<string> {
+async function appliedState(store: AppliedStore & CredentialStore): Promise<string> {
   const credentials = (await store.credentials()).map((c) => [c.address, c.credentialId, c.state]);
   return sha256(`${hashJson(await store.applied())}\n${hashJson(credentials)}`);
 }
