@@ -3,7 +3,7 @@
 // the CLI. Only the holder of the state lock reconciles; other replicas skip and serve SCIM.
 //
 // A change is not this replica's alone: the SCIM store counts every write as pending work (see
-// scim/store.ts), and every replica polls that marker, so a change accepted by a replica that
+// scim/store/store.ts), and every replica polls that marker, so a change accepted by a replica that
 // died before reconciling it is picked up by another within a poll. A run records the work it
 // covered once it succeeded; a run that failed is retried with backoff until one succeeds, and at
 // once when the store answers again after it could not be reached.
@@ -14,7 +14,7 @@ import { compile } from '../compile/index.js';
 import { hashJson, sha256 } from '../core/canonical.js';
 import { ApplyError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
-import type { ScimWork } from '../scim/store.js';
+import type { ScimWork } from '../scim/store/store.js';
 import type { BackendSpec, PrincipalSpec, Spec } from '../spec/schema.js';
 import type { AppliedStore, CredentialStore, StateStore } from '../store/store.js';
 import { ZERO_METRICS, type ReconcileMetrics } from './reconcile-metrics.js';
