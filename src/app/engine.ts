@@ -9,7 +9,7 @@ import type { ActualState, Notice, Plan } from '../core/types.js';
 import { diff } from '../plan/diff.js';
 import { parseSpec, type LoadedSpec } from '../spec/load.js';
 import type { Spec } from '../spec/schema.js';
-import type { CredentialRow, StateStore } from '../store/store.js';
+import type { CredentialRow, CredentialStore } from '../store/store.js';
 
 export interface SpecSource {
   file: string;
@@ -31,7 +31,11 @@ export function loadSpec(src: SpecSource, env: NodeJS.ProcessEnv, now: Date): Lo
   return { ...loaded, specHash: sha256(src.text) };
 }
 
-export async function readActual(backends: Record<string, Backend>, store: StateStore, opts: { exact?: boolean } = {}): Promise<Record<string, ActualState>> {
+export async function readActual(
+  backends: Record<string, Backend>,
+  store: CredentialStore,
+  opts: { exact?: boolean } = {},
+): Promise<Record<string, ActualState>> {
   const credentials = await store.credentials();
   const entries = await Promise.all(
     Object.entries(backends).map(async ([name, b]) => {

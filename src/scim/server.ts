@@ -29,7 +29,8 @@ import {
   type JsonObject,
   type ResourceType,
 } from './schemas.js';
-import { ifMatchAdmits, type ChangeListener, type ScimRecord, type ScimStore } from './store.js';
+import type { ChangeListener, ScimRecord, ScimStore } from './store/store.js';
+import { ifMatchAdmits } from './store/records.js';
 
 export const SCIM_PREFIX = '/scim/v2';
 export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';

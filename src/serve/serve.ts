@@ -8,7 +8,9 @@ import type { Io } from '../app/io.js';
 import { pathsFor, specPath, type CommonOptions } from '../app/context.js';
 import { MetricsRegistry } from '../scim/metrics.js';
 import { buildScimServer } from '../scim/server.js';
-import { openScimStoreAt, SqliteScimStore, type ScimStore } from '../scim/store.js';
+import type { ScimStore } from '../scim/store/store.js';
+import { SqliteScimStore } from '../scim/store/sqlite.js';
+import { openScimStoreAt } from '../scim/store/open.js';
 import { ReconcilerThread } from './reconcile-thread.js';
 import { specPrincipalNames } from './spec-names.js';
 

@@ -357,6 +357,8 @@ export class SqliteStore implements StateStore {
       }
       await new Promise((r) => setTimeout(r, 250));
     }
+    // Taken again by its holder (a new holder name): one heartbeat, not one per acquire.
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = setInterval(() => {
       this.sql('UPDATE locks SET heartbeat_at = ? WHERE name = ? AND pid = ?').run(Date.now(), LOCK_NAME, process.pid);
     }, LOCK_HEARTBEAT_MS);
