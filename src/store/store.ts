@@ -140,8 +140,33 @@ export interface StateLock {
   lockHolder(): Promise<LockHolder | undefined>;
 }
 
+/**
+ * Short-lived sessions datagrant has issued, per (backend, principal, target) — the target is the
+ * role (AWS) or login role (PostgreSQL) the session runs as. Secrets are never kept: only when the
+ * latest session was issued and when the last one ends, which is what revoking them needs
+ * (deny sessions of this principal issued until then, for as long as any may still be alive).
+ */
+export interface SessionRecord {
+  backend: string;
+  principal: string;
+  target: string;
+  /** ISO instant the latest session was issued. */
+  lastIssuedAt: string;
+  /** ISO instant the last of them expires. */
+  expiresAt: string;
+}
+
+export interface SessionLog {
+  /** Record one issued session: keeps the latest issue instant and the latest expiry. */
+  recordSession(s: SessionRecord): Promise<void>;
+  /** Every record, ordered by backend, principal, target (byte order). */
+  sessions(): Promise<SessionRecord[]>;
+  /** Forget records whose sessions have all expired at `now` (ISO); returns how many. */
+  pruneSessions(now: string): Promise<number>;
+}
+
 /** The whole state, as `converge` uses it; test/store/store-contract.ts is its contract. */
-export interface StateStore extends InstallationIdentity, BackendRegistry, CredentialStore, AppliedStore, JournalStore, AuditLog, StateLock {
+export interface StateStore extends InstallationIdentity, BackendRegistry, CredentialStore, AppliedStore, JournalStore, AuditLog, StateLock, SessionLog {
   /** The master key this store was opened with (already checked against the store's key-check value). */
   readonly masterKey: MasterKey;
   close(): Promise<void>;

@@ -404,6 +404,48 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
       });
     });
 
+    describe('session log', () => {
+      const rec = (principal: string, target: string, lastIssuedAt: string, expiresAt: string, backend = 'aws') => ({
+        backend,
+        principal,
+        target,
+        lastIssuedAt,
+        expiresAt,
+      });
+
+      test('keeps the latest issue and the latest expiry per principal and target, across reopening', async () => {
+        await store.recordSession(rec('bob', 'dg-s-1', '2026-11-30T10:00:00Z', '2026-11-30T11:00:00Z'));
+        await store.recordSession(rec('alice', 'dg-s-1', '2026-11-30T10:00:00Z', '2026-11-30T12:00:00Z'));
+        // Issued later but ending sooner (capped by a grant's expiry): both maxima are kept.
+        await store.recordSession(rec('alice', 'dg-s-1', '2026-11-30T10:30:00.000Z', '2026-11-30T11:00:00Z'));
+        // An older record arriving late (another replica) moves nothing back.
+        await store.recordSession(rec('alice', 'dg-s-1', '2026-11-30T09:00:00Z', '2026-11-30T09:30:00Z'));
+        await store.recordSession(rec('alice', 'dg-s-2', '2026-11-30T10:00:00Z', '2026-11-30T10:15:00Z'));
+        expect(await (await h.reopen()).sessions()).toEqual([
+          rec('alice', 'dg-s-1', '2026-11-30T10:30:00.000Z', '2026-11-30T12:00:00.000Z'),
+          rec('alice', 'dg-s-2', '2026-11-30T10:00:00.000Z', '2026-11-30T10:15:00.000Z'),
+          rec('bob', 'dg-s-1', '2026-11-30T10:00:00.000Z', '2026-11-30T11:00:00.000Z'),
+        ]);
+      });
+
+      test('instants are compared as time, whatever their spelling; a non-instant is refused', async () => {
+        await store.recordSession(rec('alice', 'r', '2026-11-30T10:00:00+01:00', '2026-11-30T10:59:00Z'));
+        await store.recordSession(rec('alice', 'r', '2026-11-30T09:30:00Z', '2026-11-30T11:00:00+00:00'));
+        expect(await store.sessions()).toEqual([rec('alice', 'r', '2026-11-30T09:30:00.000Z', '2026-11-30T11:00:00.000Z')]);
+        await expect(store.recordSession(rec('alice', 'r', 'yesterday', '2026-11-30T11:00:00Z'))).rejects.toThrow(/not an ISO instant/);
+      });
+
+      test('pruning forgets only records whose every session has ended; forgetting a backend forgets its records', async () => {
+        await store.recordSession(rec('alice', 'r', '2026-11-30T10:00:00Z', '2026-11-30T11:00:00Z'));
+        await store.recordSession(rec('bob', 'r', '2026-11-30T10:00:00Z', '2026-11-30T12:00:00Z'));
+        await store.recordSession(rec('carol', 'login', '2026-11-30T10:00:00Z', '2026-11-30T12:00:00Z', 'wh'));
+        expect(await store.pruneSessions('2026-11-30T11:00:00Z')).toBe(1);
+        expect((await store.sessions()).map((r) => r.principal)).toEqual(['bob', 'carol']);
+        await store.forgetBackend('wh');
+        expect((await store.sessions()).map((r) => r.principal)).toEqual(['bob']);
+      });
+    });
+
     describe('installation id', () => {
       test('a new state has one, kept across reopening; only a fresh state may take another', async () => {
         const id = await store.installation();

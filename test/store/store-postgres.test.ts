@@ -112,7 +112,7 @@ describe('PostgreSQL only', () => {
       const stores = await Promise.all([1, 2, 3, 4, 5, 6].map(() => replica()));
       expect(stores).toHaveLength(6);
       const tables = await sql<{ tablename: string }>('SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename', [schema]);
-      expect(tables.map((t) => t.tablename)).toEqual(['applied', 'audit', 'audit_head', 'backends', 'credentials', 'journal', 'locks', 'meta']);
+      expect(tables.map((t) => t.tablename)).toEqual(['applied', 'audit', 'audit_head', 'backends', 'credentials', 'journal', 'locks', 'meta', 'sessions']);
       // Reopening changes nothing and keeps the data; replicas that started together agree on one installation id.
       await stores[0]!.setApplied('a', 'h');
       expect(await (await replica()).applied()).toEqual({ a: 'h' });
