@@ -214,8 +214,10 @@ const oidcIssuerSchema = z.strictObject({
     .optional(),
 });
 
-/** Loopback hosts, where plain http cannot be intercepted off the machine (local providers, tests). */
-const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+/** Loopback hosts (a URL's hostname), where plain http never leaves the machine: local providers, tests. */
+export function isLoopbackHost(hostname: string): boolean {
+  return /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i.test(hostname);
+}
 
 /** Why `url` cannot be an OIDC issuer identifier, or undefined. */
 export function issuerUrlProblem(url: string): string | undefined {
@@ -226,7 +228,7 @@ export function issuerUrlProblem(url: string): string | undefined {
   } catch {
     return `is not a URL; the issuer must be ${allowed}`;
   }
-  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && LOOPBACK.test(parsed.hostname))) {
+  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname))) {
     return `must be ${allowed}: its keys and discovery document are fetched from it, and only TLS keeps them from being swapped on the way`;
   }
   // OpenID Connect Discovery 1.0 §3: an issuer identifier has no query or fragment.
