@@ -8,7 +8,6 @@
 // error="invalid_token"` and a fixed description; the token is never echoed, logged or audited.
 // Issues and refusals of a verified token are audited with the actor `oidc:<issuer>:<sub>`.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Logger } from 'pino';
 import { SessionRefusedError, type IssuedSession, type SessionBroker } from '../app/sessions-port.js';
 import type { MetricsRegistry } from '../scim/metrics.js';
 import { matchPrincipal, type OidcIndex } from '../spec/oidc.js';
@@ -63,7 +62,7 @@ export function registerCredentialsRoute(app: FastifyInstance, opts: Credentials
     scope.post(CREDENTIALS_PATH, { config: { ownAuth: true } }, async (req, reply) => {
       const { backend } = req.params as { backend: string };
       const count = (outcome: Outcome) => sessions?.inc({ outcome });
-      const log = req.log as unknown as Logger;
+      const log = req.log;
 
       let dir: CredentialDirectory;
       try {
@@ -103,7 +102,9 @@ export function registerCredentialsRoute(app: FastifyInstance, opts: Credentials
       }
 
       const { issuer, subject } = verified;
-      const actor = `oidc:${issuer.name}:${subject.slice(0, MAX_SUBJECT)}`;
+      // The subject is the IdP's text: one line in the audit log, whatever it holds.
+      // eslint-disable-next-line no-control-regex
+      const actor = `oidc:${issuer.name}:${subject.slice(0, MAX_SUBJECT).replace(/[\u0000-\u001f\u007f]/g, '?')}`;
       const at = () => now().toISOString();
       const refuse = async (status: 403 | 404, message: string, detail: string, principal?: string) => {
         count('refused');
