@@ -75,6 +75,13 @@ declare module 'fastify' {
     /** The registry behind `/metrics`. */
     scimMetrics: MetricsRegistry;
   }
+  interface FastifyContextConfig {
+    /**
+     * The route authenticates its requests itself (serve's credential endpoint, with ID tokens):
+     * no SCIM bearer token is asked for there, and none is accepted as such.
+     */
+    ownAuth?: boolean;
+  }
 }
 
 /** SHA-256 hex of a bearer token: what `tokenHashes` holds. */
@@ -152,6 +159,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
 
   app.addHook('onRequest', async (req, reply) => {
     if (req.url === '/healthz' || req.url.startsWith('/healthz?')) return;
+    if (req.routeOptions.config?.ownAuth === true) return;
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     let ok = false;
     if (m) {

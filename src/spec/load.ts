@@ -232,13 +232,14 @@ const KINDS: Record<string, string> = {
 
 const KEYS: Record<string, string> = {
   '': 'version, settings, backends, datasets, groups, principals, scim',
-  settings: 'rotate, rotationGrace',
+  settings: 'rotate, rotationGrace, oidc',
+  'settings.*.#': 'name, issuer, audience, claim, algorithms',
   'backends.*': 'type, region, iamPath, endpoint, timeouts (aws); type, url, scope, timeouts (postgres)',
   'backends.*.timeouts': 'connect, request',
   'datasets.*': 'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres)',
   'groups.*': 'description, grants',
   'groups.*.grants.#': 'dataset, access, expires',
-  'principals.*': 'type, email, description, groups, grants, rotate',
+  'principals.*': 'type, email, description, groups, grants, rotate, oidc',
   'principals.*.grants.#': 'dataset, access, expires',
   scim: 'groups',
 };
@@ -270,6 +271,7 @@ function salvage(raw: Record<string, unknown>): Spec {
   const each = <T>(v: unknown, f: (x: Record<string, unknown>) => T) => Object.fromEntries(Object.entries(obj(v)).map(([k, x]) => [k, f(obj(x))]));
   return {
     version: 1,
+    settings: obj(raw.settings),
     backends: each(raw.backends, (b) => b),
     datasets: each(raw.datasets, (d) => d),
     groups: each(raw.groups, (g) => ({ ...g, grants: arr(g.grants).map(obj) })),

@@ -180,7 +180,62 @@ export const principalSchema = z.strictObject({
   groups: z.array(z.string().min(1, 'group must not be empty')).default([]),
   grants: z.array(grantSchema).default([]),
   rotate: duration.optional(),
+  /** Issuer name (settings.oidc) → the value of that issuer's claim naming this principal. */
+  oidc: z.record(z.string().min(1, 'issuer name must not be empty'), z.string().min(1, 'the claim value must not be empty')).optional(),
 });
+
+/**
+ * Signature algorithms an ID token may use. Never `none` (no signature) nor HS256/384/512: those
+ * are keyed with the client secret, which every relying party of the client holds, so any of them
+ * could mint a token for anyone.
+ */
+export const OIDC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+export const DEFAULT_OIDC_ALGORITHMS: readonly OidcAlgorithm[] = ['RS256', 'ES256', 'PS256', 'EdDSA'];
+
+const oidcIssuerSchema = z.strictObject({
+  /** How principals (`oidc: { <name>: … }`) and the audit log (`oidc:<name>:<sub>`) refer to it. */
+  name: name('issuer name', 64),
+  issuer: z.string().superRefine((value, ctx) => {
+    const problem = issuerUrlProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }),
+  /** The `aud` a token must carry: the client id datagrant is registered as at the issuer. */
+  audience: z.string().min(1, 'audience must not be empty'),
+  /** The claim that names a principal; `email` also matches people by their `email`. */
+  claim: z.string().min(1, 'claim must not be empty').default('email'),
+  algorithms: z
+    .array(
+      z.enum(OIDC_ALGORITHMS, {
+        error: (issue) =>
+          `algorithm ${JSON.stringify(issue.input)} is not allowed; allowed: ${OIDC_ALGORITHMS.join(', ')} (never none or HS256/384/512: a token without a signature, or signed with the client secret, proves nothing about who holds it)`,
+      }),
+    )
+    .min(1, 'algorithms must name at least one algorithm (or be left out for the default RS256, ES256, PS256, EdDSA)')
+    .optional(),
+});
+
+/** Loopback hosts (a URL's hostname), where plain http never leaves the machine: local providers, tests. */
+export function isLoopbackHost(hostname: string): boolean {
+  return /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i.test(hostname);
+}
+
+/** Why `url` cannot be an OIDC issuer identifier, or undefined. */
+export function issuerUrlProblem(url: string): string | undefined {
+  const allowed = 'an https:// URL such as https://login.example.com (http:// only on localhost, 127.0.0.1 or [::1])';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `is not a URL; the issuer must be ${allowed}`;
+  }
+  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname))) {
+    return `must be ${allowed}: its keys and discovery document are fetched from it, and only TLS keeps them from being swapped on the way`;
+  }
+  // OpenID Connect Discovery 1.0 §3: an issuer identifier has no query or fragment.
+  if (parsed.search || parsed.hash || url.includes('?') || url.includes('#')) return `must not have a query or fragment; the issuer must be ${allowed}`;
+  if (parsed.username || parsed.password) return `must not hold a user name or password; the issuer must be ${allowed}`;
+  return undefined;
+}
 
 export const specSchema = z.strictObject({
   version: z.literal(1, { error: 'version must be 1' }),
@@ -190,6 +245,8 @@ export const specSchema = z.strictObject({
       rotate: duration.optional(),
       /** How long a superseded credential stays valid after rotation. */
       rotationGrace: duration.optional(),
+      /** OpenID Connect issuers whose ID tokens `serve` accepts for sessions (POST /v1/credentials/:backend). */
+      oidc: z.array(oidcIssuerSchema).optional(),
     })
     .optional(),
   backends: z.record(name('backend name', 32), backendSchema),
@@ -216,6 +273,8 @@ export type S3DatasetSpec = Extract<DatasetSpec, { bucket: string }>;
 export type PgDatasetSpec = Extract<DatasetSpec, { database: string }>;
 export type PrincipalSpec = z.output<typeof principalSchema>;
 export type GroupSpec = z.output<typeof groupSchema>;
+export type OidcIssuerSpec = z.output<typeof oidcIssuerSchema>;
+export type OidcAlgorithm = (typeof OIDC_ALGORITHMS)[number];
 
 export function isS3Dataset(d: DatasetSpec): d is S3DatasetSpec {
   return 'bucket' in d;

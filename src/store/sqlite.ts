@@ -325,23 +325,28 @@ export class SqliteStore implements StateStore {
   }
 
   async audit(entry: AuditInput, at: string): Promise<void> {
-    this.db.transaction(() => {
-      const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
-      const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
-      const hash = entryMac(this.key, e);
-      this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
-        e.seq,
-        e.at,
-        e.actor,
-        e.event,
-        e.address,
-        e.outcome,
-        e.detail,
-        e.prevHash,
-        hash,
-      );
-      this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(this.key, e.seq, hash));
-    })();
+    // IMMEDIATE: the write lock before the head is read. Another connection (serve's reconciler
+    // thread, a CLI command) may append meanwhile; a deferred transaction would then fail with
+    // SQLITE_BUSY_SNAPSHOT at its first write instead of waiting its turn.
+    this.db
+      .transaction(() => {
+        const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+        const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
+        const hash = entryMac(this.key, e);
+        this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+          e.seq,
+          e.at,
+          e.actor,
+          e.event,
+          e.address,
+          e.outcome,
+          e.detail,
+          e.prevHash,
+          hash,
+        );
+        this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(this.key, e.seq, hash));
+      })
+      .immediate();
   }
 
   async auditEntries(): Promise<AuditEntry[]> {

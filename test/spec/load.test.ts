@@ -178,14 +178,14 @@ describe('single problems', () => {
       wrap('  p:\n    type: person\n    emial: p@example.com\n'),
       {},
       '9:5 principals.p.emial',
-      /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate$/,
+      /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate, oidc$/,
     ],
     [
       'an unknown key in settings',
       `${MINIMAL}settings: { rotation: 90d }\n`,
       {},
       '6:13 settings.rotation',
-      /^unknown key "rotation"; allowed: rotate, rotationGrace$/,
+      /^unknown key "rotation"; allowed: rotate, rotationGrace, oidc$/,
     ],
     [
       'a bad access level',
