@@ -232,14 +232,15 @@ const KINDS: Record<string, string> = {
 
 const KEYS: Record<string, string> = {
   '': 'version, settings, backends, datasets, groups, principals, scim',
-  settings: 'rotate, rotationGrace, oidc',
+  // Read off the schema, so a new setting or principal key is never missing from the help.
+  settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
   'settings.*.#': 'name, issuer, audience, claim, algorithms',
   'backends.*': 'type, region, iamPath, endpoint, timeouts (aws); type, url, scope, timeouts (postgres)',
   'backends.*.timeouts': 'connect, request',
   'datasets.*': 'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres)',
   'groups.*': 'description, grants',
   'groups.*.grants.#': 'dataset, access, expires',
-  'principals.*': 'type, email, description, groups, grants, rotate, oidc',
+  'principals.*': Object.keys(principalSchema.shape).join(', '),
   'principals.*.grants.#': 'dataset, access, expires',
   scim: 'groups',
 };

@@ -28,6 +28,35 @@ const duration = z
     }
   });
 
+/** STS's bounds for a role session, which PostgreSQL's temporary logins follow too. */
+export const MIN_SESSION_SECONDS = 900;
+export const MAX_SESSION_SECONDS = 43_200;
+export const DEFAULT_MAX_SESSION = '1h';
+
+const sessionLength = z
+  .string()
+  .regex(DURATION_RE, 'must be a duration such as 1h, 30m or 3600s')
+  .superRefine((value, ctx) => {
+    if (!DURATION_RE.test(value)) return;
+    const s = rawSeconds(value);
+    if (s < MIN_SESSION_SECONDS || s > MAX_SESSION_SECONDS) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `is ${s < MIN_SESSION_SECONDS ? 'too short' : 'too long'}; a session lasts from 15m to 12h (${MIN_SESSION_SECONDS}s to ${MAX_SESSION_SECONDS}s), the bounds AWS STS allows`,
+      });
+    }
+  });
+
+/**
+ * How a principal gets its credentials. `key`: a long-lived AWS access key or PostgreSQL password,
+ * stored encrypted and rotated. `temporary`: nothing long-lived; each session is issued on demand
+ * (AWS: an STS role session, PostgreSQL: a login role valid until the session ends).
+ */
+export const credentialsMode = z.enum(['key', 'temporary'], {
+  error: (issue) =>
+    `credentials ${JSON.stringify(issue.input)} is not allowed; allowed: key (a long-lived access key or password, rotated), temporary (short-lived sessions issued on demand: an AWS role session, a PostgreSQL login valid until the session ends)`,
+});
+
 /** A deadline is at most an hour: longer is no deadline at all for a call that should take seconds. */
 export const MAX_DEADLINE_SECONDS = 3600;
 
@@ -180,6 +209,10 @@ export const principalSchema = z.strictObject({
   groups: z.array(z.string().min(1, 'group must not be empty')).default([]),
   grants: z.array(grantSchema).default([]),
   rotate: duration.optional(),
+  /** Default: `settings.credentials`, else `key`. */
+  credentials: credentialsMode.optional(),
+  /** Longest session a temporary principal is issued. Default: `settings.maxSession`, else 1h. */
+  maxSession: sessionLength.optional(),
   /** Issuer name (settings.oidc) → the value of that issuer's claim naming this principal. */
   oidc: z.record(z.string().min(1, 'issuer name must not be empty'), z.string().min(1, 'the claim value must not be empty')).optional(),
 });
@@ -245,6 +278,10 @@ export const specSchema = z.strictObject({
       rotate: duration.optional(),
       /** How long a superseded credential stays valid after rotation. */
       rotationGrace: duration.optional(),
+      /** How principals get credentials unless they say otherwise: key (default) or temporary. */
+      credentials: credentialsMode.optional(),
+      /** Longest session for temporary principals unless they say otherwise (default 1h). */
+      maxSession: sessionLength.optional(),
       /** OpenID Connect issuers whose ID tokens `serve` accepts for sessions (POST /v1/credentials/:backend). */
       oidc: z.array(oidcIssuerSchema).optional(),
     })
@@ -305,4 +342,14 @@ export function durationSeconds(d: string): number {
 /** `expires` as an instant. A bare date means access ends at 00:00 UTC on that date. */
 export function expiresInstant(expires: string): Date {
   return new Date(expires.length === 10 ? `${expires}T00:00:00Z` : expires);
+}
+
+/** How this principal gets credentials: its own choice, else the spec's default, else `key`. */
+export function credentialsOf(spec: Pick<Spec, 'settings'>, p: Pick<PrincipalSpec, 'credentials'>): 'key' | 'temporary' {
+  return p.credentials ?? spec.settings?.credentials ?? 'key';
+}
+
+/** The longest session, in seconds, a temporary principal may be issued. */
+export function maxSessionSeconds(spec: Pick<Spec, 'settings'>, p: Pick<PrincipalSpec, 'maxSession'>): number {
+  return rawSeconds(p.maxSession ?? spec.settings?.maxSession ?? DEFAULT_MAX_SESSION);
 }

@@ -140,6 +140,22 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
       seenGroups.add(g);
     });
     checkGrants(p.grants, ['principals', name, 'grants']);
+    if (typeof p.rotate === 'string' && (p.credentials ?? spec.settings?.credentials) === 'temporary') {
+      problems.push(
+        src.problem(
+          ['principals', name, 'rotate'],
+          `principal ${JSON.stringify(name)} has temporary credentials${p.credentials ? '' : ' (settings.credentials)'}, which are never rotated: each session ends by itself after maxSession; remove rotate, or set credentials: key`,
+        ),
+      );
+    }
+    if (typeof p.maxSession === 'string' && (p.credentials ?? spec.settings?.credentials ?? 'key') === 'key') {
+      problems.push(
+        src.problem(
+          ['principals', name, 'maxSession'],
+          `principal ${JSON.stringify(name)} has a long-lived key, so maxSession means nothing for it; set credentials: temporary, or remove maxSession`,
+        ),
+      );
+    }
   }
 
   caseClashes('group', Object.keys(spec.groups));
