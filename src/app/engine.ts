@@ -65,10 +65,13 @@ export interface PlanInput {
 }
 
 export async function makePlan(input: PlanInput): Promise<Plan> {
-  const compiled = compile(input.spec, input.now, input.installation ? { installation: input.installation } : {});
   const gone = new Set(input.destroyBackends ?? []);
-  const desired = Object.fromEntries(Object.entries(compiled.desired).map(([b, d]) => [b, gone.has(b) ? { resources: [], notices: [] } : d]));
-  const destroyAll = Object.keys(compiled.desired).every((b) => gone.has(b));
+  // A backend being torn down is not compiled: a limit its spec exceeds (a quota lowered) must not
+  // stop the teardown.
+  const kept = Object.fromEntries(Object.entries(input.spec.backends).filter(([b]) => !gone.has(b)));
+  const compiled = compile({ ...input.spec, backends: kept }, input.now, input.installation ? { installation: input.installation } : {});
+  const desired = Object.fromEntries(Object.keys(input.spec.backends).map((b) => [b, compiled.desired[b] ?? { resources: [], notices: [] }]));
+  const destroyAll = Object.keys(input.spec.backends).every((b) => gone.has(b));
   const notices = destroyAll ? [] : compiled.notices;
   return diff(desired, input.actual, {
     ...(input.forceRotate ? { forceRotate: input.forceRotate } : {}),

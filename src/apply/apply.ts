@@ -81,6 +81,10 @@ export function dependencies(changes: Change[]): Map<string, Set<string>> {
       }
       // A new credential waits until superseded ones of the same slot are gone (AWS: 2 keys max).
       for (const other of supersededDeletes.get(c.address) ?? []) w.add(other);
+      // What this object takes over from is removed only once it exists (create before delete).
+      for (const old of c.after.supersedes ?? []) {
+        if (byAddress.get(old)?.action === 'delete') waits.get(old)!.add(c.address);
+      }
     }
     if (c.action === 'delete' && c.before) {
       // Something we delete must outlive everything deleted that depends on it.

@@ -17,6 +17,8 @@ export interface PolicyDocument {
 
 /** AWS's limit for a customer managed policy, counted without white space. */
 export const MANAGED_POLICY_MAX_CHARS = 6144;
+/** AWS's limit for all inline policies of one IAM user together, counted without white space. */
+export const USER_INLINE_POLICIES_MAX_CHARS = 2048;
 
 const uniqSorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
 

@@ -200,7 +200,8 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, original
     // Object.is, because NaN !== NaN: a .nan in the file was not substituted from anywhere.
     const substituted = !Object.is(value, shownValue);
     const shown =
-      (!substituted && issue.message.includes(JSON.stringify(value))) || (value !== null && typeof value === 'object')
+      // A number's digits may well appear in the message for other reasons (`from 1 to 500`).
+      (!substituted && typeof value !== 'number' && issue.message.includes(JSON.stringify(value))) || (value !== null && typeof value === 'object')
         ? ''
         : ` (got ${describe(shownValue)}${substituted ? ', substituted from the environment' : ''})`;
     const message = substituted ? issue.message.split(JSON.stringify(value)).join('the substituted value') : issue.message;
@@ -235,8 +236,9 @@ const KEYS: Record<string, string> = {
   // Read off the schema, so a new setting or principal key is never missing from the help.
   settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
   'settings.*.#': 'name, issuer, audience, claim, algorithms',
-  'backends.*': 'type, region, iamPath, endpoint, timeouts (aws); type, url, scope, timeouts (postgres)',
+  'backends.*': 'type, region, iamPath, endpoint, timeouts, quotas (aws); type, url, scope, timeouts (postgres)',
   'backends.*.timeouts': 'connect, request',
+  'backends.*.quotas': 'users, groups, policies, roles',
   'datasets.*': 'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres)',
   'groups.*': 'description, grants',
   'groups.*.grants.#': 'dataset, access, expires',
@@ -255,7 +257,7 @@ function allowedKeys(path: readonly PathKey[], value: unknown): string | undefin
 }
 
 const KINDED_KEYS: Record<string, string> = {
-  'backend.aws': 'type, region, iamPath, endpoint, timeouts',
+  'backend.aws': 'type, region, iamPath, endpoint, timeouts, quotas',
   'backend.postgres': 'type, url, scope, timeouts',
   'dataset.aws': 'backend, bucket, prefix, description',
   'dataset.postgres': 'backend, database, schema, tables, description',

@@ -1,7 +1,15 @@
 // The spec's shape (version 1). zod checks the shape; cross-references and backend limits are
 // checked in `validate.ts`, so every problem is reported at once with its position.
 import { z } from 'zod';
-import { MAX_DURATION_HELP, MAX_DURATION_SECONDS, pgIdentifierProblem, S3_PREFIX_RE, s3PrefixProblem } from './limits.js';
+import {
+  IAM_ACCOUNT_QUOTAS,
+  MAX_DURATION_HELP,
+  MAX_DURATION_SECONDS,
+  pgIdentifierProblem,
+  S3_PREFIX_RE,
+  s3PrefixProblem,
+  type AccountQuota,
+} from './limits.js';
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9+=,.@_-]*$/;
 const NAME_HELP = 'letters, digits and + = , . @ _ - (starting with a letter or digit)';
@@ -80,6 +88,28 @@ const timeoutsSchema = z.strictObject({
   request: deadline.optional(),
 });
 
+const thousands = (n: number) => n.toLocaleString('en-US');
+
+/** A whole number of objects from 1 up to what AWS grants at most. */
+const accountQuota = (q: AccountQuota) => {
+  const message =
+    q.max === q.default
+      ? `must be a whole number from 1 to ${q.max}: AWS does not raise the quota of ${q.what} above ${thousands(q.max)}`
+      : `must be a whole number from 1 to ${q.max}: AWS's quota of ${q.what} is ${thousands(q.default)}, raised on request up to ${thousands(q.max)}`;
+  return z.number().multipleOf(1, message).min(1, message).max(q.max, message);
+};
+
+/**
+ * The account's IAM quotas that datagrant may fill, checked at plan. AWS's defaults unless set:
+ * lower them to leave room for what others make in the account, raise them once AWS has.
+ */
+const quotasSchema = z.strictObject({
+  users: accountQuota(IAM_ACCOUNT_QUOTAS.users).optional(),
+  groups: accountQuota(IAM_ACCOUNT_QUOTAS.groups).optional(),
+  policies: accountQuota(IAM_ACCOUNT_QUOTAS.policies).optional(),
+  roles: accountQuota(IAM_ACCOUNT_QUOTAS.roles).optional(),
+});
+
 const EXPIRES_HELP = 'a date (2027-01-31) or an ISO 8601 instant with a zone (2027-01-31T12:00:00Z)';
 
 /** True when `expires` names a real calendar date and time (`Date` silently turns 02-30 into 03-02). */
@@ -139,6 +169,7 @@ const awsBackend = z.strictObject({
     .regex(/^https?:\/\/[^\s/?#]+(\/[^\s]*)?$/, 'must be an http(s) URL such as http://127.0.0.1:5000')
     .optional(),
   timeouts: timeoutsSchema.optional(),
+  quotas: quotasSchema.optional(),
 });
 
 const postgresBackend = z.strictObject({
@@ -305,6 +336,7 @@ export type BackendSpec = z.output<typeof backendSchema>;
 export type AwsBackendSpec = Extract<BackendSpec, { type: 'aws' }>;
 export type PostgresBackendSpec = Extract<BackendSpec, { type: 'postgres' }>;
 export type TimeoutsSpec = z.output<typeof timeoutsSchema>;
+export type QuotasSpec = z.output<typeof quotasSchema>;
 export type DatasetSpec = z.output<typeof datasetSchema>;
 export type S3DatasetSpec = Extract<DatasetSpec, { bucket: string }>;
 export type PgDatasetSpec = Extract<DatasetSpec, { database: string }>;
