@@ -128,16 +128,19 @@ function interpolate(value: unknown, path: PathKey[], env: LoadOptions['env'], p
     return out ?? value;
   }
   if (value && typeof value === 'object') {
-    let changed = false;
-    const entries = Object.entries(value).map(([k, x]) => {
+    const record = value as Record<string, unknown>;
+    const keys = Object.keys(record);
+    let copy: [string, unknown][] | undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
       path.push(k);
-      const v = interpolate(x, path, env, problems, src, missing);
+      const v = interpolate(record[k], path, env, problems, src, missing);
       path.pop();
-      changed ||= v !== x;
-      return [k, v] as const;
-    });
+      if (v !== record[k]) copy ??= keys.slice(0, i).map((done) => [done, record[done]]);
+      copy?.push([k, v]);
+    }
     // fromEntries defines each key, so a key named __proto__ stays a key.
-    return changed ? Object.fromEntries(entries) : value;
+    return copy ? Object.fromEntries(copy) : value;
   }
   return value;
 }
