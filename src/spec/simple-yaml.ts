@@ -43,6 +43,8 @@ const OTHER_NUMBER_RE = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0
 
 /** Implicit keys are at most 1024 characters long in YAML. */
 const MAX_KEY = 1024;
+/** Collections nested deeper than any spec's are left to yaml, before the stack runs out. */
+const MAX_DEPTH = 64;
 
 /** Thrown where the text leaves the subset. */
 const NOT_SIMPLE = new Error('not simple YAML');
@@ -131,21 +133,22 @@ function flowPlain(line: string, at: number): [string, number] {
 }
 
 /** A flow value on one line: its value and the index after it. */
-function flowValue(line: string, at: number): [unknown, number] {
+function flowValue(line: string, at: number, depth: number): [unknown, number] {
   const c = line.charCodeAt(at);
-  if (c === 0x7b) return flowMap(line, at);
-  if (c === 0x5b) return flowSeq(line, at);
+  if ((c === 0x7b || c === 0x5b) && depth >= MAX_DEPTH) leave();
+  if (c === 0x7b) return flowMap(line, at, depth + 1);
+  if (c === 0x5b) return flowSeq(line, at, depth + 1);
   if (isQuote(c)) return quoted(line, at);
   const [s, end] = flowPlain(line, at);
   return [resolvePlain(s), end];
 }
 
-function flowSeq(line: string, at: number): [unknown[], number] {
+function flowSeq(line: string, at: number, depth: number): [unknown[], number] {
   const out: unknown[] = [];
   let p = skipSpaces(line, at + 1);
   if (line.charCodeAt(p) === 0x5d) return [out, p + 1];
   for (;;) {
-    const [v, end] = flowValue(line, p);
+    const [v, end] = flowValue(line, p, depth);
     out.push(v);
     p = skipSpaces(line, end);
     const c = line.charCodeAt(p);
@@ -157,7 +160,7 @@ function flowSeq(line: string, at: number): [unknown[], number] {
   }
 }
 
-function flowMap(line: string, at: number): [Record<string, unknown>, number] {
+function flowMap(line: string, at: number, depth: number): [Record<string, unknown>, number] {
   const out: Record<string, unknown> = {};
   let p = skipSpaces(line, at + 1);
   if (line.charCodeAt(p) === 0x7d) return [out, p + 1];
@@ -173,7 +176,7 @@ function flowMap(line: string, at: number): [Record<string, unknown>, number] {
     }
     if (Object.hasOwn(out, key)) leave();
     if (line.charCodeAt(end) !== COLON || line.charCodeAt(end + 1) !== SPACE) leave();
-    const [v, after] = flowValue(line, skipSpaces(line, end + 1));
+    const [v, after] = flowValue(line, skipSpaces(line, end + 1), depth);
     out[key] = v;
     p = skipSpaces(line, after);
     const c = line.charCodeAt(p);
@@ -187,6 +190,8 @@ function flowMap(line: string, at: number): [Record<string, unknown>, number] {
 class Reader {
   /** The current line. */
   private i = 0;
+  /** How many collections the current one is nested in. */
+  private depth = 0;
 
   constructor(private readonly lines: string[]) {}
 
@@ -232,6 +237,13 @@ class Reader {
 
   /** A block mapping whose first key is on the current line at column `indent`. */
   private map(indent: number): Record<string, unknown> {
+    if (++this.depth > MAX_DEPTH) leave();
+    const out = this.mapEntries(indent);
+    this.depth--;
+    return out;
+  }
+
+  private mapEntries(indent: number): Record<string, unknown> {
     const out: Record<string, unknown> = {};
     for (;;) {
       const line = this.lines[this.i]!;
@@ -276,7 +288,7 @@ class Reader {
     const c = line.charCodeAt(at);
     let v: unknown;
     let end: number;
-    if (c === 0x7b || c === 0x5b) [v, end] = flowValue(line, at);
+    if (c === 0x7b || c === 0x5b) [v, end] = flowValue(line, at, this.depth);
     else if (isQuote(c)) [v, end] = quoted(line, at);
     else {
       plainStart(line, at);
@@ -293,6 +305,13 @@ class Reader {
 
   /** A block sequence whose first entry is on the current line, its `-` at column `indent`. */
   private seq(indent: number): unknown[] {
+    if (++this.depth > MAX_DEPTH) leave();
+    const out = this.seqEntries(indent);
+    this.depth--;
+    return out;
+  }
+
+  private seqEntries(indent: number): unknown[] {
     const out: unknown[] = [];
     for (;;) {
       const line = this.lines[this.i]!;

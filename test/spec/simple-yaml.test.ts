@@ -75,6 +75,11 @@ describe('leaves to yaml what it does not know, or what is wrong', () => {
     ['scalars starting with an indicator', 'a: -x\n', 'a: ?x\n', 'a: @x\n', 'a: `x\n', 'a: %x\n'],
     ['nested compact sequences', 'a:\n  - - x\n'],
     ['a key longer than YAML allows', `${'k'.repeat(1025)}: 1\n`],
+    [
+      'nesting deeper than any spec',
+      `a: ${'['.repeat(100_000)}${']'.repeat(100_000)}\n`,
+      Array.from({ length: 100 }, (_, i) => `${' '.repeat(i)}k:`).join('\n'),
+    ],
   ])('%s', (_name, ...texts) => {
     for (const text of texts) expect(readSimpleYaml(text), text).toBeUndefined();
   });
