@@ -19,18 +19,32 @@ const GROUPS = 200;
 const DATASETS = 500;
 const NOW = new Date('2026-11-28T00:00:00Z');
 
+// An AWS account holds at most 5,000 IAM users: the organisation spans as many accounts (aws
+// backends, told apart by their endpoints) as it needs, each with its share of the datasets,
+// groups and principals. Nothing here calls them.
+const ACCOUNTS = Math.max(1, Math.ceil(PRINCIPALS / 5000));
+
 function specText(): string {
-  const l = ['version: 1', 'backends:', '  aws: { type: aws }', 'datasets:'];
-  for (let d = 0; d < DATASETS; d++) l.push(`  ds${d}: { backend: aws, bucket: bucket-${d % 50}, prefix: team${d}/ }`);
+  // Item i of n belongs to account a; account a's items are first(a, n) up to first(a + 1, n).
+  const account = (i: number, n: number) => Math.floor((i * ACCOUNTS) / n);
+  const first = (a: number, n: number) => Math.ceil((a * n) / ACCOUNTS);
+  /** The i-th of account a's share of n items, wrapping round. */
+  const nth = (a: number, n: number, i: number) => first(a, n) + (i % (first(a + 1, n) - first(a, n)));
+  const l = ['version: 1', 'backends:'];
+  for (let a = 0; a < ACCOUNTS; a++) l.push(`  aws${a}: { type: aws, endpoint: 'https://iam.account${a}.example' }`);
+  l.push('datasets:');
+  for (let d = 0; d < DATASETS; d++) l.push(`  ds${d}: { backend: aws${account(d, DATASETS)}, bucket: bucket-${d % 50}, prefix: team${d}/ }`);
   l.push('groups:');
   for (let g = 0; g < GROUPS; g++) {
     l.push(`  g${g}:`, '    grants:');
-    for (let k = 0; k < 3; k++) l.push(`      - { dataset: ds${(g * 3 + k) % DATASETS}, access: ${['read', 'write', 'admin'][k]} }`);
+    const a = account(g, GROUPS);
+    for (let k = 0; k < 3; k++) l.push(`      - { dataset: ds${nth(a, DATASETS, g * 3 + k)}, access: ${['read', 'write', 'admin'][k]} }`);
   }
   l.push('principals:');
   for (let p = 0; p < PRINCIPALS; p++) {
-    l.push(`  user${p}:`, `    type: ${p % 5 ? 'person' : 'service'}`, `    groups: [g${p % GROUPS}, g${(p * 7 + 1) % GROUPS}]`);
-    if (p % 10 === 0) l.push('    grants:', `      - { dataset: ds${p % DATASETS}, access: read, expires: 2027-06-30 }`);
+    const a = account(p, PRINCIPALS);
+    l.push(`  user${p}:`, `    type: ${p % 5 ? 'person' : 'service'}`, `    groups: [g${nth(a, GROUPS, p)}, g${nth(a, GROUPS, p * 7 + 1)}]`);
+    if (p % 10 === 0) l.push('    grants:', `      - { dataset: ds${nth(a, DATASETS, p)}, access: read, expires: 2027-06-30 }`);
   }
   return l.join('\n');
 }
@@ -42,10 +56,12 @@ const { spec } = parseSpec(text, { file: 'bench.yaml', env: {}, now: NOW });
 const t1 = process.hrtime.bigint();
 const { desired } = compile(spec, NOW);
 const t2 = process.hrtime.bigint();
-const fromEmpty = diff(desired, { aws: { backend: 'aws', resources: [] } }, { now: NOW, specHash: 'x' });
+const backends = Object.keys(desired);
+const objects = backends.reduce((n, b) => n + desired[b]!.resources.length, 0);
+const fromEmpty = diff(desired, Object.fromEntries(backends.map((b) => [b, { backend: b, resources: [] }])), { now: NOW, specHash: 'x' });
 const t3 = process.hrtime.bigint();
 // A no-op diff: actual equals desired (as a driver would read it back, as separate objects).
-const actual: Record<string, ActualState> = { aws: { backend: 'aws', resources: structuredClone(desired.aws!.resources) } };
+const actual: Record<string, ActualState> = Object.fromEntries(backends.map((b) => [b, { backend: b, resources: structuredClone(desired[b]!.resources) }]));
 const t4 = process.hrtime.bigint();
 const noop = diff(desired, actual, { now: NOW, specHash: 'x' });
 const t5 = process.hrtime.bigint();
@@ -53,7 +69,7 @@ if (noop.changes.length !== 0) throw new Error(`no-op diff found ${noop.changes.
 
 const rssMb = process.resourceUsage().maxRSS / 1024;
 console.log(
-  `core: ${PRINCIPALS} principals, ${GROUPS} groups, ${DATASETS} datasets → ${desired.aws!.resources.length} IAM objects (${cpus().length}× ${cpus()[0]?.model ?? 'cpu'})`,
+  `core: ${PRINCIPALS} principals, ${GROUPS} groups, ${DATASETS} datasets in ${ACCOUNTS} AWS account${ACCOUNTS === 1 ? '' : 's'} → ${objects} IAM objects (${cpus().length}× ${cpus()[0]?.model ?? 'cpu'})`,
 );
 console.log(
   `  parse + validate        ${ms(t1 - t0)
