@@ -213,6 +213,7 @@ function postgresUrlProblem(url: string): string | undefined {
  */
 function pgRoleProblems(spec: Spec, src: SourceMap): SpecProblem[] {
   const problems: SpecProblem[] = [];
+  if (!Object.values(spec.backends).some((b) => b.type === 'postgres')) return problems;
   const pgBackendOf = (g: Grant): string | undefined => {
     if (typeof g.dataset !== 'string' || !has(spec.datasets, g.dataset)) return undefined;
     const ds = spec.datasets[g.dataset]!;
