@@ -13,7 +13,8 @@ export const userName = access.userName;
 export const accessKeyId = access.accessKeyId;
 // A Pulumi secret: `pulumi stack output secretAccessKey --show-secrets` reveals it.
 export const secretAccessKey = access.secretAccessKey;
-export const policyArn = access.policy.arn;
+// The user's inline policy (`dg-direct-grants`), as `datagrant apply` makes it for one grant.
+export const policyName = access.policy.name;
 
 // The same objects from a whole spec file (the one `datagrant apply` reads) instead:
 //

@@ -7,7 +7,7 @@ import { loadSpec, readSpecFile } from './engine.js';
 import { openStore, statePaths, type StatePaths } from '../store/open.js';
 import type { StateStore } from '../store/store.js';
 import { scimPeople } from '../scim/identities.js';
-import { openScimStoreAt } from '../scim/store.js';
+import { openScimStoreAt } from '../scim/store/open.js';
 import type { Spec } from '../spec/schema.js';
 import type { Io } from './io.js';
 

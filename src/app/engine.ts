@@ -9,7 +9,7 @@ import type { ActualState, Notice, Plan } from '../core/types.js';
 import { diff } from '../plan/diff.js';
 import { parseSpec, type LoadedSpec } from '../spec/load.js';
 import type { Spec } from '../spec/schema.js';
-import type { CredentialRow, StateStore } from '../store/store.js';
+import type { CredentialRow, CredentialStore } from '../store/store.js';
 
 export interface SpecSource {
   file: string;
@@ -31,7 +31,11 @@ export function loadSpec(src: SpecSource, env: NodeJS.ProcessEnv, now: Date): Lo
   return { ...loaded, specHash: sha256(src.text) };
 }
 
-export async function readActual(backends: Record<string, Backend>, store: StateStore, opts: { exact?: boolean } = {}): Promise<Record<string, ActualState>> {
+export async function readActual(
+  backends: Record<string, Backend>,
+  store: CredentialStore,
+  opts: { exact?: boolean } = {},
+): Promise<Record<string, ActualState>> {
   const credentials = await store.credentials();
   const entries = await Promise.all(
     Object.entries(backends).map(async ([name, b]) => {
@@ -61,10 +65,13 @@ export interface PlanInput {
 }
 
 export async function makePlan(input: PlanInput): Promise<Plan> {
-  const compiled = compile(input.spec, input.now, input.installation ? { installation: input.installation } : {});
   const gone = new Set(input.destroyBackends ?? []);
-  const desired = Object.fromEntries(Object.entries(compiled.desired).map(([b, d]) => [b, gone.has(b) ? { resources: [], notices: [] } : d]));
-  const destroyAll = Object.keys(compiled.desired).every((b) => gone.has(b));
+  // A backend being torn down is not compiled: a limit its spec exceeds (a quota lowered) must not
+  // stop the teardown.
+  const kept = Object.fromEntries(Object.entries(input.spec.backends).filter(([b]) => !gone.has(b)));
+  const compiled = compile({ ...input.spec, backends: kept }, input.now, input.installation ? { installation: input.installation } : {});
+  const desired = Object.fromEntries(Object.keys(input.spec.backends).map((b) => [b, compiled.desired[b] ?? { resources: [], notices: [] }]));
+  const destroyAll = Object.keys(input.spec.backends).every((b) => gone.has(b));
   const notices = destroyAll ? [] : compiled.notices;
   return diff(desired, input.actual, {
     ...(input.forceRotate ? { forceRotate: input.forceRotate } : {}),

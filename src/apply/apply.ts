@@ -6,7 +6,7 @@ import type { Backend, ExecuteResult } from '../backends/backend.js';
 import { ApplyError } from '../core/errors.js';
 import type { Change, Json, Plan } from '../core/types.js';
 import { attrsHash } from '../plan/diff.js';
-import type { StateStore } from '../store/store.js';
+import type { AppliedStore, AuditLog, CredentialStore, JournalStore } from '../store/store.js';
 
 export type ApplyEvent =
   | { type: 'start'; change: Change }
@@ -16,7 +16,8 @@ export type ApplyEvent =
 
 export interface ApplyOptions {
   backends: Record<string, Backend>;
-  store: StateStore;
+  /** Apply journals and records outcomes; the lock, recovery and backends are converge's. */
+  store: JournalStore & CredentialStore & AppliedStore & AuditLog;
   /** Changes in flight at once. */
   concurrency?: number;
   actor: string;
@@ -80,6 +81,10 @@ export function dependencies(changes: Change[]): Map<string, Set<string>> {
       }
       // A new credential waits until superseded ones of the same slot are gone (AWS: 2 keys max).
       for (const other of supersededDeletes.get(c.address) ?? []) w.add(other);
+      // What this object takes over from is removed only once it exists (create before delete).
+      for (const old of c.after.supersedes ?? []) {
+        if (byAddress.get(old)?.action === 'delete') waits.get(old)!.add(c.address);
+      }
     }
     if (c.action === 'delete' && c.before) {
       // Something we delete must outlive everything deleted that depends on it.

@@ -3,6 +3,7 @@ import { CompileError } from '../core/errors.js';
 import type { DesiredState, Notice, Resource } from '../core/types.js';
 import { expiresInstant, type Spec } from '../spec/schema.js';
 import { compileAws } from './aws/compile.js';
+import { sharedAccountProblems } from './aws/quotas.js';
 import { compilePostgres } from './postgres/compile.js';
 
 /** Backend types with a compiler; a backend type without one compiles to nothing. */
@@ -29,6 +30,8 @@ export function compile(spec: Spec, now: Date, opts: { installation?: string } =
       : { resources: [], notices: [] };
     assertDistinctAddresses(name, desired[name].resources);
   }
+  const shared = sharedAccountProblems(spec, Object.fromEntries(Object.entries(desired).map(([name, d]) => [name, d.resources])));
+  if (shared.length) throw new CompileError(shared);
   return { desired, notices: expiringSoon(spec, now) };
 }
 

@@ -39,6 +39,12 @@ export interface Resource {
   immutable?: string[];
   /** Addresses that must exist before this one is created, and outlive it when it is deleted. */
   deps: Address[];
+  /**
+   * Objects this one takes over from: the same access held in another form (an inline policy in
+   * place of a managed one). Deleting any of them waits until this one exists, so the access is
+   * never absent in between. Desired state only.
+   */
+  supersedes?: Address[];
   meta?: { [key: string]: Json };
   lifecycle?: Lifecycle;
 }

@@ -18,6 +18,8 @@ export type PolicyDocument = {
 
 /** AWS's limit for a customer managed policy, counted without white space. */
 export const MANAGED_POLICY_MAX_CHARS = 6144;
+/** AWS's limit for all inline policies of one IAM user together, counted without white space. */
+export const USER_INLINE_POLICIES_MAX_CHARS = 2048;
 
 const uniqSorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
 

@@ -22,7 +22,7 @@ import { z } from 'zod';
 import { PrincipalNameConflictError } from '../core/errors.js';
 import type { JsonObject } from './schemas.js';
 import type { PrincipalSpec, Spec } from '../spec/schema.js';
-import type { ScimRecord, ScimStore } from './store.js';
+import type { ScimRecord, ScimStore } from './store/store.js';
 import { textOf } from '../core/canonical.js';
 
 export interface ScimPrincipal {

@@ -29,7 +29,8 @@ import {
   type JsonObject,
   type ResourceType,
 } from './schemas.js';
-import { ifMatchAdmits, type ChangeListener, type ScimRecord, type ScimStore } from './store.js';
+import type { ChangeListener, ScimRecord, ScimStore } from './store/store.js';
+import { ifMatchAdmits } from './store/records.js';
 
 export const SCIM_PREFIX = '/scim/v2';
 export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
@@ -73,6 +74,13 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The registry behind `/metrics`. */
     scimMetrics: MetricsRegistry;
+  }
+  interface FastifyContextConfig {
+    /**
+     * The route authenticates its requests itself (serve's credential endpoint, with ID tokens):
+     * no SCIM bearer token is asked for there, and none is accepted as such.
+     */
+    ownAuth?: boolean;
   }
 }
 
@@ -151,6 +159,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
 
   app.addHook('onRequest', async (req, reply) => {
     if (req.url === '/healthz' || req.url.startsWith('/healthz?')) return;
+    if (req.routeOptions.config?.ownAuth === true) return;
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     let ok = false;
     if (m) {

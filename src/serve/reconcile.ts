@@ -3,7 +3,7 @@
 // the CLI. Only the holder of the state lock reconciles; other replicas skip and serve SCIM.
 //
 // A change is not this replica's alone: the SCIM store counts every write as pending work (see
-// scim/store.ts), and every replica polls that marker, so a change accepted by a replica that
+// scim/store/store.ts), and every replica polls that marker, so a change accepted by a replica that
 // died before reconciling it is picked up by another within a poll. A run records the work it
 // covered once it succeeded; a run that failed is retried with backoff until one succeeds, and at
 // once when the store answers again after it could not be reached.
@@ -14,9 +14,9 @@ import { compile } from '../compile/index.js';
 import { hashJson, sha256 } from '../core/canonical.js';
 import { ApplyError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
-import type { ScimWork } from '../scim/store.js';
+import type { ScimWork } from '../scim/store/store.js';
 import type { BackendSpec, PrincipalSpec, Spec } from '../spec/schema.js';
-import type { StateStore } from '../store/store.js';
+import type { AppliedStore, CredentialStore, StateStore } from '../store/store.js';
 import { ZERO_METRICS, type ReconcileMetrics } from './reconcile-metrics.js';
 
 export type { ReconcileMetrics } from './reconcile-metrics.js';
@@ -34,7 +34,7 @@ export function retryDelayMs(failures: number, backoff: { firstMs?: number; maxM
 }
 
 /** What the store says is applied, and which credentials it holds (no secrets). */
-async function appliedState(store: StateStore): Promise<string> {
+async function appliedState(store: AppliedStore & CredentialStore): Promise<string> {
   const credentials = (await store.credentials()).map((c) => [c.address, c.credentialId, c.state]);
   return sha256(`${hashJson(await store.applied())}\n${hashJson(credentials)}`);
 }

@@ -5,10 +5,17 @@ import { hostname, userInfo } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { UsageError } from '../core/errors.js';
 import type { Io } from '../app/io.js';
-import { pathsFor, specPath, type CommonOptions } from '../app/context.js';
+import { displayPath, pathsFor, specPath, type CommonOptions } from '../app/context.js';
+import type { SessionBroker } from '../app/sessions-port.js';
 import { MetricsRegistry } from '../scim/metrics.js';
 import { buildScimServer } from '../scim/server.js';
-import { openScimStoreAt, SqliteScimStore, type ScimStore } from '../scim/store.js';
+import type { ScimStore } from '../scim/store/store.js';
+import { SqliteScimStore } from '../scim/store/sqlite.js';
+import { openScimStoreAt } from '../scim/store/open.js';
+import { openStore } from '../store/open.js';
+import type { StateStore } from '../store/store.js';
+import { registerCredentialsRoute } from './credentials.js';
+import { credentialDirectory } from './credentials-directory.js';
 import { ReconcilerThread } from './reconcile-thread.js';
 import { specPrincipalNames } from './spec-names.js';
 
@@ -33,6 +40,8 @@ export interface ServeOptions extends CommonOptions {
   /** pino level: fatal, error, warn, info (default; one line per request), debug, trace, silent. */
   logLevel?: string;
   logger?: Logger;
+  /** Issues the sessions of POST /v1/credentials/:backend (with settings.oidc in the spec). */
+  sessionBroker?: SessionBroker;
 }
 
 export interface RunningServer {
@@ -146,6 +155,32 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     ...(opts.trustProxy ? { trustProxy: true } : {}),
     ...(https ? { https } : {}),
   });
+  // The credential endpoint audits through a state store connection of its own, opened when first
+  // needed: the reconciler thread's is on another thread.
+  let state: Promise<StateStore> | undefined;
+  const stateStore = () =>
+    (state ??= openStore(paths, io.env).catch((e: unknown) => {
+      state = undefined;
+      throw e;
+    }));
+  registerCredentialsRoute(app, {
+    directory: credentialDirectory({
+      specFile: specPath(io, opts),
+      displayFile: displayPath(io, specPath(io, opts)),
+      // As the reconciler reads the spec: ${VAR} from the process's environment plus the caller's.
+      env: { ...process.env, ...io.env },
+      scim,
+      now: io.now,
+    }),
+    audit: async (entry, at) => (await stateStore()).audit(entry, at),
+    metrics,
+    now: io.now,
+    ...(opts.sessionBroker ? { broker: opts.sessionBroker } : {}),
+  });
+  const closeState = async () => {
+    const s = await state?.catch(() => undefined);
+    await s?.close();
+  };
   // /healthz answers 503, with the reason, while the store cannot be reached: SCIM writes would
   // fail, and a load balancer should send the IdP to a replica that can take them.
   app.addHook('onRequest', async (req, reply) => {
@@ -163,6 +198,7 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
   } catch (e) {
     await reconciler.stop();
     await scim.close();
+    await closeState();
     throw new UsageError(`cannot listen on ${opts.host ?? '127.0.0.1'}:${opts.port ?? 8080}: ${(e as Error).message}`);
   }
   logger.info({ url: address, spec: specPath(io, opts), store: io.env.DATAGRANT_STORE_URL ? 'postgres' : paths.dir }, 'datagrant serve is listening');
@@ -174,6 +210,7 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
       await app.close();
       await reconciler.stop();
       await scim.close();
+      await closeState();
     },
   };
 }

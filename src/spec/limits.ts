@@ -63,3 +63,25 @@ export function s3PrefixProblem(prefix: string): string | undefined {
 
 /** The same rule as `s3PrefixProblem`, as a pattern for the published JSON Schema. */
 export const S3_PREFIX_RE = /^(?!\/)(?!.*\$\{)[\x20-\x24\x26-\x29\x2c-\x39\x3b-\x3e\x40-\x7e\xa0-\xff]+$/;
+
+/** One IAM quota of an AWS account: AWS's default, and how far AWS raises it on request. */
+export interface AccountQuota {
+  /** What is counted, as a message names it. */
+  what: string;
+  default: number;
+  /** The most AWS grants; equal to `default` when AWS does not raise the quota. */
+  max: number;
+}
+
+/**
+ * IAM's per-account quotas that a spec can exhaust (AWS's defaults). Every aws backend may set its
+ * own, lower to leave room for objects datagrant does not make, higher once AWS raised them.
+ */
+export const IAM_ACCOUNT_QUOTAS = {
+  users: { what: 'IAM users', default: 5000, max: 5000 },
+  groups: { what: 'IAM groups', default: 300, max: 500 },
+  policies: { what: 'customer managed policies', default: 1500, max: 5000 },
+  roles: { what: 'IAM roles', default: 1000, max: 5000 },
+} as const satisfies Record<string, AccountQuota>;
+
+export type AccountQuotaName = keyof typeof IAM_ACCOUNT_QUOTAS;

@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { SpecError, type SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
 import { backendSchema, datasetSchema, groupSchema, principalSchema, specSchema, type Spec } from './schema.js';
+import { readSimpleYaml } from './simple-yaml.js';
 import { validateReferences } from './validate.js';
 
 export interface LoadOptions {
@@ -39,17 +40,25 @@ export function substitute(template: string, env: LoadOptions['env']): string | 
 
 type PathKey = string | number;
 
+interface Located {
+  root: Node | null;
+  lines: LineCounter;
+}
+
 /** Locates a path of the parsed document in the source text. */
 export class SourceMap {
+  private located: Located | undefined;
+
+  /** `locate` parses the document with positions; it is called the first time one is needed. */
   constructor(
-    private readonly root: Node | null,
-    private readonly lines: LineCounter,
+    private readonly locate: () => Located,
     readonly file: string,
   ) {}
 
   /** Position of the value at `path`, or of its key when `key` is set, or the nearest ancestor. */
   position(path: readonly PathKey[], key = false): { line: number; column: number } {
-    let node: unknown = this.root;
+    const { root, lines } = (this.located ??= this.locate());
+    let node: unknown = root;
     let offset = 0;
     for (let i = 0; i < path.length; i++) {
       const seg = path[i];
@@ -70,8 +79,8 @@ export class SourceMap {
         break;
       }
     }
-    if (path.length === 0 && this.root?.range) offset = this.root.range[0];
-    const pos = this.lines.linePos(offset);
+    if (path.length === 0 && root?.range) offset = root.range[0];
+    const pos = lines.linePos(offset);
     return { line: pos.line, column: pos.col };
   }
 
@@ -92,23 +101,46 @@ const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 /**
  * Replace `${VAR}` in every string scalar; missing variables are problems, not empty strings.
  * The paths of values with a missing variable are recorded in `missing`, so that the schema's
- * complaint about the (meaningless) placeholder is not reported on top.
+ * complaint about the (meaningless) placeholder is not reported on top. What holds no variable is
+ * returned as it is, not copied; `path` is the path of `value`, extended and restored in place.
  */
 function interpolate(value: unknown, path: PathKey[], env: LoadOptions['env'], problems: SpecProblem[], src: SourceMap, missing: Set<string>): unknown {
   if (typeof value === 'string') {
+    if (!value.includes('${')) return value;
     return value.replace(VAR_RE, (m, v: string) => {
       const found = env[v];
       if (found === undefined) {
-        problems.push(src.problem(path, `environment variable ${v} is not set; set it, or write the value here if it is not a secret`));
+        problems.push(src.problem([...path], `environment variable ${v} is not set; set it, or write the value here if it is not a secret`));
         missing.add(formatPath(path));
         return m;
       }
       return found;
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...path, i], env, problems, src, missing));
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      path.push(i);
+      const v = interpolate(value[i], path, env, problems, src, missing);
+      path.pop();
+      if (v !== value[i]) (out ??= [...(value as unknown[])])[i] = v;
+    }
+    return out ?? value;
+  }
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, [...path, k], env, problems, src, missing)]));
+    const record = value as Record<string, unknown>;
+    const keys = Object.keys(record);
+    let copy: [string, unknown][] | undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      path.push(k);
+      const v = interpolate(record[k], path, env, problems, src, missing);
+      path.pop();
+      if (v !== record[k]) copy ??= keys.slice(0, i).map((done) => [done, record[done]]);
+      copy?.push([k, v]);
+    }
+    // fromEntries defines each key, so a key named __proto__ stays a key.
+    return copy ? Object.fromEntries(copy) : value;
   }
   return value;
 }
@@ -200,7 +232,8 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, original
     // Object.is, because NaN !== NaN: a .nan in the file was not substituted from anywhere.
     const substituted = !Object.is(value, shownValue);
     const shown =
-      (!substituted && issue.message.includes(JSON.stringify(value))) || (value !== null && typeof value === 'object')
+      // A number's digits may well appear in the message for other reasons (`from 1 to 500`).
+      (!substituted && typeof value !== 'number' && issue.message.includes(JSON.stringify(value))) || (value !== null && typeof value === 'object')
         ? ''
         : ` (got ${describe(shownValue)}${substituted ? ', substituted from the environment' : ''})`;
     const message = substituted ? issue.message.split(JSON.stringify(value)).join('the substituted value') : issue.message;
@@ -232,13 +265,16 @@ const KINDS: Record<string, string> = {
 
 const KEYS: Record<string, string> = {
   '': 'version, settings, backends, datasets, groups, principals, scim',
-  settings: 'rotate, rotationGrace',
-  'backends.*': 'type, region, iamPath, endpoint, timeouts (aws); type, url, scope, timeouts (postgres)',
+  // Read off the schema, so a new setting or principal key is never missing from the help.
+  settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
+  'settings.*.#': 'name, issuer, audience, claim, algorithms',
+  'backends.*': 'type, region, iamPath, endpoint, timeouts, quotas (aws); type, url, scope, timeouts (postgres)',
   'backends.*.timeouts': 'connect, request',
+  'backends.*.quotas': 'users, groups, policies, roles',
   'datasets.*': 'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres)',
   'groups.*': 'description, grants',
   'groups.*.grants.#': 'dataset, access, expires',
-  'principals.*': 'type, email, description, groups, grants, rotate',
+  'principals.*': Object.keys(principalSchema.shape).join(', '),
   'principals.*.grants.#': 'dataset, access, expires',
   scim: 'groups',
 };
@@ -253,7 +289,7 @@ function allowedKeys(path: readonly PathKey[], value: unknown): string | undefin
 }
 
 const KINDED_KEYS: Record<string, string> = {
-  'backend.aws': 'type, region, iamPath, endpoint, timeouts',
+  'backend.aws': 'type, region, iamPath, endpoint, timeouts, quotas',
   'backend.postgres': 'type, url, scope, timeouts',
   'dataset.aws': 'backend, bucket, prefix, description',
   'dataset.postgres': 'backend, database, schema, tables, description',
@@ -270,6 +306,7 @@ function salvage(raw: Record<string, unknown>): Spec {
   const each = <T>(v: unknown, f: (x: Record<string, unknown>) => T) => Object.fromEntries(Object.entries(obj(v)).map(([k, x]) => [k, f(obj(x))]));
   return {
     version: 1,
+    settings: obj(raw.settings),
     backends: each(raw.backends, (b) => b),
     datasets: each(raw.datasets, (d) => d),
     groups: each(raw.groups, (g) => ({ ...g, grants: arr(g.grants).map(obj) })),
@@ -430,13 +467,30 @@ function describeKind(v: unknown): string {
   return typeof v === 'string' ? 'text' : `a ${typeof v}`;
 }
 
+const parseWithPositions = (text: string) => {
+  const lines = new LineCounter();
+  return { doc: parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false }), lines };
+};
+
 /** Parse, interpolate and validate a spec. Throws SpecError listing every problem found. */
 export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false });
+  // A spec in plain YAML is read without the position of every node; positions are parsed for
+  // only when a notice needs one. A spec with any problem is read again the full way below, which
+  // finds and places every problem exactly as for any other spec.
+  const simple = readSimpleYaml(text);
+  if (simple) {
+    const src = new SourceMap(() => {
+      const { doc, lines } = parseWithPositions(text);
+      return { root: doc.contents, lines };
+    }, opts.file);
+    const loaded = checkValues(simple, src, opts, []);
+    if (loaded) return loaded;
+  }
+
+  const { doc, lines } = parseWithPositions(text);
   const scanned = scan(doc);
   const errors = [...doc.errors, ...scanned.duplicates].sort((a, b) => a.pos[0] - b.pos[0]);
-  const src = new SourceMap(doc.contents, lines, opts.file);
+  const src = new SourceMap(() => ({ root: doc.contents, lines }), opts.file);
   const problems: SpecProblem[] = [];
   // One broken token makes the parser report every token after it: show the syntax errors of
   // the first broken line only; duplicate keys are independent and all shown.
@@ -484,6 +538,16 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
     );
     throw new SpecError(problems);
   }
+  const loaded = checkValues(raw as Record<string, unknown>, src, opts, problems);
+  if (!loaded) throw new SpecError(sortProblems(problems));
+  return loaded;
+}
+
+/**
+ * Interpolates and validates the values of a spec; adds every problem found to `problems`, and
+ * returns the spec only when there is none (there may be some already).
+ */
+function checkValues(raw: Record<string, unknown>, src: SourceMap, opts: LoadOptions, problems: SpecProblem[]): LoadedSpec | undefined {
   const missing = new Set<string>();
   const interpolated = interpolate(raw, [], opts.env, problems, src, missing) as Record<string, unknown>;
   const parsed = specSchema.safeParse(interpolated);
@@ -493,9 +557,9 @@ export function parseSpec(text: string, opts: LoadOptions): LoadedSpec {
   const notices: Notice[] = [];
   // A value whose ${VAR} is missing is a placeholder: only the missing variable is its problem.
   problems.push(...validateReferences(parsed.success ? parsed.data : salvage(interpolated), src, opts.now, notices).filter((p) => !missing.has(p.path)));
-  if (problems.length || !parsed.success) throw new SpecError(sortProblems(problems));
+  if (problems.length || !parsed.success) return undefined;
   const templates: LoadedSpec['templates'] = {};
-  const rawBackends = (raw as { backends?: Record<string, Record<string, unknown>> }).backends ?? {};
+  const rawBackends = (raw.backends ?? {}) as Record<string, Record<string, unknown>>;
   for (const [name, b] of Object.entries(rawBackends)) {
     for (const [k, v] of Object.entries(b ?? {})) if (typeof v === 'string' && hasVariable(v)) (templates[name] ??= {})[k] = v;
   }

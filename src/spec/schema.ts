@@ -1,7 +1,15 @@
 // The spec's shape (version 1). zod checks the shape; cross-references and backend limits are
 // checked in `validate.ts`, so every problem is reported at once with its position.
 import { z } from 'zod';
-import { MAX_DURATION_HELP, MAX_DURATION_SECONDS, pgIdentifierProblem, S3_PREFIX_RE, s3PrefixProblem } from './limits.js';
+import {
+  IAM_ACCOUNT_QUOTAS,
+  MAX_DURATION_HELP,
+  MAX_DURATION_SECONDS,
+  pgIdentifierProblem,
+  S3_PREFIX_RE,
+  s3PrefixProblem,
+  type AccountQuota,
+} from './limits.js';
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9+=,.@_-]*$/;
 const NAME_HELP = 'letters, digits and + = , . @ _ - (starting with a letter or digit)';
@@ -28,6 +36,35 @@ const duration = z
     }
   });
 
+/** STS's bounds for a role session, which PostgreSQL's temporary logins follow too. */
+export const MIN_SESSION_SECONDS = 900;
+export const MAX_SESSION_SECONDS = 43_200;
+export const DEFAULT_MAX_SESSION = '1h';
+
+const sessionLength = z
+  .string()
+  .regex(DURATION_RE, 'must be a duration such as 1h, 30m or 3600s')
+  .superRefine((value, ctx) => {
+    if (!DURATION_RE.test(value)) return;
+    const s = rawSeconds(value);
+    if (s < MIN_SESSION_SECONDS || s > MAX_SESSION_SECONDS) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `is ${s < MIN_SESSION_SECONDS ? 'too short' : 'too long'}; a session lasts from 15m to 12h (${MIN_SESSION_SECONDS}s to ${MAX_SESSION_SECONDS}s), the bounds AWS STS allows`,
+      });
+    }
+  });
+
+/**
+ * How a principal gets its credentials. `key`: a long-lived AWS access key or PostgreSQL password,
+ * stored encrypted and rotated. `temporary`: nothing long-lived; each session is issued on demand
+ * (AWS: an STS role session, PostgreSQL: a login role valid until the session ends).
+ */
+export const credentialsMode = z.enum(['key', 'temporary'], {
+  error: (issue) =>
+    `credentials ${JSON.stringify(issue.input)} is not allowed; allowed: key (a long-lived access key or password, rotated), temporary (short-lived sessions issued on demand: an AWS role session, a PostgreSQL login valid until the session ends)`,
+});
+
 /** A deadline is at most an hour: longer is no deadline at all for a call that should take seconds. */
 export const MAX_DEADLINE_SECONDS = 3600;
 
@@ -49,6 +86,28 @@ const timeoutsSchema = z.strictObject({
   connect: deadline.optional(),
   /** For one request (one AWS API call, one SQL statement) to be answered in full. */
   request: deadline.optional(),
+});
+
+const thousands = (n: number) => n.toLocaleString('en-US');
+
+/** A whole number of objects from 1 up to what AWS grants at most. */
+const accountQuota = (q: AccountQuota) => {
+  const message =
+    q.max === q.default
+      ? `must be a whole number from 1 to ${q.max}: AWS does not raise the quota of ${q.what} above ${thousands(q.max)}`
+      : `must be a whole number from 1 to ${q.max}: AWS's quota of ${q.what} is ${thousands(q.default)}, raised on request up to ${thousands(q.max)}`;
+  return z.number().multipleOf(1, message).min(1, message).max(q.max, message);
+};
+
+/**
+ * The account's IAM quotas that datagrant may fill, checked at plan. AWS's defaults unless set:
+ * lower them to leave room for what others make in the account, raise them once AWS has.
+ */
+const quotasSchema = z.strictObject({
+  users: accountQuota(IAM_ACCOUNT_QUOTAS.users).optional(),
+  groups: accountQuota(IAM_ACCOUNT_QUOTAS.groups).optional(),
+  policies: accountQuota(IAM_ACCOUNT_QUOTAS.policies).optional(),
+  roles: accountQuota(IAM_ACCOUNT_QUOTAS.roles).optional(),
 });
 
 const EXPIRES_HELP = 'a date (2027-01-31) or an ISO 8601 instant with a zone (2027-01-31T12:00:00Z)';
@@ -110,6 +169,7 @@ const awsBackend = z.strictObject({
     .regex(/^https?:\/\/[^\s/?#]+(\/[^\s]*)?$/, 'must be an http(s) URL such as http://127.0.0.1:5000')
     .optional(),
   timeouts: timeoutsSchema.optional(),
+  quotas: quotasSchema.optional(),
 });
 
 const postgresBackend = z.strictObject({
@@ -180,7 +240,66 @@ export const principalSchema = z.strictObject({
   groups: z.array(z.string().min(1, 'group must not be empty')).default([]),
   grants: z.array(grantSchema).default([]),
   rotate: duration.optional(),
+  /** Default: `settings.credentials`, else `key`. */
+  credentials: credentialsMode.optional(),
+  /** Longest session a temporary principal is issued. Default: `settings.maxSession`, else 1h. */
+  maxSession: sessionLength.optional(),
+  /** Issuer name (settings.oidc) → the value of that issuer's claim naming this principal. */
+  oidc: z.record(z.string().min(1, 'issuer name must not be empty'), z.string().min(1, 'the claim value must not be empty')).optional(),
 });
+
+/**
+ * Signature algorithms an ID token may use. Never `none` (no signature) nor HS256/384/512: those
+ * are keyed with the client secret, which every relying party of the client holds, so any of them
+ * could mint a token for anyone.
+ */
+export const OIDC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+export const DEFAULT_OIDC_ALGORITHMS: readonly OidcAlgorithm[] = ['RS256', 'ES256', 'PS256', 'EdDSA'];
+
+const oidcIssuerSchema = z.strictObject({
+  /** How principals (`oidc: { <name>: … }`) and the audit log (`oidc:<name>:<sub>`) refer to it. */
+  name: name('issuer name', 64),
+  issuer: z.string().superRefine((value, ctx) => {
+    const problem = issuerUrlProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }),
+  /** The `aud` a token must carry: the client id datagrant is registered as at the issuer. */
+  audience: z.string().min(1, 'audience must not be empty'),
+  /** The claim that names a principal; `email` also matches people by their `email`. */
+  claim: z.string().min(1, 'claim must not be empty').default('email'),
+  algorithms: z
+    .array(
+      z.enum(OIDC_ALGORITHMS, {
+        error: (issue) =>
+          `algorithm ${JSON.stringify(issue.input)} is not allowed; allowed: ${OIDC_ALGORITHMS.join(', ')} (never none or HS256/384/512: a token without a signature, or signed with the client secret, proves nothing about who holds it)`,
+      }),
+    )
+    .min(1, 'algorithms must name at least one algorithm (or be left out for the default RS256, ES256, PS256, EdDSA)')
+    .optional(),
+});
+
+/** Loopback hosts (a URL's hostname), where plain http never leaves the machine: local providers, tests. */
+export function isLoopbackHost(hostname: string): boolean {
+  return /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i.test(hostname);
+}
+
+/** Why `url` cannot be an OIDC issuer identifier, or undefined. */
+export function issuerUrlProblem(url: string): string | undefined {
+  const allowed = 'an https:// URL such as https://login.example.com (http:// only on localhost, 127.0.0.1 or [::1])';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `is not a URL; the issuer must be ${allowed}`;
+  }
+  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname))) {
+    return `must be ${allowed}: its keys and discovery document are fetched from it, and only TLS keeps them from being swapped on the way`;
+  }
+  // OpenID Connect Discovery 1.0 §3: an issuer identifier has no query or fragment.
+  if (parsed.search || parsed.hash || url.includes('?') || url.includes('#')) return `must not have a query or fragment; the issuer must be ${allowed}`;
+  if (parsed.username || parsed.password) return `must not hold a user name or password; the issuer must be ${allowed}`;
+  return undefined;
+}
 
 export const specSchema = z.strictObject({
   version: z.literal(1, { error: 'version must be 1' }),
@@ -190,6 +309,12 @@ export const specSchema = z.strictObject({
       rotate: duration.optional(),
       /** How long a superseded credential stays valid after rotation. */
       rotationGrace: duration.optional(),
+      /** How principals get credentials unless they say otherwise: key (default) or temporary. */
+      credentials: credentialsMode.optional(),
+      /** Longest session for temporary principals unless they say otherwise (default 1h). */
+      maxSession: sessionLength.optional(),
+      /** OpenID Connect issuers whose ID tokens `serve` accepts for sessions (POST /v1/credentials/:backend). */
+      oidc: z.array(oidcIssuerSchema).optional(),
     })
     .optional(),
   backends: z.record(name('backend name', 32), backendSchema),
@@ -211,11 +336,14 @@ export type BackendSpec = z.output<typeof backendSchema>;
 export type AwsBackendSpec = Extract<BackendSpec, { type: 'aws' }>;
 export type PostgresBackendSpec = Extract<BackendSpec, { type: 'postgres' }>;
 export type TimeoutsSpec = z.output<typeof timeoutsSchema>;
+export type QuotasSpec = z.output<typeof quotasSchema>;
 export type DatasetSpec = z.output<typeof datasetSchema>;
 export type S3DatasetSpec = Extract<DatasetSpec, { bucket: string }>;
 export type PgDatasetSpec = Extract<DatasetSpec, { database: string }>;
 export type PrincipalSpec = z.output<typeof principalSchema>;
 export type GroupSpec = z.output<typeof groupSchema>;
+export type OidcIssuerSpec = z.output<typeof oidcIssuerSchema>;
+export type OidcAlgorithm = (typeof OIDC_ALGORITHMS)[number];
 
 export function isS3Dataset(d: DatasetSpec): d is S3DatasetSpec {
   return 'bucket' in d;
@@ -246,4 +374,14 @@ export function durationSeconds(d: string): number {
 /** `expires` as an instant. A bare date means access ends at 00:00 UTC on that date. */
 export function expiresInstant(expires: string): Date {
   return new Date(expires.length === 10 ? `${expires}T00:00:00Z` : expires);
+}
+
+/** How this principal gets credentials: its own choice, else the spec's default, else `key`. */
+export function credentialsOf(spec: Pick<Spec, 'settings'>, p: Pick<PrincipalSpec, 'credentials'>): 'key' | 'temporary' {
+  return p.credentials ?? spec.settings?.credentials ?? 'key';
+}
+
+/** The longest session, in seconds, a temporary principal may be issued. */
+export function maxSessionSeconds(spec: Pick<Spec, 'settings'>, p: Pick<PrincipalSpec, 'maxSession'>): number {
+  return rawSeconds(p.maxSession ?? spec.settings?.maxSession ?? DEFAULT_MAX_SESSION);
 }

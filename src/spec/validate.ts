@@ -4,6 +4,7 @@ import type { SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
 import { pgRoleNameProblem } from './limits.js';
 import type { SourceMap } from './load.js';
+import { oidcProblems } from './oidc.js';
 import { expiresInstant, isRealInstant, type Grant, type Spec } from './schema.js';
 
 function list(names: Iterable<string>): string {
@@ -139,11 +140,28 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
       seenGroups.add(g);
     });
     checkGrants(p.grants, ['principals', name, 'grants']);
+    if (typeof p.rotate === 'string' && (p.credentials ?? spec.settings?.credentials) === 'temporary') {
+      problems.push(
+        src.problem(
+          ['principals', name, 'rotate'],
+          `principal ${JSON.stringify(name)} has temporary credentials${p.credentials ? '' : ' (settings.credentials)'}, which are never rotated: each session ends by itself after maxSession; remove rotate, or set credentials: key`,
+        ),
+      );
+    }
+    if (typeof p.maxSession === 'string' && (p.credentials ?? spec.settings?.credentials ?? 'key') === 'key') {
+      problems.push(
+        src.problem(
+          ['principals', name, 'maxSession'],
+          `principal ${JSON.stringify(name)} has a long-lived key, so maxSession means nothing for it; set credentials: temporary, or remove maxSession`,
+        ),
+      );
+    }
   }
 
   caseClashes('group', Object.keys(spec.groups));
 
   problems.push(...pgRoleProblems(spec, src));
+  problems.push(...oidcProblems(spec, src));
 
   // IdP group names are matched case-insensitively (as Okta and Entra compare them).
   const lowerIdp = new Map<string, string>();
@@ -195,6 +213,7 @@ function postgresUrlProblem(url: string): string | undefined {
  */
 function pgRoleProblems(spec: Spec, src: SourceMap): SpecProblem[] {
   const problems: SpecProblem[] = [];
+  if (!Object.values(spec.backends).some((b) => b.type === 'postgres')) return problems;
   const pgBackendOf = (g: Grant): string | undefined => {
     if (typeof g.dataset !== 'string' || !has(spec.datasets, g.dataset)) return undefined;
     const ds = spec.datasets[g.dataset]!;

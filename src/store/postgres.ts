@@ -14,8 +14,8 @@ import type { Change, Json } from '../core/types.js';
 import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
 import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
-import { credentialAad, toCredential, type CredRow } from './rows.js';
-import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, StateStore, StoredBackend } from './store.js';
+import { credentialAad, instant, toCredential, toSession, type CredRow, type SessionRow } from './rows.js';
+import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, SessionRecord, StateStore, StoredBackend } from './store.js';
 
 export interface PgStoreOptions {
   /** Schema holding datagrant's tables; created if missing. Default `datagrant`. */
@@ -29,7 +29,7 @@ const LOCK_NAME = 'state';
 const LOCK_SPACE = 0x6467;
 /** Per-address locks for saveCredential live in their own space, so they never meet the named locks. */
 const CREDENTIAL_LOCK_SPACE = 0x6468;
-const TABLES = ['credentials', 'applied', 'journal', 'audit', 'audit_head', 'locks', 'meta', 'backends'] as const;
+const TABLES = ['credentials', 'applied', 'journal', 'audit', 'audit_head', 'locks', 'meta', 'backends', 'sessions'] as const;
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -75,6 +75,14 @@ CREATE INDEX IF NOT EXISTS journal_address ON ${s}.journal (address);
 CREATE TABLE IF NOT EXISTS ${s}.meta (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ${s}.sessions (
+  backend TEXT NOT NULL,
+  principal TEXT NOT NULL,
+  target TEXT NOT NULL,
+  last_issued_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  PRIMARY KEY (backend, principal, target)
 );
 CREATE TABLE IF NOT EXISTS ${s}.backends (
   name TEXT PRIMARY KEY,
@@ -319,7 +327,27 @@ export class PgStore implements StateStore {
       await c.query(`DELETE FROM ${this.#t.backends} WHERE name = $1`, [name]);
       await c.query(`DELETE FROM ${this.#t.credentials} WHERE backend = $1`, [name]);
       await c.query(`DELETE FROM ${this.#t.applied} WHERE left(address, length($1) + 1) = $1 || ':'`, [name]);
+      await c.query(`DELETE FROM ${this.#t.sessions} WHERE backend = $1`, [name]);
     });
+  }
+
+  async recordSession(r: SessionRecord): Promise<void> {
+    const t = this.#t.sessions;
+    await this.pool.query(
+      `INSERT INTO ${t} (backend, principal, target, last_issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (backend, principal, target) DO UPDATE SET
+         last_issued_at = GREATEST(${t}.last_issued_at, excluded.last_issued_at), expires_at = GREATEST(${t}.expires_at, excluded.expires_at)`,
+      [r.backend, r.principal, r.target, instant(r.lastIssuedAt), instant(r.expiresAt)],
+    );
+  }
+
+  async sessions(): Promise<SessionRecord[]> {
+    const rows = await this.pool.query<SessionRow>(`SELECT * FROM ${this.#t.sessions} ORDER BY backend COLLATE "C", principal COLLATE "C", target COLLATE "C"`);
+    return rows.rows.map(toSession);
+  }
+
+  async pruneSessions(now: string): Promise<number> {
+    return (await this.pool.query(`DELETE FROM ${this.#t.sessions} WHERE expires_at <= $1`, [instant(now)])).rowCount ?? 0;
   }
 
   /** Run `fn` in one transaction on one connection. */

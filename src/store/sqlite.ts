@@ -8,8 +8,8 @@ import type { Change, Json } from '../core/types.js';
 import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
 import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
-import { credentialAad, toCredential, type CredRow } from './rows.js';
-import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, StateStore, StoredBackend } from './store.js';
+import { credentialAad, instant, toCredential, toSession, type CredRow, type SessionRow } from './rows.js';
+import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, SessionRecord, StateStore, StoredBackend } from './store.js';
 
 const LOCK_NAME = 'state';
 /** A lock whose holder has not refreshed it for this long is stale, even on another host. */
@@ -71,6 +71,14 @@ CREATE TABLE IF NOT EXISTS backends (
   name TEXT PRIMARY KEY,
   type TEXT NOT NULL,
   settings TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+  backend TEXT NOT NULL,
+  principal TEXT NOT NULL,
+  target TEXT NOT NULL,
+  last_issued_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  PRIMARY KEY (backend, principal, target)
 );
 CREATE TABLE IF NOT EXISTS locks (
   name TEXT PRIMARY KEY,
@@ -207,7 +215,26 @@ export class SqliteStore implements StateStore {
       this.sql('DELETE FROM backends WHERE name = ?').run(name);
       this.sql('DELETE FROM credentials WHERE backend = ?').run(name);
       this.sql("DELETE FROM applied WHERE substr(address, 1, length(?) + 1) = ? || ':'").run(name, name);
+      this.sql('DELETE FROM sessions WHERE backend = ?').run(name);
     })();
+  }
+
+  async recordSession(r: SessionRecord): Promise<void> {
+    const [issued, expires] = [instant(r.lastIssuedAt), instant(r.expiresAt)];
+    this.sql(
+      `INSERT INTO sessions (backend, principal, target, last_issued_at, expires_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (backend, principal, target) DO UPDATE SET
+         last_issued_at = max(last_issued_at, excluded.last_issued_at), expires_at = max(expires_at, excluded.expires_at)`,
+    ).run(r.backend, r.principal, r.target, issued, expires);
+  }
+
+  async sessions(): Promise<SessionRecord[]> {
+    const rows = this.sql('SELECT * FROM sessions ORDER BY backend, principal, target').all() as SessionRow[];
+    return rows.map(toSession);
+  }
+
+  async pruneSessions(now: string): Promise<number> {
+    return this.sql('DELETE FROM sessions WHERE expires_at <= ?').run(instant(now)).changes;
   }
 
   async credentials(): Promise<CredentialRow[]> {
@@ -298,23 +325,28 @@ export class SqliteStore implements StateStore {
   }
 
   async audit(entry: AuditInput, at: string): Promise<void> {
-    this.db.transaction(() => {
-      const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
-      const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
-      const hash = entryMac(this.key, e);
-      this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
-        e.seq,
-        e.at,
-        e.actor,
-        e.event,
-        e.address,
-        e.outcome,
-        e.detail,
-        e.prevHash,
-        hash,
-      );
-      this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(this.key, e.seq, hash));
-    })();
+    // IMMEDIATE: the write lock before the head is read. Another connection (serve's reconciler
+    // thread, a CLI command) may append meanwhile; a deferred transaction would then fail with
+    // SQLITE_BUSY_SNAPSHOT at its first write instead of waiting its turn.
+    this.db
+      .transaction(() => {
+        const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+        const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
+        const hash = entryMac(this.key, e);
+        this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+          e.seq,
+          e.at,
+          e.actor,
+          e.event,
+          e.address,
+          e.outcome,
+          e.detail,
+          e.prevHash,
+          hash,
+        );
+        this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(this.key, e.seq, hash));
+      })
+      .immediate();
   }
 
   async auditEntries(): Promise<AuditEntry[]> {
@@ -357,6 +389,8 @@ export class SqliteStore implements StateStore {
       }
       await new Promise((r) => setTimeout(r, 250));
     }
+    // Taken again by its holder (a new holder name): one heartbeat, not one per acquire.
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = setInterval(() => {
       this.sql('UPDATE locks SET heartbeat_at = ? WHERE name = ? AND pid = ?').run(Date.now(), LOCK_NAME, process.pid);
     }, LOCK_HEARTBEAT_MS);

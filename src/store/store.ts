@@ -66,9 +66,12 @@ export interface StoredBackend {
   settings: { [key: string]: Json };
 }
 
-export interface StateStore {
-  /** The master key this store was opened with (already checked against the store's key-check value). */
-  readonly masterKey: MasterKey;
+// The store is one object with one contract, but no caller needs all of it: each port below is
+// what some caller does with the state, and a caller asks for the ports it uses (apply records
+// outcomes; it never takes the lock or forgets a backend).
+
+/** This installation's identity, carried by every object datagrant makes. */
+export interface InstallationIdentity {
   /**
    * This installation's id: made when the state was created (or given to `init --installation`),
    * carried by every object datagrant makes, so that two states never take each other's objects.
@@ -76,12 +79,19 @@ export interface StateStore {
   installation(): Promise<string>;
   /** Give a fresh state (no credentials, nothing applied) the id of an existing installation. */
   setInstallation(id: string): Promise<void>;
+}
 
+/** The backends datagrant has applied to, so that one removed from the spec is still torn down. */
+export interface BackendRegistry {
   backends(): Promise<StoredBackend[]>;
   rememberBackend(b: StoredBackend): Promise<void>;
   /** Forget a backend and everything recorded for it (applied state, credentials). */
   forgetBackend(name: string): Promise<void>;
+}
 
+/** Issued credentials, sealed under the master key and bound to their address. */
+export interface CredentialStore {
+  /** Every stored credential, without its secret, ordered by address (byte order), then creation. */
   credentials(): Promise<CredentialRow[]>;
   /**
    * Store a newly issued credential as the current one for its address. Any previous current
@@ -93,28 +103,71 @@ export interface StateStore {
   revealCredential(address: string): Promise<{ row: CredentialRow; secret: Record<string, string> } | undefined>;
   eraseCredential(address: string, credentialId: string): Promise<void>;
   retireCredential(address: string, credentialId: string, retireAt: string): Promise<void>;
+}
 
+/** What was last applied at each address (a hash of its attributes): tells drift from spec changes. */
+export interface AppliedStore {
   applied(): Promise<Record<string, string>>;
   setApplied(address: string, hash: string | null): Promise<void>;
+}
 
+/** Intent before every side effect, outcome after it: what a crash left half done. */
+export interface JournalStore {
   journalBegin(runId: string, change: Change, at: string, afterHash?: string | null): Promise<number>;
   journalEnd(id: number, outcome: 'ok' | 'failed', at: string, detail?: string): Promise<void>;
   /** Entries left `pending` by a run that died; marks them `interrupted` and returns them. */
   recoverJournal(): Promise<JournalEntry[]>;
+  /** The newest `limit` entries, newest first. */
   journal(limit?: number): Promise<JournalEntry[]>;
   /** Entries still `pending` (a run in progress, or one that died), without marking them: for plan. */
   journalPending(): Promise<JournalEntry[]>;
   /** Which of these addresses the journal has ever seen a change for. */
   journaled(addresses: string[]): Promise<Set<string>>;
+}
 
+/** The audit log: a hash chain MAC'd under the master key, so an edit, cut or insertion shows. */
+export interface AuditLog {
   audit(entry: AuditInput, at: string): Promise<void>;
   auditEntries(): Promise<AuditEntry[]>;
   verifyAudit(): Promise<AuditVerdict>;
+}
 
+/** One applying run at a time per state. */
+export interface StateLock {
   /** Take the state lock or throw LockError naming the holder. A dead holder's lock is taken over. */
   acquireLock(holder: string, waitMs?: number): Promise<void>;
   releaseLock(): Promise<void>;
   lockHolder(): Promise<LockHolder | undefined>;
+}
 
+/**
+ * Short-lived sessions datagrant has issued, per (backend, principal, target) — the target is the
+ * role (AWS) or login role (PostgreSQL) the session runs as. Secrets are never kept: only when the
+ * latest session was issued and when the last one ends, which is what revoking them needs
+ * (deny sessions of this principal issued until then, for as long as any may still be alive).
+ */
+export interface SessionRecord {
+  backend: string;
+  principal: string;
+  target: string;
+  /** ISO instant the latest session was issued. */
+  lastIssuedAt: string;
+  /** ISO instant the last of them expires. */
+  expiresAt: string;
+}
+
+export interface SessionLog {
+  /** Record one issued session: keeps the latest issue instant and the latest expiry. */
+  recordSession(s: SessionRecord): Promise<void>;
+  /** Every record, ordered by backend, principal, target (byte order). */
+  sessions(): Promise<SessionRecord[]>;
+  /** Forget records whose sessions have all expired at `now` (ISO); returns how many. */
+  pruneSessions(now: string): Promise<number>;
+}
+
+/** The whole state, as `converge` uses it; test/store/store-contract.ts is its contract. */
+export interface StateStore extends InstallationIdentity, BackendRegistry, CredentialStore, AppliedStore, JournalStore, AuditLog, StateLock, SessionLog {
+  /** The master key this store was opened with (already checked against the store's key-check value). */
+  readonly masterKey: MasterKey;
   close(): Promise<void>;
 }

@@ -10,6 +10,7 @@ import { parseSpec } from '../../src/spec/load.js';
 import { MasterKey } from '../../src/store/crypto.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { FakeBackend } from '../support/fake-backend.js';
+import { legacyDesired } from '../support/legacy-aws.js';
 
 const NOW = new Date('2026-11-28T00:00:00Z');
 let dir: string;
@@ -74,7 +75,7 @@ describe('apply', () => {
     for (const u of ['user1', 'user2']) {
       const at = (s: string) => deletes.indexOf(s);
       expect(at(`delete aws:user/${u}`)).toBeGreaterThan(at(`delete aws:key/${u}`));
-      expect(at(`delete aws:user/${u}`)).toBeGreaterThan(at(`delete aws:attachment/user/${u}/dg-user-${u}`));
+      expect(at(`delete aws:user/${u}`)).toBeGreaterThan(at(`delete aws:inline-policy/user/${u}/dg-direct-grants`));
     }
     // their secrets are erased from the store
     expect((await store.credentials()).map((c) => c.principal)).toEqual(['user0']);
@@ -94,7 +95,7 @@ describe('apply', () => {
     };
     expect(err).toBeInstanceOf(ApplyError);
     expect(err.failures).toEqual([{ address: broken, message: 'AccessDenied: not allowed' }]);
-    expect(err.result.skipped.sort()).toEqual(['aws:attachment/user/user1/dg-user-user1', 'aws:key/user1', 'aws:membership/g1/user1']);
+    expect(err.result.skipped.sort()).toEqual(['aws:inline-policy/user/user1/dg-direct-grants', 'aws:key/user1', 'aws:membership/g1/user1']);
     expect(backend.objects.has('aws:user/user0')).toBe(true);
     const journal = await store.journal();
     expect(journal.find((j) => j.address === broken)?.outcome).toBe('failed');
@@ -124,6 +125,46 @@ describe('apply', () => {
     // THEN the waiting groups did not hold both slots: a user was created meanwhile, and all landed
     expect(result.failed).toEqual([]);
     expect(result.applied).toBe(plan.changes.length);
+  });
+
+  test('an upgrade from per-principal policies creates the new form before it removes the old one', async () => {
+    // GIVEN what earlier versions made: a managed policy per principal, small and large
+    const backend = new FakeBackend('aws');
+    const bigGrants = Array.from({ length: 40 }, (_, i) => `{ dataset: ds${i}, access: read }`).join(', ');
+    const lines = ['version: 1', 'backends: { aws: { type: aws } }', 'datasets:'];
+    for (let i = 0; i < 40; i++) lines.push(`  ds${i}: { backend: aws, bucket: bucket-${i}, prefix: p${i}/ }`);
+    lines.push('principals:', '  small: { type: service, grants: [{ dataset: ds0, access: read }] }', `  big: { type: service, grants: [${bigGrants}] }`);
+    const text = lines.join('\n');
+    const { spec } = parseSpec(text, { file: 't.yaml', env: {}, now: NOW });
+    const desired = compile(spec, NOW).desired;
+    const legacy = { aws: { ...desired.aws!, resources: legacyDesired(desired.aws!.resources) } };
+    await applyPlan(diff(legacy, { aws: await backend.read({ credentials: [] }) }, { now: NOW, specHash: 'h' }), {
+      backends: { aws: backend },
+      store,
+      actor: 't',
+    });
+    // (big's grants needed two policies)
+    expect([...backend.objects.keys()].filter((a) => a.startsWith('aws:policy/dg-user-')).sort()).toEqual([
+      'aws:policy/dg-user-big',
+      'aws:policy/dg-user-big-2',
+      'aws:policy/dg-user-small',
+    ]);
+    backend.calls.length = 0;
+    // WHEN the installation moves to the inline and shared forms, many changes at once
+    const plan = await planFor(text, backend);
+    await applyPlan(plan, { backends: { aws: backend }, store, actor: 't', concurrency: 8 });
+    // THEN each principal's new form exists before its old attachment goes, deletes first or not
+    const at = (s: string) => backend.calls.indexOf(s);
+    const shared = [...backend.objects.keys()].filter((a) => a.startsWith('aws:attachment/user/big/dg-shared-')).sort();
+    expect(shared).toHaveLength(2);
+    expect(at('create aws:inline-policy/user/small/dg-direct-grants')).toBeGreaterThanOrEqual(0);
+    expect(at('create aws:inline-policy/user/small/dg-direct-grants')).toBeLessThan(at('delete aws:attachment/user/small/dg-user-small'));
+    expect(at(`create ${shared[0]}`)).toBeLessThan(at('delete aws:attachment/user/big/dg-user-big'));
+    expect(at(`create ${shared[1]}`)).toBeLessThan(at('delete aws:attachment/user/big/dg-user-big-2'));
+    expect(at('delete aws:attachment/user/big/dg-user-big')).toBeLessThan(at('delete aws:policy/dg-user-big'));
+    // and nothing of the old form is left; a second plan is empty
+    expect([...backend.objects.keys()].filter((a) => a.includes('dg-user-'))).toEqual([]);
+    expect((await planFor(text, backend)).changes).toEqual([]);
   });
 
   test('the dependency graph has no cycles for a compiled spec', () => {

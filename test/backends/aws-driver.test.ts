@@ -235,9 +235,9 @@ describe('aws driver against moto with IAM enforcement', () => {
     const { plan, order } = await converge(driver, EMPTY, store);
     expect(plan.changes.every((c) => c.action === 'delete')).toBe(true);
     const pos = (a: string) => order.indexOf(`delete ${a}`);
-    expect(pos('aws:key/trainer')).toBeLessThan(pos('aws:attachment/user/trainer/dg-user-trainer'));
-    expect(pos('aws:attachment/user/trainer/dg-user-trainer')).toBeLessThan(pos('aws:user/trainer'));
-    expect(pos('aws:attachment/user/trainer/dg-user-trainer')).toBeLessThan(pos('aws:policy/dg-user-trainer'));
+    expect(pos('aws:key/trainer')).toBeLessThan(pos('aws:inline-policy/user/trainer/dg-direct-grants'));
+    expect(pos('aws:inline-policy/user/trainer/dg-direct-grants')).toBeLessThan(pos('aws:user/trainer'));
+    expect(pos('aws:attachment/group/ml-researchers/dg-group-ml-researchers')).toBeLessThan(pos('aws:policy/dg-group-ml-researchers'));
     expect(pos('aws:key/alice')).toBeLessThan(pos('aws:membership/ml-researchers/alice'));
     expect(pos('aws:membership/ml-researchers/alice')).toBeLessThan(pos('aws:user/alice'));
     expect(pos('aws:membership/ml-researchers/alice')).toBeLessThan(pos('aws:group/ml-researchers'));
@@ -454,15 +454,16 @@ describe('aws driver against moto with IAM enforcement', () => {
     // WHEN the spec changes a policy six times (IAM keeps at most five versions)
     for (const bucket of ['b-1', 'b-2', 'b-3', 'b-4', 'b-5', 'b-6']) {
       const spec = structuredClone(SPEC);
-      spec.datasets!['model-artifacts'] = { backend: 'aws', bucket };
+      spec.datasets!.elsewhere = { backend: 'aws', bucket };
+      spec.groups!['ml-researchers'] = { grants: [{ dataset: 'elsewhere', access: 'read' }] };
       const plan = planFor(desiredOf(spec), await driver.read({ credentials: store.credentials }));
-      expect(render(plan)).toEqual(['update aws:policy/dg-user-trainer']);
+      expect(render(plan)).toEqual(['update aws:policy/dg-group-ml-researchers']);
       await applyInOrder(driver, plan, store);
     }
-    const versions = await iam.send(new ListPolicyVersionsCommand({ PolicyArn: 'arn:aws:iam::123456789012:policy/datagrant/dg-user-trainer' }));
+    const versions = await iam.send(new ListPolicyVersionsCommand({ PolicyArn: 'arn:aws:iam::123456789012:policy/datagrant/dg-group-ml-researchers' }));
     expect(versions.Versions?.length).toBeLessThanOrEqual(5);
     const back = planFor(desired, await driver.read({ credentials: store.credentials }));
-    expect(render(back)).toEqual(['update aws:policy/dg-user-trainer']);
+    expect(render(back)).toEqual(['update aws:policy/dg-group-ml-researchers']);
     await applyInOrder(driver, back, store);
 
     // and a tag is changed and another added by hand

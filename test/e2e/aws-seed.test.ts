@@ -83,7 +83,9 @@ describe('the seed scenario', () => {
     const plan = await ws.run('plan', '--detailed-exitcode');
     expect(plan.code).toBe(2);
     expect(plan.stdout).toContain('+ aws:user/data-scientist');
-    expect(plan.stdout).toMatch(/Plan: 4 to add, 0 to change, 0 to destroy\./);
+    // the user, its inline policy (one grant fits one) and its key
+    expect(plan.stdout).toContain('+ aws:inline-policy/user/data-scientist/dg-direct-grants');
+    expect(plan.stdout).toMatch(/Plan: 3 to add, 0 to change, 0 to destroy\./);
 
     await apply(ws);
     const s3 = s3For(moto, await issuedKey(ws, 'data-scientist'));

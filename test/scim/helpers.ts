@@ -4,7 +4,8 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { hashToken, buildScimServer } from '../../src/scim/server.js';
 import { scimPrincipals } from '../../src/scim/identities.js';
 import { PATCH_SCHEMA } from '../../src/scim/schemas.js';
-import { SqliteScimStore, type ScimChange, type ScimStore, type ScimStoreOptions } from '../../src/scim/store.js';
+import type { ScimChange, ScimStore, ScimStoreOptions } from '../../src/scim/store/store.js';
+import { SqliteScimStore } from '../../src/scim/store/sqlite.js';
 import { startServeProcess, type ServeProcess } from '../support/serve-process.js';
 
 export const TOKEN = 'scim-test-token-7f3a9c';

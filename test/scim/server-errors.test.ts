@@ -258,7 +258,7 @@ describe('authentication', () => {
 
 test('a failing store is a 500 that says nothing about the cause', async () => {
   const { buildScimServer, hashToken } = await import('../../src/scim/server.js');
-  const broken = new Proxy({} as import('../../src/scim/store.js').ScimStore, {
+  const broken = new Proxy({} as import('../../src/scim/store/store.js').ScimStore, {
     get: () => async () => {
       throw new Error('connection to 10.0.0.7:5432 refused; password=hunter2');
     },
@@ -273,7 +273,7 @@ test('a failing store is a 500 that says nothing about the cause', async () => {
 test('request logs never contain the bearer token', async () => {
   const { default: pino } = await import('pino');
   const { buildScimServer, hashToken } = await import('../../src/scim/server.js');
-  const { SqliteScimStore } = await import('../../src/scim/store.js');
+  const { SqliteScimStore } = await import('../../src/scim/store/sqlite.js');
   const lines: string[] = [];
   const logger = pino({ level: 'trace' }, { write: (l: string) => void lines.push(l) });
   const store = new SqliteScimStore(':memory:');

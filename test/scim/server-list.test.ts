@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { MetricsRegistry } from '../../src/scim/metrics.js';
 import { ENTERPRISE_SCHEMA, USER_SCHEMA } from '../../src/scim/schemas.js';
 import { buildScimServer, hashToken } from '../../src/scim/server.js';
-import { SqliteScimStore } from '../../src/scim/store.js';
+import { SqliteScimStore } from '../../src/scim/store/sqlite.js';
 import { harness, q, type Harness } from './helpers.js';
 
 let h: Harness;

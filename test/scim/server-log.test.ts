@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { expect, test } from 'vitest';
 import { USER_SCHEMA } from '../../src/scim/schemas.js';
 import { buildScimServer, hashToken } from '../../src/scim/server.js';
-import { SqliteScimStore } from '../../src/scim/store.js';
+import { SqliteScimStore } from '../../src/scim/store/sqlite.js';
 
 test('one line per request; no query string, no token', async () => {
   const lines: string[] = [];

@@ -1,7 +1,7 @@
 // The Okta and Entra sequences again, with the server on the PostgreSQL store (DATAGRANT_TEST_PG_URL;
 // never skipped: without a server this file fails).
 import { afterAll, beforeAll } from 'vitest';
-import { openPgScimStore } from '../../src/scim/store.js';
+import { openPgScimStore } from '../../src/scim/store/postgres.js';
 import { pgFixture, testPgUrl, urlFor } from '../support/pg.js';
 import { harness } from './helpers.js';
 import { idpSequences } from './idp-sequences.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { USER_SCHEMA } from '../../src/scim/schemas.js';
 import { buildScimServer, hashToken } from '../../src/scim/server.js';
-import { SqliteScimStore } from '../../src/scim/store.js';
+import { SqliteScimStore } from '../../src/scim/store/sqlite.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dg-scim-tls-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

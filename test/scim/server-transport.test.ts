@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ERROR_SCHEMA } from '../../src/scim/errors.js';
 import { buildScimServer, DRAIN_LIMIT, hashToken } from '../../src/scim/server.js';
-import { SqliteScimStore } from '../../src/scim/store.js';
+import { SqliteScimStore } from '../../src/scim/store/sqlite.js';
 import { served, TOKEN } from './helpers.js';
 
 interface Answer {

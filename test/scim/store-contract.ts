@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { ScimError } from '../../src/scim/errors.js';
-import type { ScimChange, ScimStore, ScimStoreOptions } from '../../src/scim/store.js';
+import type { ScimChange, ScimStore, ScimStoreOptions } from '../../src/scim/store/store.js';
 
 export type MakeStore = (opts: Required<ScimStoreOptions>) => Promise<ScimStore>;
 

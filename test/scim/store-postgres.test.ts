@@ -1,7 +1,7 @@
 // PgScimStore against a real PostgreSQL (DATAGRANT_TEST_PG_URL, printed by scripts/pg-setup.sh).
 // Without a server this file fails, loudly: it is never skipped.
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { openPgScimStore, type PgScimStore } from '../../src/scim/store.js';
+import { openPgScimStore, type PgScimStore } from '../../src/scim/store/postgres.js';
 import { adminQuery, pgFixture, testPgUrl, urlFor } from '../support/pg.js';
 import { legacyPgDdl, legacyRows } from './legacy.js';
 import { scimNameMigrationContract, scimStoreContract } from './store-contract.js';

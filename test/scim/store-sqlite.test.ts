@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
-import { SqliteScimStore } from '../../src/scim/store.js';
+import { SqliteScimStore } from '../../src/scim/store/sqlite.js';
 import { writeLegacySqlite } from './legacy.js';
 import { scimNameMigrationContract, scimStoreContract } from './store-contract.js';
 

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import type { ScimWork } from '../../src/scim/store.js';
+import type { ScimWork } from '../../src/scim/store/store.js';
 import type { PrincipalSpec } from '../../src/spec/schema.js';
 import { Reconciler, retryDelayMs, type PendingWork, type ReconcileLogger } from '../../src/serve/reconcile.js';
 import { MasterKey } from '../../src/store/crypto.js';

@@ -79,7 +79,7 @@ describe('a spec with many problems', () => {
   // behind another: a bad name still has its body checked, a shape error still lets references,
   // case clashes and dates be checked.
   const expected: [string, string, RegExp][] = [
-    ['3:40', 'backends.aws.colour', /^unknown key "colour"; allowed: type, region, iamPath, endpoint, timeouts$/],
+    ['3:40', 'backends.aws.colour', /^unknown key "colour"; allowed: type, region, iamPath, endpoint, timeouts, quotas$/],
     ['4:37', 'backends.warehouse.url', /^environment variable WAREHOUSE_URL is not set/],
     ['7:22', 'datasets.orphan.backend', /^backend "nowhere" is not defined; defined backends: aws, warehouse$/],
     ['8:24', 'datasets.s3-on-pg.backend', /has a bucket, so it needs an aws backend, but backend "warehouse" is postgres/],
@@ -178,14 +178,14 @@ describe('single problems', () => {
       wrap('  p:\n    type: person\n    emial: p@example.com\n'),
       {},
       '9:5 principals.p.emial',
-      /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate$/,
+      /^unknown key "emial"; allowed: type, email, description, groups, grants, rotate, credentials, maxSession, oidc$/,
     ],
     [
       'an unknown key in settings',
       `${MINIMAL}settings: { rotation: 90d }\n`,
       {},
       '6:13 settings.rotation',
-      /^unknown key "rotation"; allowed: rotate, rotationGrace$/,
+      /^unknown key "rotation"; allowed: rotate, rotationGrace, credentials, maxSession, oidc$/,
     ],
     [
       'a bad access level',
@@ -207,6 +207,48 @@ describe('single problems', () => {
       {},
       '9:13 principals.p.rotate',
       /^must be a duration such as 90d, 24h, 30m or 3600s \(got "0d"\)$/,
+    ],
+    [
+      'credentials that are neither key nor temporary',
+      wrap('  p:\n    type: person\n    credentials: sso\n'),
+      {},
+      '9:18 principals.p.credentials',
+      /^credentials "sso" is not allowed; allowed: key \(a long-lived access key or password, rotated\), temporary \(short-lived sessions/,
+    ],
+    [
+      'a session shorter than STS allows',
+      wrap('  p:\n    type: person\n    credentials: temporary\n    maxSession: 5m\n'),
+      {},
+      '10:17 principals.p.maxSession',
+      /^is too short; a session lasts from 15m to 12h \(900s to 43200s\), the bounds AWS STS allows \(got "5m"\)$/,
+    ],
+    [
+      'a default session longer than STS allows',
+      `${MINIMAL}settings: { credentials: temporary, maxSession: 13h }\n`,
+      {},
+      '6:49 settings.maxSession',
+      /^is too long; a session lasts from 15m to 12h/,
+    ],
+    [
+      'rotate on a temporary principal',
+      wrap('  p:\n    type: person\n    credentials: temporary\n    rotate: 30d\n'),
+      {},
+      '10:13 principals.p.rotate',
+      /^principal "p" has temporary credentials, which are never rotated: each session ends by itself after maxSession; remove rotate, or set credentials: key$/,
+    ],
+    [
+      'rotate on a principal made temporary by the default',
+      `${MINIMAL}settings: { credentials: temporary }\nprincipals:\n  p:\n    type: person\n    rotate: 30d\n`,
+      {},
+      '10:13 principals.p.rotate',
+      /^principal "p" has temporary credentials \(settings.credentials\), which are never rotated/,
+    ],
+    [
+      'maxSession on a principal with a key',
+      wrap('  p:\n    type: person\n    maxSession: 2h\n'),
+      {},
+      '9:17 principals.p.maxSession',
+      /^principal "p" has a long-lived key, so maxSession means nothing for it; set credentials: temporary, or remove maxSession$/,
     ],
     ['a bad rotationGrace', `${MINIMAL}settings: { rotationGrace: 1w }\n`, {}, '6:28 settings.rotationGrace', /^must be a duration .*\(got "1w"\)$/],
     ['a missing version', MINIMAL.replace('version: 1\n', ''), {}, '1:1 ', /^missing required key "version" \(the spec format version: 1\)$/],
@@ -404,6 +446,55 @@ describe('single problems', () => {
     test('a missing ${VAR} in the url is one problem, not also a complaint that it is no URL', () => {
       const problems = problemsOf(WH('{ type: postgres, url: "${WH_URL}" }'));
       expect(problems.map((p) => p.message)).toEqual([expect.stringMatching(/^environment variable WH_URL is not set/)]);
+    });
+  });
+
+  describe("an aws backend's account quotas", () => {
+    const AWS = (quotas: string) => MINIMAL.replace('aws: { type: aws }', `aws: { type: aws, quotas: ${quotas} }`);
+
+    test('are read as given; those left out are AWS defaults, applied by the compiler', () => {
+      const { spec } = parseSpec(AWS('{ users: 4000, groups: 500, policies: 5000, roles: 1 }'), opts());
+      expect(spec.backends.aws).toEqual({ type: 'aws', quotas: { users: 4000, groups: 500, policies: 5000, roles: 1 } });
+      expect(parseSpec(AWS('{ policies: 2000 }'), opts()).spec.backends.aws).toEqual({ type: 'aws', quotas: { policies: 2000 } });
+    });
+
+    test.each<[string, string, string, string]>([
+      [
+        'users past the limit AWS never raises',
+        '{ users: 5001 }',
+        '3:38 backends.aws.quotas.users',
+        'must be a whole number from 1 to 5000: AWS does not raise the quota of IAM users above 5,000 (got 5001)',
+      ],
+      [
+        'groups past what AWS grants',
+        '{ groups: 501 }',
+        '3:39 backends.aws.quotas.groups',
+        "must be a whole number from 1 to 500: AWS's quota of IAM groups is 300, raised on request up to 500 (got 501)",
+      ],
+      [
+        'policies of zero',
+        '{ policies: 0 }',
+        '3:41 backends.aws.quotas.policies',
+        "must be a whole number from 1 to 5000: AWS's quota of customer managed policies is 1,500, raised on request up to 5,000 (got 0)",
+      ],
+      [
+        'a fraction',
+        '{ roles: 2.5 }',
+        '3:38 backends.aws.quotas.roles',
+        "must be a whole number from 1 to 5000: AWS's quota of IAM roles is 1,000, raised on request up to 5,000 (got 2.5)",
+      ],
+      ['text', '{ users: many }', '3:38 backends.aws.quotas.users', 'must be a number, not text (got "many")'],
+      ['an unknown quota', '{ buckets: 100 }', '3:31 backends.aws.quotas.buckets', 'unknown key "buckets"; allowed: users, groups, policies, roles'],
+    ])('%s is refused at its position, with the value and what is allowed', (_what, quotas, where, message) => {
+      const problems = problemsOf(AWS(quotas));
+      expect(problems.map((p) => [`${p.line}:${p.column} ${p.path}`, p.message])).toEqual([[where, message]]);
+    });
+
+    test('a postgres backend has none', () => {
+      const problems = problemsOf(
+        `${MINIMAL.replace('aws: { type: aws }', 'aws: { type: aws }\n  wh: { type: postgres, url: "postgres://h/x", quotas: { users: 1 } }')}`,
+      );
+      expect(problems.map((p) => `${p.path}: ${p.message}`)).toEqual(['backends.wh.quotas: unknown key "quotas"; allowed: type, url, scope, timeouts']);
     });
   });
 

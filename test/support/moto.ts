@@ -110,7 +110,7 @@ async function seed(endpoint: string): Promise<AwsKey> {
   }
 }
 
-export async function startMoto(opts: { auth?: boolean } = {}): Promise<Moto> {
+export async function startMoto(opts: { auth?: boolean; managedPolicies?: boolean } = {}): Promise<Moto> {
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
   let child: ChildProcess;
@@ -119,7 +119,8 @@ export async function startMoto(opts: { auth?: boolean } = {}): Promise<Moto> {
     child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // AWS managed policies (AdministratorAccess…) exist, so foreign attachments can be tested.
-      env: { ...process.env, MOTO_IAM_LOAD_MANAGED_POLICIES: 'true' },
+      // Loading them (again on every reset) takes seconds: a test that attaches none can opt out.
+      env: { ...process.env, MOTO_IAM_LOAD_MANAGED_POLICIES: String(opts.managedPolicies ?? true) },
     });
   } catch (e) {
     throw new Error(`cannot start moto_server: ${(e as Error).message}`, { cause: e });

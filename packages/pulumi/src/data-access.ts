@@ -99,12 +99,12 @@ const str = (r: Resource, attr: string): string => {
 };
 
 /** Kinds in creation order; a kind the compiler gains later must be mapped here, not dropped. */
-const KINDS = ['group', 'user', 'policy', 'attachment', 'membership', 'key'] as const;
+const KINDS = ['group', 'user', 'policy', 'attachment', 'inline-policy', 'membership', 'key'] as const;
 type Kind = (typeof KINDS)[number];
 
 /**
  * Least-privilege data access from a datagrant spec, as one Pulumi component: IAM users, groups,
- * managed policies, attachments, group memberships and one access key per principal, with the
+ * managed policies, attachments, inline policies, group memberships and one access key per principal, with the
  * names, paths, tags and policy documents `datagrant apply` creates. All are children of the
  * component.
  */
@@ -117,8 +117,10 @@ export class DataAccess extends pulumi.ComponentResource {
   readonly desired: Resource[];
   readonly users: Record<string, aws.iam.User> = {};
   readonly groups: Record<string, aws.iam.Group> = {};
-  /** By policy name (`dg-user-alice`, `dg-group-ml-researchers`, `dg-user-alice-2`, …). */
+  /** By policy name (`dg-group-ml-researchers`, `dg-group-ml-researchers-2`, `dg-shared-0123456789ab`, …). */
   readonly policies: Record<string, aws.iam.Policy> = {};
+  /** By principal name: its direct grants, when they fit an inline policy (`dg-direct-grants`). */
+  readonly inlinePolicies: Record<string, aws.iam.UserPolicy> = {};
   /** By group name: one exclusive membership list per datagrant group. */
   readonly groupMemberships: Record<string, aws.iam.GroupMembership> = {};
   /** By principal name. */
@@ -188,6 +190,17 @@ export class DataAccess extends pulumi.ComponentResource {
           ? new aws.iam.GroupPolicyAttachment(logical, { group: at(this.groups, entityName, 'group').name, policyArn }, parent)
           : new aws.iam.UserPolicyAttachment(logical, { user: at(this.users, entityName, 'user').name, policyArn }, parent);
     }
+    for (const r of byKind.get('inline-policy')!) {
+      if (str(r, 'entity') !== 'user') throw new Error(`${r.address}: the Pulumi component cannot create an inline policy of a ${str(r, 'entity')}`);
+      const user = str(r, 'entityName');
+      const p = new aws.iam.UserPolicy(
+        `${name}-inline-${user}-${r.name}`,
+        // The document exactly as compiled, as for a managed policy.
+        { name: r.name, user: at(this.users, user, 'user').name, policy: JSON.stringify(r.attrs.document) },
+        parent,
+      );
+      this.inlinePolicies[user] = this.resources[r.address] = p;
+    }
     const members = new Map<string, Resource[]>();
     for (const r of byKind.get('membership')!) {
       const g = str(r, 'group');
@@ -256,12 +269,13 @@ export class DataAccessUser extends DataAccess {
   readonly secretAccessKey: pulumi.Output<string>;
   readonly user: aws.iam.User;
   readonly accessKey: aws.iam.AccessKey;
-  readonly policy: aws.iam.Policy;
+  /** The user's inline policy: one grant always fits one, as `datagrant apply` makes it. */
+  readonly policy: aws.iam.UserPolicy;
 
   constructor(name: string, args: DataAccessUserArgs, opts?: pulumi.ComponentResourceOptions) {
     super(name, { spec: DataAccessUser.spec(args), ...(args.now ? { now: args.now } : {}), env: {} }, opts);
     const creds = this.principals[args.userName];
-    const policy = Object.values(this.policies)[0];
+    const policy = this.inlinePolicies[args.userName];
     if (!creds || !policy) throw new Error(`DataAccessUser ${name}: the access has expired, so no user is created`);
     this.userName = creds.userName;
     this.accessKeyId = creds.accessKeyId;

@@ -55,6 +55,7 @@ const T = {
   user: 'aws:iam/user:User',
   group: 'aws:iam/group:Group',
   policy: 'aws:iam/policy:Policy',
+  userPolicy: 'aws:iam/userPolicy:UserPolicy',
   userAttach: 'aws:iam/userPolicyAttachment:UserPolicyAttachment',
   groupAttach: 'aws:iam/groupPolicyAttachment:GroupPolicyAttachment',
   members: 'aws:iam/groupMembership:GroupMembership',
@@ -78,9 +79,8 @@ describe('DataAccess', () => {
         [T.user, 'acc-user-bob', 'bob'],
         [T.user, 'acc-user-trainer', 'trainer'],
         [T.policy, 'acc-policy-dg-group-ml-researchers', 'dg-group-ml-researchers'],
-        [T.policy, 'acc-policy-dg-user-trainer', 'dg-user-trainer'],
+        [T.userPolicy, 'acc-inline-trainer-dg-direct-grants', 'dg-direct-grants'],
         [T.groupAttach, 'acc-attach-group-ml-researchers-dg-group-ml-researchers', null],
-        [T.userAttach, 'acc-attach-user-trainer-dg-user-trainer', null],
         [T.members, 'acc-members-ml-researchers', 'dg-members-ml-researchers'],
         [T.key, 'acc-key-alice', null],
         [T.key, 'acc-key-bob', null],
@@ -110,6 +110,12 @@ describe('DataAccess', () => {
       expect(p.inputs.path).toBe('/ml/data/');
       expect(await value(c.policies[r.name]!.policy)).toBe(JSON.stringify(r.attrs.document));
     }
+    // and the inline ones, on their users
+    const inline = coreCompile(SPEC, NOW).filter((r) => r.kind === 'inline-policy');
+    expect(byType(rs, T.userPolicy).map((p) => [p.inputs.user, p.inputs.name, p.inputs.policy])).toEqual(
+      inline.map((r) => [r.attrs.entityName, r.name, JSON.stringify(r.attrs.document)]),
+    );
+    expect(await value(c.inlinePolicies.trainer!.policy)).toBe(JSON.stringify(inline[0]!.attrs.document));
   });
 
   test('users carry the tags and paths apply sets; groups the path', async () => {
@@ -129,8 +135,8 @@ describe('DataAccess', () => {
     const members = byType(rs, T.members)[0]!;
     expect(members.inputs.group).toBe('ml-researchers');
     expect(members.inputs.users).toEqual(['alice', 'bob']);
-    const ua = byType(rs, T.userAttach)[0]!;
-    expect(ua.inputs).toMatchObject({ user: 'trainer', policyArn: 'arn:aws:iam::123456789012:policy/ml/data/dg-user-trainer' });
+    expect(byType(rs, T.userAttach)).toEqual([]);
+    expect(byType(rs, T.userPolicy)[0]!.inputs).toMatchObject({ user: 'trainer', name: 'dg-direct-grants' });
     const ga = byType(rs, T.groupAttach)[0]!;
     expect(ga.inputs).toMatchObject({ group: 'ml-researchers', policyArn: 'arn:aws:iam::123456789012:policy/ml/data/dg-group-ml-researchers' });
     for (const k of byType(rs, T.key)) expect(k.inputs).toMatchObject({ user: k.name.replace('ref-key-', ''), status: 'Active' });
@@ -150,11 +156,12 @@ describe('DataAccess', () => {
   test('`now` is the clock for expiry, as for apply: an expired grant is gone from the policy', async () => {
     const later = new Date('2027-02-01T00:00:00Z');
     const { rs } = await build('exp', { spec: SPEC, now: later });
-    const trainer = byType(rs, T.policy).find((p) => p.inputs.name === 'dg-user-trainer')!;
-    const core = coreCompile(SPEC, later).find((r) => r.address === 'aws:policy/dg-user-trainer')!;
+    const trainer = byType(rs, T.userPolicy).find((p) => p.inputs.user === 'trainer')!;
+    const address = 'aws:inline-policy/user/trainer/dg-direct-grants';
+    const core = coreCompile(SPEC, later).find((r) => r.address === address)!;
     expect(trainer.inputs.policy).toBe(JSON.stringify(core.attrs.document));
     expect(trainer.inputs.policy).not.toContain('ai-model-data');
-    const before = coreCompile(SPEC, NOW).find((r) => r.address === 'aws:policy/dg-user-trainer')!;
+    const before = coreCompile(SPEC, NOW).find((r) => r.address === address)!;
     expect(JSON.stringify(before.attrs.document)).toContain('ai-model-data');
   });
 
@@ -201,7 +208,7 @@ describe('DataAccess', () => {
 });
 
 describe('DataAccessUser (the seed program)', () => {
-  test('creates the seed’s user, key, read policy on ai-model-data and attachment, as apply would for examples/seed.yaml', async () => {
+  test('creates the seed’s user, key and inline read policy on ai-model-data, as apply would for examples/seed.yaml', async () => {
     const c = new DataAccessUser('seed', { userName: 'data-scientist', email: 'data-scientist@example.com', bucket: 'ai-model-data', now: NOW });
     await settled([c, ...childrenOf(c)]);
     const rs = mine('seed');
@@ -209,12 +216,11 @@ describe('DataAccessUser (the seed program)', () => {
       [
         [T.user, 'seed-user-data-scientist'],
         [T.key, 'seed-key-data-scientist'],
-        [T.policy, 'seed-policy-dg-user-data-scientist'],
-        [T.userAttach, 'seed-attach-user-data-scientist-dg-user-data-scientist'],
+        [T.userPolicy, 'seed-inline-data-scientist-dg-direct-grants'],
       ].sort(),
     );
     // The seed's policy: s3:GetObject and s3:ListBucket on ai-model-data, as datagrant's read level.
-    const policy = byType(rs, T.policy)[0]!;
+    const policy = byType(rs, T.userPolicy)[0]!;
     expect(policy.inputs.policy).toBe(
       '{"Version":"2012-10-17","Statement":[' +
         '{"Effect":"Allow","Action":["s3:GetBucketLocation","s3:ListBucket"],"Resource":["arn:aws:s3:::ai-model-data"]},' +
@@ -223,7 +229,8 @@ describe('DataAccessUser (the seed program)', () => {
     // Same objects as the CLI makes from the seed spec in the repository.
     const core = coreCompile(readFileSync(repoFile('examples/seed.yaml'), 'utf8'), NOW);
     expect(c.desired).toEqual(core);
-    expect(policy.inputs.policy).toBe(JSON.stringify(core.find((r) => r.kind === 'policy')!.attrs.document));
+    expect(policy.inputs.policy).toBe(JSON.stringify(core.find((r) => r.kind === 'inline-policy')!.attrs.document));
+    expect(c.policy).toBe(c.inlinePolicies['data-scientist']);
     const user = byType(rs, T.user)[0]!;
     expect(user.inputs).toMatchObject({ name: 'data-scientist', path: '/datagrant/', tags: core.find((r) => r.kind === 'user')!.attrs.tags as object });
 
@@ -237,7 +244,7 @@ describe('DataAccessUser (the seed program)', () => {
   test('a prefix limits objects and listing to it', async () => {
     const c = new DataAccessUser('pre', { userName: 'reader', bucket: 'ai-model-data', prefix: 'training/', type: 'service', now: NOW });
     await settled([c, ...childrenOf(c)]);
-    const doc = JSON.parse(byType(mine('pre'), T.policy)[0]!.inputs.policy as string) as { Statement: { Resource: string[]; Condition?: unknown }[] };
+    const doc = JSON.parse(byType(mine('pre'), T.userPolicy)[0]!.inputs.policy as string) as { Statement: { Resource: string[]; Condition?: unknown }[] };
     expect(doc.Statement.flatMap((s) => s.Resource)).toContain('arn:aws:s3:::ai-model-data/training/*');
     expect(doc.Statement.some((s) => JSON.stringify(s.Condition ?? {}).includes('"s3:prefix":["training/*"]'))).toBe(true);
   });

@@ -7,7 +7,7 @@ import { expect, test } from 'vitest';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
-test('examples/pulumi runs and creates the seed: user, policy, attachment, key; the secret exported as a secret', () => {
+test('examples/pulumi runs and creates the seed: user, inline policy, key; the secret exported as a secret', () => {
   const out = execFileSync(
     process.execPath,
     // datagrant-source: load the component from its TypeScript sources, no build needed.
@@ -22,12 +22,12 @@ test('examples/pulumi runs and creates the seed: user, policy, attachment, key; 
     [
       'datagrant:index:DataAccessUser ai-model-data-reader',
       'aws:iam/user:User ai-model-data-reader-user-data-scientist',
-      'aws:iam/policy:Policy ai-model-data-reader-policy-dg-user-data-scientist',
-      'aws:iam/userPolicyAttachment:UserPolicyAttachment ai-model-data-reader-attach-user-data-scientist-dg-user-data-scientist',
+      'aws:iam/userPolicy:UserPolicy ai-model-data-reader-inline-data-scientist-dg-direct-grants',
       'aws:iam/accessKey:AccessKey ai-model-data-reader-key-data-scientist',
     ].sort(),
   );
-  const policy = registered.find((r) => r.type === 'aws:iam/policy:Policy')!;
+  const policy = registered.find((r) => r.type === 'aws:iam/userPolicy:UserPolicy')!;
+  expect(policy.inputs).toMatchObject({ name: 'dg-direct-grants', user: 'data-scientist' });
   expect(JSON.parse(policy.inputs.policy as string)).toEqual({
     Version: '2012-10-17',
     Statement: [
@@ -37,5 +37,6 @@ test('examples/pulumi runs and creates the seed: user, policy, attachment, key; 
   });
   expect(exports.secretAccessKey).toEqual({ value: 'the-secret', secret: true });
   expect(exports.userName).toEqual({ value: 'data-scientist', secret: false });
-  expect(Object.keys(exports).sort()).toEqual(['accessKeyId', 'policyArn', 'secretAccessKey', 'userName']);
+  expect(exports.policyName).toEqual({ value: 'dg-direct-grants', secret: false });
+  expect(Object.keys(exports).sort()).toEqual(['accessKeyId', 'policyName', 'secretAccessKey', 'userName']);
 });

@@ -1,7 +1,7 @@
 // credentials list | show | export | rotate. Only `show --reveal` and `export` print a secret,
 // and both leave an audit entry.
 import { UsageError } from '../../core/errors.js';
-import type { CredentialRow, StateStore } from '../../store/store.js';
+import type { CredentialRow, CredentialStore } from '../../store/store.js';
 import { actorOf, withStore, type CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
 import { applyCommand, type ApplyOptions } from './lifecycle.js';
@@ -43,7 +43,7 @@ export async function credentialsList(io: Io, opts: CommonOptions & { json?: boo
 }
 
 /** Resolve NAME (a principal or an address) to one current credential. */
-async function resolve(store: StateStore, name: string, backend?: string): Promise<CredentialRow> {
+async function resolve(store: CredentialStore, name: string, backend?: string): Promise<CredentialRow> {
   const all = (await store.credentials()).filter((c) => c.state === 'current');
   let found = all.filter((c) => c.address === name || c.principal === name);
   if (backend) found = found.filter((c) => c.backend === backend);

@@ -1,14 +1,17 @@
 // Spec → desired IAM state for one aws backend. Pure.
+import { sha256 } from '../../core/canonical.js';
 import { CompileError } from '../../core/errors.js';
 import type { Notice, Resource } from '../../core/types.js';
 import { durationSeconds, expiresInstant, isS3Dataset, type AwsBackendSpec, type Grant, type Spec } from '../../spec/schema.js';
 import { S3_LEVELS } from './levels.js';
-import { packStatements, type Statement } from '../../model/aws-policy.js';
+import { accountObjects, quotaProblems, quotasOf } from './quotas.js';
+import { mergeStatements, packStatements, USER_INLINE_POLICIES_MAX_CHARS, type PolicyDocument, type Statement } from '../../model/aws-policy.js';
 import {
   attachmentResource,
   awsAddress,
   DEFAULT_IAM_PATH,
   groupResource,
+  inlinePolicyResource,
   INSTALLATION_TAG,
   keyResource,
   MANAGED_TAG,
@@ -22,10 +25,26 @@ export { DEFAULT_IAM_PATH, INSTALLATION_TAG, MANAGED_TAG } from '../../model/aws
 
 export const DEFAULT_ROTATION_GRACE = '24h';
 
-/** IAM quotas (default, per account) that AWS enforces and moto does not. */
+/** IAM limits per user and group that AWS enforces and moto does not (the account's are in quotas.ts). */
 export const IAM_QUOTAS = { policiesPerEntity: 10, groupsPerUser: 10 } as const;
 
 export const groupPolicyName = (group: string, part = 1) => `dg-group-${group}${part > 1 ? `-${part}` : ''}`;
+/**
+ * A principal's direct grants, when they fit IAM's 2,048 characters of inline policy per user: an
+ * inline policy of that user, which no account quota counts.
+ */
+export const DIRECT_GRANTS_POLICY = 'dg-direct-grants';
+/**
+ * Direct grants too large to be inline: one managed policy per distinct document, named by its
+ * hash, attached to every principal with exactly those grants (one policy, not one per principal).
+ */
+export const sharedPolicyName = (digest: string, part = 1) => `dg-shared-${digest}${part > 1 ? `-${part}` : ''}`;
+/** Hex digits of the document's sha256 in a shared policy's name. */
+export const SHARED_DIGEST_LENGTH = 12;
+/**
+ * Each principal's own managed policy, as earlier versions made it: the form the two above take
+ * over from, so that an upgrade creates the new form before it deletes this one.
+ */
 export const userPolicyName = (user: string, part = 1) => `dg-user-${user}${part > 1 ? `-${part}` : ''}`;
 
 /** Statements for one grant on one S3 dataset. */
@@ -83,11 +102,11 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     });
 
   const policyOwners = new Map<string, string>();
-  const policies = (owner: string, grants: Grant[], nameFor: (part: number) => string): string[] => {
-    if (grants.length === 0) return [];
+  const policies = (owner: string, statements: Statement[], nameFor: (part: number) => string): string[] => {
+    if (statements.length === 0) return [];
     let docs;
     try {
-      docs = packStatements(statementsFor(grants));
+      docs = packStatements(statements);
     } catch (e) {
       problems.push(`${owner}: ${(e as Error).message}`);
       return [];
@@ -107,8 +126,52 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     });
   };
 
-  const attach = (entity: Entity, entityName: string, policy: string) => {
-    resources.push(attachmentResource(backendName, { entity, entityName, policy }));
+  const attach = (entity: Entity, entityName: string, policy: string, supersedes?: string) => {
+    const r = attachmentResource(backendName, { entity, entityName, policy });
+    resources.push(supersedes ? { ...r, supersedes: [supersedes] } : r);
+    return r.address;
+  };
+
+  // Managed policies by whom they serve, for the message when there are too many.
+  let groupPolicies = 0;
+  let sharedPolicies = 0;
+  // Shared policies by the digest of the document they hold: the digest names the policy, so two
+  // documents with one digest would silently share it.
+  const shared = new Map<string, { text: string; names: string[]; first: string }>();
+  /**
+   * A principal's direct grants: inline when they fit, else attached shared policies. The form
+   * depends on the document alone, so adding or removing someone else never moves it. Returns the
+   * addresses that give the user its access, for the key to wait on.
+   */
+  const directGrants = (user: string, grants: Grant[], memberships: string[]): string[] => {
+    if (grants.length === 0) return [];
+    const statements = mergeStatements(statementsFor(grants));
+    const document: PolicyDocument = { Version: '2012-10-17', Statement: statements };
+    const text = JSON.stringify(document);
+    const legacy = (part: number) => awsAddress.attachment(backendName, 'user', user, userPolicyName(user, part));
+    if (text.length <= USER_INLINE_POLICIES_MAX_CHARS) {
+      const r = inlinePolicyResource(backendName, DIRECT_GRANTS_POLICY, { entity: 'user', entityName: user, document }, memberships);
+      resources.push({ ...r, supersedes: [legacy(1)] });
+      return [r.address];
+    }
+    const digest = sha256(text).slice(0, SHARED_DIGEST_LENGTH);
+    let entry = shared.get(digest);
+    if (!entry) {
+      entry = { text, names: [], first: user };
+      shared.set(digest, entry);
+      entry.names = policies(`principal ${user}`, statements, (part) => sharedPolicyName(digest, part));
+      sharedPolicies += entry.names.length;
+    } else if (entry.text !== text) {
+      problems.push(
+        `principal ${user}: its direct grants and those of principal ${entry.first} differ, yet their documents share the digest ${digest} that names their shared policy; change either's grants`,
+      );
+      return [];
+    }
+    if (entry.names.length > IAM_QUOTAS.policiesPerEntity) {
+      problems.push(`principal ${user}: needs ${entry.names.length} managed policies; IAM allows ${IAM_QUOTAS.policiesPerEntity} per user`);
+    }
+    // Packing is deterministic, so an unchanged document was split into the same parts before.
+    return entry.names.map((policy, i) => attach('user', user, policy, legacy(i + 1)));
   };
 
   // Groups that grant something on this backend become IAM groups.
@@ -120,7 +183,8 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     if (!everGrants) continue;
     iamGroups.add(name);
     resources.push(groupResource(backendName, name, { path }));
-    const names = policies(`group ${name}`, grants, (part) => groupPolicyName(name, part));
+    const names = policies(`group ${name}`, statementsFor(grants), (part) => groupPolicyName(name, part));
+    groupPolicies += names.length;
     groupAttachments.set(
       name,
       names.map((p) => awsAddress.attachment(backendName, 'group', name, p)),
@@ -157,11 +221,7 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
       resources.push(m);
       return m.address;
     });
-    const names = policies(`principal ${name}`, direct, (part) => userPolicyName(name, part));
-    if (names.length > IAM_QUOTAS.policiesPerEntity) {
-      problems.push(`principal ${name}: needs ${names.length} managed policies; IAM allows ${IAM_QUOTAS.policiesPerEntity} per user`);
-    }
-    for (const pol of names) attach('user', name, pol);
+    const own = directGrants(name, direct, memberships);
 
     const rotate = p.rotate ?? rotateDefault;
     // The key is issued last, so that it works the moment it is handed out: after the user's
@@ -171,17 +231,18 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
         backendName,
         { user: name, status: 'Active' },
         {
-          deps: [
-            ...memberships,
-            ...groups.flatMap((g) => groupAttachments.get(g) ?? []),
-            ...names.map((pol) => awsAddress.attachment(backendName, 'user', name, pol)),
-          ],
+          deps: [...memberships, ...groups.flatMap((g) => groupAttachments.get(g) ?? []), ...own],
           lifecycle: { ...(rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : {}), graceSeconds },
         },
       ),
     );
   }
 
+  if (!problems.length) {
+    const n = (x: number) => x.toLocaleString('en-US');
+    const policies = `${n(groupPolicies)} for groups, ${n(sharedPolicies)} shared by principals whose direct grants are too large for an inline policy`;
+    problems.push(...quotaProblems(accountObjects(resources), quotasOf(backend), { policies }));
+  }
   if (problems.length) throw new CompileError(problems.map((m) => `backend ${backendName}: ${m}`));
   return { resources, notices };
 }

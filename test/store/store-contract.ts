@@ -1,0 +1,544 @@
+// One behavioural suite for every StateStore implementation (SQLite, PostgreSQL), a describe per
+// port, so a failure names the port and the clause. What only one store can do (SQLite's file,
+// PostgreSQL's schemas and sessions) is tested in that store's own file.
+import { hostname } from 'node:os';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { LockError, StoreError } from '../../src/core/errors.js';
+import type { Action, Change } from '../../src/core/types.js';
+import { MasterKey } from '../../src/store/crypto.js';
+import type { AuditInput, StateStore } from '../../src/store/store.js';
+
+/** One fresh state, and the ways the contract reaches it from outside the store under test. */
+export interface StoreHarness {
+  /** The state, freshly created (empty) under `key`. */
+  store: StateStore;
+  key: MasterKey;
+  /** The same state opened again: a restart, or, where the store is shared, another replica. Default key: `key`. */
+  reopen(key?: MasterKey): Promise<StateStore>;
+  /** Statements run directly on the store's tables, as anyone with access to the database could: tampering. */
+  exec(sql: string): Promise<void>;
+  /** One SELECT run directly on the store's tables. */
+  query<T extends Record<string, unknown>>(sql: string): Promise<T[]>;
+  /** Everything the store holds at rest, as text to search: the database file, or every row. */
+  atRest(): Promise<string>;
+  /** The state lock taken by another live holder (another process, another replica) and held until `release`. */
+  holdElsewhere(holder: string): Promise<{ pid: number; release(): Promise<void> }>;
+  /** The state lock left behind by a holder that died without releasing it. */
+  leaveDeadHolder(holder: string): Promise<void>;
+  /** Close every store opened through the harness and remove the state. */
+  close(): Promise<void>;
+}
+
+export interface StoreContractOptions {
+  /** Several processes share one state at once (serve replicas): runs the clauses about racing writers. */
+  replicas: boolean;
+}
+
+const AT = '2026-11-28T00:00:00.000Z';
+const LATER = '2026-11-29T00:00:00.000Z';
+const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYzSECRETzz';
+
+const row = (credentialId: string, address = 'aws:key/alice', principal = 'alice') => ({ address, credentialId, createdAt: AT, backend: 'aws', principal });
+const change = (address: string, action: Action = 'create'): Change => ({
+  address,
+  backend: 'aws',
+  kind: 'user',
+  action,
+  before: null,
+  after: null,
+  drift: false,
+  reason: 'test',
+});
+const entry = (i: number, actor = 'tester'): AuditInput => ({
+  actor,
+  event: 'change.create',
+  address: `aws:user/u${i}`,
+  outcome: 'ok',
+  detail: i % 2 ? null : `d${i}`,
+});
+const otherKey = () => MasterKey.parse(MasterKey.generate());
+
+export function stateStoreContract(label: string, open: () => Promise<StoreHarness>, opts: StoreContractOptions): void {
+  let h: StoreHarness;
+  let store: StateStore;
+  beforeEach(async () => {
+    h = await open();
+    store = h.store;
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  describe(`${label} StateStore contract`, () => {
+    describe('credentials', () => {
+      test('a saved credential is current; reveal returns it with its secret, also after reopening', async () => {
+        await store.saveCredential(row('AKIAONE'), { accessKeyId: 'AKIAONE', secretAccessKey: SECRET });
+        const expected = {
+          row: { address: 'aws:key/alice', credentialId: 'AKIAONE', createdAt: AT, backend: 'aws', principal: 'alice', state: 'current' },
+          secret: { accessKeyId: 'AKIAONE', secretAccessKey: SECRET },
+        };
+        expect(await store.credentials()).toEqual([expected.row]);
+        expect(await store.revealCredential('aws:key/alice')).toEqual(expected);
+        expect(await (await h.reopen()).revealCredential('aws:key/alice')).toEqual(expected);
+        expect(await store.revealCredential('aws:key/nobody')).toBeUndefined();
+      });
+
+      test('saving again retires the previous credential until retireAt, or erases it without one', async () => {
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+        await store.saveCredential(row('AKIATWO'), { secretAccessKey: 's2' }, LATER);
+        expect((await store.credentials()).map((r) => [r.credentialId, r.state, r.retireAt ?? null])).toEqual([
+          ['AKIAONE', 'retiring', LATER],
+          ['AKIATWO', 'current', null],
+        ]);
+        expect((await store.revealCredential('aws:key/alice'))?.secret.secretAccessKey).toBe('s2');
+        // Without a grace period the previous current credential is erased; a retiring one stays.
+        await store.saveCredential(row('AKIATHREE'), { secretAccessKey: 's3' });
+        expect((await store.credentials()).map((r) => r.credentialId)).toEqual(['AKIAONE', 'AKIATHREE']);
+        expect((await store.revealCredential('aws:key/alice'))?.secret.secretAccessKey).toBe('s3');
+      });
+
+      test('retire leaves no current credential; erase removes exactly the one named', async () => {
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+        await store.saveCredential(row('AKIATHREE'), { secretAccessKey: 's3' }, LATER);
+        await store.retireCredential('aws:key/alice', 'AKIATHREE', '2026-12-01T00:00:00.000Z');
+        expect(await store.revealCredential('aws:key/alice')).toBeUndefined();
+        await store.eraseCredential('aws:key/alice', 'AKIAONE');
+        expect((await store.credentials()).map((r) => [r.credentialId, r.state, r.retireAt])).toEqual([['AKIATHREE', 'retiring', '2026-12-01T00:00:00.000Z']]);
+        await store.eraseCredential('aws:key/alice', 'AKIAGONE');
+        expect(await store.credentials()).toHaveLength(1);
+      });
+
+      test('are listed by address in byte order (not a database collation), then by creation', async () => {
+        const addresses = ['aws:key/Zed', 'aws:key/alice', 'aws:key/_x', 'aws:key/a-b', 'aws:key/a.b', 'aws:key/ä'];
+        for (const [i, a] of addresses.entries()) {
+          await store.saveCredential({ ...row(`K${i}`, a), createdAt: `2026-11-28T00:00:0${i}.000Z` }, { v: a });
+        }
+        await store.saveCredential({ ...row('K9', 'aws:key/Zed'), createdAt: '2026-11-28T00:00:09.000Z' }, { v: 'z' }, LATER);
+        expect((await store.credentials()).map((r) => [r.address, r.credentialId])).toEqual([
+          ['aws:key/Zed', 'K0'],
+          ['aws:key/Zed', 'K9'],
+          ['aws:key/_x', 'K2'],
+          ['aws:key/a-b', 'K3'],
+          ['aws:key/a.b', 'K4'],
+          ['aws:key/alice', 'K1'],
+          ['aws:key/ä', 'K5'],
+        ]);
+      });
+
+      test('the secret appears in no output but reveal: not listings, journal, audit, applied state or lock', async () => {
+        await store.rememberBackend({ name: 'aws', type: 'aws', settings: { region: 'eu-west-1' } });
+        await store.saveCredential(row('AKIAONE'), { accessKeyId: 'AKIAONE', secretAccessKey: `${SECRET}-old` });
+        await store.saveCredential(row('AKIATWO'), { accessKeyId: 'AKIATWO', secretAccessKey: SECRET }, LATER);
+        await store.journalEnd(await store.journalBegin('run1', change('aws:key/alice', 'replace'), AT, 'h1'), 'ok', AT);
+        await store.setApplied('aws:key/alice', 'h1');
+        await store.audit({ actor: 't', event: 'credential.rotate', address: 'aws:key/alice', outcome: 'ok', detail: 'id AKIATWO' }, AT);
+        await store.acquireLock('t');
+        const outputs = [
+          await store.credentials(),
+          await store.applied(),
+          await store.journal(),
+          await store.journalPending(),
+          [...(await store.journaled(['aws:key/alice']))],
+          await store.auditEntries(),
+          await store.verifyAudit(),
+          await store.backends(),
+          await store.lockHolder(),
+          await store.installation(),
+        ];
+        const text = JSON.stringify(outputs);
+        expect(text).toContain('AKIATWO');
+        expect(text).not.toContain(SECRET);
+        expect(text).not.toContain('secretAccessKey');
+        expect((await store.revealCredential('aws:key/alice'))?.secret.secretAccessKey).toBe(SECRET);
+      });
+
+      test('are sealed at rest: nothing the store holds contains the secret, plainly, hex- or base64-encoded', async () => {
+        await store.saveCredential(row('AKIAONE'), { accessKeyId: 'AKIAONE', secretAccessKey: `${SECRET}-old` });
+        await store.saveCredential(row('AKIATWO'), { accessKeyId: 'AKIATWO', secretAccessKey: SECRET }, LATER);
+        await store.journalBegin('run1', change('aws:key/alice'), AT);
+        await store.audit({ actor: 't', event: 'credential.issue', address: 'aws:key/alice', outcome: 'ok', detail: null }, AT);
+        const stored = (await h.atRest()).toLowerCase();
+        // The scan sees the rows it should: the credentials' ids and the audit entry are there.
+        expect(stored).toContain('akiatwo');
+        expect(stored).toContain('credential.issue');
+        const needles = [SECRET, Buffer.from(SECRET).toString('hex'), Buffer.from(SECRET).toString('base64').slice(0, 40), 'secretAccessKey'];
+        for (const n of needles) expect(stored).not.toContain(n.toLowerCase());
+        // AES-256-GCM: a 96-bit nonce and a 128-bit tag per row.
+        const [c] = await h.query<{ nonce: Buffer; tag: Buffer }>("SELECT nonce, tag FROM credentials WHERE credential_id = 'AKIATWO'");
+        expect([c!.nonce.length, c!.tag.length]).toEqual([12, 16]);
+      });
+
+      test('a sealed secret moved to another address does not decrypt (bound to its row)', async () => {
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+        await store.saveCredential(row('AKIATWO', 'aws:key/bob', 'bob'), { secretAccessKey: 's2' });
+        await h.exec(
+          `UPDATE credentials SET ${['ciphertext', 'nonce', 'tag'].map((col) => `${col} = (SELECT ${col} FROM credentials WHERE address = 'aws:key/alice')`).join(', ')} WHERE address = 'aws:key/bob'`,
+        );
+        const err = await store.revealCredential('aws:key/bob').catch((e: Error) => e);
+        expect(err).toBeInstanceOf(StoreError);
+        expect(String(err)).toMatch(/cannot decrypt the credential for aws:key\/bob#AKIATWO/);
+        expect(String(err)).not.toMatch(/s1|s2/);
+        expect((await store.revealCredential('aws:key/alice'))?.secret).toEqual({ secretAccessKey: 's1' });
+      });
+
+      test('a sealed secret moved to another credential id of the same address does not decrypt', async () => {
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+        await h.exec("UPDATE credentials SET credential_id = 'AKIAEVIL'");
+        await expect(store.revealCredential('aws:key/alice')).rejects.toThrow(/cannot decrypt the credential for aws:key\/alice#AKIAEVIL/);
+      });
+
+      test('one current credential per address is enforced by the database itself', async () => {
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+        await expect(
+          h.exec("INSERT INTO credentials SELECT address, 'AKIADUP', backend, principal, 'current', created_at, NULL, nonce, ciphertext, tag FROM credentials"),
+        ).rejects.toThrow(/one_current_credential|UNIQUE constraint failed: credentials\.address/);
+        expect((await store.credentials()).map((r) => r.credentialId)).toEqual(['AKIAONE']);
+      });
+    });
+
+    describe('applied state', () => {
+      test('hashes are set, replaced and removed, and outlive the store that wrote them', async () => {
+        await store.setApplied('aws:user/a', 'h1');
+        await store.setApplied('aws:user/b', 'h2');
+        await store.setApplied('aws:user/a', 'h3');
+        await store.setApplied('aws:user/b', null);
+        await store.setApplied('aws:user/never', null);
+        expect(await store.applied()).toEqual({ 'aws:user/a': 'h3' });
+        expect(await (await h.reopen()).applied()).toEqual({ 'aws:user/a': 'h3' });
+      });
+    });
+
+    describe('journal', () => {
+      test('begin records intent (with the hash of the attributes aimed at), end the outcome; newest first', async () => {
+        const a = await store.journalBegin('run1', change('aws:user/a'), AT, 'hash-a');
+        const b = await store.journalBegin('run1', change('aws:user/b', 'delete'), AT);
+        await store.journalEnd(a, 'ok', '2026-11-28T00:00:01.000Z');
+        await store.journalEnd(b, 'failed', '2026-11-28T00:00:02.000Z', 'AccessDenied');
+        const c = await store.journalBegin('run2', change('aws:user/c'), AT, null);
+        expect(a < b && b < c).toBe(true);
+        const base = { runId: 'run1', startedAt: AT };
+        expect(await store.journal()).toEqual([
+          { ...base, id: c, runId: 'run2', address: 'aws:user/c', action: 'create', finishedAt: null, outcome: 'pending', detail: null, afterHash: null },
+          {
+            ...base,
+            id: b,
+            address: 'aws:user/b',
+            action: 'delete',
+            finishedAt: '2026-11-28T00:00:02.000Z',
+            outcome: 'failed',
+            detail: 'AccessDenied',
+            afterHash: null,
+          },
+          { ...base, id: a, address: 'aws:user/a', action: 'create', finishedAt: '2026-11-28T00:00:01.000Z', outcome: 'ok', detail: null, afterHash: 'hash-a' },
+        ]);
+        expect((await store.journal(2)).map((e) => e.id)).toEqual([c, b]);
+      });
+
+      test('pending entries are listed without being marked; recovery marks them interrupted, once', async () => {
+        const a = await store.journalBegin('run1', change('aws:user/a'), AT);
+        const b = await store.journalBegin('run1', change('aws:user/b'), AT);
+        const c = await store.journalBegin('run1', change('aws:user/c'), AT, 'hash-c');
+        await store.journalEnd(a, 'ok', AT);
+        await store.journalEnd(b, 'failed', AT, 'AccessDenied');
+        const d = await store.journalBegin('run1', change('aws:user/d'), AT);
+        expect((await store.journalPending()).map((e) => [e.id, e.outcome])).toEqual([
+          [c, 'pending'],
+          [d, 'pending'],
+        ]);
+        expect((await store.journalPending()).map((e) => e.id)).toEqual([c, d]);
+        // Recovery returns the entries as they were found, oldest first.
+        const recovered = await store.recoverJournal();
+        expect(recovered.map((e) => [e.id, e.address, e.outcome, e.afterHash])).toEqual([
+          [c, 'aws:user/c', 'pending', 'hash-c'],
+          [d, 'aws:user/d', 'pending', null],
+        ]);
+        expect(await store.recoverJournal()).toEqual([]);
+        expect(await store.journalPending()).toEqual([]);
+        expect((await store.journal()).map((e) => e.outcome)).toEqual(['interrupted', 'interrupted', 'failed', 'ok']);
+      });
+
+      test('journaled names the addresses the journal has ever seen a change for', async () => {
+        await store.journalEnd(await store.journalBegin('run1', change('aws:user/a'), AT), 'ok', AT);
+        await store.journalBegin('run1', change('aws:user/b'), AT);
+        await store.recoverJournal();
+        expect(await store.journaled(['aws:user/a', 'aws:user/b', 'aws:user/x'])).toEqual(new Set(['aws:user/a', 'aws:user/b']));
+        expect(await store.journaled([])).toEqual(new Set());
+      });
+    });
+
+    describe('audit log', () => {
+      const fill = async (n: number) => {
+        for (let i = 1; i <= n; i++) await store.audit(entry(i), AT);
+      };
+
+      test('entries are appended as given, each chained to the one before', async () => {
+        await fill(3);
+        const entries = await store.auditEntries();
+        expect(entries.map(({ seq, at, actor, event, address, outcome, detail }) => ({ seq, at, actor, event, address, outcome, detail }))).toEqual(
+          [1, 2, 3].map((i) => ({ seq: i, at: AT, ...entry(i) })),
+        );
+        expect(entries[0]!.prevHash).toMatch(/^0+$/);
+        expect(entries.slice(1).map((e) => e.prevHash)).toEqual(entries.slice(0, -1).map((e) => e.hash));
+        expect(await (await h.reopen()).auditEntries()).toEqual(entries);
+      });
+
+      test('an untouched chain verifies, and so does an empty one', async () => {
+        expect(await store.verifyAudit()).toEqual({ ok: true, entries: 0 });
+        await fill(5);
+        expect(await store.verifyAudit()).toEqual({ ok: true, entries: 5 });
+      });
+
+      test.each([
+        ['an edited entry', "UPDATE audit SET outcome = 'failed' WHERE seq = 3", 3, /changed/],
+        ['a deleted entry', 'DELETE FROM audit WHERE seq = 3', 4, /removed or inserted/],
+        ['a deleted last entry', 'DELETE FROM audit WHERE seq = 5', 5, /removed/],
+        ['a deleted last entry and head', 'DELETE FROM audit WHERE seq = 5; DELETE FROM audit_head', 1, /head of the chain is missing/],
+        [
+          'an appended entry',
+          "INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) SELECT 6, at, actor, event, 'aws:user/evil', outcome, detail, hash, hash FROM audit WHERE seq = 5",
+          6,
+          /changed/,
+        ],
+        [
+          'an entry inserted in the middle',
+          "UPDATE audit SET seq = seq + 10 WHERE seq >= 3; UPDATE audit SET seq = seq - 9 WHERE seq >= 13; INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) SELECT 3, at, actor, event, 'aws:user/evil', outcome, detail, hash, hash FROM audit WHERE seq = 2",
+          3,
+          /changed/,
+        ],
+        [
+          'swapped entries',
+          'UPDATE audit SET seq = 102 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = 102',
+          2,
+          /does not follow/,
+        ],
+        ['a recomputed plain hash', "UPDATE audit SET address = 'aws:user/x', hash = 'deadbeef' WHERE seq = 2", 2, /changed/],
+        ['an altered head', 'UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit WHERE seq = 4)', 4, /head of the chain was altered/],
+      ])('tampering is detected, naming the first bad entry: %s', async (_what, sql, firstBad, reason) => {
+        await fill(5);
+        await h.exec(sql);
+        const v = await store.verifyAudit();
+        expect(v.ok).toBe(false);
+        expect(v.firstBad?.seq).toBe(firstBad);
+        expect(v.firstBad?.reason).toMatch(reason);
+      });
+    });
+
+    describe('lock', () => {
+      const lockedBy = (holder: string) =>
+        new RegExp(`locked by ${holder.replace(/[()]/g, '\\$&')} \\(pid \\d+ on .+, since 20\\d\\d-.+\\); wait for it to finish, or pass --lock-timeout`);
+
+      test('acquire records the holder; release frees the lock', async () => {
+        await store.acquireLock('alice@cli (apply)');
+        const held = await store.lockHolder();
+        expect(held).toMatchObject({ holder: 'alice@cli (apply)', pid: process.pid, host: hostname() });
+        expect(Date.parse(held!.acquiredAt)).not.toBeNaN();
+        await store.releaseLock();
+        expect(await store.lockHolder()).toBeUndefined();
+        expect(await (await h.reopen()).lockHolder()).toBeUndefined();
+      });
+
+      test('a second holder is refused with a LockError naming the first, also after waiting', async () => {
+        const elsewhere = await h.holdElsewhere('alice@cli (apply)');
+        const err = await store.acquireLock('bob@cli (apply)').catch((e: Error) => e);
+        expect(err).toBeInstanceOf(LockError);
+        expect(String(err)).toMatch(lockedBy('alice@cli (apply)'));
+        expect(await store.lockHolder()).toMatchObject({ holder: 'alice@cli (apply)', pid: elsewhere.pid });
+        const started = Date.now();
+        await expect(store.acquireLock('bob', 600)).rejects.toThrow(lockedBy('alice@cli (apply)'));
+        expect(Date.now() - started).toBeGreaterThanOrEqual(550);
+        await elsewhere.release();
+        await store.acquireLock('bob@cli');
+        expect((await store.lockHolder())?.holder).toBe('bob@cli');
+      });
+
+      test('a waiting acquirer gets the lock as soon as it is released', async () => {
+        const elsewhere = await h.holdElsewhere('alice');
+        const waiting = store.acquireLock('bob', 10_000);
+        await new Promise((r) => setTimeout(r, 400));
+        await elsewhere.release();
+        await waiting;
+        expect((await store.lockHolder())?.holder).toBe('bob');
+      });
+
+      test('taking it again in the same store only renames the holder; one release frees it', async () => {
+        await store.acquireLock('alice (plan)');
+        await store.acquireLock('alice (apply)');
+        expect((await (await h.reopen()).lockHolder())?.holder).toBe('alice (apply)');
+        await store.releaseLock();
+        await store.releaseLock();
+        expect(await store.lockHolder()).toBeUndefined();
+      });
+
+      test("a dead holder's lock is taken over", async () => {
+        await h.leaveDeadHolder('ghost@cli');
+        await store.acquireLock('alice@cli', 5000);
+        expect(await store.lockHolder()).toMatchObject({ holder: 'alice@cli', pid: process.pid });
+        await store.releaseLock();
+        expect(await store.lockHolder()).toBeUndefined();
+      });
+    });
+
+    describe('backends registry', () => {
+      test('remembered backends are listed by name with their settings; remembering again replaces them', async () => {
+        await store.rememberBackend({ name: 'wh', type: 'postgres', settings: { url: 'postgres://x@h/db', port: 5432, tls: { mode: 'require' } } });
+        await store.rememberBackend({ name: 'aws', type: 'aws', settings: {} });
+        await store.rememberBackend({ name: 'wh', type: 'postgres', settings: { url: 'postgres://y@h/db' } });
+        expect(await (await h.reopen()).backends()).toEqual([
+          { name: 'aws', type: 'aws', settings: {} },
+          { name: 'wh', type: 'postgres', settings: { url: 'postgres://y@h/db' } },
+        ]);
+      });
+
+      test('forgetting a backend removes its credentials and applied state, and nothing else', async () => {
+        await store.rememberBackend({ name: 'wh', type: 'postgres', settings: { url: 'postgres://x@h/db' } });
+        await store.rememberBackend({ name: 'aws', type: 'aws', settings: {} });
+        await store.saveCredential({ ...row('P1'), address: 'wh:password/alice', backend: 'wh' }, { password: 'p' });
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+        await store.setApplied('wh:role/alice', 'h1');
+        await store.setApplied('whx:role/alice', 'h2');
+        await store.setApplied('aws:user/alice', 'h3');
+        await store.forgetBackend('wh');
+        expect((await store.backends()).map((b) => b.name)).toEqual(['aws']);
+        expect((await store.credentials()).map((c) => c.address)).toEqual(['aws:key/alice']);
+        expect(await store.applied()).toEqual({ 'whx:role/alice': 'h2', 'aws:user/alice': 'h3' });
+      });
+    });
+
+    describe('session log', () => {
+      const rec = (principal: string, target: string, lastIssuedAt: string, expiresAt: string, backend = 'aws') => ({
+        backend,
+        principal,
+        target,
+        lastIssuedAt,
+        expiresAt,
+      });
+
+      test('keeps the latest issue and the latest expiry per principal and target, across reopening', async () => {
+        await store.recordSession(rec('bob', 'dg-s-1', '2026-11-30T10:00:00Z', '2026-11-30T11:00:00Z'));
+        await store.recordSession(rec('alice', 'dg-s-1', '2026-11-30T10:00:00Z', '2026-11-30T12:00:00Z'));
+        // Issued later but ending sooner (capped by a grant's expiry): both maxima are kept.
+        await store.recordSession(rec('alice', 'dg-s-1', '2026-11-30T10:30:00.000Z', '2026-11-30T11:00:00Z'));
+        // An older record arriving late (another replica) moves nothing back.
+        await store.recordSession(rec('alice', 'dg-s-1', '2026-11-30T09:00:00Z', '2026-11-30T09:30:00Z'));
+        await store.recordSession(rec('alice', 'dg-s-2', '2026-11-30T10:00:00Z', '2026-11-30T10:15:00Z'));
+        expect(await (await h.reopen()).sessions()).toEqual([
+          rec('alice', 'dg-s-1', '2026-11-30T10:30:00.000Z', '2026-11-30T12:00:00.000Z'),
+          rec('alice', 'dg-s-2', '2026-11-30T10:00:00.000Z', '2026-11-30T10:15:00.000Z'),
+          rec('bob', 'dg-s-1', '2026-11-30T10:00:00.000Z', '2026-11-30T11:00:00.000Z'),
+        ]);
+      });
+
+      test('instants are compared as time, whatever their spelling; a non-instant is refused', async () => {
+        await store.recordSession(rec('alice', 'r', '2026-11-30T10:00:00+01:00', '2026-11-30T10:59:00Z'));
+        await store.recordSession(rec('alice', 'r', '2026-11-30T09:30:00Z', '2026-11-30T11:00:00+00:00'));
+        expect(await store.sessions()).toEqual([rec('alice', 'r', '2026-11-30T09:30:00.000Z', '2026-11-30T11:00:00.000Z')]);
+        await expect(store.recordSession(rec('alice', 'r', 'yesterday', '2026-11-30T11:00:00Z'))).rejects.toThrow(/not an ISO instant/);
+      });
+
+      test('pruning forgets only records whose every session has ended; forgetting a backend forgets its records', async () => {
+        await store.recordSession(rec('alice', 'r', '2026-11-30T10:00:00Z', '2026-11-30T11:00:00Z'));
+        await store.recordSession(rec('bob', 'r', '2026-11-30T10:00:00Z', '2026-11-30T12:00:00Z'));
+        await store.recordSession(rec('carol', 'login', '2026-11-30T10:00:00Z', '2026-11-30T12:00:00Z', 'wh'));
+        expect(await store.pruneSessions('2026-11-30T11:00:00Z')).toBe(1);
+        expect((await store.sessions()).map((r) => r.principal)).toEqual(['bob', 'carol']);
+        await store.forgetBackend('wh');
+        expect((await store.sessions()).map((r) => r.principal)).toEqual(['bob']);
+      });
+    });
+
+    describe('installation id', () => {
+      test('a new state has one, kept across reopening; only a fresh state may take another', async () => {
+        const id = await store.installation();
+        expect(id).toMatch(/^[a-z0-9-]{8,64}$/);
+        expect(await (await h.reopen()).installation()).toBe(id);
+        await store.setInstallation('team-a-0123456789');
+        expect(await store.installation()).toBe('team-a-0123456789');
+        await expect(store.setInstallation('Not Valid')).rejects.toThrow(/not valid/);
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+        await expect(store.setInstallation('team-b-0123456789')).rejects.toThrow(/already manages objects as installation team-a-0123456789/);
+        // Giving it the id it already has changes nothing, so it is no error.
+        await store.setInstallation('team-a-0123456789');
+        expect(await (await h.reopen()).installation()).toBe('team-a-0123456789');
+      });
+
+      test('applied state alone also makes a state no longer fresh', async () => {
+        await store.setApplied('aws:user/a', 'h1');
+        await expect(store.setInstallation('team-b-0123456789')).rejects.toThrow(/already manages objects/);
+      });
+    });
+
+    describe('master key', () => {
+      test('a wrong key is refused when the store opens, naming no secret and changing nothing', async () => {
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 'topsecretvalue' });
+        await store.audit(entry(1), AT);
+        await store.audit(entry(2), AT);
+        const err = await h.reopen(otherKey()).catch((e: Error) => e);
+        expect(err).toBeInstanceOf(StoreError);
+        expect(String(err)).toMatch(/wrong master key: .*different master key/);
+        expect(String(err)).not.toMatch(/topsecretvalue|tamper/);
+        const again = await h.reopen();
+        expect((await again.revealCredential('aws:key/alice'))?.secret).toEqual({ secretAccessKey: 'topsecretvalue' });
+        expect(await again.verifyAudit()).toEqual({ ok: true, entries: 2 });
+        expect(again.masterKey.keyCheck()).toBe(h.key.keyCheck());
+      });
+
+      test('a state made before key checks: a key that cannot open its credentials is refused; the right one records its check', async () => {
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+        await h.exec("DELETE FROM meta WHERE key = 'key_check'");
+        await expect(h.reopen(otherKey())).rejects.toThrow(/wrong master key/);
+        expect(await h.query("SELECT key FROM meta WHERE key = 'key_check'")).toEqual([]);
+        expect((await (await h.reopen()).revealCredential('aws:key/alice'))?.secret).toEqual({ secretAccessKey: 's1' });
+        expect(await h.query("SELECT key FROM meta WHERE key = 'key_check'")).toEqual([{ key: 'key_check' }]);
+      });
+    });
+
+    if (opts.replicas) {
+      describe('replicas sharing the state', () => {
+        test('two replicas rotating one address at once leave exactly one current credential', async () => {
+          const other = await h.reopen();
+          await store.saveCredential(row('AKIA0'), { v: '0' });
+          await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? store : other).saveCredential(row(`AKIA${i + 1}`), { v: String(i + 1) }, LATER)));
+          const rows = await store.credentials();
+          expect(rows).toHaveLength(11);
+          expect(rows.filter((r) => r.state === 'current')).toHaveLength(1);
+          const current = rows.find((r) => r.state === 'current')!;
+          expect((await other.revealCredential('aws:key/alice'))?.secret.v).toBe(current.credentialId.slice(4));
+        });
+
+        test('two replicas recovering at once each get a disjoint share of the pending entries', async () => {
+          const other = await h.reopen();
+          const ids: number[] = [];
+          for (let i = 0; i < 200; i++) ids.push(await store.journalBegin('run', change(`aws:user/u${i}`), AT));
+          const [a, b] = await Promise.all([store.recoverJournal(), other.recoverJournal()]);
+          expect([...a, ...b].map((e) => e.id).sort((x, y) => x - y)).toEqual(ids);
+          expect((await store.journal(1000)).every((e) => e.outcome === 'interrupted')).toBe(true);
+        });
+
+        test('two replicas appending 50 entries each at once keep one chain, and verifying meanwhile never cries wolf', async () => {
+          const other = await h.reopen();
+          let appending = true;
+          const verdicts: unknown[] = [];
+          const verifier = (async () => {
+            while (appending) {
+              const v = await other.verifyAudit();
+              if (!v.ok) verdicts.push(v);
+            }
+          })();
+          await Promise.all([
+            ...Array.from({ length: 50 }, (_, i) => store.audit(entry(i, 'replica-a'), AT)),
+            ...Array.from({ length: 50 }, (_, i) => other.audit(entry(i, 'replica-b'), AT)),
+          ]);
+          appending = false;
+          await verifier;
+          expect(verdicts).toEqual([]);
+          expect(await store.verifyAudit()).toEqual({ ok: true, entries: 100 });
+          const entries = await other.auditEntries();
+          expect(entries.map((e) => e.seq)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+          expect(entries.filter((e) => e.actor === 'replica-a')).toHaveLength(50);
+          const [head] = await h.query<{ seq: string | number }>('SELECT seq FROM audit_head');
+          expect(Number(head!.seq)).toBe(100);
+        });
+      });
+    }
+  });
+}
