@@ -36,6 +36,8 @@ export const DEFAULT_RETRY: RetryOptions = { maxAttempts: 6, baseMs: 100, maxMs:
 // 53300: PostgreSQL's too_many_connections (for the server, or for the role).
 const THROTTLE_CODE = /^(Throttl\w*|RequestLimitExceeded|TooManyRequests\w*|SlowDown|RequestThrottled\w*|53300)$/;
 const NETWORK_CODE = /^(ECONNRESET|ECONNREFUSED|ECONNABORTED|ETIMEDOUT|EPIPE|EAI_AGAIN|UND_ERR_\w+)$/;
+/** For errors without an errno code: pg reports a connection the server dropped only in words. */
+const NETWORK_MESSAGE = /ECONNRESET|ECONNREFUSED|ETIMEDOUT|Connection terminated/i;
 
 /** Throttling: the request was refused before it did anything, so even a non-idempotent one may be repeated. */
 export function isThrottle(e: unknown): boolean {
@@ -43,10 +45,20 @@ export function isThrottle(e: unknown): boolean {
   return typeof code === 'string' && THROTTLE_CODE.test(code.replace(/Exception$/, ''));
 }
 
+/**
+ * A connection refused, reset or dropped: by its errno code, or, for an error without a code, by
+ * its message. Drivers classify their client's raw errors with it, so every backend retries the
+ * same network faults.
+ */
+export function isNetworkFault(e: unknown): boolean {
+  const err = e as { code?: unknown; message?: unknown } | null | undefined;
+  if (err?.code !== undefined) return typeof err.code === 'string' && NETWORK_CODE.test(err.code);
+  return typeof err?.message === 'string' && NETWORK_MESSAGE.test(err.message);
+}
+
 export function isTransient(e: unknown): boolean {
   if (e instanceof BackendError) return e.retryable;
-  const code = (e as { code?: unknown })?.code;
-  return typeof code === 'string' && NETWORK_CODE.test(code);
+  return isNetworkFault(e);
 }
 
 /**
