@@ -1,0 +1,114 @@
+// Ownership at execution: a role is datagrant's only while its `COMMENT ON ROLE` carries this
+// installation's marker (catalog.ts parses it). Every change reads the roles it touches, and
+// refuses one that is not marked, before it sends anything that would change it.
+import { BackendError } from '../../core/errors.js';
+import { MARKER, otherInstallation, parseComment, type RoleComment } from './catalog.js';
+import type { Query } from './connection.js';
+import { ident, literal } from './sql.js';
+
+/** Role attributes datagrant never sets: the catalog column, the option, and the option that resets it. */
+export const ROLE_FLAGS: [column: string, flag: string, reset: string][] = [
+  ['rolsuper', 'SUPERUSER', 'NOSUPERUSER'],
+  ['rolcreatedb', 'CREATEDB', 'NOCREATEDB'],
+  ['rolcreaterole', 'CREATEROLE', 'NOCREATEROLE'],
+  ['rolreplication', 'REPLICATION', 'NOREPLICATION'],
+  ['rolbypassrls', 'BYPASSRLS', 'NOBYPASSRLS'],
+];
+
+/** The flags a pg_roles row (with the ROLE_FLAGS columns and rolinherit) has set. */
+export function flagsOf(row: Record<string, unknown>): string[] {
+  const flags = ROLE_FLAGS.filter(([c]) => row[c] === true).map(([, f]) => f);
+  if (row.rolinherit === false) flags.push('NOINHERIT');
+  return flags;
+}
+
+/** A role as it is now. */
+export interface LiveRole {
+  oid: string;
+  /** The marker, when the role is this installation's; undefined: not ours. */
+  comment: RoleComment | undefined;
+  login: boolean;
+  flags: string[];
+}
+
+export interface OwnershipOptions {
+  /** The backend's name, for errors. */
+  name: string;
+  scope?: string;
+  installation?: string;
+}
+
+export class Ownership {
+  readonly #opts: OwnershipOptions;
+
+  constructor(opts: OwnershipOptions) {
+    this.#opts = opts;
+  }
+
+  /** The marker this driver writes. */
+  marker(): RoleComment {
+    return {
+      datagrant: MARKER,
+      ...(this.#opts.scope ? { scope: this.#opts.scope } : {}),
+      ...(this.#opts.installation ? { installation: this.#opts.installation } : {}),
+    };
+  }
+
+  get installation(): string | undefined {
+    return this.#opts.installation;
+  }
+
+  /** Whether a comment carries this installation's marker. */
+  parse(comment: string | null): RoleComment | undefined {
+    return parseComment(comment, this.#opts.scope, this.#opts.installation);
+  }
+
+  /** The other installation a role of this scope belongs to, if it belongs to another one. */
+  otherInstallation(comment: string | null): string | undefined {
+    return otherInstallation(comment, this.#opts.scope, this.#opts.installation);
+  }
+
+  async liveRoles(q: Query, roles: string[]): Promise<Map<string, LiveRole>> {
+    const r = await q(
+      `SELECT rolname, oid::int8::text AS oid, rolcanlogin, ${ROLE_FLAGS.map(([c]) => c).join(', ')}, rolinherit,
+              shobj_description(oid, 'pg_authid') AS comment
+         FROM pg_roles WHERE rolname = ANY($1::text[])`,
+      [roles],
+    );
+    const out = new Map<string, LiveRole>();
+    for (const row of r.rows as Record<string, unknown>[]) {
+      out.set(String(row.rolname), {
+        oid: String(row.oid),
+        comment: this.parse(row.comment as string | null),
+        login: row.rolcanlogin === true,
+        flags: flagsOf(row),
+      });
+    }
+    return out;
+  }
+
+  async liveRole(q: Query, role: string): Promise<LiveRole | undefined> {
+    return (await this.liveRoles(q, [role])).get(role);
+  }
+
+  notOurs(role: string, address: string): BackendError {
+    const { name } = this.#opts;
+    return new BackendError(
+      `${name}: role ${role} exists but is not managed by datagrant (its COMMENT carries no datagrant marker); datagrant does not adopt or change it — rename the principal or group, or drop the role by hand`,
+      name,
+      'not-owned',
+      false,
+      address,
+    );
+  }
+
+  missing(what: 'role' | 'database', object: string, address: string): BackendError {
+    const { name } = this.#opts;
+    return new BackendError(`${name}: ${what} ${object} does not exist`, name, `missing-${what}`, false, address);
+  }
+}
+
+export const commentSql = (role: string, c: RoleComment) => `COMMENT ON ROLE ${ident(role)} IS ${literal(JSON.stringify(c))}`;
+
+/** Ends the role's open sessions, which keep their privileges after NOLOGIN or a REVOKE. */
+export const terminateSql = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()`;

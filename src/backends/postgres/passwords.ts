@@ -1,0 +1,61 @@
+// password/<role>: a login role's password, the credential datagrant issues. 32 random bytes
+// generated here, sent only as a SCRAM-SHA-256 verifier; the role's comment names its credential
+// id, so that a password datagrant did not set is noticed and one it superseded is left alone.
+import { randomUUID } from 'node:crypto';
+import { BackendError } from '../../core/errors.js';
+import { textOf } from '../../core/canonical.js';
+import type { ExecuteResult } from '../backend.js';
+import { atomic } from './connection.js';
+import type { Handler, PgContext } from './context.js';
+import { commentSql } from './ownership.js';
+import { generatePassword, ident, literal, scramVerifier, verifierFingerprint } from './sql.js';
+
+export const executePassword: Handler<'password'> = (ctx, change) =>
+  change.action === 'delete'
+    ? clearPassword(ctx, change.before!.name, textOf(change.before!.meta?.credentialId))
+    : setPassword(ctx, change.after!.name, change.address);
+
+async function setPassword(ctx: PgContext, role: string, address: string): Promise<ExecuteResult> {
+  const { name, conn, owner } = ctx;
+  const password = generatePassword();
+  const verifier = await scramVerifier(password);
+  const credentialId = randomUUID();
+  const createdAt = new Date().toISOString();
+  const database = await conn.admin(async (q) => {
+    const live = await owner.liveRole(q, role);
+    if (!live) throw owner.missing('role', role, address);
+    if (!live.comment) throw owner.notOurs(role, address);
+    if (!live.login) throw new BackendError(`${name}: role ${role} cannot log in; a password would be useless`, name, 'not-login', false, address);
+    // The verifier and the comment naming its credential id change together or not at all.
+    await atomic(q, [
+      `ALTER ROLE ${ident(role)} PASSWORD ${literal(verifier)}`,
+      commentSql(role, { ...live.comment, ...owner.marker(), credential: credentialId, createdAt, verifier: verifierFingerprint(verifier) }),
+    ]);
+    // The database to connect to: the first one the role (or one of its groups) may connect to.
+    const db = await q(
+      `SELECT d.datname FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a
+        WHERE a.privilege_type = 'CONNECT'
+          AND (a.grantee = $1::oid OR a.grantee IN (SELECT roleid FROM pg_auth_members WHERE member = $1::oid))
+        ORDER BY 1 LIMIT 1`,
+      [live.oid],
+    );
+    return (db.rows[0] as { datname: string } | undefined)?.datname ?? conn.adminDatabase;
+  }, false);
+  return {
+    secret: { username: role, password, host: conn.server.hostname, port: conn.server.port || '5432', database },
+    credential: { credentialId, createdAt },
+    meta: { credentialId, createdAt },
+  };
+}
+
+/** Clears the password `credentialId` names, and only that one: a newer password is left alone. */
+async function clearPassword(ctx: PgContext, role: string, credentialId: string): Promise<ExecuteResult> {
+  const { conn, owner } = ctx;
+  await conn.admin(async (q) => {
+    const live = await owner.liveRole(q, role);
+    if (!live || !live.comment) return; // gone, or not ours to touch
+    if (credentialId && live.comment.credential !== undefined && live.comment.credential !== credentialId) return;
+    await atomic(q, [`ALTER ROLE ${ident(role)} PASSWORD NULL`, commentSql(role, owner.marker())]);
+  }, false);
+  return {};
+}
