@@ -126,9 +126,14 @@ export class Connections {
 
 /**
  * Statements sent as one simple-protocol message, which PostgreSQL runs as one implicit
- * transaction: all or nothing, in one round trip.
+ * transaction (unless a transaction is open already): all or nothing, in one round trip. Only
+ * literals, no bind values: each goes through `literal` or `ident`.
  */
-export const atomic = (q: Query, statements: string[]) => q(statements.join(';\n'));
+export async function atomic(q: Query, statements: string[]): Promise<pg.QueryResult[]> {
+  const r = (await q(statements.join(';\n'))) as pg.QueryResult | pg.QueryResult[];
+  // pg answers a message of several statements with one result each, and of one with that one.
+  return Array.isArray(r) ? r : [r];
+}
 
 /** Serialises catalog updates on one shared row (a database's or a schema's ACL) across sessions. */
 export const lockSql = (what: string) => `SELECT pg_advisory_xact_lock(hashtext(${literal(`datagrant:${what}`)}))`;

@@ -18,12 +18,13 @@ import {
   type TablePrivilege,
 } from '../../model/postgres-levels.js';
 import { defaultOwners, isDatagrantRole, type RelationRow } from './catalog.js';
-import { lock, type Query } from './connection.js';
-import { databaseExists } from './connect.js';
+import { atomic, lock } from './connection.js';
+import { roleAndDatabase } from './connect.js';
 import { confirm, type Handler, type PgContext } from './context.js';
 import { sqlState } from './errors.js';
+import { ROLES_FROM } from './ownership.js';
 import { schemaObjects } from './read.js';
-import { ident, qualified } from './sql.js';
+import { ident, literal, qualified } from './sql.js';
 import { schemaGrantShortfall, type SchemaAclFact } from './verify.js';
 
 const TABLE_PRIVILEGES: TablePrivilege[] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'];
@@ -46,12 +47,12 @@ export const executeGrant: Handler<'grant'> = async (ctx, change) => {
 async function convergeGrant(ctx: PgContext, attrs: GrantAttrs, want: boolean, address: string): Promise<void> {
   const { name, conn, owner } = ctx;
   const { role, database, schema, level } = attrs;
-  const exists = await conn.admin(async (q) => ({ db: await databaseExists(q, database), role: await owner.liveRole(q, role) }), false);
-  if (!want && (!exists.db || !exists.role)) return; // already gone
-  if (!exists.db) throw owner.missing('database', database, address);
-  if (!exists.role) throw owner.missing('role', role, address);
-  if (!exists.role.comment) throw owner.notOurs(role, address);
-  const oid = exists.role.oid;
+  const { live, exists } = await conn.admin((q) => roleAndDatabase(ctx, q, role, database), false);
+  if (!want && (!exists || !live)) return; // already gone
+  if (!exists) throw owner.missing('database', database, address);
+  if (!live) throw owner.missing('role', role, address);
+  if (!live.comment) throw owner.notOurs(role, address);
+  const oid = live.oid;
 
   try {
     await conn.on(database, async (q) => {
@@ -65,7 +66,7 @@ async function convergeGrant(ctx: PgContext, attrs: GrantAttrs, want: boolean, a
       const candidates = sortedUnique([schemaOwners[0]!.owner, ...relations.map((r) => r.owner)]);
       const managed = new Set(
         (
-          (await q(`SELECT rolname, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = ANY($1::text[])`, [candidates])).rows as {
+          (await q(`SELECT r.rolname, d.description AS comment ${ROLES_FROM} WHERE r.rolname = ANY($1::text[])`, [candidates])).rows as {
             rolname: string;
             comment: string | null;
           }[]
@@ -96,31 +97,36 @@ async function convergeGrant(ctx: PgContext, attrs: GrantAttrs, want: boolean, a
       const sch = ident(schema);
       const r = ident(role);
 
-      if (schemaPrivs.length) await q(`REVOKE ${schemaPrivs.join(', ')} ON SCHEMA ${sch} FROM ${r}`);
+      const statements: string[] = [];
+      if (schemaPrivs.length) statements.push(`REVOKE ${schemaPrivs.join(', ')} ON SCHEMA ${sch} FROM ${r}`);
       // A table-level REVOKE also revokes the same privilege granted on single columns.
-      if (tablePrivs.length) await q(`REVOKE ${tablePrivs.join(', ')} ON ALL TABLES IN SCHEMA ${sch} FROM ${r}`);
-      if (seqPrivs.length) await q(`REVOKE ${seqPrivs.join(', ')} ON ALL SEQUENCES IN SCHEMA ${sch} FROM ${r}`);
+      if (tablePrivs.length) statements.push(`REVOKE ${tablePrivs.join(', ')} ON ALL TABLES IN SCHEMA ${sch} FROM ${r}`);
+      if (seqPrivs.length) statements.push(`REVOKE ${seqPrivs.join(', ')} ON ALL SEQUENCES IN SCHEMA ${sch} FROM ${r}`);
       for (const o of sortedUnique([...owners, ...defOwners])) {
-        if (tablePrivs.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} REVOKE ${tablePrivs.join(', ')} ON TABLES FROM ${r}`);
-        if (seqPrivs.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} REVOKE ${seqPrivs.join(', ')} ON SEQUENCES FROM ${r}`);
+        if (tablePrivs.length)
+          statements.push(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} REVOKE ${tablePrivs.join(', ')} ON TABLES FROM ${r}`);
+        if (seqPrivs.length)
+          statements.push(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} REVOKE ${seqPrivs.join(', ')} ON SEQUENCES FROM ${r}`);
       }
-      if (want) await grantLevel(ctx, q, attrs, relations, owners, address);
-
-      const acl = await q(
+      if (want) statements.push(...grantLevel(ctx, attrs, relations, owners, address));
+      // What the role holds now in the schema, read back in the same message.
+      const n = literal(schema);
+      const grantee = `${literal(oid)}::oid`;
+      statements.push(
         `SELECT 'SCHEMA' AS kind, NULL::text AS relation, NULL::text AS "column", a.privilege_type AS privilege, pg_get_userbyid(a.grantor) AS grantor
            FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
-          WHERE n.nspname = $1 AND a.grantee = $2::oid
+          WHERE n.nspname = ${n} AND a.grantee = ${grantee}
          UNION ALL
          SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.relname::text, NULL, a.privilege_type, pg_get_userbyid(a.grantor)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
-          WHERE n.nspname = $1 AND c.relkind IN ('r','p','v','m','f','S') AND a.grantee = $2::oid
+          WHERE n.nspname = ${n} AND c.relkind IN ('r','p','v','m','f','S') AND a.grantee = ${grantee}
          UNION ALL
          SELECT 'COLUMN', c.relname::text, att.attname::text, a.privilege_type, pg_get_userbyid(a.grantor)
            FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
            CROSS JOIN LATERAL aclexplode(att.attacl) a
-          WHERE n.nspname = $1 AND att.attacl IS NOT NULL AND a.grantee = $2::oid`,
-        [schema, oid],
+          WHERE n.nspname = ${n} AND att.attacl IS NOT NULL AND a.grantee = ${grantee}`,
       );
+      const acl = (await atomic(q, statements)).at(-1)!;
       const found = schemaGrantShortfall({
         schema,
         levelPrivileges: { schema: schemaPrivs, tables: tablePrivs, sequences: seqPrivs },
@@ -138,16 +144,17 @@ async function convergeGrant(ctx: PgContext, attrs: GrantAttrs, want: boolean, a
 }
 
 /** The GRANTs of one level's privileges on a schema, its tables and sequences, and its defaults. */
-async function grantLevel(ctx: PgContext, q: Query, attrs: GrantAttrs, relations: RelationRow[], owners: string[], address: string): Promise<void> {
+function grantLevel(ctx: PgContext, attrs: GrantAttrs, relations: RelationRow[], owners: string[], address: string): string[] {
   const { name } = ctx;
   const { role, database, schema, tables } = attrs;
   const p = attrs.privileges;
   const sch = ident(schema);
   const r = ident(role);
-  if (p.schema.length) await q(`GRANT ${p.schema.join(', ')} ON SCHEMA ${sch} TO ${r}`);
+  const out: string[] = [];
+  if (p.schema.length) out.push(`GRANT ${p.schema.join(', ')} ON SCHEMA ${sch} TO ${r}`);
   if (tables === '*') {
-    if (p.tables.length) await q(`GRANT ${p.tables.join(', ')} ON ALL TABLES IN SCHEMA ${sch} TO ${r}`);
-    if (p.sequences.length) await q(`GRANT ${p.sequences.join(', ')} ON ALL SEQUENCES IN SCHEMA ${sch} TO ${r}`);
+    if (p.tables.length) out.push(`GRANT ${p.tables.join(', ')} ON ALL TABLES IN SCHEMA ${sch} TO ${r}`);
+    if (p.sequences.length) out.push(`GRANT ${p.sequences.join(', ')} ON ALL SEQUENCES IN SCHEMA ${sch} TO ${r}`);
   } else {
     const missing = tables.filter((t) => !relations.some((rel) => rel.kind === 'table' && rel.name === t));
     if (missing.length) {
@@ -159,10 +166,10 @@ async function grantLevel(ctx: PgContext, q: Query, attrs: GrantAttrs, relations
         address,
       );
     }
-    if (p.tables.length) await q(`GRANT ${p.tables.join(', ')} ON TABLE ${tables.map((t) => qualified(schema, t)).join(', ')} TO ${r}`);
+    if (p.tables.length) out.push(`GRANT ${p.tables.join(', ')} ON TABLE ${tables.map((t) => qualified(schema, t)).join(', ')} TO ${r}`);
     const seqs = relations.filter((rel) => rel.kind === 'sequence' && rel.ownedBy !== null && tables.includes(rel.ownedBy)).map((rel) => rel.name);
     if (p.sequences.length && seqs.length)
-      await q(
+      out.push(
         `GRANT ${p.sequences.join(', ')} ON SEQUENCE ${seqs
           .sort()
           .map((sq) => qualified(schema, sq))
@@ -170,8 +177,10 @@ async function grantLevel(ctx: PgContext, q: Query, attrs: GrantAttrs, relations
       );
   }
   for (const o of owners) {
-    if (p.defaultTables.length) await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultTables.join(', ')} ON TABLES TO ${r}`);
+    if (p.defaultTables.length)
+      out.push(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultTables.join(', ')} ON TABLES TO ${r}`);
     if (p.defaultSequences.length)
-      await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultSequences.join(', ')} ON SEQUENCES TO ${r}`);
+      out.push(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} GRANT ${p.defaultSequences.join(', ')} ON SEQUENCES TO ${r}`);
   }
+  return out;
 }

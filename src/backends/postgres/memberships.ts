@@ -1,9 +1,11 @@
 // membership/<group>/<principal>: GRANT group TO principal.
 import { BackendError } from '../../core/errors.js';
 import type { ExecuteResult } from '../backend.js';
-import type { Query } from './connection.js';
+import type pg from 'pg';
+import { atomic } from './connection.js';
 import type { Handler, PgContext } from './context.js';
-import { ident } from './sql.js';
+import { sqlState } from './errors.js';
+import { ident, literal } from './sql.js';
 
 export const executeMembership: Handler<'membership'> = async (ctx, change) => {
   const { group, member } = (change.after ?? change.before)!.attrs;
@@ -12,6 +14,7 @@ export const executeMembership: Handler<'membership'> = async (ctx, change) => {
   return grantMembership(ctx, group, member, change.address);
 };
 
+/** Checks that both roles are datagrant's, then grants and reads the grant back in one message. */
 async function grantMembership(ctx: PgContext, group: string, member: string, address: string): Promise<ExecuteResult> {
   const { name, conn, owner } = ctx;
   await conn.admin(async (q) => {
@@ -22,8 +25,9 @@ async function grantMembership(ctx: PgContext, group: string, member: string, ad
       throw new BackendError(`${name}: cannot add ${member} to ${group}: role ${!g ? group : member} does not exist`, name, 'missing-role', false, address);
     if (!g.comment) throw owner.notOurs(group, address);
     if (!m.comment) throw owner.notOurs(member, address);
-    await q(`GRANT ${ident(group)} TO ${ident(member)}`);
-    if ((await grantorsOf(q, g.oid, m.oid)).length === 0) {
+    const [, grantors] = await atomic(q, [`GRANT ${ident(group)} TO ${ident(member)}`, grantorsSql(literal(g.oid), literal(m.oid))]);
+    // Without the right to, PostgreSQL only warns: a GRANT that did nothing is found here.
+    if (grantorsOf(grantors!).length === 0) {
       throw new BackendError(
         `${name}: ${address}: GRANT ${ident(group)} TO ${ident(member)} did not take effect; the connecting role needs CREATEROLE or ADMIN OPTION on ${group}`,
         name,
@@ -32,20 +36,24 @@ async function grantMembership(ctx: PgContext, group: string, member: string, ad
         address,
       );
     }
-  });
+  }, false);
   return {};
 }
 
+/** Revokes and reads back in one message; a role already gone (42704) means the membership is too. */
 async function revokeMembership(ctx: PgContext, group: string, member: string, address: string): Promise<ExecuteResult> {
-  const { name, conn, owner } = ctx;
+  const { name, conn } = ctx;
   await conn.admin(async (q) => {
-    const live = await owner.liveRoles(q, [group, member]);
-    const g = live.get(group);
-    const m = live.get(member);
-    if (!g || !m) return; // already gone
-    await q(`REVOKE ${ident(group)} FROM ${ident(member)}`);
+    const oidOf = (role: string) => `(SELECT oid FROM pg_roles WHERE rolname = ${literal(role)})`;
+    let left: string[];
+    try {
+      const [, grantors] = await atomic(q, [`REVOKE ${ident(group)} FROM ${ident(member)}`, grantorsSql(oidOf(group), oidOf(member))]);
+      left = grantorsOf(grantors!);
+    } catch (e) {
+      if (sqlState(e) === '42704') return;
+      throw e;
+    }
     // From PostgreSQL 16 on, a REVOKE removes only the membership its own role granted.
-    const left = await grantorsOf(q, g.oid, m.oid);
     if (left.length) {
       throw new BackendError(
         `${name}: ${address}: ${member} is still a member of ${group}, granted by ${left.join(', ')}: a REVOKE removes only what the connecting role granted. As ${left.join(' or ')} or a superuser, run: REVOKE ${ident(group)} FROM ${ident(member)}; then apply again.`,
@@ -55,11 +63,12 @@ async function revokeMembership(ctx: PgContext, group: string, member: string, a
         address,
       );
     }
-  });
+  }, false);
   return {};
 }
 
-async function grantorsOf(q: Query, groupOid: string, memberOid: string): Promise<string[]> {
-  const r = await q('SELECT pg_get_userbyid(grantor) AS grantor FROM pg_auth_members WHERE roleid = $1::oid AND member = $2::oid', [groupOid, memberOid]);
-  return [...new Set((r.rows as { grantor: string }[]).map((x) => x.grantor))].sort();
-}
+/** Who granted `member` its membership in `group` (both as SQL yielding an oid). */
+const grantorsSql = (group: string, member: string) =>
+  `SELECT pg_get_userbyid(grantor) AS grantor FROM pg_auth_members WHERE roleid = ${group}::oid AND member = ${member}::oid`;
+
+const grantorsOf = (r: pg.QueryResult) => [...new Set((r.rows as { grantor: string }[]).map((x) => x.grantor))].sort();

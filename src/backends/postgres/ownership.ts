@@ -15,6 +15,13 @@ export const ROLE_FLAGS: [column: string, flag: string, reset: string][] = [
   ['rolbypassrls', 'BYPASSRLS', 'NOBYPASSRLS'],
 ];
 
+/**
+ * What a change needs to know of a role: its oid, login, flags and comment (joined rather than
+ * read through shobj_description(), which the server plans anew on every call).
+ */
+export const ROLE_COLUMNS = `r.rolname, r.oid::int8::text AS oid, r.rolcanlogin, ${ROLE_FLAGS.map(([c]) => `r.${c}`).join(', ')}, r.rolinherit, d.description AS comment`;
+export const ROLES_FROM = `FROM pg_roles r LEFT JOIN pg_shdescription d ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass`;
+
 /** The flags a pg_roles row (with the ROLE_FLAGS columns and rolinherit) has set. */
 export function flagsOf(row: Record<string, unknown>): string[] {
   const flags = ROLE_FLAGS.filter(([c]) => row[c] === true).map(([, f]) => f);
@@ -68,23 +75,19 @@ export class Ownership {
     return otherInstallation(comment, this.#opts.scope, this.#opts.installation);
   }
 
+  /** A role as it is now, from a row of a query that selects `ROLE_COLUMNS`. */
+  live(row: Record<string, unknown>): LiveRole {
+    return {
+      oid: String(row.oid),
+      comment: this.parse(row.comment as string | null),
+      login: row.rolcanlogin === true,
+      flags: flagsOf(row),
+    };
+  }
+
   async liveRoles(q: Query, roles: string[]): Promise<Map<string, LiveRole>> {
-    const r = await q(
-      `SELECT rolname, oid::int8::text AS oid, rolcanlogin, ${ROLE_FLAGS.map(([c]) => c).join(', ')}, rolinherit,
-              shobj_description(oid, 'pg_authid') AS comment
-         FROM pg_roles WHERE rolname = ANY($1::text[])`,
-      [roles],
-    );
-    const out = new Map<string, LiveRole>();
-    for (const row of r.rows as Record<string, unknown>[]) {
-      out.set(String(row.rolname), {
-        oid: String(row.oid),
-        comment: this.parse(row.comment as string | null),
-        login: row.rolcanlogin === true,
-        flags: flagsOf(row),
-      });
-    }
-    return out;
+    const r = await q(`SELECT ${ROLE_COLUMNS} ${ROLES_FROM} WHERE r.rolname = ANY($1::text[])`, [roles]);
+    return new Map((r.rows as Record<string, unknown>[]).map((row) => [String(row.rolname), this.live(row)]));
   }
 
   async liveRole(q: Query, role: string): Promise<LiveRole | undefined> {

@@ -7,13 +7,24 @@ import { textOf } from '../../core/canonical.js';
 import type { ExecuteResult } from '../backend.js';
 import { atomic } from './connection.js';
 import type { Handler, PgContext } from './context.js';
-import { commentSql } from './ownership.js';
+import { ROLE_COLUMNS, ROLES_FROM, commentSql } from './ownership.js';
 import { generatePassword, ident, literal, scramVerifier, verifierFingerprint } from './sql.js';
 
 export const executePassword: Handler<'password'> = (ctx, change) =>
   change.action === 'delete'
     ? clearPassword(ctx, change.before!.name, textOf(change.before!.meta?.credentialId))
     : setPassword(ctx, change.after!.name, change.address);
+
+/**
+ * The role with its marker, and the database its credential names: the first one the role (or one
+ * of its groups) may connect to.
+ */
+const roleSql = `SELECT ${ROLE_COLUMNS},
+       (SELECT db.datname FROM pg_database db CROSS JOIN LATERAL aclexplode(db.datacl) a
+         WHERE a.privilege_type = 'CONNECT'
+           AND (a.grantee = r.oid OR a.grantee IN (SELECT roleid FROM pg_auth_members WHERE member = r.oid))
+         ORDER BY 1 LIMIT 1) AS database
+  ${ROLES_FROM} WHERE r.rolname = $1`;
 
 async function setPassword(ctx: PgContext, role: string, address: string): Promise<ExecuteResult> {
   const { name, conn, owner } = ctx;
@@ -22,7 +33,8 @@ async function setPassword(ctx: PgContext, role: string, address: string): Promi
   const credentialId = randomUUID();
   const createdAt = new Date().toISOString();
   const database = await conn.admin(async (q) => {
-    const live = await owner.liveRole(q, role);
+    const row = (await q(roleSql, [role])).rows[0] as Record<string, unknown> | undefined;
+    const live = row && owner.live(row);
     if (!live) throw owner.missing('role', role, address);
     if (!live.comment) throw owner.notOurs(role, address);
     if (!live.login) throw new BackendError(`${name}: role ${role} cannot log in; a password would be useless`, name, 'not-login', false, address);
@@ -31,15 +43,7 @@ async function setPassword(ctx: PgContext, role: string, address: string): Promi
       `ALTER ROLE ${ident(role)} PASSWORD ${literal(verifier)}`,
       commentSql(role, { ...live.comment, ...owner.marker(), credential: credentialId, createdAt, verifier: verifierFingerprint(verifier) }),
     ]);
-    // The database to connect to: the first one the role (or one of its groups) may connect to.
-    const db = await q(
-      `SELECT d.datname FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a
-        WHERE a.privilege_type = 'CONNECT'
-          AND (a.grantee = $1::oid OR a.grantee IN (SELECT roleid FROM pg_auth_members WHERE member = $1::oid))
-        ORDER BY 1 LIMIT 1`,
-      [live.oid],
-    );
-    return (db.rows[0] as { datname: string } | undefined)?.datname ?? conn.adminDatabase;
+    return (row.database as string | null) ?? conn.adminDatabase;
   }, false);
   return {
     secret: { username: role, password, host: conn.server.hostname, port: conn.server.port || '5432', database },

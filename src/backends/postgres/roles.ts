@@ -9,27 +9,45 @@ import { ROLE_FLAGS, commentSql, terminateSql } from './ownership.js';
 import { ident, literal } from './sql.js';
 
 export const executeRole: Handler<'role'> = (ctx, change) =>
-  change.action === 'delete' ? dropRole(ctx, change.before!.name, change.address) : ensureRole(ctx, change.after!.name, change.after!.attrs, change.address);
+  change.action === 'delete'
+    ? dropRole(ctx, change.before!.name, change.address)
+    : ensureRole(ctx, change.after!.name, change.after!.attrs, change.address, change.action === 'create');
 
 const validUntilSql = (v: string | null) => `VALID UNTIL ${literal(v ?? 'infinity')}`;
 
-async function ensureRole(ctx: PgContext, role: string, attrs: RoleAttrs, address: string): Promise<ExecuteResult> {
+/**
+ * Creates the role, or brings an owned one to `attrs`. A role the plan creates is most likely
+ * absent: CREATE ROLE and its marker go in one message, and only when the role exists after all
+ * (42710; CREATE touched nothing) is it read, and refused unless it is ours.
+ */
+async function ensureRole(ctx: PgContext, role: string, attrs: RoleAttrs, address: string, absent: boolean): Promise<ExecuteResult> {
   const { conn, owner } = ctx;
+  const options = `${attrs.login ? 'LOGIN' : 'NOLOGIN'} ${validUntilSql(attrs.validUntil)}`;
+  const create = (q: Query) => atomic(q, [`CREATE ROLE ${ident(role)} WITH ${options}`, commentSql(role, owner.marker())]);
   await conn.admin(async (q) => {
+    if (absent) {
+      try {
+        await create(q);
+        return;
+      } catch (e) {
+        if (sqlState(e) !== '42710') throw e;
+      }
+    }
     const live = await owner.liveRole(q, role);
-    const options = `${attrs.login ? 'LOGIN' : 'NOLOGIN'} ${validUntilSql(attrs.validUntil)}`;
     if (!live) {
       // Had someone made it meanwhile, CREATE fails and the retry finds it (and refuses it if unmarked).
-      await atomic(q, [`CREATE ROLE ${ident(role)} WITH ${options}`, commentSql(role, owner.marker())]);
+      await create(q);
       return;
     }
     if (!live.comment) throw owner.notOurs(role, address);
     // Reset only flags that are set: PostgreSQL refuses SUPERUSER-related options from non-superusers.
     const resets = ROLE_FLAGS.filter(([, f]) => live.flags.includes(f)).map(([, , reset]) => reset);
     if (live.flags.includes('NOINHERIT')) resets.push('INHERIT');
-    await q(`ALTER ROLE ${ident(role)} WITH ${options}${resets.length ? ` ${resets.join(' ')}` : ''}`);
-    // A role made before installations had ids takes this one's on its first change.
-    if (owner.installation && live.comment.installation === undefined) await q(commentSql(role, { ...live.comment, ...owner.marker() }));
+    await atomic(q, [
+      `ALTER ROLE ${ident(role)} WITH ${options}${resets.length ? ` ${resets.join(' ')}` : ''}`,
+      // A role made before installations had ids takes this one's on its first change.
+      ...(owner.installation && live.comment.installation === undefined ? [commentSql(role, { ...live.comment, ...owner.marker() })] : []),
+    ]);
     // Open sessions keep working after NOLOGIN: a login taken away ends them too.
     if (live.login && !attrs.login) await q(terminateSql, [live.oid]);
   }, false);
