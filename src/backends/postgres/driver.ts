@@ -61,20 +61,21 @@ export class PostgresBackend implements Backend {
 
   constructor(opts: PostgresBackendOptions) {
     this.name = opts.name;
-    this.#ctx = {
+    const conn = new Connections({
       name: opts.name,
-      conn: new Connections({
-        name: opts.name,
-        url: opts.url,
-        deadlines: opts.deadlines ?? DEFAULT_DEADLINES,
-        ...(opts.poolSize !== undefined ? { poolSize: opts.poolSize } : {}),
-      }),
-      owner: new Ownership({
+      url: opts.url,
+      deadlines: opts.deadlines ?? DEFAULT_DEADLINES,
+      ...(opts.poolSize !== undefined ? { poolSize: opts.poolSize } : {}),
+    });
+    const owner = new Ownership(
+      {
         name: opts.name,
         ...(opts.scope !== undefined ? { scope: opts.scope } : {}),
         ...(opts.installation !== undefined ? { installation: opts.installation } : {}),
-      }),
-    };
+      },
+      conn,
+    );
+    this.#ctx = { name: opts.name, conn, owner };
   }
 
   async read(opts: ReadOptions): Promise<ActualState> {

@@ -17,26 +17,24 @@ export const executeMembership: Handler<'membership'> = async (ctx, change) => {
 /** Checks that both roles are datagrant's, then grants and reads the grant back in one message. */
 async function grantMembership(ctx: PgContext, group: string, member: string, address: string): Promise<ExecuteResult> {
   const { name, conn, owner } = ctx;
-  await conn.admin(async (q) => {
-    const live = await owner.liveRoles(q, [group, member]);
-    const g = live.get(group);
-    const m = live.get(member);
-    if (!g || !m)
-      throw new BackendError(`${name}: cannot add ${member} to ${group}: role ${!g ? group : member} does not exist`, name, 'missing-role', false, address);
-    if (!g.comment) throw owner.notOurs(group, address);
-    if (!m.comment) throw owner.notOurs(member, address);
-    const [, grantors] = await atomic(q, [`GRANT ${ident(group)} TO ${ident(member)}`, grantorsSql(literal(g.oid), literal(m.oid))]);
-    // Without the right to, PostgreSQL only warns: a GRANT that did nothing is found here.
-    if (grantorsOf(grantors!).length === 0) {
-      throw new BackendError(
-        `${name}: ${address}: GRANT ${ident(group)} TO ${ident(member)} did not take effect; the connecting role needs CREATEROLE or ADMIN OPTION on ${group}`,
-        name,
-        'not-granted',
-        false,
-        address,
-      );
-    }
-  }, false);
+  const live = await owner.roles([group, member]);
+  const g = live.get(group);
+  const m = live.get(member);
+  if (!g || !m)
+    throw new BackendError(`${name}: cannot add ${member} to ${group}: role ${!g ? group : member} does not exist`, name, 'missing-role', false, address);
+  if (!g.comment) throw owner.notOurs(group, address);
+  if (!m.comment) throw owner.notOurs(member, address);
+  const [, grantors] = await conn.admin((q) => atomic(q, [`GRANT ${ident(group)} TO ${ident(member)}`, grantorsSql(literal(g.oid), literal(m.oid))]), false);
+  // Without the right to, PostgreSQL only warns: a GRANT that did nothing is found here.
+  if (grantorsOf(grantors!).length === 0) {
+    throw new BackendError(
+      `${name}: ${address}: GRANT ${ident(group)} TO ${ident(member)} did not take effect; the connecting role needs CREATEROLE or ADMIN OPTION on ${group}`,
+      name,
+      'not-granted',
+      false,
+      address,
+    );
+  }
   return {};
 }
 

@@ -3,7 +3,7 @@
 // refuses one that is not marked, before it sends anything that would change it.
 import { BackendError } from '../../core/errors.js';
 import { MARKER, otherInstallation, parseComment, type RoleComment } from './catalog.js';
-import type { Query } from './connection.js';
+import type { Connections, Query } from './connection.js';
 import { ident, literal } from './sql.js';
 
 /** Role attributes datagrant never sets: the catalog column, the option, and the option that resets it. */
@@ -45,11 +45,18 @@ export interface OwnershipOptions {
   installation?: string;
 }
 
+type Waiter = { resolve: (roles: Map<string, LiveRole>) => void; reject: (e: unknown) => void };
+
 export class Ownership {
   readonly #opts: OwnershipOptions;
+  readonly #conn: Pick<Connections, 'admin'>;
+  /** Roles asked for since the read in flight was sent, and who asked. */
+  #next: { roles: Set<string>; waiters: Waiter[] } | undefined;
+  #reading = false;
 
-  constructor(opts: OwnershipOptions) {
+  constructor(opts: OwnershipOptions, conn: Pick<Connections, 'admin'>) {
     this.#opts = opts;
+    this.#conn = conn;
   }
 
   /** The marker this driver writes. */
@@ -92,6 +99,39 @@ export class Ownership {
 
   async liveRole(q: Query, role: string): Promise<LiveRole | undefined> {
     return (await this.liveRoles(q, [role])).get(role);
+  }
+
+  /**
+   * The roles as they are now, for a change that holds no connection yet: as `liveRoles`, read
+   * by a query sent after the call (never an earlier answer), but shared. Calls made while a read
+   * is on its way are answered together by the next one, so that changes running at once cost
+   * one query between them, not one each.
+   */
+  roles(roles: string[]): Promise<Map<string, LiveRole>> {
+    return new Promise((resolve, reject) => {
+      this.#next ??= { roles: new Set(), waiters: [] };
+      for (const r of roles) this.#next.roles.add(r);
+      this.#next.waiters.push({ resolve, reject });
+      if (!this.#reading) void this.#read();
+    });
+  }
+
+  async #read(): Promise<void> {
+    this.#reading = true;
+    try {
+      while (this.#next) {
+        const batch = this.#next;
+        this.#next = undefined;
+        try {
+          const live = await this.#conn.admin((q) => this.liveRoles(q, [...batch.roles]), false);
+          for (const w of batch.waiters) w.resolve(live);
+        } catch (e) {
+          for (const w of batch.waiters) w.reject(e);
+        }
+      }
+    } finally {
+      this.#reading = false;
+    }
   }
 
   notOurs(role: string, address: string): BackendError {

@@ -7,7 +7,7 @@ import { textOf } from '../../core/canonical.js';
 import type { ExecuteResult } from '../backend.js';
 import { atomic } from './connection.js';
 import type { Handler, PgContext } from './context.js';
-import { ROLE_COLUMNS, ROLES_FROM, commentSql } from './ownership.js';
+import { commentSql } from './ownership.js';
 import { generatePassword, ident, literal, scramVerifier, verifierFingerprint } from './sql.js';
 
 export const executePassword: Handler<'password'> = (ctx, change) =>
@@ -16,15 +16,14 @@ export const executePassword: Handler<'password'> = (ctx, change) =>
     : setPassword(ctx, change.after!.name, change.address);
 
 /**
- * The role with its marker, and the database its credential names: the first one the role (or one
- * of its groups) may connect to.
+ * The database a credential names: the first one the role (or one of its groups) may connect to.
+ * `role` is SQL yielding its oid.
  */
-const roleSql = `SELECT ${ROLE_COLUMNS},
-       (SELECT db.datname FROM pg_database db CROSS JOIN LATERAL aclexplode(db.datacl) a
-         WHERE a.privilege_type = 'CONNECT'
-           AND (a.grantee = r.oid OR a.grantee IN (SELECT roleid FROM pg_auth_members WHERE member = r.oid))
-         ORDER BY 1 LIMIT 1) AS database
-  ${ROLES_FROM} WHERE r.rolname = $1`;
+const databaseSql = (role: string) =>
+  `SELECT d.datname FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a
+    WHERE a.privilege_type = 'CONNECT'
+      AND (a.grantee = ${role} OR a.grantee IN (SELECT roleid FROM pg_auth_members WHERE member = ${role}))
+    ORDER BY 1 LIMIT 1`;
 
 async function setPassword(ctx: PgContext, role: string, address: string): Promise<ExecuteResult> {
   const { name, conn, owner } = ctx;
@@ -32,19 +31,21 @@ async function setPassword(ctx: PgContext, role: string, address: string): Promi
   const verifier = await scramVerifier(password);
   const credentialId = randomUUID();
   const createdAt = new Date().toISOString();
-  const database = await conn.admin(async (q) => {
-    const row = (await q(roleSql, [role])).rows[0] as Record<string, unknown> | undefined;
-    const live = row && owner.live(row);
-    if (!live) throw owner.missing('role', role, address);
-    if (!live.comment) throw owner.notOurs(role, address);
-    if (!live.login) throw new BackendError(`${name}: role ${role} cannot log in; a password would be useless`, name, 'not-login', false, address);
-    // The verifier and the comment naming its credential id change together or not at all.
-    await atomic(q, [
-      `ALTER ROLE ${ident(role)} PASSWORD ${literal(verifier)}`,
-      commentSql(role, { ...live.comment, ...owner.marker(), credential: credentialId, createdAt, verifier: verifierFingerprint(verifier) }),
-    ]);
-    return (row.database as string | null) ?? conn.adminDatabase;
-  }, false);
+  const live = (await owner.roles([role])).get(role);
+  if (!live) throw owner.missing('role', role, address);
+  if (!live.comment) throw owner.notOurs(role, address);
+  if (!live.login) throw new BackendError(`${name}: role ${role} cannot log in; a password would be useless`, name, 'not-login', false, address);
+  // The verifier and the comment naming its credential id change together or not at all.
+  const results = await conn.admin(
+    (q) =>
+      atomic(q, [
+        `ALTER ROLE ${ident(role)} PASSWORD ${literal(verifier)}`,
+        commentSql(role, { ...live.comment, ...owner.marker(), credential: credentialId, createdAt, verifier: verifierFingerprint(verifier) }),
+        databaseSql(`${literal(live.oid)}::oid`),
+      ]),
+    false,
+  );
+  const database = (results.at(-1)!.rows[0] as { datname: string } | undefined)?.datname ?? conn.adminDatabase;
   return {
     secret: { username: role, password, host: conn.server.hostname, port: conn.server.port || '5432', database },
     credential: { credentialId, createdAt },
@@ -55,11 +56,9 @@ async function setPassword(ctx: PgContext, role: string, address: string): Promi
 /** Clears the password `credentialId` names, and only that one: a newer password is left alone. */
 async function clearPassword(ctx: PgContext, role: string, credentialId: string): Promise<ExecuteResult> {
   const { conn, owner } = ctx;
-  await conn.admin(async (q) => {
-    const live = await owner.liveRole(q, role);
-    if (!live || !live.comment) return; // gone, or not ours to touch
-    if (credentialId && live.comment.credential !== undefined && live.comment.credential !== credentialId) return;
-    await atomic(q, [`ALTER ROLE ${ident(role)} PASSWORD NULL`, commentSql(role, owner.marker())]);
-  }, false);
+  const live = (await owner.roles([role])).get(role);
+  if (!live || !live.comment) return {}; // gone, or not ours to touch
+  if (credentialId && live.comment.credential !== undefined && live.comment.credential !== credentialId) return {};
+  await conn.admin((q) => atomic(q, [`ALTER ROLE ${ident(role)} PASSWORD NULL`, commentSql(role, owner.marker())]), false);
   return {};
 }
