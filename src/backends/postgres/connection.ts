@@ -7,8 +7,15 @@ import { isReadTimeout, tagDeadline, toBackendError } from './errors.js';
 import { literal } from './sql.js';
 import type { BackendError } from '../../core/errors.js';
 
+/**
+ * A statement's text, or a named statement, which the server parses and plans once per connection
+ * rather than on every call (for the reads every change makes). Named statements need the session
+ * to stay on one server connection: no transaction-mode pooler in between, as for `SET` below.
+ */
+export type Statement = string | { name: string; text: string };
+
 /** One statement on the connection a change holds; several `;`-separated ones only without values. */
-export type Query = (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+export type Query = (statement: Statement, values?: unknown[]) => Promise<pg.QueryResult>;
 
 export interface ConnectionOptions {
   /** The backend's name, for errors. */
@@ -91,9 +98,9 @@ export class Connections {
     } catch (e) {
       throw tagDeadline(e, database, 'connect');
     }
-    const q: Query = (text, values) => {
+    const q: Query = (statement, values) => {
       this.stats.requests++;
-      return client.query(text, values);
+      return typeof statement === 'string' ? client.query(statement, values) : client.query({ ...statement, values });
     };
     let broken: Error | undefined;
     try {

@@ -22,6 +22,9 @@ export const ROLE_FLAGS: [column: string, flag: string, reset: string][] = [
 export const ROLE_COLUMNS = `r.rolname, r.oid::int8::text AS oid, r.rolcanlogin, ${ROLE_FLAGS.map(([c]) => `r.${c}`).join(', ')}, r.rolinherit, d.description AS comment`;
 export const ROLES_FROM = `FROM pg_roles r LEFT JOIN pg_shdescription d ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass`;
 
+/** The roles named in $1 (an array): planned once per connection, since every change reads them. */
+const ROLES_READ = { name: 'datagrant_roles', text: `SELECT ${ROLE_COLUMNS} ${ROLES_FROM} WHERE r.rolname = ANY($1::text[])` };
+
 /** The flags a pg_roles row (with the ROLE_FLAGS columns and rolinherit) has set. */
 export function flagsOf(row: Record<string, unknown>): string[] {
   const flags = ROLE_FLAGS.filter(([c]) => row[c] === true).map(([, f]) => f);
@@ -93,7 +96,7 @@ export class Ownership {
   }
 
   async liveRoles(q: Query, roles: string[]): Promise<Map<string, LiveRole>> {
-    const r = await q(`SELECT ${ROLE_COLUMNS} ${ROLES_FROM} WHERE r.rolname = ANY($1::text[])`, [roles]);
+    const r = await q(ROLES_READ, [roles]);
     return new Map((r.rows as Record<string, unknown>[]).map((row) => [String(row.rolname), this.live(row)]));
   }
 
