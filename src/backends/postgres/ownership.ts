@@ -1,6 +1,7 @@
 // Ownership at execution: a role is datagrant's only while its `COMMENT ON ROLE` carries this
 // installation's marker (catalog.ts parses it). Every change reads the roles it touches, and
-// refuses one that is not marked, before it sends anything that would change it.
+// refuses one that is not marked, before it sends anything that would change them; only a role
+// the plan creates is sent CREATE ROLE first, which fails, touching nothing, if the role exists.
 import { BackendError } from '../../core/errors.js';
 import { MARKER, otherInstallation, parseComment, type RoleComment } from './catalog.js';
 import type { Connections, Query } from './connection.js';
