@@ -78,7 +78,7 @@ const psql = (file: string) => {
 };
 
 /** The apply's catalog writes, with its roles `${run}_u1` renamed `${run}_f_u1`, timed under `psql -1 -f`; then dropped. */
-function floor(sent: string[]): number {
+function floor(sent: string[]): { seconds: number; statements: number } {
   // The driver separates the statements of one message with ";\n"; no literal it writes holds a newline.
   const writes = sent
     .flatMap((t) => t.split(/;\n/))
@@ -94,20 +94,22 @@ function floor(sent: string[]): number {
   const seconds = (performance.now() - t) / 1000;
   writeFileSync(file, `DROP OWNED BY ${roles.join(', ')};\nDROP ROLE ${roles.join(', ')};\n`);
   psql(file);
-  return seconds;
+  return { seconds, statements: writes.length };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 console.log(`postgres: ${N} principals in ${GROUPS} groups, one schema each (${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}), ${ROUNDS} round(s)`);
 try {
-  const rounds: { apply: number; floor: number; noop: number; statements: number }[] = [];
+  const rounds: { apply: number; floor: number; noop: number }[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const { seconds: apply, sent } = await recording(() => run('apply', '--auto-approve', '--concurrency', process.env.BENCH_CONCURRENCY ?? '8'));
     const noop = await run('plan', '--detailed-exitcode');
     await run('destroy', '--auto-approve');
-    const f = floor(sent);
-    rounds.push({ apply, floor: f, noop, statements: sent.length });
-    console.log(`  round ${r + 1}: apply ${apply.toFixed(2)} s, psql floor ${f.toFixed(2)} s (${(apply / f).toFixed(2)}×), ${sent.length} round trips`);
+    const { seconds: f, statements } = floor(sent);
+    rounds.push({ apply, floor: f, noop });
+    console.log(
+      `  round ${r + 1}: apply ${apply.toFixed(2)} s (${sent.length} queries), psql floor ${f.toFixed(2)} s (${statements} statements): ${(apply / f).toFixed(2)}×`,
+    );
   }
   const apply = median(rounds.map((x) => x.apply));
   const fl = median(rounds.map((x) => x.floor));
