@@ -61,8 +61,10 @@ export function networkErrorCode(e: unknown): string | undefined {
  */
 export function isNetworkFault(e: unknown): boolean {
   if (networkErrorCode(e) !== undefined) return true;
-  const message = (e as { message?: unknown } | null | undefined)?.message;
-  return typeof message === 'string' && NETWORK_MESSAGE.test(message);
+  const err = e as { code?: unknown; message?: unknown } | null | undefined;
+  // A code of another kind (an SQLSTATE, a service's error code) is the server's answer.
+  if (err?.code !== undefined) return false;
+  return typeof err?.message === 'string' && NETWORK_MESSAGE.test(err.message);
 }
 
 /** Throttling: the request was refused before it did anything, so even a non-idempotent one may be repeated. */
@@ -73,7 +75,7 @@ export function isThrottle(e: unknown): boolean {
 
 export function isTransient(e: unknown): boolean {
   if (e instanceof BackendError) return e.retryable;
-  return networkErrorCode(e) !== undefined;
+  return isNetworkFault(e);
 }
 
 /**

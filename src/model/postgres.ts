@@ -10,36 +10,112 @@
 //                                            "%", "." and "/" inside a name are written %25, %2E,
 //                                            %2F, so that distinct schemas never share an address
 //  password/<role>                           the login role's password (a credential slot)
-import { addressOf, type Json, type Level, type Resource } from '../core/types.js';
+//
+// `PgResource` is the union of these kinds, each with its own attributes. Builders make them
+// typed; `pgChange` checks a change read from elsewhere (a saved plan file is data) before the
+// driver acts on it.
+import { z } from 'zod';
+import { BackendError } from '../core/errors.js';
+import { LEVELS, addressOf, type Change, type Level, type Resource } from '../core/types.js';
 import { levelIncrement } from './postgres-levels.js';
 
+const names = z.array(z.string());
+
 /** Tables a grant covers: every table in the schema now and in the future, or a sorted list. */
-export type TableScope = '*' | string[];
+const tableScopeSchema = z.union([z.literal('*'), names]);
 
-export interface GrantPrivileges {
-  schema: string[];
-  tables: string[];
-  sequences: string[];
+const grantPrivilegesSchema = z.strictObject({
+  schema: names,
+  tables: names,
+  sequences: names,
   /** Default privileges on tables created later in the schema (only with all tables). */
-  defaultTables: string[];
-  defaultSequences: string[];
-}
+  defaultTables: names,
+  defaultSequences: names,
+});
 
-export interface GrantAttrs {
-  role: string;
-  database: string;
-  schema: string;
-  level: Level;
-  tables: TableScope;
-  privileges: GrantPrivileges;
-}
+const attrsSchemas = {
+  role: z.strictObject({
+    login: z.boolean(),
+    /** ISO instant after which PostgreSQL refuses the login; null: no limit. */
+    validUntil: z.string().nullable(),
+    /** Role attributes datagrant never sets (SUPERUSER, CREATEROLE, …, NOINHERIT); read reports them as drift. */
+    flags: names,
+  }),
+  membership: z.strictObject({ group: z.string().min(1), member: z.string().min(1) }),
+  connect: z.strictObject({ role: z.string().min(1), database: z.string().min(1), privileges: names }),
+  grant: z.strictObject({
+    role: z.string().min(1),
+    database: z.string().min(1),
+    schema: z.string().min(1),
+    level: z.enum(LEVELS as [Level, ...Level[]]),
+    tables: tableScopeSchema,
+    privileges: grantPrivilegesSchema,
+  }),
+  password: z.strictObject({ role: z.string().min(1) }),
+};
 
-export interface RoleAttrs {
-  login: boolean;
-  /** ISO instant after which PostgreSQL refuses the login; null: no limit. */
-  validUntil: string | null;
-  /** Role attributes datagrant never sets (SUPERUSER, CREATEROLE, …, NOINHERIT); read reports them as drift. */
-  flags: string[];
+export type TableScope = z.infer<typeof tableScopeSchema>;
+export type GrantPrivileges = z.infer<typeof grantPrivilegesSchema>;
+export type RoleAttrs = z.infer<typeof attrsSchemas.role>;
+export type MembershipAttrs = z.infer<typeof attrsSchemas.membership>;
+export type ConnectAttrs = z.infer<typeof attrsSchemas.connect>;
+export type GrantAttrs = z.infer<typeof attrsSchemas.grant>;
+export type PasswordAttrs = z.infer<typeof attrsSchemas.password>;
+
+/** Each kind's attributes. */
+export type PgAttrs = { [K in keyof typeof attrsSchemas]: z.infer<(typeof attrsSchemas)[K]> };
+export type PgKind = keyof PgAttrs;
+export const PG_KINDS = Object.keys(attrsSchemas) as PgKind[];
+
+/** A resource of kind K: its `kind` and its `attrs` agree. */
+export type PgResourceOf<K extends PgKind> = Omit<Resource, 'kind' | 'attrs'> & { kind: K; attrs: PgAttrs[K] };
+/** Any PostgreSQL resource, discriminated by `kind`. */
+export type PgResource = { [K in PgKind]: PgResourceOf<K> }[PgKind];
+
+/** A change to a resource of kind K. */
+export type PgChangeOf<K extends PgKind> = Omit<Change, 'kind' | 'before' | 'after'> & {
+  kind: K;
+  before: PgResourceOf<K> | null;
+  after: PgResourceOf<K> | null;
+};
+/** Any change to a PostgreSQL resource, discriminated by `kind`. */
+export type PgChange = { [K in PgKind]: PgChangeOf<K> }[PgKind];
+
+const isKind = (kind: unknown): kind is PgKind => typeof kind === 'string' && Object.hasOwn(attrsSchemas, kind);
+
+/**
+ * The change as a `PgChange`, or a BackendError naming its address and what is wrong: an unknown
+ * kind, a resource of another kind, a missing `before` (delete) or `after` (anything else), or
+ * attributes not of the kind's shape. Nothing is sent to the server for such a change.
+ */
+export function pgChange(change: Change): PgChange {
+  const backend = change.backend;
+  const refuse = (problem: string, code = 'malformed-change') =>
+    new BackendError(
+      `${backend}: ${change.address}: the change cannot be applied: ${problem}; was the plan file made by another version or edited? Make a new plan`,
+      backend,
+      code,
+      false,
+      change.address,
+    );
+  const kind: unknown = change.kind;
+  if (!isKind(kind)) throw refuse(`unknown resource kind ${JSON.stringify(kind)} (known: ${PG_KINDS.join(', ')})`, 'unknown-kind');
+  if (change.action === 'delete' ? !change.before : !change.after)
+    throw refuse(`a ${change.action} needs its ${change.action === 'delete' ? 'before' : 'after'} resource`);
+  for (const side of ['before', 'after'] as const) {
+    const r = change[side] as unknown;
+    if (r === null || r === undefined) continue;
+    if (typeof r !== 'object') throw refuse(`${side} is not a resource`);
+    const { kind: rkind, name, attrs } = r as { kind?: unknown; name?: unknown; attrs?: unknown };
+    if (rkind !== kind) throw refuse(`${side} is a ${JSON.stringify(rkind)}, not a ${kind}`);
+    if (typeof name !== 'string' || name.length === 0) throw refuse(`${side}.name must be a non-empty string`);
+    const parsed = attrsSchemas[kind].safeParse(attrs);
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${[side, 'attrs', ...i.path.map(String)].join('.')}: ${i.message}`);
+      throw refuse(`the ${kind}'s attributes are malformed (${problems.join('; ')})`);
+    }
+  }
+  return change as PgChange;
 }
 
 /**
@@ -73,11 +149,11 @@ export function grantPrivileges(level: Level, tables: TableScope): GrantPrivileg
   };
 }
 
-export function roleResource(backend: string, name: string, attrs: RoleAttrs): Resource {
-  return { address: pgAddress.role(backend, name), backend, kind: 'role', name, attrs: attrs as unknown as { [k: string]: Json }, immutable: [], deps: [] };
+export function roleResource(backend: string, name: string, attrs: RoleAttrs): PgResourceOf<'role'> {
+  return { address: pgAddress.role(backend, name), backend, kind: 'role', name, attrs, immutable: [], deps: [] };
 }
 
-export function membershipResource(backend: string, group: string, member: string): Resource {
+export function membershipResource(backend: string, group: string, member: string): PgResourceOf<'membership'> {
   return {
     address: pgAddress.membership(backend, group, member),
     backend,
@@ -89,7 +165,7 @@ export function membershipResource(backend: string, group: string, member: strin
   };
 }
 
-export function connectResource(backend: string, role: string, database: string, privileges: string[]): Resource {
+export function connectResource(backend: string, role: string, database: string, privileges: string[]): PgResourceOf<'connect'> {
   return {
     address: pgAddress.connect(backend, role, database),
     backend,
@@ -101,19 +177,19 @@ export function connectResource(backend: string, role: string, database: string,
   };
 }
 
-export function grantResource(backend: string, attrs: GrantAttrs): Resource {
+export function grantResource(backend: string, attrs: GrantAttrs): PgResourceOf<'grant'> {
   return {
     address: pgAddress.grant(backend, attrs.role, attrs.database, attrs.schema, attrs.level),
     backend,
     kind: 'grant',
     name: attrs.role,
-    attrs: attrs as unknown as { [k: string]: Json },
+    attrs,
     immutable: ['role', 'database', 'schema', 'level'],
     deps: [pgAddress.role(backend, attrs.role), pgAddress.connect(backend, attrs.role, attrs.database)],
   };
 }
 
-export function passwordResource(backend: string, role: string, deps: string[], lifecycle?: Resource['lifecycle']): Resource {
+export function passwordResource(backend: string, role: string, deps: string[], lifecycle?: Resource['lifecycle']): PgResourceOf<'password'> {
   return {
     address: pgAddress.password(backend, role),
     backend,

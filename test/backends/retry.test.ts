@@ -286,7 +286,6 @@ describe('the one fault classification', () => {
     ['no code', new Error('socket hang up'), undefined],
   ])('networkErrorCode: %s', (_, e, code) => {
     expect(networkErrorCode(e)).toBe(code);
-    expect(isTransient(e)).toBe(code !== undefined);
   });
 
   test.each([
@@ -295,9 +294,12 @@ describe('the one fault classification', () => {
     ["pg's dropped connection", new Error('Connection terminated unexpectedly'), true],
     ['fetch failed', new TypeError('fetch failed'), true],
     ['a refusal', new Error('AccessDenied: not authorized'), false],
+    // The server answered (an SQLSTATE): its answer decides, whatever the words say.
+    ['an SQLSTATE whose message names the network', withCode('08P01', 'network protocol violation'), false],
     ['not an error', undefined, false],
-  ])('isNetworkFault: %s → %s', (_, e, fault) => {
+  ])('isNetworkFault: %s → %s; a raw client error is transient exactly then', (_, e, fault) => {
     expect(isNetworkFault(e)).toBe(fault);
+    expect(isTransient(e)).toBe(fault);
   });
 
   test.each([
