@@ -8,6 +8,7 @@
 // `oidc:<issuer>:<subject>`), and it must also audit the refusals that never reach the broker
 // (a token that names no principal).
 import { DatagrantError } from '../core/errors.js';
+import type { SessionRefusal } from '../model/session.js';
 
 export interface SessionRequest {
   /** The backend's name in the spec. */
@@ -48,15 +49,7 @@ export interface SessionBroker {
   issue(req: SessionRequest): Promise<IssuedSession>;
 }
 
-/**
- * Why no session is issued, from the broker's view of the spec:
- * - `unknown-principal`: no such principal (any longer);
- * - `unknown-backend`: no such backend in the spec;
- * - `not-temporary`: the principal has keys (`credentials: key`), not sessions, on that backend;
- * - `no-access`: the principal has no unexpired grant on that backend (or one expiring sooner
- *   than the shortest session the backend issues).
- */
-export type SessionRefusal = 'unknown-principal' | 'unknown-backend' | 'not-temporary' | 'no-access';
+export type { SessionRefusal };
 
 /**
  * A refusal, not a failure. The message is for the principal who asked: it speaks of that

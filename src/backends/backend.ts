@@ -35,11 +35,34 @@ export interface BackendStats {
   retries: number;
 }
 
+/** One short-lived session (issue 12), asked of a driver by the session broker (src/app/sessions.ts). */
+export interface SessionIssueRequest {
+  /** The principal's spec name: AWS SourceIdentity and RoleSessionName; the base of a PostgreSQL login's name. */
+  principal: string;
+  /** What the session runs as, from the compiler's `sessionTarget`: an AWS role name; a PostgreSQL principal role. */
+  target: string;
+  /** Already capped by the broker (maxSession, the earliest grant expiry). AWS raises it to STS's 900 s floor. */
+  durationSeconds: number;
+}
+
+export interface IssuedBackendSession {
+  /** AWS: accessKeyId, secretAccessKey, sessionToken. PostgreSQL: user, password, host, port, database. Never logged. */
+  secret: Record<string, string>;
+  /** ISO instant the backend ends the session. */
+  expiresAt: string;
+  /** What the session log records: the AWS role name; the PostgreSQL login role's name. */
+  target: string;
+  /** Time spent confirming the backend accepts the new credentials (IAM is eventually consistent). */
+  readyMs: number;
+}
+
 export interface Backend {
   readonly name: string;
   readonly type: string;
   read(opts: ReadOptions): Promise<ActualState>;
   execute(change: Change): Promise<ExecuteResult>;
+  /** Issue one short-lived session; only backends that support `credentials: temporary` have it. */
+  issueSession?(req: SessionIssueRequest): Promise<IssuedBackendSession>;
   stats(): BackendStats;
   close(): Promise<void>;
 }

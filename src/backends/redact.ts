@@ -2,7 +2,7 @@
 // backend throws (message, stack, and the chain of causes) of
 //  - every secret the backend has issued through it (ExecuteResult.secret), and
 //  - anything shaped like an AWS secret access key or the password of a `postgres://user:pass@` URL.
-import type { Backend, BackendStats, ExecuteResult, ReadOptions } from './backend.js';
+import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from './backend.js';
 import type { ActualState, Change } from '../core/types.js';
 
 export const REDACTED = '[redacted]';
@@ -92,6 +92,18 @@ export class RedactingBackend implements Backend {
       if (!IDENTIFIER_FIELD.test(field)) this.#secrets.add(value);
     }
     return res;
+  }
+
+  get issueSession(): ((req: SessionIssueRequest) => Promise<IssuedBackendSession>) | undefined {
+    const inner = this.#inner;
+    if (!inner.issueSession) return undefined;
+    return async (req) => {
+      const res = await this.#guard(() => inner.issueSession!(req));
+      for (const [field, value] of Object.entries(res.secret)) {
+        if (!IDENTIFIER_FIELD.test(field)) this.#secrets.add(value);
+      }
+      return res;
+    };
   }
 
   stats(): BackendStats {

@@ -10,7 +10,7 @@
 // throttle, one more per `limit` calls that succeed). A throttled call is given up only once
 // nothing of this backend has succeeded for `throttlePatienceMs`: slow progress never fails a
 // change; a backend that lets nothing through does, with a message that says so.
-import type { Backend, BackendStats, ExecuteResult, ReadOptions } from './backend.js';
+import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from './backend.js';
 import { BackendError } from '../core/errors.js';
 import type { ActualState, Change } from '../core/types.js';
 
@@ -195,6 +195,17 @@ export class RetryingBackend implements Backend {
     // driver whose issuing attempt fails ambiguously (5xx, dropped connection) removes whatever
     // that attempt may have created before it throws (see backend.ts).
     return this.#attempt(() => this.#inner.execute(change), isTransient, change.address);
+  }
+
+  /**
+   * Repeating an attempt that failed is safe: an STS session never handed out expires by itself,
+   * and a PostgreSQL login left by a failed attempt expires too and is dropped by the next apply,
+   * like any login past its end. So transient faults are retried.
+   */
+  get issueSession(): ((req: SessionIssueRequest) => Promise<IssuedBackendSession>) | undefined {
+    const inner = this.#inner;
+    if (!inner.issueSession) return undefined;
+    return (req) => this.#attempt(() => inner.issueSession!(req), isTransient, `${inner.name}:session/${req.principal}`);
   }
 
   stats(): BackendStats {

@@ -76,3 +76,5 @@ function expiringSoon(spec: Spec, now: Date): Notice[] {
   for (const [name, p] of Object.entries(spec.principals)) check(`principal ${name}`, p.grants);
   return out;
 }
+
+export { sessionTarget, type SessionTarget } from './sessions.js';
