@@ -16,3 +16,14 @@ version=$(npx --no-install datagrant --version)
 cp "$root/examples/seed.yaml" datagrant.yaml
 npx --no-install datagrant validate
 echo "pack-check: $tarball installs and runs (datagrant $version)"
+
+# The release flow: changesets must be able to version the workspace packages. An internal
+# dependency it cannot read as a version range makes `changeset version` silently do nothing.
+cd "$root"
+status=$(npx --no-install changeset status 2>&1 || true)
+if grep -q 'must depend' <<<"$status"; then
+  echo "pack-check: changesets cannot version the packages:" >&2
+  echo "$status" >&2
+  exit 1
+fi
+echo "pack-check: changesets can version the workspace packages"
