@@ -4,7 +4,7 @@ import { iamAs, startMoto } from '../support/moto.js';
 import { describeBackendContract } from './backend-contract.js';
 
 describeBackendContract('aws', async () => {
-  const moto = await startMoto({ auth: true });
+  const moto = await startMoto({ auth: true, managedPolicies: false });
   const iam = iamAs(moto, moto.admin);
   await iam.send(new CreateUserCommand({ UserName: 'outsider', Path: '/', Tags: [{ Key: 'team', Value: 'ops' }] }));
   const snapshot = async () =>

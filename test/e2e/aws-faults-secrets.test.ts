@@ -17,7 +17,7 @@ let moto: Moto;
 let ws: Workspace;
 
 beforeAll(async () => {
-  moto = await startMoto({ auth: true });
+  moto = await startMoto({ auth: true, managedPolicies: false });
 });
 afterAll(async () => moto?.stop());
 beforeEach(async () => {

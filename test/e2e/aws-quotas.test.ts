@@ -39,7 +39,7 @@ let ws: Workspace;
 let iam: IAMClient;
 
 beforeAll(async () => {
-  moto = await startMoto({ auth: true });
+  moto = await startMoto({ auth: true, managedPolicies: false });
 });
 afterAll(async () => moto?.stop());
 beforeEach(async () => {

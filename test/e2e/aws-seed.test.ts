@@ -62,7 +62,7 @@ let ws: Workspace;
 let iam: IAMClient;
 
 beforeAll(async () => {
-  moto = await startMoto({ auth: true });
+  moto = await startMoto({ auth: true, managedPolicies: false });
 });
 afterAll(async () => {
   await moto?.stop();

@@ -33,7 +33,7 @@ let proxy: ThrottlingProxy;
 let ws: Workspace | undefined;
 
 beforeAll(async () => {
-  moto = await startMoto({ auth: true });
+  moto = await startMoto({ auth: true, managedPolicies: false });
 });
 afterAll(async () => moto?.stop());
 beforeEach(async () => {

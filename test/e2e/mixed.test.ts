@@ -19,7 +19,7 @@ const handmade = fx.role(fx.name('handmade'));
 const group = fx.name('ml');
 
 beforeAll(async () => {
-  moto = await startMoto({ auth: true });
+  moto = await startMoto({ auth: true, managedPolicies: false });
   useMotoAdmin(moto);
   db = await fx.database('analytics');
   other = await fx.database('other');

@@ -34,7 +34,7 @@ let ws: Workspace;
 let server: RunningServer;
 
 beforeAll(async () => {
-  moto = await startMoto({ auth: true });
+  moto = await startMoto({ auth: true, managedPolicies: false });
   useMotoAdmin(moto);
   ws = await initWorkspace(SPEC);
   ws.env.DATAGRANT_SCIM_TOKEN_SHA256 = hashToken(TOKEN);

@@ -39,7 +39,7 @@ let pgProxy: TcpProxy | undefined;
 let awsProxy: CountingProxy | undefined;
 
 beforeAll(async () => {
-  moto = await startMoto({ auth: true });
+  moto = await startMoto({ auth: true, managedPolicies: false });
 });
 afterAll(async () => {
   await moto?.stop();

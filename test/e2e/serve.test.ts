@@ -28,7 +28,7 @@ let ws: Workspace;
 let server: RunningServer;
 
 beforeAll(async () => {
-  moto = await startMoto({ auth: true });
+  moto = await startMoto({ auth: true, managedPolicies: false });
 });
 afterAll(async () => moto?.stop());
 beforeEach(async () => {
