@@ -3,12 +3,13 @@
 // manages that account. moto keeps one IAM per account id, and a session's account is its role
 // ARN's, so listing each account's users proves where each object landed.
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { ListAccessKeysCommand, ListUsersCommand, type IAMClient } from '@aws-sdk/client-iam';
+import { ListAccessKeysCommand, ListAttachedGroupPoliciesCommand, ListGroupsCommand, ListUsersCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { AwsConnection } from '../../src/backends/aws/connection.js';
 import { closeBackends, makeBackends } from '../../src/backends/factory.js';
 import { parseSpec } from '../../src/spec/load.js';
+import { startBlackHole } from '../support/black-hole.js';
 import type { Workspace } from '../support/cli.js';
 import { accountRoleArn, iamAs, MOTO_ACCOUNT, startMoto, type AwsKey, type Moto } from '../support/moto.js';
 import { adminIam, apply, canRead, cannotTouch, expectNoChanges, initWorkspace, issuedKey, keyIsDead, s3For, useMotoAdmin } from './aws-support.js';
@@ -47,9 +48,9 @@ backends:
   home: { type: aws }
 ${withOther ? `  other: { type: aws, assumeRole: { roleArn: "${accountRoleArn(OTHER)}", externalId: "\${OTHER_EXTERNAL_ID}" } }\n` : ''}datasets:
   training: { backend: home, bucket: ai-model-data, prefix: training/ }
-${withOther ? '  reports: { backend: other, bucket: other-reports }\n' : ''}principals:
+${withOther ? '  reports: { backend: other, bucket: other-reports }\n' : ''}${withOther ? 'groups:\n  analysts: { grants: [{ dataset: reports, access: read }] }\n' : ''}principals:
   alice: { type: person, grants: [{ dataset: training, access: read }${withOther ? ', { dataset: reports, access: read }' : ''}] }
-${withOther ? '  bob: { type: service, grants: [{ dataset: reports, access: read }] }\n' : ''}`;
+${withOther ? '  bob: { type: service, groups: [analysts] }\n' : ''}`;
 
 beforeAll(async () => {
   moto = await startMoto({ auth: true, accounts: [OTHER], managedPolicies: false });
@@ -96,6 +97,10 @@ describe('one spec, two accounts', () => {
     expect((await accountOf(aliceOther)).Arn).toBe(`arn:aws:iam::${OTHER}:user/datagrant/alice`);
     expect((await accountOf(bob)).Account).toBe(OTHER);
     await canRead(s3For(moto, aliceHome), 'ai-model-data', 'training/a.txt', 'training');
+    // bob reads through the group's managed policy, attached by an ARN in the other account
+    expect(((await other.send(new ListAttachedGroupPoliciesCommand({ GroupName: 'analysts' }))).AttachedPolicies ?? []).map((p) => p.PolicyArn)).toEqual([
+      `arn:aws:iam::${OTHER}:policy/datagrant/dg-group-analysts`,
+    ]);
     await canRead(s3For(moto, bob), 'other-reports', 'q3.csv');
     await cannotTouch(s3For(moto, bob), 'other-bucket', 'secret.txt');
     // … and a key is listed only in the account that issued it
@@ -110,6 +115,7 @@ describe('one spec, two accounts', () => {
 
     // THEN its objects are gone from the other account, the home account keeps alice, and the state forgets the backend
     expect(await usersIn(other)).toEqual([]);
+    expect((await other.send(new ListGroupsCommand({ PathPrefix: '/datagrant/' }))).Groups).toEqual([]);
     expect(await usersIn(home)).toEqual(['alice']);
     await keyIsDead(moto, bob);
     await canRead(s3For(moto, aliceHome), 'ai-model-data', 'training/a.txt', 'training');
@@ -181,6 +187,29 @@ describe('the assumed session', () => {
       expect((await session()).accessKeyId).not.toBe(first);
     } finally {
       aws.close();
+    }
+  });
+
+  test("asking for it has the backend's deadline, and a missed one names the backend, the role and the endpoint", async () => {
+    const hole = await startBlackHole();
+    const endpoint = `http://127.0.0.1:${hole.port}`;
+    const aws = new AwsConnection({
+      name: 'other',
+      iamPath: '/datagrant/',
+      endpoint,
+      deadlines: { connectMs: 500, requestMs: 500 },
+      assumeRole: { roleArn: accountRoleArn(OTHER) },
+    });
+    try {
+      const started = Date.now();
+      await expect(aws.caller()).rejects.toThrow(
+        new RegExp(`^other: cannot assume role ${accountRoleArn(OTHER)}: no answer from ${endpoint} within 0\\.5 s \\(request timeout\\)`),
+      );
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(hole.accepted).toBeGreaterThan(0);
+    } finally {
+      aws.close();
+      await hole.close();
     }
   });
 
