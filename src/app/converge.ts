@@ -17,7 +17,7 @@ import { ApplyError, DatagrantError, StalePlanError } from '../core/errors.js';
 import type { ActualState, Change, Json, Notice, Plan, Resource } from '../core/types.js';
 import { actualHash, attrsHash } from '../plan/diff.js';
 import { substitute } from '../spec/load.js';
-import type { BackendSpec, Spec } from '../spec/schema.js';
+import type { AwsBackendSpec, BackendSpec, Spec } from '../spec/schema.js';
 import type { CredentialRow, JournalEntry, StateStore, StoredBackend } from '../store/store.js';
 import { makePlan, readActual } from './engine.js';
 
@@ -140,16 +140,42 @@ export function storedSettings(name: string, b: BackendSpec, templates: Record<s
       ...(b.endpoint ? { endpoint: b.endpoint } : {}),
       ...(b.iamPath ? { iamPath: b.iamPath } : {}),
       ...timeouts,
+      ...assumeRoleOf(b, templates),
       ...fromEnv,
     },
   };
+}
+
+/**
+ * The role an aws backend assumes, so that a removed backend is torn down in its own account. An
+ * external id read from `${VAR}` is kept only as its template: it is what stands between the role
+ * and a confused deputy, and the spec's author chose not to write it down.
+ */
+function assumeRoleOf(b: AwsBackendSpec, templates: Record<string, string>): { [key: string]: Json } {
+  const r = b.assumeRole;
+  if (!r) return {};
+  const kept: { [key: string]: Json } = { roleArn: r.roleArn };
+  if (r.externalId !== undefined && templates['assumeRole.externalId'] === undefined) kept.externalId = r.externalId;
+  if (r.sessionName !== undefined) kept.sessionName = r.sessionName;
+  return { assumeRole: kept };
+}
+
+/** Sets `value` at `path` (`assumeRole.externalId` is nested), making the objects on the way. */
+function setPath(target: Record<string, unknown>, path: string, value: string): void {
+  const keys = path.split('.');
+  let at = target;
+  for (const k of keys.slice(0, -1)) {
+    const next = at[k];
+    at = at[k] = next && typeof next === 'object' ? { ...(next as Record<string, unknown>) } : {};
+  }
+  at[keys.at(-1)!] = value;
 }
 
 function specOfStored(s: StoredBackend, env: NodeJS.ProcessEnv): BackendSpec {
   const { fromEnv, ...settings } = s.settings as { fromEnv?: Record<string, string> } & Record<string, unknown>;
   for (const [k, template] of Object.entries(fromEnv ?? {})) {
     const value = substitute(template, env);
-    if (value !== undefined) settings[k] = value;
+    if (value !== undefined) setPath(settings, k, value);
   }
   return { type: s.type, ...settings } as unknown as BackendSpec;
 }
@@ -157,7 +183,7 @@ function specOfStored(s: StoredBackend, env: NodeJS.ProcessEnv): BackendSpec {
 /** Where a backend's boundary is, in words, for messages about it. */
 function boundaryOf(name: string, b: BackendSpec): string {
   if (b.type === 'postgres') return `backend ${name} (${redactUrl(b.url)}${b.scope ? `, scope ${b.scope}` : ''})`;
-  return `backend ${name} (IAM path ${b.iamPath ?? '/datagrant/'}${b.endpoint ? ` at ${b.endpoint}` : ''}${b.region ? `, ${b.region}` : ''})`;
+  return `backend ${name} (IAM path ${b.iamPath ?? '/datagrant/'}${b.assumeRole ? ` as ${b.assumeRole.roleArn}` : ''}${b.endpoint ? ` at ${b.endpoint}` : ''}${b.region ? `, ${b.region}` : ''})`;
 }
 
 function verifySaved(saved: { plan: Plan; file: string }, store: StateStore, specHash: string): void {

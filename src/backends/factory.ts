@@ -28,6 +28,7 @@ export function makeBackends(spec: Pick<Spec, 'backends'>, opts: BackendOptions 
             iamPath: b.iamPath ?? DEFAULT_IAM_PATH,
             ...(b.region ? { region: b.region } : {}),
             ...(b.endpoint ? { endpoint: b.endpoint } : {}),
+            ...(b.assumeRole ? { assumeRole: b.assumeRole } : {}),
             ...installation,
             deadlines,
           })

@@ -19,7 +19,8 @@ export interface LoadedSpec {
   notices: Notice[];
   /**
    * Per backend, its settings as written before `${VAR}` substitution, where they name a
-   * variable: what the state may remember of a backend (the variable, never its secret value).
+   * variable: what the state may remember of a backend (the variable, never its secret value). A
+   * nested setting is named by its path: `assumeRole.externalId`.
    */
   templates: Record<string, Record<string, string>>;
 }
@@ -268,8 +269,9 @@ const KEYS: Record<string, string> = {
   // Read off the schema, so a new setting or principal key is never missing from the help.
   settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
   'settings.*.#': 'name, issuer, audience, claim, algorithms',
-  'backends.*': 'type, region, iamPath, endpoint, timeouts, quotas (aws); type, url, scope, timeouts (postgres)',
+  'backends.*': 'type, region, iamPath, endpoint, timeouts, quotas, assumeRole (aws); type, url, scope, timeouts (postgres)',
   'backends.*.timeouts': 'connect, request',
+  'backends.*.assumeRole': 'roleArn, externalId, sessionName',
   'backends.*.quotas': 'users, groups, policies, roles',
   'datasets.*': 'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres)',
   'groups.*': 'description, grants',
@@ -289,7 +291,7 @@ function allowedKeys(path: readonly PathKey[], value: unknown): string | undefin
 }
 
 const KINDED_KEYS: Record<string, string> = {
-  'backend.aws': 'type, region, iamPath, endpoint, timeouts, quotas',
+  'backend.aws': 'type, region, iamPath, endpoint, timeouts, quotas, assumeRole',
   'backend.postgres': 'type, url, scope, timeouts',
   'dataset.aws': 'backend, bucket, prefix, description',
   'dataset.postgres': 'backend, database, schema, tables, description',
@@ -561,7 +563,13 @@ function checkValues(raw: Record<string, unknown>, src: SourceMap, opts: LoadOpt
   const templates: LoadedSpec['templates'] = {};
   const rawBackends = (raw.backends ?? {}) as Record<string, Record<string, unknown>>;
   for (const [name, b] of Object.entries(rawBackends)) {
-    for (const [k, v] of Object.entries(b ?? {})) if (typeof v === 'string' && hasVariable(v)) (templates[name] ??= {})[k] = v;
+    for (const [k, v] of Object.entries(b ?? {})) {
+      if (typeof v === 'string' && hasVariable(v)) (templates[name] ??= {})[k] = v;
+      // A nested setting (assumeRole.externalId) is named by its dotted path.
+      if (v && typeof v === 'object' && !Array.isArray(v)) {
+        for (const [k2, v2] of Object.entries(v)) if (typeof v2 === 'string' && hasVariable(v2)) (templates[name] ??= {})[`${k}.${k2}`] = v2;
+      }
+    }
   }
   return { spec: parsed.data, notices, templates };
 }

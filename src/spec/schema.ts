@@ -149,6 +149,37 @@ export const grantSchema = z.strictObject({
   expires: expires.optional(),
 });
 
+/** An IAM role's ARN: `arn:<partition>:iam::<12-digit account id>:role/<path/><name>`. */
+export const ROLE_ARN_RE = /^arn:(aws|aws-[a-z]+(-[a-z]+)*):iam::(\d{12}):role\/([\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
+
+/**
+ * A role the backend assumes for its own calls, made with the standard credential chain: the
+ * account it manages is the role's, so one spec reaches several accounts, one backend each.
+ */
+const assumeRoleSchema = z.strictObject({
+  roleArn: z
+    .string()
+    .regex(
+      ROLE_ARN_RE,
+      'must be an IAM role ARN: arn:<partition>:iam::<12-digit account id>:role/<name>, such as arn:aws:iam::222222222222:role/datagrant (partition aws, aws-cn or aws-us-gov)',
+    ),
+  /** What the role's trust policy requires in sts:ExternalId, if anything. */
+  externalId: z
+    .string()
+    .regex(/^[\w+=,.@:/-]{2,1224}$/, 'must be 2 to 1224 letters, digits and + = , . @ : / - _ (what AWS STS allows in an external id)')
+    .optional(),
+  /** The session name CloudTrail shows for datagrant's calls (default: datagrant-<backend name>). */
+  sessionName: z
+    .string()
+    .regex(/^[\w+=,.@-]{2,64}$/, 'must be 2 to 64 letters, digits and + = , . @ - _ (what AWS STS allows in a role session name)')
+    .optional(),
+});
+
+/** The account id in an IAM role ARN that matched ROLE_ARN_RE. */
+export function roleAccount(roleArn: string): string | undefined {
+  return ROLE_ARN_RE.exec(roleArn)?.[3];
+}
+
 const awsBackend = z.strictObject({
   type: z.literal('aws'),
   region: z.string().min(1).optional(),
@@ -170,6 +201,8 @@ const awsBackend = z.strictObject({
     .optional(),
   timeouts: timeoutsSchema.optional(),
   quotas: quotasSchema.optional(),
+  /** A role to assume for every call: the backend manages the role's account. */
+  assumeRole: assumeRoleSchema.optional(),
 });
 
 const postgresBackend = z.strictObject({
@@ -337,6 +370,7 @@ export type AwsBackendSpec = Extract<BackendSpec, { type: 'aws' }>;
 export type PostgresBackendSpec = Extract<BackendSpec, { type: 'postgres' }>;
 export type TimeoutsSpec = z.output<typeof timeoutsSchema>;
 export type QuotasSpec = z.output<typeof quotasSchema>;
+export type AssumeRoleSpec = z.output<typeof assumeRoleSchema>;
 export type DatasetSpec = z.output<typeof datasetSchema>;
 export type S3DatasetSpec = Extract<DatasetSpec, { bucket: string }>;
 export type PgDatasetSpec = Extract<DatasetSpec, { database: string }>;
@@ -384,4 +418,13 @@ export function credentialsOf(spec: Pick<Spec, 'settings'>, p: Pick<PrincipalSpe
 /** The longest session, in seconds, a temporary principal may be issued. */
 export function maxSessionSeconds(spec: Pick<Spec, 'settings'>, p: Pick<PrincipalSpec, 'maxSession'>): number {
   return rawSeconds(p.maxSession ?? spec.settings?.maxSession ?? DEFAULT_MAX_SESSION);
+}
+
+/**
+ * The AWS account an aws backend reaches, as far as the spec tells: its endpoint, and the account
+ * of the role it assumes, or the standard credential chain's (one account, unknown until asked).
+ * Backends with the same identity share one account's quotas.
+ */
+export function awsAccountOf(b: Pick<AwsBackendSpec, 'endpoint' | 'assumeRole'>): { endpoint: string; account: string } {
+  return { endpoint: b.endpoint ?? '', account: (b.assumeRole && roleAccount(b.assumeRole.roleArn)) ?? '' };
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { converge, GuardError, signPlan, type ConvergeOptions } from '../../src/app/converge.js';
+import { converge, GuardError, signPlan, storedSettings, type ConvergeOptions } from '../../src/app/converge.js';
 import { StalePlanError } from '../../src/core/errors.js';
 import { attrsHash } from '../../src/plan/diff.js';
 import { parseSpec } from '../../src/spec/load.js';
@@ -136,5 +136,32 @@ describe('converge', () => {
     const applied = await run(specText(2));
     expect(applied.interrupted.map((e) => e.address)).toEqual(['aws:user/u1']);
     expect((await store.applied())['aws:user/u1']).toBe(attrsHash(user.after!));
+  });
+});
+
+describe('the settings the state keeps of a backend', () => {
+  const ROLE = 'arn:aws:iam::222222222222:role/datagrant';
+
+  test('an assumed role is kept, so a removed backend is torn down in its own account', () => {
+    const { spec, templates } = parseSpec(
+      `version: 1\nbackends:\n  other: { type: aws, assumeRole: { roleArn: "${ROLE}", externalId: ext-1, sessionName: dg } }\n`,
+      { file: 'datagrant.yaml', env: {}, now: new Date(0) },
+    );
+    expect(storedSettings('other', spec.backends.other!, templates.other)).toEqual({
+      name: 'other',
+      type: 'aws',
+      settings: { assumeRole: { roleArn: ROLE, externalId: 'ext-1', sessionName: 'dg' } },
+    });
+  });
+
+  test('an external id read from ${VAR} is kept as the template, never its value', () => {
+    const { spec, templates } = parseSpec(`version: 1\nbackends:\n  other: { type: aws, assumeRole: { roleArn: "${ROLE}", externalId: "\${EXT}" } }\n`, {
+      file: 'datagrant.yaml',
+      env: { EXT: 'from-env-ext' },
+      now: new Date(0),
+    });
+    const stored = storedSettings('other', spec.backends.other!, templates.other);
+    expect(stored.settings).toEqual({ assumeRole: { roleArn: ROLE }, fromEnv: { 'assumeRole.externalId': '${EXT}' } });
+    expect(JSON.stringify(stored)).not.toContain('from-env-ext');
   });
 });

@@ -712,6 +712,39 @@ describe("the account's quotas, and the forms that fit them", () => {
     );
     expect(Object.keys(compile(specWith({ endpoint: 'http://127.0.0.1:5000', quotas: { policies: 70 } }), NOW).desired)).toEqual(['aws', 'aws2']);
   });
+
+  test("a backend that assumes a role reaches the role's account: roles in one account share its quotas, in two do not", () => {
+    const a = principals(40, 'large-distinct');
+    const b = principals(40, 'large-distinct', 40);
+    const role = (account: string, name = 'datagrant') => ({ assumeRole: { roleArn: `arn:aws:iam::${account}:role/${name}` } });
+    const specWith = (first: Record<string, unknown>, second: Record<string, unknown>) =>
+      build({
+        backends: { aws: { type: 'aws', ...first }, aws2: { type: 'aws', quotas: { policies: 70 }, ...second } },
+        datasets: {
+          ...Object.fromEntries(Object.entries(a.datasets).map(([k, v]) => [`aws-${k}`, { ...v, backend: 'aws' }])),
+          ...Object.fromEntries(Object.entries(b.datasets).map(([k, v]) => [`aws2-${k}`, { ...v, backend: 'aws2' }])),
+        },
+        principals: {
+          ...Object.fromEntries(
+            Object.entries(a.principals).map(([k, v]) => [k, { ...v, grants: v.grants.map((g) => ({ ...g, dataset: `aws-${g.dataset}` })) }]),
+          ),
+          ...Object.fromEntries(
+            Object.entries(b.principals).map(([k, v]) => [k, { ...v, grants: v.grants.map((g) => ({ ...g, dataset: `aws2-${g.dataset}` })) }]),
+          ),
+        },
+      });
+    // Two roles (even named alike) in one account: one account's quotas.
+    expect(() => compile(specWith(role('222222222222', 'a'), role('222222222222', 'b')), NOW)).toThrow(
+      new CompileError([
+        'backends aws, aws2: they reach one AWS account (account 222222222222, by the roles they assume, at the same endpoint) and share its quotas: together 80 customer managed policies needed, the account quota is 70 (quotas.policies of backend aws2). ' +
+          `${POLICIES_WAY}. Or give each backend a share in its quotas.`,
+      ]),
+    );
+    // A role in another account: two accounts. The default chain's account is not known at plan
+    // (compiling does no I/O), so it is counted apart from every role's.
+    expect(Object.keys(compile(specWith(role('222222222222'), role('333333333333')), NOW).desired)).toEqual(['aws', 'aws2']);
+    expect(Object.keys(compile(specWith({}, role('333333333333')), NOW).desired)).toEqual(['aws', 'aws2']);
+  });
 });
 
 describe('names, paths, tags and dependencies', () => {

@@ -79,7 +79,7 @@ describe('a spec with many problems', () => {
   // behind another: a bad name still has its body checked, a shape error still lets references,
   // case clashes and dates be checked.
   const expected: [string, string, RegExp][] = [
-    ['3:40', 'backends.aws.colour', /^unknown key "colour"; allowed: type, region, iamPath, endpoint, timeouts, quotas$/],
+    ['3:40', 'backends.aws.colour', /^unknown key "colour"; allowed: type, region, iamPath, endpoint, timeouts, quotas, assumeRole$/],
     ['4:37', 'backends.warehouse.url', /^environment variable WAREHOUSE_URL is not set/],
     ['7:22', 'datasets.orphan.backend', /^backend "nowhere" is not defined; defined backends: aws, warehouse$/],
     ['8:24', 'datasets.s3-on-pg.backend', /has a bucket, so it needs an aws backend, but backend "warehouse" is postgres/],
@@ -363,6 +363,71 @@ describe('single problems', () => {
       },
     ]);
     expect(JSON.stringify(problems)).not.toContain('s3cr3t');
+  });
+
+  describe('an aws backend that assumes a role', () => {
+    const ROLE = 'arn:aws:iam::222222222222:role/ops/datagrant';
+    const AR = (r: string) => MINIMAL.replace('type: aws }', `type: aws, assumeRole: ${r} }`);
+
+    test('the role, its external id from the environment, and the session name are read; the external id stays a template', () => {
+      const { spec, templates } = parseSpec(AR(`{ roleArn: "${ROLE}", externalId: "\${EXT_ID}", sessionName: dg-prod }`), opts({ env: { EXT_ID: 'x-123' } }));
+      expect(spec.backends.aws).toEqual({ type: 'aws', assumeRole: { roleArn: ROLE, externalId: 'x-123', sessionName: 'dg-prod' } });
+      expect(templates).toEqual({ aws: { 'assumeRole.externalId': '${EXT_ID}' } });
+    });
+
+    test.each(['arn:aws-cn:iam::123456789012:role/datagrant', 'arn:aws-us-gov:iam::123456789012:role/a/b/c+=,.@_-'])('%s is accepted', (arn) => {
+      expect(parseSpec(AR(`{ roleArn: "${arn}" }`), opts()).spec.backends.aws).toEqual({ type: 'aws', assumeRole: { roleArn: arn } });
+    });
+
+    test.each<[string, string, string, RegExp]>([
+      [
+        'a user ARN',
+        '{ roleArn: "arn:aws:iam::222222222222:user/datagrant" }',
+        '3:44 backends.aws.assumeRole.roleArn',
+        /^must be an IAM role ARN: arn:<partition>:iam::<12-digit account id>:role\/<name>, .* \(got "arn:aws:iam::222222222222:user\/datagrant"\)$/,
+      ],
+      [
+        'an account id of 11 digits',
+        '{ roleArn: "arn:aws:iam::22222222222:role/x" }',
+        '3:44 backends.aws.assumeRole.roleArn',
+        /^must be an IAM role ARN.*\(got "arn:aws:iam::22222222222:role\/x"\)$/,
+      ],
+      [
+        'another partition word',
+        '{ roleArn: "arn:azure:iam::222222222222:role/x" }',
+        '3:44 backends.aws.assumeRole.roleArn',
+        /partition aws, aws-cn or aws-us-gov\) \(got/,
+      ],
+      [
+        'a one-character external id',
+        '{ roleArn: "arn:aws:iam::222222222222:role/x", externalId: a }',
+        '3:92 backends.aws.assumeRole.externalId',
+        /^must be 2 to 1224 .* \(got "a"\)$/,
+      ],
+      [
+        'a session name with a space',
+        '{ roleArn: "arn:aws:iam::222222222222:role/x", sessionName: "a b" }',
+        '3:93 backends.aws.assumeRole.sessionName',
+        /^must be 2 to 64 .* \(got "a b"\)$/,
+      ],
+      ['no role', '{ externalId: abc }', '3:21 backends.aws.assumeRole', /^missing required key "roleArn"/],
+      [
+        'an unknown key',
+        '{ roleArn: "arn:aws:iam::222222222222:role/x", duration: 1h }',
+        '3:80 backends.aws.assumeRole.duration',
+        /^unknown key "duration"; allowed: roleArn, externalId, sessionName$/,
+      ],
+    ])('%s is refused with its position and what is allowed', (_what, role, where, message) => {
+      const problems = problemsOf(AR(role));
+      expect(problems.map((p) => `${p.line}:${p.column} ${p.path}`)).toEqual([where]);
+      expect(problems[0]!.message).toMatch(message);
+    });
+
+    test('an external id read from the environment is not echoed into an error', () => {
+      const problems = problemsOf(AR('{ roleArn: "arn:aws:iam::222222222222:role/x", externalId: "${EXT_ID}" }'), { env: { EXT_ID: 'bad id with spaces' } });
+      expect(problems[0]!.message).toMatch(/\(got "\$\{EXT_ID\}", substituted from the environment\)$/);
+      expect(JSON.stringify(problems)).not.toContain('bad id');
+    });
   });
 
   describe('backend deadlines and the PostgreSQL url', () => {

@@ -4,10 +4,13 @@
 // (`moto-admin`, path `/`, outside datagrant's ownership boundary) allowed `*` on `*`, its key, and
 // sample buckets; then turn enforcement on. From then on every request must be signed by a key
 // moto knows — there are no root credentials — so tests run the code under test with `admin`.
+// `accounts` seeds, in each other account named, a role (`ACCOUNT_ROLE`) that trusts the admin and
+// is allowed `*`: assuming it with the admin's key acts in that account (moto keeps one IAM per
+// account id, and a session's account is its role ARN's).
 // There is no skipping: without moto_server the tests fail with the command that installs it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, PutUserPolicyCommand } from '@aws-sdk/client-iam';
+import { CreateAccessKeyCommand, CreateRoleCommand, CreateUserCommand, IAMClient, PutRolePolicyCommand, PutUserPolicyCommand } from '@aws-sdk/client-iam';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 
 export interface AwsKey {
@@ -35,6 +38,13 @@ export const SAMPLE_BUCKETS: Record<string, string[]> = {
   'ai-model-artifacts': ['model.bin'],
   'other-bucket': ['secret.txt'],
 };
+
+/** The role seeded in each of `startMoto`'s `accounts`. */
+export const ACCOUNT_ROLE = 'datagrant-admin';
+/** moto's default account: the admin's own. */
+export const MOTO_ACCOUNT = '123456789012';
+
+export const accountRoleArn = (account: string) => `arn:aws:iam::${account}:role/${ACCOUNT_ROLE}`;
 
 const REGION = 'us-east-1';
 // Seeding runs before enforcement, when moto accepts any signature.
@@ -86,7 +96,45 @@ export async function expectAccessDenied(promise: Promise<unknown>): Promise<Err
   );
 }
 
-async function seed(endpoint: string): Promise<AwsKey> {
+/** Sends every request of `client` to moto's IAM of `account` (moto reads this header before the key). */
+function inAccount<C extends IAMClient>(client: C, account: string): C {
+  client.middlewareStack.add(
+    (next) => (args) => {
+      (args.request as { headers: Record<string, string> }).headers['x-moto-account-id'] = account;
+      return next(args);
+    },
+    { step: 'build', name: 'motoAccount' },
+  );
+  return client;
+}
+
+async function seedAccount(endpoint: string, account: string): Promise<void> {
+  const iam = inAccount(iamAs({ endpoint }, SEED_KEY), account);
+  try {
+    await iam.send(
+      new CreateRoleCommand({
+        RoleName: ACCOUNT_ROLE,
+        Path: '/',
+        AssumeRolePolicyDocument: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [{ Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${MOTO_ACCOUNT}:user/${ADMIN_USER}` }, Action: 'sts:AssumeRole' }],
+        }),
+      }),
+    );
+    await iam.send(
+      new PutRolePolicyCommand({
+        RoleName: ACCOUNT_ROLE,
+        PolicyName: 'everything',
+        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }] }),
+      }),
+    );
+  } finally {
+    iam.destroy();
+  }
+}
+
+async function seed(endpoint: string, accounts: readonly string[]): Promise<AwsKey> {
+  for (const account of accounts) await seedAccount(endpoint, account);
   const iam = iamAs({ endpoint }, SEED_KEY);
   const s3 = s3As({ endpoint }, SEED_KEY);
   try {
@@ -110,7 +158,8 @@ async function seed(endpoint: string): Promise<AwsKey> {
   }
 }
 
-export async function startMoto(opts: { auth?: boolean; managedPolicies?: boolean } = {}): Promise<Moto> {
+export async function startMoto(opts: { auth?: boolean; managedPolicies?: boolean; accounts?: readonly string[] } = {}): Promise<Moto> {
+  const accounts = opts.accounts ?? [];
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
   let child: ChildProcess;
@@ -170,7 +219,7 @@ export async function startMoto(opts: { auth?: boolean; managedPolicies?: boolea
     endpoint,
     region: REGION,
     pid: child.pid,
-    admin: await seed(endpoint),
+    admin: await seed(endpoint, accounts),
     async enableAuth() {
       await post(endpoint, '/moto-api/reset-auth', '0');
       authOn = true;
@@ -179,7 +228,7 @@ export async function startMoto(opts: { auth?: boolean; managedPolicies?: boolea
       // Enforcement survives a reset; seeding needs it off.
       await post(endpoint, '/moto-api/reset-auth', 'inf');
       await post(endpoint, '/moto-api/reset');
-      moto.admin = await seed(endpoint);
+      moto.admin = await seed(endpoint, accounts);
       if (authOn) await moto.enableAuth();
     },
     async stop() {

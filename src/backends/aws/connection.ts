@@ -8,8 +8,12 @@
 // Every request has a deadline (src/backends/deadline.ts): the connection must be made within the
 // connect deadline, and the whole request answered within the request deadline, which also bounds
 // a TLS handshake or a socket that goes quiet half-way.
+//
+// A backend that names a role (`assumeRole`) makes every call with that role's session, asked of
+// STS with the standard credential chain and renewed before it expires: the backend manages the
+// role's account, and its reads, counts and errors are its own.
 import { IAMClient, type IAMClientConfig } from '@aws-sdk/client-iam';
-import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import type { BackendStats } from '../backend.js';
 import { DEFAULT_DEADLINES, deadlineError, type Deadlines } from '../deadline.js';
 import { BackendError } from '../../core/errors.js';
@@ -37,7 +41,16 @@ export interface AwsBackendOptions {
   installation?: string;
   /** Connect and per-request deadlines (default: 10 s and 60 s). */
   deadlines?: Deadlines;
+  /** A role to assume for every call, with `credentials` (or the standard chain): the account managed is the role's. */
+  assumeRole?: { roleArn: string; externalId?: string; sessionName?: string };
 }
+
+/** A session is renewed this long before it expires, so that no request is signed with one about to lapse. */
+export const SESSION_RENEW_MS = 5 * 60_000;
+/** How long each assumed session lasts: STS's default, allowed by every role's maximum. */
+const SESSION_SECONDS = 3600;
+
+type Credentials = Awaited<ReturnType<Exclude<IAMClientConfig['credentials'], undefined | { accessKeyId: string }>>>;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -47,6 +60,9 @@ export class AwsConnection {
   readonly opts: AwsBackendOptions;
   readonly iam: IAMClient;
   readonly #sts: STSClient;
+  /** With `assumeRole`: the client, on the caller's own credentials, that asks for the role's sessions. */
+  readonly #issuer: STSClient | undefined;
+  #credentials: { value: Promise<Credentials>; renewAt: number } | undefined;
   readonly #stats: BackendStats = { requests: 0, retries: 0 };
   readonly #deadlines: Deadlines;
   /** Where each failed request was sent, for the message of a missed deadline. */
@@ -73,17 +89,66 @@ export class AwsConnection {
       ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
     };
-    this.iam = new IAMClient(common);
-    this.#sts = new STSClient(common);
+    // With a role, the caller's own credentials only ask STS for the role's sessions.
+    this.#issuer = opts.assumeRole ? new STSClient(common) : undefined;
+    const role = opts.assumeRole;
+    const session = role ? { ...common, credentials: () => this.#session(role) } : common;
+    this.iam = new IAMClient(session);
+    this.#sts = new STSClient(session);
     // Per attempt, below the (disabled) SDK retry middleware: every request sent is counted, and a
     // failed one remembers where it went (the endpoint may come from the environment).
     const counter = { step: 'finalizeRequest', priority: 'low', name: 'datagrantRequestCounter' } as const;
-    this.iam.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
-    this.#sts.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
     // Each API action paced at the rate AWS lets through, learned from its throttles (limiter.ts).
     const limiters = sharedLimiters(`${opts.name}@${opts.endpoint ?? process.env.AWS_ENDPOINT_URL ?? common.region}`);
-    limitActions(this.iam, limiters, () => this.#stats.retries++);
-    limitActions(this.#sts, limiters, () => this.#stats.retries++);
+    for (const client of [this.iam, this.#sts, this.#issuer]) {
+      if (!client) continue;
+      (client.middlewareStack as IAMClient['middlewareStack']).add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
+      limitActions(client, limiters, () => this.#stats.retries++);
+    }
+  }
+
+  /**
+   * The role's session: one AssumeRole while it is fresh, a new one from SESSION_RENEW_MS before
+   * it expires. Requests waiting for it at once share one call; a failure is not kept.
+   */
+  #session(role: NonNullable<AwsBackendOptions['assumeRole']>): Promise<Credentials> {
+    const cached = this.#credentials;
+    if (cached && cached.renewAt > Date.now()) return cached.value;
+    const entry: { value: Promise<Credentials>; renewAt: number } = { value: this.#assume(role), renewAt: Infinity };
+    // Until it is answered, every request waits for this one call.
+    this.#credentials = entry;
+    entry.value.then(
+      (c) => (entry.renewAt = c.expiration!.getTime() - SESSION_RENEW_MS),
+      () => {
+        if (this.#credentials === entry) this.#credentials = undefined;
+      },
+    );
+    return entry.value;
+  }
+
+  async #assume(role: NonNullable<AwsBackendOptions['assumeRole']>): Promise<Credentials> {
+    let c;
+    try {
+      c = (
+        await this.#issuer!.send(
+          new AssumeRoleCommand({
+            RoleArn: role.roleArn,
+            RoleSessionName: role.sessionName ?? `datagrant-${this.name}`.slice(0, 64),
+            DurationSeconds: SESSION_SECONDS,
+            ...(role.externalId ? { ExternalId: role.externalId } : {}),
+          }),
+        )
+      ).Credentials;
+    } catch (e) {
+      const err = this.error(e);
+      const what = err.message.startsWith(`${this.name}: `) ? err.message.slice(this.name.length + 2) : err.message;
+      throw new BackendError(`${this.name}: cannot assume role ${role.roleArn}: ${what}`, this.name, err.code, err.retryable);
+    }
+    if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken) {
+      throw new BackendError(`${this.name}: cannot assume role ${role.roleArn}: STS AssumeRole returned no credentials`, this.name, 'NoCredentials', false);
+    }
+    const expiration = c.Expiration ?? new Date(Date.now() + SESSION_SECONDS * 1000);
+    return { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken, expiration };
   }
 
   async #sent<T>(request: unknown, send: () => Promise<T>): Promise<T> {
@@ -110,6 +175,7 @@ export class AwsConnection {
   close(): void {
     this.iam.destroy();
     this.#sts.destroy();
+    this.#issuer?.destroy();
   }
 
   /** A driver error: a missed deadline says which and where; anything else keeps its AWS code. */

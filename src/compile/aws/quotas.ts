@@ -4,7 +4,7 @@
 // rest of the account. Pure.
 import type { Resource } from '../../core/types.js';
 import { IAM_ACCOUNT_QUOTAS, type AccountQuotaName } from '../../spec/limits.js';
-import type { AwsBackendSpec, Spec } from '../../spec/schema.js';
+import { awsAccountOf, type AwsBackendSpec, type Spec } from '../../spec/schema.js';
 
 export type QuotaCounts = Record<AccountQuotaName, number>;
 
@@ -68,10 +68,13 @@ export function quotaProblems(counts: QuotaCounts, quotas: Quotas, details: Part
 }
 
 /**
- * The account an aws backend reaches. Every backend uses the one standard credential chain, so
- * backends with the same endpoint reach one account (IAM is global: the region does not matter).
+ * The account an aws backend reaches: its endpoint and the account of the role it assumes (or the
+ * standard credential chain's). IAM is global: the region does not matter.
  */
-const accountOf = (b: AwsBackendSpec) => b.endpoint ?? '';
+const accountOf = (b: AwsBackendSpec) => {
+  const { endpoint, account } = awsAccountOf(b);
+  return JSON.stringify([endpoint, account]);
+};
 
 /**
  * Backends of one account share its quotas. Each passed its own check; what is left is their sum
@@ -88,6 +91,8 @@ export function sharedAccountProblems(spec: Spec, resources: Record<string, read
   const out: string[] = [];
   for (const names of accounts.values()) {
     if (names.length < 2) continue;
+    const { account } = awsAccountOf(spec.backends[names[0]!] as AwsBackendSpec);
+    const reach = account ? `account ${account}, by the roles they assume, at the same endpoint` : 'the same credentials and endpoint';
     const counts = accountObjects(names.flatMap((n) => resources[n]!));
     const quotas = names.map((n) => quotasOf(spec.backends[n] as AwsBackendSpec));
     for (const q of NAMES) {
@@ -97,7 +102,7 @@ export function sharedAccountProblems(spec: Spec, resources: Record<string, read
       if (counts[q] <= limit) continue;
       const source = quotas[at]!.set.has(q) ? `quotas.${q} of backend ${names[at]}` : `AWS's default; quotas.${q} sets another`;
       out.push(
-        `backends ${names.join(', ')}: they reach one AWS account (the same credentials and endpoint) and share its quotas: together ${exceeded(q, counts[q], limit, source)} Or give each backend a share in its quotas.`,
+        `backends ${names.join(', ')}: they reach one AWS account (${reach}) and share its quotas: together ${exceeded(q, counts[q], limit, source)} Or give each backend a share in its quotas.`,
       );
     }
   }
