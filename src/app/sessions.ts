@@ -4,24 +4,11 @@
 // Auditing is the caller's (sessions-port.ts).
 import type { Backend, IssuedBackendSession } from '../backends/backend.js';
 import { sessionTarget } from '../compile/index.js';
-import { DatagrantError } from '../core/errors.js';
 import type { BackendSpec, Spec } from '../spec/schema.js';
 import type { StateStore } from '../store/store.js';
-import { SessionRefusedError, type IssuedSession, type SessionBroker, type SessionRequest } from './sessions-port.js';
+import { SessionRefusedError, SessionsUnsupportedError, type IssuedSession, type SessionBroker, type SessionRequest } from './sessions-port.js';
 
-/**
- * The backend exists and the principal may have a session, but this backend's driver cannot issue
- * one. Not a refusal of the principal: the server lacks the capability (serve answers 501).
- */
-export class SessionsUnsupportedError extends DatagrantError {
-  override name = 'SessionsUnsupportedError';
-  constructor(
-    readonly backend: string,
-    readonly backendType: string,
-  ) {
-    super(`temporary credentials are not supported on backend type ${backendType} (backend ${JSON.stringify(backend)})`);
-  }
-}
+export { SessionsUnsupportedError };
 
 export interface SessionBrokerContext {
   /** The spec as it stands now, SCIM people merged in as converge merges them. */
