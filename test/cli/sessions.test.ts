@@ -27,6 +27,7 @@ principals:
   alice: { type: person, groups: [researchers] }
   carol: { type: person, groups: [researchers], grants: [{ dataset: evals, access: write, expires: "2026-11-30T12:10:00Z" }] }
   erin: { type: person }
+  dave: { type: person, credentials: key, groups: [researchers] }
   pat: { type: person, grants: [{ dataset: feats, access: read }] }
 `;
 
@@ -153,4 +154,10 @@ test('a refusal through the command line: the asker is told of itself only, on s
     ]);
     expect(await s.sessions()).toEqual([]);
   });
+});
+
+test('a principal with keys still gets its stored key, not a session', async () => {
+  const r = await ws.run('credentials', 'export', 'dave', '--format', 'json');
+  expect(r).toEqual({ code: 1, stdout: '', stderr: 'Error: no stored credential for "dave"; stored: (none)\n' });
+  await state(async (s) => expect((await s.auditEntries()).filter((e) => e.event.startsWith('session.'))).toEqual([]));
 });

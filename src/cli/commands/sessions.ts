@@ -26,11 +26,17 @@ export interface LocalSession extends SessionIssue {
 /**
  * The spec (SCIM people merged in) when `name` is a temporary principal in it; otherwise undefined,
  * and `credentials export` hands out the principal's stored key as before. Without a spec file
- * there are no temporary principals: exporting a stored key never needed one.
+ * there are no temporary principals: exporting a stored key never needed one. The SCIM people are
+ * merged only when a session is to be issued: a stored key is exported whatever they hold.
  */
 export async function temporarySpec(io: Io, opts: CommonOptions, name: string): Promise<Spec | undefined> {
   if (!existsSync(specPath(io, opts))) return undefined;
-  const { spec } = await withScimPeople(io, opts, loadSpecFor(io, opts, io.now()));
+  const loaded = loadSpecFor(io, opts, io.now());
+  const own = Object.prototype.hasOwnProperty.call(loaded.spec.principals, name) ? loaded.spec.principals[name] : undefined;
+  // A SCIM person gets the spec-wide default; only then do the people need reading to know.
+  const maybe = own ? credentialsOf(loaded.spec, own) === 'temporary' : Boolean(loaded.spec.scim) && loaded.spec.settings?.credentials === 'temporary';
+  if (!maybe) return undefined;
+  const { spec } = await withScimPeople(io, opts, loaded);
   const p = Object.prototype.hasOwnProperty.call(spec.principals, name) ? spec.principals[name] : undefined;
   return p && credentialsOf(spec, p) === 'temporary' ? spec : undefined;
 }
