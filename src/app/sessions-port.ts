@@ -64,3 +64,17 @@ export class SessionRefusedError extends DatagrantError {
     super(message);
   }
 }
+
+/**
+ * The backend exists and the principal may have a session, but this backend's driver cannot issue
+ * one. Not a refusal of the principal: the server lacks the capability (serve answers 501).
+ */
+export class SessionsUnsupportedError extends DatagrantError {
+  override name = 'SessionsUnsupportedError';
+  constructor(
+    readonly backend: string,
+    readonly backendType: string,
+  ) {
+    super(`temporary credentials are not supported on backend type ${backendType} (backend ${JSON.stringify(backend)})`);
+  }
+}

@@ -8,7 +8,7 @@
 // error="invalid_token"` and a fixed description; the token is never echoed, logged or audited.
 // Issues and refusals of a verified token are audited with the actor `oidc:<issuer>:<sub>`.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { SessionRefusedError, type IssuedSession, type SessionBroker } from '../app/sessions-port.js';
+import { SessionRefusedError, SessionsUnsupportedError, type IssuedSession, type SessionBroker } from '../app/sessions-port.js';
 import type { MetricsRegistry } from '../scim/metrics.js';
 import { matchPrincipal, type OidcIndex } from '../spec/oidc.js';
 import type { OidcIssuerSpec } from '../spec/schema.js';
@@ -143,6 +143,13 @@ export function registerCredentialsRoute(app: FastifyInstance, opts: Credentials
         session = await opts.broker.issue({ backend, principal, source: 'oidc', subject, issuer: issuer.name });
       } catch (e) {
         if (e instanceof SessionRefusedError) return refuse(e.reason === 'unknown-backend' ? 404 : 403, e.message, e.reason, principal);
+        if (e instanceof SessionsUnsupportedError) {
+          // Not the caller's doing (403) nor a fault (500): this server cannot do it for that backend.
+          count('failed');
+          log.warn({ backend, backendType: e.backendType, principal }, 'credential endpoint: the backend issues no sessions');
+          await opts.audit({ actor, event: 'session.issue', address: null, outcome: 'failed', detail: describe(backend, principal, e.name) }, at());
+          return answer(reply, 501, { error: 'not_implemented', message: e.message });
+        }
         count('failed');
         log.error(
           { err: { name: (e as Error).name, message: (e as Error).message }, backend, principal },

@@ -6,7 +6,9 @@ import { pino, type Logger } from 'pino';
 import { UsageError } from '../core/errors.js';
 import type { Io } from '../app/io.js';
 import { displayPath, pathsFor, specPath, type CommonOptions } from '../app/context.js';
+import { createSessionBroker } from '../app/sessions.js';
 import type { SessionBroker } from '../app/sessions-port.js';
+import { makeBackends } from '../backends/factory.js';
 import { MetricsRegistry } from '../scim/metrics.js';
 import { buildScimServer } from '../scim/server.js';
 import type { ScimStore } from '../scim/store/store.js';
@@ -15,7 +17,7 @@ import { openScimStoreAt } from '../scim/store/open.js';
 import { openStore } from '../store/open.js';
 import type { StateStore } from '../store/store.js';
 import { registerCredentialsRoute } from './credentials.js';
-import { credentialDirectory } from './credentials-directory.js';
+import { credentialDirectory, serveSpec } from './credentials-directory.js';
 import { ReconcilerThread } from './reconcile-thread.js';
 import { specPrincipalNames } from './spec-names.js';
 
@@ -163,21 +165,34 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
       state = undefined;
       throw e;
     }));
+  const specSource = {
+    specFile: specPath(io, opts),
+    displayFile: displayPath(io, specPath(io, opts)),
+    // As the reconciler reads the spec: ${VAR} from the process's environment plus the caller's.
+    env: { ...process.env, ...io.env },
+    scim,
+    now: io.now,
+  };
+  const specNow = serveSpec(specSource);
+  // The broker records sessions through that connection too, and keeps its drivers open between
+  // requests. Each replica records its own; the session log keeps the latest of every field.
+  const ownBroker = opts.sessionBroker
+    ? undefined
+    : createSessionBroker({
+        spec: specNow,
+        store: stateStore,
+        makeBackend: (name, spec, installation) => makeBackends({ backends: { [name]: spec } }, { installation })[name]!,
+        now: io.now,
+      });
   registerCredentialsRoute(app, {
-    directory: credentialDirectory({
-      specFile: specPath(io, opts),
-      displayFile: displayPath(io, specPath(io, opts)),
-      // As the reconciler reads the spec: ${VAR} from the process's environment plus the caller's.
-      env: { ...process.env, ...io.env },
-      scim,
-      now: io.now,
-    }),
+    directory: credentialDirectory(specSource, specNow),
     audit: async (entry, at) => (await stateStore()).audit(entry, at),
     metrics,
     now: io.now,
-    ...(opts.sessionBroker ? { broker: opts.sessionBroker } : {}),
+    broker: opts.sessionBroker ?? ownBroker,
   });
   const closeState = async () => {
+    await ownBroker?.close();
     const s = await state?.catch(() => undefined);
     await s?.close();
   };

@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import { decodeJwt, generateKeyPair, SignJWT } from 'jose';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { SessionRefusedError, type IssuedSession, type SessionBroker, type SessionRequest } from '../../src/app/sessions-port.js';
+import { SessionRefusedError, SessionsUnsupportedError, type IssuedSession, type SessionBroker, type SessionRequest } from '../../src/app/sessions-port.js';
 import { GROUP_SCHEMA, PATCH_SCHEMA, USER_SCHEMA } from '../../src/scim/schemas.js';
 import { buildScimServer, hashToken } from '../../src/scim/server.js';
 import { SqliteScimStore } from '../../src/scim/store/sqlite.js';
@@ -34,6 +34,7 @@ class FakeBroker implements SessionBroker {
     this.requests.push(req);
     if (req.principal === 'keyholder')
       throw new SessionRefusedError('not-temporary', `principal keyholder has an access key, not sessions, on backend ${req.backend}`);
+    if (req.principal === 'alice' && req.backend === 'warehouse') throw new SessionsUnsupportedError(req.backend, 'postgres');
     const secret = `secret-${req.principal}-${Math.random().toString(36).slice(2)}`;
     this.secrets.push(secret);
     if (req.backend === 'warehouse')
@@ -342,6 +343,18 @@ describe('a valid token that names no principal that may have a session', () => 
       actor: 'oidc:corp:u-keys',
       event: 'session.refused',
       detail: 'principal keyholder, backend aws: not-temporary',
+    });
+  });
+
+  test('a backend whose driver issues no sessions: 501 naming its type, audited as a failed issue', async () => {
+    const r = await post('warehouse', await tokenFrom(corp, 'alice'));
+    expect(r.status).toBe(501);
+    expect(r.body).toEqual({ error: 'not_implemented', message: 'temporary credentials are not supported on backend type postgres (backend "warehouse")' });
+    expect((await state.auditEntries()).at(-1)).toMatchObject({
+      actor: 'oidc:corp:u-alice',
+      event: 'session.issue',
+      outcome: 'failed',
+      detail: 'principal alice, backend warehouse: SessionsUnsupportedError',
     });
   });
 

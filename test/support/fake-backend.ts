@@ -2,7 +2,7 @@
 // fails if something it depends on is missing, a delete fails while something still depends on
 // it (IAM's DeleteConflict). Used to test apply without a network.
 import { randomBytes } from 'node:crypto';
-import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../../src/backends/backend.js';
+import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from '../../src/backends/backend.js';
 import { BackendError } from '../../src/core/errors.js';
 import type { ActualState, Change, Resource } from '../../src/core/types.js';
 
@@ -81,4 +81,45 @@ export class FakeBackend implements Backend {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * A FakeBackend that issues sessions the way the real drivers answer (issue 12): AWS-shaped
+ * (STS's 900 s floor, a session token) or PostgreSQL-shaped (a login role named after the
+ * principal). Every request is kept, and every secret it handed out, for tests to look for.
+ */
+export class FakeSessionBackend extends FakeBackend {
+  readonly sessionRequests: SessionIssueRequest[] = [];
+  readonly secrets: string[] = [];
+  /** Set to make the next issues fail with this error. */
+  failWith: Error | undefined;
+
+  constructor(
+    name: string,
+    readonly kind: 'aws' | 'postgres' = 'aws',
+    private readonly clock: () => Date = () => new Date(),
+  ) {
+    super(name);
+  }
+
+  async issueSession(req: SessionIssueRequest): Promise<IssuedBackendSession> {
+    this.sessionRequests.push(req);
+    if (this.failWith) throw this.failWith;
+    const seconds = this.kind === 'aws' ? Math.max(req.durationSeconds, 900) : req.durationSeconds;
+    const expiresAt = new Date(this.clock().getTime() + seconds * 1000).toISOString();
+    const password = randomBytes(24).toString('base64');
+    this.secrets.push(password);
+    if (this.kind === 'aws') {
+      const sessionToken = `FwoG${randomBytes(48).toString('base64')}`;
+      this.secrets.push(sessionToken);
+      return {
+        secret: { accessKeyId: `ASIA${randomBytes(8).toString('hex').toUpperCase()}`, secretAccessKey: password, sessionToken },
+        expiresAt,
+        target: req.target,
+        readyMs: 3,
+      };
+    }
+    const user = `${req.target}_s_${randomBytes(4).toString('hex')}`;
+    return { secret: { user, password, host: 'db.internal', port: '5432', database: 'warehouse' }, expiresAt, target: user, readyMs: 1 };
+  }
 }

@@ -1,10 +1,11 @@
 // credentials list | show | export | rotate. Only `show --reveal` and `export` print a secret,
-// and both leave an audit entry.
+// and both leave an audit entry. `export` of a temporary principal issues a session (sessions.ts).
 import { UsageError } from '../../core/errors.js';
 import type { CredentialRow, CredentialStore } from '../../store/store.js';
-import { actorOf, withStore, type CommonOptions } from '../../app/context.js';
+import { actorOf, withStore, type BackendOptions, type CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
 import { applyCommand, type ApplyOptions } from './lifecycle.js';
+import { exportSession, temporarySpec } from './sessions.js';
 
 export const EXPORT_FORMATS = ['env', 'aws-profile', 'json', 'pgpass', 'url'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -106,10 +107,16 @@ export function formatSecret(format: ExportFormat, name: string, secret: Record<
   throw new UsageError(`format ${format} is for AWS keys; for a PostgreSQL password use env, pgpass, url or json`);
 }
 
-export async function credentialsExport(io: Io, opts: CommonOptions & { name: string; backend?: string; format: string }): Promise<number> {
+export async function credentialsExport(
+  io: Io,
+  opts: CommonOptions & { name: string; backend?: string; format: string; backendOptions?: BackendOptions },
+): Promise<number> {
   if (!EXPORT_FORMATS.includes(opts.format as ExportFormat)) {
     throw new UsageError(`--format ${JSON.stringify(opts.format)} is not supported; allowed: ${EXPORT_FORMATS.join(', ')}`);
   }
+  // A temporary principal has no stored key: it gets a fresh session.
+  const temporary = await temporarySpec(io, opts, opts.name);
+  if (temporary) return exportSession(io, { ...opts, format: opts.format as ExportFormat }, temporary);
   return withStore(io, opts, async (store) => {
     const row = await resolve(store, opts.name, opts.backend);
     const got = await store.revealCredential(row.address);
