@@ -4,6 +4,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { BackendError, CompileError, DatagrantError, SpecError } from '../core/errors.js';
 import { auditLog, auditVerify } from './commands/audit.js';
 import { credentialsExport, credentialsList, credentialsRotate, credentialsShow, EXPORT_FORMATS } from './commands/credentials.js';
+import { execCommand } from './commands/exec.js';
 import { applyCommand, driftCommand, planCommand } from './commands/lifecycle.js';
 import { DEFAULT_SCOPE, loginCommand } from './commands/login.js';
 import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
@@ -153,6 +154,19 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--scope <scopes>', 'scopes to ask for; some identity providers issue a refresh token only for offline_access', DEFAULT_SCOPE)
     .option('--browser', 'sign in with the browser on this machine (authorization code + PKCE on a loopback port) instead of a device code')
     .action(async (o: { server?: string; issuerUrl?: string; clientId?: string; scope: string; browser?: boolean }) => run(() => loginCommand(io, o))());
+
+  program
+    .command('exec')
+    .description("run a command with a principal's session: AWS through a credential_process profile the SDKs renew, PostgreSQL as PGUSER/PGPASSWORD")
+    .argument('<name>', 'principal name')
+    .argument('<command...>', 'the command and its arguments, after --')
+    .option('--backend <name>', 'the backend to get the session on (required with --server)')
+    .option('--server <url>', 'sessions from this datagrant serve, with your `datagrant login` (default: $DATAGRANT_SERVER)')
+    .addOption(serveTimeout())
+    .option('--env', 'AWS: put the session into AWS_ACCESS_KEY_ID/… instead (for tools that read only those; not renewed)')
+    .action(async (name: string, command: string[], o: { backend?: string; server?: string; timeout: number; env?: boolean }) =>
+      run(() => execCommand(io, { ...common(), ...o, timeoutMs: o.timeout, name, command }))(),
+    );
 
   program
     .command('serve')
