@@ -132,7 +132,11 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--backend <name>', 'when the principal has credentials on several backends (required with --server)')
     .option('--server <url>', 'a session from this datagrant serve, with your `datagrant login` (default: $DATAGRANT_SERVER)')
     .addOption(serveTimeout())
-    .action(async (name: string, o: { backend?: string; format: string; server?: string; timeout: number }) =>
+    .option(
+      '--id-token-file <path>',
+      "a workload's OIDC token file (Kubernetes, CI), read for each session, instead of your login (default: $DATAGRANT_ID_TOKEN_FILE)",
+    )
+    .action(async (name: string, o: { backend?: string; format: string; server?: string; timeout: number; idTokenFile?: string }) =>
       run(() => credentialsExport(io, { ...common(), ...o, timeoutMs: o.timeout, name }))(),
     );
   creds
@@ -163,8 +167,12 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--backend <name>', 'the backend to get the session on (required with --server)')
     .option('--server <url>', 'sessions from this datagrant serve, with your `datagrant login` (default: $DATAGRANT_SERVER)')
     .addOption(serveTimeout())
+    .option(
+      '--id-token-file <path>',
+      "a workload's OIDC token file (Kubernetes, CI), read for each session, instead of your login (default: $DATAGRANT_ID_TOKEN_FILE)",
+    )
     .option('--env', 'AWS: put the session into AWS_ACCESS_KEY_ID/… instead (for tools that read only those; not renewed)')
-    .action(async (name: string, command: string[], o: { backend?: string; server?: string; timeout: number; env?: boolean }) =>
+    .action(async (name: string, command: string[], o: { backend?: string; server?: string; timeout: number; idTokenFile?: string; env?: boolean }) =>
       run(() => execCommand(io, { ...common(), ...o, timeoutMs: o.timeout, name, command }))(),
     );
 

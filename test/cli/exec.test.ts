@@ -93,6 +93,19 @@ test("AWS: the command's SDK gets sessions through a credential_process profile;
   expect(existsSync(got.env.AWS_CONFIG_FILE!)).toBe(false);
 });
 
+test("a workload's token file: the command's credential_process reads it too", async () => {
+  ws = workspace();
+  const tokenFile = join(ws.dir, 'token');
+  writeFileSync(tokenFile, await rig.idToken('alice'));
+  const p = probe('sdk', 0);
+  const r = await ws.run('exec', 'alice', '--server', rig.serve.url, '--backend', 'aws', '--id-token-file', tokenFile, '--', ...p.command);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  const got = p.report();
+  expect(got.config).toContain(`--server ${rig.serve.url} --id-token-file ${tokenFile} --backend aws --format json`);
+  expect(got.credentials).toMatchObject({ accessKeyId: (rig.broker.issued.at(-1) as { accessKeyId: string }).accessKeyId });
+});
+
 test('AWS --env: the session itself in AWS_ACCESS_KEY_ID/…, and no profile that would take precedence in some SDKs', async () => {
   await aliceLoggedIn();
   const p = probe('env', 0);

@@ -422,6 +422,28 @@ describe('credentials export --server', () => {
     }
   });
 
+  test("a workload's token file stands for a login: read for each session, refused tokens named by file", async () => {
+    freshWorkspace();
+    const tokenFile = join(ws.dir, 'token');
+    writeFileSync(tokenFile, `${await rig.idToken('alice')}\n`);
+    const r = await exportSession('--backend', 'aws', '--format', 'json', '--id-token-file', tokenFile);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ Version: 1, AccessKeyId: (rig.broker.issued.at(-1) as { accessKeyId: string }).accessKeyId });
+    expect(rig.broker.requests.at(-1)).toMatchObject({ principal: 'alice', subject: 'u-alice' });
+    // No login was needed, and none was written.
+    expect(() => statSync(loginFile())).toThrow(/ENOENT/);
+
+    writeFileSync(tokenFile, 'not.a.token\n');
+    const refused = await exportSession('--backend', 'aws', '--format', 'json', '--id-token-file', tokenFile);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      new RegExp(`^Error: ${rig.serve.url} refused the ID token in ${tokenFile} \\(.+\\); the platform that writes that file renews it\\n$`),
+    );
+    const missing = await exportSession('--backend', 'aws', '--format', 'json', '--id-token-file', join(ws.dir, 'nothing'));
+    expect(missing.stderr).toBe(`Error: cannot read the ID token file ${join(ws.dir, 'nothing')}: ENOENT\n`);
+  });
+
   test('--backend is required with --server, and a principal without a login is told to log in', async () => {
     freshWorkspace();
     const notLoggedIn = await exportSession('--backend', 'aws', '--format', 'json');

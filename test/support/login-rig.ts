@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import type { Io } from '../../src/app/io.js';
 import type { IssuedSession, SessionBroker, SessionRequest } from '../../src/app/sessions-port.js';
 import { startServe, type RunningServer } from '../../src/serve/serve.js';
+import { deviceFlow, discover } from '../../src/cli/session/oidc-client.js';
 import type { CliResult, Workspace } from './cli.js';
 import { freePort } from './moto.js';
 import { startIdp, type IdpOptions, type TestIdp } from './oidc.js';
@@ -55,6 +56,8 @@ export interface LoginRig {
   broker: RecordingBroker;
   /** `datagrant login` as `account` through the device flow, the person approving on the IdP's pages. */
   login(ws: Workspace, account: string, ...extra: string[]): Promise<CliResult>;
+  /** An ID token for datagrant's client, as a workload's platform would put in a file. */
+  idToken(account: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -114,6 +117,18 @@ principals:
       } finally {
         delete ws.onStderr;
       }
+    },
+    async idToken(account) {
+      const deps = { now: () => new Date(), sleep: async () => approval, timeoutMs: 5000 };
+      let approval: Promise<void> | undefined;
+      const ep = await discover(idp.issuer, deps);
+      const tokens = await deviceFlow(
+        ep,
+        { clientId: idp.cliClientId, scope: 'openid email' },
+        (p) => void (approval = idp.approveDevice(p.userCode, account)),
+        deps,
+      );
+      return tokens.idToken;
     },
     async close() {
       await serve.close();

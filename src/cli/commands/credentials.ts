@@ -5,7 +5,7 @@ import { UsageError } from '../../core/errors.js';
 import type { CredentialRow, CredentialStore } from '../../store/store.js';
 import { actorOf, withStore, type CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
-import { sessionSource } from '../session/source.js';
+import { sessionSource, type RemoteSourceOptions } from '../session/source.js';
 import { applyCommand, type ApplyOptions } from './lifecycle.js';
 
 export const EXPORT_FORMATS = ['env', 'aws-profile', 'json', 'pgpass', 'url'] as const;
@@ -137,12 +137,12 @@ export function formatSession(format: ExportFormat, name: string, s: IssuedSessi
 
 export async function credentialsExport(
   io: Io,
-  opts: CommonOptions & { name: string; backend?: string; format: string; server?: string; timeoutMs?: number },
+  opts: CommonOptions & RemoteSourceOptions & { name: string; backend?: string; format: string },
 ): Promise<number> {
   if (!EXPORT_FORMATS.includes(opts.format as ExportFormat)) {
     throw new UsageError(`--format ${JSON.stringify(opts.format)} is not supported; allowed: ${EXPORT_FORMATS.join(', ')}`);
   }
-  if (opts.server ?? io.env.DATAGRANT_SERVER) {
+  if (opts.server ?? io.env.DATAGRANT_SERVER ?? opts.idTokenFile) {
     // A session from serve for the person logged in: no state and no master key are touched here.
     const source = await sessionSource(io, opts);
     const session = await source.obtain({ principal: opts.name, ...(opts.backend ? { backend: opts.backend } : {}) });

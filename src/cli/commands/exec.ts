@@ -24,13 +24,11 @@ import type { CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
 import type { IssuedSession } from '../../app/sessions-port.js';
 import { UsageError } from '../../core/errors.js';
-import { sessionSource, type SessionSource } from '../session/source.js';
+import { sessionSource, type RemoteSourceOptions, type SessionSource } from '../session/source.js';
 
-export interface ExecOptions extends CommonOptions {
+export interface ExecOptions extends CommonOptions, RemoteSourceOptions {
   name: string;
   backend?: string;
-  server?: string;
-  timeoutMs?: number;
   /** AWS: the session in the environment (not renewed) instead of a credential_process profile. */
   env?: boolean;
   command: string[];

@@ -2,6 +2,12 @@
 // token goes to POST /v1/credentials/:backend (src/serve/credentials.ts) and the answer is the
 // principal's session. The token is renewed with the refresh token when it is (nearly) expired,
 // or when serve refuses it as expired (clocks differ); otherwise the person is told to log in.
+//
+// A workload has no person to log in: `--id-token-file` names the file its platform keeps a
+// fresh OIDC token in (a Kubernetes projected service-account token, a CI job's token), read
+// anew for every session.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { IssuedSession } from '../../app/sessions-port.js';
 import type { Io } from '../../app/io.js';
 import { UsageError } from '../../core/errors.js';
@@ -21,13 +27,19 @@ export interface RemoteOptions {
   timeoutMs?: number;
   store?: LoginStore;
   deps?: HttpDeps;
+  /** A workload's token file, instead of the person's stored login. */
+  idTokenFile?: string;
 }
+
+/** Far above any real ID token; a file this large is not one. */
+const MAX_TOKEN_FILE = 64 * 1024;
 
 export class RemoteSessions implements SessionSource {
   readonly #io: Io;
   readonly #timeoutMs: number;
   readonly #store: LoginStore;
   readonly #deps: HttpDeps;
+  readonly #idTokenFile: string | undefined;
 
   constructor(
     io: Io,
@@ -38,17 +50,31 @@ export class RemoteSessions implements SessionSource {
     this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#store = opts.store ?? new LoginStore(loginFilePath(io.env));
     this.#deps = opts.deps ?? realDeps(io.now);
+    this.#idTokenFile = opts.idTokenFile !== undefined ? resolve(io.cwd, opts.idTokenFile) : undefined;
   }
 
   /** The command gets its session, never the keys to the state (not needed here). */
   readonly withheldEnv = ['DATAGRANT_MASTER_KEY', 'DATAGRANT_STORE_URL'] as const;
 
   exportArgs(): string[] {
-    return ['--server', this.server, ...(this.#timeoutMs !== DEFAULT_TIMEOUT_MS ? ['--timeout', String(this.#timeoutMs / 1000)] : [])];
+    return [
+      '--server',
+      this.server,
+      ...(this.#idTokenFile ? ['--id-token-file', this.#idTokenFile] : []),
+      ...(this.#timeoutMs !== DEFAULT_TIMEOUT_MS ? ['--timeout', String(this.#timeoutMs / 1000)] : []),
+    ];
   }
 
   async obtain(req: SessionWanted): Promise<IssuedSession> {
     if (!req.backend) throw new UsageError(`--backend is required with --server: name the spec's backend to get a session on (for example --backend aws)`);
+    if (this.#idTokenFile) {
+      const answer = await this.#ask(req.backend, this.#readTokenFile(this.#idTokenFile));
+      if (answer.status === 401) {
+        const said = typeof answer.body.message === 'string' ? remoteText(answer.body.message) : 'HTTP 401';
+        throw new LoginError(`${this.server} refused the ID token in ${this.#idTokenFile} (${said}); the platform that writes that file renews it`);
+      }
+      return this.#session(answer, req.backend);
+    }
     const first = await this.#freshLogin();
     let answer = await this.#ask(req.backend, first.login.idToken);
     if (answer.status === 401 && !first.renewed && first.login.refreshToken) {
@@ -105,6 +131,18 @@ export class RemoteSessions implements SessionSource {
     });
     if (!login) throw new LoginError(`you are not logged in to ${this.server}: run \`datagrant login --server ${this.server}\``);
     return { login, renewed };
+  }
+
+  #readTokenFile(file: string): string {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new LoginError(`cannot read the ID token file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    const token = text.trim();
+    if (!token || token.length > MAX_TOKEN_FILE || /\s/.test(token)) throw new LoginError(`${file} does not hold one ID token (a JWT on its own)`);
+    return token;
   }
 
   #stale(login: StoredLogin, rejected?: string): boolean {

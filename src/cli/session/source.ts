@@ -26,14 +26,27 @@ export interface SessionSource {
   readonly withheldEnv: readonly string[];
 }
 
+export interface RemoteSourceOptions {
+  /** serve's URL; else DATAGRANT_SERVER. */
+  server?: string;
+  timeoutMs?: number;
+  /** A workload's OIDC token file; else DATAGRANT_ID_TOKEN_FILE; else the stored login. */
+  idTokenFile?: string;
+}
+
 /** The remote source when a server is named (option, else DATAGRANT_SERVER); else the local one. */
-export async function sessionSource(io: Io, opts: CommonOptions & { server?: string; timeoutMs?: number }): Promise<SessionSource> {
+export async function sessionSource(io: Io, opts: CommonOptions & RemoteSourceOptions): Promise<SessionSource> {
   const server = opts.server ?? io.env.DATAGRANT_SERVER;
+  const idTokenFile = opts.idTokenFile ?? io.env.DATAGRANT_ID_TOKEN_FILE;
   if (server) {
     const { RemoteSessions } = await import('./remote.js');
     const { normaliseServer } = await import('./oidc-client.js');
-    return new RemoteSessions(io, normaliseServer(server), opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {});
+    return new RemoteSessions(io, normaliseServer(server), {
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(idTokenFile ? { idTokenFile } : {}),
+    });
   }
+  if (opts.idTokenFile) throw new UsageError('--id-token-file goes with --server: the token is for datagrant serve');
   throw new UsageError(
     'sessions without --server come from the session broker on this state, which this build does not have yet; use --server URL (or set DATAGRANT_SERVER) after `datagrant login`',
   );
