@@ -175,6 +175,50 @@ setInterval(() => {}, 1000);`,
   expect(killed.code).toBe(128 + 9);
 });
 
+test('on a terminal, each Ctrl-C reaches the command once (the terminal signals its whole foreground group)', async () => {
+  await aliceLoggedIn();
+  const ready = join(ws.dir, 'ready');
+  const count = join(ws.dir, 'count');
+  // The command is busy (as a training step is) when the Ctrl-C comes: each SIGINT that reaches it
+  // is taken at once and counted, so a second one sent on is not merged into the first.
+  const child = `const fs = require('node:fs'); let n = 0;
+process.on('SIGINT', () => n++);
+fs.writeFileSync(${JSON.stringify(ready)}, 'ready');
+const end = Date.now() + 2500; while (Date.now() < end) {}
+setTimeout(() => { fs.writeFileSync(${JSON.stringify(count)}, String(n)); process.exit(0); }, 300);`;
+  const line = [
+    process.execPath,
+    join(root, 'bin/datagrant.js'),
+    'exec',
+    'alice',
+    '--server',
+    rig.serve.url,
+    '--backend',
+    'aws',
+    '--',
+    process.execPath,
+    '-e',
+    child,
+  ]
+    .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+    .join(' ');
+  // util-linux script(1) runs the line on a new pseudo-terminal and copies its own stdin to it:
+  // a ^C written there is the terminal's interrupt character.
+  // (`exec`: no shell stays between the terminal and datagrant to take the Ctrl-C itself.)
+  const term = spawn('script', ['-qfec', `exec ${line}`, '/dev/null'], { env: { ...ws.env, PATH: process.env.PATH }, stdio: ['pipe', 'ignore', 'ignore'] });
+  const exited = new Promise<number | null>((r) => term.on('exit', (code) => r(code)));
+  for (let i = 0; i < 200 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 50));
+  expect(existsSync(ready)).toBe(true);
+  // Three presses: a signal sent on is sometimes merged into the terminal's by the kernel (both
+  // pending at once), so one press alone would not always show a second delivery.
+  for (let i = 0; i < 3; i++) {
+    term.stdin.write('\x03');
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  expect(await exited).toBe(0);
+  expect(readFileSync(count, 'utf8')).toBe('3');
+});
+
 test('a command that does not exist: 127, as a shell says; a login that expired: the command never starts', async () => {
   await aliceLoggedIn();
   const missing = await ws.run('exec', 'alice', '--server', rig.serve.url, '--backend', 'aws', '--', 'no-such-command-for-datagrant');

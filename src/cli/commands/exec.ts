@@ -57,8 +57,14 @@ const PG_LOGIN_ENV = ['PGUSER', 'PGPASSWORD', 'PGPASSFILE', 'PGHOST', 'PGHOSTADD
 
 /** The profile in the temporary config; the command's AWS_PROFILE. */
 export const EXEC_PROFILE = 'datagrant';
-/** Signals a person or a supervisor sends to stop or poke the command, passed on to it. */
+/** Signals a person or a supervisor sends to stop or poke the command: passed on to it. */
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGWINCH'];
+/**
+ * Signals a terminal sends to its whole foreground process group, the command included: on a
+ * terminal they are not sent on a second time (one Ctrl-C is one SIGINT, as after sudo or a shell),
+ * only kept from ending datagrant before the command.
+ */
+const FROM_TERMINAL = new Set<NodeJS.Signals>(['SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGWINCH']);
 
 export async function execCommand(io: Io, opts: ExecOptions): Promise<number> {
   if (opts.command.length === 0) throw new UsageError('name the command to run after --, for example: datagrant exec alice --backend aws -- aws s3 ls');
@@ -152,7 +158,10 @@ function run(io: Io, command: string[], env: NodeJS.ProcessEnv): Promise<number>
   return new Promise((resolve) => {
     const [file, ...args] = command as [string, ...string[]];
     const child = spawn(file, args, { stdio: 'inherit', env });
-    const forward = (signal: NodeJS.Signals) => void child.kill(signal);
+    const onTerminal = Boolean(process.stdin.isTTY);
+    const forward = (signal: NodeJS.Signals) => {
+      if (!(onTerminal && FROM_TERMINAL.has(signal))) child.kill(signal);
+    };
     for (const s of FORWARDED) process.on(s, forward);
     let settled = false;
     // 'exit' may or may not follow an 'error' (Node's documentation): the first one decides.
