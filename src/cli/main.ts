@@ -4,7 +4,9 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { BackendError, CompileError, DatagrantError, SpecError } from '../core/errors.js';
 import { auditLog, auditVerify } from './commands/audit.js';
 import { credentialsExport, credentialsList, credentialsRotate, credentialsShow, EXPORT_FORMATS } from './commands/credentials.js';
+import { execCommand } from './commands/exec.js';
 import { applyCommand, driftCommand, planCommand } from './commands/lifecycle.js';
+import { DEFAULT_SCOPE, loginCommand } from './commands/login.js';
 import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
 import { processIo, type Io } from '../app/io.js';
 
@@ -18,6 +20,9 @@ const seconds = (v: string) => {
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number of seconds');
   return n * 1000;
 };
+
+/** Deadline for serve's answer to `--server` (it includes the backend confirming the new session works). */
+const serveTimeout = () => new Option('--timeout <seconds>', "deadline for serve's answer").argParser(seconds).default(60_000, '60');
 
 /** The package's version: src/cli/main.ts and dist/cli/main.js both sit two levels below package.json. */
 function packageVersion(): string {
@@ -121,10 +126,19 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .action(async (name: string, o: { backend?: string; reveal?: boolean }) => run(() => credentialsShow(io, { ...common(), ...o, name }))());
   creds
     .command('export')
+    .description('print a stored credential, or with --server a new session from serve for the person logged in')
     .argument('<name>', 'principal name or address')
-    .addOption(new Option('--format <format>', 'output format').choices([...EXPORT_FORMATS]).makeOptionMandatory())
-    .option('--backend <name>', 'when the principal has credentials on several backends')
-    .action(async (name: string, o: { backend?: string; format: string }) => run(() => credentialsExport(io, { ...common(), ...o, name }))());
+    .addOption(new Option('--format <format>', 'output format (json: the AWS credential_process format)').choices([...EXPORT_FORMATS]).makeOptionMandatory())
+    .option('--backend <name>', 'when the principal has credentials on several backends (required with --server)')
+    .option('--server <url>', 'a session from this datagrant serve, with your `datagrant login` (default: $DATAGRANT_SERVER)')
+    .addOption(serveTimeout())
+    .option(
+      '--id-token-file <path>',
+      "a workload's OIDC token file (Kubernetes, CI), read for each session, instead of your login (default: $DATAGRANT_ID_TOKEN_FILE)",
+    )
+    .action(async (name: string, o: { backend?: string; format: string; server?: string; timeout: number; idTokenFile?: string }) =>
+      run(() => credentialsExport(io, { ...common(), ...o, timeoutMs: o.timeout, name }))(),
+    );
   creds
     .command('rotate')
     .argument('<name>', 'principal name or address')
@@ -133,6 +147,33 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .description('issue a new credential now; an old AWS key stays valid for the rotation grace period, an old PostgreSQL password stops at once')
     .action(async (name: string, o: { backend?: string; lockTimeout: number }) =>
       run(() => credentialsRotate(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, name, autoApprove: true }))(),
+    );
+
+  program
+    .command('login')
+    .description("sign in at your organisation's identity provider, so that --server gets you sessions from datagrant serve")
+    .option('--server <url>', 'the datagrant serve to log in to (default: $DATAGRANT_SERVER)')
+    .option('--issuer-url <url>', "the identity provider's OpenID Connect issuer (first login only)")
+    .option('--client-id <id>', "datagrant's public client id at the identity provider (first login only)")
+    .option('--scope <scopes>', 'scopes to ask for; some identity providers issue a refresh token only for offline_access', DEFAULT_SCOPE)
+    .option('--browser', 'sign in with the browser on this machine (authorization code + PKCE on a loopback port) instead of a device code')
+    .action(async (o: { server?: string; issuerUrl?: string; clientId?: string; scope: string; browser?: boolean }) => run(() => loginCommand(io, o))());
+
+  program
+    .command('exec')
+    .description("run a command with a principal's session: AWS through a credential_process profile the SDKs renew, PostgreSQL as PGUSER/PGPASSWORD")
+    .argument('<name>', 'principal name')
+    .argument('<command...>', 'the command and its arguments, after --')
+    .option('--backend <name>', 'the backend to get the session on (required with --server)')
+    .option('--server <url>', 'sessions from this datagrant serve, with your `datagrant login` (default: $DATAGRANT_SERVER)')
+    .addOption(serveTimeout())
+    .option(
+      '--id-token-file <path>',
+      "a workload's OIDC token file (Kubernetes, CI), read for each session, instead of your login (default: $DATAGRANT_ID_TOKEN_FILE)",
+    )
+    .option('--env', 'AWS: put the session into AWS_ACCESS_KEY_ID/… instead (for tools that read only those; not renewed)')
+    .action(async (name: string, command: string[], o: { backend?: string; server?: string; timeout: number; idTokenFile?: string; env?: boolean }) =>
+      run(() => execCommand(io, { ...common(), ...o, timeoutMs: o.timeout, name, command }))(),
     );
 
   program

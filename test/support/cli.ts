@@ -17,6 +17,8 @@ export interface Workspace {
   env: NodeJS.ProcessEnv;
   /** Injected clock for every command run here; defaults to the real one. */
   now?: () => Date;
+  /** Sees stderr as it is written (a prompt a test answers while the command waits). */
+  onStderr?: (chunk: string) => void;
   /** Answers apply's confirmation question as a person at a terminal would; unset, there is no terminal. */
   confirm?: (question: string) => Promise<boolean>;
   writeSpec(text: string, name?: string): string;
@@ -41,7 +43,10 @@ export function workspace(env: NodeJS.ProcessEnv = {}): Workspace {
     let stderr = '';
     const io: Io = {
       stdout: (s) => (stdout += s),
-      stderr: (s) => (stderr += s),
+      stderr: (s) => {
+        stderr += s;
+        ws.onStderr?.(s);
+      },
       env: ws.env,
       cwd: dir,
       isTTY: false,

@@ -1,9 +1,12 @@
 // credentials list | show | export | rotate. Only `show --reveal` and `export` print a secret,
-// and both leave an audit entry. `export` of a temporary principal issues a session (sessions.ts).
+// and both leave an audit entry (`export --server`: in serve's audit log, which issued it). `export`
+// of a temporary principal issues a session (sessions.ts).
+import type { IssuedSession } from '../../app/sessions-port.js';
 import { UsageError } from '../../core/errors.js';
 import type { CredentialRow, CredentialStore } from '../../store/store.js';
 import { actorOf, withStore, type BackendOptions, type CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
+import { sessionSource, type RemoteSourceOptions } from '../session/source.js';
 import { applyCommand, type ApplyOptions } from './lifecycle.js';
 import { exportSession, temporarySpec } from './sessions.js';
 
@@ -107,12 +110,46 @@ export function formatSecret(format: ExportFormat, name: string, secret: Record<
   throw new UsageError(`format ${format} is for AWS keys; for a PostgreSQL password use env, pgpass, url or json`);
 }
 
+/** A session in an export format: for AWS, `json` is credential_process's shape with its token and expiry. */
+export function formatSession(format: ExportFormat, name: string, s: IssuedSession): string {
+  if (s.kind === 'aws') {
+    if (format === 'json') {
+      return `${JSON.stringify({ Version: 1, AccessKeyId: s.accessKeyId, SecretAccessKey: s.secretAccessKey, SessionToken: s.sessionToken, Expiration: s.expiration })}\n`;
+    }
+    if (format === 'env') {
+      return `AWS_ACCESS_KEY_ID=${s.accessKeyId}\nAWS_SECRET_ACCESS_KEY=${s.secretAccessKey}\nAWS_SESSION_TOKEN=${s.sessionToken}\nAWS_CREDENTIAL_EXPIRATION=${s.expiration}\n`;
+    }
+    if (format === 'aws-profile') {
+      return `[${name}]\naws_access_key_id = ${s.accessKeyId}\naws_secret_access_key = ${s.secretAccessKey}\naws_session_token = ${s.sessionToken}\n`;
+    }
+    throw new UsageError(`format ${format} is for PostgreSQL; for an AWS session use json, env or aws-profile`);
+  }
+  if (format === 'json') {
+    const { kind: _kind, ...login } = s;
+    return `${JSON.stringify(login)}\n`;
+  }
+  return formatSecret(format, name, {
+    username: s.user,
+    password: s.password,
+    ...(s.host !== undefined ? { host: s.host } : {}),
+    ...(s.port !== undefined ? { port: String(s.port) } : {}),
+    ...(s.database !== undefined ? { database: s.database } : {}),
+  });
+}
+
 export async function credentialsExport(
   io: Io,
-  opts: CommonOptions & { name: string; backend?: string; format: string; backendOptions?: BackendOptions },
+  opts: CommonOptions & RemoteSourceOptions & { name: string; backend?: string; format: string; backendOptions?: BackendOptions },
 ): Promise<number> {
   if (!EXPORT_FORMATS.includes(opts.format as ExportFormat)) {
     throw new UsageError(`--format ${JSON.stringify(opts.format)} is not supported; allowed: ${EXPORT_FORMATS.join(', ')}`);
+  }
+  if (opts.server ?? io.env.DATAGRANT_SERVER ?? opts.idTokenFile) {
+    // A session from serve for the person logged in: no state and no master key are touched here.
+    const source = await sessionSource(io, opts);
+    const session = await source.obtain({ principal: opts.name, ...(opts.backend ? { backend: opts.backend } : {}) });
+    io.stdout(formatSession(opts.format as ExportFormat, opts.name, session));
+    return 0;
   }
   // A temporary principal has no stored key: it gets a fresh session.
   const temporary = await temporarySpec(io, opts, opts.name);
