@@ -100,7 +100,7 @@ function environmentFor(
     return { env, cleanup: () => undefined };
   }
   for (const k of AWS_CREDENTIAL_ENV) delete env[k];
-  if (opts.env) {
+  if (opts.env || !source.renews) {
     Object.assign(env, {
       AWS_ACCESS_KEY_ID: session.accessKeyId,
       AWS_SECRET_ACCESS_KEY: session.secretAccessKey,

@@ -3,7 +3,7 @@
 //   person's stored login (src/cli/session/remote.ts); no state, no master key;
 // - local (no server): the session broker on this state, with the master key (src/app/sessions.ts;
 //   wired in by the broker's change).
-import { pathsFor, specPath, type CommonOptions } from '../../app/context.js';
+import type { CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
 import type { IssuedSession } from '../../app/sessions-port.js';
 import { UsageError } from '../../core/errors.js';
@@ -24,6 +24,12 @@ export interface SessionSource {
   exportArgs(): string[];
   /** Variables of datagrant's environment a command run with the session must not inherit. */
   readonly withheldEnv: readonly string[];
+  /**
+   * Whether a command's SDK can renew through `credential_process` (`exportArgs`). The local
+   * source cannot: renewing needs datagrant's own AWS credentials and master key, which the
+   * command must not inherit, so `exec` hands it one session in its environment instead.
+   */
+  readonly renews: boolean;
 }
 
 export interface RemoteSourceOptions {
@@ -68,17 +74,11 @@ class LocalSessions implements SessionSource {
     return got.session;
   }
 
+  readonly renews = false;
+
   exportArgs(): string[] {
-    // The command's SDK runs `credentials export` again to renew, so that must reach the state
-    // without what the command is denied: a key or store URL given only in the environment would
-    // have to be handed to the command itself.
-    for (const v of this.withheldEnv) {
-      if (this.#io.env[v]) {
-        throw new UsageError(
-          `${v} is set: a command run with a renewing session would need it too, and it must not have it; use --env (one session, not renewed), keep the master key in the state directory (datagrant init), or use --server`,
-        );
-      }
-    }
-    return ['--spec', specPath(this.#io, this.#opts), '--state-dir', pathsFor(this.#io, this.#opts).dir];
+    throw new UsageError(
+      'a session from this state cannot renew inside the command (that would need the master key there); exec gives it one session in its environment',
+    );
   }
 }
