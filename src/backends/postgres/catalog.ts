@@ -186,6 +186,20 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
   }
   for (const e of connect.values()) out.push(connectResource(b, e.role, e.database, e.privileges));
 
+  // An owner holds every privilege on what it owns, listed in the ACL once it granted any: for a
+  // session login, which may create objects where the principal may, that is not a grant.
+  const relationOwner = new Map(f.relations.map((r) => [key(r.database, r.schema, r.name), r.owner]));
+  const schemaOwners = new Map(f.schemas.map((x) => [key(x.database, x.schema), x.owner]));
+  const owns = (a: AclRow) =>
+    sessions.has(a.role) &&
+    (a.relation !== undefined ? relationOwner.get(key(a.database, a.schema, a.relation)) : schemaOwners.get(key(a.database, a.schema))) === a.role;
+  f = {
+    ...f,
+    schemaAcl: f.schemaAcl.filter((a) => !owns(a)),
+    relationAcl: f.relationAcl.filter((a) => !owns(a)),
+    columnAcl: f.columnAcl.filter((a) => !owns(a)),
+  };
+
   // Grants: every fact is attributed to the level whose increment holds that privilege.
   type Tier = { database: string; schema: string; role: string; level: Level };
   const tiers = new Map<string, Tier>();

@@ -1,0 +1,183 @@
+// PostgreSQL sessions (issue 12) against a real server: a temporary principal's session is a login
+// role holding exactly the principal's access, refused once VALID UNTIL passes, and dropped by
+// apply when it ends or its principal loses it — its open sessions ended, what it made kept.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { IssuedBackendSession, KnownCredential } from '../../src/backends/backend.js';
+import { PostgresBackend } from '../../src/backends/postgres/driver.js';
+import { compile } from '../../src/compile/index.js';
+import { BackendError } from '../../src/core/errors.js';
+import type { Plan } from '../../src/core/types.js';
+import type { SessionFact } from '../../src/model/session.js';
+import { diff } from '../../src/plan/diff.js';
+import { specSchema, type Spec, type SpecInput } from '../../src/spec/schema.js';
+import { executeInOrder } from '../contract/backend-contract.js';
+import { adminQuery, connectAs, expectLoginRefused, expectPermissionDenied, expectPgError, pgFixture, queryAs, testPgUrl, urlFor } from '../support/pg.js';
+
+testPgUrl();
+const fx = pgFixture('pgsess');
+const B = 'wh';
+const tess = fx.name('tess');
+const wes = fx.name('wes');
+const kim = fx.name('kim');
+const handmade = fx.role(fx.name('handmade'));
+let db = '';
+let backend: PostgresBackend;
+
+beforeAll(async () => {
+  db = await fx.database('wh');
+  await adminQuery('postgres', `REVOKE CONNECT, TEMPORARY ON DATABASE "${db}" FROM PUBLIC; CREATE ROLE "${handmade}" NOLOGIN`);
+  // `scratch` lets anyone create tables, as the public schema did before PostgreSQL 15: what a
+  // session makes there is owned by its login role.
+  await adminQuery(
+    db,
+    `CREATE SCHEMA features; CREATE TABLE features.f (id int); INSERT INTO features.f VALUES (1), (2);
+     CREATE SCHEMA other; CREATE TABLE other.secret (x int);
+     CREATE SCHEMA scratch; GRANT USAGE, CREATE ON SCHEMA scratch TO PUBLIC;`,
+  );
+  backend = new PostgresBackend({ name: B, url: urlFor(db), scope: fx.run });
+});
+afterAll(async () => {
+  await backend?.close();
+  await fx.cleanup();
+});
+
+function makeSpec(principals: SpecInput['principals']): Spec {
+  return specSchema.parse({
+    version: 1,
+    backends: { [B]: { type: 'postgres', url: testPgUrl() } },
+    datasets: { features: { backend: B, database: db, schema: 'features' }, other: { backend: B, database: db, schema: 'other' } },
+    principals,
+  });
+}
+const everyone = () =>
+  makeSpec({
+    [tess]: { type: 'person', credentials: 'temporary', grants: [{ dataset: 'features', access: 'read' }] },
+    [wes]: { type: 'service', credentials: 'temporary', grants: [{ dataset: 'features', access: 'write' }] },
+    [kim]: { type: 'person', grants: [{ dataset: 'other', access: 'read' }] },
+  });
+const withoutTess = () =>
+  makeSpec({
+    [wes]: { type: 'service', credentials: 'temporary', grants: [{ dataset: 'features', access: 'write' }] },
+    [kim]: { type: 'person', grants: [{ dataset: 'other', access: 'read' }] },
+  });
+
+/** What the store's session log would hold for these sessions. */
+const facts = (...issued: [principal: string, IssuedBackendSession][]): SessionFact[] =>
+  issued.map(([principal, s]) => ({ backend: B, principal, target: s.target, lastIssuedAt: new Date().toISOString(), expiresAt: s.expiresAt }));
+
+/** The store's credentials: kim's password. */
+const known = new Map<string, KnownCredential>();
+
+async function plan(spec: Spec, sessions: SessionFact[]): Promise<Plan> {
+  const now = new Date();
+  const { desired } = compile(spec, now, { sessions });
+  return diff(desired, { [B]: await backend.read({ credentials: [...known.values()] }) }, { now, specHash: 'test' });
+}
+const apply = (p: Plan) =>
+  executeInOrder(backend, p.changes, {
+    onResult: (c, r) => {
+      if (r.credential) known.set(c.address, { address: c.address, ...r.credential, state: 'current' });
+    },
+  });
+const summary = (p: Plan) => p.changes.map((c) => `${c.action} ${c.address}`).sort();
+const userOf = (s: IssuedBackendSession) => ({ name: s.secret.user!, password: s.secret.password! });
+const roleExists = async (role: string) => (await adminQuery('postgres', 'SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount === 1;
+
+describe('PostgreSQL sessions', () => {
+  test("a session holds exactly the principal's access, until its end; the principal's own role cannot log in", async () => {
+    // GIVEN the applied spec: tess reads features, with sessions (no password of her own)
+    await apply(await plan(everyone(), []));
+    expect(await adminQuery('postgres', 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [tess]).then((r) => r.rows)).toEqual([{ rolcanlogin: false }]);
+
+    // WHEN a 10-minute session is issued for her
+    const before = Date.now();
+    const s = await backend.issueSession({ principal: tess, target: tess, durationSeconds: 600 });
+
+    // THEN it names a login of its own, on this server and database, ending 10 minutes from now
+    expect(s.target).toMatch(new RegExp(`^${tess}~[a-z2-7]{8}$`));
+    expect(s.secret).toEqual({ user: s.target, password: expect.any(String), host: expect.any(String), port: expect.any(String), database: db });
+    expect(Date.parse(s.expiresAt) - before).toBeGreaterThan(595_000);
+    expect(Date.parse(s.expiresAt) - before).toBeLessThan(605_000);
+    expect(s.readyMs).toBeGreaterThanOrEqual(0);
+    // AND it reads the dataset, and nothing more
+    expect(await queryAs(db, userOf(s), 'SELECT id FROM features.f ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }]);
+    await expectPermissionDenied(db, userOf(s), 'INSERT INTO features.f VALUES (3)');
+    await expectPermissionDenied(db, userOf(s), 'SELECT * FROM other.secret');
+    // AND the server's VALID UNTIL is the instant returned
+    const until = await adminQuery('postgres', `SELECT (extract(epoch FROM rolvaliduntil) * 1000)::float8 AS ms FROM pg_roles WHERE rolname = $1`, [s.target]);
+    expect(new Date(Math.round((until.rows[0] as { ms: number }).ms)).toISOString()).toBe(s.expiresAt);
+    // AND with the session logged, the next plan leaves it alone: nothing to change
+    expect(summary(await plan(everyone(), facts([tess, s])))).toEqual([]);
+  });
+
+  test('a session stops at VALID UNTIL, and the next apply drops its login', async () => {
+    // GIVEN a 2-second session that works right away
+    const s = await backend.issueSession({ principal: tess, target: tess, durationSeconds: 2 });
+    expect(await queryAs(db, userOf(s), 'SELECT count(*)::int AS n FROM features.f')).toEqual([{ n: 2 }]);
+
+    // WHEN its end has passed
+    await new Promise((r) => setTimeout(r, Date.parse(s.expiresAt) - Date.now() + 300));
+
+    // THEN the server refuses the login
+    await expectLoginRefused(db, userOf(s));
+    // AND apply, with the session still in the log, drops the login
+    const p = await plan(everyone(), facts([tess, s]));
+    expect(summary(p)).toContain(`delete wh:session-login/${tess}/${s.target.split('~')[1]}`);
+    await apply(p);
+    expect(await roleExists(s.target)).toBe(false);
+  });
+
+  test('revoked (principal removed): the login is gone and its open session ended; the next plan is empty', async () => {
+    // GIVEN a session of tess with a connection held open
+    const s = await backend.issueSession({ principal: tess, target: tess, durationSeconds: 600 });
+    const held = await connectAs(db, userOf(s));
+    expect((await held.query('SELECT count(*)::int AS n FROM features.f')).rows).toEqual([{ n: 2 }]);
+    try {
+      // WHEN tess leaves the spec, and apply runs with her session in the log
+      const p = await plan(withoutTess(), facts([tess, s]));
+      expect(summary(p)).toContain(`delete wh:session-login/${tess}/${s.target.split('~')[1]}`);
+      await apply(p);
+
+      // THEN the open connection was ended, the login is gone, and so is her role
+      await expectPgError(() => held.query('SELECT 1'), /terminat|Connection terminated|not queryable/);
+      expect(await roleExists(s.target)).toBe(false);
+      expect(await roleExists(tess)).toBe(false);
+      await expectLoginRefused(db, userOf(s));
+      expect(summary(await plan(withoutTess(), facts([tess, s])))).toEqual([]);
+    } finally {
+      await held.end().catch(() => undefined);
+    }
+  });
+
+  test("what a session made does not block dropping its login: it becomes the principal's", async () => {
+    // GIVEN a session of wes that created a table and granted on it
+    const s = await backend.issueSession({ principal: wes, target: wes, durationSeconds: 600 });
+    await queryAs(db, userOf(s), `CREATE TABLE scratch.made (v text); INSERT INTO scratch.made VALUES ('kept'); GRANT SELECT ON scratch.made TO PUBLIC`);
+
+    // WHEN apply runs without that session in the log (ended, or never logged)
+    const p = await plan(withoutTess(), []);
+    expect(summary(p)).toEqual([`delete wh:session-login/${wes}/${s.target.split('~')[1]}`]);
+    await apply(p);
+
+    // THEN the login is gone, and the table (with its data) belongs to wes's role
+    expect(await roleExists(s.target)).toBe(false);
+    const owner = await adminQuery(db, `SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'scratch.made'::regclass`);
+    expect(owner.rows).toEqual([{ owner: wes }]);
+    expect((await adminQuery(db, 'SELECT v FROM scratch.made')).rows).toEqual([{ v: 'kept' }]);
+  });
+
+  test('a session is refused for a role datagrant does not manage, or one that is itself a session login', async () => {
+    const refused = async (target: string) => {
+      const e = await backend.issueSession({ principal: target, target, durationSeconds: 60 }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e).toBeInstanceOf(BackendError);
+      return (e as BackendError).message;
+    };
+    expect(await refused(handmade)).toMatch(/not managed by datagrant/);
+    const s = await backend.issueSession({ principal: wes, target: wes, durationSeconds: 60 });
+    expect(await refused(s.target)).toMatch(/not managed by datagrant|session login/);
+    expect(await refused(fx.name('nobody'))).toMatch(/does not exist/);
+  });
+});
