@@ -8,7 +8,7 @@ import { sharedAccountProblems } from './aws/quotas.js';
 import { compilePostgres } from './postgres/compile.js';
 
 /** Backend types with a compiler; a backend type without one compiles to nothing. */
-export type BackendCompiler = (spec: Spec, backend: string, ctx: { now: Date; installation?: string; sessions?: SessionFact[] }) => DesiredState;
+export type BackendCompiler = (spec: Spec, backend: string, ctx: { now: Date; installation?: string; sessions?: readonly SessionFact[] }) => DesiredState;
 
 const COMPILERS: Record<string, BackendCompiler> = {
   aws: compileAws,
@@ -26,7 +26,7 @@ export const EXPIRY_WARNING_DAYS = 7;
 export function compile(
   spec: Spec,
   now: Date,
-  opts: { installation?: string; sessions?: SessionFact[] } = {},
+  opts: { installation?: string; sessions?: readonly SessionFact[] } = {},
 ): { desired: Record<string, DesiredState>; notices: Notice[] } {
   const desired: Record<string, DesiredState> = {};
   for (const [name, backend] of Object.entries(spec.backends)) {

@@ -166,6 +166,25 @@ describe('PostgreSQL sessions', () => {
     expect((await adminQuery(db, 'SELECT v FROM scratch.made')).rows).toEqual([{ v: 'kept' }]);
   });
 
+  test('a session login given more by hand (another role) is dropped: only the broker makes one', async () => {
+    // GIVEN a logged session of wes, then granted kim's role by hand
+    const s = await backend.issueSession({ principal: wes, target: wes, durationSeconds: 600 });
+    await adminQuery('postgres', `GRANT "${kim}" TO "${s.target}"`);
+    expect(await queryAs(db, userOf(s), 'SELECT count(*)::int AS n FROM other.secret')).toEqual([{ n: 0 }]);
+
+    // WHEN planned with the session in the log
+    const p = await plan(withoutTess(), facts([wes, s]));
+
+    // THEN the login is replaced — dropped, as nothing but the broker can make one — and gone after apply
+    const address = `wh:session-login/${wes}/${s.target.split('~')[1]}`;
+    expect(p.changes.filter((c) => c.kind === 'session-login').map((c) => [c.address, c.action, c.reason])).toEqual([
+      [address, 'replace', 'spec changed: memberOf'],
+    ]);
+    await apply(p);
+    expect(await roleExists(s.target)).toBe(false);
+    expect(await roleExists(kim)).toBe(true);
+  });
+
   test('a session is refused for a role datagrant does not manage, or one that is itself a session login', async () => {
     const refused = async (target: string) => {
       const e = await backend.issueSession({ principal: target, target, durationSeconds: 60 }).then(
@@ -178,6 +197,6 @@ describe('PostgreSQL sessions', () => {
     expect(await refused(handmade)).toMatch(/not managed by datagrant/);
     const s = await backend.issueSession({ principal: wes, target: wes, durationSeconds: 60 });
     expect(await refused(s.target)).toMatch(/not managed by datagrant|session login/);
-    expect(await refused(fx.name('nobody'))).toMatch(/does not exist/);
+    expect(await refused(fx.name('nobody'))).toMatch(/does not exist yet: apply the spec/);
   });
 });

@@ -63,7 +63,9 @@ export async function issueSession(ctx: PgContext, req: SessionIssueRequest): Pr
     try {
       const made = await conn.admin(async (q) => {
         const live = await owner.liveRole(q, role);
-        if (!live) throw owner.missing('role', role, address);
+        if (!live) {
+          throw refuse(ctx, address, `role ${role} does not exist yet: apply the spec that gives ${req.principal} access here, then ask again`, 'missing-role');
+        }
         if (!live.comment) throw owner.notOurs(role, address);
         if (live.comment.kind === 'session') throw refuse(ctx, address, `role ${role} is a session login, not a principal's role`, 'not-principal');
         // The server's clock ends the login, so the server's clock says when.

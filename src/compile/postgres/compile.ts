@@ -37,7 +37,7 @@ export { grantPrivileges, pgAddress, type GrantAttrs, type GrantPrivileges, type
 export interface CompileContext {
   now: Date;
   /** Sessions the store logged: a session login is kept while its session may run, else dropped. */
-  sessions?: SessionFact[];
+  sessions?: readonly SessionFact[];
 }
 
 const isLive = (g: Grant, now: Date) => !g.expires || expiresInstant(g.expires).getTime() > now.getTime();
