@@ -65,8 +65,9 @@ const withoutTess = () =>
 const facts = (...issued: [principal: string, IssuedBackendSession][]): SessionFact[] =>
   issued.map(([principal, s]) => ({ backend: B, principal, target: s.target, lastIssuedAt: new Date().toISOString(), expiresAt: s.expiresAt }));
 
-/** The store's credentials: kim's password. */
+/** The store's credentials (kim's password), and their secrets. */
 const known = new Map<string, KnownCredential>();
+const issued = new Map<string, Record<string, string>>();
 
 async function plan(spec: Spec, sessions: SessionFact[]): Promise<Plan> {
   const now = new Date();
@@ -77,6 +78,7 @@ const apply = (p: Plan) =>
   executeInOrder(backend, p.changes, {
     onResult: (c, r) => {
       if (r.credential) known.set(c.address, { address: c.address, ...r.credential, state: 'current' });
+      if (r.secret) issued.set(c.address, r.secret);
     },
   });
 const summary = (p: Plan) => p.changes.map((c) => `${c.action} ${c.address}`).sort();
@@ -183,6 +185,34 @@ describe('PostgreSQL sessions', () => {
     await apply(p);
     expect(await roleExists(s.target)).toBe(false);
     expect(await roleExists(kim)).toBe(true);
+  });
+
+  test('switching to sessions ends the password; switching back to a key drops the session logins', async () => {
+    // GIVEN kim with the password the first apply issued (credentials: key)
+    const kimKey = { name: kim, password: issued.get(`wh:password/${kim}`)!.password! };
+    expect(await queryAs(db, kimKey, 'SELECT count(*)::int AS n FROM other.secret')).toEqual([{ n: 0 }]);
+
+    // WHEN kim switches to sessions
+    const temporary = makeSpec({
+      [wes]: { type: 'service', credentials: 'temporary', grants: [{ dataset: 'features', access: 'write' }] },
+      [kim]: { type: 'person', credentials: 'temporary', grants: [{ dataset: 'other', access: 'read' }] },
+    });
+    const p = await plan(temporary, []);
+    expect(summary(p)).toEqual([`delete wh:password/${kim}`, `update wh:role/${kim}`]);
+    await apply(p);
+    known.delete(`wh:password/${kim}`);
+
+    // THEN the password is refused, and a session reads what kim may read
+    await expectLoginRefused(db, kimKey);
+    const s = await backend.issueSession({ principal: kim, target: kim, durationSeconds: 600 });
+    expect(await queryAs(db, userOf(s), 'SELECT count(*)::int AS n FROM other.secret')).toEqual([{ n: 0 }]);
+
+    // AND WHEN kim goes back to a key, the session login is dropped though its session has not ended
+    const back = await plan(withoutTess(), facts([kim, s]));
+    expect(summary(back)).toEqual([`create wh:password/${kim}`, `delete wh:session-login/${kim}/${s.target.split('~')[1]}`, `update wh:role/${kim}`].sort());
+    await apply(back);
+    expect(await roleExists(s.target)).toBe(false);
+    await expectLoginRefused(db, userOf(s));
   });
 
   test('a session is refused for a role datagrant does not manage, or one that is itself a session login', async () => {
