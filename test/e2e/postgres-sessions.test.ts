@@ -1,6 +1,7 @@
 // PostgreSQL sessions (issue 12) against a real server: a temporary principal's session is a login
 // role holding exactly the principal's access, refused once VALID UNTIL passes, and dropped by
 // apply when it ends or its principal loses it — its open sessions ended, what it made kept.
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { IssuedBackendSession, KnownCredential } from '../../src/backends/backend.js';
 import { PostgresBackend } from '../../src/backends/postgres/driver.js';
@@ -23,7 +24,17 @@ const handmade = fx.role(fx.name('handmade'));
 let db = '';
 let backend: PostgresBackend;
 
+/** Every SQL statement (text and bind values) any pg client sent during this file. */
+const sent: string[] = [];
+const originalQuery = pg.Client.prototype.query;
+
 beforeAll(async () => {
+  (pg.Client.prototype as unknown as { query: (...a: unknown[]) => unknown }).query = function (this: pg.Client, ...args: unknown[]) {
+    const [first, values] = args as [unknown, unknown];
+    const text = typeof first === 'string' ? first : ((first as { text?: string } | null)?.text ?? '');
+    sent.push(`${text} ${JSON.stringify(values ?? (first as { values?: unknown } | null)?.values ?? null)}`);
+    return (originalQuery as (...a: unknown[]) => unknown).apply(this, args);
+  };
   db = await fx.database('wh');
   await adminQuery('postgres', `REVOKE CONNECT, TEMPORARY ON DATABASE "${db}" FROM PUBLIC; CREATE ROLE "${handmade}" NOLOGIN`);
   // `scratch` lets anyone create tables, as the public schema did before PostgreSQL 15: what a
@@ -37,6 +48,7 @@ beforeAll(async () => {
   backend = new PostgresBackend({ name: B, url: urlFor(db), scope: fx.run });
 });
 afterAll(async () => {
+  pg.Client.prototype.query = originalQuery;
   await backend?.close();
   await fx.cleanup();
 });
@@ -82,7 +94,12 @@ const apply = (p: Plan) =>
     },
   });
 const summary = (p: Plan) => p.changes.map((c) => `${c.action} ${c.address}`).sort();
-const userOf = (s: IssuedBackendSession) => ({ name: s.secret.user!, password: s.secret.password! });
+/** Every session password issued in this file, to scan the SQL for. */
+const passwords: string[] = [];
+const userOf = (s: IssuedBackendSession) => {
+  passwords.push(s.secret.password!);
+  return { name: s.secret.user!, password: s.secret.password! };
+};
 const roleExists = async (role: string) => (await adminQuery('postgres', 'SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount === 1;
 
 describe('PostgreSQL sessions', () => {
@@ -228,5 +245,14 @@ describe('PostgreSQL sessions', () => {
     const s = await backend.issueSession({ principal: wes, target: wes, durationSeconds: 60 });
     expect(await refused(s.target)).toMatch(/not managed by datagrant|session login/);
     expect(await refused(fx.name('nobody'))).toMatch(/does not exist yet: apply the spec/);
+    for (const bad of [0, -5, 1.5, Number.NaN]) {
+      await expect(backend.issueSession({ principal: wes, target: wes, durationSeconds: bad })).rejects.toThrow(/whole number of seconds above 0/);
+    }
+  });
+
+  test('no session password was ever sent in SQL: only its SCRAM verifier', () => {
+    expect(passwords.length).toBeGreaterThan(0);
+    expect(sent.some((q) => q.includes('SCRAM-SHA-256$'))).toBe(true);
+    for (const pw of passwords) expect(sent.filter((q) => q.includes(pw))).toEqual([]);
   });
 });

@@ -48,7 +48,7 @@ const databaseSql = (login: string) =>
 const refuse = (ctx: PgContext, address: string, message: string, code: string) => new BackendError(`${ctx.name}: ${message}`, ctx.name, code, false, address);
 
 export async function issueSession(ctx: PgContext, req: SessionIssueRequest): Promise<IssuedBackendSession> {
-  const { conn, owner } = ctx;
+  const { conn } = ctx;
   const role = req.target;
   const address = pgAddress.role(ctx.name, role);
   if (!Number.isInteger(req.durationSeconds) || req.durationSeconds <= 0) {
@@ -57,11 +57,38 @@ export async function issueSession(ctx: PgContext, req: SessionIssueRequest): Pr
   const password = generatePassword();
   const verifier = await scramVerifier(password);
 
+  const { login, validUntil, database } = await createLogin(ctx, req, verifier);
+  const started = Date.now();
+  try {
+    await conn.probe(database, login, password);
+  } catch (e) {
+    await dropLogin(ctx, login, pgAddress.sessionLogin(ctx.name, role, login)).catch(() => undefined);
+    throw new BackendError(
+      `${ctx.name}: the session login for ${req.principal} was made but the server refused it (${(e as Error).message}); it was dropped again`,
+      ctx.name,
+      'session-not-ready',
+      true,
+      address,
+    );
+  }
+  return {
+    secret: { user: login, password, host: conn.server.hostname, port: conn.server.port || '5432', database },
+    expiresAt: validUntil,
+    target: login,
+    readyMs: Date.now() - started,
+  };
+}
+
+/** Makes the login role, under a fresh name if another role holds the one drawn. */
+async function createLogin(ctx: PgContext, req: SessionIssueRequest, verifier: string): Promise<{ login: string; validUntil: string; database: string }> {
+  const { conn, owner } = ctx;
+  const role = req.target;
+  const address = pgAddress.role(ctx.name, role);
   for (let attempt = 0; ; attempt++) {
     const login = sessionLoginName(req.principal);
     let sent = false;
     try {
-      const made = await conn.admin(async (q) => {
+      return await conn.admin(async (q) => {
         const live = await owner.liveRole(q, role);
         if (!live) {
           throw refuse(ctx, address, `role ${role} does not exist yet: apply the spec that gives ${req.principal} access here, then ask again`, 'missing-role');
@@ -83,27 +110,8 @@ export async function issueSession(ctx: PgContext, req: SessionIssueRequest): Pr
           databaseSql(login),
         ]);
         const database = (results.at(-1)!.rows[0] as { datname: string } | undefined)?.datname ?? conn.adminDatabase;
-        return { validUntil, database };
+        return { login, validUntil, database };
       });
-      const started = Date.now();
-      try {
-        await conn.probe(made.database, login, password);
-      } catch (e) {
-        await dropLogin(ctx, login, pgAddress.sessionLogin(ctx.name, role, login)).catch(() => undefined);
-        throw new BackendError(
-          `${ctx.name}: the session login for ${req.principal} was made but the server refused it (${(e as Error).message}); it was dropped again`,
-          ctx.name,
-          'session-not-ready',
-          true,
-          address,
-        );
-      }
-      return {
-        secret: { user: login, password, host: conn.server.hostname, port: conn.server.port || '5432', database: made.database },
-        expiresAt: made.validUntil,
-        target: login,
-        readyMs: Date.now() - started,
-      };
     } catch (e) {
       // Another role took the name (the suffix is random): draw again.
       if (sqlState(e) === '42710' && attempt < 3) continue;
