@@ -22,6 +22,8 @@ const wes = fx.name('wes');
 const kim = fx.name('kim');
 const handmade = fx.role(fx.name('handmade'));
 let db = '';
+/** Another database, which PUBLIC may connect to (PostgreSQL's default). */
+let elsewhere = '';
 let backend: PostgresBackend;
 
 /** Every SQL statement (text and bind values) any pg client sent during this file. */
@@ -45,6 +47,8 @@ beforeAll(async () => {
      CREATE SCHEMA other; CREATE TABLE other.secret (x int);
      CREATE SCHEMA scratch; GRANT USAGE, CREATE ON SCHEMA scratch TO PUBLIC;`,
   );
+  elsewhere = await fx.database('elsewhere');
+  await adminQuery(elsewhere, 'CREATE SCHEMA scratch; GRANT USAGE, CREATE ON SCHEMA scratch TO PUBLIC');
   backend = new PostgresBackend({ name: B, url: urlFor(db), scope: fx.run });
 });
 afterAll(async () => {
@@ -169,20 +173,24 @@ describe('PostgreSQL sessions', () => {
   });
 
   test("what a session made does not block dropping its login: it becomes the principal's", async () => {
-    // GIVEN a session of wes that created a table and granted on it
+    // GIVEN a session of wes that created tables, and granted on them, in two databases
     const s = await backend.issueSession({ principal: wes, target: wes, durationSeconds: 600 });
-    await queryAs(db, userOf(s), `CREATE TABLE scratch.made (v text); INSERT INTO scratch.made VALUES ('kept'); GRANT SELECT ON scratch.made TO PUBLIC`);
+    for (const where of [db, elsewhere]) {
+      await queryAs(where, userOf(s), `CREATE TABLE scratch.made (v text); INSERT INTO scratch.made VALUES ('kept'); GRANT SELECT ON scratch.made TO PUBLIC`);
+    }
 
     // WHEN apply runs without that session in the log (ended, or never logged)
     const p = await plan(withoutTess(), []);
     expect(summary(p)).toEqual([`delete wh:session-login/${wes}/${s.target.split('~')[1]}`]);
     await apply(p);
 
-    // THEN the login is gone, and the table (with its data) belongs to wes's role
+    // THEN the login is gone, and the tables (with their data) belong to wes's role
     expect(await roleExists(s.target)).toBe(false);
-    const owner = await adminQuery(db, `SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'scratch.made'::regclass`);
-    expect(owner.rows).toEqual([{ owner: wes }]);
-    expect((await adminQuery(db, 'SELECT v FROM scratch.made')).rows).toEqual([{ v: 'kept' }]);
+    for (const where of [db, elsewhere]) {
+      const owner = await adminQuery(where, `SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'scratch.made'::regclass`);
+      expect(owner.rows).toEqual([{ owner: wes }]);
+      expect((await adminQuery(where, 'SELECT v FROM scratch.made')).rows).toEqual([{ v: 'kept' }]);
+    }
   });
 
   test('a session login given more by hand (another role) is dropped: only the broker makes one', async () => {
