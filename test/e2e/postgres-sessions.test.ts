@@ -258,6 +258,30 @@ describe('PostgreSQL sessions', () => {
     }
   });
 
+  test('an admin with only CREATEROLE issues sessions, and drops one that touched nothing', async () => {
+    // GIVEN datagrant connected as a CREATEROLE admin (not a superuser), on the same boundary
+    const admin = { name: fx.role(fx.name('cr_admin')), password: `pw-${fx.run}` };
+    await adminQuery(
+      'postgres',
+      `CREATE ROLE "${admin.name}" LOGIN CREATEROLE PASSWORD '${admin.password}'; GRANT CONNECT ON DATABASE "${db}" TO "${admin.name}"`,
+    );
+    const limited = new PostgresBackend({ name: B, url: urlFor(db, admin), scope: fx.run });
+    try {
+      // WHEN it issues a session of wes, which is used, then dropped as unlogged
+      const s = await limited.issueSession({ principal: wes, target: wes, durationSeconds: 600 });
+      expect(await queryAs(db, userOf(s), 'SELECT count(*)::int AS n FROM features.f')).toEqual([{ n: 2 }]);
+      const address = `wh:session-login/${wes}/${s.target.split('~')[1]}`;
+      const drop = (await plan(withoutTess(), [])).changes.filter((c) => c.address === address);
+      expect(drop.map((c) => c.action)).toEqual(['delete']);
+      await executeInOrder(limited, drop);
+
+      // THEN the login is gone
+      expect(await roleExists(s.target)).toBe(false);
+    } finally {
+      await limited.close();
+    }
+  });
+
   test('no session password was ever sent in SQL: only its SCRAM verifier', () => {
     expect(passwords.length).toBeGreaterThan(0);
     expect(sent.some((q) => q.includes('SCRAM-SHA-256$'))).toBe(true);

@@ -167,26 +167,42 @@ async function dropLogin(ctx: PgContext, login: string, address: string): Promis
 
   // Objects a session made stay: they become the principal's. Only then does DROP OWNED, which
   // would drop owned objects, have only privileges left to revoke.
+  // A session that touched nothing (the common case) needs neither statement, and they need the
+  // privileges of the login, which an admin with only CREATEROLE lacks.
   const release = async (q: Query, where: string) => {
-    const owns = await q(
-      `SELECT count(*)::int AS n FROM pg_shdepend
-        WHERE refclassid = 'pg_authid'::regclass AND refobjid = $1::oid AND deptype = 'o'
+    const deps = await q(
+      `SELECT count(*) FILTER (WHERE deptype = 'o')::int AS owns, count(*)::int AS any FROM pg_shdepend
+        WHERE refclassid = 'pg_authid'::regclass AND refobjid = $1::oid
           AND dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))`,
       [live.oid],
     );
-    if ((owns.rows[0] as { n: number }).n > 0) {
-      if (!principal) {
-        throw new BackendError(
-          `${ctx.name}: session login ${login} owns objects in database ${where} and its marker names no principal to hand them to; datagrant does not drop data — REASSIGN OWNED BY it by hand, then apply again`,
-          ctx.name,
-          'owns-objects',
-          false,
-          address,
-        );
+    const { owns, any } = deps.rows[0] as { owns: number; any: number };
+    if (any === 0) return;
+    try {
+      if (owns > 0) {
+        if (!principal) {
+          throw new BackendError(
+            `${ctx.name}: session login ${login} owns objects in database ${where} and its marker names no principal to hand them to; datagrant does not drop data — REASSIGN OWNED BY it by hand, then apply again`,
+            ctx.name,
+            'owns-objects',
+            false,
+            address,
+          );
+        }
+        await q(`REASSIGN OWNED BY ${ident(login)} TO ${ident(principal)}`);
       }
-      await q(`REASSIGN OWNED BY ${ident(login)} TO ${ident(principal)}`);
+      await q(`DROP OWNED BY ${ident(login)}`);
+    } catch (e) {
+      if (sqlState(e) !== '42501') throw e;
+      const me = decodeURIComponent(conn.server.username) || 'datagrant';
+      throw new BackendError(
+        `${ctx.name}: session login ${login} ${owns > 0 ? 'owns objects' : 'holds privileges'} in database ${where}, and ${me} may not ${owns > 0 ? 'hand them to its principal' : 'revoke them'} (${(e as Error).message}); its login is disabled and its sessions ended — run datagrant as a superuser, or make ${me} inherit the roles it creates (PostgreSQL 16: createrole_self_grant = 'set, inherit'), then apply again`,
+        ctx.name,
+        'not-permitted',
+        false,
+        address,
+      );
     }
-    await q(`DROP OWNED BY ${ident(login)}`);
   };
   const touched = await conn.admin(
     (q) =>
