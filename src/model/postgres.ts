@@ -10,6 +10,9 @@
 //                                            "%", "." and "/" inside a name are written %25, %2E,
 //                                            %2F, so that distinct schemas never share an address
 //  password/<role>                           the login role's password (a credential slot)
+//  session-login/<principal>/<suffix>        a temporary principal's session: a login role
+//                                            `<principal>~<suffix>`, member of the principal's
+//                                            role, made by the session broker (never by apply)
 //
 // `PgResource` is the union of these kinds, each with its own attributes. Builders make them
 // typed; `pgChange` checks a change read from elsewhere (a saved plan file is data) before the
@@ -52,6 +55,14 @@ const attrsSchemas = {
     privileges: grantPrivilegesSchema,
   }),
   password: z.strictObject({ role: z.string().min(1) }),
+  'session-login': z.strictObject({
+    /** The principal (and its role) the session runs as. */
+    principal: z.string().min(1),
+    login: z.boolean(),
+    /** The roles it is a member of: exactly the principal's. */
+    memberOf: names,
+    flags: names,
+  }),
 };
 
 export type TableScope = z.infer<typeof tableScopeSchema>;
@@ -61,6 +72,7 @@ export type MembershipAttrs = z.infer<typeof attrsSchemas.membership>;
 export type ConnectAttrs = z.infer<typeof attrsSchemas.connect>;
 export type GrantAttrs = z.infer<typeof attrsSchemas.grant>;
 export type PasswordAttrs = z.infer<typeof attrsSchemas.password>;
+export type SessionLoginAttrs = z.infer<(typeof attrsSchemas)['session-login']>;
 
 /** Each kind's attributes. */
 export type PgAttrs = { [K in keyof typeof attrsSchemas]: z.infer<(typeof attrsSchemas)[K]> };
@@ -132,7 +144,23 @@ export const pgAddress = {
   grant: (b: string, role: string, database: string, schema: string, level: Level) =>
     addressOf(b, 'grant', role, `${segmentName(database)}.${segmentName(schema)}`, level),
   password: (b: string, role: string) => addressOf(b, 'password', role),
+  /** `login` is a session login's name, `<principal>~<suffix>`. */
+  sessionLogin: (b: string, principal: string, login: string) => addressOf(b, 'session-login', principal, sessionSuffix(login) ?? login),
 };
+
+/**
+ * Separates a session login's principal part from its random suffix. Spec names cannot hold it
+ * (NAME_RE), so a session login never shares a name with a principal or a group; it stays out
+ * of addresses, where `~` marks a superseded credential.
+ */
+export const SESSION_LOGIN_SEPARATOR = '~';
+
+/** The random part of a session login's name; undefined when the name is not one's. */
+export function sessionSuffix(login: string): string | undefined {
+  const at = login.lastIndexOf(SESSION_LOGIN_SEPARATOR);
+  const suffix = at > 0 ? login.slice(at + 1) : '';
+  return /^[a-z2-7]{8,}$/.test(suffix) ? suffix : undefined;
+}
 
 const sorted = <T extends string>(xs: Iterable<T>): T[] => [...new Set(xs)].sort();
 
@@ -199,5 +227,21 @@ export function passwordResource(backend: string, role: string, deps: string[], 
     immutable: ['role'],
     deps: sorted([pgAddress.role(backend, role), ...deps]),
     ...(lifecycle ? { lifecycle } : {}),
+  };
+}
+
+/**
+ * A session login, present while its session may run. Every attribute is immutable: a login
+ * changed by hand is dropped (its holder asks for a new session), since only the broker makes one.
+ */
+export function sessionLoginResource(backend: string, principal: string, login: string, attrs?: SessionLoginAttrs): PgResourceOf<'session-login'> {
+  return {
+    address: pgAddress.sessionLogin(backend, principal, login),
+    backend,
+    kind: 'session-login',
+    name: login,
+    attrs: attrs ?? { principal, login: true, memberOf: [principal], flags: [] },
+    immutable: ['principal', 'login', 'memberOf', 'flags'],
+    deps: [pgAddress.role(backend, principal)],
   };
 }

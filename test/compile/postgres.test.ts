@@ -364,3 +364,87 @@ describe('lifecycle numbers are safe before anything is done', () => {
     expect(lifecycle).toEqual({ rotateAfterSeconds: 315360000 });
   });
 });
+
+describe('temporary principals (credentials: temporary)', () => {
+  const s = spec({
+    groups: { team: { grants: [{ dataset: 'features', access: 'read' }] } },
+    principals: {
+      tess: { type: 'person', credentials: 'temporary', groups: ['team'], grants: [{ dataset: 'labels', access: 'write' }] },
+      kim: { type: 'person', groups: ['team'] },
+      gone: { type: 'person', credentials: 'temporary', grants: [{ dataset: 'labels', access: 'read', expires: '2026-05-01' }] },
+    },
+  });
+  const fact = (principal: string, target: string, expiresAt: string, backend = 'wh') => ({
+    backend,
+    principal,
+    target,
+    lastIssuedAt: '2026-05-31T23:30:00.000Z',
+    expiresAt,
+  });
+
+  test("the principal's role never logs in and has no password; its grants and groups are as a key principal's", () => {
+    const rs = byAddress(compile(s));
+    expect(rs['wh:role/tess']!.attrs).toEqual({ login: false, validUntil: null, flags: [] });
+    expect(rs['wh:password/tess']).toBeUndefined();
+    expect(rs['wh:membership/team/tess']).toBeDefined();
+    expect(grantAttrs(Object.values(rs), pgAddress.grant('wh', 'tess', 'analytics', 'labels', 'write')).tables).toEqual(['gold', 'silver']);
+    // a key principal keeps its login and password
+    expect(rs['wh:role/kim']!.attrs).toMatchObject({ login: true });
+    expect(rs['wh:password/kim']).toBeDefined();
+  });
+
+  test('a logged session keeps its login while it may run and its principal still has sessions here; nothing else does', () => {
+    const sessions = [
+      fact('tess', 'tess~abcdefgh', '2026-06-01T00:30:00.000Z'),
+      fact('tess', 'tess~expiredx', '2026-06-01T00:00:00.000Z'), // ended exactly now
+      fact('kim', 'kim~keyprinc', '2026-06-01T00:30:00.000Z'), // keys, not sessions
+      fact('gone', 'gone~noaccess', '2026-06-01T00:30:00.000Z'), // every grant expired
+      fact('zed', 'zed~removedx', '2026-06-01T00:30:00.000Z'), // no longer in the spec
+      fact('tess', 'tess~abcdefgh', '2026-06-01T00:30:00.000Z', 'other'), // another backend's
+      fact('tess', 'not-a-session-login', '2026-06-01T00:30:00.000Z'),
+    ];
+    const logins = compilePostgres(s, 'wh', { now: NOW, sessions }).resources.filter((r) => r.kind === 'session-login');
+    expect(logins).toEqual([
+      {
+        address: 'wh:session-login/tess/abcdefgh',
+        backend: 'wh',
+        kind: 'session-login',
+        name: 'tess~abcdefgh',
+        attrs: { principal: 'tess', login: true, memberOf: ['tess'], flags: [] },
+        immutable: ['principal', 'login', 'memberOf', 'flags'],
+        deps: ['wh:role/tess'],
+      },
+    ]);
+  });
+
+  test('a session login read from the catalog is the compiled one, its own membership folded in', () => {
+    const sessions = [fact('tess', 'tess~abcdefgh', '2026-06-01T00:30:00.000Z')];
+    const compiled = compilePostgres(s, 'wh', { now: NOW, sessions }).resources.find((r) => r.kind === 'session-login')!;
+    const read = resourcesFromCatalog({
+      backend: 'wh',
+      roles: [
+        { name: 'tess', login: false, validUntil: null, flags: [], comment: { datagrant: 'managed' } },
+        {
+          name: 'tess~abcdefgh',
+          login: true,
+          validUntil: '2026-06-01T00:30:00.000Z',
+          flags: [],
+          comment: { datagrant: 'managed', kind: 'session', principal: 'tess', validUntil: '2026-06-01T00:30:00.000Z' },
+        },
+      ],
+      memberships: [{ group: 'tess', member: 'tess~abcdefgh' }],
+      databaseAcl: [],
+      schemas: [],
+      relations: [],
+      schemaAcl: [],
+      relationAcl: [],
+      columnAcl: [],
+      defaultAcl: [],
+      credentials: [],
+    });
+    expect(read.map((r) => r.address)).toEqual(['wh:role/tess', 'wh:session-login/tess/abcdefgh']);
+    const login = read.find((r) => r.kind === 'session-login')!;
+    expect(login.attrs).toEqual(compiled.attrs);
+    expect(login.meta).toEqual({ validUntil: '2026-06-01T00:30:00.000Z' });
+  });
+});

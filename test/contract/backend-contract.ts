@@ -33,7 +33,7 @@ export interface ContractFixture {
  * Executes changes one at a time in an order that respects their dependencies. A change whose
  * dependency failed is skipped (as apply does); failures are returned, or thrown when `strict`.
  */
-async function executeInOrder(
+export async function executeInOrder(
   backend: Backend,
   changes: Change[],
   opts: { strict?: boolean; onResult?: (c: Change, r: Awaited<ReturnType<Backend['execute']>>) => void } = {},

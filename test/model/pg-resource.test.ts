@@ -66,7 +66,7 @@ describe('pgChange: a change read from a plan file is checked before it is execu
       'an unknown kind',
       create({ ...role, kind: 'table' }, 'table'),
       'unknown-kind',
-      /unknown resource kind "table" \(known: role, membership, connect, grant, password\)/,
+      /unknown resource kind "table" \(known: role, membership, connect, grant, password, session-login\)/,
     ],
     [
       'attributes of the wrong type',

@@ -10,6 +10,7 @@ import {
   passwordResource,
   pgAddress,
   roleResource,
+  sessionLoginResource,
   type GrantPrivileges,
   type TableScope,
 } from '../../model/postgres.js';
@@ -36,6 +37,12 @@ export interface RoleComment {
   createdAt?: string;
   /** Fingerprint of the verifier datagrant set, to notice a password changed by hand. */
   verifier?: string;
+  /** Set on a session login (issue 12): the broker made it for a temporary principal's session. */
+  kind?: 'session';
+  /** A session login's principal, whose role it is a member of. */
+  principal?: string;
+  /** When the session login's VALID UNTIL ends it, as set (ISO). */
+  validUntil?: string;
 }
 
 function parseMarker(comment: string | null): RoleComment | undefined {
@@ -141,7 +148,18 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
   const managed = new Set(f.roles.map((r) => r.name));
 
   const knownIds = new Map(f.credentials.filter((k) => k.state === 'current').map((k) => [k.address, k]));
+  // A session login's own membership (in its principal's role) is part of the login, not a resource.
+  const sessions = new Set(f.roles.filter((r) => r.comment.kind === 'session').map((r) => r.name));
   for (const r of f.roles) {
+    if (sessions.has(r.name)) {
+      const principal = r.comment.principal ?? '';
+      const memberOf = sorted(f.memberships.filter((m) => m.member === r.name).map((m) => m.group));
+      out.push({
+        ...sessionLoginResource(b, principal, r.name, { principal, login: r.login, memberOf, flags: sorted(r.flags) }),
+        meta: { validUntil: r.validUntil },
+      });
+      continue;
+    }
     out.push(roleResource(b, r.name, { login: r.login, validUntil: r.validUntil, flags: sorted(r.flags) }));
     const c = r.comment;
     const known = knownIds.get(pgAddress.password(b, r.name));
@@ -154,6 +172,7 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
   }
 
   for (const m of f.memberships) {
+    if (sessions.has(m.member)) continue;
     if (managed.has(m.group) || managed.has(m.member)) out.push(membershipResource(b, m.group, m.member));
   }
 
@@ -166,6 +185,20 @@ export function resourcesFromCatalog(f: CatalogFacts): Resource[] {
     connect.set(k, e);
   }
   for (const e of connect.values()) out.push(connectResource(b, e.role, e.database, e.privileges));
+
+  // An owner holds every privilege on what it owns, listed in the ACL once it granted any: for a
+  // session login, which may create objects where the principal may, that is not a grant.
+  const relationOwner = new Map(f.relations.map((r) => [key(r.database, r.schema, r.name), r.owner]));
+  const schemaOwners = new Map(f.schemas.map((x) => [key(x.database, x.schema), x.owner]));
+  const owns = (a: AclRow) =>
+    sessions.has(a.role) &&
+    (a.relation !== undefined ? relationOwner.get(key(a.database, a.schema, a.relation)) : schemaOwners.get(key(a.database, a.schema))) === a.role;
+  f = {
+    ...f,
+    schemaAcl: f.schemaAcl.filter((a) => !owns(a)),
+    relationAcl: f.relationAcl.filter((a) => !owns(a)),
+    columnAcl: f.columnAcl.filter((a) => !owns(a)),
+  };
 
   // Grants: every fact is attributed to the level whose increment holds that privilege.
   type Tier = { database: string; schema: string; role: string; level: Level };

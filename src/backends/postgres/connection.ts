@@ -34,7 +34,7 @@ export class Connections {
   readonly server: URL;
   readonly #opts: ConnectionOptions;
   readonly #pools = new Map<string, pg.Pool>();
-  readonly #Client: new () => pg.ClientBase;
+  readonly #Client: new (config?: pg.ClientConfig) => pg.ClientBase;
 
   constructor(opts: ConnectionOptions) {
     this.#opts = opts;
@@ -48,7 +48,7 @@ export class Connections {
         super({ ...config, connectionTimeoutMillis: connectMs });
       }
     }
-    this.#Client = DeadlineClient as unknown as new () => pg.ClientBase;
+    this.#Client = DeadlineClient as unknown as new (config?: pg.ClientConfig) => pg.ClientBase;
   }
 
   urlOf(database: string): string {
@@ -116,6 +116,27 @@ export class Connections {
       throw tagDeadline(e, database, 'request');
     } finally {
       client.release(broken);
+    }
+  }
+
+  /**
+   * Logs in to `database` as `user` on a connection of its own (outside the pools), within the
+   * connect deadline, and runs one statement: whether the server accepts a credential just issued.
+   */
+  async probe(database: string, user: string, password: string): Promise<void> {
+    this.stats.requests++;
+    const u = new URL(this.urlOf(database));
+    u.username = encodeURIComponent(user);
+    u.password = encodeURIComponent(password);
+    const client = new this.#Client({ connectionString: u.toString() }) as pg.Client;
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+    } catch (e) {
+      throw tagDeadline(e, database, 'connect');
+    } finally {
+      await client.end().catch(() => undefined);
     }
   }
 

@@ -8,8 +8,8 @@
 //  connection.ts  pools, deadlines, statements     errors.ts     pg errors → BackendError
 //  read.ts        what is owned, from the catalog  catalog.ts    catalog rows → resources (pure)
 //  ownership.ts   the marker, checked per change   verify.ts     what a change left undone (pure)
-//  roles.ts, memberships.ts, connect.ts, grants.ts, passwords.ts: one resource kind each
-import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../backend.js';
+//  roles.ts, memberships.ts, connect.ts, grants.ts, passwords.ts, sessions.ts: one resource kind each
+import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from '../backend.js';
 import { DEFAULT_DEADLINES, type Deadlines } from '../deadline.js';
 import type { ActualState, Change } from '../../core/types.js';
 import { pgChange, type PgChangeOf, type PgKind } from '../../model/postgres.js';
@@ -22,6 +22,7 @@ import { Ownership } from './ownership.js';
 import { executePassword } from './passwords.js';
 import { readCatalog } from './read.js';
 import { executeRole } from './roles.js';
+import { executeSessionLogin, issueSession } from './sessions.js';
 
 export interface PostgresBackendOptions {
   name: string;
@@ -47,6 +48,7 @@ export const pgHandlers = {
   connect: executeConnect,
   grant: executeGrant,
   password: executePassword,
+  'session-login': executeSessionLogin,
 } satisfies PgHandlers;
 
 /** `handlers[change.kind]` is the handler of exactly that kind: no cast between them. */
@@ -91,6 +93,15 @@ export class PostgresBackend implements Backend {
       return await dispatch(pgHandlers, this.#ctx, pgChange(change));
     } catch (e) {
       throw this.#ctx.conn.error(e, change.address);
+    }
+  }
+
+  /** A login role for one session of a temporary principal: see sessions.ts. */
+  async issueSession(req: SessionIssueRequest): Promise<IssuedBackendSession> {
+    try {
+      return await issueSession(this.#ctx, req);
+    } catch (e) {
+      throw this.#ctx.conn.error(e, `${this.name}:session/${req.principal}`);
     }
   }
 

@@ -39,7 +39,8 @@ async function ensureRole(ctx: PgContext, role: string, attrs: RoleAttrs, addres
       await create(q);
       return;
     }
-    if (!live.comment) throw owner.notOurs(role, address);
+    // A session login is the broker's: never a principal's or a group's role.
+    if (!live.comment || live.comment.kind === 'session') throw owner.notOurs(role, address);
     // Reset only flags that are set: PostgreSQL refuses SUPERUSER-related options from non-superusers.
     const resets = ROLE_FLAGS.filter(([, f]) => live.flags.includes(f)).map(([, , reset]) => reset);
     if (live.flags.includes('NOINHERIT')) resets.push('INHERIT');
@@ -65,7 +66,7 @@ async function dropRole(ctx: PgContext, role: string, address: string): Promise<
   const state = await conn.admin(async (q) => {
     const live = await owner.liveRole(q, role);
     if (!live) return undefined;
-    if (!live.comment) throw owner.notOurs(role, address);
+    if (!live.comment || live.comment.kind === 'session') throw owner.notOurs(role, address);
     const deps = await q(
       `SELECT s.dbid::int8::text AS dbid, d.datname, s.classid::int8::text AS classid, s.objid::int8::text AS objid, s.objsubid, s.deptype
          FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid

@@ -9,12 +9,26 @@
 //                                            "%", "." and "/" inside a name are written %25, %2E,
 //                                            %2F, so that distinct schemas never share an address
 //  password/<role>                           the login role's password (a credential slot)
+//  session-login/<principal>/<suffix>        a temporary principal's live session (from the
+//                                            session log): kept while it may run, else dropped
 import { CompileError } from '../../core/errors.js';
 import type { Level, Notice, Resource } from '../../core/types.js';
-import { durationSeconds, expiresInstant, isS3Dataset, type Grant, type PgDatasetSpec, type Spec } from '../../spec/schema.js';
+import { credentialsOf, durationSeconds, expiresInstant, isS3Dataset, type Grant, type PgDatasetSpec, type Spec } from '../../spec/schema.js';
 import { pgIdentifierProblem, pgRoleNameProblem } from '../../spec/limits.js';
 import { levelIncrement, levelsUpTo } from '../../model/postgres-levels.js';
-import { connectResource, grantPrivileges, grantResource, membershipResource, passwordResource, roleResource, type TableScope } from '../../model/postgres.js';
+import {
+  connectResource,
+  grantPrivileges,
+  grantResource,
+  membershipResource,
+  passwordResource,
+  roleResource,
+  sessionLoginResource,
+  sessionSuffix,
+  type TableScope,
+} from '../../model/postgres.js';
+import type { SessionFact } from '../../model/session.js';
+import { sessionTarget } from '../sessions.js';
 
 const sorted = <T extends string>(xs: Iterable<T>): T[] => [...new Set(xs)].sort();
 
@@ -22,6 +36,8 @@ export { grantPrivileges, pgAddress, type GrantAttrs, type GrantPrivileges, type
 
 export interface CompileContext {
   now: Date;
+  /** Sessions the store logged: a session login is kept while its session may run, else dropped. */
+  sessions?: readonly SessionFact[];
 }
 
 const isLive = (g: Grant, now: Date) => !g.expires || expiresInstant(g.expires).getTime() > now.getTime();
@@ -114,6 +130,15 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
     if (effective.length === 0) continue;
     claimRole(name, `principal ${name}`);
 
+    // A temporary principal's role never logs in and has no password: its sessions' login roles
+    // (made by the broker, members of this role) do, each until its session ends.
+    if (credentialsOf(spec, p) === 'temporary') {
+      resources.push(roleResource(backendName, name, { login: false, validUntil: null, flags: [] }));
+      for (const g of groups) resources.push(membershipResource(backendName, g, name));
+      grantsFor(name, direct);
+      continue;
+    }
+
     // The login ends when the last grant does; one grant without expiry keeps it open.
     const validUntil = effective.some((g) => !g.expires)
       ? null
@@ -139,6 +164,16 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
         rotate ? { rotateAfterSeconds: durationSeconds(rotate) } : undefined,
       ),
     );
+  }
+
+  // A session login stays while its session may still run and its principal still has sessions
+  // with access here, through the same role; anything else found on the server is dropped
+  // (expired, revoked, or never logged).
+  for (const s of ctx.sessions ?? []) {
+    if (s.backend !== backendName || Date.parse(s.expiresAt) <= ctx.now.getTime() || sessionSuffix(s.target) === undefined) continue;
+    const target = sessionTarget(spec, backendName, s.principal, ctx.now);
+    if ('refused' in target) continue;
+    resources.push(sessionLoginResource(backendName, target.target, s.target));
   }
 
   if (problems.length) throw new CompileError(problems.map((m) => `backend ${backendName}: ${m}`));
