@@ -385,6 +385,7 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
         credentials,
         now,
         installation,
+        sessions: await store.sessions(),
         destroyBackends: o.destroy ? Object.keys(backendSpecs) : removed.map((b) => b.name),
         ...(o.forceRotate ? { forceRotate: o.forceRotate } : {}),
       });
@@ -475,6 +476,8 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
         ...(o.clock ? { clock: o.clock } : {}),
       });
       if (held.length === 0) await forgetEmpty(store, removed, actual, plan);
+      // Sessions that have all ended need neither keeping nor revoking any more.
+      await store.pruneSessions(now.toISOString());
       return { ...base, retries: retries(), outcome: 'applied', result };
     } catch (e) {
       if (!(e instanceof ApplyError)) throw e;

@@ -1,6 +1,7 @@
 // The I/O shell around the pure core: read the spec file, build backends, read actual state,
 // diff. Shared by the CLI and `serve`.
 import { readFileSync } from 'node:fs';
+import type { SessionFact } from '../model/session.js';
 import type { Backend } from '../backends/backend.js';
 import { compile } from '../compile/index.js';
 import { sha256 } from '../core/canonical.js';
@@ -62,6 +63,8 @@ export interface PlanInput {
   destroyBackends?: string[];
   /** Credential slots to rotate now, whatever their age. */
   forceRotate?: string[];
+  /** Short-lived sessions issued so far (the store's session log): kept alive, or revoked. */
+  sessions?: readonly SessionFact[];
 }
 
 export async function makePlan(input: PlanInput): Promise<Plan> {
@@ -69,7 +72,10 @@ export async function makePlan(input: PlanInput): Promise<Plan> {
   // A backend being torn down is not compiled: a limit its spec exceeds (a quota lowered) must not
   // stop the teardown.
   const kept = Object.fromEntries(Object.entries(input.spec.backends).filter(([b]) => !gone.has(b)));
-  const compiled = compile({ ...input.spec, backends: kept }, input.now, input.installation ? { installation: input.installation } : {});
+  const compiled = compile({ ...input.spec, backends: kept }, input.now, {
+    ...(input.installation ? { installation: input.installation } : {}),
+    ...(input.sessions ? { sessions: input.sessions } : {}),
+  });
   const desired = Object.fromEntries(Object.keys(input.spec.backends).map((b) => [b, compiled.desired[b] ?? { resources: [], notices: [] }]));
   const destroyAll = Object.keys(input.spec.backends).every((b) => gone.has(b));
   const notices = destroyAll ? [] : compiled.notices;

@@ -282,7 +282,8 @@ export class Reconciler {
       // change (a user outside every mapped group, a no-op PATCH) has nothing to apply.
       // With it, what the store says was applied: another replica's or a CLI apply since then
       // changes that, and this run goes ahead.
-      const desired = sha256(`${loaded.specHash}\n${hashJson(compile(spec, now).desired)}`);
+      // Sessions count: one ending (or one issued since) changes what the backends must hold.
+      const desired = sha256(`${loaded.specHash}\n${hashJson(compile(spec, now, { sessions: await store.sessions() }).desired)}`);
       if (opts.full === false && `${desired}\n${await appliedState(store)}` === this.#lastGood) {
         await covered();
         this.metrics.skippedUnchanged++;
