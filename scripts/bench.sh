@@ -20,6 +20,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   $apt_get install -y wrk >/dev/null 2>&1 || { $apt_get update >/dev/null && $apt_get install -y wrk >/dev/null; }
 fi
 node --import tsx bench/scim.ts
+node --import tsx bench/sessions.ts
 # The CI's wall time (minutes: the whole test suite), only when asked for.
 if [ "${BENCH_CI:-0}" = 1 ]; then
   bash scripts/ci-time.sh

@@ -1,0 +1,104 @@
+// Sessions benchmark (issue 12): the real `datagrant serve` (bin/datagrant.js) issuing short-lived
+// AWS sessions on POST /v1/credentials/aws to holders of an OIDC ID token from a real local
+// OpenID provider, loaded by wrk (a process of its own) at 10 connections. Each session is a
+// verified token, an STS AssumeRole on moto (IAM enforcement on), a readiness check with the new
+// credentials, a record in the session log and an audit entry. Target: ≥ 200 sessions/s; p99 shown.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { setPriority, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Io } from '../src/app/io.js';
+import { main } from '../src/cli/main.js';
+import { hashToken } from '../src/scim/server.js';
+import { startMoto } from '../test/support/moto.js';
+import { startIdp } from '../test/support/oidc.js';
+
+const CONNECTIONS = 10;
+const SECONDS = Number(process.env.BENCH_SESSIONS_SECONDS ?? 5);
+const TARGET = 200;
+const BIN = new URL('../bin/datagrant.js', import.meta.url).pathname;
+
+if (spawnSync('wrk', ['--version']).error) throw new Error('wrk is not installed: `npm run bench` installs it');
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+
+const moto = await startMoto({ auth: true, managedPolicies: false });
+// moto stands in for AWS, which runs on other machines: it must not take the server's cores.
+if (moto.pid) setPriority(moto.pid, 15);
+const idp = await startIdp({ accounts: { alice: { sub: 'u-alice', email: 'alice@example.com' } } });
+const dir = mkdtempSync(join(tmpdir(), 'dg-sessionbench-'));
+writeFileSync(
+  join(dir, 'datagrant.yaml'),
+  `version: 1
+settings:
+  oidc: [{ name: corp, issuer: "${idp.issuer}", audience: datagrant }]
+backends: { aws: { type: aws } }
+datasets: { data: { backend: aws, bucket: ai-model-data, prefix: training/ } }
+groups: { readers: { grants: [{ dataset: data, access: read }] } }
+principals:
+  alice: { type: person, email: alice@example.com, credentials: temporary, groups: [readers] }
+`,
+);
+const env: NodeJS.ProcessEnv = {
+  ...process.env,
+  AWS_ACCESS_KEY_ID: moto.admin.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: moto.admin.secretAccessKey,
+  AWS_REGION: moto.region,
+  AWS_ENDPOINT_URL: moto.endpoint,
+  DATAGRANT_MASTER_KEY: 'c'.repeat(64),
+  DATAGRANT_SCIM_TOKEN_SHA256: hashToken('bench-scim-token-0123456789'),
+};
+let captured = '';
+const io: Io = { stdout: (s) => (captured += s), stderr: (s) => (captured += s), env, cwd: dir, isTTY: false, now: () => new Date() };
+for (const args of [['init'], ['apply', '--auto-approve']]) {
+  captured = '';
+  if ((await main(args, io)) !== 0) throw new Error(`datagrant ${args.join(' ')} failed:\n${captured}`);
+}
+
+const port = await freePort();
+const base = `http://127.0.0.1:${port}`;
+const log = openSync(join(dir, 'serve.log'), 'a');
+const server = spawn(process.execPath, [BIN, 'serve', '--port', String(port), '--interval', '3600', '--log-level', 'warn'], {
+  cwd: dir,
+  env,
+  stdio: ['ignore', log, log],
+});
+const serverExit = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+const token = await idp.idToken('alice');
+const ask = () => fetch(`${base}/v1/credentials/aws`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+for (let deadline = Date.now() + 30_000; ;) {
+  const r = await ask().catch(() => undefined);
+  if (r?.status === 200) break;
+  if (r && r.status !== 200 && r.status !== 503) throw new Error(`serve answered ${r.status}: ${await r.text()} (log: ${join(dir, 'serve.log')})`);
+  if (Date.now() > deadline) throw new Error(`serve did not issue a session (log: ${join(dir, 'serve.log')})`);
+  await new Promise((r) => setTimeout(r, 100));
+}
+
+const script = join(dir, 'load.lua');
+writeFileSync(script, `request = function()\n  return wrk.format("POST", "/v1/credentials/aws", { ["Authorization"] = "Bearer ${token}" }, "")\nend\n`);
+const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', script, base], { encoding: 'utf8' });
+if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
+const ms = (p: string) => {
+  const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)$`, 'm').exec(r.stdout);
+  if (!m) throw new Error(`cannot read p${p} from wrk:\n${r.stdout}`);
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as 'us' | 'ms' | 's'];
+};
+const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1]);
+const bad = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
+console.log('sessions (serve, OIDC token → STS session on moto, 10 connections):');
+console.log(
+  `  ${rps.toFixed(0)} sessions/s (target ≥ ${TARGET})  p50 ${ms('50').toFixed(1)} ms  p99 ${ms('99').toFixed(1)} ms${bad ? `  (${bad} non-2xx!)` : ''}`,
+);
+
+server.kill('SIGTERM');
+await serverExit;
+await idp.close();
+await moto.stop();
+rmSync(dir, { recursive: true, force: true });
