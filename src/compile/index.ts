@@ -1,13 +1,14 @@
 // Spec → desired state for every backend. Pure: `now` is passed in.
 import { CompileError } from '../core/errors.js';
 import type { DesiredState, Notice, Resource } from '../core/types.js';
+import type { SessionFact } from '../model/session.js';
 import { expiresInstant, type Spec } from '../spec/schema.js';
 import { compileAws } from './aws/compile.js';
 import { sharedAccountProblems } from './aws/quotas.js';
 import { compilePostgres } from './postgres/compile.js';
 
 /** Backend types with a compiler; a backend type without one compiles to nothing. */
-export type BackendCompiler = (spec: Spec, backend: string, ctx: { now: Date; installation?: string }) => DesiredState;
+export type BackendCompiler = (spec: Spec, backend: string, ctx: { now: Date; installation?: string; sessions?: readonly SessionFact[] }) => DesiredState;
 
 const COMPILERS: Record<string, BackendCompiler> = {
   aws: compileAws,
@@ -21,12 +22,20 @@ export const EXPIRY_WARNING_DAYS = 7;
  * `installation`, when given, is the id of the state the desired objects belong to: objects that
  * can carry it (IAM users' tags) do, so that another installation never takes them for its own.
  */
-export function compile(spec: Spec, now: Date, opts: { installation?: string } = {}): { desired: Record<string, DesiredState>; notices: Notice[] } {
+/**
+ * `sessions`, when given, is what the state recorded of issued sessions: a session that outlives
+ * its principal's access is revoked by what the desired state adds (AWS: a deny on the role).
+ */
+export function compile(
+  spec: Spec,
+  now: Date,
+  opts: { installation?: string; sessions?: readonly SessionFact[] } = {},
+): { desired: Record<string, DesiredState>; notices: Notice[] } {
   const desired: Record<string, DesiredState> = {};
   for (const [name, backend] of Object.entries(spec.backends)) {
     const compiler = COMPILERS[backend.type];
     desired[name] = compiler
-      ? compiler(spec, name, { now, ...(opts.installation ? { installation: opts.installation } : {}) })
+      ? compiler(spec, name, { now, ...(opts.installation ? { installation: opts.installation } : {}), ...(opts.sessions ? { sessions: opts.sessions } : {}) })
       : { resources: [], notices: [] };
     assertDistinctAddresses(name, desired[name].resources);
   }

@@ -9,7 +9,7 @@
 // connect deadline, and the whole request answered within the request deadline, which also bounds
 // a TLS handshake or a socket that goes quiet half-way.
 import { IAMClient, type IAMClientConfig } from '@aws-sdk/client-iam';
-import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { GetCallerIdentityCommand, STSClient, type STSClientConfig } from '@aws-sdk/client-sts';
 import type { BackendStats } from '../backend.js';
 import { DEFAULT_DEADLINES, deadlineError, type Deadlines } from '../deadline.js';
 import { BackendError } from '../../core/errors.js';
@@ -51,7 +51,9 @@ export class AwsConnection {
   readonly #deadlines: Deadlines;
   /** Where each failed request was sent, for the message of a missed deadline. */
   readonly #endpoints = new WeakMap<object, string>();
-  #account: Promise<{ account: string; partition: string }> | undefined;
+  #account: Promise<{ account: string; partition: string; arn: string }> | undefined;
+  /** The clients' settings, for a client signing with credentials datagrant just issued. */
+  readonly #common: STSClientConfig;
 
   constructor(opts: AwsBackendOptions) {
     if (!/^\/([^/]+\/)*$/.test(opts.iamPath))
@@ -73,6 +75,7 @@ export class AwsConnection {
       ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
     };
+    this.#common = common;
     this.iam = new IAMClient(common);
     this.#sts = new STSClient(common);
     // Per attempt, below the (disabled) SDK retry middleware: every request sent is counted, and a
@@ -125,11 +128,11 @@ export class AwsConnection {
     return toBackendError(e, this.name, address);
   }
 
-  /** Account id and ARN partition (`aws`, `aws-cn`, `aws-us-gov`): one STS call per driver, even when many changes ask at once. */
-  caller(): Promise<{ account: string; partition: string }> {
+  /** Account id, ARN partition (`aws`, `aws-cn`, `aws-us-gov`) and caller ARN: one STS call per driver, even when many changes ask at once. */
+  caller(): Promise<{ account: string; partition: string; arn: string }> {
     this.#account ??= this.#sts.send(new GetCallerIdentityCommand({})).then((id) => {
       if (!id.Account) throw new BackendError(`${this.name}: STS GetCallerIdentity returned no account`, this.name, 'NoAccount', false);
-      return { account: id.Account, partition: id.Arn?.split(':')[1] || 'aws' };
+      return { account: id.Account, partition: id.Arn?.split(':')[1] || 'aws', arn: id.Arn ?? '' };
     });
     // A failure is not cached: the next call asks again.
     this.#account.catch(() => (this.#account = undefined));
@@ -160,5 +163,15 @@ export class AwsConnection {
         await this.backoff(delay);
       }
     }
+  }
+
+  /** STS as datagrant's own identity: sessions are assumed by it (kinds/sessions.ts). */
+  get sts(): STSClient {
+    return this.#sts;
+  }
+
+  /** An STS client signing with `credentials` just issued, to confirm that AWS accepts them. Not counted, not paced. */
+  stsAs(credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }): STSClient {
+    return new STSClient({ ...this.#common, credentials });
   }
 }

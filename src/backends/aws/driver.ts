@@ -20,6 +20,7 @@ import { inlinePolicies } from './kinds/inline-policies.js';
 import { keys } from './kinds/keys.js';
 import { memberships } from './kinds/memberships.js';
 import { policies } from './kinds/policies.js';
+import { roles } from './kinds/roles.js';
 import { users } from './kinds/users.js';
 import { checkOwnership, recordChange, type Ownership } from './ownership.js';
 import { readActual, readOwnership } from './read.js';
@@ -30,6 +31,7 @@ export type { AwsBackendOptions } from './connection.js';
 export const handlers = {
   user: users,
   group: groups,
+  role: roles,
   policy: policies,
   attachment: attachments,
   membership: memberships,
