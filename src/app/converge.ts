@@ -361,6 +361,8 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
         installation,
         destroyBackends: o.destroy ? Object.keys(backendSpecs) : removed.map((b) => b.name),
         ...(o.forceRotate ? { forceRotate: o.forceRotate } : {}),
+        // Sessions outliving their principal's access are revoked by the plan (compile/aws).
+        sessions: await store.sessions(),
       });
       for (const b of removed) {
         plan.notices.push({ level: 'warning', message: `backend ${b.name} is no longer in the spec: everything datagrant made there is torn down` });
@@ -449,6 +451,8 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
         ...(o.clock ? { clock: o.clock } : {}),
       });
       if (held.length === 0) await forgetEmpty(store, removed, actual, plan);
+      // Records of sessions that have all ended are no longer needed to revoke anything.
+      await store.pruneSessions(now.toISOString());
       return { ...base, retries: retries(), outcome: 'applied', result };
     } catch (e) {
       if (!(e instanceof ApplyError)) throw e;

@@ -10,6 +10,7 @@ import { diff } from '../plan/diff.js';
 import { parseSpec, type LoadedSpec } from '../spec/load.js';
 import type { Spec } from '../spec/schema.js';
 import type { CredentialRow, CredentialStore } from '../store/store.js';
+import type { SessionFact } from '../model/session.js';
 
 export interface SpecSource {
   file: string;
@@ -62,6 +63,8 @@ export interface PlanInput {
   destroyBackends?: string[];
   /** Credential slots to rotate now, whatever their age. */
   forceRotate?: string[];
+  /** What the state recorded of issued sessions: those outliving their access are revoked. */
+  sessions?: readonly SessionFact[];
 }
 
 export async function makePlan(input: PlanInput): Promise<Plan> {
@@ -69,7 +72,10 @@ export async function makePlan(input: PlanInput): Promise<Plan> {
   // A backend being torn down is not compiled: a limit its spec exceeds (a quota lowered) must not
   // stop the teardown.
   const kept = Object.fromEntries(Object.entries(input.spec.backends).filter(([b]) => !gone.has(b)));
-  const compiled = compile({ ...input.spec, backends: kept }, input.now, input.installation ? { installation: input.installation } : {});
+  const compiled = compile({ ...input.spec, backends: kept }, input.now, {
+    ...(input.installation ? { installation: input.installation } : {}),
+    ...(input.sessions ? { sessions: input.sessions } : {}),
+  });
   const desired = Object.fromEntries(Object.keys(input.spec.backends).map((b) => [b, compiled.desired[b] ?? { resources: [], notices: [] }]));
   const destroyAll = Object.keys(input.spec.backends).every((b) => gone.has(b));
   const notices = destroyAll ? [] : compiled.notices;

@@ -40,6 +40,11 @@ export type GroupAttrs = { path: string };
  * document as read, canonical, so that it differs and shows as drift.
  */
 export type RoleAttrs = { path: string; tags: Record<string, string>; description: string; maxSessionDuration: number; trust: Json };
+/** Access-set roles are `dg-s-` and this many hex digits of the set's digest (compile/sessions.ts names them). */
+export const SESSION_ROLE_PREFIX = 'dg-s-';
+export const SESSION_ROLE_DIGEST_LENGTH = 12;
+/** Whether `name` is an access-set role's name: the only roles sessions are issued for. */
+export const isSessionRoleName = (name: string) => name.length === SESSION_ROLE_PREFIX.length + SESSION_ROLE_DIGEST_LENGTH && /^dg-s-[0-9a-f]+$/.test(name);
 /** The trust attribute of a role whose trust policy is the one datagrant renders. */
 export const DATAGRANT_TRUST = 'datagrant';
 /** `document`: the canonical policy (model/aws-policy.ts), or as read when it is not JSON (drift). */

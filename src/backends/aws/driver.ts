@@ -9,7 +9,7 @@
 // A change arrives as data (it may come from a saved plan file): it is narrowed to the AWS model
 // first (src/model/aws.ts), so an unknown kind or a malformed attribute is refused before any
 // request, and every handler works on attributes of its own kind's type.
-import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../backend.js';
+import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from '../backend.js';
 import type { ActualState, Change } from '../../core/types.js';
 import { asAwsChange, type AwsChangeOf, type AwsKind } from '../../model/aws.js';
 import { AwsConnection, type AwsBackendOptions } from './connection.js';
@@ -24,6 +24,7 @@ import { roles } from './kinds/roles.js';
 import { users } from './kinds/users.js';
 import { checkOwnership, recordChange, type Ownership } from './ownership.js';
 import { readActual, readOwnership } from './read.js';
+import { issueSession } from './sessions.js';
 
 export type { AwsBackendOptions } from './connection.js';
 
@@ -86,6 +87,15 @@ export class AwsBackend implements Backend {
       return out;
     } catch (e) {
       throw this.#aws.error(e, change.address);
+    }
+  }
+
+  /** A session of `req.principal` as its access-set role: sessions.ts. */
+  async issueSession(req: SessionIssueRequest): Promise<IssuedBackendSession> {
+    try {
+      return await issueSession(this.#aws, req);
+    } catch (e) {
+      throw this.#aws.error(e);
     }
   }
 }
