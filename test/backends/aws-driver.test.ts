@@ -90,6 +90,8 @@ class MiniStore {
   record(c: Change, res: Awaited<ReturnType<Backend['execute']>>, graceMs = 3_600_000) {
     const slot = c.address.split('~')[0]!;
     if (res.credential && res.secret) {
+      // An active key is handed out only once AWS accepts it (issue 12 item 8), and says how long that took.
+      if (c.after?.attrs.status !== 'Inactive') expect(res.readyMs).toBeGreaterThanOrEqual(0);
       const previous = this.credentials.filter((k) => k.address === slot && k.state === 'current');
       if (c.action === 'replace') {
         for (const p of previous) Object.assign(p, { state: 'retiring', retireAt: new Date(Date.now() + graceMs).toISOString() });

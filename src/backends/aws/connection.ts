@@ -170,8 +170,14 @@ export class AwsConnection {
     return this.#sts;
   }
 
-  /** An STS client signing with `credentials` just issued, to confirm that AWS accepts them. Not counted, not paced. */
+  /** An STS client signing with `credentials` just issued, to confirm that AWS accepts them. Counted, not paced. */
   stsAs(credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }): STSClient {
-    return new STSClient({ ...this.#common, credentials });
+    const sts = new STSClient({ ...this.#common, credentials });
+    sts.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), {
+      step: 'finalizeRequest',
+      priority: 'low',
+      name: 'datagrantRequestCounter',
+    });
+    return sts;
   }
 }
