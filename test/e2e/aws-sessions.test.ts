@@ -7,7 +7,14 @@
 // sts:ExternalId, so the `dg-revoked` deny acts on every session of the role here, not only on the
 // revoked principal's older ones; the exact semantics are proved by the IAM evaluator over the
 // compiled documents (test/compile/aws-sessions.test.ts).
-import { CreateAccessKeyCommand, CreateUserCommand, ListRolesCommand, PutUserPolicyCommand, type IAMClient } from '@aws-sdk/client-iam';
+import {
+  CreateAccessKeyCommand,
+  CreateUserCommand,
+  ListRolesCommand,
+  PutUserPolicyCommand,
+  UpdateAssumeRolePolicyCommand,
+  type IAMClient,
+} from '@aws-sdk/client-iam';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { join } from 'node:path';
@@ -119,7 +126,8 @@ describe('sessions of a temporary principal in two groups with a direct grant', 
 
   test('only datagrant may assume the role, and only its access-set roles are issued', async () => {
     const spec = specOf({ alice: temporary() });
-    await apply(await ws(spec));
+    const w = await ws(spec);
+    await apply(w);
     const target = sessionTarget(specSchema.parse(spec), 'aws', 'alice', new Date()) as { target: string };
     // Another identity allowed sts:AssumeRole on everything is still refused by the role's trust.
     await iam.send(new CreateUserCommand({ UserName: 'mallory' }));
@@ -137,9 +145,21 @@ describe('sessions of a temporary principal in two groups with a direct grant', 
       maxAttempts: 1,
       credentials: { accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! },
     });
-    await expect(
-      sts.send(new AssumeRoleCommand({ RoleArn: `arn:aws:iam::123456789012:role/datagrant/${target.target}`, RoleSessionName: 'x', SourceIdentity: 'alice' })),
-    ).rejects.toMatchObject({ name: 'AccessDenied' });
+    const RoleArn = `arn:aws:iam::123456789012:role/datagrant/${target.target}`;
+    const assume = () => sts.send(new AssumeRoleCommand({ RoleArn, RoleSessionName: 'x', SourceIdentity: 'alice' }));
+    await expect(assume()).rejects.toMatchObject({ name: 'AccessDenied' });
+    // Trust widened by hand: drift, which apply puts back.
+    const trust = {
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::123456789012:user/mallory' }, Action: 'sts:AssumeRole' }],
+    };
+    await iam.send(new UpdateAssumeRolePolicyCommand({ RoleName: target.target, PolicyDocument: JSON.stringify(trust) }));
+    await expect(assume()).resolves.toBeDefined();
+    const plan = await w.run('plan');
+    expect(plan.stdout).toContain(`role/${target.target}`);
+    await apply(w);
+    await expectNoChanges(w);
+    await expect(assume()).rejects.toMatchObject({ name: 'AccessDenied' });
     sts.destroy();
     await expect(backend.issueSession({ principal: 'alice', target: 'admin', durationSeconds: 900 })).rejects.toMatchObject({ code: 'NotOwned' });
   });

@@ -128,7 +128,7 @@ export interface MapInput {
   credentials: KnownCredential[];
   /** This state's installation id: objects carrying another one are reported as foreign, never as resources. */
   installation?: string;
-  /** The trust policy datagrant renders for its roles (trust.ts), normalised: a role's equal to it reads as `'datagrant'`. */
+  /** The trust policy datagrant renders for its roles (trust.ts): a role's that says the same reads as `'datagrant'`. */
   trust?: Json;
 }
 
@@ -205,7 +205,7 @@ export function resourcesFromDetails(input: MapInput): MappedState {
     attachments('group', g.GroupName, g.AttachedManagedPolicies, inl);
   }
 
-  const datagrantTrust = input.trust === undefined ? undefined : canonicalJson(input.trust);
+  const datagrantTrust = input.trust === undefined ? undefined : canonicalJson(normalizePolicy(input.trust));
   for (const r of details.roles ?? []) {
     if (!r.RoleName || !isUnder(r.Path, iamPath)) continue;
     const tags: Record<string, string> = {};

@@ -4,7 +4,6 @@
 // renders the document here when it writes a role, and the reader maps a document equal to it back.
 import { GetRoleCommand } from '@aws-sdk/client-iam';
 import type { Json } from '../../core/types.js';
-import { normalizePolicy } from '../../model/aws-policy.js';
 import type { AwsConnection } from './connection.js';
 import { tolerate } from './errors.js';
 
@@ -30,8 +29,9 @@ export function trustedPrincipal(aws: AwsConnection): Promise<string> {
   return p;
 }
 
+/** The document as written to IAM (not normalised: a trust policy must have no Resource, not even an empty one). */
 export function trustDocument(principal: string): Json {
-  return normalizePolicy({
+  return {
     Version: '2012-10-17',
     Statement: [
       {
@@ -39,8 +39,8 @@ export function trustDocument(principal: string): Json {
         Principal: { AWS: principal },
         Action: ['sts:AssumeRole', 'sts:SetSourceIdentity'],
         // A session without a SourceIdentity would name no principal in CloudTrail.
-        Condition: { Null: { 'sts:SourceIdentity': ['false'] } },
+        Condition: { Null: { 'sts:SourceIdentity': 'false' } },
       },
     ],
-  });
+  };
 }
