@@ -9,8 +9,10 @@
 // compiled documents (test/compile/aws-sessions.test.ts).
 import {
   CreateAccessKeyCommand,
+  CreateRoleCommand,
   CreateUserCommand,
   ListRolesCommand,
+  PutRolePolicyCommand,
   PutUserPolicyCommand,
   UpdateAssumeRolePolicyCommand,
   type IAMClient,
@@ -19,7 +21,9 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { AwsConnection } from '../../src/backends/aws/connection.js';
 import { createAwsBackend, type AwsBackend } from '../../src/backends/aws/driver.js';
+import { trustedPrincipal } from '../../src/backends/aws/trust.js';
 import { sessionTarget } from '../../src/compile/index.js';
 import { specSchema } from '../../src/spec/schema.js';
 import { openStore, statePaths } from '../../src/store/open.js';
@@ -96,6 +100,41 @@ async function refused(s3: S3Client): Promise<boolean> {
     throw e;
   }
 }
+
+describe('the identity the trust policy names', () => {
+  test('datagrant running as an assumed role is trusted by its role ARN, path included, not the session ARN', async () => {
+    await iam.send(
+      new CreateRoleCommand({
+        RoleName: 'runner',
+        Path: '/ops/',
+        AssumeRolePolicyDocument: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [{ Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::123456789012:user/moto-admin' }, Action: 'sts:AssumeRole' }],
+        }),
+      }),
+    );
+    await iam.send(
+      new PutRolePolicyCommand({
+        RoleName: 'runner',
+        PolicyName: 'all',
+        PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }] }),
+      }),
+    );
+    const sts = new STSClient({ region: moto.region, endpoint: moto.endpoint, maxAttempts: 1, credentials: moto.admin });
+    const c = (await sts.send(new AssumeRoleCommand({ RoleArn: 'arn:aws:iam::123456789012:role/ops/runner', RoleSessionName: 'ci' }))).Credentials!;
+    sts.destroy();
+    const aws = new AwsConnection({
+      name: 'aws',
+      endpoint: moto.endpoint,
+      region: moto.region,
+      iamPath: '/datagrant/',
+      credentials: { accessKeyId: c.AccessKeyId!, secretAccessKey: c.SecretAccessKey!, sessionToken: c.SessionToken! },
+    });
+    expect((await aws.caller()).arn).toMatch(/^arn:aws:sts::123456789012:assumed-role\/runner\/ci$/);
+    expect(await trustedPrincipal(aws)).toBe('arn:aws:iam::123456789012:role/ops/runner');
+    aws.close();
+  });
+});
 
 describe('sessions of a temporary principal in two groups with a direct grant', () => {
   test('no user or key; the session reads its datasets only; a second plan is empty', async () => {
