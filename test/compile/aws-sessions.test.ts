@@ -7,6 +7,7 @@ import type { Resource } from '../../src/core/types.js';
 import { evaluate, type AnyPolicy } from '../../src/model/iam-eval.js';
 import type { SessionFact } from '../../src/model/session.js';
 import { specSchema, type SpecInput } from '../../src/spec/schema.js';
+import { roleSessionName } from '../../src/backends/aws/sessions.js';
 
 const NOW = new Date('2026-11-30T12:00:00Z');
 const at = (minutes: number) => new Date(NOW.getTime() + minutes * 60_000).toISOString();
@@ -195,5 +196,17 @@ describe('revocation of live sessions', () => {
       Statement: [{ Effect: 'Deny', Action: ['*'], Resource: ['*'], Condition: { DateLessThanEquals: { 'aws:TokenIssueTime': ['2026-11-30T11:56:00Z'] } } }],
     });
     expect(out.notices.map((n) => n.message).join('\n')).toMatch(/every session of the role issued at or before 2026-11-30T11:56:00Z is denied/);
+  });
+});
+
+describe('the session name', () => {
+  test.each([
+    ['alice', 'alice'],
+    ['alice.smith@example.com', 'alice.smith@example.com'],
+    ['a b/c:d', 'a-b-c-d'],
+    ['x', 'x-'],
+    ['p'.repeat(80), 'p'.repeat(64)],
+  ])('%s → %s (2 to 64 of [\\w+=,.@-])', (principal, name) => {
+    expect(roleSessionName(principal)).toBe(name);
   });
 });

@@ -149,8 +149,13 @@ describe('sessions of a temporary principal in two groups with a direct grant', 
     expect(roles.map((r) => [r.RoleName, r.MaxSessionDuration])).toEqual([[target.target, 7200]]);
     expect(JSON.stringify(roles)).not.toContain('alice');
 
+    const asked = Date.now();
     const issued = await backend.issueSession({ principal: 'alice', target: target.target, durationSeconds: 1800 });
     expect(issued.target).toBe(target.target);
+    expect(Math.abs(Date.parse(issued.expiresAt) - asked - 1800_000)).toBeLessThan(60_000);
+    // STS issues nothing shorter than 15 minutes.
+    const short = await backend.issueSession({ principal: 'alice', target: target.target, durationSeconds: 60 });
+    expect(Math.abs(Date.parse(short.expiresAt) - asked - 900_000)).toBeLessThan(60_000);
     expect(issued.readyMs).toBeGreaterThanOrEqual(0);
     expect(Object.keys(issued.secret).sort()).toEqual(['accessKeyId', 'secretAccessKey', 'sessionToken']);
     const s3 = s3With(issued.secret);

@@ -1,5 +1,5 @@
-// The aws driver: IAM users, groups, managed policies, attachments, memberships, inline policies
-// and access keys. This file is wiring only; each concern has its own file:
+// The aws driver: IAM users, groups, access-set roles, managed policies, attachments, memberships,
+// inline policies and access keys, and the sessions of temporary principals (sessions.ts). This file is wiring only; each concern has its own file:
 //  connection.ts  the IAM and STS clients, deadlines, request counting and pacing; errors.ts
 //                 turns what goes wrong into a BackendError
 //  read.ts        the bulk read, mapped into resources by state.ts (pure)
