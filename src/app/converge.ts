@@ -385,6 +385,7 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
         credentials,
         now,
         installation,
+        // Sessions outliving their principal's access are revoked by the plan; live ones are kept.
         sessions: await store.sessions(),
         destroyBackends: o.destroy ? Object.keys(backendSpecs) : removed.map((b) => b.name),
         ...(o.forceRotate ? { forceRotate: o.forceRotate } : {}),

@@ -27,6 +27,11 @@ export interface ExecuteResult {
   secret?: Record<string, string>;
   /** For a new credential: its id and creation time, to record in the store. */
   credential?: { credentialId: string; createdAt: string };
+  /**
+   * For a new credential: how long the backend took to accept it (IAM is eventually consistent; a
+   * key is handed out only once it works, issue 12 item 8). Absent where nothing was waited for.
+   */
+  readyMs?: number;
 }
 
 export interface BackendStats {

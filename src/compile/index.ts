@@ -23,6 +23,10 @@ export const EXPIRY_WARNING_DAYS = 7;
  * can carry it (IAM users' tags) do, so that another installation never takes them for its own.
  * `sessions`, the store's session log, keeps what live sessions run as (and revokes the rest).
  */
+/**
+ * `sessions`, when given, is what the state recorded of issued sessions: a session that outlives
+ * its principal's access is revoked by what the desired state adds (AWS: a deny on the role).
+ */
 export function compile(
   spec: Spec,
   now: Date,

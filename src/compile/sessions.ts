@@ -3,6 +3,7 @@
 // build what those sessions run as, so the two can never disagree.
 import { sha256 } from '../core/canonical.js';
 import { mergeStatements } from '../model/aws-policy.js';
+import { SESSION_ROLE_DIGEST_LENGTH, SESSION_ROLE_PREFIX as sessionRolePrefix } from '../model/aws.js';
 import type { SessionRefusal } from '../model/session.js';
 import { credentialsOf, expiresInstant, isS3Dataset, maxSessionSeconds, type Grant, type Spec } from '../spec/schema.js';
 import { grantStatements } from './aws/compile.js';
@@ -13,9 +14,8 @@ const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k)
 const live = (grants: Grant[], now: Date) => grants.filter((g) => !g.expires || expiresInstant(g.expires).getTime() > now.getTime());
 const onBackend = (spec: Spec, backend: string) => (g: Grant) => spec.datasets[g.dataset]?.backend === backend;
 
-/** Hex digits of the access set's digest in an AWS session role's name. */
-export const SESSION_ROLE_DIGEST_LENGTH = 12;
-export const sessionRolePrefix = 'dg-s-';
+/** The role names are the model's, so that the driver (which may not import the compiler) knows them too. */
+export { SESSION_ROLE_DIGEST_LENGTH, sessionRolePrefix };
 
 /**
  * A temporary principal's access on an AWS backend, as a role shares it: the IAM groups it is in

@@ -20,6 +20,8 @@ export type PolicyDocument = {
 export const MANAGED_POLICY_MAX_CHARS = 6144;
 /** AWS's limit for all inline policies of one IAM user together, counted without white space. */
 export const USER_INLINE_POLICIES_MAX_CHARS = 2048;
+/** AWS's limit for all inline policies of one IAM role together, counted without white space. */
+export const ROLE_INLINE_POLICIES_MAX_CHARS = 10240;
 
 const uniqSorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
 

@@ -7,11 +7,14 @@
 //  user/<name>                                  an IAM user: a principal
 //  group/<name>                                 an IAM group
 //  policy/<name>                                a customer managed policy
-//  attachment/<user|group>/<entity>/<policy>    a managed policy attached to a user or group;
+//  attachment/<user|group|role>/<entity>/<policy>  a managed policy attached to a user, group or role;
 //                                               <policy> is the ARN of one datagrant did not make
 //  membership/<group>/<user>                    a user in a group
-//  inline-policy/<user|group>/<entity>/<name>   an inline policy: datagrant makes none, so one that
-//                                               is read is drift, to remove
+//  role/<name>                                  an access-set role: the sessions of temporary
+//                                               principals with the same access run as it
+//  inline-policy/<user|group|role>/<entity>/<name>  an inline policy: a principal's or a role's
+//                                               direct grants, a role's revocations; any other is
+//                                               drift, to remove
 //  key/<user>[~<access key id>]                 the slot's current access key, or (with its id)
 //                                               another key of the user: superseded, or unknown
 import { BackendError } from '../core/errors.js';
@@ -24,13 +27,26 @@ export const MANAGED_TAG = 'datagrant:managed';
 /** The tag naming the installation (state) an IAM user belongs to. */
 export const INSTALLATION_TAG = 'datagrant:installation';
 
-export type Entity = 'user' | 'group';
+export type Entity = 'user' | 'group' | 'role';
 /** IAM's states of an access key (its StatusType). */
 export type KeyStatus = 'Active' | 'Inactive' | 'Expired';
 
 // `type`, not `interface`: attributes stay assignable to Resource's JSON `attrs`.
 export type UserAttrs = { path: string; tags: Record<string, string> };
 export type GroupAttrs = { path: string };
+/**
+ * `trust`: `'datagrant'` for the trust policy letting only datagrant's own identity assume the role
+ * (the driver renders it from its caller identity, which the pure compiler cannot know); any other
+ * document as read, canonical, so that it differs and shows as drift.
+ */
+export type RoleAttrs = { path: string; tags: Record<string, string>; description: string; maxSessionDuration: number; trust: Json };
+/** Access-set roles are `dg-s-` and this many hex digits of the set's digest (compile/sessions.ts names them). */
+export const SESSION_ROLE_PREFIX = 'dg-s-';
+export const SESSION_ROLE_DIGEST_LENGTH = 12;
+/** Whether `name` is an access-set role's name: the only roles sessions are issued for. */
+export const isSessionRoleName = (name: string) => name.length === SESSION_ROLE_PREFIX.length + SESSION_ROLE_DIGEST_LENGTH && /^dg-s-[0-9a-f]+$/.test(name);
+/** The trust attribute of a role whose trust policy is the one datagrant renders. */
+export const DATAGRANT_TRUST = 'datagrant';
 /** `document`: the canonical policy (model/aws-policy.ts), or as read when it is not JSON (drift). */
 export type PolicyAttrs = { path: string; document: Json };
 /** `policy`: the name of datagrant's managed policy, or the ARN of another. */
@@ -44,6 +60,7 @@ export type KeyAttrs = { user: string; status?: KeyStatus };
 export type AwsAttrs = {
   user: UserAttrs;
   group: GroupAttrs;
+  role: RoleAttrs;
   policy: PolicyAttrs;
   attachment: AttachmentAttrs;
   membership: MembershipAttrs;
@@ -70,6 +87,7 @@ export const subjectOf = <K extends AwsKind>(c: AwsChangeOf<K>): AwsResourceOf<K
 export const awsAddress = {
   user: (backend: string, name: string) => addressOf(backend, 'user', name),
   group: (backend: string, name: string) => addressOf(backend, 'group', name),
+  role: (backend: string, name: string) => addressOf(backend, 'role', name),
   policy: (backend: string, name: string) => addressOf(backend, 'policy', name),
   attachment: (backend: string, entity: Entity, entityName: string, policy: string) => addressOf(backend, 'attachment', entity, entityName, policy),
   membership: (backend: string, group: string, user: string) => addressOf(backend, 'membership', group, user),
@@ -89,6 +107,11 @@ export function userResource(backend: string, name: string, attrs: UserAttrs, me
 
 export function groupResource(backend: string, name: string, attrs: GroupAttrs, meta?: Meta): AwsResourceOf<'group'> {
   return { address: awsAddress.group(backend, name), backend, kind: 'group', name, attrs, immutable: [], deps: [], ...withMeta(meta) };
+}
+
+/** IAM cannot move a role to another path: a role at another path is another role. */
+export function roleResource(backend: string, name: string, attrs: RoleAttrs, meta?: Meta): AwsResourceOf<'role'> {
+  return { address: awsAddress.role(backend, name), backend, kind: 'role', name, attrs, immutable: ['path'], deps: [], ...withMeta(meta) };
 }
 
 export function policyResource(backend: string, name: string, attrs: PolicyAttrs, meta?: Meta): AwsResourceOf<'policy'> {
@@ -169,7 +192,12 @@ const KEY_STATUSES: readonly KeyStatus[] = ['Active', 'Inactive', 'Expired'];
 
 const text: Rule<string> = { allowed: 'a non-empty string', test: (v): v is string => typeof v === 'string' && v !== '' };
 const iamPath: Rule<string> = { allowed: 'an IAM path, /…/', test: (v): v is string => typeof v === 'string' && v.startsWith('/') && v.endsWith('/') };
-const entity: Rule<Entity> = { allowed: '"user" or "group"', test: (v): v is Entity => v === 'user' || v === 'group' };
+const entity: Rule<Entity> = { allowed: '"user", "group" or "role"', test: (v): v is Entity => v === 'user' || v === 'group' || v === 'role' };
+const seconds: Rule<number> = {
+  allowed: 'whole seconds, 3600 to 43200',
+  test: (v): v is number => Number.isInteger(v) && (v as number) >= 3600 && (v as number) <= 43200,
+};
+const description: Rule<string> = { allowed: 'a string', test: (v): v is string => typeof v === 'string' };
 const tags: Rule<Record<string, string>> = {
   allowed: 'an object of strings',
   test: (v): v is Record<string, string> => isObject(v) && Object.values(v).every((t) => typeof t === 'string'),
@@ -184,6 +212,7 @@ const keyStatus: Rule<KeyStatus | undefined> = {
 const SHAPES = {
   user: { path: iamPath, tags },
   group: { path: iamPath },
+  role: { path: iamPath, tags, description, maxSessionDuration: seconds, trust: document },
   policy: { path: iamPath, document },
   attachment: { entity, entityName: text, policy: text },
   membership: { group: text, user: text },
@@ -262,6 +291,7 @@ const narrower = <K extends AwsKind>(kind: K): Narrower<K> => ({ resource: (r) =
 const NARROW = {
   user: narrower('user'),
   group: narrower('group'),
+  role: narrower('role'),
   policy: narrower('policy'),
   attachment: narrower('attachment'),
   membership: narrower('membership'),

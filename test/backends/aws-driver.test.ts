@@ -10,6 +10,7 @@ import {
   AttachUserPolicyCommand,
   CreateAccessKeyCommand,
   CreateGroupCommand,
+  CreateRoleCommand,
   CreateLoginProfileCommand,
   CreatePolicyCommand,
   CreateUserCommand,
@@ -90,6 +91,8 @@ class MiniStore {
   record(c: Change, res: Awaited<ReturnType<Backend['execute']>>, graceMs = 3_600_000) {
     const slot = c.address.split('~')[0]!;
     if (res.credential && res.secret) {
+      // An active key is handed out only once AWS accepts it (issue 12 item 8), and says how long that took.
+      if (c.after?.attrs.status !== 'Inactive') expect(res.readyMs).toBeGreaterThanOrEqual(0);
       const previous = this.credentials.filter((k) => k.address === slot && k.state === 'current');
       if (c.action === 'replace') {
         for (const p of previous) Object.assign(p, { state: 'retiring', retireAt: new Date(Date.now() + graceMs).toISOString() });
@@ -309,6 +312,16 @@ describe('aws driver against moto with IAM enforcement', () => {
     await converge(driver, desiredOf(SPEC), store);
     await iam.send(new CreateUserCommand({ UserName: 'outsider', Path: '/' }));
     await iam.send(new CreateGroupCommand({ GroupName: 'admins', Path: '/' }));
+    await iam.send(
+      new CreateRoleCommand({
+        RoleName: 'ops',
+        Path: '/',
+        AssumeRolePolicyDocument: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [{ Effect: 'Allow', Principal: { AWS: '*' }, Action: 'sts:AssumeRole' }],
+        }),
+      }),
+    );
     await driver.read({ credentials: store.credentials });
     const res = (kind: string, name: string, attrs: Resource['attrs']): Resource => ({
       address: `aws:${kind}/${name}`,
@@ -336,6 +349,9 @@ describe('aws driver against moto with IAM enforcement', () => {
       create(res('membership', 'z', { group: 'ml-researchers', user: 'outsider' })),
       create(res('membership', 'w', { group: 'admins', user: 'alice' })),
       create(res('inline-policy', 'v', { entity: 'user', entityName: 'outsider', document: { Version: '2012-10-17', Statement: [] } })),
+      // Roles: only datagrant's own get its policies, and a session is never a way into another's.
+      create(res('attachment', 'r', { entity: 'role', entityName: 'ops', policy: 'dg-group-ml-researchers' })),
+      create(res('inline-policy', 'q', { entity: 'role', entityName: 'ops', document: { Version: '2012-10-17', Statement: [] } })),
     ];
     for (const c of refused) {
       const before = driver.stats().requests;
@@ -345,6 +361,7 @@ describe('aws driver against moto with IAM enforcement', () => {
       expect(driver.stats().requests, c.address).toBe(before);
     }
     expect((await iam.send(new ListAccessKeysCommand({ UserName: 'outsider' }))).AccessKeyMetadata).toEqual([]);
+    await expect(driver.issueSession({ principal: 'alice', target: 'ops', durationSeconds: 900 })).rejects.toMatchObject({ code: 'NotOwned' });
     expect((await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'alice' }))).AttachedPolicies?.map((p) => p.PolicyName)).not.toContain(
       'AdministratorAccess',
     );

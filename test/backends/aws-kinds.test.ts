@@ -22,7 +22,7 @@ const _mismatched = { ...handlers, key: handlers.user } satisfies HandlerTable;
 describe('the handler table', () => {
   test('has one handler for every kind of the AWS model, and none for anything else', () => {
     expect(Object.keys(handlers).sort()).toEqual([...AWS_KINDS].sort());
-    expect([...AWS_KINDS].sort()).toEqual(['attachment', 'group', 'inline-policy', 'key', 'membership', 'policy', 'user']);
+    expect([...AWS_KINDS].sort()).toEqual(['attachment', 'group', 'inline-policy', 'key', 'membership', 'policy', 'role', 'user']);
   });
 });
 
@@ -57,9 +57,9 @@ describe('a change the AWS model does not know is refused before any request', (
   test.each([
     [
       'a kind no aws backend has',
-      change('create', null, resource('role', 'alice', { login: true })),
+      change('create', null, resource('database', 'alice', { login: true })),
       'UnknownKind',
-      /^aws: aws:role\/alice: refused: unknown kind "role" \(an aws backend has: user, group, policy, .*\); datagrant makes no such change: make the plan again$/,
+      /^aws: aws:database\/alice: refused: unknown kind "database" \(an aws backend has: user, group, role, policy, .*\); datagrant makes no such change: make the plan again$/,
     ],
     [
       'a missing attribute',
@@ -71,7 +71,7 @@ describe('a change the AWS model does not know is refused before any request', (
       'an attribute of the wrong type',
       change('create', null, resource('attachment', 'user/alice/p', { entity: 'bucket', entityName: 'alice', policy: 'p' })),
       'MalformedResource',
-      /aws:attachment\/user\/alice\/p: refused: the attachment in "after" has entity "bucket" \(allowed: "user" or "group"\)/,
+      /aws:attachment\/user\/alice\/p: refused: the attachment in "after" has entity "bucket" \(allowed: "user", "group" or "role"\)/,
     ],
     [
       'an attribute the kind does not have',

@@ -13,7 +13,7 @@
 // STS with the standard credential chain and renewed before it expires: the backend manages the
 // role's account, and its reads, counts and errors are its own.
 import { IAMClient, type IAMClientConfig } from '@aws-sdk/client-iam';
-import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient, type STSClientConfig } from '@aws-sdk/client-sts';
 import type { BackendStats } from '../backend.js';
 import { DEFAULT_DEADLINES, deadlineError, type Deadlines } from '../deadline.js';
 import { BackendError } from '../../core/errors.js';
@@ -67,7 +67,9 @@ export class AwsConnection {
   readonly #deadlines: Deadlines;
   /** Where each failed request was sent, for the message of a missed deadline. */
   readonly #endpoints = new WeakMap<object, string>();
-  #account: Promise<{ account: string; partition: string }> | undefined;
+  #account: Promise<{ account: string; partition: string; arn: string }> | undefined;
+  /** The clients' settings, for a client signing with credentials datagrant just issued. */
+  readonly #common: STSClientConfig;
 
   constructor(opts: AwsBackendOptions) {
     if (!/^\/([^/]+\/)*$/.test(opts.iamPath))
@@ -89,6 +91,9 @@ export class AwsConnection {
       ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
     };
+    // Clients made later with other credentials (a new key's or session's readiness check) share
+    // the deadlines and endpoint, never the backend's own credentials.
+    this.#common = common;
     // With a role, the caller's own credentials only ask STS for the role's sessions.
     this.#issuer = opts.assumeRole ? new STSClient(common) : undefined;
     const role = opts.assumeRole;
@@ -191,11 +196,11 @@ export class AwsConnection {
     return toBackendError(e, this.name, address);
   }
 
-  /** Account id and ARN partition (`aws`, `aws-cn`, `aws-us-gov`): one STS call per driver, even when many changes ask at once. */
-  caller(): Promise<{ account: string; partition: string }> {
+  /** Account id, ARN partition (`aws`, `aws-cn`, `aws-us-gov`) and caller ARN: one STS call per driver, even when many changes ask at once. */
+  caller(): Promise<{ account: string; partition: string; arn: string }> {
     this.#account ??= this.#sts.send(new GetCallerIdentityCommand({})).then((id) => {
       if (!id.Account) throw new BackendError(`${this.name}: STS GetCallerIdentity returned no account`, this.name, 'NoAccount', false);
-      return { account: id.Account, partition: id.Arn?.split(':')[1] || 'aws' };
+      return { account: id.Account, partition: id.Arn?.split(':')[1] || 'aws', arn: id.Arn ?? '' };
     });
     // A failure is not cached: the next call asks again.
     this.#account.catch(() => (this.#account = undefined));
@@ -226,5 +231,21 @@ export class AwsConnection {
         await this.backoff(delay);
       }
     }
+  }
+
+  /** STS as datagrant's own identity: sessions are assumed by it (kinds/sessions.ts). */
+  get sts(): STSClient {
+    return this.#sts;
+  }
+
+  /** An STS client signing with `credentials` just issued, to confirm that AWS accepts them. Counted, not paced. */
+  stsAs(credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }): STSClient {
+    const sts = new STSClient({ ...this.#common, credentials });
+    sts.middlewareStack.add((next) => (args) => this.#sent(args.request, () => next(args)), {
+      step: 'finalizeRequest',
+      priority: 'low',
+      name: 'datagrantRequestCounter',
+    });
+    return sts;
   }
 }

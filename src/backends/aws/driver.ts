@@ -1,5 +1,5 @@
-// The aws driver: IAM users, groups, managed policies, attachments, memberships, inline policies
-// and access keys. This file is wiring only; each concern has its own file:
+// The aws driver: IAM users, groups, access-set roles, managed policies, attachments, memberships,
+// inline policies and access keys, and the sessions of temporary principals (sessions.ts). This file is wiring only; each concern has its own file:
 //  connection.ts  the IAM and STS clients, deadlines, request counting and pacing; errors.ts
 //                 turns what goes wrong into a BackendError
 //  read.ts        the bulk read, mapped into resources by state.ts (pure)
@@ -9,7 +9,7 @@
 // A change arrives as data (it may come from a saved plan file): it is narrowed to the AWS model
 // first (src/model/aws.ts), so an unknown kind or a malformed attribute is refused before any
 // request, and every handler works on attributes of its own kind's type.
-import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../backend.js';
+import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from '../backend.js';
 import type { ActualState, Change } from '../../core/types.js';
 import { asAwsChange, type AwsChangeOf, type AwsKind } from '../../model/aws.js';
 import { AwsConnection, type AwsBackendOptions } from './connection.js';
@@ -20,9 +20,11 @@ import { inlinePolicies } from './kinds/inline-policies.js';
 import { keys } from './kinds/keys.js';
 import { memberships } from './kinds/memberships.js';
 import { policies } from './kinds/policies.js';
+import { roles } from './kinds/roles.js';
 import { users } from './kinds/users.js';
 import { checkOwnership, recordChange, type Ownership } from './ownership.js';
 import { readActual, readOwnership } from './read.js';
+import { issueSession } from './sessions.js';
 
 export type { AwsBackendOptions } from './connection.js';
 
@@ -30,6 +32,7 @@ export type { AwsBackendOptions } from './connection.js';
 export const handlers = {
   user: users,
   group: groups,
+  role: roles,
   policy: policies,
   attachment: attachments,
   membership: memberships,
@@ -84,6 +87,15 @@ export class AwsBackend implements Backend {
       return out;
     } catch (e) {
       throw this.#aws.error(e, change.address);
+    }
+  }
+
+  /** A session of `req.principal` as its access-set role: sessions.ts. */
+  async issueSession(req: SessionIssueRequest): Promise<IssuedBackendSession> {
+    try {
+      return await issueSession(this.#aws, req);
+    } catch (e) {
+      throw this.#aws.error(e);
     }
   }
 }

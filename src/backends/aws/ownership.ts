@@ -1,7 +1,7 @@
 // The ownership boundary, checked again for every change before any request (a saved plan may
-// have been edited). Only users, groups and policies at exactly the backend's IAM path (default
+// have been edited). Only users, groups, roles and policies at exactly the backend's IAM path (default
 // /datagrant/) exist for datagrant; a pre-existing user elsewhere in the account is invisible to
-// read and refused here, even when named alike. One rule per kind, in a table the compiler holds
+// read and refused here, even when named alike. Roles likewise. One rule per kind, in a table the compiler holds
 // to every kind.
 import { BackendError } from '../../core/errors.js';
 import type { Resource } from '../../core/types.js';
@@ -16,9 +16,11 @@ import { policyNameOf, type AccountDetails } from './state.js';
 export interface Ownership {
   users: Set<string>;
   groups: Set<string>;
+  roles: Set<string>;
   policies: Set<string>;
   otherUsers: Set<string>;
   otherGroups: Set<string>;
+  otherRoles: Set<string>;
   otherPolicies: Set<string>;
 }
 
@@ -26,11 +28,13 @@ export function ownershipOf(details: AccountDetails, resources: Resource[]): Own
   const names = (kind: AwsKind) => new Set(resources.filter((r) => r.kind === kind).map((r) => r.name));
   const users = names('user');
   const groups = names('group');
+  const roles = names('role');
   const policies = names('policy');
   const other = (all: (string | undefined)[], mine: Set<string>) => new Set(all.filter((n): n is string => n !== undefined && !mine.has(n)));
   return {
     users,
     groups,
+    roles,
     policies,
     otherUsers: other(
       details.users.map((u) => u.UserName),
@@ -39,6 +43,10 @@ export function ownershipOf(details: AccountDetails, resources: Resource[]): Own
     otherGroups: other(
       details.groups.map((g) => g.GroupName),
       groups,
+    ),
+    otherRoles: other(
+      (details.roles ?? []).map((r) => r.RoleName),
+      roles,
     ),
     otherPolicies: other(
       details.policies.map((p) => p.PolicyName ?? (p.Arn ? policyNameOf(p.Arn) : undefined)),
@@ -50,7 +58,7 @@ export function ownershipOf(details: AccountDetails, resources: Resource[]): Own
 /** Keeps the ownership sets true as the driver creates and deletes. */
 export function recordChange(o: Ownership | undefined, c: AwsChange): void {
   if (!o) return;
-  const set = c.kind === 'user' ? o.users : c.kind === 'group' ? o.groups : c.kind === 'policy' ? o.policies : undefined;
+  const set = c.kind === 'user' ? o.users : c.kind === 'group' ? o.groups : c.kind === 'role' ? o.roles : c.kind === 'policy' ? o.policies : undefined;
   if (!set) return;
   const { name } = subjectOf(c);
   if (c.action === 'delete') set.delete(name);
@@ -63,6 +71,7 @@ interface Boundary {
   /** `mustOwn`: the user must be datagrant's; otherwise it may also not exist at all. */
   user(name: string, mustOwn: boolean): void;
   group(name: string, mustOwn: boolean): void;
+  role(name: string, mustOwn: boolean): void;
   entity(entity: Entity, name: string, mustOwn: boolean): void;
   refuse(what: string): never;
 }
@@ -80,6 +89,9 @@ const RULES: { [K in AwsKind]: Rule<K> } = {
   },
   group: (is, c) => {
     if (c.action !== 'create') is.group(subjectOf(c).name, false);
+  },
+  role: (is, c) => {
+    if (c.action !== 'create') is.role(subjectOf(c).name, false);
   },
   policy: (is, c) => {
     const { name } = subjectOf(c);
@@ -140,8 +152,13 @@ export function checkOwnership(aws: AwsConnection, owned: Ownership, c: AwsChang
       if (owned.groups.has(group)) return;
       if (mustOwn || owned.otherGroups.has(group)) is.refuse(`IAM group ${group}`);
     },
+    role(role, mustOwn) {
+      if (owned.roles.has(role)) return;
+      if (mustOwn || owned.otherRoles.has(role)) is.refuse(`IAM role ${role}`);
+    },
     entity(entity, entityName, mustOwn) {
       if (entity === 'group') is.group(entityName, mustOwn);
+      else if (entity === 'role') is.role(entityName, mustOwn);
       else is.user(entityName, mustOwn);
     },
   };

@@ -2,18 +2,26 @@
 //
 // A read costs a constant number of requests however many principals there are: one STS call (the
 // account id, cached), GetAccountAuthorizationDetails (1,000 items a page) and the IAM credential
-// report. The report has no key ids, so it is compared with what the store knows; only users whose
+// report, and ListRoles under the backend's path (the bulk read lacks a role's description and
+// session length). The report has no key ids, so it is compared with what the store knows; only users whose
 // keys disagree with the store (or every user, with `exact`) cost one ListAccessKeys each. The
 // report is regenerated at most every four hours by AWS: a key deleted by hand since then shows up
 // at the latest when the report is renewed, or at once with `exact`.
-import { GenerateCredentialReportCommand, GetAccountAuthorizationDetailsCommand, GetCredentialReportCommand, ListAccessKeysCommand } from '@aws-sdk/client-iam';
+import {
+  GenerateCredentialReportCommand,
+  GetAccountAuthorizationDetailsCommand,
+  GetCredentialReportCommand,
+  ListAccessKeysCommand,
+  ListRolesCommand,
+} from '@aws-sdk/client-iam';
 import type { KnownCredential, ReadOptions } from '../backend.js';
 import type { ActualState } from '../../core/types.js';
 import { awsAddress } from '../../model/aws.js';
 import type { AwsConnection } from './connection.js';
 import { awsErrorCode, tolerate } from './errors.js';
 import { ownershipOf, type Ownership } from './ownership.js';
-import { isUnder, keysFromStore, parseCredentialReport, resourcesFromDetails, type AccessKeyFact, type AccountDetails } from './state.js';
+import { isUnder, keysFromStore, parseCredentialReport, resourcesFromDetails, type AccessKeyFact, type AccountDetails, type RoleDetail } from './state.js';
+import { trustDocument, trustedPrincipal } from './trust.js';
 
 /** Everything inside the boundary, and the ownership sets execute checks changes against. */
 export async function readActual(aws: AwsConnection, opts: ReadOptions): Promise<{ state: ActualState; ownership: Ownership }> {
@@ -21,8 +29,10 @@ export async function readActual(aws: AwsConnection, opts: ReadOptions): Promise
   const details = await accountDetails(aws);
   const owned = details.users.filter((u) => u.UserName && isUnder(u.Path, aws.opts.iamPath)).map((u) => u.UserName!);
   const keys = await accessKeys(aws, owned, opts.credentials, opts.exact ?? false);
+  const trust = (details.roles ?? []).some((r) => isUnder(r.Path, aws.opts.iamPath)) ? trustDocument(await trustedPrincipal(aws)) : undefined;
   const { resources, foreign } = resourcesFromDetails({
     backend: aws.name,
+    ...(trust ? { trust } : {}),
     iamPath: aws.opts.iamPath,
     details,
     keys,
@@ -47,17 +57,41 @@ export async function readOwnership(aws: AwsConnection): Promise<Ownership> {
 }
 
 async function accountDetails(aws: AwsConnection): Promise<AccountDetails> {
-  const out: AccountDetails = { users: [], groups: [], policies: [] };
+  const out: AccountDetails & { roles: RoleDetail[] } = { users: [], groups: [], roles: [], policies: [] };
   let marker: string | undefined;
   do {
     const page = await aws.iam.send(
-      new GetAccountAuthorizationDetailsCommand({ Filter: ['User', 'Group', 'LocalManagedPolicy'], MaxItems: 1000, ...(marker ? { Marker: marker } : {}) }),
+      new GetAccountAuthorizationDetailsCommand({
+        Filter: ['User', 'Group', 'Role', 'LocalManagedPolicy'],
+        MaxItems: 1000,
+        ...(marker ? { Marker: marker } : {}),
+      }),
     );
     out.users.push(...(page.UserDetailList ?? []));
     out.groups.push(...(page.GroupDetailList ?? []));
+    out.roles.push(...(page.RoleDetailList ?? []));
     out.policies.push(...(page.Policies ?? []));
     marker = page.IsTruncated ? page.Marker : undefined;
   } while (marker);
+  if (out.roles.some((r) => isUnder(r.Path, aws.opts.iamPath))) {
+    const listed = new Map<string, { Description?: string; MaxSessionDuration?: number }>();
+    let next: string | undefined;
+    do {
+      const page = await aws.iam.send(new ListRolesCommand({ PathPrefix: aws.opts.iamPath, MaxItems: 1000, ...(next ? { Marker: next } : {}) }));
+      for (const r of page.Roles ?? []) if (r.RoleName) listed.set(r.RoleName, r);
+      next = page.IsTruncated ? page.Marker : undefined;
+    } while (next);
+    out.roles = out.roles.map((r) => {
+      const l = r.RoleName ? listed.get(r.RoleName) : undefined;
+      return l
+        ? {
+            ...r,
+            ...(l.Description !== undefined ? { Description: l.Description } : {}),
+            ...(l.MaxSessionDuration !== undefined ? { MaxSessionDuration: l.MaxSessionDuration } : {}),
+          }
+        : r;
+    });
+  }
   return out;
 }
 

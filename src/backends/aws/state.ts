@@ -12,6 +12,8 @@ import {
   keyResource,
   membershipResource,
   policyResource,
+  DATAGRANT_TRUST,
+  roleResource,
   userResource,
   type AwsResource,
   type Entity,
@@ -19,6 +21,7 @@ import {
 } from '../../model/aws.js';
 import { normalizePolicy } from '../../model/aws-policy.js';
 import type { ForeignObject, Json } from '../../core/types.js';
+import { canonicalJson } from '../../core/canonical.js';
 
 export interface AttachedPolicy {
   PolicyName?: string;
@@ -44,6 +47,21 @@ export interface GroupDetail {
   AttachedManagedPolicies?: AttachedPolicy[];
   GroupPolicyList?: InlinePolicy[];
 }
+/**
+ * GetAccountAuthorizationDetails' RoleDetail, with what only ListRoles tells (Description,
+ * MaxSessionDuration), joined by the reader.
+ */
+export interface RoleDetail {
+  RoleName?: string;
+  Path?: string;
+  Arn?: string;
+  AssumeRolePolicyDocument?: string;
+  Description?: string;
+  MaxSessionDuration?: number;
+  AttachedManagedPolicies?: AttachedPolicy[];
+  RolePolicyList?: InlinePolicy[];
+  Tags?: { Key?: string; Value?: string }[];
+}
 export interface PolicyDetail {
   PolicyName?: string;
   Description?: string;
@@ -55,6 +73,8 @@ export interface PolicyDetail {
 export interface AccountDetails {
   users: UserDetail[];
   groups: GroupDetail[];
+  /** Absent where a caller read no roles. */
+  roles?: RoleDetail[];
   policies: PolicyDetail[];
 }
 
@@ -108,6 +128,8 @@ export interface MapInput {
   credentials: KnownCredential[];
   /** This state's installation id: objects carrying another one are reported as foreign, never as resources. */
   installation?: string;
+  /** The trust policy datagrant renders for its roles (trust.ts): a role's that says the same reads as `'datagrant'`. */
+  trust?: Json;
 }
 
 export interface MappedState {
@@ -181,6 +203,35 @@ export function resourcesFromDetails(input: MapInput): MappedState {
     out.push(groupResource(backend, g.GroupName, { path: g.Path ?? '/' }, g.Arn ? { arn: g.Arn } : undefined));
     const inl = inline('group', g.GroupName, g.GroupPolicyList, []);
     attachments('group', g.GroupName, g.AttachedManagedPolicies, inl);
+  }
+
+  const datagrantTrust = input.trust === undefined ? undefined : canonicalJson(normalizePolicy(input.trust));
+  for (const r of details.roles ?? []) {
+    if (!r.RoleName || !isUnder(r.Path, iamPath)) continue;
+    const tags: Record<string, string> = {};
+    for (const t of r.Tags ?? []) if (t.Key !== undefined) tags[t.Key] = t.Value ?? '';
+    if (otherInstallation(tags[INSTALLATION_TAG])) {
+      foreign.push({ address: awsAddress.role(backend, r.RoleName), installation: tags[INSTALLATION_TAG]! });
+      continue;
+    }
+    const trust = parsePolicyDocument(r.AssumeRolePolicyDocument);
+    out.push(
+      roleResource(
+        backend,
+        r.RoleName,
+        {
+          path: r.Path ?? '/',
+          tags,
+          description: r.Description ?? '',
+          maxSessionDuration: Number(r.MaxSessionDuration ?? 3600),
+          trust: datagrantTrust !== undefined && canonicalJson(trust) === datagrantTrust ? DATAGRANT_TRUST : trust,
+        },
+        r.Arn ? { arn: r.Arn } : undefined,
+      ),
+    );
+    // Teardown order: inline policies and attachments before the role.
+    inline('role', r.RoleName, r.RolePolicyList, []);
+    attachments('role', r.RoleName, r.AttachedManagedPolicies, []);
   }
 
   const known = new Map<string, KnownCredential>();

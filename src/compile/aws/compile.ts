@@ -2,10 +2,29 @@
 import { sha256 } from '../../core/canonical.js';
 import { CompileError } from '../../core/errors.js';
 import type { Notice, Resource } from '../../core/types.js';
-import { durationSeconds, expiresInstant, isS3Dataset, type AwsBackendSpec, type Grant, type Spec } from '../../spec/schema.js';
+import {
+  credentialsOf,
+  durationSeconds,
+  expiresInstant,
+  isS3Dataset,
+  maxSessionSeconds,
+  type AwsBackendSpec,
+  type Grant,
+  type Spec,
+} from '../../spec/schema.js';
+import type { SessionFact } from '../../model/session.js';
+import { awsAccessSet, awsSessionRoleName } from '../sessions.js';
 import { S3_LEVELS } from './levels.js';
 import { accountObjects, quotaProblems, quotasOf } from './quotas.js';
-import { mergeStatements, packStatements, USER_INLINE_POLICIES_MAX_CHARS, type PolicyDocument, type Statement } from '../../model/aws-policy.js';
+import {
+  mergeStatements,
+  packStatements,
+  policySize,
+  ROLE_INLINE_POLICIES_MAX_CHARS,
+  USER_INLINE_POLICIES_MAX_CHARS,
+  type PolicyDocument,
+  type Statement,
+} from '../../model/aws-policy.js';
 import {
   attachmentResource,
   awsAddress,
@@ -17,6 +36,8 @@ import {
   MANAGED_TAG,
   membershipResource,
   policyResource,
+  DATAGRANT_TRUST,
+  roleResource,
   userResource,
   type Entity,
 } from '../../model/aws.js';
@@ -27,6 +48,16 @@ export const DEFAULT_ROTATION_GRACE = '24h';
 
 /** IAM limits per user and group that AWS enforces and moto does not (the account's are in quotas.ts). */
 export const IAM_QUOTAS = { policiesPerEntity: 10, groupsPerUser: 10 } as const;
+
+/**
+ * The inline policy of an access-set role that denies the live sessions of principals no longer in
+ * its set (issue 12): one statement per principal, on its SourceIdentity and the time its latest
+ * session was issued, so a later session of someone else, or of that principal in another role, is
+ * untouched.
+ */
+export const REVOKED_POLICY = 'dg-revoked';
+/** IAM's shortest and longest role MaxSessionDuration, in seconds. */
+export const ROLE_SESSION_SECONDS = { min: 3600, max: 43200 } as const;
 
 export const groupPolicyName = (group: string, part = 1) => `dg-group-${group}${part > 1 ? `-${part}` : ''}`;
 /**
@@ -74,6 +105,8 @@ export function grantStatements(bucket: string, prefix: string | undefined, gran
 export interface CompileContext {
   now: Date;
   installation?: string;
+  /** What the state recorded of issued sessions, for the revocation of those that outlive their access. */
+  sessions?: readonly SessionFact[];
 }
 
 /** Grants still in force at `now`; expired ones grant nothing. */
@@ -139,44 +172,48 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
   // documents with one digest would silently share it.
   const shared = new Map<string, { text: string; names: string[]; first: string }>();
   /**
-   * A principal's direct grants: inline when they fit, else attached shared policies. The form
-   * depends on the document alone, so adding or removing someone else never moves it. Returns the
-   * addresses that give the user its access, for the key to wait on.
+   * Direct grants of a user (a key principal) or an access-set role: inline when they fit a user's
+   * inline budget, else attached shared policies. The form depends on the document alone, so adding
+   * or removing someone else never moves it. Returns the addresses that give the entity its access,
+   * for the key to wait on, and the inline document's size (a role's revocations share its budget).
    */
-  const directGrants = (user: string, grants: Grant[], memberships: string[]): string[] => {
-    if (grants.length === 0) return [];
+  const directGrants = (entity: 'user' | 'role', owner: string, grants: Grant[], deps: string[]): { addresses: string[]; inlineChars: number } => {
+    if (grants.length === 0) return { addresses: [], inlineChars: 0 };
+    const who = entity === 'user' ? `principal ${owner}` : `access-set role ${owner}`;
     const statements = mergeStatements(statementsFor(grants));
     const document: PolicyDocument = { Version: '2012-10-17', Statement: statements };
     const text = JSON.stringify(document);
-    const legacy = (part: number) => awsAddress.attachment(backendName, 'user', user, userPolicyName(user, part));
+    const legacy = (part: number) => awsAddress.attachment(backendName, 'user', owner, userPolicyName(owner, part));
+    const supersedes = (part: number) => (entity === 'user' ? legacy(part) : undefined);
     if (text.length <= USER_INLINE_POLICIES_MAX_CHARS) {
-      const r = inlinePolicyResource(backendName, DIRECT_GRANTS_POLICY, { entity: 'user', entityName: user, document }, memberships);
-      resources.push({ ...r, supersedes: [legacy(1)] });
-      return [r.address];
+      const r = inlinePolicyResource(backendName, DIRECT_GRANTS_POLICY, { entity, entityName: owner, document }, deps);
+      resources.push(entity === 'user' ? { ...r, supersedes: [legacy(1)] } : r);
+      return { addresses: [r.address], inlineChars: text.length };
     }
     const digest = sha256(text).slice(0, SHARED_DIGEST_LENGTH);
     let entry = shared.get(digest);
     if (!entry) {
-      entry = { text, names: [], first: user };
+      entry = { text, names: [], first: who };
       shared.set(digest, entry);
-      entry.names = policies(`principal ${user}`, statements, (part) => sharedPolicyName(digest, part));
+      entry.names = policies(who, statements, (part) => sharedPolicyName(digest, part));
       sharedPolicies += entry.names.length;
     } else if (entry.text !== text) {
       problems.push(
-        `principal ${user}: its direct grants and those of principal ${entry.first} differ, yet their documents share the digest ${digest} that names their shared policy; change either's grants`,
+        `${who}: its direct grants and those of ${entry.first} differ, yet their documents share the digest ${digest} that names their shared policy; change either's grants`,
       );
-      return [];
+      return { addresses: [], inlineChars: 0 };
     }
-    if (entry.names.length > IAM_QUOTAS.policiesPerEntity) {
-      problems.push(`principal ${user}: needs ${entry.names.length} managed policies; IAM allows ${IAM_QUOTAS.policiesPerEntity} per user`);
+    if (entity === 'user' && entry.names.length > IAM_QUOTAS.policiesPerEntity) {
+      problems.push(`${who}: needs ${entry.names.length} managed policies; IAM allows ${IAM_QUOTAS.policiesPerEntity} per user`);
     }
     // Packing is deterministic, so an unchanged document was split into the same parts before.
-    return entry.names.map((policy, i) => attach('user', user, policy, legacy(i + 1)));
+    return { addresses: entry.names.map((policy, i) => attach(entity, owner, policy, supersedes(i + 1))), inlineChars: 0 };
   };
 
   // Groups that grant something on this backend become IAM groups.
   const iamGroups = new Set<string>();
   const groupAttachments = new Map<string, string[]>();
+  const groupPolicyNames = new Map<string, string[]>();
   for (const [name, group] of Object.entries(spec.groups).sort(([a], [b]) => (a < b ? -1 : 1))) {
     const grants = onBackend(group.grants);
     const everGrants = group.grants.some((g) => spec.datasets[g.dataset]?.backend === backendName);
@@ -185,6 +222,7 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     resources.push(groupResource(backendName, name, { path }));
     const names = policies(`group ${name}`, statementsFor(grants), (part) => groupPolicyName(name, part));
     groupPolicies += names.length;
+    groupPolicyNames.set(name, names);
     groupAttachments.set(
       name,
       names.map((p) => awsAddress.attachment(backendName, 'group', name, p)),
@@ -198,6 +236,9 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
   const rotateDefault = spec.settings?.rotate;
   const graceSeconds = durationSeconds(spec.settings?.rotationGrace ?? DEFAULT_ROTATION_GRACE);
 
+  /** Access-set roles by name: the set, its temporary principals, and their direct grants. */
+  const roles = new Map<string, { groups: string[]; direct: Grant[]; principals: string[]; maxSeconds: number }>();
+
   for (const [name, p] of Object.entries(spec.principals).sort(([a], [b]) => (a < b ? -1 : 1))) {
     const groups = p.groups.filter((g) => iamGroups.has(g)).sort();
     const direct = onBackend(p.grants);
@@ -206,6 +247,17 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     if (!everDirect && groups.length === 0) continue;
     if (direct.length === 0 && !groupGrants) {
       // Every grant on this backend has expired: the user and its key are removed.
+      continue;
+    }
+    if (credentialsOf(spec, p) === 'temporary') {
+      // No user, no key: its sessions run as the role of its access set, named exactly as the
+      // broker's sessionTarget names it.
+      const set = awsAccessSet(spec, backendName, name, ctx.now);
+      const role = awsSessionRoleName(set);
+      const entry = roles.get(role) ?? { groups: set.groups, direct, principals: [], maxSeconds: ROLE_SESSION_SECONDS.min };
+      entry.principals.push(name);
+      entry.maxSeconds = Math.min(ROLE_SESSION_SECONDS.max, Math.max(entry.maxSeconds, maxSessionSeconds(spec, p)));
+      roles.set(role, entry);
       continue;
     }
     const tags: Record<string, string> = { [MANAGED_TAG]: 'true', 'datagrant:type': p.type };
@@ -221,7 +273,7 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
       resources.push(m);
       return m.address;
     });
-    const own = directGrants(name, direct, memberships);
+    const own = directGrants('user', name, direct, memberships).addresses;
 
     const rotate = p.rotate ?? rotateDefault;
     // The key is issued last, so that it works the moment it is handed out: after the user's
@@ -238,6 +290,41 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     );
   }
 
+  const revoked = revocations(backendName, roles, ctx);
+  for (const [role, set] of roles) {
+    const tags: Record<string, string> = { [MANAGED_TAG]: 'true' };
+    if (ctx.installation) tags[INSTALLATION_TAG] = ctx.installation;
+    resources.push(
+      roleResource(backendName, role, {
+        path,
+        tags,
+        description: roleDescription(set.groups, set.direct.length ? statementsFor(set.direct) : []),
+        maxSessionDuration: set.maxSeconds,
+        trust: DATAGRANT_TRUST,
+      }),
+    );
+    const managed = set.groups.flatMap((g) => groupPolicyNames.get(g) ?? []);
+    for (const policy of managed) attach('role', role, policy);
+    const { addresses, inlineChars } = directGrants('role', role, set.direct, []);
+    const sharedParts = addresses.length && !inlineChars ? addresses.length : 0;
+    if (managed.length + sharedParts > IAM_QUOTAS.policiesPerEntity) {
+      problems.push(
+        `access-set role ${role} (principals ${set.principals.join(', ')}): needs ${managed.length + sharedParts} managed policies (those of groups ${set.groups.join(', ') || 'none'}${sharedParts ? ` and ${sharedParts} for direct grants` : ''}); IAM allows ${IAM_QUOTAS.policiesPerEntity} per role: grant through fewer groups`,
+      );
+    }
+    const denied = revoked.get(role);
+    if (denied) {
+      const doc = revokedDocument(denied, ROLE_INLINE_POLICIES_MAX_CHARS - inlineChars);
+      if (doc.collapsed) {
+        notices.push({
+          level: 'warning',
+          message: `backend ${backendName}: role ${role}: the sessions of ${denied.length} principals no longer in its access set do not fit one deny each in its inline policies; every session of the role issued at or before ${doc.collapsed} is denied, and its remaining principals need a new session`,
+        });
+      }
+      resources.push(inlinePolicyResource(backendName, REVOKED_POLICY, { entity: 'role', entityName: role, document: doc.document }));
+    }
+  }
+
   if (!problems.length) {
     const n = (x: number) => x.toLocaleString('en-US');
     const policies = `${n(groupPolicies)} for groups, ${n(sharedPolicies)} shared by principals whose direct grants are too large for an inline policy`;
@@ -245,4 +332,61 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
   }
   if (problems.length) throw new CompileError(problems.map((m) => `backend ${backendName}: ${m}`));
   return { resources, notices };
+}
+
+/**
+ * What a role's description says of its access set: the groups and a digest of the direct grants,
+ * never a principal's name or email (roles are listed to anyone who may read IAM).
+ */
+function roleDescription(groups: string[], direct: Statement[]): string {
+  const grants = direct.length ? `direct grants ${sha256(JSON.stringify(mergeStatements(direct))).slice(0, SHARED_DIGEST_LENGTH)}` : 'no direct grants';
+  const text = `datagrant access set: ${groups.length ? `groups ${groups.join(',')}` : 'no groups'} + ${grants}`;
+  // IAM allows 1,000 characters of Latin-1; group names are spec keys.
+  return text.replace(/[^\t\n\r\x20-\x7e\xa1-\xff]/g, '?').slice(0, 1000);
+}
+
+/** Per role still desired: who to deny, with the instant of their latest session there. */
+function revocations(
+  backend: string,
+  roles: ReadonlyMap<string, { principals: string[] }>,
+  ctx: CompileContext,
+): Map<string, { principal: string; issuedAt: string }[]> {
+  const out = new Map<string, { principal: string; issuedAt: string }[]>();
+  for (const s of ctx.sessions ?? []) {
+    if (s.backend !== backend || Date.parse(s.expiresAt) <= ctx.now.getTime()) continue;
+    const role = roles.get(s.target);
+    // A role no longer desired is deleted, which ends every session of it.
+    if (!role || role.principals.includes(s.principal)) continue;
+    const list = out.get(s.target) ?? [];
+    const same = list.find((x) => x.principal === s.principal);
+    if (same) same.issuedAt = Date.parse(s.lastIssuedAt) > Date.parse(same.issuedAt) ? s.lastIssuedAt : same.issuedAt;
+    else list.push({ principal: s.principal, issuedAt: s.lastIssuedAt });
+    out.set(s.target, list);
+  }
+  for (const list of out.values()) list.sort((a, b) => (a.principal < b.principal ? -1 : a.principal > b.principal ? 1 : 0));
+  return out;
+}
+
+/** IAM's date form: whole seconds, rounded up so that the session issued within that second is covered. */
+const issuedBy = (iso: string) => new Date(Math.ceil(Date.parse(iso) / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+
+/**
+ * The deny of revoked sessions: one statement per principal, as AWS's "revoke active sessions"
+ * does per role; when they do not fit the role's inline budget, one statement denying every
+ * session of the role issued at or before the latest of them (`collapsed` says when).
+ */
+export function revokedDocument(
+  denied: readonly { principal: string; issuedAt: string }[],
+  maxChars: number,
+): { document: PolicyDocument; collapsed?: string } {
+  const deny = (condition: Statement['Condition']): Statement => ({ Effect: 'Deny', Action: ['*'], Resource: ['*'], Condition: condition });
+  const each: PolicyDocument = {
+    Version: '2012-10-17',
+    Statement: denied.map((d) =>
+      deny({ DateLessThanEquals: { 'aws:TokenIssueTime': [issuedBy(d.issuedAt)] }, StringEquals: { 'aws:SourceIdentity': [d.principal] } }),
+    ),
+  };
+  if (policySize(each) <= maxChars) return { document: { Version: '2012-10-17', Statement: mergeStatements(each.Statement) } };
+  const latest = issuedBy(new Date(Math.max(...denied.map((d) => Date.parse(d.issuedAt)))).toISOString());
+  return { document: { Version: '2012-10-17', Statement: [deny({ DateLessThanEquals: { 'aws:TokenIssueTime': [latest] } })] }, collapsed: latest };
 }

@@ -51,7 +51,7 @@ function wayOut(name: AccountQuotaName, quota: number): string {
     case 'policies':
       return `${raise ?? 'AWS raises it no further'}, or put principals with the same direct grants into a group: a group's policies count once, however many members it has`;
     case 'roles':
-      return raise ?? 'AWS raises it no further';
+      return `${raise ?? 'AWS raises it no further'}, or give principals with the same access the same grants through groups: temporary principals share one role per distinct set of groups and direct grants`;
   }
 }
 

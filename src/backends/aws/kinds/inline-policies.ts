@@ -1,6 +1,13 @@
-// Inline policies of a user or a group. datagrant makes none: one that is read is drift, and its
-// change is a delete.
-import { DeleteGroupPolicyCommand, DeleteUserPolicyCommand, PutGroupPolicyCommand, PutUserPolicyCommand } from '@aws-sdk/client-iam';
+// Inline policies of a user, a group or a role: a principal's or a role's direct grants when they
+// fit, a role's revocations; any other that is read is drift, and its change is a delete.
+import {
+  DeleteGroupPolicyCommand,
+  DeleteRolePolicyCommand,
+  DeleteUserPolicyCommand,
+  PutGroupPolicyCommand,
+  PutRolePolicyCommand,
+  PutUserPolicyCommand,
+} from '@aws-sdk/client-iam';
 import { subjectOf } from '../../../model/aws.js';
 import { tolerate } from '../errors.js';
 import { unlessDelete, type Handler } from './handler.js';
@@ -14,12 +21,15 @@ export const inlinePolicies: Handler<'inline-policy'> = {
       await tolerate(['NoSuchEntity'], () =>
         entity === 'group'
           ? aws.iam.send(new DeleteGroupPolicyCommand({ GroupName: entityName, PolicyName }))
-          : aws.iam.send(new DeleteUserPolicyCommand({ UserName: entityName, PolicyName })),
+          : entity === 'role'
+            ? aws.iam.send(new DeleteRolePolicyCommand({ RoleName: entityName, PolicyName }))
+            : aws.iam.send(new DeleteUserPolicyCommand({ UserName: entityName, PolicyName })),
       );
       return {};
     }
     const PolicyDocument = JSON.stringify(c.after.attrs.document);
     if (entity === 'group') await aws.iam.send(new PutGroupPolicyCommand({ GroupName: entityName, PolicyName, PolicyDocument }));
+    else if (entity === 'role') await aws.iam.send(new PutRolePolicyCommand({ RoleName: entityName, PolicyName, PolicyDocument }));
     else await aws.iam.send(new PutUserPolicyCommand({ UserName: entityName, PolicyName, PolicyDocument }));
     return {};
   },

@@ -7,6 +7,7 @@ import { subjectOf } from '../../../model/aws.js';
 import type { AwsConnection } from '../connection.js';
 import { awsErrorCode, isRetryable, isThrottling, tolerate } from '../errors.js';
 import { listKeys } from '../read.js';
+import { waitAccepted } from '../sessions.js';
 import type { Handler } from './handler.js';
 
 export const keys: Handler<'key'> = {
@@ -56,11 +57,17 @@ export const keys: Handler<'key'> = {
     const accessKeyId = created.AccessKeyId;
     const createdAt = (created.CreateDate ?? new Date()).toISOString();
     if (inactive) await aws.iam.send(new UpdateAccessKeyCommand({ UserName: user, AccessKeyId: accessKeyId, Status: 'Inactive' }));
-    return {
+    const result = {
       secret: { accessKeyId, secretAccessKey: created.SecretAccessKey },
       credential: { credentialId: accessKeyId, createdAt },
       meta: { accessKeyId, createdAt },
     };
+    if (inactive) return result;
+    // A new key can be refused for seconds after it is made: it is issued once AWS accepts it. A
+    // key still refused after the bounded wait is kept (its secret is stored with it) rather than
+    // lost; the wait says so.
+    const ready = await waitAccepted(aws, { accessKeyId, secretAccessKey: created.SecretAccessKey });
+    return { ...result, readyMs: ready.ms };
   },
 };
 
