@@ -64,6 +64,31 @@ export async function issueLocalSession(
   spec?: Spec,
   check?: (backend: string, backendType: string) => void,
 ): Promise<LocalSession> {
+  // A `credential_process` profile that runs datagrant also reaches datagrant's own AWS calls when
+  // its AWS_PROFILE is inherited (the SDK then skips AWS_ACCESS_KEY_ID…): each export would start
+  // another, without end. The marker is inherited by any process the SDK starts, so a second
+  // level stops at once, saying why.
+  if (io.env[ISSUING] !== undefined || INHERITED_ISSUING) {
+    throw new UsageError(
+      `datagrant is issuing a session for itself: its own AWS credentials come from a credential_process that runs datagrant (AWS_PROFILE=${io.env.AWS_PROFILE ?? process.env.AWS_PROFILE ?? '?'} is inherited). Give datagrant credentials of its own in that command: unset AWS_PROFILE there (env -u AWS_PROFILE …) and use its keys, another profile, or --server`,
+    );
+  }
+  // Set while any issue is in flight in this process (several may run at once), for the processes
+  // the AWS SDK starts meanwhile.
+  if (issuing++ === 0) process.env[ISSUING] = '1';
+  try {
+    return await issueLocal(io, opts, spec, check);
+  } finally {
+    if (--issuing === 0) delete process.env[ISSUING];
+  }
+}
+
+const ISSUING = 'DATAGRANT_ISSUING_SESSION';
+/** This process was started by a datagrant that was issuing a session (read once, at start). */
+const INHERITED_ISSUING = process.env[ISSUING] !== undefined;
+let issuing = 0;
+
+async function issueLocal(io: Io, opts: LocalSessionOptions, spec?: Spec, check?: (backend: string, backendType: string) => void): Promise<LocalSession> {
   const current = spec ?? (await withScimPeople(io, opts, loadSpecFor(io, opts, io.now()))).spec;
   return withStore(io, opts, async (store) => {
     const audit = (event: string, outcome: 'ok' | 'refused' | 'failed', backend: string | undefined, what: string) =>
