@@ -30,6 +30,11 @@ export interface ApplyResult {
   applied: number;
   failed: { address: string; message: string }[];
   skipped: string[];
+  /**
+   * New credentials confirmed usable before being reported issued (IAM is eventually consistent):
+   * how many, and the longest wait for one.
+   */
+  ready?: { count: number; maxMs: number; notYet: string[] };
 }
 
 /** The credential slot an actual credential belongs to: `aws:key/alice~AKIA…` → `aws:key/alice`. */
@@ -185,6 +190,12 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
       const backend = opts.backends[c.backend];
       if (!backend) throw new Error(`no backend named ${c.backend} is configured`);
       const res = await backend.execute(c);
+      if (res.readyMs !== undefined) {
+        const r = (result.ready ??= { count: 0, maxMs: 0, notYet: [] });
+        r.count++;
+        r.maxMs = Math.max(r.maxMs, res.readyMs);
+        if (res.ready === false) r.notYet.push(c.address);
+      }
       await record(c, res, opts, clock);
       await opts.store.journalEnd(journalId, 'ok', clock().toISOString());
       await opts.store.audit(

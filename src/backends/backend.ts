@@ -32,6 +32,8 @@ export interface ExecuteResult {
    * key is handed out only once it works, issue 12 item 8). Absent where nothing was waited for.
    */
   readyMs?: number;
+  /** False when the backend still refused the new credential when the bounded wait ran out. */
+  ready?: boolean;
 }
 
 export interface BackendStats {

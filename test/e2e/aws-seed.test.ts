@@ -87,7 +87,9 @@ describe('the seed scenario', () => {
     expect(plan.stdout).toContain('+ aws:inline-policy/user/data-scientist/dg-direct-grants');
     expect(plan.stdout).toMatch(/Plan: 3 to add, 0 to change, 0 to destroy\./);
 
-    await apply(ws);
+    const applied = await apply(ws);
+    // The key is reported issued only once AWS accepts it (IAM is eventually consistent).
+    expect(applied).toMatch(/Each was confirmed usable before this report \(the longest wait: \d+\.\d s\)/);
     const s3 = s3For(moto, await issuedKey(ws, 'data-scientist'));
     await canRead(s3, 'ai-model-data', 'training/a.txt');
     await canRead(s3, 'ai-model-data', 'eval/c.txt');

@@ -187,7 +187,13 @@ function report(io: Io, opts: ApplyOptions, plan: Plan, result: NonNullable<Conv
   );
   if (issued.length) {
     io.stdout(
-      `New credentials are stored encrypted for: ${issued.map((c) => c.after?.name ?? c.address).join(', ')}.\nHand one out with: datagrant credentials export NAME --format env\n`,
+      `New credentials are stored encrypted for: ${issued.map((c) => c.after?.name ?? c.address).join(', ')}.\n${
+        !result.ready
+          ? ''
+          : result.ready.notYet.length === 0
+            ? `Each was confirmed usable before this report (the longest wait: ${(result.ready.maxMs / 1000).toFixed(1)} s).\n`
+            : `Still refused by the backend after ${(result.ready.maxMs / 1000).toFixed(1)} s, so give them a little longer: ${result.ready.notYet.join(', ')}.\n`
+      }Hand one out with: datagrant credentials export NAME --format env\n`,
     );
   }
   return code;

@@ -67,7 +67,7 @@ export const keys: Handler<'key'> = {
     // key still refused after the bounded wait is kept (its secret is stored with it) rather than
     // lost; the wait says so.
     const ready = await waitAccepted(aws, { accessKeyId, secretAccessKey: created.SecretAccessKey });
-    return { ...result, readyMs: ready.ms };
+    return { ...result, readyMs: ready.ms, ready: ready.accepted };
   },
 };
 
