@@ -257,12 +257,15 @@ function causeOf(e: Error): string {
 
 /**
  * The value of the issuer's claim that names a principal, or why the token names none. A token
- * whose `email_verified` is false names nobody by its email: an IdP that lets a user type any
- * address would otherwise let them be anyone.
+ * names somebody by its email only when it says `email_verified: true` (or the issuer is trusted
+ * with `unverifiedEmail: accept`): an IdP that lets a user type any address, and says nothing
+ * about it, would otherwise let them be anyone (Entra's "nOAuth").
  */
 export function claimValueOf(issuer: OidcIssuerSpec, payload: JWTPayload): { value: string } | { problem: string } {
   const value = payload[issuer.claim];
   if (typeof value !== 'string' || value === '') return { problem: `the token has no ${issuer.claim} claim (a non-empty string) to name a principal by` };
-  if (issuer.claim === 'email' && payload.email_verified === false) return { problem: 'the token says its email is not verified' };
+  if (issuer.claim === 'email' && payload.email_verified !== true && issuer.unverifiedEmail !== 'accept') {
+    return { problem: 'the token does not say its email is verified (email_verified: true)' };
+  }
   return { value };
 }

@@ -268,7 +268,7 @@ const KEYS: Record<string, string> = {
   '': 'version, settings, backends, datasets, groups, principals, scim',
   // Read off the schema, so a new setting or principal key is never missing from the help.
   settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
-  'settings.*.#': 'name, issuer, audience, claim, algorithms',
+  'settings.*.#': 'name, issuer, audience, claim, algorithms, unverifiedEmail',
   'backends.*': 'type, region, iamPath, endpoint, timeouts, quotas, assumeRole (aws); type, url, scope, timeouts (postgres)',
   'backends.*.timeouts': 'connect, request',
   'backends.*.assumeRole': 'roleArn, externalId, sessionName',

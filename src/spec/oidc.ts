@@ -23,7 +23,9 @@ export interface OidcBinding {
 
 /** The form a claim value is compared in. */
 export function claimKey(claim: string, value: string): string {
-  return claim === 'email' ? value.toLowerCase() : value;
+  // ASCII only: full Unicode case folding would make a Kelvin sign (U+212A) an ordinary k, so
+  // another address could name the same person.
+  return claim === 'email' ? value.replace(/[A-Z]/g, (c) => c.toLowerCase()) : value;
 }
 
 const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);

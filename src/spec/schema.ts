@@ -309,6 +309,12 @@ const oidcIssuerSchema = z.strictObject({
     )
     .min(1, 'algorithms must name at least one algorithm (or be left out for the default RS256, ES256, PS256, EdDSA)')
     .optional(),
+  /**
+   * With `claim: email`, a token names a person by email only when it says `email_verified: true`.
+   * Some IdPs (Microsoft Entra ID) send no `email_verified` and let users edit their address; set
+   * this only for an IdP whose email claim users cannot change.
+   */
+  unverifiedEmail: z.enum(['refuse', 'accept']).default('refuse'),
 });
 
 /** Loopback hosts (a URL's hostname), where plain http never leaves the machine: local providers, tests. */

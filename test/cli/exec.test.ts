@@ -124,14 +124,19 @@ test('AWS --env: the session itself in AWS_ACCESS_KEY_ID/…, and no profile tha
   expect(env.AWS_CONFIG_FILE).toBeUndefined();
 });
 
-test("PostgreSQL: the login in PGUSER/PGPASSWORD/PGHOST/…, replacing the shell's password", async () => {
+test("PostgreSQL: the login in PGUSER/PGPASSWORD/PGHOST/…, replacing the shell's password; no AWS keys pass", async () => {
   await aliceLoggedIn();
   const p = probe('env', 0);
+  ws.env.AWS_ACCESS_KEY_ID = 'AKIASHELLSHELLSHELL1';
+  ws.env.AWS_SECRET_ACCESS_KEY = 'shell-secret-not-for-the-command';
+  ws.env.AWS_PROFILE = 'admin';
   const r = await ws.run('exec', 'alice', '--server', rig.serve.url, '--backend', 'warehouse', '--', ...p.command);
   expect(r.code).toBe(0);
   const s = rig.broker.issued.at(-1)!;
   if (s.kind !== 'postgres') throw new Error('expected a PostgreSQL login');
-  expect(p.report().env).toMatchObject({ PGUSER: s.user, PGPASSWORD: s.password, PGHOST: '127.0.0.1', PGPORT: '5432', PGDATABASE: 'analytics' });
+  const env = p.report().env;
+  expect(env).toMatchObject({ PGUSER: s.user, PGPASSWORD: s.password, PGHOST: '127.0.0.1', PGPORT: '5432', PGDATABASE: 'analytics' });
+  for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_PROFILE']) expect(env[k], k).toBeUndefined();
 });
 
 test("signals reach the command, and its exit code (or 128 + the signal that ended it) is exec's", async () => {

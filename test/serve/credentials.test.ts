@@ -327,7 +327,7 @@ describe('a valid token that names no principal that may have a session', () => 
   test("a token whose email is not verified does not name the address's owner", async () => {
     const r = await post('aws', await tokenFrom(corp, 'unverified'));
     expect(r.status).toBe(403);
-    expect(r.body.message).toBe('the token says its email is not verified, so it names no principal');
+    expect(r.body.message).toBe('the token does not say its email is verified (email_verified: true), so it names no principal');
     expect(broker.requests).toEqual([]);
   });
 

@@ -32,11 +32,11 @@ const CORP = `  oidc:
     - { name: ci, issuer: "https://token.actions.example.com", audience: datagrant, claim: sub }`;
 
 describe('settings.oidc', () => {
-  test('an issuer gets the defaults: claim email, no algorithm list (RS256, ES256, PS256, EdDSA at verification)', () => {
+  test('an issuer gets the defaults: claim email, verified emails only, no algorithm list (RS256, ES256, PS256, EdDSA at verification)', () => {
     const { spec: s } = load(spec(CORP, '  alice: { type: person, email: alice@example.com }'));
     expect(s.settings!.oidc).toEqual([
-      { name: 'corp', issuer: 'https://login.example.com', audience: 'datagrant', claim: 'email' },
-      { name: 'ci', issuer: 'https://token.actions.example.com', audience: 'datagrant', claim: 'sub' },
+      { name: 'corp', issuer: 'https://login.example.com', audience: 'datagrant', claim: 'email', unverifiedEmail: 'refuse' },
+      { name: 'ci', issuer: 'https://token.actions.example.com', audience: 'datagrant', claim: 'sub', unverifiedEmail: 'refuse' },
     ]);
   });
 

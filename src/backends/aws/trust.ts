@@ -3,6 +3,7 @@
 // pure compiler cannot know that identity, so desired roles say `trust: 'datagrant'`; the driver
 // renders the document here when it writes a role, and the reader maps a document equal to it back.
 import { GetRoleCommand } from '@aws-sdk/client-iam';
+import { BackendError } from '../../core/errors.js';
 import type { Json } from '../../core/types.js';
 import type { AwsConnection } from './connection.js';
 import { tolerate } from './errors.js';
@@ -18,6 +19,16 @@ export function trustedPrincipal(aws: AwsConnection): Promise<string> {
   let p = principals.get(aws);
   if (!p) {
     p = aws.caller().then(async ({ arn, account, partition }) => {
+      // The account root as Principal means every identity in the account that may call
+      // sts:AssumeRole (and names any SourceIdentity it likes, dodging the per-principal deny).
+      if (/^arn:[^:]+:iam::\d+:root$/.test(arn)) {
+        throw new BackendError(
+          `${aws.name}: datagrant runs as the account root (${arn}); the roles of temporary principals would trust everyone in the account who may assume roles. Run datagrant as an IAM user or role of its own`,
+          aws.name,
+          'RootCaller',
+          false,
+        );
+      }
       const assumed = /^arn:[^:]+:sts::\d+:assumed-role\/([^/]+)\//.exec(arn);
       if (!assumed) return arn;
       const role = await tolerate(['NoSuchEntity', 'AccessDenied'], () => aws.iam.send(new GetRoleCommand({ RoleName: assumed[1]! })));

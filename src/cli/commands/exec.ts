@@ -88,8 +88,10 @@ function environmentFor(
 ): { env: NodeJS.ProcessEnv; cleanup: () => void } {
   const env: NodeJS.ProcessEnv = { ...parent };
   for (const k of source.withheldEnv) delete env[k];
+  // Whatever the session's kind, the command gets none of the shell's (datagrant's) own
+  // credentials for either kind of backend: only the session.
+  for (const k of [...AWS_CREDENTIAL_ENV, ...PG_LOGIN_ENV]) delete env[k];
   if (session.kind === 'postgres') {
-    for (const k of PG_LOGIN_ENV) delete env[k];
     Object.assign(env, {
       PGUSER: session.user,
       PGPASSWORD: session.password,
@@ -99,7 +101,6 @@ function environmentFor(
     });
     return { env, cleanup: () => undefined };
   }
-  for (const k of AWS_CREDENTIAL_ENV) delete env[k];
   if (opts.env || !source.renews) {
     Object.assign(env, {
       AWS_ACCESS_KEY_ID: session.accessKeyId,

@@ -237,7 +237,7 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
   const graceSeconds = durationSeconds(spec.settings?.rotationGrace ?? DEFAULT_ROTATION_GRACE);
 
   /** Access-set roles by name: the set, its temporary principals, and their direct grants. */
-  const roles = new Map<string, { groups: string[]; direct: Grant[]; principals: string[]; maxSeconds: number }>();
+  const roles = new Map<string, { groups: string[]; direct: Grant[]; set: string; principals: string[]; maxSeconds: number }>();
 
   for (const [name, p] of Object.entries(spec.principals).sort(([a], [b]) => (a < b ? -1 : 1))) {
     const groups = p.groups.filter((g) => iamGroups.has(g)).sort();
@@ -254,7 +254,13 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
       // broker's sessionTarget names it.
       const set = awsAccessSet(spec, backendName, name, ctx.now);
       const role = awsSessionRoleName(set);
-      const entry = roles.get(role) ?? { groups: set.groups, direct, principals: [], maxSeconds: ROLE_SESSION_SECONDS.min };
+      const entry = roles.get(role) ?? { groups: set.groups, direct, set: JSON.stringify(set), principals: [], maxSeconds: ROLE_SESSION_SECONDS.min };
+      // The name is a digest of the access set: two different sets with one digest would share a
+      // role, and one of them would get the other's access.
+      if (entry.set !== JSON.stringify(set)) {
+        problems.push(`principal ${name}: its access differs from principal ${entry.principals[0]}'s, yet both name the role ${role}; change either's grants`);
+        continue;
+      }
       entry.principals.push(name);
       entry.maxSeconds = Math.min(ROLE_SESSION_SECONDS.max, Math.max(entry.maxSeconds, maxSessionSeconds(spec, p)));
       roles.set(role, entry);
@@ -371,9 +377,19 @@ function revocations(
 const issuedBy = (iso: string) => new Date(Math.ceil(Date.parse(iso) / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 
 /**
- * The deny of revoked sessions: one statement per principal, as AWS's "revoke active sessions"
- * does per role; when they do not fit the role's inline budget, one statement denying every
- * session of the role issued at or before the latest of them (`collapsed` says when).
+ * What the host's clock may lag AWS's without anything else failing (SigV4 tolerates 5 minutes):
+ * a bound on issue times taken from datagrant's clock is moved this far forward.
+ */
+const CLOCK_MARGIN_MS = 5 * 60_000;
+
+/**
+ * The deny of revoked sessions. A principal that has left the role's access set may hold no
+ * session of the role at all, so its sessions are denied by `aws:SourceIdentity` alone, whenever
+ * issued: no bound taken from datagrant's clock (which may lag AWS's) or from a session log read
+ * while another session was being issued can let its newest one through. All of them in one
+ * statement (the values of one key are ORed). When even that does not fit the role's inline
+ * budget, one statement denies every session of the role issued up to the latest recorded issue,
+ * plus the clock margin (`collapsed` says until when): the others get new sessions after it.
  */
 export function revokedDocument(
   denied: readonly { principal: string; issuedAt: string }[],
@@ -382,11 +398,9 @@ export function revokedDocument(
   const deny = (condition: Statement['Condition']): Statement => ({ Effect: 'Deny', Action: ['*'], Resource: ['*'], Condition: condition });
   const each: PolicyDocument = {
     Version: '2012-10-17',
-    Statement: denied.map((d) =>
-      deny({ DateLessThanEquals: { 'aws:TokenIssueTime': [issuedBy(d.issuedAt)] }, StringEquals: { 'aws:SourceIdentity': [d.principal] } }),
-    ),
+    Statement: [deny({ StringEquals: { 'aws:SourceIdentity': [...new Set(denied.map((d) => d.principal))].sort() } })],
   };
-  if (policySize(each) <= maxChars) return { document: { Version: '2012-10-17', Statement: mergeStatements(each.Statement) } };
-  const latest = issuedBy(new Date(Math.max(...denied.map((d) => Date.parse(d.issuedAt)))).toISOString());
+  if (policySize(each) <= maxChars) return { document: each };
+  const latest = issuedBy(new Date(Math.max(...denied.map((d) => Date.parse(d.issuedAt))) + CLOCK_MARGIN_MS).toISOString());
   return { document: { Version: '2012-10-17', Statement: [deny({ DateLessThanEquals: { 'aws:TokenIssueTime': [latest] } })] }, collapsed: latest };
 }
