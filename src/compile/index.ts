@@ -92,3 +92,22 @@ function expiringSoon(spec: Spec, now: Date): Notice[] {
 }
 
 export { sessionTarget, type SessionTarget } from './sessions.js';
+
+/**
+ * The next instant after `now` at which the desired state changes by itself: a grant's expiry (on
+ * PostgreSQL, access ends only when it is applied) or the end of a recorded session (a PostgreSQL
+ * login's open connections outlive its VALID UNTIL until it is dropped; a revocation ends).
+ * serve reconciles then, not only at its interval.
+ */
+export function nextChangeAt(spec: Spec, sessions: readonly SessionFact[], now: Date): Date | undefined {
+  const t = now.getTime();
+  let next = Infinity;
+  const consider = (ms: number) => {
+    if (ms > t && ms < next) next = ms;
+  };
+  for (const g of [...Object.values(spec.groups), ...Object.values(spec.principals)]) {
+    for (const grant of g.grants) if (grant.expires) consider(expiresInstant(grant.expires).getTime());
+  }
+  for (const s of sessions) consider(Date.parse(s.expiresAt));
+  return next === Infinity ? undefined : new Date(next);
+}

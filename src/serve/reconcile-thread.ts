@@ -20,7 +20,7 @@ export interface ReconcilerConfig {
   actor: string;
 }
 
-export type ToReconciler = { type: 'trigger' } | { type: 'settle'; id: number } | { type: 'stop' };
+export type ToReconciler = { type: 'trigger' } | { type: 'wake'; at: string } | { type: 'settle'; id: number } | { type: 'stop' };
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type FromReconciler =
@@ -132,6 +132,26 @@ export class ReconcilerThread {
     this.#triggerQueued = true;
     setImmediate(() => this.#flushTrigger());
   }
+
+  /**
+   * Run in full at `at` (ISO), or earlier: a session issued on the main thread ends then, and what
+   * it leaves (a PostgreSQL login's open connections) must go with it, not at the next interval.
+   * The earliest asked for is sent once per turn of the event loop.
+   */
+  wake(at: string): void {
+    if (this.#wakeQueued !== undefined) {
+      if (Date.parse(at) < Date.parse(this.#wakeQueued)) this.#wakeQueued = at;
+      return;
+    }
+    this.#wakeQueued = at;
+    setImmediate(() => {
+      const when = this.#wakeQueued!;
+      this.#wakeQueued = undefined;
+      this.#post({ type: 'wake', at: when });
+    });
+  }
+
+  #wakeQueued: string | undefined;
 
   #flushTrigger(): void {
     if (!this.#triggerQueued) return;

@@ -86,6 +86,9 @@ if (store && scim) {
       case 'trigger':
         reconciler.trigger();
         break;
+      case 'wake':
+        reconciler.wakeBy(new Date(m.at));
+        break;
       case 'settle':
         void reconciler.settled().then(() => post({ type: 'settled', id: m.id }));
         break;

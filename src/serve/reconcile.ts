@@ -10,7 +10,7 @@
 import type { Backend } from '../backends/backend.js';
 import { converge } from '../app/converge.js';
 import { loadSpec, readSpecFile } from '../app/engine.js';
-import { compile } from '../compile/index.js';
+import { compile, nextChangeAt } from '../compile/index.js';
 import { hashJson, sha256 } from '../core/canonical.js';
 import { ApplyError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
@@ -89,6 +89,8 @@ export class Reconciler {
   /** …unless a trigger asked for a run meanwhile. */
   #askedDuringBackoff = false;
   #interval: NodeJS.Timeout | undefined;
+  /** A full run when the desired state next changes by itself (a grant's expiry, a session's end). */
+  #due: NodeJS.Timeout | undefined;
   #poll: NodeJS.Timeout | undefined;
   #polling = false;
   #running: Promise<void> | undefined;
@@ -205,6 +207,7 @@ export class Reconciler {
     this.#stopped = true;
     this.#cancelTimer();
     if (this.#interval) clearInterval(this.#interval);
+    if (this.#due) clearTimeout(this.#due);
     if (this.#poll) clearInterval(this.#poll);
     await this.#running;
     for (const w of this.#idleWaiters.splice(0)) w();
@@ -247,6 +250,34 @@ export class Reconciler {
   }
 
   /**
+   * Access that ends at an instant must end then, not at the next interval: on PostgreSQL an
+   * expired grant, or a session login's open connection, lasts until a run removes it.
+   */
+  #wakeAt(at: Date | undefined, now: Date): void {
+    if (this.#due) clearTimeout(this.#due);
+    this.#due = undefined;
+    this.#dueAt = undefined;
+    if (!at || this.#stopped) return;
+    this.#dueAt = at.getTime();
+    // A second late, so that the run sees the instant passed; setTimeout's limit is ~24.8 days.
+    const ms = Math.min(at.getTime() - now.getTime() + 1000, 2 ** 31 - 1);
+    this.#due = setTimeout(() => {
+      this.#due = undefined;
+      this.#dueAt = undefined;
+      this.trigger({ full: true });
+    }, ms);
+    this.#due.unref();
+  }
+
+  /** Run in full by `at` at the latest (a session issued since the last run ends then). */
+  wakeBy(at: Date): void {
+    if (this.#dueAt !== undefined && this.#dueAt <= at.getTime()) return;
+    this.#wakeAt(at, (this.opts.now ?? (() => new Date()))());
+  }
+
+  #dueAt: number | undefined;
+
+  /**
    * One reconcile: read the spec and the identities, lock, plan, apply. Never throws; failures
    * are logged and counted. A run asked for by a SCIM change (not `full`) stops early when
    * another run covered every pending SCIM write, or when its spec and desired state are those of
@@ -283,7 +314,9 @@ export class Reconciler {
       // With it, what the store says was applied: another replica's or a CLI apply since then
       // changes that, and this run goes ahead.
       // Sessions count: one ending (or one issued since) changes what the backends must hold.
-      const desired = sha256(`${loaded.specHash}\n${hashJson(compile(spec, now, { sessions: await store.sessions() }).desired)}`);
+      const sessions = await store.sessions();
+      const desired = sha256(`${loaded.specHash}\n${hashJson(compile(spec, now, { sessions }).desired)}`);
+      this.#wakeAt(nextChangeAt(spec, sessions, now), now);
       if (opts.full === false && `${desired}\n${await appliedState(store)}` === this.#lastGood) {
         await covered();
         this.metrics.skippedUnchanged++;

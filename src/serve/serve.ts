@@ -189,7 +189,7 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     audit: async (entry, at) => (await stateStore()).audit(entry, at),
     metrics,
     now: io.now,
-    broker: opts.sessionBroker ?? ownBroker,
+    broker: wakingBroker(opts.sessionBroker ?? ownBroker, reconciler),
   });
   const closeState = async () => {
     await ownBroker?.close();
@@ -275,4 +275,20 @@ function loadTls(opts: ServeOptions): { key: Buffer; cert: Buffer } {
   } catch (e) {
     throw new UsageError(`cannot read the TLS certificate or key: ${(e as Error).message}`);
   }
+}
+
+/**
+ * The broker as the endpoint uses it: each session issued tells the reconciler when it ends, so
+ * that what it leaves behind (a PostgreSQL login's open connections) goes then, not at the next
+ * interval.
+ */
+function wakingBroker(broker: SessionBroker | undefined, reconciler: Pick<ReconcilerThread, 'wake'>): SessionBroker | undefined {
+  if (!broker) return undefined;
+  return {
+    issue: async (req) => {
+      const session = await broker.issue(req);
+      reconciler.wake(session.kind === 'aws' ? session.expiration : session.validUntil);
+      return session;
+    },
+  };
 }

@@ -1,6 +1,6 @@
 // Which session a principal gets: refusals that speak only of the asker, roles shared by access set.
 import { describe, expect, test } from 'vitest';
-import { sessionTarget } from '../../src/compile/index.js';
+import { nextChangeAt, sessionTarget } from '../../src/compile/index.js';
 import { specSchema, type SpecInput } from '../../src/spec/schema.js';
 
 const NOW = new Date('2026-11-30T12:00:00Z');
@@ -59,5 +59,19 @@ describe('sessionTarget', () => {
   ])('%s on %s is refused: %s', (principal, backend, reason, message) => {
     const r = sessionTarget(s, backend, principal, NOW);
     expect(r).toEqual({ refused: reason, message: expect.stringMatching(message) });
+  });
+});
+
+describe('nextChangeAt: when the desired state next changes by itself', () => {
+  const s = spec({
+    alice: { type: 'person', grants: [{ dataset: 'feats', access: 'read', expires: '2026-11-30T18:00:00Z' }] },
+    bob: { type: 'person', credentials: 'temporary', grants: [{ dataset: 'feats', access: 'read', expires: '2026-11-29' }] },
+  });
+  const fact = (expiresAt: string) => ({ backend: 'wh', principal: 'bob', target: 'bob~x', lastIssuedAt: '2026-11-30T11:00:00Z', expiresAt });
+
+  test('the earliest future grant expiry or session end; past ones do not count', () => {
+    expect(nextChangeAt(s, [], NOW)?.toISOString()).toBe('2026-11-30T18:00:00.000Z');
+    expect(nextChangeAt(s, [fact('2026-11-30T12:30:00Z'), fact('2026-11-30T11:59:00Z')], NOW)?.toISOString()).toBe('2026-11-30T12:30:00.000Z');
+    expect(nextChangeAt(spec({}), [fact('2026-11-30T11:00:00Z')], NOW)).toBeUndefined();
   });
 });

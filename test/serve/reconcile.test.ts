@@ -264,3 +264,33 @@ describe('pending work in the SCIM store', () => {
     await until('the work to be covered', () => pending.reconciled === 1);
   });
 });
+
+test('a run at the instant access ends by itself (a grant expiry, a session end), not only at the interval', async () => {
+  // GIVEN a principal whose grant ends 1.5 s from now, and no interval to speak of
+  const ends = new Date(Date.now() + 1500).toISOString();
+  writeFileSync(join(dir, 'datagrant.yaml'), `${SPEC}principals:\n  p: { type: service, grants: [{ dataset: data, access: read, expires: "${ends}" }] }\n`);
+  reconciler.start();
+  await reconciler.settled();
+  const before = reads();
+  // WHEN the instant passes (plus the second the wake waits), THEN a full run reads the backend
+  // again by itself (the interval is 5 minutes away)
+  await readAgain(before);
+  await reconciler.stop();
+});
+
+test('wakeBy: a session issued since the last run brings the next full run forward to its end', async () => {
+  await reconciler.runOnce({ full: true });
+  const before = reads();
+  reconciler.wakeBy(new Date(Date.now() + 500));
+  await readAgain(before);
+  await reconciler.stop();
+});
+
+/** Waits (up to 20 s, for a loaded machine) until the backend has been read more than `before` times. */
+async function readAgain(before: number): Promise<void> {
+  for (const until = Date.now() + 20_000; reads() <= before;) {
+    if (Date.now() > until) throw new Error('no run came by itself');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await reconciler.settled();
+}
