@@ -126,7 +126,7 @@ const patchActive = (active: boolean) => ({ schemas: ['urn:ietf:params:scim:api:
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
 /** One wrk run: `request` is the body of a Lua function returning one request; `n` counts requests. */
-function wrk(label: string, ids: string[], request: string): void {
+async function wrk(label: string, ids: string[], request: string): Promise<void> {
   const script = join(dir, 'load.lua');
   writeFileSync(
     script,
@@ -140,7 +140,9 @@ request = function()
 end
 `,
   );
-  const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', script, base], { encoding: 'utf8' });
+  // Not spawnSync: this process must keep reading moto's output while wrk runs (the reconciles the
+  // load causes call moto), or moto blocks on a full pipe.
+  const r = await runWrk(['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', script, base]);
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
   const ms = (p: string) => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)$`, 'm').exec(r.stdout);
@@ -319,8 +321,8 @@ try {
   for (let i = 0; i < 200; i++) ids.push((await call('POST', '/Users', user(`seed${i}@example.com`))).json.id as string);
 
   if (part('reads')) {
-    wrk('GET /Users/{id}', ids, `return wrk.format("GET", "/scim/v2/Users/" .. id, { ["Authorization"] = auth })`);
-    wrk(
+    await wrk('GET /Users/{id}', ids, `return wrk.format("GET", "/scim/v2/Users/" .. id, { ["Authorization"] = auth })`);
+    await wrk(
       'GET /Users?filter=userName eq',
       ids,
       `return wrk.format("GET", "/scim/v2/Users?filter=userName%20eq%20%22seed" .. (n % #ids) .. "%40example.com%22", { ["Authorization"] = auth })`,
@@ -328,7 +330,7 @@ try {
   }
   const patchLoad = async (label: string, on: string[]) => {
     const before = await reconciles();
-    wrk(label, on, PATCH_FLIP);
+    await wrk(label, on, PATCH_FLIP);
     const after = await reconciles();
     console.log(
       `    (meanwhile ${after.runs - before.runs} reconcile(s) ran; ${after.skipped - before.skipped} more found the desired state unchanged and stopped early)`,
@@ -412,7 +414,7 @@ try {
 
   if (part('post')) {
     // POST late: it grows the store by thousands of users, which every reconcile then reads.
-    wrk(
+    await wrk(
       'POST /Users',
       ids,
       `return wrk.format("POST", "/scim/v2/Users", { ["Authorization"] = auth, ["Content-Type"] = "application/scim+json" }, '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"new' .. n .. '@example.com","active":true}')`,
@@ -429,4 +431,16 @@ try {
   await serverExit;
   await moto.stop();
   rmSync(dir, { recursive: true, force: true });
+}
+
+function runWrk(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('wrk', args);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (status) => resolve({ status, stdout, stderr }));
+  });
 }
