@@ -10,7 +10,7 @@
 // meanwhile. Targets: p99 ≤ 10 ms for GET/PATCH and POST; deprovision p99 ≤ 2 s; in a burst,
 // p99 ≤ 3 s; a 1,000-operation PATCH < 100 ms and /healthz p99 < 20 ms during large PATCHes.
 // BENCH_SCIM_ONLY=reads,patch,deprovision,burst,post,large-patch runs only the parts named.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, setPriority, tmpdir } from 'node:os';
@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Io } from '../src/app/io.js';
 import { main } from '../src/cli/main.js';
+import { requireWrk, runWrk } from './wrk.js';
 import { hashToken } from '../src/scim/server.js';
 import { startMoto } from '../test/support/moto.js';
 
@@ -31,9 +32,7 @@ const ONLY = process.env.BENCH_SCIM_ONLY?.split(',').map((p) => p.trim());
 const part = (name: string) => !ONLY || ONLY.includes(name);
 const BIN = new URL('../bin/datagrant.js', import.meta.url).pathname;
 
-if (spawnSync('wrk', ['--version']).error) {
-  throw new Error('wrk is not installed: `npm run bench` installs it (apt-get install -y wrk), or install it yourself');
-}
+requireWrk();
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -140,20 +139,9 @@ request = function()
 end
 `,
   );
-  // Not spawnSync: this process must keep reading moto's output while wrk runs (the reconciles the
-  // load causes call moto), or moto blocks on a full pipe.
-  const r = await runWrk(['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', script, base]);
-  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
-  const ms = (p: string) => {
-    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)$`, 'm').exec(r.stdout);
-    if (!m) throw new Error(`cannot read p${p} from wrk:\n${r.stdout}`);
-    return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as 'us' | 'ms' | 's'];
-  };
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1]);
-  const bad = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
-  const errors = /Socket errors:.*/.exec(r.stdout)?.[0];
+  const { rps, p50, p99, bad, socketErrors: errors } = await runWrk({ base, script, connections: CONNECTIONS, seconds: SECONDS });
   console.log(
-    `  ${label.padEnd(44)} ${rps.toFixed(0).padStart(6)} req/s  p50 ${ms('50').toFixed(2).padStart(5)} ms  p99 ${ms('99').toFixed(2).padStart(5)} ms${bad ? `  (${bad} non-2xx!)` : ''}${errors ? `  (${errors})` : ''}`,
+    `  ${label.padEnd(44)} ${rps.toFixed(0).padStart(6)} req/s  p50 ${p50.toFixed(2).padStart(5)} ms  p99 ${p99.toFixed(2).padStart(5)} ms${bad ? `  (${bad} non-2xx!)` : ''}${errors ? `  (${errors})` : ''}`,
   );
 }
 
@@ -431,16 +419,4 @@ try {
   await serverExit;
   await moto.stop();
   rmSync(dir, { recursive: true, force: true });
-}
-
-function runWrk(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('wrk', args);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('exit', (status) => resolve({ status, stdout, stderr }));
-  });
 }

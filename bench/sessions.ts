@@ -3,7 +3,7 @@
 // OpenID provider, loaded by wrk (a process of its own) at 10 connections. Each session is a
 // verified token, an STS AssumeRole on moto (IAM enforcement on), a readiness check with the new
 // credentials, a record in the session log and an audit entry. Target: ≥ 200 sessions/s; p99 shown.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setPriority, tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import { CreateRoleCommand, IAMClient } from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import type { Io } from '../src/app/io.js';
 import { main } from '../src/cli/main.js';
+import { requireWrk, runWrk } from './wrk.js';
 import { hashToken } from '../src/scim/server.js';
 import { startMoto } from '../test/support/moto.js';
 import { startIdp } from '../test/support/oidc.js';
@@ -21,7 +22,7 @@ const SECONDS = Number(process.env.BENCH_SESSIONS_SECONDS ?? 5);
 const TARGET = 200;
 const BIN = new URL('../bin/datagrant.js', import.meta.url).pathname;
 
-if (spawnSync('wrk', ['--version']).error) throw new Error('wrk is not installed: `npm run bench` installs it');
+requireWrk();
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -126,28 +127,10 @@ for (let deadline = Date.now() + 30_000; ;) {
 
 const script = join(dir, 'load.lua');
 writeFileSync(script, `request = function()\n  return wrk.format("POST", "/v1/credentials/aws", { ["Authorization"] = "Bearer ${token}" }, "")\nend\n`);
-// Not spawnSync: this process must keep reading moto's and the IdP's output (and answering as the
-// IdP) while wrk runs, or moto blocks on a full pipe and the sessions stop.
-const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-  const child = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', script, base]);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.once('error', reject);
-  child.once('exit', (status) => resolve({ status, stdout, stderr }));
-});
-if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
-const ms = (p: string) => {
-  const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)$`, 'm').exec(r.stdout);
-  if (!m) throw new Error(`cannot read p${p} from wrk:\n${r.stdout}`);
-  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as 'us' | 'ms' | 's'];
-};
-const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1]);
-const bad = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
+const { rps, p50, p99, bad } = await runWrk({ base, script, connections: CONNECTIONS, seconds: SECONDS });
 console.log('sessions (serve, OIDC token → STS session on moto, 10 connections):');
 console.log(
-  `  ${rps.toFixed(0)} sessions/s (target ≥ ${TARGET}; moto's own ceiling for the same two calls: ${ceiling.toFixed(0)}/s)  p50 ${ms('50').toFixed(1)} ms  p99 ${ms('99').toFixed(1)} ms${bad ? `  (${bad} non-2xx!)` : ''}`,
+  `  ${rps.toFixed(0)} sessions/s (target ≥ ${TARGET}; moto's own ceiling for the same two calls: ${ceiling.toFixed(0)}/s)  p50 ${p50.toFixed(1)} ms  p99 ${p99.toFixed(1)} ms${bad ? `  (${bad} non-2xx!)` : ''}`,
 );
 
 server.kill('SIGTERM');
