@@ -114,3 +114,26 @@ export async function keysOf(iam: IAMClient, user: string): Promise<string[]> {
 export function adminIam(moto: Moto): IAMClient {
   return iamAs(moto, moto.admin);
 }
+
+/**
+ * Whether a session (or key) is refused the dataset now. AWS refuses a session denied on its role,
+ * or whose role is gone; moto answers 403, or an HTTP 500 for a session of a deleted role (it looks
+ * the role up to collect its policies), so both count as refused; 200 does not.
+ */
+export async function sessionRefused(
+  moto: Moto,
+  key: AwsKey,
+  bucket = 'ai-model-data',
+  object = 'training/a.txt',
+): Promise<{ refused: boolean; status: number }> {
+  const s3 = s3For(moto, key);
+  try {
+    await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: object }))).Body?.transformToString();
+    return { refused: false, status: 200 };
+  } catch (e) {
+    const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? -1;
+    return { refused: status === 403 || status === 500, status };
+  } finally {
+    s3.destroy();
+  }
+}

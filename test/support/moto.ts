@@ -16,6 +16,8 @@ import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 export interface AwsKey {
   accessKeyId: string;
   secretAccessKey: string;
+  /** Present for an STS session's credentials. */
+  sessionToken?: string;
 }
 
 export interface Moto {
