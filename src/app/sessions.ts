@@ -72,9 +72,9 @@ export function createSessionBroker(ctx: SessionBrokerContext): LocalSessionBrok
     if (!driver.issueSession) throw new SessionsUnsupportedError(req.backend, driver.type);
     const issued = await driver.issueSession({ principal: req.principal, target: t.target, durationSeconds });
     // Recorded before it is handed out: a session the state does not know of could not be revoked.
-    // The issue instant is taken after the backend answered, so that it is no earlier than the
-    // backend's own (revocation denies sessions issued at or before it); the expiry is the
-    // backend's, which may outlast the grant (STS's 15-minute floor): revocation must cover it.
+    // The expiry is the backend's, which may outlast the grant (STS's 15-minute floor): the
+    // revocation lasts until then. The issue instant is taken after the backend answered; only the
+    // fallback that denies every session of a role by issue time reads it (with a clock margin).
     await (
       await ctx.store()
     ).recordSession({
