@@ -9,6 +9,7 @@
 //    credential may exist without us holding its secret), the driver removes what that attempt
 //    may have created before throwing, so the retry decorator may repeat the change.
 import type { ActualState, Change, Json } from '../core/types.js';
+import type { AccessQuery, AccessReading } from '../model/access.js';
 import type { KnownCredential } from '../model/credential.js';
 
 export type { KnownCredential };
@@ -70,6 +71,11 @@ export interface Backend {
   execute(change: Change): Promise<ExecuteResult>;
   /** Issue one short-lived session; only backends that support `credentials: temporary` have it. */
   issueSession?(req: SessionIssueRequest): Promise<IssuedBackendSession>;
+  /**
+   * Effective access to the query's datasets as the system holds it (issue 13): every holder,
+   * datagrant's or not, and through what. Reads only, in bulk; never changes anything.
+   */
+  readAccess?(query: AccessQuery): Promise<AccessReading>;
   stats(): BackendStats;
   close(): Promise<void>;
 }

@@ -4,6 +4,7 @@
 //  - anything shaped like an AWS secret access key or the password of a `postgres://user:pass@` URL.
 import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from './backend.js';
 import type { ActualState, Change } from '../core/types.js';
+import type { AccessQuery, AccessReading } from '../model/access.js';
 
 export const REDACTED = '[redacted]';
 
@@ -101,6 +102,12 @@ export class RedactingBackend implements Backend {
     // driver handles them, and serve keeps its drivers open while issuing hundreds of sessions a
     // second, which would grow the set (and every later scrub) without bound.
     return (req) => this.#guard(() => inner.issueSession!(req));
+  }
+
+  get readAccess(): ((query: AccessQuery) => Promise<AccessReading>) | undefined {
+    const inner = this.#inner;
+    if (!inner.readAccess) return undefined;
+    return (query) => this.#guard(() => inner.readAccess!(query));
   }
 
   stats(): BackendStats {

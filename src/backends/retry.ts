@@ -13,6 +13,7 @@
 import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from './backend.js';
 import { BackendError } from '../core/errors.js';
 import type { ActualState, Change } from '../core/types.js';
+import type { AccessQuery, AccessReading } from '../model/access.js';
 
 export interface RetryOptions {
   /** Attempts in all, the first one included. */
@@ -206,6 +207,13 @@ export class RetryingBackend implements Backend {
     const inner = this.#inner;
     if (!inner.issueSession) return undefined;
     return (req) => this.#attempt(() => inner.issueSession!(req), isTransient, `${inner.name}:session/${req.principal}`);
+  }
+
+  /** A read changes nothing: repeating it is always safe. */
+  get readAccess(): ((query: AccessQuery) => Promise<AccessReading>) | undefined {
+    const inner = this.#inner;
+    if (!inner.readAccess) return undefined;
+    return (query) => this.#attempt(() => inner.readAccess!(query), isTransient);
   }
 
   stats(): BackendStats {

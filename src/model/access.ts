@@ -1,0 +1,114 @@
+// Effective access (issue 13): who can read, write or administer each dataset, as the backends
+// hold it (actual) and as the spec says (intended). The shapes every backend's access reader
+// returns and every consumer (the report, invariants, reviews) reads. Neutral: no backend's SDK.
+import type { Level } from '../core/types.js';
+
+export const LEVELS: readonly Level[] = ['read', 'write', 'admin'];
+
+/** `a` is at least `b` (levels are cumulative: admin includes write includes read). */
+export const atLeast = (a: Level, b: Level): boolean => LEVELS.indexOf(a) >= LEVELS.indexOf(b);
+
+/** What kind of holder access belongs to, as the backend names it. */
+export type HolderKind =
+  | 'aws-user'
+  | 'aws-role'
+  /** An account root (`arn:aws:iam::123456789012:root`) or a bare account id in a bucket policy. */
+  | 'aws-account'
+  /** A service principal (`cloudfront.amazonaws.com`) or a federated one. */
+  | 'aws-service'
+  /** `Principal: "*"` (anyone, within the statement's conditions). */
+  | 'aws-anyone'
+  | 'pg-role'
+  /** PostgreSQL's PUBLIC: every role, present and future. */
+  | 'pg-public';
+
+/** Who holds access. */
+export interface AccessHolder {
+  /** Stable identity: an IAM ARN, `*`, a PostgreSQL role name, `PUBLIC`. */
+  id: string;
+  kind: HolderKind;
+  /** For display: `bob`, `role/etl`, `PUBLIC`. */
+  name: string;
+  /** Inside this installation's ownership boundary (IAM path and tag; the role marker). */
+  managed: boolean;
+  /**
+   * The spec principal this holder is, when datagrant made it for one (an IAM user, a PostgreSQL
+   * principal role or one of its session logins). Absent for unmanaged holders, and for managed
+   * holders that are not one principal (a group role, an AWS access-set role).
+   */
+  principal?: string;
+}
+
+/** One way a holder reaches a dataset at a level. */
+export interface AccessPath {
+  /** In words, precise enough to find and remove it: `inline policy dg-direct-grants of user alice`,
+   *  `group ml (managed policy dg-group-ml)`, `bucket policy of ai-model-data, statement Public`,
+   *  `GRANT SELECT ON hr.salaries TO PUBLIC`, `member of role analysts`, `owner of hr.salaries`. */
+  via: string;
+  /** When it stops by itself: an `aws:CurrentTime` bound, a role's VALID UNTIL (ISO instant). */
+  expires?: string;
+  /**
+   * Conditions the reader could not decide without a request (source IP, MFA, tags): the access
+   * holds only when they do. Named, so the reader of the report can judge them.
+   */
+  conditions?: string[];
+  /** Reaches only part of the dataset (some of its objects or tables). */
+  partial?: boolean;
+}
+
+/** One holder's access to one dataset at one level, as read from a backend. Cumulative: a holder
+ *  with write has a read row too. */
+export interface ActualAccess {
+  backend: string;
+  dataset: string;
+  level: Level;
+  holder: AccessHolder;
+  paths: AccessPath[];
+}
+
+/** When a credential was last used, as far as the backend can say. */
+export interface CredentialUsage {
+  backend: string;
+  /** The holder's id (as in ActualAccess) and, when managed for one, the spec principal. */
+  holder: string;
+  principal?: string;
+  /** The access key id; the PostgreSQL role. */
+  credential: string;
+  createdAt?: string;
+  /** ISO instant; null: never used. Absent: cannot be known (then `unknown` says why). */
+  lastUsedAt?: string | null;
+  unknown?: string;
+}
+
+/** A dataset as a backend's access reader needs it (the spec's dataset, named). */
+export type AccessDataset = { name: string; bucket: string; prefix?: string } | { name: string; database: string; schema: string; tables?: string[] };
+
+export interface AccessQuery {
+  /** The spec's datasets on this backend. */
+  datasets: AccessDataset[];
+}
+
+/** What a backend's access reader returns. */
+export interface AccessReading {
+  rows: ActualAccess[];
+  usage: CredentialUsage[];
+  /**
+   * What the reader could not see or evaluate, in words, once each (`service control policies are
+   * not readable from a member account`, `bucket ai-data: no permission to read its policy`).
+   */
+  limits: string[];
+  /** Requests the read took (bulk reads, as in plan). */
+  requests: number;
+}
+
+/** One grant the spec makes, as invariants and the report see it. */
+export interface IntendedAccess {
+  backend: string;
+  dataset: string;
+  level: Level;
+  principal: string;
+  /** `direct grant` or `group <name>`; where in the spec (`principals.alice.grants[0]`). */
+  via: string;
+  path: string;
+  expires?: string;
+}
