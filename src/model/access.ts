@@ -112,3 +112,54 @@ export interface IntendedAccess {
   path: string;
   expires?: string;
 }
+
+/** A row of the access report: one holder's access to one dataset at one level. */
+export interface AccessReportRow {
+  /** Stable key: `backend|dataset|level|who`. */
+  id: string;
+  backend: string;
+  dataset: string;
+  level: Level;
+  /** The spec principal's name, else the holder's display name. */
+  who: string;
+  principal?: string;
+  /** How the backend names the holder; absent for access only the spec has. */
+  holder?: AccessHolder;
+  /** One of datagrant's principals (every intended-only row is). */
+  managed: boolean;
+  /** In the spec only, in the backend only, or in both. */
+  status: 'intended' | 'actual' | 'both';
+  /** The spec's grants that make it (empty for actual-only rows). */
+  intended: { via: string; path: string; expires?: string }[];
+  /** The backend's paths (empty for intended-only rows). */
+  actual: AccessPath[];
+  /** The holder's credentials' last use: ISO instant, null for never, absent when not known. */
+  lastUsedAt?: string | null;
+}
+
+/** An invariant the access breaks, with the grant (or actual path) that breaks it. */
+export interface InvariantViolation {
+  invariant: string;
+  /** `principal bob gets read on hr-private through principals.bob.grants[0] (datagrant.yaml:31)`. */
+  message: string;
+  principal?: string;
+  dataset?: string;
+  level?: Level;
+  /** Checked against the spec (validate, plan) or the backends (access). */
+  source: 'intended' | 'actual';
+}
+
+export interface AccessReport {
+  generatedAt: string;
+  /** sha256 of the spec file's text the intended side came from. */
+  specHash: string;
+  specFile: string;
+  /** Filters the rows were selected with, as given. */
+  filters: { principal?: string; dataset?: string; unused?: string };
+  rows: AccessReportRow[];
+  /** What could not be read or evaluated, per backend. */
+  limits: string[];
+  invariants: InvariantViolation[];
+  /** Requests each backend's read took. */
+  requests: Record<string, number>;
+}
