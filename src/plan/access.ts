@@ -1,0 +1,223 @@
+// Effective access, intended against actual (issue 13): what every backend's access reader found,
+// set beside what the spec grants, one row per holder × dataset × level. Pure, like the plan's
+// diff: the readings, the session log and `now` are passed in.
+import { awsAccessSet, awsSessionRoleName } from '../compile/sessions.js';
+import { intendedAccess } from '../compile/access.js';
+import type { Level } from '../core/types.js';
+import { LEVELS, type AccessPath, type AccessReading, type AccessReport, type AccessReportRow, type ActualAccess } from '../model/access.js';
+import type { SessionFact } from '../model/session.js';
+import { credentialsOf, durationSeconds, type Spec } from '../spec/schema.js';
+
+export interface AccessFilters {
+  /** A principal's name, or a holder's name or id (an unmanaged IAM user's ARN, a role). */
+  principal?: string;
+  dataset?: string;
+  /** A duration (`90d`): only rows whose credentials were not used for that long. */
+  unused?: string;
+}
+
+export interface AccessInput {
+  spec: Spec;
+  specHash: string;
+  specFile: string;
+  now: Date;
+  /** Each backend's reading, by backend name. */
+  readings: Record<string, AccessReading>;
+  /** The store's session log: temporary principals' sessions and their last issue. */
+  sessions: readonly SessionFact[];
+  filters?: AccessFilters;
+}
+
+const rowKey = (backend: string, dataset: string, level: Level, who: string) => `${backend}|${dataset}|${level}|${who}`;
+
+/**
+ * Which spec principals an AWS access-set role serves: the temporary principals whose access set
+ * it is. Its access is theirs (each assumes it for a session), so rows name them, not the role.
+ */
+function sessionRoles(spec: Spec, now: Date): Map<string, Map<string, string[]>> {
+  const byBackend = new Map<string, Map<string, string[]>>();
+  for (const [backend, b] of Object.entries(spec.backends)) {
+    if (b.type !== 'aws') continue;
+    const roles = new Map<string, string[]>();
+    for (const [name, p] of Object.entries(spec.principals)) {
+      if (credentialsOf(spec, p) !== 'temporary') continue;
+      const set = awsAccessSet(spec, backend, name, now);
+      if (!set.groups.length && !set.direct) continue;
+      const role = awsSessionRoleName(set);
+      roles.set(role, [...(roles.get(role) ?? []), name]);
+    }
+    byBackend.set(backend, roles);
+  }
+  return byBackend;
+}
+
+/** The actual rows as the report counts them: a principal's access under its name. */
+function attribute(spec: Spec, rows: readonly ActualAccess[], roles: Map<string, Map<string, string[]>>): { who: string; row: ActualAccess }[] {
+  const out: { who: string; row: ActualAccess }[] = [];
+  for (const row of rows) {
+    const h = row.holder;
+    if (h.managed && h.principal !== undefined) {
+      out.push({ who: `p:${h.principal}`, row });
+      continue;
+    }
+    const served = h.managed && h.kind === 'aws-role' ? roles.get(row.backend)?.get(h.name) : undefined;
+    if (served) {
+      for (const principal of served) {
+        out.push({
+          who: `p:${principal}`,
+          row: {
+            ...row,
+            holder: { ...h, principal },
+            paths: row.paths.map((p) => ({ ...p, via: `sessions of role ${h.name}: ${p.via}` })),
+          },
+        });
+      }
+      continue;
+    }
+    // A managed group's own rows repeat what its members' rows say (each member's row names the
+    // group); a managed role no principal is served by any longer still holds access: shown.
+    if (h.managed && (h.kind === 'pg-role' ? Object.hasOwn(spec.groups, h.name) : false)) continue;
+    out.push({ who: `h:${h.id}`, row });
+  }
+  return out;
+}
+
+export function accessReport(input: AccessInput): AccessReport {
+  const { spec, now } = input;
+  const rows = new Map<string, AccessReportRow>();
+  const get = (backend: string, dataset: string, level: Level, who: string, init: () => Omit<AccessReportRow, 'id' | 'status' | 'intended' | 'actual'>) => {
+    const id = rowKey(backend, dataset, level, who);
+    let row = rows.get(id);
+    if (!row) {
+      row = { id, ...init(), status: 'intended', intended: [], actual: [] };
+      rows.set(id, row);
+    }
+    return row;
+  };
+
+  for (const g of intendedAccess(spec, now)) {
+    for (const level of LEVELS.slice(0, LEVELS.indexOf(g.level) + 1)) {
+      const row = get(g.backend, g.dataset, level, `p:${g.principal}`, () => ({
+        backend: g.backend,
+        dataset: g.dataset,
+        level,
+        who: g.principal,
+        principal: g.principal,
+        managed: true,
+      }));
+      row.intended.push({ via: g.via, path: g.path, ...(g.expires ? { expires: g.expires } : {}) });
+    }
+  }
+
+  const roles = sessionRoles(spec, now);
+  const limits: string[] = [];
+  const requests: Record<string, number> = {};
+  for (const [backend, reading] of Object.entries(input.readings)) {
+    requests[backend] = reading.requests;
+    for (const l of reading.limits) limits.push(`${backend}: ${l}`);
+    for (const { who, row } of attribute(spec, reading.rows, roles)) {
+      const h = row.holder;
+      const r = get(row.backend, row.dataset, row.level, who, () => ({
+        backend: row.backend,
+        dataset: row.dataset,
+        level: row.level,
+        who: h.principal ?? h.name,
+        ...(h.principal !== undefined ? { principal: h.principal } : {}),
+        managed: h.managed,
+      }));
+      r.holder ??= h;
+      r.actual.push(...dedupe(r.actual, row.paths));
+    }
+  }
+
+  for (const row of rows.values()) {
+    row.status = row.intended.length && row.actual.length ? 'both' : row.actual.length ? 'actual' : 'intended';
+    const used = lastUse(row, input);
+    if (used !== undefined) row.lastUsedAt = used;
+  }
+
+  const filters = input.filters ?? {};
+  let selected = [...rows.values()];
+  if (filters.dataset !== undefined) selected = selected.filter((r) => r.dataset === filters.dataset);
+  if (filters.principal !== undefined) {
+    const p = filters.principal;
+    selected = selected.filter((r) => r.principal === p || r.who === p || r.holder?.id === p || r.holder?.name === p);
+  }
+  if (filters.unused !== undefined) {
+    const cutoff = now.getTime() - durationSeconds(filters.unused) * 1000;
+    selected = selected.filter((r) => unusedSince(r, input, cutoff));
+  }
+  selected.sort(
+    (a, b) =>
+      a.dataset.localeCompare(b.dataset) ||
+      a.backend.localeCompare(b.backend) ||
+      LEVELS.indexOf(a.level) - LEVELS.indexOf(b.level) ||
+      a.who.localeCompare(b.who) ||
+      a.id.localeCompare(b.id),
+  );
+
+  return {
+    generatedAt: now.toISOString(),
+    specHash: input.specHash,
+    specFile: input.specFile,
+    filters: { ...filters },
+    rows: selected,
+    limits: [...new Set(limits)],
+    invariants: [],
+    requests,
+  };
+}
+
+function dedupe(have: readonly AccessPath[], add: readonly AccessPath[]): AccessPath[] {
+  const seen = new Set(have.map((p) => JSON.stringify(p)));
+  return add.filter((p) => {
+    const k = JSON.stringify(p);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+/** The credentials behind a row: a principal's on that backend, or an unmanaged holder's own. */
+function usageOf(row: AccessReportRow, input: AccessInput) {
+  const usage = input.readings[row.backend]?.usage ?? [];
+  return usage.filter((u) => (row.principal !== undefined ? u.principal === row.principal : u.holder === row.holder?.id));
+}
+
+/**
+ * The last use of the row's credentials: the latest of its keys' last use and (temporary
+ * principals) the latest session issued. null: never used; undefined: not known.
+ */
+function lastUse(row: AccessReportRow, input: AccessInput): string | null | undefined {
+  const times: string[] = [];
+  let known = false;
+  for (const u of usageOf(row, input)) {
+    if (u.lastUsedAt === undefined) continue;
+    known = true;
+    if (u.lastUsedAt !== null) times.push(u.lastUsedAt);
+  }
+  if (row.principal !== undefined) {
+    for (const s of input.sessions) {
+      if (s.backend === row.backend && s.principal === row.principal) {
+        known = true;
+        times.push(s.lastIssuedAt);
+      }
+    }
+  }
+  if (!known) return undefined;
+  return times.length ? times.reduce((a, b) => (Date.parse(a) >= Date.parse(b) ? a : b)) : null;
+}
+
+/**
+ * Unused for the whole window: last used before the cutoff, or never used by a credential that
+ * existed before it. A row whose use cannot be known is not counted unused (the report's limits
+ * say why); a credential younger than the window has not had the chance to be used.
+ */
+function unusedSince(row: AccessReportRow, input: AccessInput, cutoff: number): boolean {
+  if (row.lastUsedAt === undefined) return false;
+  if (row.lastUsedAt !== null) return Date.parse(row.lastUsedAt) < cutoff;
+  const created = usageOf(row, input)
+    .map((u) => (u.createdAt ? Date.parse(u.createdAt) : NaN))
+    .filter((t) => !Number.isNaN(t));
+  return created.length > 0 && Math.max(...created) < cutoff;
+}
