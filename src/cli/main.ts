@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { BackendError, CompileError, DatagrantError, SpecError } from '../core/errors.js';
+import { ACCESS_FORMATS, accessCommand, checkUnused, type AccessFormat } from './commands/access.js';
 import { auditLog, auditVerify } from './commands/audit.js';
 import { credentialsExport, credentialsList, credentialsRotate, credentialsShow, EXPORT_FORMATS } from './commands/credentials.js';
 import { execCommand } from './commands/exec.js';
@@ -111,6 +112,25 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .description('report changes made outside datagrant (exit 2 when there are any); for scheduled checks')
     .option('--json', 'machine-readable')
     .action(async (o: { json?: boolean }) => run(() => driftCommand(io, { ...common(), ...o, color: color() }))());
+
+  program
+    .command('access')
+    .description('who can read, write or administer each dataset, read from the backends, beside what the spec says')
+    .option('--principal <name>', 'only this principal (or an unmanaged holder, by name or ARN)')
+    .option('--dataset <name>', 'only this dataset')
+    .option('--unused <duration>', 'only access whose credentials were not used for this long (e.g. 90d)', (v: string) => {
+      try {
+        return checkUnused(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    })
+    .addOption(new Option('--format <format>', 'output format').choices(ACCESS_FORMATS).default('table'))
+    .option('--out <file>', 'write the report to a file instead of standard output')
+    .option('--detailed-exitcode', 'exit 2 when the access the backends hold differs from the spec (or breaks an invariant)')
+    .action(async (o: { principal?: string; dataset?: string; unused?: string; format: AccessFormat; out?: string; detailedExitcode?: boolean }) =>
+      run(() => accessCommand(io, { ...common(), ...o }))(),
+    );
 
   const creds = program.command('credentials').description('stored credentials (encrypted at rest)');
   creds
