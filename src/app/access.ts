@@ -75,5 +75,9 @@ export async function runAccessReport(o: AccessRunOptions): Promise<AccessReport
   });
 }
 
-/** True when the backends hold access the spec does not grant, or lack access it does. */
-export const accessDiffers = (report: AccessReport): boolean => report.rows.some((r) => r.status !== 'both') || report.invariants.length > 0;
+/**
+ * True when the backends hold access the spec does not grant (and its knownAccess does not accept),
+ * lack access it does, or break an invariant.
+ */
+export const accessDiffers = (report: AccessReport): boolean =>
+  report.rows.some((r) => r.status !== 'both' && r.known === undefined) || report.invariants.length > 0;

@@ -135,6 +135,11 @@ export interface AccessReportRow {
   actual: AccessPath[];
   /** The holder's credentials' last use: ISO instant, null for never, absent when not known. */
   lastUsedAt?: string | null;
+  /**
+   * The spec's `knownAccess` entry that accepts this (unmanaged) access: still shown, but no
+   * difference from the spec and no breach of an invariant.
+   */
+  known?: { name: string; reason: string };
 }
 
 /** An invariant the access breaks, with the grant (or actual path) that breaks it. */

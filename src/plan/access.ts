@@ -6,6 +6,7 @@ import { intendedAccess } from '../compile/access.js';
 import type { Level } from '../core/types.js';
 import { LEVELS, type AccessPath, type AccessReading, type AccessReport, type AccessReportRow, type ActualAccess } from '../model/access.js';
 import type { SessionFact } from '../model/session.js';
+import { knownAccessOf } from '../spec/known-access.js';
 import { credentialsOf, durationSeconds, type Spec } from '../spec/schema.js';
 
 export interface AccessFilters {
@@ -132,6 +133,10 @@ export function accessReport(input: AccessInput): AccessReport {
 
   for (const row of rows.values()) {
     row.status = row.intended.length && row.actual.length ? 'both' : row.actual.length ? 'actual' : 'intended';
+    if (row.status === 'actual' && !row.managed && row.holder) {
+      const known = knownAccessOf(spec, row.backend, row.dataset, row.holder);
+      if (known) row.known = known;
+    }
     const used = lastUse(row, input);
     if (used !== undefined) row.lastUsedAt = used;
   }

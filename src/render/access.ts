@@ -18,7 +18,8 @@ export function throughOf(row: AccessReportRow): string[] {
   return [...row.intended.map((g) => `spec: ${g.via} ${g.path}${g.expires ? ` until ${g.expires}` : ''}`), ...row.actual.map((p) => describePath(p))];
 }
 
-const whoOf = (row: AccessReportRow) => (row.managed ? row.who : `${row.who} (${row.holder?.kind ?? 'unmanaged'}, not datagrant's)`);
+const whoOf = (row: AccessReportRow) =>
+  row.managed ? row.who : `${row.who} (${row.holder?.kind ?? 'unmanaged'}, not datagrant's${row.known ? `; known: ${row.known.name}` : ''})`;
 
 const lastUsed = (row: AccessReportRow) => (row.lastUsedAt === undefined ? 'unknown' : row.lastUsedAt === null ? 'never' : row.lastUsedAt);
 
@@ -31,7 +32,7 @@ export function renderAccessText(report: AccessReport): string {
     out.push(`dataset ${dataset}`);
     const width = Math.max(...rows.map((r) => whoOf(r).length));
     for (const r of rows) {
-      const mark = r.status === 'both' ? ' ' : r.status === 'actual' ? '!' : '?';
+      const mark = r.status === 'both' || r.known ? ' ' : r.status === 'actual' ? '!' : '?';
       const through = throughOf(r);
       out.push(`  ${mark} ${r.level.padEnd(5)}  ${whoOf(r).padEnd(width)}  ${STATUS[r.status].padEnd(13)}  ${through[0] ?? ''}`);
       for (const t of through.slice(1)) out.push(`  ${' '.repeat(1 + 1 + 5 + 2 + width + 2 + 13 + 2)}${t}`);
@@ -53,6 +54,8 @@ export function renderAccessText(report: AccessReport): string {
     out.push('', 'Not seen or not evaluated (the report may miss access through these):');
     for (const l of report.limits) out.push(`  - ${l}`);
   }
+  const known = report.rows.filter((r) => r.known).length;
+  if (known) out.push(`${known} row(s) of access the spec's knownAccess accepts are shown but are no difference.`);
   out.push('', `Legend: "!" access the spec does not grant, "?" a grant the backends do not hold.`);
   return `${out.join('\n')}\n`;
 }
@@ -70,6 +73,7 @@ export const ACCESS_CSV_HEADER = [
   'through',
   'expires',
   'last_used',
+  'known_access',
 ] as const;
 
 export function accessCsvRow(r: AccessReportRow): string[] {
@@ -87,6 +91,7 @@ export function accessCsvRow(r: AccessReportRow): string[] {
     throughOf(r).join('; '),
     expiries.sort()[0] ?? '',
     lastUsed(r),
+    r.known ? `${r.known.name}: ${r.known.reason}` : '',
   ];
 }
 

@@ -340,6 +340,20 @@ export function issuerUrlProblem(url: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Access datagrant does not manage that the spec acknowledges (issue 13): the bootstrap superuser,
+ * the account's SSO administrators. `datagrant access` still shows it, marked with the entry's
+ * name and reason, but it is no difference from the spec (no exit 2) and breaks no invariant.
+ */
+const knownAccessSchema = z.strictObject({
+  backend: z.string().min(1, 'backend must not be empty'),
+  /** Holders by id or name (an IAM ARN, a role name, PUBLIC); `*` stands for any characters. */
+  holders: z.array(z.string().min(1, 'a holder must not be empty')).min(1, 'holders must name at least one holder'),
+  /** The datasets it covers; default: every dataset on the backend. */
+  datasets: z.array(z.string().min(1, 'dataset must not be empty')).min(1, 'datasets must name at least one dataset, or be left out for all').optional(),
+  reason: z.string().trim().min(1, 'reason must say why this access is accepted (the access report shows it)'),
+});
+
 export const specSchema = z.strictObject({
   version: z.literal(1, { error: 'version must be 1' }),
   settings: z
@@ -366,6 +380,7 @@ export const specSchema = z.strictObject({
       groups: z.record(z.string().min(1), z.string().min(1)).default({}),
     })
     .optional(),
+  knownAccess: z.record(name('known access name', 64), knownAccessSchema).default({}),
 });
 
 export type SpecInput = z.input<typeof specSchema>;
@@ -383,6 +398,7 @@ export type PgDatasetSpec = Extract<DatasetSpec, { database: string }>;
 export type PrincipalSpec = z.output<typeof principalSchema>;
 export type GroupSpec = z.output<typeof groupSchema>;
 export type OidcIssuerSpec = z.output<typeof oidcIssuerSchema>;
+export type KnownAccessSpec = z.output<typeof knownAccessSchema>;
 export type OidcAlgorithm = (typeof OIDC_ALGORITHMS)[number];
 
 export function isS3Dataset(d: DatasetSpec): d is S3DatasetSpec {

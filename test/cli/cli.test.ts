@@ -15,7 +15,7 @@ describe('datagrant CLI', () => {
     const r = await ws.run('schema');
     expect(r.code).toBe(0);
     const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown>; required: string[]; additionalProperties: boolean };
-    expect(Object.keys(schema.properties).sort()).toEqual(['backends', 'datasets', 'groups', 'principals', 'scim', 'settings', 'version']);
+    expect(Object.keys(schema.properties).sort()).toEqual(['backends', 'datasets', 'groups', 'knownAccess', 'principals', 'scim', 'settings', 'version']);
     expect(schema.required).toEqual(expect.arrayContaining(['version', 'backends']));
     expect(schema.additionalProperties).toBe(false);
   });

@@ -147,3 +147,48 @@ describe('filters and last use', () => {
     expect(new Set(report(readings(), { dataset: 'hr' }).rows.map((x) => x.dataset))).toEqual(new Set(['hr']));
   });
 });
+
+describe('knownAccess', () => {
+  const withKnown = parseSpec(
+    `${SPEC}knownAccess:
+  bootstrap:
+    backend: wh
+    holders: [postgres, "arn:aws:iam::*:role/Admin*"]
+    reason: the bootstrap superuser, break-glass only
+`,
+    { file: 'datagrant.yaml', env: {}, now: NOW },
+  ).spec;
+  const superuser = { id: 'postgres', kind: 'pg-role' as const, name: 'postgres', managed: false };
+
+  test('marks the unmanaged access it accepts, on its backend only', () => {
+    const r = accessReport({
+      spec: withKnown,
+      specHash: 'h',
+      specFile: 'datagrant.yaml',
+      now: NOW,
+      sessions: [],
+      readings: {
+        wh: reading([row('wh', 'hr', 'admin', superuser, 'superuser'), row('wh', 'hr', 'read', { ...superuser, id: 'postgres2', name: 'postgres2' })]),
+        // The same name on another backend is not accepted: the entry names backend wh.
+        aws: reading([row('aws', 'train', 'read', { ...awsUser('postgres', false) })]),
+      },
+    });
+    const by = (who: string, backend: string) => r.rows.find((x) => x.who === who && x.backend === backend)!;
+    expect(by('postgres', 'wh').known).toEqual({ name: 'bootstrap', reason: 'the bootstrap superuser, break-glass only' });
+    expect(by('postgres2', 'wh').known).toBeUndefined();
+    expect(by('postgres', 'aws').known).toBeUndefined();
+  });
+
+  test('a pattern of only wildcards, an unknown backend or dataset is a spec error with its position', () => {
+    const bad = `${SPEC}knownAccess:
+  all:
+    backend: nowhere
+    holders: ["*"]
+    datasets: [nope]
+    reason: x
+`;
+    expect(() => parseSpec(bad, { file: 'datagrant.yaml', env: {}, now: NOW })).toThrow(
+      /datagrant\.yaml:\d+:\d+.*backend "nowhere" is not defined[\s\S]*holder "\*" would accept every holder[\s\S]*dataset "nope" is not defined/,
+    );
+  });
+});
