@@ -326,9 +326,11 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
     if (apply && interrupted.length) o.onRecover?.(interrupted);
 
     backends = o.makeBackends(backendSpecs, installation);
-    const actual = await readActual(backends, store, { exact: o.exact ?? false }).catch(async (e: unknown) => {
-      throw await unreachableRemoved(e, removed, store);
-    });
+    const actual = await readActual(backends, store, { exact: o.exact ?? false, usage: o.spec.settings?.expireUnused !== undefined }).catch(
+      async (e: unknown) => {
+        throw await unreachableRemoved(e, removed, store);
+      },
+    );
 
     const foreign = Object.entries(actual).flatMap(([name, s]) => (s.foreign ?? []).map((f) => ({ ...f, backend: name })));
     if (foreign.length) {

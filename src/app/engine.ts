@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { SessionFact } from '../model/session.js';
 import type { Backend } from '../backends/backend.js';
 import { compile } from '../compile/index.js';
+import { idlePrincipals } from '../compile/unused.js';
 import { sha256 } from '../core/canonical.js';
 import { SpecError } from '../core/errors.js';
 import type { ActualState, Notice, Plan } from '../core/types.js';
@@ -35,13 +36,13 @@ export function loadSpec(src: SpecSource, env: NodeJS.ProcessEnv, now: Date): Lo
 export async function readActual(
   backends: Record<string, Backend>,
   store: CredentialStore,
-  opts: { exact?: boolean } = {},
+  opts: { exact?: boolean; usage?: boolean } = {},
 ): Promise<Record<string, ActualState>> {
   const credentials = await store.credentials();
   const entries = await Promise.all(
     Object.entries(backends).map(async ([name, b]) => {
       const mine = credentials.filter((c) => c.backend === name);
-      return [name, await b.read({ credentials: mine, exact: opts.exact ?? false })] as const;
+      return [name, await b.read({ credentials: mine, exact: opts.exact ?? false, usage: opts.usage ?? false })] as const;
     }),
   );
   return Object.fromEntries(entries);
@@ -72,9 +73,13 @@ export async function makePlan(input: PlanInput): Promise<Plan> {
   // A backend being torn down is not compiled: a limit its spec exceeds (a quota lowered) must not
   // stop the teardown.
   const kept = Object.fromEntries(Object.entries(input.spec.backends).filter(([b]) => !gone.has(b)));
+  // Slots rotated now are exempt: their fresh key is the way back from expireUnused.
+  const rotating = new Set((input.forceRotate ?? []).map((slot) => slot.slice(slot.lastIndexOf('/') + 1)));
+  const unused = idlePrincipals(input.spec, Object.fromEntries(Object.entries(input.actual).map(([b, a]) => [b, a.usage])), input.now, rotating);
   const compiled = compile({ ...input.spec, backends: kept }, input.now, {
     ...(input.installation ? { installation: input.installation } : {}),
     ...(input.sessions ? { sessions: input.sessions } : {}),
+    idle: unused.idle,
   });
   const desired = Object.fromEntries(Object.keys(input.spec.backends).map((b) => [b, compiled.desired[b] ?? { resources: [], notices: [] }]));
   const destroyAll = Object.keys(input.spec.backends).every((b) => gone.has(b));
@@ -85,6 +90,7 @@ export async function makePlan(input: PlanInput): Promise<Plan> {
     specHash: input.specHash,
     applied: input.applied,
     credentials: input.credentials,
-    notices: [...input.notices, ...notices],
+    // Access ending for want of use is said before anything else the plan says.
+    notices: [...unused.notices, ...input.notices, ...notices],
   });
 }

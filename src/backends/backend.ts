@@ -19,6 +19,11 @@ export interface ReadOptions {
   credentials: KnownCredential[];
   /** Read every credential exactly (one call per user) rather than from a bulk summary. */
   exact?: boolean;
+  /**
+   * The plan needs each credential's last use (`settings.expireUnused`): an exact read asks for it
+   * per key; otherwise it comes with the bulk summary at no extra cost.
+   */
+  usage?: boolean;
 }
 
 export interface ExecuteResult {

@@ -8,7 +8,11 @@ import { sharedAccountProblems } from './aws/quotas.js';
 import { compilePostgres } from './postgres/compile.js';
 
 /** Backend types with a compiler; a backend type without one compiles to nothing. */
-export type BackendCompiler = (spec: Spec, backend: string, ctx: { now: Date; installation?: string; sessions?: readonly SessionFact[] }) => DesiredState;
+export type BackendCompiler = (
+  spec: Spec,
+  backend: string,
+  ctx: { now: Date; installation?: string; sessions?: readonly SessionFact[]; idle?: ReadonlySet<string> },
+) => DesiredState;
 
 const COMPILERS: Record<string, BackendCompiler> = {
   aws: compileAws,
@@ -30,7 +34,7 @@ export const EXPIRY_WARNING_DAYS = 7;
 export function compile(
   spec: Spec,
   now: Date,
-  opts: { installation?: string; sessions?: readonly SessionFact[] } = {},
+  opts: { installation?: string; sessions?: readonly SessionFact[]; idle?: Record<string, ReadonlySet<string>> } = {},
 ): { desired: Record<string, DesiredState>; notices: Notice[] } {
   const desired: Record<string, DesiredState> = {};
   for (const [name, backend] of Object.entries(spec.backends)) {
@@ -40,6 +44,7 @@ export function compile(
           now,
           ...(opts.installation ? { installation: opts.installation } : {}),
           ...(opts.sessions ? { sessions: opts.sessions } : {}),
+          ...(opts.idle?.[name] ? { idle: opts.idle[name] } : {}),
         })
       : { resources: [], notices: [] };
     assertDistinctAddresses(name, desired[name].resources);

@@ -93,6 +93,19 @@ export interface ActualState {
    * deletion; converge stops and names them.
    */
   foreign?: ForeignObject[];
+  /**
+   * The last use of the principals' credentials, where the read learnt it at no extra cost (the
+   * AWS credential report). Never compared by the diff; `settings.expireUnused` reads it.
+   */
+  usage?: CredentialUse[];
+}
+
+/** One credential's last use: ISO instant, or null when never used. */
+export interface CredentialUse {
+  principal: string;
+  credential: string;
+  createdAt: string;
+  lastUsedAt: string | null;
 }
 
 export interface Plan {

@@ -366,6 +366,15 @@ export const specSchema = z.strictObject({
       credentials: credentialsMode.optional(),
       /** Longest session for temporary principals unless they say otherwise (default 1h). */
       maxSession: sessionLength.optional(),
+      /**
+       * Grants of a key principal whose access keys have all gone unused this long expire, and its
+       * key is deactivated (AWS, which records each key's last use); plan shows it first.
+       */
+      expireUnused: duration
+        .refine((v) => !DURATION_RE.test(v) || rawSeconds(v) >= 86400, {
+          message: 'is too short; expireUnused is at least 1d (a typo such as 90m for 90d would deactivate keys between two ordinary uses)',
+        })
+        .optional(),
       /** OpenID Connect issuers whose ID tokens `serve` accepts for sessions (POST /v1/credentials/:backend). */
       oidc: z.array(oidcIssuerSchema).optional(),
     })

@@ -643,14 +643,22 @@ describe('aws driver, pure parts', () => {
   test('the credential report gives keys per user, even for names with commas', () => {
     const report = parseCredentialReport(REPORT);
     const t = Date.parse('2026-03-01T10:00:05Z') / 1000;
-    expect(report.get('alice')).toEqual([{ active: true, createdSec: t }]);
+    // Every key of this report is unused ("N/A"): null, never unknown.
+    expect(report.get('alice')).toEqual([{ active: true, createdSec: t, lastUsedAt: null }]);
     expect(report.get('bob')).toEqual([
-      { active: true, createdSec: t },
-      { active: false, createdSec: Date.parse('2026-02-01T09:00:00Z') / 1000 },
+      { active: true, createdSec: t, lastUsedAt: null },
+      { active: false, createdSec: Date.parse('2026-02-01T09:00:00Z') / 1000, lastUsedAt: null },
     ]);
     expect(report.get('carol')).toEqual([]);
-    expect(report.get('x,y')).toEqual([{ active: true, createdSec: t }]);
-    expect(report.get('q,r')).toEqual([{ active: true, createdSec: t + 86400 }]);
+    expect(report.get('x,y')).toEqual([{ active: true, createdSec: t, lastUsedAt: null }]);
+    expect(report.get('q,r')).toEqual([{ active: true, createdSec: t + 86400, lastUsedAt: null }]);
+    const used = parseCredentialReport(
+      [
+        HEADER,
+        'dan,arn:aws:iam::123456789012:user/datagrant/dan,2026-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,true,2026-03-01T10:00:05+00:00,2026-04-02T08:30:00+00:00,us-east-1,s3,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A',
+      ].join('\n'),
+    );
+    expect(used.get('dan')).toEqual([{ active: true, createdSec: t, lastUsedAt: '2026-04-02T08:30:00.000Z' }]);
   });
 
   const cred = (credentialId: string, createdAt: string, address = 'aws:key/alice'): KnownCredential => ({

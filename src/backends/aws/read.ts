@@ -10,17 +10,27 @@
 import {
   GenerateCredentialReportCommand,
   GetAccountAuthorizationDetailsCommand,
+  GetAccessKeyLastUsedCommand,
   GetCredentialReportCommand,
   ListAccessKeysCommand,
   ListRolesCommand,
 } from '@aws-sdk/client-iam';
 import type { KnownCredential, ReadOptions } from '../backend.js';
-import type { ActualState } from '../../core/types.js';
+import type { ActualState, CredentialUse } from '../../core/types.js';
 import { awsAddress } from '../../model/aws.js';
 import type { AwsConnection } from './connection.js';
 import { awsErrorCode, tolerate } from './errors.js';
 import { ownershipOf, type Ownership } from './ownership.js';
-import { isUnder, keysFromStore, parseCredentialReport, resourcesFromDetails, type AccessKeyFact, type AccountDetails, type RoleDetail } from './state.js';
+import {
+  isUnder,
+  keysFromStore,
+  parseCredentialReport,
+  resourcesFromDetails,
+  type AccessKeyFact,
+  type AccountDetails,
+  type ReportKey,
+  type RoleDetail,
+} from './state.js';
 import { trustDocument, trustedPrincipal } from './trust.js';
 
 /** Everything inside the boundary, and the ownership sets execute checks changes against. */
@@ -28,7 +38,7 @@ export async function readActual(aws: AwsConnection, opts: ReadOptions): Promise
   await aws.caller();
   const details = await accountDetails(aws);
   const owned = details.users.filter((u) => u.UserName && isUnder(u.Path, aws.opts.iamPath)).map((u) => u.UserName!);
-  const keys = await accessKeys(aws, owned, opts.credentials, opts.exact ?? false);
+  const keys = await accessKeys(aws, owned, opts.credentials, opts.exact ?? false, opts.usage ?? false);
   const trust = (details.roles ?? []).some((r) => isUnder(r.Path, aws.opts.iamPath)) ? trustDocument(await trustedPrincipal(aws)) : undefined;
   const { resources, foreign } = resourcesFromDetails({
     backend: aws.name,
@@ -39,7 +49,16 @@ export async function readActual(aws: AwsConnection, opts: ReadOptions): Promise
     credentials: opts.credentials,
     ...(aws.opts.installation ? { installation: aws.opts.installation } : {}),
   });
-  return { state: { backend: aws.name, resources, ...(foreign.length ? { foreign } : {}) }, ownership: ownershipOf(details, resources) };
+  const usage: CredentialUse[] = [];
+  for (const [user, facts] of keys) {
+    for (const k of facts) {
+      if (k.lastUsedAt !== undefined) usage.push({ principal: user, credential: k.accessKeyId, createdAt: k.createdAt, lastUsedAt: k.lastUsedAt });
+    }
+  }
+  return {
+    state: { backend: aws.name, resources, ...(foreign.length ? { foreign } : {}), ...(usage.length ? { usage } : {}) },
+    ownership: ownershipOf(details, resources),
+  };
 }
 
 /** The ownership sets alone (no keys): for a change executed before any read. */
@@ -123,9 +142,16 @@ async function credentialReport(aws: AwsConnection): Promise<string> {
   }
 }
 
-async function accessKeys(aws: AwsConnection, users: string[], credentials: KnownCredential[], exact: boolean): Promise<Map<string, AccessKeyFact[]>> {
+async function accessKeys(
+  aws: AwsConnection,
+  users: string[],
+  credentials: KnownCredential[],
+  exact: boolean,
+  usage: boolean,
+): Promise<Map<string, AccessKeyFact[]>> {
   const keys = new Map<string, AccessKeyFact[]>();
   let unsure = users;
+  let report = new Map<string, ReportKey[]>();
   if (!exact && users.length > 0) {
     let csv: string;
     try {
@@ -135,7 +161,7 @@ async function accessKeys(aws: AwsConnection, users: string[], credentials: Know
       if (awsErrorCode(e) !== 'AccessDenied') throw e;
       csv = '';
     }
-    const report = parseCredentialReport(csv);
+    report = parseCredentialReport(csv);
     unsure = [];
     for (const user of users) {
       const known = keysFromStore(user, awsAddress.key(aws.name, user), report, credentials);
@@ -147,11 +173,35 @@ async function accessKeys(aws: AwsConnection, users: string[], credentials: Know
   const worker = async () => {
     while (next < unsure.length) {
       const user = unsure[next++]!;
-      keys.set(user, await listKeys(aws, user));
+      const listed = await listKeys(aws, user);
+      // The report has no key ids: a listed key is the reported one created in the same second.
+      const reported = report.get(user);
+      const withUse = reported
+        ? listed.map((k) => {
+            const sec = Math.floor(Date.parse(k.createdAt) / 1000);
+            const used = reported.find((r) => Math.abs(r.createdSec - sec) <= 1)?.lastUsedAt;
+            return used === undefined ? k : { ...k, lastUsedAt: used };
+          })
+        : exact && usage
+          ? await withLastUse(aws, listed)
+          : listed;
+      keys.set(user, withUse);
     }
   };
   await Promise.all(Array.from({ length: Math.min(aws.opts.concurrency ?? 8, unsure.length) }, worker));
   return keys;
+}
+
+/** Each key's last use, one GetAccessKeyLastUsed per key (an exact read for expireUnused). */
+async function withLastUse(aws: AwsConnection, keys: AccessKeyFact[]): Promise<AccessKeyFact[]> {
+  return Promise.all(
+    keys.map(async (k) => {
+      const r = await tolerate(['NoSuchEntity'], () => aws.iam.send(new GetAccessKeyLastUsedCommand({ AccessKeyId: k.accessKeyId })));
+      if (!r) return k;
+      const at = r.AccessKeyLastUsed?.LastUsedDate;
+      return { ...k, lastUsedAt: at ? new Date(Math.floor(at.getTime() / 1000) * 1000).toISOString() : null };
+    }),
+  );
 }
 
 /** The access keys of `user`, one request; none when the user is gone. */

@@ -82,6 +82,8 @@ export interface AccessKeyFact {
   accessKeyId: string;
   status: KeyStatus;
   createdAt: string;
+  /** From the credential report: the key's last use (ISO), null if never; absent when not read. */
+  lastUsedAt?: string | null;
 }
 
 /**
@@ -292,6 +294,8 @@ export interface ReportKey {
   active: boolean;
   /** Creation instant in whole seconds since the epoch. */
   createdSec: number;
+  /** `access_key_N_last_used_date`: ISO; null for N/A (never used); absent when the column is not there. */
+  lastUsedAt?: string | null;
 }
 
 /** One CSV line; fields may be quoted ("a,b" and "" for a quote). */
@@ -338,7 +342,13 @@ export function parseCredentialReport(csv: string): Map<string, ReportKey[]> {
     for (const n of [1, 2]) {
       const t = Date.parse(row.get(`access_key_${n}_last_rotated`) ?? '');
       if (Number.isNaN(t)) continue;
-      keys.push({ active: row.get(`access_key_${n}_active`) === 'true', createdSec: Math.floor(t / 1000) });
+      const used = row.get(`access_key_${n}_last_used_date`);
+      const usedAt = used === undefined ? undefined : Date.parse(used);
+      keys.push({
+        active: row.get(`access_key_${n}_active`) === 'true',
+        createdSec: Math.floor(t / 1000),
+        ...(used === undefined ? {} : { lastUsedAt: usedAt === undefined || Number.isNaN(usedAt) ? null : new Date(usedAt).toISOString() }),
+      });
     }
     out.set(user, keys);
   }
@@ -368,5 +378,10 @@ export function keysFromStore(user: string, slot: string, report: Map<string, Re
   const stored = credentials.filter((c) => c.address === slot);
   const expected = stored.map((c) => ({ active: true, createdSec: Math.floor(Date.parse(c.createdAt) / 1000) }));
   if (!sameKeys(reported, expected)) return undefined;
-  return stored.map((c) => ({ accessKeyId: c.credentialId, status: 'Active', createdAt: c.createdAt }));
+  return stored.map((c) => {
+    // The report has no key ids: a key is the reported one created in the same second.
+    const sec = Math.floor(Date.parse(c.createdAt) / 1000);
+    const used = reported.find((k) => Math.abs(k.createdSec - sec) <= 1)?.lastUsedAt;
+    return { accessKeyId: c.credentialId, status: 'Active' as const, createdAt: c.createdAt, ...(used !== undefined ? { lastUsedAt: used } : {}) };
+  });
 }

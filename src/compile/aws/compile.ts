@@ -107,6 +107,8 @@ export interface CompileContext {
   installation?: string;
   /** What the state recorded of issued sessions, for the revocation of those that outlive their access. */
   sessions?: readonly SessionFact[];
+  /** Key principals whose grants expired for want of use (src/compile/unused.ts): user kept, key deactivated. */
+  idle?: ReadonlySet<string>;
 }
 
 /** Grants still in force at `now`; expired ones grant nothing. */
@@ -270,6 +272,13 @@ export function compileAws(spec: Spec, backendName: string, ctx: CompileContext)
     if (ctx.installation) tags[INSTALLATION_TAG] = ctx.installation;
     if (p.email) tags['datagrant:email'] = p.email;
     resources.push(userResource(backendName, name, { path, tags }));
+
+    if (ctx.idle?.has(name)) {
+      // Unused past settings.expireUnused: no grants, and the key kept but deactivated (not
+      // rotated), so nobody can bring the access back by using it; see compile/unused.ts.
+      resources.push(keyResource(backendName, { user: name, status: 'Inactive' }, { deps: [], lifecycle: { graceSeconds } }));
+      continue;
+    }
 
     if (groups.length > IAM_QUOTAS.groupsPerUser) {
       problems.push(`principal ${name}: is in ${groups.length} groups on backend ${backendName}; IAM allows ${IAM_QUOTAS.groupsPerUser} per user`);
