@@ -159,7 +159,7 @@ type Reach = Map<string, string[]>;
 /** Membership in one database: who is a member of what, with INHERIT and SET as the server applies them. */
 class Memberships {
   readonly #up = new Map<string, Edge[]>();
-  readonly #down = new Map<string, string[]>();
+  readonly #down = new Map<string, Set<string>>();
   readonly #inherited = new Map<string, Reach>();
   readonly #settable = new Map<string, Reach>();
 
@@ -173,9 +173,8 @@ class Memberships {
         same.set ||= e.set;
       } else up.push({ role: e.role, inherit: e.inherit, set: e.set });
       this.#up.set(e.member, up);
-      const down = this.#down.get(e.role) ?? [];
-      if (!down.includes(e.member)) down.push(e.member);
-      this.#down.set(e.role, down);
+      const down = this.#down.get(e.role) ?? new Set<string>();
+      this.#down.set(e.role, down.add(e.member));
     }
     for (const up of this.#up.values()) up.sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0));
   }
@@ -215,8 +214,8 @@ class Memberships {
   membersOf(roles: Iterable<string>): Set<string> {
     const seen = new Set(roles);
     const queue = [...seen];
-    while (queue.length) {
-      for (const m of this.#down.get(queue.shift()!) ?? []) {
+    for (let i = 0; i < queue.length; i++) {
+      for (const m of this.#down.get(queue[i]!) ?? []) {
         if (!seen.has(m)) {
           seen.add(m);
           queue.push(m);
@@ -228,7 +227,7 @@ class Memberships {
 
   /** Roles this role is a direct member of, and roles directly members of it. */
   groupsOf = (role: string) => (this.#up.get(role) ?? []).map((e) => e.role);
-  directMembers = (role: string) => this.#down.get(role) ?? [];
+  directMembers = (role: string) => [...(this.#down.get(role) ?? [])];
 }
 
 type Marker = (comment: string | null) => RoleComment | undefined;
@@ -285,6 +284,7 @@ export function effectiveAccess(
 ): { rows: ActualAccess[]; usage: CredentialUsage[]; limits: string[] } {
   const b = facts.backend;
   const roles = new Map(facts.roles.map((r) => [r.name, r]));
+  const superusers = facts.roles.filter((r) => r.superuser).map((r) => r.name);
   const pg16 = facts.version >= 160000;
   // Before 16, INHERIT is the member's attribute and SET ROLE follows every membership.
   const edges = facts.memberships
@@ -343,7 +343,7 @@ export function effectiveAccess(
       limits.push(`dataset ${ds.name}: ${missing.map((t) => `${sqlName(ds.schema)}.${sqlName(t)}`).join(', ')} not found in database ${ds.database}`);
     const tables = ds.tables ? ds.tables.filter((t) => byName.has(t)).map((t) => byName.get(t)!) : inSchema.filter((r) => !r.partition);
     for (const t of tables) if (t.rowSecurity) rls.add(`${sqlName(ds.schema)}.${sqlName(t.name)}`);
-    rows.push(...datasetAccess(b, ds, db, schema, tables, facts, roles, graphOf(db), holder, limits, columnGrants));
+    rows.push(...datasetAccess(b, ds, db, schema, tables, facts, roles, superusers, graphOf(db), holder, limits, columnGrants));
   }
 
   if (rls.size)
@@ -394,6 +394,7 @@ function datasetAccess(
   tables: PgRelationFact[],
   facts: PgAccessFacts,
   roles: Map<string, PgRoleFact>,
+  superusers: string[],
   graph: Memberships,
   holder: (key: string) => AccessHolder,
   limits: string[],
@@ -414,7 +415,7 @@ function datasetAccess(
   };
   const partial = (covers: Source['covers']): Pick<AccessPath, 'partial'> => (covers !== 'all' && names.some((n) => !covers.has(n)) ? { partial: true } : {});
 
-  for (const r of facts.roles) if (r.superuser) for (const l of LEVELS) add(r.name, l, { via: 'superuser' }, 'all', 'nothing', false);
+  for (const r of superusers) for (const l of LEVELS) add(r, l, { via: 'superuser' }, 'all', 'nothing', false);
   for (const [name, level] of Object.entries(PREDEFINED))
     if (roles.has(name)) add(name, level, { via: `predefined role ${name}: ${level === 'read' ? 'reads' : 'writes'} every table` }, 'all');
 
