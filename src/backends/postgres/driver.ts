@@ -8,11 +8,14 @@
 //  connection.ts  pools, deadlines, statements     errors.ts     pg errors → BackendError
 //  read.ts        what is owned, from the catalog  catalog.ts    catalog rows → resources (pure)
 //  ownership.ts   the marker, checked per change   verify.ts     what a change left undone (pure)
+//  access.ts      effective access, in bulk        effective.ts  catalog rows → access (pure)
 //  roles.ts, memberships.ts, connect.ts, grants.ts, passwords.ts, sessions.ts: one resource kind each
 import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from '../backend.js';
 import { DEFAULT_DEADLINES, type Deadlines } from '../deadline.js';
 import type { ActualState, Change } from '../../core/types.js';
+import type { AccessQuery, AccessReading } from '../../model/access.js';
 import { pgChange, type PgChangeOf, type PgKind } from '../../model/postgres.js';
+import { readAccess } from './access.js';
 import { executeConnect } from './connect.js';
 import { Connections } from './connection.js';
 import type { PgContext, PgHandlers } from './context.js';
@@ -102,6 +105,15 @@ export class PostgresBackend implements Backend {
       return await issueSession(this.#ctx, req);
     } catch (e) {
       throw this.#ctx.conn.error(e, `${this.name}:session/${req.principal}`);
+    }
+  }
+
+  /** Who can reach the query's datasets, datagrant's roles or not: see access.ts and effective.ts. */
+  async readAccess(query: AccessQuery): Promise<AccessReading> {
+    try {
+      return await readAccess(this.#ctx, query);
+    } catch (e) {
+      throw this.#ctx.conn.error(e);
     }
   }
 
