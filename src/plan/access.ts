@@ -61,6 +61,12 @@ function attribute(spec: Spec, rows: readonly ActualAccess[], roles: Map<string,
       out.push({ who: `p:${h.principal}`, row });
       continue;
     }
+    // A managed PostgreSQL role is named after its principal or group (one namespace, which the
+    // compiler keeps unique), even where the catalog alone cannot tell which it is.
+    if (h.managed && h.kind === 'pg-role' && Object.hasOwn(spec.principals, h.name)) {
+      out.push({ who: `p:${h.name}`, row: { ...row, holder: { ...h, principal: h.name } } });
+      continue;
+    }
     const served = h.managed && h.kind === 'aws-role' ? roles.get(row.backend)?.get(h.name) : undefined;
     if (served) {
       for (const principal of served) {
