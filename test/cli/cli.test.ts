@@ -15,9 +15,16 @@ describe('datagrant CLI', () => {
     const r = await ws.run('schema');
     expect(r.code).toBe(0);
     const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown>; required: string[]; additionalProperties: boolean };
-    expect(Object.keys(schema.properties).sort()).toEqual(['backends', 'datasets', 'groups', 'principals', 'scim', 'settings', 'version']);
+    expect(Object.keys(schema.properties).sort()).toEqual(['backends', 'datasets', 'groups', 'invariants', 'principals', 'scim', 'settings', 'version']);
     expect(schema.required).toEqual(expect.arrayContaining(['version', 'backends']));
     expect(schema.additionalProperties).toBe(false);
+    // An invariant's selectors and rules, so that editors complete and check them.
+    const invariant = (schema.properties.invariants as { additionalProperties: { properties: Record<string, unknown>; additionalProperties: boolean } })
+      .additionalProperties;
+    expect(Object.keys(invariant.properties).sort()).toEqual(
+      ['access', 'datasets', 'description', 'expiresWithin', 'maxDatasets', 'onlyMembersOf', 'onlyPrincipals', 'require', 'type'].sort(),
+    );
+    expect(invariant.additionalProperties).toBe(false);
   });
 
   test.each(['examples/seed.yaml', 'examples/datagrant.yaml'])('%s is valid', async (file) => {
