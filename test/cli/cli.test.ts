@@ -36,6 +36,35 @@ describe('datagrant CLI', () => {
     expect(r.stdout).toMatch(/^The spec is valid \(aws: \d+ objects\)\.\n$/);
   });
 
+  test('validate fails on a spec that breaks its invariants, naming each invariant and the grant that breaks it', async () => {
+    ws = workspace();
+    ws.writeSpec(`version: 1
+backends: { aws: { type: aws } }
+datasets: { hr-private: { backend: aws, bucket: hr-data } }
+groups: { hr: { grants: [{ dataset: hr-private, access: read }] } }
+principals:
+  carol: { type: person, email: carol@example.com, groups: [hr] }
+  bob:
+    type: person
+    grants:
+      - { dataset: hr-private, access: read }
+invariants:
+  hr-private-stays-in-hr: { datasets: [hr-private], onlyMembersOf: [hr] }
+  people-have-email: { type: person, require: [email] }
+`);
+    const r = await ws.run('validate');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      [
+        'Error: the spec breaks its invariants in 2 places (no backend was read or changed):',
+        '  invariant hr-private-stays-in-hr: principal bob gets read on hr-private through principals.bob.grants[0] (datagrant.yaml:10:9), and bob is not in group hr',
+        '  invariant people-have-email: principal bob (datagrant.yaml:7:3) has no email',
+        '',
+      ].join('\n'),
+    );
+  });
+
   test('exporting a credential nobody holds names what is stored', async () => {
     ws = workspace({ DATAGRANT_MASTER_KEY: 'd'.repeat(64) });
     const r = await ws.run('credentials', 'export', 'nobody', '--format', 'env');
