@@ -33,8 +33,11 @@ export interface FactHolder {
   description?: string;
   /** The spec groups it is a member of; none for a holder that is no principal. */
   groups: string[];
-  /** Where the spec defines it (`datagrant.yaml:40:3`), for messages about its own fields. */
-  definedAt?: string;
+  /**
+   * Its path in the spec (`['principals', 'bob']`): messages say where the file defines it, or
+   * that it is a SCIM person when the file does not.
+   */
+  specPath?: PathKey[];
 }
 
 /** One way one holder gets access to one dataset at one level (cumulative: write includes read). */
@@ -45,8 +48,10 @@ export interface AccessFact {
   level: Level;
   /** When it ends by itself (ISO instant); absent: it does not. */
   expires?: string;
-  /** The grant or path that gives it: `principals.bob.grants[0] (datagrant.yaml:31:9)`. */
+  /** The grant or path that gives it: `principals.bob.grants[0]`, `inline policy p of user etl`. */
   through: string;
+  /** The grant's path in the spec, for its position in messages. */
+  specPath?: PathKey[];
 }
 
 export interface AccessFacts {
@@ -55,6 +60,11 @@ export interface AccessFacts {
   /** Every holder a rule may select (intended: every principal, with access or not). */
   holders: FactHolder[];
   access: AccessFact[];
+  /**
+   * Where the spec file holds each value. Asked only for the messages of violations: finding
+   * positions can cost a parse of the whole file, which a plan without violations never pays.
+   */
+  positions?: SpecPositions;
 }
 
 /** The spec breaks an invariant. */
@@ -73,44 +83,41 @@ function grantPath(path: string): PathKey[] | undefined {
   return m ? [m[1]!, m[2]!, 'grants', Number(m[3])] : undefined;
 }
 
-const at = (source: SpecPositions, path: readonly PathKey[], key = false) => {
-  const pos = source.position(path, key);
-  return `${source.file}:${pos.line}:${pos.column}`;
+const at = (positions: SpecPositions, path: readonly PathKey[], key = false) => {
+  const pos = positions.position(path, key);
+  return `${positions.file}:${pos.line}:${pos.column}`;
 };
 
 /**
  * The access the spec intends, as facts: every live grant of every principal (SCIM people merged
- * in are principals too). `source` places each grant in the file for messages; a principal it does
- * not hold came from SCIM.
+ * in are principals too). `positions` places each grant in the file for messages; a principal the
+ * file does not hold came from SCIM.
  */
-export function intendedFacts(spec: Spec, now: Date, source?: SpecPositions): AccessFacts {
-  const holders: FactHolder[] = Object.entries(spec.principals).map(([name, p]) => {
-    const inFile = source ? source.has(['principals', name]) : true;
-    return {
-      id: principalId(name),
-      label: inFile ? `principal ${name}` : `principal ${name} (a SCIM person)`,
-      short: name,
-      principal: name,
-      type: p.type,
-      ...(p.email !== undefined ? { email: p.email } : {}),
-      ...(p.description !== undefined ? { description: p.description } : {}),
-      groups: p.groups,
-      ...(source && inFile ? { definedAt: at(source, ['principals', name], true) } : {}),
-    };
-  });
+export function intendedFacts(spec: Spec, now: Date, positions?: SpecPositions): AccessFacts {
+  const holders: FactHolder[] = Object.entries(spec.principals).map(([name, p]) => ({
+    id: principalId(name),
+    label: `principal ${name}`,
+    short: name,
+    principal: name,
+    type: p.type,
+    ...(p.email !== undefined ? { email: p.email } : {}),
+    ...(p.description !== undefined ? { description: p.description } : {}),
+    groups: p.groups,
+    specPath: ['principals', name],
+  }));
   const access = intendedAccess(spec, now).map((a): AccessFact => {
     const path = grantPath(a.path);
-    const where = source && path ? ` (${at(source, path)})` : '';
     return {
       holder: principalId(a.principal),
       backend: a.backend,
       dataset: a.dataset,
       level: a.level,
       ...(a.expires ? { expires: a.expires } : {}),
-      through: `${a.via === 'direct grant' ? '' : `${a.via}: `}${a.path}${where}`,
+      through: `${a.via === 'direct grant' ? '' : `${a.via}: `}${a.path}`,
+      ...(path ? { specPath: path } : {}),
     };
   });
-  return { source: 'intended', holders, access };
+  return { source: 'intended', holders, access, ...(positions ? { positions } : {}) };
 }
 
 const KIND_WORDS: Record<HolderKind, string> = {
@@ -205,6 +212,11 @@ export function checkInvariants(spec: Pick<Spec, 'invariants'>, facts: AccessFac
   const out: InvariantViolation[] = [];
   const holders = new Map(facts.holders.map((h) => [h.id, h]));
   const verb = facts.source === 'intended' ? 'gets' : 'holds';
+  // Positions are looked up only here, for the violations found.
+  const positions = facts.positions;
+  const inFile = (h: FactHolder) => !positions || !h.specPath || positions.has(h.specPath);
+  const label = (h: FactHolder) => (inFile(h) ? h.label : `${h.label} (a SCIM person)`);
+  const through = (f: AccessFact) => (positions && f.specPath ? `${f.through} (${at(positions, f.specPath)})` : f.through);
   for (const [name, inv] of Object.entries(spec.invariants ?? {})) {
     const level = inv.access ?? 'read';
     const ofType = (h: FactHolder) => !inv.type || h.type === inv.type;
@@ -219,7 +231,7 @@ export function checkInvariants(spec: Pick<Spec, 'invariants'>, facts: AccessFac
       ...(f ? { dataset: f.dataset, level: f.level } : {}),
       source: facts.source,
     });
-    const grants = (h: FactHolder, f: AccessFact) => `${h.label} ${verb} ${f.level} on ${f.dataset} through ${f.through}`;
+    const grants = (h: FactHolder, f: AccessFact) => `${label(h)} ${verb} ${f.level} on ${f.dataset} through ${through(f)}`;
 
     if (inv.onlyMembersOf || inv.onlyPrincipals) {
       const groups = inv.onlyMembersOf ?? [];
@@ -249,12 +261,12 @@ export function checkInvariants(spec: Pick<Spec, 'invariants'>, facts: AccessFac
       for (const [id, datasets] of perHolder) {
         if (datasets.size <= inv.maxDatasets) continue;
         const h = holders.get(id)!;
-        const each = [...datasets.values()].map((f) => `${f.dataset} through ${f.through}`).join('; ');
+        const each = [...datasets.values()].map((f) => `${f.dataset} through ${through(f)}`).join('; ');
         const n = datasets.size;
         out.push(
           violation(
             h,
-            `${h.label} ${verb} ${level}${level === 'admin' ? '' : ' or more'} on ${n} dataset${n === 1 ? '' : 's'}, more than the ${inv.maxDatasets} allowed: ${each}`,
+            `${label(h)} ${verb} ${level}${level === 'admin' ? '' : ' or more'} on ${n} dataset${n === 1 ? '' : 's'}, more than the ${inv.maxDatasets} allowed: ${each}`,
           ),
         );
       }
@@ -266,8 +278,8 @@ export function checkInvariants(spec: Pick<Spec, 'invariants'>, facts: AccessFac
         if (!ofType(h) || (narrowed && !holding.has(h.id))) continue;
         const missing = inv.require.filter((field) => !hasField(h, field));
         if (missing.length === 0) continue;
-        const where = h.definedAt ? ` (${h.definedAt})` : '';
-        out.push(violation(h, `${h.label}${where} has no ${missing.join(' and no ')}`));
+        const where = positions && h.specPath && inFile(h) ? ` (${at(positions, h.specPath, true)})` : '';
+        out.push(violation(h, `${label(h)}${where} has no ${missing.join(' and no ')}`));
       }
     }
   }

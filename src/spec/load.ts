@@ -1,6 +1,6 @@
 // Parse and validate a spec from text. Pure: the caller passes the text, the environment and the
 // clock; nothing here reads a file or the process environment.
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Alias, type Document, type Node } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Alias, type Document, type Node, type Pair } from 'yaml';
 import type { z } from 'zod';
 import { SpecError, type SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
@@ -60,6 +60,7 @@ interface Located {
 /** Locates a path of the parsed document in the source text. */
 export class SourceMap {
   private located: Located | undefined;
+  private readonly keyIndex = new WeakMap<object, Map<string, Pair>>();
 
   /** `locate` parses the document with positions; it is called the first time one is needed. */
   constructor(
@@ -86,9 +87,15 @@ export class SourceMap {
     for (let i = 0; i < path.length; i++) {
       const seg = path[i];
       if (isMap(node)) {
-        // The last of duplicate keys is the one whose value is used, so point at that one.
-        let pair: (typeof node.items)[number] | undefined;
-        for (const p of node.items) if (isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg)) pair = p;
+        // Indexed once per mapping: messages may look up thousands of principals in one.
+        let index = this.keyIndex.get(node);
+        if (!index) {
+          index = new Map();
+          // The last of duplicate keys is the one whose value is used, so point at that one.
+          for (const p of node.items) if (isPair(p) && isScalar(p.key)) index.set(String(p.key.value), p);
+          this.keyIndex.set(node, index);
+        }
+        const pair = index.get(String(seg));
         if (!pair) return { offset, found: false };
         const last = i === path.length - 1;
         const target = last && key ? pair.key : (pair.value ?? pair.key);
