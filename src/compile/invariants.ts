@@ -6,6 +6,7 @@ import { DatagrantError } from '../core/errors.js';
 import type { Level } from '../core/types.js';
 import {
   atLeast,
+  LEVELS,
   type AccessHolder,
   type AccessPath,
   type AccessReportRow,
@@ -50,8 +51,8 @@ export interface AccessFact {
   expires?: string;
   /** The grant or path that gives it: `principals.bob.grants[0]`, `inline policy p of user etl`. */
   through: string;
-  /** The grant's path in the spec, for its position in messages. */
-  specPath?: PathKey[];
+  /** The grant's path in the spec (`principals.bob.grants[0]`), for its position in messages. */
+  grant?: string;
 }
 
 export interface AccessFacts {
@@ -105,17 +106,18 @@ export function intendedFacts(spec: Spec, now: Date, positions?: SpecPositions):
     groups: p.groups,
     specPath: ['principals', name],
   }));
+  // Built plainly (no spreads): a large spec has tens of thousands of these per plan.
   const access = intendedAccess(spec, now).map((a): AccessFact => {
-    const path = grantPath(a.path);
-    return {
+    const f: AccessFact = {
       holder: principalId(a.principal),
       backend: a.backend,
       dataset: a.dataset,
       level: a.level,
-      ...(a.expires ? { expires: a.expires } : {}),
-      through: `${a.via === 'direct grant' ? '' : `${a.via}: `}${a.path}`,
-      ...(path ? { specPath: path } : {}),
+      through: a.via === 'direct grant' ? a.path : `${a.via}: ${a.path}`,
+      grant: a.path,
     };
+    if (a.expires) f.expires = a.expires;
+    return f;
   });
   return { source: 'intended', holders, access, ...(positions ? { positions } : {}) };
 }
@@ -216,13 +218,20 @@ export function checkInvariants(spec: Pick<Spec, 'invariants'>, facts: AccessFac
   const positions = facts.positions;
   const inFile = (h: FactHolder) => !positions || !h.specPath || positions.has(h.specPath);
   const label = (h: FactHolder) => (inFile(h) ? h.label : `${h.label} (a SCIM person)`);
-  const through = (f: AccessFact) => (positions && f.specPath ? `${f.through} (${at(positions, f.specPath)})` : f.through);
+  const through = (f: AccessFact) => {
+    const path = positions && f.grant !== undefined ? grantPath(f.grant) : undefined;
+    return path ? `${f.through} (${at(positions!, path)})` : f.through;
+  };
+  // Each fact's holder, looked up once for every invariant.
+  const holderOf = facts.access.map((f) => holders.get(f.holder));
   for (const [name, inv] of Object.entries(spec.invariants ?? {})) {
     const level = inv.access ?? 'read';
     const ofType = (h: FactHolder) => !inv.type || h.type === inv.type;
-    const selected = facts.access.filter((f) => {
-      const h = holders.get(f.holder);
-      return h !== undefined && ofType(h) && atLeast(f.level, level) && (!inv.datasets || inv.datasets.includes(f.dataset));
+    const datasets = inv.datasets && new Set(inv.datasets);
+    const levels = new Set(LEVELS.filter((l) => atLeast(l, level)));
+    const selected = facts.access.filter((f, i) => {
+      const h = holderOf[i];
+      return h !== undefined && levels.has(f.level) && (!datasets || datasets.has(f.dataset)) && ofType(h);
     });
     const violation = (h: FactHolder, message: string, f?: Pick<AccessFact, 'dataset' | 'level'>): InvariantViolation => ({
       invariant: name,
@@ -234,11 +243,11 @@ export function checkInvariants(spec: Pick<Spec, 'invariants'>, facts: AccessFac
     const grants = (h: FactHolder, f: AccessFact) => `${label(h)} ${verb} ${f.level} on ${f.dataset} through ${through(f)}`;
 
     if (inv.onlyMembersOf || inv.onlyPrincipals) {
-      const groups = inv.onlyMembersOf ?? [];
-      const principals = inv.onlyPrincipals ?? [];
+      const groups = new Set(inv.onlyMembersOf);
+      const principals = new Set(inv.onlyPrincipals);
       for (const f of selected) {
         const h = holders.get(f.holder)!;
-        const admitted = h.groups.some((g) => groups.includes(g)) || (h.principal !== undefined && principals.includes(h.principal));
+        const admitted = h.groups.some((g) => groups.has(g)) || (h.principal !== undefined && principals.has(h.principal));
         if (!admitted) out.push(violation(h, `${grants(h, f)}, and ${outsiders(h.short, inv.onlyMembersOf, inv.onlyPrincipals)}`, f));
       }
     } else if (inv.expiresWithin) {
@@ -254,15 +263,15 @@ export function checkInvariants(spec: Pick<Spec, 'invariants'>, facts: AccessFac
     } else if (inv.maxDatasets !== undefined) {
       const perHolder = new Map<string, Map<string, AccessFact>>();
       for (const f of selected) {
-        let datasets = perHolder.get(f.holder);
-        if (!datasets) perHolder.set(f.holder, (datasets = new Map<string, AccessFact>()));
-        if (!datasets.has(f.dataset)) datasets.set(f.dataset, f);
+        let held = perHolder.get(f.holder);
+        if (!held) perHolder.set(f.holder, (held = new Map<string, AccessFact>()));
+        if (!held.has(f.dataset)) held.set(f.dataset, f);
       }
-      for (const [id, datasets] of perHolder) {
-        if (datasets.size <= inv.maxDatasets) continue;
+      for (const [id, held] of perHolder) {
+        if (held.size <= inv.maxDatasets) continue;
         const h = holders.get(id)!;
-        const each = [...datasets.values()].map((f) => `${f.dataset} through ${through(f)}`).join('; ');
-        const n = datasets.size;
+        const each = [...held.values()].map((f) => `${f.dataset} through ${through(f)}`).join('; ');
+        const n = held.size;
         out.push(
           violation(
             h,
