@@ -141,7 +141,8 @@ function otherHolder(h: AccessHolder, spec: Spec): FactHolder {
   if (h.managed && h.kind === 'pg-role' && Object.prototype.hasOwnProperty.call(spec.groups, h.name)) {
     return { id, label: `the role of group ${h.name}`, short: h.name, groups: [h.name] };
   }
-  const whose = h.managed ? "datagrant's, for no one principal" : 'not managed by datagrant';
+  // An access-set role, say: fail closed, as a holder of no group, until the report names who it is.
+  const whose = h.managed ? 'made by datagrant, not for a single principal' : 'not managed by datagrant';
   return { id, label: `${KIND_WORDS[h.kind]} ${h.name} (${whose})`, short: h.name, groups: [] };
 }
 
@@ -155,7 +156,8 @@ function describePath(p: AccessPath): string {
  * the path gives (a reader's cumulative rows collapse). Rows only the spec has give none. A
  * holder that is a spec principal has the principal's type, fields and groups as the spec says;
  * any other — an unmanaged IAM user or role, a hand-made PostgreSQL role, PUBLIC, `*` — has
- * none of them, so `onlyMembersOf` never admits it.
+ * none of them, so `onlyMembersOf` never admits it. Pass the spec with SCIM people merged in (as
+ * plan merges them), or their rows read as principals no longer in the spec.
  */
 export function actualFacts(spec: Spec, rows: readonly (AccessReportRow | ActualAccess)[]): AccessFacts {
   const holders = new Map<string, FactHolder>();

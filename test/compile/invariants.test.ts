@@ -267,14 +267,21 @@ describe('facts from the access the backends hold', () => {
     ]);
   });
 
-  test("a group's own PostgreSQL role is a member of that group; another managed role is of none", () => {
+  test("a group's own PostgreSQL role is a member of that group; another managed holder of no one principal is of none", () => {
     const role = (name: string): AccessHolder => ({ id: name, kind: 'pg-role', name, managed: true });
     const rows = [row(role('hr'), 'salaries', 'read', [{ via: 'GRANT SELECT ON salaries.pay TO hr' }], 'wh')];
     rows.push(row(role('ml'), 'salaries', 'read', [{ via: 'GRANT SELECT ON salaries.pay TO ml' }], 'wh'));
-    expect(actual(`${BASE}invariants:\n  salaries: { datasets: [salaries], onlyMembersOf: [hr] }\n`, rows)).toEqual([
-      expect.stringMatching(
-        /^invariant salaries: the role of group ml holds read on salaries through GRANT SELECT ON salaries\.pay TO ml, and ml is not in group hr$/,
-      ),
+    const accessSet: AccessHolder = {
+      id: 'arn:aws:iam::123456789012:role/datagrant/dg-s-0123456789ab',
+      kind: 'aws-role',
+      name: 'dg-s-0123456789ab',
+      managed: true,
+    };
+    rows.push(row(accessSet, 'hr-private', 'read', [{ via: 'inline policy dg-direct-grants of role dg-s-0123456789ab' }]));
+    const text = `${BASE}invariants:\n  salaries: { datasets: [salaries], onlyMembersOf: [hr] }\n  hr-private: { datasets: [hr-private], onlyMembersOf: [hr] }\n`;
+    expect(actual(text, rows)).toEqual([
+      'invariant salaries: the role of group ml holds read on salaries through GRANT SELECT ON salaries.pay TO ml, and ml is not in group hr',
+      'invariant hr-private: IAM role dg-s-0123456789ab (made by datagrant, not for a single principal) holds read on hr-private through inline policy dg-direct-grants of role dg-s-0123456789ab, and dg-s-0123456789ab is not in group hr',
     ]);
   });
 
