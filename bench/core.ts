@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compile } from '../src/compile/index.js';
+import { checkInvariants, intendedFacts } from '../src/compile/invariants.js';
 import type { ActualState } from '../src/core/types.js';
 import { diff } from '../src/plan/diff.js';
 import { parseSpec } from '../src/spec/load.js';
@@ -66,6 +67,15 @@ const t4 = process.hrtime.bigint();
 const noop = diff(desired, actual, { now: NOW, specHash: 'x' });
 const t5 = process.hrtime.bigint();
 if (noop.changes.length !== 0) throw new Error(`no-op diff found ${noop.changes.length} changes`);
+// Invariants that hold (every grant is checked, none breaks): what every plan of such a spec pays.
+const invariants = {
+  'ds0-stays-in-groups': { datasets: ['ds0'], onlyMembersOf: Object.keys(spec.groups) },
+  'admin-only-through-groups': { access: 'admin' as const, onlyMembersOf: Object.keys(spec.groups) },
+  'admin-spread': { access: 'admin' as const, maxDatasets: 10 },
+};
+const t6 = process.hrtime.bigint();
+const broken = checkInvariants({ invariants }, intendedFacts(spec, NOW), NOW);
+const t7 = process.hrtime.bigint();
 
 const rssMb = process.resourceUsage().maxRSS / 1024;
 console.log(
@@ -90,6 +100,11 @@ console.log(
   `  diff no-op              ${ms(t5 - t4)
     .toFixed(0)
     .padStart(6)} ms`,
+);
+console.log(
+  `  invariants (3)          ${ms(t7 - t6)
+    .toFixed(0)
+    .padStart(6)} ms  (${broken.length} broken)`,
 );
 console.log(`  compile + diff (worst)  ${(ms(t2 - t1) + Math.max(ms(t3 - t2), ms(t5 - t4))).toFixed(0).padStart(6)} ms  (target < 1000 ms)`);
 console.log(`  peak RSS                ${rssMb.toFixed(0).padStart(6)} MB  (target < 512 MB)`);

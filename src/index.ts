@@ -5,6 +5,17 @@ export { specSchema, type Spec, type SpecInput } from './spec/schema.js';
 export { readSpecFile } from './app/engine.js';
 export { compile } from './compile/index.js';
 export { compileAws } from './compile/aws/compile.js';
+export {
+  actualFacts,
+  assertSpecInvariants,
+  checkInvariants,
+  intendedFacts,
+  InvariantError,
+  type AccessFact,
+  type AccessFacts,
+  type FactHolder,
+} from './compile/invariants.js';
+export type { AccessReportRow, ActualAccess, InvariantViolation } from './model/access.js';
 export { DEFAULT_IAM_PATH, INSTALLATION_TAG, MANAGED_TAG } from './model/aws.js';
 export type { PolicyDocument } from './model/aws-policy.js';
 export { diff, summarize } from './plan/diff.js';

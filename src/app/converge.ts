@@ -7,7 +7,8 @@
 // - objects of another installation stop the run;
 // - a saved plan is authenticated before anything is read;
 // - reads that cannot be right (the boundary empty while the store holds its credentials), keys
-//   the state has no secret for, and mass deprovisioning each need an explicit yes.
+//   the state has no secret for, and mass deprovisioning each need an explicit yes;
+// - a spec that breaks one of its invariants is refused before anything is read.
 import type { Backend } from '../backends/backend.js';
 import { closeBackends } from '../backends/factory.js';
 import { redactUrl } from '../core/url.js';
@@ -16,7 +17,8 @@ import { canonicalJson } from '../core/canonical.js';
 import { ApplyError, DatagrantError, StalePlanError } from '../core/errors.js';
 import type { ActualState, Change, Json, Notice, Plan, Resource } from '../core/types.js';
 import { actualHash, attrsHash } from '../plan/diff.js';
-import { substitute } from '../spec/load.js';
+import { assertSpecInvariants } from '../compile/invariants.js';
+import { substitute, type SpecPositions } from '../spec/load.js';
 import type { AwsBackendSpec, BackendSpec, Spec } from '../spec/schema.js';
 import type { CredentialRow, JournalEntry, StateStore, StoredBackend } from '../store/store.js';
 import { makePlan, readActual } from './engine.js';
@@ -50,6 +52,8 @@ export interface ConvergeOptions {
   env?: NodeJS.ProcessEnv;
   specHash: string;
   notices: Notice[];
+  /** Where the spec file holds each value (LoadedSpec.source): invariant violations point there. */
+  source?: SpecPositions;
   store: StateStore;
   makeBackends: (backends: Record<string, BackendSpec>, installation: string) => Record<string, Backend>;
   actor: string;
@@ -292,6 +296,10 @@ function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[]
 
 export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
   const { store, now } = o;
+  // A spec that breaks one of its invariants is refused before any backend is read, whoever
+  // runs it (the CLI, serve); SCIM people are principals of the spec by now and are judged alike.
+  // Tearing everything down leaves no access to judge.
+  if (!o.destroy) assertSpecInvariants(o.spec, now, o.source);
   const installation = await store.installation();
   if (o.saved) verifySaved(o.saved, store, o.specHash);
 

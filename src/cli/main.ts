@@ -1,6 +1,7 @@
 // The only place that turns errors into messages and exit codes.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { InvariantError } from '../compile/invariants.js';
 import { BackendError, CompileError, DatagrantError, SpecError } from '../core/errors.js';
 import { ACCESS_FORMATS, accessCommand, checkUnused, type AccessFormat } from './commands/access.js';
 import { auditLog, auditVerify } from './commands/audit.js';
@@ -279,6 +280,11 @@ export function reportError(io: Io, e: unknown): number {
         .split('\n')
         .map((l) => `  ${l}`)
         .join('\n')}\n`,
+    );
+  } else if (e instanceof InvariantError) {
+    const n = e.violations.length;
+    io.stderr(
+      `Error: the spec breaks ${n === 1 ? 'an invariant' : `its invariants in ${n} places`} (no backend was read or changed):\n${e.violations.map((v) => `  ${v.message}`).join('\n')}\n`,
     );
   } else if (e instanceof CompileError) {
     io.stderr(`Error: the spec cannot be expressed within the backend's limits:\n${e.problems.map((l) => `  ${l}`).join('\n')}\n`);

@@ -330,6 +330,7 @@ export class Reconciler {
           specHash: loaded.specHash,
           notices: loaded.notices,
           templates: loaded.templates,
+          source: loaded.source,
           env: this.opts.env,
           store,
           makeBackends: this.opts.makeBackends,

@@ -1,10 +1,10 @@
 // Parse and validate a spec from text. Pure: the caller passes the text, the environment and the
 // clock; nothing here reads a file or the process environment.
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Alias, type Document, type Node } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Alias, type Document, type Node, type Pair } from 'yaml';
 import type { z } from 'zod';
 import { SpecError, type SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
-import { backendSchema, datasetSchema, groupSchema, principalSchema, specSchema, type Spec } from './schema.js';
+import { backendSchema, datasetSchema, groupSchema, invariantSchema, principalSchema, specSchema, type Spec } from './schema.js';
 import { readSimpleYaml } from './simple-yaml.js';
 import { validateReferences } from './validate.js';
 
@@ -23,6 +23,17 @@ export interface LoadedSpec {
    * nested setting is named by its path: `assumeRole.externalId`.
    */
   templates: Record<string, Record<string, string>>;
+  /** Where each value is in the file, for messages that point at the spec after loading (invariants). */
+  source: SpecPositions;
+}
+
+/** Positions in the spec file, by path (`['principals', 'bob', 'grants', 0]`). */
+export interface SpecPositions {
+  readonly file: string;
+  /** Line and column of the value at `path` (of its key, when `key`), or of its nearest ancestor in the file. */
+  position(path: readonly PathKey[], key?: boolean): { line: number; column: number };
+  /** Whether the file holds a value at `path` (a principal merged from SCIM has none). */
+  has(path: readonly PathKey[]): boolean;
 }
 
 /** `${VAR}` in a string: the variables a value reads from the environment. */
@@ -39,7 +50,7 @@ export function substitute(template: string, env: LoadOptions['env']): string | 
   return unset ? undefined : out;
 }
 
-type PathKey = string | number;
+export type PathKey = string | number;
 
 interface Located {
   root: Node | null;
@@ -49,6 +60,7 @@ interface Located {
 /** Locates a path of the parsed document in the source text. */
 export class SourceMap {
   private located: Located | undefined;
+  private readonly keyIndex = new WeakMap<object, Map<string, Pair>>();
 
   /** `locate` parses the document with positions; it is called the first time one is needed. */
   constructor(
@@ -58,16 +70,33 @@ export class SourceMap {
 
   /** Position of the value at `path`, or of its key when `key` is set, or the nearest ancestor. */
   position(path: readonly PathKey[], key = false): { line: number; column: number } {
-    const { root, lines } = (this.located ??= this.locate());
+    const { lines } = (this.located ??= this.locate());
+    const pos = lines.linePos(this.find(path, key).offset);
+    return { line: pos.line, column: pos.col };
+  }
+
+  has(path: readonly PathKey[]): boolean {
+    return this.find(path, false).found;
+  }
+
+  /** The offset of the value at `path` (or its key), or of the nearest ancestor the file holds. */
+  private find(path: readonly PathKey[], key: boolean): { offset: number; found: boolean } {
+    const { root } = (this.located ??= this.locate());
     let node: unknown = root;
     let offset = 0;
     for (let i = 0; i < path.length; i++) {
       const seg = path[i];
       if (isMap(node)) {
-        // The last of duplicate keys is the one whose value is used, so point at that one.
-        let pair: (typeof node.items)[number] | undefined;
-        for (const p of node.items) if (isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg)) pair = p;
-        if (!pair) break;
+        // Indexed once per mapping: messages may look up thousands of principals in one.
+        let index = this.keyIndex.get(node);
+        if (!index) {
+          index = new Map();
+          // The last of duplicate keys is the one whose value is used, so point at that one.
+          for (const p of node.items) if (isPair(p) && isScalar(p.key)) index.set(String(p.key.value), p);
+          this.keyIndex.set(node, index);
+        }
+        const pair = index.get(String(seg));
+        if (!pair) return { offset, found: false };
         const last = i === path.length - 1;
         const target = last && key ? pair.key : (pair.value ?? pair.key);
         offset = (target as Node | null)?.range?.[0] ?? offset;
@@ -77,12 +106,11 @@ export class SourceMap {
         node = node.items[seg];
         offset = (node as Node).range?.[0] ?? offset;
       } else {
-        break;
+        return { offset, found: false };
       }
     }
     if (path.length === 0 && root?.range) offset = root.range[0];
-    const pos = lines.linePos(offset);
-    return { line: pos.line, column: pos.col };
+    return { offset, found: true };
   }
 
   problem(path: readonly PathKey[], message: string, key = false): SpecProblem {
@@ -169,6 +197,7 @@ const RECORDS: Record<string, { what: string; value: z.ZodType }> = {
   datasets: { what: 'dataset name', value: datasetSchema },
   groups: { what: 'group name', value: groupSchema },
   principals: { what: 'principal name', value: principalSchema },
+  invariants: { what: 'invariant name', value: invariantSchema },
 };
 
 /**
@@ -265,7 +294,7 @@ const KINDS: Record<string, string> = {
 };
 
 const KEYS: Record<string, string> = {
-  '': 'version, settings, backends, datasets, groups, principals, scim',
+  '': 'version, settings, backends, datasets, groups, principals, invariants, scim',
   // Read off the schema, so a new setting or principal key is never missing from the help.
   settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
   'settings.*.#': 'name, issuer, audience, claim, algorithms, unverifiedEmail',
@@ -278,6 +307,7 @@ const KEYS: Record<string, string> = {
   'groups.*.grants.#': 'dataset, access, expires',
   'principals.*': Object.keys(principalSchema.shape).join(', '),
   'principals.*.grants.#': 'dataset, access, expires',
+  'invariants.*': Object.keys(invariantSchema.shape).join(', '),
   scim: 'groups',
 };
 
@@ -313,7 +343,14 @@ function salvage(raw: Record<string, unknown>): Spec {
     datasets: each(raw.datasets, (d) => d),
     groups: each(raw.groups, (g) => ({ ...g, grants: arr(g.grants).map(obj) })),
     principals: each(raw.principals, (p) => ({ ...p, groups: arr(p.groups), grants: arr(p.grants).map(obj) })),
-    scim: { groups: obj(obj(raw.scim).groups) },
+    invariants: each(raw.invariants, (i) => ({
+      ...i,
+      datasets: i.datasets === undefined ? undefined : arr(i.datasets),
+      onlyMembersOf: i.onlyMembersOf === undefined ? undefined : arr(i.onlyMembersOf),
+      onlyPrincipals: i.onlyPrincipals === undefined ? undefined : arr(i.onlyPrincipals),
+    })),
+    // Absent stays absent: whether a spec has SCIM people changes what its references may name.
+    ...(raw.scim === undefined ? {} : { scim: { groups: obj(obj(raw.scim).groups) } }),
   } as unknown as Spec;
 }
 
@@ -571,7 +608,7 @@ function checkValues(raw: Record<string, unknown>, src: SourceMap, opts: LoadOpt
       }
     }
   }
-  return { spec: parsed.data, notices, templates };
+  return { spec: parsed.data, notices, templates, source: src };
 }
 
 /** In source order, each problem once. */

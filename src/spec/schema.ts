@@ -281,6 +281,78 @@ export const principalSchema = z.strictObject({
   oidc: z.record(z.string().min(1, 'issuer name must not be empty'), z.string().min(1, 'the claim value must not be empty')).optional(),
 });
 
+/** What a `require` invariant can ask of a principal. */
+export const REQUIRABLE_FIELDS = ['email', 'description'] as const;
+export type RequirableField = (typeof REQUIRABLE_FIELDS)[number];
+
+/** The keys that state an invariant's rule; `onlyMembersOf` and `onlyPrincipals` together are one. */
+export const INVARIANT_RULES = ['onlyMembersOf', 'onlyPrincipals', 'expiresWithin', 'maxDatasets', 'require'] as const;
+const RULES_HELP =
+  'onlyMembersOf and/or onlyPrincipals (who may hold the access), expiresWithin (it ends within a duration), maxDatasets (on how many datasets one holder may have it) or require (fields every selected principal has)';
+
+const maxDatasetsMessage = 'must be a whole number, 0 or more (0: no one may hold the access on the selected datasets)';
+
+/**
+ * A statement about who holds access that must never become false, checked against the spec
+ * (validate, plan, apply, serve's reconciles) and against the backends (`access`). Selectors say
+ * which access it looks at; exactly one rule says what must hold of it.
+ */
+export const invariantSchema = z
+  .strictObject({
+    description: z.string().optional(),
+    /** Selector: the datasets it looks at (default: every dataset). */
+    datasets: z
+      .array(z.string().min(1, 'dataset must not be empty'))
+      .min(1, 'datasets must name at least one dataset, or be left out for every dataset')
+      .optional(),
+    /** Selector: principals of this type only. A holder datagrant does not manage has no type. */
+    type: z
+      .enum(['person', 'service'], {
+        error: (issue) => `type ${JSON.stringify(issue.input)} is not allowed; allowed: person, service (or leave it out for both)`,
+      })
+      .optional(),
+    /** Selector: the lowest level it looks at, higher levels included (default read: any access). */
+    access: levelSchema.optional(),
+    /** Rule: no one outside these groups (or onlyPrincipals) holds the access. */
+    onlyMembersOf: z
+      .array(z.string().min(1, 'group must not be empty'))
+      .min(1, 'onlyMembersOf must name at least one group; to let no one hold the access, write maxDatasets: 0')
+      .optional(),
+    /** Rule: no one but these principals (or members of onlyMembersOf) holds the access. */
+    onlyPrincipals: z
+      .array(z.string().min(1, 'principal must not be empty'))
+      .min(1, 'onlyPrincipals must name at least one principal; to let no one hold the access, write maxDatasets: 0')
+      .optional(),
+    /** Rule: every such grant ends by itself within this long from now. */
+    expiresWithin: duration.optional(),
+    /** Rule: no one holds the access on more datasets than this. */
+    maxDatasets: z.number().multipleOf(1, maxDatasetsMessage).min(0, maxDatasetsMessage).optional(),
+    /** Rule: every selected principal has these fields. */
+    require: z
+      .array(
+        z.enum(REQUIRABLE_FIELDS, {
+          error: (issue) => `${JSON.stringify(issue.input)} cannot be required; allowed: ${REQUIRABLE_FIELDS.join(', ')}`,
+        }),
+      )
+      .min(1, `require must name at least one field: ${REQUIRABLE_FIELDS.join(', ')}`)
+      .optional(),
+  })
+  .superRefine((inv, ctx) => {
+    const stated = INVARIANT_RULES.filter((r) => inv[r] !== undefined);
+    const rules = stated.filter((r) => r !== 'onlyPrincipals' || !stated.includes('onlyMembersOf'));
+    if (rules.length === 0) {
+      ctx.addIssue({ code: 'custom', message: `an invariant states one rule, and this one states none; write one of: ${RULES_HELP}` });
+    } else if (rules.length > 1) {
+      // Pointed at the second rule: the first one is the invariant, the rest are the mistake.
+      const label = (r: string) => (r === 'onlyMembersOf' && stated.includes('onlyPrincipals') ? 'onlyMembersOf/onlyPrincipals' : r);
+      ctx.addIssue({
+        code: 'custom',
+        path: [rules[1]!],
+        message: `an invariant states one rule, and this one states ${rules.length} (${rules.map(label).join(', ')}): write one invariant for each rule`,
+      });
+    }
+  });
+
 /**
  * Signature algorithms an ID token may use. Never `none` (no signature) nor HS256/384/512: those
  * are keyed with the client secret, which every relying party of the client holds, so any of them
@@ -383,6 +455,8 @@ export const specSchema = z.strictObject({
   datasets: z.record(name('dataset name', 64), datasetSchema).default({}),
   groups: z.record(name('group name', 100), groupSchema).default({}),
   principals: z.record(name('principal name', 64), principalSchema).default({}),
+  /** Statements about who holds access that must never become false. */
+  invariants: z.record(name('invariant name', 100), invariantSchema).default({}),
   scim: z
     .strictObject({
       /** IdP group display name → datagrant group. */
@@ -406,6 +480,7 @@ export type S3DatasetSpec = Extract<DatasetSpec, { bucket: string }>;
 export type PgDatasetSpec = Extract<DatasetSpec, { database: string }>;
 export type PrincipalSpec = z.output<typeof principalSchema>;
 export type GroupSpec = z.output<typeof groupSchema>;
+export type InvariantSpec = z.output<typeof invariantSchema>;
 export type OidcIssuerSpec = z.output<typeof oidcIssuerSchema>;
 export type KnownAccessSpec = z.output<typeof knownAccessSchema>;
 export type OidcAlgorithm = (typeof OIDC_ALGORITHMS)[number];

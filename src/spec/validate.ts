@@ -161,6 +161,7 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
 
   caseClashes('group', Object.keys(spec.groups));
 
+  problems.push(...invariantProblems(spec, src, notices));
   problems.push(...pgRoleProblems(spec, src));
   problems.push(...oidcProblems(spec, src));
   problems.push(...knownAccessProblems(spec, src));
@@ -259,6 +260,45 @@ function pgRoleProblems(spec: Spec, src: SourceMap): SpecProblem[] {
         ),
       );
     }
+  }
+  return problems;
+}
+
+/**
+ * What an invariant names must exist: a misspelt dataset would select nothing and a misspelt group
+ * would let no one in, so the invariant would hold, or fail, for the wrong reason. Principals are
+ * the exception in a spec with a `scim:` section: SCIM people are principals the file does not
+ * list, so a name it does not know is a warning there (the rule then admits no one by that name).
+ */
+function invariantProblems(spec: Spec, src: SourceMap, notices: Notice[]): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  const names = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+  for (const [name, inv] of Object.entries(spec.invariants ?? {})) {
+    if (inv === null || typeof inv !== 'object') continue;
+    const base = ['invariants', name];
+    names(inv.datasets).forEach((d, i) => {
+      if (typeof d !== 'string' || d === '' || has(spec.datasets, d)) return;
+      problems.push(
+        src.problem([...base, 'datasets', i], `dataset ${JSON.stringify(d)} is not defined; defined datasets: ${list(Object.keys(spec.datasets))}`),
+      );
+    });
+    names(inv.onlyMembersOf).forEach((g, i) => {
+      if (typeof g !== 'string' || g === '' || has(spec.groups, g)) return;
+      problems.push(src.problem([...base, 'onlyMembersOf', i], `group ${JSON.stringify(g)} is not defined; defined groups: ${list(Object.keys(spec.groups))}`));
+    });
+    names(inv.onlyPrincipals).forEach((p, i) => {
+      if (typeof p !== 'string' || p === '' || has(spec.principals, p)) return;
+      const at = [...base, 'onlyPrincipals', i];
+      if (spec.scim) {
+        const pos = src.position(at);
+        notices.push({
+          level: 'warning',
+          message: `${src.file}:${pos.line}:${pos.column}: invariant ${name}: principal ${JSON.stringify(p)} is not in the file; unless it is the name of a SCIM person, no principal of that name can hold the access`,
+        });
+        return;
+      }
+      problems.push(src.problem(at, `principal ${JSON.stringify(p)} is not defined; defined principals: ${list(Object.keys(spec.principals))}`));
+    });
   }
   return problems;
 }

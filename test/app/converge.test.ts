@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { converge, GuardError, signPlan, storedSettings, type ConvergeOptions } from '../../src/app/converge.js';
+import { InvariantError } from '../../src/compile/invariants.js';
 import { StalePlanError } from '../../src/core/errors.js';
 import { attrsHash } from '../../src/plan/diff.js';
 import { parseSpec } from '../../src/spec/load.js';
@@ -136,6 +137,37 @@ describe('converge', () => {
     const applied = await run(specText(2));
     expect(applied.interrupted.map((e) => e.address)).toEqual(['aws:user/u1']);
     expect((await store.applied())['aws:user/u1']).toBe(attrsHash(user.after!));
+  });
+
+  test('a spec that breaks an invariant is refused before any backend is made or read; destroy is not', async () => {
+    const text = `${specText(2)}\n  outsider: { type: service, grants: [{ dataset: ds-aws, access: read }] }\ninvariants:\n  only-g: { onlyMembersOf: [g] }\n`;
+    const { spec, notices, source } = parseSpec(text, { file: 't.yaml', env: {}, now: NOW });
+    let made = 0;
+    const opts: ConvergeOptions = {
+      mode: 'plan',
+      spec,
+      specHash: 'h',
+      notices,
+      source,
+      store,
+      makeBackends: (backends) => {
+        made++;
+        return Object.fromEntries(Object.keys(backends).map((b) => [b, fakes[b]!]));
+      },
+      actor: 'test',
+      now: NOW,
+    };
+    for (const mode of ['plan', 'apply'] as const) {
+      const refused = await converge({ ...opts, mode }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(InvariantError);
+      expect((refused as Error).message).toBe(
+        'invariant only-g: principal outsider gets read on ds-aws through principals.outsider.grants[0] (t.yaml:11:39), and outsider is not in group g',
+      );
+    }
+    expect(made).toBe(0);
+    expect(fakes.aws!.stats().requests).toBe(0);
+    // Destroying removes every grant: there is nothing left to break an invariant.
+    expect((await converge({ ...opts, mode: 'plan', destroy: true })).outcome).toBe('planned');
   });
 });
 

@@ -15,9 +15,26 @@ describe('datagrant CLI', () => {
     const r = await ws.run('schema');
     expect(r.code).toBe(0);
     const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown>; required: string[]; additionalProperties: boolean };
-    expect(Object.keys(schema.properties).sort()).toEqual(['backends', 'datasets', 'groups', 'knownAccess', 'principals', 'scim', 'settings', 'version']);
+    expect(Object.keys(schema.properties).sort()).toEqual([
+      'backends',
+      'datasets',
+      'groups',
+      'invariants',
+      'knownAccess',
+      'principals',
+      'scim',
+      'settings',
+      'version',
+    ]);
     expect(schema.required).toEqual(expect.arrayContaining(['version', 'backends']));
     expect(schema.additionalProperties).toBe(false);
+    // An invariant's selectors and rules, so that editors complete and check them.
+    const invariant = (schema.properties.invariants as { additionalProperties: { properties: Record<string, unknown>; additionalProperties: boolean } })
+      .additionalProperties;
+    expect(Object.keys(invariant.properties).sort()).toEqual(
+      ['access', 'datasets', 'description', 'expiresWithin', 'maxDatasets', 'onlyMembersOf', 'onlyPrincipals', 'require', 'type'].sort(),
+    );
+    expect(invariant.additionalProperties).toBe(false);
   });
 
   test.each(['examples/seed.yaml', 'examples/datagrant.yaml'])('%s is valid', async (file) => {
@@ -27,6 +44,35 @@ describe('datagrant CLI', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^The spec is valid \(aws: \d+ objects\)\.\n$/);
+  });
+
+  test('validate fails on a spec that breaks its invariants, naming each invariant and the grant that breaks it', async () => {
+    ws = workspace();
+    ws.writeSpec(`version: 1
+backends: { aws: { type: aws } }
+datasets: { hr-private: { backend: aws, bucket: hr-data } }
+groups: { hr: { grants: [{ dataset: hr-private, access: read }] } }
+principals:
+  carol: { type: person, email: carol@example.com, groups: [hr] }
+  bob:
+    type: person
+    grants:
+      - { dataset: hr-private, access: read }
+invariants:
+  hr-private-stays-in-hr: { datasets: [hr-private], onlyMembersOf: [hr] }
+  people-have-email: { type: person, require: [email] }
+`);
+    const r = await ws.run('validate');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      [
+        'Error: the spec breaks its invariants in 2 places (no backend was read or changed):',
+        '  invariant hr-private-stays-in-hr: principal bob gets read on hr-private through principals.bob.grants[0] (datagrant.yaml:10:9), and bob is not in group hr',
+        '  invariant people-have-email: principal bob (datagrant.yaml:7:3) has no email',
+        '',
+      ].join('\n'),
+    );
   });
 
   test('exporting a credential nobody holds names what is stored', async () => {

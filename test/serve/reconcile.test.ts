@@ -92,6 +92,29 @@ test('after a failed run, the next SCIM change runs even if the spec is back to 
   expect(reconciler.metrics).toMatchObject({ runs: 3, failures: 1, skippedUnchanged: 0 });
 });
 
+test('a SCIM person who breaks an invariant stops the run before the backends, like a spec error, and changes nothing', async () => {
+  // GIVEN a spec that asks every person for an email, and a running installation
+  writeFileSync(join(dir, 'datagrant.yaml'), `${SPEC}invariants: { people-have-email: { type: person, require: [email] } }\n`);
+  people.ada = { type: 'person', email: 'ada@example.com', groups: ['readers'], grants: [] };
+  expect(await reconciler.runOnce({ full: true })).toBe('applied');
+  const before = [...backend.objects.keys()].sort();
+  const readsBefore = reads();
+  // WHEN the identity provider pushes a person without one
+  people.bob = { type: 'person', groups: ['readers'], grants: [] };
+  // THEN the run fails naming the invariant and the person; the backends are not read, nothing is made
+  expect(await reconciler.runOnce({ full: false })).toBe('failed');
+  expect(errors).toEqual([
+    JSON.stringify({ err: { name: 'InvariantError', message: 'invariant people-have-email: principal bob (a SCIM person) has no email' } }),
+  ]);
+  expect(reads()).toBe(readsBefore);
+  expect([...backend.objects.keys()].sort()).toEqual(before);
+  expect(backend.calls.some((c) => c.includes('bob'))).toBe(false);
+  // and once the person has one, the next run applies
+  people.bob.email = 'bob@example.com';
+  expect(await reconciler.runOnce({ full: false })).toBe('applied');
+  expect(backend.calls).toContain('create aws:user/bob');
+});
+
 test('a spec edit is a change: the next SCIM change runs', async () => {
   await reconciler.runOnce({ full: true });
   writeFileSync(join(dir, 'datagrant.yaml'), `${SPEC}principals: { svc: { type: service, grants: [{ dataset: data, access: read }] } }\n`);

@@ -147,7 +147,7 @@ describe('single problems', () => {
       `${MINIMAL}princpals: {}\n`,
       {},
       '6:1 princpals',
-      /^unknown key "princpals"; allowed: version, settings, backends, datasets, groups, principals, scim$/,
+      /^unknown key "princpals"; allowed: version, settings, backends, datasets, groups, principals, invariants, scim$/,
     ],
     [
       'an unknown key in a dataset',

@@ -6,6 +6,7 @@ export {
   readSpecFile,
   compile,
   compileAws,
+  assertSpecInvariants,
   DEFAULT_IAM_PATH,
   MANAGED_TAG,
   CompileError,

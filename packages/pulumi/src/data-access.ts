@@ -3,7 +3,7 @@
 // maps each compiled object to the Pulumi resource that creates the same IAM object.
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { compile, parseSpec, readSpecFile, type Level, type Notice, type Resource, type Spec, type SpecInput } from './compiler.js';
+import { assertSpecInvariants, compile, parseSpec, readSpecFile, type Level, type Notice, type Resource, type Spec, type SpecInput } from './compiler.js';
 
 export interface DataAccessArgs {
   /** The spec, as YAML (or JSON) text or as the same structure in an object. One of `spec`, `specFile`. */
@@ -75,7 +75,8 @@ function pickBackend(spec: Spec, wanted: string | undefined, file: string): stri
 
 /**
  * Parse, validate and compile a spec for one aws backend, as `datagrant plan` does. Throws
- * SpecError (every problem with file, line and column) or CompileError (IAM quotas).
+ * SpecError (every problem with file, line and column), CompileError (IAM quotas) or
+ * InvariantError (a grant that breaks one of the spec's invariants).
  */
 export function compileSpec(args: DataAccessArgs, label = '<spec>'): CompiledSpec {
   const { file, text } = specText(args, label);
@@ -83,6 +84,7 @@ export function compileSpec(args: DataAccessArgs, label = '<spec>'): CompiledSpe
   const loaded = parseSpec(text, { file, env: args.env ?? process.env, now });
   const backend = pickBackend(loaded.spec, args.backend, file);
   const compiled = compile(loaded.spec, now);
+  assertSpecInvariants(loaded.spec, now, loaded.source);
   const desired = compiled.desired[backend]!;
   return {
     spec: loaded.spec,

@@ -202,6 +202,12 @@ describe('DataAccess', () => {
     ['bad3', 'a postgres backend', { spec: SPEC, backend: 'warehouse' }, /postgres backend; the Pulumi component provisions aws backends only/],
     ['bad4', 'an unknown backend', { spec: SPEC, backend: 'nope' }, /backend "nope" is not defined; aws backends: aws/],
     ['bad5', 'a missing file', { specFile: '/nonexistent/datagrant.yaml' }, /cannot read the spec: no such file/],
+    [
+      'bad6',
+      'a spec that breaks one of its invariants',
+      { spec: `${SPEC}invariants:\n  people-have-email: { type: person, require: [email] }\n` },
+      /^invariant people-have-email: principal bob \(<spec of DataAccess bad6>:\d+:\d+\) has no email$/,
+    ],
   ])('%s: refuses %s', (name, _what, args, message) => {
     expect(() => new DataAccess(name, { now: NOW, ...args })).toThrow(message);
   });

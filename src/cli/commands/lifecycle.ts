@@ -41,6 +41,7 @@ async function convergeFor(
     specHash: loaded.specHash,
     notices: loaded.notices,
     templates: loaded.templates,
+    source: loaded.source,
     env: io.env,
     store,
     makeBackends: (backends, installation) => makeBackends({ backends }, { ...opts.backendOptions, installation }),

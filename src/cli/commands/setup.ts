@@ -1,6 +1,7 @@
 // init, validate, schema.
 import { z } from 'zod';
 import { compile } from '../../compile/index.js';
+import { assertSpecInvariants } from '../../compile/invariants.js';
 import { specSchema } from '../../spec/schema.js';
 import { initState } from '../../store/open.js';
 import { loadSpecFor, pathsFor, withStore, type CommonOptions } from '../../app/context.js';
@@ -23,12 +24,16 @@ export async function initCommand(io: Io, opts: CommonOptions & { installation?:
   return 0;
 }
 
-/** Validate and compile without touching any backend. */
+/**
+ * Validate and compile without touching any backend, and check the spec's invariants against its
+ * own grants. SCIM people are not read here (that needs the state): plan and apply judge them.
+ */
 export async function validateCommand(io: Io, opts: CommonOptions): Promise<number> {
   const now = io.now();
   const loaded = loadSpecFor(io, opts, now);
   const { desired } = compile(loaded.spec, now);
   for (const n of loaded.notices) io.stderr(`Warning: ${n.message}\n`);
+  assertSpecInvariants(loaded.spec, now, loaded.source);
   const counts = Object.entries(desired).map(([b, d]) => `${b}: ${d.resources.length} objects`);
   io.stdout(`The spec is valid (${counts.join('; ')}).\n`);
   return 0;
