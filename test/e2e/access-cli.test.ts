@@ -1,6 +1,7 @@
 // `datagrant access` as an operator runs it, on a real PostgreSQL: the table, CSV and JSON agree
 // with the catalogs; the administrators every server has are accepted through knownAccess; a
-// GRANT made by hand shows as access the spec does not grant and turns --detailed-exitcode to 2.
+// GRANT made by hand shows as access the spec does not grant, breaks the spec's invariant, and
+// turns --detailed-exitcode to 2.
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { AccessReport } from '../../src/model/access.js';
 import type { Workspace } from '../support/cli.js';
@@ -66,6 +67,10 @@ test('the spec and the catalogs agree; the servers administrators are named, and
     backend: wh
     holders: [${admins.map((a) => JSON.stringify(a)).join(', ')}]
     reason: the server's administrators
+invariants:
+  hr-stays-with-readers:
+    datasets: [hr]
+    onlyMembersOf: [${readers}]
 `),
   );
   const clean = await ws.run('access', '--detailed-exitcode');
@@ -78,6 +83,10 @@ test('a GRANT made by hand is access the spec does not grant: shown in every for
   const table = await ws.run('access', '--dataset', 'hr', '--detailed-exitcode');
   expect(table.code).toBe(2);
   expect(table.stdout).toMatch(new RegExp(`! read\\s+${intruder} \\(pg-role, not datagrant's\\)\\s+actual only`));
+  // The spec's invariant holds for the spec (plan passes) but not for the backend: named.
+  expect(table.stdout).toContain('Invariants broken by the access the backends hold:');
+  expect(table.stdout).toMatch(new RegExp(`invariant hr-stays-with-readers: .*${intruder}`));
+  expect((await ws.run('plan')).code).toBe(0);
   const csv = await ws.run('access', '--dataset', 'hr', '--format', 'csv');
   expect(csv.stdout.split('\r\n')[0]).toBe('dataset,backend,level,who,principal,holder_kind,holder_id,managed,status,through,expires,last_used,known_access');
   expect(csv.stdout).toContain(`hr,wh,read,${intruder},,pg-role,${intruder},false,actual,`);
