@@ -16,8 +16,9 @@ import { applyPlan, slotOf, type ApplyEvent, type ApplyResult } from '../apply/a
 import { canonicalJson } from '../core/canonical.js';
 import { ApplyError, DatagrantError, StalePlanError } from '../core/errors.js';
 import type { ActualState, Change, Json, Notice, Plan, Resource } from '../core/types.js';
+import type { InvariantViolation } from '../model/access.js';
 import { actualHash, attrsHash } from '../plan/diff.js';
-import { assertSpecInvariants } from '../compile/invariants.js';
+import { assertSpecInvariants, withholdBreaking } from '../compile/invariants.js';
 import { substitute, type SpecPositions } from '../spec/load.js';
 import type { AwsBackendSpec, BackendSpec, Spec } from '../spec/schema.js';
 import type { CredentialRow, JournalEntry, StateStore, StoredBackend } from '../store/store.js';
@@ -52,6 +53,13 @@ export interface ConvergeOptions {
   env?: NodeJS.ProcessEnv;
   specHash: string;
   notices: Notice[];
+  /**
+   * A spec that breaks an invariant: `refuse` (default, the CLI) fails before anything is read;
+   * `withhold` (serve) plans without the access that breaks it, so removals still flow.
+   */
+  onInvariantBroken?: 'refuse' | 'withhold';
+  /** Told the violations whose access was withheld (serve logs them). */
+  onWithheld?: (violations: readonly InvariantViolation[]) => void;
   /** Where the spec file holds each value (LoadedSpec.source): invariant violations point there. */
   source?: SpecPositions;
   store: StateStore;
@@ -294,12 +302,22 @@ function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[]
   return { plan: { ...plan, changes }, held };
 }
 
-export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
-  const { store, now } = o;
-  // A spec that breaks one of its invariants is refused before any backend is read, whoever
-  // runs it (the CLI, serve); SCIM people are principals of the spec by now and are judged alike.
-  // Tearing everything down leaves no access to judge.
-  if (!o.destroy) assertSpecInvariants(o.spec, now, o.source);
+export async function converge(input: ConvergeOptions): Promise<ConvergeResult> {
+  const { store, now } = input;
+  // A spec that breaks one of its invariants is refused before any backend is read (the CLI), or
+  // (serve) loses the access that breaks it, and nothing else: SCIM people are principals of the
+  // spec by now and are judged alike. Tearing everything down leaves no access to judge.
+  let o = input;
+  if (!o.destroy && o.onInvariantBroken === 'withhold') {
+    const { spec, withheld } = withholdBreaking(o.spec, now, o.source);
+    if (withheld.length) {
+      o.onWithheld?.(withheld);
+      const notices: Notice[] = withheld.map((v) => ({ level: 'warning', message: `withheld: ${v.message}` }));
+      o = { ...o, spec, notices: [...notices, ...o.notices] };
+    }
+  } else if (!o.destroy) {
+    assertSpecInvariants(o.spec, now, o.source);
+  }
   const installation = await store.installation();
   if (o.saved) verifySaved(o.saved, store, o.specHash);
 

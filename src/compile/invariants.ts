@@ -311,3 +311,44 @@ export function assertSpecInvariants(spec: Spec, now: Date, source?: SpecPositio
   const violations = checkInvariants(spec, intendedFacts(spec, now, source), now);
   if (violations.length) throw new InvariantError(violations);
 }
+
+/**
+ * For `serve`, which nobody watches at a prompt: the spec without the access that breaks its
+ * invariants, and the violations it withheld. Refusing the whole reconcile instead would also hold
+ * up every removal (a leaver keeps access because someone else broke a rule); withholding fails
+ * closed for the breaking grant only. A violation about a principal and a dataset withholds that
+ * principal's direct grants on the dataset and its memberships of groups that grant it; one about
+ * a principal alone (`require`, `maxDatasets`) withholds all its grants and memberships. Repeats
+ * until nothing breaks; a violation that names no principal cannot be withheld, and throws.
+ */
+export function withholdBreaking(spec: Spec, now: Date, positions?: SpecPositions): { spec: Spec; withheld: InvariantViolation[] } {
+  if (Object.keys(spec.invariants ?? {}).length === 0) return { spec, withheld: [] };
+  let current = spec;
+  const withheld: InvariantViolation[] = [];
+  // A principal left with no grant and no group holds nothing: a rule it still breaks (`require`
+  // asks every person, access or not) is no access to withhold.
+  const bare = (name: string) => current.principals[name]!.grants.length === 0 && current.principals[name]!.groups.length === 0;
+  for (let round = 0; round <= Object.keys(spec.principals).length; round++) {
+    const violations = checkInvariants(current, intendedFacts(current, now, positions), now).filter(
+      (v) => !(v.principal !== undefined && Object.hasOwn(current.principals, v.principal) && bare(v.principal)),
+    );
+    if (violations.length === 0) return { spec: current, withheld };
+    const principals = { ...current.principals };
+    for (const v of violations) {
+      if (v.principal === undefined || !Object.hasOwn(principals, v.principal)) throw new InvariantError([v]);
+      const p = principals[v.principal]!;
+      const dataset = v.dataset;
+      principals[v.principal] =
+        dataset === undefined
+          ? { ...p, grants: [], groups: [] }
+          : {
+              ...p,
+              grants: p.grants.filter((g) => g.dataset !== dataset),
+              groups: p.groups.filter((g) => !(current.groups[g]?.grants ?? []).some((x) => x.dataset === dataset)),
+            };
+      withheld.push(v);
+    }
+    current = { ...current, principals };
+  }
+  throw new InvariantError(withheld);
+}

@@ -13,6 +13,8 @@ export interface ReconcileMetrics {
   massEvents: number;
   /** Deletions held right now, waiting for `datagrant apply --allow-mass-destroy`. */
   heldDeletions: number;
+  /** Violations of the spec's invariants whose access a reconcile withheld (the rest applied). */
+  invariantsWithheld: number;
   lastDurationSeconds: number;
   durationSecondsSum: number;
 }
@@ -26,6 +28,7 @@ export const ZERO_METRICS: Readonly<ReconcileMetrics> = {
   changesApplied: 0,
   massEvents: 0,
   heldDeletions: 0,
+  invariantsWithheld: 0,
   lastDurationSeconds: 0,
   durationSecondsSum: 0,
 };

@@ -337,6 +337,13 @@ export class Reconciler {
           actor,
           now,
           onMassEvent: 'hold',
+          // Nobody is at a prompt: the access that breaks an invariant is withheld, the rest
+          // (removals above all) applied, and the breach logged for a person to fix.
+          onInvariantBroken: 'withhold',
+          onWithheld: (violations) => {
+            this.metrics.invariantsWithheld += violations.length;
+            logger.error({ violations: violations.map((v) => v.message) }, 'reconcile: access that breaks an invariant withheld');
+          },
           concurrency: this.opts.concurrency ?? 8,
           onPlan: (plan) => {
             if (plan.changes.length) {

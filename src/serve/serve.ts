@@ -97,6 +97,10 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     'datagrant_held_deletions',
     'Deletions held by a mass deprovisioning event until `datagrant apply --allow-mass-destroy` confirms them.',
   );
+  const withheld = metrics.counter(
+    'datagrant_invariant_withheld_total',
+    "Grants a reconcile withheld because they break one of the spec's invariants (the rest of the reconcile applied); the log names each.",
+  );
   const skipped = metrics.counter(
     'datagrant_reconcile_skipped_total',
     'Reconciles that stopped early: another replica or a CLI apply held the lock (retried), a SCIM change left the desired and applied state as they were, or another run had covered every pending SCIM change.',
@@ -127,6 +131,7 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
       count(skipped, now.skippedUnchanged - before.skippedUnchanged, { reason: 'unchanged' });
       count(skipped, now.skippedCovered - before.skippedCovered, { reason: 'covered' });
       count(massEvents, now.massEvents - before.massEvents);
+      count(withheld, now.invariantsWithheld - before.invariantsWithheld);
       held.set(now.heldDeletions);
     },
   });

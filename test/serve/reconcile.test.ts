@@ -92,27 +92,28 @@ test('after a failed run, the next SCIM change runs even if the spec is back to 
   expect(reconciler.metrics).toMatchObject({ runs: 3, failures: 1, skippedUnchanged: 0 });
 });
 
-test('a SCIM person who breaks an invariant stops the run before the backends, like a spec error, and changes nothing', async () => {
-  // GIVEN a spec that asks every person for an email, and a running installation
+test("a SCIM person who breaks an invariant gets no access, and the rest of the run, a leaver's removal included, applies", async () => {
+  // GIVEN a spec that asks every person for an email, and a running installation with two readers
   writeFileSync(join(dir, 'datagrant.yaml'), `${SPEC}invariants: { people-have-email: { type: person, require: [email] } }\n`);
   people.ada = { type: 'person', email: 'ada@example.com', groups: ['readers'], grants: [] };
+  people.cy = { type: 'person', email: 'cy@example.com', groups: ['readers'], grants: [] };
   expect(await reconciler.runOnce({ full: true })).toBe('applied');
-  const before = [...backend.objects.keys()].sort();
-  const readsBefore = reads();
-  // WHEN the identity provider pushes a person without one
+  expect(backend.objects.has('aws:membership/readers/cy')).toBe(true);
+  // WHEN the identity provider pushes a person without one, and cy leaves
   people.bob = { type: 'person', groups: ['readers'], grants: [] };
-  // THEN the run fails naming the invariant and the person; the backends are not read, nothing is made
-  expect(await reconciler.runOnce({ full: false })).toBe('failed');
-  expect(errors).toEqual([
-    JSON.stringify({ err: { name: 'InvariantError', message: 'invariant people-have-email: principal bob (a SCIM person) has no email' } }),
-  ]);
-  expect(reads()).toBe(readsBefore);
-  expect([...backend.objects.keys()].sort()).toEqual(before);
-  expect(backend.calls.some((c) => c.includes('bob'))).toBe(false);
-  // and once the person has one, the next run applies
+  delete people.cy;
+  // THEN the run applies: cy's access is removed, bob gets nothing, and the breach is logged by name
+  const second = await reconciler.runOnce({ full: false });
+  expect(second, errors.join('\n')).toBe('applied');
+  expect(backend.objects.has('aws:membership/readers/cy')).toBe(false);
+  expect(backend.calls).toContain('delete aws:membership/readers/cy');
+  expect([...backend.objects.keys()].some((k) => k.includes('readers/bob'))).toBe(false);
+  expect(errors).toEqual([JSON.stringify({ violations: ['invariant people-have-email: principal bob (a SCIM person) has no email'] })]);
+  expect(reconciler.metrics.invariantsWithheld).toBe(1);
+  // and once the person has one, the next run grants bob's access
   people.bob.email = 'bob@example.com';
   expect(await reconciler.runOnce({ full: false })).toBe('applied');
-  expect(backend.calls).toContain('create aws:user/bob');
+  expect(backend.objects.has('aws:membership/readers/bob')).toBe(true);
 });
 
 test('a spec edit is a change: the next SCIM change runs', async () => {
