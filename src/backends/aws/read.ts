@@ -44,7 +44,11 @@ export async function readActual(aws: AwsConnection, opts: ReadOptions): Promise
 
 /** The ownership sets alone (no keys): for a change executed before any read. */
 export async function readOwnership(aws: AwsConnection): Promise<Ownership> {
-  const details = await accountDetails(aws);
+  return ownershipFromDetails(aws, await accountDetails(aws));
+}
+
+/** The ownership sets of what a bulk read found. */
+export function ownershipFromDetails(aws: AwsConnection, details: AccountDetails): Ownership {
   const { resources } = resourcesFromDetails({
     backend: aws.name,
     iamPath: aws.opts.iamPath,
@@ -56,13 +60,24 @@ export async function readOwnership(aws: AwsConnection): Promise<Ownership> {
   return ownershipOf(details, resources);
 }
 
-async function accountDetails(aws: AwsConnection): Promise<AccountDetails> {
+export interface DetailsOptions {
+  /**
+   * AWS managed policies too, with their default versions (effective access: one attached to
+   * anyone grants like any other). Plan needs none of them.
+   */
+  awsManagedPolicies?: boolean;
+  /** Join what only ListRoles tells of datagrant's roles (plan compares it; effective access does not). Default true. */
+  roleSettings?: boolean;
+}
+
+/** Every user, group, role and managed policy of the account: GetAccountAuthorizationDetails, page by page. */
+export async function accountDetails(aws: AwsConnection, opts: DetailsOptions = {}): Promise<AccountDetails> {
   const out: AccountDetails & { roles: RoleDetail[] } = { users: [], groups: [], roles: [], policies: [] };
   let marker: string | undefined;
   do {
     const page = await aws.iam.send(
       new GetAccountAuthorizationDetailsCommand({
-        Filter: ['User', 'Group', 'Role', 'LocalManagedPolicy'],
+        Filter: ['User', 'Group', 'Role', 'LocalManagedPolicy', ...(opts.awsManagedPolicies ? (['AWSManagedPolicy'] as const) : [])],
         MaxItems: 1000,
         ...(marker ? { Marker: marker } : {}),
       }),
@@ -73,7 +88,7 @@ async function accountDetails(aws: AwsConnection): Promise<AccountDetails> {
     out.policies.push(...(page.Policies ?? []));
     marker = page.IsTruncated ? page.Marker : undefined;
   } while (marker);
-  if (out.roles.some((r) => isUnder(r.Path, aws.opts.iamPath))) {
+  if ((opts.roleSettings ?? true) && out.roles.some((r) => isUnder(r.Path, aws.opts.iamPath))) {
     const listed = new Map<string, { Description?: string; MaxSessionDuration?: number }>();
     let next: string | undefined;
     do {
@@ -95,7 +110,8 @@ async function accountDetails(aws: AwsConnection): Promise<AccountDetails> {
   return out;
 }
 
-async function credentialReport(aws: AwsConnection): Promise<string> {
+/** The IAM credential report's CSV: generated if need be, waited for within `reportWaitMs`. */
+export async function credentialReport(aws: AwsConnection): Promise<string> {
   const deadline = Date.now() + (aws.opts.reportWaitMs ?? 120_000);
   let generate = true;
   for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
@@ -143,15 +159,17 @@ async function accessKeys(aws: AwsConnection, users: string[], credentials: Know
       else unsure.push(user);
     }
   }
+  await eachLimited(unsure, aws.opts.concurrency ?? 8, async (user) => void keys.set(user, await listKeys(aws, user)));
+  return keys;
+}
+
+/** Runs `fn` on every item, at most `limit` at once. */
+export async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
-    while (next < unsure.length) {
-      const user = unsure[next++]!;
-      keys.set(user, await listKeys(aws, user));
-    }
+    while (next < items.length) await fn(items[next++]!);
   };
-  await Promise.all(Array.from({ length: Math.min(aws.opts.concurrency ?? 8, unsure.length) }, worker));
-  return keys;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** The access keys of `user`, one request; none when the user is gone. */
