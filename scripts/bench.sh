@@ -11,6 +11,7 @@ bash scripts/ensure-moto.sh
 npm run --silent build
 node --import tsx bench/core.ts
 node --import tsx bench/aws.ts
+node --import tsx bench/access.ts
 pg_line=$(bash scripts/pg-setup.sh | tail -n 1)
 export "${pg_line?}"
 node --import tsx bench/postgres.ts

@@ -27,11 +27,15 @@ export interface AnyPolicy {
   Statement: AnyStatement | AnyStatement[];
 }
 
-export interface EvalRequest {
+export interface EvalRequest extends ConditionContext {
   /** `service:Action`, e.g. `s3:GetObject`. */
   action: string;
   /** The resource ARN, e.g. `arn:aws:s3:::bucket/prefix/key`. */
   resource: string;
+}
+
+/** What conditions are evaluated against. */
+export interface ConditionContext {
   /**
    * Condition keys (case-insensitive names, as AWS treats them) and their values for this request.
    * A key listed in `unknownKeys` is one whose value cannot be known statically (it depends on the
@@ -39,6 +43,11 @@ export interface EvalRequest {
    */
   context?: Record<string, string | string[]>;
   unknownKeys?: string[];
+  /**
+   * Every key absent from `context` is unknown rather than absent: a reading of documents with no
+   * request at hand (effective access), where only what the caller supplies (the clock) is known.
+   */
+  otherKeysUnknown?: boolean;
 }
 
 export type Decision = 'allow' | 'explicit-deny' | 'implicit-deny' | 'unknown';
@@ -52,7 +61,7 @@ export interface EvalResult {
   unknown: string[];
 }
 
-type Tri = true | false | 'unknown';
+export type Tri = true | false | 'unknown';
 
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
@@ -90,11 +99,11 @@ function statementApplies(s: AnyStatement, req: EvalRequest): boolean {
     : !list(s.NotResource).some((p) => resourceMatches(p, req.resource));
 }
 
-function lookup(req: EvalRequest, key: string): { values: string[] | undefined; unknown: boolean } {
+function lookup(req: ConditionContext, key: string): { values: string[] | undefined; unknown: boolean } {
   const lower = key.toLowerCase();
   if (req.unknownKeys?.some((k) => k.toLowerCase() === lower)) return { values: undefined, unknown: true };
   for (const [k, v] of Object.entries(req.context ?? {})) if (k.toLowerCase() === lower) return { values: list(v), unknown: false };
-  return { values: undefined, unknown: false };
+  return { values: undefined, unknown: req.otherKeysUnknown === true };
 }
 
 const time = (v: string): number => (/^\d+$/.test(v) ? Number(v) * 1000 : Date.parse(v));
@@ -133,7 +142,7 @@ const NEGATED: Record<string, string> = {
 };
 
 /** One operator/key pair: AWS ORs the expected values and (for a multi-valued key) the set operator decides. */
-function evalCondition(rawOp: string, key: string, expectedRaw: string | string[] | boolean | number, req: EvalRequest, unknown: string[]): Tri {
+function evalCondition(rawOp: string, key: string, expectedRaw: string | string[] | boolean | number, req: ConditionContext, unknown: string[]): Tri {
   const expected = (Array.isArray(expectedRaw) ? expectedRaw : [expectedRaw]).map(String);
   let op = rawOp;
   let set: 'any' | 'all' | undefined;
@@ -180,7 +189,8 @@ function evalCondition(rawOp: string, key: string, expectedRaw: string | string[
   return results.some((r) => r === true);
 }
 
-function conditionHolds(s: AnyStatement, req: EvalRequest, unknown: string[]): Tri {
+/** Whether a statement's condition block holds for the request (action and resource are not looked at). */
+export function conditionHolds(s: AnyStatement, req: ConditionContext, unknown: string[]): Tri {
   let result: Tri = true;
   for (const [op, keys] of Object.entries(s.Condition ?? {})) {
     for (const [key, expected] of Object.entries(keys)) {
@@ -238,4 +248,106 @@ export function evaluateSession(rolePolicies: readonly AnyPolicy[], sessionPolic
     return { decision: 'implicit-deny', allowedBy: [], deniedBy: [], unknown: [] };
   }
   return { decision: 'unknown', allowedBy: [], deniedBy: [], unknown: [...role.unknown, ...session.unknown] };
+}
+
+// ---------------------------------------------------------------- resource patterns over a prefix
+
+/**
+ * How much of a set of objects — every ARN that starts with `literal`, as `arn:aws:s3:::bucket/prefix*`
+ * names a dataset — some resource patterns reach: none of it, some of it, or all of it. Matching one
+ * probe key cannot answer this (`bucket/train/sub/*` reaches part of `train/`, `bucket/*` all of it,
+ * `bucket/other/*` none), so the patterns are run as automata: reading `literal` decides whether they
+ * can meet the set at all, and whether every continuation is then accepted decides whether they
+ * cover it (a subset construction, over the characters the patterns name plus one for any other).
+ *
+ * IAM policy variables (`${aws:username}`) depend on who asks: `widen` reads one as `*` (a pattern
+ * reaching more), `narrow` drops a pattern that has one (reaching less); `${*}`, `${?}` and `${$}`
+ * are the literal characters. Each caller picks the side that over-reports access.
+ */
+export type Reach = 'none' | 'some' | 'all';
+
+type Token = { t: 'star' } | { t: 'one' } | { t: 'char'; c: string };
+
+/** Tokens of one pattern; undefined when `narrow` drops it for a policy variable. */
+function tokensOf(pattern: string, variables: 'widen' | 'narrow'): Token[] | undefined {
+  const out: Token[] = [];
+  const star = () => {
+    if (out[out.length - 1]?.t !== 'star') out.push({ t: 'star' });
+  };
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i]!;
+    if (ch === '$' && pattern[i + 1] === '{') {
+      const end = pattern.indexOf('}', i + 2);
+      if (end > 0) {
+        const inner = pattern.slice(i + 2, end);
+        if (inner === '*' || inner === '?' || inner === '$') out.push({ t: 'char', c: inner });
+        else if (variables === 'narrow') return undefined;
+        else star();
+        i = end;
+        continue;
+      }
+    }
+    if (ch === '*') star();
+    else if (ch === '?') out.push({ t: 'one' });
+    else out.push({ t: 'char', c: ch });
+  }
+  return out;
+}
+
+/** Whether `pattern` holds a policy variable (other than the escapes `${*}`, `${?}`, `${$}`). */
+export const hasPolicyVariable = (pattern: string): boolean => /\$\{(?![*?$]\})[^}]*\}/.test(pattern);
+
+/** Above this many sets of states, coverage is not proved (and reported as `some`). */
+const MAX_SUBSETS = 4096;
+
+export function reachOfPrefix(patterns: readonly string[], literal: string, variables: 'widen' | 'narrow'): Reach {
+  const automata = patterns.map((p) => tokensOf(p, variables)).filter((t): t is Token[] => t !== undefined);
+  if (automata.length === 0) return 'none';
+  // A state is (automaton, position) packed in one number; a star is left by matching nothing.
+  const WIDTH = Math.max(...automata.map((a) => a.length)) + 1;
+  const close = (states: Set<number>): Set<number> => {
+    for (const s of states) {
+      const a = automata[Math.floor(s / WIDTH)]!;
+      const k = s % WIDTH;
+      if (a[k]?.t === 'star') states.add(s + 1);
+    }
+    return states;
+  };
+  const step = (states: Set<number>, c: string | undefined): Set<number> => {
+    const next = new Set<number>();
+    for (const s of states) {
+      const tok = automata[Math.floor(s / WIDTH)]![s % WIDTH];
+      if (!tok) continue;
+      if (tok.t === 'star') next.add(s);
+      else if (tok.t === 'one' || (c !== undefined && tok.c === c)) next.add(s + 1);
+    }
+    return close(next);
+  };
+  const accepting = (states: Set<number>) => [...states].some((s) => s % WIDTH === automata[Math.floor(s / WIDTH)]!.length);
+
+  let states = close(new Set(automata.map((_, i) => i * WIDTH)));
+  for (let i = 0; i < literal.length; i++) {
+    states = step(states, literal[i]);
+    if (states.size === 0) return 'none';
+  }
+  // Every character a pattern names, and `undefined` for all the others (they behave alike).
+  const alphabet: (string | undefined)[] = [...new Set(automata.flat().flatMap((t) => (t.t === 'char' ? [t.c] : [])))];
+  alphabet.push(undefined);
+  const key = (s: Set<number>) => [...s].sort((a, b) => a - b).join(',');
+  const seen = new Set([key(states)]);
+  const queue = [states];
+  while (queue.length) {
+    const current = queue.shift()!;
+    if (!accepting(current)) return 'some';
+    for (const c of alphabet) {
+      const next = step(current, c);
+      if (next.size === 0) return 'some';
+      const k = key(next);
+      if (seen.has(k)) continue;
+      if (seen.size >= MAX_SUBSETS) return 'some';
+      seen.add(k);
+      queue.push(next);
+    }
+  }
+  return 'all';
 }

@@ -3,7 +3,16 @@
 import { describe, expect, test } from 'vitest';
 import { compile } from '../../src/compile/index.js';
 import type { Resource } from '../../src/core/types.js';
-import { evaluate, evaluateSession, type AnyPolicy, type AnyStatement, type EvalRequest } from '../../src/model/iam-eval.js';
+import {
+  conditionHolds,
+  evaluate,
+  evaluateSession,
+  hasPolicyVariable,
+  reachOfPrefix,
+  type AnyPolicy,
+  type AnyStatement,
+  type EvalRequest,
+} from '../../src/model/iam-eval.js';
 import { specSchema } from '../../src/spec/schema.js';
 
 const doc = (...Statement: AnyPolicy['Statement'][]): AnyPolicy => ({ Version: '2012-10-17', Statement: Statement.flat() });
@@ -103,6 +112,63 @@ describe('conditions', () => {
     const maybeDeny = doc({ Effect: 'Deny', Action: '*', Resource: '*', Condition: { Bogus: { k: 'v' } } });
     expect(decide([allow, maybeDeny], req('a:B', 'r'))).toBe('unknown');
     expect(decide([maybeDeny], req('a:B', 'r'))).toBe('implicit-deny');
+  });
+});
+
+describe('a reading without a request (effective access)', () => {
+  test('with otherKeysUnknown only the keys supplied are known: the clock decides, the rest is unknown and named', () => {
+    const s: AnyStatement = {
+      Effect: 'Allow',
+      Action: '*',
+      Resource: '*',
+      Condition: { DateLessThan: { 'aws:CurrentTime': '2027-01-01T00:00:00Z' }, Bool: { 'aws:MultiFactorAuthPresent': 'true' } },
+    };
+    const why: string[] = [];
+    expect(conditionHolds(s, { context: { 'aws:CurrentTime': '2026-12-01T00:00:00Z' }, otherKeysUnknown: true }, why)).toBe('unknown');
+    expect(why.join()).toMatch(/Bool on aws:MultiFactorAuthPresent/);
+    // past the instant the statement is off, whatever the unknown key would say
+    expect(conditionHolds(s, { context: { 'aws:CurrentTime': '2027-01-02T00:00:00Z' }, otherKeysUnknown: true }, [])).toBe(false);
+    // without the flag an absent key is absent: Bool on it is false
+    expect(conditionHolds(s, { context: { 'aws:CurrentTime': '2026-12-01T00:00:00Z' } }, [])).toBe(false);
+    // a Null test of an unknown key is unknown too
+    expect(conditionHolds({ ...s, Condition: { Null: { 'aws:SourceVpc': 'true' } } }, { otherKeysUnknown: true }, [])).toBe('unknown');
+  });
+});
+
+describe('how much of a prefix resource patterns reach', () => {
+  const DS = 'arn:aws:s3:::b/train/';
+  test.each([
+    ['the dataset exactly', ['arn:aws:s3:::b/train/*'], 'all'],
+    ['a shorter prefix', ['arn:aws:s3:::b/tr*'], 'all'],
+    ['the whole bucket', ['arn:aws:s3:::b/*'], 'all'],
+    ['everything', ['*'], 'all'],
+    ['any bucket, one wildcard segment', ['arn:aws:s3:::*/train/*'], 'all'],
+    ['? for one character', ['arn:aws:s3:::?/t?ain/*'], 'all'],
+    ['a sub-prefix', ['arn:aws:s3:::b/train/sub/*'], 'some'],
+    ['one object', ['arn:aws:s3:::b/train/a.txt'], 'some'],
+    ['objects by suffix', ['arn:aws:s3:::b/*.csv'], 'some'],
+    ['a wildcard that needs one more character', ['arn:aws:s3:::b/train/?*'], 'some'],
+    ['another prefix of the bucket', ['arn:aws:s3:::b/other/*'], 'none'],
+    ['a longer name sharing the start', ['arn:aws:s3:::b/trainer/*'], 'none'],
+    ['the bucket, not its objects', ['arn:aws:s3:::b'], 'none'],
+    ['another bucket', ['arn:aws:s3:::c/*'], 'none'],
+    ['case matters', ['arn:aws:s3:::b/Train/*'], 'none'],
+    ['parts that together cover it', ['arn:aws:s3:::b/train/', 'arn:aws:s3:::b/train/?*'], 'all'],
+    ['no patterns', [], 'none'],
+  ])('%s', (_, patterns, reach) => {
+    expect(reachOfPrefix(patterns, DS, 'widen')).toBe(reach);
+  });
+
+  test('policy variables: widened to *, or the pattern dropped; the escapes are literal', () => {
+    const home = 'arn:aws:s3:::b/${aws:username}/*';
+    expect(hasPolicyVariable(home)).toBe(true);
+    expect(reachOfPrefix([home], 'arn:aws:s3:::b/alice/', 'widen')).toBe('all');
+    expect(reachOfPrefix([home], 'arn:aws:s3:::b/alice/', 'narrow')).toBe('none');
+    const escaped = 'arn:aws:s3:::b/train/${*}';
+    expect(hasPolicyVariable(escaped)).toBe(false);
+    // the object named `train/*`, and no other
+    expect(reachOfPrefix([escaped], DS, 'narrow')).toBe('some');
+    expect(reachOfPrefix([escaped], 'arn:aws:s3:::b/train/x', 'narrow')).toBe('none');
   });
 });
 

@@ -1,5 +1,6 @@
-// The connection to IAM and STS that every part of the aws driver shares: the clients, the
-// account the credentials belong to, and how what goes wrong becomes a BackendError.
+// The connection to IAM and STS (and S3, whose bucket policies effective access reads) that every
+// part of the aws driver shares: the clients, the account the credentials belong to, and how what
+// goes wrong becomes a BackendError.
 //
 // Requests are counted in SDK middleware, per attempt; the SDK's own retries are off so that
 // faults are retried in one place (src/backends/retry.ts), and throttled requests are re-sent at
@@ -13,6 +14,7 @@
 // STS with the standard credential chain and renewed before it expires: the backend manages the
 // role's account, and its reads, counts and errors are its own.
 import { IAMClient, type IAMClientConfig } from '@aws-sdk/client-iam';
+import { S3Client } from '@aws-sdk/client-s3';
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient, type STSClientConfig } from '@aws-sdk/client-sts';
 import type { BackendStats } from '../backend.js';
 import { DEFAULT_DEADLINES, deadlineError, type Deadlines } from '../deadline.js';
@@ -59,6 +61,8 @@ export class AwsConnection {
   readonly name: string;
   readonly opts: AwsBackendOptions;
   readonly iam: IAMClient;
+  /** S3, for the bucket policies effective access reads (access.ts). */
+  readonly s3: S3Client;
   readonly #sts: STSClient;
   /** With `assumeRole`: the client, on the caller's own credentials, that asks for the role's sessions. */
   readonly #issuer: STSClient | undefined;
@@ -100,12 +104,19 @@ export class AwsConnection {
     const session = role ? { ...common, credentials: () => this.#session(role) } : common;
     this.iam = new IAMClient(session);
     this.#sts = new STSClient(session);
+    this.s3 = new S3Client({
+      ...session,
+      // A bucket in another region answers with a redirect the client follows; an endpoint
+      // override (moto, a proxy) serves every bucket under one host, by path.
+      followRegionRedirects: true,
+      forcePathStyle: Boolean(opts.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL),
+    });
     // Per attempt, below the (disabled) SDK retry middleware: every request sent is counted, and a
     // failed one remembers where it went (the endpoint may come from the environment).
     const counter = { step: 'finalizeRequest', priority: 'low', name: 'datagrantRequestCounter' } as const;
     // Each API action paced at the rate AWS lets through, learned from its throttles (limiter.ts).
     const limiters = sharedLimiters(`${opts.name}@${opts.endpoint ?? process.env.AWS_ENDPOINT_URL ?? common.region}`);
-    for (const client of [this.iam, this.#sts, this.#issuer]) {
+    for (const client of [this.iam, this.#sts, this.s3, this.#issuer]) {
       if (!client) continue;
       (client.middlewareStack as IAMClient['middlewareStack']).add((next) => (args) => this.#sent(args.request, () => next(args)), counter);
       limitActions(client, limiters, () => this.#stats.retries++);
@@ -180,6 +191,7 @@ export class AwsConnection {
   close(): void {
     this.iam.destroy();
     this.#sts.destroy();
+    this.s3.destroy();
     this.#issuer?.destroy();
   }
 

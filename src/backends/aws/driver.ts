@@ -3,6 +3,8 @@
 //  connection.ts  the IAM and STS clients, deadlines, request counting and pacing; errors.ts
 //                 turns what goes wrong into a BackendError
 //  read.ts        the bulk read, mapped into resources by state.ts (pure)
+//  access.ts      effective access: the whole account's policies and the datasets' bucket
+//                 policies, in bulk, mapped by effective.ts (pure)
 //  ownership.ts   the boundary, re-checked for every change before any request
 //  kinds/         one handler per resource kind, in the table below
 //
@@ -11,7 +13,9 @@
 // request, and every handler works on attributes of its own kind's type.
 import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from '../backend.js';
 import type { ActualState, Change } from '../../core/types.js';
+import type { AccessQuery, AccessReading } from '../../model/access.js';
 import { asAwsChange, type AwsChangeOf, type AwsKind } from '../../model/aws.js';
+import { readAccess } from './access.js';
 import { AwsConnection, type AwsBackendOptions } from './connection.js';
 import type { HandlerTable } from './kinds/handler.js';
 import { attachments } from './kinds/attachments.js';
@@ -87,6 +91,15 @@ export class AwsBackend implements Backend {
       return out;
     } catch (e) {
       throw this.#aws.error(e, change.address);
+    }
+  }
+
+  /** Who can reach the query's datasets, datagrant's principals or not: access.ts. */
+  async readAccess(query: AccessQuery): Promise<AccessReading> {
+    try {
+      return await readAccess(this.#aws, query, new Date());
+    } catch (e) {
+      throw this.#aws.error(e);
     }
   }
 

@@ -63,7 +63,11 @@ export async function readActual(aws: AwsConnection, opts: ReadOptions): Promise
 
 /** The ownership sets alone (no keys): for a change executed before any read. */
 export async function readOwnership(aws: AwsConnection): Promise<Ownership> {
-  const details = await accountDetails(aws);
+  return ownershipFromDetails(aws, await accountDetails(aws));
+}
+
+/** The ownership sets of what a bulk read found. */
+export function ownershipFromDetails(aws: AwsConnection, details: AccountDetails): Ownership {
   const { resources } = resourcesFromDetails({
     backend: aws.name,
     iamPath: aws.opts.iamPath,
@@ -75,13 +79,24 @@ export async function readOwnership(aws: AwsConnection): Promise<Ownership> {
   return ownershipOf(details, resources);
 }
 
-async function accountDetails(aws: AwsConnection): Promise<AccountDetails> {
+export interface DetailsOptions {
+  /**
+   * AWS managed policies too, with their default versions (effective access: one attached to
+   * anyone grants like any other). Plan needs none of them.
+   */
+  awsManagedPolicies?: boolean;
+  /** Join what only ListRoles tells of datagrant's roles (plan compares it; effective access does not). Default true. */
+  roleSettings?: boolean;
+}
+
+/** Every user, group, role and managed policy of the account: GetAccountAuthorizationDetails, page by page. */
+export async function accountDetails(aws: AwsConnection, opts: DetailsOptions = {}): Promise<AccountDetails> {
   const out: AccountDetails & { roles: RoleDetail[] } = { users: [], groups: [], roles: [], policies: [] };
   let marker: string | undefined;
   do {
     const page = await aws.iam.send(
       new GetAccountAuthorizationDetailsCommand({
-        Filter: ['User', 'Group', 'Role', 'LocalManagedPolicy'],
+        Filter: ['User', 'Group', 'Role', 'LocalManagedPolicy', ...(opts.awsManagedPolicies ? (['AWSManagedPolicy'] as const) : [])],
         MaxItems: 1000,
         ...(marker ? { Marker: marker } : {}),
       }),
@@ -92,7 +107,7 @@ async function accountDetails(aws: AwsConnection): Promise<AccountDetails> {
     out.policies.push(...(page.Policies ?? []));
     marker = page.IsTruncated ? page.Marker : undefined;
   } while (marker);
-  if (out.roles.some((r) => isUnder(r.Path, aws.opts.iamPath))) {
+  if ((opts.roleSettings ?? true) && out.roles.some((r) => isUnder(r.Path, aws.opts.iamPath))) {
     const listed = new Map<string, { Description?: string; MaxSessionDuration?: number }>();
     let next: string | undefined;
     do {
@@ -114,7 +129,8 @@ async function accountDetails(aws: AwsConnection): Promise<AccountDetails> {
   return out;
 }
 
-async function credentialReport(aws: AwsConnection): Promise<string> {
+/** The IAM credential report's CSV: generated if need be, waited for within `reportWaitMs`. */
+export async function credentialReport(aws: AwsConnection): Promise<string> {
   const deadline = Date.now() + (aws.opts.reportWaitMs ?? 120_000);
   let generate = true;
   for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
@@ -169,27 +185,31 @@ async function accessKeys(
       else unsure.push(user);
     }
   }
+  await eachLimited(unsure, aws.opts.concurrency ?? 8, async (user) => {
+    const listed = await listKeys(aws, user);
+    // The report has no key ids: a listed key is the reported one created in the same second.
+    const reported = report.get(user);
+    const withUse = reported
+      ? listed.map((k) => {
+          const sec = Math.floor(Date.parse(k.createdAt) / 1000);
+          const used = reported.find((r) => Math.abs(r.createdSec - sec) <= 1)?.lastUsedAt;
+          return used === undefined ? k : { ...k, lastUsedAt: used };
+        })
+      : exact && usage
+        ? await withLastUse(aws, listed)
+        : listed;
+    keys.set(user, withUse);
+  });
+  return keys;
+}
+
+/** Runs `fn` on every item, at most `limit` at once. */
+export async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
-    while (next < unsure.length) {
-      const user = unsure[next++]!;
-      const listed = await listKeys(aws, user);
-      // The report has no key ids: a listed key is the reported one created in the same second.
-      const reported = report.get(user);
-      const withUse = reported
-        ? listed.map((k) => {
-            const sec = Math.floor(Date.parse(k.createdAt) / 1000);
-            const used = reported.find((r) => Math.abs(r.createdSec - sec) <= 1)?.lastUsedAt;
-            return used === undefined ? k : { ...k, lastUsedAt: used };
-          })
-        : exact && usage
-          ? await withLastUse(aws, listed)
-          : listed;
-      keys.set(user, withUse);
-    }
+    while (next < items.length) await fn(items[next++]!);
   };
-  await Promise.all(Array.from({ length: Math.min(aws.opts.concurrency ?? 8, unsure.length) }, worker));
-  return keys;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** Each key's last use, one GetAccessKeyLastUsed per key (an exact read for expireUnused). */

@@ -31,6 +31,10 @@ export interface InlinePolicy {
   PolicyName?: string;
   PolicyDocument?: string;
 }
+/** The managed policy that bounds what a user's or role's identity policies may allow. */
+export interface PermissionsBoundary {
+  PermissionsBoundaryArn?: string;
+}
 export interface UserDetail {
   UserName?: string;
   Path?: string;
@@ -39,6 +43,7 @@ export interface UserDetail {
   AttachedManagedPolicies?: AttachedPolicy[];
   UserPolicyList?: InlinePolicy[];
   Tags?: { Key?: string; Value?: string }[];
+  PermissionsBoundary?: PermissionsBoundary;
 }
 export interface GroupDetail {
   GroupName?: string;
@@ -61,6 +66,7 @@ export interface RoleDetail {
   AttachedManagedPolicies?: AttachedPolicy[];
   RolePolicyList?: InlinePolicy[];
   Tags?: { Key?: string; Value?: string }[];
+  PermissionsBoundary?: PermissionsBoundary;
 }
 export interface PolicyDetail {
   PolicyName?: string;
@@ -321,11 +327,11 @@ function csvCells(line: string): string[] {
   return cells;
 }
 
-/** Per user: the keys the IAM credential report lists (it has no key ids). */
-export function parseCredentialReport(csv: string): Map<string, ReportKey[]> {
+/** The credential report's lines, each a map from column name to cell. */
+export function credentialReportRows(csv: string): Map<string, string>[] {
   const lines = csv.split(/\r?\n/).filter((l) => l.length > 0);
   const header = csvCells(lines.shift() ?? '');
-  const out = new Map<string, ReportKey[]>();
+  const out: Map<string, string>[] = [];
   for (const line of lines) {
     let cells = csvCells(line);
     // IAM user names may contain commas; unquoted, such a name splits both the user and the arn
@@ -334,8 +340,16 @@ export function parseCredentialReport(csv: string): Map<string, ReportKey[]> {
     if (surplus > 0 && surplus % 2 === 0) {
       const k = surplus / 2;
       cells = [cells.slice(0, k + 1).join(','), cells.slice(k + 1, 2 * k + 2).join(','), ...cells.slice(2 * k + 2)];
-    } else if (surplus !== 0) continue; // unreadable: the user's keys are listed one by one instead
-    const row = new Map(header.map((h, i) => [h, cells[i] ?? '']));
+    } else if (surplus !== 0) continue; // unreadable: left out (the reader lists that user's keys one by one)
+    out.push(new Map(header.map((h, i) => [h, cells[i] ?? ''])));
+  }
+  return out;
+}
+
+/** Per user: the keys the IAM credential report lists (it has no key ids). */
+export function parseCredentialReport(csv: string): Map<string, ReportKey[]> {
+  const out = new Map<string, ReportKey[]>();
+  for (const row of credentialReportRows(csv)) {
     const user = row.get('user');
     if (!user) continue;
     const keys: ReportKey[] = [];

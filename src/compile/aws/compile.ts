@@ -14,7 +14,7 @@ import {
 } from '../../spec/schema.js';
 import type { SessionFact } from '../../model/session.js';
 import { awsAccessSet, awsSessionRoleName } from '../sessions.js';
-import { S3_LEVELS } from './levels.js';
+import { S3_LEVELS } from '../../model/aws-levels.js';
 import { accountObjects, quotaProblems, quotasOf } from './quotas.js';
 import {
   mergeStatements,
