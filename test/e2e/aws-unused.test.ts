@@ -54,6 +54,14 @@ test('a key unused past the limit loses its grants and is deactivated, stays so,
   // cutoff falls between idle's issue and busy's use.
   const later = new Date(issued + 86400_000 + 1500);
   ws.now = () => later;
+  // access --unused lists exactly idle's access; busy's key was used within the day.
+  const unused = await ws.run('access', '--unused', '1d', '--format', 'csv');
+  expect(unused.code, unused.stderr).toBe(0);
+  const rows = unused.stdout.trim().split('\r\n').slice(1);
+  expect(rows.map((r) => r.split(',').slice(0, 4).join(','))).toEqual(['training,aws,read,idle']);
+  // Its only use is datagrant's own check, at issue, that AWS accepts the new key.
+  const lastUsed = Date.parse(rows[0]!.split(',').at(-2)!);
+  expect(Math.abs(lastUsed - issued)).toBeLessThan(3000);
   const plan = await ws.run('plan');
   expect(plan.code, plan.stderr).toBe(0);
   // The plan says it first, naming the principal, the limit and the way back.
