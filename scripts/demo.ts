@@ -87,6 +87,9 @@ try {
   await attempt('GetObject other-bucket/secret.txt', false, () => s3.send(new GetObjectCommand({ Bucket: 'other-bucket', Key: 'secret.txt' })));
   await attempt('ListBucket other-bucket', false, () => s3.send(new ListObjectsV2Command({ Bucket: 'other-bucket' })));
 
+  step('Who can read ai-model-data, read from IAM itself, beside the spec (datagrant access)');
+  must(datagrant('access').code === 0, 'access');
+
   step('The audit trail (hash-chained)');
   datagrant('audit', 'log');
   must(datagrant('audit', 'verify').code === 0, 'audit verify');
