@@ -1,0 +1,71 @@
+// Access reviews (issue 13): a frozen population of effective access, the manifest an auditor
+// tests it against, and the reviewers' decisions. Plain, serialisable data shared by the store,
+// the app and the renderers.
+import type { AccessReport, AccessReportRow } from './access.js';
+
+export type ReviewVerdict = 'keep' | 'revoke';
+export const REVIEW_VERDICTS: readonly ReviewVerdict[] = ['keep', 'revoke'];
+
+/** What an auditor checks the population against: where, when and how it was read. */
+export interface ReviewManifest {
+  /** When the backends were read (the report's generatedAt). */
+  extractedAt: string;
+  /** The command that reads the same population again, and the filters it was read with. */
+  query: { command: string; filters: AccessReport['filters'] };
+  specFile: string;
+  /** sha256 of the spec file's text the intended side came from. */
+  specSha256: string;
+  /** The audit chain's last entry when the population was read (its seq and MAC); null: empty chain. */
+  auditHead: { seq: number; hash: string } | null;
+  datagrantVersion: string;
+  /** sha256 of the population as canonical JSON; the review's start entry in the audit chain carries it. */
+  populationSha256: string;
+  /** What the reader could not see or evaluate: access the population cannot show. */
+  limits: string[];
+  /** Requests each backend's read took. */
+  requests: Record<string, number>;
+}
+
+/** One reviewer's standing decision on one row. */
+export interface ReviewDecision {
+  rowId: string;
+  decision: ReviewVerdict;
+  reason: string;
+  reviewer: string;
+  decidedAt: string;
+  /** The reviewer is the row's principal (by name or e-mail): a decision about their own access. */
+  selfReview: boolean;
+  /** The audit entry that recorded it. */
+  auditSeq: number;
+}
+
+export interface Review {
+  /** Unique in the state; letters, digits, `.`, `_`, `-`. */
+  name: string;
+  startedAt: string;
+  startedBy: string;
+  manifest: ReviewManifest;
+  population: AccessReportRow[];
+  /**
+   * The e-mail of every spec principal in the population, as the spec (and SCIM) said at start:
+   * how a reviewer who signs with an e-mail is recognised as the row's principal.
+   */
+  emails: Record<string, string>;
+  /** Current decisions, one per row and reviewer (a later one by the same reviewer replaces it). */
+  decisions: ReviewDecision[];
+  closedAt: string | null;
+  closedBy: string | null;
+}
+
+export interface ReviewSummary {
+  name: string;
+  startedAt: string;
+  startedBy: string;
+  closedAt: string | null;
+  rows: number;
+  /** Rows with at least one decision. */
+  decided: number;
+}
+
+/** Review names end up in file names (`review export`): nothing that could leave a directory. */
+export const REVIEW_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
