@@ -69,3 +69,74 @@ export interface ReviewSummary {
 
 /** Review names end up in file names (`review export`): nothing that could leave a directory. */
 export const REVIEW_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** An audit chain entry as reviews cite it (the store's AuditEntry has this shape). */
+export interface AuditRecord {
+  seq: number;
+  at: string;
+  actor: string;
+  event: string;
+  address: string | null;
+  outcome: string;
+  detail: string | null;
+  hash: string;
+}
+
+/** What the reviewers decided on a row, all decisions taken together. */
+export interface RowOutcome {
+  /** `revoke` when any reviewer's standing decision is revoke: removing access needs one voice, keeping it needs none against. */
+  outcome: ReviewVerdict | 'undecided';
+  /** Reviewers disagree (keep and revoke). */
+  contested: boolean;
+  /** Every decision on it is a self-review: nobody independent has looked at it. */
+  selfReviewOnly: boolean;
+}
+
+/** Whether a revocation has taken effect. */
+export interface RevocationStatus {
+  /** `removed`: the backends no longer hold it; `present`: they still do. */
+  state: 'removed' | 'present';
+  /** Where it is still held, when present. */
+  remaining: string[];
+  /**
+   * The audit entry of the change that removed it. `change`: an applied change to one of the
+   * principal's own objects; `run`: no change names the principal (an AWS access-set role), so
+   * the first successful apply after the review started that it did not survive.
+   */
+  entry?: AuditRecord & { match: 'change' | 'run' };
+  /** Said in words: how it was removed, or what is left to do. */
+  note: string;
+}
+
+export interface ReviewEvidenceRow {
+  /** 1-based position in the population, as `review show` numbers it. */
+  n: number;
+  row: AccessReportRow;
+  decisions: ReviewDecision[];
+  outcome: RowOutcome;
+  /** For rows whose outcome is revoke. */
+  revocation?: RevocationStatus;
+}
+
+/** Everything `review export` writes: what an auditor receives. */
+export interface ReviewEvidence {
+  review: Pick<Review, 'name' | 'startedAt' | 'startedBy' | 'closedAt' | 'closedBy'>;
+  manifest: ReviewManifest;
+  summary: {
+    rows: number;
+    undecided: number;
+    keep: number;
+    revoke: number;
+    contested: number;
+    selfReviewOnly: number;
+    selfReviews: number;
+    removed: number;
+    present: number;
+  };
+  rows: ReviewEvidenceRow[];
+  /** When the revocations' status was read from the backends and the audit chain. */
+  checkedAt: string;
+  /** The audit chain's verdict at export (`datagrant audit verify`). */
+  auditVerified: { ok: boolean; entries: number; firstBad?: { seq: number; reason: string } };
+  exportedBy: string;
+}
