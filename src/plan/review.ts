@@ -181,6 +181,22 @@ export function revocationStatus(row: AccessReportRow, fresh: AccessReport, entr
   };
 }
 
+/** The counts of a review's rows; `removed` and `present` count the rows given a revocation status. */
+export function summarize(rows: readonly ReviewEvidenceRow[]): ReviewEvidence['summary'] {
+  const count = (p: (r: ReviewEvidenceRow) => boolean) => rows.filter(p).length;
+  return {
+    rows: rows.length,
+    undecided: count((r) => r.outcome.outcome === 'undecided'),
+    keep: count((r) => r.outcome.outcome === 'keep'),
+    revoke: count((r) => r.outcome.outcome === 'revoke'),
+    contested: count((r) => r.outcome.contested),
+    selfReviewOnly: count((r) => r.outcome.selfReviewOnly),
+    selfReviews: rows.reduce((n, r) => n + r.decisions.filter((d) => d.selfReview).length, 0),
+    removed: count((r) => r.revocation?.state === 'removed'),
+    present: count((r) => r.revocation?.state === 'present'),
+  };
+}
+
 export interface EvidenceInput {
   review: Review;
   /** A fresh report read with the review's filters. */
@@ -194,21 +210,10 @@ export function reviewEvidence(input: EvidenceInput): ReviewEvidence {
   const { review, fresh, entries } = input;
   const after = reviewStartSeq(review, entries);
   const rows = reviewRows(review).map((r) => (r.outcome.outcome === 'revoke' ? { ...r, revocation: revocationStatus(r.row, fresh, entries, after) } : r));
-  const count = (p: (r: ReviewEvidenceRow) => boolean) => rows.filter(p).length;
   return {
     review: { name: review.name, startedAt: review.startedAt, startedBy: review.startedBy, closedAt: review.closedAt, closedBy: review.closedBy },
     manifest: review.manifest,
-    summary: {
-      rows: rows.length,
-      undecided: count((r) => r.outcome.outcome === 'undecided'),
-      keep: count((r) => r.outcome.outcome === 'keep'),
-      revoke: count((r) => r.outcome.outcome === 'revoke'),
-      contested: count((r) => r.outcome.contested),
-      selfReviewOnly: count((r) => r.outcome.selfReviewOnly),
-      selfReviews: review.decisions.filter((d) => d.selfReview).length,
-      removed: count((r) => r.revocation?.state === 'removed'),
-      present: count((r) => r.revocation?.state === 'present'),
-    },
+    summary: summarize(rows),
     rows,
     checkedAt: fresh.generatedAt,
     auditVerified: input.verdict,
