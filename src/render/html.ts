@@ -110,7 +110,8 @@ const lastUsed = (r: AccessReportRow) =>
   r.lastUsedAt === undefined ? '<span class="muted">unknown</span>' : r.lastUsedAt === null ? 'never' : esc(r.lastUsedAt);
 
 function whoCell(r: AccessReportRow): string {
-  const holder = r.holder && (!r.managed || r.holder.name !== r.who) ? `<br><span class="muted mono">${esc(r.holder.id)}</span>` : '';
+  // The holder's own id (an ARN) when it says more than the name.
+  const holder = r.holder && !r.managed && r.holder.id !== r.who ? `<br><span class="muted mono">${esc(r.holder.id)}</span>` : '';
   return `${esc(r.who)}${r.managed ? '' : ` ${badge('unmanaged', "not datagrant's")}`}${holder}`;
 }
 
