@@ -125,6 +125,10 @@ export function planRevocations(input: RevocationInput): RevocationPlan {
       const holder = row.holder ? `${row.holder.kind} ${row.holder.id}` : row.who;
       for (const p of row.actual) item.manual.push(`on backend ${row.backend}, remove ${p.via} (holder ${holder}; not managed by datagrant)`);
       if (!row.actual.length) item.manual.push(`on backend ${row.backend}, remove the access of ${holder} (not managed by datagrant)`);
+      if (row.known) {
+        // An entry may name several holders by pattern: taking it out is a person's edit.
+        item.manual.push(`the spec's knownAccess.${row.known.name} accepts this access (${row.known.reason}): once it is removed, narrow or remove that entry`);
+      }
     }
     if (!item.edits.length && !item.manual.length && !item.notes.length) {
       item.notes.push('nothing in the spec grants it and the review recorded no path to remove: check it by hand');

@@ -36,7 +36,7 @@ tbody tr:nth-child(even) { background: #fbfcfd; }
 td ul { margin: 0; padding-left: 16px; }
 .badge { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px; font-weight: 600; white-space: nowrap; border: 1px solid transparent; }
 .b-both, .b-keep, .b-removed, .b-ok { color: var(--ok); background: var(--ok-bg); border-color: var(--ok); }
-.b-intended, .b-undecided, .b-self { color: var(--warn); background: var(--warn-bg); border-color: var(--warn); }
+.b-intended, .b-undecided, .b-self, .b-known { color: var(--warn); background: var(--warn-bg); border-color: var(--warn); }
 .b-actual, .b-revoke, .b-present, .b-bad { color: var(--bad); background: var(--bad-bg); border-color: var(--bad); }
 .b-unmanaged, .b-contested { color: var(--info); background: var(--info-bg); border-color: var(--info); }
 .muted { color: var(--muted); }
@@ -112,7 +112,8 @@ const lastUsed = (r: AccessReportRow) =>
 function whoCell(r: AccessReportRow): string {
   // The holder's own id (an ARN) when it says more than the name.
   const holder = r.holder && !r.managed && r.holder.id !== r.who ? `<br><span class="muted mono">${esc(r.holder.id)}</span>` : '';
-  return `${esc(r.who)}${r.managed ? '' : ` ${badge('unmanaged', "not datagrant's")}`}${holder}`;
+  const known = r.known ? `<br>${badge('known', `known: ${r.known.name}`)} <span class="muted">${esc(r.known.reason)}</span>` : '';
+  return `${esc(r.who)}${r.managed ? '' : ` ${badge('unmanaged', "not datagrant's")}`}${holder}${known}`;
 }
 
 /** The cells every table of access rows starts with. */
@@ -176,6 +177,7 @@ ${cards([
   ['only in the backends', count('actual')],
   ['only in the spec', count('intended')],
   ["not datagrant's", report.rows.filter((r) => !r.managed).length],
+  ['accepted by knownAccess', report.rows.filter((r) => r.known).length],
   ['invariants broken', report.invariants.length],
   ['limits', report.limits.length],
 ])}

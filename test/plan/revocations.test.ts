@@ -114,6 +114,18 @@ describe('the revocations patch', () => {
     expect(manual.PUBLIC).toEqual(['on backend wh, remove GRANT SELECT ON features.embeddings TO PUBLIC (holder pg-public PUBLIC; not managed by datagrant)']);
   });
 
+  test("access the spec's knownAccess accepts: removed by hand, and the entry named for narrowing", () => {
+    const text = `${SPEC_TEXT}knownAccess:\n  public-features: { backend: wh, holders: [PUBLIC], reason: legacy dashboards }\n`;
+    const review = fixtureReview([['PUBLIC', 'features', 'read', 'revoke', 'carol']], fixtureReport({ text }));
+    const { fileSpec, spec } = loadFixtureSpec(text);
+    const p = planRevocations({ review, specText: text, specFile: SPEC_FILE, fileSpec, spec, env: {}, now: NOW });
+    expect(p.patch).toBe('');
+    expect(p.items[0]!.manual).toEqual([
+      'on backend wh, remove GRANT SELECT ON features.embeddings TO PUBLIC (holder pg-public PUBLIC; not managed by datagrant)',
+      "the spec's knownAccess.public-features accepts this access (legacy dashboards): once it is removed, narrow or remove that entry",
+    ]);
+  });
+
   test('every revoked row comes out with an edit, a step or a note', () => {
     const report = fixtureReport();
     const all = report.rows.map((r) => [r.who, r.dataset, r.level, 'revoke', 'carol'] as [string, string, string, ReviewVerdict, string]);
