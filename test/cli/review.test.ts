@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend.js';
+import { hashJson } from '../../src/core/canonical.js';
 import type { AccessReading } from '../../src/model/access.js';
 import type { ReviewEvidence } from '../../src/model/review.js';
 import { REVIEW_CSV_HEADER } from '../../src/render/review.js';
@@ -126,6 +127,12 @@ describe('datagrant review', () => {
     expect(json.summary).toMatchObject({ rows: 12, keep: 10, revoke: 2, undecided: 0, removed: 1, present: 1 });
     expect(json.manifest.query.command).toBe('datagrant --spec datagrant.yaml access --format json');
     expect(readFileSync(join(ws.dir, 'evidence', '2026-Q4.csv'), 'utf8').split('\r\n')[0]).toBe(REVIEW_CSV_HEADER.join(','));
+    // What the README tells the auditor to recompute: both hashes are in the review's start entry.
+    const started = (JSON.parse((await ws.run('audit', 'log', '--json')).stdout) as { event: string; detail: string }[]).find(
+      (e) => e.event === 'review.start',
+    )!;
+    expect(hashJson(json.rows.map((r) => r.row))).toBe(json.manifest.populationSha256);
+    expect(started.detail).toContain(`population sha256 ${json.manifest.populationSha256}, manifest sha256 ${hashJson(json.manifest)}`);
     expect(readFileSync(join(ws.dir, 'evidence', '2026-Q4.html'), 'utf8')).toMatch(/^<!doctype html>[\s\S]*Content-Security-Policy/);
   });
 

@@ -182,7 +182,9 @@ test('a review from start to evidence: one revocation applied, shown with its au
   const evidence = JSON.parse(readFileSync(join(ws.dir, 'evidence', '2026-Q4.json'), 'utf8')) as ReviewEvidence;
   expect(hashJson(evidence.rows.map((r) => r.row))).toBe(evidence.manifest.populationSha256);
   const start = log.find((e) => e.event === 'review.start')!;
-  expect((start as unknown as { detail: string }).detail).toContain(`population sha256 ${evidence.manifest.populationSha256}`);
+  expect((start as unknown as { detail: string }).detail).toContain(
+    `population sha256 ${evidence.manifest.populationSha256}, manifest sha256 ${hashJson(evidence.manifest)}`,
+  );
   expect(evidence.manifest.auditHead!.seq).toBe(start.seq - 1);
   expect(evidence.manifest.query.command).toBe('datagrant --spec datagrant.yaml access --format json');
   expect(evidence.auditVerified.ok).toBe(true);
