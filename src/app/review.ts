@@ -5,7 +5,7 @@
 // store together with its audit entry.
 import { hashJson } from '../core/canonical.js';
 import { ReviewError } from '../core/errors.js';
-import type { AccessReport } from '../model/access.js';
+import type { AccessReport, AccessReportRow } from '../model/access.js';
 import { REVIEW_NAME_RE, type Review, type ReviewDecision, type ReviewEvidence, type ReviewManifest, type ReviewVerdict } from '../model/review.js';
 import { accessCommandLine, isSelfReview, matchingRows, reviewAddress, reviewEvidence, reviewRows, selectRows, type RowFilter } from '../plan/review.js';
 import { planRevocations, type RevocationInput, type RevocationPlan } from '../plan/revocations.js';
@@ -62,6 +62,7 @@ export async function startReview(store: ReviewStateStore, o: StartReviewOptions
     datagrantVersion: o.version,
     populationSha256: hashJson(population),
     limits: report.limits,
+    invariants: report.invariants,
     requests: report.requests,
   };
   const inPopulation = new Set(population.flatMap((r) => (r.principal !== undefined ? [r.principal] : [])));
@@ -120,7 +121,7 @@ export async function decide(store: ReviewStore, o: DecideOptions): Promise<Revi
   const review = await loadReview(store, o.name);
   if (review.closedAt)
     throw new ReviewError(`the review ${JSON.stringify(o.name)} was closed ${review.closedAt} by ${review.closedBy}; a closed review takes no more decisions`);
-  let rows;
+  let rows: AccessReportRow[];
   if (o.matching) {
     rows = matchingRows(review, o.matching);
     if (!rows.length) throw new ReviewError(`no row of review ${JSON.stringify(o.name)} matches; \`datagrant review show ${o.name}\` lists them`);

@@ -1,7 +1,7 @@
 // Access reviews (issue 13): a frozen population of effective access, the manifest an auditor
 // tests it against, and the reviewers' decisions. Plain, serialisable data shared by the store,
 // the app and the renderers.
-import type { AccessReport, AccessReportRow } from './access.js';
+import type { AccessReport, AccessReportRow, InvariantViolation } from './access.js';
 
 export type ReviewVerdict = 'keep' | 'revoke';
 export const REVIEW_VERDICTS: readonly ReviewVerdict[] = ['keep', 'revoke'];
@@ -22,6 +22,8 @@ export interface ReviewManifest {
   populationSha256: string;
   /** What the reader could not see or evaluate: access the population cannot show. */
   limits: string[];
+  /** The spec's invariants the access broke when it was read. */
+  invariants: InvariantViolation[];
   /** Requests each backend's read took. */
   requests: Record<string, number>;
 }

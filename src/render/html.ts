@@ -254,6 +254,7 @@ ${cards([
 <table class="review"><thead><tr><th>#</th>${ACCESS_HEAD}<th>Outcome</th><th>Decisions</th><th>Revocation</th></tr></thead><tbody>
 ${e.rows.map(reviewRowHtml).join('\n') || '<tr><td colspan="12" class="none">The population is empty.</td></tr>'}
 </tbody></table>
+${invariantsSection(m)}
 ${limitsSection(m.limits)}
 <footer>A row is revoked when any reviewer's standing decision is revoke; contested rows have keep and revoke decisions. A self-review is a decision by the row's own principal (matched by principal name or e-mail). The population's sha256 is that of its rows as canonical JSON (sorted keys) in the JSON evidence; the review's start entry in the audit chain (<code>datagrant audit log</code>, <code>datagrant audit verify</code>) carries it.</footer>`;
   return page(`Access review ${e.review.name}`, body);

@@ -64,6 +64,10 @@ export function renderReviewShow(review: Review, rows: readonly ReviewEvidenceRo
   out.push('', summaryLine({ summary }));
   if (summary.undecided)
     out.push(`${summary.undecided} row(s) still need a decision: datagrant review decide ${review.name} N… --keep|--revoke --reason TEXT --as REVIEWER`);
+  if (m.invariants.length) {
+    out.push('', 'Invariants the access broke when it was read:');
+    for (const v of m.invariants) out.push(`  ✗ ${v.message}`);
+  }
   if (m.limits.length) {
     out.push('', 'The population cannot show access through these (not seen or not evaluated):');
     for (const l of m.limits) out.push(`  - ${l}`);

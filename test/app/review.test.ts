@@ -44,6 +44,7 @@ describe('review start', () => {
       datagrantVersion: '0.1.0',
       populationSha256: hashJson(report.rows),
       limits: ['aws: service control policies are not readable from a member account'],
+      invariants: [],
       requests: { aws: 4, wh: 2 },
     });
     // Only the e-mails of principals in the population are kept.

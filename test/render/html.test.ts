@@ -107,5 +107,7 @@ describe('renderReviewHtml', () => {
       '<span class="badge b-removed">removed</span><br>audit #20 · 2026-12-03T10:00:00.000Z · ci@cli<br><code>change.delete aws:membership/ml-researchers/alice</code>',
     );
     expect(html).toContain('<span class="badge b-ok">verified</span> 20 entries');
+    expect(html).toContain('<h2>Invariants broken (1)</h2>');
+    expect(html).toContain('no-&lt;u&gt;public&lt;/u&gt;');
   });
 });

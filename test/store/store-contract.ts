@@ -475,6 +475,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
           datagrantVersion: '0.1.0',
           populationSha256: 'b'.repeat(64),
           limits: ['service control policies are not readable'],
+          invariants: [{ invariant: 'hr-only', message: 'mallory reads hr-private', source: 'actual' }],
           requests: { aws: 4 },
         },
         // Markup and non-ASCII come back exactly as stored.
@@ -669,6 +670,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
                 datagrantVersion: '0.1.0',
                 populationSha256: 'b'.repeat(64),
                 limits: [],
+                invariants: [],
                 requests: {},
               },
               population: [],
