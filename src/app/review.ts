@@ -16,7 +16,8 @@ export type ReviewStateStore = ReviewStore & Pick<AuditLog, 'auditHead' | 'audit
 /** A reason is evidence an auditor reads: required, and kept to what a person writes. */
 const MAX_REASON = 2000;
 const MAX_REVIEWER = 200;
-// Control characters would let a reason or a name rewrite lines of `audit log` and `review show`.
+// Control characters would let a reason or a name rewrite what a terminal shows; line breaks are
+// kept in a reason, and quoted (JSON) in its audit entry so that it cannot pass for another entry.
 const CONTROL = /[^\P{Cc}\n\t]/u;
 
 export function checkReviewName(name: string): string {
@@ -151,7 +152,7 @@ export async function decide(store: ReviewStore, o: DecideOptions): Promise<Revi
       event: 'review.decide',
       address: reviewAddress(o.name),
       outcome: d.decision,
-      detail: `row ${d.rowId}; reviewer ${d.reviewer}${d.selfReview ? '; self-review' : ''}; reason: ${d.reason}`,
+      detail: `row ${d.rowId}; reviewer ${d.reviewer}${d.selfReview ? '; self-review' : ''}; reason: ${JSON.stringify(d.reason)}`,
     })),
   );
 }

@@ -83,9 +83,9 @@ describe('review decide', () => {
     ]);
     const entries = (await store.auditEntries()).filter((e) => e.event === 'review.decide');
     expect(entries.map((e) => `${e.outcome}: ${e.detail}`)).toEqual([
-      `keep: row ${review.population[Number(alice) - 1]!.id}; reviewer Alice@Example.com; self-review; reason: still on the team`,
-      `keep: row ${review.population[Number(alice) - 1]!.id}; reviewer dave; reason: still on the team`,
-      `revoke: row ${review.population[Number(alice) - 1]!.id}; reviewer dave; reason: left the project\nin November`,
+      `keep: row ${review.population[Number(alice) - 1]!.id}; reviewer Alice@Example.com; self-review; reason: "still on the team"`,
+      `keep: row ${review.population[Number(alice) - 1]!.id}; reviewer dave; reason: "still on the team"`,
+      `revoke: row ${review.population[Number(alice) - 1]!.id}; reviewer dave; reason: "left the project\\nin November"`,
     ]);
     expect(entries.every((e) => e.actor === 'carol@cli' && e.address === 'review/2026-Q4')).toBe(true);
   });
