@@ -9,7 +9,19 @@ import { credentialsExport, credentialsList, credentialsRotate, credentialsShow,
 import { execCommand } from './commands/exec.js';
 import { applyCommand, driftCommand, planCommand } from './commands/lifecycle.js';
 import { DEFAULT_SCOPE, loginCommand } from './commands/login.js';
+import {
+  reviewClose,
+  reviewDecide,
+  reviewExport,
+  reviewList,
+  reviewRevocations,
+  reviewShow,
+  reviewStart,
+  reviewStatus,
+  type DecideCliOptions,
+} from './commands/review.js';
 import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
+import { renderAccessHtml } from '../render/html.js';
 import { processIo, type Io } from '../app/io.js';
 
 const positiveInt = (v: string) => {
@@ -130,8 +142,77 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--out <file>', 'write the report to a file instead of standard output')
     .option('--detailed-exitcode', 'exit 2 when the access the backends hold differs from the spec (or breaks an invariant)')
     .action(async (o: { principal?: string; dataset?: string; unused?: string; format: AccessFormat; out?: string; detailedExitcode?: boolean }) =>
-      run(() => accessCommand(io, { ...common(), ...o }))(),
+      run(() => accessCommand(io, { ...common(), ...o, renderHtml: renderAccessHtml }))(),
     );
+
+  const review = program
+    .command('review')
+    .description('access reviews: snapshot effective access, record keep/revoke decisions, turn revocations into a spec change, export evidence');
+  review
+    .command('start')
+    .description('snapshot effective access (the population) with a manifest an auditor can test')
+    .argument('<name>', 'a new name, such as 2026-Q4 (names the evidence files; never reused)')
+    .option('--principal <name>', 'only this principal (or an unmanaged holder, by name or ARN)')
+    .option('--dataset <name>', 'only this dataset')
+    .action(async (name: string, o: { principal?: string; dataset?: string }) =>
+      run(() => reviewStart(io, { ...common(), ...o, name, version: packageVersion() }))(),
+    );
+  review
+    .command('list')
+    .description('every review, with how many rows are undecided')
+    .option('--json')
+    .action(async (o: { json?: boolean }) => run(() => reviewList(io, { ...common(), ...o }))());
+  review
+    .command('show')
+    .description("a review's rows, numbered, with their decisions")
+    .argument('<name>')
+    .option('--json')
+    .action(async (name: string, o: { json?: boolean }) => run(() => reviewShow(io, { ...common(), ...o, name }))());
+  review
+    .command('decide')
+    .description('record keep or revoke, with a reason, on rows of the population (a later decision of yours on a row replaces yours)')
+    .argument('<name>')
+    .argument('[rows...]', 'row numbers as review show prints them, or row ids')
+    .option('--keep', 'the access stays')
+    .option('--revoke', 'the access goes (see review revocations)')
+    .requiredOption('--reason <text>', 'why: what the auditor reads')
+    .requiredOption('--as <reviewer>', "who decides: a name or e-mail (a row's own principal deciding is flagged as self-review)")
+    .option('--all-matching', 'every row matching the filters below instead of named rows')
+    .option('--principal <name>', 'with --all-matching: rows of this principal or holder')
+    .option('--dataset <name>', 'with --all-matching: rows of this dataset')
+    .option('--backend <name>', 'with --all-matching: rows of this backend')
+    .addOption(new Option('--level <level>', 'with --all-matching: rows of this level').choices(['read', 'write', 'admin']))
+    .addOption(new Option('--status <status>', 'with --all-matching: rows in the spec only, the backend only, or both').choices(['intended', 'actual', 'both']))
+    .option('--managed', "with --all-matching: rows of datagrant's principals")
+    .option('--unmanaged', "with --all-matching: rows of holders that are not datagrant's")
+    .option('--undecided', 'with --all-matching: rows nobody has decided yet')
+    .action(async (name: string, rows: string[], o: Omit<DecideCliOptions, 'name' | 'rows'>) =>
+      run(() => reviewDecide(io, { ...common(), ...o, name, rows }))(),
+    );
+  review
+    .command('revocations')
+    .description("the review's revoke decisions as a patch of the spec (git apply / patch -p1), and the steps no spec change can take")
+    .argument('<name>')
+    .option('--out <file>', 'write the patch here (default: standard output, with the explanation on standard error)')
+    .action(async (name: string, o: { out?: string }) => run(() => reviewRevocations(io, { ...common(), ...o, name }))());
+  review
+    .command('status')
+    .description('for each revocation: whether the access is gone (read from the backends) and the audit entry of the change that removed it')
+    .argument('<name>')
+    .option('--json')
+    .option('--detailed-exitcode', 'exit 2 while any revoked access is still held')
+    .action(async (name: string, o: { json?: boolean; detailedExitcode?: boolean }) => run(() => reviewStatus(io, { ...common(), ...o, name }))());
+  review
+    .command('export')
+    .description('write the evidence: DIR/NAME.csv, .json and .html (population, decisions, removals with their audit entries, manifest)')
+    .argument('<name>')
+    .requiredOption('--out <dir>', 'directory for the three files (made if missing)')
+    .action(async (name: string, o: { out: string }) => run(() => reviewExport(io, { ...common(), ...o, name }))());
+  review
+    .command('close')
+    .description('close a review: it takes no more decisions')
+    .argument('<name>')
+    .action(async (name: string) => run(() => reviewClose(io, { ...common(), name }))());
 
   const creds = program.command('credentials').description('stored credentials (encrypted at rest)');
   creds

@@ -98,3 +98,8 @@ export class PrincipalNameConflictError extends DatagrantError {
     );
   }
 }
+
+/** An access review asked to do what it cannot: a taken name, a closed review, a row not in it. */
+export class ReviewError extends DatagrantError {
+  override name = 'ReviewError';
+}

@@ -14,7 +14,21 @@ import type { Change, Json } from '../core/types.js';
 import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
 import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
-import { credentialAad, instant, toCredential, toSession, type CredRow, type SessionRow } from './rows.js';
+import {
+  credentialAad,
+  instant,
+  reviewClosed,
+  reviewTaken,
+  reviewUnknown,
+  toCredential,
+  toReview,
+  toSession,
+  type CredRow,
+  type DecisionRow,
+  type ReviewRow,
+  type SessionRow,
+} from './rows.js';
+import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
 import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, SessionRecord, StateStore, StoredBackend } from './store.js';
 
 export interface PgStoreOptions {
@@ -29,7 +43,7 @@ const LOCK_NAME = 'state';
 const LOCK_SPACE = 0x6467;
 /** Per-address locks for saveCredential live in their own space, so they never meet the named locks. */
 const CREDENTIAL_LOCK_SPACE = 0x6468;
-const TABLES = ['credentials', 'applied', 'journal', 'audit', 'audit_head', 'locks', 'meta', 'backends', 'sessions'] as const;
+const TABLES = ['credentials', 'applied', 'journal', 'audit', 'audit_head', 'locks', 'meta', 'backends', 'sessions', 'reviews', 'review_decisions'] as const;
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -107,6 +121,28 @@ CREATE TABLE IF NOT EXISTS ${s}.audit_head (
   seq BIGINT NOT NULL,
   hash TEXT NOT NULL,
   mac TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ${s}.reviews (
+  name TEXT PRIMARY KEY,
+  started_at TEXT NOT NULL,
+  started_by TEXT NOT NULL,
+  manifest TEXT NOT NULL,
+  population TEXT NOT NULL,
+  population_rows INTEGER NOT NULL,
+  emails TEXT NOT NULL,
+  closed_at TEXT,
+  closed_by TEXT
+);
+CREATE TABLE IF NOT EXISTS ${s}.review_decisions (
+  review TEXT NOT NULL REFERENCES ${s}.reviews (name),
+  row_id TEXT COLLATE "C" NOT NULL,
+  reviewer TEXT COLLATE "C" NOT NULL,
+  decision TEXT NOT NULL CHECK (decision IN ('keep', 'revoke')),
+  reason TEXT NOT NULL CHECK (length(btrim(reason)) > 0),
+  decided_at TEXT NOT NULL,
+  self_review BOOLEAN NOT NULL,
+  audit_seq BIGINT NOT NULL,
+  PRIMARY KEY (review, row_id, reviewer)
 );
 -- Who holds the state lock. The lock itself is the advisory lock; a row counts only while the
 -- session named by backend_pid holds it.
@@ -476,22 +512,120 @@ export class PgStore implements StateStore {
   }
 
   async audit(entry: AuditInput, at: string): Promise<void> {
+    await this.tx((c) => this.#append(c, entry, at));
+  }
+
+  /** Appends one entry inside the caller's transaction on `c`; returns its seq. */
+  async #append(c: pg.PoolClient, entry: AuditInput, at: string): Promise<number> {
+    // Appends from every replica take turns: the head read below sees the previous append.
+    await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, this.#auditLockKey]);
+    const { rows } = await c.query<{ seq: string; hash: string }>(`SELECT seq, hash FROM ${this.#t.audit} ORDER BY seq DESC LIMIT 1`);
+    const head = rows[0];
+    const e = { seq: (head ? Number(head.seq) : 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
+    const hash = entryMac(this.key, e);
+    await c.query(
+      `INSERT INTO ${this.#t.audit} (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [e.seq, e.at, e.actor, e.event, e.address, e.outcome, e.detail, e.prevHash, hash],
+    );
+    await c.query(
+      `INSERT INTO ${this.#t.audit_head} (id, seq, hash, mac) VALUES (1, $1, $2, $3)
+       ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac`,
+      [e.seq, hash, headMac(this.key, e.seq, hash)],
+    );
+    return e.seq;
+  }
+
+  async auditHead(): Promise<{ seq: number; hash: string } | undefined> {
+    const { rows } = await this.pool.query<{ seq: string; hash: string }>(`SELECT seq, hash FROM ${this.#t.audit} ORDER BY seq DESC LIMIT 1`);
+    const r = rows[0];
+    return r ? { seq: Number(r.seq), hash: r.hash } : undefined;
+  }
+
+  async startReview(review: Omit<Review, 'decisions' | 'closedAt' | 'closedBy'>, audit: AuditInput): Promise<void> {
     await this.tx(async (c) => {
-      // Appends from every replica take turns: the head read below sees the previous append.
-      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, this.#auditLockKey]);
-      const { rows } = await c.query<{ seq: string; hash: string }>(`SELECT seq, hash FROM ${this.#t.audit} ORDER BY seq DESC LIMIT 1`);
-      const head = rows[0];
-      const e = { seq: (head ? Number(head.seq) : 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
-      const hash = entryMac(this.key, e);
-      await c.query(
-        `INSERT INTO ${this.#t.audit} (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [e.seq, e.at, e.actor, e.event, e.address, e.outcome, e.detail, e.prevHash, hash],
+      const { rowCount } = await c.query(
+        `INSERT INTO ${this.#t.reviews} (name, started_at, started_by, manifest, population, population_rows, emails)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING`,
+        [
+          review.name,
+          review.startedAt,
+          review.startedBy,
+          JSON.stringify(review.manifest),
+          JSON.stringify(review.population),
+          review.population.length,
+          JSON.stringify(review.emails),
+        ],
       );
-      await c.query(
-        `INSERT INTO ${this.#t.audit_head} (id, seq, hash, mac) VALUES (1, $1, $2, $3)
-         ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac`,
-        [e.seq, hash, headMac(this.key, e.seq, hash)],
-      );
+      if (!rowCount) {
+        const taken = (await c.query<ReviewRow>(`SELECT name, started_at, started_by FROM ${this.#t.reviews} WHERE name = $1`, [review.name])).rows[0]!;
+        throw reviewTaken(taken);
+      }
+      await this.#append(c, audit, review.startedAt);
+    });
+  }
+
+  async reviews(): Promise<ReviewSummary[]> {
+    const { rows } = await this.pool.query<{
+      name: string;
+      started_at: string;
+      started_by: string;
+      closed_at: string | null;
+      population_rows: number;
+      decided: string;
+    }>(
+      `SELECT r.name, r.started_at, r.started_by, r.closed_at, r.population_rows,
+         (SELECT count(DISTINCT d.row_id) FROM ${this.#t.review_decisions} d WHERE d.review = r.name) AS decided
+       FROM ${this.#t.reviews} r ORDER BY r.started_at COLLATE "C", r.name COLLATE "C"`,
+    );
+    return rows.map((r) => ({
+      name: r.name,
+      startedAt: r.started_at,
+      startedBy: r.started_by,
+      closedAt: r.closed_at,
+      rows: r.population_rows,
+      decided: Number(r.decided),
+    }));
+  }
+
+  async review(name: string): Promise<Review | undefined> {
+    return this.tx(async (c) => {
+      const r = (await c.query<ReviewRow>(`SELECT * FROM ${this.#t.reviews} WHERE name = $1`, [name])).rows[0];
+      if (!r) return undefined;
+      const decisions = (await c.query<DecisionRow>(`SELECT * FROM ${this.#t.review_decisions} WHERE review = $1 ORDER BY row_id, reviewer`, [name])).rows;
+      return toReview(r, decisions);
+    }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  }
+
+  async recordDecisions(name: string, decisions: Omit<ReviewDecision, 'auditSeq'>[], audits: AuditInput[]): Promise<ReviewDecision[]> {
+    if (decisions.length !== audits.length) throw new TypeError('one audit entry per decision');
+    return this.tx(async (c) => {
+      // FOR UPDATE: a close running at the same time waits, or is waited for; never a decision after it.
+      const r = (await c.query<ReviewRow>(`SELECT name, closed_at, closed_by FROM ${this.#t.reviews} WHERE name = $1 FOR UPDATE`, [name])).rows[0];
+      if (!r) throw reviewUnknown(name);
+      if (r.closed_at) throw reviewClosed(r);
+      const out: ReviewDecision[] = [];
+      for (const [i, d] of decisions.entries()) {
+        const auditSeq = await this.#append(c, audits[i]!, d.decidedAt);
+        await c.query(
+          `INSERT INTO ${this.#t.review_decisions} (review, row_id, reviewer, decision, reason, decided_at, self_review, audit_seq)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (review, row_id, reviewer) DO UPDATE SET decision = EXCLUDED.decision, reason = EXCLUDED.reason,
+             decided_at = EXCLUDED.decided_at, self_review = EXCLUDED.self_review, audit_seq = EXCLUDED.audit_seq`,
+          [name, d.rowId, d.reviewer, d.decision, d.reason, d.decidedAt, d.selfReview, auditSeq],
+        );
+        out.push({ ...d, auditSeq });
+      }
+      return out;
+    });
+  }
+
+  async closeReview(name: string, at: string, by: string, audit: AuditInput): Promise<void> {
+    await this.tx(async (c) => {
+      const r = (await c.query<ReviewRow>(`SELECT name, closed_at, closed_by FROM ${this.#t.reviews} WHERE name = $1 FOR UPDATE`, [name])).rows[0];
+      if (!r) throw reviewUnknown(name);
+      if (r.closed_at) throw reviewClosed(r);
+      await c.query(`UPDATE ${this.#t.reviews} SET closed_at = $1, closed_by = $2 WHERE name = $3`, [at, by, name]);
+      await this.#append(c, audit, at);
     });
   }
 

@@ -8,7 +8,21 @@ import type { Change, Json } from '../core/types.js';
 import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
 import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
-import { credentialAad, instant, toCredential, toSession, type CredRow, type SessionRow } from './rows.js';
+import {
+  credentialAad,
+  instant,
+  reviewClosed,
+  reviewTaken,
+  reviewUnknown,
+  toCredential,
+  toReview,
+  toSession,
+  type CredRow,
+  type DecisionRow,
+  type ReviewRow,
+  type SessionRow,
+} from './rows.js';
+import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
 import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, SessionRecord, StateStore, StoredBackend } from './store.js';
 
 const LOCK_NAME = 'state';
@@ -79,6 +93,28 @@ CREATE TABLE IF NOT EXISTS sessions (
   last_issued_at TEXT NOT NULL,
   expires_at TEXT NOT NULL,
   PRIMARY KEY (backend, principal, target)
+);
+CREATE TABLE IF NOT EXISTS reviews (
+  name TEXT PRIMARY KEY,
+  started_at TEXT NOT NULL,
+  started_by TEXT NOT NULL,
+  manifest TEXT NOT NULL,
+  population TEXT NOT NULL,
+  population_rows INTEGER NOT NULL,
+  emails TEXT NOT NULL,
+  closed_at TEXT,
+  closed_by TEXT
+);
+CREATE TABLE IF NOT EXISTS review_decisions (
+  review TEXT NOT NULL REFERENCES reviews (name),
+  row_id TEXT NOT NULL,
+  reviewer TEXT NOT NULL,
+  decision TEXT NOT NULL CHECK (decision IN ('keep', 'revoke')),
+  reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+  decided_at TEXT NOT NULL,
+  self_review INTEGER NOT NULL,
+  audit_seq INTEGER NOT NULL,
+  PRIMARY KEY (review, row_id, reviewer)
 );
 CREATE TABLE IF NOT EXISTS locks (
   name TEXT PRIMARY KEY,
@@ -328,25 +364,31 @@ export class SqliteStore implements StateStore {
     // IMMEDIATE: the write lock before the head is read. Another connection (serve's reconciler
     // thread, a CLI command) may append meanwhile; a deferred transaction would then fail with
     // SQLITE_BUSY_SNAPSHOT at its first write instead of waiting its turn.
-    this.db
-      .transaction(() => {
-        const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
-        const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
-        const hash = entryMac(this.key, e);
-        this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
-          e.seq,
-          e.at,
-          e.actor,
-          e.event,
-          e.address,
-          e.outcome,
-          e.detail,
-          e.prevHash,
-          hash,
-        );
-        this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(this.key, e.seq, hash));
-      })
-      .immediate();
+    this.db.transaction(() => this.#append(entry, at)).immediate();
+  }
+
+  /** Appends one entry; only inside an IMMEDIATE transaction (see audit). Returns its seq. */
+  #append(entry: AuditInput, at: string): number {
+    const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+    const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
+    const hash = entryMac(this.key, e);
+    this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+      e.seq,
+      e.at,
+      e.actor,
+      e.event,
+      e.address,
+      e.outcome,
+      e.detail,
+      e.prevHash,
+      hash,
+    );
+    this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(this.key, e.seq, hash));
+    return e.seq;
+  }
+
+  async auditHead(): Promise<{ seq: number; hash: string } | undefined> {
+    return this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
   }
 
   async auditEntries(): Promise<AuditEntry[]> {
@@ -375,6 +417,84 @@ export class SqliteStore implements StateStore {
       const head = this.sql('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
       return verifyChain(this.key, entries, head);
     })();
+  }
+
+  async startReview(review: Omit<Review, 'decisions' | 'closedAt' | 'closedBy'>, audit: AuditInput): Promise<void> {
+    this.db
+      .transaction(() => {
+        const taken = this.sql('SELECT * FROM reviews WHERE name = ?').get(review.name) as ReviewRow | undefined;
+        if (taken) throw reviewTaken(taken);
+        this.sql(
+          `INSERT INTO reviews (name, started_at, started_by, manifest, population, population_rows, emails)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          review.name,
+          review.startedAt,
+          review.startedBy,
+          JSON.stringify(review.manifest),
+          JSON.stringify(review.population),
+          review.population.length,
+          JSON.stringify(review.emails),
+        );
+        this.#append(audit, review.startedAt);
+      })
+      .immediate();
+  }
+
+  async reviews(): Promise<ReviewSummary[]> {
+    const rows = this.sql(
+      `SELECT r.name, r.started_at, r.started_by, r.closed_at, r.population_rows,
+         (SELECT count(DISTINCT d.row_id) FROM review_decisions d WHERE d.review = r.name) AS decided
+       FROM reviews r ORDER BY r.started_at, r.name`,
+    ).all() as { name: string; started_at: string; started_by: string; closed_at: string | null; population_rows: number; decided: number }[];
+    return rows.map((r) => ({
+      name: r.name,
+      startedAt: r.started_at,
+      startedBy: r.started_by,
+      closedAt: r.closed_at,
+      rows: r.population_rows,
+      decided: r.decided,
+    }));
+  }
+
+  async review(name: string): Promise<Review | undefined> {
+    return this.db.transaction(() => {
+      const r = this.sql('SELECT * FROM reviews WHERE name = ?').get(name) as ReviewRow | undefined;
+      if (!r) return undefined;
+      const decisions = this.sql('SELECT * FROM review_decisions WHERE review = ? ORDER BY row_id, reviewer').all(name) as DecisionRow[];
+      return toReview(r, decisions);
+    })();
+  }
+
+  async recordDecisions(name: string, decisions: Omit<ReviewDecision, 'auditSeq'>[], audits: AuditInput[]): Promise<ReviewDecision[]> {
+    if (decisions.length !== audits.length) throw new TypeError('one audit entry per decision');
+    return this.db
+      .transaction(() => {
+        const r = this.sql('SELECT name, closed_at, closed_by FROM reviews WHERE name = ?').get(name) as ReviewRow | undefined;
+        if (!r) throw reviewUnknown(name);
+        if (r.closed_at) throw reviewClosed(r);
+        return decisions.map((d, i) => {
+          const auditSeq = this.#append(audits[i]!, d.decidedAt);
+          this.sql(
+            `INSERT OR REPLACE INTO review_decisions (review, row_id, reviewer, decision, reason, decided_at, self_review, audit_seq)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          ).run(name, d.rowId, d.reviewer, d.decision, d.reason, d.decidedAt, d.selfReview ? 1 : 0, auditSeq);
+          return { ...d, auditSeq };
+        });
+      })
+      .immediate();
+  }
+
+  async closeReview(name: string, at: string, by: string, audit: AuditInput): Promise<void> {
+    this.db
+      .transaction(() => {
+        const r = this.sql('SELECT name, closed_at, closed_by FROM reviews WHERE name = ?').get(name) as ReviewRow | undefined;
+        if (!r) throw reviewUnknown(name);
+        if (r.closed_at) throw reviewClosed(r);
+        this.sql('UPDATE reviews SET closed_at = ?, closed_by = ? WHERE name = ?').run(at, by, name);
+        this.#append(audit, at);
+      })
+      .immediate();
   }
 
   async acquireLock(holder: string, waitMs = 0): Promise<void> {

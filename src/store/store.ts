@@ -2,6 +2,7 @@
 // drift from spec changes), the journal of intents and outcomes, the audit chain and the lock.
 import type { KnownCredential } from '../model/credential.js';
 import type { Change, Json } from '../core/types.js';
+import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
 import type { MasterKey } from './crypto.js';
 
 export interface CredentialRow extends KnownCredential {
@@ -130,6 +131,29 @@ export interface AuditLog {
   audit(entry: AuditInput, at: string): Promise<void>;
   auditEntries(): Promise<AuditEntry[]>;
   verifyAudit(): Promise<AuditVerdict>;
+  /** The last entry's seq and hash (its MAC), without reading the chain; undefined when empty. */
+  auditHead(): Promise<{ seq: number; hash: string } | undefined>;
+}
+
+/**
+ * Access reviews. Every write appends its audit entry in the same transaction, so a review and
+ * the chain never disagree about what was decided (a crash leaves both or neither).
+ */
+export interface ReviewStore {
+  /** Store a new review. A name already taken (by an open or closed review) is a ReviewError. */
+  startReview(review: Omit<Review, 'decisions' | 'closedAt' | 'closedBy'>, audit: AuditInput): Promise<void>;
+  /** Every review, oldest first. */
+  reviews(): Promise<ReviewSummary[]>;
+  /** One review with its decisions (ordered by row id, then reviewer), or undefined. */
+  review(name: string): Promise<Review | undefined>;
+  /**
+   * Record decisions, each with its audit entry (`audits[i]` for `decisions[i]`), all or none. A
+   * reviewer's later decision on a row replaces their earlier one (the audit chain keeps both).
+   * An unknown or closed review is a ReviewError. Returns the decisions with their audit seqs.
+   */
+  recordDecisions(name: string, decisions: Omit<ReviewDecision, 'auditSeq'>[], audits: AuditInput[]): Promise<ReviewDecision[]>;
+  /** Close a review: no decision is taken after this. Closing an unknown or closed one is a ReviewError. */
+  closeReview(name: string, at: string, by: string, audit: AuditInput): Promise<void>;
 }
 
 /** One applying run at a time per state. */
@@ -166,7 +190,8 @@ export interface SessionLog {
 }
 
 /** The whole state, as `converge` uses it; test/store/store-contract.ts is its contract. */
-export interface StateStore extends InstallationIdentity, BackendRegistry, CredentialStore, AppliedStore, JournalStore, AuditLog, StateLock, SessionLog {
+export interface StateStore
+  extends InstallationIdentity, BackendRegistry, CredentialStore, AppliedStore, JournalStore, AuditLog, StateLock, SessionLog, ReviewStore {
   /** The master key this store was opened with (already checked against the store's key-check value). */
   readonly masterKey: MasterKey;
   close(): Promise<void>;

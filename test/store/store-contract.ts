@@ -3,8 +3,10 @@
 // PostgreSQL's schemas and sessions) is tested in that store's own file.
 import { hostname } from 'node:os';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { LockError, StoreError } from '../../src/core/errors.js';
+import { LockError, ReviewError, StoreError } from '../../src/core/errors.js';
 import type { Action, Change } from '../../src/core/types.js';
+import type { AccessReportRow } from '../../src/model/access.js';
+import type { Review, ReviewDecision } from '../../src/model/review.js';
 import { MasterKey } from '../../src/store/crypto.js';
 import type { AuditInput, StateStore } from '../../src/store/store.js';
 
@@ -446,6 +448,143 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
       });
     });
 
+    describe('access reviews', () => {
+      const accessRow = (who: string, dataset = 'training-data'): AccessReportRow => ({
+        id: `aws|${dataset}|read|${who}`,
+        backend: 'aws',
+        dataset,
+        level: 'read',
+        who,
+        principal: who,
+        managed: true,
+        status: 'both',
+        intended: [{ via: `group ml`, path: 'groups.ml.grants[0]' }],
+        actual: [{ via: 'group ml (managed policy dg-group-ml)' }],
+        lastUsedAt: null,
+      });
+      const newReview = (name = '2026-Q4'): Omit<Review, 'decisions' | 'closedAt' | 'closedBy'> => ({
+        name,
+        startedAt: AT,
+        startedBy: 'carol@cli',
+        manifest: {
+          extractedAt: AT,
+          query: { command: 'datagrant access', filters: {} },
+          specFile: 'datagrant.yaml',
+          specSha256: 'a'.repeat(64),
+          auditHead: null,
+          datagrantVersion: '0.1.0',
+          populationSha256: 'b'.repeat(64),
+          limits: ['service control policies are not readable'],
+          invariants: [{ invariant: 'hr-only', message: 'mallory reads hr-private', source: 'actual' }],
+          requests: { aws: 4 },
+        },
+        // Markup and non-ASCII come back exactly as stored.
+        population: [accessRow('alice'), accessRow('<b>"bob"</b> ∅')],
+        emails: { alice: 'alice@example.com' },
+      });
+      const startAudit = (name = '2026-Q4'): AuditInput => ({ actor: 'carol@cli', event: 'review.start', address: null, outcome: 'ok', detail: name });
+      const decision = (rowId: string, reviewer: string, verdict: 'keep' | 'revoke', at = LATER): Omit<ReviewDecision, 'auditSeq'> => ({
+        rowId,
+        decision: verdict,
+        reason: `${verdict} because`,
+        reviewer,
+        decidedAt: at,
+        selfReview: reviewer === 'alice',
+      });
+      const decideAudit = (d: Omit<ReviewDecision, 'auditSeq'>): AuditInput => ({
+        actor: d.reviewer,
+        event: 'review.decide',
+        address: null,
+        outcome: d.decision,
+        detail: d.rowId,
+      });
+      const decide = (name: string, ...ds: Omit<ReviewDecision, 'auditSeq'>[]) => store.recordDecisions(name, ds, ds.map(decideAudit));
+
+      test('a started review reads back as stored, with its audit entry, across reopening', async () => {
+        expect(await store.auditHead()).toBeUndefined();
+        await store.startReview(newReview(), startAudit());
+        const expected: Review = { ...newReview(), decisions: [], closedAt: null, closedBy: null };
+        expect(await (await h.reopen()).review('2026-Q4')).toEqual(expected);
+        expect(await store.reviews()).toEqual([{ name: '2026-Q4', startedAt: AT, startedBy: 'carol@cli', closedAt: null, rows: 2, decided: 0 }]);
+        const entries = await store.auditEntries();
+        expect(entries.map((e) => e.event)).toEqual(['review.start']);
+        expect(await store.auditHead()).toEqual({ seq: entries[0]!.seq, hash: entries[0]!.hash });
+        expect(await store.review('2026-Q3')).toBeUndefined();
+      });
+
+      test('a taken name is refused, naming who started it, and leaves no audit entry', async () => {
+        await store.startReview(newReview(), startAudit());
+        await store.closeReview('2026-Q4', LATER, 'carol@cli', { ...startAudit(), event: 'review.close' });
+        const err = await store.startReview({ ...newReview(), startedBy: 'mallory@cli' }, startAudit()).catch((e: Error) => e);
+        expect(err).toBeInstanceOf(ReviewError);
+        expect(String(err)).toMatch(/a review named "2026-Q4" already exists \(started 2026-11-28T00:00:00.000Z by carol@cli\).*choose another name/);
+        expect((await store.auditEntries()).map((e) => e.event)).toEqual(['review.start', 'review.close']);
+        expect((await store.review('2026-Q4'))?.startedBy).toBe('carol@cli');
+      });
+
+      test("a reviewer's later decision on a row replaces theirs, not another reviewer's; each cites its audit entry", async () => {
+        await store.startReview(newReview(), startAudit());
+        const alice = newReview().population[0]!.id;
+        const bob = newReview().population[1]!.id;
+        await decide('2026-Q4', decision(alice, 'dave', 'keep'), decision(bob, 'dave', 'revoke'));
+        const [again] = await decide('2026-Q4', decision(alice, 'dave', 'revoke', '2026-11-30T00:00:00.000Z'));
+        await decide('2026-Q4', decision(alice, 'alice', 'keep'));
+        const review = await (await h.reopen()).review('2026-Q4');
+        // Ordered by row id, then reviewer, in byte order ('<' before 'a').
+        expect(review?.decisions.map(({ rowId, reviewer, decision, selfReview }) => ({ rowId, reviewer, decision, selfReview }))).toEqual([
+          { rowId: bob, reviewer: 'dave', decision: 'revoke', selfReview: false },
+          { rowId: alice, reviewer: 'alice', decision: 'keep', selfReview: true },
+          { rowId: alice, reviewer: 'dave', decision: 'revoke', selfReview: false },
+        ]);
+        const entries = await store.auditEntries();
+        // The replaced decision stays in the chain; the standing one points at its own entry.
+        expect(entries.filter((e) => e.event === 'review.decide').map((e) => `${e.actor} ${e.outcome} ${e.detail}`)).toEqual([
+          `dave keep ${alice}`,
+          `dave revoke ${bob}`,
+          `dave revoke ${alice}`,
+          `alice keep ${alice}`,
+        ]);
+        const standing = review!.decisions.find((d) => d.reviewer === 'dave' && d.rowId === alice)!;
+        expect(standing).toEqual({ ...decision(alice, 'dave', 'revoke', '2026-11-30T00:00:00.000Z'), auditSeq: again!.auditSeq });
+        expect(entries.find((e) => e.seq === standing.auditSeq)).toMatchObject({ at: '2026-11-30T00:00:00.000Z', outcome: 'revoke', detail: alice });
+        expect((await store.reviews())[0]!.decided).toBe(2);
+        expect(await store.verifyAudit()).toEqual({ ok: true, entries: entries.length });
+      });
+
+      test('decisions are recorded all or none: one without a reason records nothing', async () => {
+        await store.startReview(newReview(), startAudit());
+        const [a, b] = newReview().population.map((r) => r.id);
+        const bad = { ...decision(b!, 'dave', 'revoke'), reason: '  ' };
+        await expect(
+          store.recordDecisions('2026-Q4', [decision(a!, 'dave', 'keep'), bad], [decideAudit(decision(a!, 'dave', 'keep')), decideAudit(bad)]),
+        ).rejects.toThrow();
+        expect((await store.review('2026-Q4'))?.decisions).toEqual([]);
+        expect((await store.auditEntries()).map((e) => e.event)).toEqual(['review.start']);
+        expect(await store.verifyAudit()).toEqual({ ok: true, entries: 1 });
+      });
+
+      test('an unknown or closed review takes no decision, and closes once', async () => {
+        const row = newReview().population[0]!.id;
+        await expect(decide('nope', decision(row, 'dave', 'keep'))).rejects.toThrow(/there is no review named "nope"/);
+        await expect(store.closeReview('nope', LATER, 'carol', startAudit())).rejects.toThrow(ReviewError);
+        await store.startReview(newReview(), startAudit());
+        await store.closeReview('2026-Q4', LATER, 'carol@cli', { ...startAudit(), event: 'review.close' });
+        expect(await (await h.reopen()).review('2026-Q4')).toMatchObject({ closedAt: LATER, closedBy: 'carol@cli' });
+        expect((await store.reviews())[0]!.closedAt).toBe(LATER);
+        const err = await decide('2026-Q4', decision(row, 'dave', 'keep')).catch((e: Error) => e);
+        expect(err).toBeInstanceOf(ReviewError);
+        expect(String(err)).toMatch(/"2026-Q4" was closed 2026-11-29T00:00:00.000Z by carol@cli; a closed review takes no more decisions/);
+        await expect(store.closeReview('2026-Q4', LATER, 'carol@cli', startAudit())).rejects.toThrow(/was closed/);
+        expect((await store.auditEntries()).map((e) => e.event)).toEqual(['review.start', 'review.close']);
+      });
+
+      test('reviews are listed oldest first', async () => {
+        await store.startReview({ ...newReview('b-later'), startedAt: LATER }, startAudit('b-later'));
+        await store.startReview(newReview('a-earlier'), startAudit('a-earlier'));
+        expect((await store.reviews()).map((r) => r.name)).toEqual(['a-earlier', 'b-later']);
+      });
+    });
+
     describe('installation id', () => {
       test('a new state has one, kept across reopening; only a fresh state may take another', async () => {
         const id = await store.installation();
@@ -512,6 +651,57 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
           const [a, b] = await Promise.all([store.recoverJournal(), other.recoverJournal()]);
           expect([...a, ...b].map((e) => e.id).sort((x, y) => x - y)).toEqual(ids);
           expect((await store.journal(1000)).every((e) => e.outcome === 'interrupted')).toBe(true);
+        });
+
+        test('two replicas deciding and closing one review at once: no decision lands after the close', async () => {
+          const other = await h.reopen();
+          const population = Array.from({ length: 40 }, (_, i) => `aws|ds|read|u${i}`);
+          await store.startReview(
+            {
+              name: 'race',
+              startedAt: AT,
+              startedBy: 'carol',
+              manifest: {
+                extractedAt: AT,
+                query: { command: 'datagrant access', filters: {} },
+                specFile: 'datagrant.yaml',
+                specSha256: 'a'.repeat(64),
+                auditHead: null,
+                datagrantVersion: '0.1.0',
+                populationSha256: 'b'.repeat(64),
+                limits: [],
+                invariants: [],
+                requests: {},
+              },
+              population: [],
+              emails: {},
+            },
+            { actor: 'carol', event: 'review.start', address: null, outcome: 'ok', detail: 'race' },
+          );
+          const decideOne = (rowId: string) =>
+            other
+              .recordDecisions(
+                'race',
+                [{ rowId, decision: 'keep', reason: 'fine', reviewer: 'dave', decidedAt: LATER, selfReview: false }],
+                [{ actor: 'dave', event: 'review.decide', address: null, outcome: 'keep', detail: rowId }],
+              )
+              .then(
+                () => 'ok',
+                (e: Error) => e.message,
+              );
+          const results = await Promise.all([
+            ...population.slice(0, 20).map(decideOne),
+            store
+              .closeReview('race', LATER, 'carol', { actor: 'carol', event: 'review.close', address: null, outcome: 'ok', detail: 'race' })
+              .then(() => 'closed'),
+            ...population.slice(20).map(decideOne),
+          ]);
+          expect(results.filter((r) => r !== 'ok' && r !== 'closed').every((r) => /was closed/.test(r))).toBe(true);
+          const entries = await store.auditEntries();
+          const closeSeq = entries.find((e) => e.event === 'review.close')!.seq;
+          expect(entries.filter((e) => e.event === 'review.decide').every((e) => e.seq < closeSeq)).toBe(true);
+          expect((await store.review('race'))!.decisions).toHaveLength(results.filter((r) => r === 'ok').length);
+          expect(await store.verifyAudit()).toEqual({ ok: true, entries: entries.length });
         });
 
         test('two replicas appending 50 entries each at once keep one chain, and verifying meanwhile never cries wolf', async () => {

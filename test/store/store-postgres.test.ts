@@ -112,11 +112,31 @@ describe('PostgreSQL only', () => {
       const stores = await Promise.all([1, 2, 3, 4, 5, 6].map(() => replica()));
       expect(stores).toHaveLength(6);
       const tables = await sql<{ tablename: string }>('SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename', [schema]);
-      expect(tables.map((t) => t.tablename)).toEqual(['applied', 'audit', 'audit_head', 'backends', 'credentials', 'journal', 'locks', 'meta', 'sessions']);
+      expect(tables.map((t) => t.tablename)).toEqual([
+        'applied',
+        'audit',
+        'audit_head',
+        'backends',
+        'credentials',
+        'journal',
+        'locks',
+        'meta',
+        'review_decisions',
+        'reviews',
+        'sessions',
+      ]);
       // Reopening changes nothing and keeps the data; replicas that started together agree on one installation id.
       await stores[0]!.setApplied('a', 'h');
       expect(await (await replica()).applied()).toEqual({ a: 'h' });
       expect(new Set(await Promise.all(stores.map((s) => s.installation()))).size).toBe(1);
+    });
+
+    test('a schema made before access reviews gets their tables when opened, keeping its data', async () => {
+      await store.audit(entry(1), AT);
+      await sql('DROP TABLE review_decisions; DROP TABLE reviews');
+      const s = await replica();
+      expect(await s.reviews()).toEqual([]);
+      expect(await s.verifyAudit()).toEqual({ ok: true, entries: 1 });
     });
 
     test('the default schema is `datagrant`', async () => {

@@ -1,0 +1,198 @@
+// The pure part of access reviews: self-review, outcomes, row selection, and tying a revocation
+// to the audit entry that removed it.
+import { execFileSync } from 'node:child_process';
+import { describe, expect, test } from 'vitest';
+import type { AccessReportRow } from '../../src/model/access.js';
+import type { AuditRecord } from '../../src/model/review.js';
+import { accessCommandLine, isSelfReview, matchingRows, reviewEvidence, revocationStatus, rowOutcome, selectRows, shellWord } from '../../src/plan/review.js';
+import { EMAILS, fixtureReadings, fixtureReport, fixtureReview } from '../support/review-fixture.js';
+
+const report = fixtureReport();
+const rowOf = (who: string, dataset: string, level = 'read') => report.rows.find((r) => r.who === who && r.dataset === dataset && r.level === level)!;
+
+describe('self-review', () => {
+  test.each([
+    ['alice', 'alice', true],
+    ['ALICE', 'alice', true],
+    ['alice@example.com', 'alice', true],
+    ['Alice@Example.COM', 'alice', true],
+    [' alice ', 'alice', true],
+    ['al', 'alice', false],
+    ['alice@other.example', 'alice', false],
+    ['bob@example.com', 'alice', false],
+    // An unmanaged holder is matched on its own name: mallory deciding on mallory's IAM user.
+    ['mallory', 'mallory', true],
+    ['arn:aws:iam::123456789012:user/mallory', 'mallory', true],
+    ['carol', 'mallory', false],
+  ])('%s deciding on a row of %s: %s', (reviewer, who, expected) => {
+    expect(isSelfReview(reviewer, rowOf(who, 'training-data'), EMAILS)).toBe(expected);
+  });
+
+  test("a SCIM person's e-mail, recorded when the review started, counts", () => {
+    expect(isSelfReview('dana@example.com', rowOf('dana', 'training-data'), EMAILS)).toBe(true);
+    expect(isSelfReview('dana@example.com', rowOf('dana', 'training-data'), {})).toBe(false);
+  });
+});
+
+describe('outcome of a row', () => {
+  const d = (decision: 'keep' | 'revoke', selfReview = false) => ({ rowId: 'r', decision, reason: 'x', reviewer: 'r', decidedAt: '', selfReview, auditSeq: 1 });
+  test.each([
+    [[], { outcome: 'undecided', contested: false, selfReviewOnly: false }],
+    [[d('keep')], { outcome: 'keep', contested: false, selfReviewOnly: false }],
+    [[d('keep', true)], { outcome: 'keep', contested: false, selfReviewOnly: true }],
+    [[d('keep'), d('revoke')], { outcome: 'revoke', contested: true, selfReviewOnly: false }],
+    [[d('revoke', true), d('keep')], { outcome: 'revoke', contested: true, selfReviewOnly: false }],
+  ])('%j → %j', (decisions, expected) => {
+    expect(rowOutcome(decisions)).toEqual(expected);
+  });
+});
+
+describe('choosing rows', () => {
+  const review = fixtureReview([['alice', 'training-data', 'read', 'keep', 'carol']]);
+  test('by number as `review show` prints them, or by id; what names no row is returned', () => {
+    const second = review.population[1]!;
+    const { rows, unknown } = selectRows(review, ['1', second.id, '1', '0', String(review.population.length + 1), 'aws|nope|read|p:x']);
+    expect(rows).toEqual([review.population[0], second]);
+    expect(unknown).toEqual(['0', String(review.population.length + 1), 'aws|nope|read|p:x']);
+  });
+
+  test('by filter', () => {
+    const ids = (f: Parameters<typeof matchingRows>[1]) => matchingRows(review, f).map((r) => `${r.who} ${r.dataset} ${r.level}`);
+    expect(ids({ principal: 'bob', dataset: 'artifacts' })).toEqual(['bob artifacts read', 'bob artifacts write']);
+    expect(ids({ unmanaged: true })).toEqual(['PUBLIC features read', 'mallory training-data read']);
+    expect(ids({ principal: 'alice', undecided: true })).toEqual(['alice features read']);
+    expect(ids({ backend: 'wh', status: 'both', level: 'read' })).toEqual(['alice features read', 'bob features read', 'dana features read']);
+  });
+});
+
+describe('the manifest query', () => {
+  test('reads back through a shell as the same words', () => {
+    const words = ['datagrant.yaml', "o'brien", 'a b', '$HOME', '`x`'];
+    for (const w of words) expect(execFileSync('sh', ['-c', `printf %s ${shellWord(w)}`]).toString()).toBe(w);
+    expect(accessCommandLine('datagrant.yaml', { principal: "o'brien", dataset: 'training-data' })).toBe(
+      "datagrant --spec datagrant.yaml access --principal 'o'\\''brien' --dataset training-data --format json",
+    );
+  });
+});
+
+describe('which audit entry removed a revoked row', () => {
+  let seq = 0;
+  const entry = (event: string, address: string | null, outcome = 'ok'): AuditRecord => ({
+    seq: ++seq,
+    at: `2026-12-0${Math.min(9, 1 + Math.floor(seq / 5))}T00:00:00.000Z`,
+    actor: 'ci@cli',
+    event,
+    address,
+    outcome,
+    detail: null,
+    hash: `${seq}`.padStart(64, '0'),
+  });
+  const gone = (pred: (r: AccessReportRow) => boolean) => ({ ...report, rows: report.rows.filter((r) => !pred(r)), generatedAt: '2026-12-09T00:00:00.000Z' });
+  const alice = rowOf('alice', 'training-data');
+  const freshWithoutAlice = gone((r) => r.id === alice.id);
+
+  test('the first removing change to one of the principal’s own objects after the review started', () => {
+    seq = 0;
+    const before = entry('change.delete', 'aws:membership/ml-researchers/alice'); // before the review: not it
+    const start = entry('review.start', 'review/2026-Q4');
+    const entries = [
+      before,
+      start,
+      entry('change.replace', 'aws:key/alice'), // a rotation removes no access
+      entry('change.delete', 'aws:membership/ml-researchers/al'), // another principal, named like a prefix
+      entry('change.delete', 'wh:membership/ml-researchers/alice'), // another backend
+      entry('change.delete', 'aws:membership/ml-researchers/alice', 'failed'),
+      entry('change.delete', 'aws:membership/ml-researchers/alice'),
+      entry('change.update', 'aws:inline-policy/user/alice/dg-direct-grants'),
+    ];
+    const s = revocationStatus(alice, freshWithoutAlice, entries, start.seq);
+    expect(s).toMatchObject({ state: 'removed', remaining: [], entry: { ...entries[6], match: 'change' } });
+    expect(s.note).toBe('removed by change.delete aws:membership/ml-researchers/alice');
+  });
+
+  test.each([
+    ['aws:user/alice', 'change.delete'],
+    ['aws:inline-policy/user/alice/dg-direct-grants', 'change.update'],
+    ['aws:attachment/user/alice/arn:aws:iam::123456789012:policy/datagrant/dg-shared-0123456789ab', 'change.delete'],
+    ['aws:role/alice', 'change.delete'],
+  ])('%s (%s) names the principal', (address, event) => {
+    seq = 0;
+    const start = entry('review.start', 'review/2026-Q4');
+    const hit = entry(event, address);
+    expect(revocationStatus(alice, freshWithoutAlice, [start, hit], start.seq).entry?.seq).toBe(hit.seq);
+  });
+
+  test('a PostgreSQL grant or membership of the principal', () => {
+    seq = 0;
+    const row = rowOf('bob', 'features');
+    const start = entry('review.start', 'review/2026-Q4');
+    const hit = entry('change.delete', 'wh:grant/bob/analytics.features/read');
+    expect(
+      revocationStatus(
+        row,
+        gone((r) => r.id === row.id),
+        [start, entry('change.delete', 'wh:grant/bobby/analytics.features/read'), hit],
+        start.seq,
+      ).entry?.seq,
+    ).toBe(hit.seq);
+  });
+
+  test('still held: present, with where it is held, and the change that did not remove it', () => {
+    seq = 0;
+    const start = entry('review.start', 'review/2026-Q4');
+    const upd = entry('change.update', 'aws:inline-policy/user/alice/dg-direct-grants');
+    const s = revocationStatus(alice, report, [start, upd], start.seq);
+    expect(s).toMatchObject({ state: 'present', remaining: ['group ml-researchers (managed policy dg-group-ml-researchers)'], entry: { seq: upd.seq } });
+    expect(s.note).toMatch(/^still held after change.update/);
+  });
+
+  test('a managed principal whose objects do not name it (an access-set role): the first successful apply run', () => {
+    seq = 0;
+    const start = entry('review.start', 'review/2026-Q4');
+    const entries = [start, entry('apply.end', null, 'failed'), entry('change.update', 'aws:role/dg-s-0123abcd'), entry('apply.end', null)];
+    expect(revocationStatus(alice, freshWithoutAlice, entries, start.seq)).toMatchObject({ state: 'removed', entry: { seq: 4, match: 'run' } });
+  });
+
+  test('unmanaged access removed by hand is claimed by no entry', () => {
+    seq = 0;
+    const mallory = rowOf('mallory', 'training-data');
+    const start = entry('review.start', 'review/2026-Q4');
+    const s = revocationStatus(
+      mallory,
+      gone((r) => r.id === mallory.id),
+      [start, entry('apply.end', null)],
+      start.seq,
+    );
+    expect(s).toEqual({ state: 'removed', remaining: [], note: 'removed outside datagrant (by hand): no audit entry' });
+  });
+});
+
+describe('evidence', () => {
+  test('counts, and a status for every revoked row only', () => {
+    const review = fixtureReview([
+      ['alice', 'training-data', 'read', 'revoke', 'carol'],
+      ['alice', 'training-data', 'read', 'keep', 'alice'],
+      ['mallory', 'training-data', 'read', 'revoke', 'carol'],
+      ['bob', 'artifacts', 'read', 'keep', 'bob@example.com'],
+      ['trainer', 'artifacts', 'write', 'keep', 'carol'],
+    ]);
+    const fresh = fixtureReport({ readings: fixtureReadings({ without: (a) => a.holder.name === 'mallory' }) });
+    const e = reviewEvidence({ review, fresh, entries: [], verdict: { ok: true, entries: 0 }, exportedBy: 'auditor@cli' });
+    expect(e.summary).toEqual({
+      rows: review.population.length,
+      undecided: review.population.length - 4,
+      keep: 2,
+      revoke: 2,
+      contested: 1,
+      selfReviewOnly: 1,
+      selfReviews: 2,
+      removed: 1,
+      present: 1,
+    });
+    expect(e.rows.filter((r) => r.revocation).map((r) => [r.row.who, r.revocation!.state])).toEqual([
+      ['alice', 'present'],
+      ['mallory', 'removed'],
+    ]);
+    expect(e.checkedAt).toBe(fresh.generatedAt);
+  });
+});
