@@ -5,7 +5,15 @@ import { awsAccessSet, awsSessionRoleName } from '../compile/sessions.js';
 import { intendedAccess } from '../compile/access.js';
 import { actualFacts, checkInvariants } from '../compile/invariants.js';
 import type { Level } from '../core/types.js';
-import { LEVELS, type AccessPath, type AccessReading, type AccessReport, type AccessReportRow, type ActualAccess } from '../model/access.js';
+import {
+  LEVELS,
+  type AccessPath,
+  type AccessReading,
+  type AccessReport,
+  type AccessReportRow,
+  type ActualAccess,
+  type CredentialUsage,
+} from '../model/access.js';
 import type { SessionFact } from '../model/session.js';
 import { knownAccessOf } from '../spec/known-access.js';
 import { credentialsOf, durationSeconds, type Spec } from '../spec/schema.js';
@@ -138,13 +146,14 @@ export function accessReport(input: AccessInput): AccessReport {
     }
   }
 
+  const usage = new UsageIndex(input);
   for (const row of rows.values()) {
     row.status = row.intended.length && row.actual.length ? 'both' : row.actual.length ? 'actual' : 'intended';
     if (row.status === 'actual' && !row.managed && row.holder) {
       const known = knownAccessOf(spec, row.backend, row.dataset, row.holder);
       if (known) row.known = known;
     }
-    const used = lastUse(row, input);
+    const used = usage.lastUse(row);
     if (used !== undefined) row.lastUsedAt = used;
   }
 
@@ -168,7 +177,7 @@ export function accessReport(input: AccessInput): AccessReport {
   }
   if (filters.unused !== undefined) {
     const cutoff = now.getTime() - durationSeconds(filters.unused) * 1000;
-    selected = selected.filter((r) => unusedSince(r, input, cutoff));
+    selected = selected.filter((r) => usage.unusedSince(r, cutoff));
   }
   selected.sort(
     (a, b) =>
@@ -201,46 +210,72 @@ function dedupe(have: readonly AccessPath[], add: readonly AccessPath[]): Access
   });
 }
 
-/** The credentials behind a row: a principal's on that backend, or an unmanaged holder's own. */
-function usageOf(row: AccessReportRow, input: AccessInput) {
-  const usage = input.readings[row.backend]?.usage ?? [];
-  return usage.filter((u) => (row.principal !== undefined ? u.principal === row.principal : u.holder === row.holder?.id));
-}
-
 /**
- * The last use of the row's credentials: the latest of its keys' last use and (temporary
- * principals) the latest session issued. null: never used; undefined: not known.
+ * Last use, indexed once: the credentials of a principal on a backend, or of an unmanaged holder,
+ * and the sessions of temporary principals (a report holds tens of thousands of rows).
  */
-function lastUse(row: AccessReportRow, input: AccessInput): string | null | undefined {
-  const times: string[] = [];
-  let known = false;
-  for (const u of usageOf(row, input)) {
-    if (u.lastUsedAt === undefined) continue;
-    known = true;
-    if (u.lastUsedAt !== null) times.push(u.lastUsedAt);
-  }
-  if (row.principal !== undefined) {
-    for (const s of input.sessions) {
-      if (s.backend === row.backend && s.principal === row.principal) {
-        known = true;
-        times.push(s.lastIssuedAt);
+class UsageIndex {
+  readonly #credentials = new Map<string, CredentialUsage[]>();
+  readonly #sessions = new Map<string, string[]>();
+
+  constructor(input: AccessInput) {
+    for (const [backend, reading] of Object.entries(input.readings)) {
+      for (const u of reading.usage) {
+        const k = u.principal !== undefined ? `${backend}\0p:${u.principal}` : `${backend}\0h:${u.holder}`;
+        const list = this.#credentials.get(k);
+        if (list) list.push(u);
+        else this.#credentials.set(k, [u]);
       }
     }
+    for (const s of input.sessions) {
+      const k = `${s.backend}\0p:${s.principal}`;
+      this.#sessions.set(k, [...(this.#sessions.get(k) ?? []), s.lastIssuedAt]);
+    }
   }
-  if (!known) return undefined;
-  return times.length ? times.reduce((a, b) => (Date.parse(a) >= Date.parse(b) ? a : b)) : null;
-}
 
-/**
- * Unused for the whole window: last used before the cutoff, or never used by a credential that
- * existed before it. A row whose use cannot be known is not counted unused (the report's limits
- * say why); a credential younger than the window has not had the chance to be used.
- */
-function unusedSince(row: AccessReportRow, input: AccessInput, cutoff: number): boolean {
-  if (row.lastUsedAt === undefined) return false;
-  if (row.lastUsedAt !== null) return Date.parse(row.lastUsedAt) < cutoff;
-  const created = usageOf(row, input)
-    .map((u) => (u.createdAt ? Date.parse(u.createdAt) : NaN))
-    .filter((t) => !Number.isNaN(t));
-  return created.length > 0 && Math.max(...created) < cutoff;
+  #key(row: AccessReportRow): string {
+    return row.principal !== undefined ? `${row.backend}\0p:${row.principal}` : `${row.backend}\0h:${row.holder?.id ?? ''}`;
+  }
+
+  /** The credentials behind a row: a principal's on that backend, or an unmanaged holder's own. */
+  credentials(row: AccessReportRow): readonly CredentialUsage[] {
+    return this.#credentials.get(this.#key(row)) ?? [];
+  }
+
+  /**
+   * The last use of the row's credentials: the latest of its keys' last use and (temporary
+   * principals) the latest session issued. null: never used; undefined: not known.
+   */
+  lastUse(row: AccessReportRow): string | null | undefined {
+    const times: string[] = [];
+    let known = false;
+    for (const u of this.credentials(row)) {
+      if (u.lastUsedAt === undefined) continue;
+      known = true;
+      if (u.lastUsedAt !== null) times.push(u.lastUsedAt);
+    }
+    if (row.principal !== undefined) {
+      const sessions = this.#sessions.get(this.#key(row));
+      if (sessions) {
+        known = true;
+        times.push(...sessions);
+      }
+    }
+    if (!known) return undefined;
+    return times.length ? times.reduce((a, b) => (Date.parse(a) >= Date.parse(b) ? a : b)) : null;
+  }
+
+  /**
+   * Unused for the whole window: last used before the cutoff, or never used by a credential that
+   * existed before it. A row whose use cannot be known is not counted unused (the report's limits
+   * say why); a credential younger than the window has not had the chance to be used.
+   */
+  unusedSince(row: AccessReportRow, cutoff: number): boolean {
+    if (row.lastUsedAt === undefined) return false;
+    if (row.lastUsedAt !== null) return Date.parse(row.lastUsedAt) < cutoff;
+    const created = this.credentials(row)
+      .map((u) => (u.createdAt ? Date.parse(u.createdAt) : NaN))
+      .filter((t) => !Number.isNaN(t));
+    return created.length > 0 && Math.max(...created) < cutoff;
+  }
 }
