@@ -52,6 +52,9 @@ export function idlePrincipals(
       if (exempt.has(name) || credentialsOf(spec, p) !== 'key') continue;
       const keys = byPrincipal.get(name);
       if (!keys?.length) continue;
+      // One key whose use the read could not tell (newer than a cached credential report, say)
+      // keeps the principal: it may be the fresh key `credentials rotate` just issued.
+      if (keys.some((k) => k.lastUsedAt === undefined)) continue;
       const last = Math.max(...keys.map((k) => Date.parse(k.lastUsedAt ?? k.createdAt)));
       if (Number.isNaN(last) || last >= cutoff) continue;
       idle.add(name);

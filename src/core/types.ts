@@ -100,12 +100,12 @@ export interface ActualState {
   usage?: CredentialUse[];
 }
 
-/** One credential's last use: ISO instant, or null when never used. */
+/** One credential's last use: ISO instant, null when never used, absent when the read could not tell. */
 export interface CredentialUse {
   principal: string;
   credential: string;
   createdAt: string;
-  lastUsedAt: string | null;
+  lastUsedAt?: string | null;
 }
 
 export interface Plan {

@@ -53,3 +53,16 @@ describe('settings.expireUnused', () => {
     expect(() => spec('settings: { expireUnused: 90m }')).toThrow(/datagrant\.yaml:2:\d+.*expireUnused.*is too short; expireUnused is at least 1d/);
   });
 });
+
+describe('settings.expireUnused, unknown use', () => {
+  test('a key whose use the read could not tell keeps the principal, however old its other key', () => {
+    // The report was cached before `credentials rotate` issued the new key: only the old key is in it.
+    const usage = {
+      aws: [
+        { principal: 'a', credential: 'AKIAOLD', createdAt: '2026-01-01T00:00:00Z', lastUsedAt: '2026-02-01T00:00:00Z' },
+        { principal: 'a', credential: 'AKIANEW', createdAt: '2026-11-30T23:00:00Z' },
+      ],
+    };
+    expect(idlePrincipals(spec('settings: { expireUnused: 90d }'), usage, NOW).idle).toEqual({});
+  });
+});

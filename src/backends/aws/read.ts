@@ -52,7 +52,8 @@ export async function readActual(aws: AwsConnection, opts: ReadOptions): Promise
   const usage: CredentialUse[] = [];
   for (const [user, facts] of keys) {
     for (const k of facts) {
-      if (k.lastUsedAt !== undefined) usage.push({ principal: user, credential: k.accessKeyId, createdAt: k.createdAt, lastUsedAt: k.lastUsedAt });
+      // Every key, its use unknown where the read could not tell (a key newer than a cached report).
+      usage.push({ principal: user, credential: k.accessKeyId, createdAt: k.createdAt, ...(k.lastUsedAt !== undefined ? { lastUsedAt: k.lastUsedAt } : {}) });
     }
   }
   return {

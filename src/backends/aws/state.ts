@@ -361,7 +361,14 @@ export function parseCredentialReport(csv: string): Map<string, ReportKey[]> {
       keys.push({
         active: row.get(`access_key_${n}_active`) === 'true',
         createdSec: Math.floor(t / 1000),
-        ...(used === undefined ? {} : { lastUsedAt: usedAt === undefined || Number.isNaN(usedAt) ? null : new Date(usedAt).toISOString() }),
+        // N/A: never used. Anything else unreadable is unknown, never taken for "never used".
+        ...(used === undefined
+          ? {}
+          : used === 'N/A'
+            ? { lastUsedAt: null }
+            : usedAt !== undefined && !Number.isNaN(usedAt)
+              ? { lastUsedAt: new Date(usedAt).toISOString() }
+              : {}),
       });
     }
     out.set(user, keys);
