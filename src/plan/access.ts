@@ -150,7 +150,7 @@ export function accessReport(input: AccessInput): AccessReport {
   for (const row of rows.values()) {
     row.status = row.intended.length && row.actual.length ? 'both' : row.actual.length ? 'actual' : 'intended';
     if (row.status === 'actual' && !row.managed && row.holder) {
-      const known = knownAccessOf(spec, row.backend, row.dataset, row.holder);
+      const known = knownAccessOf(spec, row.backend, row.dataset, row.level, row.holder);
       if (known) row.known = known;
     }
     const used = usage.lastUse(row);

@@ -18,11 +18,15 @@ export function knownAccessProblems(spec: Spec, src: SourceMap): SpecProblem[] {
       );
     }
     (Array.isArray(k.holders) ? k.holders : []).forEach((h, i) => {
-      if (typeof h === 'string' && /^[*]+$/.test(h)) {
+      if (typeof h !== 'string') return;
+      // The last segment of an ARN (or a whole role name) is the holder's own name: it must say
+      // something, or the pattern accepts every user or role of an account, tomorrow's included.
+      const own = h.slice(Math.max(h.lastIndexOf('/'), h.lastIndexOf(':')) + 1);
+      if (!/[^*]/.test(own)) {
         problems.push(
           src.problem(
             ['knownAccess', name, 'holders', i],
-            `holder ${JSON.stringify(h)} would accept every holder, including one made tomorrow by someone else; name the holders (an IAM ARN, a role name), with * only inside a name`,
+            `holder ${JSON.stringify(h)} would accept every holder${h.includes('/') || h.includes(':') ? ' of that kind' : ''}, including one made tomorrow by someone else; name the holders (an IAM ARN such as arn:aws:iam::123456789012:role/Admin, a role name), with * only inside a name`,
           ),
         );
       }
@@ -55,17 +59,24 @@ function matches(pattern: string, value: string): boolean {
   return re.test(value);
 }
 
-/** The knownAccess entry that accepts an unmanaged holder's access to a dataset, if any. */
+const ORDER = ['read', 'write', 'admin'];
+
+/**
+ * The knownAccess entry that accepts an unmanaged holder's access to a dataset at a level, if any.
+ * Holders match by id only: a name alone (`ops-admin`) is the same in every path and account.
+ */
 export function knownAccessOf(
   spec: Pick<Spec, 'knownAccess'>,
   backend: string,
   dataset: string,
-  holder: { id: string; name: string },
+  level: string,
+  holder: { id: string },
 ): { name: string; reason: string } | undefined {
   for (const [name, k] of Object.entries(spec.knownAccess ?? {})) {
     if (k.backend !== backend) continue;
     if (k.datasets && !k.datasets.includes(dataset)) continue;
-    if (k.holders.some((p) => matches(p, holder.id) || matches(p, holder.name))) return { name, reason: k.reason };
+    if (ORDER.indexOf(level) > ORDER.indexOf(k.access)) continue;
+    if (k.holders.some((p) => matches(p, holder.id))) return { name, reason: k.reason };
   }
   return undefined;
 }

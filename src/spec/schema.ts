@@ -419,8 +419,13 @@ export function issuerUrlProblem(url: string): string | undefined {
  */
 const knownAccessSchema = z.strictObject({
   backend: z.string().min(1, 'backend must not be empty'),
-  /** Holders by id or name (an IAM ARN, a role name, PUBLIC); `*` stands for any characters. */
+  /**
+   * Holders by id, as the report's holder_id says (an IAM ARN, a PostgreSQL role name, PUBLIC);
+   * `*` stands for any characters within a name, never for a whole one.
+   */
   holders: z.array(z.string().min(1, 'a holder must not be empty')).min(1, 'holders must name at least one holder'),
+  /** The highest level accepted: access above it is still a difference. */
+  access: levelSchema,
   /** The datasets it covers; default: every dataset on the backend. */
   datasets: z.array(z.string().min(1, 'dataset must not be empty')).min(1, 'datasets must name at least one dataset, or be left out for all').optional(),
   reason: z.string().trim().min(1, 'reason must say why this access is accepted (the access report shows it)'),

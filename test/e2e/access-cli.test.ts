@@ -66,6 +66,7 @@ test('the spec and the catalogs agree; the servers administrators are named, and
   admins:
     backend: wh
     holders: [${admins.map((a) => JSON.stringify(a)).join(', ')}]
+    access: admin
     reason: the server's administrators
 invariants:
   hr-stays-with-readers:

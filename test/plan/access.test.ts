@@ -154,6 +154,7 @@ describe('knownAccess', () => {
   bootstrap:
     backend: wh
     holders: [postgres, "arn:aws:iam::*:role/Admin*"]
+    access: write
     reason: the bootstrap superuser, break-glass only
 `,
     { file: 'datagrant.yaml', env: {}, now: NOW },
@@ -168,27 +169,45 @@ describe('knownAccess', () => {
       now: NOW,
       sessions: [],
       readings: {
-        wh: reading([row('wh', 'hr', 'admin', superuser, 'superuser'), row('wh', 'hr', 'read', { ...superuser, id: 'postgres2', name: 'postgres2' })]),
-        // The same name on another backend is not accepted: the entry names backend wh.
+        wh: reading([
+          row('wh', 'hr', 'write', superuser, 'superuser'),
+          row('wh', 'hr', 'admin', superuser, 'superuser'),
+          row('wh', 'hr', 'read', { ...superuser, id: 'postgres2', name: 'postgres2' }),
+        ]),
+        // The same name on another backend is not accepted: the entry names backend wh (and an IAM user
+        // is matched by its ARN, never by its bare name).
         aws: reading([row('aws', 'train', 'read', { ...awsUser('postgres', false) })]),
       },
     });
-    const by = (who: string, backend: string) => r.rows.find((x) => x.who === who && x.backend === backend)!;
+    const by = (who: string, backend: string, level = 'write') =>
+      r.rows.find((x) => x.who === who && x.backend === backend && (backend !== 'wh' || x.level === level))!;
     expect(by('postgres', 'wh').known).toEqual({ name: 'bootstrap', reason: 'the bootstrap superuser, break-glass only' });
-    expect(by('postgres2', 'wh').known).toBeUndefined();
+    // Above the level the entry accepts, the access is a difference.
+    expect(by('postgres', 'wh', 'admin').known).toBeUndefined();
+    expect(by('postgres2', 'wh', 'read').known).toBeUndefined();
     expect(by('postgres', 'aws').known).toBeUndefined();
   });
 
-  test('a pattern of only wildcards, an unknown backend or dataset is a spec error with its position', () => {
+  test('a pattern whose own name is only wildcards, an unknown backend or dataset, no level: spec errors with their position', () => {
     const bad = `${SPEC}knownAccess:
   all:
     backend: nowhere
-    holders: ["*"]
+    holders: ["*", "arn:aws:iam::123456789012:role/*"]
     datasets: [nope]
+    access: read
     reason: x
 `;
-    expect(() => parseSpec(bad, { file: 'datagrant.yaml', env: {}, now: NOW })).toThrow(
-      /datagrant\.yaml:\d+:\d+.*backend "nowhere" is not defined[\s\S]*holder "\*" would accept every holder[\s\S]*dataset "nope" is not defined/,
-    );
+    let message = '';
+    try {
+      parseSpec(bad, { file: 'datagrant.yaml', env: {}, now: NOW });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    const noLevel = `${SPEC}knownAccess:\n  x: { backend: wh, holders: [postgres], reason: y }\n`;
+    expect(() => parseSpec(noLevel, { file: 'datagrant.yaml', env: {}, now: NOW })).toThrow(/datagrant\.yaml:\d+:\d+: knownAccess\.x: missing key "access"|knownAccess\.x.*access/);
+    expect(message).toMatch(/backend "nowhere" is not defined/);
+    expect(message).toMatch(/holder "\*" would accept every holder, including/);
+    expect(message).toMatch(/holder "arn:aws:iam::123456789012:role\/\*" would accept every holder of that kind/);
+    expect(message).toMatch(/dataset "nope" is not defined/);
   });
 });

@@ -115,7 +115,7 @@ describe('the revocations patch', () => {
   });
 
   test("access the spec's knownAccess accepts: removed by hand, and the entry named for narrowing", () => {
-    const text = `${SPEC_TEXT}knownAccess:\n  public-features: { backend: wh, holders: [PUBLIC], reason: legacy dashboards }\n`;
+    const text = `${SPEC_TEXT}knownAccess:\n  public-features: { backend: wh, holders: [PUBLIC], access: read, reason: legacy dashboards }\n`;
     const review = fixtureReview([['PUBLIC', 'features', 'read', 'revoke', 'carol']], fixtureReport({ text }));
     const { fileSpec, spec } = loadFixtureSpec(text);
     const p = planRevocations({ review, specText: text, specFile: SPEC_FILE, fileSpec, spec, env: {}, now: NOW });
