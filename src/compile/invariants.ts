@@ -228,7 +228,9 @@ export function checkInvariants(spec: Pick<Spec, 'invariants'>, facts: AccessFac
   const holderOf = facts.access.map((f) => holders.get(f.holder));
   for (const [name, inv] of Object.entries(spec.invariants ?? {})) {
     const level = inv.access ?? 'read';
-    const ofType = (h: FactHolder) => !inv.type || h.type === inv.type;
+    // A holder a backend named (no spec principal) is of unknown type: it may be a person, so a
+    // type selector takes it in rather than letting it slip past the rule.
+    const ofType = (h: FactHolder) => !inv.type || h.type === inv.type || h.type === undefined;
     const datasets = inv.datasets && new Set(inv.datasets);
     const levels = new Set(LEVELS.filter((l) => atLeast(l, level)));
     const selected = facts.access.filter((f, i) => {

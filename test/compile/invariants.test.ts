@@ -235,6 +235,14 @@ describe('facts from the access the backends hold', () => {
     ]);
   });
 
+  test('a type selector takes in holders of unknown type: an unmanaged user with non-expiring write breaks people-write-expires', () => {
+    const text = `${BASE}invariants:\n  people-write-expires: { type: person, access: write, expiresWithin: 90d }\n`;
+    const inline = { via: 'inline policy etl-data of user etl' };
+    const messages = actual(text, [row(unmanagedUser, 'hr-private', 'write', [inline])]);
+    expect(messages).toHaveLength(1);
+    expect(messages[0]).toMatch(/^invariant people-write-expires: IAM user etl \(not managed by datagrant\) holds write on hr-private/);
+  });
+
   test('PUBLIC, anyone and a hand-made role are outsiders too; a member holding access through drift is not', () => {
     const rows: ActualAccess[] = [
       {
@@ -285,7 +293,7 @@ describe('facts from the access the backends hold', () => {
     ]);
   });
 
-  test('an unmanaged holder has no type, no email and no end unless the backend said one', () => {
+  test('an unmanaged holder is of unknown type (so every type selector takes it in), has no email, and no end unless the backend said one', () => {
     const rows = [
       row(unmanagedUser, 'models', 'admin', [{ via: 'inline policy all of user etl' }]),
       row(unmanagedUser, 'features', 'admin', [{ via: 'inline policy all of user etl', expires: '2026-06-05T00:00:00.000Z' }]),
@@ -298,8 +306,10 @@ describe('facts from the access the backends hold', () => {
   everyone-has-email: { require: [email] }
 `;
     expect(actual(text, rows)).toEqual([
+      'invariant people-write-expires: IAM user etl (not managed by datagrant) holds admin on models through inline policy all of user etl, which does not expire; it must end within 90d (by 2026-08-30T00:00:00.000Z)',
       'invariant write-expires: IAM user etl (not managed by datagrant) holds admin on models through inline policy all of user etl, which does not expire; it must end within 90d (by 2026-08-30T00:00:00.000Z)',
       'invariant admin-spread: IAM user etl (not managed by datagrant) holds admin on 2 datasets, more than the 1 allowed: models through inline policy all of user etl; features through inline policy all of user etl',
+      'invariant people-have-email: IAM user etl (not managed by datagrant) has no email',
       'invariant everyone-has-email: IAM user etl (not managed by datagrant) has no email',
     ]);
   });
