@@ -237,11 +237,12 @@ export function checkInvariants(spec: Pick<Spec, 'invariants'>, facts: AccessFac
       const h = holderOf[i];
       return h !== undefined && levels.has(f.level) && (!datasets || datasets.has(f.dataset)) && ofType(h);
     });
-    const violation = (h: FactHolder, message: string, f?: Pick<AccessFact, 'dataset' | 'level'>): InvariantViolation => ({
+    const violation = (h: FactHolder, message: string, f?: Pick<AccessFact, 'dataset' | 'level' | 'grant'>): InvariantViolation => ({
       invariant: name,
       message: `invariant ${name}: ${message}`,
       ...(h.principal !== undefined ? { principal: h.principal } : {}),
       ...(f ? { dataset: f.dataset, level: f.level } : {}),
+      ...(f?.grant !== undefined ? { grant: f.grant } : {}),
       source: facts.source,
     });
     const grants = (h: FactHolder, f: AccessFact) => `${label(h)} ${verb} ${f.level} on ${f.dataset} through ${through(f)}`;
@@ -318,10 +319,13 @@ export function assertSpecInvariants(spec: Spec, now: Date, source?: SpecPositio
  * For `serve`, which nobody watches at a prompt: the spec without the access that breaks its
  * invariants, and the violations it withheld. Refusing the whole reconcile instead would also hold
  * up every removal (a leaver keeps access because someone else broke a rule); withholding fails
- * closed for the breaking grant only. A violation about a principal and a dataset withholds that
- * principal's direct grants on the dataset and its memberships of groups that grant it; one about
- * a principal alone (`require`, `maxDatasets`) withholds all its grants and memberships. Repeats
- * until nothing breaks; a violation that names no principal cannot be withheld, and throws.
+ * closed for the breaking grant only:
+ * - a violation that names its grant withholds that grant: a principal's own is dropped; one of a
+ *   group is withheld from this member alone, whose membership becomes direct grants of the
+ *   group's other grants (the member keeps the rest of what the group gives);
+ * - `maxDatasets` withholds the principal's grants on the datasets past the limit (by name);
+ * - a rule about the principal alone (`require`) withholds all its grants and memberships.
+ * Repeats until nothing breaks; a violation that names no principal cannot be withheld, and throws.
  */
 export function withholdBreaking(spec: Spec, now: Date, positions?: SpecPositions): { spec: Spec; withheld: InvariantViolation[] } {
   if (Object.keys(spec.invariants ?? {}).length === 0) return { spec, withheld: [] };
@@ -330,7 +334,7 @@ export function withholdBreaking(spec: Spec, now: Date, positions?: SpecPosition
   // A principal left with no grant and no group holds nothing: a rule it still breaks (`require`
   // asks every person, access or not) is no access to withhold.
   const bare = (name: string) => current.principals[name]!.grants.length === 0 && current.principals[name]!.groups.length === 0;
-  for (let round = 0; round <= Object.keys(spec.principals).length; round++) {
+  for (let round = 0; round <= Object.keys(spec.principals).length + 1; round++) {
     const violations = checkInvariants(current, intendedFacts(current, now, positions), now).filter(
       (v) => !(v.principal !== undefined && Object.hasOwn(current.principals, v.principal) && bare(v.principal)),
     );
@@ -338,19 +342,54 @@ export function withholdBreaking(spec: Spec, now: Date, positions?: SpecPosition
     const principals = { ...current.principals };
     for (const v of violations) {
       if (v.principal === undefined || !Object.hasOwn(principals, v.principal)) throw new InvariantError([v]);
-      const p = principals[v.principal]!;
-      const dataset = v.dataset;
-      principals[v.principal] =
-        dataset === undefined
-          ? { ...p, grants: [], groups: [] }
-          : {
-              ...p,
-              grants: p.grants.filter((g) => g.dataset !== dataset),
-              groups: p.groups.filter((g) => !(current.groups[g]?.grants ?? []).some((x) => x.dataset === dataset)),
-            };
+      principals[v.principal] = withholdOne(current, principals[v.principal]!, v, now);
       withheld.push(v);
     }
     current = { ...current, principals };
   }
   throw new InvariantError(withheld);
+}
+
+type PrincipalOf = Spec['principals'][string];
+type GrantOf = PrincipalOf['grants'][number];
+
+/** The principal without the access of one violation (see withholdBreaking). */
+function withholdOne(spec: Spec, p: PrincipalOf, v: InvariantViolation, now: Date): PrincipalOf {
+  const inv = spec.invariants?.[v.invariant];
+  // Drops the grants `drop` selects, from the principal's own and (for this member) its groups';
+  // `from` is a group grant's path in the spec, undefined for the principal's own.
+  const without = (drop: (g: GrantOf, from?: string) => boolean): PrincipalOf => {
+    const grants = p.grants.filter((g) => !drop(g));
+    const groups: string[] = [];
+    for (const name of p.groups) {
+      const group = spec.groups[name];
+      const all = group?.grants ?? [];
+      const kept = all.filter((g, i) => !drop(g, `groups.${name}.grants[${i}]`));
+      if (kept.length === all.length) groups.push(name);
+      else grants.push(...kept);
+    }
+    return { ...p, grants, groups };
+  };
+  const grantPath = v.grant;
+  if (grantPath !== undefined) {
+    const own = /^principals\.(.+)\.grants\[(\d+)\]$/.exec(grantPath);
+    if (own) {
+      const index = Number(own[2]);
+      return { ...p, grants: p.grants.filter((_, i) => i !== index) };
+    }
+    return without((_, from) => from === grantPath);
+  }
+  if (inv?.maxDatasets !== undefined && v.principal !== undefined) {
+    const level = inv.access ?? 'read';
+    const held = [
+      ...new Set(
+        intendedAccess({ ...spec, principals: { [v.principal]: p } }, now)
+          .filter((a) => atLeast(a.level, level))
+          .map((a) => a.dataset),
+      ),
+    ].sort();
+    const past = new Set(held.slice(inv.maxDatasets));
+    return without((g) => past.has(g.dataset) && atLeast(g.access, level));
+  }
+  return { ...p, grants: [], groups: [] };
 }

@@ -150,6 +150,8 @@ export interface InvariantViolation {
   principal?: string;
   dataset?: string;
   level?: Level;
+  /** The spec's grant that breaks it, where one does (`principals.bob.grants[0]`, `groups.ml.grants[1]`). */
+  grant?: string;
   /** Checked against the spec (validate, plan) or the backends (access). */
   source: 'intended' | 'actual';
 }
