@@ -5,6 +5,7 @@ import type { Backend } from '../backends/backend.js';
 import { closeBackends } from '../backends/factory.js';
 import { DatagrantError } from '../core/errors.js';
 import type { AccessDataset, AccessReading, AccessReport } from '../model/access.js';
+import { idlePrincipals } from '../compile/unused.js';
 import { accessReport, type AccessFilters } from '../plan/access.js';
 import { isS3Dataset, type BackendSpec, type Spec } from '../spec/schema.js';
 import type { InstallationIdentity, SessionLog } from '../store/store.js';
@@ -41,43 +42,76 @@ export async function runAccessReport(o: AccessRunOptions): Promise<AccessReport
     );
   }
   const installation = await o.store.installation();
-  // Only the backends the report needs: those holding a dataset (the filtered one, if any).
-  const wanted = Object.fromEntries(
-    Object.entries(o.spec.backends).filter(([name]) =>
-      o.filters?.dataset !== undefined ? o.spec.datasets[o.filters.dataset]!.backend === name : datasetsOf(o.spec, name).length > 0,
-    ),
-  );
+  // Every dataset is read whatever the filters: invariants judge all of the access (a principal's
+  // datasets beyond the one shown count for maxDatasets), and expireUnused needs every key.
+  const wanted = Object.fromEntries(Object.entries(o.spec.backends).filter(([name]) => datasetsOf(o.spec, name).length > 0));
   const backends = o.makeBackends(wanted, installation);
   const readings: Record<string, AccessReading> = {};
   try {
     await Promise.all(
       Object.entries(backends).map(async ([name, b]) => {
         if (!b.readAccess) {
-          readings[name] = { rows: [], usage: [], requests: 0, limits: [`a ${b.type} backend cannot report effective access yet`] };
+          readings[name] = { rows: [], usage: [], requests: 0, limits: [], failures: [`a ${b.type} backend cannot report effective access yet`] };
           return;
         }
-        const all = datasetsOf(o.spec, name);
-        const datasets = o.filters?.dataset !== undefined ? all.filter((d) => d.name === o.filters!.dataset) : all;
-        readings[name] = await b.readAccess({ datasets });
+        readings[name] = await b.readAccess({ datasets: datasetsOf(o.spec, name) });
       }),
     );
   } finally {
     await closeBackends(backends);
   }
-  return accessReport({
+  // Grants settings.expireUnused takes away are not intended any longer (plan withholds them).
+  const usage = Object.fromEntries(
+    Object.entries(readings).map(([b, r]) => [
+      b,
+      r.usage.flatMap((u) =>
+        u.principal === undefined
+          ? []
+          : [
+              {
+                principal: u.principal,
+                credential: u.credential,
+                createdAt: u.createdAt ?? '',
+                ...(u.lastUsedAt !== undefined ? { lastUsedAt: u.lastUsedAt } : {}),
+              },
+            ],
+      ),
+    ]),
+  );
+  const report = accessReport({
     spec: o.spec,
     specHash: o.specHash,
     specFile: o.specFile,
     now: o.now,
     readings,
     sessions: await o.store.sessions(),
+    idle: idlePrincipals(o.spec, usage, o.now).idle,
     ...(o.filters ? { filters: o.filters } : {}),
   });
+  const who = o.filters?.principal;
+  if (who !== undefined && report.rows.length === 0 && !Object.hasOwn(o.spec.principals, who)) {
+    const held = Object.values(readings).some((r) => r.rows.some((x) => x.holder.id === who || x.holder.name === who));
+    if (!held) {
+      throw new DatagrantError(
+        `there is no principal ${JSON.stringify(who)} in ${o.specFile}, and no backend holds access for a holder of that name or id (an IAM ARN, a role name)`,
+      );
+    }
+  }
+  return report;
 }
 
 /**
- * True when the backends hold access the spec does not grant (and its knownAccess does not accept),
- * lack access it does, or break an invariant.
+ * True when the rows shown hold access the spec does not grant (and its knownAccess does not
+ * accept), lack access it does, or hold a path datagrant did not make, or when a violation of an
+ * invariant concerns them (with `--principal`, another holder's breach is reported but does not
+ * decide this principal's check).
  */
-export const accessDiffers = (report: AccessReport): boolean =>
-  report.rows.some((r) => r.status !== 'both' && r.known === undefined) || report.invariants.length > 0;
+export function accessDiffers(report: AccessReport): boolean {
+  if (report.rows.some((r) => r.known === undefined && (r.status !== 'both' || (r.actual.some((p) => p.managed === false) && r.managed)))) return true;
+  const scoped = report.filters.principal !== undefined || report.filters.dataset !== undefined;
+  return report.invariants.some(
+    (v) =>
+      !scoped ||
+      report.rows.some((r) => (v.principal !== undefined ? r.principal === v.principal : !r.managed) && (v.dataset === undefined || r.dataset === v.dataset)),
+  );
+}

@@ -54,6 +54,11 @@ export interface AccessPath {
   conditions?: string[];
   /** Reaches only part of the dataset (some of its objects or tables). */
   partial?: boolean;
+  /**
+   * Entirely through objects datagrant made for this installation as the spec says (its own
+   * policies, groups, grants). False: a path someone else made, even on a managed principal.
+   */
+  managed?: boolean;
 }
 
 /** One holder's access to one dataset at one level, as read from a backend. Cumulative: a holder
@@ -97,6 +102,12 @@ export interface AccessReading {
    * not readable from a member account`, `bucket ai-data: no permission to read its policy`).
    */
   limits: string[];
+  /**
+   * What could not be READ this time (a bucket policy refused, a document that did not parse, a
+   * database gone), distinct from `limits`, which this kind of reader can never see. A report with
+   * failures is incomplete: `access --detailed-exitcode` fails.
+   */
+  failures?: string[];
   /** Requests the read took (bulk reads, as in plan). */
   requests: number;
 }
@@ -164,8 +175,10 @@ export interface AccessReport {
   /** Filters the rows were selected with, as given. */
   filters: { principal?: string; dataset?: string; unused?: string };
   rows: AccessReportRow[];
-  /** What could not be read or evaluated, per backend. */
+  /** What this kind of reader can never see, per backend. */
   limits: string[];
+  /** What could not be read this time, per backend: the report may miss access through it. */
+  incomplete: string[];
   invariants: InvariantViolation[];
   /** Requests each backend's read took. */
   requests: Record<string, number>;

@@ -35,6 +35,8 @@ export interface AccessInput {
   readings: Record<string, AccessReading>;
   /** The store's session log: temporary principals' sessions and their last issue. */
   sessions: readonly SessionFact[];
+  /** Principals whose grants settings.expireUnused takes away, per backend: not intended there. */
+  idle?: Record<string, ReadonlySet<string>>;
   filters?: AccessFilters;
 }
 
@@ -112,6 +114,7 @@ export function accessReport(input: AccessInput): AccessReport {
   };
 
   for (const g of intendedAccess(spec, now)) {
+    if (input.idle?.[g.backend]?.has(g.principal)) continue;
     for (const level of LEVELS.slice(0, LEVELS.indexOf(g.level) + 1)) {
       const row = get(g.backend, g.dataset, level, `p:${g.principal}`, () => ({
         backend: g.backend,
@@ -127,10 +130,12 @@ export function accessReport(input: AccessInput): AccessReport {
 
   const roles = sessionRoles(spec, now);
   const limits: string[] = [];
+  const incomplete: string[] = [];
   const requests: Record<string, number> = {};
   for (const [backend, reading] of Object.entries(input.readings)) {
     requests[backend] = reading.requests;
     for (const l of reading.limits) limits.push(`${backend}: ${l}`);
+    for (const f of reading.failures ?? []) incomplete.push(`${backend}: ${f}`);
     for (const { who, row } of attribute(spec, reading.rows, roles)) {
       const h = row.holder;
       const r = get(row.backend, row.dataset, row.level, who, () => ({
@@ -195,6 +200,7 @@ export function accessReport(input: AccessInput): AccessReport {
     filters: { ...filters },
     rows: selected,
     limits: [...new Set(limits)],
+    incomplete: [...new Set(incomplete)],
     invariants,
     requests,
   };

@@ -1,6 +1,7 @@
 // An access report as a table for a terminal, CSV or JSON. Rendering decides nothing.
 import type { AccessPath, AccessReport, AccessReportRow } from '../model/access.js';
 import { csv } from './csv.js';
+import { printable } from './printable.js';
 
 const STATUS: Record<AccessReportRow['status'], string> = { both: 'both', intended: 'intended only', actual: 'actual only' };
 
@@ -15,7 +16,11 @@ function describePath(p: AccessPath): string {
 
 /** Every way the row's access comes about, spec side first. */
 export function throughOf(row: AccessReportRow): string[] {
-  return [...row.intended.map((g) => `spec: ${g.via} ${g.path}${g.expires ? ` until ${g.expires}` : ''}`), ...row.actual.map((p) => describePath(p))];
+  return [
+    ...row.intended.map((g) => `spec: ${g.via} ${g.path}${g.expires ? ` until ${g.expires}` : ''}`),
+    // A path someone else made on one of datagrant's principals is drift, even where the spec grants the level.
+    ...row.actual.map((p) => (row.managed && p.managed === false ? `not made by datagrant: ${describePath(p)}` : describePath(p))),
+  ];
 }
 
 const whoOf = (row: AccessReportRow) =>
@@ -30,11 +35,14 @@ export function renderAccessText(report: AccessReport): string {
   for (const r of report.rows) byDataset.set(`${r.dataset} (${r.backend})`, [...(byDataset.get(`${r.dataset} (${r.backend})`) ?? []), r]);
   for (const [dataset, rows] of byDataset) {
     out.push(`dataset ${dataset}`);
-    const width = Math.max(...rows.map((r) => whoOf(r).length));
+    const width = Math.max(...rows.map((r) => printable(whoOf(r)).length));
     for (const r of rows) {
-      const mark = r.status === 'both' || r.known ? ' ' : r.status === 'actual' ? '!' : '?';
+      const foreign = r.managed && r.actual.some((p) => p.managed === false);
+      const mark = r.known ? ' ' : r.status === 'actual' || foreign ? '!' : r.status === 'intended' ? '?' : ' ';
       const through = throughOf(r);
-      out.push(`  ${mark} ${r.level.padEnd(5)}  ${whoOf(r).padEnd(width)}  ${STATUS[r.status].padEnd(13)}  ${through[0] ?? ''}`);
+      out.push(
+        `  ${mark} ${r.level.padEnd(5)}  ${whoOf(r).padEnd(width - (printable(whoOf(r)).length - whoOf(r).length))}  ${STATUS[r.status].padEnd(13)}  ${through[0] ?? ''}`,
+      );
       for (const t of through.slice(1)) out.push(`  ${' '.repeat(1 + 1 + 5 + 2 + width + 2 + 13 + 2)}${t}`);
     }
     out.push('');
@@ -50,14 +58,19 @@ export function renderAccessText(report: AccessReport): string {
     out.push('', 'Invariants broken by the access the backends hold:');
     for (const v of report.invariants) out.push(`  ✗ ${v.message}`);
   }
+  if (report.incomplete.length) {
+    out.push('', 'INCOMPLETE: these could not be read this time, and the report may miss access through them:');
+    for (const l of report.incomplete) out.push(`  ✗ ${l}`);
+  }
   if (report.limits.length) {
     out.push('', 'Not seen or not evaluated (the report may miss access through these):');
     for (const l of report.limits) out.push(`  - ${l}`);
   }
   const known = report.rows.filter((r) => r.known).length;
   if (known) out.push(`${known} row(s) of access the spec's knownAccess accepts are shown but are no difference.`);
-  out.push('', `Legend: "!" access the spec does not grant, "?" a grant the backends do not hold.`);
-  return `${out.join('\n')}\n`;
+  out.push('', `Legend: "!" access the spec does not grant, or a path datagrant did not make; "?" a grant the backends do not hold.`);
+  // Every line may hold a name someone else chose: controls and bidi overrides show as escapes.
+  return `${out.map(printable).join('\n')}\n`;
 }
 
 export const ACCESS_CSV_HEADER = [

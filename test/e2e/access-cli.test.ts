@@ -106,6 +106,9 @@ test('bad input names the value and what is allowed, and reads nothing', async (
   const u = await ws.run('access', '--unused', '90x');
   expect(u.code).toBe(1);
   expect(u.stderr).toContain('--unused "90x" is not a duration');
+  const p = await ws.run('access', '--principal', 'nobody-at-all');
+  expect(p.code).toBe(1);
+  expect(p.stderr).toContain('there is no principal "nobody-at-all" in datagrant.yaml, and no backend holds access for a holder of that name or id');
   const f = await ws.run('access', '--format', 'xml');
   expect(f.code).toBe(1);
   expect(f.stderr).toMatch(/xml.*Allowed choices are table, csv, json, html/);

@@ -8,6 +8,7 @@ import type { Io } from '../../app/io.js';
 import { UsageError } from '../../core/errors.js';
 import type { AccessReport } from '../../model/access.js';
 import { renderAccessCsv, renderAccessJson, renderAccessText } from '../../render/access.js';
+import { printable } from '../../render/printable.js';
 import { DURATION_RE, durationSeconds } from '../../spec/schema.js';
 
 export const ACCESS_FORMATS = ['table', 'csv', 'json', 'html'] as const;
@@ -70,6 +71,12 @@ export async function accessCommand(io: Io, opts: AccessOptions): Promise<number
     io.stdout(`Wrote the access report (${report.rows.length} rows) to ${opts.out}\n`);
   } else {
     io.stdout(text);
+  }
+  if (report.incomplete.length) {
+    // Said on stderr too, whatever the format: a CSV piped to a file must not look complete.
+    io.stderr(`Warning: the report is incomplete; these could not be read:\n${report.incomplete.map((l) => `  ${printable(l)}`).join('\n')}\n`);
+    // A scheduled check cannot say "no difference" about what it could not read.
+    if (opts.detailedExitcode) return 1;
   }
   return opts.detailedExitcode && accessDiffers(report) ? 2 : 0;
 }
