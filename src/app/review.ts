@@ -7,7 +7,7 @@ import { hashJson } from '../core/canonical.js';
 import { ReviewError } from '../core/errors.js';
 import type { AccessReport, AccessReportRow } from '../model/access.js';
 import { REVIEW_NAME_RE, type Review, type ReviewDecision, type ReviewEvidence, type ReviewManifest, type ReviewVerdict } from '../model/review.js';
-import { accessCommandLine, isSelfReview, matchingRows, reviewAddress, reviewEvidence, reviewRows, selectRows, type RowFilter } from '../plan/review.js';
+import { accessCommandLine, isSelfDecision, matchingRows, reviewAddress, reviewEvidence, reviewRows, selectRows, type RowFilter } from '../plan/review.js';
 import { planRevocations, type RevocationInput, type RevocationPlan } from '../plan/revocations.js';
 import type { AuditLog, ReviewStore } from '../store/store.js';
 
@@ -141,8 +141,9 @@ export async function decide(store: ReviewStore, o: DecideOptions): Promise<Revi
     decision: o.decision,
     reason,
     reviewer,
+    actor: o.actor,
     decidedAt: at,
-    selfReview: isSelfReview(reviewer, row, review.emails),
+    selfReview: isSelfDecision({ reviewer, actor: o.actor }, row, review.emails),
   }));
   return store.recordDecisions(
     o.name,

@@ -33,12 +33,27 @@ export interface ReviewDecision {
   rowId: string;
   decision: ReviewVerdict;
   reason: string;
+  /** Who the decision is in the name of (`--as`): free text, as the reviewer signs. */
   reviewer: string;
+  /**
+   * Who recorded it: the actor of its audit entry (DATAGRANT_ACTOR, else the OS user as
+   * `user@cli`), whatever `--as` says.
+   */
+  actor: string;
   decidedAt: string;
-  /** The reviewer is the row's principal (by name or e-mail): a decision about their own access. */
+  /**
+   * The reviewer or the actor is the row's principal (by name or e-mail): a decision about their
+   * own access.
+   */
   selfReview: boolean;
   /** The audit entry that recorded it. */
   auditSeq: number;
+}
+
+/** A decision as evidence shows it. */
+export interface EvidenceDecision extends ReviewDecision {
+  /** The actor is not the reviewer: someone recorded the decision in another's name. */
+  onBehalf: boolean;
 }
 
 export interface Review {
@@ -114,7 +129,7 @@ export interface ReviewEvidenceRow {
   /** 1-based position in the population, as `review show` numbers it. */
   n: number;
   row: AccessReportRow;
-  decisions: ReviewDecision[];
+  decisions: EvidenceDecision[];
   outcome: RowOutcome;
   /** For rows whose outcome is revoke. */
   revocation?: RevocationStatus;

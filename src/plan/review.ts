@@ -6,18 +6,63 @@ import type { AccessReport, AccessReportRow } from '../model/access.js';
 import type { AuditRecord, RevocationStatus, Review, ReviewDecision, ReviewEvidence, ReviewEvidenceRow, RowOutcome } from '../model/review.js';
 
 /**
- * A reviewer deciding on their own access. `--as` names the reviewer as the spec names people: by
- * principal name or by e-mail (the spec's, or SCIM's, as recorded when the review started), both
- * compared ignoring case, as IAM compares user names and mail systems compare addresses. A row of
- * an unmanaged holder (no principal) is matched on the holder's name or id (an IAM user `bob`).
+ * How people are compared by name or e-mail: ignoring case, as IAM compares user names and mail
+ * systems compare addresses, and an e-mail without its plus-address tag (`alice+review@` is
+ * `alice@`), which reaches the same mailbox and so the same person.
  */
-export function isSelfReview(reviewer: string, row: AccessReportRow, emails: Readonly<Record<string, string>>): boolean {
-  const r = reviewer.trim().toLowerCase();
+export function normalIdentity(s: string): string {
+  const t = s.trim().toLowerCase();
+  const at = t.lastIndexOf('@');
+  if (at <= 0) return t;
+  const local = t.slice(0, at);
+  const plus = local.indexOf('+');
+  return `${plus > 0 ? local.slice(0, plus) : local}${t.slice(at)}`;
+}
+
+/** The OS user of a CLI actor (`alice@cli`), as datagrant names actors without DATAGRANT_ACTOR. */
+const osUserOf = (actor: string) => /^(.+)@cli$/.exec(actor.trim())?.[1];
+
+/**
+ * `who` names the row's holder: its principal by name or by e-mail (the spec's, or SCIM's, as
+ * recorded when the review started); a row of an unmanaged holder (no principal) by the holder's
+ * name or id (an IAM user `bob`).
+ */
+function namesHolder(who: string, row: AccessReportRow, emails: Readonly<Record<string, string>>): boolean {
+  const w = normalIdentity(who);
   if (row.principal !== undefined) {
     const email = emails[row.principal];
-    return r === row.principal.toLowerCase() || (email !== undefined && r === email.toLowerCase());
+    return w === row.principal.toLowerCase() || (email !== undefined && w === normalIdentity(email));
   }
-  return row.holder !== undefined && (r === row.holder.name.toLowerCase() || r === row.holder.id.toLowerCase());
+  return row.holder !== undefined && (w === row.holder.name.toLowerCase() || w === row.holder.id.toLowerCase());
+}
+
+/** A reviewer (`--as`) deciding on their own access. */
+export function isSelfReview(reviewer: string, row: AccessReportRow, emails: Readonly<Record<string, string>>): boolean {
+  return namesHolder(reviewer, row, emails);
+}
+
+/**
+ * A decision about the decider's own access: by the reviewer it names, or by the actor who
+ * recorded it — `--as` is free text, so alice deciding on her own rows `--as carol` is still
+ * alice's self-review. The actor counts as itself (DATAGRANT_ACTOR may be a name or an e-mail)
+ * and, for `user@cli`, as the OS user.
+ */
+export function isSelfDecision(d: { reviewer: string; actor: string }, row: AccessReportRow, emails: Readonly<Record<string, string>>): boolean {
+  const user = osUserOf(d.actor);
+  return namesHolder(d.reviewer, row, emails) || namesHolder(d.actor, row, emails) || (user !== undefined && namesHolder(user, row, emails));
+}
+
+/**
+ * The actor is someone other than the reviewer the decision names. The same person: equal as
+ * names or e-mails, or a CLI actor `carol@cli` signing as `carol` or as an e-mail whose local
+ * part is `carol`.
+ */
+export function recordedOnBehalf(d: { reviewer: string; actor: string }): boolean {
+  const reviewer = normalIdentity(d.reviewer);
+  if (reviewer === normalIdentity(d.actor)) return false;
+  const user = osUserOf(d.actor)?.toLowerCase();
+  const at = reviewer.lastIndexOf('@');
+  return user === undefined || (reviewer !== user && (at <= 0 || reviewer.slice(0, at) !== user));
 }
 
 export function rowOutcome(decisions: readonly ReviewDecision[]): RowOutcome {
@@ -35,7 +80,7 @@ export function reviewRows(review: Review): ReviewEvidenceRow[] {
   const byRow = new Map<string, ReviewDecision[]>();
   for (const d of review.decisions) byRow.set(d.rowId, [...(byRow.get(d.rowId) ?? []), d]);
   return review.population.map((row, i) => {
-    const decisions = byRow.get(row.id) ?? [];
+    const decisions = (byRow.get(row.id) ?? []).map((d) => ({ ...d, onBehalf: recordedOnBehalf(d) }));
     return { n: i + 1, row, decisions, outcome: rowOutcome(decisions) };
   });
 }

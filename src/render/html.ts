@@ -4,7 +4,8 @@
 // anyone with access to a backend may choose. Readable on screen and on paper. Pure.
 import { createHash } from 'node:crypto';
 import type { AccessPath, AccessReport, AccessReportRow } from '../model/access.js';
-import type { ReviewDecision, ReviewEvidence, ReviewEvidenceRow, RevocationStatus } from '../model/review.js';
+import type { EvidenceDecision, ReviewEvidence, ReviewEvidenceRow, RevocationStatus } from '../model/review.js';
+import { onBehalfText } from './review.js';
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -36,7 +37,7 @@ tbody tr:nth-child(even) { background: #fbfcfd; }
 td ul { margin: 0; padding-left: 16px; }
 .badge { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px; font-weight: 600; white-space: nowrap; border: 1px solid transparent; }
 .b-both, .b-keep, .b-removed, .b-ok { color: var(--ok); background: var(--ok-bg); border-color: var(--ok); }
-.b-intended, .b-undecided, .b-self, .b-known { color: var(--warn); background: var(--warn-bg); border-color: var(--warn); }
+.b-intended, .b-undecided, .b-self, .b-known, .b-behalf { color: var(--warn); background: var(--warn-bg); border-color: var(--warn); }
 .b-actual, .b-revoke, .b-present, .b-bad { color: var(--bad); background: var(--bad-bg); border-color: var(--bad); }
 .b-unmanaged, .b-contested { color: var(--info); background: var(--info-bg); border-color: var(--info); }
 .muted { color: var(--muted); }
@@ -191,9 +192,10 @@ ${limitsSection(report.limits)}
   return page(`Effective access — ${report.generatedAt}`, body);
 }
 
-function decisionHtml(d: ReviewDecision): string {
+function decisionHtml(d: EvidenceDecision): string {
+  const recorded = d.onBehalf ? `${badge('behalf', 'on behalf')} ${esc(onBehalfText(d))}` : `recorded by ${esc(d.actor)}`;
   return `<div class="decision">${badge(d.decision, d.decision)} by <b>${esc(d.reviewer)}</b>${d.selfReview ? ` ${badge('self', 'self-review')}` : ''}
-<br><span class="muted">${esc(d.decidedAt)} · audit #${esc(d.auditSeq)}</span><br>${esc(d.reason)}</div>`;
+<br><span class="recorded">${recorded}</span><br><span class="muted">${esc(d.decidedAt)} · audit #${esc(d.auditSeq)}</span><br>${esc(d.reason)}</div>`;
 }
 
 function revocationHtml(s: RevocationStatus | undefined): string {
@@ -256,6 +258,6 @@ ${e.rows.map(reviewRowHtml).join('\n') || '<tr><td colspan="12" class="none">The
 </tbody></table>
 ${invariantsSection(m)}
 ${limitsSection(m.limits)}
-<footer>A row is revoked when any reviewer's standing decision is revoke; contested rows have keep and revoke decisions. A self-review is a decision by the row's own principal (matched by principal name or e-mail). The population's sha256 is that of its rows as canonical JSON (sorted keys) in the JSON evidence; the review's start entry in the audit chain (<code>datagrant audit log</code>, <code>datagrant audit verify</code>) carries it.</footer>`;
+<footer>A row is revoked when any reviewer's standing decision is revoke; contested rows have keep and revoke decisions. A self-review is a decision about one's own access: the reviewer it names, or the actor who recorded it, is the row's principal (by principal name or e-mail, ignoring case and plus-address tags). The actor is who ran the command (<code>DATAGRANT_ACTOR</code>, else the OS user); a decision recorded in someone else's name says so. The population's sha256 is that of its rows as canonical JSON (sorted keys) in the JSON evidence; the review's start entry in the audit chain (<code>datagrant audit log</code>, <code>datagrant audit verify</code>) carries it.</footer>`;
   return page(`Access review ${e.review.name}`, body);
 }

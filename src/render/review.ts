@@ -1,7 +1,7 @@
 // Access reviews as text for a terminal, and review evidence as CSV and JSON. Rendering decides
 // nothing: outcomes and revocation states come from src/plan/review.ts.
 import type { AccessReportRow } from '../model/access.js';
-import type { Review, ReviewEvidence, ReviewEvidenceRow, ReviewSummary } from '../model/review.js';
+import type { EvidenceDecision, Review, ReviewEvidence, ReviewEvidenceRow, ReviewSummary } from '../model/review.js';
 import type { RevocationPlan } from '../plan/revocations.js';
 import { throughOf } from './access.js';
 import { csv } from './csv.js';
@@ -18,6 +18,10 @@ function table(rows: string[][]): string[] {
       .trimEnd(),
   );
 }
+
+/** The reviewer and, beside them, who recorded the decision. */
+export const onBehalfText = (d: EvidenceDecision) => `decision recorded on behalf of ${d.reviewer} by ${d.actor}`;
+const decidedBy = (d: EvidenceDecision) => `${d.reviewer} (${d.onBehalf ? onBehalfText(d) : `recorded by ${d.actor}`})`;
 
 export function renderReviewList(reviews: readonly ReviewSummary[]): string {
   if (!reviews.length) return 'No access reviews yet. `datagrant review start NAME` starts one.\n';
@@ -57,7 +61,7 @@ export function renderReviewShow(review: Review, rows: readonly ReviewEvidenceRo
     for (const t of throughOf(r.row)) out.push(`      through ${t}`);
     for (const d of r.decisions) {
       out.push(
-        `      ${d.decision} by ${d.reviewer}${d.selfReview ? ' (SELF-REVIEW)' : ''} at ${d.decidedAt} (audit #${d.auditSeq}): ${d.reason.replace(/\n/g, ' ')}`,
+        `      ${d.decision} by ${decidedBy(d)}${d.selfReview ? ' (SELF-REVIEW)' : ''} at ${d.decidedAt} (audit #${d.auditSeq}): ${d.reason.replace(/\n/g, ' ')}`,
       );
     }
   });
@@ -148,6 +152,8 @@ export const REVIEW_CSV_HEADER = [
   'contested',
   'decision',
   'reviewer',
+  'actor',
+  'on_behalf',
   'self_review',
   'decided_at',
   'reason',
@@ -194,8 +200,10 @@ export function renderReviewCsv(e: ReviewEvidence): string {
       s?.entry ? `${s.entry.event}${s.entry.address ? ` ${s.entry.address}` : ''}` : '',
       s?.note ?? '',
     ];
-    if (!r.decisions.length) lines.push([...base, '', '', '', '', '', '', ...removal]);
-    for (const d of r.decisions) lines.push([...base, d.decision, d.reviewer, d.selfReview, d.decidedAt, d.reason, d.auditSeq, ...removal]);
+    if (!r.decisions.length) lines.push([...base, '', '', '', '', '', '', '', '', ...removal]);
+    for (const d of r.decisions) {
+      lines.push([...base, d.decision, d.reviewer, d.actor, d.onBehalf ? onBehalfText(d) : '', d.selfReview, d.decidedAt, d.reason, d.auditSeq, ...removal]);
+    }
   }
   return csv(REVIEW_CSV_HEADER, lines);
 }

@@ -90,6 +90,26 @@ describe('review decide', () => {
     expect(entries.every((e) => e.actor === 'carol@cli' && e.address === 'review/2026-Q4')).toBe(true);
   });
 
+  test('alice deciding on her own row in carol’s name is a self-review, recorded with alice as the actor', async () => {
+    const review = await start();
+    const alice = rowNo(review, 'alice', 'training-data');
+    const bob = rowNo(review, 'bob', 'training-data');
+    const base = { name: '2026-Q4', decision: 'keep' as const, reason: 'fine', reviewer: 'carol@example.com', now: LATER };
+    const [own] = await decide(store, { ...base, rows: [alice], actor: 'alice@cli' });
+    const [other] = await decide(store, { ...base, rows: [bob], actor: 'alice@cli' });
+    expect(own).toMatchObject({ reviewer: 'carol@example.com', actor: 'alice@cli', selfReview: true });
+    expect(other).toMatchObject({ reviewer: 'carol@example.com', actor: 'alice@cli', selfReview: false });
+    // DATAGRANT_ACTOR set to her e-mail, tagged, is still alice.
+    const [tagged] = await decide(store, { ...base, reviewer: 'dave', rows: [alice], actor: 'Alice+ops@example.com' });
+    expect(tagged).toMatchObject({ actor: 'Alice+ops@example.com', selfReview: true });
+    const stored = (await store.review('2026-Q4'))!.decisions;
+    expect(stored.map((d) => [d.rowId === review.population[Number(alice) - 1]!.id ? 'alice' : 'bob', d.reviewer, d.actor, d.selfReview])).toEqual([
+      ['alice', 'carol@example.com', 'alice@cli', true],
+      ['alice', 'dave', 'Alice+ops@example.com', true],
+      ['bob', 'carol@example.com', 'alice@cli', false],
+    ]);
+  });
+
   test('--all-matching decides every matching row at once', async () => {
     await start();
     const recorded = await decide(store, {

@@ -4,7 +4,18 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import type { AccessReportRow } from '../../src/model/access.js';
 import type { AuditRecord } from '../../src/model/review.js';
-import { accessCommandLine, isSelfReview, matchingRows, reviewEvidence, revocationStatus, rowOutcome, selectRows, shellWord } from '../../src/plan/review.js';
+import {
+  accessCommandLine,
+  isSelfDecision,
+  isSelfReview,
+  matchingRows,
+  recordedOnBehalf,
+  reviewEvidence,
+  revocationStatus,
+  rowOutcome,
+  selectRows,
+  shellWord,
+} from '../../src/plan/review.js';
 import { EMAILS, fixtureReadings, fixtureReport, fixtureReview } from '../support/review-fixture.js';
 
 const report = fixtureReport();
@@ -17,6 +28,10 @@ describe('self-review', () => {
     ['alice@example.com', 'alice', true],
     ['Alice@Example.COM', 'alice', true],
     [' alice ', 'alice', true],
+    // A plus-address tag reaches the same mailbox: the same person.
+    ['alice+review@example.com', 'alice', true],
+    ['ALICE+Q4@Example.com', 'alice', true],
+    ['alice+review', 'alice', false],
     ['al', 'alice', false],
     ['alice@other.example', 'alice', false],
     ['bob@example.com', 'alice', false],
@@ -28,6 +43,33 @@ describe('self-review', () => {
     expect(isSelfReview(reviewer, rowOf(who, 'training-data'), EMAILS)).toBe(expected);
   });
 
+  test.each([
+    // alice records a decision on her own row in carol's name: still hers.
+    ['carol@example.com', 'alice@cli', 'alice', true],
+    ['carol@example.com', 'Alice@cli', 'alice', true],
+    // DATAGRANT_ACTOR as an e-mail, with a tag.
+    ['carol@example.com', 'alice+ops@example.com', 'alice', true],
+    ['carol@example.com', 'alice', 'alice', true],
+    ['carol@example.com', 'carol@cli', 'alice', false],
+    ['carol@example.com', 'al@cli', 'alice', false],
+    ['alice@example.com', 'carol@cli', 'alice', true],
+    ['carol', 'mallory@cli', 'mallory', true],
+  ])('reviewer %s recorded by %s on a row of %s: self-review %s', (reviewer, actor, who, expected) => {
+    expect(isSelfDecision({ reviewer, actor }, rowOf(who, 'training-data'), EMAILS)).toBe(expected);
+  });
+
+  test.each([
+    ['carol@example.com', 'carol@cli', false],
+    ['carol', 'carol@cli', false],
+    ['Carol+q4@example.com', 'carol@example.com', false],
+    ['carol@example.com', 'test@cli', true],
+    ['carol', 'ci', true],
+    ['car', 'carol@cli', true],
+    ['carol@example.com', 'carol@other.example', true],
+  ])('reviewer %s recorded by %s: on behalf %s', (reviewer, actor, expected) => {
+    expect(recordedOnBehalf({ reviewer, actor })).toBe(expected);
+  });
+
   test("a SCIM person's e-mail, recorded when the review started, counts", () => {
     expect(isSelfReview('dana@example.com', rowOf('dana', 'training-data'), EMAILS)).toBe(true);
     expect(isSelfReview('dana@example.com', rowOf('dana', 'training-data'), {})).toBe(false);
@@ -35,7 +77,16 @@ describe('self-review', () => {
 });
 
 describe('outcome of a row', () => {
-  const d = (decision: 'keep' | 'revoke', selfReview = false) => ({ rowId: 'r', decision, reason: 'x', reviewer: 'r', decidedAt: '', selfReview, auditSeq: 1 });
+  const d = (decision: 'keep' | 'revoke', selfReview = false) => ({
+    rowId: 'r',
+    decision,
+    reason: 'x',
+    reviewer: 'r',
+    actor: 'r@cli',
+    decidedAt: '',
+    selfReview,
+    auditSeq: 1,
+  });
   test.each([
     [[], { outcome: 'undecided', contested: false, selfReviewOnly: false }],
     [[d('keep')], { outcome: 'keep', contested: false, selfReviewOnly: false }],

@@ -102,6 +102,9 @@ describe('renderReviewHtml', () => {
     expect(html).toContain(`<code>${e.manifest.populationSha256}</code>`);
     expect(html).toContain(`#9 <code>${'f'.repeat(64)}</code>`);
     expect(html).toContain('<span class="badge b-self">self-review</span>');
+    expect(html).toContain('<span class="badge b-behalf">on behalf</span> decision recorded on behalf of carol by ci@cli');
+    expect(html).toContain('recorded by alice@example.com');
+    expect(html).toContain('decision recorded on behalf of &lt;svg onload=alert(3)&gt; by &lt;i&gt;x&lt;/i&gt;@cli');
     expect(html).toContain('<span class="badge b-contested">contested</span>');
     expect(html).toContain(
       '<span class="badge b-removed">removed</span><br>audit #20 · 2026-12-03T10:00:00.000Z · ci@cli<br><code>change.delete aws:membership/ml-researchers/alice</code>',

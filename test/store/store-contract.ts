@@ -488,6 +488,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
         decision: verdict,
         reason: `${verdict} because`,
         reviewer,
+        actor: 'carol@cli',
         decidedAt: at,
         selfReview: reviewer === 'alice',
       });
@@ -682,7 +683,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
             other
               .recordDecisions(
                 'race',
-                [{ rowId, decision: 'keep', reason: 'fine', reviewer: 'dave', decidedAt: LATER, selfReview: false }],
+                [{ rowId, decision: 'keep', reason: 'fine', reviewer: 'dave', actor: 'dave@cli', decidedAt: LATER, selfReview: false }],
                 [{ actor: 'dave', event: 'review.decide', address: null, outcome: 'keep', detail: rowId }],
               )
               .then(

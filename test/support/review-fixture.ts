@@ -5,7 +5,7 @@
 import type { AccessReading, AccessReport, ActualAccess, AccessHolder } from '../../src/model/access.js';
 import type { Review, ReviewEvidence, ReviewVerdict } from '../../src/model/review.js';
 import { accessReport } from '../../src/plan/access.js';
-import { isSelfReview, reviewEvidence } from '../../src/plan/review.js';
+import { isSelfDecision, reviewEvidence } from '../../src/plan/review.js';
 import { parseSpec } from '../../src/spec/load.js';
 import type { Spec } from '../../src/spec/schema.js';
 import { sha256 } from '../../src/core/canonical.js';
@@ -110,8 +110,11 @@ export function fixtureReport(
 
 export const EMAILS: Record<string, string> = { alice: 'alice@example.com', bob: 'bob@example.com', dana: 'dana@example.com' };
 
-/** A review of the fixture's report, with decisions given as [who, dataset, level, verdict, reviewer]. */
-export function fixtureReview(decisions: [string, string, string, ReviewVerdict, string][] = [], report = fixtureReport()): Review {
+/**
+ * A review of the fixture's report, with decisions given as [who, dataset, level, verdict,
+ * reviewer, actor]; without an actor, the reviewer recorded it themself.
+ */
+export function fixtureReview(decisions: [string, string, string, ReviewVerdict, string, string?][] = [], report = fixtureReport()): Review {
   let seq = 10;
   const rowOf = (who: string, dataset: string, level: string) => {
     const row = report.rows.find((r) => r.who === who && r.dataset === dataset && r.level === level);
@@ -138,15 +141,16 @@ export function fixtureReview(decisions: [string, string, string, ReviewVerdict,
     emails: EMAILS,
     // Ordered as the store returns them: by row id, then reviewer.
     decisions: decisions
-      .map(([who, dataset, level, decision, reviewer]) => {
+      .map(([who, dataset, level, decision, reviewer, actor = reviewer]) => {
         const row = rowOf(who, dataset, level);
         return {
           rowId: row.id,
           decision,
           reason: `${decision}: quarterly review`,
           reviewer,
+          actor,
           decidedAt: NOW.toISOString(),
-          selfReview: isSelfReview(reviewer, row, EMAILS),
+          selfReview: isSelfDecision({ reviewer, actor }, row, EMAILS),
           auditSeq: ++seq,
         };
       })
@@ -175,9 +179,9 @@ export function hostileEvidence(): ReviewEvidence {
   const report = hostileReport();
   const review = fixtureReview(
     [
-      ['alice', 'training-data', 'read', 'revoke', 'carol'],
+      ['alice', 'training-data', 'read', 'revoke', 'carol', 'ci@cli'],
       ['alice', 'training-data', 'read', 'keep', 'alice@example.com'],
-      [HOSTILE, 'artifacts', 'read', 'revoke', `<svg onload=alert(3)>`],
+      [HOSTILE, 'artifacts', 'read', 'revoke', `<svg onload=alert(3)>`, `<i>x</i>@cli`],
       ['trainer', 'artifacts', 'write', 'keep', 'carol'],
     ],
     report,

@@ -22,7 +22,7 @@ import type { Level } from '../../core/types.js';
 import type { AccessReport, AccessReportRow } from '../../model/access.js';
 import type { ReviewVerdict } from '../../model/review.js';
 import type { AccessFilters } from '../../plan/access.js';
-import { reviewRows, summarize, type RowFilter } from '../../plan/review.js';
+import { recordedOnBehalf, reviewRows, summarize, type RowFilter } from '../../plan/review.js';
 import { renderReviewHtml } from '../../render/html.js';
 import {
   renderReviewCsv,
@@ -158,12 +158,15 @@ export async function reviewDecide(io: Io, opts: DecideCliOptions): Promise<numb
     }),
   );
   const self = recorded.filter((d) => d.selfReview).length;
+  const { reviewer, actor } = recorded[0]!;
+  const behalf = recordedOnBehalf({ reviewer, actor });
   io.stdout(
-    `Recorded ${decision} on ${recorded.length} row(s) of review ${opts.name} as ${recorded[0]!.reviewer} (audit #${recorded.map((d) => d.auditSeq).join(', #')}).\n`,
+    `Recorded ${decision} on ${recorded.length} row(s) of review ${opts.name} as ${reviewer} (audit #${recorded.map((d) => d.auditSeq).join(', #')})${behalf ? `; decision recorded on behalf of ${reviewer} by ${actor}` : ''}.\n`,
   );
   if (self) {
+    const whose = behalf ? `${reviewer}, or ${actor}, who recorded it,` : reviewer;
     io.stderr(
-      `Warning: ${self} of them ${self === 1 ? 'is' : 'are'} flagged SELF-REVIEW: ${recorded[0]!.reviewer} is the principal whose access it is (by name or e-mail). An independent reviewer should decide ${self === 1 ? 'it' : 'them'} too.\n`,
+      `Warning: ${self} of them ${self === 1 ? 'is' : 'are'} flagged SELF-REVIEW: ${whose} is the principal whose access it is (by name or e-mail). An independent reviewer should decide ${self === 1 ? 'it' : 'them'} too.\n`,
     );
   }
   return 0;
