@@ -8,6 +8,7 @@ import { ReviewError } from '../core/errors.js';
 import type { AccessReport, AccessReportRow } from '../model/access.js';
 import { REVIEW_NAME_RE, type Review, type ReviewDecision, type ReviewEvidence, type ReviewManifest, type ReviewVerdict } from '../model/review.js';
 import { accessCommandLine, isSelfDecision, matchingRows, reviewAddress, reviewEvidence, reviewRows, selectRows, type RowFilter } from '../plan/review.js';
+import { decisionDetail, startDetail } from '../plan/review-audit.js';
 import { planRevocations, type RevocationInput, type RevocationPlan } from '../plan/revocations.js';
 import type { AuditLog, ReviewStore } from '../store/store.js';
 
@@ -84,7 +85,7 @@ export async function startReview(store: ReviewStateStore, o: StartReviewOptions
     event: 'review.start',
     address: reviewAddress(o.name),
     outcome: 'ok',
-    detail: `${population.length} rows, population sha256 ${manifest.populationSha256}, manifest sha256 ${hashJson(manifest)}; spec ${manifest.specFile} sha256 ${manifest.specSha256}; audit head #${head?.seq ?? 0}; query: ${manifest.query.command}`,
+    detail: startDetail(review),
   });
   return review;
 }
@@ -153,7 +154,7 @@ export async function decide(store: ReviewStore, o: DecideOptions): Promise<Revi
       event: 'review.decide',
       address: reviewAddress(o.name),
       outcome: d.decision,
-      detail: `row ${d.rowId}; reviewer ${d.reviewer}${d.selfReview ? '; self-review' : ''}; reason: ${JSON.stringify(d.reason)}`,
+      detail: decisionDetail(d),
     })),
   );
 }

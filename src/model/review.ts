@@ -87,6 +87,9 @@ export interface ReviewSummary {
 /** Review names end up in file names (`review export`): nothing that could leave a directory. */
 export const REVIEW_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
+/** The address of a review's entries in the audit chain. */
+export const reviewAddress = (name: string) => `review/${name}`;
+
 /** An audit chain entry as reviews cite it (the store's AuditEntry has this shape). */
 export interface AuditRecord {
   seq: number;
@@ -135,6 +138,29 @@ export interface ReviewEvidenceRow {
   revocation?: RevocationStatus;
 }
 
+/** A way the stored review differs from what its audit entries recorded. */
+export interface IntegrityProblem {
+  /** In words, naming the audit entry and both values. */
+  message: string;
+  /** The population row it concerns, when it concerns one. */
+  rowId?: string;
+  /** The audit entry it was checked against. */
+  auditSeq?: number;
+}
+
+/**
+ * The review as the store holds it (population, manifest, e-mails, decisions, close), checked
+ * against its entries in the MAC'd audit chain: the store's rows carry no MAC of their own.
+ */
+export interface ReviewIntegrity {
+  ok: boolean;
+  /** The review's `review.start` entry; null when the chain has none. */
+  startSeq: number | null;
+  /** Standing decisions the chain records. */
+  decisions: number;
+  problems: IntegrityProblem[];
+}
+
 /** Everything `review export` writes: what an auditor receives. */
 export interface ReviewEvidence {
   review: Pick<Review, 'name' | 'startedAt' | 'startedBy' | 'closedAt' | 'closedBy'>;
@@ -155,5 +181,7 @@ export interface ReviewEvidence {
   checkedAt: string;
   /** The audit chain's verdict at export (`datagrant audit verify`). */
   auditVerified: { ok: boolean; entries: number; firstBad?: { seq: number; reason: string } };
+  /** The review checked against its audit entries: any problem means the store was edited. */
+  integrity: ReviewIntegrity;
   exportedBy: string;
 }

@@ -3,7 +3,17 @@
 // review, a fresh access report and the audit entries are passed in.
 import type { Level } from '../core/types.js';
 import type { AccessReport, AccessReportRow } from '../model/access.js';
-import type { AuditRecord, RevocationStatus, Review, ReviewDecision, ReviewEvidence, ReviewEvidenceRow, RowOutcome } from '../model/review.js';
+import {
+  reviewAddress,
+  type AuditRecord,
+  type RevocationStatus,
+  type Review,
+  type ReviewDecision,
+  type ReviewEvidence,
+  type ReviewEvidenceRow,
+  type RowOutcome,
+} from '../model/review.js';
+import { checkReviewAudit } from './review-audit.js';
 
 /**
  * How people are compared by name or e-mail: ignoring case, as IAM compares user names and mail
@@ -182,7 +192,7 @@ export function reviewStartSeq(review: Review, entries: readonly AuditRecord[]):
   return start?.seq ?? review.manifest.auditHead?.seq ?? 0;
 }
 
-export const reviewAddress = (name: string) => `review/${name}`;
+export { reviewAddress };
 
 export function revocationStatus(row: AccessReportRow, fresh: AccessReport, entries: readonly AuditRecord[], afterSeq: number): RevocationStatus {
   const now = fresh.rows.find((r) => r.id === row.id && r.actual.length > 0);
@@ -262,6 +272,7 @@ export function reviewEvidence(input: EvidenceInput): ReviewEvidence {
     rows,
     checkedAt: fresh.generatedAt,
     auditVerified: input.verdict,
+    integrity: checkReviewAudit(review, entries),
     exportedBy: input.exportedBy,
   };
 }

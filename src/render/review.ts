@@ -130,6 +130,10 @@ export function renderReviewStatus(e: ReviewEvidence): string {
   }
   out.push('', `${e.summary.removed} of ${e.summary.revoke} revocation(s) in effect; ${e.summary.present} still held.`);
   if (!e.auditVerified.ok) out.push(`The audit chain does NOT verify: entry ${e.auditVerified.firstBad?.seq}: ${e.auditVerified.firstBad?.reason}.`);
+  if (!e.integrity.ok) {
+    out.push(`The review does NOT match the audit chain (${e.integrity.problems.length} problem(s)):`);
+    for (const p of e.integrity.problems) out.push(`  ! ${p.message}`);
+  }
   return `${out.join('\n')}\n`;
 }
 
@@ -165,12 +169,18 @@ export const REVIEW_CSV_HEADER = [
   'removal_audit_hash',
   'removal_change',
   'revocation_note',
+  'audit_check',
 ] as const;
 
 /** One line per decision (a row nobody decided: one line without one), all of a row's facts on each. */
 export function renderReviewCsv(e: ReviewEvidence): string {
   const lines: (string | number | boolean | null | undefined)[][] = [];
+  // A problem of the whole review (the population, the manifest) is on every line: each is suspect.
+  const ids = new Set(e.rows.map((r) => r.row.id));
+  const everywhere = e.integrity.problems.filter((p) => p.rowId === undefined || !ids.has(p.rowId)).map((p) => p.message);
   for (const r of e.rows) {
+    const problems = [...everywhere, ...e.integrity.problems.filter((p) => p.rowId === r.row.id).map((p) => p.message)];
+    const check = problems.length ? `DOES NOT MATCH THE AUDIT CHAIN: ${problems.join('; ')}` : 'ok';
     const row = r.row;
     const s = r.revocation;
     const base = [
@@ -199,6 +209,7 @@ export function renderReviewCsv(e: ReviewEvidence): string {
       s?.entry?.hash ?? '',
       s?.entry ? `${s.entry.event}${s.entry.address ? ` ${s.entry.address}` : ''}` : '',
       s?.note ?? '',
+      check,
     ];
     if (!r.decisions.length) lines.push([...base, '', '', '', '', '', '', '', '', ...removal]);
     for (const d of r.decisions) {

@@ -82,10 +82,12 @@ describe('review decide', () => {
       ['dave', 'revoke', 'left the project\nin November', false],
     ]);
     const entries = (await store.auditEntries()).filter((e) => e.event === 'review.decide');
+    // The decision's whole content, free text quoted, so that evidence can be checked against it.
+    const id = JSON.stringify(review.population[Number(alice) - 1]!.id);
     expect(entries.map((e) => `${e.outcome}: ${e.detail}`)).toEqual([
-      `keep: row ${review.population[Number(alice) - 1]!.id}; reviewer Alice@Example.com; self-review; reason: "still on the team"`,
-      `keep: row ${review.population[Number(alice) - 1]!.id}; reviewer dave; reason: "still on the team"`,
-      `revoke: row ${review.population[Number(alice) - 1]!.id}; reviewer dave; reason: "left the project\\nin November"`,
+      `keep: row ${id}; reviewer "Alice@Example.com"; self-review yes; reason "still on the team"`,
+      `keep: row ${id}; reviewer "dave"; self-review no; reason "still on the team"`,
+      `revoke: row ${id}; reviewer "dave"; self-review no; reason "left the project\\nin November"`,
     ]);
     expect(entries.every((e) => e.actor === 'carol@cli' && e.address === 'review/2026-Q4')).toBe(true);
   });
@@ -169,6 +171,48 @@ describe('review decide', () => {
 });
 
 describe('review evidence', () => {
+  test('a review edited in the database, not through datagrant, is reported against the audit chain, which still verifies', async () => {
+    const review = await start();
+    const alice = rowNo(review, 'alice', 'training-data');
+    const mallory = rowNo(review, 'mallory', 'training-data');
+    const at = { name: '2026-Q4', now: LATER, actor: 'carol@cli' };
+    await decide(store, { ...at, rows: [alice], decision: 'revoke', reason: 'moved to sales', reviewer: 'carol@example.com' });
+    await decide(store, { ...at, rows: [alice], decision: 'keep', reason: 'I need it', reviewer: 'alice@example.com' });
+    await decide(store, { ...at, rows: [mallory], decision: 'revoke', reason: 'unknown user', reviewer: 'carol@example.com' });
+    const read = async (filters: object) => fixtureReport({ filters });
+    expect((await evidence(store, { name: '2026-Q4', readReport: read, exportedBy: 'auditor@cli' })).integrity).toMatchObject({ ok: true, decisions: 3 });
+
+    // Someone with write access to the state database: alice's revoke becomes a keep with a
+    // better reason, her self-review is no longer one, and mallory's row and decision vanish
+    // from the population, whose hash in the manifest is fixed up to match.
+    const population = review.population.filter((r) => r.who !== 'mallory');
+    const manifest = { ...review.manifest, populationSha256: hashJson(population) };
+    store.db.exec(`UPDATE review_decisions SET decision = 'keep', reason = 'approved' WHERE reviewer = 'carol@example.com' AND row_id LIKE '%p:alice'`);
+    store.db.exec(`UPDATE review_decisions SET self_review = 0 WHERE reviewer = 'alice@example.com'`);
+    store.db.exec(`DELETE FROM review_decisions WHERE row_id LIKE '%mallory'`);
+    store.db
+      .prepare('UPDATE reviews SET population = ?, manifest = ?, population_rows = ?')
+      .run(JSON.stringify(population), JSON.stringify(manifest), population.length);
+
+    const e = await evidence(store, { name: '2026-Q4', readReport: read, exportedBy: 'auditor@cli' });
+    expect(e.auditVerified.ok).toBe(true);
+    expect(e.integrity.ok).toBe(false);
+    const messages = e.integrity.problems.map((p) => p.message);
+    expect(messages).toContainEqual(expect.stringMatching(/^the population differs from the one the review started with/));
+    expect(messages).toContainEqual(expect.stringMatching(/^the manifest differs from the one the review started with/));
+    expect(messages).toContainEqual(
+      expect.stringMatching(
+        /decision by carol@example.com differs from its audit entry #\d+: verdict: store keep, audit revoke; reason: store "approved", audit "moved to sales"$/,
+      ),
+    );
+    expect(messages).toContainEqual(
+      expect.stringMatching(/decision by alice@example.com differs from its audit entry #\d+: self-review: store no, audit yes$/),
+    );
+    expect(messages).toContainEqual(
+      expect.stringMatching(/records revoke on row .*mallory.* by carol@example.com \(recorded by carol@cli\), which the store no longer holds/),
+    );
+  });
+
   test('reads the population again with the review’s filters and checks the chain', async () => {
     await start('2026-Q4', fixtureReport({ filters: { principal: 'mallory' } }));
     await decide(store, { name: '2026-Q4', rows: ['1'], decision: 'revoke', reason: 'unknown user', reviewer: 'dave', actor: 'carol@cli', now: LATER });

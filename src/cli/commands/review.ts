@@ -20,7 +20,8 @@ import { closeReview, decide, evidence, loadReview, revocations, startReview } f
 import { UsageError } from '../../core/errors.js';
 import type { Level } from '../../core/types.js';
 import type { AccessReport, AccessReportRow } from '../../model/access.js';
-import type { ReviewVerdict } from '../../model/review.js';
+import type { ReviewIntegrity, ReviewVerdict } from '../../model/review.js';
+import { checkReviewAudit } from '../../plan/review-audit.js';
 import type { AccessFilters } from '../../plan/access.js';
 import { recordedOnBehalf, reviewRows, summarize, type RowFilter } from '../../plan/review.js';
 import { renderReviewHtml } from '../../render/html.js';
@@ -33,7 +34,7 @@ import {
   renderRevocationsText,
   summaryLine,
 } from '../../render/review.js';
-import type { StateStore } from '../../store/store.js';
+import type { AuditVerdict, StateStore } from '../../store/store.js';
 
 export interface ReviewOptions extends CommonOptions {
   name: string;
@@ -102,11 +103,28 @@ export async function reviewList(io: Io, opts: CommonOptions & { json?: boolean 
   return 0;
 }
 
+/** What is wrong with the chain or with the review against it, for standard error; empty when nothing is. */
+function integrityWarning(name: string, integrity: ReviewIntegrity, verdict: AuditVerdict): string {
+  const out: string[] = [];
+  if (!verdict.ok) out.push(`Warning: the audit chain does NOT verify: entry ${verdict.firstBad?.seq}: ${verdict.firstBad?.reason}.`);
+  if (!integrity.ok) {
+    out.push(`Warning: review ${name} does NOT match the audit chain (the state store was edited outside datagrant?):`);
+    for (const p of integrity.problems) out.push(`  ! ${p.message}`);
+  }
+  return out.length ? `${out.join('\n')}\n` : '';
+}
+
 export async function reviewShow(io: Io, opts: ReviewOptions & { json?: boolean }): Promise<number> {
-  const review = await withStore(io, opts, (s) => loadReview(s, opts.name));
+  const { review, entries, verdict } = await withStore(io, opts, async (s) => ({
+    review: await loadReview(s, opts.name),
+    entries: await s.auditEntries(),
+    verdict: await s.verifyAudit(),
+  }));
   const rows = reviewRows(review);
   const summary = summarize(rows);
-  io.stdout(opts.json ? `${JSON.stringify({ ...review, rows, summary }, null, 2)}\n` : renderReviewShow(review, rows, summary));
+  const integrity = checkReviewAudit(review, entries);
+  io.stdout(opts.json ? `${JSON.stringify({ ...review, rows, summary, integrity }, null, 2)}\n` : renderReviewShow(review, rows, summary));
+  io.stderr(integrityWarning(review.name, integrity, verdict));
   return 0;
 }
 
@@ -214,11 +232,12 @@ export async function reviewStatus(io: Io, opts: ReviewOptions & { json?: boolea
   const e = await withStore(io, opts, (store) => evidence(store, { name: opts.name, readReport: accessReader(io, opts, store), exportedBy: actorOf(io) }));
   if (opts.json) {
     io.stdout(
-      `${JSON.stringify({ review: e.review, checkedAt: e.checkedAt, summary: e.summary, revocations: e.rows.filter((r) => r.revocation) }, null, 2)}\n`,
+      `${JSON.stringify({ review: e.review, checkedAt: e.checkedAt, summary: e.summary, revocations: e.rows.filter((r) => r.revocation), integrity: e.integrity }, null, 2)}\n`,
     );
   } else {
     io.stdout(renderReviewStatus(e));
   }
+  io.stderr(integrityWarning(e.review.name, e.integrity, e.auditVerified));
   return opts.detailedExitcode && e.summary.present > 0 ? 2 : 0;
 }
 
@@ -238,10 +257,12 @@ export async function reviewExport(io: Io, opts: ReviewOptions & { out: string }
       `  ${summaryLine(e)}`,
       `  Revocations: ${e.summary.removed} in effect, ${e.summary.present} still held (checked ${e.checkedAt}).`,
       `  Audit chain: ${e.auditVerified.ok ? `verified, ${e.auditVerified.entries} entries` : `BROKEN at entry ${e.auditVerified.firstBad?.seq}: ${e.auditVerified.firstBad?.reason}`}.`,
+      `  Review against the chain: ${e.integrity.ok ? `matches (review.start #${e.integrity.startSeq}, ${e.integrity.decisions} standing decision(s))` : `DOES NOT MATCH, ${e.integrity.problems.length} problem(s), written into the evidence`}.`,
       '',
     ].join('\n'),
   );
-  return e.auditVerified.ok ? 0 : 1;
+  io.stderr(integrityWarning(e.review.name, e.integrity, e.auditVerified));
+  return e.auditVerified.ok && e.integrity.ok ? 0 : 1;
 }
 
 export async function reviewClose(io: Io, opts: ReviewOptions): Promise<number> {
