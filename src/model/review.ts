@@ -6,6 +6,9 @@ import type { AccessReport, AccessReportRow, InvariantViolation } from './access
 export type ReviewVerdict = 'keep' | 'revoke';
 export const REVIEW_VERDICTS: readonly ReviewVerdict[] = ['keep', 'revoke'];
 
+/** Where a dataset of the population is, as the spec said when the review started. */
+export type ReviewDataset = { backend: string; bucket: string; prefix?: string } | { backend: string; database: string; schema: string; tables?: string[] };
+
 /** What an auditor checks the population against: where, when and how it was read. */
 export interface ReviewManifest {
   /** When the backends were read (the report's generatedAt). */
@@ -26,6 +29,11 @@ export interface ReviewManifest {
   invariants: InvariantViolation[];
   /** Requests each backend's read took. */
   requests: Record<string, number>;
+  /**
+   * The population's datasets: what their names meant when it was read, and which of datagrant's
+   * objects carry their access (a PostgreSQL grant names its database and schema).
+   */
+  datasets: Record<string, ReviewDataset>;
 }
 
 /** One reviewer's standing decision on one row. */
@@ -119,11 +127,15 @@ export interface RevocationStatus {
   /** Where it is still held, when present. */
   remaining: string[];
   /**
-   * The audit entry of the change that removed it. `change`: an applied change to one of the
-   * principal's own objects; `run`: no change names the principal (an AWS access-set role), so
-   * the first successful apply after the review started that it did not survive.
+   * The audit entry of the change that removed it: `change`, a successful change, after the revoke
+   * decision, that takes away one of the ways the row's principal held it (the last such change
+   * when there were several); `run`, for an AWS access-set role (whose objects do not name the
+   * principals it serves), the end of the last successful apply run that changed the role. A row
+   * held several ways has an entry only when a change is found for every one of them.
    */
   entry?: AuditRecord & { match: 'change' | 'run' };
+  /** When the backends were read and found it so (each export and status reads them again). */
+  observedAt: string;
   /** Said in words: how it was removed, or what is left to do. */
   note: string;
 }

@@ -6,7 +6,6 @@ import type { AccessReport, AccessReportRow } from '../model/access.js';
 import {
   reviewAddress,
   type AuditRecord,
-  type RevocationStatus,
   type Review,
   type ReviewDecision,
   type ReviewEvidence,
@@ -14,6 +13,7 @@ import {
   type RowOutcome,
 } from '../model/review.js';
 import { checkReviewAudit } from './review-audit.js';
+import { revocationStatus } from './review-removals.js';
 
 /**
  * How people are compared by name or e-mail: ignoring case, as IAM compares user names and mail
@@ -150,91 +150,7 @@ export function matchingRows(review: Review, f: RowFilter): AccessReportRow[] {
   );
 }
 
-// Tying a revocation to the audit entry that carried it out. Every change apply makes is audited
-// as `change.<action>` with the change's address, and a principal's own objects carry its name as
-// a whole segment of their address: `aws:user/alice`, `aws:membership/ml/alice` (the group
-// membership a revocation patch removes), `aws:inline-policy/user/alice/dg-direct-grants` and
-// `aws:attachment/user/alice/…` (its direct grants), `wh:grant/alice/db.schema/read`,
-// `wh:membership/ml/alice`, `wh:role/alice`. So the removal of a managed principal's row is the
-// first successful delete or update after the review started, on the row's backend, of one of
-// those kinds whose address names the principal in that place — while the access is gone from a
-// fresh read of the backends; an entry alone proves nothing (an update may have changed something
-// else). Matching on the exact segment, never a substring, keeps `al` from matching `alice`. Keys
-// and passwords are left out: rotating one removes no access. A temporary AWS principal's access
-// lives on an access-set role (`dg-s-<digest>`) whose address does not name it; for those the
-// entry is the end of the first successful apply run after the review started (`run`). Unmanaged
-// access is never removed by datagrant: gone means someone removed it by hand, and no entry is
-// claimed for it.
-const REMOVING = new Set(['change.delete', 'change.update']);
-
-function namesPrincipal(address: string, backend: string, principal: string): boolean {
-  if (!address.startsWith(`${backend}:`)) return false;
-  const [kind, ...segments] = address.slice(backend.length + 1).split('/');
-  switch (kind) {
-    case 'user':
-    case 'role':
-      return segments[0] === principal;
-    case 'membership':
-      return segments[1] === principal;
-    case 'inline-policy':
-    case 'attachment':
-      return segments[0] === 'user' && segments[1] === principal;
-    case 'grant':
-      return segments[0] === principal;
-    default:
-      return false;
-  }
-}
-
-/** The seq of the review's own start entry, or failing that the head it recorded. */
-export function reviewStartSeq(review: Review, entries: readonly AuditRecord[]): number {
-  const start = entries.find((e) => e.event === 'review.start' && e.address === reviewAddress(review.name));
-  return start?.seq ?? review.manifest.auditHead?.seq ?? 0;
-}
-
 export { reviewAddress };
-
-export function revocationStatus(row: AccessReportRow, fresh: AccessReport, entries: readonly AuditRecord[], afterSeq: number): RevocationStatus {
-  const now = fresh.rows.find((r) => r.id === row.id && r.actual.length > 0);
-  const remaining = now ? now.actual.map((p) => p.via) : [];
-  const later = entries.filter((e) => e.seq > afterSeq);
-  const principal = row.principal;
-  const change =
-    principal !== undefined && row.managed
-      ? later.find((e) => REMOVING.has(e.event) && e.outcome === 'ok' && e.address !== null && namesPrincipal(e.address, row.backend, principal))
-      : undefined;
-  if (now) {
-    return {
-      state: 'present',
-      remaining,
-      ...(change ? { entry: { ...change, match: 'change' as const } } : {}),
-      note: change
-        ? `still held after ${change.event} ${change.address} (audit #${change.seq}): through ${remaining.join('; ')}`
-        : row.managed
-          ? `still held: apply the revocations patch (datagrant review revocations), then datagrant apply`
-          : `still held: remove it by hand (see datagrant review revocations): ${remaining.join('; ')}`,
-    };
-  }
-  if (change) {
-    return { state: 'removed', remaining, entry: { ...change, match: 'change' }, note: `removed by ${change.event} ${change.address}` };
-  }
-  const run = principal !== undefined && row.managed ? later.find((e) => e.event === 'apply.end' && e.outcome === 'ok') : undefined;
-  if (run) {
-    return {
-      state: 'removed',
-      remaining,
-      entry: { ...run, match: 'run' },
-      note: `removed by the apply run that ended at audit #${run.seq} (no change in it names ${principal})`,
-    };
-  }
-  return {
-    state: 'removed',
-    remaining,
-    note: row.managed
-      ? 'gone, but no apply since the review started removed it (it was removed before, or outside datagrant)'
-      : 'removed outside datagrant (by hand): no audit entry',
-  };
-}
 
 /** The counts of a review's rows; `removed` and `present` count the rows given a revocation status. */
 export function summarize(rows: readonly ReviewEvidenceRow[]): ReviewEvidence['summary'] {
@@ -259,12 +175,25 @@ export interface EvidenceInput {
   entries: readonly AuditRecord[];
   verdict: ReviewEvidence['auditVerified'];
   exportedBy: string;
+  /** Principals the identity provider (SCIM) gives, not the spec file: their access goes without a spec change. */
+  fromIdentityProvider?: readonly string[];
 }
 
 export function reviewEvidence(input: EvidenceInput): ReviewEvidence {
   const { review, fresh, entries } = input;
-  const after = reviewStartSeq(review, entries);
-  const rows = reviewRows(review).map((r) => (r.outcome.outcome === 'revoke' ? { ...r, revocation: revocationStatus(r.row, fresh, entries, after) } : r));
+  const idp = new Set(input.fromIdentityProvider ?? []);
+  const rows = reviewRows(review).map((r) => {
+    if (r.outcome.outcome !== 'revoke') return r;
+    const revocation = revocationStatus(r.row, {
+      fresh,
+      entries,
+      decidedSeq: Math.min(...r.decisions.filter((d) => d.decision === 'revoke').map((d) => d.auditSeq)),
+      specSha256: review.manifest.specSha256,
+      dataset: review.manifest.datasets[r.row.dataset],
+      fromIdentityProvider: r.row.principal !== undefined && idp.has(r.row.principal),
+    });
+    return { ...r, revocation };
+  });
   return {
     review: { name: review.name, startedAt: review.startedAt, startedBy: review.startedBy, closedAt: review.closedAt, closedBy: review.closedBy },
     manifest: review.manifest,

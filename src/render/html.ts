@@ -205,7 +205,8 @@ function revocationHtml(s: RevocationStatus | undefined): string {
   const entry = s.entry
     ? `<br>audit #${esc(s.entry.seq)} · ${esc(s.entry.at)} · ${esc(s.entry.actor)}<br><code>${esc(s.entry.event)}${s.entry.address ? ` ${esc(s.entry.address)}` : ''}</code><br><span class="mono muted">${esc(s.entry.hash)}</span>`
     : '';
-  return `${badge(s.state, s.state === 'removed' ? 'removed' : 'still held')}${entry}<br><span class="muted">${esc(s.note)}</span>`;
+  const observed = `observed ${s.state === 'removed' ? 'gone' : 'held'} at ${s.observedAt}`;
+  return `${badge(s.state, s.state === 'removed' ? 'removed' : 'still held')}${entry}<br><span class="muted">${esc(s.note)}</span><br><span class="muted">${esc(observed)}</span>`;
 }
 
 function reviewRowHtml(r: ReviewEvidenceRow, problems: readonly IntegrityProblem[]): string {

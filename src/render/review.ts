@@ -127,6 +127,7 @@ export function renderReviewStatus(e: ReviewEvidence): string {
         `    audit #${s.entry.seq} ${s.entry.at} by ${s.entry.actor}: ${s.entry.event}${s.entry.address ? ` ${s.entry.address}` : ''} (hash ${s.entry.hash})`,
       );
     out.push(`    ${s.note}`);
+    out.push(`    observed ${s.state === 'removed' ? 'gone' : 'held'} at ${s.observedAt}`);
   }
   out.push('', `${e.summary.removed} of ${e.summary.revoke} revocation(s) in effect; ${e.summary.present} still held.`);
   if (!e.auditVerified.ok) out.push(`The audit chain does NOT verify: entry ${e.auditVerified.firstBad?.seq}: ${e.auditVerified.firstBad?.reason}.`);
@@ -163,6 +164,7 @@ export const REVIEW_CSV_HEADER = [
   'reason',
   'decision_audit_seq',
   'revocation',
+  'revocation_observed_at',
   'removed_at',
   'removed_by',
   'removal_audit_seq',
@@ -203,6 +205,7 @@ export function renderReviewCsv(e: ReviewEvidence): string {
     ];
     const removal = [
       s?.state ?? '',
+      s?.observedAt ?? '',
       s?.entry?.at ?? '',
       s?.entry?.actor ?? '',
       s?.entry?.seq ?? '',

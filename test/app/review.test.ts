@@ -9,7 +9,7 @@ import { hashJson } from '../../src/core/canonical.js';
 import { ReviewError } from '../../src/core/errors.js';
 import { MasterKey } from '../../src/store/crypto.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
-import { EMAILS, fixtureReadings, fixtureReport, NOW } from '../support/review-fixture.js';
+import { DATASETS, EMAILS, fixtureReadings, fixtureReport, NOW } from '../support/review-fixture.js';
 
 let dir: string;
 let store: SqliteStore;
@@ -24,7 +24,15 @@ afterEach(async () => {
 
 const LATER = new Date('2026-12-02T09:00:00.000Z');
 const start = (name = '2026-Q4', report = fixtureReport()) =>
-  startReview(store, { name, readReport: async () => report, emails: { ...EMAILS, zed: 'zed@example.com' }, actor: 'carol@cli', now: NOW, version: '0.1.0' });
+  startReview(store, {
+    name,
+    readReport: async () => report,
+    emails: { ...EMAILS, zed: 'zed@example.com' },
+    datasets: DATASETS,
+    actor: 'carol@cli',
+    now: NOW,
+    version: '0.1.0',
+  });
 const rowNo = (review: Awaited<ReturnType<typeof start>>, who: string, dataset: string, level = 'read') =>
   String(review.population.findIndex((r) => r.who === who && r.dataset === dataset && r.level === level) + 1);
 
@@ -46,6 +54,7 @@ describe('review start', () => {
       limits: ['aws: service control policies are not readable from a member account'],
       invariants: [],
       requests: { aws: 4, wh: 2 },
+      datasets: { 'training-data': DATASETS['training-data'] },
     });
     // Only the e-mails of principals in the population are kept.
     expect(review.emails).toEqual({ alice: 'alice@example.com', bob: 'bob@example.com', dana: 'dana@example.com' });
@@ -59,9 +68,9 @@ describe('review start', () => {
   test('a taken name is refused before the backends are read; a name that cannot be a file name is refused', async () => {
     await start();
     const read = vi.fn(async () => fixtureReport());
-    await expect(startReview(store, { name: '2026-Q4', readReport: read, emails: {}, actor: 'mallory@cli', now: LATER, version: '0.1.0' })).rejects.toThrow(
-      /a review named "2026-Q4" already exists \(started 2026-12-01T00:00:00.000Z by carol@cli\)/,
-    );
+    await expect(
+      startReview(store, { name: '2026-Q4', readReport: read, emails: {}, datasets: {}, actor: 'mallory@cli', now: LATER, version: '0.1.0' }),
+    ).rejects.toThrow(/a review named "2026-Q4" already exists \(started 2026-12-01T00:00:00.000Z by carol@cli\)/);
     expect(read).not.toHaveBeenCalled();
     for (const bad of ['../etc', 'a/b', '', '.hidden', 'x'.repeat(101)]) await expect(start(bad)).rejects.toThrow(/review name .* is not allowed/);
   });

