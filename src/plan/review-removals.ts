@@ -11,27 +11,36 @@ import type { AuditRecord, RevocationStatus, ReviewDataset } from '../model/revi
 
 // What apply audits: `change.<action>` with the change's address, inside the `apply.start` and
 // `apply.end` of its run (runs never overlap: they hold the state lock).
-interface Run {
+export interface Run {
+  /** The spec hash its start named; undefined for runs recorded before starts named it. */
   specHash: string | undefined;
   end?: AuditRecord;
-  changes: AuditRecord[];
 }
 
-function runsOf(entries: readonly AuditRecord[]): Map<number, Run> {
+/** Apply runs as the audit chain recorded them: each change's and each end's run, by seq. */
+export interface AuditRuns {
+  bySeq: Map<number, Run>;
+  /** The entries that belong to a run (changes and ends), in chain order. */
+  entries: AuditRecord[];
+}
+
+export function auditRuns(entries: readonly AuditRecord[]): AuditRuns {
   const bySeq = new Map<number, Run>();
+  const inRuns: AuditRecord[] = [];
   let run: Run | undefined;
   for (const e of entries) {
-    if (e.event === 'apply.start') run = { specHash: specHashOfRun(e.detail), changes: [] };
+    if (e.event === 'apply.start') run = { specHash: specHashOfRun(e.detail) };
     else if (run && e.event.startsWith('change.')) {
-      run.changes.push(e);
       bySeq.set(e.seq, run);
+      inRuns.push(e);
     } else if (run && e.event === 'apply.end') {
       run.end = e;
       bySeq.set(e.seq, run);
+      inRuns.push(e);
       run = undefined;
     }
   }
-  return bySeq;
+  return { bySeq, entries: inRuns };
 }
 
 /** Takes away one way of holding the access: the address and action of a change that does. */
@@ -101,7 +110,8 @@ const entryWords = (e: AuditRecord) => `${e.event}${e.address ? ` ${e.address}` 
 export interface RemovalContext {
   /** A fresh report, read with the review's filters. */
   fresh: AccessReport;
-  entries: readonly AuditRecord[];
+  /** The audit chain's apply runs (auditRuns), found once for all the rows. */
+  runs: AuditRuns;
   /** The first standing revoke decision on the row: what removed it came after. */
   decidedSeq: number;
   /** The spec hash the review started with. */
@@ -116,11 +126,11 @@ export interface RemovalContext {
 }
 
 export function revocationStatus(row: AccessReportRow, ctx: RemovalContext): RevocationStatus {
-  const { fresh, entries, decidedSeq } = ctx;
+  const { fresh, decidedSeq } = ctx;
   const observedAt = fresh.generatedAt;
   const now = fresh.rows.find((r) => r.id === row.id && r.actual.length > 0);
   const remaining = now ? now.actual.map((p) => p.via) : [];
-  const runs = runsOf(entries);
+  const runs = ctx.runs.bySeq;
   // Access the spec granted goes by the revocations patch: a run of the spec the review started
   // with did not apply it (access held only by drift, or given by the identity provider, goes
   // with the spec unchanged).
@@ -129,7 +139,7 @@ export function revocationStatus(row: AccessReportRow, ctx: RemovalContext): Rev
     const run = runs.get(e.seq);
     return e.seq > decidedSeq && e.outcome === 'ok' && run !== undefined && (!needsNewSpec || (run.specHash !== undefined && run.specHash !== ctx.specSha256));
   };
-  const later = entries.filter(counts);
+  const later = ctx.runs.entries.filter(counts);
 
   let entry: RevocationStatus['entry'];
   let unexplained: string[] = [];

@@ -13,7 +13,7 @@ import {
   type RowOutcome,
 } from '../model/review.js';
 import { checkReviewAudit } from './review-audit.js';
-import { revocationStatus } from './review-removals.js';
+import { auditRuns, revocationStatus } from './review-removals.js';
 
 /**
  * How people are compared by name or e-mail: ignoring case, as IAM compares user names and mail
@@ -182,11 +182,12 @@ export interface EvidenceInput {
 export function reviewEvidence(input: EvidenceInput): ReviewEvidence {
   const { review, fresh, entries } = input;
   const idp = new Set(input.fromIdentityProvider ?? []);
+  const runs = auditRuns(entries);
   const rows = reviewRows(review).map((r) => {
     if (r.outcome.outcome !== 'revoke') return r;
     const revocation = revocationStatus(r.row, {
       fresh,
-      entries,
+      runs,
       decidedSeq: Math.min(...r.decisions.filter((d) => d.decision === 'revoke').map((d) => d.auditSeq)),
       specSha256: review.manifest.specSha256,
       dataset: review.manifest.datasets[r.row.dataset],

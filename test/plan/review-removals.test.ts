@@ -5,7 +5,7 @@ import { describe, expect, test } from 'vitest';
 import { applyStartDetail } from '../../src/model/audit.js';
 import type { AccessReportRow } from '../../src/model/access.js';
 import type { AuditRecord } from '../../src/model/review.js';
-import { revocationStatus, type RemovalContext } from '../../src/plan/review-removals.js';
+import { auditRuns, revocationStatus, type RemovalContext } from '../../src/plan/review-removals.js';
 import { DATASETS, fixtureReport } from '../support/review-fixture.js';
 
 const report = fixtureReport();
@@ -48,7 +48,7 @@ function chain() {
   const status = (row: AccessReportRow, fresh = gone(row), extra: Partial<RemovalContext> = {}) =>
     revocationStatus(row, {
       fresh,
-      entries,
+      runs: auditRuns(entries),
       decidedSeq: decided.seq,
       specSha256: REVIEWED,
       dataset: DATASETS[row.dataset],
