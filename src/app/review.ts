@@ -6,8 +6,17 @@
 import { hashJson } from '../core/canonical.js';
 import { ReviewError } from '../core/errors.js';
 import type { AccessReport, AccessReportRow } from '../model/access.js';
-import { REVIEW_NAME_RE, type Review, type ReviewDecision, type ReviewEvidence, type ReviewManifest, type ReviewVerdict } from '../model/review.js';
-import { accessCommandLine, isSelfReview, matchingRows, reviewAddress, reviewEvidence, reviewRows, selectRows, type RowFilter } from '../plan/review.js';
+import {
+  REVIEW_NAME_RE,
+  type Review,
+  type ReviewDataset,
+  type ReviewDecision,
+  type ReviewEvidence,
+  type ReviewManifest,
+  type ReviewVerdict,
+} from '../model/review.js';
+import { accessCommandLine, isSelfDecision, matchingRows, reviewAddress, reviewEvidence, reviewRows, selectRows, type RowFilter } from '../plan/review.js';
+import { decisionDetail, startDetail } from '../plan/review-audit.js';
 import { planRevocations, type RevocationInput, type RevocationPlan } from '../plan/revocations.js';
 import type { AuditLog, ReviewStore } from '../store/store.js';
 
@@ -35,6 +44,8 @@ export interface StartReviewOptions {
   readReport: () => Promise<AccessReport>;
   /** Spec principal → e-mail (spec and SCIM), for recognising reviewers who sign with an e-mail. */
   emails: Record<string, string>;
+  /** The spec's datasets: where each is, kept with the population for as long as the review. */
+  datasets: Record<string, ReviewDataset>;
   actor: string;
   now: Date;
   version: string;
@@ -65,6 +76,7 @@ export async function startReview(store: ReviewStateStore, o: StartReviewOptions
     limits: report.limits,
     invariants: report.invariants,
     requests: report.requests,
+    datasets: Object.fromEntries([...new Set(population.map((r) => r.dataset))].sort().flatMap((d) => (o.datasets[d] ? [[d, o.datasets[d]] as const] : []))),
   };
   const inPopulation = new Set(population.flatMap((r) => (r.principal !== undefined ? [r.principal] : [])));
   const emails = Object.fromEntries(Object.entries(o.emails).filter(([p]) => inPopulation.has(p)));
@@ -84,7 +96,7 @@ export async function startReview(store: ReviewStateStore, o: StartReviewOptions
     event: 'review.start',
     address: reviewAddress(o.name),
     outcome: 'ok',
-    detail: `${population.length} rows, population sha256 ${manifest.populationSha256}, manifest sha256 ${hashJson(manifest)}; spec ${manifest.specFile} sha256 ${manifest.specSha256}; audit head #${head?.seq ?? 0}; query: ${manifest.query.command}`,
+    detail: startDetail(review),
   });
   return review;
 }
@@ -141,8 +153,9 @@ export async function decide(store: ReviewStore, o: DecideOptions): Promise<Revi
     decision: o.decision,
     reason,
     reviewer,
+    actor: o.actor,
     decidedAt: at,
-    selfReview: isSelfReview(reviewer, row, review.emails),
+    selfReview: isSelfDecision({ reviewer, actor: o.actor }, row, review.emails),
   }));
   return store.recordDecisions(
     o.name,
@@ -152,7 +165,7 @@ export async function decide(store: ReviewStore, o: DecideOptions): Promise<Revi
       event: 'review.decide',
       address: reviewAddress(o.name),
       outcome: d.decision,
-      detail: `row ${d.rowId}; reviewer ${d.reviewer}${d.selfReview ? '; self-review' : ''}; reason: ${JSON.stringify(d.reason)}`,
+      detail: decisionDetail(d),
     })),
   );
 }
@@ -185,10 +198,23 @@ export const refreshFilters = (review: Review) => {
 /** The review with each revocation's status, from a fresh read of the backends and the audit chain. */
 export async function evidence(
   store: ReviewStateStore,
-  o: { name: string; readReport: (filters: ReturnType<typeof refreshFilters>) => Promise<AccessReport>; exportedBy: string },
+  o: {
+    name: string;
+    readReport: (filters: ReturnType<typeof refreshFilters>) => Promise<AccessReport>;
+    exportedBy: string;
+    /** Principals SCIM gives now (not the spec file): their access goes without a spec change. */
+    fromIdentityProvider?: readonly string[];
+  },
 ): Promise<ReviewEvidence> {
   const review = await loadReview(store, o.name);
   const fresh = await o.readReport(refreshFilters(review));
   const [entries, verdict] = await Promise.all([store.auditEntries(), store.verifyAudit()]);
-  return reviewEvidence({ review, fresh, entries, verdict, exportedBy: o.exportedBy });
+  return reviewEvidence({
+    review,
+    fresh,
+    entries,
+    verdict,
+    exportedBy: o.exportedBy,
+    ...(o.fromIdentityProvider ? { fromIdentityProvider: o.fromIdentityProvider } : {}),
+  });
 }

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Backend, ExecuteResult } from '../backends/backend.js';
 import { ApplyError } from '../core/errors.js';
 import type { Change, Json, Plan } from '../core/types.js';
+import { applyStartDetail } from '../model/audit.js';
 import { attrsHash } from '../plan/diff.js';
 import type { AppliedStore, AuditLog, CredentialStore, JournalStore } from '../store/store.js';
 
@@ -114,7 +115,7 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
   const inFlight = new Set<Promise<void>>();
 
   await opts.store.audit(
-    { actor: opts.actor, event: 'apply.start', address: null, outcome: 'started', detail: `${plan.changes.length} changes, run ${runId}` },
+    { actor: opts.actor, event: 'apply.start', address: null, outcome: 'started', detail: applyStartDetail(plan.changes.length, runId, plan.specHash) },
     clock().toISOString(),
   );
 

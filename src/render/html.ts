@@ -4,7 +4,8 @@
 // anyone with access to a backend may choose. Readable on screen and on paper. Pure.
 import { createHash } from 'node:crypto';
 import type { AccessPath, AccessReport, AccessReportRow } from '../model/access.js';
-import type { ReviewDecision, ReviewEvidence, ReviewEvidenceRow, RevocationStatus } from '../model/review.js';
+import type { EvidenceDecision, IntegrityProblem, ReviewEvidence, ReviewEvidenceRow, RevocationStatus } from '../model/review.js';
+import { onBehalfText } from './review.js';
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -36,13 +37,15 @@ tbody tr:nth-child(even) { background: #fbfcfd; }
 td ul { margin: 0; padding-left: 16px; }
 .badge { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px; font-weight: 600; white-space: nowrap; border: 1px solid transparent; }
 .b-both, .b-keep, .b-removed, .b-ok { color: var(--ok); background: var(--ok-bg); border-color: var(--ok); }
-.b-intended, .b-undecided, .b-self, .b-known { color: var(--warn); background: var(--warn-bg); border-color: var(--warn); }
+.b-intended, .b-undecided, .b-self, .b-known, .b-behalf { color: var(--warn); background: var(--warn-bg); border-color: var(--warn); }
 .b-actual, .b-revoke, .b-present, .b-bad { color: var(--bad); background: var(--bad-bg); border-color: var(--bad); }
 .b-unmanaged, .b-contested { color: var(--info); background: var(--info-bg); border-color: var(--info); }
 .muted { color: var(--muted); }
 .decision + .decision { border-top: 1px dashed var(--line); margin-top: 4px; padding-top: 4px; }
 .none { color: var(--muted); font-style: italic; }
 footer { margin-top: 28px; color: var(--muted); font-size: 12px; }
+section.alarm { border: 2px solid var(--bad); background: var(--bad-bg); border-radius: 6px; padding: 4px 16px 8px; margin: 16px 0; }
+section.alarm h2 { color: var(--bad); border-bottom-color: var(--bad); }
 @media print {
   @page { size: A4 landscape; margin: 12mm; }
   body { margin: 0; font-size: 10pt; }
@@ -191,9 +194,10 @@ ${limitsSection(report.limits)}
   return page(`Effective access — ${report.generatedAt}`, body);
 }
 
-function decisionHtml(d: ReviewDecision): string {
+function decisionHtml(d: EvidenceDecision): string {
+  const recorded = d.onBehalf ? `${badge('behalf', 'on behalf')} ${esc(onBehalfText(d))}` : `recorded by ${esc(d.actor)}`;
   return `<div class="decision">${badge(d.decision, d.decision)} by <b>${esc(d.reviewer)}</b>${d.selfReview ? ` ${badge('self', 'self-review')}` : ''}
-<br><span class="muted">${esc(d.decidedAt)} · audit #${esc(d.auditSeq)}</span><br>${esc(d.reason)}</div>`;
+<br><span class="recorded">${recorded}</span><br><span class="muted">${esc(d.decidedAt)} · audit #${esc(d.auditSeq)}</span><br>${esc(d.reason)}</div>`;
 }
 
 function revocationHtml(s: RevocationStatus | undefined): string {
@@ -201,23 +205,42 @@ function revocationHtml(s: RevocationStatus | undefined): string {
   const entry = s.entry
     ? `<br>audit #${esc(s.entry.seq)} · ${esc(s.entry.at)} · ${esc(s.entry.actor)}<br><code>${esc(s.entry.event)}${s.entry.address ? ` ${esc(s.entry.address)}` : ''}</code><br><span class="mono muted">${esc(s.entry.hash)}</span>`
     : '';
-  return `${badge(s.state, s.state === 'removed' ? 'removed' : 'still held')}${entry}<br><span class="muted">${esc(s.note)}</span>`;
+  const observed = `observed ${s.state === 'removed' ? 'gone' : 'held'} at ${s.observedAt}`;
+  return `${badge(s.state, s.state === 'removed' ? 'removed' : 'still held')}${entry}<br><span class="muted">${esc(s.note)}</span><br><span class="muted">${esc(observed)}</span>`;
 }
 
-function reviewRowHtml(r: ReviewEvidenceRow): string {
+function reviewRowHtml(r: ReviewEvidenceRow, problems: readonly IntegrityProblem[]): string {
   const o = r.outcome;
-  const outcome = `${badge(o.outcome, o.outcome)}${o.contested ? ` ${badge('contested', 'contested')}` : ''}${o.selfReviewOnly ? ` ${badge('self', 'self-review only')}` : ''}`;
+  const mismatch = problems.length ? `<br>${badge('bad', 'does not match the audit chain')}${list(problems.map((p) => esc(p.message)))}` : '';
+  const outcome = `${badge(o.outcome, o.outcome)}${o.contested ? ` ${badge('contested', 'contested')}` : ''}${o.selfReviewOnly ? ` ${badge('self', 'self-review only')}` : ''}${mismatch}`;
   return `<tr data-row="${esc(r.row.id)}"><td>${esc(r.n)}</td>${accessCells(r.row)}<td>${outcome}</td><td>${r.decisions.map(decisionHtml).join('') || '<span class="none">undecided</span>'}</td><td>${revocationHtml(r.revocation)}</td></tr>`;
+}
+
+function integrityAlarm(e: ReviewEvidence): string {
+  const v = e.auditVerified;
+  const i = e.integrity;
+  if (v.ok && i.ok) return '';
+  const items = [
+    ...(v.ok ? [] : [esc(`the audit chain does not verify: entry ${v.firstBad?.seq}: ${v.firstBad?.reason}`)]),
+    ...i.problems.map((p) => esc(p.message)),
+  ];
+  return `<section class="alarm"><h2>This evidence does not match the audit chain (${esc(items.length)} problem${items.length === 1 ? '' : 's'})</h2>
+<p>The state store holds the review; the MAC'd audit chain recorded each step of it. Where they differ, the store was changed outside datagrant, and what this page shows there cannot be relied on.</p>
+${list(items)}</section>`;
 }
 
 export function renderReviewHtml(e: ReviewEvidence): string {
   const m = e.manifest;
   const s = e.summary;
   const v = e.auditVerified;
+  const i = e.integrity;
+  const byRow = new Map<string, IntegrityProblem[]>();
+  for (const p of i.problems) if (p.rowId !== undefined) byRow.set(p.rowId, [...(byRow.get(p.rowId) ?? []), p]);
   const body = `<header>
 <h1>Access review ${esc(e.review.name)}</h1>
 <p class="sub">Evidence: the population of effective access as read when the review started, each reviewer's decision, and what was removed, with its audit entry.</p>
 </header>
+${integrityAlarm(e)}
 <h2>Manifest</h2>
 ${facts([
   ['Review', esc(e.review.name)],
@@ -237,6 +260,12 @@ ${facts([
     'Audit chain at export',
     v.ok ? `${badge('ok', 'verified')} ${esc(v.entries)} entries` : `${badge('bad', 'BROKEN')} at entry ${esc(v.firstBad?.seq)}: ${esc(v.firstBad?.reason)}`,
   ],
+  [
+    'Review against the chain',
+    i.ok
+      ? `${badge('ok', 'matches')} population, manifest and e-mails as at review.start #${esc(i.startSeq)}; ${esc(i.decisions)} standing decision(s) as their entries`
+      : `${badge('bad', 'DOES NOT MATCH')} ${esc(i.problems.length)} problem(s), listed above`,
+  ],
   ['Exported by', esc(e.exportedBy)],
 ])}
 ${cards([
@@ -252,10 +281,10 @@ ${cards([
 ])}
 <h2>Population and decisions (${esc(s.rows)} rows)</h2>
 <table class="review"><thead><tr><th>#</th>${ACCESS_HEAD}<th>Outcome</th><th>Decisions</th><th>Revocation</th></tr></thead><tbody>
-${e.rows.map(reviewRowHtml).join('\n') || '<tr><td colspan="12" class="none">The population is empty.</td></tr>'}
+${e.rows.map((r) => reviewRowHtml(r, byRow.get(r.row.id) ?? [])).join('\n') || '<tr><td colspan="12" class="none">The population is empty.</td></tr>'}
 </tbody></table>
 ${invariantsSection(m)}
 ${limitsSection(m.limits)}
-<footer>A row is revoked when any reviewer's standing decision is revoke; contested rows have keep and revoke decisions. A self-review is a decision by the row's own principal (matched by principal name or e-mail). The population's sha256 is that of its rows as canonical JSON (sorted keys) in the JSON evidence; the review's start entry in the audit chain (<code>datagrant audit log</code>, <code>datagrant audit verify</code>) carries it.</footer>`;
+<footer>A row is revoked when any reviewer's standing decision is revoke; contested rows have keep and revoke decisions. A self-review is a decision about one's own access: the reviewer it names, or the actor who recorded it, is the row's principal (by principal name or e-mail, ignoring case and plus-address tags). The actor is who ran the command (<code>DATAGRANT_ACTOR</code>, else the OS user); a decision recorded in someone else's name says so. The population's sha256 is that of its rows as canonical JSON (sorted keys) in the JSON evidence; the review's start entry in the audit chain (<code>datagrant audit log</code>, <code>datagrant audit verify</code>) carries it, with the manifest's and the e-mails'. The export checks the stored review against its audit entries — the population, manifest and e-mails against the start entry, each decision (row, verdict, reviewer, actor, time, reason, self-review) against its own entry, no decision missing — and lists every difference at the top.</footer>`;
   return page(`Access review ${e.review.name}`, body);
 }

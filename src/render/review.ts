@@ -1,7 +1,7 @@
 // Access reviews as text for a terminal, and review evidence as CSV and JSON. Rendering decides
 // nothing: outcomes and revocation states come from src/plan/review.ts.
 import type { AccessReportRow } from '../model/access.js';
-import type { Review, ReviewEvidence, ReviewEvidenceRow, ReviewSummary } from '../model/review.js';
+import type { EvidenceDecision, Review, ReviewEvidence, ReviewEvidenceRow, ReviewSummary } from '../model/review.js';
 import type { RevocationPlan } from '../plan/revocations.js';
 import { throughOf } from './access.js';
 import { csv } from './csv.js';
@@ -18,6 +18,10 @@ function table(rows: string[][]): string[] {
       .trimEnd(),
   );
 }
+
+/** The reviewer and, beside them, who recorded the decision. */
+export const onBehalfText = (d: EvidenceDecision) => `decision recorded on behalf of ${d.reviewer} by ${d.actor}`;
+const decidedBy = (d: EvidenceDecision) => `${d.reviewer} (${d.onBehalf ? onBehalfText(d) : `recorded by ${d.actor}`})`;
 
 export function renderReviewList(reviews: readonly ReviewSummary[]): string {
   if (!reviews.length) return 'No access reviews yet. `datagrant review start NAME` starts one.\n';
@@ -57,7 +61,7 @@ export function renderReviewShow(review: Review, rows: readonly ReviewEvidenceRo
     for (const t of throughOf(r.row)) out.push(`      through ${t}`);
     for (const d of r.decisions) {
       out.push(
-        `      ${d.decision} by ${d.reviewer}${d.selfReview ? ' (SELF-REVIEW)' : ''} at ${d.decidedAt} (audit #${d.auditSeq}): ${d.reason.replace(/\n/g, ' ')}`,
+        `      ${d.decision} by ${decidedBy(d)}${d.selfReview ? ' (SELF-REVIEW)' : ''} at ${d.decidedAt} (audit #${d.auditSeq}): ${d.reason.replace(/\n/g, ' ')}`,
       );
     }
   });
@@ -123,9 +127,14 @@ export function renderReviewStatus(e: ReviewEvidence): string {
         `    audit #${s.entry.seq} ${s.entry.at} by ${s.entry.actor}: ${s.entry.event}${s.entry.address ? ` ${s.entry.address}` : ''} (hash ${s.entry.hash})`,
       );
     out.push(`    ${s.note}`);
+    out.push(`    observed ${s.state === 'removed' ? 'gone' : 'held'} at ${s.observedAt}`);
   }
   out.push('', `${e.summary.removed} of ${e.summary.revoke} revocation(s) in effect; ${e.summary.present} still held.`);
   if (!e.auditVerified.ok) out.push(`The audit chain does NOT verify: entry ${e.auditVerified.firstBad?.seq}: ${e.auditVerified.firstBad?.reason}.`);
+  if (!e.integrity.ok) {
+    out.push(`The review does NOT match the audit chain (${e.integrity.problems.length} problem(s)):`);
+    for (const p of e.integrity.problems) out.push(`  ! ${p.message}`);
+  }
   return `${out.join('\n')}\n`;
 }
 
@@ -148,23 +157,32 @@ export const REVIEW_CSV_HEADER = [
   'contested',
   'decision',
   'reviewer',
+  'actor',
+  'on_behalf',
   'self_review',
   'decided_at',
   'reason',
   'decision_audit_seq',
   'revocation',
+  'revocation_observed_at',
   'removed_at',
   'removed_by',
   'removal_audit_seq',
   'removal_audit_hash',
   'removal_change',
   'revocation_note',
+  'audit_check',
 ] as const;
 
 /** One line per decision (a row nobody decided: one line without one), all of a row's facts on each. */
 export function renderReviewCsv(e: ReviewEvidence): string {
   const lines: (string | number | boolean | null | undefined)[][] = [];
+  // A problem of the whole review (the population, the manifest) is on every line: each is suspect.
+  const ids = new Set(e.rows.map((r) => r.row.id));
+  const everywhere = e.integrity.problems.filter((p) => p.rowId === undefined || !ids.has(p.rowId)).map((p) => p.message);
   for (const r of e.rows) {
+    const problems = [...everywhere, ...e.integrity.problems.filter((p) => p.rowId === r.row.id).map((p) => p.message)];
+    const check = problems.length ? `DOES NOT MATCH THE AUDIT CHAIN: ${problems.join('; ')}` : 'ok';
     const row = r.row;
     const s = r.revocation;
     const base = [
@@ -187,15 +205,19 @@ export function renderReviewCsv(e: ReviewEvidence): string {
     ];
     const removal = [
       s?.state ?? '',
+      s?.observedAt ?? '',
       s?.entry?.at ?? '',
       s?.entry?.actor ?? '',
       s?.entry?.seq ?? '',
       s?.entry?.hash ?? '',
       s?.entry ? `${s.entry.event}${s.entry.address ? ` ${s.entry.address}` : ''}` : '',
       s?.note ?? '',
+      check,
     ];
-    if (!r.decisions.length) lines.push([...base, '', '', '', '', '', '', ...removal]);
-    for (const d of r.decisions) lines.push([...base, d.decision, d.reviewer, d.selfReview, d.decidedAt, d.reason, d.auditSeq, ...removal]);
+    if (!r.decisions.length) lines.push([...base, '', '', '', '', '', '', '', '', ...removal]);
+    for (const d of r.decisions) {
+      lines.push([...base, d.decision, d.reviewer, d.actor, d.onBehalf ? onBehalfText(d) : '', d.selfReview, d.decidedAt, d.reason, d.auditSeq, ...removal]);
+    }
   }
   return csv(REVIEW_CSV_HEADER, lines);
 }

@@ -137,6 +137,7 @@ CREATE TABLE IF NOT EXISTS ${s}.review_decisions (
   review TEXT NOT NULL REFERENCES ${s}.reviews (name),
   row_id TEXT COLLATE "C" NOT NULL,
   reviewer TEXT COLLATE "C" NOT NULL,
+  actor TEXT NOT NULL,
   decision TEXT NOT NULL CHECK (decision IN ('keep', 'revoke')),
   reason TEXT NOT NULL CHECK (length(btrim(reason)) > 0),
   decided_at TEXT NOT NULL,
@@ -144,6 +145,7 @@ CREATE TABLE IF NOT EXISTS ${s}.review_decisions (
   audit_seq BIGINT NOT NULL,
   PRIMARY KEY (review, row_id, reviewer)
 );
+ALTER TABLE ${s}.review_decisions ADD COLUMN IF NOT EXISTS actor TEXT NOT NULL DEFAULT '';
 -- Who holds the state lock. The lock itself is the advisory lock; a row counts only while the
 -- session named by backend_pid holds it.
 CREATE TABLE IF NOT EXISTS ${s}.locks (
@@ -607,11 +609,11 @@ export class PgStore implements StateStore {
       for (const [i, d] of decisions.entries()) {
         const auditSeq = await this.#append(c, audits[i]!, d.decidedAt);
         await c.query(
-          `INSERT INTO ${this.#t.review_decisions} (review, row_id, reviewer, decision, reason, decided_at, self_review, audit_seq)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           ON CONFLICT (review, row_id, reviewer) DO UPDATE SET decision = EXCLUDED.decision, reason = EXCLUDED.reason,
+          `INSERT INTO ${this.#t.review_decisions} (review, row_id, reviewer, actor, decision, reason, decided_at, self_review, audit_seq)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (review, row_id, reviewer) DO UPDATE SET actor = EXCLUDED.actor, decision = EXCLUDED.decision, reason = EXCLUDED.reason,
              decided_at = EXCLUDED.decided_at, self_review = EXCLUDED.self_review, audit_seq = EXCLUDED.audit_seq`,
-          [name, d.rowId, d.reviewer, d.decision, d.reason, d.decidedAt, d.selfReview, auditSeq],
+          [name, d.rowId, d.reviewer, d.actor, d.decision, d.reason, d.decidedAt, d.selfReview, auditSeq],
         );
         out.push({ ...d, auditSeq });
       }

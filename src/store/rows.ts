@@ -68,6 +68,7 @@ export interface ReviewRow {
 export interface DecisionRow {
   row_id: string;
   reviewer: string;
+  actor: string;
   decision: ReviewVerdict;
   reason: string;
   decided_at: string;
@@ -83,6 +84,7 @@ export function toDecision(r: DecisionRow): ReviewDecision {
     decision: r.decision,
     reason: r.reason,
     reviewer: r.reviewer,
+    actor: r.actor,
     decidedAt: r.decided_at,
     selfReview: Boolean(r.self_review),
     auditSeq: Number(r.audit_seq),

@@ -109,6 +109,7 @@ CREATE TABLE IF NOT EXISTS review_decisions (
   review TEXT NOT NULL REFERENCES reviews (name),
   row_id TEXT NOT NULL,
   reviewer TEXT NOT NULL,
+  actor TEXT NOT NULL,
   decision TEXT NOT NULL CHECK (decision IN ('keep', 'revoke')),
   reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
   decided_at TEXT NOT NULL,
@@ -179,6 +180,8 @@ export class SqliteStore implements StateStore {
       this.db.exec(SCHEMA);
       const journalColumns = (this.db.pragma('table_info(journal)') as { name: string }[]).map((c) => c.name);
       if (!journalColumns.includes('after_hash')) this.db.exec('ALTER TABLE journal ADD COLUMN after_hash TEXT');
+      const decisionColumns = (this.db.pragma('table_info(review_decisions)') as { name: string }[]).map((c) => c.name);
+      if (!decisionColumns.includes('actor')) this.db.exec("ALTER TABLE review_decisions ADD COLUMN actor TEXT NOT NULL DEFAULT ''");
     } catch (e) {
       throw new StoreError(
         `cannot open the state store ${file}: ${(e as Error).message}. Restore it from a backup, or check its permissions; datagrant will not start afresh over it.`,
@@ -476,9 +479,9 @@ export class SqliteStore implements StateStore {
         return decisions.map((d, i) => {
           const auditSeq = this.#append(audits[i]!, d.decidedAt);
           this.sql(
-            `INSERT OR REPLACE INTO review_decisions (review, row_id, reviewer, decision, reason, decided_at, self_review, audit_seq)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-          ).run(name, d.rowId, d.reviewer, d.decision, d.reason, d.decidedAt, d.selfReview ? 1 : 0, auditSeq);
+            `INSERT OR REPLACE INTO review_decisions (review, row_id, reviewer, actor, decision, reason, decided_at, self_review, audit_seq)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          ).run(name, d.rowId, d.reviewer, d.actor, d.decision, d.reason, d.decidedAt, d.selfReview ? 1 : 0, auditSeq);
           return { ...d, auditSeq };
         });
       })

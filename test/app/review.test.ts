@@ -9,7 +9,7 @@ import { hashJson } from '../../src/core/canonical.js';
 import { ReviewError } from '../../src/core/errors.js';
 import { MasterKey } from '../../src/store/crypto.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
-import { EMAILS, fixtureReadings, fixtureReport, NOW } from '../support/review-fixture.js';
+import { DATASETS, EMAILS, fixtureReadings, fixtureReport, NOW } from '../support/review-fixture.js';
 
 let dir: string;
 let store: SqliteStore;
@@ -24,7 +24,15 @@ afterEach(async () => {
 
 const LATER = new Date('2026-12-02T09:00:00.000Z');
 const start = (name = '2026-Q4', report = fixtureReport()) =>
-  startReview(store, { name, readReport: async () => report, emails: { ...EMAILS, zed: 'zed@example.com' }, actor: 'carol@cli', now: NOW, version: '0.1.0' });
+  startReview(store, {
+    name,
+    readReport: async () => report,
+    emails: { ...EMAILS, zed: 'zed@example.com' },
+    datasets: DATASETS,
+    actor: 'carol@cli',
+    now: NOW,
+    version: '0.1.0',
+  });
 const rowNo = (review: Awaited<ReturnType<typeof start>>, who: string, dataset: string, level = 'read') =>
   String(review.population.findIndex((r) => r.who === who && r.dataset === dataset && r.level === level) + 1);
 
@@ -46,6 +54,7 @@ describe('review start', () => {
       limits: ['aws: service control policies are not readable from a member account'],
       invariants: [],
       requests: { aws: 4, wh: 2 },
+      datasets: { 'training-data': DATASETS['training-data'] },
     });
     // Only the e-mails of principals in the population are kept.
     expect(review.emails).toEqual({ alice: 'alice@example.com', bob: 'bob@example.com', dana: 'dana@example.com' });
@@ -59,9 +68,9 @@ describe('review start', () => {
   test('a taken name is refused before the backends are read; a name that cannot be a file name is refused', async () => {
     await start();
     const read = vi.fn(async () => fixtureReport());
-    await expect(startReview(store, { name: '2026-Q4', readReport: read, emails: {}, actor: 'mallory@cli', now: LATER, version: '0.1.0' })).rejects.toThrow(
-      /a review named "2026-Q4" already exists \(started 2026-12-01T00:00:00.000Z by carol@cli\)/,
-    );
+    await expect(
+      startReview(store, { name: '2026-Q4', readReport: read, emails: {}, datasets: {}, actor: 'mallory@cli', now: LATER, version: '0.1.0' }),
+    ).rejects.toThrow(/a review named "2026-Q4" already exists \(started 2026-12-01T00:00:00.000Z by carol@cli\)/);
     expect(read).not.toHaveBeenCalled();
     for (const bad of ['../etc', 'a/b', '', '.hidden', 'x'.repeat(101)]) await expect(start(bad)).rejects.toThrow(/review name .* is not allowed/);
   });
@@ -82,12 +91,34 @@ describe('review decide', () => {
       ['dave', 'revoke', 'left the project\nin November', false],
     ]);
     const entries = (await store.auditEntries()).filter((e) => e.event === 'review.decide');
+    // The decision's whole content, free text quoted, so that evidence can be checked against it.
+    const id = JSON.stringify(review.population[Number(alice) - 1]!.id);
     expect(entries.map((e) => `${e.outcome}: ${e.detail}`)).toEqual([
-      `keep: row ${review.population[Number(alice) - 1]!.id}; reviewer Alice@Example.com; self-review; reason: "still on the team"`,
-      `keep: row ${review.population[Number(alice) - 1]!.id}; reviewer dave; reason: "still on the team"`,
-      `revoke: row ${review.population[Number(alice) - 1]!.id}; reviewer dave; reason: "left the project\\nin November"`,
+      `keep: row ${id}; reviewer "Alice@Example.com"; self-review yes; reason "still on the team"`,
+      `keep: row ${id}; reviewer "dave"; self-review no; reason "still on the team"`,
+      `revoke: row ${id}; reviewer "dave"; self-review no; reason "left the project\\nin November"`,
     ]);
     expect(entries.every((e) => e.actor === 'carol@cli' && e.address === 'review/2026-Q4')).toBe(true);
+  });
+
+  test('alice deciding on her own row in carol’s name is a self-review, recorded with alice as the actor', async () => {
+    const review = await start();
+    const alice = rowNo(review, 'alice', 'training-data');
+    const bob = rowNo(review, 'bob', 'training-data');
+    const base = { name: '2026-Q4', decision: 'keep' as const, reason: 'fine', reviewer: 'carol@example.com', now: LATER };
+    const [own] = await decide(store, { ...base, rows: [alice], actor: 'alice@cli' });
+    const [other] = await decide(store, { ...base, rows: [bob], actor: 'alice@cli' });
+    expect(own).toMatchObject({ reviewer: 'carol@example.com', actor: 'alice@cli', selfReview: true });
+    expect(other).toMatchObject({ reviewer: 'carol@example.com', actor: 'alice@cli', selfReview: false });
+    // DATAGRANT_ACTOR set to her e-mail, tagged, is still alice.
+    const [tagged] = await decide(store, { ...base, reviewer: 'dave', rows: [alice], actor: 'Alice+ops@example.com' });
+    expect(tagged).toMatchObject({ actor: 'Alice+ops@example.com', selfReview: true });
+    const stored = (await store.review('2026-Q4'))!.decisions;
+    expect(stored.map((d) => [d.rowId === review.population[Number(alice) - 1]!.id ? 'alice' : 'bob', d.reviewer, d.actor, d.selfReview])).toEqual([
+      ['alice', 'carol@example.com', 'alice@cli', true],
+      ['alice', 'dave', 'Alice+ops@example.com', true],
+      ['bob', 'carol@example.com', 'alice@cli', false],
+    ]);
   });
 
   test('--all-matching decides every matching row at once', async () => {
@@ -149,6 +180,48 @@ describe('review decide', () => {
 });
 
 describe('review evidence', () => {
+  test('a review edited in the database, not through datagrant, is reported against the audit chain, which still verifies', async () => {
+    const review = await start();
+    const alice = rowNo(review, 'alice', 'training-data');
+    const mallory = rowNo(review, 'mallory', 'training-data');
+    const at = { name: '2026-Q4', now: LATER, actor: 'carol@cli' };
+    await decide(store, { ...at, rows: [alice], decision: 'revoke', reason: 'moved to sales', reviewer: 'carol@example.com' });
+    await decide(store, { ...at, rows: [alice], decision: 'keep', reason: 'I need it', reviewer: 'alice@example.com' });
+    await decide(store, { ...at, rows: [mallory], decision: 'revoke', reason: 'unknown user', reviewer: 'carol@example.com' });
+    const read = async (filters: object) => fixtureReport({ filters });
+    expect((await evidence(store, { name: '2026-Q4', readReport: read, exportedBy: 'auditor@cli' })).integrity).toMatchObject({ ok: true, decisions: 3 });
+
+    // Someone with write access to the state database: alice's revoke becomes a keep with a
+    // better reason, her self-review is no longer one, and mallory's row and decision vanish
+    // from the population, whose hash in the manifest is fixed up to match.
+    const population = review.population.filter((r) => r.who !== 'mallory');
+    const manifest = { ...review.manifest, populationSha256: hashJson(population) };
+    store.db.exec(`UPDATE review_decisions SET decision = 'keep', reason = 'approved' WHERE reviewer = 'carol@example.com' AND row_id LIKE '%p:alice'`);
+    store.db.exec(`UPDATE review_decisions SET self_review = 0 WHERE reviewer = 'alice@example.com'`);
+    store.db.exec(`DELETE FROM review_decisions WHERE row_id LIKE '%mallory'`);
+    store.db
+      .prepare('UPDATE reviews SET population = ?, manifest = ?, population_rows = ?')
+      .run(JSON.stringify(population), JSON.stringify(manifest), population.length);
+
+    const e = await evidence(store, { name: '2026-Q4', readReport: read, exportedBy: 'auditor@cli' });
+    expect(e.auditVerified.ok).toBe(true);
+    expect(e.integrity.ok).toBe(false);
+    const messages = e.integrity.problems.map((p) => p.message);
+    expect(messages).toContainEqual(expect.stringMatching(/^the population differs from the one the review started with/));
+    expect(messages).toContainEqual(expect.stringMatching(/^the manifest differs from the one the review started with/));
+    expect(messages).toContainEqual(
+      expect.stringMatching(
+        /decision by carol@example.com differs from its audit entry #\d+: verdict: store keep, audit revoke; reason: store "approved", audit "moved to sales"$/,
+      ),
+    );
+    expect(messages).toContainEqual(
+      expect.stringMatching(/decision by alice@example.com differs from its audit entry #\d+: self-review: store no, audit yes$/),
+    );
+    expect(messages).toContainEqual(
+      expect.stringMatching(/records revoke on row .*mallory.* by carol@example.com \(recorded by carol@cli\), which the store no longer holds/),
+    );
+  });
+
   test('reads the population again with the review’s filters and checks the chain', async () => {
     await start('2026-Q4', fixtureReport({ filters: { principal: 'mallory' } }));
     await decide(store, { name: '2026-Q4', rows: ['1'], decision: 'revoke', reason: 'unknown user', reviewer: 'dave', actor: 'carol@cli', now: LATER });

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { applyPlan, dependencies } from '../../src/apply/apply.js';
 import { compile } from '../../src/compile/index.js';
 import { ApplyError } from '../../src/core/errors.js';
+import { specHashOfRun } from '../../src/model/audit.js';
 import { diff } from '../../src/plan/diff.js';
 import { parseSpec } from '../../src/spec/load.js';
 import { MasterKey } from '../../src/store/crypto.js';
@@ -165,6 +166,16 @@ describe('apply', () => {
     // and nothing of the old form is left; a second plan is empty
     expect([...backend.objects.keys()].filter((a) => a.includes('dg-user-'))).toEqual([]);
     expect((await planFor(text, backend)).changes).toEqual([]);
+  });
+
+  test("a run's start entry names the spec it applies, for a review to tell the run that applied its revocations", async () => {
+    const backend = new FakeBackend('aws');
+    const plan = { ...(await planFor(specText(1), backend)), specHash: 'c'.repeat(64) };
+    await applyPlan(plan, { backends: { aws: backend }, store, actor: 't' });
+    const start = (await store.auditEntries()).find((e) => e.event === 'apply.start')!;
+    expect(start.detail).toMatch(new RegExp(`^${plan.changes.length} changes, run [0-9a-f-]{36}, spec sha256 c{64}$`));
+    expect(specHashOfRun(start.detail)).toBe('c'.repeat(64));
+    expect(specHashOfRun('3 changes, run 0b0e')).toBeUndefined();
   });
 
   test('the dependency graph has no cycles for a compiled spec', () => {

@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend.js';
 import { hashJson } from '../../src/core/canonical.js';
@@ -66,10 +67,20 @@ describe('datagrant review', () => {
     const alice = await rowNo('alice', 'training-data');
     const ok = await ws.run('review', 'decide', '2026-Q4', alice, '--revoke', '--reason', 'left the ML team', '--as', 'carol@example.com');
     expect(ok.stderr).toBe('');
-    expect(ok.stdout).toMatch(/^Recorded revoke on 1 row\(s\) of review 2026-Q4 as carol@example.com \(audit #\d+\)\.\n$/);
+    expect(ok.stdout).toMatch(
+      /^Recorded revoke on 1 row\(s\) of review 2026-Q4 as carol@example.com \(audit #\d+\); decision recorded on behalf of carol@example.com by test@cli\.\n$/,
+    );
     const self = await ws.run('review', 'decide', '2026-Q4', alice, '--keep', '--reason', 'I still need it', '--as', 'alice@example.com');
     expect(self.code).toBe(0);
-    expect(self.stderr).toMatch(/Warning: 1 of them is flagged SELF-REVIEW: alice@example.com is the principal whose access it is/);
+    expect(self.stderr).toMatch(
+      /Warning: 1 of them is flagged SELF-REVIEW: alice@example.com, or test@cli, who recorded it, is the principal whose access it is/,
+    );
+    // alice herself, signing as dave: the actor gives her away.
+    ws.env.DATAGRANT_ACTOR = 'alice@cli';
+    const disguised = await ws.run('review', 'decide', '2026-Q4', await rowNo('alice', 'features'), '--keep', '--reason', 'needed', '--as', 'dave');
+    ws.env.DATAGRANT_ACTOR = 'test@cli';
+    expect(disguised.stdout).toMatch(/as dave \(audit #\d+\); decision recorded on behalf of dave by alice@cli\.\n$/);
+    expect(disguised.stderr).toMatch(/flagged SELF-REVIEW: dave, or alice@cli, who recorded it, is the principal whose access it is/);
     const outside = await ws.run('review', 'decide', '2026-Q4', '13', '--keep', '--reason', 'x', '--as', 'carol');
     expect(outside.code).toBe(1);
     expect(outside.stderr).toMatch(/not in the population of review "2026-Q4": "13"/);
@@ -83,9 +94,14 @@ describe('datagrant review', () => {
     const all = await ws.run('review', 'decide', '2026-Q4', '--all-matching', '--unmanaged', '--revoke', '--reason', 'not in the spec', '--as', 'carol');
     expect(all.stdout).toMatch(/^Recorded revoke on 2 row\(s\)/);
     const show = await ws.run('review', 'show', '2026-Q4');
-    expect(show.stdout).toMatch(/revoke by carol@example.com at \S+ \(audit #\d+\): left the ML team/);
-    expect(show.stdout).toMatch(/keep by alice@example.com \(SELF-REVIEW\) at \S+ \(audit #\d+\): I still need it/);
-    expect(show.stdout).toContain('12 row(s): 0 keep, 3 revoke, 9 undecided; 1 contested (keep and revoke).');
+    expect(show.stdout).toMatch(
+      /revoke by carol@example.com \(decision recorded on behalf of carol@example.com by test@cli\) at \S+ \(audit #\d+\): left the ML team/,
+    );
+    expect(show.stdout).toMatch(
+      /keep by alice@example.com \(decision recorded on behalf of alice@example.com by test@cli\) \(SELF-REVIEW\) at \S+ \(audit #\d+\): I still need it/,
+    );
+    expect(show.stdout).toMatch(/keep by dave \(decision recorded on behalf of dave by alice@cli\) \(SELF-REVIEW\) at \S+ \(audit #\d+\): needed/);
+    expect(show.stdout).toContain('12 row(s): 1 keep, 3 revoke, 8 undecided; 1 contested (keep and revoke), 1 decided only by self-review.');
   });
 
   test('revocations: the patch on standard output applies with git apply and validates; --out writes it to a file', async () => {
@@ -126,6 +142,8 @@ describe('datagrant review', () => {
     const json = JSON.parse(readFileSync(join(ws.dir, 'evidence', '2026-Q4.json'), 'utf8')) as ReviewEvidence;
     expect(json.summary).toMatchObject({ rows: 12, keep: 10, revoke: 2, undecided: 0, removed: 1, present: 1 });
     expect(json.manifest.query.command).toBe('datagrant --spec datagrant.yaml access --format json');
+    // Who recorded each decision stands beside the reviewer it names.
+    expect(json.rows.flatMap((r) => r.decisions).map((d) => [d.reviewer, d.actor, d.onBehalf])).toContainEqual(['carol', 'test@cli', true]);
     expect(readFileSync(join(ws.dir, 'evidence', '2026-Q4.csv'), 'utf8').split('\r\n')[0]).toBe(REVIEW_CSV_HEADER.join(','));
     // What the README tells the auditor to recompute: both hashes are in the review's start entry.
     const started = (JSON.parse((await ws.run('audit', 'log', '--json')).stdout) as { event: string; detail: string }[]).find(
@@ -134,6 +152,54 @@ describe('datagrant review', () => {
     expect(hashJson(json.rows.map((r) => r.row))).toBe(json.manifest.populationSha256);
     expect(started.detail).toContain(`population sha256 ${json.manifest.populationSha256}, manifest sha256 ${hashJson(json.manifest)}`);
     expect(readFileSync(join(ws.dir, 'evidence', '2026-Q4.html'), 'utf8')).toMatch(/^<!doctype html>[\s\S]*Content-Security-Policy/);
+  });
+
+  test('a decision edited in the state database: show and status warn, export writes the evidence saying so and exits 1', async () => {
+    await start();
+    const alice = await rowNo('alice', 'training-data');
+    await ws.run('review', 'decide', '2026-Q4', alice, '--revoke', '--reason', 'moved to sales', '--as', 'carol');
+    const clean = await ws.call((io) => reviewExport(io, { name: '2026-Q4', out: 'clean', backendOptions }));
+    expect(clean.code, clean.stderr).toBe(0);
+    expect(clean.stdout).toMatch(/Review against the chain: matches \(review\.start #\d+, 1 standing decision\(s\)\)\./);
+
+    const db = new Database(join(ws.dir, '.datagrant', 'state.db'));
+    db.exec(`UPDATE review_decisions SET decision = 'keep', reason = 'approved'`);
+    db.close();
+    const problem = /decision by carol differs from its audit entry #\d+: verdict: store keep, audit revoke; reason: store "approved", audit "moved to sales"/;
+
+    const show = await ws.run('review', 'show', '2026-Q4');
+    expect(show.code).toBe(0);
+    expect(show.stderr).toMatch(/^Warning: review 2026-Q4 does NOT match the audit chain/);
+    expect(show.stderr).toMatch(problem);
+    const status = await ws.call((io) => reviewStatus(io, { name: '2026-Q4', json: true, backendOptions }));
+    expect(status.stderr).toMatch(problem);
+    expect((JSON.parse(status.stdout) as { integrity: { ok: boolean } }).integrity.ok).toBe(false);
+
+    const exported = await ws.call((io) => reviewExport(io, { name: '2026-Q4', out: 'evidence', backendOptions }));
+    expect(exported.code).toBe(1);
+    expect(exported.stdout).toMatch(
+      /Audit chain: verified, \d+ entries\.\n {2}Review against the chain: DOES NOT MATCH, 1 problem\(s\), written into the evidence\./,
+    );
+    expect(exported.stderr).toMatch(problem);
+    const json = JSON.parse(readFileSync(join(ws.dir, 'evidence', '2026-Q4.json'), 'utf8')) as ReviewEvidence;
+    expect(json.integrity.problems.map((p) => p.message)).toEqual([expect.stringMatching(problem)]);
+    const csv = readFileSync(join(ws.dir, 'evidence', '2026-Q4.csv'), 'utf8').split('\r\n');
+    const col = REVIEW_CSV_HEADER.indexOf('audit_check');
+    const check = (l: string) => /,(ok|"?DOES NOT MATCH[^\r]*)$/.exec(l)?.[1];
+    expect(csv.filter((l) => l.includes('p:alice') && l.includes('training-data')).map(check)).toEqual([
+      expect.stringMatching(/^"?DOES NOT MATCH THE AUDIT CHAIN: row \d+ .* differs/),
+    ]);
+    expect(
+      csv
+        .filter((l) => l.includes('p:bob'))
+        .map(check)
+        .every((c) => c === 'ok'),
+    ).toBe(true);
+    expect(col).toBe(REVIEW_CSV_HEADER.length - 1);
+    const html = readFileSync(join(ws.dir, 'evidence', '2026-Q4.html'), 'utf8');
+    expect(html).toContain('This evidence does not match the audit chain (1 problem)');
+    expect(html).toContain('<span class="badge b-bad">DOES NOT MATCH</span>');
+    expect(html).not.toContain('<span class="badge b-ok">matches</span>');
   });
 
   test('close: no more decisions, and every step is in a chain that verifies', async () => {

@@ -151,6 +151,8 @@ test('a review from start to evidence: one revocation applied, shown with its au
     state: 'removed',
     entry: { event: 'change.delete', address: 'aws:membership/ml-researchers/alice', outcome: 'ok', match: 'change' },
   });
+  // The removal was seen by this very read of the backends, after the change.
+  expect(Date.parse(alice.revocation!.observedAt)).toBeGreaterThanOrEqual(Date.parse(alice.revocation!.entry!.at));
   expect(intern.revocation).toMatchObject({ state: 'present', remaining: [expect.stringContaining('read-training')] });
   const log = JSON.parse((await cli('audit', 'log', '--json')).stdout) as {
     seq: number;
@@ -188,6 +190,9 @@ test('a review from start to evidence: one revocation applied, shown with its au
   expect(evidence.manifest.auditHead!.seq).toBe(start.seq - 1);
   expect(evidence.manifest.query.command).toBe('datagrant --spec datagrant.yaml access --format json');
   expect(evidence.auditVerified.ok).toBe(true);
+  // The stored review matches what the chain recorded of it, decision by decision.
+  expect(evidence.integrity).toMatchObject({ ok: true, startSeq: start.seq, problems: [] });
+  expect(evidence.rows.flatMap((r) => r.decisions).every((d) => d.actor === 'test@cli')).toBe(true);
   expect(evidence.review.closedAt).not.toBeNull();
   expect(evidence.summary).toMatchObject({ revoke: 2, removed: 2, present: 0, selfReviewOnly: 1 });
   expect((await cli('audit', 'verify')).stdout).toMatch(/Audit chain intact/);

@@ -1,10 +1,18 @@
-// The pure part of access reviews: self-review, outcomes, row selection, and tying a revocation
-// to the audit entry that removed it.
+// The pure part of access reviews: self-review, outcomes, row selection and evidence (which audit
+// entry removed a revoked row: test/plan/review-removals.test.ts).
 import { execFileSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
-import type { AccessReportRow } from '../../src/model/access.js';
-import type { AuditRecord } from '../../src/model/review.js';
-import { accessCommandLine, isSelfReview, matchingRows, reviewEvidence, revocationStatus, rowOutcome, selectRows, shellWord } from '../../src/plan/review.js';
+import {
+  accessCommandLine,
+  isSelfDecision,
+  isSelfReview,
+  matchingRows,
+  recordedOnBehalf,
+  reviewEvidence,
+  rowOutcome,
+  selectRows,
+  shellWord,
+} from '../../src/plan/review.js';
 import { EMAILS, fixtureReadings, fixtureReport, fixtureReview } from '../support/review-fixture.js';
 
 const report = fixtureReport();
@@ -17,6 +25,10 @@ describe('self-review', () => {
     ['alice@example.com', 'alice', true],
     ['Alice@Example.COM', 'alice', true],
     [' alice ', 'alice', true],
+    // A plus-address tag reaches the same mailbox: the same person.
+    ['alice+review@example.com', 'alice', true],
+    ['ALICE+Q4@Example.com', 'alice', true],
+    ['alice+review', 'alice', false],
     ['al', 'alice', false],
     ['alice@other.example', 'alice', false],
     ['bob@example.com', 'alice', false],
@@ -28,6 +40,33 @@ describe('self-review', () => {
     expect(isSelfReview(reviewer, rowOf(who, 'training-data'), EMAILS)).toBe(expected);
   });
 
+  test.each([
+    // alice records a decision on her own row in carol's name: still hers.
+    ['carol@example.com', 'alice@cli', 'alice', true],
+    ['carol@example.com', 'Alice@cli', 'alice', true],
+    // DATAGRANT_ACTOR as an e-mail, with a tag.
+    ['carol@example.com', 'alice+ops@example.com', 'alice', true],
+    ['carol@example.com', 'alice', 'alice', true],
+    ['carol@example.com', 'carol@cli', 'alice', false],
+    ['carol@example.com', 'al@cli', 'alice', false],
+    ['alice@example.com', 'carol@cli', 'alice', true],
+    ['carol', 'mallory@cli', 'mallory', true],
+  ])('reviewer %s recorded by %s on a row of %s: self-review %s', (reviewer, actor, who, expected) => {
+    expect(isSelfDecision({ reviewer, actor }, rowOf(who, 'training-data'), EMAILS)).toBe(expected);
+  });
+
+  test.each([
+    ['carol@example.com', 'carol@cli', false],
+    ['carol', 'carol@cli', false],
+    ['Carol+q4@example.com', 'carol@example.com', false],
+    ['carol@example.com', 'test@cli', true],
+    ['carol', 'ci', true],
+    ['car', 'carol@cli', true],
+    ['carol@example.com', 'carol@other.example', true],
+  ])('reviewer %s recorded by %s: on behalf %s', (reviewer, actor, expected) => {
+    expect(recordedOnBehalf({ reviewer, actor })).toBe(expected);
+  });
+
   test("a SCIM person's e-mail, recorded when the review started, counts", () => {
     expect(isSelfReview('dana@example.com', rowOf('dana', 'training-data'), EMAILS)).toBe(true);
     expect(isSelfReview('dana@example.com', rowOf('dana', 'training-data'), {})).toBe(false);
@@ -35,7 +74,16 @@ describe('self-review', () => {
 });
 
 describe('outcome of a row', () => {
-  const d = (decision: 'keep' | 'revoke', selfReview = false) => ({ rowId: 'r', decision, reason: 'x', reviewer: 'r', decidedAt: '', selfReview, auditSeq: 1 });
+  const d = (decision: 'keep' | 'revoke', selfReview = false) => ({
+    rowId: 'r',
+    decision,
+    reason: 'x',
+    reviewer: 'r',
+    actor: 'r@cli',
+    decidedAt: '',
+    selfReview,
+    auditSeq: 1,
+  });
   test.each([
     [[], { outcome: 'undecided', contested: false, selfReviewOnly: false }],
     [[d('keep')], { outcome: 'keep', contested: false, selfReviewOnly: false }],
@@ -72,98 +120,6 @@ describe('the manifest query', () => {
     expect(accessCommandLine('datagrant.yaml', { principal: "o'brien", dataset: 'training-data' })).toBe(
       "datagrant --spec datagrant.yaml access --principal 'o'\\''brien' --dataset training-data --format json",
     );
-  });
-});
-
-describe('which audit entry removed a revoked row', () => {
-  let seq = 0;
-  const entry = (event: string, address: string | null, outcome = 'ok'): AuditRecord => ({
-    seq: ++seq,
-    at: `2026-12-0${Math.min(9, 1 + Math.floor(seq / 5))}T00:00:00.000Z`,
-    actor: 'ci@cli',
-    event,
-    address,
-    outcome,
-    detail: null,
-    hash: `${seq}`.padStart(64, '0'),
-  });
-  const gone = (pred: (r: AccessReportRow) => boolean) => ({ ...report, rows: report.rows.filter((r) => !pred(r)), generatedAt: '2026-12-09T00:00:00.000Z' });
-  const alice = rowOf('alice', 'training-data');
-  const freshWithoutAlice = gone((r) => r.id === alice.id);
-
-  test('the first removing change to one of the principal’s own objects after the review started', () => {
-    seq = 0;
-    const before = entry('change.delete', 'aws:membership/ml-researchers/alice'); // before the review: not it
-    const start = entry('review.start', 'review/2026-Q4');
-    const entries = [
-      before,
-      start,
-      entry('change.replace', 'aws:key/alice'), // a rotation removes no access
-      entry('change.delete', 'aws:membership/ml-researchers/al'), // another principal, named like a prefix
-      entry('change.delete', 'wh:membership/ml-researchers/alice'), // another backend
-      entry('change.delete', 'aws:membership/ml-researchers/alice', 'failed'),
-      entry('change.delete', 'aws:membership/ml-researchers/alice'),
-      entry('change.update', 'aws:inline-policy/user/alice/dg-direct-grants'),
-    ];
-    const s = revocationStatus(alice, freshWithoutAlice, entries, start.seq);
-    expect(s).toMatchObject({ state: 'removed', remaining: [], entry: { ...entries[6], match: 'change' } });
-    expect(s.note).toBe('removed by change.delete aws:membership/ml-researchers/alice');
-  });
-
-  test.each([
-    ['aws:user/alice', 'change.delete'],
-    ['aws:inline-policy/user/alice/dg-direct-grants', 'change.update'],
-    ['aws:attachment/user/alice/arn:aws:iam::123456789012:policy/datagrant/dg-shared-0123456789ab', 'change.delete'],
-    ['aws:role/alice', 'change.delete'],
-  ])('%s (%s) names the principal', (address, event) => {
-    seq = 0;
-    const start = entry('review.start', 'review/2026-Q4');
-    const hit = entry(event, address);
-    expect(revocationStatus(alice, freshWithoutAlice, [start, hit], start.seq).entry?.seq).toBe(hit.seq);
-  });
-
-  test('a PostgreSQL grant or membership of the principal', () => {
-    seq = 0;
-    const row = rowOf('bob', 'features');
-    const start = entry('review.start', 'review/2026-Q4');
-    const hit = entry('change.delete', 'wh:grant/bob/analytics.features/read');
-    expect(
-      revocationStatus(
-        row,
-        gone((r) => r.id === row.id),
-        [start, entry('change.delete', 'wh:grant/bobby/analytics.features/read'), hit],
-        start.seq,
-      ).entry?.seq,
-    ).toBe(hit.seq);
-  });
-
-  test('still held: present, with where it is held, and the change that did not remove it', () => {
-    seq = 0;
-    const start = entry('review.start', 'review/2026-Q4');
-    const upd = entry('change.update', 'aws:inline-policy/user/alice/dg-direct-grants');
-    const s = revocationStatus(alice, report, [start, upd], start.seq);
-    expect(s).toMatchObject({ state: 'present', remaining: ['group ml-researchers (managed policy dg-group-ml-researchers)'], entry: { seq: upd.seq } });
-    expect(s.note).toMatch(/^still held after change.update/);
-  });
-
-  test('a managed principal whose objects do not name it (an access-set role): the first successful apply run', () => {
-    seq = 0;
-    const start = entry('review.start', 'review/2026-Q4');
-    const entries = [start, entry('apply.end', null, 'failed'), entry('change.update', 'aws:role/dg-s-0123abcd'), entry('apply.end', null)];
-    expect(revocationStatus(alice, freshWithoutAlice, entries, start.seq)).toMatchObject({ state: 'removed', entry: { seq: 4, match: 'run' } });
-  });
-
-  test('unmanaged access removed by hand is claimed by no entry', () => {
-    seq = 0;
-    const mallory = rowOf('mallory', 'training-data');
-    const start = entry('review.start', 'review/2026-Q4');
-    const s = revocationStatus(
-      mallory,
-      gone((r) => r.id === mallory.id),
-      [start, entry('apply.end', null)],
-      start.seq,
-    );
-    expect(s).toEqual({ state: 'removed', remaining: [], note: 'removed outside datagrant (by hand): no audit entry' });
   });
 });
 

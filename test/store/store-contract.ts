@@ -477,6 +477,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
           limits: ['service control policies are not readable'],
           invariants: [{ invariant: 'hr-only', message: 'mallory reads hr-private', source: 'actual' }],
           requests: { aws: 4 },
+          datasets: { 'training-data': { backend: 'aws', bucket: 'ai-model-data', prefix: 'training/' } },
         },
         // Markup and non-ASCII come back exactly as stored.
         population: [accessRow('alice'), accessRow('<b>"bob"</b> ∅')],
@@ -488,6 +489,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
         decision: verdict,
         reason: `${verdict} because`,
         reviewer,
+        actor: 'carol@cli',
         decidedAt: at,
         selfReview: reviewer === 'alice',
       });
@@ -672,6 +674,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
                 limits: [],
                 invariants: [],
                 requests: {},
+                datasets: {},
               },
               population: [],
               emails: {},
@@ -682,7 +685,7 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
             other
               .recordDecisions(
                 'race',
-                [{ rowId, decision: 'keep', reason: 'fine', reviewer: 'dave', decidedAt: LATER, selfReview: false }],
+                [{ rowId, decision: 'keep', reason: 'fine', reviewer: 'dave', actor: 'dave@cli', decidedAt: LATER, selfReview: false }],
                 [{ actor: 'dave', event: 'review.decide', address: null, outcome: 'keep', detail: rowId }],
               )
               .then(

