@@ -78,7 +78,8 @@ function attribute(spec: Spec, rows: readonly ActualAccess[], roles: Map<string,
       out.push({ who: `p:${h.name}`, row: { ...row, holder: { ...h, principal: h.name } } });
       continue;
     }
-    const served = h.managed && h.kind === 'aws-role' ? roles.get(row.backend)?.get(h.name) : undefined;
+    // The reader names a role by its ARN's last segment (`role/dg-s-…`, a path before it perhaps).
+    const served = h.managed && h.kind === 'aws-role' ? roles.get(row.backend)?.get(h.id.slice(h.id.lastIndexOf('/') + 1)) : undefined;
     if (served) {
       for (const principal of served) {
         out.push({
@@ -86,7 +87,7 @@ function attribute(spec: Spec, rows: readonly ActualAccess[], roles: Map<string,
           row: {
             ...row,
             holder: { ...h, principal },
-            paths: row.paths.map((p) => ({ ...p, via: `sessions of role ${h.name}: ${p.via}` })),
+            paths: row.paths.map((p) => ({ ...p, via: `sessions of ${h.name}: ${p.via}` })),
           },
         });
       }

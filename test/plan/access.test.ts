@@ -81,12 +81,13 @@ describe('intended against actual', () => {
   test("an access-set role's access is the temporary principals' it serves", () => {
     const role = awsSessionRoleName(awsAccessSet(spec, 'aws', 'carol', NOW));
     const r = report({
-      aws: reading([row('aws', 'train', 'read', { id: `arn:aws:iam::1:role/datagrant/${role}`, kind: 'aws-role', name: role, managed: true })]),
+      // Named as the AWS reader names it: `role/<name>`, by the ARN's last segment.
+      aws: reading([row('aws', 'train', 'read', { id: `arn:aws:iam::1:role/datagrant/${role}`, kind: 'aws-role', name: `role/${role}`, managed: true })]),
       wh: reading([]),
     });
     const carol = r.rows.find((x) => x.who === 'carol')!;
     expect(carol.status).toBe('both');
-    expect(carol.actual[0]!.via).toContain(`sessions of role ${role}`);
+    expect(carol.actual[0]!.via).toContain(`sessions of role/${role}`);
   });
 
   test("a managed group role's rows are its members', and are not repeated as the group's", () => {
@@ -204,7 +205,9 @@ describe('knownAccess', () => {
       message = (e as Error).message;
     }
     const noLevel = `${SPEC}knownAccess:\n  x: { backend: wh, holders: [postgres], reason: y }\n`;
-    expect(() => parseSpec(noLevel, { file: 'datagrant.yaml', env: {}, now: NOW })).toThrow(/datagrant\.yaml:\d+:\d+: knownAccess\.x: missing key "access"|knownAccess\.x.*access/);
+    expect(() => parseSpec(noLevel, { file: 'datagrant.yaml', env: {}, now: NOW })).toThrow(
+      /datagrant\.yaml:\d+:\d+: knownAccess\.x: missing key "access"|knownAccess\.x.*access/,
+    );
     expect(message).toMatch(/backend "nowhere" is not defined/);
     expect(message).toMatch(/holder "\*" would accept every holder, including/);
     expect(message).toMatch(/holder "arn:aws:iam::123456789012:role\/\*" would accept every holder of that kind/);
