@@ -1,5 +1,6 @@
 // Access reviews as text for a terminal, and review evidence as CSV and JSON. Rendering decides
 // nothing: outcomes and revocation states come from src/plan/review.ts.
+import { printableLines } from './printable.js';
 import type { AccessReportRow } from '../model/access.js';
 import type { EvidenceDecision, Review, ReviewEvidence, ReviewEvidenceRow, ReviewSummary } from '../model/review.js';
 import type { RevocationPlan } from '../plan/revocations.js';
@@ -25,10 +26,12 @@ const decidedBy = (d: EvidenceDecision) => `${d.reviewer} (${d.onBehalf ? onBeha
 
 export function renderReviewList(reviews: readonly ReviewSummary[]): string {
   if (!reviews.length) return 'No access reviews yet. `datagrant review start NAME` starts one.\n';
-  return `${table([
-    ['NAME', 'STARTED', 'BY', 'ROWS', 'UNDECIDED', 'CLOSED'],
-    ...reviews.map((r) => [r.name, r.startedAt, r.startedBy, String(r.rows), String(r.rows - r.decided), r.closedAt ?? 'open']),
-  ]).join('\n')}\n`;
+  return printableLines(
+    `${table([
+      ['NAME', 'STARTED', 'BY', 'ROWS', 'UNDECIDED', 'CLOSED'],
+      ...reviews.map((r) => [r.name, r.startedAt, r.startedBy, String(r.rows), String(r.rows - r.decided), r.closedAt ?? 'open']),
+    ]).join('\n')}\n`,
+  );
 }
 
 export function summaryLine(e: Pick<ReviewEvidence, 'summary'>): string {
@@ -76,7 +79,7 @@ export function renderReviewShow(review: Review, rows: readonly ReviewEvidenceRo
     out.push('', 'The population cannot show access through these (not seen or not evaluated):');
     for (const l of m.limits) out.push(`  - ${l}`);
   }
-  return `${out.join('\n')}\n`;
+  return printableLines(`${out.join('\n')}\n`);
 }
 
 /** `review revocations`: what the patch does for each revoked row, and what it cannot. */
@@ -111,7 +114,7 @@ export function renderRevocationsText(name: string, plan: RevocationPlan, patchF
     out.push('No spec change is needed.');
   }
   if (manual) out.push(`${manual} step(s) marked BY HAND must be done outside datagrant; \`datagrant review status ${name}\` shows when the access is gone.`);
-  return `${out.join('\n')}\n`;
+  return printableLines(`${out.join('\n')}\n`);
 }
 
 /** `review status`: each revocation, whether it has taken effect and through which audit entry. */
@@ -135,7 +138,7 @@ export function renderReviewStatus(e: ReviewEvidence): string {
     out.push(`The review does NOT match the audit chain (${e.integrity.problems.length} problem(s)):`);
     for (const p of e.integrity.problems) out.push(`  ! ${p.message}`);
   }
-  return `${out.join('\n')}\n`;
+  return printableLines(`${out.join('\n')}\n`);
 }
 
 export const REVIEW_CSV_HEADER = [

@@ -68,3 +68,12 @@ describe('the text report', () => {
     expect(accessDiffers(report([row({ who: 'bob', principal: 'bob' })], { invariants: [v], filters: { principal: 'bob' } }))).toBe(true);
   });
 });
+
+describe('review text', () => {
+  test('review list escapes a review name chosen to hide a line', async () => {
+    const { renderReviewList } = await import('../../src/render/review.js');
+    const text = renderReviewList([{ name: 'q4\u001b[1A\u001b[2K', startedAt: '2026-12-01T00:00:00Z', startedBy: 'x@cli', rows: 1, decided: 0 }] as never);
+    expect(text.includes('\u001b')).toBe(false);
+    expect(text).toContain('q4\\u{1b}[1A\\u{1b}[2K');
+  });
+});
