@@ -107,7 +107,7 @@ export async function runAccessReport(o: AccessRunOptions): Promise<AccessReport
  * decide this principal's check).
  */
 export function accessDiffers(report: AccessReport): boolean {
-  if (report.rows.some((r) => r.known === undefined && (r.status !== 'both' || (r.actual.some((p) => p.managed === false) && r.managed)))) return true;
+  if (report.rows.some((r) => r.known === undefined && (r.status !== 'both' || (r.actual.some((p) => p.managed !== true) && r.managed)))) return true;
   const scoped = report.filters.principal !== undefined || report.filters.dataset !== undefined;
   return report.invariants.some(
     (v) =>

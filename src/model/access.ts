@@ -37,6 +37,12 @@ export interface AccessHolder {
    * holders that are not one principal (a group role, an AWS access-set role).
    */
   principal?: string;
+  /**
+   * A PostgreSQL session login's principal, as its name and marker claim it: a claim, not a fact
+   * (a role with CREATEROLE can make a login with any name and comment), for the report to check
+   * against the session log datagrant keeps before it counts the access as that principal's.
+   */
+  sessionOf?: string;
 }
 
 /** One way a holder reaches a dataset at a level. */
@@ -55,8 +61,11 @@ export interface AccessPath {
   /** Reaches only part of the dataset (some of its objects or tables). */
   partial?: boolean;
   /**
-   * Entirely through objects datagrant made for this installation as the spec says (its own
-   * policies, groups, grants). False: a path someone else made, even on a managed principal.
+   * Entirely through objects datagrant made for this installation, of the kind it makes (AWS: its
+   * inline policy dg-direct-grants, attachments of its dg-group-* and dg-shared-* policies and
+   * memberships of its groups, on its user or on its access-set role with its own trust;
+   * PostgreSQL: a grant to its role, membership in its group roles). Absent: not datagrant's —
+   * a hand-added policy or grant, even on datagrant's principal, is someone else's way in.
    */
   managed?: boolean;
 }
@@ -103,9 +112,10 @@ export interface AccessReading {
    */
   limits: string[];
   /**
-   * What could not be READ this time (a bucket policy refused, a document that did not parse, a
-   * database gone), distinct from `limits`, which this kind of reader can never see. A report with
-   * failures is incomplete: `access --detailed-exitcode` fails.
+   * What could not be read this time, and so may hide access (`bucket ai-data: its bucket policy
+   * could not be read (AccessDenied)`, an unparseable policy document, a dataset's database that
+   * does not exist): unlike `limits`, which no reading of this kind can overcome, a failure is
+   * something a rerun with the right permissions or the right spec would see.
    */
   failures?: string[];
   /** Requests the read took (bulk reads, as in plan). */

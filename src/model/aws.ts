@@ -47,6 +47,36 @@ export const SESSION_ROLE_DIGEST_LENGTH = 12;
 export const isSessionRoleName = (name: string) => name.length === SESSION_ROLE_PREFIX.length + SESSION_ROLE_DIGEST_LENGTH && /^dg-s-[0-9a-f]+$/.test(name);
 /** The trust attribute of a role whose trust policy is the one datagrant renders. */
 export const DATAGRANT_TRUST = 'datagrant';
+// The policies datagrant names (the compiler makes them; the access reader knows them as its own).
+/**
+ * The inline policy of an access-set role that denies the live sessions of principals no longer in
+ * its set (issue 12): one statement per principal, on its SourceIdentity and the time its latest
+ * session was issued, so a later session of someone else, or of that principal in another role, is
+ * untouched.
+ */
+export const REVOKED_POLICY = 'dg-revoked';
+/** A group's managed policies, one per part its grants need. */
+export const groupPolicyName = (group: string, part = 1) => `dg-group-${group}${part > 1 ? `-${part}` : ''}`;
+/**
+ * A principal's direct grants, when they fit IAM's 2,048 characters of inline policy per user: an
+ * inline policy of that user, which no account quota counts.
+ */
+export const DIRECT_GRANTS_POLICY = 'dg-direct-grants';
+/**
+ * Direct grants too large to be inline: one managed policy per distinct document, named by its
+ * hash, attached to every principal with exactly those grants (one policy, not one per principal).
+ */
+export const sharedPolicyName = (digest: string, part = 1) => `dg-shared-${digest}${part > 1 ? `-${part}` : ''}`;
+/** Hex digits of the document's sha256 in a shared policy's name. */
+export const SHARED_DIGEST_LENGTH = 12;
+/**
+ * Each principal's own managed policy, as earlier versions made it: the form the two above take
+ * over from, so that an upgrade creates the new form before it deletes this one.
+ */
+export const userPolicyName = (user: string, part = 1) => `dg-user-${user}${part > 1 ? `-${part}` : ''}`;
+/** Whether a managed policy's name is one of those datagrant grants through (a group's, shared, or the old per-user form). */
+export const isGrantPolicyName = (name: string) => /^dg-(group|shared|user)-/.test(name);
+
 /** `document`: the canonical policy (model/aws-policy.ts), or as read when it is not JSON (drift). */
 export type PolicyAttrs = { path: string; document: Json };
 /** `policy`: the name of datagrant's managed policy, or the ARN of another. */

@@ -351,3 +351,42 @@ export function reachOfPrefix(patterns: readonly string[], literal: string, vari
   }
   return 'all';
 }
+
+/**
+ * Whether some pattern matches `value` exactly (one resource, where `reachOfPrefix` answers for a
+ * set of them), policy variables read as `reachOfPrefix` reads them.
+ */
+export function matchesAny(patterns: readonly string[], value: string, variables: 'widen' | 'narrow'): boolean {
+  for (const p of patterns) {
+    const tokens = tokensOf(p, variables);
+    if (!tokens) continue;
+    let states = new Set([0]);
+    const close = (s: Set<number>) => {
+      for (const k of s) if (tokens[k]?.t === 'star') s.add(k + 1);
+      return s;
+    };
+    close(states);
+    for (let i = 0; i < value.length && states.size; i++) {
+      const next = new Set<number>();
+      for (const k of states) {
+        const tok = tokens[k];
+        if (!tok) continue;
+        if (tok.t === 'star') next.add(k);
+        else if (tok.t === 'one' || tok.c === value[i]) next.add(k + 1);
+      }
+      states = close(next);
+    }
+    if (states.has(tokens.length)) return true;
+  }
+  return false;
+}
+
+/**
+ * A pattern with the policy variables whose values are known put in (`${aws:username}` of a user
+ * asking about itself); names are case-insensitive, as AWS reads them. The others stay.
+ */
+export function withVariables(pattern: string, known: Record<string, string>): string {
+  if (!pattern.includes('${')) return pattern;
+  const lower = new Map(Object.entries(known).map(([k, v]) => [k.toLowerCase(), v]));
+  return pattern.replace(/\$\{([^}]*)\}/g, (all, name: string) => lower.get(name.toLowerCase()) ?? all);
+}

@@ -64,10 +64,38 @@ function sessionRoles(spec: Spec, now: Date): Map<string, Map<string, string[]>>
 }
 
 /** The actual rows as the report counts them: a principal's access under its name. */
-function attribute(spec: Spec, rows: readonly ActualAccess[], roles: Map<string, Map<string, string[]>>): { who: string; row: ActualAccess }[] {
+function attribute(
+  spec: Spec,
+  rows: readonly ActualAccess[],
+  roles: Map<string, Map<string, string[]>>,
+  sessions: readonly SessionFact[],
+): { who: string; row: ActualAccess }[] {
   const out: { who: string; row: ActualAccess }[] = [];
-  for (const row of rows) {
-    const h = row.holder;
+  // The session logins the session log vouches for: backend, principal, login role.
+  const logged = new Set(sessions.map((s) => `${s.backend}\0${s.principal}\0${s.target}`));
+  for (const original of rows) {
+    let row = original;
+    let h = row.holder;
+    if (h.managed && h.kind === 'pg-role' && h.principal === undefined) {
+      // PostgreSQL's marker is a comment any role with CREATEROLE can copy: a role counts as
+      // datagrant's only where the spec or the session log says it is — named after a principal
+      // or group, or a session login the log recorded. Any other is someone else's, shown so.
+      const claimed = h.sessionOf;
+      if (claimed !== undefined && logged.has(`${row.backend}\0${claimed}\0${h.name}`)) {
+        out.push({ who: `p:${claimed}`, row: { ...row, holder: { ...h, principal: claimed } } });
+        continue;
+      }
+      if (!Object.hasOwn(spec.principals, h.name) && !Object.hasOwn(spec.groups, h.name)) {
+        h = { ...h, managed: false };
+        const why =
+          claimed !== undefined
+            ? `claims to be a session login of ${claimed}, which the session log does not record`
+            : 'carries the marker but is no principal or group of the spec';
+        row = { ...row, holder: h, paths: row.paths.map(({ managed: _mine, ...p }) => ({ ...p, via: `${p.via} (role ${h.name} ${why})` })) };
+        out.push({ who: `h:${h.id}`, row });
+        continue;
+      }
+    }
     if (h.managed && h.principal !== undefined) {
       out.push({ who: `p:${h.principal}`, row });
       continue;
@@ -137,7 +165,7 @@ export function accessReport(input: AccessInput): AccessReport {
     requests[backend] = reading.requests;
     for (const l of reading.limits) limits.push(`${backend}: ${l}`);
     for (const f of reading.failures ?? []) incomplete.push(`${backend}: ${f}`);
-    for (const { who, row } of attribute(spec, reading.rows, roles)) {
+    for (const { who, row } of attribute(spec, reading.rows, roles, input.sessions)) {
       const h = row.holder;
       const r = get(row.backend, row.dataset, row.level, who, () => ({
         backend: row.backend,

@@ -19,7 +19,7 @@ export function throughOf(row: AccessReportRow): string[] {
   return [
     ...row.intended.map((g) => `spec: ${g.via} ${g.path}${g.expires ? ` until ${g.expires}` : ''}`),
     // A path someone else made on one of datagrant's principals is drift, even where the spec grants the level.
-    ...row.actual.map((p) => (row.managed && p.managed === false ? `not made by datagrant: ${describePath(p)}` : describePath(p))),
+    ...row.actual.map((p) => (row.managed && p.managed !== true ? `not made by datagrant: ${describePath(p)}` : describePath(p))),
   ];
 }
 
@@ -37,7 +37,7 @@ export function renderAccessText(report: AccessReport): string {
     out.push(`dataset ${dataset}`);
     const width = Math.max(...rows.map((r) => printable(whoOf(r)).length));
     for (const r of rows) {
-      const foreign = r.managed && r.actual.some((p) => p.managed === false);
+      const foreign = r.managed && r.actual.some((p) => p.managed !== true);
       const mark = r.known ? ' ' : r.status === 'actual' || foreign ? '!' : r.status === 'intended' ? '?' : ' ';
       const through = throughOf(r);
       out.push(

@@ -119,7 +119,9 @@ describe('actions and resources', () => {
         user('nrpart', doc({ Effect: 'Allow', Action: 's3:GetObject', NotResource: 'arn:aws:s3:::data/train/secret/*' })),
       ],
     });
-    expect(keys(rows).filter((k) => k.endsWith(' na'))).toEqual(['artifacts read na', 'artifacts write na']);
+    // not s3:Delete*, but s3:PutObjectAcl: admin all the same, by letting anyone read
+    expect(keys(rows).filter((k) => k.endsWith(' na'))).toEqual(['artifacts read na', 'artifacts write na', 'artifacts admin na']);
+    expect(row(rows, 'artifacts admin na').paths).toEqual([{ via: 'inline policy own of user na: can rewrite the ACLs of its objects' }]);
     expect(keys(rows).filter((k) => k.endsWith(' nr'))).toEqual(['artifacts read nr', 'eval read nr']);
     expect(row(rows, 'training read nrpart').paths[0]!.partial).toBe(true);
   });
@@ -137,12 +139,14 @@ describe('Deny', () => {
     const { rows } = read({
       users: [
         user('whole', doc(everything, deny('s3:*', 'arn:aws:s3:::data/train/*'))),
-        user('part', doc(everything, deny('s3:GetObject', 'arn:aws:s3:::data/train/secret/*'))),
+        user('part', doc(everything, deny('s3:GetObject*', 'arn:aws:s3:::data/train/secret/*'))),
         user('maybe', doc(everything, deny('s3:*', 'arn:aws:s3:::data/*', { Condition: { Bool: { 'aws:SecureTransport': 'false' } } }))),
         user('notres', doc(everything, { Effect: 'Deny', Action: 's3:*', NotResource: 'arn:aws:s3:::models/*' })),
       ],
     });
-    expect(keys(rows).filter((k) => k.startsWith('training') && k.endsWith(' whole'))).toEqual([]);
+    // no data of train/ for it, but the bucket is still its to control: admin of the dataset
+    expect(keys(rows).filter((k) => k.startsWith('training') && k.endsWith(' whole'))).toEqual(['training admin whole']);
+    expect(row(rows, 'training admin whole').paths[0]!.via).toMatch(/^inline policy own of user whole: can rewrite the bucket policy of data, /);
     expect(keys(rows).filter((k) => k.endsWith(' whole'))).toContain('eval read whole');
     expect(row(rows, 'training read part').paths[0]!.partial).toBe(true);
     expect(row(rows, 'training write part').paths[0]!.partial).toBeUndefined();
@@ -153,6 +157,182 @@ describe('Deny', () => {
   test('a Deny whose resource has a policy variable is read narrowly: it removes nothing', () => {
     const { rows } = read({ users: [user('v', doc(everything, deny('s3:*', 'arn:aws:s3:::data/${aws:username}*')))] });
     expect(keys(rows)).toContain('training read v');
+  });
+});
+
+describe('a level through any of its actions', () => {
+  test('read through s3:GetObjectVersion alone; a Deny of s3:GetObject beside s3:* still leaves read through it', () => {
+    const { rows } = read({
+      users: [
+        user('versions', doc(allow('s3:GetObjectVersion', 'arn:aws:s3:::data/train/*'))),
+        user('nearly', doc(allow('s3:*', 'arn:aws:s3:::models/*'), deny('s3:GetObject', 'arn:aws:s3:::models/*'))),
+        user('denied', doc(allow('s3:*', 'arn:aws:s3:::models/*'), deny('s3:GetObject*', 'arn:aws:s3:::models/*'))),
+      ],
+    });
+    expect(keys(rows).filter((k) => k.endsWith(' versions'))).toEqual(['training read versions']);
+    expect(row(rows, 'artifacts read nearly').paths).toEqual([{ via: 'inline policy own of user nearly' }]);
+    expect(keys(rows).filter((k) => k.endsWith(' denied'))).toEqual(['artifacts write denied', 'artifacts admin denied']);
+  });
+
+  test('s3:DeleteObjectVersion alone is admin', () => {
+    const { rows } = read({ users: [user('purger', doc(allow('s3:DeleteObjectVersion', 'arn:aws:s3:::models/*')))] });
+    expect(keys(rows)).toEqual(['artifacts admin purger']);
+    expect(row(rows, 'artifacts admin purger').paths).toEqual([{ via: 'inline policy own of user purger' }]);
+  });
+
+  test.each<[string, string, string]>([
+    ['s3:PutBucketPolicy', 'can rewrite the bucket policy of data', ''],
+    ['s3:DeleteBucketPolicy', 'can delete the bucket policy of data', ''],
+    ['s3:PutBucketAcl', 'can rewrite the ACL of bucket data', ''],
+    ['s3:PutLifecycleConfiguration', 'can set lifecycle rules that delete the objects of data', ''],
+  ])('%s on the bucket is admin of every dataset in it, the whole of each, saying why', (action, why) => {
+    const { rows } = read({ users: [user('ctl', doc(allow(action, 'arn:aws:s3:::data')))] });
+    expect(keys(rows)).toEqual(['eval admin ctl', 'training admin ctl']);
+    expect(row(rows, 'training admin ctl').paths).toEqual([{ via: `inline policy own of user ctl: ${why}` }]);
+  });
+
+  test('a bucket action on the objects, or on another bucket, is nothing; s3:PutBucketVersioning is no level', () => {
+    const { rows } = read({
+      users: [
+        user('objects', doc(allow('s3:PutBucketPolicy', 'arn:aws:s3:::data/*'))),
+        user('other', doc(allow('s3:PutBucketPolicy', 'arn:aws:s3:::data-other'))),
+        user('wild', doc(allow('s3:PutBucketPolicy', 'arn:aws:s3:::dat?'))),
+        user('versioning', doc(allow('s3:PutBucketVersioning', '*'))),
+        user('notres', doc({ Effect: 'Allow', Action: 's3:PutBucketPolicy', NotResource: 'arn:aws:s3:::models' })),
+      ],
+    });
+    expect(keys(rows)).toEqual(['eval admin notres', 'eval admin wild', 'training admin notres', 'training admin wild']);
+  });
+
+  test('a Deny of the bucket action removes it; the object actions of the same path stay plain', () => {
+    const { rows } = read({
+      users: [
+        user(
+          'kept',
+          doc(
+            allow('s3:*', 'arn:aws:s3:::data*'),
+            deny('s3:PutBucket*', 'arn:aws:s3:::data'),
+            deny(['s3:DeleteBucketPolicy', 's3:PutLifecycleConfiguration', 's3:PutObjectAcl'], '*'),
+          ),
+        ),
+      ],
+    });
+    expect(row(rows, 'training admin kept').paths).toEqual([{ via: 'inline policy own of user kept' }]);
+  });
+
+  test('the object-ACL action, on part of a dataset, is partial admin', () => {
+    const { rows } = read({ users: [user('acl', doc(allow('s3:PutObjectAcl', 'arn:aws:s3:::data/train/public/*')))] });
+    expect(row(rows, 'training admin acl').paths).toEqual([{ via: 'inline policy own of user acl: can rewrite the ACLs of its objects', partial: true }]);
+  });
+});
+
+describe('IAM: holders that can give themselves any access', () => {
+  const iamArn = (what: string) => `arn:aws:iam::${ACCOUNT}:${what}`;
+  const ALL_ADMIN = ['artifacts admin', 'eval admin', 'training admin'];
+  const adminOf = (rows: ActualAccess[], name: string) => keys(rows.filter((r) => r.holder.name === name)).map((k) => k.replace(` ${name}`, ''));
+
+  test.each<[string, AnyStatement]>([
+    ['iam:PutUserPolicy on itself', allow('iam:PutUserPolicy', iamArn('user/esc'))],
+    ['iam:AttachUserPolicy on every user', allow('iam:AttachUserPolicy', iamArn('user/*'))],
+    ['iam:* on *', allow('iam:*', '*')],
+    ['iam:Put* on its own name, by ${aws:username}', allow('iam:Put*', 'arn:aws:iam::*:user/${aws:username}')],
+    ['iam:CreateAccessKey on another user', allow('iam:CreateAccessKey', iamArn('user/admin'))],
+    ['iam:UpdateAssumeRolePolicy on a role', allow('iam:UpdateAssumeRolePolicy', iamArn('role/deploy'))],
+    ['iam:AddUserToGroup on a group it is not in', allow('iam:AddUserToGroup', iamArn('group/admins'))],
+  ])('%s: admin on every dataset, saying so', (_, statement) => {
+    const { rows } = read({
+      users: [user('esc', doc(statement)), user('admin')],
+      roles: [role('deploy')],
+      groups: [{ GroupName: 'admins', Path: '/', Arn: iamArn('group/admins'), AttachedManagedPolicies: [], GroupPolicyList: [] }],
+    });
+    expect(adminOf(rows, 'esc')).toEqual(ALL_ADMIN);
+    const paths = row(rows, 'training admin esc').paths;
+    expect(paths.length).toBeGreaterThan(0);
+    for (const p of paths) {
+      expect(p).toEqual({
+        via: expect.stringMatching(
+          /^inline policy own of user esc: can (change IAM policies|act as other IAM principals) \(iam:\w+(, iam:\w+)*\) and so grant itself any access$/,
+        ),
+      });
+    }
+    expect(adminOf(rows, 'admin')).toEqual([]);
+  });
+
+  test('the changes it can make to itself are named: its policies, its groups, its policies’ versions', () => {
+    const policy = managedPolicy(iamArn('policy/team'), doc(allow('s3:ListAllMyBuckets', '*')));
+    const { rows } = read({
+      policies: [policy],
+      groups: [
+        { GroupName: 'team', Path: '/', Arn: iamArn('group/team'), AttachedManagedPolicies: [{ PolicyName: 'team', PolicyArn: iamArn('policy/team') }] },
+      ],
+      users: [
+        user('grp', doc(allow('iam:PutGroupPolicy', iamArn('group/team'))), { GroupList: ['team'] }),
+        user('ver', doc(allow(['iam:CreatePolicyVersion'], iamArn('policy/team'))), { GroupList: ['team'] }),
+      ],
+      roles: [role('self', { RolePolicyList: [{ PolicyName: 'p', PolicyDocument: doc(allow('iam:AttachRolePolicy', iamArn('role/self'))) }] })],
+    });
+    expect(row(rows, 'eval admin grp').paths[0]!.via).toBe(
+      'inline policy own of user grp: can change IAM policies (iam:PutGroupPolicy) and so grant itself any access',
+    );
+    expect(row(rows, 'eval admin ver').paths[0]!.via).toBe(
+      'inline policy own of user ver: can change IAM policies (iam:CreatePolicyVersion) and so grant itself any access',
+    );
+    expect(row(rows, 'eval admin role/self').paths[0]!.via).toBe(
+      'inline policy p of role self (assumable by ec2.amazonaws.com): can change IAM policies (iam:AttachRolePolicy) and so grant itself any access',
+    );
+  });
+
+  test('not an escalation: another user’s policy, its own keys, a self-service policy, PassRole without a way to run code, a group it is in', () => {
+    const { rows } = read({
+      users: [
+        user('other', doc(allow('iam:PutUserPolicy', iamArn('user/someone')))),
+        user('ownkeys', doc(allow(['iam:CreateAccessKey', 'iam:UpdateLoginProfile'], 'arn:aws:iam::*:user/${aws:username}'))),
+        user('pass', doc(allow('iam:PassRole', '*'))),
+        user('member', doc(allow('iam:AddUserToGroup', iamArn('group/team'))), { GroupList: ['team'] }),
+        user('someone'),
+        user('nokeys', doc(allow('iam:CreateAccessKey', iamArn('user/nobody-by-that-name')))),
+      ],
+      groups: [{ GroupName: 'team', Path: '/', Arn: iamArn('group/team'), AttachedManagedPolicies: [], GroupPolicyList: [] }],
+      roles: [role('deploy')],
+    });
+    expect(rows).toEqual([]);
+  });
+
+  test('iam:PassRole with an action that runs code is admin', () => {
+    const { rows } = read({
+      users: [user('pass', doc(allow('iam:PassRole', iamArn('role/deploy')), allow('lambda:CreateFunction', '*')))],
+      roles: [role('deploy')],
+    });
+    expect(row(rows, 'eval admin pass').paths).toEqual([
+      { via: 'inline policy own of user pass: can act as other IAM principals (iam:PassRole with an action that runs code) and so grant itself any access' },
+    ]);
+  });
+
+  test('a Deny of the IAM action, a boundary without it, or a bucket policy denying everyone take it away; a condition stays named', () => {
+    const boundary = managedPolicy(iamArn('policy/s3-only'), doc(allow('s3:*', '*')));
+    const { rows } = read(
+      {
+        policies: [boundary],
+        users: [
+          user(
+            'denied',
+            doc(
+              allow('iam:*', '*'),
+              deny('iam:Put*', '*'),
+              deny('iam:Attach*', '*'),
+              deny(['iam:Create*', 'iam:SetDefaultPolicyVersion', 'iam:Update*', 'iam:AddUserToGroup', 'iam:PassRole'], '*'),
+            ),
+          ),
+          user('bounded', doc(allow('iam:*', '*')), { PermissionsBoundary: { PermissionsBoundaryArn: iamArn('policy/s3-only') } }),
+          user('mfa', doc(allow('iam:PutUserPolicy', '*', { Condition: { Bool: { 'aws:MultiFactorAuthPresent': 'true' } } }))),
+        ],
+      },
+      { bucketPolicies: new Map([['data', doc({ Effect: 'Deny', Principal: '*', Action: 's3:*', Resource: ['arn:aws:s3:::data', 'arn:aws:s3:::data/*'] })]]) },
+    );
+    expect(adminOf(rows, 'denied')).toEqual([]);
+    expect(adminOf(rows, 'bounded')).toEqual([]);
+    expect(adminOf(rows, 'mfa')).toEqual(['artifacts admin']);
+    expect(row(rows, 'artifacts admin mfa').paths[0]!.conditions).toEqual(['Bool on aws:MultiFactorAuthPresent']);
   });
 });
 
@@ -255,12 +435,34 @@ describe('groups, managed policies, boundaries', () => {
     ]);
   });
 
-  test('an attached policy whose document was not read is named in limits', () => {
-    const { rows, limits } = read({
+  test('an attached policy whose document was not read is a failure of this reading, not a limit', () => {
+    const { rows, limits, failures } = read({
       users: [user('x', undefined, { AttachedManagedPolicies: [{ PolicyName: 'gone', PolicyArn: 'arn:aws:iam::aws:policy/gone' }] })],
     });
     expect(rows).toEqual([]);
-    expect(limits.join('\n')).toMatch(/managed policy gone \(arn:aws:iam::aws:policy\/gone\) attached to user x: not a readable policy document/);
+    expect(failures).toEqual([
+      'managed policy gone (arn:aws:iam::aws:policy/gone) attached to user x: not a readable policy document, not evaluated: access it grants is not reported',
+    ]);
+    expect(limits).toEqual(UNSEEN);
+  });
+
+  test('an unparseable inline policy, bucket policy or boundary is a failure', () => {
+    const { failures } = read(
+      {
+        users: [
+          user('y', undefined, {
+            UserPolicyList: [{ PolicyName: 'broken', PolicyDocument: '{not json' }],
+            PermissionsBoundary: { PermissionsBoundaryArn: 'arn:aws:iam::aws:policy/nope' },
+          }),
+        ],
+      },
+      { bucketPolicies: new Map([['data', 'nor this']]) },
+    );
+    expect(failures).toEqual([
+      'inline policy broken of user y: not a readable policy document, not evaluated: access it grants is not reported',
+      'permissions boundary arn:aws:iam::aws:policy/nope of user y: not readable, so read as allowing everything',
+      'bucket policy of data: not a readable policy document, not evaluated: access it grants is not reported',
+    ]);
   });
 });
 
@@ -328,10 +530,13 @@ describe('bucket policies', () => {
 
   test('a Deny of everyone removes all access; NotPrincipal is named (Allow: everyone but them; Deny: not applied)', () => {
     const all = doc({ Effect: 'Deny', Principal: '*', Action: 's3:*', Resource: 'arn:aws:s3:::data/*' });
+    // (on data's objects: on the bucket itself bob still controls its policy, and so its datasets)
     expect(keys(read({ users: [user('bob', doc(allow('s3:*', '*')))] }, { bucketPolicies: new Map([['data', all]]) }).rows)).toEqual([
       'artifacts read bob',
       'artifacts write bob',
       'artifacts admin bob',
+      'eval admin bob',
+      'training admin bob',
     ]);
     const not = doc(
       {
@@ -389,6 +594,110 @@ describe('holders', () => {
     expect(session.holder).toEqual({ id: `arn:aws:iam::${ACCOUNT}:role/dg-s-0123456789ab`, kind: 'aws-role', name: 'role/dg-s-0123456789ab', managed: true });
     expect(session.paths[0]!.via).toBe(`inline policy dg-direct-grants of role dg-s-0123456789ab (assumable by account ${ACCOUNT})`);
     expect(limits.slice(0, UNSEEN.length)).toEqual(UNSEEN);
+  });
+});
+
+describe("datagrant's own paths", () => {
+  const iamArn = (what: string) => `arn:aws:iam::${ACCOUNT}:${what}`;
+  const get = (b: string) => doc(allow('s3:GetObject', `arn:aws:s3:::${b}/*`));
+  const TRUSTED = {
+    Version: '2012-10-17',
+    Statement: [{ Effect: 'Allow', Principal: { AWS: iamArn('user/datagrant') }, Action: ['sts:AssumeRole', 'sts:SetSourceIdentity'] }],
+  };
+  const ours = (policy: string, document: string) => ({ ...managedPolicy(iamArn(`policy/datagrant/${policy}`), document), Path: '/datagrant/' });
+  const group = (name: string, policy: string) => ({
+    GroupName: name,
+    Path: '/datagrant/',
+    Arn: iamArn(`group/datagrant/${name}`),
+    AttachedManagedPolicies: [{ PolicyName: policy, PolicyArn: iamArn(`policy/datagrant/${policy}`) }],
+    GroupPolicyList: [],
+  });
+  const world = () =>
+    read(
+      {
+        policies: [ours('dg-group-ml', get('models')), ours('dg-shared-0123456789ab', get('models')), ours('handmade', get('models'))],
+        groups: [group('ml', 'dg-group-ml'), { ...group('theirs', 'dg-group-ml'), Path: '/' }],
+        users: [
+          user('alice', undefined, {
+            Path: '/datagrant/',
+            GroupList: ['ml', 'theirs'],
+            UserPolicyList: [
+              { PolicyName: 'dg-direct-grants', PolicyDocument: get('models') },
+              { PolicyName: 'extra', PolicyDocument: get('models') },
+            ],
+            AttachedManagedPolicies: [
+              { PolicyName: 'dg-shared-0123456789ab', PolicyArn: iamArn('policy/datagrant/dg-shared-0123456789ab') },
+              { PolicyName: 'handmade', PolicyArn: iamArn('policy/datagrant/handmade') },
+            ],
+          }),
+          // datagrant's policy, on someone else's user
+          user('bob', undefined, { GroupList: ['ml'], UserPolicyList: [{ PolicyName: 'dg-direct-grants', PolicyDocument: get('models') }] }),
+          // datagrant's own policy, hand-edited to control the bucket
+          user('carol', undefined, {
+            Path: '/datagrant/',
+            UserPolicyList: [{ PolicyName: 'dg-direct-grants', PolicyDocument: doc(allow('s3:PutBucketPolicy', 'arn:aws:s3:::models')) }],
+          }),
+        ],
+        roles: [
+          role('dg-s-000000000001', {
+            Path: '/datagrant/',
+            AssumeRolePolicyDocument: encodeURIComponent(JSON.stringify(TRUSTED)),
+            RolePolicyList: [{ PolicyName: 'dg-direct-grants', PolicyDocument: get('models') }],
+            AttachedManagedPolicies: [{ PolicyName: 'dg-group-ml', PolicyArn: iamArn('policy/datagrant/dg-group-ml') }],
+          }),
+          // the same, but its trust edited by hand: assumable by someone else
+          role('dg-s-000000000002', {
+            Path: '/datagrant/',
+            RolePolicyList: [{ PolicyName: 'dg-direct-grants', PolicyDocument: get('models') }],
+          }),
+        ],
+      },
+      {
+        owned: {
+          users: new Set(['alice', 'carol']),
+          roles: new Set(['dg-s-000000000001', 'dg-s-000000000002']),
+          groups: new Set(['ml']),
+          policies: new Set(['dg-group-ml', 'dg-shared-0123456789ab', 'handmade']),
+        },
+        trust: TRUSTED,
+        bucketPolicies: new Map([
+          [
+            'models',
+            doc({
+              Sid: 'Alice',
+              Effect: 'Allow',
+              Principal: { AWS: iamArn('user/datagrant/alice') },
+              Action: 's3:GetObject',
+              Resource: 'arn:aws:s3:::models/*',
+            }),
+          ],
+        ]),
+      },
+    );
+  const marked = (rows: ActualAccess[], key: string) => Object.fromEntries(row(rows, key).paths.map((p) => [p.via, p.managed === true]));
+
+  test("on datagrant's user: its inline grants, its shared policy and its group's policy are its own; a hand-added policy, another group, a bucket policy are not", () => {
+    expect(marked(world().rows, 'artifacts read alice')).toEqual({
+      'inline policy dg-direct-grants of user alice': true,
+      'managed policy dg-shared-0123456789ab attached to user alice': true,
+      'group ml (managed policy dg-group-ml)': true,
+      'inline policy extra of user alice': false,
+      'managed policy handmade attached to user alice': false,
+      'group theirs (managed policy dg-group-ml)': false,
+      'bucket policy of models, statement Alice': false,
+    });
+  });
+
+  test("on anyone else's user nothing is datagrant's, nor is a grant of a kind datagrant never makes", () => {
+    const { rows } = world();
+    expect(marked(rows, 'artifacts read bob')).toEqual({ 'group ml (managed policy dg-group-ml)': false, 'inline policy dg-direct-grants of user bob': false });
+    expect(marked(rows, 'artifacts admin carol')).toEqual({ 'inline policy dg-direct-grants of user carol: can rewrite the bucket policy of models': false });
+  });
+
+  test('on an access-set role, only while it trusts datagrant alone', () => {
+    const { rows } = world();
+    expect(Object.values(marked(rows, 'artifacts read role/dg-s-000000000001'))).toEqual([true, true]);
+    expect(Object.values(marked(rows, 'artifacts read role/dg-s-000000000002'))).toEqual([false]);
   });
 });
 

@@ -3,7 +3,7 @@
 // default and column privileges) and each way a privilege stays unusable is one case.
 import { describe, expect, test } from 'vitest';
 import type { Level } from '../../src/core/types.js';
-import { parseComment } from '../../src/backends/postgres/catalog.js';
+import { parseComment, parseOwnComment } from '../../src/backends/postgres/catalog.js';
 import {
   NO_LOGIN_RECORD,
   effectiveAccess,
@@ -15,7 +15,8 @@ import {
 } from '../../src/backends/postgres/effective.js';
 
 const mark = (extra: Record<string, unknown> = {}) => JSON.stringify({ datagrant: 'managed', scope: 'sc', installation: 'inst', ...extra });
-const marker = (c: string | null) => parseComment(c, 'sc', 'inst');
+const marker = (c: string | null) => parseOwnComment(c, 'sc', 'inst');
+const legacy = (c: string | null) => parseComment(c, 'sc', 'inst') !== undefined;
 const acl = (grantee: string | null, ...privileges: string[]): AclItem[] => privileges.map((privilege) => ({ grantee, privilege }));
 const ALL = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'];
 
@@ -74,7 +75,7 @@ function server(version = 150000) {
       return s;
     },
     read(...datasets: PgAccessDataset[]) {
-      return effectiveAccess(f, datasets.length ? datasets : [WHOLE], marker);
+      return effectiveAccess(f, datasets.length ? datasets : [WHOLE], marker, { legacy });
     },
   };
   return s;
@@ -329,11 +330,44 @@ describe("datagrant's roles", () => {
     expect(row.paths.map((p) => p.expires)).toEqual(['2030-01-01T00:00:00.000Z']);
   });
 
-  test("a session login is its principal's; the temporary principal's NOLOGIN role is the principal", () => {
+  test("a session login only claims its principal (sessionOf), for the session log to confirm; the temporary principal's NOLOGIN role is the principal", () => {
     const r = world();
-    expect(holder(r, 'temp~abcdefgh')).toMatchObject({ managed: true, principal: 'temp' });
+    expect(holder(r, 'temp~abcdefgh')).toEqual({ id: 'temp~abcdefgh', kind: 'pg-role', name: 'temp~abcdefgh', managed: true, sessionOf: 'temp' });
     expect(holder(r, 'temp')).toMatchObject({ managed: true, principal: 'temp' });
     expect(paths(r, 'temp~abcdefgh', 'read')).toEqual(['member of role temp']);
+  });
+
+  test('a marker forged by a role with CREATEROLE: without the installation id it is not ours; with it, a claim and no more', () => {
+    const s = server()
+      .role('ana', { comment: mark() })
+      .role('mallory', { createRole: true })
+      .role('forged', { comment: JSON.stringify({ datagrant: 'managed', kind: 'session', principal: 'ana' }) })
+      .role('copied', { comment: mark({ kind: 'session', principal: 'ana' }) })
+      // a login named as a session of ana's: its name claims ana too, but it is no member of ana's role
+      .role('ana~zzzzzzzz', { comment: mark({ kind: 'session', principal: 'ana' }) })
+      .role('readers', { login: false, comment: mark() })
+      .member('readers', 'ana~zzzzzzzz');
+    for (const g of ['forged', 'copied', 'ana~zzzzzzzz']) s.usage(g).grant(['a', 'b'], g, 'SELECT');
+    const r = s.read();
+    expect(holder(r, 'forged')).toEqual({ id: 'forged', kind: 'pg-role', name: 'forged', managed: false });
+    expect(holder(r, 'copied')).toEqual({ id: 'copied', kind: 'pg-role', name: 'copied', managed: true, sessionOf: 'ana' });
+    expect(holder(r, 'ana~zzzzzzzz')).toMatchObject({ managed: true, sessionOf: 'ana' });
+    expect(holder(r, 'ana~zzzzzzzz')!.principal).toBeUndefined();
+    // nor does a session-named member make a group role into a principal
+    expect(holder(r, 'readers')?.principal).toBeUndefined();
+    for (const h of ['forged', 'copied', 'ana~zzzzzzzz']) expect(r.usage.find((u) => u.holder === h)?.principal).toBeUndefined();
+  });
+
+  test("a marker without an installation id (an older version's) is not datagrant's, and limits name it", () => {
+    const r = server()
+      .role('old', { comment: JSON.stringify({ datagrant: 'managed', scope: 'sc' }) })
+      .usage('old')
+      .grant(['a', 'b'], 'old', 'SELECT')
+      .read();
+    expect(holder(r, 'old')).toEqual({ id: 'old', kind: 'pg-role', name: 'old', managed: false });
+    expect(r.limits).toContain(
+      "roles old: datagrant's marker without an installation id (made by a version before installations had ids, or written by hand); not counted as datagrant's until datagrant next changes them and writes its id",
+    );
   });
 
   test("a NOLOGIN role of ours with no members or groups cannot be told apart: no principal, and limits say so; another installation's and a hand-made one are not managed", () => {
@@ -348,8 +382,164 @@ describe("datagrant's roles", () => {
   test('usage: one entry per managed login role, saying that PostgreSQL cannot tell', () => {
     expect(world().usage).toEqual([
       { backend: 'wh', holder: 'ana', principal: 'ana', credential: 'ana', unknown: NO_LOGIN_RECORD },
-      { backend: 'wh', holder: 'temp~abcdefgh', principal: 'temp', credential: 'temp~abcdefgh', unknown: NO_LOGIN_RECORD },
+      { backend: 'wh', holder: 'temp~abcdefgh', credential: 'temp~abcdefgh', unknown: NO_LOGIN_RECORD },
     ]);
+  });
+});
+
+describe("datagrant's own paths", () => {
+  /** `via` → whether it is marked datagrant's, for `holder`'s row at `level`. */
+  const marked = (r: Reading, holder: string, level: Level = 'read') =>
+    Object.fromEntries(
+      r.rows.find((x) => x.dataset === 'hr-data' && x.level === level && x.holder.id === holder)!.paths.map((p) => [p.via, p.managed === true]),
+    );
+  const world = () => {
+    const s = server()
+      .role('ana', { comment: mark() })
+      .role('readers', { login: false, comment: mark() })
+      .role('analysts', { login: false })
+      .role('outsider')
+      .member('readers', 'ana')
+      .member('readers', 'outsider')
+      .member('analysts', 'readers')
+      .usage('readers')
+      .usage('analysts')
+      .usage(null)
+      .grant(['a', 'b'], 'readers', 'SELECT')
+      .grant(['a'], 'analysts', 'SELECT', 'INSERT')
+      .grant(['b'], null, 'SELECT')
+      .grant(['a'], 'ana', 'TRUNCATE');
+    s.f.columns.push({ database: 'd', schema: 'hr', relation: 'b', column: 'x', grantee: 'ana', privilege: 'UPDATE' });
+    s.f.defaults.push(
+      { database: 'd', schema: 'hr', creator: 'tabo', grantee: 'ana', privilege: 'SELECT' },
+      { database: 'd', schema: null, creator: 'tabo', grantee: 'ana', privilege: 'DELETE' },
+    );
+    return s.read();
+  };
+
+  test("a grant to datagrant's role and membership in its group are its own; membership in a role of anyone else's, through one of its roles or not, is not", () => {
+    const r = world();
+    expect(marked(r, 'ana')).toEqual({
+      'member of role readers': true,
+      'member of role analysts (through readers)': false,
+      'default privileges: future tables created by tabo in hr': true,
+    });
+    expect(marked(r, 'readers')).toEqual({ 'GRANT SELECT ON ALL TABLES IN SCHEMA hr TO readers': true, 'member of role analysts': false });
+    expect(marked(r, 'outsider')).toEqual({ 'member of role readers': false, 'member of role analysts (through readers)': false });
+    expect(marked(r, 'PUBLIC')).toEqual({ 'GRANT SELECT ON hr.b TO PUBLIC': false });
+  });
+
+  test('column privileges and defaults for every schema are never datagrant’s', () => {
+    const r = world();
+    expect(marked(r, 'ana', 'write')).toEqual({
+      'GRANT UPDATE (x) ON hr.b TO ana': false,
+      'default privileges: future tables created by tabo in any schema': false,
+      'member of role analysts (through readers)': false,
+    });
+    expect(marked(r, 'ana', 'admin')).toEqual({ 'GRANT TRUNCATE ON hr.a TO ana': true });
+  });
+});
+
+describe('partitions and inheritance children', () => {
+  /** `a` partitioned: hr.a_1 in the dataset's schema, archive.a_0 elsewhere; archive.kid inherits from b. */
+  const parted = () => {
+    const s = server().role('bob').role('eve').role('arch').usage('bob').usage('eve');
+    const rel = (schema: string, name: string, of: string, partition: boolean): PgRelationFact => ({
+      database: 'd',
+      schema,
+      name,
+      relkind: 'r',
+      partition,
+      rowSecurity: false,
+      owner: 'arch',
+      acl: acl('arch', ...ALL),
+      ancestors: [{ schema: 'hr', name: of }],
+    });
+    s.f.relations[0]!.relkind = 'p';
+    s.f.relations.push(rel('hr', 'a_1', 'a', true), rel('archive', 'a_0', 'a', true), rel('archive', 'kid', 'b', false));
+    s.f.schemas.push({ database: 'd', name: 'archive', owner: 'so', acl: [...acl('arch', 'USAGE'), ...acl('bob', 'USAGE')] });
+    const on = (name: string, grantee: string, ...privileges: string[]) => s.f.relations.find((r) => r.name === name)!.acl.push(...acl(grantee, ...privileges));
+    return { s, on };
+  };
+
+  test('a grant on a partition in the schema or elsewhere, or on an inheritance child, is partial access; a table list sees only its tables’', () => {
+    const { s, on } = parted();
+    on('a_1', 'bob', 'SELECT');
+    on('a_0', 'bob', 'SELECT', 'DELETE');
+    on('kid', 'bob', 'SELECT');
+    const r = s.read(WHOLE, LISTED);
+    expect(paths(r, 'bob', 'read')).toEqual([
+      'GRANT SELECT ON archive.a_0 TO bob (a partition of hr.a) [partial]',
+      'GRANT SELECT ON archive.kid TO bob (an inheritance child of hr.b) [partial]',
+      'GRANT SELECT ON hr.a_1 TO bob (a partition of hr.a) [partial]',
+    ]);
+    expect(paths(r, 'bob', 'write')).toEqual(['GRANT DELETE ON archive.a_0 TO bob (a partition of hr.a) [partial]']);
+    expect(paths(r, 'bob', 'read', 'hr-a')).toEqual([
+      'GRANT SELECT ON archive.a_0 TO bob (a partition of hr.a) [partial]',
+      'GRANT SELECT ON hr.a_1 TO bob (a partition of hr.a) [partial]',
+    ]);
+  });
+
+  test("a partition's owner reaches its rows; without USAGE on the partition's schema a grant reaches no one", () => {
+    const { s, on } = parted();
+    on('a_0', 'eve', 'SELECT');
+    const r = s.read();
+    // (and of hr.a_1, which it would reach with USAGE on hr)
+    expect(paths(r, 'arch', 'read')).toEqual([
+      'owner of archive.a_0 (a partition of hr.a) [partial]',
+      'owner of archive.kid (an inheritance child of hr.b) [partial]',
+    ]);
+    expect(paths(s.usage('arch').read(), 'arch', 'read')).toContain('owner of hr.a_1 (a partition of hr.a) [partial]');
+    expect(levels(r, 'eve')).toEqual([]);
+    expect(r.limits.find((l) => l.startsWith('dataset hr-data: privileges held by'))).toMatch(
+      / eve[ ,].*or on the schema of a partition or child of its tables/,
+    );
+  });
+
+  test('column privileges on a partition are partial, naming it', () => {
+    const { s } = parted();
+    s.f.columns.push({ database: 'd', schema: 'archive', relation: 'a_0', column: 'pay', grantee: 'bob', privilege: 'SELECT' });
+    expect(paths(s.read(), 'bob', 'read')).toEqual(['GRANT SELECT (pay) ON archive.a_0 TO bob (a partition of hr.a) [partial]']);
+  });
+});
+
+describe('ways around the tables’ privileges, named in limits', () => {
+  test('views outside the dataset over its tables, directly or through other views', () => {
+    const s = server();
+    s.f.views = [
+      { database: 'd', schema: 'reports', name: 'pay', owner: 'tabo', on: { schema: 'hr', name: 'a' } },
+      { database: 'd', schema: 'reports', name: 'pay', owner: 'tabo', on: { schema: 'hr', name: 'b' } },
+      { database: 'd', schema: 'reports', name: 'other', owner: 'tabo', on: { schema: 'sales', name: 'x' } },
+    ];
+    const r = s.read(WHOLE, LISTED);
+    expect(r.limits).toContain(
+      "dataset hr-data: views outside it read its tables: reports.pay (owner tabo, over hr.a, hr.b); who may read them reaches those rows with their owners' privileges, which this report does not show",
+    );
+    expect(r.limits).toContain(
+      "dataset hr-a: views outside it read its tables: reports.pay (owner tabo, over hr.a); who may read them reaches those rows with their owners' privileges, which this report does not show",
+    );
+  });
+
+  test('a view in the schema is a table of a whole-schema dataset, and outside a table list', () => {
+    const s = server();
+    s.f.relations.push({ database: 'd', schema: 'hr', name: 'v', relkind: 'v', partition: false, rowSecurity: false, owner: 'tabo', acl: [] });
+    s.f.views = [{ database: 'd', schema: 'hr', name: 'v', owner: 'tabo', on: { schema: 'hr', name: 'a' } }];
+    const r = s.read(WHOLE, LISTED);
+    expect(r.limits.filter((l) => l.includes('views outside'))).toEqual([
+      "dataset hr-a: views outside it read its tables: hr.v (owner tabo, over hr.a); who may read them reaches those rows with their owners' privileges, which this report does not show",
+    ]);
+  });
+
+  test('SECURITY DEFINER functions whose source names a table; none, no line', () => {
+    const s = server();
+    expect(s.read().limits.filter((l) => l.includes('SECURITY DEFINER'))).toEqual([]);
+    s.f.functions = [
+      { database: 'd', schema: 'public', name: 'pay_of', args: 'who text', owner: 'tabo', body: 'SELECT amount FROM HR."a" WHERE who = $1' },
+      { database: 'd', schema: 'public', name: 'unrelated', args: '', owner: 'tabo', body: 'SELECT abba FROM hr.bb' },
+    ];
+    expect(s.read().limits).toContain(
+      "dataset hr-data: SECURITY DEFINER functions name its tables: public.pay_of(who text) (owner tabo, names hr.a); who may EXECUTE them (by default PUBLIC) runs them with their owners' privileges, which this report does not show",
+    );
   });
 });
 
@@ -363,13 +553,14 @@ describe('limits', () => {
     ]);
   });
 
-  test('a missing database, schema or table is named', () => {
+  test('a missing database, schema or table is a failure of the reading, not a limit', () => {
     const r = server().read(
       { name: 'x', database: 'nope', schema: 'hr' },
       { name: 'y', database: 'd', schema: 'nope' },
       { name: 'z', database: 'd', schema: 'hr', tables: ['a', 'gone'] },
     );
-    expect(r.limits).toEqual(
+    expect(r.limits.filter((l) => / (does not exist|not found)/.test(l))).toEqual([]);
+    expect(r.failures).toEqual(
       expect.arrayContaining([
         'dataset x: database nope does not exist',
         'dataset y: schema nope does not exist in database d',

@@ -5,6 +5,11 @@
 // with exactly the levels the spec grants. Where moto can prove it, the reported access is real:
 // the unmanaged user's and role's credentials read the object, and the other-prefix user's do not.
 //
+// Beyond GetObject: a user reading through s3:GetObjectVersion (denied s3:GetObject), one that may
+// rewrite a bucket policy, and one that may write its own IAM policy show at the levels those give,
+// and each does what it is reported to be able to. Paths say whether they are datagrant's own, and
+// a bucket policy that cannot be read is a failure of the reading.
+//
 // moto enforces identity policies only, never bucket policies, so the bucket-policy rows are
 // proved by the evaluator's unit tests (test/backends/aws-effective.test.ts), not here.
 import {
@@ -14,9 +19,10 @@ import {
   CreateRoleCommand,
   CreateUserCommand,
   PutUserPolicyCommand,
+  UpdateAssumeRolePolicyCommand,
   type IAMClient,
 } from '@aws-sdk/client-iam';
-import { GetObjectCommand, PutBucketPolicyCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutBucketPolicyCommand, PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
@@ -27,7 +33,7 @@ import { parseSpec } from '../../src/spec/load.js';
 import { isS3Dataset } from '../../src/spec/schema.js';
 import { openStore, statePaths } from '../../src/store/open.js';
 import type { Workspace } from '../support/cli.js';
-import { ADMIN_USER, expectAccessDenied, MOTO_ACCOUNT, startMoto, type AwsKey, type Moto } from '../support/moto.js';
+import { ADMIN_USER, expectAccessDenied, iamAs, MOTO_ACCOUNT, startMoto, type AwsKey, type Moto } from '../support/moto.js';
 import { adminIam, apply, initWorkspace, s3For, useMotoAdmin } from './aws-support.js';
 
 let moto: Moto;
@@ -223,9 +229,9 @@ describe('effective access read from the account', () => {
     for (const r of managedUsers) expect(r.holder.principal).toBe(r.holder.name);
     const artifacts = managedUsers.find((r) => key(r) === 'artifacts write alice')!;
     expect(artifacts.paths).toEqual([
-      { via: 'inline policy dg-direct-grants of user alice', expires: intended.find((i) => i.dataset === 'artifacts')!.expires },
+      { via: 'inline policy dg-direct-grants of user alice', expires: intended.find((i) => i.dataset === 'artifacts')!.expires, managed: true },
     ]);
-    expect(managedUsers.find((r) => key(r) === 'training read alice')!.paths).toEqual([{ via: 'group ml (managed policy dg-group-ml)' }]);
+    expect(managedUsers.find((r) => key(r) === 'training read alice')!.paths).toEqual([{ via: 'group ml (managed policy dg-group-ml)', managed: true }]);
     // carol's sessions run as an access-set role: managed, one principal's or several's, so none named
     const roles = rows.filter((r) => r.holder.managed && r.holder.kind === 'aws-role');
     expect(roles.map((r) => `${r.dataset} ${r.level}`)).toEqual(['evals read']);
@@ -266,5 +272,113 @@ describe('effective access read from the account', () => {
     const alice = reading.usage.filter((u) => u.principal === 'alice');
     expect(alice).toEqual([expect.objectContaining({ holder: arn('user/datagrant/alice'), credential: 'access_key_1' })]);
     expect(reading.usage.filter((u) => u.principal === 'carol')).toEqual([]);
+  });
+
+  test('a level through any of its actions, bucket control and IAM escalation are reported, and each is real', async () => {
+    // GIVEN the spec applied, then users made by hand that reach the data other than by GetObject
+    ws = await initWorkspace(SPEC);
+    await apply(ws);
+    const s3 = s3For(moto, moto.admin);
+    await s3.send(new PutBucketVersioningCommand({ Bucket: 'ai-model-data', VersioningConfiguration: { Status: 'Enabled' } }));
+    const put = await s3.send(new PutObjectCommand({ Bucket: 'ai-model-data', Key: 'training/v.txt', Body: 'contents of ai-model-data/training/v.txt\n' }));
+    s3.destroy();
+    const made = async (name: string, ...Statement: object[]): Promise<AwsKey> => {
+      await iam.send(new CreateUserCommand({ UserName: name }));
+      await iam.send(new PutUserPolicyCommand({ UserName: name, PolicyName: 'hand-made', PolicyDocument: doc(...Statement) }));
+      const k = (await iam.send(new CreateAccessKeyCommand({ UserName: name }))).AccessKey!;
+      return { accessKeyId: k.AccessKeyId!, secretAccessKey: k.SecretAccessKey! };
+    };
+    // everything on training's objects but s3:GetObject: it still reads, by version
+    const versions = await made(
+      'versions',
+      { Effect: 'Allow', Action: 's3:*', Resource: 'arn:aws:s3:::ai-model-data/training/*' },
+      { Effect: 'Deny', Action: 's3:GetObject', Resource: 'arn:aws:s3:::ai-model-data/training/*' },
+    );
+    // may rewrite the artifacts bucket's policy, and nothing else
+    const policymaker = await made('policymaker', { Effect: 'Allow', Action: 's3:PutBucketPolicy', Resource: 'arn:aws:s3:::ai-model-artifacts' });
+    // may write inline policies (on itself among others: moto checks IAM actions against `*` only), and nothing else
+    const climber = await made('climber', { Effect: 'Allow', Action: 'iam:PutUserPolicy', Resource: '*' });
+
+    // WHEN the access is read
+    const { rows } = (await readAccess(ws)).reading;
+
+    // THEN read through s3:GetObjectVersion, admin by the bucket policy, admin everywhere by IAM
+    expect(rowsOf(rows, 'versions').map(key)).toEqual(['training read versions', 'training write versions', 'training admin versions']);
+    expect(rowsOf(rows, 'versions')[0]!.paths).toEqual([{ via: 'inline policy hand-made of user versions' }]);
+    expect(rowsOf(rows, 'policymaker')).toEqual([
+      expect.objectContaining({
+        dataset: 'artifacts',
+        level: 'admin',
+        paths: [{ via: 'inline policy hand-made of user policymaker: can rewrite the bucket policy of ai-model-artifacts' }],
+      }),
+    ]);
+    expect(rowsOf(rows, 'climber').map(key)).toEqual(['artifacts admin climber', 'evals admin climber', 'training admin climber']);
+    expect(rowsOf(rows, 'climber')[0]!.paths).toEqual([
+      { via: 'inline policy hand-made of user climber: can change IAM policies (iam:PutUserPolicy) and so grant itself any access' },
+    ]);
+
+    // AND each is real (moto enforces identity policies, Denies included)
+    const fetchAs = (k: AwsKey, extra: { VersionId?: string } = {}) =>
+      s3For(moto, k).send(new GetObjectCommand({ Bucket: 'ai-model-data', Key: 'training/v.txt', ...extra }));
+    await expectAccessDenied(fetchAs(versions));
+    expect(await (await fetchAs(versions, { VersionId: put.VersionId! })).Body?.transformToString()).toContain('contents of ai-model-data/training/v.txt');
+    const policy = doc({ Effect: 'Allow', Principal: { AWS: arn('user/policymaker') }, Action: 's3:GetObject', Resource: 'arn:aws:s3:::ai-model-artifacts/*' });
+    await s3For(moto, policymaker).send(new PutBucketPolicyCommand({ Bucket: 'ai-model-artifacts', Policy: policy }));
+    await expectAccessDenied(fetchAs(climber));
+    const self = iamAs(moto, climber);
+    await self.send(new PutUserPolicyCommand({ UserName: 'climber', PolicyName: 'mine-now', PolicyDocument: doc(get('arn:aws:s3:::ai-model-data/*')) }));
+    self.destroy();
+    expect(await (await fetchAs(climber)).Body?.transformToString()).toContain('contents of ai-model-data/training/v.txt');
+  });
+
+  test("datagrant's paths are its own; a policy added by hand to its user, or a trust edited on its role, is not", async () => {
+    // GIVEN the spec applied
+    ws = await initWorkspace(SPEC);
+    await apply(ws);
+    const before = (await readAccess(ws)).reading.rows;
+    const paths = (rows: ActualAccess[], who: string, dataset: string, level: string) =>
+      rows.find((r) => (r.holder.principal ?? r.holder.name) === who && r.dataset === dataset && r.level === level)!.paths;
+    // THEN every path of datagrant's principals is datagrant's own, and no other path is
+    for (const r of before) for (const p of r.paths) expect([r.holder.name, p.via, p.managed === true]).toEqual([r.holder.name, p.via, r.holder.managed]);
+    expect(paths(before, 'alice', 'training', 'read')).toEqual([{ via: 'group ml (managed policy dg-group-ml)', managed: true }]);
+
+    // WHEN a policy is added by hand to datagrant's user, and the trust of its role is edited
+    await iam.send(new PutUserPolicyCommand({ UserName: 'alice', PolicyName: 'extra', PolicyDocument: doc(get('arn:aws:s3:::ai-model-data/eval/*')) }));
+    const role = before.find((r) => r.holder.managed && r.holder.kind === 'aws-role')!.holder.name.replace(/^role\//, '');
+    await iam.send(
+      new UpdateAssumeRolePolicyCommand({
+        RoleName: role,
+        PolicyDocument: doc({ Effect: 'Allow', Principal: { AWS: arn('user/intern') }, Action: 'sts:AssumeRole' }),
+      }),
+    );
+    const after = (await readAccess(ws)).reading.rows;
+
+    // THEN those paths are not datagrant's, though the principal and the role still are
+    expect(paths(after, 'alice', 'evals', 'read')).toEqual([{ via: 'inline policy extra of user alice' }]);
+    expect(paths(after, 'alice', 'training', 'read')).toEqual([{ via: 'group ml (managed policy dg-group-ml)', managed: true }]);
+    const roleRow = after.find((r) => r.holder.name === `role/${role}`)!;
+    expect(roleRow.holder.managed).toBe(true);
+    expect(roleRow.paths.map((p) => p.managed)).toEqual([undefined]);
+  });
+
+  test('a bucket policy that cannot be read is a failure of the reading, not a limit', async () => {
+    // GIVEN the identity datagrant reads with may not read one bucket's policy
+    ws = await initWorkspace(SPEC);
+    await apply(ws);
+    await iam.send(
+      new PutUserPolicyCommand({
+        UserName: ADMIN_USER,
+        PolicyName: 'no-policy-reading',
+        PolicyDocument: doc({ Effect: 'Deny', Action: 's3:GetBucketPolicy', Resource: 'arn:aws:s3:::ai-model-artifacts' }),
+      }),
+    );
+
+    // WHEN the access is read
+    const { reading } = await readAccess(ws);
+
+    // THEN it says so among its failures, and the rest is read
+    expect(reading.failures).toEqual([expect.stringMatching(/^bucket ai-model-artifacts: its bucket policy could not be read \(AccessDenied\)/)]);
+    expect(reading.limits.join('\n')).not.toMatch(/ai-model-artifacts/);
+    expect(reading.rows.some((r) => r.holder.principal === 'alice' && r.dataset === 'artifacts')).toBe(true);
   });
 });

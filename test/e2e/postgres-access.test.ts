@@ -3,6 +3,10 @@
 // GRANT … TO PUBLIC, an unmanaged member of a managed group (inherited), a NOINHERIT member (SET
 // ROLE), default privileges on future tables — each appears as unmanaged access with its path, and
 // a grant on another schema does not; where cheap, logging in as the role proves the access real.
+// Then what goes around the tables: grants on their partitions and inheritance children (in any
+// schema) are partial access, views elsewhere and SECURITY DEFINER functions are named in limits;
+// a session marker forged by a CREATEROLE role is only a claim (sessionOf), one without the
+// installation's id is not datagrant's, and datagrant's own paths are marked so.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend.js';
@@ -31,6 +35,11 @@ const future = { name: n('future'), password: `future-${fx.run}` };
 const columns = { name: n('columns'), password: `columns-${fx.run}` };
 const handGroup = n('handgroup');
 const other = n('other');
+const partReader = { name: n('partreader'), password: `partreader-${fx.run}` };
+const viewer = { name: n('viewer'), password: `viewer-${fx.run}` };
+const forger = { name: n('forger'), password: `forger-${fx.run}` };
+const forged = { name: fx.role(`${ana}~forgedzz`), password: `forged-${fx.run}` };
+const oldStyle = n('oldstyle');
 
 let db: string;
 let ws: Workspace;
@@ -100,6 +109,10 @@ describe('effective access on PostgreSQL', () => {
     expect(levels(before, 'hr', wes)).toEqual(['read', 'write']);
     expect(vias(before, 'hr', 'write', wes)).toContain(`GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA hr TO ${wes}`);
     expect(row(before, 'hr', 'write', wes)!.holder).toMatchObject({ managed: true, principal: wes });
+    // and every path of theirs is datagrant's own
+    for (const who of [ana, wes, readers])
+      for (const r of before.rows.filter((x) => x.holder.id === who)) expect(r.paths.every((p) => p.managed === true)).toBe(true);
+    expect(before.failures).toEqual([]);
     // the spec grants nothing on hr-salaries, but its table is in hr: the same access reaches it
     expect(vias(before, 'hr-salaries', 'read', ana)).toEqual([`member of role ${readers}`]);
     // the superuser datagrant connects as is there too, and nothing of this test's is unmanaged yet
@@ -167,8 +180,9 @@ describe('effective access on PostgreSQL', () => {
     expect(levels(r, 'hr', nobody.name)).toEqual([]);
     expect(await queryAs(db, nobody, 'SELECT note FROM hr.notes')).toEqual([{ note: 'hello' }]);
 
-    // an unmanaged member of datagrant's group inherits its access
+    // an unmanaged member of datagrant's group inherits its access, by a path that is not datagrant's
     expect(vias(r, 'hr', 'read', member.name)).toEqual([`member of role ${readers}`]);
+    expect(row(r, 'hr', 'read', member.name)!.paths[0]!.managed).toBeUndefined();
     unmanaged(member.name);
     expect(await queryAs(db, member, 'SELECT who FROM hr.salaries')).toEqual([{ who: 'ana' }]);
 
@@ -213,5 +227,109 @@ describe('effective access on PostgreSQL', () => {
     await queryAs(db, future, 'INSERT INTO hr.later VALUES (8)');
     expect(await queryAs(db, future, 'SELECT x FROM hr.later ORDER BY x')).toEqual([{ x: 7 }, { x: 8 }]);
     await expectPermissionDenied(db, future, 'SELECT who FROM hr.salaries');
+  });
+
+  test("partitions and inheritance children of a dataset's tables, in its schema or another, are ways to its rows; views and SECURITY DEFINER functions elsewhere are named", async () => {
+    // GIVEN a schema of a partitioned table and an inherited one, with parts in another schema
+    await adminQuery(
+      'postgres',
+      [`CREATE ROLE "${partReader.name}" LOGIN PASSWORD '${partReader.password}'`, `CREATE ROLE "${viewer.name}" LOGIN PASSWORD '${viewer.password}'`].join(
+        '; ',
+      ),
+    );
+    await adminQuery(
+      db,
+      [
+        `CREATE SCHEMA ev; CREATE SCHEMA archive; CREATE SCHEMA reports`,
+        `CREATE TABLE ev.events (at date, what text) PARTITION BY RANGE (at)`,
+        `CREATE TABLE ev.events_2024 PARTITION OF ev.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`,
+        `CREATE TABLE archive.events_2020 PARTITION OF ev.events FOR VALUES FROM ('2020-01-01') TO ('2021-01-01')`,
+        `INSERT INTO ev.events VALUES ('2020-06-01', 'old'), ('2024-06-01', 'new')`,
+        `CREATE TABLE ev.logs (line text); CREATE TABLE archive.logs_old () INHERITS (ev.logs); INSERT INTO archive.logs_old VALUES ('kept')`,
+        `GRANT USAGE ON SCHEMA archive TO "${partReader.name}"`,
+        `GRANT SELECT ON archive.events_2020, archive.logs_old TO "${partReader.name}"`,
+        `CREATE VIEW reports.recent AS SELECT what FROM ev.events`,
+        `GRANT USAGE ON SCHEMA reports TO "${viewer.name}"; GRANT SELECT ON reports.recent TO "${viewer.name}"`,
+        `CREATE FUNCTION public.log_count() RETURNS bigint SECURITY DEFINER LANGUAGE sql AS 'SELECT count(*) FROM ev.logs'`,
+      ].join('; '),
+    );
+    const EV: AccessDataset[] = [
+      { name: 'ev', database: db, schema: 'ev' },
+      { name: 'ev-logs', database: db, schema: 'ev', tables: ['logs'] },
+    ];
+
+    // WHEN effective access to them is read
+    const r = await backend.readAccess!({ datasets: EV });
+
+    // THEN the grants on the parts are partial access to the datasets whose tables they are parts of
+    expect(vias(r, 'ev', 'read', partReader.name)).toEqual([
+      `GRANT SELECT ON archive.events_2020 TO ${partReader.name} (a partition of ev.events) [partial]`,
+      `GRANT SELECT ON archive.logs_old TO ${partReader.name} (an inheritance child of ev.logs) [partial]`,
+    ]);
+    expect(vias(r, 'ev-logs', 'read', partReader.name)).toEqual([
+      `GRANT SELECT ON archive.logs_old TO ${partReader.name} (an inheritance child of ev.logs) [partial]`,
+    ]);
+    // and they are real: the partition's rows, not the parent's
+    expect(await queryAs(db, partReader, 'SELECT what FROM archive.events_2020')).toEqual([{ what: 'old' }]);
+    expect(await queryAs(db, partReader, 'SELECT line FROM archive.logs_old')).toEqual([{ line: 'kept' }]);
+    await expectPermissionDenied(db, partReader, 'SELECT what FROM ev.events');
+
+    // the view elsewhere and the SECURITY DEFINER function are named, each where it reads
+    const admin = (await adminQuery<{ u: string }>(db, 'SELECT current_user AS u')).rows[0]!.u;
+    expect(r.limits.filter((l) => / (views outside it|SECURITY DEFINER functions)/.test(l))).toEqual([
+      `dataset ev: views outside it read its tables: reports.recent (owner ${admin}, over ev.events); who may read them reaches those rows with their owners' privileges, which this report does not show`,
+      `dataset ev: SECURITY DEFINER functions name its tables: public.log_count() (owner ${admin}, names ev.logs); who may EXECUTE them (by default PUBLIC) runs them with their owners' privileges, which this report does not show`,
+      `dataset ev-logs: SECURITY DEFINER functions name its tables: public.log_count() (owner ${admin}, names ev.logs); who may EXECUTE them (by default PUBLIC) runs them with their owners' privileges, which this report does not show`,
+    ]);
+    // which are real ways in: the viewer reads the rows through the view, not the table
+    expect(await queryAs(db, viewer, 'SELECT what FROM reports.recent ORDER BY what')).toEqual([{ what: 'new' }, { what: 'old' }]);
+    await expectPermissionDenied(db, viewer, 'SELECT what FROM ev.events');
+    expect(await queryAs(db, viewer, 'SELECT public.log_count() AS n')).toEqual([{ n: '1' }]);
+    expect(r.failures).toEqual([]);
+  });
+
+  test("a forged session marker is a claim, never a principal; one without the installation's id is not datagrant's", async () => {
+    // GIVEN a role with CREATEROLE that copies datagrant's marker (with its installation id, readable
+    // by anyone) onto a login named as one of ana's sessions, and makes it a member of ana's role;
+    // and a role with a marker lacking any installation id
+    const comment = (await adminQuery<{ c: string }>('postgres', `SELECT shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = $1`, [ana]))
+      .rows[0]!.c;
+    const marker = JSON.parse(comment) as Record<string, unknown>;
+    expect(marker.installation).toEqual(expect.any(String));
+    await adminQuery('postgres', `CREATE ROLE "${forger.name}" LOGIN CREATEROLE PASSWORD '${forger.password}'`);
+    await queryAs(
+      'postgres',
+      forger,
+      [
+        `CREATE ROLE "${forged.name}" LOGIN PASSWORD '${forged.password}'`,
+        `COMMENT ON ROLE "${forged.name}" IS '${JSON.stringify({ ...marker, kind: 'session', principal: ana, credential: undefined })}'`,
+        `GRANT "${ana}" TO "${forged.name}"`,
+        `CREATE ROLE "${oldStyle}" NOLOGIN`,
+        `COMMENT ON ROLE "${oldStyle}" IS '${JSON.stringify({ datagrant: 'managed', scope: marker.scope })}'`,
+        `GRANT "${readers}" TO "${oldStyle}"`,
+      ].join('; '),
+    );
+
+    // WHEN effective access is read
+    const r = await read();
+
+    // THEN the forged login claims ana's session (for the session log to refute), and is not ana
+    const f = row(r, 'hr', 'read', forged.name)!;
+    expect(f.holder).toEqual({ id: forged.name, kind: 'pg-role', name: forged.name, managed: true, sessionOf: ana });
+    expect(f.paths.map((p) => p.via)).toEqual([`member of role ${readers} (through ${ana})`]);
+    expect(r.usage.find((u) => u.holder === forged.name)?.principal).toBeUndefined();
+    expect(await queryAs(db, forged, 'SELECT who FROM hr.salaries')).toEqual([{ who: 'ana' }]);
+    // ana is still ana
+    expect(row(r, 'hr', 'read', ana)!.holder).toEqual({ id: ana, kind: 'pg-role', name: ana, managed: true, principal: ana });
+    // and the old-style marker is not datagrant's: its path neither, and limits name it
+    expect(row(r, 'hr', 'read', oldStyle)!.holder).toEqual({ id: oldStyle, kind: 'pg-role', name: oldStyle, managed: false });
+    expect(row(r, 'hr', 'read', oldStyle)!.paths.map((p) => [p.via, p.managed])).toEqual([[`member of role ${readers}`, undefined]]);
+    expect(r.limits).toContainEqual(expect.stringMatching(new RegExp(`^roles .*${oldStyle}.*: datagrant's marker without an installation id`)));
+  });
+
+  test('a dataset whose database does not exist is a failure of the reading', async () => {
+    const r = await backend.readAccess!({ datasets: [...DATASETS(), { name: 'gone', database: `${db}_gone`, schema: 'hr' }] });
+    expect(r.failures).toEqual([`dataset gone: database ${db}_gone does not exist`]);
+    expect(r.rows.some((x) => x.dataset === 'hr')).toBe(true);
   });
 });

@@ -8,7 +8,9 @@ import {
   evaluate,
   evaluateSession,
   hasPolicyVariable,
+  matchesAny,
   reachOfPrefix,
+  withVariables,
   type AnyPolicy,
   type AnyStatement,
   type EvalRequest,
@@ -169,6 +171,28 @@ describe('how much of a prefix resource patterns reach', () => {
     // the object named `train/*`, and no other
     expect(reachOfPrefix([escaped], DS, 'narrow')).toBe('some');
     expect(reachOfPrefix([escaped], 'arn:aws:s3:::b/train/x', 'narrow')).toBe('none');
+  });
+});
+
+describe('one resource: matchesAny', () => {
+  test.each<[string, string[], string, boolean]>([
+    ['exactly', ['arn:aws:s3:::b'], 'arn:aws:s3:::b', true],
+    ['its objects are not the bucket', ['arn:aws:s3:::b/*'], 'arn:aws:s3:::b', false],
+    ['a longer name is another bucket', ['arn:aws:s3:::b'], 'arn:aws:s3:::bb', false],
+    ['* and ?', ['arn:aws:s3:::*', 'arn:aws:s3:::x'], 'arn:aws:s3:::b', true],
+    ['? is one character', ['arn:aws:s3:::b?'], 'arn:aws:s3:::b', false],
+    ['a variable, widened', ['arn:aws:iam::1:user/${aws:username}'], 'arn:aws:iam::1:user/bob', true],
+  ])('%s', (_, patterns, value, want) => {
+    expect(matchesAny(patterns, value, 'widen')).toBe(want);
+  });
+
+  test('a variable read narrowly matches nothing; put in, it matches its value only', () => {
+    expect(matchesAny(['arn:aws:iam::1:user/${aws:username}'], 'arn:aws:iam::1:user/bob', 'narrow')).toBe(false);
+    const own = withVariables('arn:aws:iam::*:user/${AWS:UserName}', { 'aws:username': 'bob' });
+    expect(own).toBe('arn:aws:iam::*:user/bob');
+    expect(matchesAny([own], 'arn:aws:iam::1:user/bob', 'narrow')).toBe(true);
+    expect(matchesAny([own], 'arn:aws:iam::1:user/bobby', 'narrow')).toBe(false);
+    expect(withVariables('a/${aws:userid}', { 'aws:username': 'bob' })).toBe('a/${aws:userid}');
   });
 });
 

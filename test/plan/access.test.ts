@@ -214,3 +214,31 @@ describe('knownAccess', () => {
     expect(message).toMatch(/dataset "nope" is not defined/);
   });
 });
+
+describe("PostgreSQL roles that claim to be datagrant's", () => {
+  const login = (name: string, sessionOf: string) => ({ id: name, kind: 'pg-role' as const, name, managed: true, sessionOf });
+  const run = (rows: ActualAccess[], sessions: { backend: string; principal: string; target: string; lastIssuedAt: string; expiresAt: string }[]) =>
+    accessReport({ spec, specHash: 'h', specFile: 'datagrant.yaml', now: NOW, readings: { wh: reading(rows), aws: reading([]) }, sessions });
+
+  test('a session login the session log records counts as its principal', () => {
+    const r = run(
+      [row('wh', 'hr', 'read', login('bob~a1b2c3', 'bob'), 'member of role analysts')],
+      [{ backend: 'wh', principal: 'bob', target: 'bob~a1b2c3', lastIssuedAt: '2026-11-30T23:00:00Z', expiresAt: '2026-12-01T01:00:00Z' }],
+    );
+    expect(r.rows.filter((x) => x.dataset === 'hr').map((x) => [x.who, x.status, x.managed])).toEqual([['bob', 'both', true]]);
+  });
+
+  test("one the log does not record (a copied marker) is someone else's access, shown as such", () => {
+    const r = run([row('wh', 'hr', 'read', login('bob~forged', 'bob'), 'member of role analysts')], []);
+    const forged = r.rows.find((x) => x.who === 'bob~forged')!;
+    expect(forged).toMatchObject({ status: 'actual', managed: false });
+    expect(forged.actual[0]!.via).toContain('claims to be a session login of bob, which the session log does not record');
+    // bob's own grant is still intended only: the forged login did not stand in for it.
+    expect(r.rows.find((x) => x.who === 'bob' && x.dataset === 'hr')!.status).toBe('intended');
+  });
+
+  test("a marked role that is no principal or group of the spec is not datagrant's", () => {
+    const r = run([row('wh', 'hr', 'read', { id: 'stray', kind: 'pg-role', name: 'stray', managed: true })], []);
+    expect(r.rows.find((x) => x.who === 'stray')).toMatchObject({ status: 'actual', managed: false });
+  });
+});

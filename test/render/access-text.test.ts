@@ -45,7 +45,7 @@ describe('the text report', () => {
     const drift = row({
       actual: [
         { via: 'GRANT SELECT ON hr.t TO ana', managed: true },
-        { via: 'member of role hand_made', managed: false },
+        { via: 'member of role hand_made' },
       ],
     });
     const text = renderAccessText(report([drift]));

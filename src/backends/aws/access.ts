@@ -8,7 +8,8 @@
 //     policies with their default versions; up to 1,000 items a page)
 //   + 2 for the credential report (generate, get; more only while AWS is still generating it)
 //   + 1 GetBucketPolicy per distinct bucket of the query's datasets
-//   + 2 (GetPolicy, GetPolicyVersion) per attached policy the bulk read did not carry, normally none.
+//   + 2 (GetPolicy, GetPolicyVersion) per attached policy the bulk read did not carry, normally none
+//   + 1 GetRole when datagrant runs as an assumed role and has roles of its own (cached).
 // Nothing is read per user, group or role.
 import { GetPolicyCommand, GetPolicyVersionCommand } from '@aws-sdk/client-iam';
 import { GetBucketPolicyCommand } from '@aws-sdk/client-s3';
@@ -18,27 +19,42 @@ import { credentialUsage, effectiveAccess, type S3AccessDataset } from './effect
 import { awsErrorCode } from './errors.js';
 import { accountDetails, credentialReport, eachLimited, ownershipFromDetails } from './read.js';
 import type { AccountDetails, PolicyDetail } from './state.js';
+import { trustDocument, trustedPrincipal } from './trust.js';
+import type { Json } from '../../core/types.js';
 
 /** What effective.ts maps, as read: for the bench, which times the mapping on its own. */
 export interface AccessDocuments {
   account: string;
   partition: string;
   details: AccountDetails;
-  owned: { users: Set<string>; roles: Set<string> };
+  owned: { users: Set<string>; roles: Set<string>; groups: Set<string>; policies: Set<string> };
+  /** The trust policy datagrant writes on its roles, when it has any. */
+  trust?: Json;
   bucketPolicies: Map<string, string | null>;
   report: string | undefined;
   datasets: S3AccessDataset[];
   /** What could not be read, in words. */
-  limits: string[];
+  failures: string[];
 }
 
 export async function readAccessDocuments(aws: AwsConnection, query: AccessQuery): Promise<AccessDocuments> {
   const datasets = query.datasets.filter((d): d is S3AccessDataset => 'bucket' in d);
-  const limits: string[] = [];
+  const failures: string[] = [];
   const { account, partition } = await aws.caller();
   const details = await accountDetails(aws, { awsManagedPolicies: true, roleSettings: false });
   details.policies.push(...(await missingPolicies(aws, details)));
-  const { users, roles } = ownershipFromDetails(aws, details);
+  const { users, roles, groups, policies } = ownershipFromDetails(aws, details);
+  // Only a role trusting datagrant alone is wholly datagrant's (its caller is cached: no request, or one GetRole).
+  let trust: Json | undefined;
+  if (roles.size) {
+    try {
+      trust = trustDocument(await trustedPrincipal(aws));
+    } catch (e) {
+      failures.push(
+        `the identity datagrant runs as could not be read (${awsErrorCode(e) ?? (e as Error).message}): no access-set role's access is shown as datagrant's`,
+      );
+    }
+  }
 
   const bucketPolicies = new Map<string, string | null>();
   await eachLimited([...new Set(datasets.map((d) => d.bucket))].sort(), aws.opts.concurrency ?? 8, async (bucket) => {
@@ -48,7 +64,7 @@ export async function readAccessDocuments(aws: AwsConnection, query: AccessQuery
       const code = awsErrorCode(e);
       if (code === 'NoSuchBucketPolicy') bucketPolicies.set(bucket, null);
       // One bucket's policy unread leaves the rest of the reading good; the reader says what is missing.
-      else limits.push(`bucket ${bucket}: its bucket policy could not be read (${code ?? (e as Error).message}): access it grants is not reported`);
+      else failures.push(`bucket ${bucket}: its bucket policy could not be read (${code ?? (e as Error).message}): access it grants is not reported`);
     }
   });
 
@@ -56,20 +72,21 @@ export async function readAccessDocuments(aws: AwsConnection, query: AccessQuery
   try {
     report = await credentialReport(aws);
   } catch (e) {
-    limits.push(`the IAM credential report could not be read (${awsErrorCode(e) ?? (e as Error).message}): when access keys were last used is not known`);
+    failures.push(`the IAM credential report could not be read (${awsErrorCode(e) ?? (e as Error).message}): when access keys were last used is not known`);
   }
-  return { account, partition, details, owned: { users, roles }, bucketPolicies, report, datasets, limits };
+  return { account, partition, details, owned: { users, roles, groups, policies }, ...(trust ? { trust } : {}), bucketPolicies, report, datasets, failures };
 }
 
 /** Effective access to the query's S3 datasets, and when each access key was last used. */
 export async function readAccess(aws: AwsConnection, query: AccessQuery, now: Date): Promise<AccessReading> {
   const before = aws.stats().requests;
   const read = await readAccessDocuments(aws, query);
-  const { rows, limits } = effectiveAccess({ backend: aws.name, ...read, now });
+  const { rows, limits, failures } = effectiveAccess({ backend: aws.name, ...read, now });
   return {
     rows,
     usage: read.report === undefined ? [] : credentialUsage(aws.name, read.report, read.owned.users),
-    limits: [...limits, ...read.limits],
+    limits,
+    failures: [...failures, ...read.failures],
     requests: aws.stats().requests - before,
   };
 }

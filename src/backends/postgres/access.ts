@@ -1,7 +1,9 @@
 // Effective access on the server, read in bulk: roles, memberships and the datasets' databases
 // from the URL's database (shared catalogs), then, in each dataset database, its schemas, their
-// tables, column grants and default privileges — four queries per database, whatever the number
-// of roles or tables. effective.ts turns the rows into access. Reads only.
+// tables with their partitions and inheritance children (in any schema), column grants, default
+// privileges, the views over those tables and the SECURITY DEFINER functions — six queries per
+// database, whatever the number of roles or tables. effective.ts turns the rows into access.
+// Reads only.
 import type { AccessDataset, AccessQuery, AccessReading } from '../../model/access.js';
 import type { Query } from './connection.js';
 import type { PgContext } from './context.js';
@@ -13,10 +15,12 @@ import {
   type PgColumnFact,
   type PgDatabaseFact,
   type PgDefaultFact,
+  type PgFunctionFact,
   type PgMembershipFact,
   type PgRelationFact,
   type PgRoleFact,
   type PgSchemaFact,
+  type PgViewFact,
 } from './effective.js';
 import { sqlState } from './errors.js';
 import { ROLES_FROM } from './ownership.js';
@@ -79,7 +83,7 @@ export async function readAccess(ctx: PgContext, query: AccessQuery): Promise<Ac
     };
   }, false);
 
-  const facts: PgAccessFacts = { backend: ctx.name, ...shared, schemas: [], relations: [], columns: [], defaults: [] };
+  const facts: PgAccessFacts = { backend: ctx.name, ...shared, schemas: [], relations: [], columns: [], defaults: [], views: [], functions: [] };
   for (const db of shared.databases) {
     if (!db.allowConnections) continue;
     const schemas = [...new Set(datasets.filter((d) => d.database === db.name).map((d) => d.schema))].sort();
@@ -92,30 +96,56 @@ export async function readAccess(ctx: PgContext, query: AccessQuery): Promise<Ac
     }
   }
 
-  const reading = effectiveAccess(facts, datasets, (c) => owner.parse(c));
+  // Only a marker with this installation's id counts as datagrant's for access; one without is an
+  // older version's (parseOwnComment), named in limits.
+  const reading = effectiveAccess(facts, datasets, (c) => owner.parseOwn(c), { legacy: (c) => owner.parse(c) !== undefined });
   return { ...reading, requests: conn.stats.requests - before };
 }
 
+/**
+ * The relations of the datasets' schemas, and every partition or inheritance child of theirs,
+ * wherever it is (`wanted`), with their ancestors at any depth (`up`, nearest first).
+ */
+const WANTED = `WITH RECURSIVE up AS (
+    SELECT i.inhrelid AS rel, i.inhparent AS anc, 1 AS depth FROM pg_inherits i
+    UNION ALL
+    SELECT u.rel, i.inhparent, u.depth + 1 FROM up u JOIN pg_inherits i ON i.inhrelid = u.anc
+  ),
+  wanted AS (
+    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY($1::text[])
+    UNION
+    SELECT u.rel FROM up u JOIN pg_class a ON a.oid = u.anc JOIN pg_namespace an ON an.oid = a.relnamespace WHERE an.nspname = ANY($1::text[])
+  )`;
+
 async function readDatabase(q: Query, database: string, schemas: string[], facts: PgAccessFacts): Promise<void> {
+  // The datasets' schemas, and those of their tables' partitions and children elsewhere (whose USAGE they need).
   const nsp = await q(
-    `SELECT n.nspname, pg_get_userbyid(n.nspowner) AS owner, ${aclJson('n.nspacl', 'n', 'n.nspowner')} AS acl
-       FROM pg_namespace n WHERE n.nspname = ANY($1::text[]) ORDER BY n.nspname`,
+    `${WANTED}
+     SELECT n.nspname, pg_get_userbyid(n.nspowner) AS owner, ${aclJson('n.nspacl', 'n', 'n.nspowner')} AS acl
+       FROM pg_namespace n
+      WHERE n.nspname = ANY($1::text[]) OR n.oid IN (SELECT c.relnamespace FROM pg_class c WHERE c.oid IN (SELECT oid FROM wanted))
+      ORDER BY n.nspname`,
     [schemas],
   );
   const rel = await q(
-    `SELECT n.nspname, c.relname, c.relkind::text AS relkind, c.relispartition, c.relrowsecurity,
-            pg_get_userbyid(c.relowner) AS owner, ${aclJson('c.relacl', 'r', 'c.relowner')} AS acl
+    `${WANTED}
+     SELECT n.nspname, c.relname, c.relkind::text AS relkind, c.relispartition, c.relrowsecurity,
+            pg_get_userbyid(c.relowner) AS owner, ${aclJson('c.relacl', 'r', 'c.relowner')} AS acl,
+            (SELECT coalesce(json_agg(json_build_object('schema', an.nspname, 'name', a.relname) ORDER BY u.depth), '[]'::json)
+               FROM up u JOIN pg_class a ON a.oid = u.anc JOIN pg_namespace an ON an.oid = a.relnamespace
+              WHERE u.rel = c.oid) AS ancestors
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r','p','v','m','f') AND n.nspname = ANY($1::text[])
+      WHERE c.relkind IN ('r','p','v','m','f') AND c.oid IN (SELECT oid FROM wanted)
       ORDER BY n.nspname, c.relname`,
     [schemas],
   );
   const col = await q(
-    `SELECT n.nspname, c.relname, att.attname, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee, a.privilege_type
+    `${WANTED}
+     SELECT n.nspname, c.relname, att.attname, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee, a.privilege_type
        FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
        CROSS JOIN LATERAL aclexplode(att.attacl) a
       WHERE att.attacl IS NOT NULL AND att.attnum > 0 AND NOT att.attisdropped
-        AND c.relkind IN ('r','p','v','m','f') AND n.nspname = ANY($1::text[])
+        AND c.relkind IN ('r','p','v','m','f') AND c.oid IN (SELECT oid FROM wanted)
       ORDER BY 1, 2, 3, 4, 5`,
     [schemas],
   );
@@ -129,12 +159,50 @@ async function readDatabase(q: Query, database: string, schemas: string[], facts
       ORDER BY 1, 2, 3, 4`,
     [schemas],
   );
+  // Views (and materialized views) over the wanted relations, through any number of other views:
+  // each reads with its owner's privileges.
+  const views = await q(
+    `${WANTED},
+     deps AS (
+       SELECT DISTINCT rw.ev_class AS view, d.refobjid AS base
+         FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid
+        WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass AND rw.ev_class <> d.refobjid
+     ),
+     over AS (
+       SELECT view, base AS root FROM deps WHERE base IN (SELECT oid FROM wanted)
+       UNION
+       SELECT d.view, o.root FROM deps d JOIN over o ON d.base = o.view
+     )
+     SELECT vn.nspname, v.relname, pg_get_userbyid(v.relowner) AS owner, rn.nspname AS on_schema, r.relname AS on_name
+       FROM over o JOIN pg_class v ON v.oid = o.view JOIN pg_namespace vn ON vn.oid = v.relnamespace
+       JOIN pg_class r ON r.oid = o.root JOIN pg_namespace rn ON rn.oid = r.relnamespace
+      ORDER BY 1, 2, 4, 5`,
+    [schemas],
+  );
+  // SECURITY DEFINER functions, with their source (a SQL-standard body only as the server deparses it).
+  const fns = await q(
+    `SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) AS args, pg_get_userbyid(p.proowner) AS owner,
+            CASE WHEN coalesce(p.prosrc, '') = '' THEN pg_get_functiondef(p.oid) ELSE p.prosrc END AS body
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+      WHERE p.prosecdef AND p.prokind IN ('f', 'p') AND l.lanname NOT IN ('c', 'internal')
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      ORDER BY 1, 2, 3`,
+  );
   facts.schemas.push(
     ...(nsp.rows as { nspname: string; owner: string; acl: AclItem[] }[]).map((r): PgSchemaFact => ({ database, name: r.nspname, owner: r.owner, acl: r.acl })),
   );
   facts.relations.push(
     ...(
-      rel.rows as { nspname: string; relname: string; relkind: string; relispartition: boolean; relrowsecurity: boolean; owner: string; acl: AclItem[] }[]
+      rel.rows as {
+        nspname: string;
+        relname: string;
+        relkind: string;
+        relispartition: boolean;
+        relrowsecurity: boolean;
+        owner: string;
+        acl: AclItem[];
+        ancestors: { schema: string; name: string }[];
+      }[]
     ).map((r): PgRelationFact => ({
       database,
       schema: r.nspname,
@@ -144,6 +212,7 @@ async function readDatabase(q: Query, database: string, schemas: string[], facts
       rowSecurity: r.relrowsecurity,
       owner: r.owner,
       acl: r.acl,
+      ...(r.ancestors.length ? { ancestors: r.ancestors } : {}),
     })),
   );
   facts.columns.push(
@@ -163,6 +232,25 @@ async function readDatabase(q: Query, database: string, schemas: string[], facts
       creator: r.creator,
       grantee: r.grantee,
       privilege: r.privilege_type,
+    })),
+  );
+  facts.views!.push(
+    ...(views.rows as { nspname: string; relname: string; owner: string; on_schema: string; on_name: string }[]).map((r): PgViewFact => ({
+      database,
+      schema: r.nspname,
+      name: r.relname,
+      owner: r.owner,
+      on: { schema: r.on_schema, name: r.on_name },
+    })),
+  );
+  facts.functions!.push(
+    ...(fns.rows as { nspname: string; proname: string; args: string; owner: string; body: string | null }[]).map((r): PgFunctionFact => ({
+      database,
+      schema: r.nspname,
+      name: r.proname,
+      args: r.args,
+      owner: r.owner,
+      body: r.body ?? '',
     })),
   );
 }

@@ -66,6 +66,18 @@ export function parseComment(comment: string | null, scope?: string, installatio
   return installation !== undefined && c.installation !== undefined && c.installation !== installation ? undefined : c;
 }
 
+/**
+ * The marker, only if it names this installation (when there is one): what effective access counts
+ * as datagrant's. A marker without an installation id is an older version's (roles made before
+ * installations had ids; roles.ts writes the id on their first change), and parseComment still
+ * lets datagrant change such a role — but anyone with CREATEROLE can write that marker on a role
+ * of their own, so as access it is not datagrant's until it carries the id.
+ */
+export function parseOwnComment(comment: string | null, scope?: string, installation?: string): RoleComment | undefined {
+  const c = parseComment(comment, scope, installation);
+  return c && (installation === undefined || c.installation === installation) ? c : undefined;
+}
+
 /** The other installation a role of this scope belongs to, if it belongs to another one. */
 export function otherInstallation(comment: string | null, scope?: string, installation?: string): string | undefined {
   const c = parseMarker(comment);

@@ -9,6 +9,16 @@
 // named in `limits`, not shown as access. Rows are per level actually held: a role with INSERT and
 // no SELECT has a write row and no read row (datagrant's own grants always include SELECT, so its
 // principals' rows are cumulative).
+//
+// A dataset's rows are also reached through its tables' partitions and inheritance children, in
+// its schema or any other: a grant on one of those is partial access. Views elsewhere over its
+// tables and SECURITY DEFINER functions that name them are ways in this report does not follow:
+// `limits` names them.
+//
+// The marker decides who is datagrant's, and a role with CREATEROLE can write any marker on a role
+// of its own: a session login's principal is therefore only a claim (`sessionOf`), for the report
+// to check against the session log, and a path is datagrant's own (`managed`) only through a grant
+// to one of its roles or membership in one of its roles.
 import type { Level } from '../../core/types.js';
 import { LEVELS, type AccessHolder, type AccessPath, type ActualAccess, type CredentialUsage } from '../../model/access.js';
 import { PG_LEVELS, levelOfTablePrivilege, type TablePrivilege } from '../../model/postgres-levels.js';
@@ -64,6 +74,8 @@ export interface PgRelationFact {
   relkind: string;
   /** A partition's rows are reached through its parent: it is not a table of a whole-schema dataset by itself. */
   partition: boolean;
+  /** The tables it is a partition or an inheritance child of, at any depth, nearest first. */
+  ancestors?: { schema: string; name: string }[];
   rowSecurity: boolean;
   owner: string;
   acl: AclItem[];
@@ -88,6 +100,27 @@ export interface PgDefaultFact {
   privilege: string;
 }
 
+/** A view (or materialized view) that reads `on`, directly or through other views. */
+export interface PgViewFact {
+  database: string;
+  schema: string;
+  name: string;
+  owner: string;
+  on: { schema: string; name: string };
+}
+
+/** A SECURITY DEFINER function or procedure: it runs with its owner's privileges. */
+export interface PgFunctionFact {
+  database: string;
+  schema: string;
+  name: string;
+  /** Its argument types, as `pg_get_function_identity_arguments` writes them. */
+  args: string;
+  owner: string;
+  /** Its source, searched for the datasets' table names. */
+  body: string;
+}
+
 export interface PgAccessFacts {
   backend: string;
   /** server_version_num. */
@@ -101,6 +134,8 @@ export interface PgAccessFacts {
   relations: PgRelationFact[];
   columns: PgColumnFact[];
   defaults: PgDefaultFact[];
+  views?: PgViewFact[];
+  functions?: PgFunctionFact[];
 }
 
 export interface PgAccessDataset {
@@ -145,6 +180,8 @@ interface Source {
   needs: 'connect+usage' | 'connect' | 'nothing';
   /** Members that inherit the role's privileges hold it too (all but superuser). */
   inherited: boolean;
+  /** The schema whose USAGE it needs, when not the dataset's (a partition elsewhere). */
+  usage?: string;
 }
 
 interface Edge {
@@ -232,30 +269,36 @@ class Memberships {
 
 type Marker = (comment: string | null) => RoleComment | undefined;
 
+/** The principal a session login `<principal>~<suffix>` is named for, else the one its marker names. */
+const sessionBase = (name: string, m: RoleComment) => (sessionSuffix(name) ? name.slice(0, name.lastIndexOf(SESSION_LOGIN_SEPARATOR)) : m.principal);
+
 /** Who each role is, as the report names it: managed or not, and the principal it is for. */
 function holders(facts: PgAccessFacts, marker: Marker, graph: Memberships) {
   const markers = new Map(facts.roles.map((r) => [r.name, marker(r.comment)]));
   const session = (name: string) => markers.get(name)?.kind === 'session';
   const ambiguous: string[] = [];
   const principalOf = new Map<string, string | undefined>();
+  // A session login's name and marker say whose session it is, and both can be forged by a role
+  // with CREATEROLE: the report checks the claim against the session log before it believes it.
+  const sessionOf = new Map<string, string>();
   for (const r of facts.roles) {
     const m = markers.get(r.name);
-    if (!m) continue;
-    if (m.kind === 'session') {
-      // `<principal>~<suffix>`: the base name is the principal; the marker names it too.
-      principalOf.set(r.name, sessionSuffix(r.name) ? r.name.slice(0, r.name.lastIndexOf(SESSION_LOGIN_SEPARATOR)) : m.principal);
-      continue;
-    }
+    const base = m?.kind === 'session' ? sessionBase(r.name, m) : undefined;
+    if (base !== undefined) sessionOf.set(r.name, base);
+  }
+  for (const r of facts.roles) {
+    const m = markers.get(r.name);
+    if (!m || m.kind === 'session') continue;
     if (r.login) {
       principalOf.set(r.name, r.name);
       continue;
     }
     // A NOLOGIN role of ours is a spec group or a temporary principal; the marker does not say
     // which. Datagrant makes a principal's role a member of its groups and of nothing else, and a
-    // session login a member of its principal's role; a group's members are principals.
+    // session login `<principal>~<suffix>` a member of its principal's role; a group's members are principals.
     const memberOfOurs = graph.groupsOf(r.name).some((g) => markers.get(g) && !session(g));
     const members = graph.directMembers(r.name).filter((x) => markers.get(x));
-    if (memberOfOurs || members.some(session)) principalOf.set(r.name, r.name);
+    if (memberOfOurs || members.some((x) => session(x) && sessionOf.get(x) === r.name)) principalOf.set(r.name, r.name);
     else {
       principalOf.set(r.name, undefined);
       if (members.length === 0) ambiguous.push(r.name);
@@ -268,20 +311,43 @@ function holders(facts: PgAccessFacts, marker: Marker, graph: Memberships) {
     if (key === PUBLIC) h = { id: 'PUBLIC', kind: 'pg-public', name: 'PUBLIC', managed: false };
     else {
       const principal = principalOf.get(key);
-      h = { id: key, kind: 'pg-role', name: key, managed: markers.get(key) !== undefined, ...(principal !== undefined ? { principal } : {}) };
+      const of = sessionOf.get(key);
+      h = {
+        id: key,
+        kind: 'pg-role',
+        name: key,
+        managed: markers.get(key) !== undefined,
+        ...(principal !== undefined ? { principal } : {}),
+        ...(of !== undefined ? { sessionOf: of } : {}),
+      };
     }
     cache.set(key, h);
     return h;
   };
-  return { holder, markers, principalOf, ambiguous: ambiguous.sort() };
+  const ours = (role: string) => markers.get(role) !== undefined;
+  return { holder, markers, principalOf, ours, ambiguous: ambiguous.sort() };
 }
 
-/** Effective access to `datasets`, what was left out (`limits`), and the (unknowable) last logins. */
+/** Options of a reading. */
+export interface EffectiveOptions {
+  /**
+   * Whether a comment is datagrant's marker of this scope without an installation id (an older
+   * version's): such roles are not counted as datagrant's, and `limits` names them.
+   */
+  legacy?: (comment: string | null) => boolean;
+}
+
+/** A relation as the datasets name it, and as a key. */
+const qualifiedName = (schema: string, name: string) => `${sqlName(schema)}.${sqlName(name)}`;
+const relKey = (schema: string, name: string) => JSON.stringify([schema, name]);
+
+/** Effective access to `datasets`, what was left out (`limits`), what could not be read (`failures`), and the (unknowable) last logins. */
 export function effectiveAccess(
   facts: PgAccessFacts,
   datasets: PgAccessDataset[],
   marker: Marker,
-): { rows: ActualAccess[]; usage: CredentialUsage[]; limits: string[] } {
+  options: EffectiveOptions = {},
+): { rows: ActualAccess[]; usage: CredentialUsage[]; limits: string[]; failures: string[] } {
   const b = facts.backend;
   const roles = new Map(facts.roles.map((r) => [r.name, r]));
   const superusers = facts.roles.filter((r) => r.superuser).map((r) => r.name);
@@ -296,7 +362,7 @@ export function effectiveAccess(
       set: pg16 ? m.setOption === true : true,
     }));
   const clusterGraph = new Memberships(edges);
-  const { holder, markers, principalOf, ambiguous } = holders(facts, marker, clusterGraph);
+  const { holder, markers, principalOf, ours, ambiguous } = holders(facts, marker, clusterGraph);
   const graphs = new Map<string, Memberships>();
   const graphOf = (db: PgDatabaseFact) => {
     let g = graphs.get(db.name);
@@ -309,22 +375,28 @@ export function effectiveAccess(
 
   const rows: ActualAccess[] = [];
   const limits: string[] = [];
+  const failures: string[] = [];
   const rls = new Set<string>();
   const columnGrants = new Set<string>();
   const databases = new Map(facts.databases.map((d) => [d.name, d]));
   const schemas = new Map(facts.schemas.map((s) => [JSON.stringify([s.database, s.name]), s]));
   const relationsOf = new Map<string, PgRelationFact[]>();
+  const relationsIn = new Map<string, PgRelationFact[]>();
   for (const r of facts.relations) {
-    const k = JSON.stringify([r.database, r.schema]);
-    const list = relationsOf.get(k);
-    if (list) list.push(r);
-    else relationsOf.set(k, [r]);
+    for (const [map, k] of [
+      [relationsOf, JSON.stringify([r.database, r.schema])],
+      [relationsIn, r.database],
+    ] as const) {
+      const list = map.get(k);
+      if (list) list.push(r);
+      else map.set(k, [r]);
+    }
   }
 
   for (const ds of datasets) {
     const db = databases.get(ds.database);
     if (!db) {
-      limits.push(`dataset ${ds.name}: database ${ds.database} does not exist`);
+      failures.push(`dataset ${ds.name}: database ${ds.database} does not exist`);
       continue;
     }
     if (!db.allowConnections) {
@@ -333,17 +405,25 @@ export function effectiveAccess(
     }
     const schema = schemas.get(JSON.stringify([ds.database, ds.schema]));
     if (!schema) {
-      limits.push(`dataset ${ds.name}: schema ${ds.schema} does not exist in database ${ds.database}`);
+      failures.push(`dataset ${ds.name}: schema ${ds.schema} does not exist in database ${ds.database}`);
       continue;
     }
     const inSchema = relationsOf.get(JSON.stringify([ds.database, ds.schema])) ?? [];
     const byName = new Map(inSchema.map((r) => [r.name, r]));
     const missing = (ds.tables ?? []).filter((t) => !byName.has(t));
-    if (missing.length)
-      limits.push(`dataset ${ds.name}: ${missing.map((t) => `${sqlName(ds.schema)}.${sqlName(t)}`).join(', ')} not found in database ${ds.database}`);
+    if (missing.length) failures.push(`dataset ${ds.name}: ${missing.map((t) => qualifiedName(ds.schema, t)).join(', ')} not found in database ${ds.database}`);
     const tables = ds.tables ? ds.tables.filter((t) => byName.has(t)).map((t) => byName.get(t)!) : inSchema.filter((r) => !r.partition);
-    for (const t of tables) if (t.rowSecurity) rls.add(`${sqlName(ds.schema)}.${sqlName(t.name)}`);
-    rows.push(...datasetAccess(b, ds, db, schema, tables, facts, roles, superusers, graphOf(db), holder, limits, columnGrants));
+    // Partitions and inheritance children of its tables, wherever they are: their rows are the dataset's.
+    const own = new Set(tables.map((t) => relKey(t.schema, t.name)));
+    const parts: Part[] = [];
+    for (const r of relationsIn.get(ds.database) ?? []) {
+      if (own.has(relKey(r.schema, r.name))) continue;
+      const of = r.ancestors?.find((a) => own.has(relKey(a.schema, a.name)));
+      if (of) parts.push({ rel: r, of: `${r.partition ? 'a partition' : 'an inheritance child'} of ${qualifiedName(of.schema, of.name)}` });
+    }
+    for (const t of [...tables, ...parts.map((p) => p.rel)]) if (t.rowSecurity) rls.add(qualifiedName(t.schema, t.name));
+    rows.push(...datasetAccess(b, ds, db, schema, tables, parts, facts, roles, superusers, graphOf(db), holder, ours, limits, columnGrants));
+    limits.push(...waysAround(ds, [...tables, ...parts.map((p) => p.rel)], facts));
   }
 
   if (rls.size)
@@ -359,6 +439,11 @@ export function effectiveAccess(
   if (ambiguous.length)
     limits.push(
       `roles ${list(ambiguous)}: datagrant's NOLOGIN roles without members or memberships — a group, or a temporary principal with no live session and no group; the marker does not say which, so they are shown without a principal`,
+    );
+  const legacy = options.legacy ? facts.roles.filter((r) => !markers.get(r.name) && options.legacy!(r.comment)).map((r) => r.name) : [];
+  if (legacy.length)
+    limits.push(
+      `roles ${list(legacy.sort())}: datagrant's marker without an installation id (made by a version before installations had ids, or written by hand); not counted as datagrant's until datagrant next changes them and writes its id`,
     );
 
   const usage: CredentialUsage[] = facts.roles
@@ -383,7 +468,49 @@ export function effectiveAccess(
     for (let i = 0; i < a.length; i++) if (a[i]! !== c[i]!) return a[i]! < c[i]! ? -1 : 1;
     return 0;
   });
-  return { rows, usage, limits };
+  return { rows, usage, limits, failures };
+}
+
+/** A partition or inheritance child of a dataset's table: its rows are the dataset's, reached directly. */
+interface Part {
+  rel: PgRelationFact;
+  /** `a partition of hr.salaries`, `an inheritance child of hr.events`. */
+  of: string;
+}
+
+/** Whether a function's source names a table: as a word, quoted or not, in any case. */
+const names = (body: string, table: string) =>
+  new RegExp(`(^|[^A-Za-z0-9_$])"?${table.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?($|[^A-Za-z0-9_$])`, 'i').test(body);
+
+/**
+ * Ways to a dataset's rows that go around its tables' privileges, which this report does not follow:
+ * views outside the dataset that read its tables (they run with their owner's privileges), and
+ * SECURITY DEFINER functions whose source names them. One line each, only when there are any.
+ */
+function waysAround(ds: PgAccessDataset, rels: PgRelationFact[], facts: PgAccessFacts): string[] {
+  const out: string[] = [];
+  const mine = new Set(rels.map((r) => relKey(r.schema, r.name)));
+  const views = new Map<string, Set<string>>();
+  for (const v of facts.views ?? []) {
+    if (v.database !== ds.database || mine.has(relKey(v.schema, v.name)) || !mine.has(relKey(v.on.schema, v.on.name))) continue;
+    const k = `${qualifiedName(v.schema, v.name)} (owner ${sqlName(v.owner)}`;
+    views.set(k, (views.get(k) ?? new Set()).add(qualifiedName(v.on.schema, v.on.name)));
+  }
+  if (views.size)
+    out.push(
+      `dataset ${ds.name}: views outside it read its tables: ${list([...views].map(([v, on]) => `${v}, over ${[...on].sort().join(', ')})`).sort())}; who may read them reaches those rows with their owners' privileges, which this report does not show`,
+    );
+  const functions: string[] = [];
+  for (const f of facts.functions ?? []) {
+    if (f.database !== ds.database) continue;
+    const named = rels.filter((r) => names(f.body, r.name)).map((r) => qualifiedName(r.schema, r.name));
+    if (named.length) functions.push(`${qualifiedName(f.schema, f.name)}(${f.args}) (owner ${sqlName(f.owner)}, names ${named.sort().join(', ')})`);
+  }
+  if (functions.length)
+    out.push(
+      `dataset ${ds.name}: SECURITY DEFINER functions name its tables: ${list(functions.sort())}; who may EXECUTE them (by default PUBLIC) runs them with their owners' privileges, which this report does not show`,
+    );
+  return out;
 }
 
 function datasetAccess(
@@ -392,26 +519,39 @@ function datasetAccess(
   db: PgDatabaseFact,
   schema: PgSchemaFact,
   tables: PgRelationFact[],
+  parts: Part[],
   facts: PgAccessFacts,
   roles: Map<string, PgRoleFact>,
   superusers: string[],
   graph: Memberships,
   holder: (key: string) => AccessHolder,
+  ours: (role: string) => boolean,
   limits: string[],
   columnGrants: Set<string>,
 ): ActualAccess[] {
   const whole = ds.tables === undefined;
   const names = tables.map((t) => t.name);
-  const qualified = (t: string) => `${sqlName(ds.schema)}.${sqlName(t)}`;
+  const qualified = (t: string) => qualifiedName(ds.schema, t);
+  // A grant to one of datagrant's roles is datagrant's kind of path; to PUBLIC or anyone else, not.
+  const mark = (key: string): Pick<AccessPath, 'managed'> => (key !== PUBLIC && ours(key) ? { managed: true } : {});
 
   // What each holder (a role, or PUBLIC) holds by itself, per level.
   const own = new Map<string, Map<Level, Source[]>>();
-  const add = (key: string, level: Level, path: AccessPath, covers: Source['covers'], needs: Source['needs'] = 'connect+usage', inherited = true) => {
+  const add = (
+    key: string,
+    level: Level,
+    path: AccessPath,
+    covers: Source['covers'],
+    needs: Source['needs'] = 'connect+usage',
+    inherited = true,
+    usage = ds.schema,
+  ) => {
     const levels = own.get(key) ?? new Map<Level, Source[]>();
     own.set(key, levels);
     const list = levels.get(level);
-    if (list) list.push({ path, covers, needs, inherited });
-    else levels.set(level, [{ path, covers, needs, inherited }]);
+    const source: Source = { path, covers, needs, inherited, ...(usage !== ds.schema ? { usage } : {}) };
+    if (list) list.push(source);
+    else levels.set(level, [source]);
   };
   const partial = (covers: Source['covers']): Pick<AccessPath, 'partial'> => (covers !== 'all' && names.some((n) => !covers.has(n)) ? { partial: true } : {});
 
@@ -462,30 +602,97 @@ function datasetAccess(
         const covers = new Set(ts);
         const all = whole && names.every((n) => covers.has(n));
         const on = all ? `ALL TABLES IN SCHEMA ${sqlName(ds.schema)}` : list(ts.map(qualified));
-        add(key, level, { via: `GRANT ${privs} ON ${on} TO ${to}`, ...partial(covers) }, covers);
+        add(key, level, { via: `GRANT ${privs} ON ${on} TO ${to}`, ...partial(covers), ...mark(key) }, covers);
       }
     }
   }
 
+  // Partitions and inheritance children: their owners and grantees reach their rows, directly
+  // (a query on a partition checks the partition's privileges, not its parent's), with USAGE on
+  // their own schema. Part of the dataset, never all of it.
+  const partGrants = new Map<string, { key: string; level: Level; privs: string; of: string; schema: string; rels: string[] }>();
+  const partOwners = new Map<string, { owner: string; of: string; schema: string; rels: string[] }>();
+  for (const { rel, of } of parts) {
+    const name = qualifiedName(rel.schema, rel.name);
+    const o = JSON.stringify([rel.owner, of, rel.schema]);
+    const e = partOwners.get(o) ?? { owner: rel.owner, of, schema: rel.schema, rels: [] };
+    e.rels.push(name);
+    partOwners.set(o, e);
+    const byGrantee = new Map<string, Map<Level, string[]>>();
+    for (const a of rel.acl) {
+      const level = levelOf(a.privilege);
+      if (!level || a.grantee === rel.owner) continue;
+      const byLevel = byGrantee.get(keyOf(a.grantee)) ?? new Map<Level, string[]>();
+      byGrantee.set(keyOf(a.grantee), byLevel);
+      byLevel.set(level, [...(byLevel.get(level) ?? []), a.privilege]);
+    }
+    for (const [key, byLevel] of byGrantee) {
+      for (const [level, privileges] of byLevel) {
+        const privs = [...new Set(privileges)].sort(byPrivilegeOrder).join(', ');
+        const k = JSON.stringify([key, level, privs, of, rel.schema]);
+        const g = partGrants.get(k) ?? { key, level, privs, of, schema: rel.schema, rels: [] };
+        g.rels.push(name);
+        partGrants.set(k, g);
+      }
+    }
+  }
+  for (const { owner, of, schema: in_, rels } of partOwners.values())
+    for (const l of LEVELS) add(owner, l, { via: `owner of ${list(rels)} (${of})`, partial: true }, new Set(), 'connect+usage', true, in_);
+  for (const g of partGrants.values()) {
+    const to = g.key === PUBLIC ? 'PUBLIC' : sqlName(g.key);
+    add(
+      g.key,
+      g.level,
+      { via: `GRANT ${g.privs} ON ${list(g.rels)} TO ${to} (${g.of})`, partial: true, ...mark(g.key) },
+      new Set(),
+      'connect+usage',
+      true,
+      g.schema,
+    );
+  }
+
   // Column privileges, where the table-level one is not held as well.
   const tableNames = new Set(names);
-  const columns = new Map<string, { grantee: string | null; level: Level; table: string; privilege: string; columns: string[] }>();
+  const partOf = new Map(parts.map((p) => [relKey(p.rel.schema, p.rel.name), p]));
+  const columns = new Map<string, { grantee: string | null; level: Level; table: string; schema: string; of?: string; privilege: string; columns: string[] }>();
   for (const c of facts.columns) {
-    if (c.database !== ds.database || c.schema !== ds.schema || !tableNames.has(c.relation)) continue;
+    if (c.database !== ds.database) continue;
+    const part = partOf.get(relKey(c.schema, c.relation));
+    if (!part && (c.schema !== ds.schema || !tableNames.has(c.relation))) continue;
     const level = levelOf(c.privilege);
-    if (!level || granted.get(keyOf(c.grantee))?.get(level)?.get(c.relation)?.has(c.privilege)) continue;
-    const k = JSON.stringify([keyOf(c.grantee), c.relation, c.privilege]);
-    const e = columns.get(k) ?? { grantee: c.grantee, level, table: c.relation, privilege: c.privilege, columns: [] };
+    if (!level) continue;
+    if (
+      part
+        ? part.rel.acl.some((a) => keyOf(a.grantee) === keyOf(c.grantee) && a.privilege === c.privilege)
+        : granted.get(keyOf(c.grantee))?.get(level)?.get(c.relation)?.has(c.privilege)
+    )
+      continue;
+    const k = JSON.stringify([keyOf(c.grantee), c.schema, c.relation, c.privilege]);
+    const e = columns.get(k) ?? {
+      grantee: c.grantee,
+      level,
+      table: c.relation,
+      schema: c.schema,
+      ...(part ? { of: part.of } : {}),
+      privilege: c.privilege,
+      columns: [],
+    };
     e.columns.push(sqlName(c.column));
     columns.set(k, e);
-    columnGrants.add(qualified(c.relation));
+    columnGrants.add(qualifiedName(c.schema, c.relation));
   }
   for (const c of columns.values())
     add(
       keyOf(c.grantee),
       c.level,
-      { via: `GRANT ${c.privilege} (${c.columns.sort().join(', ')}) ON ${qualified(c.table)} TO ${grantee(c.grantee)}`, partial: true },
+      {
+        via: `GRANT ${c.privilege} (${c.columns.sort().join(', ')}) ON ${qualifiedName(c.schema, c.table)} TO ${grantee(c.grantee)}${c.of ? ` (${c.of})` : ''}`,
+        partial: true,
+      },
       new Set(),
+      'connect+usage',
+      true,
+      c.schema,
     );
 
   // Default privileges reach tables created later: part of a whole schema, never of a table list.
@@ -499,14 +706,26 @@ function datasetAccess(
       if (seen.has(k)) continue;
       seen.add(k);
       const where = d.schema === null ? 'any schema' : sqlName(d.schema);
-      add(keyOf(d.grantee), level, { via: `default privileges: future tables created by ${sqlName(d.creator)} in ${where}`, partial: true }, new Set());
+      // datagrant sets defaults IN SCHEMA for its roles, never for every schema.
+      const managed = d.schema !== null ? mark(keyOf(d.grantee)) : {};
+      add(
+        keyOf(d.grantee),
+        level,
+        { via: `default privileges: future tables created by ${sqlName(d.creator)} in ${where}`, partial: true, ...managed },
+        new Set(),
+      );
     }
   }
 
   // The preconditions: CONNECT on the database and USAGE on the schema, held by any of `within`.
   const connectors = new Set(db.acl.filter((a) => a.privilege === 'CONNECT').map((a) => keyOf(a.grantee)));
-  const users = new Set(schema.acl.filter((a) => a.privilege === 'USAGE').map((a) => keyOf(a.grantee)));
-  for (const name of Object.keys(PREDEFINED)) users.add(name);
+  const usersOf = (name: string) => {
+    const s = name === ds.schema ? schema : facts.schemas.find((x) => x.database === ds.database && x.name === name);
+    const held = new Set((s?.acl ?? []).filter((a) => a.privilege === 'USAGE').map((a) => keyOf(a.grantee)));
+    for (const p of Object.keys(PREDEFINED)) held.add(p);
+    return held;
+  };
+  const users = usersOf(ds.schema);
   const holds = (held: Set<string>) => {
     const memo = new Map<string | undefined, boolean>();
     return (role: string | undefined): boolean => {
@@ -520,7 +739,12 @@ function datasetAccess(
     };
   };
   const canConnect = holds(connectors);
-  const canUse = holds(users);
+  const usageIn = new Map<string, (role: string | undefined) => boolean>([[ds.schema, holds(users)]]);
+  const canUse = (role: string | undefined, in_: string) => {
+    let f = usageIn.get(in_);
+    if (!f) usageIn.set(in_, (f = holds(usersOf(in_))));
+    return f(role);
+  };
   const fullyCovers = (sources: Source[]) => {
     if (sources.some((s) => s.covers === 'all')) return true;
     const covered = new Set(sources.flatMap((s) => (s.covers === 'all' ? [] : [...s.covers])));
@@ -532,12 +756,16 @@ function datasetAccess(
   /** The sources of `key` at `level` that a session as `role` (PUBLIC: undefined) can use, inherited or not. */
   const usable = (key: string, level: Level, role: string | undefined, connected: boolean, inherited?: boolean): Source[] => {
     const sources = (own.get(key)?.get(level) ?? []).filter(
-      (s) => (inherited === undefined || s.inherited === inherited) && (s.needs === 'nothing' || (connected && (s.needs === 'connect' || canUse(role)))),
+      (s) =>
+        (inherited === undefined || s.inherited === inherited) &&
+        (s.needs === 'nothing' || (connected && (s.needs === 'connect' || canUse(role, s.usage ?? ds.schema)))),
     );
     for (const s of sources) used.add(s);
     return sources;
   };
   const paths = (sources: Source[]) => sources.map((s) => s.path);
+  // Membership is datagrant's kind of path when the member, the role and every role between are its own.
+  const chainOurs = (role: string, target: string, chain: string[]) => ours(role) && ours(target) && chain.every(ours);
 
   const publicRow = new Map<Level, AccessPath[]>();
   for (const l of LEVELS) {
@@ -554,6 +782,7 @@ function datasetAccess(
       out.push({
         via: `member of role ${sqlName(via)}${chain.length ? ` (through ${chain.map(sqlName).join(', ')})` : ''}`,
         ...(fullyCovers(theirs) ? {} : { partial: true }),
+        ...(chainOurs(role, via, chain) ? { managed: true } : {}),
       });
     }
     // PUBLIC's privileges are its own row, unless PUBLIC lacks CONNECT or USAGE and this role does not.
@@ -580,10 +809,15 @@ function datasetAccess(
     const inherits = graph.inherited(role);
     for (const level of LEVELS) {
       const found = direct(role, level, connected);
-      for (const target of graph.settable(role).keys()) {
+      for (const [target, chain] of graph.settable(role)) {
         // A role it inherits from adds by SET ROLE only what members do not inherit (superuser).
         const through = inherits.has(target) ? paths(usable(target, level, target, connected, false)) : direct(target, level, connected);
-        if (through.length) found.push({ via: `can SET ROLE ${sqlName(target)}`, ...(through.every((p) => p.partial) ? { partial: true } : {}) });
+        if (through.length)
+          found.push({
+            via: `can SET ROLE ${sqlName(target)}`,
+            ...(through.every((p) => p.partial) ? { partial: true } : {}),
+            ...(chainOurs(role, target, chain) && through.every((p) => p.managed) ? { managed: true } : {}),
+          });
       }
       row(role, level, found, roles.get(role)!.validUntil);
     }
@@ -595,7 +829,7 @@ function datasetAccess(
     .map((k) => (k === PUBLIC ? 'PUBLIC' : sqlName(k)));
   if (unusable.length)
     limits.push(
-      `dataset ${ds.name}: privileges held by ${list(unusable.sort())} reach no one: without USAGE on schema ${sqlName(ds.schema)} or CONNECT on database ${sqlName(db.name)} they cannot be used, and are not shown`,
+      `dataset ${ds.name}: privileges held by ${list(unusable.sort())} reach no one: without USAGE on schema ${sqlName(ds.schema)}${parts.some((p) => p.rel.schema !== ds.schema) ? ' (or on the schema of a partition or child of its tables)' : ''} or CONNECT on database ${sqlName(db.name)} they cannot be used, and are not shown`,
     );
   return out;
 }

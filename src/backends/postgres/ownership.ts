@@ -3,7 +3,7 @@
 // refuses one that is not marked, before it sends anything that would change them; only a role
 // the plan creates is sent CREATE ROLE first, which fails, touching nothing, if the role exists.
 import { BackendError } from '../../core/errors.js';
-import { MARKER, otherInstallation, parseComment, type RoleComment } from './catalog.js';
+import { MARKER, otherInstallation, parseComment, parseOwnComment, type RoleComment } from './catalog.js';
 import type { Connections, Query } from './connection.js';
 import { ident, literal } from './sql.js';
 
@@ -79,6 +79,11 @@ export class Ownership {
   /** Whether a comment carries this installation's marker. */
   parse(comment: string | null): RoleComment | undefined {
     return parseComment(comment, this.#opts.scope, this.#opts.installation);
+  }
+
+  /** Whether a comment carries this installation's marker with its id (parseOwnComment): effective access's test. */
+  parseOwn(comment: string | null): RoleComment | undefined {
+    return parseOwnComment(comment, this.#opts.scope, this.#opts.installation);
   }
 
   /** The other installation a role of this scope belongs to, if it belongs to another one. */

@@ -37,7 +37,13 @@ import {
   membershipResource,
   policyResource,
   DATAGRANT_TRUST,
+  DIRECT_GRANTS_POLICY,
+  groupPolicyName,
+  REVOKED_POLICY,
   roleResource,
+  SHARED_DIGEST_LENGTH,
+  sharedPolicyName,
+  userPolicyName,
   userResource,
   type Entity,
 } from '../../model/aws.js';
@@ -49,34 +55,8 @@ export const DEFAULT_ROTATION_GRACE = '24h';
 /** IAM limits per user and group that AWS enforces and moto does not (the account's are in quotas.ts). */
 export const IAM_QUOTAS = { policiesPerEntity: 10, groupsPerUser: 10 } as const;
 
-/**
- * The inline policy of an access-set role that denies the live sessions of principals no longer in
- * its set (issue 12): one statement per principal, on its SourceIdentity and the time its latest
- * session was issued, so a later session of someone else, or of that principal in another role, is
- * untouched.
- */
-export const REVOKED_POLICY = 'dg-revoked';
 /** IAM's shortest and longest role MaxSessionDuration, in seconds. */
 export const ROLE_SESSION_SECONDS = { min: 3600, max: 43200 } as const;
-
-export const groupPolicyName = (group: string, part = 1) => `dg-group-${group}${part > 1 ? `-${part}` : ''}`;
-/**
- * A principal's direct grants, when they fit IAM's 2,048 characters of inline policy per user: an
- * inline policy of that user, which no account quota counts.
- */
-export const DIRECT_GRANTS_POLICY = 'dg-direct-grants';
-/**
- * Direct grants too large to be inline: one managed policy per distinct document, named by its
- * hash, attached to every principal with exactly those grants (one policy, not one per principal).
- */
-export const sharedPolicyName = (digest: string, part = 1) => `dg-shared-${digest}${part > 1 ? `-${part}` : ''}`;
-/** Hex digits of the document's sha256 in a shared policy's name. */
-export const SHARED_DIGEST_LENGTH = 12;
-/**
- * Each principal's own managed policy, as earlier versions made it: the form the two above take
- * over from, so that an upgrade creates the new form before it deletes this one.
- */
-export const userPolicyName = (user: string, part = 1) => `dg-user-${user}${part > 1 ? `-${part}` : ''}`;
 
 /** Statements for one grant on one S3 dataset. */
 export function grantStatements(bucket: string, prefix: string | undefined, grant: Grant): Statement[] {
