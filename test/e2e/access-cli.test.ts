@@ -99,6 +99,21 @@ test('a GRANT made by hand is access the spec does not grant: shown in every for
   expect(sales.rows.some((r) => r.who === intruder)).toBe(false);
 });
 
+test('a dataset the backend cannot read makes the report incomplete: said on stderr, and the check exits 1', async () => {
+  const text = spec().replace('  sales: { backend: wh', `  gone: { backend: wh, database: ${db}_gone, schema: s }\n  sales: { backend: wh`);
+  ws.writeSpec(text);
+  try {
+    const r = await ws.run('access', '--format', 'csv', '--detailed-exitcode');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/Warning: the report is incomplete; these could not be read:\n {2}wh: .*_gone/);
+    const table = await ws.run('access');
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain('INCOMPLETE: these could not be read this time');
+  } finally {
+    ws.writeSpec(spec());
+  }
+});
+
 test('bad input names the value and what is allowed, and reads nothing', async () => {
   const r = await ws.run('access', '--dataset', 'nope');
   expect(r.code).toBe(1);
