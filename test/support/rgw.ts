@@ -120,7 +120,7 @@ export async function expectDenied(p: Promise<unknown>, what = 'the request'): P
     err = e;
   }
   expect(err, `${what} was allowed`).toBeDefined();
-  expect(String((err as Error).name), `${what}: ${String(err)}`).toMatch(/AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Forbidden/);
+  expect(String((err as Error).name), `${what}: ${String(err)}`).toMatch(/AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Forbidden|UserSuspended/);
 }
 
 export async function readObject(s3: S3Client, bucket: string, key: string): Promise<string> {
