@@ -4,6 +4,8 @@
 // the gateway's own aws:CurrentTime condition before any apply, a removed principal denied.
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { join } from 'node:path';
+import { openStore, statePaths } from '../../src/store/open.js';
 import type { Workspace } from '../support/cli.js';
 import { contentsOf, expectDenied, readObject, rgwFixture, s3As } from '../support/rgw.js';
 import { apply, expectNoChanges, initWorkspace } from './aws-support.js';
@@ -129,6 +131,19 @@ describe('datagrant on Ceph RGW, through the CLI', () => {
     } finally {
       s3.destroy();
     }
+  });
+
+  test('a backend removed from the spec is torn down with the admin key read from the same variables', async () => {
+    // the state keeps where the gateway is and which variables hold its key, never the secret
+    const store = await openStore(statePaths(join(ws.dir, '.datagrant')), ws.env);
+    const remembered = (await store.backends()).find((b) => b.name === 'onprem');
+    await store.close();
+    expect(remembered?.settings).toMatchObject({ endpoint: fx.rgw.endpoint, fromEnv: { secretAccessKey: '${RGW_ADMIN_SECRET}' } });
+    expect(JSON.stringify(remembered)).not.toContain(fx.rgw.admin.secretAccessKey);
+    ws.writeSpec('version: 1\nbackends: {}\n');
+    const out = await apply(ws);
+    expect(out).toContain('onprem:user/trainer');
+    expect(await fx.user(`${fx.prefix}trainer`)).toBeUndefined();
   });
 
   test('no secret was ever printed except by export', async () => {
