@@ -7,7 +7,6 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-s
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Backend, KnownCredential } from '../../src/backends/backend.js';
 import { createRgwBackend } from '../../src/backends/rgw/driver.js';
-import { newKey } from '../../src/backends/rgw/kinds/keys.js';
 import { compile } from '../../src/compile/index.js';
 import { BackendError, SpecError } from '../../src/core/errors.js';
 import type { Change, Plan } from '../../src/core/types.js';
@@ -17,7 +16,7 @@ import { parseSpec } from '../../src/spec/load.js';
 import { executeInOrder } from '../contract/backend-contract.js';
 import { startBlackHole } from '../support/black-hole.js';
 import { startProxy } from '../support/http-proxy.js';
-import { contentsOf, expectDenied, readObject, rgwFixture, s3As, type Key } from '../support/rgw.js';
+import { contentsOf, expectDenied, newKey, readObject, rgwFixture, s3As, type Key } from '../support/rgw.js';
 
 const fx = rgwFixture('driver');
 const INSTALLATION = 'inst-driver';
@@ -240,7 +239,7 @@ describe('a key creation whose answer was lost', () => {
     // GIVEN a gateway that makes the key and then answers 503, as a failing proxy would
     const proxy = await startProxy(fx.rgw.endpoint);
     const flaky = createRgwBackend({ name: 'onprem', endpoint: proxy.endpoint, credentials: fx.rgw.admin, userPrefix: fx.prefix, installation: INSTALLATION });
-    proxy.onForwarded = (_n, req) => (req.method === 'PUT' && /[?&]access-key=/.test(req.url ?? '') ? 503 : false);
+    proxy.onForwarded = (_n, req) => (req.method === 'PUT' && /^\/admin\/user\?(.*&)?key=/.test(req.url ?? '') ? 503 : false);
     try {
       const before = await fx.user(uid('bob'));
       const key = (await flaky.read({ credentials })).resources.find((r) => r.address === 'onprem:key/bob')!;

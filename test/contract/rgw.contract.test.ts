@@ -1,6 +1,5 @@
 import { createRgwBackend } from '../../src/backends/rgw/driver.js';
-import { newKey } from '../../src/backends/rgw/kinds/keys.js';
-import { rgwFixture } from '../support/rgw.js';
+import { newKey, rgwFixture } from '../support/rgw.js';
 import { describeBackendContract } from './backend-contract.js';
 
 describeBackendContract('rgw', async () => {

@@ -2,7 +2,7 @@
 // admin key (DATAGRANT_TEST_RGW_*). Each test file works under a user prefix and bucket names of
 // its own and removes them afterwards; test files run in parallel against one gateway. There is no
 // skipping: without a gateway the tests fail, loudly.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import {
   CreateBucketCommand,
   DeleteBucketCommand,
@@ -37,6 +37,13 @@ export function testRgw(): TestRgw {
 }
 
 export type Key = { accessKeyId: string; secretAccessKey: string };
+
+const draw = (alphabet: string, n: number) => Array.from({ length: n }, () => alphabet[randomInt(alphabet.length)]).join('');
+/** A key for what a test makes by hand (the gateway takes it as given). */
+export const newKey = (): Key => ({
+  accessKeyId: draw('ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', 20),
+  secretAccessKey: draw('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789', 40),
+});
 
 export function s3As(rgw: TestRgw, key: Key): S3Client {
   return new S3Client({ region: rgw.region, endpoint: rgw.endpoint, forcePathStyle: true, credentials: key, maxAttempts: 1 });

@@ -1,27 +1,22 @@
-// S3 keys: the credential of each principal. datagrant makes the key (id and secret) and asks the
-// gateway to hold it, so that after a request whose answer was lost it knows exactly which key
-// that request may have made, and removes it before the error goes up: no key nobody recorded
-// is left working, and repeating the change is safe. Rotation makes a new key and leaves the old
-// one to a later delete, once its grace has passed. RGW keys have no status of their own: a
-// deactivated key (mass deprovisioning held for confirmation) is a suspended user.
+// S3 keys: the credential of each principal. The gateway makes each key (`generate-key`): the
+// admin ops API takes its parameters in the URL, which RGW writes to its request log, so a secret
+// datagrant made would be there. The secret comes back only in the answer. After a request whose
+// answer was lost, every key of the user that was not there before it is that request's (the
+// user's changes run one at a time): each is removed before the error goes up, so no key nobody
+// recorded is left working, and repeating the change is safe. Rotation makes a new key and leaves
+// the old one to a later delete, once its grace has passed. RGW keys have no status of their own:
+// a deactivated key (mass deprovisioning held for confirmation) is a suspended user.
 //
 // Each of these is a change to the user, which deletes its policies: they run in changeUser,
 // which puts the policies back.
-import { randomInt } from 'node:crypto';
 import { BackendError } from '../../../core/errors.js';
 import { subjectOf } from '../../../model/rgw.js';
 import { mayHaveTakenEffect, type RgwConnection } from '../connection.js';
 import { rgwErrorCode } from '../errors.js';
+import { fetchUser } from '../read.js';
 import type { UserRecord } from '../state.js';
 import { changeUser } from '../user-changes.js';
 import type { Handler } from './handler.js';
-
-const UPPER = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
-const MIXED = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-const draw = (alphabet: string, n: number) => Array.from({ length: n }, () => alphabet[randomInt(alphabet.length)]).join('');
-
-/** A key as AWS shapes them (what S3 clients expect): a 20-character id, a 40-character secret. */
-export const newKey = () => ({ accessKeyId: draw(UPPER, 20), secretAccessKey: draw(MIXED, 40) });
 
 export const keys: Handler<'key'> = {
   async execute(rgw, c) {
@@ -49,21 +44,34 @@ export const keys: Handler<'key'> = {
     // create, or replace (rotation)
     return changeUser(rgw, user, c.address, {
       run: async (before, touch) => {
-        const key = newKey();
         touch();
+        let answer: string;
         try {
-          await rgw.admin(
-            'PUT',
-            '/admin/user',
-            { key: '', uid, 'key-type': 's3', 'access-key': key.accessKeyId, 'secret-key': key.secretAccessKey },
-            `creating a key of user ${uid}`,
-          );
+          answer = await rgw.admin('PUT', '/admin/user', { key: '', uid, 'key-type': 's3', 'generate-key': 'true' }, `creating a key of user ${uid}`);
         } catch (e) {
-          // The gateway may hold the key without our having heard so. If removing it fails too,
-          // the next read finds a key the state has no record of, and the plan deletes it.
-          if (mayHaveTakenEffect(e)) await deleteKey(rgw, uid, key.accessKeyId).catch(() => undefined);
+          // The gateway may hold a key we never heard of. If removing it fails too, the next read
+          // finds a key the state has no record of, and the plan deletes it.
+          if (mayHaveTakenEffect(e)) await deleteNewKeys(rgw, user, before).catch(() => undefined);
           throw e;
         }
+        let made;
+        try {
+          made = newKeys(answer, before);
+        } catch (e) {
+          await deleteNewKeys(rgw, user, before);
+          throw e;
+        }
+        if (made.length !== 1) {
+          await deleteNewKeys(rgw, user, before);
+          throw new BackendError(
+            `${rgw.name}: ${c.address}: the gateway answered a key creation with ${made.length} new keys of user ${uid}; they were removed`,
+            rgw.name,
+            'UnexpectedKeys',
+            true,
+            c.address,
+          );
+        }
+        const key = made[0]!;
         await setSuspended(rgw, uid, before, suspend, touch);
         const createdAt = new Date().toISOString();
         return {
@@ -77,6 +85,30 @@ export const keys: Handler<'key'> = {
     });
   },
 };
+
+/**
+ * The keys in a key creation's answer (every S3 key of the user, with its secret) that the user
+ * did not hold before. The answer is never kept or shown: it holds the other keys' secrets too.
+ */
+function newKeys(answer: string, before: UserRecord): { accessKeyId: string; secretAccessKey: string }[] {
+  let listed: unknown;
+  try {
+    listed = JSON.parse(answer);
+  } catch {
+    throw new Error('the key creation answer is not JSON');
+  }
+  if (!Array.isArray(listed)) throw new Error('the key creation answer is not a list of keys');
+  return listed
+    .map((k: { access_key?: unknown; secret_key?: unknown }) => ({ accessKeyId: k?.access_key, secretAccessKey: k?.secret_key }))
+    .filter((k): k is { accessKeyId: string; secretAccessKey: string } => typeof k.accessKeyId === 'string' && typeof k.secretAccessKey === 'string')
+    .filter((k) => !before.keys.includes(k.accessKeyId));
+}
+
+/** Removes every key of the user that it did not hold before the change began. */
+async function deleteNewKeys(rgw: RgwConnection, principal: string, before: UserRecord): Promise<void> {
+  const now = await fetchUser(rgw, principal);
+  for (const id of now?.keys ?? []) if (!before.keys.includes(id)) await deleteKey(rgw, rgw.uid(principal), id);
+}
 
 /** Removes one key; one that is not there (or a user that is not) is removed already. */
 async function deleteKey(rgw: RgwConnection, uid: string, accessKeyId: string): Promise<void> {
