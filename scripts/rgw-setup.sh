@@ -41,7 +41,13 @@ flock 9
 
 alive() { [ -s "$DIR/run/$1.pid" ] && kill -0 "$(cat "$DIR/run/$1.pid")" 2>/dev/null; }
 
-answers() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$1/" 2>/dev/null | grep -q '^200$'; }
+# Whether the gateway at http://127.0.0.1:PORT answers a request with 200 (bash alone: a fresh
+# machine may have neither curl nor wget).
+answers() {
+  local port="${1##*:}" status
+  status=$(timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && head -n 1 <&3' "$port" 2>/dev/null) || return 1
+  [[ "$status" == "HTTP/1."?" 200"* ]]
+}
 
 if [ -s "$ENV_FILE" ] && alive mon.a && alive osd.0 && alive client.rgw.a; then
   # shellcheck disable=SC1090
@@ -68,8 +74,16 @@ done
 rm -rf "$DIR/mon" "$DIR/osd" "$DIR/run" "$DIR/log" "$DIR/rgw" "$DIR/monmap" "$ENV_FILE" "$CONF"
 mkdir -p "$DIR/mon" "$DIR/osd/ceph-0" "$DIR/run" "$DIR/log" "$DIR/rgw"
 
+# A loopback port nothing listens on, from the range the kernel does not hand out on its own.
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return
+    fi
+  done
 }
 MON_PORT="$(free_port)"
 RGW_PORT="$(free_port)"
