@@ -72,7 +72,13 @@ export const keys: Handler<'key'> = {
           );
         }
         const key = made[0]!;
-        await setSuspended(rgw, uid, before, suspend, touch);
+        try {
+          await setSuspended(rgw, uid, before, suspend, touch);
+        } catch (e) {
+          // A key the change does not report would be one nobody recorded.
+          await deleteKey(rgw, uid, key.accessKeyId).catch(() => undefined);
+          throw e;
+        }
         const createdAt = new Date().toISOString();
         return {
           secret: { ...key, endpoint: rgw.opts.endpoint, region: rgw.region },
