@@ -17,6 +17,7 @@ import { canonicalJson } from '../core/canonical.js';
 import { ApplyError, DatagrantError, StalePlanError } from '../core/errors.js';
 import type { ActualState, Change, Json, Notice, Plan, Resource } from '../core/types.js';
 import type { InvariantViolation } from '../model/access.js';
+import { DEFAULT_USER_PREFIX } from '../model/rgw.js';
 import { actualHash, attrsHash } from '../plan/diff.js';
 import { assertSpecInvariants, withholdBreaking } from '../compile/invariants.js';
 import { substitute, type SpecPositions } from '../spec/load.js';
@@ -144,6 +145,16 @@ export function storedSettings(name: string, b: BackendSpec, templates: Record<s
     }
     return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}), ...timeouts, ...fromEnv } };
   }
+  if (b.type === 'rgw') {
+    // The admin's secret only as its `${VAR}`: written out in the spec, it is not kept (the
+    // backend cannot then be torn down once removed from the spec, and says so when asked).
+    const { endpoint, region, accessKeyId, userPrefix } = b;
+    return {
+      name,
+      type: b.type,
+      settings: { endpoint, ...(region ? { region } : {}), accessKeyId, ...(userPrefix ? { userPrefix } : {}), ...timeouts, ...fromEnv },
+    };
+  }
   return {
     name,
     type: b.type,
@@ -195,6 +206,7 @@ function specOfStored(s: StoredBackend, env: NodeJS.ProcessEnv): BackendSpec {
 /** Where a backend's boundary is, in words, for messages about it. */
 function boundaryOf(name: string, b: BackendSpec): string {
   if (b.type === 'postgres') return `backend ${name} (${redactUrl(b.url)}${b.scope ? `, scope ${b.scope}` : ''})`;
+  if (b.type === 'rgw') return `backend ${name} (RGW users ${b.userPrefix ?? DEFAULT_USER_PREFIX}* at ${b.endpoint})`;
   return `backend ${name} (IAM path ${b.iamPath ?? '/datagrant/'}${b.assumeRole ? ` as ${b.assumeRole.roleArn}` : ''}${b.endpoint ? ` at ${b.endpoint}` : ''}${b.region ? `, ${b.region}` : ''})`;
 }
 
@@ -363,7 +375,7 @@ export async function converge(input: ConvergeOptions): Promise<ConvergeResult> 
       const lines = foreign.slice(0, 10).map((f) => `  ${f.address} (installation ${f.installation})`);
       throw new ForeignInstallationError(
         `${[...new Set(foreign.map((f) => boundaryOf(f.backend, backendSpecs[f.backend]!)))].join(', ')} holds ${foreign.length} object(s) of another datagrant installation:\n${lines.join('\n')}${foreign.length > 10 ? `\n  … and ${foreign.length - 10} more` : ''}\n` +
-          `This state is installation ${installation}. Two installations must not share a boundary: give this one its own iamPath (AWS) or scope (PostgreSQL), or share the other's state (DATAGRANT_STORE_URL). Nothing was changed.`,
+          `This state is installation ${installation}. Two installations must not share a boundary: give this one its own iamPath (AWS), scope (PostgreSQL) or userPrefix (RGW), or share the other's state (DATAGRANT_STORE_URL). Nothing was changed.`,
       );
     }
 

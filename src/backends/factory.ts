@@ -5,6 +5,8 @@ import { createAwsBackend } from './aws/driver.js';
 import type { Backend } from './backend.js';
 import { deadlinesOf } from './deadline.js';
 import { createPostgresBackend } from './postgres/driver.js';
+import { DEFAULT_USER_PREFIX } from '../model/rgw.js';
+import { createRgwBackend } from './rgw/driver.js';
 import { withRedaction } from './redact.js';
 import { DEFAULT_RETRY, withRetry } from './retry.js';
 
@@ -32,7 +34,17 @@ export function makeBackends(spec: Pick<Spec, 'backends'>, opts: BackendOptions 
             ...installation,
             deadlines,
           })
-        : createPostgresBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}), ...installation, deadlines });
+        : b.type === 'rgw'
+          ? createRgwBackend({
+              name,
+              endpoint: b.endpoint,
+              ...(b.region ? { region: b.region } : {}),
+              credentials: { accessKeyId: b.accessKeyId, secretAccessKey: b.secretAccessKey },
+              userPrefix: b.userPrefix ?? DEFAULT_USER_PREFIX,
+              ...installation,
+              deadlines,
+            })
+          : createPostgresBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}), ...installation, deadlines });
     if (opts.wrap) driver = opts.wrap(driver);
     out[name] = withRedaction(withRetry(driver, { ...DEFAULT_RETRY, maxAttempts: opts.maxAttempts ?? DEFAULT_RETRY.maxAttempts }));
   }

@@ -17,8 +17,11 @@ const AWS_SECRET = /(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/g;
  */
 const looksLikeSecret = (m: string) => /[A-Z]/.test(m) && /[a-z]/.test(m) && (/[0-9+]/.test(m) || !m.includes('/'));
 const URL_PASSWORD = /\b(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi;
-/** Fields of an issued secret that identify rather than authenticate (an access key id, a role name). */
-const IDENTIFIER_FIELD = /(^|_)(id|user|username|name)$|Id$/i;
+/**
+ * Fields of an issued secret that identify rather than authenticate (an access key id, a role
+ * name), or say where it is used (an RGW key's endpoint and region, named in deadline messages).
+ */
+const IDENTIFIER_FIELD = /(^|_)(id|user|username|name|endpoint|region)$|Id$/i;
 const MIN_SECRET_LENGTH = 8;
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -6,6 +6,7 @@ import { expiresInstant, type Spec } from '../spec/schema.js';
 import { compileAws } from './aws/compile.js';
 import { sharedAccountProblems } from './aws/quotas.js';
 import { compilePostgres } from './postgres/compile.js';
+import { compileRgw } from './rgw/compile.js';
 
 /** Backend types with a compiler; a backend type without one compiles to nothing. */
 export type BackendCompiler = (
@@ -17,6 +18,7 @@ export type BackendCompiler = (
 const COMPILERS: Record<string, BackendCompiler> = {
   aws: compileAws,
   postgres: compilePostgres,
+  rgw: compileRgw,
 };
 
 export const EXPIRY_WARNING_DAYS = 7;

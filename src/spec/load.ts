@@ -276,12 +276,15 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, original
 const REQUIRED_HINTS: Record<string, string> = {
   version: 'the spec format version: 1',
   backends: 'a mapping of backend names to { type: aws } or { type: postgres, url: ... }',
-  'backends.type': 'aws or postgres',
+  'backends.type': 'aws, postgres or rgw',
   'principals.type': 'person or service',
   access: 'read, write or admin',
   dataset: 'the name of a dataset under datasets',
   backend: 'the name of a backend under backends',
   url: 'a postgres:// URL, or ${VAR} to read it from the environment',
+  accessKeyId: "the RGW admin user's access key id, or ${VAR} to read it from the environment",
+  secretAccessKey: "${VAR}, to read the RGW admin user's secret key from the environment",
+  endpoint: 'the http(s) URL of the gateway',
 };
 
 const KINDS: Record<string, string> = {
@@ -298,7 +301,8 @@ const KEYS: Record<string, string> = {
   // Read off the schema, so a new setting or principal key is never missing from the help.
   settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
   'settings.*.#': 'name, issuer, audience, claim, algorithms, unverifiedEmail',
-  'backends.*': 'type, region, iamPath, endpoint, timeouts, quotas, assumeRole (aws); type, url, scope, timeouts (postgres)',
+  'backends.*':
+    'type, region, iamPath, endpoint, timeouts, quotas, assumeRole (aws); type, url, scope, timeouts (postgres); type, endpoint, region, accessKeyId, secretAccessKey, userPrefix, timeouts (rgw)',
   'backends.*.timeouts': 'connect, request',
   'backends.*.assumeRole': 'roleArn, externalId, sessionName',
   'backends.*.quotas': 'users, groups, policies, roles',
@@ -315,7 +319,7 @@ const KEYS: Record<string, string> = {
 function allowedKeys(path: readonly PathKey[], value: unknown): string | undefined {
   const shape = path.map((p, i) => (typeof p === 'number' ? '#' : i === 1 ? '*' : p)).join('.');
   const v = value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
-  if (shape === 'backends.*' && (v.type === 'aws' || v.type === 'postgres')) return KINDED_KEYS[`backend.${v.type}`];
+  if (shape === 'backends.*' && (v.type === 'aws' || v.type === 'postgres' || v.type === 'rgw')) return KINDED_KEYS[`backend.${v.type}`];
   if (shape === 'datasets.*' && ('bucket' in v || 'database' in v)) return KINDED_KEYS['bucket' in v ? 'dataset.aws' : 'dataset.postgres'];
   return KEYS[shape];
 }
@@ -323,6 +327,7 @@ function allowedKeys(path: readonly PathKey[], value: unknown): string | undefin
 const KINDED_KEYS: Record<string, string> = {
   'backend.aws': 'type, region, iamPath, endpoint, timeouts, quotas, assumeRole',
   'backend.postgres': 'type, url, scope, timeouts',
+  'backend.rgw': 'type, endpoint, region, accessKeyId, secretAccessKey, userPrefix, timeouts',
   'dataset.aws': 'backend, bucket, prefix, description',
   'dataset.postgres': 'backend, database, schema, tables, description',
 };

@@ -219,8 +219,29 @@ const postgresBackend = z.strictObject({
   timeouts: timeoutsSchema.optional(),
 });
 
-export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresBackend], {
-  error: (issue) => (issue.code === 'invalid_union' ? 'backend type must be one of: aws, postgres' : undefined),
+/**
+ * A Ceph RADOS gateway (on-prem S3). Its users are datagrant's when their uid starts with
+ * `userPrefix` and their display name carries datagrant's marker; two installations sharing one
+ * gateway use different prefixes. The admin user's key is read from the environment (`${VAR}`).
+ */
+const rgwBackend = z.strictObject({
+  type: z.literal('rgw'),
+  /** The gateway's S3 endpoint; its admin ops API and IAM API are served there too. */
+  endpoint: z.string().regex(/^https?:\/\/[^\s/?#]+\/?$/, 'must be the http(s) URL of the gateway, such as http://rgw.example:7480'),
+  /** The region requests are signed for, and that exported credentials name (default us-east-1). */
+  region: z.string().min(1).optional(),
+  accessKeyId: z.string().min(1, "accessKeyId must not be empty (the admin user's key, ${VAR} to read it from the environment)"),
+  secretAccessKey: z.string().min(1, 'secretAccessKey must not be empty (write ${VAR} to read it from the environment)'),
+  /** The ownership boundary: the uid prefix of every user datagrant makes (default dg-). */
+  userPrefix: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/, 'userPrefix may contain only letters, digits, . _ - (at most 32, starting with a letter or digit)')
+    .optional(),
+  timeouts: timeoutsSchema.optional(),
+});
+
+export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresBackend, rgwBackend], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'backend type must be one of: aws, postgres, rgw' : undefined),
 });
 
 const s3Dataset = z.strictObject({
@@ -477,6 +498,7 @@ export type Grant = z.output<typeof grantSchema>;
 export type BackendSpec = z.output<typeof backendSchema>;
 export type AwsBackendSpec = Extract<BackendSpec, { type: 'aws' }>;
 export type PostgresBackendSpec = Extract<BackendSpec, { type: 'postgres' }>;
+export type RgwBackendSpec = Extract<BackendSpec, { type: 'rgw' }>;
 export type TimeoutsSpec = z.output<typeof timeoutsSchema>;
 export type QuotasSpec = z.output<typeof quotasSchema>;
 export type AssumeRoleSpec = z.output<typeof assumeRoleSchema>;

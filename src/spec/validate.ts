@@ -45,15 +45,15 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
       problems.push(
         src.problem(
           ['datasets', name, 'backend'],
-          `dataset ${JSON.stringify(name)} has a bucket, so it needs an aws backend, but backend ${JSON.stringify(ds.backend)} is postgres; use an aws backend, or give database and schema instead of bucket`,
+          `dataset ${JSON.stringify(name)} has a bucket, so it needs an aws or rgw backend, but backend ${JSON.stringify(ds.backend)} is postgres; use an aws or rgw backend, or give database and schema instead of bucket`,
         ),
       );
     }
-    if (has(ds, 'database') && !has(ds, 'bucket') && backend.type === 'aws') {
+    if (has(ds, 'database') && !has(ds, 'bucket') && (backend.type === 'aws' || backend.type === 'rgw')) {
       problems.push(
         src.problem(
           ['datasets', name, 'backend'],
-          `dataset ${JSON.stringify(name)} has a database, so it needs a postgres backend, but backend ${JSON.stringify(ds.backend)} is aws; use a postgres backend, or give bucket (and prefix) instead of database`,
+          `dataset ${JSON.stringify(name)} has a database, so it needs a postgres backend, but backend ${JSON.stringify(ds.backend)} is ${backend.type}; use a postgres backend, or give bucket (and prefix) instead of database`,
         ),
       );
     }

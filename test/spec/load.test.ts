@@ -82,7 +82,7 @@ describe('a spec with many problems', () => {
     ['3:40', 'backends.aws.colour', /^unknown key "colour"; allowed: type, region, iamPath, endpoint, timeouts, quotas, assumeRole$/],
     ['4:37', 'backends.warehouse.url', /^environment variable WAREHOUSE_URL is not set/],
     ['7:22', 'datasets.orphan.backend', /^backend "nowhere" is not defined; defined backends: aws, warehouse$/],
-    ['8:24', 'datasets.s3-on-pg.backend', /has a bucket, so it needs an aws backend, but backend "warehouse" is postgres/],
+    ['8:24', 'datasets.s3-on-pg.backend', /has a bucket, so it needs an aws or rgw backend, but backend "warehouse" is postgres/],
     ['9:24', 'datasets.pg-on-s3.backend', /has a database, so it needs a postgres backend, but backend "aws" is aws/],
     ['10:39', 'datasets.Bad_Bucket.bucket', /not a valid S3 bucket name \(3-63 lowercase letters.*\(got "Not_A_Bucket"\)$/],
     ['11:3', '', /^duplicate key "training-data": each key may appear only once/],
@@ -303,7 +303,7 @@ describe('single problems', () => {
       MINIMAL.replace('aws: { type: aws }', 'aws: { region: eu-west-1 }'),
       {},
       '3:3 backends.aws',
-      /^missing required key "type" \(aws or postgres\)$/,
+      /^missing required key "type" \(aws, postgres or rgw\)$/,
     ],
     [
       'groups given as text, not a list',

@@ -91,13 +91,23 @@ export async function credentialsShow(io: Io, opts: CommonOptions & { name: stri
 
 export function formatSecret(format: ExportFormat, name: string, secret: Record<string, string>): string {
   const isAws = 'secretAccessKey' in secret;
+  // An S3 key of an on-prem gateway (rgw) says where it works: SDKs and the AWS CLI read these.
+  const { endpoint, region } = secret;
+  const at = endpoint
+    ? {
+        json: { Endpoint: endpoint, Region: region },
+        env: `AWS_ENDPOINT_URL=${endpoint}\nAWS_REGION=${region}\n`,
+        profile: `endpoint_url = ${endpoint}\nregion = ${region}\n`,
+      }
+    : undefined;
   if (format === 'json') {
     // For AWS this is the `credential_process` shape, so the CLI and SDKs can call us directly.
-    return `${JSON.stringify(isAws ? { Version: 1, AccessKeyId: secret.accessKeyId, SecretAccessKey: secret.secretAccessKey } : secret)}\n`;
+    return `${JSON.stringify(isAws ? { Version: 1, AccessKeyId: secret.accessKeyId, SecretAccessKey: secret.secretAccessKey, ...at?.json } : secret)}\n`;
   }
   if (isAws) {
-    if (format === 'env') return `AWS_ACCESS_KEY_ID=${secret.accessKeyId}\nAWS_SECRET_ACCESS_KEY=${secret.secretAccessKey}\n`;
-    if (format === 'aws-profile') return `[${name}]\naws_access_key_id = ${secret.accessKeyId}\naws_secret_access_key = ${secret.secretAccessKey}\n`;
+    if (format === 'env') return `AWS_ACCESS_KEY_ID=${secret.accessKeyId}\nAWS_SECRET_ACCESS_KEY=${secret.secretAccessKey}\n${at?.env ?? ''}`;
+    if (format === 'aws-profile')
+      return `[${name}]\naws_access_key_id = ${secret.accessKeyId}\naws_secret_access_key = ${secret.secretAccessKey}\n${at?.profile ?? ''}`;
     throw new UsageError(`format ${format} is for PostgreSQL credentials; for an AWS key use env, aws-profile or json`);
   }
   const { username = '', password = '', host = '', port = '5432', database = '' } = secret;
