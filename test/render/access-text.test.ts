@@ -43,10 +43,7 @@ describe('the text report', () => {
 
   test('a path datagrant did not make, on one of its principals, is marked and is a difference', () => {
     const drift = row({
-      actual: [
-        { via: 'GRANT SELECT ON hr.t TO ana', managed: true },
-        { via: 'member of role hand_made' },
-      ],
+      actual: [{ via: 'GRANT SELECT ON hr.t TO ana', managed: true }, { via: 'member of role hand_made' }],
     });
     const text = renderAccessText(report([drift]));
     expect(text).toMatch(/! read\s+ana\s+both/);
