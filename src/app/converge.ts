@@ -133,7 +133,7 @@ export function storedSettings(name: string, b: BackendSpec, templates: Record<s
   const timeouts: { [key: string]: Json } = t
     ? { timeouts: { ...(t.connect ? { connect: t.connect } : {}), ...(t.request ? { request: t.request } : {}) } }
     : {};
-  if (b.type === 'postgres') {
+  if (b.type === 'postgres' || b.type === 'mysql') {
     let url: string;
     try {
       const u = new URL(b.url);
@@ -142,7 +142,8 @@ export function storedSettings(name: string, b: BackendSpec, templates: Record<s
     } catch {
       url = redactUrl(b.url);
     }
-    return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}), ...timeouts, ...fromEnv } };
+    const host: { [key: string]: Json } = b.type === 'mysql' && b.host !== undefined ? { host: b.host } : {};
+    return { name, type: b.type, settings: { url, ...host, ...(b.scope ? { scope: b.scope } : {}), ...timeouts, ...fromEnv } };
   }
   return {
     name,
@@ -195,6 +196,7 @@ function specOfStored(s: StoredBackend, env: NodeJS.ProcessEnv): BackendSpec {
 /** Where a backend's boundary is, in words, for messages about it. */
 function boundaryOf(name: string, b: BackendSpec): string {
   if (b.type === 'postgres') return `backend ${name} (${redactUrl(b.url)}${b.scope ? `, scope ${b.scope}` : ''})`;
+  if (b.type === 'mysql') return `backend ${name} (${redactUrl(b.url)}, accounts @${b.host ?? '%'}${b.scope ? `, scope ${b.scope}` : ''})`;
   return `backend ${name} (IAM path ${b.iamPath ?? '/datagrant/'}${b.assumeRole ? ` as ${b.assumeRole.roleArn}` : ''}${b.endpoint ? ` at ${b.endpoint}` : ''}${b.region ? `, ${b.region}` : ''})`;
 }
 
