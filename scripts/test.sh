@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need, then runs all of them: lint, type-check, unit, contract and
-# end-to-end tests against moto (started per test file) and a real PostgreSQL server.
+# end-to-end tests against moto (started per test file), a real PostgreSQL server and a private
+# MariaDB server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Node 22+ (Node 24 from the npm registry when the machine's is older).
@@ -13,6 +14,9 @@ bash scripts/ensure-moto.sh
 # PostgreSQL: installed and started if missing; its last line is DATAGRANT_TEST_PG_URL=...
 pg_line=$(bash scripts/pg-setup.sh | tail -n 1)
 case "$pg_line" in DATAGRANT_TEST_PG_URL=*) export "${pg_line?}" ;; *) echo "error: scripts/pg-setup.sh did not print DATAGRANT_TEST_PG_URL" >&2; exit 1 ;; esac
+# MariaDB: installed if missing, a private server started on a free port; last line DATAGRANT_TEST_MYSQL_URL=...
+mysql_line=$(bash scripts/mysql-setup.sh | tail -n 1)
+case "$mysql_line" in DATAGRANT_TEST_MYSQL_URL=*) export "${mysql_line?}" ;; *) echo "error: scripts/mysql-setup.sh did not print DATAGRANT_TEST_MYSQL_URL" >&2; exit 1 ;; esac
 
 npm run lint
 npm run typecheck
