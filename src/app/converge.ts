@@ -119,7 +119,7 @@ export const MASS_FRACTION = 0.25;
 export const MASS_MINIMUM = 5;
 
 /** The kinds that stand for a principal (the unit that holds credentials) per backend type. */
-const isPrincipalObject = (r: Resource) => r.kind === 'user' || (r.kind === 'role' && r.attrs.login === true);
+const isPrincipalObject = (r: Resource) => r.kind === 'user' || r.kind === 'account' || (r.kind === 'role' && r.attrs.login === true);
 
 /**
  * A backend's settings as the store keeps them: enough to reach it again, never a secret. A value
@@ -258,8 +258,8 @@ function massEvents(plan: Plan, actual: Record<string, ActualState>): MassEvent[
 
 /**
  * Serve's answer to a mass event: access ends now, reversibly — memberships, attachments, inline
- * policies and grants go, keys are set inactive, PostgreSQL logins are disabled (and their sessions
- * ended) — while deleting users, keys and roles waits for a person.
+ * policies and grants go, keys are set inactive, PostgreSQL logins are disabled and MariaDB accounts
+ * locked (and their sessions ended) — while deleting users, keys, roles and accounts waits for a person.
  */
 function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[] } {
   const who = new Map(events.map((e) => [e.backend, new Set(e.principals)]));
@@ -288,6 +288,16 @@ function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[]
           reason: 'mass deprovisioning: key deactivated, deletion held for confirmation',
         });
       }
+    } else if (c.kind === 'account' && b.attrs.locked === false) {
+      held.push(c);
+      changes.push({
+        ...c,
+        action: 'update',
+        // Its role goes with this plan, so it keeps none: nothing to log in with, nothing held.
+        after: kept(b, { ...b.attrs, locked: true, roles: [], defaultRole: null }),
+        drift: false,
+        reason: 'mass deprovisioning: account locked, deletion held for confirmation',
+      });
     } else if (c.kind === 'role' && b.attrs.login === true) {
       held.push(c);
       changes.push({
