@@ -45,7 +45,7 @@ function parseMarker(value: MarkerValue): Marker | undefined {
       return undefined;
     }
   }
-  return v && typeof v === 'object' && !Array.isArray(v) ? (v) : undefined;
+  return v && typeof v === 'object' && !Array.isArray(v) ? v : undefined;
 }
 
 /** The marker, if it is this scope's and carries no other installation's id; undefined: not ours. */

@@ -85,7 +85,7 @@ export class Connections {
       this.stats.requests++;
       const [results] = await c.query({ sql: statements.join(';\n'), timeout: this.#opts.deadlines.requestMs }, values);
       // One statement answers with its rows (or an OK packet); several with one entry each.
-      const all = (statements.length === 1 ? [results] : (results as unknown[]));
+      const all = statements.length === 1 ? [results] : (results as unknown[]);
       return all.map((r) => (Array.isArray(r) ? (r as Row[]) : []));
     };
     try {
