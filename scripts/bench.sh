@@ -15,6 +15,9 @@ node --import tsx bench/access.ts
 pg_line=$(bash scripts/pg-setup.sh | tail -n 1)
 export "${pg_line?}"
 node --import tsx bench/postgres.ts
+mysql_line=$(bash scripts/mysql-setup.sh | tail -n 1)
+export "${mysql_line?}"
+node --import tsx bench/mysql.ts
 # wrk loads the SCIM server from a process of its own (Debian's package).
 if ! command -v wrk >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
