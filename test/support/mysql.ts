@@ -95,8 +95,9 @@ export const expectLoginRefused = (user: { name: string; password: string }) =>
  * Unique databases, accounts and roles for one test file. Names start with the run's prefix;
  * `cleanup()` ends their sessions and drops them all, whoever made them (the test or datagrant).
  */
-export function mysqlFixture(prefix: string) {
-  const run = `${prefix}_${process.pid}_${randomBytes(3).toString('hex')}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+export function mysqlFixture(prefix: string, shared?: string) {
+  // `shared`: the run prefix of another fixture (pg's), so that names match across servers.
+  const run = shared ?? `${prefix}_${process.pid}_${randomBytes(3).toString('hex')}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
   return {
     run,
     /** A name unique to this run (an account, a role, a group or principal of a spec). */
