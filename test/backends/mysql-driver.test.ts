@@ -261,6 +261,30 @@ describe('a run that died half-way', () => {
   });
 });
 
+describe('sessions of accounts that lose access', () => {
+  test('an admin that could not end them is refused before it revokes anything', async () => {
+    // GIVEN an applied principal, and an admin of the same scope that may grant but not end sessions
+    const jon = fx.name('jon');
+    const text = specText(`  ${jon}: { type: service, grants: [{ dataset: f, access: read }] }`);
+    const { credentials } = await converge(driver(), text);
+    const weak = { name: fx.name('weak_admin'), password: `pw-${fx.run}` };
+    await mysqlAdmin(
+      `CREATE USER '${weak.name}'@'%' IDENTIFIED BY '${weak.password}'; GRANT CREATE USER ON *.* TO '${weak.name}'@'%';
+       GRANT SELECT, UPDATE ON mysql.* TO '${weak.name}'@'%'; GRANT ALL ON \`${db}\`.* TO '${weak.name}'@'%' WITH GRANT OPTION`,
+    );
+    const b = createMysqlBackend({ name: 'db', url: mysqlUrlFor(weak), scope: fx.run });
+    backends.push(b);
+    // WHEN it applies a spec without the grant
+    const actual = await b.read({ credentials });
+    const revoke = planOf(specText(`  ${jon}: { type: service, grants: [{ dataset: wh, access: read }] }`), actual, credentials).changes.find(
+      (c) => c.address === `db:grant/${jon}/${db}/read`,
+    )!;
+    // THEN the change fails saying what the admin lacks, and the principal still holds its grant
+    await expect(b.execute(revoke)).rejects.toThrow(/cannot end other accounts' sessions.*GRANT PROCESS, CONNECTION ADMIN/);
+    expect(changesOf(text, await driver().read({ credentials }), credentials)).toEqual([]);
+  });
+});
+
 describe('deadlines', () => {
   test('a server that accepts and never answers fails the read within the connect deadline, naming it', async () => {
     const hole = await startBlackHole();

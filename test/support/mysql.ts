@@ -87,9 +87,9 @@ export async function expectMysqlError(fn: () => Promise<unknown>, pattern: RegE
 export const expectDenied = (user: { name: string; password: string }, sql: string) =>
   expectMysqlError(() => mysqlQueryAs(user, sql), /command denied|Access denied for user/);
 
-/** The login itself is refused: a dropped account, a wrong or cleared password. */
+/** The login itself is refused: a dropped or locked account, a wrong or cleared password. */
 export const expectLoginRefused = (user: { name: string; password: string }) =>
-  expectMysqlError(async () => (await mysqlConnectAs(user)).end(), /Access denied for user/);
+  expectMysqlError(async () => (await mysqlConnectAs(user)).end(), /Access denied for user|this account is locked/);
 
 /**
  * Unique databases, accounts and roles for one test file. Names start with the run's prefix;
