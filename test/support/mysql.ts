@@ -87,6 +87,13 @@ export async function expectMysqlError(fn: () => Promise<unknown>, pattern: RegE
 export const expectDenied = (user: { name: string; password: string }, sql: string) =>
   expectMysqlError(() => mysqlQueryAs(user, sql), /command denied|Access denied for user/);
 
+/**
+ * A session the server ended: its next statement fails, however the client words it (the server's
+ * KILL notice may or may not arrive before the socket closes).
+ */
+export const expectSessionEnded = (c: mysql.Connection) =>
+  expectMysqlError(() => c.query('SELECT 1'), /closed state|Connection lost|server has gone away|killed|socket has been ended|ECONNRESET/i);
+
 /** The login itself is refused: a dropped or locked account, a wrong or cleared password. */
 export const expectLoginRefused = (user: { name: string; password: string }) =>
   expectMysqlError(async () => (await mysqlConnectAs(user)).end(), /Access denied for user|this account is locked/);
