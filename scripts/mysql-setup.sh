@@ -27,7 +27,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-running() { [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+client() { mariadb --protocol=socket --socket="$SOCKET" -uroot "$@"; }
+# Alive and answering on its socket: a pid file left by a server that died (its pid reused since)
+# does not count.
+running() { [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && [ -S "$SOCKET" ] && client -e 'SELECT 1' >/dev/null 2>&1; }
 
 if [ "${1:-}" = "--stop" ]; then
   if running; then
@@ -60,7 +63,6 @@ chown mysql:mysql "$RUN"
 exec 9>"$DIR/lock"
 flock 9
 
-client() { mariadb --protocol=socket --socket="$SOCKET" -uroot "$@"; }
 
 if ! running; then
   if [ ! -d "$DATA/mysql" ]; then
