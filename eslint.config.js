@@ -2,6 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const IO_MODULES = ['node:fs', 'node:fs/*', 'fs', 'node:net', 'node:http', 'node:https', 'node:child_process', '@aws-sdk/*', 'pg', 'better-sqlite3'];
+IO_MODULES.push('mysql2', 'mysql2/*');
 
 /**
  * One ESLint block per layer: imports of the folders above it are errors (any depth of ../), and

@@ -18,6 +18,9 @@ node --import tsx bench/postgres.ts
 rgw_lines=$(bash scripts/rgw-setup.sh | tail -n 3)
 while read -r line; do export "${line?}"; done <<<"$rgw_lines"
 node --import tsx bench/rgw.ts
+mysql_line=$(bash scripts/mysql-setup.sh | tail -n 1)
+export "${mysql_line?}"
+node --import tsx bench/mysql.ts
 # wrk loads the SCIM server from a process of its own (Debian's package).
 if ! command -v wrk >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need, then runs all of them: lint, type-check, unit, contract and
-# end-to-end tests against moto (started per test file), a real PostgreSQL server and a real Ceph
-# RADOS gateway, and the HTML reports in Debian's chromium.
+# end-to-end tests against moto (started per test file), a real PostgreSQL server, a real Ceph
+# RADOS gateway and a private MariaDB server, and the HTML reports in Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Node 22+ (Node 24 from the npm registry when the machine's is older).
@@ -19,6 +19,9 @@ case "$pg_line" in DATAGRANT_TEST_PG_URL=*) export "${pg_line?}" ;; *) echo "err
 # DATAGRANT_TEST_RGW_URL=..., DATAGRANT_TEST_RGW_ACCESS_KEY_ID=... and DATAGRANT_TEST_RGW_SECRET_ACCESS_KEY=...
 rgw_lines=$(bash scripts/rgw-setup.sh | tail -n 3)
 case "$rgw_lines" in DATAGRANT_TEST_RGW_URL=*) while read -r line; do export "${line?}"; done <<<"$rgw_lines" ;; *) echo "error: scripts/rgw-setup.sh did not print DATAGRANT_TEST_RGW_URL" >&2; exit 1 ;; esac
+# MariaDB: installed if missing, a private server started on a free port; last line DATAGRANT_TEST_MYSQL_URL=...
+mysql_line=$(bash scripts/mysql-setup.sh | tail -n 1)
+case "$mysql_line" in DATAGRANT_TEST_MYSQL_URL=*) export "${mysql_line?}" ;; *) echo "error: scripts/mysql-setup.sh did not print DATAGRANT_TEST_MYSQL_URL" >&2; exit 1 ;; esac
 
 npm run lint
 npm run typecheck

@@ -7,7 +7,7 @@ import { DatagrantError } from '../core/errors.js';
 import type { AccessDataset, AccessReading, AccessReport } from '../model/access.js';
 import { idlePrincipals } from '../compile/unused.js';
 import { accessReport, type AccessFilters } from '../plan/access.js';
-import { isS3Dataset, type BackendSpec, type Spec } from '../spec/schema.js';
+import { isPgDataset, isS3Dataset, type BackendSpec, type Spec } from '../spec/schema.js';
 import type { InstallationIdentity, SessionLog } from '../store/store.js';
 
 export interface AccessRunOptions {
@@ -29,7 +29,9 @@ export function datasetsOf(spec: Spec, backend: string): AccessDataset[] {
     out.push(
       isS3Dataset(ds)
         ? { name, bucket: ds.bucket, ...(ds.prefix !== undefined ? { prefix: ds.prefix } : {}) }
-        : { name, database: ds.database, schema: ds.schema, ...(ds.tables ? { tables: ds.tables } : {}) },
+        : isPgDataset(ds)
+          ? { name, database: ds.database, schema: ds.schema, ...(ds.tables ? { tables: ds.tables } : {}) }
+          : { name, database: ds.database, ...(ds.tables ? { tables: ds.tables } : {}) },
     );
   }
   return out;

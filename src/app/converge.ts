@@ -120,7 +120,7 @@ export const MASS_FRACTION = 0.25;
 export const MASS_MINIMUM = 5;
 
 /** The kinds that stand for a principal (the unit that holds credentials) per backend type. */
-const isPrincipalObject = (r: Resource) => r.kind === 'user' || (r.kind === 'role' && r.attrs.login === true);
+const isPrincipalObject = (r: Resource) => r.kind === 'user' || r.kind === 'account' || (r.kind === 'role' && r.attrs.login === true);
 
 /**
  * A backend's settings as the store keeps them: enough to reach it again, never a secret. A value
@@ -134,7 +134,7 @@ export function storedSettings(name: string, b: BackendSpec, templates: Record<s
   const timeouts: { [key: string]: Json } = t
     ? { timeouts: { ...(t.connect ? { connect: t.connect } : {}), ...(t.request ? { request: t.request } : {}) } }
     : {};
-  if (b.type === 'postgres') {
+  if (b.type === 'postgres' || b.type === 'mysql') {
     let url: string;
     try {
       const u = new URL(b.url);
@@ -143,7 +143,8 @@ export function storedSettings(name: string, b: BackendSpec, templates: Record<s
     } catch {
       url = redactUrl(b.url);
     }
-    return { name, type: b.type, settings: { url, ...(b.scope ? { scope: b.scope } : {}), ...timeouts, ...fromEnv } };
+    const host: { [key: string]: Json } = b.type === 'mysql' && b.host !== undefined ? { host: b.host } : {};
+    return { name, type: b.type, settings: { url, ...host, ...(b.scope ? { scope: b.scope } : {}), ...timeouts, ...fromEnv } };
   }
   if (b.type === 'rgw') {
     // The admin's secret only as its `${VAR}`: written out in the spec, it is not kept (the
@@ -207,6 +208,7 @@ function specOfStored(s: StoredBackend, env: NodeJS.ProcessEnv): BackendSpec {
 function boundaryOf(name: string, b: BackendSpec): string {
   if (b.type === 'postgres') return `backend ${name} (${redactUrl(b.url)}${b.scope ? `, scope ${b.scope}` : ''})`;
   if (b.type === 'rgw') return `backend ${name} (RGW users ${b.userPrefix ?? DEFAULT_USER_PREFIX}* at ${b.endpoint})`;
+  if (b.type === 'mysql') return `backend ${name} (${redactUrl(b.url)}, accounts @${b.host ?? '%'}${b.scope ? `, scope ${b.scope}` : ''})`;
   return `backend ${name} (IAM path ${b.iamPath ?? '/datagrant/'}${b.assumeRole ? ` as ${b.assumeRole.roleArn}` : ''}${b.endpoint ? ` at ${b.endpoint}` : ''}${b.region ? `, ${b.region}` : ''})`;
 }
 
@@ -268,8 +270,8 @@ function massEvents(plan: Plan, actual: Record<string, ActualState>): MassEvent[
 
 /**
  * Serve's answer to a mass event: access ends now, reversibly — memberships, attachments, inline
- * policies and grants go, keys are set inactive, PostgreSQL logins are disabled (and their sessions
- * ended) — while deleting users, keys and roles waits for a person.
+ * policies and grants go, keys are set inactive, PostgreSQL logins are disabled and MariaDB accounts
+ * locked (and their sessions ended) — while deleting users, keys, roles and accounts waits for a person.
  */
 function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[] } {
   const who = new Map(events.map((e) => [e.backend, new Set(e.principals)]));
@@ -298,6 +300,16 @@ function holdMass(plan: Plan, events: MassEvent[]): { plan: Plan; held: Change[]
           reason: 'mass deprovisioning: key deactivated, deletion held for confirmation',
         });
       }
+    } else if (c.kind === 'account' && b.attrs.locked === false) {
+      held.push(c);
+      changes.push({
+        ...c,
+        action: 'update',
+        // Its role goes with this plan, so it keeps none: nothing to log in with, nothing held.
+        after: kept(b, { ...b.attrs, locked: true, roles: [], defaultRole: null }),
+        drift: false,
+        reason: 'mass deprovisioning: account locked, deletion held for confirmation',
+      });
     } else if (c.kind === 'role' && b.attrs.login === true) {
       held.push(c);
       changes.push({

@@ -4,6 +4,7 @@ import { DEFAULT_IAM_PATH } from '../model/aws.js';
 import { createAwsBackend } from './aws/driver.js';
 import type { Backend } from './backend.js';
 import { deadlinesOf } from './deadline.js';
+import { createMysqlBackend } from './mysql/driver.js';
 import { createPostgresBackend } from './postgres/driver.js';
 import { DEFAULT_USER_PREFIX } from '../model/rgw.js';
 import { createRgwBackend } from './rgw/driver.js';
@@ -44,7 +45,9 @@ export function makeBackends(spec: Pick<Spec, 'backends'>, opts: BackendOptions 
               ...installation,
               deadlines,
             })
-          : createPostgresBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}), ...installation, deadlines });
+          : b.type === 'mysql'
+            ? createMysqlBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}), ...installation, deadlines })
+            : createPostgresBackend({ name, url: b.url, ...(b.scope ? { scope: b.scope } : {}), ...installation, deadlines });
     if (opts.wrap) driver = opts.wrap(driver);
     out[name] = withRedaction(withRetry(driver, { ...DEFAULT_RETRY, maxAttempts: opts.maxAttempts ?? DEFAULT_RETRY.maxAttempts }));
   }

@@ -1,7 +1,7 @@
 // Secrets never leave a backend inside an error: a decorator that scrubs every error the inner
 // backend throws (message, stack, and the chain of causes) of
 //  - every secret the backend has issued through it (ExecuteResult.secret), and
-//  - anything shaped like an AWS secret access key or the password of a `postgres://user:pass@` URL.
+//  - anything shaped like an AWS secret access key or the password of a `postgres://` or `mysql://user:pass@` URL.
 import type { Backend, BackendStats, ExecuteResult, IssuedBackendSession, ReadOptions, SessionIssueRequest } from './backend.js';
 import type { ActualState, Change } from '../core/types.js';
 import type { AccessQuery, AccessReading } from '../model/access.js';
@@ -16,7 +16,7 @@ const AWS_SECRET = /(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/g;
  * datagrant issued are removed by value anyway.
  */
 const looksLikeSecret = (m: string) => /[A-Z]/.test(m) && /[a-z]/.test(m) && (/[0-9+]/.test(m) || !m.includes('/'));
-const URL_PASSWORD = /\b(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi;
+const URL_PASSWORD = /\b((?:postgres(?:ql)?|mysql):\/\/[^:/@\s]*:)[^@\s]*@/gi;
 /**
  * Fields of an issued secret that identify rather than authenticate (an access key id, a role
  * name), or say where it is used (an RGW key's endpoint and region, named in deadline messages).

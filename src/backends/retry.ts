@@ -37,8 +37,10 @@ export const DEFAULT_RETRY: RetryOptions = { maxAttempts: 6, baseMs: 100, maxMs:
 // Faults are classified here, once, for every driver: a driver turns its client's errors into
 // BackendErrors with these (AWS: aws/errors.ts), and the decorator below goes by them.
 
-// 53300: PostgreSQL's too_many_connections (for the server, or for the role).
-const THROTTLE_CODE = /^(Throttl\w*|RequestLimitExceeded|TooManyRequests\w*|SlowDown|RequestThrottled\w*|ProvisionedThroughputExceeded|53300)$/;
+// 53300: PostgreSQL's too_many_connections (for the server, or for the role); ER_CON_COUNT_ERROR and
+// ER_TOO_MANY_USER_CONNECTIONS / ER_USER_LIMIT_REACHED: MariaDB's (the server's, an account's).
+const THROTTLE_CODE =
+  /^(Throttl\w*|RequestLimitExceeded|TooManyRequests\w*|SlowDown|RequestThrottled\w*|ProvisionedThroughputExceeded|53300|ER_CON_COUNT_ERROR|ER_TOO_MANY_USER_CONNECTIONS|ER_USER_LIMIT_REACHED)$/;
 // Node's and undici's codes for a connection that could not be made, or broke half-way.
 const NETWORK_CODE = /^(ECONNRESET|ECONNREFUSED|ECONNABORTED|ETIMEDOUT|EPIPE|EAI_AGAIN|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|UND_ERR_\w+)$/;
 // What clients say of such a connection when they give no code (pg's "Connection terminated").

@@ -5,6 +5,7 @@ import type { SessionFact } from '../model/session.js';
 import { expiresInstant, type Spec } from '../spec/schema.js';
 import { compileAws } from './aws/compile.js';
 import { sharedAccountProblems } from './aws/quotas.js';
+import { compileMysql } from './mysql/compile.js';
 import { compilePostgres } from './postgres/compile.js';
 import { compileRgw } from './rgw/compile.js';
 
@@ -19,6 +20,7 @@ const COMPILERS: Record<string, BackendCompiler> = {
   aws: compileAws,
   postgres: compilePostgres,
   rgw: compileRgw,
+  mysql: compileMysql,
 };
 
 export const EXPIRY_WARNING_DAYS = 7;
@@ -102,7 +104,7 @@ export { sessionTarget, type SessionTarget } from './sessions.js';
 
 /**
  * The next instant after `now` at which the desired state changes by itself: a grant's expiry (on
- * PostgreSQL, access ends only when it is applied) or the end of a recorded session (a PostgreSQL
+ * PostgreSQL and MariaDB, access ends only when it is applied) or the end of a recorded session (a PostgreSQL
  * login's open connections outlive its VALID UNTIL until it is dropped; a revocation ends).
  * serve reconciles then, not only at its interval.
  */

@@ -95,7 +95,10 @@ export interface CredentialUsage {
 }
 
 /** A dataset as a backend's access reader needs it (the spec's dataset, named). */
-export type AccessDataset = { name: string; bucket: string; prefix?: string } | { name: string; database: string; schema: string; tables?: string[] };
+export type AccessDataset =
+  | { name: string; bucket: string; prefix?: string }
+  | { name: string; database: string; schema: string; tables?: string[] }
+  | { name: string; database: string; tables?: string[] };
 
 export interface AccessQuery {
   /** The spec's datasets on this backend. */

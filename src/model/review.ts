@@ -7,7 +7,11 @@ export type ReviewVerdict = 'keep' | 'revoke';
 export const REVIEW_VERDICTS: readonly ReviewVerdict[] = ['keep', 'revoke'];
 
 /** Where a dataset of the population is, as the spec said when the review started. */
-export type ReviewDataset = { backend: string; bucket: string; prefix?: string } | { backend: string; database: string; schema: string; tables?: string[] };
+export type ReviewDataset =
+  | { backend: string; bucket: string; prefix?: string }
+  | { backend: string; database: string; schema: string; tables?: string[] }
+  /** A MariaDB database: no schema level. */
+  | { backend: string; database: string; tables?: string[] };
 
 /** What an auditor checks the population against: where, when and how it was read. */
 export interface ReviewManifest {

@@ -89,7 +89,7 @@ function removersOf(path: AccessPath, row: AccessReportRow, principal: string, d
     if (group !== undefined) return is(pgAddress.membership(b, unquote(group), principal), 'change.delete');
     const own = /^GRANT .+ TO (.+)$/.exec(via);
     if ((own && unquote(own[1]!) === principal) || via.startsWith('default privileges: ')) {
-      if (!dataset || !('database' in dataset)) return undefined;
+      if (!dataset || !('database' in dataset) || !('schema' in dataset)) return undefined;
       const levels = [...new Set([row.level, LEVELS[0]!])];
       const addresses = new Set([
         ...levels.map((l) => pgAddress.grant(b, principal, dataset.database, dataset.schema, l)),

@@ -87,7 +87,7 @@ function renderChange(c: Change, color: boolean): string[] {
     }
     if (c.action === 'replace' && c.kind === 'key') lines.push(`${indent}(a new key is issued; the old one stays valid for the rotation grace period)`);
     if (c.action === 'replace' && c.kind === 'password')
-      lines.push(`${indent}(a new password is set; the old one stops working at once: a PostgreSQL role holds one password)`);
+      lines.push(`${indent}(a new password is set; the old one stops working at once: a PostgreSQL role or MariaDB account holds one password)`);
   }
   lines.push('');
   return lines;

@@ -27,6 +27,60 @@ export function pgRoleNameProblem(name: string): string | undefined {
   return undefined;
 }
 
+/** MariaDB's limits on database and table names, in characters. */
+export const MYSQL_IDENTIFIER_MAX_CHARS = 64;
+/** MariaDB 10.11 holds user and role names of up to 128 characters. */
+export const MYSQL_ACCOUNT_NAME_MAX_CHARS = 128;
+/** The host part of an account (`'name'@'<host>'`). */
+export const MYSQL_HOST_MAX_CHARS = 255;
+
+/** Role names MariaDB refuses (`NONE`, and `PUBLIC` from 10.11's successors on), in any case. */
+const MYSQL_RESERVED_ROLES = new Set(['none', 'public']);
+
+function mysqlTextProblem(value: string): string | undefined {
+  if (value.includes('\0')) return 'contains a NUL character, which MariaDB names cannot hold';
+  for (const ch of value) {
+    const code = ch.codePointAt(0)!;
+    if (code > 0xffff) return `contains ${JSON.stringify(ch)} (U+${code.toString(16).toUpperCase()}), outside what MariaDB's system tables hold (utf8mb3)`;
+    if (code < 0x20 || code === 0x7f)
+      return `contains the control character U+${code.toString(16).toUpperCase().padStart(4, '0')}, which is invisible in review`;
+  }
+  return undefined;
+}
+
+/**
+ * Why `value` cannot be a MariaDB database or table name, or undefined. A backslash is refused in
+ * database names: GRANT … ON db.* reads \\ as the escape of its wildcards (_ and %), so the name
+ * could not be said exactly.
+ */
+export function mysqlIdentifierProblem(value: string, what: 'database' | 'table'): string | undefined {
+  const chars = [...value].length;
+  if (chars > MYSQL_IDENTIFIER_MAX_CHARS) return `is ${chars} characters long; MariaDB ${what} names hold at most ${MYSQL_IDENTIFIER_MAX_CHARS}`;
+  if (value.endsWith(' ')) return `ends with a space, which MariaDB ${what} names cannot`;
+  if (what === 'database' && value.includes('\\')) return 'contains a backslash, which GRANT reads as an escape in database names';
+  return mysqlTextProblem(value);
+}
+
+/** Why `name` cannot be a MariaDB user or role name, or undefined. */
+export function mysqlAccountNameProblem(name: string): string | undefined {
+  const chars = [...name].length;
+  if (chars > MYSQL_ACCOUNT_NAME_MAX_CHARS) return `is ${chars} characters long; MariaDB user and role names hold at most ${MYSQL_ACCOUNT_NAME_MAX_CHARS}`;
+  if (MYSQL_RESERVED_ROLES.has(name.toLowerCase())) return 'is a role name MariaDB reserves';
+  return mysqlTextProblem(name);
+}
+
+/**
+ * Why `host` cannot be the host part of datagrant's accounts, or undefined: a host name, an IP
+ * address, or a pattern of them with % and _ (`%`, `10.0.%`, `%.example.com`), or a netmask.
+ */
+export function mysqlHostProblem(host: string): string | undefined {
+  if (host.length === 0) return 'must not be empty; write % for any host';
+  if (host.length > MYSQL_HOST_MAX_CHARS) return `is ${host.length} characters long; MariaDB holds at most ${MYSQL_HOST_MAX_CHARS}`;
+  if (!/^[A-Za-z0-9.%_:/-]+$/.test(host))
+    return 'may contain only letters, digits and . % _ : / - (a host name, an address, a pattern such as 10.0.% or a netmask)';
+  return undefined;
+}
+
 /**
  * Rotation periods and grace periods are at most 10 years: every instant computed from them
  * (at plan, and at apply right after a new key exists) stays a real date.

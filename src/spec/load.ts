@@ -225,10 +225,10 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, original
       }
       continue;
     }
-    if (issue.code === 'invalid_union' && issue.errors.length === 2 && String(path[0]) === 'datasets') {
-      // Pick the branch the user meant (a bucket or a database) and report its own problems.
+    if (issue.code === 'invalid_union' && issue.errors.length === 3 && String(path[0]) === 'datasets') {
+      // Pick the branch the user meant (a bucket, a schema, or a database alone: mysql) and report its own problems.
       const value = valueAt(raw, path);
-      const branch = value && typeof value === 'object' ? ('bucket' in value ? 0 : 'database' in value ? 1 : -1) : -1;
+      const branch = value && typeof value === 'object' ? ('bucket' in value ? 0 : 'schema' in value ? 1 : 'database' in value ? 2 : -1) : -1;
       if (branch >= 0) {
         out.push(...zodProblems(issue.errors[branch]!, raw, original, src, path));
         continue;
@@ -275,13 +275,13 @@ function zodProblems(issues: readonly z.core.$ZodIssue[], raw: unknown, original
 /** What a required key holds, for the message when it is missing. */
 const REQUIRED_HINTS: Record<string, string> = {
   version: 'the spec format version: 1',
-  backends: 'a mapping of backend names to { type: aws } or { type: postgres, url: ... }',
-  'backends.type': 'aws, postgres or rgw',
+  backends: 'a mapping of backend names to { type: aws } or { type: postgres, url: ... } or { type: rgw, endpoint: ... } or { type: mysql, url: ... }',
+  'backends.type': 'aws, postgres, rgw or mysql',
   'principals.type': 'person or service',
   access: 'read, write or admin',
   dataset: 'the name of a dataset under datasets',
   backend: 'the name of a backend under backends',
-  url: 'a postgres:// URL, or ${VAR} to read it from the environment',
+  url: 'a postgres:// or mysql:// URL, or ${VAR} to read it from the environment',
   accessKeyId: "the RGW admin user's access key id, or ${VAR} to read it from the environment",
   secretAccessKey: "${VAR}, to read the RGW admin user's secret key from the environment",
   endpoint: 'the http(s) URL of the gateway',
@@ -302,11 +302,12 @@ const KEYS: Record<string, string> = {
   settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
   'settings.*.#': 'name, issuer, audience, claim, algorithms, unverifiedEmail',
   'backends.*':
-    'type, region, iamPath, endpoint, timeouts, quotas, assumeRole (aws); type, url, scope, timeouts (postgres); type, endpoint, region, accessKeyId, secretAccessKey, userPrefix, timeouts (rgw)',
+    'type, region, iamPath, endpoint, timeouts, quotas, assumeRole (aws); type, url, scope, timeouts (postgres); type, endpoint, region, accessKeyId, secretAccessKey, userPrefix, timeouts (rgw); type, url, host, scope, timeouts (mysql)',
   'backends.*.timeouts': 'connect, request',
   'backends.*.assumeRole': 'roleArn, externalId, sessionName',
   'backends.*.quotas': 'users, groups, policies, roles',
-  'datasets.*': 'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres)',
+  'datasets.*':
+    'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres); backend, database, tables, description (mysql)',
   'groups.*': 'description, grants',
   'groups.*.grants.#': 'dataset, access, expires',
   'principals.*': Object.keys(principalSchema.shape).join(', '),
@@ -319,8 +320,9 @@ const KEYS: Record<string, string> = {
 function allowedKeys(path: readonly PathKey[], value: unknown): string | undefined {
   const shape = path.map((p, i) => (typeof p === 'number' ? '#' : i === 1 ? '*' : p)).join('.');
   const v = value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
-  if (shape === 'backends.*' && (v.type === 'aws' || v.type === 'postgres' || v.type === 'rgw')) return KINDED_KEYS[`backend.${v.type}`];
-  if (shape === 'datasets.*' && ('bucket' in v || 'database' in v)) return KINDED_KEYS['bucket' in v ? 'dataset.aws' : 'dataset.postgres'];
+  if (shape === 'backends.*' && (v.type === 'aws' || v.type === 'postgres' || v.type === 'rgw' || v.type === 'mysql')) return KINDED_KEYS[`backend.${v.type}`];
+  if (shape === 'datasets.*' && ('bucket' in v || 'database' in v))
+    return KINDED_KEYS['bucket' in v ? 'dataset.aws' : 'schema' in v ? 'dataset.postgres' : 'dataset.database'];
   return KEYS[shape];
 }
 
@@ -328,8 +330,10 @@ const KINDED_KEYS: Record<string, string> = {
   'backend.aws': 'type, region, iamPath, endpoint, timeouts, quotas, assumeRole',
   'backend.postgres': 'type, url, scope, timeouts',
   'backend.rgw': 'type, endpoint, region, accessKeyId, secretAccessKey, userPrefix, timeouts',
+  'backend.mysql': 'type, url, host, scope, timeouts',
   'dataset.aws': 'backend, bucket, prefix, description',
   'dataset.postgres': 'backend, database, schema, tables, description',
+  'dataset.database': 'backend, database, tables, description (mysql); backend, database, schema, tables, description (postgres)',
 };
 
 /**

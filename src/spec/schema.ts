@@ -5,6 +5,8 @@ import {
   IAM_ACCOUNT_QUOTAS,
   MAX_DURATION_HELP,
   MAX_DURATION_SECONDS,
+  mysqlHostProblem,
+  mysqlIdentifierProblem,
   pgIdentifierProblem,
   S3_PREFIX_RE,
   s3PrefixProblem,
@@ -240,8 +242,27 @@ const rgwBackend = z.strictObject({
   timeouts: timeoutsSchema.optional(),
 });
 
-export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresBackend, rgwBackend], {
-  error: (issue) => (issue.code === 'invalid_union' ? 'backend type must be one of: aws, postgres, rgw' : undefined),
+const mysqlBackend = z.strictObject({
+  type: z.literal('mysql'),
+  url: z.string().min(1, 'url must not be empty (a mysql:// URL, or ${VAR} to read it from the environment)'),
+  /** The host part of every account datagrant makes (`'alice'@'<host>'`); default `%`, any host. */
+  host: z
+    .string()
+    .superRefine((value, ctx) => {
+      const problem = mysqlHostProblem(value);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
+  /** As for postgres: installations (or test runs) sharing one server each see only their own accounts. */
+  scope: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,40}$/, 'scope may contain only letters, digits, _ . - (at most 40)')
+    .optional(),
+  timeouts: timeoutsSchema.optional(),
+});
+
+export const backendSchema = z.discriminatedUnion('type', [awsBackend, postgresBackend, rgwBackend, mysqlBackend], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'backend type must be one of: aws, postgres, rgw, mysql' : undefined),
 });
 
 const s3Dataset = z.strictObject({
@@ -275,9 +296,26 @@ const pgDataset = z.strictObject({
   description: z.string().optional(),
 });
 
-export const datasetSchema = z.union([s3Dataset, pgDataset], {
+const mysqlName = (what: 'database' | 'table') =>
+  z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      const problem = mysqlIdentifierProblem(value, what);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    });
+
+/** A MariaDB database, all of it or some of its tables: MariaDB has no schemas inside a database. */
+const mysqlDataset = z.strictObject({
+  backend: z.string().min(1, 'backend must not be empty'),
+  database: mysqlName('database'),
+  tables: z.array(mysqlName('table')).min(1).optional(),
+  description: z.string().optional(),
+});
+
+export const datasetSchema = z.union([s3Dataset, pgDataset, mysqlDataset], {
   error: () =>
-    'a dataset needs `backend` plus either `bucket` (and optional `prefix`) for aws, or `database` and `schema` (and optional `tables`) for postgres',
+    'a dataset needs `backend` plus either `bucket` (and optional `prefix`) for aws, `database` and `schema` (and optional `tables`) for postgres, or `database` (and optional `tables`) for mysql',
 });
 
 export const groupSchema = z.strictObject({
@@ -499,12 +537,14 @@ export type BackendSpec = z.output<typeof backendSchema>;
 export type AwsBackendSpec = Extract<BackendSpec, { type: 'aws' }>;
 export type PostgresBackendSpec = Extract<BackendSpec, { type: 'postgres' }>;
 export type RgwBackendSpec = Extract<BackendSpec, { type: 'rgw' }>;
+export type MysqlBackendSpec = Extract<BackendSpec, { type: 'mysql' }>;
 export type TimeoutsSpec = z.output<typeof timeoutsSchema>;
 export type QuotasSpec = z.output<typeof quotasSchema>;
 export type AssumeRoleSpec = z.output<typeof assumeRoleSchema>;
 export type DatasetSpec = z.output<typeof datasetSchema>;
 export type S3DatasetSpec = Extract<DatasetSpec, { bucket: string }>;
-export type PgDatasetSpec = Extract<DatasetSpec, { database: string }>;
+export type PgDatasetSpec = Extract<DatasetSpec, { schema: string }>;
+export type MysqlDatasetSpec = Exclude<DatasetSpec, S3DatasetSpec | PgDatasetSpec>;
 export type PrincipalSpec = z.output<typeof principalSchema>;
 export type GroupSpec = z.output<typeof groupSchema>;
 export type InvariantSpec = z.output<typeof invariantSchema>;
@@ -514,6 +554,16 @@ export type OidcAlgorithm = (typeof OIDC_ALGORITHMS)[number];
 
 export function isS3Dataset(d: DatasetSpec): d is S3DatasetSpec {
   return 'bucket' in d;
+}
+
+/** A database schema: a PostgreSQL dataset. */
+export function isPgDataset(d: DatasetSpec): d is PgDatasetSpec {
+  return 'schema' in d && !isS3Dataset(d);
+}
+
+/** A database without a schema: a MariaDB/MySQL dataset. */
+export function isMysqlDataset(d: DatasetSpec): d is MysqlDatasetSpec {
+  return !isS3Dataset(d) && !('schema' in d);
 }
 
 function rawSeconds(d: string): number {

@@ -2,11 +2,11 @@
 // expiry dates. Pure; `now` is passed in.
 import type { SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
-import { pgRoleNameProblem } from './limits.js';
+import { mysqlAccountNameProblem, pgRoleNameProblem } from './limits.js';
 import type { SourceMap } from './load.js';
 import { knownAccessProblems } from './known-access.js';
 import { oidcProblems } from './oidc.js';
-import { expiresInstant, isRealInstant, type Grant, type Spec } from './schema.js';
+import { credentialsOf, expiresInstant, isRealInstant, type Grant, type Spec } from './schema.js';
 
 function list(names: Iterable<string>): string {
   const all = [...names].sort();
@@ -163,6 +163,7 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
 
   problems.push(...invariantProblems(spec, src, notices));
   problems.push(...pgRoleProblems(spec, src));
+  problems.push(...mysqlProblems(spec, src));
   problems.push(...oidcProblems(spec, src));
   problems.push(...knownAccessProblems(spec, src));
 
@@ -301,4 +302,118 @@ function invariantProblems(spec: Spec, src: SourceMap, notices: Notice[]): SpecP
     });
   }
   return problems;
+}
+
+/**
+ * What a mysql backend needs of the spec: a mysql:// URL, datasets of its own shape (a database,
+ * no schema), names MariaDB holds as accounts and roles, and long-lived passwords only. Every group
+ * and principal with a grant there becomes a role of that name (a principal also an account
+ * `'name'@'<host>'`): groups and principals share one role namespace, as on PostgreSQL.
+ */
+function mysqlProblems(spec: Spec, src: SourceMap): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  const mysqlBackends = new Set(
+    Object.entries(spec.backends)
+      .filter(([, b]) => b.type === 'mysql')
+      .map(([name]) => name),
+  );
+  for (const [name, b] of Object.entries(spec.backends)) {
+    const url = (b as { url?: unknown }).url;
+    if (b.type !== 'mysql' || typeof url !== 'string' || url === '') continue;
+    const problem = mysqlUrlProblem(url);
+    if (problem) problems.push(src.problem(['backends', name, 'url'], problem));
+  }
+  for (const [name, ds] of Object.entries(spec.datasets)) {
+    if (typeof ds.backend !== 'string' || !has(spec.backends, ds.backend)) continue;
+    const type = spec.backends[ds.backend]!.type;
+    const q = JSON.stringify;
+    if (type === 'mysql' && has(ds, 'bucket')) {
+      problems.push(
+        src.problem(
+          ['datasets', name, 'backend'],
+          `dataset ${q(name)} has a bucket, so it needs an aws backend, but backend ${q(ds.backend)} is mysql; give database (and tables) instead of bucket`,
+        ),
+      );
+    } else if (type === 'mysql' && has(ds, 'schema')) {
+      problems.push(
+        src.problem(
+          ['datasets', name, 'schema'],
+          `dataset ${q(name)} is on backend ${q(ds.backend)}, which is mysql: a MariaDB database has no schemas; remove schema (a mysql dataset is a database, optionally some of its tables)`,
+        ),
+      );
+    } else if (type === 'postgres' && has(ds, 'database') && !has(ds, 'schema') && !has(ds, 'bucket')) {
+      problems.push(
+        src.problem(['datasets', name], `dataset ${q(name)} is on backend ${q(ds.backend)}, which is postgres: it needs a schema as well as a database`, true),
+      );
+    }
+  }
+  if (mysqlBackends.size === 0) return problems;
+
+  const mysqlBackendOf = (g: Grant): string | undefined => {
+    if (typeof g.dataset !== 'string' || !has(spec.datasets, g.dataset)) return undefined;
+    const backend = spec.datasets[g.dataset]!.backend;
+    return typeof backend === 'string' && mysqlBackends.has(backend) ? backend : undefined;
+  };
+  const backendsOf = (grants: Grant[]) => new Set(grants.map(mysqlBackendOf).filter((b): b is string => b !== undefined));
+  const checkName = (what: 'group' | 'principal', name: string, backends: Set<string>) => {
+    const problem = mysqlAccountNameProblem(name);
+    if (!problem) return;
+    problems.push(
+      src.problem(
+        [what === 'group' ? 'groups' : 'principals', name],
+        `${what} name ${JSON.stringify(name)} ${problem}; it would be a MariaDB role on backend ${[...backends].sort().join(', ')}: rename the ${what}`,
+        true,
+      ),
+    );
+  };
+  const groupBackends = new Map<string, Set<string>>();
+  for (const [name, group] of Object.entries(spec.groups)) {
+    const backends = backendsOf(group.grants);
+    if (backends.size === 0) continue;
+    groupBackends.set(name, backends);
+    checkName('group', name, backends);
+  }
+  for (const [name, p] of Object.entries(spec.principals)) {
+    const backends = backendsOf(p.grants);
+    for (const g of p.groups) for (const b of (typeof g === 'string' && groupBackends.get(g)) || []) backends.add(b);
+    if (backends.size === 0) continue;
+    checkName('principal', name, backends);
+    const shared = [...(groupBackends.get(name) ?? [])].filter((b) => backends.has(b)).sort();
+    if (shared.length) {
+      problems.push(
+        src.problem(
+          ['principals', name],
+          `principal ${JSON.stringify(name)} and group ${JSON.stringify(name)} would be one MariaDB role on backend ${shared.join(', ')} (groups and principals share one role namespace there): rename one`,
+          true,
+        ),
+      );
+    }
+    if (credentialsOf(spec, p) === 'temporary') {
+      problems.push(
+        src.problem(
+          ['principals', name, ...(p.credentials ? ['credentials'] : [])],
+          `principal ${JSON.stringify(name)} has temporary credentials${p.credentials ? '' : ' (settings.credentials)'}, but backend ${[...backends].sort().join(', ')} is mysql, which issues long-lived passwords only; set credentials: key for this principal`,
+          !p.credentials,
+        ),
+      );
+    }
+  }
+  return problems;
+}
+
+/** As for postgres: the URL's value is never shown, only its scheme. */
+function mysqlUrlProblem(url: string): string | undefined {
+  const allowed = 'a mysql:// URL such as mysql://datagrant@db.example:3306 (or ${VAR} to read it from the environment)';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `url is not a URL; it must be ${allowed}`;
+  }
+  if (parsed.protocol !== 'mysql:') {
+    const scheme = /^[A-Za-z][A-Za-z0-9+.-]{0,20}:\/\//.exec(url)?.[0];
+    return `url must be ${allowed}${scheme ? ` (got a URL starting with ${scheme.toLowerCase()})` : ''}`;
+  }
+  if (!parsed.hostname) return `url names no host; it must be ${allowed}`;
+  return undefined;
 }

@@ -1,11 +1,13 @@
 // Issue 4: one spec whose group spans an S3 prefix and a PostgreSQL schema — one plan, one
 // apply, both enforced — proven by logging in with the issued password and using the issued key.
+// Issue 14: and a MariaDB database, in the same plan and apply.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { startMoto, type Moto } from '../support/moto.js';
 import { adminQuery, connectAs, expectLoginRefused, expectPermissionDenied, pgFixture, queryAs, urlFor } from '../support/pg.js';
 import type { Workspace } from '../support/cli.js';
+import { expectLoginRefused as expectMysqlLoginRefused, mysqlAdmin, mysqlFixture, mysqlQueryAs, mysqlUrlFor } from '../support/mysql.js';
 import { apply, canRead, cannotTouch, expectNoChanges, initWorkspace, issuedKey, keyIsDead, s3For, useMotoAdmin } from './aws-support.js';
 
 const fx = pgFixture('mixed');
@@ -17,6 +19,8 @@ const alice = fx.name('alice');
 const bob = fx.name('bob');
 const handmade = fx.role(fx.name('handmade'));
 const group = fx.name('ml');
+const my = mysqlFixture('mixed', fx.run);
+let mart: string;
 
 beforeAll(async () => {
   moto = await startMoto({ auth: true, managedPolicies: false });
@@ -31,8 +35,11 @@ beforeAll(async () => {
     CREATE ROLE "${handmade}" LOGIN PASSWORD 'handmade-pw'; GRANT CONNECT ON DATABASE "${db}" TO "${handmade}"; GRANT USAGE ON SCHEMA private TO "${handmade}"; GRANT SELECT ON private.p TO "${handmade}";`,
   );
   await adminQuery(other, 'CREATE TABLE t (id int)');
+  mart = await my.database('mart');
+  await mysqlAdmin(`CREATE TABLE \`${mart}\`.m (id int); INSERT INTO \`${mart}\`.m VALUES (5)`);
 });
 afterAll(async () => {
+  await my.cleanup();
   await fx.cleanup();
   await moto?.stop();
 });
@@ -42,14 +49,17 @@ const spec = (principals: string) => `version: 1
 backends:
   aws: { type: aws }
   warehouse: { type: postgres, url: "\${WAREHOUSE_URL}", scope: ${fx.run} }
+  mart: { type: mysql, url: "\${MART_URL}", scope: ${fx.run} }
 datasets:
   training-data: { backend: aws, bucket: ai-model-data, prefix: training/ }
   features: { backend: warehouse, database: ${db}, schema: features }
+  metrics: { backend: mart, database: ${mart} }
 groups:
   ${group}:
     grants:
       - { dataset: training-data, access: read }
       - { dataset: features, access: read }
+      - { dataset: metrics, access: read }
 principals:
 ${principals}`;
 
@@ -63,12 +73,15 @@ async function password(name: string): Promise<{ name: string; password: string 
 test('one group spanning S3 and PostgreSQL: one plan, one apply, both enforced; leaving revokes both', async () => {
   ws = await initWorkspace(spec(`  ${alice}: { type: person, groups: [${group}] }\n  ${bob}: { type: service, groups: [${group}] }\n`));
   ws.env.WAREHOUSE_URL = urlFor(db);
+  ws.env.MART_URL = mysqlUrlFor();
 
   const plan = await ws.run('plan', '--detailed-exitcode');
   expect(plan.code, plan.stderr).toBe(2);
   expect(plan.stdout).toContain(`+ aws:user/${alice}`);
   expect(plan.stdout).toContain(`+ warehouse:role/${alice}`);
   expect(plan.stdout).toContain(`+ warehouse:role/${group}`);
+  expect(plan.stdout).toContain(`+ mart:account/${alice}`);
+  expect(plan.stdout).not.toMatch(/mysql:\/\/[^\s]*:[^\s]*@/);
   expect(plan.stdout).not.toContain(handmade);
   expect(plan.stdout).not.toMatch(/postgres:\/\/[^\s]*:[^\s]*@/);
 
@@ -92,6 +105,11 @@ test('one group spanning S3 and PostgreSQL: one plan, one apply, both enforced; 
   expect(await queryAs(db, pw, 'SELECT id FROM features.later')).toEqual([{ id: 7 }]);
   await expectNoChanges(ws);
 
+  // MariaDB: log in with the issued password
+  const myPw = await mysqlPassword(alice);
+  expect(await mysqlQueryAs(myPw, `SELECT id FROM \`${mart}\`.m`)).toEqual([{ id: 5 }]);
+  await expect(mysqlQueryAs(myPw, `INSERT INTO \`${mart}\`.m VALUES (6)`)).rejects.toThrow(/command denied/);
+
   // PostgreSQL rotation: the new password works at once, the old one no longer does
   const rotated = await ws.run('credentials', 'rotate', alice, '--backend', 'warehouse');
   expect(rotated.code, rotated.stderr).toBe(0);
@@ -108,9 +126,11 @@ test('one group spanning S3 and PostgreSQL: one plan, one apply, both enforced; 
   const out = await apply(ws);
   expect(out).toContain(`- aws:user/${alice}`);
   expect(out).toContain(`- warehouse:role/${alice}`);
+  expect(out).toContain(`- mart:account/${alice}`);
   // THEN her key is dead, her login refused, her open session terminated; bob is untouched
   await keyIsDead(moto, key);
   await expectLoginRefused(db, pw2);
+  await expectMysqlLoginRefused(myPw);
   await expect(session.query('SELECT 1')).rejects.toThrow();
   await session.end().catch(() => undefined);
   expect(await queryAs(db, await password(bob), 'SELECT count(*)::int AS n FROM features.f')).toEqual([{ n: 2 }]);
@@ -119,7 +139,7 @@ test('one group spanning S3 and PostgreSQL: one plan, one apply, both enforced; 
   await expectNoChanges(ws);
 
   // no password issued appears in any output, the journal, the audit log or a state file
-  const secrets = [pw.password, pw2.password, bobPw.password, key.secretAccessKey];
+  const secrets = [pw.password, pw2.password, bobPw.password, key.secretAccessKey, myPw.password];
   const transcript = ws.transcript.join('\n');
   const stateDir = join(ws.dir, '.datagrant');
   const files = readdirSync(stateDir).map((f) => readFileSync(join(stateDir, f)));
@@ -137,7 +157,15 @@ test('one group spanning S3 and PostgreSQL: one plan, one apply, both enforced; 
     group,
   ]);
   expect(roles.rows.map((r) => r.rolname)).toEqual([handmade]);
+  expect(await mysqlAdmin<unknown[]>(`SELECT User FROM mysql.global_priv WHERE User IN (?, ?, ?)`, [alice, bob, group])).toEqual([]);
 });
+
+async function mysqlPassword(name: string): Promise<{ name: string; password: string }> {
+  const r = await ws.run('credentials', 'export', name, '--backend', 'mart', '--format', 'json');
+  expect(r.code, r.stderr).toBe(0);
+  const s = JSON.parse(r.stdout) as { username: string; password: string };
+  return { name: s.username, password: s.password };
+}
 
 async function expectPgLoginDenied(database: string, user: { name: string; password: string }): Promise<void> {
   await expectLoginRefused(database, user);

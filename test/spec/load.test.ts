@@ -303,7 +303,7 @@ describe('single problems', () => {
       MINIMAL.replace('aws: { type: aws }', 'aws: { region: eu-west-1 }'),
       {},
       '3:3 backends.aws',
-      /^missing required key "type" \(aws, postgres or rgw\)$/,
+      /^missing required key "type" \(aws, postgres, rgw or mysql\)$/,
     ],
     [
       'groups given as text, not a list',

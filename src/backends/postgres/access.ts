@@ -25,7 +25,7 @@ import {
 import { sqlState } from './errors.js';
 import { ROLES_FROM } from './ownership.js';
 
-const isPg = (d: AccessDataset): d is PgAccessDataset => 'database' in d;
+const isPg = (d: AccessDataset): d is PgAccessDataset => 'schema' in d;
 
 /** An ACL as JSON items; a NULL ACL is its default (acldefault), e.g. PUBLIC's CONNECT on a database. */
 const aclJson = (acl: string, type: string, owner: string) =>

@@ -10,7 +10,7 @@ import { sessionSource, type RemoteSourceOptions } from '../session/source.js';
 import { applyCommand, type ApplyOptions } from './lifecycle.js';
 import { exportSession, temporarySpec } from './sessions.js';
 
-export const EXPORT_FORMATS = ['env', 'aws-profile', 'json', 'pgpass', 'url'] as const;
+export const EXPORT_FORMATS = ['env', 'aws-profile', 'json', 'pgpass', 'url', 'my.cnf'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 function table(rows: string[][]): string {
@@ -108,8 +108,9 @@ export function formatSecret(format: ExportFormat, name: string, secret: Record<
     if (format === 'env') return `AWS_ACCESS_KEY_ID=${secret.accessKeyId}\nAWS_SECRET_ACCESS_KEY=${secret.secretAccessKey}\n${at?.env ?? ''}`;
     if (format === 'aws-profile')
       return `[${name}]\naws_access_key_id = ${secret.accessKeyId}\naws_secret_access_key = ${secret.secretAccessKey}\n${at?.profile ?? ''}`;
-    throw new UsageError(`format ${format} is for PostgreSQL credentials; for an AWS key use env, aws-profile or json`);
+    throw new UsageError(`format ${format} is for database credentials; for an AWS key use env, aws-profile or json`);
   }
+  if (secret.protocol === 'mysql') return formatMysqlSecret(format, secret);
   const { username = '', password = '', host = '', port = '5432', database = '' } = secret;
   if (format === 'env') return `PGHOST=${host}\nPGPORT=${port}\nPGDATABASE=${database}\nPGUSER=${username}\nPGPASSWORD=${password}\n`;
   if (format === 'pgpass') {
@@ -117,7 +118,26 @@ export function formatSecret(format: ExportFormat, name: string, secret: Record<
     return `${esc(host)}:${port}:*:${esc(username)}:${esc(password)}\n`;
   }
   if (format === 'url') return `postgres://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${host}:${port}/${encodeURIComponent(database)}\n`;
-  throw new UsageError(`format ${format} is for AWS keys; for a PostgreSQL password use env, pgpass, url or json`);
+  throw new UsageError(`format ${format} is not for a PostgreSQL password; use env, pgpass, url or json`);
+}
+
+/**
+ * A MariaDB/MySQL password: `env` as the mysql client and most drivers read it (MYSQL_PWD is the
+ * client's; MYSQL_USER and MYSQL_DATABASE are the common names), `url`, or `my.cnf` for
+ * `mariadb --defaults-extra-file=FILE`: the login in [client] for every client program, the
+ * database in [mysql], which only the mysql client reads (others refuse unknown options).
+ */
+function formatMysqlSecret(format: ExportFormat, secret: Record<string, string>): string {
+  const { username = '', password = '', host = '', port = '3306', database = '' } = secret;
+  if (format === 'env') return `MYSQL_HOST=${host}\nMYSQL_TCP_PORT=${port}\nMYSQL_USER=${username}\nMYSQL_PWD=${password}\nMYSQL_DATABASE=${database}\n`;
+  if (format === 'url')
+    return `mysql://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${host}:${port}${database ? `/${encodeURIComponent(database)}` : ''}\n`;
+  if (format === 'my.cnf') {
+    // Option files read "…" with backslash escapes.
+    const q = (s: string) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+    return `[client]\nhost = ${q(host)}\nport = ${port}\nuser = ${q(username)}\npassword = ${q(password)}\n${database ? `\n[mysql]\ndatabase = ${q(database)}\n` : ''}`;
+  }
+  throw new UsageError(`format ${format} is not for a MariaDB/MySQL password; use env, url, my.cnf or json`);
 }
 
 /** A session in an export format: for AWS, `json` is credential_process's shape with its token and expiry. */

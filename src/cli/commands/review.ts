@@ -54,7 +54,7 @@ async function loadForAccess(io: Io, opts: ReviewOptions) {
       name,
       'bucket' in d
         ? { backend: d.backend, bucket: d.bucket, ...(d.prefix !== undefined ? { prefix: d.prefix } : {}) }
-        : { backend: d.backend, database: d.database, schema: d.schema, ...(d.tables ? { tables: d.tables } : {}) },
+        : { backend: d.backend, database: d.database, ...('schema' in d ? { schema: d.schema } : {}), ...(d.tables ? { tables: d.tables } : {}) },
     ]),
   );
   return { loaded, emails, datasets, fromIdentityProvider, now };

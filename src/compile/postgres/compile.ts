@@ -13,7 +13,7 @@
 //                                            session log): kept while it may run, else dropped
 import { CompileError } from '../../core/errors.js';
 import type { Level, Notice, Resource } from '../../core/types.js';
-import { credentialsOf, durationSeconds, expiresInstant, isS3Dataset, type Grant, type PgDatasetSpec, type Spec } from '../../spec/schema.js';
+import { credentialsOf, durationSeconds, expiresInstant, isPgDataset, type Grant, type PgDatasetSpec, type Spec } from '../../spec/schema.js';
 import { pgIdentifierProblem, pgRoleNameProblem } from '../../spec/limits.js';
 import { levelIncrement, levelsUpTo } from '../../model/postgres-levels.js';
 import {
@@ -49,14 +49,14 @@ export function compilePostgres(spec: Spec, backendName: string, ctx: CompileCon
 
   const pgDataset = (g: Grant): PgDatasetSpec | undefined => {
     const ds = spec.datasets[g.dataset];
-    return ds && ds.backend === backendName && !isS3Dataset(ds) ? ds : undefined;
+    return ds && ds.backend === backendName && isPgDataset(ds) ? ds : undefined;
   };
   const onBackend = (grants: Grant[]) => grants.filter((g) => pgDataset(g) !== undefined);
   const live = (grants: Grant[]) => onBackend(grants).filter((g) => isLive(g, ctx.now));
 
   // Validation rejects these with their position; this holds for a spec built another way.
   for (const [name, ds] of Object.entries(spec.datasets)) {
-    if (ds.backend !== backendName || isS3Dataset(ds)) continue;
+    if (ds.backend !== backendName || !isPgDataset(ds)) continue;
     for (const [what, v] of [['database', ds.database], ['schema', ds.schema], ...(ds.tables ?? []).map((t) => ['table', t] as const)] as const) {
       const problem = pgIdentifierProblem(v);
       if (problem) problems.push(`dataset ${name}: ${what} ${JSON.stringify(v)} ${problem}`);
