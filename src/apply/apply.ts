@@ -190,7 +190,11 @@ export async function applyPlan(plan: Plan, opts: ApplyOptions): Promise<ApplyRe
     try {
       const backend = opts.backends[c.backend];
       if (!backend) throw new Error(`no backend named ${c.backend} is configured`);
-      const res = await backend.execute(c);
+      // A credential the read found gone is only forgotten: there is nothing left to ask the
+      // backend, and its placeholder (built from the store's record, not read) would not pass
+      // the driver's narrowing of the kind's attributes.
+      const forget = c.action === 'delete' && c.before?.meta?.missing === true;
+      const res = forget ? {} : await backend.execute(c);
       if (res.readyMs !== undefined) {
         const r = (result.ready ??= { count: 0, maxMs: 0, notYet: [] });
         r.count++;

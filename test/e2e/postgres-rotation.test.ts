@@ -28,8 +28,8 @@ interface Listed {
   retireAt?: string;
 }
 
-async function password(w: Workspace): Promise<{ name: string; password: string }> {
-  const r = await w.run('credentials', 'export', ada, '--format', 'json');
+async function password(w: Workspace, who = ada): Promise<{ name: string; password: string }> {
+  const r = await w.run('credentials', 'export', who, '--format', 'json');
   expect(r.code, r.stderr).toBe(0);
   const s = JSON.parse(r.stdout) as { username: string; password: string };
   return { name: s.username, password: s.password };
@@ -68,5 +68,32 @@ principals:
   // and the backend agrees: the old password is refused, the new one reads, the next plan is empty
   await expectLoginRefused(db, old);
   expect(await queryAs(db, await password(ws), 'SELECT id FROM features.f')).toEqual([{ id: 1 }]);
+  await expectNoChanges(ws);
+});
+
+test('a password set by hand is forgotten and replaced by the next apply, which does not fail on it', async () => {
+  // GIVEN an applied principal with a stored password (another name and scope: the first test's installation keeps ada)
+  const bo = fx.name('bo');
+  ws = await initWorkspace(`version: 1
+backends:
+  wh: { type: postgres, url: "\${WH_URL}", scope: ${fx.run}b }
+datasets:
+  features: { backend: wh, database: ${db}, schema: features }
+principals:
+  ${bo}: { type: service, grants: [{ dataset: features, access: read }] }
+`);
+  ws.env.WH_URL = urlFor(db);
+  await apply(ws);
+  const stored = await password(ws, bo);
+  // WHEN someone sets another password by hand
+  await adminQuery(db, `ALTER ROLE "${bo}" PASSWORD 'set-by-hand-${fx.run}'`);
+  // THEN the plan forgets the stored one and issues a new one, and the apply succeeds
+  const plan = await ws.run('plan');
+  expect(plan.stdout).toContain('recorded credential no longer exists in the backend: forget it');
+  await apply(ws);
+  const fresh = await password(ws, bo);
+  expect(fresh.password).not.toBe(stored.password);
+  expect(await queryAs(db, fresh, 'SELECT id FROM features.f')).toEqual([{ id: 1 }]);
+  await expectLoginRefused(db, { name: bo, password: `set-by-hand-${fx.run}` });
   await expectNoChanges(ws);
 });
