@@ -294,7 +294,7 @@ const KINDS: Record<string, string> = {
 };
 
 const KEYS: Record<string, string> = {
-  '': 'version, settings, backends, datasets, groups, principals, invariants, scim',
+  '': 'version, settings, backends, datasets, groups, principals, invariants, scim, knownAccess, approvers',
   // Read off the schema, so a new setting or principal key is never missing from the help.
   settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
   'settings.*.#': 'name, issuer, audience, claim, algorithms, unverifiedEmail',
@@ -302,7 +302,11 @@ const KEYS: Record<string, string> = {
   'backends.*.timeouts': 'connect, request',
   'backends.*.assumeRole': 'roleArn, externalId, sessionName',
   'backends.*.quotas': 'users, groups, policies, roles',
-  'datasets.*': 'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres)',
+  // settings.requests: the only mapping among the settings (names in the second place read as *).
+  'settings.*': 'maxDuration, decideWithin',
+  'datasets.*': 'backend, bucket, prefix, description, approvers (aws); backend, database, schema, tables, description, approvers (postgres)',
+  'datasets.*.approvers': 'principals, groups, access',
+  'approvers.#': 'description, datasets, principals, groups, access',
   'groups.*': 'description, grants',
   'groups.*.grants.#': 'dataset, access, expires',
   'principals.*': Object.keys(principalSchema.shape).join(', '),
@@ -323,8 +327,8 @@ function allowedKeys(path: readonly PathKey[], value: unknown): string | undefin
 const KINDED_KEYS: Record<string, string> = {
   'backend.aws': 'type, region, iamPath, endpoint, timeouts, quotas, assumeRole',
   'backend.postgres': 'type, url, scope, timeouts',
-  'dataset.aws': 'backend, bucket, prefix, description',
-  'dataset.postgres': 'backend, database, schema, tables, description',
+  'dataset.aws': 'backend, bucket, prefix, description, approvers',
+  'dataset.postgres': 'backend, database, schema, tables, description, approvers',
 };
 
 /**
@@ -349,6 +353,7 @@ function salvage(raw: Record<string, unknown>): Spec {
       onlyMembersOf: i.onlyMembersOf === undefined ? undefined : arr(i.onlyMembersOf),
       onlyPrincipals: i.onlyPrincipals === undefined ? undefined : arr(i.onlyPrincipals),
     })),
+    approvers: arr(raw.approvers).map(obj),
     // Absent stays absent: whether a spec has SCIM people changes what its references may name.
     ...(raw.scim === undefined ? {} : { scim: { groups: obj(obj(raw.scim).groups) } }),
   } as unknown as Spec;
