@@ -1,15 +1,16 @@
 // The credential endpoint's view of the spec in `serve`: the trusted issuers, the backends and
-// which principal each claim value names, the SCIM people merged in exactly as reconciles merge
-// them; the session broker reads the same spec. Built again only when the spec file or the SCIM
-// identities change (any replica's write moves the SCIM store's change counter), so a person
-// deactivated in the IdP names no principal from the next request on, and a request otherwise
-// costs a stat and one small read.
+// which principal each claim value names, the SCIM people and approved requests merged in exactly
+// as reconciles merge them; the session broker reads the same spec. Built again only when the spec
+// file, the SCIM identities (any replica's write moves the SCIM store's change counter) or the
+// requests change, so a person deactivated in the IdP names no principal from the next request
+// on, and a request otherwise costs a stat and two small reads.
 import { statSync } from 'node:fs';
 import { loadSpec, readSpecFile } from '../app/engine.js';
-import { scimPeople } from '../scim/identities.js';
+import { mergedSpec } from '../app/requests.js';
 import type { ScimStore } from '../scim/store/store.js';
 import { oidcIndex } from '../spec/oidc.js';
 import type { Spec } from '../spec/schema.js';
+import type { RequestStore } from '../store/store.js';
 import type { CredentialDirectory } from './credentials.js';
 
 export interface DirectorySource {
@@ -18,13 +19,16 @@ export interface DirectorySource {
   displayFile: string;
   env: NodeJS.ProcessEnv;
   scim: ScimStore;
+  /** The state store, whose approved requests are merged too (without it, none are). */
+  requests?: () => Promise<Pick<RequestStore, 'requests' | 'requestsVersion'>>;
   now: () => Date;
 }
 
 /**
- * The spec as serve sees it now, the SCIM people merged in as reconciles merge them (a spec
- * principal of the same name wins; scimPeople refuses that case). The credential endpoint's
- * directory and the session broker both read it, so the two never disagree on who is a principal.
+ * The spec as serve sees it now, the SCIM people and approved requests merged in as reconciles
+ * merge them (mergedSpec; a spec principal of the same name as a SCIM person is refused). The
+ * credential endpoint's directory and the session broker both read it, so the two never disagree
+ * on who is a principal or what it may reach.
  */
 export function serveSpec(src: DirectorySource): () => Promise<Spec> {
   let cached: { key: string; spec: Promise<Spec> } | undefined;
@@ -36,7 +40,9 @@ export function serveSpec(src: DirectorySource): () => Promise<Spec> {
     } catch {
       stamp = 'unreadable';
     }
-    const key = `${stamp}/${(await src.scim.work()).changed}`;
+    // A request's end needs no key of its own: its grant carries the end, and an ended grant
+    // grants nothing (sessions are cut at it, the backends refuse after it).
+    const key = `${stamp}/${(await src.scim.work()).changed}/${src.requests ? await (await src.requests()).requestsVersion() : 0}`;
     if (cached?.key !== key) {
       const spec = load(src);
       cached = { key, spec };
@@ -62,8 +68,8 @@ export function credentialDirectory(src: DirectorySource, spec: () => Promise<Sp
 async function load(src: DirectorySource): Promise<Spec> {
   const text = readSpecFile(src.specFile).text;
   const { spec } = loadSpec({ file: src.displayFile, text }, src.env, src.now());
-  const people = await scimPeople(src.scim, spec);
-  return { ...spec, principals: { ...people, ...spec.principals } };
+  const requests = src.requests ? await src.requests() : undefined;
+  return (await mergedSpec(spec, { scim: src.scim, ...(requests ? { requests } : {}) }, src.now())).spec;
 }
 
 function directoryOf(spec: Spec): CredentialDirectory {

@@ -10,7 +10,7 @@ import {
   loadSpecFor,
   makeBackends,
   specPath,
-  withScimPeople,
+  withMerged,
   withStore,
   type BackendOptions,
   type CommonOptions,
@@ -40,10 +40,10 @@ export interface ReviewOptions extends CommonOptions {
   backendOptions?: BackendOptions;
 }
 
-/** The spec as `datagrant access` loads it (SCIM people merged), and the e-mails of its principals. */
-async function loadForAccess(io: Io, opts: ReviewOptions) {
+/** The spec as `datagrant access` loads it (SCIM people and approved requests merged), and the e-mails of its principals. */
+async function loadForAccess(io: Io, opts: ReviewOptions, store: StateStore) {
   const now = io.now();
-  const loaded = await withScimPeople(io, opts, loadSpecFor(io, opts, now));
+  const loaded = await withMerged(io, opts, loadSpecFor(io, opts, now), store);
   const emails = Object.fromEntries(Object.entries(loaded.spec.principals).flatMap(([p, s]) => (s.email ? [[p, s.email] as const] : [])));
   return { loaded, emails, now };
 }
@@ -52,7 +52,7 @@ async function loadForAccess(io: Io, opts: ReviewOptions) {
 const accessReader =
   (io: Io, opts: ReviewOptions, store: StateStore) =>
   async (filters: AccessFilters): Promise<AccessReport> => {
-    const { loaded, now } = await loadForAccess(io, opts);
+    const { loaded, now } = await loadForAccess(io, opts, store);
     return runAccessReport({
       spec: loaded.spec,
       specHash: loaded.specHash,
@@ -66,7 +66,7 @@ const accessReader =
 
 export async function reviewStart(io: Io, opts: ReviewOptions & { principal?: string; dataset?: string; version: string }): Promise<number> {
   return withStore(io, opts, async (store) => {
-    const { emails } = await loadForAccess(io, opts);
+    const { emails } = await loadForAccess(io, opts, store);
     const filters = {
       ...(opts.principal !== undefined ? { principal: opts.principal } : {}),
       ...(opts.dataset !== undefined ? { dataset: opts.dataset } : {}),
@@ -180,7 +180,7 @@ export async function reviewRevocations(io: Io, opts: ReviewOptions & { out?: st
   const now = io.now();
   const file = specPath(io, opts);
   const fromFile = loadSpecFor(io, opts, now);
-  const merged = await withScimPeople(io, opts, fromFile);
+  const merged = await withMerged(io, opts, fromFile);
   const where = patchPath(io, file);
   const plan = await withStore(io, opts, (store) =>
     revocations(store, {
