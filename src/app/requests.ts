@@ -257,7 +257,7 @@ export type ListedRequest = AccessRequest & {
 export interface ListFilter {
   /** Only pending requests (still pending at `now`). */
   pending?: boolean;
-  /** Only the requests of this principal and those it may approve or deny now. */
+  /** Only the requests of this principal, those it may approve or deny now, and those it decided. */
   principal?: string;
 }
 
@@ -269,7 +269,8 @@ export async function listRequests(world: RequestsWorld, store: RequestsStore, n
     const stateNow = stateAt(r, world.base, now);
     if (filter.pending && stateNow !== 'pending') continue;
     const approvers = stateNow === 'pending' ? decidersOf(merged, world.people, r) : undefined;
-    if (filter.principal !== undefined && r.requester !== filter.principal && !(approvers ?? []).includes(filter.principal)) continue;
+    const p = filter.principal;
+    if (p !== undefined && r.requester !== p && r.decision?.by !== p && !(approvers ?? []).includes(p)) continue;
     out.push({ ...r, stateNow, ...(approvers ? { approvers } : {}) });
   }
   return out;

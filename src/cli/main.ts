@@ -239,7 +239,7 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .command('list')
     .description('every request, with its state now (expired once its time is up)')
     .option('--pending', 'only requests waiting for a decision')
-    .option('--as <principal>', "only this principal's own requests and those it may decide")
+    .option('--as <principal>', "only this principal's own requests, those it may decide and those it decided")
     .option('--json')
     .action(async (o: { pending?: boolean; as?: string; json?: boolean }) => run(() => requestsList(io, { ...common(), ...o }))());
   for (const [verb, description, command] of [

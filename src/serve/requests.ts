@@ -7,7 +7,7 @@
 // refused with the invariant's words, and every change is in the audit chain. An approval (or an
 // approved request cancelled) reconciles at once.
 //
-//   GET  /v1/requests[?pending=true]   the caller's own requests and those it may decide
+//   GET  /v1/requests[?pending=true]   the caller's own requests, those it may decide or decided
 //   GET  /v1/requests/options          what the caller may ask for, and the limits
 //   GET  /v1/requests/:id              one of those
 //   POST /v1/requests                  { dataset, access, duration, reason } → 201

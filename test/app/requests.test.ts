@@ -179,8 +179,9 @@ describe('listing and expiry', () => {
     await approveRequest(world, state, { id: a.id, as: 'bob', reason: 'ok', via: 'bob@cli', now: T0 });
     const ids = (rs: { id: number }[]) => rs.map((r) => r.id);
     expect(ids(await listRequests(world, state, T0, { principal: 'alice' }))).toEqual([a.id]);
-    // bob approves hr; finn does not.
+    // bob approves hr, and approved alice's; finn does neither.
     expect(ids(await listRequests(world, state, T0, { principal: 'bob', pending: true }))).toEqual([e.id]);
+    expect(ids(await listRequests(world, state, T0, { principal: 'bob' }))).toEqual([a.id, e.id]);
     expect(ids(await listRequests(world, state, T0, { principal: 'finn' }))).toEqual([]);
     const listed = await listRequests(world, state, T0, { pending: true });
     expect(listed.map((r) => [r.id, r.stateNow, r.approvers])).toEqual([[e.id, 'pending', ['bob']]]);
