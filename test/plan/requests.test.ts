@@ -285,6 +285,13 @@ describe('merging approved requests into the spec', () => {
     ).toBe(false);
   });
 
+  test('on PostgreSQL, a principal whose only access is a request logs in until its end', () => {
+    const live = approved({ dataset: 'warehouse', decision: { by: 'carol', at: NOW.toISOString(), reason: 'x', via: 'x' } });
+    const wh = compile(mergeRequests(spec, [live], NOW).spec, NOW).desired.wh!.resources;
+    expect(wh.find((r) => r.kind === 'role' && r.name === 'alice')?.attrs).toMatchObject({ login: true, validUntil: live.endsAt });
+    expect(wh.some((r) => r.kind === 'grant' && r.address.startsWith('wh:grant/alice/'))).toBe(true);
+  });
+
   test('one grant per principal and dataset: the highest level, then the latest end', () => {
     const read = approved({ endsAt: '2026-12-20T00:00:00.000Z' });
     const write = approved({ level: 'write', endsAt: '2026-12-03T00:00:00.000Z' });
