@@ -5,11 +5,12 @@ import type { Backend } from '../backends/backend.js';
 import { closeBackends, makeBackends, type BackendOptions } from '../backends/factory.js';
 import { loadSpec, readSpecFile } from './engine.js';
 import { openStore, statePaths, type StatePaths } from '../store/open.js';
-import type { StateStore } from '../store/store.js';
-import { scimPeople } from '../scim/identities.js';
+import type { RequestStore, StateStore } from '../store/store.js';
 import { openScimStoreAt } from '../scim/store/open.js';
+import type { Notice } from '../core/types.js';
 import type { Spec } from '../spec/schema.js';
 import type { Io } from './io.js';
+import { mergedSpec } from './requests.js';
 
 export interface CommonOptions {
   spec?: string;
@@ -54,18 +55,20 @@ export async function withStore<T>(io: Io, opts: CommonOptions, fn: (store: Stat
 }
 
 /**
- * With a `scim:` section in the spec, the people the identity provider pushed to `datagrant serve`
- * are principals too, merged exactly as serve merges them: plan, apply and drift from the CLI
- * then agree with serve instead of planning to tear its users down.
+ * The spec as plan, apply, drift, access and serve all see it (mergedSpec): with a `scim:`
+ * section, the people the identity provider pushed to `datagrant serve` are principals too, and
+ * live approved requests are grants that end by themselves, each with a notice. The CLI then
+ * agrees with serve instead of planning to tear its users and approved access down. `store` is
+ * the state store when the caller has it open; otherwise it is opened to read the requests.
  */
-export async function withScimPeople<L extends { spec: Spec }>(io: Io, opts: CommonOptions, loaded: L): Promise<L> {
-  if (!loaded.spec.scim) return loaded;
-  const scim = await openScimStoreAt(pathsFor(io, opts), io.env);
+export async function withMerged<L extends { spec: Spec; notices: Notice[] }>(io: Io, opts: CommonOptions, loaded: L, store?: RequestStore): Promise<L> {
+  const scim = loaded.spec.scim ? await openScimStoreAt(pathsFor(io, opts), io.env) : undefined;
   try {
-    const people = await scimPeople(scim, loaded.spec);
-    return { ...loaded, spec: { ...loaded.spec, principals: { ...people, ...loaded.spec.principals } } };
+    const merge = (requests: RequestStore) => mergedSpec(loaded.spec, { ...(scim ? { scim } : {}), requests }, io.now());
+    const merged = store ? await merge(store) : await withStore(io, opts, merge);
+    return { ...loaded, spec: merged.spec, notices: [...loaded.notices, ...merged.notices] };
   } finally {
-    await scim.close();
+    await scim?.close();
   }
 }
 

@@ -20,6 +20,7 @@ import {
   reviewStatus,
   type DecideCliOptions,
 } from './commands/review.js';
+import { requestsApprove, requestsCancel, requestsCreate, requestsDeny, requestsList } from './commands/requests.js';
 import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
 import { renderAccessHtml } from '../render/html.js';
 import { processIo, type Io } from '../app/io.js';
@@ -27,6 +28,11 @@ import { processIo, type Io } from '../app/io.js';
 const positiveInt = (v: string) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1');
+  return n;
+};
+const requestId = (v: string) => {
+  const n = Number(v.replace(/^#/, ''));
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a request number, as `datagrant requests list` shows it');
   return n;
 };
 const seconds = (v: string) => {
@@ -213,6 +219,48 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .description('close a review: it takes no more decisions')
     .argument('<name>')
     .action(async (name: string) => run(() => reviewClose(io, { ...common(), name }))());
+
+  const requests = program
+    .command('requests')
+    .description('requests for access: a principal asks for a dataset at a level for a while; an approver the spec names approves or denies');
+  requests
+    .command('create')
+    .description('ask for access (it waits for an approver)')
+    .requiredOption('--as <principal>', 'who asks, and gets the access: a principal name or e-mail')
+    .requiredOption('--dataset <name>', 'the dataset')
+    .addOption(new Option('--access <level>', 'the level').choices(['read', 'write', 'admin']).default('read'))
+    .requiredOption('--for <duration>', 'how long, once approved (such as 8h or 7d; at most settings.requests.maxDuration, default 30d)')
+    .requiredOption('--reason <text>', 'why: what the approver and the auditor read')
+    .option('--json')
+    .action(async (o: { as: string; dataset: string; access: string; for: string; reason: string; json?: boolean }) =>
+      run(() => requestsCreate(io, { ...common(), ...o }))(),
+    );
+  requests
+    .command('list')
+    .description('every request, with its state now (expired once its time is up)')
+    .option('--pending', 'only requests waiting for a decision')
+    .option('--as <principal>', "only this principal's own requests, those it may decide and those it decided")
+    .option('--json')
+    .action(async (o: { pending?: boolean; as?: string; json?: boolean }) => run(() => requestsList(io, { ...common(), ...o }))());
+  for (const [verb, description, command] of [
+    ['approve', 'approve a pending request: the access is granted until the end of its duration (then run apply)', requestsApprove],
+    ['deny', 'deny a pending request', requestsDeny],
+  ] as const) {
+    requests
+      .command(verb)
+      .description(description)
+      .argument('<id>', 'the request number', requestId)
+      .requiredOption('--as <approver>', 'who decides: a principal name or e-mail, one of the approvers the spec names (never the requester)')
+      .requiredOption('--reason <text>', 'why: what the requester and the auditor read')
+      .action(async (id: number, o: { as: string; reason: string }) => run(() => command(io, { ...common(), ...o, id }))());
+  }
+  requests
+    .command('cancel')
+    .description('withdraw a pending request, or end an approved one early (the requester only)')
+    .argument('<id>', 'the request number', requestId)
+    .requiredOption('--as <requester>', 'the principal who asked')
+    .option('--reason <text>', 'why')
+    .action(async (id: number, o: { as: string; reason?: string }) => run(() => requestsCancel(io, { ...common(), ...o, id }))());
 
   const creds = program.command('credentials').description('stored credentials (encrypted at rest)');
   creds

@@ -15,8 +15,8 @@ import {
   type InvariantViolation,
 } from '../model/access.js';
 import type { PathKey, SpecPositions } from '../spec/load.js';
-import { durationSeconds, type RequirableField, type Spec } from '../spec/schema.js';
-import { intendedAccess } from './access.js';
+import { durationSeconds, type Grant, type RequirableField, type Spec } from '../spec/schema.js';
+import { intendedAccess, requestPath } from './access.js';
 
 /** Whoever holds access, as invariants see it: a spec principal, or a holder a backend named. */
 export interface FactHolder {
@@ -113,7 +113,8 @@ export function intendedFacts(spec: Spec, now: Date, positions?: SpecPositions):
       backend: a.backend,
       dataset: a.dataset,
       level: a.level,
-      through: a.via === 'direct grant' ? a.path : `${a.via}: ${a.path}`,
+      // A request's grant is not in the file: its id and approver say where it comes from.
+      through: a.via === 'direct grant' ? a.path : a.request !== undefined ? a.via : `${a.via}: ${a.path}`,
       grant: a.path,
     };
     if (a.expires) f.expires = a.expires;
@@ -372,6 +373,8 @@ function withholdOne(spec: Spec, p: PrincipalOf, v: InvariantViolation, now: Dat
   };
   const grantPath = v.grant;
   if (grantPath !== undefined) {
+    const requested = p.grants.findIndex((g: Grant) => g.origin !== undefined && requestPath(g.origin.request) === grantPath);
+    if (requested >= 0) return { ...p, grants: p.grants.filter((_, i) => i !== requested) };
     const own = /^principals\.(.+)\.grants\[(\d+)\]$/.exec(grantPath);
     if (own) {
       const index = Number(own[2]);

@@ -103,3 +103,21 @@ export class PrincipalNameConflictError extends DatagrantError {
 export class ReviewError extends DatagrantError {
   override name = 'ReviewError';
 }
+
+/**
+ * A request for access refused, or a decision on one that cannot be taken. `kind` says whose the
+ * problem is, for serve's answer: the request itself (`invalid`), who asks (`forbidden`), a request
+ * that does not exist (`not-found`), or one no longer in a state that allows it, or an approval
+ * that would break an invariant (`conflict`).
+ */
+export class RequestError extends DatagrantError {
+  override name = 'RequestError';
+  constructor(
+    readonly kind: 'invalid' | 'forbidden' | 'not-found' | 'conflict',
+    message: string,
+    /** The invariants an approval would break, each in its own words. */
+    readonly violations: readonly string[] = [],
+  ) {
+    super(message);
+  }
+}

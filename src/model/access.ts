@@ -131,10 +131,15 @@ export interface IntendedAccess {
   dataset: string;
   level: Level;
   principal: string;
-  /** `direct grant` or `group <name>`; where in the spec (`principals.alice.grants[0]`). */
+  /**
+   * `direct grant`, `group <name>` or `request #<id> (approved by <principal>)`; where in the spec
+   * (`principals.alice.grants[0]`), or `requests.<id>` for a grant an approved request merged in.
+   */
   via: string;
   path: string;
   expires?: string;
+  /** The approved request the grant comes from (not written in the file). */
+  request?: number;
 }
 
 /** A row of the access report: one holder's access to one dataset at one level. */

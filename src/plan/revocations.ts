@@ -91,7 +91,12 @@ export function planRevocations(input: RevocationInput): RevocationPlan {
         const expiring = g.expires ? ` (the grant expires ${g.expires}; it is removed now all the same)` : '';
         const direct = DIRECT.exec(g.path);
         const group = GROUP.exec(g.path);
-        if (direct && fromFile) {
+        if (g.request !== undefined) {
+          // Not in the file: the access ends with the request, or earlier when it is cancelled.
+          item.manual.push(
+            `${principal} has ${grantWords(g)} through ${g.via}, not through the spec: cancel it with \`datagrant requests cancel ${g.request} --as ${principal}\`, then apply (serve applies at once)`,
+          );
+        } else if (direct && fromFile) {
           remove({ path: ['principals', principal, 'grants'], index: Number(direct[2]) }, `remove ${g.path} (${grantWords(g)})${expiring}`);
         } else if (group && fromFile && fromFile.groups.includes(group[1]!)) {
           const name = group[1]!;

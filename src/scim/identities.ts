@@ -158,3 +158,29 @@ export async function scimPeople(store: ScimStore, spec: Spec): Promise<Record<s
   const users = await store.getMany('User', [...members]);
   return scimPrincipals(users, groups, spec.scim.groups ?? {}, { withAccessOnly: true });
 }
+
+/**
+ * The active SCIM users named `names` (principal names, compared ignoring case), as principals in
+ * no group: requesters of approved requests who are in no mapped group, which scimPeople leaves
+ * out. A name the spec defines, or that no active user has, gives nothing.
+ */
+export async function scimPeopleNamed(store: ScimStore, spec: Spec, names: Iterable<string>): Promise<Record<string, PrincipalSpec>> {
+  const wanted = [...new Set(names)].filter((n) => !Object.hasOwn(spec.principals, n));
+  if (!spec.scim || wanted.length === 0) return {};
+  const owners = await store.principalOwners(wanted);
+  const users = await store.getMany('User', [...new Set(owners.values())]);
+  return scimPrincipals(users, [], {});
+}
+
+/**
+ * Every active SCIM user as a principal, in the groups its IdP groups map to: who may ask for
+ * access and who may approve it, including people in no mapped group (scimPeople leaves them out,
+ * since they compile to nothing). Reads every user: for requests, not for reconciles.
+ */
+export async function allScimPeople(store: ScimStore, spec: Spec): Promise<Record<string, PrincipalSpec>> {
+  if (!spec.scim) return {};
+  if (await store.hasUnnamedUsers()) await store.assignPrincipalNames(Object.keys(spec.principals));
+  const people = scimPrincipals(await store.list('User'), await store.list('Group'), spec.scim.groups ?? {});
+  for (const name of Object.keys(spec.principals)) delete people[name];
+  return people;
+}

@@ -7,13 +7,14 @@
 // Every answer is `Cache-Control: no-store`. A bad token is a 401 with `WWW-Authenticate: Bearer
 // error="invalid_token"` and a fixed description; the token is never echoed, logged or audited.
 // Issues and refusals of a verified token are audited with the actor `oidc:<issuer>:<sub>`.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { SessionRefusedError, SessionsUnsupportedError, type IssuedSession, type SessionBroker } from '../app/sessions-port.js';
 import type { MetricsRegistry } from '../scim/metrics.js';
-import { matchPrincipal, type OidcIndex } from '../spec/oidc.js';
+import type { OidcIndex } from '../spec/oidc.js';
 import type { OidcIssuerSpec } from '../spec/schema.js';
 import type { AuditInput } from '../store/store.js';
-import { claimValueOf, InvalidTokenError, IssuerUnavailableError, OidcVerifier } from './oidc.js';
+import { answer, callerOf, refuseToken, RETRY_AFTER_SECONDS } from './caller.js';
+import { OidcVerifier } from './oidc.js';
 
 export const CREDENTIALS_PATH = '/v1/credentials/:backend';
 
@@ -35,11 +36,6 @@ export interface CredentialsRouteOptions {
   now?: () => Date;
   metrics?: MetricsRegistry;
 }
-
-/** Seconds a client should wait before asking again when an issuer or the spec is unavailable. */
-const RETRY_AFTER_SECONDS = 5;
-/** A `sub` is bounded in the audit log; real ones are far shorter (RFC 7519 sets no limit). */
-const MAX_SUBJECT = 255;
 
 type Outcome = 'issued' | 'refused' | 'invalid_token' | 'unavailable' | 'failed';
 
@@ -75,36 +71,12 @@ export function registerCredentialsRoute(app: FastifyInstance, opts: Credentials
       }
       if (dir.issuers.length === 0) return answer(reply, 404, { error: 'not_found', message: 'no OpenID Connect issuer is configured (settings.oidc)' });
 
-      const token = bearer(req);
-      if (token === undefined) {
-        count('invalid_token');
-        reply.header('www-authenticate', 'Bearer realm="datagrant"');
-        return answer(reply, 401, { error: 'invalid_request', message: 'an Authorization: Bearer <ID token> header is required' });
+      const caller = await callerOf(req, dir.issuers, dir.index, verifier);
+      if (caller.kind === 'no-token' || caller.kind === 'invalid-token' || caller.kind === 'unavailable') {
+        count(caller.kind === 'unavailable' ? 'unavailable' : 'invalid_token');
+        return refuseToken(reply, caller, log, 'credential endpoint');
       }
-
-      let verified;
-      try {
-        verified = await verifier.verify(token, dir.issuers);
-      } catch (e) {
-        if (e instanceof InvalidTokenError) {
-          count('invalid_token');
-          log.info({ reason: e.reason, ...(e.detail ? { detail: e.detail } : {}) }, 'credential endpoint: token refused');
-          reply.header('www-authenticate', `Bearer realm="datagrant", error="invalid_token", error_description="${e.message}"`);
-          return answer(reply, 401, { error: 'invalid_token', message: e.message });
-        }
-        if (e instanceof IssuerUnavailableError) {
-          count('unavailable');
-          log.warn({ issuer: e.issuer, problem: e.message }, 'credential endpoint: issuer unavailable');
-          reply.header('retry-after', String(RETRY_AFTER_SECONDS));
-          return answer(reply, 503, { error: 'temporarily_unavailable', message: 'the token issuer cannot be reached to check the token; try again shortly' });
-        }
-        throw e;
-      }
-
-      const { issuer, subject } = verified;
-      // The subject is the IdP's text: one line in the audit log, whatever it holds.
-      // eslint-disable-next-line no-control-regex
-      const actor = `oidc:${issuer.name}:${subject.slice(0, MAX_SUBJECT).replace(/[\u0000-\u001f\u007f]/g, '?')}`;
+      const { actor, issuer } = caller;
       const at = () => now().toISOString();
       const refuse = async (status: 403 | 404, message: string, detail: string, principal?: string) => {
         count('refused');
@@ -113,25 +85,17 @@ export function registerCredentialsRoute(app: FastifyInstance, opts: Credentials
         return answer(reply, status, { error: status === 404 ? 'not_found' : 'access_denied', message });
       };
 
-      const claim = claimValueOf(issuer, verified.payload);
-      if ('problem' in claim) return refuse(403, `${claim.problem}, so it names no principal`, claim.problem);
-      const match = matchPrincipal(dir.index, issuer, claim.value);
-      if (!match.ok) {
+      if (caller.kind === 'no-principal') {
         // The caller learns that its token names no one (or no one alone), never who else is named.
-        if (match.reason === 'ambiguous') {
+        if (caller.principals) {
           log.warn(
-            { issuer: issuer.name, principals: match.principals },
+            { issuer: issuer.name, principals: caller.principals },
             'credential endpoint: one claim value names several principals (a SCIM person and a spec principal?); refused until the spec names one',
           );
-          return refuse(
-            403,
-            'the token names more than one principal; an administrator has to resolve that',
-            `the ${issuer.claim} names ${match.principals.join(', ')}`,
-          );
         }
-        return refuse(403, `no principal is named by this token's ${issuer.claim}`, `no principal has this ${issuer.claim}`);
+        return refuse(403, caller.message, caller.detail);
       }
-      const principal = match.principal;
+      const { principal, subject } = caller;
       if (!dir.backends.has(backend)) return refuse(404, `there is no backend ${JSON.stringify(backend)}`, 'no such backend', principal);
 
       if (!opts.broker) {
@@ -180,25 +144,10 @@ function describe(backend: string, principal: string | undefined, what: string):
   return `${principal ? `principal ${principal}, ` : ''}backend ${backend}: ${what}`;
 }
 
-/** The bearer token of the Authorization header, or undefined when there is none. */
-function bearer(req: FastifyRequest): string | undefined {
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  return m?.[1];
-}
-
 /** AWS: the `credential_process` shape, so a profile can call serve (through a helper) directly. */
 export function sessionBody(s: IssuedSession): Record<string, unknown> {
   if (s.kind === 'aws')
     return { Version: 1, AccessKeyId: s.accessKeyId, SecretAccessKey: s.secretAccessKey, SessionToken: s.sessionToken, Expiration: s.expiration };
   const { kind: _kind, ...rest } = s;
   return rest;
-}
-
-function answer(reply: FastifyReply, status: number, body: unknown): FastifyReply {
-  return reply
-    .code(status)
-    .header('cache-control', 'no-store')
-    .header('pragma', 'no-cache')
-    .header('content-type', 'application/json; charset=utf-8')
-    .send(JSON.stringify(body));
 }

@@ -20,7 +20,7 @@ export interface ReconcilerConfig {
   actor: string;
 }
 
-export type ToReconciler = { type: 'trigger' } | { type: 'wake'; at: string } | { type: 'settle'; id: number } | { type: 'stop' };
+export type ToReconciler = { type: 'trigger'; full?: boolean } | { type: 'wake'; at: string } | { type: 'settle'; id: number } | { type: 'stop' };
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type FromReconciler =
@@ -65,6 +65,7 @@ export class ReconcilerThread {
   #stopped: (() => void) | undefined;
   #restart: NodeJS.Timeout | undefined;
   #triggerQueued = false;
+  #fullQueued = false;
 
   constructor(private readonly opts: ReconcilerThreadOptions) {}
 
@@ -127,7 +128,10 @@ export class ReconcilerThread {
    * Ask for a reconcile soon (debounced in the thread). Under load many SCIM writes land in one
    * turn of the event loop; they make one message, sent once the turn's work is done.
    */
-  trigger(): void {
+  trigger(opts: { full?: boolean } = {}): void {
+    // A full run reads the backends whatever the SCIM work says: a decision on a request is no
+    // SCIM write, and a run that only looks at SCIM's pending work would skip it.
+    if (opts.full) this.#fullQueued = true;
     if (this.#triggerQueued) return;
     this.#triggerQueued = true;
     setImmediate(() => this.#flushTrigger());
@@ -156,7 +160,9 @@ export class ReconcilerThread {
   #flushTrigger(): void {
     if (!this.#triggerQueued) return;
     this.#triggerQueued = false;
-    this.#post({ type: 'trigger' });
+    const full = this.#fullQueued;
+    this.#fullQueued = false;
+    this.#post({ type: 'trigger', ...(full ? { full } : {}) });
   }
 
   /**

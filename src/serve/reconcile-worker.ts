@@ -7,7 +7,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { makeBackends } from '../backends/factory.js';
-import { scimPeople } from '../scim/identities.js';
+import { mergedSpec } from '../app/requests.js';
 import type { ScimStore } from '../scim/store/store.js';
 import { SqliteScimStore } from '../scim/store/sqlite.js';
 import { openScimStoreAt } from '../scim/store/open.js';
@@ -65,11 +65,12 @@ if (store && scim) {
         }
       }, CHECKPOINT_MS)
     : undefined;
+  const stateStore = store;
   const reconciler = new Reconciler({
     specFile: config.specFile,
     env: config.env,
     store,
-    identities: (spec) => scimPeople(identities, spec),
+    merge: (spec, now) => mergedSpec(spec, { scim: identities, requests: stateStore }, now),
     pending: identities,
     pollMs: config.pollMs,
     makeBackends: (backends, installation) => makeBackends({ backends }, { installation }),
@@ -80,11 +81,10 @@ if (store && scim) {
     onDone: (metrics) => post({ type: 'metrics', metrics }),
   });
 
-  const stateStore = store;
   port.on('message', (m: ToReconciler) => {
     switch (m.type) {
       case 'trigger':
-        reconciler.trigger();
+        reconciler.trigger({ full: m.full === true });
         break;
       case 'wake':
         reconciler.wakeBy(new Date(m.at));

@@ -1,6 +1,7 @@
-// The long-running reconciler behind `datagrant serve`: on every SCIM change (debounced) and on
-// an interval, the spec plus the SCIM identities are planned and applied with the same engine as
-// the CLI. Only the holder of the state lock reconciles; other replicas skip and serve SCIM.
+// The long-running reconciler behind `datagrant serve`: on every SCIM change (debounced), every
+// decision on a request, and on an interval, the spec plus the SCIM identities and approved
+// requests are planned and applied with the same engine as the CLI. Only the holder of the state
+// lock reconciles; other replicas skip and serve SCIM.
 //
 // A change is not this replica's alone: the SCIM store counts every write as pending work (see
 // scim/store/store.ts), and every replica polls that marker, so a change accepted by a replica that
@@ -15,7 +16,9 @@ import { hashJson, sha256 } from '../core/canonical.js';
 import { ApplyError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
 import type { ScimWork } from '../scim/store/store.js';
-import type { BackendSpec, PrincipalSpec, Spec } from '../spec/schema.js';
+import type { BackendSpec, Spec } from '../spec/schema.js';
+import type { Notice } from '../core/types.js';
+import { expireDue } from '../app/requests.js';
 import type { AppliedStore, CredentialStore, StateStore } from '../store/store.js';
 import { ZERO_METRICS, type ReconcileMetrics } from './reconcile-metrics.js';
 
@@ -62,8 +65,11 @@ export interface ReconcilerOptions {
   specFile: string;
   env: NodeJS.ProcessEnv;
   store: StateStore;
-  /** People known from SCIM, as spec principals (active users only). */
-  identities: (spec: Spec) => Promise<Record<string, PrincipalSpec>>;
+  /**
+   * The spec as every run must see it: SCIM people and approved requests merged in (mergedSpec),
+   * with notices for what was merged.
+   */
+  merge: (spec: Spec, now: Date) => Promise<{ spec: Spec; notices: Notice[] }>;
   /** The SCIM store's pending work; without it, only this replica's triggers and the interval run. */
   pending?: PendingWork;
   /** How often the pending work is polled. Default 300 ms. */
@@ -305,10 +311,13 @@ export class Reconciler {
       // Yield between the CPU-heavy steps so that whatever shares this event loop (the
       // thread's messages; SCIM requests when run in the server's thread) is served in between.
       const loaded = loadSpec(readSpecFile(this.opts.specFile), this.opts.env, now);
+      // Requests whose access has ended, or that nobody decided in time, are recorded as such
+      // (the merge below leaves them out either way).
+      await expireDue(store, loaded.spec, now, actor);
       await yieldToRequests();
-      const people = await this.opts.identities(loaded.spec);
+      const merged = await this.opts.merge(loaded.spec, now);
       await yieldToRequests();
-      const spec: Spec = { ...loaded.spec, principals: { ...people, ...loaded.spec.principals } };
+      const spec: Spec = merged.spec;
       // What this run would make the backends hold; unchanged since the last good run, a SCIM
       // change (a user outside every mapped group, a no-op PATCH) has nothing to apply.
       // With it, what the store says was applied: another replica's or a CLI apply since then
@@ -328,7 +337,7 @@ export class Reconciler {
           mode: 'apply',
           spec,
           specHash: loaded.specHash,
-          notices: loaded.notices,
+          notices: [...loaded.notices, ...merged.notices],
           templates: loaded.templates,
           source: loaded.source,
           env: this.opts.env,

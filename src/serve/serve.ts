@@ -17,7 +17,8 @@ import { openScimStoreAt } from '../scim/store/open.js';
 import { openStore } from '../store/open.js';
 import type { StateStore } from '../store/store.js';
 import { registerCredentialsRoute } from './credentials.js';
-import { credentialDirectory, serveSpec } from './credentials-directory.js';
+import { credentialDirectory, requestsDirectory, serveSpec } from './credentials-directory.js';
+import { registerRequestRoutes } from './requests.js';
 import { ReconcilerThread } from './reconcile-thread.js';
 import { specPrincipalNames } from './spec-names.js';
 
@@ -162,8 +163,8 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     ...(opts.trustProxy ? { trustProxy: true } : {}),
     ...(https ? { https } : {}),
   });
-  // The credential endpoint audits through a state store connection of its own, opened when first
-  // needed: the reconciler thread's is on another thread.
+  // The credential and requests endpoints write the state (audit, sessions, requests) through a
+  // connection of their own, opened when first needed: the reconciler thread's is on another thread.
   let state: Promise<StateStore> | undefined;
   const stateStore = () =>
     (state ??= openStore(paths, io.env).catch((e: unknown) => {
@@ -176,6 +177,7 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     // As the reconciler reads the spec: ${VAR} from the process's environment plus the caller's.
     env: { ...process.env, ...io.env },
     scim,
+    requests: stateStore,
     now: io.now,
   };
   const specNow = serveSpec(specSource);
@@ -195,6 +197,13 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     metrics,
     now: io.now,
     broker: wakingBroker(opts.sessionBroker ?? ownBroker, reconciler),
+  });
+  registerRequestRoutes(app, {
+    directory: requestsDirectory(specSource),
+    store: stateStore,
+    // A decision is no SCIM write: the reconcile it needs reads the backends whatever SCIM says.
+    onAccessChanged: () => reconciler.trigger({ full: true }),
+    now: io.now,
   });
   const closeState = async () => {
     await ownBroker?.close();

@@ -297,7 +297,7 @@ const KINDS: Record<string, string> = {
 };
 
 const KEYS: Record<string, string> = {
-  '': 'version, settings, backends, datasets, groups, principals, invariants, scim',
+  '': 'version, settings, backends, datasets, groups, principals, invariants, scim, knownAccess, approvers',
   // Read off the schema, so a new setting or principal key is never missing from the help.
   settings: Object.keys(specSchema.shape.settings.unwrap().shape).join(', '),
   'settings.*.#': 'name, issuer, audience, claim, algorithms, unverifiedEmail',
@@ -306,8 +306,12 @@ const KEYS: Record<string, string> = {
   'backends.*.timeouts': 'connect, request',
   'backends.*.assumeRole': 'roleArn, externalId, sessionName',
   'backends.*.quotas': 'users, groups, policies, roles',
+  // settings.requests: the only mapping among the settings (names in the second place read as *).
+  'settings.*': 'maxDuration, decideWithin',
   'datasets.*':
-    'backend, bucket, prefix, description (aws); backend, database, schema, tables, description (postgres); backend, database, tables, description (mysql)',
+    'backend, bucket, prefix, description, approvers (aws, rgw); backend, database, schema, tables, description, approvers (postgres); backend, database, tables, description, approvers (mysql)',
+  'datasets.*.approvers': 'principals, groups, access',
+  'approvers.#': 'description, datasets, principals, groups, access',
   'groups.*': 'description, grants',
   'groups.*.grants.#': 'dataset, access, expires',
   'principals.*': Object.keys(principalSchema.shape).join(', '),
@@ -331,9 +335,9 @@ const KINDED_KEYS: Record<string, string> = {
   'backend.postgres': 'type, url, scope, timeouts',
   'backend.rgw': 'type, endpoint, region, accessKeyId, secretAccessKey, userPrefix, timeouts',
   'backend.mysql': 'type, url, host, scope, timeouts',
-  'dataset.aws': 'backend, bucket, prefix, description',
-  'dataset.postgres': 'backend, database, schema, tables, description',
-  'dataset.database': 'backend, database, tables, description (mysql); backend, database, schema, tables, description (postgres)',
+  'dataset.aws': 'backend, bucket, prefix, description, approvers',
+  'dataset.postgres': 'backend, database, schema, tables, description, approvers',
+  'dataset.database': 'backend, database, tables, description, approvers (mysql); backend, database, schema, tables, description, approvers (postgres)',
 };
 
 /**
@@ -358,6 +362,7 @@ function salvage(raw: Record<string, unknown>): Spec {
       onlyMembersOf: i.onlyMembersOf === undefined ? undefined : arr(i.onlyMembersOf),
       onlyPrincipals: i.onlyPrincipals === undefined ? undefined : arr(i.onlyPrincipals),
     })),
+    approvers: arr(raw.approvers).map(obj),
     // Absent stays absent: whether a spec has SCIM people changes what its references may name.
     ...(raw.scim === undefined ? {} : { scim: { groups: obj(obj(raw.scim).groups) } }),
   } as unknown as Spec;

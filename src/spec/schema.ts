@@ -151,6 +151,57 @@ export const grantSchema = z.strictObject({
   expires: expires.optional(),
 });
 
+/**
+ * Who may approve requests for access (`datagrant requests`, serve's /v1/requests): these
+ * principals and the members of these groups, up to `access`. On a dataset it covers that
+ * dataset; a top-level rule covers its `datasets` (default: every dataset).
+ */
+const approverFields = {
+  principals: z.array(z.string().min(1, 'principal must not be empty')).optional(),
+  groups: z.array(z.string().min(1, 'group must not be empty')).optional(),
+  /** The highest level these approvers may grant (default read: a request for more needs a rule that says so). */
+  access: levelSchema.optional(),
+};
+const someApprover = (a: { principals?: string[] | undefined; groups?: string[] | undefined }) => (a.principals?.length ?? 0) + (a.groups?.length ?? 0) > 0;
+const SOME_APPROVER = 'approvers must name at least one principal (principals: [..]) or group (groups: [..]) who may approve';
+
+export const datasetApproversSchema = z.strictObject(approverFields).refine(someApprover, { message: SOME_APPROVER });
+
+export const approverRuleSchema = z
+  .strictObject({
+    description: z.string().optional(),
+    /** The datasets it covers; default: every dataset. */
+    datasets: z
+      .array(z.string().min(1, 'dataset must not be empty'))
+      .min(1, 'datasets must name at least one dataset, or be left out for every dataset')
+      .optional(),
+    ...approverFields,
+  })
+  .refine(someApprover, { message: SOME_APPROVER });
+
+/** The longest a request may ask for, unless `settings.requests.maxDuration` says otherwise. */
+export const DEFAULT_REQUEST_MAX_DURATION = '30d';
+/** How long a request may wait for a decision before it expires, unless `settings.requests.decideWithin` says otherwise. */
+export const DEFAULT_REQUEST_DECIDE_WITHIN = '7d';
+
+const requestSettingsSchema = z.strictObject({
+  /** The longest access a request may ask for (it ends this long after its approval at most). */
+  maxDuration: duration.optional(),
+  /** A request nobody approved or denied within this long expires. */
+  decideWithin: duration.optional(),
+});
+
+/**
+ * Where a grant that is not in the file comes from: an approved request, merged into the spec's
+ * principals at run time (plan, apply, serve) exactly as SCIM people are. The file's own grants
+ * have none.
+ */
+export interface GrantOrigin {
+  request: number;
+  /** The principal who approved it. */
+  approvedBy: string;
+}
+
 /** An IAM role's ARN: `arn:<partition>:iam::<12-digit account id>:role/<path/><name>`. */
 export const ROLE_ARN_RE = /^arn:(aws|aws-[a-z]+(-[a-z]+)*):iam::(\d{12}):role\/([\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
 
@@ -277,6 +328,8 @@ const s3Dataset = z.strictObject({
     .regex(S3_PREFIX_RE, { error: (issue) => (typeof issue.input === 'string' ? s3PrefixProblem(issue.input) : undefined) })
     .optional(),
   description: z.string().optional(),
+  /** Who may approve requests for access to this dataset. */
+  approvers: datasetApproversSchema.optional(),
 });
 
 /** A database, schema or table name. A dot is allowed: it is part of the name, as in PostgreSQL. */
@@ -294,6 +347,8 @@ const pgDataset = z.strictObject({
   schema: pgIdentifier,
   tables: z.array(pgIdentifier).min(1).optional(),
   description: z.string().optional(),
+  /** Who may approve requests for access to this dataset. */
+  approvers: datasetApproversSchema.optional(),
 });
 
 const mysqlName = (what: 'database' | 'table') =>
@@ -311,6 +366,7 @@ const mysqlDataset = z.strictObject({
   database: mysqlName('database'),
   tables: z.array(mysqlName('table')).min(1).optional(),
   description: z.string().optional(),
+  approvers: datasetApproversSchema.optional(),
 });
 
 export const datasetSchema = z.union([s3Dataset, pgDataset, mysqlDataset], {
@@ -513,6 +569,8 @@ export const specSchema = z.strictObject({
         .optional(),
       /** OpenID Connect issuers whose ID tokens `serve` accepts for sessions (POST /v1/credentials/:backend). */
       oidc: z.array(oidcIssuerSchema).optional(),
+      /** Requests for access (`approvers:` says who may approve them): how long they may ask for and wait. */
+      requests: requestSettingsSchema.optional(),
     })
     .optional(),
   backends: z.record(name('backend name', 32), backendSchema),
@@ -528,11 +586,14 @@ export const specSchema = z.strictObject({
     })
     .optional(),
   knownAccess: z.record(name('known access name', 64), knownAccessSchema).default({}),
+  /** Who may approve requests for access, for several datasets at once (a dataset's own `approvers` adds to these). */
+  approvers: z.array(approverRuleSchema).default([]),
 });
 
 export type SpecInput = z.input<typeof specSchema>;
 export type Spec = z.output<typeof specSchema>;
-export type Grant = z.output<typeof grantSchema>;
+/** A grant; one merged in from an approved request carries its origin. */
+export type Grant = z.output<typeof grantSchema> & { origin?: GrantOrigin };
 export type BackendSpec = z.output<typeof backendSchema>;
 export type AwsBackendSpec = Extract<BackendSpec, { type: 'aws' }>;
 export type PostgresBackendSpec = Extract<BackendSpec, { type: 'postgres' }>;
@@ -550,6 +611,8 @@ export type GroupSpec = z.output<typeof groupSchema>;
 export type InvariantSpec = z.output<typeof invariantSchema>;
 export type OidcIssuerSpec = z.output<typeof oidcIssuerSchema>;
 export type KnownAccessSpec = z.output<typeof knownAccessSchema>;
+export type ApproverRuleSpec = z.output<typeof approverRuleSchema>;
+export type DatasetApproversSpec = z.output<typeof datasetApproversSchema>;
 export type OidcAlgorithm = (typeof OIDC_ALGORITHMS)[number];
 
 export function isS3Dataset(d: DatasetSpec): d is S3DatasetSpec {

@@ -4,6 +4,7 @@ import type { SpecProblem } from '../core/errors.js';
 import type { Notice } from '../core/types.js';
 import { mysqlAccountNameProblem, pgRoleNameProblem } from './limits.js';
 import type { SourceMap } from './load.js';
+import { approverProblems } from './approvers.js';
 import { knownAccessProblems } from './known-access.js';
 import { oidcProblems } from './oidc.js';
 import { credentialsOf, expiresInstant, isRealInstant, type Grant, type Spec } from './schema.js';
@@ -166,6 +167,7 @@ export function validateReferences(spec: Spec, src: SourceMap, now: Date, notice
   problems.push(...mysqlProblems(spec, src));
   problems.push(...oidcProblems(spec, src));
   problems.push(...knownAccessProblems(spec, src));
+  problems.push(...approverProblems(spec, src, notices));
 
   // IdP group names are matched case-insensitively (as Okta and Entra compare them).
   const lowerIdp = new Map<string, string>();

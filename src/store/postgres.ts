@@ -20,14 +20,20 @@ import {
   reviewClosed,
   reviewTaken,
   reviewUnknown,
+  requestUnknown,
   toCredential,
+  toRequest,
   toReview,
   toSession,
+  transitionColumns,
+  transitionRefusal,
   type CredRow,
   type DecisionRow,
+  type RequestRow,
   type ReviewRow,
   type SessionRow,
 } from './rows.js';
+import type { AccessRequest, NewRequest, RequestState, RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
 import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, SessionRecord, StateStore, StoredBackend } from './store.js';
 
@@ -43,7 +49,20 @@ const LOCK_NAME = 'state';
 const LOCK_SPACE = 0x6467;
 /** Per-address locks for saveCredential live in their own space, so they never meet the named locks. */
 const CREDENTIAL_LOCK_SPACE = 0x6468;
-const TABLES = ['credentials', 'applied', 'journal', 'audit', 'audit_head', 'locks', 'meta', 'backends', 'sessions', 'reviews', 'review_decisions'] as const;
+const TABLES = [
+  'credentials',
+  'applied',
+  'journal',
+  'audit',
+  'audit_head',
+  'locks',
+  'meta',
+  'backends',
+  'sessions',
+  'reviews',
+  'review_decisions',
+  'requests',
+] as const;
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -146,6 +165,28 @@ CREATE TABLE IF NOT EXISTS ${s}.review_decisions (
   PRIMARY KEY (review, row_id, reviewer)
 );
 ALTER TABLE ${s}.review_decisions ADD COLUMN IF NOT EXISTS actor TEXT NOT NULL DEFAULT '';
+CREATE TABLE IF NOT EXISTS ${s}.requests (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  requester TEXT COLLATE "C" NOT NULL,
+  dataset TEXT NOT NULL,
+  level TEXT NOT NULL CHECK (level IN ('read', 'write', 'admin')),
+  duration TEXT NOT NULL,
+  reason TEXT NOT NULL CHECK (length(btrim(reason)) > 0),
+  state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'cancelled', 'expired')),
+  requested_at TEXT COLLATE "C" NOT NULL,
+  requested_via TEXT NOT NULL,
+  decided_by TEXT,
+  decided_at TEXT,
+  decision_reason TEXT,
+  decided_via TEXT,
+  ends_at TEXT COLLATE "C",
+  closed_at TEXT,
+  closed_by TEXT,
+  close_reason TEXT,
+  closed_via TEXT,
+  audit_seq BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_state ON ${s}.requests (state);
 -- Who holds the state lock. The lock itself is the advisory lock; a row counts only while the
 -- session named by backend_pid holds it.
 CREATE TABLE IF NOT EXISTS ${s}.locks (
@@ -629,6 +670,86 @@ export class PgStore implements StateStore {
       await c.query(`UPDATE ${this.#t.reviews} SET closed_at = $1, closed_by = $2 WHERE name = $3`, [at, by, name]);
       await this.#append(c, audit, at);
     });
+  }
+
+  async createRequest(r: NewRequest, audit: (id: number) => AuditInput): Promise<AccessRequest> {
+    const t = this.#t.requests;
+    return this.tx(async (c) => {
+      const { rows } = await c.query<{ id: string }>(
+        `INSERT INTO ${t} (requester, dataset, level, duration, reason, state, requested_at, requested_via, audit_seq)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, 0) RETURNING id`,
+        [r.requester, r.dataset, r.level, r.duration, r.reason, instant(r.requestedAt), r.requestedVia],
+      );
+      const id = Number(rows[0]!.id);
+      const seq = await this.#append(c, audit(id), instant(r.requestedAt));
+      return toRequest((await c.query<RequestRow>(`UPDATE ${t} SET audit_seq = $1 WHERE id = $2 RETURNING *`, [seq, id])).rows[0]!);
+    });
+  }
+
+  async request(id: number): Promise<AccessRequest | undefined> {
+    if (!Number.isSafeInteger(id)) return undefined;
+    const r = (await this.pool.query<RequestRow>(`SELECT * FROM ${this.#t.requests} WHERE id = $1`, [id])).rows[0];
+    return r ? toRequest(r) : undefined;
+  }
+
+  async requests(filter: { states?: readonly RequestState[]; requester?: string } = {}): Promise<AccessRequest[]> {
+    const { rows } = await this.pool.query<RequestRow>(
+      `SELECT * FROM ${this.#t.requests} WHERE ($1::text[] IS NULL OR state = ANY($1::text[])) AND ($2::text IS NULL OR requester = $2) ORDER BY id`,
+      [filter.states ? [...filter.states] : null, filter.requester ?? null],
+    );
+    return rows.map(toRequest);
+  }
+
+  async changeRequest(id: number, change: RequestTransition, audit: AuditInput): Promise<AccessRequest> {
+    const t = this.#t.requests;
+    const at = change.to === 'cancelled' ? change.closed.at : change.decision.at;
+    if (!Number.isSafeInteger(id)) throw requestUnknown(id);
+    return this.tx(async (c) => {
+      // FOR UPDATE: two approvers deciding at once take turns; the second finds it decided.
+      const r = (await c.query<RequestRow>(`SELECT * FROM ${t} WHERE id = $1 FOR UPDATE`, [id])).rows[0];
+      if (!r) throw requestUnknown(id);
+      const refusal = transitionRefusal(r, change);
+      if (refusal) throw refusal;
+      const seq = await this.#append(c, audit, instant(at));
+      const { rows } = await c.query<RequestRow>(
+        `UPDATE ${t} SET state = $1, decided_by = coalesce($2, decided_by), decided_at = coalesce($3, decided_at),
+           decision_reason = coalesce($4, decision_reason), decided_via = coalesce($5, decided_via), ends_at = coalesce($6, ends_at),
+           closed_at = $7, closed_by = $8, close_reason = $9, closed_via = $10, audit_seq = $11 WHERE id = $12 RETURNING *`,
+        [...transitionColumns(change), seq, id],
+      );
+      return toRequest(rows[0]!);
+    });
+  }
+
+  async expireRequests(o: { now: string; pendingBefore: string; via: string }, audit: (r: AccessRequest) => AuditInput): Promise<AccessRequest[]> {
+    const t = this.#t.requests;
+    const [now, before] = [instant(o.now), instant(o.pendingBefore)];
+    const due = `SELECT * FROM ${t} WHERE (state = 'approved' AND ends_at <= $1) OR (state = 'pending' AND requested_at < $2) ORDER BY id`;
+    // Most runs find nothing: no transaction (and no wait for the audit lock) then.
+    if (!(await this.pool.query(`${due} LIMIT 1`, [now, before])).rowCount) return [];
+    return this.tx(async (c) => {
+      // Replicas expiring at once: each row goes to one of them (the other skips it, locked).
+      const { rows } = await c.query<RequestRow>(`${due} FOR UPDATE SKIP LOCKED`, [now, before]);
+      const out: AccessRequest[] = [];
+      for (const row of rows) {
+        const reason = row.state === 'approved' ? `its access ended at ${row.ends_at}` : `nobody approved or denied it by ${before}`;
+        const closed: RequestRow = { ...row, state: 'expired', closed_at: now, closed_by: null, close_reason: reason, closed_via: o.via };
+        const seq = await this.#append(c, audit(toRequest(closed)), now);
+        await c.query(`UPDATE ${t} SET state = 'expired', closed_at = $1, close_reason = $2, closed_via = $3, audit_seq = $4 WHERE id = $5`, [
+          now,
+          reason,
+          o.via,
+          seq,
+          row.id,
+        ]);
+        out.push(toRequest({ ...closed, audit_seq: seq }));
+      }
+      return out;
+    });
+  }
+
+  async requestsVersion(): Promise<number> {
+    return Number((await this.pool.query<{ v: string }>(`SELECT coalesce(max(audit_seq), 0) AS v FROM ${this.#t.requests}`)).rows[0]!.v);
   }
 
   async auditEntries(): Promise<AuditEntry[]> {

@@ -1,6 +1,8 @@
 // Row shapes shared by the SQLite and PostgreSQL stores: the two keep the same columns.
-import { ReviewError } from '../core/errors.js';
+import { RequestError, ReviewError } from '../core/errors.js';
+import type { Level } from '../core/types.js';
 import type { AccessReportRow } from '../model/access.js';
+import { TRANSITION_FROM, type AccessRequest, type RequestState, type RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewManifest, ReviewVerdict } from '../model/review.js';
 import type { CredentialRow, SessionRecord } from './store.js';
 
@@ -114,3 +116,86 @@ export const reviewUnknown = (name: string) => new ReviewError(`there is no revi
 
 export const reviewClosed = (r: Pick<ReviewRow, 'name' | 'closed_at' | 'closed_by'>) =>
   new ReviewError(`the review ${JSON.stringify(r.name)} was closed ${r.closed_at} by ${r.closed_by}; a closed review takes no more decisions`);
+
+export interface RequestRow {
+  /** BIGINT comes back from PostgreSQL as a string. */
+  id: number | string;
+  requester: string;
+  dataset: string;
+  level: Level;
+  duration: string;
+  reason: string;
+  state: RequestState;
+  requested_at: string;
+  requested_via: string;
+  decided_by: string | null;
+  decided_at: string | null;
+  decision_reason: string | null;
+  decided_via: string | null;
+  ends_at: string | null;
+  closed_at: string | null;
+  closed_by: string | null;
+  close_reason: string | null;
+  closed_via: string | null;
+  audit_seq: number | string;
+}
+
+export function toRequest(r: RequestRow): AccessRequest {
+  return {
+    id: Number(r.id),
+    requester: r.requester,
+    dataset: r.dataset,
+    level: r.level,
+    duration: r.duration,
+    reason: r.reason,
+    state: r.state,
+    requestedAt: r.requested_at,
+    requestedVia: r.requested_via,
+    ...(r.decided_at !== null ? { decision: { by: r.decided_by!, at: r.decided_at, reason: r.decision_reason!, via: r.decided_via! } } : {}),
+    ...(r.ends_at !== null ? { endsAt: r.ends_at } : {}),
+    ...(r.closed_at !== null
+      ? { closed: { at: r.closed_at, ...(r.closed_by !== null ? { by: r.closed_by } : {}), reason: r.close_reason!, via: r.closed_via! } }
+      : {}),
+    auditSeq: Number(r.audit_seq),
+  };
+}
+
+/** The columns a change writes, in this order: state, decided_*, ends_at, closed_*. */
+export function transitionColumns(t: RequestTransition): (string | null)[] {
+  const d = t.to === 'cancelled' ? undefined : t.decision;
+  const c = t.to === 'cancelled' ? t.closed : undefined;
+  return [
+    t.to,
+    d?.by ?? null,
+    d ? instant(d.at) : null,
+    d?.reason ?? null,
+    d?.via ?? null,
+    t.to === 'approved' ? instant(t.endsAt) : null,
+    c ? instant(c.at) : null,
+    c?.by ?? null,
+    c?.reason ?? null,
+    c?.via ?? null,
+  ];
+}
+
+export const requestUnknown = (id: number) => new RequestError('not-found', `there is no request #${id}; \`datagrant requests list\` shows them`);
+
+/**
+ * Why `r` cannot take change `t`, or undefined when it can: a decision is taken once, on a pending
+ * request; an approved one can be cancelled only while its access lasts.
+ */
+export function transitionRefusal(
+  r: Pick<RequestRow, 'id' | 'state' | 'ends_at' | 'decided_by' | 'decided_at' | 'closed_at'>,
+  t: RequestTransition,
+): RequestError | undefined {
+  const id = Number(r.id);
+  if (!TRANSITION_FROM[t.to].includes(r.state)) {
+    const when = r.state === 'approved' || r.state === 'denied' ? ` by ${r.decided_by} at ${r.decided_at}` : r.closed_at ? ` at ${r.closed_at}` : '';
+    const verb = { approved: 'approved', denied: 'denied', cancelled: 'cancelled' }[t.to];
+    return new RequestError('conflict', `request #${id} was already ${r.state}${when}; a request that is ${r.state} cannot be ${verb}`);
+  }
+  if (t.to === 'cancelled' && r.state === 'approved' && r.ends_at !== null && r.ends_at <= instant(t.closed.at)) {
+    return new RequestError('conflict', `request #${id} ended at ${r.ends_at}; there is nothing left to cancel`);
+  }
+  return undefined;
+}

@@ -14,14 +14,20 @@ import {
   reviewClosed,
   reviewTaken,
   reviewUnknown,
+  requestUnknown,
   toCredential,
+  toRequest,
   toReview,
   toSession,
+  transitionColumns,
+  transitionRefusal,
   type CredRow,
   type DecisionRow,
+  type RequestRow,
   type ReviewRow,
   type SessionRow,
 } from './rows.js';
+import type { AccessRequest, NewRequest, RequestState, RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
 import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, SessionRecord, StateStore, StoredBackend } from './store.js';
 
@@ -117,6 +123,28 @@ CREATE TABLE IF NOT EXISTS review_decisions (
   audit_seq INTEGER NOT NULL,
   PRIMARY KEY (review, row_id, reviewer)
 );
+CREATE TABLE IF NOT EXISTS requests (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  requester TEXT NOT NULL,
+  dataset TEXT NOT NULL,
+  level TEXT NOT NULL CHECK (level IN ('read', 'write', 'admin')),
+  duration TEXT NOT NULL,
+  reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+  state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'cancelled', 'expired')),
+  requested_at TEXT NOT NULL,
+  requested_via TEXT NOT NULL,
+  decided_by TEXT,
+  decided_at TEXT,
+  decision_reason TEXT,
+  decided_via TEXT,
+  ends_at TEXT,
+  closed_at TEXT,
+  closed_by TEXT,
+  close_reason TEXT,
+  closed_via TEXT,
+  audit_seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_state ON requests (state);
 CREATE TABLE IF NOT EXISTS locks (
   name TEXT PRIMARY KEY,
   holder TEXT NOT NULL,
@@ -498,6 +526,81 @@ export class SqliteStore implements StateStore {
         this.#append(audit, at);
       })
       .immediate();
+  }
+
+  async createRequest(r: NewRequest, audit: (id: number) => AuditInput): Promise<AccessRequest> {
+    return this.db
+      .transaction(() => {
+        const id = Number(
+          this.sql(
+            `INSERT INTO requests (requester, dataset, level, duration, reason, state, requested_at, requested_via, audit_seq)
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, 0)`,
+          ).run(r.requester, r.dataset, r.level, r.duration, r.reason, instant(r.requestedAt), r.requestedVia).lastInsertRowid,
+        );
+        const seq = this.#append(audit(id), instant(r.requestedAt));
+        this.sql('UPDATE requests SET audit_seq = ? WHERE id = ?').run(seq, id);
+        return toRequest(this.sql('SELECT * FROM requests WHERE id = ?').get(id) as RequestRow);
+      })
+      .immediate();
+  }
+
+  async request(id: number): Promise<AccessRequest | undefined> {
+    const r = this.sql('SELECT * FROM requests WHERE id = ?').get(id) as RequestRow | undefined;
+    return r ? toRequest(r) : undefined;
+  }
+
+  async requests(filter: { states?: readonly RequestState[]; requester?: string } = {}): Promise<AccessRequest[]> {
+    const rows = this.sql(
+      `SELECT * FROM requests WHERE (? IS NULL OR state IN (SELECT value FROM json_each(?))) AND (? IS NULL OR requester = ?) ORDER BY id`,
+    ).all(filter.states ? 1 : null, JSON.stringify(filter.states ?? []), filter.requester ?? null, filter.requester ?? null) as RequestRow[];
+    return rows.map(toRequest);
+  }
+
+  async changeRequest(id: number, t: RequestTransition, audit: AuditInput): Promise<AccessRequest> {
+    const at = t.to === 'cancelled' ? t.closed.at : t.decision.at;
+    return this.db
+      .transaction(() => {
+        const r = this.sql('SELECT * FROM requests WHERE id = ?').get(id) as RequestRow | undefined;
+        if (!r) throw requestUnknown(id);
+        const refusal = transitionRefusal(r, t);
+        if (refusal) throw refusal;
+        const seq = this.#append(audit, instant(at));
+        this.sql(
+          `UPDATE requests SET state = ?, decided_by = coalesce(?, decided_by), decided_at = coalesce(?, decided_at),
+             decision_reason = coalesce(?, decision_reason), decided_via = coalesce(?, decided_via), ends_at = coalesce(?, ends_at),
+             closed_at = ?, closed_by = ?, close_reason = ?, closed_via = ?, audit_seq = ? WHERE id = ?`,
+        ).run(...transitionColumns(t), seq, id);
+        return toRequest(this.sql('SELECT * FROM requests WHERE id = ?').get(id) as RequestRow);
+      })
+      .immediate();
+  }
+
+  async expireRequests(o: { now: string; pendingBefore: string; via: string }, audit: (r: AccessRequest) => AuditInput): Promise<AccessRequest[]> {
+    const [now, before] = [instant(o.now), instant(o.pendingBefore)];
+    const due = `SELECT * FROM requests WHERE (state = 'approved' AND ends_at <= ?) OR (state = 'pending' AND requested_at < ?) ORDER BY id`;
+    // Most runs find nothing: no write transaction (and no wait for the write lock) then.
+    if (!this.sql(due).get(now, before)) return [];
+    return this.db
+      .transaction(() =>
+        (this.sql(due).all(now, before) as RequestRow[]).map((row) => {
+          const reason = row.state === 'approved' ? `its access ended at ${row.ends_at}` : `nobody approved or denied it by ${before}`;
+          const closed: RequestRow = { ...row, state: 'expired', closed_at: now, closed_by: null, close_reason: reason, closed_via: o.via };
+          const seq = this.#append(audit(toRequest(closed)), now);
+          this.sql("UPDATE requests SET state = 'expired', closed_at = ?, close_reason = ?, closed_via = ?, audit_seq = ? WHERE id = ?").run(
+            now,
+            reason,
+            o.via,
+            seq,
+            row.id,
+          );
+          return toRequest({ ...closed, audit_seq: seq });
+        }),
+      )
+      .immediate();
+  }
+
+  async requestsVersion(): Promise<number> {
+    return (this.sql('SELECT coalesce(max(audit_seq), 0) AS v FROM requests').get() as { v: number }).v;
   }
 
   async acquireLock(holder: string, waitMs = 0): Promise<void> {

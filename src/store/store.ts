@@ -2,6 +2,7 @@
 // drift from spec changes), the journal of intents and outcomes, the audit chain and the lock.
 import type { KnownCredential } from '../model/credential.js';
 import type { Change, Json } from '../core/types.js';
+import type { AccessRequest, NewRequest, RequestState, RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
 import type { MasterKey } from './crypto.js';
 
@@ -156,6 +157,32 @@ export interface ReviewStore {
   closeReview(name: string, at: string, by: string, audit: AuditInput): Promise<void>;
 }
 
+/**
+ * Requests for access. Every change appends its audit entry in the same transaction, so a request
+ * and the chain never disagree (a crash leaves both or neither); each request names its last
+ * entry (`auditSeq`).
+ */
+export interface RequestStore {
+  /** Store a new pending request; its audit entry is made from the id it is given. */
+  createRequest(r: NewRequest, audit: (id: number) => AuditInput): Promise<AccessRequest>;
+  request(id: number): Promise<AccessRequest | undefined>;
+  /** Requests in these states (default all) of this requester (default anyone), by id. */
+  requests(filter?: { states?: readonly RequestState[]; requester?: string }): Promise<AccessRequest[]>;
+  /**
+   * One change, with its audit entry, all or nothing. A RequestError: `not-found` for an unknown
+   * id; `conflict` when the request is no longer in a state the change may leave
+   * (TRANSITION_FROM: another decision came first), or is an approved one whose end has passed.
+   */
+  changeRequest(id: number, t: RequestTransition, audit: AuditInput): Promise<AccessRequest>;
+  /**
+   * Expire, each with its audit entry: approved requests whose end is at or before `now`, and
+   * pending ones made before `pendingBefore`. Returns them (as they are now).
+   */
+  expireRequests(o: { now: string; pendingBefore: string; via: string }, audit: (r: AccessRequest) => AuditInput): Promise<AccessRequest[]>;
+  /** Changes with every change of any request (the newest audit entry of one; 0 for none): for caches. */
+  requestsVersion(): Promise<number>;
+}
+
 /** One applying run at a time per state. */
 export interface StateLock {
   /** Take the state lock or throw LockError naming the holder. A dead holder's lock is taken over. */
@@ -191,7 +218,7 @@ export interface SessionLog {
 
 /** The whole state, as `converge` uses it; test/store/store-contract.ts is its contract. */
 export interface StateStore
-  extends InstallationIdentity, BackendRegistry, CredentialStore, AppliedStore, JournalStore, AuditLog, StateLock, SessionLog, ReviewStore {
+  extends InstallationIdentity, BackendRegistry, CredentialStore, AppliedStore, JournalStore, AuditLog, StateLock, SessionLog, ReviewStore, RequestStore {
   /** The master key this store was opened with (already checked against the store's key-check value). */
   readonly masterKey: MasterKey;
   close(): Promise<void>;

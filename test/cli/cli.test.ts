@@ -16,6 +16,7 @@ describe('datagrant CLI', () => {
     expect(r.code).toBe(0);
     const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown>; required: string[]; additionalProperties: boolean };
     expect(Object.keys(schema.properties).sort()).toEqual([
+      'approvers',
       'backends',
       'datasets',
       'groups',

@@ -54,7 +54,7 @@ principals:
     specFile: join(dir, 'datagrant.yaml'),
     env: { WH_URL: relayed.toString() },
     store,
-    identities: async () => ({}),
+    merge: async (spec) => ({ spec, notices: [] }),
     makeBackends: (backends, installation) => makeBackends({ backends }, { installation }),
     logger,
   });

@@ -6,7 +6,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { ScimWork } from '../../src/scim/store/store.js';
-import type { PrincipalSpec } from '../../src/spec/schema.js';
+import type { PrincipalSpec, Spec } from '../../src/spec/schema.js';
 import { Reconciler, retryDelayMs, type PendingWork, type ReconcileLogger } from '../../src/serve/reconcile.js';
 import { MasterKey } from '../../src/store/crypto.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
@@ -23,6 +23,8 @@ let dir: string;
 let store: SqliteStore;
 let backend: FakeBackend;
 let people: Record<string, PrincipalSpec>;
+/** The SCIM people merged as mergedSpec merges them (a spec principal of the same name wins). */
+const withPeople = (spec: Spec, p: Record<string, PrincipalSpec>) => ({ spec: { ...spec, principals: { ...p, ...spec.principals } }, notices: [] });
 let errors: string[];
 let reconciler: Reconciler;
 
@@ -39,7 +41,7 @@ beforeEach(() => {
     specFile: join(dir, 'datagrant.yaml'),
     env: {},
     store,
-    identities: async () => structuredClone(people),
+    merge: async (spec) => withPeople(spec, structuredClone(people)),
     makeBackends: () => ({ aws: backend }),
     logger,
     debounceMs: 10,
@@ -206,9 +208,9 @@ describe('pending work in the SCIM store', () => {
       specFile: join(dir, 'datagrant.yaml'),
       env: {},
       store,
-      identities: async () => {
+      merge: async (spec) => {
         if (down) throw new Error('Connection terminated unexpectedly');
-        return structuredClone(people);
+        return withPeople(spec, structuredClone(people));
       },
       pending,
       pollMs: 20,

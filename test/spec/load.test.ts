@@ -147,14 +147,14 @@ describe('single problems', () => {
       `${MINIMAL}princpals: {}\n`,
       {},
       '6:1 princpals',
-      /^unknown key "princpals"; allowed: version, settings, backends, datasets, groups, principals, invariants, scim$/,
+      /^unknown key "princpals"; allowed: version, settings, backends, datasets, groups, principals, invariants, scim, knownAccess, approvers$/,
     ],
     [
       'an unknown key in a dataset',
       MINIMAL.replace('bucket: ai-model-data', 'bucket: ai-model-data, prefx: a/'),
       {},
       '5:48 datasets.data.prefx',
-      /^unknown key "prefx"; allowed: backend, bucket, prefix, description$/,
+      /^unknown key "prefx"; allowed: backend, bucket, prefix, description, approvers$/,
     ],
     [
       'an unknown key in a postgres backend',
@@ -171,7 +171,7 @@ describe('single problems', () => {
       ),
       {},
       '6:45 datasets.f.prefix',
-      /^unknown key "prefix"; allowed: backend, database, schema, tables, description$/,
+      /^unknown key "prefix"; allowed: backend, database, schema, tables, description, approvers$/,
     ],
     [
       'an unknown key in a principal',
@@ -185,7 +185,7 @@ describe('single problems', () => {
       `${MINIMAL}settings: { rotation: 90d }\n`,
       {},
       '6:13 settings.rotation',
-      /^unknown key "rotation"; allowed: rotate, rotationGrace, credentials, maxSession, expireUnused, oidc$/,
+      /^unknown key "rotation"; allowed: rotate, rotationGrace, credentials, maxSession, expireUnused, oidc, requests$/,
     ],
     [
       'a bad access level',

@@ -3,9 +3,10 @@
 // PostgreSQL's schemas and sessions) is tested in that store's own file.
 import { hostname } from 'node:os';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { LockError, ReviewError, StoreError } from '../../src/core/errors.js';
+import { LockError, RequestError, ReviewError, StoreError } from '../../src/core/errors.js';
 import type { Action, Change } from '../../src/core/types.js';
 import type { AccessReportRow } from '../../src/model/access.js';
+import { requestAddress, type AccessRequest, type NewRequest } from '../../src/model/request.js';
 import type { Review, ReviewDecision } from '../../src/model/review.js';
 import { MasterKey } from '../../src/store/crypto.js';
 import type { AuditInput, StateStore } from '../../src/store/store.js';
@@ -585,6 +586,176 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
         await store.startReview(newReview('a-earlier'), startAudit('a-earlier'));
         expect((await store.reviews()).map((r) => r.name)).toEqual(['a-earlier', 'b-later']);
       });
+    });
+
+    describe('access requests', () => {
+      const ask = (requester = 'alice', dataset = 'training-data', at = AT): NewRequest => ({
+        requester,
+        dataset,
+        level: 'read',
+        duration: '7d',
+        // Markup, quotes and non-ASCII come back exactly as stored.
+        reason: 'fine-tune the <b>"ranker"</b> ∅',
+        requestedAt: at,
+        requestedVia: `${requester}@cli`,
+      });
+      const made = (id: number): AuditInput => ({ actor: 'alice@cli', event: 'request.create', address: requestAddress(id), outcome: 'ok', detail: 'asked' });
+      const decided = (id: number, event: string, actor = 'bob@cli'): AuditInput => ({
+        actor,
+        event,
+        address: requestAddress(id),
+        outcome: 'ok',
+        detail: event,
+      });
+      const decision = (by = 'bob', at = LATER) => ({ by, at, reason: 'for the Q4 model', via: `${by}@cli` });
+      const approve = (id: number, by = 'bob', endsAt = '2026-12-06T00:00:00.000Z') =>
+        store.changeRequest(id, { to: 'approved', decision: decision(by), endsAt }, decided(id, 'request.approve', `${by}@cli`));
+      const events = async () => (await store.auditEntries()).map((e) => `${e.event} ${e.address}`);
+
+      test('a new request reads back as stored, pending, naming its audit entry, across reopening', async () => {
+        const r = await store.createRequest(ask(), made);
+        const entries = await store.auditEntries();
+        expect(entries.map((e) => [e.event, e.address])).toEqual([['request.create', requestAddress(r.id)]]);
+        const expected: AccessRequest = { id: r.id, ...ask(), state: 'pending', auditSeq: entries[0]!.seq };
+        expect(r).toEqual(expected);
+        expect(await (await h.reopen()).request(r.id)).toEqual(expected);
+        expect(await store.request(r.id + 1000)).toBeUndefined();
+      });
+
+      test('ids grow with each request; a filter picks states and requester', async () => {
+        const a = await store.createRequest(ask('alice'), made);
+        const b = await store.createRequest(ask('bob', 'features'), made);
+        const c = await store.createRequest(ask('alice', 'features'), made);
+        expect(b.id).toBeGreaterThan(a.id);
+        expect(c.id).toBeGreaterThan(b.id);
+        await approve(b.id, 'carol');
+        expect((await store.requests()).map((r) => r.id)).toEqual([a.id, b.id, c.id]);
+        expect((await store.requests({ requester: 'alice' })).map((r) => r.id)).toEqual([a.id, c.id]);
+        expect((await store.requests({ states: ['approved'] })).map((r) => r.id)).toEqual([b.id]);
+        expect((await store.requests({ states: ['pending'], requester: 'bob' })).map((r) => r.id)).toEqual([]);
+        expect((await store.requests({ states: [] })).map((r) => r.id)).toEqual([]);
+      });
+
+      test('a blank reason is refused and leaves no audit entry', async () => {
+        await expect(store.createRequest({ ...ask(), reason: '   ' }, made)).rejects.toThrow();
+        expect(await store.requests()).toEqual([]);
+        expect(await store.auditEntries()).toEqual([]);
+      });
+
+      test('a decision is taken once: a second approval or a denial after it is a conflict naming the first, with no audit entry', async () => {
+        const r = await store.createRequest(ask(), made);
+        const approved = await approve(r.id);
+        expect(approved).toMatchObject({ state: 'approved', decision: decision('bob'), endsAt: '2026-12-06T00:00:00.000Z' });
+        expect(approved.auditSeq).toBe((await store.auditEntries()).at(-1)!.seq);
+        const again = await approve(r.id, 'carol').catch((e: Error) => e);
+        expect(again).toBeInstanceOf(RequestError);
+        expect(again).toMatchObject({ kind: 'conflict' });
+        expect(String(again)).toMatch(new RegExp(`request #${r.id} was already approved by bob at ${LATER}; a request that is approved cannot be approved`));
+        await expect(store.changeRequest(r.id, { to: 'denied', decision: decision('carol') }, decided(r.id, 'request.deny', 'carol@cli'))).rejects.toThrow(
+          /already approved by bob/,
+        );
+        expect(await events()).toEqual([`request.create ${requestAddress(r.id)}`, `request.approve ${requestAddress(r.id)}`]);
+        expect(await (await h.reopen()).request(r.id)).toEqual(approved);
+        expect(await store.verifyAudit()).toEqual({ ok: true, entries: 2 });
+      });
+
+      test('a denied request stays denied; an unknown one is not found', async () => {
+        const r = await store.createRequest(ask(), made);
+        const denied = await store.changeRequest(r.id, { to: 'denied', decision: decision('carol') }, decided(r.id, 'request.deny', 'carol@cli'));
+        expect(denied).toMatchObject({ state: 'denied', decision: decision('carol') });
+        expect(denied.endsAt).toBeUndefined();
+        await expect(approve(r.id)).rejects.toThrow(/already denied by carol/);
+        const unknown = await approve(r.id + 1000).catch((e: Error) => e);
+        expect(unknown).toMatchObject({ kind: 'not-found', message: expect.stringMatching(new RegExp(`there is no request #${r.id + 1000}`)) });
+      });
+
+      test('cancelling: a pending one, an approved one while it lasts (keeping its approval), never one that has ended', async () => {
+        const closed = (at: string) => ({ at, by: 'alice', reason: 'no longer needed', via: 'alice@cli' });
+        const cancel = (id: number, at = LATER) => store.changeRequest(id, { to: 'cancelled', closed: closed(at) }, decided(id, 'request.cancel', 'alice@cli'));
+        const pending = await store.createRequest(ask(), made);
+        expect(await cancel(pending.id)).toMatchObject({ state: 'cancelled', closed: closed(LATER) });
+        await expect(approve(pending.id)).rejects.toThrow(/already cancelled at/);
+
+        const live = await store.createRequest(ask(), made);
+        await approve(live.id, 'bob', '2026-12-06T00:00:00.000Z');
+        const ended = await cancel(live.id, '2026-12-01T00:00:00.000Z');
+        expect(ended).toMatchObject({
+          state: 'cancelled',
+          decision: decision('bob'),
+          endsAt: '2026-12-06T00:00:00.000Z',
+          closed: closed('2026-12-01T00:00:00.000Z'),
+        });
+
+        const over = await store.createRequest(ask(), made);
+        await approve(over.id, 'bob', '2026-12-06T00:00:00.000Z');
+        const err = await cancel(over.id, '2026-12-06T00:00:00.000Z').catch((e: Error) => e);
+        expect(err).toMatchObject({ kind: 'conflict', message: expect.stringMatching(/ended at 2026-12-06T00:00:00.000Z; there is nothing left to cancel/) });
+        expect((await store.request(over.id))?.state).toBe('approved');
+      });
+
+      test('expiry: approved ones whose end has come and pending ones left undecided, once each, with their audit entries', async () => {
+        const due = await store.createRequest(ask('alice'), made);
+        await approve(due.id, 'bob', '2026-12-01T00:00:00.000Z');
+        const lasting = await store.createRequest(ask('bob'), made);
+        await approve(lasting.id, 'carol', '2026-12-09T00:00:00.000Z');
+        const stale = await store.createRequest(ask('carol', 'features', AT), made);
+        const fresh = await store.createRequest(ask('dave', 'features', LATER), made);
+        const seen: number[] = [];
+        const expire = (now: string) =>
+          store.expireRequests({ now, pendingBefore: LATER, via: 'ops@cli' }, (r) => {
+            seen.push(r.id);
+            return { actor: 'ops@cli', event: 'request.expire', address: requestAddress(r.id), outcome: 'ok', detail: r.closed!.reason };
+          });
+        const expired = await expire('2026-12-01T00:00:00.000Z');
+        expect(expired.map((r) => [r.id, r.state])).toEqual([
+          [due.id, 'expired'],
+          [stale.id, 'expired'],
+        ]);
+        expect(seen).toEqual([due.id, stale.id]);
+        expect(expired[0]).toMatchObject({
+          decision: decision('bob'),
+          closed: { at: '2026-12-01T00:00:00.000Z', reason: 'its access ended at 2026-12-01T00:00:00.000Z', via: 'ops@cli' },
+        });
+        expect(expired[0]!.closed!.by).toBeUndefined();
+        expect(expired[1]!.closed!.reason).toBe(`nobody approved or denied it by ${LATER}`);
+        const entries = await store.auditEntries();
+        expect(entries.filter((e) => e.event === 'request.expire').map((e) => [e.address, e.detail])).toEqual([
+          [requestAddress(due.id), 'its access ended at 2026-12-01T00:00:00.000Z'],
+          [requestAddress(stale.id), `nobody approved or denied it by ${LATER}`],
+        ]);
+        expect(await (await h.reopen()).request(due.id)).toEqual(expired[0]);
+        expect((await store.request(lasting.id))?.state).toBe('approved');
+        expect((await store.request(fresh.id))?.state).toBe('pending');
+        // Nothing is due twice.
+        expect(await expire('2026-12-01T00:00:00.000Z')).toEqual([]);
+        expect(await store.verifyAudit()).toEqual({ ok: true, entries: entries.length });
+      });
+
+      test('the version moves with every change of any request, and only then', async () => {
+        expect(await store.requestsVersion()).toBe(0);
+        const r = await store.createRequest(ask(), made);
+        const v1 = await store.requestsVersion();
+        expect(v1).toBeGreaterThan(0);
+        await store.audit(entry(1), LATER);
+        expect(await store.requestsVersion()).toBe(v1);
+        await approve(r.id);
+        expect(await store.requestsVersion()).toBeGreaterThan(v1);
+      });
+
+      if (opts.replicas) {
+        test('two replicas approving one request at once: exactly one approval, one audit entry', async () => {
+          const other = await h.reopen();
+          const r = await store.createRequest(ask(), made);
+          const outcomes = await Promise.allSettled(
+            ['bob', 'carol', 'dave', 'erin'].map((by, i) =>
+              (i % 2 ? other : store).changeRequest(r.id, { to: 'approved', decision: decision(by), endsAt: LATER }, decided(r.id, 'request.approve', by)),
+            ),
+          );
+          expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+          expect((await events()).filter((e) => e.startsWith('request.approve'))).toHaveLength(1);
+          expect(await store.verifyAudit()).toMatchObject({ ok: true });
+        });
+      }
     });
 
     describe('installation id', () => {

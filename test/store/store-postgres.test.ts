@@ -121,6 +121,7 @@ describe('PostgreSQL only', () => {
         'journal',
         'locks',
         'meta',
+        'requests',
         'review_decisions',
         'reviews',
         'sessions',
@@ -131,11 +132,12 @@ describe('PostgreSQL only', () => {
       expect(new Set(await Promise.all(stores.map((s) => s.installation()))).size).toBe(1);
     });
 
-    test('a schema made before access reviews gets their tables when opened, keeping its data', async () => {
+    test('a schema made before access reviews and requests gets their tables when opened, keeping its data', async () => {
       await store.audit(entry(1), AT);
-      await sql('DROP TABLE review_decisions; DROP TABLE reviews');
+      await sql('DROP TABLE review_decisions; DROP TABLE reviews; DROP TABLE requests');
       const s = await replica();
       expect(await s.reviews()).toEqual([]);
+      expect(await s.requests()).toEqual([]);
       expect(await s.verifyAudit()).toEqual({ ok: true, entries: 1 });
     });
 

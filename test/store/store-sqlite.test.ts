@@ -96,14 +96,15 @@ describe('the SQLite state file', () => {
     await new SqliteStore(file, key).close();
   });
 
-  test('a state file made before access reviews gets their tables when opened, keeping its data', async () => {
+  test('a state file made before access reviews and requests gets their tables when opened, keeping its data', async () => {
     const file = join(dir, 'state.db');
     const old = new SqliteStore(file, key);
     await old.audit({ actor: 'a', event: 'change.create', address: 'aws:user/a', outcome: 'ok', detail: null }, '2026-11-28T00:00:00.000Z');
-    old.db.exec('DROP TABLE review_decisions; DROP TABLE reviews');
+    old.db.exec('DROP TABLE review_decisions; DROP TABLE reviews; DROP TABLE requests');
     await old.close();
     const store = new SqliteStore(file, key);
     expect(await store.reviews()).toEqual([]);
+    expect(await store.requests()).toEqual([]);
     expect(await store.verifyAudit()).toEqual({ ok: true, entries: 1 });
     await store.close();
   });

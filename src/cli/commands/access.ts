@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { accessDiffers, runAccessReport } from '../../app/access.js';
-import { displayPath, loadSpecFor, makeBackends, specPath, withScimPeople, withStore, type BackendOptions, type CommonOptions } from '../../app/context.js';
+import { displayPath, loadSpecFor, makeBackends, specPath, withMerged, withStore, type BackendOptions, type CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
 import { UsageError } from '../../core/errors.js';
 import type { AccessReport } from '../../model/access.js';
@@ -44,7 +44,7 @@ export async function accessCommand(io: Io, opts: AccessOptions): Promise<number
   const now = io.now();
   const fromFile = loadSpecFor(io, opts, now);
   const report = await withStore(io, opts, async (store) => {
-    const loaded = await withScimPeople(io, opts, fromFile);
+    const loaded = await withMerged(io, opts, fromFile, store);
     return runAccessReport({
       spec: loaded.spec,
       specHash: loaded.specHash,

@@ -8,8 +8,9 @@ import { UsageError } from '../../core/errors.js';
 import type { Plan } from '../../core/types.js';
 import { renderPlanJson, renderPlanText } from '../../render/text.js';
 import type { StateStore } from '../../store/store.js';
-import { actorOf, loadSpecFor, makeBackends, withScimPeople, withStore, type BackendOptions, type CommonOptions } from '../../app/context.js';
+import { actorOf, loadSpecFor, makeBackends, withMerged, withStore, type BackendOptions, type CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
+import { expireDue } from '../../app/requests.js';
 
 export interface PlanOptions extends CommonOptions {
   json?: boolean;
@@ -35,7 +36,7 @@ async function convergeFor(
   extra: Partial<ConvergeOptions> & Pick<ConvergeOptions, 'mode'>,
 ): Promise<ConvergeResult> {
   const now = io.now();
-  const loaded = await withScimPeople(io, opts, fromFile);
+  const loaded = await withMerged(io, opts, fromFile, store);
   return converge({
     spec: loaded.spec,
     specHash: loaded.specHash,
@@ -114,6 +115,9 @@ export async function applyCommand(io: Io, opts: ApplyOptions): Promise<number> 
   let planned = 0;
   const loaded = loadSpecFor(io, opts, io.now());
   return withStore(io, opts, async (store) => {
+    // Requests whose access has ended (or that nobody decided in time) are recorded as expired;
+    // the plan no longer merges them, so this apply removes what they granted.
+    if (!opts.destroy) await expireDue(store, loaded.spec, io.now(), actorOf(io));
     const out = await convergeFor(io, opts, store, loaded, {
       mode: 'apply',
       ...(saved ? { saved } : {}),

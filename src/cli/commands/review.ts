@@ -10,7 +10,7 @@ import {
   loadSpecFor,
   makeBackends,
   specPath,
-  withScimPeople,
+  withMerged,
   withStore,
   type BackendOptions,
   type CommonOptions,
@@ -41,12 +41,12 @@ export interface ReviewOptions extends CommonOptions {
   backendOptions?: BackendOptions;
 }
 
-/** The spec as `datagrant access` loads it (SCIM people merged), and the e-mails of its principals. */
-async function loadForAccess(io: Io, opts: ReviewOptions) {
+/** The spec as `datagrant access` loads it (SCIM people and approved requests merged), and the e-mails of its principals. */
+async function loadForAccess(io: Io, opts: ReviewOptions, store: StateStore) {
   const now = io.now();
   const fromFile = loadSpecFor(io, opts, now);
   const filePrincipals = new Set(Object.keys(fromFile.spec.principals));
-  const loaded = await withScimPeople(io, opts, fromFile);
+  const loaded = await withMerged(io, opts, fromFile, store);
   const emails = Object.fromEntries(Object.entries(loaded.spec.principals).flatMap(([p, s]) => (s.email ? [[p, s.email] as const] : [])));
   const fromIdentityProvider = Object.keys(loaded.spec.principals).filter((p) => !filePrincipals.has(p));
   const datasets: Record<string, ReviewDataset> = Object.fromEntries(
@@ -64,7 +64,7 @@ async function loadForAccess(io: Io, opts: ReviewOptions) {
 const accessReader =
   (io: Io, opts: ReviewOptions, store: StateStore) =>
   async (filters: AccessFilters): Promise<AccessReport> => {
-    const { loaded, now } = await loadForAccess(io, opts);
+    const { loaded, now } = await loadForAccess(io, opts, store);
     return runAccessReport({
       spec: loaded.spec,
       specHash: loaded.specHash,
@@ -78,7 +78,7 @@ const accessReader =
 
 export async function reviewStart(io: Io, opts: ReviewOptions & { principal?: string; dataset?: string; version: string }): Promise<number> {
   return withStore(io, opts, async (store) => {
-    const { emails, datasets } = await loadForAccess(io, opts);
+    const { emails, datasets } = await loadForAccess(io, opts, store);
     const filters = {
       ...(opts.principal !== undefined ? { principal: opts.principal } : {}),
       ...(opts.dataset !== undefined ? { dataset: opts.dataset } : {}),
@@ -213,7 +213,7 @@ export async function reviewRevocations(io: Io, opts: ReviewOptions & { out?: st
   const now = io.now();
   const file = specPath(io, opts);
   const fromFile = loadSpecFor(io, opts, now);
-  const merged = await withScimPeople(io, opts, fromFile);
+  const merged = await withMerged(io, opts, fromFile);
   const where = patchPath(io, file);
   const plan = await withStore(io, opts, (store) =>
     revocations(store, {
@@ -242,10 +242,10 @@ export async function reviewRevocations(io: Io, opts: ReviewOptions & { out?: st
 
 /** The review with its revocations read again from the backends, and checked against the audit chain. */
 async function reviewEvidenceOf(io: Io, opts: ReviewOptions): Promise<ReviewEvidence> {
-  const { fromIdentityProvider } = await loadForAccess(io, opts);
-  return withStore(io, opts, (store) =>
-    evidence(store, { name: opts.name, readReport: accessReader(io, opts, store), exportedBy: actorOf(io), fromIdentityProvider }),
-  );
+  return withStore(io, opts, async (store) => {
+    const { fromIdentityProvider } = await loadForAccess(io, opts, store);
+    return evidence(store, { name: opts.name, readReport: accessReader(io, opts, store), exportedBy: actorOf(io), fromIdentityProvider });
+  });
 }
 
 export async function reviewStatus(io: Io, opts: ReviewOptions & { json?: boolean; detailedExitcode?: boolean }): Promise<number> {

@@ -2,7 +2,7 @@
 // of a temporary principal issues a fresh session, and `exec` (issueLocalSession) one per run and
 // renewal. Only stdout carries a secret; each issue and refusal is audited under the CLI's actor.
 import { existsSync } from 'node:fs';
-import { actorOf, loadSpecFor, makeBackends, specPath, withScimPeople, withStore, type BackendOptions, type CommonOptions } from '../../app/context.js';
+import { actorOf, loadSpecFor, makeBackends, specPath, withMerged, withStore, type BackendOptions, type CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
 import { createSessionBroker, type SessionIssue } from '../../app/sessions.js';
 import { SessionRefusedError, type IssuedSession } from '../../app/sessions-port.js';
@@ -36,7 +36,7 @@ export async function temporarySpec(io: Io, opts: CommonOptions, name: string): 
   // A SCIM person gets the spec-wide default; only then do the people need reading to know.
   const maybe = own ? credentialsOf(loaded.spec, own) === 'temporary' : Boolean(loaded.spec.scim) && loaded.spec.settings?.credentials === 'temporary';
   if (!maybe) return undefined;
-  const { spec } = await withScimPeople(io, opts, loaded);
+  const { spec } = await withMerged(io, opts, loaded);
   const p = Object.prototype.hasOwnProperty.call(spec.principals, name) ? spec.principals[name] : undefined;
   return p && credentialsOf(spec, p) === 'temporary' ? spec : undefined;
 }
@@ -89,7 +89,7 @@ const INHERITED_ISSUING = process.env[ISSUING] !== undefined;
 let issuing = 0;
 
 async function issueLocal(io: Io, opts: LocalSessionOptions, spec?: Spec, check?: (backend: string, backendType: string) => void): Promise<LocalSession> {
-  const current = spec ?? (await withScimPeople(io, opts, loadSpecFor(io, opts, io.now()))).spec;
+  const current = spec ?? (await withMerged(io, opts, loadSpecFor(io, opts, io.now()))).spec;
   return withStore(io, opts, async (store) => {
     const audit = (event: string, outcome: 'ok' | 'refused' | 'failed', backend: string | undefined, what: string) =>
       store.audit(
