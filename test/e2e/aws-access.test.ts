@@ -25,7 +25,7 @@ import {
 import { GetObjectCommand, PutBucketPolicyCommand, PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { closeBackends, makeBackends } from '../../src/backends/factory.js';
 import { intendedAccess } from '../../src/compile/access.js';
 import { atLeast, LEVELS, type AccessDataset, type ActualAccess } from '../../src/model/access.js';
@@ -33,28 +33,27 @@ import { parseSpec } from '../../src/spec/load.js';
 import { isS3Dataset } from '../../src/spec/schema.js';
 import { openStore, statePaths } from '../../src/store/open.js';
 import type { Workspace } from '../support/cli.js';
-import { ADMIN_USER, expectAccessDenied, iamAs, MOTO_ACCOUNT, startMoto, type AwsKey, type Moto } from '../support/moto.js';
-import { adminIam, apply, initWorkspace, s3For, useMotoAdmin } from './aws-support.js';
+import { ADMIN_USER, expectAccessDenied, iamAs, MOTO_ACCOUNT, type AwsKey, type Moto } from '../support/moto.js';
+import { apply, initWorkspace, motoPerFile, s3For } from './aws-support.js';
 
 let moto: Moto;
 let ws: Workspace | undefined;
 let iam: IAMClient;
 
-beforeAll(async () => {
-  // AWS managed policies are loaded: attaching one is a way in like any other.
-  moto = await startMoto({ auth: true });
-});
-afterAll(async () => moto?.stop());
-beforeEach(async () => {
-  await moto.reset();
-  useMotoAdmin(moto);
-  iam = adminIam(moto);
-});
-afterEach(() => {
-  ws?.cleanup();
-  ws = undefined;
-  iam?.destroy();
-});
+// AWS managed policies are loaded: attaching one is a way in like any other.
+motoPerFile(
+  { auth: true },
+  {
+    each: (m, i) => {
+      moto = m;
+      iam = i;
+    },
+    after: () => {
+      ws?.cleanup();
+      ws = undefined;
+    },
+  },
+);
 
 const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString().slice(0, 10);
 const SPEC = `version: 1

@@ -4,30 +4,27 @@
 // and the same change, once it keeps the invariant, applies.
 import { join } from 'node:path';
 import { GetUserCommand, ListUsersCommand, type IAMClient } from '@aws-sdk/client-iam';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { openScimStoreAt } from '../../src/scim/store/open.js';
 import { statePaths } from '../../src/store/open.js';
 import type { Workspace } from '../support/cli.js';
-import { startMoto, type Moto } from '../support/moto.js';
-import { adminIam, apply, canRead, initWorkspace, issuedKey, s3For, useMotoAdmin } from './aws-support.js';
+import type { Moto } from '../support/moto.js';
+import { apply, canRead, initWorkspace, issuedKey, motoPerFile, s3For } from './aws-support.js';
 
 let moto: Moto;
 let ws: Workspace;
 let iam: IAMClient;
 
-beforeAll(async () => {
-  moto = await startMoto({ auth: true });
-});
-afterAll(async () => moto?.stop());
-beforeEach(async () => {
-  await moto.reset();
-  useMotoAdmin(moto);
-  iam = adminIam(moto);
-});
-afterEach(() => {
-  ws?.cleanup();
-  iam?.destroy();
-});
+motoPerFile(
+  { auth: true },
+  {
+    each: (m, i) => {
+      moto = m;
+      iam = i;
+    },
+    after: () => ws?.cleanup(),
+  },
+);
 
 const SPEC = `version: 1
 backends: { aws: { type: aws } }

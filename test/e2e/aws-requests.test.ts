@@ -5,40 +5,25 @@
 // removes it and her key is refused. A denied request grants nothing. Everything is in the audit
 // chain, which verifies.
 import { GetUserPolicyCommand, type IAMClient } from '@aws-sdk/client-iam';
-import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { Workspace } from '../support/cli.js';
-import { startMoto, type Moto } from '../support/moto.js';
-import {
-  adminIam,
-  apply,
-  canRead,
-  cannotTouch,
-  cannotWrite,
-  expectNoChanges,
-  initWorkspace,
-  issuedKey,
-  keyIsDead,
-  s3For,
-  useMotoAdmin,
-} from './aws-support.js';
+import type { Moto } from '../support/moto.js';
+import { apply, cannotTouch, cannotWrite, canRead, expectNoChanges, initWorkspace, issuedKey, keyIsDead, motoPerFile, s3For } from './aws-support.js';
 
 let moto: Moto;
 let ws: Workspace;
 let iam: IAMClient;
 
-beforeAll(async () => {
-  moto = await startMoto({ auth: true, managedPolicies: false });
-});
-afterAll(async () => moto?.stop());
-beforeEach(async () => {
-  await moto.reset();
-  useMotoAdmin(moto);
-  iam = adminIam(moto);
-});
-afterEach(() => {
-  ws?.cleanup();
-  iam?.destroy();
-});
+motoPerFile(
+  { auth: true, managedPolicies: false },
+  {
+    each: (m, i) => {
+      moto = m;
+      iam = i;
+    },
+    after: () => ws?.cleanup(),
+  },
+);
 
 const SPEC = `version: 1
 backends: { aws: { type: aws } }

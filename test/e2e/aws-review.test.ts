@@ -8,33 +8,32 @@ import { DeleteUserPolicyCommand, CreateUserCommand, PutUserPolicyCommand, type 
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { hashJson } from '../../src/core/canonical.js';
 import type { ReviewEvidence } from '../../src/model/review.js';
 import { REVIEW_CSV_HEADER } from '../../src/render/review.js';
 import type { Workspace } from '../support/cli.js';
 import { startChromium, testOutputDir } from '../support/chromium.js';
-import { startMoto, type Moto } from '../support/moto.js';
-import { adminIam, apply, canRead, initWorkspace, issuedKey, keyRefused, s3For, useMotoAdmin } from './aws-support.js';
+import type { Moto } from '../support/moto.js';
+import { apply, canRead, initWorkspace, issuedKey, keyRefused, motoPerFile, s3For } from './aws-support.js';
 
 let moto: Moto;
 let ws: Workspace | undefined;
 let iam: IAMClient;
 
-beforeAll(async () => {
-  moto = await startMoto({ auth: true });
-});
-afterAll(async () => moto?.stop());
-beforeEach(async () => {
-  await moto.reset();
-  useMotoAdmin(moto);
-  iam = adminIam(moto);
-});
-afterEach(() => {
-  ws?.cleanup();
-  ws = undefined;
-  iam?.destroy();
-});
+motoPerFile(
+  { auth: true },
+  {
+    each: (m, i) => {
+      moto = m;
+      iam = i;
+    },
+    after: () => {
+      ws?.cleanup();
+      ws = undefined;
+    },
+  },
+);
 
 const SPEC = `# Access to the AI data; reviewed every quarter.
 version: 1

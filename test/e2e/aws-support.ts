@@ -2,8 +2,8 @@
 // the moto admin, and helpers that prove access with the keys datagrant issued.
 import { ListAccessKeysCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { expect } from 'vitest';
-import { iamAs, expectAccessDenied, type AwsKey, type Moto } from '../support/moto.js';
+import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
+import { iamAs, expectAccessDenied, startMoto, type AwsKey, type Moto } from '../support/moto.js';
 import { workspace, type Workspace } from '../support/cli.js';
 
 /** The AWS SDK inside the CLI reads the standard chain from process.env: point it at moto. */
@@ -136,4 +136,28 @@ export async function sessionRefused(
   } finally {
     s3.destroy();
   }
+}
+
+/**
+ * The rig most end-to-end files share: one moto for the file (IAM enforcement on), reset before
+ * each test, the CLI acting as its administrator, and a fresh admin IAM client per test, handed to
+ * `each`; `after` runs after each test (a test's workspace's cleanup, say).
+ */
+export function motoPerFile(options: Parameters<typeof startMoto>[0], hooks: { each: (moto: Moto, iam: IAMClient) => void; after?: () => void }): void {
+  let moto: Moto | undefined;
+  let iam: IAMClient | undefined;
+  beforeAll(async () => {
+    moto = await startMoto(options);
+  });
+  afterAll(async () => moto?.stop());
+  beforeEach(async () => {
+    await moto!.reset();
+    useMotoAdmin(moto!);
+    iam = adminIam(moto!);
+    hooks.each(moto!, iam);
+  });
+  afterEach(() => {
+    hooks.after?.();
+    iam?.destroy();
+  });
 }

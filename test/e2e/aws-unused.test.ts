@@ -3,28 +3,25 @@
 // any state of its own; a key that was used keeps its access; `credentials rotate` brings a fresh
 // key, and the next apply restores the grants. Also: `access --unused` lists exactly the unused.
 import { ListAccessKeysCommand, ListUserPoliciesCommand, type IAMClient } from '@aws-sdk/client-iam';
-import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { Workspace } from '../support/cli.js';
-import { startMoto, type Moto } from '../support/moto.js';
-import { adminIam, apply, canRead, initWorkspace, issuedKey, keyRefused, s3For, useMotoAdmin } from './aws-support.js';
+import type { Moto } from '../support/moto.js';
+import { apply, canRead, initWorkspace, issuedKey, keyRefused, motoPerFile, s3For } from './aws-support.js';
 
 let moto: Moto;
 let ws: Workspace;
 let iam: IAMClient;
 
-beforeAll(async () => {
-  moto = await startMoto({ auth: true, managedPolicies: false });
-});
-afterAll(async () => moto?.stop());
-beforeEach(async () => {
-  await moto.reset();
-  useMotoAdmin(moto);
-  iam = adminIam(moto);
-});
-afterEach(() => {
-  ws?.cleanup();
-  iam?.destroy();
-});
+motoPerFile(
+  { auth: true, managedPolicies: false },
+  {
+    each: (m, i) => {
+      moto = m;
+      iam = i;
+    },
+    after: () => ws?.cleanup(),
+  },
+);
 
 const SPEC = `version: 1
 settings: { expireUnused: 1d }
