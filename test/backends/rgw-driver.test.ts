@@ -94,8 +94,8 @@ afterAll(async () => {
 
 describe('groups flattened into inline policies', () => {
   test('each member holds one policy per group, named for the group, and one for its direct grants', async () => {
-    expect(await fx.policyNames(uid('alice'))).toEqual(['dg-direct-grants', 'dg-group-ml:team', 'dg-group-readers']);
-    expect(await fx.policyNames(uid('bob'))).toEqual(['dg-group-readers']);
+    expect(await fx.policyNames(uid('alice'))).toEqual(['dg-boundary', 'dg-direct-grants', 'dg-group-ml:team', 'dg-group-readers']);
+    expect(await fx.policyNames(uid('bob'))).toEqual(['dg-boundary', 'dg-group-readers']);
     expect(changesOf(planNow(await read()))).toEqual([]);
     await aliceWorks(current('alice'));
   });
@@ -104,7 +104,7 @@ describe('groups flattened into inline policies', () => {
 describe('Ceph bug 48761: any change to a user deletes its inline policies', () => {
   test('the bug is real on this gateway: a key made by hand leaves the user no policy', async () => {
     // GIVEN bob with his policy; WHEN a key is added by hand, as an operator might
-    expect(await fx.policyNames(uid('bob'))).toEqual(['dg-group-readers']);
+    expect(await fx.policyNames(uid('bob'))).toEqual(['dg-boundary', 'dg-group-readers']);
     const key = newKey();
     await fx.admin.admin(
       'PUT',
@@ -116,9 +116,11 @@ describe('Ceph bug 48761: any change to a user deletes its inline policies', () 
     expect(await fx.policyNames(uid('bob'))).toEqual([]);
     // AND the plan repairs it: the policy is put back and the unknown key deleted, never accepted as is
     const plan = planNow(await read());
-    expect(changesOf(plan).sort()).toEqual([`create onprem:inline-policy/bob/dg-group-readers`, `delete onprem:key/bob~${key.accessKeyId}`].sort());
+    expect(changesOf(plan).sort()).toEqual(
+      [`create onprem:inline-policy/bob/dg-boundary`, `create onprem:inline-policy/bob/dg-group-readers`, `delete onprem:key/bob~${key.accessKeyId}`].sort(),
+    );
     await run(plan.changes);
-    expect(await fx.policyNames(uid('bob'))).toEqual(['dg-group-readers']);
+    expect(await fx.policyNames(uid('bob'))).toEqual(['dg-boundary', 'dg-group-readers']);
     expect((await fx.user(uid('bob')))!.keys).toEqual([current('bob').accessKeyId]);
     expect(changesOf(planNow(await read()))).toEqual([]);
   });
@@ -188,6 +190,7 @@ describe('Ceph bug 48761: any change to a user deletes its inline policies', () 
     expect(changesOf(plan).sort()).toEqual(
       [
         'update onprem:user/alice',
+        'create onprem:inline-policy/alice/dg-boundary',
         'create onprem:inline-policy/alice/dg-direct-grants',
         'create onprem:inline-policy/alice/dg-group-ml:team',
         'create onprem:inline-policy/alice/dg-group-readers',
@@ -197,7 +200,7 @@ describe('Ceph bug 48761: any change to a user deletes its inline policies', () 
     await run(plan.changes);
     const after = (await fx.user(uid('alice')))!;
     expect([after.caps, after.maxBuckets]).toEqual([[], -1]);
-    expect(Object.keys(after.policies!).sort()).toEqual(['dg-direct-grants', 'dg-group-ml:team', 'dg-group-readers']);
+    expect(Object.keys(after.policies!).sort()).toEqual(['dg-boundary', 'dg-direct-grants', 'dg-group-ml:team', 'dg-group-readers']);
     expect(changesOf(planNow(await read()))).toEqual([]);
     await aliceWorks(current('alice'));
   });

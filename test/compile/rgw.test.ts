@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'vitest';
 import { decodePolicyMap, parseUserMetadata, resourcesFromUsers, type UserRecord } from '../../src/backends/rgw/state.js';
 import { compile } from '../../src/compile/index.js';
-import { compileRgw, rgwGroupPolicyName } from '../../src/compile/rgw/compile.js';
+import { compileRgw, RGW_BOUNDARY_POLICY, rgwGroupPolicyName } from '../../src/compile/rgw/compile.js';
 import { BackendError, CompileError } from '../../src/core/errors.js';
 import type { Change, Resource } from '../../src/core/types.js';
 import { asRgwChange, parseRgwMarker, RGW_POLICY_MAX_CHARS, rgwMarker } from '../../src/model/rgw.js';
@@ -45,8 +45,10 @@ describe('compileRgw', () => {
     );
     // a group without grants here (cloud_team) gives no policy; carol has nothing here at all
     expect(addresses(rs)).toEqual([
+      'onprem:inline-policy/alice/dg-boundary',
       'onprem:inline-policy/alice/dg-direct-grants',
       'onprem:inline-policy/alice/dg-group-readers',
+      'onprem:inline-policy/bob/dg-boundary',
       'onprem:inline-policy/bob/dg-group-readers',
       'onprem:key/alice',
       'onprem:key/bob',
@@ -103,7 +105,7 @@ describe('compileRgw', () => {
       groups: { big: { grants: Object.keys(datasets).map((d) => ({ dataset: d, access: 'admin' })) } },
       principals: { alice: { type: 'person', groups: ['big'] }, bob: { type: 'person', groups: ['big'] } },
     });
-    const rs = resources(s).filter((r) => r.kind === 'inline-policy');
+    const rs = resources(s).filter((r) => r.kind === 'inline-policy' && r.name !== RGW_BOUNDARY_POLICY);
     const names = [...new Set(rs.map((r) => r.name))].sort();
     expect(names.length).toBeGreaterThan(1);
     expect(names[0]).toBe('dg-group-big');
@@ -246,6 +248,7 @@ describe('the reader maps what the gateway holds into the compiled shapes', () =
     const wiped = resourcesFromUsers({ backend: 'onprem', prefix: 'dg-', users: [{ principal: 'alice', record: { ...record, policies: {} } }], credentials });
     const plan = diff(desired, { onprem: { backend: 'onprem', resources: wiped.resources } }, { now: NOW, specHash: 'x' });
     expect(plan.changes.filter((c) => c.backend === 'onprem').map((c) => `${c.action} ${c.address}`)).toEqual([
+      'create onprem:inline-policy/alice/dg-boundary',
       'create onprem:inline-policy/alice/dg-direct-grants',
       'create onprem:inline-policy/alice/dg-group-readers',
     ]);
@@ -306,5 +309,33 @@ describe('a change read back from a plan file is narrowed before any request', (
 
   test('a well-formed change passes as it is', () => {
     expect(asRgwChange(change({}))).toEqual(change({}));
+  });
+});
+
+describe('every user has a boundary', () => {
+  test('no ACL or bucket-policy changes, nothing outside its live grants, and a grant that ends by itself is denied from its end', () => {
+    const rs = resources(
+      spec({
+        principals: {
+          alice: {
+            type: 'person',
+            grants: [
+              { dataset: 'models', access: 'write' },
+              { dataset: 'training', access: 'read', expires: '2027-01-31' },
+            ],
+          },
+        },
+      }),
+    );
+    const boundary = byAddress(rs)['onprem:inline-policy/alice/dg-boundary']!.attrs.document as { Statement: Record<string, unknown>[] };
+    const text = JSON.stringify(boundary);
+    expect(text).toContain('"s3:PutObjectAcl"');
+    expect(text).toContain('"s3:PutBucketPolicy"');
+    const outside = boundary.Statement.find((s) => 'NotResource' in s)!;
+    expect(outside).toMatchObject({ Effect: 'Deny', Action: ['s3:*'], Resource: [] });
+    expect((outside.NotResource as string[]).length).toBe(4);
+    const timed = boundary.Statement.filter((s) => s.Condition !== undefined);
+    expect(timed).toHaveLength(1);
+    expect(JSON.stringify(timed[0])).toContain('2027-01-31T00:00:00Z');
   });
 });

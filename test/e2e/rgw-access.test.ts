@@ -2,7 +2,7 @@
 // plan, apply, credentials export. Access is proven with the exported keys on the gateway itself:
 // read allowed, write denied, other datasets and another prefix denied, an expired grant denied by
 // the gateway's own aws:CurrentTime condition before any apply, a removed principal denied.
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectAclCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { join } from 'node:path';
 import { openStore, statePaths } from '../../src/store/open.js';
@@ -116,6 +116,26 @@ describe('datagrant on Ceph RGW, through the CLI', () => {
       await expectDenied(readObject(s3, data, 'training/a.txt'), 'the expired read after apply');
     } finally {
       s3.destroy();
+    }
+  });
+
+  test("what a principal uploaded stays out of its reach once its grant there ends: RGW's ACL fallback is closed", async () => {
+    const { s3 } = await clientOf('trainer');
+    try {
+      // GIVEN trainer owns objects it wrote to artifacts (the uploader owns what it uploads)
+      await s3.send(new PutObjectCommand({ Bucket: art, Key: 'owned-by-trainer.bin', Body: 'mine' }));
+      // WHEN its write to artifacts is taken away while another grant keeps its user
+      ws.writeSpec(spec(ALICE + '  trainer:\n    type: service\n    grants:\n      - { dataset: other, access: read }\n'));
+      await apply(ws);
+      // THEN it can neither read what it wrote there nor make it public; its one grant still works
+      await expectDenied(readObject(s3, art, 'owned-by-trainer.bin'), 'its own upload after the grant ended');
+      await expectDenied(s3.send(new PutObjectAclCommand({ Bucket: art, Key: 'owned-by-trainer.bin', ACL: 'public-read' })), 'an ACL on its own upload');
+      expect((await fetch(`${fx.rgw.endpoint}/${art}/owned-by-trainer.bin`)).status).not.toBe(200);
+      expect(await readObject(s3, other, 'x.txt')).toBe(contentsOf(other, 'x.txt'));
+      await expectNoChanges(ws);
+    } finally {
+      s3.destroy();
+      ws.writeSpec(spec(ALICE + TRAINER()));
     }
   });
 

@@ -73,8 +73,8 @@ async function invariants(ws: Workspace, prefix: string): Promise<void> {
     const held: string[] = [];
     for (const p of ['alice', 'bob']) held.push(...((await fx.user(`${prefix}${p}`))?.keys ?? []));
     expect(held.sort(), 'the keys the gateway holds are exactly the stored ones').toEqual(stored.map((c) => c.credentialId).sort());
-    expect(await fx.policyNames(`${prefix}alice`)).toEqual(['dg-direct-grants', 'dg-group-readers']);
-    expect(await fx.policyNames(`${prefix}bob`)).toEqual(['dg-group-readers']);
+    expect(await fx.policyNames(`${prefix}alice`)).toEqual(['dg-boundary', 'dg-direct-grants', 'dg-group-readers']);
+    expect(await fx.policyNames(`${prefix}bob`)).toEqual(['dg-boundary', 'dg-group-readers']);
     for (const c of stored.filter((x) => x.state === 'current')) {
       const secret = (await store.revealCredential(c.address))!.secret;
       const s3 = s3As(fx.rgw, { accessKeyId: secret.accessKeyId!, secretAccessKey: secret.secretAccessKey! });

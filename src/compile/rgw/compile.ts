@@ -7,8 +7,8 @@
 // of the aws backend: RGW evaluates the same S3 actions, resources and conditions, so expiry is
 // enforced by the gateway itself (aws:CurrentTime) as well as by removal at the next apply.
 import { CompileError } from '../../core/errors.js';
-import type { Notice, Resource } from '../../core/types.js';
-import { packStatements, type PolicyDocument, type Statement } from '../../model/aws-policy.js';
+import type { Json, Notice, Resource } from '../../core/types.js';
+import { normalizePolicy, packStatements, type PolicyDocument, type Statement } from '../../model/aws-policy.js';
 import {
   DEFAULT_USER_PREFIX,
   inlinePolicyResource,
@@ -40,6 +40,18 @@ export interface CompileContext {
 }
 
 const live = (grants: Grant[], now: Date) => grants.filter((g) => !g.expires || expiresInstant(g.expires).getTime() > now.getTime());
+
+/**
+ * Every user's own boundary. RGW falls back to an object's ACL when no policy statement matches,
+ * and the uploader owns what it uploads: without this, a user kept what it had written to a
+ * dataset after its grant there ended (expired, or taken away while other grants kept the user),
+ * could make it public with an ACL, and a later user of the same uid inherited it. So: no ACL or
+ * bucket-policy changes at all; nothing outside the datasets the user is granted now; and for a
+ * grant that ends by itself, nothing on its data from that instant (the gateway enforces it before
+ * the next apply), unless another grant of the user reaches the same bucket, whose access a
+ * time-bound deny would cut too.
+ */
+export const RGW_BOUNDARY_POLICY = 'dg-boundary';
 
 export function compileRgw(spec: Spec, backendName: string, ctx: CompileContext): { resources: Resource[]; notices: Notice[] } {
   const backend = spec.backends[backendName] as RgwBackendSpec;
@@ -93,6 +105,38 @@ export function compileRgw(spec: Spec, backendName: string, ctx: CompileContext)
     );
   }
 
+  const arnsOf = (g: Grant): string[] => {
+    const ds = spec.datasets[g.dataset];
+    if (!ds || ds.backend !== backendName || !isS3Dataset(ds)) return [];
+    return [`arn:aws:s3:::${ds.bucket}`, `arn:aws:s3:::${ds.bucket}/${ds.prefix ?? ''}*`];
+  };
+  const bucketOf = (g: Grant) => arnsOf(g)[0];
+  const boundaryDocument = (grants: Grant[]): Json => {
+    const current = live(onBackend(grants), ctx.now);
+    const statements: Json[] = [
+      {
+        Effect: 'Deny',
+        Action: ['s3:DeleteBucketPolicy', 's3:PutBucketAcl', 's3:PutBucketPolicy', 's3:PutObjectAcl', 's3:PutObjectVersionAcl'],
+        Resource: ['*'],
+      },
+      // RGW takes NotResource beside an empty Resource: the form the reader's normalising yields.
+      { Effect: 'Deny', Action: ['s3:*'], Resource: [], NotResource: [...new Set(current.flatMap(arnsOf))].sort() },
+    ];
+    for (const g of current) {
+      if (!g.expires) continue;
+      const end = expiresInstant(g.expires).getTime();
+      const shared = current.some((o) => o !== g && bucketOf(o) === bucketOf(g) && (!o.expires || expiresInstant(o.expires).getTime() > end));
+      if (shared) continue;
+      statements.push({
+        Effect: 'Deny',
+        Action: ['s3:*'],
+        Resource: arnsOf(g),
+        Condition: { DateGreaterThanEquals: { 'aws:CurrentTime': [new Date(end).toISOString().replace('.000Z', 'Z')] } },
+      });
+    }
+    return normalizePolicy({ Version: '2012-10-17', Statement: statements });
+  };
+
   const rotateDefault = spec.settings?.rotate;
   const graceSeconds = durationSeconds(spec.settings?.rotationGrace ?? DEFAULT_ROTATION_GRACE);
   const displayName = rgwMarker(prefix, ctx.installation);
@@ -125,6 +169,12 @@ export function compileRgw(spec: Spec, backendName: string, ctx: CompileContext)
     for (const policy of policies) {
       resources.push(inlinePolicyResource(backendName, policy.name, { user: name, document: policy.document }));
     }
+    resources.push(
+      inlinePolicyResource(backendName, RGW_BOUNDARY_POLICY, {
+        user: name,
+        document: boundaryDocument([...p.grants, ...groups.flatMap((g) => spec.groups[g]!.grants)]),
+      }),
+    );
   }
 
   if (problems.length) throw new CompileError([...new Set(problems)].map((m) => `backend ${backendName}: ${m}`));
