@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Backend, KnownCredential } from '../../src/backends/backend.js';
 import { createMysqlBackend } from '../../src/backends/mysql/driver.js';
-import { creationHash } from '../../src/backends/mysql/sql.js';
+import { creationHash, literal } from '../../src/backends/mysql/sql.js';
 import { compile } from '../../src/compile/index.js';
 import { BackendError } from '../../src/core/errors.js';
 import type { ActualState, Change } from '../../src/core/types.js';
@@ -303,4 +303,19 @@ describe('deadlines', () => {
       await hole.close();
     }
   });
+});
+
+describe('SQL literals', () => {
+  test.each(["x'; DROP TABLE t; --", "back\\' slash", "\\\\'", 'plain'])(
+    '%j reads back as itself, and stays one literal even with NO_BACKSLASH_ESCAPES',
+    async (value) => {
+      // Several statements: the result of each, the SELECTs at 1 and 3.
+      const results = await mysqlAdmin<unknown[]>(
+        `SET SESSION sql_mode = ''; SELECT ${literal(value)} AS v; SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT ${literal(value)} AS v, 1 AS one`,
+      );
+      expect((results[1] as { v: string }[])[0]!.v).toBe(value);
+      // The second SELECT parsed as one literal and one more column: nothing after it ran as SQL.
+      expect(Object.keys((results[3] as Record<string, unknown>[])[0]!)).toEqual(['v', 'one']);
+    },
+  );
 });

@@ -61,10 +61,14 @@ export class Connections {
       // default sql_mode says (sql.ts quotes that way).
       // (mysql2 hands the event the callback-style connection, whatever its typings say.)
       this.#pool.on('connection', (conn) => {
-        const c = conn as unknown as { query(sql: string, cb: () => void): void };
+        const c = conn as unknown as { query(sql: string, cb: (err: unknown) => void): void; destroy(): void };
+        // A connection whose SET failed has neither the deadline nor the quoting it assumes: it is
+        // destroyed, and whatever was queued behind the SET fails rather than runs without them.
         c.query(
           `SET SESSION max_statement_time = ${seconds}, lock_wait_timeout = ${seconds}, sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')`,
-          () => undefined,
+          (err) => {
+            if (err) c.destroy();
+          },
         );
       });
     }

@@ -107,6 +107,10 @@ async function convergeGrant(ctx: MysqlContext, attrs: MysqlGrantAttrs, want: bo
     if (grant.length && want) await assertExists(ctx, send, attrs, address);
 
     const results = await send([...revoke, ...grant, ...heldSql(role, database)]);
+    // Sessions keep a database's privileges once selected: whatever the revoke took away, even if
+    // the change then fails its read-back, ends the sessions that held it (the next plan may see no
+    // difference left to retry).
+    if (revoke.length) await endSessions(ctx, send, { roles: [role] });
     const after = heldOf(level, results.slice(-3));
     const missing = [
       ...[...w.database].filter((p) => !after.database.has(p)).map((p) => `${p} ON ${database}.*`),
@@ -129,7 +133,6 @@ async function convergeGrant(ctx: MysqlContext, attrs: MysqlGrantAttrs, want: bo
         address,
       );
     }
-    if (revoke.length) await endSessions(ctx, send, { roles: [role] });
   });
 }
 

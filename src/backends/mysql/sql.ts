@@ -10,7 +10,9 @@ export function ident(name: string): string {
 
 export function literal(value: string): string {
   if (value.includes('\0')) throw new Error('a SQL literal cannot contain NUL');
-  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  // A quote is doubled, which ends no literal in either mode: should a session ever run with
+  // NO_BACKSLASH_ESCAPES after all, a backslash reads as itself and cannot escape the closing quote.
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
 /** `'name'@'host'`: an account. A role is named by `ident` alone (MariaDB reads a bare name as the role). */
