@@ -6,14 +6,16 @@
 # and prints, as its last line on stdout:
 #   DATAGRANT_TEST_MYSQL_URL=mysql://datagrant_admin:<password>@127.0.0.1:<port>
 # so that a runner can `export "$(bash scripts/mysql-setup.sh | tail -n 1)"`.
-# The server lives in $DATAGRANT_TEST_MYSQL_DIR (default /tmp/datagrant-test-mariadb) and keeps
+# The server lives in $DATAGRANT_TEST_MYSQL_DIR (default /var/lib/datagrant-test/mariadb) and keeps
 # running for later runs; `bash scripts/mysql-setup.sh --stop` stops it. A test server only.
 # Progress goes to stderr so stdout stays one line.
 set -euo pipefail
 
 log() { printf 'mysql-setup: %s\n' "$*" >&2; }
 
-DIR="${DATAGRANT_TEST_MYSQL_DIR:-/tmp/datagrant-test-mariadb}"
+# Not below /tmp: this runs as root, and anyone may make a path there first (a symlink where the
+# lock, the run directory or the data is expected would have root write or chown through it).
+DIR="${DATAGRANT_TEST_MYSQL_DIR:-/var/lib/datagrant-test/mariadb}"
 DATA="$DIR/data"
 # What mariadbd writes (as the mysql user): socket, pid file, error log.
 RUN="$DIR/run"
@@ -56,8 +58,13 @@ if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
 fi
 MARIADBD="$(command -v mariadbd || echo /usr/sbin/mariadbd)"
 
-mkdir -p "$DIR" "$RUN"
-chmod 755 "$DIR"
+mkdir -p "$DIR"
+if [ -L "$DIR" ] || [ "$(stat -c %u "$DIR")" != 0 ]; then
+  log "refusing $DIR: it is a symlink or not root's (this script runs as root and writes there)"
+  exit 1
+fi
+mkdir -p "$RUN"
+chmod 711 "$DIR"
 chown mysql:mysql "$RUN"
 # Several checkouts (worktrees) may run this at once: one of them starts the server.
 exec 9>"$DIR/lock"
