@@ -218,25 +218,38 @@ function postgresUrlProblem(url: string): string | undefined {
  * one role namespace there. Expired grants count: renewing one must not then fail.
  */
 function pgRoleProblems(spec: Spec, src: SourceMap): SpecProblem[] {
+  return roleNamespaceProblems(spec, src, { type: 'postgres', role: 'role', system: 'PostgreSQL', nameProblem: pgRoleNameProblem });
+}
+
+/**
+ * On a backend where groups and principals become roles of their names (postgres, mysql): each
+ * name the server must hold as written, and a group and a principal never one role. `principal`
+ * adds a backend type's own problems about each principal, given its backends of that type.
+ */
+function roleNamespaceProblems(
+  spec: Spec,
+  src: SourceMap,
+  kind: { type: 'postgres' | 'mysql'; role: string; system: string; nameProblem: (name: string) => string | undefined },
+  principal?: (name: string, p: Spec['principals'][string], backends: Set<string>) => SpecProblem[],
+): SpecProblem[] {
   const problems: SpecProblem[] = [];
-  if (!Object.values(spec.backends).some((b) => b.type === 'postgres')) return problems;
-  const pgBackendOf = (g: Grant): string | undefined => {
+  if (!Object.values(spec.backends).some((b) => b.type === kind.type)) return problems;
+  const backendOf = (g: Grant): string | undefined => {
     if (typeof g.dataset !== 'string' || !has(spec.datasets, g.dataset)) return undefined;
     const ds = spec.datasets[g.dataset]!;
     if (has(ds, 'bucket') || typeof ds.backend !== 'string' || !has(spec.backends, ds.backend)) return undefined;
-    return spec.backends[ds.backend]!.type === 'postgres' ? ds.backend : undefined;
+    return spec.backends[ds.backend]!.type === kind.type ? ds.backend : undefined;
   };
-  const backendsOf = (grants: Grant[]) => new Set(grants.map(pgBackendOf).filter((b): b is string => b !== undefined));
+  const backendsOf = (grants: Grant[]) => new Set(grants.map(backendOf).filter((b): b is string => b !== undefined));
 
-  /** A group or principal becomes a PostgreSQL role on each of `backends`: its name must fit. */
+  /** A group or principal becomes a role on each of `backends`: its name must fit. */
   const checkRoleName = (what: 'group' | 'principal', name: string, backends: Set<string>) => {
-    const problem = pgRoleNameProblem(name);
+    const problem = kind.nameProblem(name);
     if (!problem) return;
-    const section = what === 'group' ? 'groups' : 'principals';
     problems.push(
       src.problem(
-        [section, name],
-        `${what} name ${JSON.stringify(name)} ${problem}; it would be a role on backend ${[...backends].sort().join(', ')}: rename the ${what}`,
+        [what === 'group' ? 'groups' : 'principals', name],
+        `${what} name ${JSON.stringify(name)} ${problem}; it would be a ${kind.role} on backend ${[...backends].sort().join(', ')}: rename the ${what}`,
         true,
       ),
     );
@@ -258,11 +271,12 @@ function pgRoleProblems(spec: Spec, src: SourceMap): SpecProblem[] {
       problems.push(
         src.problem(
           ['principals', name],
-          `principal ${JSON.stringify(name)} and group ${JSON.stringify(name)} would be one PostgreSQL role on backend ${shared.join(', ')} (groups and principals share one role namespace there): rename one`,
+          `principal ${JSON.stringify(name)} and group ${JSON.stringify(name)} would be one ${kind.system} role on backend ${shared.join(', ')} (groups and principals share one role namespace there): rename one`,
           true,
         ),
       );
     }
+    problems.push(...(principal?.(name, p, backends) ?? []));
   }
   return problems;
 }
@@ -350,56 +364,23 @@ function mysqlProblems(spec: Spec, src: SourceMap): SpecProblem[] {
     }
   }
   if (mysqlBackends.size === 0) return problems;
-
-  const mysqlBackendOf = (g: Grant): string | undefined => {
-    if (typeof g.dataset !== 'string' || !has(spec.datasets, g.dataset)) return undefined;
-    const backend = spec.datasets[g.dataset]!.backend;
-    return typeof backend === 'string' && mysqlBackends.has(backend) ? backend : undefined;
-  };
-  const backendsOf = (grants: Grant[]) => new Set(grants.map(mysqlBackendOf).filter((b): b is string => b !== undefined));
-  const checkName = (what: 'group' | 'principal', name: string, backends: Set<string>) => {
-    const problem = mysqlAccountNameProblem(name);
-    if (!problem) return;
-    problems.push(
-      src.problem(
-        [what === 'group' ? 'groups' : 'principals', name],
-        `${what} name ${JSON.stringify(name)} ${problem}; it would be a MariaDB role on backend ${[...backends].sort().join(', ')}: rename the ${what}`,
-        true,
-      ),
-    );
-  };
-  const groupBackends = new Map<string, Set<string>>();
-  for (const [name, group] of Object.entries(spec.groups)) {
-    const backends = backendsOf(group.grants);
-    if (backends.size === 0) continue;
-    groupBackends.set(name, backends);
-    checkName('group', name, backends);
-  }
-  for (const [name, p] of Object.entries(spec.principals)) {
-    const backends = backendsOf(p.grants);
-    for (const g of p.groups) for (const b of (typeof g === 'string' && groupBackends.get(g)) || []) backends.add(b);
-    if (backends.size === 0) continue;
-    checkName('principal', name, backends);
-    const shared = [...(groupBackends.get(name) ?? [])].filter((b) => backends.has(b)).sort();
-    if (shared.length) {
-      problems.push(
-        src.problem(
-          ['principals', name],
-          `principal ${JSON.stringify(name)} and group ${JSON.stringify(name)} would be one MariaDB role on backend ${shared.join(', ')} (groups and principals share one role namespace there): rename one`,
-          true,
-        ),
-      );
-    }
-    if (credentialsOf(spec, p) === 'temporary') {
-      problems.push(
-        src.problem(
-          ['principals', name, ...(p.credentials ? ['credentials'] : [])],
-          `principal ${JSON.stringify(name)} has temporary credentials${p.credentials ? '' : ' (settings.credentials)'}, but backend ${[...backends].sort().join(', ')} is mysql, which issues long-lived passwords only; set credentials: key for this principal`,
-          !p.credentials,
-        ),
-      );
-    }
-  }
+  problems.push(
+    ...roleNamespaceProblems(
+      spec,
+      src,
+      { type: 'mysql', role: 'MariaDB role', system: 'MariaDB', nameProblem: mysqlAccountNameProblem },
+      (name, p, backends) =>
+        credentialsOf(spec, p) !== 'temporary'
+          ? []
+          : [
+              src.problem(
+                ['principals', name, ...(p.credentials ? ['credentials'] : [])],
+                `principal ${JSON.stringify(name)} has temporary credentials${p.credentials ? '' : ' (settings.credentials)'}, but backend ${[...backends].sort().join(', ')} is mysql, which issues long-lived passwords only; set credentials: key for this principal`,
+                !p.credentials,
+              ),
+            ],
+    ),
+  );
   return problems;
 }
 
