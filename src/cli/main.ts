@@ -336,6 +336,7 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .option('--trust-proxy', 'trust X-Forwarded-* headers from a TLS-terminating proxy')
     .option('--interval <seconds>', 'reconcile at least this often', positiveInt, 300)
     .option('--replica-id <id>', 'name of this replica in the audit log (default: DATAGRANT_REPLICA_ID, else <hostname>:<pid>)')
+    .option('--public-url <url>', "the web console's URL as browsers reach it, for its sign-in redirect (default: from each request)")
     .addOption(
       new Option('--log-level <level>', 'log level (info: one line per SCIM request)')
         .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
@@ -350,6 +351,7 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
         trustProxy?: boolean;
         interval: number;
         replicaId?: string;
+        publicUrl?: string;
         logLevel: string;
       }) => {
         const { startServe } = await import('../serve/serve.js');

@@ -56,6 +56,8 @@ export interface ScimServerOptions {
   logger?: FastifyBaseLogger;
   /** Largest accepted request body in bytes (413 above it). Default 1 MiB. */
   bodyLimit?: number;
+  /** Paths (and everything below them) that answer with their own authentication, unknown ones included: `/ui`. */
+  ownAuthPrefixes?: string[];
   /** Called after each committed write made through this server. */
   onChange?: ChangeListener;
   /** The principal names the spec defines now, asked at each user creation: a new user never gets one. */
@@ -111,6 +113,7 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
   });
   const store = opts.store;
   const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const ownAuthPrefixes = (opts.ownAuthPrefixes ?? []).map((p) => p.toLowerCase());
   const metrics = opts.metrics ?? new MetricsRegistry();
   const requests = metrics.counter('datagrant_scim_requests_total', 'SCIM HTTP requests by method, route and status code.');
 
@@ -160,6 +163,9 @@ export function buildScimServer(opts: ScimServerOptions): FastifyInstance {
   app.addHook('onRequest', async (req, reply) => {
     if (req.url === '/healthz' || req.url.startsWith('/healthz?')) return;
     if (req.routeOptions.config?.ownAuth === true) return;
+    // Paths whose every answer, a 404 too, is another's to give (the web console signs people in itself).
+    const path = req.url.toLowerCase();
+    if (ownAuthPrefixes.some((p) => path === p || path.startsWith(`${p}/`) || path.startsWith(`${p}?`))) return;
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     let ok = false;
     if (m) {

@@ -72,9 +72,16 @@ const MAX_DISCOVERY_BYTES = 256 * 1024;
 
 type KeySet = ReturnType<typeof createRemoteJWKSet>;
 
+/** Where a browser signs in, and where its authorization code is exchanged for tokens. */
+export interface IssuerEndpoints {
+  authorization: string;
+  token: string;
+}
+
 interface IssuerKeys {
   keys?: KeySet;
   jwksUri?: string;
+  endpoints?: IssuerEndpoints;
   /** When discovery is next asked again (after the document's age, or a failure's cooldown). */
   refreshAt: number;
   pending?: Promise<KeySet>;
@@ -173,7 +180,8 @@ export class OidcVerifier {
     }
     s.pending ??= this.#discover(issuer)
       .then(
-        (jwksUri) => {
+        ({ jwksUri, endpoints }) => {
+          s.endpoints = endpoints;
           // The same key set as long as discovery names the same URI: the keys it holds stay.
           if (!s.keys || s.jwksUri !== jwksUri) {
             s.keys = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: this.#timeoutMs, cooldownDuration: this.#jwksCooldownMs });
@@ -197,8 +205,17 @@ export class OidcVerifier {
     return s.pending;
   }
 
-  /** The `jwks_uri` of `issuer`'s discovery document (OpenID Connect Discovery 1.0 §4). */
-  async #discover(issuer: string): Promise<string> {
+  /**
+   * Where a browser signs in at `issuer` and where the code is exchanged (the web console), from
+   * the same discovery document as the keys; undefined when it names no such endpoints.
+   */
+  async endpoints(issuer: string): Promise<IssuerEndpoints | undefined> {
+    await this.#keys(issuer);
+    return this.#issuers.get(issuer)?.endpoints;
+  }
+
+  /** The `jwks_uri` of `issuer`'s discovery document (OpenID Connect Discovery 1.0 §4), and its endpoints. */
+  async #discover(issuer: string): Promise<{ jwksUri: string; endpoints?: IssuerEndpoints }> {
     const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
     const unavailable = (why: string) => new IssuerUnavailableError(issuer, `discovery of ${issuer}: ${why}`);
     let text: string;
@@ -226,7 +243,12 @@ export class OidcVerifier {
     } catch {
       throw unavailable(`${url} is not JSON`);
     }
-    const { issuer: named, jwks_uri: jwksUri } = (doc ?? {}) as { issuer?: unknown; jwks_uri?: unknown };
+    const {
+      issuer: named,
+      jwks_uri: jwksUri,
+      authorization_endpoint: authorization,
+      token_endpoint: token,
+    } = (doc ?? {}) as { issuer?: unknown; jwks_uri?: unknown; authorization_endpoint?: unknown; token_endpoint?: unknown };
     // §4.3: the document must name exactly the issuer it was fetched for, or it is someone else's.
     if (named !== issuer) throw unavailable(`the document names issuer ${JSON.stringify(named)}, not ${JSON.stringify(issuer)}`);
     if (typeof jwksUri !== 'string') throw unavailable('the document has no jwks_uri');
@@ -236,10 +258,19 @@ export class OidcVerifier {
     } catch {
       throw unavailable(`jwks_uri ${JSON.stringify(jwksUri)} is not a URL`);
     }
-    if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname))) {
-      throw unavailable(`jwks_uri ${JSON.stringify(jwksUri)} is not https: keys fetched without TLS could be anyone's`);
-    }
-    return parsed.href;
+    if (!secure(parsed)) throw unavailable(`jwks_uri ${JSON.stringify(jwksUri)} is not https: keys fetched without TLS could be anyone's`);
+    // A browser is sent to one and a code (with its verifier) to the other: both over TLS only.
+    const endpoint = (v: unknown) => {
+      try {
+        const u = typeof v === 'string' ? new URL(v) : undefined;
+        return u && secure(u) ? u.href : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const a = endpoint(authorization);
+    const t = endpoint(token);
+    return { jwksUri: parsed.href, ...(a && t ? { endpoints: { authorization: a, token: t } } : {}) };
   }
 
   /** Drops what was discovered for issuers no longer configured. */
@@ -249,6 +280,9 @@ export class OidcVerifier {
     for (const url of this.#issuers.keys()) if (!configured.has(url)) this.#issuers.delete(url);
   }
 }
+
+/** https, or http on a loopback host (local providers, tests). */
+const secure = (u: URL) => u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname));
 
 function causeOf(e: Error): string {
   const cause = (e as { cause?: unknown }).cause;

@@ -1,11 +1,15 @@
 // `datagrant serve`: the SCIM 2.0 service provider plus the reconciler, in one process: SCIM on
 // the main thread, reconciles in a thread of their own (reconcile-worker.ts).
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { hostname, userInfo } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { UsageError } from '../core/errors.js';
 import type { Io } from '../app/io.js';
 import { displayPath, pathsFor, specPath, type CommonOptions } from '../app/context.js';
+import { previewPlan, readEffectiveAccess, type ReadOptions } from '../app/console.js';
+import { loadSpec, readSpecFile } from '../app/engine.js';
+import { mergedSpec } from '../app/requests.js';
 import { createSessionBroker } from '../app/sessions.js';
 import type { SessionBroker } from '../app/sessions-port.js';
 import { makeBackends } from '../backends/factory.js';
@@ -16,6 +20,7 @@ import { SqliteScimStore } from '../scim/store/sqlite.js';
 import { openScimStoreAt } from '../scim/store/open.js';
 import { openStore } from '../store/open.js';
 import type { StateStore } from '../store/store.js';
+import { adminTokenHashes, registerConsole } from './console.js';
 import { registerCredentialsRoute } from './credentials.js';
 import { credentialDirectory, requestsDirectory, serveSpec } from './credentials-directory.js';
 import { registerRequestRoutes } from './requests.js';
@@ -43,6 +48,8 @@ export interface ServeOptions extends CommonOptions {
   /** pino level: fatal, error, warn, info (default; one line per request), debug, trace, silent. */
   logLevel?: string;
   logger?: Logger;
+  /** The web console's URL as browsers reach it (its sign-in redirect URI); default: from each request. */
+  publicUrl?: string;
   /** Issues the sessions of POST /v1/credentials/:backend (with settings.oidc in the spec). */
   sessionBroker?: SessionBroker;
 }
@@ -76,6 +83,14 @@ export function tokenHashes(env: NodeJS.ProcessEnv): string[] {
 
 export async function startServe(io: Io, opts: ServeOptions): Promise<RunningServer> {
   const hashes = tokenHashes(io.env);
+  let adminHashes: Buffer[];
+  try {
+    adminHashes = adminTokenHashes(io.env.DATAGRANT_CONSOLE_ADMIN_TOKEN_SHA256);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (opts.publicUrl !== undefined && !/^https?:\/\/[^/?#]+\/?$/.test(opts.publicUrl))
+    throw new UsageError(`--public-url ${JSON.stringify(opts.publicUrl)} is not a site's URL; use one such as https://datagrant.example.com (no path)`);
   const paths = pathsFor(io, opts);
   // Log lines are written asynchronously (batched while a write is in flight), never by a SCIM
   // request's own thread waiting on a write(2); pino flushes what is left when the process exits.
@@ -158,6 +173,8 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     logger,
     metrics,
     onChange: () => reconciler.trigger(),
+    // The console answers for all of /ui, its not-found pages too (registerConsole).
+    ownAuthPrefixes: ['/ui'],
     // A new user's principal name is its own for good: never one the spec defines now.
     reservedNames: specPrincipalNames(specPath(io, opts)),
     ...(opts.trustProxy ? { trustProxy: true } : {}),
@@ -198,11 +215,33 @@ export async function startServe(io: Io, opts: ServeOptions): Promise<RunningSer
     now: io.now,
     broker: wakingBroker(opts.sessionBroker ?? ownBroker, reconciler),
   });
+  const directory = requestsDirectory(specSource);
   registerRequestRoutes(app, {
-    directory: requestsDirectory(specSource),
+    directory,
     store: stateStore,
     // A decision is no SCIM write: the reconcile it needs reads the backends whatever SCIM says.
     onAccessChanged: () => reconciler.trigger({ full: true }),
+    now: io.now,
+  });
+  // What the console's operator pages read from the backends: the spec as a reconcile reads it.
+  const readOptions = async (): Promise<ReadOptions> => {
+    const at = io.now();
+    const loaded = loadSpec({ file: specSource.displayFile, text: readSpecFile(specSource.specFile).text }, specSource.env, at);
+    const store = await stateStore();
+    const merged = await mergedSpec(loaded.spec, { scim, requests: store }, at);
+    return { loaded, merged: merged.spec, specFile: specSource.displayFile, env: specSource.env, store, actor: serveActor(io, opts.replicaId), now: at };
+  };
+  registerConsole(app, {
+    spec: specNow,
+    directory,
+    store: stateStore,
+    onAccessChanged: () => reconciler.trigger({ full: true }),
+    reads: { plan: async () => previewPlan(await readOptions()), access: async () => readEffectiveAccess(await readOptions()) },
+    adminTokenHashes: adminHashes,
+    ...(io.env.DATAGRANT_CONSOLE_CLIENT_SECRET ? { clientSecret: io.env.DATAGRANT_CONSOLE_CLIENT_SECRET } : {}),
+    ...(opts.publicUrl ? { publicUrl: opts.publicUrl.replace(/\/$/, '') } : {}),
+    // Built next to the server's code: dist/ui (see ui/tsconfig.json), from src/serve and dist/serve alike.
+    assetsDir: fileURLToPath(new URL('../../dist/ui/', import.meta.url)),
     now: io.now,
   });
   const closeState = async () => {

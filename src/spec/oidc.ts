@@ -123,6 +123,15 @@ export function oidcProblems(spec: Spec, src: SourceMap): SpecProblem[] {
   }
 
   const defined = [...names.keys()].sort();
+  const consoleIssuer: unknown = isObject(spec.settings) && isObject(spec.settings.console) ? spec.settings.console.oidc : undefined;
+  if (typeof consoleIssuer === 'string' && consoleIssuer !== '' && !names.has(consoleIssuer)) {
+    problems.push(
+      src.problem(
+        ['settings', 'console', 'oidc'],
+        `issuer ${JSON.stringify(consoleIssuer)} is not defined under settings.oidc, so no one could sign in to the console; defined issuers: ${defined.length ? defined.join(', ') : '(none defined)'}`,
+      ),
+    );
+  }
   for (const [name, p] of Object.entries(spec.principals)) {
     if (!isObject(p) || !isObject(p.oidc)) continue;
     for (const issuer of Object.keys(p.oidc)) {

@@ -191,6 +191,17 @@ const requestSettingsSchema = z.strictObject({
   decideWithin: duration.optional(),
 });
 
+const consoleSettingsSchema = z.strictObject({
+  /** The `settings.oidc` issuer (its name) people sign in to the console with. */
+  oidc: z.string().min(1, 'oidc must name an issuer of settings.oidc'),
+  /**
+   * The client id the console is registered as at that issuer (its ID tokens carry it as `aud`);
+   * default: the issuer's `audience`. A client secret, if the issuer wants one, comes from
+   * DATAGRANT_CONSOLE_CLIENT_SECRET, never the file.
+   */
+  clientId: z.string().min(1, 'clientId must not be empty').optional(),
+});
+
 /**
  * Where a grant that is not in the file comes from: an approved request, merged into the spec's
  * principals at run time (plan, apply, serve) exactly as SCIM people are. The file's own grants
@@ -571,6 +582,8 @@ export const specSchema = z.strictObject({
       oidc: z.array(oidcIssuerSchema).optional(),
       /** Requests for access (`approvers:` says who may approve them): how long they may ask for and wait. */
       requests: requestSettingsSchema.optional(),
+      /** The web console of `serve` (/ui): which issuer people sign in with. */
+      console: consoleSettingsSchema.optional(),
     })
     .optional(),
   backends: z.record(name('backend name', 32), backendSchema),
@@ -610,6 +623,7 @@ export type PrincipalSpec = z.output<typeof principalSchema>;
 export type GroupSpec = z.output<typeof groupSchema>;
 export type InvariantSpec = z.output<typeof invariantSchema>;
 export type OidcIssuerSpec = z.output<typeof oidcIssuerSchema>;
+export type ConsoleSettingsSpec = z.output<typeof consoleSettingsSchema>;
 export type KnownAccessSpec = z.output<typeof knownAccessSchema>;
 export type ApproverRuleSpec = z.output<typeof approverRuleSchema>;
 export type DatasetApproversSpec = z.output<typeof datasetApproversSchema>;

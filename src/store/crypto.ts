@@ -68,6 +68,14 @@ export class MasterKey {
     return createHmac('sha256', this.#plan).update(data).digest('hex');
   }
 
+  /**
+   * The key that seals the web console's session cookies (serve, /ui): any replica with the master
+   * key opens them, and a new master key ends every console session.
+   */
+  consoleSessionKey(): Uint8Array {
+    return new Uint8Array(hkdfSync('sha256', this.#encryption, Buffer.alloc(0), 'datagrant/console-session/v1', 32));
+  }
+
   /** Keyed hash for the audit chain: without the master key, entries cannot be forged. */
   auditMac(data: string): string {
     return createHmac('sha256', this.#audit).update(data).digest('hex');

@@ -42,8 +42,18 @@ export interface TestIdp {
    * (or aborted) page.
    */
   approveDevice(userCode: string, login: string, opts?: { deny?: boolean }): Promise<void>;
+  /**
+   * A browser at the provider: opens `url` (an authorization request), signs in as `login`, and
+   * returns where the provider sends it back to (the client's redirect URI with code and state).
+   */
+  authorize(url: string, login: string): Promise<string>;
   /** A browser that opens `url` (an authorization request), signs in as `login` and follows redirects to the loopback. */
   browse(url: string, login: string): Promise<void>;
+  /**
+   * Registers the web console as a public client (PKCE, no secret) redirecting to `redirectUri`,
+   * or as a confidential one when `secret` is given; returns its client id.
+   */
+  registerConsole(redirectUri: string, opts?: { clientId?: string; secret?: string }): string;
   /** Answer the next `n` token requests with `slow_down`, as a provider does when polled too fast. */
   slowDown(n: number): void;
   /** The token requests answered, each `<grant type> <ok | error code>` (`device_code authorization_pending`). */
@@ -69,6 +79,10 @@ function memoryAdapter() {
     return rows.get(key)?.payload;
   };
   return class {
+    /** Registers a client after the provider started (its redirect URI may name a port known only then). */
+    static register(client: Record<string, unknown>) {
+      rows.set(`Client:${String(client.client_id)}`, { payload: client, expiresAt: Infinity });
+    }
     constructor(readonly model: string) {}
     key(id: string) {
       return `${this.model}:${id}`;
@@ -121,8 +135,9 @@ export async function startIdp(opts: IdpOptions): Promise<TestIdp> {
 
   const rsa = await generateKeyPair('RS256', { extractable: true });
   const ec = await generateKeyPair('ES256', { extractable: true });
+  const adapter = memoryAdapter();
   const provider = new Provider(issuer, {
-    adapter: memoryAdapter(),
+    adapter,
     clients: [
       ...Object.values(clients).map((c) => ({
         client_id: c.clientId,
@@ -223,6 +238,18 @@ export async function startIdp(opts: IdpOptions): Promise<TestIdp> {
       return authorizationCodeFlow(issuer, clients[client], login);
     },
     approveDevice: (userCode, login, o = {}) => approveDevice(issuer, userCode, login, o.deny ?? false),
+    async authorize(url, login) {
+      const browser = new Browser(issuer);
+      let next = url;
+      for (let i = 0; i < 6; i++) {
+        if (new URL(next).origin !== issuer) return next;
+        if (new URL(next).pathname.startsWith('/interaction/')) next = withLogin(next, login);
+        const res = await browser.request(next);
+        if (!res.location) throw new Error(`the provider answered ${res.status} without sending the browser back: ${res.body.slice(0, 300)}`);
+        next = res.location;
+      }
+      throw new Error(`too many redirects from ${url}`);
+    },
     async browse(url, login) {
       const browser = new Browser(issuer);
       // The login page submits the account (a `login` parameter on the interaction); then
@@ -238,6 +265,17 @@ export async function startIdp(opts: IdpOptions): Promise<TestIdp> {
     },
     slowDown(n) {
       slowDowns += n;
+    },
+    registerConsole(redirectUri, o = {}) {
+      const clientId = o.clientId ?? 'datagrant-console';
+      adapter.register({
+        client_id: clientId,
+        redirect_uris: [redirectUri],
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        ...(o.secret ? { client_secret: o.secret, token_endpoint_auth_method: 'client_secret_basic' } : { token_endpoint_auth_method: 'none' }),
+      });
+      return clientId;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
@@ -256,6 +294,15 @@ async function finishInteraction(provider: Provider, accounts: Record<string, Id
     const details = await provider.interactionDetails(req, res);
     // The account the login page was submitted for, else the one the authorization request hinted.
     const submitted = new URL(req.url ?? '/', 'http://x').searchParams.get('login');
+    if (submitted === null && details.params.login_hint === undefined) {
+      // A person at a browser: the provider's login page, a form naming the account.
+      res
+        .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+        .end(
+          `<!doctype html><html lang="en"><head><title>Test IdP sign-in</title></head><body><h1>Test IdP</h1><form method="get" action="/interaction/${details.uid}"><label for="login">Username</label><input id="login" name="login" autocomplete="username"><button type="submit">Sign in</button></form></body></html>`,
+        );
+      return;
+    }
     const account = accounts[submitted ?? String(details.params.login_hint)];
     if (!account) {
       await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'no such account' }, { mergeWithLastSubmission: false });
