@@ -12,6 +12,9 @@ npm run --silent build
 node --import tsx bench/core.ts
 node --import tsx bench/aws.ts
 node --import tsx bench/access.ts
+# The console's matrix is measured in Debian's chromium.
+bash scripts/ensure-chromium.sh
+node --import tsx bench/console.ts
 pg_line=$(bash scripts/pg-setup.sh | tail -n 1)
 export "${pg_line?}"
 node --import tsx bench/postgres.ts

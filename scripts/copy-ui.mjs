@@ -1,5 +1,5 @@
-// The console's stylesheet beside its compiled scripts (dist/ui), where `serve` reads its assets.
+// The console's stylesheet and icon beside its compiled scripts (dist/ui), where `serve` reads its assets.
 import { copyFileSync, mkdirSync } from 'node:fs';
 
 mkdirSync('dist/ui', { recursive: true });
-copyFileSync('ui/console.css', 'dist/ui/console.css');
+for (const file of ['console.css', 'favicon.svg']) copyFileSync(`ui/${file}`, `dist/ui/${file}`);

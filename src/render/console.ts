@@ -45,6 +45,7 @@ function layout(viewer: Viewer | undefined, section: Section, title: string, bod
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
 <title>${esc(title)} · datagrant</title>
+<link rel="icon" href="${ASSET}/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="${ASSET}/console.css">
 ${scripts}
 </head>
@@ -53,7 +54,7 @@ ${scripts}
 <header class="top">
 <a class="brand" href="/ui">datagrant</a>
 ${nav}
-<button type="button" class="theme" id="theme" hidden aria-label="Colour theme: follows the system">Theme: auto</button>
+<button type="button" class="theme" id="theme" hidden>Theme: auto</button>
 </header>
 <main id="main" tabindex="-1">
 ${body}
@@ -260,7 +261,7 @@ export interface PrincipalView {
 export function principalPage(viewer: Viewer, v: PrincipalView): string {
   const own = viewer.kind === 'person' && viewer.name === v.name;
   const grants = v.access.length
-    ? `<div class="table-wrap"><table><caption class="visually-hidden">Access of ${esc(v.name)}</caption><thead><tr><th scope="col">Dataset</th><th scope="col">Level</th><th scope="col">How</th><th scope="col">Ends</th></tr></thead><tbody>${v.access
+    ? `<div class="table-wrap" tabindex="0" role="region" aria-label="Access of ${esc(v.name)}"><table><caption class="visually-hidden">Access of ${esc(v.name)}</caption><thead><tr><th scope="col">Dataset</th><th scope="col">Level</th><th scope="col">How</th><th scope="col">Ends</th></tr></thead><tbody>${v.access
         .map(
           (a) =>
             `<tr><td>${datasetLink(a.dataset)}</td><td>${level(a.level)}</td><td>${esc(a.via)}</td><td>${a.expires ? when(a.expires) : '<span class="muted">no end</span>'}</td></tr>`,
@@ -277,7 +278,7 @@ export function principalPage(viewer: Viewer, v: PrincipalView): string {
     v.credentials === undefined
       ? `<p class="muted">Credentials and history are shown only to ${esc(v.name)} and to operators.</p>`
       : v.credentials.length
-        ? `<div class="table-wrap"><table><caption class="visually-hidden">Credentials of ${esc(v.name)}</caption><thead><tr><th scope="col">Backend</th><th scope="col">Credential</th><th scope="col">State</th><th scope="col">Created</th><th scope="col">Age</th><th scope="col">Last used</th></tr></thead><tbody>${v.credentials
+        ? `<div class="table-wrap" tabindex="0" role="region" aria-label="Credentials of ${esc(v.name)}"><table><caption class="visually-hidden">Credentials of ${esc(v.name)}</caption><thead><tr><th scope="col">Backend</th><th scope="col">Credential</th><th scope="col">State</th><th scope="col">Created</th><th scope="col">Age</th><th scope="col">Last used</th></tr></thead><tbody>${v.credentials
             .map(
               (c) =>
                 `<tr><td>${esc(c.backend)}</td><td><code>${esc(c.id)}</code></td><td>${esc(c.state)}</td><td>${when(c.createdAt)}</td><td>${c.ageDays} d</td><td>${lastUse(c)}</td></tr>`,
@@ -319,7 +320,7 @@ export interface DatasetView {
 
 export function datasetPage(viewer: Viewer, v: DatasetView): string {
   const rows = v.access.length
-    ? `<div class="table-wrap"><table><caption class="visually-hidden">Who may access ${esc(v.name)}</caption><thead><tr><th scope="col">Principal</th><th scope="col">Level</th><th scope="col">How</th><th scope="col">Ends</th></tr></thead><tbody>${v.access
+    ? `<div class="table-wrap" tabindex="0" role="region" aria-label="Who may access ${esc(v.name)}"><table><caption class="visually-hidden">Who may access ${esc(v.name)}</caption><thead><tr><th scope="col">Principal</th><th scope="col">Level</th><th scope="col">How</th><th scope="col">Ends</th></tr></thead><tbody>${v.access
         .map(
           (a) =>
             `<tr><td>${principalLink(a.principal)}</td><td>${level(a.level)}</td><td>${esc(a.via)}</td><td>${a.expires ? when(a.expires) : '<span class="muted">no end</span>'}</td></tr>`,
@@ -337,7 +338,7 @@ export function datasetPage(viewer: Viewer, v: DatasetView): string {
         v.effective.incomplete.length ? `<p class="flash error" role="alert">Incomplete: ${esc(v.effective.incomplete.join('; '))}</p>` : ''
       }${
         v.effective.rows.length
-          ? `<div class="table-wrap"><table><caption class="visually-hidden">Effective access to ${esc(v.name)}</caption><thead><tr><th scope="col">Holder</th><th scope="col">Level</th><th scope="col">Compared with the spec</th><th scope="col">Managed by</th><th scope="col">Paths</th></tr></thead><tbody>${v.effective.rows
+          ? `<div class="table-wrap" tabindex="0" role="region" aria-label="Effective access to ${esc(v.name)}"><table><caption class="visually-hidden">Effective access to ${esc(v.name)}</caption><thead><tr><th scope="col">Holder</th><th scope="col">Level</th><th scope="col">Compared with the spec</th><th scope="col">Managed by</th><th scope="col">Paths</th></tr></thead><tbody>${v.effective.rows
               .map(
                 (r) =>
                   `<tr><td>${r.principal ? principalLink(r.principal) : esc(r.who)}</td><td>${level(r.level)}</td><td>${status(r.status)}</td><td>${r.managed ? 'datagrant' : '<strong>not datagrant</strong>'}</td><td><ul>${[
@@ -359,7 +360,7 @@ export function datasetPage(viewer: Viewer, v: DatasetView): string {
 ${v.description ? `<p>${esc(v.description)}</p>` : ''}
 <dl class="facts"><dt>Backend</dt><dd>${esc(v.backend)} (${esc(v.backendType)})</dd><dt>Where</dt><dd><code>${esc(v.location)}</code></dd>
 <dt>Approvers</dt><dd>${v.approvers.length ? v.approvers.map(principalLink).join(', ') : '<span class="muted">none: requests for it cannot be approved</span>'}</dd></dl>
-<p><a class="button" href="/ui/requests?dataset=${encodeURIComponent(v.name)}">Request access</a></p>
+${viewer.kind === 'person' ? `<p><a class="button" href="/ui/requests?dataset=${encodeURIComponent(v.name)}">Request access</a></p>` : ''}
 <h2>Who may access it (the spec)</h2>
 ${rows}
 <h2>Who can access it (the backend)</h2>
@@ -419,7 +420,7 @@ export function requestsPage(viewer: Viewer, v: RequestsView): string {
 <div><label for="r-reason">Why you need it</label><textarea id="r-reason" name="reason" required maxlength="500" rows="3"></textarea></div>
 <button type="submit" class="primary">Ask for access</button>
 </form>`
-      : '<p class="muted">No dataset names an approver, so there is nothing to ask for.</p>'
+      : '<p class="muted">There is nothing you can ask for: no dataset names an approver other than you.</p>'
     : '<p class="muted">Operators do not ask for access: they are not principals of the spec.</p>';
   return layout(
     viewer,
@@ -475,7 +476,7 @@ export interface AuditView {
 
 function auditTable(rows: readonly AuditRowView[]): string {
   if (!rows.length) return '<p class="muted">No entries.</p>';
-  return `<div class="table-wrap"><table class="audit"><caption class="visually-hidden">Audit entries, newest first</caption><thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Where</th><th scope="col">Outcome</th><th scope="col">Detail</th></tr></thead><tbody>${rows
+  return `<div class="table-wrap" tabindex="0" role="region" aria-label="Audit entries, newest first"><table class="audit"><caption class="visually-hidden">Audit entries, newest first</caption><thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Where</th><th scope="col">Outcome</th><th scope="col">Detail</th></tr></thead><tbody>${rows
     .map(
       (e) =>
         `<tr><td>${e.seq}</td><td>${when(e.at)}</td><td class="mono">${esc(e.actor)}</td><td>${esc(e.event)}</td><td class="mono">${esc(e.address ?? '')}</td><td>${esc(e.outcome)}</td><td>${esc(e.detail ?? '')}</td></tr>`,

@@ -54,6 +54,7 @@ const ASSETS: Record<string, string> = {
   'console.css': 'text/css; charset=utf-8',
   'console.js': 'text/javascript; charset=utf-8',
   'matrix.js': 'text/javascript; charset=utf-8',
+  'favicon.svg': 'image/svg+xml',
 };
 /** A console form is small: a reason, a duration, a token. */
 const FORM_LIMIT = 16 * 1024;

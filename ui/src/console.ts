@@ -18,12 +18,7 @@ function apply(theme: Theme, button: HTMLButtonElement | null): void {
   else document.documentElement.dataset.theme = theme;
   if (button) {
     button.textContent = `Theme: ${theme}`;
-    button.setAttribute(
-      'aria-label',
-      theme === 'auto'
-        ? 'Colour theme: follows the system; switch to dark'
-        : `Colour theme: ${theme}; switch to ${theme === 'dark' ? 'light' : 'follow the system'}`,
-    );
+    button.title = theme === 'auto' ? 'Follows the system; click for dark' : `Click for ${theme === 'dark' ? 'light' : 'the system’s theme'}`;
   }
 }
 

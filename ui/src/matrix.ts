@@ -13,7 +13,7 @@ interface MatrixData {
 }
 
 const ROW_H = 32;
-const COL_W = 104;
+const COL_W = 124;
 const HEAD_H = 40;
 const FIRST_W = 200;
 const LEVELS = ['', 'read', 'write', 'admin'];
@@ -90,6 +90,8 @@ function filter(): void {
   active = { r: Math.min(active.r, rows.length - 1), c: Math.min(active.c, cols.length - 1) };
   sizer.style.width = `${FIRST_W + cols.length * COL_W}px`;
   sizer.style.height = `${HEAD_H + rows.length * ROW_H}px`;
+  // No taller than its rows (plus room for a scroll bar), nor than most of the window.
+  grid.style.height = `${Math.max(HEAD_H + ROW_H * 3, Math.min(Math.round(window.innerHeight * 0.7), HEAD_H + rows.length * ROW_H + 18))}px`;
   grid.setAttribute('aria-rowcount', String(rows.length + 1));
   grid.setAttribute('aria-colcount', String(cols.length + 1));
   status.textContent = `Showing ${rows.length.toLocaleString('en')} of ${data.principals.length.toLocaleString('en')} principals × ${cols.length.toLocaleString('en')} of ${nd.toLocaleString('en')} datasets.`;
