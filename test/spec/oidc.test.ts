@@ -222,3 +222,35 @@ describe('matching a verified claim to a principal', () => {
     expect(matchPrincipal(merged, corp, 'alice@example.com')).toEqual({ ok: false, reason: 'ambiguous', principals: ['alice', 'alice_2'] });
   });
 });
+
+describe('settings.console', () => {
+  test('must name an issuer of settings.oidc, at its value', () => {
+    const problems = problemsOf(`version: 1
+settings:
+  oidc: [{ name: corp, issuer: "https://login.example.com", audience: datagrant }]
+  console: { oidc: okta }
+backends: { aws: { type: aws } }
+`);
+    expect(problems).toEqual([
+      'datagrant.yaml:4:20: settings.console.oidc: issuer "okta" is not defined under settings.oidc, so no one could sign in to the console; defined issuers: corp',
+    ]);
+  });
+
+  test('takes a client id of its own, and nothing it does not know', () => {
+    const ok = load(`version: 1
+settings:
+  oidc: [{ name: corp, issuer: "https://login.example.com", audience: datagrant }]
+  console: { oidc: corp, clientId: datagrant-console }
+backends: { aws: { type: aws } }
+`);
+    expect(ok.spec.settings?.console).toEqual({ oidc: 'corp', clientId: 'datagrant-console' });
+    expect(
+      problemsOf(`version: 1
+settings:
+  oidc: [{ name: corp, issuer: "https://login.example.com", audience: datagrant }]
+  console: { oidc: corp, clientSecret: hunter2 }
+backends: { aws: { type: aws } }
+`)[0],
+    ).toMatch(/^datagrant\.yaml:4:\d+: settings\.console.*clientSecret/);
+  });
+});
