@@ -351,7 +351,9 @@ export function datasetPage(viewer: Viewer, v: DatasetView): string {
               .join('')}</tbody></table></div>`
           : '<p class="muted">No one holds access in the backend.</p>'
       }`
-    : `<p class="muted">No effective-access reading yet.${viewer.kind === 'admin' ? '' : ' An operator can read one.'}</p>`;
+    : viewer.kind === 'admin'
+      ? '<p class="muted">No effective-access reading yet.</p>'
+      : '<p class="muted">What the backend itself holds (access datagrant does not manage included) is shown to operators.</p>';
   return layout(
     viewer,
     'none',

@@ -592,7 +592,9 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
               ...(ds.description ? { description: ds.description } : {}),
               approvers,
               access: intendedAccess(spec, at).filter((a) => a.dataset === name),
-              ...(reading
+              // The backend's own view names holders datagrant does not manage and how they hold
+              // access (policies, roles): an operator's to see, not everyone's.
+              ...(reading && viewer.kind === 'admin'
                 ? {
                     effective: {
                       readAt: reading.generatedAt,

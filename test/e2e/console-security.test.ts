@@ -5,6 +5,7 @@
 // SameSite, and Secure with the __Host- prefix over TLS; the answers carry a strict CSP.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cookiesOf, getPage, postForm, signInAdmin, signInPerson, type ConsoleUser } from '../support/console.js';
+import { useMotoAdmin } from './aws-support.js';
 import { ADMIN_TOKEN, startConsoleRig, type ConsoleRig } from './console-rig.js';
 
 let rig: ConsoleRig;
@@ -133,6 +134,8 @@ describe('sign-in', () => {
       expect(res.headers.getSetCookie()[0]).toMatch(/^__Host-dg-session=[^;]+; Path=\/; Max-Age=28800; HttpOnly; SameSite=Lax; Secure$/);
     } finally {
       await tls.close();
+      // The SDK reads moto's address from the process's environment: back to this file's moto.
+      useMotoAdmin(rig.moto);
     }
   });
 });
@@ -200,6 +203,13 @@ describe('who sees what', () => {
     }
     const refresh = await postForm(rig.base, '/ui/access/refresh', alice, {});
     expect(refresh.status).toBe(403);
+    // What the backend holds (unmanaged holders, their policies) is the operators' to see.
+    const read = await postForm(rig.base, '/ui/access/refresh', admin, { next: '/ui/datasets/training' });
+    expect(read.status, read.body).toBe(303);
+    expect((await getPage(rig.base, '/ui/datasets/training', admin)).body).toContain('moto-admin');
+    const seen = (await getPage(rig.base, '/ui/datasets/training', alice)).body;
+    expect(seen).not.toContain('moto-admin');
+    expect(seen).toContain('is shown to operators');
     const audit = await getPage(rig.base, '/ui/audit', admin);
     expect(audit.status).toBe(200);
     expect(audit.body).toContain('Chain intact');
