@@ -259,7 +259,7 @@ export function provisionerPolicy(spec: Spec, backendName: string, opts: Provisi
         ]
       : []),
     ...(opts.withAccess ? [] : ['`datagrant access` and reviews read more (bucket policies, any attached policy): add --with-access for them.']),
-    'Inline policies are datagrant\'s way to grant, so whoever holds this policy can give its own users any permission; keep datagrant\'s credentials as guarded as an administrator\'s, and watch CloudTrail for its calls outside this policy (AccessDenied).',
+    "Inline policies are datagrant's way to grant, so whoever holds this policy can give its own users any permission; keep datagrant's credentials as guarded as an administrator's, and watch CloudTrail for its calls outside this policy (AccessDenied).",
   ];
   const caller: Json | undefined = b.assumeRole
     ? {
