@@ -83,11 +83,13 @@ export function missingMembership(e: { code?: string; message: string }, connect
   const target = m[1]!.replace(/""/g, '"');
   const quote = (n: string) => `"${n.replace(/"/g, '""')}"`;
   const me = connectingRole ? quote(connectingRole) : '<the role datagrant connects as>';
-  const who = connectingRole ? `datagrant's role ${connectingRole}` : "the role datagrant connects as";
+  const who = connectingRole ? `datagrant's role ${connectingRole}` : 'the role datagrant connects as';
+  // With INHERIT (the default): a privilege such a default gave is recorded as granted by the
+  // owner, and only a role with the owner's privileges can revoke it later.
   return (
-    `${who} is not a member of role ${target} (PostgreSQL: ${e.message}). ${target} owns a dataset's schema or tables, and only its ` +
-    `members may set the default privileges on the tables it creates later. As a superuser, run: GRANT ${quote(target)} TO ${me} WITH INHERIT FALSE, SET TRUE; ` +
-    `(PostgreSQL 16 and later; on 15: GRANT ${quote(target)} TO ${me};) or let \`datagrant pg-setup\` print it. Then apply again.`
+    `${who} is not a member of role ${target} (PostgreSQL: ${e.message}). ${target} owns a dataset's schema or tables, and only a role ` +
+    `acting with its privileges may set the default privileges of the tables it creates later, and revoke what they gave. ` +
+    `As a superuser, run: GRANT ${quote(target)} TO ${me}; (or run the SQL \`datagrant pg-setup\` prints). Then apply again.`
   );
 }
 
