@@ -111,6 +111,15 @@ describe('datagrant on exactly the printed policy', () => {
     const trainer2 = await issuedKey(ws, 'trainer');
     expect(trainer2.accessKeyId).not.toBe(trainer.accessKeyId);
     expect(await keysOf(admin, 'trainer')).toEqual([trainer.accessKeyId, trainer2.accessKeyId].sort());
+    // docs/runbook-key-leak.md: a second rotation cuts the first key's grace short, so it is dead now
+    const again = await ws.run('credentials', 'rotate', 'trainer');
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    const trainer3 = await issuedKey(ws, 'trainer');
+    expect(await keysOf(admin, 'trainer')).toEqual([trainer2.accessKeyId, trainer3.accessKeyId].sort());
+    await keyIsDead(moto, trainer);
+    const audit = (await ws.run('audit', 'log')).stdout;
+    expect(audit).toContain(`id ${trainer3.accessKeyId}; previous one retires at`);
+    expect(audit).toMatch(new RegExp(`credential\\.erase.*id ${trainer.accessKeyId}`));
 
     // drift made out of band by the account's admin: AdministratorAccess attached, a rogue inline
     // policy, a membership removed
@@ -135,7 +144,7 @@ describe('datagrant on exactly the printed policy', () => {
     expect(destroyed.code, destroyed.stdout + destroyed.stderr).toBe(0);
     const left = ((await admin.send(new ListUsersCommand({ PathPrefix: '/datagrant/' }))).Users ?? []).map((u) => u.UserName);
     expect(left).toEqual([]);
-    await keyIsDead(moto, trainer2);
+    await keyIsDead(moto, trainer3);
 
     // Outside the policy, with datagrant's own identity: refused.
     const own = iamAs(moto, key);
