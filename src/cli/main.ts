@@ -22,6 +22,7 @@ import {
 } from './commands/review.js';
 import { requestsApprove, requestsCancel, requestsCreate, requestsDeny, requestsList } from './commands/requests.js';
 import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
+import { iamPolicyCommand, pgSetupCommand } from './commands/operator.js';
 import { renderAccessHtml } from '../render/html.js';
 import { processIo, type Io } from '../app/io.js';
 
@@ -87,6 +88,23 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .command('schema')
     .description('print the JSON Schema of the spec (for editors)')
     .action(async () => run(() => schemaCommand(io))());
+
+  program
+    .command('iam-policy')
+    .description("print the IAM policy datagrant's own identity needs on an aws backend (derived from the spec)")
+    .option('--backend <name>', 'when the spec has several aws backends')
+    .option('--account <id>', "the AWS account id in the ARNs (default: the assumeRole's, else *)")
+    .option('--with-access', 'add what `datagrant access` and reviews read')
+    .option('--explain', 'say what each statement is for, then print the policy')
+    .action(async (o: { backend?: string; account?: string; withAccess?: boolean; explain?: boolean }) =>
+      run(() => iamPolicyCommand(io, { ...common(), ...o }))(),
+    );
+  program
+    .command('pg-setup')
+    .description('print the SQL that makes the PostgreSQL role datagrant connects as (run it as a superuser)')
+    .option('--backend <name>', 'when the spec has several postgres backends')
+    .option('--role <name>', 'the role datagrant connects as', 'datagrant')
+    .action(async (o: { backend?: string; role?: string }) => run(() => pgSetupCommand(io, { ...common(), ...o }))());
 
   program
     .command('plan')

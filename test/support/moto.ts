@@ -160,14 +160,23 @@ async function seed(endpoint: string, accounts: readonly string[]): Promise<AwsK
   }
 }
 
-export async function startMoto(opts: { auth?: boolean; managedPolicies?: boolean; accounts?: readonly string[] } = {}): Promise<Moto> {
+/**
+ * `iamResources`: moto judges each IAM call by the resource AWS authorises it on (the user, group,
+ * role or policy ARN, path included) instead of "*", so a policy scoped to a path is tested as AWS
+ * applies it; see moto_iam_resources.py.
+ */
+export async function startMoto(opts: { auth?: boolean; managedPolicies?: boolean; accounts?: readonly string[]; iamResources?: boolean } = {}): Promise<Moto> {
   const accounts = opts.accounts ?? [];
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
   let child: ChildProcess;
   let output = '';
   try {
-    child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
+    const args = ['-H', '127.0.0.1', '-p', String(port)];
+    const [command, argv] = opts.iamResources
+      ? [process.env.MOTO_PYTHON ?? 'python3', [new URL('./moto_iam_resources.py', import.meta.url).pathname, ...args]]
+      : ['moto_server', args];
+    child = spawn(command, argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
       // AWS managed policies (AdministratorAccess…) exist, so foreign attachments can be tested.
       // Loading them (again on every reset) takes seconds: a test that attaches none can opt out.

@@ -48,7 +48,9 @@ export function toBackendError(e: unknown, backend: string, address?: string): B
   if (e instanceof BackendError) return e;
   const code = awsErrorCode(e);
   const message = (e as Error)?.message ?? String(e);
-  return new BackendError(`${backend}: ${address ? `${address}: ` : ''}${code ? `${code}: ` : ''}${message}`, backend, code, isRetryable(e), address);
+  // AWS names the action it refused; where that is datagrant's own policy, say where the policy it needs comes from.
+  const hint = code === 'AccessDenied' ? " (`datagrant iam-policy` prints the policy datagrant's own identity needs)" : '';
+  return new BackendError(`${backend}: ${address ? `${address}: ` : ''}${code ? `${code}: ` : ''}${message}${hint}`, backend, code, isRetryable(e), address);
 }
 
 /** Runs `fn`, taking the given AWS error codes for success (undefined): removing what is already gone, say. */

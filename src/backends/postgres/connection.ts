@@ -59,7 +59,7 @@ export class Connections {
 
   /** The driver's error for what a statement or a connection threw. */
   error(e: unknown, address?: string): BackendError {
-    return toBackendError(e, this.#opts.name, this.#opts.deadlines, (db) => this.urlOf(db), address);
+    return toBackendError(e, this.#opts.name, this.#opts.deadlines, (db) => this.urlOf(db), address, decodeURIComponent(this.server.username) || undefined);
   }
 
   #pool(database: string): pg.Pool {

@@ -47,8 +47,18 @@ export function tagDeadline(e: unknown, database: string, phase: DeadlineKind): 
 
 const missedDeadline = (e: unknown): Missed | undefined => (e && typeof e === 'object' ? (e as { [DEADLINE]?: Missed })[DEADLINE] : undefined);
 
-/** The driver's error for `e`: a missed deadline says which and where; anything else keeps its SQLSTATE. */
-export function toBackendError(e: unknown, backend: string, deadlines: Deadlines, urlOf: (database: string) => string, address?: string): BackendError {
+/**
+ * The driver's error for `e`: a missed deadline says which and where; a missing membership says
+ * what to grant to `connectingRole` (the URL's user, if it names one); anything else keeps its SQLSTATE.
+ */
+export function toBackendError(
+  e: unknown,
+  backend: string,
+  deadlines: Deadlines,
+  urlOf: (database: string) => string,
+  address?: string,
+  connectingRole?: string,
+): BackendError {
   if (e instanceof BackendError) return e;
   const missed = missedDeadline(e);
   if (missed) {
@@ -56,7 +66,31 @@ export function toBackendError(e: unknown, backend: string, deadlines: Deadlines
     return deadlineError(backend, urlWithoutPassword(urlOf(missed.database)), missed.kind, ms, address);
   }
   const err = e as Error & { code?: string };
+  const membership = missingMembership(err, connectingRole);
+  if (membership) return new BackendError(`${backend}: ${membership}`, backend, err.code, false, address);
   return new BackendError(`${backend}: ${err.message}`, backend, err.code, isRetryable(err), address);
+}
+
+/**
+ * PostgreSQL's words when the connecting role must be a member of another (15: "must be member of
+ * role", 16 and later: "must be able to SET ROLE"), as the fix. Datagrant meets it setting default
+ * privileges FOR ROLE the owner of a dataset's schema or tables: only that owner's members may.
+ */
+export function missingMembership(e: { code?: string; message: string }, connectingRole?: string): string | undefined {
+  if (e.code !== '42501') return undefined;
+  const m = /^(?:must be member of role|must be able to SET ROLE) "((?:[^"]|"")+)"$/.exec(e.message);
+  if (!m) return undefined;
+  const target = m[1]!.replace(/""/g, '"');
+  const quote = (n: string) => `"${n.replace(/"/g, '""')}"`;
+  const me = connectingRole ? quote(connectingRole) : '<the role datagrant connects as>';
+  const who = connectingRole ? `datagrant's role ${connectingRole}` : 'the role datagrant connects as';
+  // With INHERIT (the default): a privilege such a default gave is recorded as granted by the
+  // owner, and only a role with the owner's privileges can revoke it later.
+  return (
+    `${who} is not a member of role ${target} (PostgreSQL: ${e.message}). ${target} owns a dataset's schema or tables, and only a role ` +
+    `acting with its privileges may set the default privileges of the tables it creates later, and revoke what they gave. ` +
+    `As a superuser, run: GRANT ${quote(target)} TO ${me}; (or run the SQL \`datagrant pg-setup\` prints). Then apply again.`
+  );
 }
 
 /** The SQLSTATE of a pg error, if it has one. */

@@ -98,10 +98,14 @@ async function convergeGrant(ctx: PgContext, attrs: GrantAttrs, want: boolean, a
       const r = ident(role);
 
       const statements: string[] = [];
-      if (schemaPrivs.length) statements.push(`REVOKE ${schemaPrivs.join(', ')} ON SCHEMA ${sch} FROM ${r}`);
+      // One REVOKE per privilege: PostgreSQL revokes as one grantor per statement, the first role
+      // (datagrant, then the roles whose privileges it has) holding the grant option for every
+      // privilege named. Named together with one datagrant holds no grant option for (CREATE on a
+      // schema, say), USAGE would be revoked as the schema's owner, leaving datagrant's own grant.
+      for (const p of schemaPrivs) statements.push(`REVOKE ${p} ON SCHEMA ${sch} FROM ${r}`);
       // A table-level REVOKE also revokes the same privilege granted on single columns.
-      if (tablePrivs.length) statements.push(`REVOKE ${tablePrivs.join(', ')} ON ALL TABLES IN SCHEMA ${sch} FROM ${r}`);
-      if (seqPrivs.length) statements.push(`REVOKE ${seqPrivs.join(', ')} ON ALL SEQUENCES IN SCHEMA ${sch} FROM ${r}`);
+      for (const p of tablePrivs) statements.push(`REVOKE ${p} ON ALL TABLES IN SCHEMA ${sch} FROM ${r}`);
+      for (const p of seqPrivs) statements.push(`REVOKE ${p} ON ALL SEQUENCES IN SCHEMA ${sch} FROM ${r}`);
       for (const o of sortedUnique([...owners, ...defOwners])) {
         if (tablePrivs.length)
           statements.push(`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(o)} IN SCHEMA ${sch} REVOKE ${tablePrivs.join(', ')} ON TABLES FROM ${r}`);

@@ -164,3 +164,14 @@ export const commentSql = (role: string, c: RoleComment) => `COMMENT ON ROLE ${i
 
 /** Ends the role's open sessions, which keep their privileges after NOLOGIN or a REVOKE. */
 export const terminateSql = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()`;
+
+/**
+ * DROP OWNED and REASSIGN OWNED need the privileges of the role they name. A datagrant that is no
+ * superuser (CREATEROLE, as `datagrant pg-setup` makes it) lacks them: on 15 it is no member of the
+ * roles it creates, on 16 and later it holds only ADMIN OPTION on them, without INHERIT. Either way
+ * it may grant itself the role, so it does, just before; the membership goes with the role it drops.
+ */
+export async function takePrivilegesOf(q: Query, role: string): Promise<void> {
+  const r = await q(`SELECT pg_has_role(current_user, $1, 'USAGE') AS has`, [role]);
+  if (!(r.rows[0] as { has: boolean }).has) await q(`GRANT ${ident(role)} TO CURRENT_USER`);
+}

@@ -5,7 +5,7 @@ import type { ExecuteResult } from '../backend.js';
 import { atomic, lock, type Query } from './connection.js';
 import type { Handler, PgContext } from './context.js';
 import { sqlState } from './errors.js';
-import { ROLE_FLAGS, commentSql, terminateSql } from './ownership.js';
+import { ROLE_FLAGS, commentSql, takePrivilegesOf, terminateSql } from './ownership.js';
 import { ident, literal } from './sql.js';
 
 export const executeRole: Handler<'role'> = (ctx, change) =>
@@ -120,6 +120,7 @@ async function dropRole(ctx: PgContext, role: string, address: string): Promise<
         address,
       );
     }
+    await takePrivilegesOf(q, role);
     await q(`DROP OWNED BY ${ident(role)}`);
   };
   for (const database of databases) {

@@ -11,7 +11,7 @@ import type { ExecuteResult, IssuedBackendSession, SessionIssueRequest } from '.
 import { atomic, lock, type Query } from './connection.js';
 import type { Handler, PgContext } from './context.js';
 import { sqlState } from './errors.js';
-import { commentSql, terminateSql, type LiveRole } from './ownership.js';
+import { commentSql, takePrivilegesOf, terminateSql, type LiveRole } from './ownership.js';
 import { generatePassword, ident, literal, scramVerifier } from './sql.js';
 
 /** PostgreSQL's identifier limit, in bytes. */
@@ -179,6 +179,7 @@ async function dropLogin(ctx: PgContext, login: string, address: string): Promis
     const { owns, any } = deps.rows[0] as { owns: number; any: number };
     if (any === 0) return;
     try {
+      await takePrivilegesOf(q, login);
       if (owns > 0) {
         if (!principal) {
           throw new BackendError(
