@@ -185,7 +185,7 @@ describe('single problems', () => {
       `${MINIMAL}settings: { rotation: 90d }\n`,
       {},
       '6:13 settings.rotation',
-      /^unknown key "rotation"; allowed: rotate, rotationGrace, credentials, maxSession, expireUnused, oidc, requests$/,
+      /^unknown key "rotation"; allowed: rotate, rotationGrace, credentials, maxSession, expireUnused, oidc, requests, console$/,
     ],
     [
       'a bad access level',
