@@ -22,6 +22,7 @@ import {
 } from './commands/review.js';
 import { requestsApprove, requestsCancel, requestsCreate, requestsDeny, requestsList } from './commands/requests.js';
 import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
+import { stateBackup, stateRestore } from './commands/state.js';
 import { renderAccessHtml } from '../render/html.js';
 import { processIo, type Io } from '../app/io.js';
 
@@ -374,6 +375,20 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
       );
       setCode(0);
     });
+
+  const state = program.command('state').description('back up and restore the state (credentials stay encrypted; the master key is never in a backup)');
+  state
+    .command('backup')
+    .description('write a consistent copy of the state to FILE, also while serve runs (SQLite; for PostgreSQL see pg_dump)')
+    .argument('<file>', 'the backup file, outside the state directory')
+    .option('--force', 'replace FILE if it exists')
+    .action(async (file: string, o: { force?: boolean }) => run(() => stateBackup(io, { ...common(), ...o, file }))());
+  state
+    .command('restore')
+    .description('put a backup in place as the state (a fresh state directory; the master key the backup was made with)')
+    .argument('<file>', 'a file written by state backup')
+    .option('--force', 'replace a state that is already there (it is lost)')
+    .action(async (file: string, o: { force?: boolean }) => run(() => stateRestore(io, { ...common(), ...o, file }))());
 
   const audit = program.command('audit').description('the tamper-evident audit log');
   audit

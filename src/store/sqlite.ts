@@ -155,7 +155,8 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 `;
 
-function pidAlive(pid: number): boolean {
+/** Whether a process of this host is alive (a lock's holder, say). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
