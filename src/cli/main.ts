@@ -23,6 +23,7 @@ import {
 import { requestsApprove, requestsCancel, requestsCreate, requestsDeny, requestsList } from './commands/requests.js';
 import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
 import { stateBackup, stateRestore } from './commands/state.js';
+import { rekeyCommand } from './commands/rekey.js';
 import { renderAccessHtml } from '../render/html.js';
 import { processIo, type Io } from '../app/io.js';
 
@@ -375,6 +376,13 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
       );
       setCode(0);
     });
+
+  program
+    .command('rekey')
+    .description('re-encrypt every stored secret under a new master key (crash-safe; run it again to finish an interrupted one). Stop serve first.')
+    .option('--new-key-file <file>', 'the new key: read from this file, or generated into it (default: master.key.new in the state directory)')
+    .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
+    .action(async (o: { newKeyFile?: string; lockTimeout: number }) => run(() => rekeyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout }))());
 
   const state = program.command('state').description('back up and restore the state (credentials stay encrypted; the master key is never in a backup)');
   state

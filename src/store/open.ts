@@ -1,10 +1,10 @@
 // Where the state lives and where the master key comes from.
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { StoreError } from '../core/errors.js';
 import { MasterKey } from './crypto.js';
 import { SqliteStore } from './sqlite.js';
-import type { StateStore } from './store.js';
+import type { KeyRotationPort, StateStore } from './store.js';
 
 export interface StatePaths {
   dir: string;
@@ -30,11 +30,38 @@ export function loadMasterKey(paths: StatePaths, env: NodeJS.ProcessEnv): Master
   if (!existsSync(paths.keyFile)) {
     throw new StoreError(`no master key: set DATAGRANT_MASTER_KEY (32 bytes, hex or base64) or run \`datagrant init\` to create ${paths.keyFile}`);
   }
-  const mode = statSync(paths.keyFile).mode & 0o777;
+  return readKeyFile(paths.keyFile);
+}
+
+/** A key file: only its owner may read it. */
+export function readKeyFile(file: string): MasterKey {
+  const mode = statSync(file).mode & 0o777;
   if (mode & 0o077) {
-    throw new StoreError(`${paths.keyFile} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${paths.keyFile}`);
+    throw new StoreError(`${file} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${file}`);
   }
-  return MasterKey.parse(readFileSync(paths.keyFile, 'utf8'));
+  return MasterKey.parse(readFileSync(file, 'utf8'));
+}
+
+/**
+ * Writes a key file (0600) whole, or not at all: written beside it, flushed, renamed into place,
+ * and the directory flushed, so that a crash never leaves a key the state depends on half written.
+ */
+export function writeKeyFile(file: string, text: string): void {
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+  syncPath(tmp);
+  renameSync(tmp, file);
+  syncPath(dirname(file));
+}
+
+function syncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Create the state directory and a 0600 master key file unless a key is configured. */
@@ -49,15 +76,22 @@ export function initState(paths: StatePaths, env: NodeJS.ProcessEnv): { createdK
  * The state store: PostgreSQL when `DATAGRANT_STORE_URL` names one (shared by `serve` replicas),
  * else the SQLite file in the state directory.
  */
-export async function openStore(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<StateStore> {
-  const key = loadMasterKey(paths, env);
+export async function openStore(paths: StatePaths, env: NodeJS.ProcessEnv, o: OpenOptions = {}): Promise<StateStore & KeyRotationPort> {
+  const key = o.key ?? loadMasterKey(paths, env);
   const url = env.DATAGRANT_STORE_URL;
   if (url) {
     const { openPgStore } = await import('./postgres.js');
-    return openPgStore(url, key);
+    return openPgStore(url, key, { rotating: o.rotating ?? false });
   }
   checkDirectory(paths.dir);
-  return new SqliteStore(paths.db, key);
+  return new SqliteStore(paths.db, key, { rotating: o.rotating ?? false });
+}
+
+export interface OpenOptions {
+  /** This key instead of the configured one (`rekey` tries the old and the new). */
+  key?: MasterKey;
+  /** Open a state whose key rotation is unfinished (`rekey` only). */
+  rotating?: boolean;
 }
 
 /**

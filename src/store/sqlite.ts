@@ -5,9 +5,9 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { LockError, StoreError } from '../core/errors.js';
 import type { Change, Json } from '../core/types.js';
-import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
+import { entryMac, GENESIS, headMac, KEY_ROTATED, rotationDetail, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
-import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
+import { checkInstallationId, checkKey, checkNoRotation, INSTALLATION, KEY_CHECK, KEY_CHECK_NEXT, newInstallationId } from './meta.js';
 import {
   credentialAad,
   instant,
@@ -27,9 +27,21 @@ import {
   type ReviewRow,
   type SessionRow,
 } from './rows.js';
+import { opensUnder, refuseBrokenChain, reseal, rotationElsewhere } from './rotation.js';
 import type { AccessRequest, NewRequest, RequestState, RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
-import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, SessionRecord, StateStore, StoredBackend } from './store.js';
+import type {
+  AuditEntry,
+  AuditInput,
+  AuditVerdict,
+  CredentialRow,
+  JournalEntry,
+  KeyRotationPort,
+  LockHolder,
+  SessionRecord,
+  StateStore,
+  StoredBackend,
+} from './store.js';
 
 const LOCK_NAME = 'state';
 /** A lock whose holder has not refreshed it for this long is stale, even on another host. */
@@ -181,7 +193,7 @@ export function statementCache(db: Database.Database): (text: string) => Databas
   };
 }
 
-export class SqliteStore implements StateStore {
+export class SqliteStore implements StateStore, KeyRotationPort {
   readonly db: Database.Database;
   private readonly sql: (text: string) => Database.Statement;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -189,6 +201,7 @@ export class SqliteStore implements StateStore {
   constructor(
     readonly file: string,
     private readonly key: MasterKey,
+    opts: { rotating?: boolean } = {},
   ) {
     if (file !== ':memory:') {
       mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
@@ -218,7 +231,7 @@ export class SqliteStore implements StateStore {
     }
     if (fresh && file !== ':memory:') chmodSync(file, 0o600);
     this.sql = statementCache(this.db);
-    this.#checkKeyAndInstallation();
+    this.#checkKeyAndInstallation(opts.rotating ?? false);
   }
 
   get masterKey(): MasterKey {
@@ -229,7 +242,7 @@ export class SqliteStore implements StateStore {
     return (this.sql('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
   }
 
-  #checkKeyAndInstallation(): void {
+  #checkKeyAndInstallation(rotating: boolean): void {
     const opensSample = () => {
       const r = this.sql('SELECT * FROM credentials LIMIT 1').get() as CredRow | undefined;
       if (!r) return undefined;
@@ -242,6 +255,7 @@ export class SqliteStore implements StateStore {
     };
     this.db
       .transaction(() => {
+        checkNoRotation(this.#meta(KEY_CHECK_NEXT), rotating, `the state store ${this.file}`);
         if (checkKey(this.key, this.#meta(KEY_CHECK), opensSample, `the state store ${this.file}`) === 'write') {
           this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK, this.key.keyCheck());
         }
@@ -400,10 +414,10 @@ export class SqliteStore implements StateStore {
   }
 
   /** Appends one entry; only inside an IMMEDIATE transaction (see audit). Returns its seq. */
-  #append(entry: AuditInput, at: string): number {
+  #append(entry: AuditInput, at: string, key = this.key): number {
     const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
     const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
-    const hash = entryMac(this.key, e);
+    const hash = entryMac(key, e);
     this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
       e.seq,
       e.at,
@@ -415,7 +429,7 @@ export class SqliteStore implements StateStore {
       e.prevHash,
       hash,
     );
-    this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(this.key, e.seq, hash));
+    this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(key, e.seq, hash));
     return e.seq;
   }
 
@@ -449,6 +463,67 @@ export class SqliteStore implements StateStore {
       const head = this.sql('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
       return verifyChain(this.key, entries, head);
     })();
+  }
+
+  async rotationTarget(): Promise<string | undefined> {
+    return this.#meta(KEY_CHECK_NEXT);
+  }
+
+  async beginRotation(next: MasterKey): Promise<void> {
+    this.db
+      .transaction(() => {
+        const pending = this.#meta(KEY_CHECK_NEXT);
+        if (pending !== undefined && pending !== next.keyCheck()) throw rotationElsewhere(pending);
+        this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK_NEXT, next.keyCheck());
+      })
+      .immediate();
+  }
+
+  async resealAll(next: MasterKey, after?: (address: string) => void): Promise<number> {
+    const ids = this.sql('SELECT address, credential_id FROM credentials ORDER BY address, credential_id').all() as {
+      address: string;
+      credential_id: string;
+    }[];
+    let moved = 0;
+    for (const id of ids) {
+      const done = this.db
+        .transaction(() => {
+          const r = this.sql('SELECT * FROM credentials WHERE address = ? AND credential_id = ?').get(id.address, id.credential_id) as CredRow | undefined;
+          if (!r) return false;
+          const resealed = reseal(this.key, next, r);
+          if (!resealed) return false;
+          this.sql('UPDATE credentials SET nonce = ?, ciphertext = ?, tag = ? WHERE address = ? AND credential_id = ?').run(
+            resealed.nonce,
+            resealed.ciphertext,
+            resealed.tag,
+            r.address,
+            r.credential_id,
+          );
+          return true;
+        })
+        .immediate();
+      if (done) {
+        moved++;
+        after?.(id.address);
+      }
+    }
+    return moved;
+  }
+
+  async finishRotation(next: MasterKey, actor: string, at: string): Promise<void> {
+    this.db
+      .transaction(() => {
+        const pending = this.#meta(KEY_CHECK_NEXT);
+        if (pending !== next.keyCheck()) throw rotationElsewhere(pending);
+        for (const r of this.sql('SELECT * FROM credentials').all() as CredRow[]) opensUnder(next, r);
+        const entries = this.auditRows();
+        const head = this.sql('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
+        refuseBrokenChain(verifyChain(this.key, entries, head));
+        this.#append({ actor, event: KEY_ROTATED, address: null, outcome: 'ok', detail: rotationDetail(this.key, next, entries) }, at, next);
+        this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK, next.keyCheck());
+        this.sql('DELETE FROM meta WHERE key = ?').run(KEY_CHECK_NEXT);
+      })
+      .immediate();
   }
 
   async startReview(review: Omit<Review, 'decisions' | 'closedAt' | 'closedBy'>, audit: AuditInput): Promise<void> {

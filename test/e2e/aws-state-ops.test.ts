@@ -132,3 +132,28 @@ test('backup refuses the state directory and an existing file; restore refuses a
   expect(bad.stderr).toMatch(/is not a datagrant backup/);
   expect(existsSync(join(fresh.dir, '.datagrant/state.db'))).toBe(false);
 });
+
+test('after rekey the issued keys still work, nothing changes, and a plan saved under the old key is refused', async () => {
+  const ws = track(await initWorkspace(SPEC));
+  await apply(ws);
+  const before = await issuedKey(ws, 'alice');
+  ws.writeSpec(`${SPEC}  dave: { type: person, grants: [{ dataset: data, access: read }] }\n`);
+  const saved = await ws.run('plan', '--out', 'old.plan');
+  expect(saved.code, saved.stderr).toBe(0);
+
+  const rekey = await ws.run('rekey');
+  expect(rekey.code, rekey.stderr).toBe(0);
+  expect(rekey.stdout).toMatch(/Sealed 3 credentials under the new master key/);
+
+  const stale = await ws.run('apply', '--auto-approve', 'old.plan');
+  expect(stale.code).toBe(1);
+  expect(stale.stderr).toMatch(/the plan file .*old\.plan is not one this state made.*master key.*nothing was changed/);
+  await expect(keysOf(iam, 'dave')).rejects.toThrow(/cannot be found/);
+
+  ws.writeSpec(SPEC);
+  await expectNoChanges(ws);
+  const after = await issuedKey(ws, 'alice');
+  expect(after).toEqual(before);
+  await canRead(s3For(moto, after), 'ai-model-data', 'training/a.txt');
+  expect((await ws.run('audit', 'verify')).code).toBe(0);
+});
