@@ -80,7 +80,8 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .command('init')
     .description('create the state directory, a 0600 master key file and the installation id')
     .option('--installation <id>', "take an existing installation's id (a fresh state for objects another copy of this state made; see the README)")
-    .action(async (o: { installation?: string }) => run(() => initCommand(io, { ...common(), ...o }))());
+    .option('--kms-key <arn>', 'keep the master key wrapped by this AWS KMS key (master.key.kms) instead of a plaintext key file')
+    .action(async (o: { installation?: string; kmsKey?: string }) => run(() => initCommand(io, { ...common(), ...o }))());
   program
     .command('validate')
     .description('check the spec without calling any backend')
@@ -381,8 +382,11 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .command('rekey')
     .description('re-encrypt every stored secret under a new master key (crash-safe; run it again to finish an interrupted one). Stop serve first.')
     .option('--new-key-file <file>', 'the new key: read from this file, or generated into it (default: master.key.new in the state directory)')
+    .option('--kms-key <arn>', 'a KMS-wrapped master key: wrap the new one with this KMS key (default: the current one)')
     .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
-    .action(async (o: { newKeyFile?: string; lockTimeout: number }) => run(() => rekeyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout }))());
+    .action(async (o: { newKeyFile?: string; kmsKey?: string; lockTimeout: number }) =>
+      run(() => rekeyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout }))(),
+    );
 
   const state = program.command('state').description('back up and restore the state (credentials stay encrypted; the master key is never in a backup)');
   state

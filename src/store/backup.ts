@@ -107,7 +107,7 @@ function meta(db: Database.Database, key: string): string | undefined {
  * key it was made with (before anything is written). A state already there is replaced only with
  * `force`, and never while a live process holds its lock. Returns what was restored.
  */
-export async function restoreSqlite(source: string, paths: StatePaths, key: MasterKey, o: { force: boolean }): Promise<BackupInfo> {
+export async function restoreSqlite(source: string, paths: StatePaths, key: MasterKey, o: { force: boolean; installation?: string }): Promise<BackupInfo> {
   const file = resolve(source);
   if (!existsSync(file)) throw new StoreError(`no backup at ${file}`);
   let backup: Database.Database;
@@ -136,6 +136,12 @@ export async function restoreSqlite(source: string, paths: StatePaths, key: Mast
       }
     };
     checkKey(key, meta(backup, KEY_CHECK), opensSample, `the backup ${file}`);
+    const installation = meta(backup, INSTALLATION);
+    if (o.installation !== undefined && installation !== o.installation) {
+      throw new StoreError(
+        `the backup ${file} is of installation ${installation}, but the KMS-wrapped key names installation ${o.installation}; nothing was changed`,
+      );
+    }
     refuseExisting(paths, o.force);
     mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
 

@@ -153,7 +153,7 @@ describe('rekey', () => {
     expect((await ws.run('credentials', 'list')).stderr).toMatch(/wrong master key/);
     ws.env.DATAGRANT_MASTER_KEY = fresh.trim();
     await finishedUnder(ws, old, fresh, before);
-    expect((await ws.run('rekey')).stdout).toMatch(/already is the key in .*master\.key\.new/);
+    expect((await ws.run('rekey')).stdout).toMatch(/already is the one in .*master\.key\.new/);
   });
 
   test('twice: verify passes across both changes and names them; an entry before them that was changed is caught', async () => {

@@ -1,9 +1,8 @@
 // state backup | restore.
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../../core/errors.js';
 import { backupSqlite, restoreSqlite } from '../../store/backup.js';
-import { loadMasterKey } from '../../store/open.js';
+import { keyConfigured, masterKeyFor } from '../../store/open.js';
 import { SqliteStore } from '../../store/sqlite.js';
 import { actorOf, pathsFor, withStore, type CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
@@ -45,13 +44,16 @@ export async function stateRestore(io: Io, opts: CommonOptions & { file: string;
   const refusal = pgRefusal('restore', io.env);
   if (refusal) throw refusal;
   const paths = pathsFor(io, opts);
-  if (!io.env.DATAGRANT_MASTER_KEY && !existsSync(paths.keyFile)) {
+  if (!keyConfigured(paths, io.env)) {
     throw new UsageError(
-      `state restore needs the master key the backup was made with: put it in ${paths.keyFile} (mode 0600) or DATAGRANT_MASTER_KEY; \`datagrant init\` would make a new key, which cannot read the backup`,
+      `state restore needs the master key the backup was made with: put it in ${paths.keyFile} (mode 0600) or DATAGRANT_MASTER_KEY, or its KMS-wrapped copy in ${paths.kmsKeyFile}; \`datagrant init\` would make a new key, which cannot read the backup`,
     );
   }
-  const key = loadMasterKey(paths, io.env);
-  const info = await restoreSqlite(resolve(io.cwd, opts.file), paths, key, { force: opts.force ?? false });
+  const { key, source } = await masterKeyFor(paths, io.env);
+  const info = await restoreSqlite(resolve(io.cwd, opts.file), paths, key, {
+    force: opts.force ?? false,
+    ...(source.kind === 'kms' ? { installation: source.wrapped.kms.installation } : {}),
+  });
   await withStore(io, opts, (store) =>
     store.audit(
       { actor: actorOf(io), event: 'state.restored', address: null, outcome: 'ok', detail: `from ${info.file}, taken at ${info.takenAt}` },
