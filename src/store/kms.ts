@@ -43,7 +43,10 @@ function kmsError(what: string, keyId: string, e: unknown, hint: string): StoreE
   if (err.name === 'TimeoutError') {
     return new StoreError(`${what}: no answer from KMS for ${keyId} within its deadline (${err.message ?? 'timeout'}); nothing was read or changed`);
   }
-  return new StoreError(`${what}: KMS refused (${err.name ?? 'Error'}: ${err.message ?? String(e)}). ${hint}; nothing was read or changed`);
+  // An answer the SDK could not read still has its status: a 403 is a refusal, whatever its body.
+  const status = (e as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+  const why = err.name === 'SyntaxError' && status === 403 ? 'access denied (HTTP 403)' : `${err.name ?? 'Error'}: ${err.message ?? String(e)}`;
+  return new StoreError(`${what}: KMS refused (${why}). ${hint}; nothing was read or changed`);
 }
 
 /** A new master key from KMS: the key for this run, and the file that keeps it wrapped. */

@@ -19,7 +19,7 @@ export class WrongKeyError extends StoreError {}
 
 export function wrongKeyError(where: string): StoreError {
   return new WrongKeyError(
-    `wrong master key: ${where} was created with a different master key than the one given (DATAGRANT_MASTER_KEY or master.key); nothing was read or changed. Use the key this state was made with.`,
+    `wrong master key: ${where} was created with a different master key than the one given (DATAGRANT_MASTER_KEY, master.key, or the KMS-wrapped master.key.kms); nothing was read or changed. Use the key this state was made with.`,
   );
 }
 
