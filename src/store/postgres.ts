@@ -14,7 +14,7 @@ import type { Change, Json } from '../core/types.js';
 import { entryMac, GENESIS, headMac, KEY_ROTATED, rotationDetail, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
 import { checkInstallationId, checkKey, checkNoRotation, INSTALLATION, KEY_CHECK, KEY_CHECK_NEXT, newInstallationId } from './meta.js';
-import { opensUnder, refuseBrokenChain, reseal, rotationElsewhere } from './rotation.js';
+import { keyChanged, opensUnder, refuseBrokenChain, reseal, rotationElsewhere } from './rotation.js';
 import {
   credentialAad,
   instant,
@@ -353,6 +353,21 @@ export class PgStore implements StateStore, KeyRotationPort {
     return this.key;
   }
 
+  /**
+   * Refuses a write sealed or MACed under `key` when the state has moved to another key (or is
+   * moving) since this replica opened it: a replica left running through `datagrant rekey` fails
+   * its writes instead of mixing keys in the state. The shared meta lock holds a rotation's
+   * begin and finish (exclusive) off until this transaction ends; always before the audit lock.
+   */
+  async #assertKey(c: pg.PoolClient, key: MasterKey): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock_shared($1, $2)', [LOCK_SPACE, lockKey(`${this.schema}/meta`)]);
+    const { rows } = await c.query<{ key: string; value: string }>(`SELECT key, value FROM ${this.#t.meta} WHERE key = ANY($1::text[])`, [
+      [KEY_CHECK, KEY_CHECK_NEXT],
+    ]);
+    const meta = new Map(rows.map((r) => [r.key, r.value]));
+    if (meta.get(KEY_CHECK) !== key.keyCheck() || meta.has(KEY_CHECK_NEXT)) throw keyChanged(`the state store (schema ${this.schema})`);
+  }
+
   async #meta(c: pg.PoolClient | pg.Pool, key: string): Promise<string | undefined> {
     return (await c.query<{ value: string }>(`SELECT value FROM ${this.#t.meta} WHERE key = $1`, [key])).rows[0]?.value;
   }
@@ -475,6 +490,7 @@ export class PgStore implements StateStore, KeyRotationPort {
     await this.tx(async (c) => {
       // Two replicas saving for one address take turns, so the second retires the first's
       // credential instead of colliding with it on the one-current index.
+      await this.#assertKey(c, this.key);
       await c.query('SELECT pg_advisory_xact_lock($1, $2)', [CREDENTIAL_LOCK_SPACE, lockKey(`${this.schema}/${row.address}`)]);
       if (retireAt) {
         await c.query(`UPDATE ${t} SET state = 'retiring', retire_at = $1 WHERE address = $2 AND state = 'current'`, [retireAt, row.address]);
@@ -575,6 +591,7 @@ export class PgStore implements StateStore, KeyRotationPort {
 
   /** Appends one entry inside the caller's transaction on `c`; returns its seq. */
   async #append(c: pg.PoolClient, entry: AuditInput, at: string, key = this.key): Promise<number> {
+    await this.#assertKey(c, key);
     // Appends from every replica take turns: the head read below sees the previous append.
     await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, this.#auditLockKey]);
     const { rows } = await c.query<{ seq: string; hash: string }>(`SELECT seq, hash FROM ${this.#t.audit} ORDER BY seq DESC LIMIT 1`);
@@ -827,9 +844,9 @@ export class PgStore implements StateStore, KeyRotationPort {
       const entries = (await c.query<AuditRow>(`SELECT * FROM ${this.#t.audit} ORDER BY seq`)).rows.map(toAudit);
       const h = (await c.query<{ seq: string; hash: string; mac: string }>(`SELECT seq, hash, mac FROM ${this.#t.audit_head} WHERE id = 1`)).rows[0];
       refuseBrokenChain(verifyChain(this.key, entries, h ? { seq: Number(h.seq), hash: h.hash, mac: h.mac } : undefined));
-      await this.#append(c, { actor, event: KEY_ROTATED, address: null, outcome: 'ok', detail: rotationDetail(this.key, next, entries) }, at, next);
       await c.query(`UPDATE ${this.#t.meta} SET value = $1 WHERE key = $2`, [next.keyCheck(), KEY_CHECK]);
       await c.query(`DELETE FROM ${this.#t.meta} WHERE key = $1`, [KEY_CHECK_NEXT]);
+      await this.#append(c, { actor, event: KEY_ROTATED, address: null, outcome: 'ok', detail: rotationDetail(this.key, next, entries) }, at, next);
     });
   }
 

@@ -45,3 +45,9 @@ export function refuseBrokenChain(v: AuditVerdict): void {
     `the audit chain does not verify under the current master key (entry ${v.firstBad!.seq}: ${v.firstBad!.reason}); a rotation would vouch for it under the new key, so nothing was changed. Investigate with \`datagrant audit verify\` first.`,
   );
 }
+
+export function keyChanged(where: string): StoreError {
+  return new StoreError(
+    `the master key of ${where} was changed (\`datagrant rekey\`) since this process opened it; nothing was written. Restart it with the new key.`,
+  );
+}

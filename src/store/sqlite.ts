@@ -27,7 +27,7 @@ import {
   type ReviewRow,
   type SessionRow,
 } from './rows.js';
-import { opensUnder, refuseBrokenChain, reseal, rotationElsewhere } from './rotation.js';
+import { keyChanged, opensUnder, refuseBrokenChain, reseal, rotationElsewhere } from './rotation.js';
 import type { AccessRequest, NewRequest, RequestState, RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
 import type {
@@ -238,6 +238,15 @@ export class SqliteStore implements StateStore, KeyRotationPort {
     return this.key;
   }
 
+  /**
+   * Refuses a write sealed or MACed under `key` when the state has moved to another key (or is
+   * moving) since this process opened it: a serve left running through `datagrant rekey` fails
+   * its writes instead of mixing keys in the state.
+   */
+  #assertKey(key: MasterKey): void {
+    if (this.#meta(KEY_CHECK) !== key.keyCheck() || this.#meta(KEY_CHECK_NEXT) !== undefined) throw keyChanged(`the state store ${this.file}`);
+  }
+
   #meta(key: string): string | undefined {
     return (this.sql('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
   }
@@ -326,17 +335,20 @@ export class SqliteStore implements StateStore, KeyRotationPort {
 
   async saveCredential(row: Omit<CredentialRow, 'state' | 'retireAt'>, secret: Record<string, string>, retireAt?: string): Promise<void> {
     const sealed = this.key.seal(JSON.stringify(secret), credentialAad(row.address, row.credentialId));
-    this.db.transaction(() => {
-      if (retireAt) {
-        this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND state = 'current'").run(retireAt, row.address);
-      } else {
-        this.sql("DELETE FROM credentials WHERE address = ? AND state = 'current'").run(row.address);
-      }
-      this.sql(
-        `INSERT OR REPLACE INTO credentials (address, credential_id, backend, principal, state, created_at, retire_at, nonce, ciphertext, tag)
+    this.db
+      .transaction(() => {
+        this.#assertKey(this.key);
+        if (retireAt) {
+          this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND state = 'current'").run(retireAt, row.address);
+        } else {
+          this.sql("DELETE FROM credentials WHERE address = ? AND state = 'current'").run(row.address);
+        }
+        this.sql(
+          `INSERT OR REPLACE INTO credentials (address, credential_id, backend, principal, state, created_at, retire_at, nonce, ciphertext, tag)
          VALUES (?, ?, ?, ?, 'current', ?, NULL, ?, ?, ?)`,
-      ).run(row.address, row.credentialId, row.backend, row.principal, row.createdAt, sealed.nonce, sealed.ciphertext, sealed.tag);
-    })();
+        ).run(row.address, row.credentialId, row.backend, row.principal, row.createdAt, sealed.nonce, sealed.ciphertext, sealed.tag);
+      })
+      .immediate();
   }
 
   async revealCredential(address: string): Promise<{ row: CredentialRow; secret: Record<string, string> } | undefined> {
@@ -415,6 +427,7 @@ export class SqliteStore implements StateStore, KeyRotationPort {
 
   /** Appends one entry; only inside an IMMEDIATE transaction (see audit). Returns its seq. */
   #append(entry: AuditInput, at: string, key = this.key): number {
+    this.#assertKey(key);
     const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
     const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
     const hash = entryMac(key, e);
@@ -519,9 +532,9 @@ export class SqliteStore implements StateStore, KeyRotationPort {
         const entries = this.auditRows();
         const head = this.sql('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
         refuseBrokenChain(verifyChain(this.key, entries, head));
-        this.#append({ actor, event: KEY_ROTATED, address: null, outcome: 'ok', detail: rotationDetail(this.key, next, entries) }, at, next);
         this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK, next.keyCheck());
         this.sql('DELETE FROM meta WHERE key = ?').run(KEY_CHECK_NEXT);
+        this.#append({ actor, event: KEY_ROTATED, address: null, outcome: 'ok', detail: rotationDetail(this.key, next, entries) }, at, next);
       })
       .immediate();
   }

@@ -812,8 +812,13 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
         await store.audit(entry(1), AT);
         await store.audit(entry(2), AT);
         const before = await store.credentials();
+        // A process that opened the state before the rotation (a serve left running).
+        const stale = await h.reopen();
 
         await rotating.beginRotation(next);
+        await expect(stale.audit(entry(8), LATER)).rejects.toThrow(
+          /master key of the state store .* was changed .* since this process opened it; nothing was written/,
+        );
         expect(await rotating.rotationTarget()).toBe(next.keyCheck());
         await expect(h.reopen()).rejects.toThrow(/a master key rotation of the state store .* is unfinished/);
         await expect(h.reopen(next)).rejects.toThrow(/a master key rotation of the state store .* is unfinished/);
@@ -826,6 +831,8 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
         await rotating.finishRotation(next, 'ops@cli', LATER);
 
         await expect(h.reopen()).rejects.toThrow(/wrong master key/);
+        await expect(stale.saveCredential(row('AKIASTALE'), { secretAccessKey: 'x' })).rejects.toThrow(/was changed .* since this process opened it/);
+        await expect(stale.audit(entry(9), LATER)).rejects.toThrow(/was changed .* since this process opened it/);
         const after = await h.reopen(next);
         expect(await after.credentials()).toEqual(before);
         expect((await after.revealCredential('aws:key/alice'))?.secret).toEqual({ secretAccessKey: 's2' });
