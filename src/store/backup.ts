@@ -110,12 +110,13 @@ function meta(db: Database.Database, key: string): string | undefined {
 export async function restoreSqlite(source: string, paths: StatePaths, key: MasterKey, o: { force: boolean; installation?: string }): Promise<BackupInfo> {
   const file = resolve(source);
   if (!existsSync(file)) throw new StoreError(`no backup at ${file}`);
-  let backup: Database.Database;
+  let backup: Database.Database | undefined;
   let tables: Set<string>;
   try {
     backup = new Database(file, { readonly: true, fileMustExist: true });
     tables = new Set((backup.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
   } catch (e) {
+    backup?.close();
     throw new StoreError(`${file} is not a datagrant backup (${(e as Error).message}); nothing was changed`);
   }
   try {

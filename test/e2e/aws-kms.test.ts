@@ -3,7 +3,8 @@
 // installation's file or KMS refusing stops every command before anything is read or changed.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CreateAccessKeyCommand, CreateUserCommand, PutUserPolicyCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { CreateKeyCommand, DecryptCommand, KMSClient } from '@aws-sdk/client-kms';
@@ -31,6 +32,12 @@ const kms = () => new KMSClient({ region: moto.region, endpoint: moto.endpoint, 
 async function newKmsKey(): Promise<string> {
   const r = await kms().send(new CreateKeyCommand({ Description: 'datagrant test' }));
   return r.KeyMetadata!.Arn!;
+}
+
+function fresh(): string {
+  const d = mkdtempSync(join(tmpdir(), 'dg-kms-'));
+  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  return d;
 }
 
 function kmsWorkspace(): Workspace {
@@ -96,6 +103,17 @@ test('init --kms-key writes only the wrapped key; apply, export, rekey and verif
   expect(verify.code, verify.stderr).toBe(0);
   expect(verify.stdout).toMatch(/The master key changed at entry \d+/);
   await expectNoChanges(ws);
+
+  // A backup restores on a fresh machine that has only the wrapped key.
+  const backup = join(fresh(), 'kms.backup');
+  expect((await ws.run('state', 'backup', backup)).code).toBe(0);
+  const restored = kmsWorkspace();
+  mkdirSync(join(restored.dir, '.datagrant'), { mode: 0o700 });
+  copyFileSync(kmsFile(ws), kmsFile(restored));
+  const r = await restored.run('state', 'restore', backup);
+  expect(r.code, r.stderr).toBe(0);
+  await expectNoChanges(restored);
+  expect((await issuedKey(restored, 'alice')).secretAccessKey).toBe(before.secretAccessKey);
 
   // The same wrapped key in the environment, for a host without the file (a copy of the state here).
   const fromEnv = kmsWorkspace();
