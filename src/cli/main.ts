@@ -23,6 +23,8 @@ import {
 import { requestsApprove, requestsCancel, requestsCreate, requestsDeny, requestsList } from './commands/requests.js';
 import { initCommand, schemaCommand, validateCommand } from './commands/setup.js';
 import { iamPolicyCommand, pgSetupCommand } from './commands/operator.js';
+import { stateBackup, stateRestore } from './commands/state.js';
+import { rekeyCommand } from './commands/rekey.js';
 import { renderAccessHtml } from '../render/html.js';
 import { processIo, type Io } from '../app/io.js';
 
@@ -79,7 +81,8 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .command('init')
     .description('create the state directory, a 0600 master key file and the installation id')
     .option('--installation <id>', "take an existing installation's id (a fresh state for objects another copy of this state made; see the README)")
-    .action(async (o: { installation?: string }) => run(() => initCommand(io, { ...common(), ...o }))());
+    .option('--kms-key <arn>', 'keep the master key wrapped by this AWS KMS key (master.key.kms) instead of a plaintext key file')
+    .action(async (o: { installation?: string; kmsKey?: string }) => run(() => initCommand(io, { ...common(), ...o }))());
   program
     .command('validate')
     .description('check the spec without calling any backend')
@@ -394,6 +397,30 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
       );
       setCode(0);
     });
+
+  program
+    .command('rekey')
+    .description('re-encrypt every stored secret under a new master key (crash-safe; run it again to finish an interrupted one). Stop serve first.')
+    .option('--new-key-file <file>', 'the new key: read from this file, or generated into it (default: master.key.new in the state directory)')
+    .option('--kms-key <arn>', 'a KMS-wrapped master key: wrap the new one with this KMS key (default: the current one)')
+    .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
+    .action(async (o: { newKeyFile?: string; kmsKey?: string; lockTimeout: number }) =>
+      run(() => rekeyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout }))(),
+    );
+
+  const state = program.command('state').description('back up and restore the state (credentials stay encrypted; the master key is never in a backup)');
+  state
+    .command('backup')
+    .description('write a consistent copy of the state to FILE, also while serve runs (SQLite; for PostgreSQL see pg_dump)')
+    .argument('<file>', 'the backup file, outside the state directory')
+    .option('--force', 'replace FILE if it exists')
+    .action(async (file: string, o: { force?: boolean }) => run(() => stateBackup(io, { ...common(), ...o, file }))());
+  state
+    .command('restore')
+    .description('put a backup in place as the state (a fresh state directory; the master key the backup was made with)')
+    .argument('<file>', 'a file written by state backup')
+    .option('--force', 'replace a state that is already there (it is lost)')
+    .action(async (file: string, o: { force?: boolean }) => run(() => stateRestore(io, { ...common(), ...o, file }))());
 
   const audit = program.command('audit').description('the tamper-evident audit log');
   audit

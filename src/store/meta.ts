@@ -6,15 +6,20 @@ import type { MasterKey } from './crypto.js';
 
 export const KEY_CHECK = 'key_check';
 export const INSTALLATION = 'installation';
+/** The key check of the key an unfinished `datagrant rekey` moves the state to. */
+export const KEY_CHECK_NEXT = 'key_check_next';
 
 /** An installation id: what `init` makes, and what `init --installation` accepts. */
 export const INSTALLATION_RE = /^[a-z0-9][a-z0-9-]{7,63}$/;
 
 export const newInstallationId = () => randomUUID();
 
+/** The key given is not the state's: `rekey` tells this from every other failure to open. */
+export class WrongKeyError extends StoreError {}
+
 export function wrongKeyError(where: string): StoreError {
-  return new StoreError(
-    `wrong master key: ${where} was created with a different master key than the one given (DATAGRANT_MASTER_KEY or master.key); nothing was read or changed. Use the key this state was made with.`,
+  return new WrongKeyError(
+    `wrong master key: ${where} was created with a different master key than the one given (DATAGRANT_MASTER_KEY, master.key, or the KMS-wrapped master.key.kms); nothing was read or changed. Use the key this state was made with.`,
   );
 }
 
@@ -33,6 +38,17 @@ export function checkKey(key: MasterKey, stored: string | undefined, opensSample
   }
   if (opensSample() === false) throw wrongKeyError(where);
   return 'write';
+}
+
+/**
+ * While a rotation is unfinished some credentials are sealed under the old key and some under the
+ * new one: only rekey, which holds both, may open the state then.
+ */
+export function checkNoRotation(next: string | undefined, rotating: boolean, where: string): void {
+  if (next === undefined || rotating) return;
+  throw new StoreError(
+    `a master key rotation of ${where} is unfinished (\`datagrant rekey\` was interrupted); nothing was read or changed. Run \`datagrant rekey\` again with the same keys: the old one as the master key, the new one in master.key.new (or --new-key-file).`,
+  );
 }
 
 export function checkInstallationId(id: string): string {

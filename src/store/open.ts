@@ -1,16 +1,19 @@
 // Where the state lives and where the master key comes from.
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { StoreError } from '../core/errors.js';
 import { MasterKey } from './crypto.js';
+import { parseKmsKeyFile, unwrapKey, type KmsKeyFile } from './kms.js';
 import { SqliteStore } from './sqlite.js';
-import type { StateStore } from './store.js';
+import type { KeyRotationPort, StateStore } from './store.js';
 
 export interface StatePaths {
   dir: string;
   /** Credentials, applied state, journal, lock, audit log. */
   db: string;
   keyFile: string;
+  /** The master key wrapped by KMS (`init --kms-key`), instead of keyFile. */
+  kmsKeyFile: string;
   /**
    * SCIM identities (`datagrant serve`), in a file of their own: SQLite has one writer per file,
    * and SCIM requests must never wait for a reconcile's writes to the state (nor it for theirs).
@@ -20,7 +23,7 @@ export interface StatePaths {
 
 export function statePaths(dir: string): StatePaths {
   const d = resolve(dir);
-  return { dir: d, db: join(d, 'state.db'), keyFile: join(d, 'master.key'), scimDb: join(d, 'scim.db') };
+  return { dir: d, db: join(d, 'state.db'), keyFile: join(d, 'master.key'), kmsKeyFile: join(d, 'master.key.kms'), scimDb: join(d, 'scim.db') };
 }
 
 /** The master key: `DATAGRANT_MASTER_KEY`, else the key file made by `datagrant init`. */
@@ -30,17 +33,74 @@ export function loadMasterKey(paths: StatePaths, env: NodeJS.ProcessEnv): Master
   if (!existsSync(paths.keyFile)) {
     throw new StoreError(`no master key: set DATAGRANT_MASTER_KEY (32 bytes, hex or base64) or run \`datagrant init\` to create ${paths.keyFile}`);
   }
-  const mode = statSync(paths.keyFile).mode & 0o777;
+  return readKeyFile(paths.keyFile);
+}
+
+/** A key file: only its owner may read it. */
+export function readKeyFile(file: string): MasterKey {
+  const mode = statSync(file).mode & 0o777;
   if (mode & 0o077) {
-    throw new StoreError(`${paths.keyFile} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${paths.keyFile}`);
+    throw new StoreError(`${file} is readable by other users (mode ${mode.toString(8)}); run: chmod 600 ${file}`);
   }
-  return MasterKey.parse(readFileSync(paths.keyFile, 'utf8'));
+  return MasterKey.parse(readFileSync(file, 'utf8'));
+}
+
+/**
+ * Writes a key file (0600) whole, or not at all: written beside it, flushed, renamed into place,
+ * and the directory flushed, so that a crash never leaves a key the state depends on half written.
+ */
+export function writeKeyFile(file: string, text: string): void {
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+  syncPath(tmp);
+  renameSync(tmp, file);
+  syncPath(dirname(file));
+}
+
+function syncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Where the master key comes from, first match wins: DATAGRANT_MASTER_KEY; a KMS-wrapped key in
+ * DATAGRANT_MASTER_KEY_KMS or master.key.kms; master.key. Both key files at once is ambiguous.
+ */
+export type KeySource = { kind: 'env' } | { kind: 'file'; file: string } | { kind: 'kms'; file: string | undefined; wrapped: KmsKeyFile };
+
+export function keySource(paths: StatePaths, env: NodeJS.ProcessEnv): KeySource {
+  if (env.DATAGRANT_MASTER_KEY) return { kind: 'env' };
+  if (env.DATAGRANT_MASTER_KEY_KMS) return { kind: 'kms', file: undefined, wrapped: parseKmsKeyFile(env.DATAGRANT_MASTER_KEY_KMS, 'DATAGRANT_MASTER_KEY_KMS') };
+  const [plain, kms] = [existsSync(paths.keyFile), existsSync(paths.kmsKeyFile)];
+  if (plain && kms) {
+    throw new StoreError(`both ${paths.keyFile} and ${paths.kmsKeyFile} exist: keep the one this state was made with and move the other away`);
+  }
+  if (kms) return { kind: 'kms', file: paths.kmsKeyFile, wrapped: parseKmsKeyFile(readFileSync(paths.kmsKeyFile, 'utf8'), paths.kmsKeyFile) };
+  loadMasterKey(paths, env);
+  return { kind: 'file', file: paths.keyFile };
+}
+
+/** The master key wherever it comes from (keySource), unwrapped by KMS when it is wrapped. */
+export async function masterKeyFor(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<{ key: MasterKey; source: KeySource }> {
+  const source = keySource(paths, env);
+  if (source.kind === 'kms') return { key: await unwrapKey(source.wrapped, source.file ?? 'DATAGRANT_MASTER_KEY_KMS', env), source };
+  return { key: loadMasterKey(paths, env), source };
+}
+
+/** Whether any master key is configured (so that init makes none). */
+export function keyConfigured(paths: StatePaths, env: NodeJS.ProcessEnv): boolean {
+  return Boolean(env.DATAGRANT_MASTER_KEY || env.DATAGRANT_MASTER_KEY_KMS || existsSync(paths.keyFile) || existsSync(paths.kmsKeyFile));
 }
 
 /** Create the state directory and a 0600 master key file unless a key is configured. */
 export function initState(paths: StatePaths, env: NodeJS.ProcessEnv): { createdKey: boolean } {
   mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
-  if (env.DATAGRANT_MASTER_KEY || existsSync(paths.keyFile)) return { createdKey: false };
+  if (keyConfigured(paths, env)) return { createdKey: false };
   writeFileSync(paths.keyFile, `${MasterKey.generate()}\n`, { mode: 0o600, flag: 'wx' });
   return { createdKey: true };
 }
@@ -49,15 +109,35 @@ export function initState(paths: StatePaths, env: NodeJS.ProcessEnv): { createdK
  * The state store: PostgreSQL when `DATAGRANT_STORE_URL` names one (shared by `serve` replicas),
  * else the SQLite file in the state directory.
  */
-export async function openStore(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<StateStore> {
-  const key = loadMasterKey(paths, env);
+export async function openStore(paths: StatePaths, env: NodeJS.ProcessEnv, o: OpenOptions = {}): Promise<StateStore & KeyRotationPort> {
+  const resolved = o.key ? undefined : await masterKeyFor(paths, env);
+  const key = o.key ?? resolved!.key;
   const url = env.DATAGRANT_STORE_URL;
+  let store: StateStore & KeyRotationPort;
   if (url) {
     const { openPgStore } = await import('./postgres.js');
-    return openPgStore(url, key);
+    store = await openPgStore(url, key, { rotating: o.rotating ?? false });
+  } else {
+    checkDirectory(paths.dir);
+    store = new SqliteStore(paths.db, key, { rotating: o.rotating ?? false });
   }
-  checkDirectory(paths.dir);
-  return new SqliteStore(paths.db, key);
+  if (resolved?.source.kind === 'kms') {
+    const [mine, its] = [await store.installation(), resolved.source.wrapped.kms.installation];
+    if (mine !== its) {
+      await store.close();
+      throw new StoreError(
+        `the KMS-wrapped master key ${resolved.source.file ?? 'in DATAGRANT_MASTER_KEY_KMS'} was made for installation ${its}, but this state is installation ${mine}; nothing was read or changed`,
+      );
+    }
+  }
+  return store;
+}
+
+export interface OpenOptions {
+  /** This key instead of the configured one (`rekey` tries the old and the new). */
+  key?: MasterKey;
+  /** Open a state whose key rotation is unfinished (`rekey` only). */
+  rotating?: boolean;
 }
 
 /**

@@ -11,9 +11,10 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { LockError, StoreError } from '../core/errors.js';
 import type { Change, Json } from '../core/types.js';
-import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
+import { entryMac, GENESIS, headMac, KEY_ROTATED, rotationDetail, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
-import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
+import { checkInstallationId, checkKey, checkNoRotation, INSTALLATION, KEY_CHECK, KEY_CHECK_NEXT, newInstallationId } from './meta.js';
+import { keyChanged, opensUnder, refuseBrokenChain, reseal, rotationElsewhere } from './rotation.js';
 import {
   credentialAad,
   instant,
@@ -35,13 +36,26 @@ import {
 } from './rows.js';
 import type { AccessRequest, NewRequest, RequestState, RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
-import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, SessionRecord, StateStore, StoredBackend } from './store.js';
+import type {
+  AuditEntry,
+  AuditInput,
+  AuditVerdict,
+  CredentialRow,
+  JournalEntry,
+  KeyRotationPort,
+  LockHolder,
+  SessionRecord,
+  StateStore,
+  StoredBackend,
+} from './store.js';
 
 export interface PgStoreOptions {
   /** Schema holding datagrant's tables; created if missing. Default `datagrant`. */
   schema?: string;
   /** Connections in the pool (the state lock keeps one of them while held). Default 10. */
   poolSize?: number;
+  /** Open a state whose master key rotation is unfinished (`rekey` only). */
+  rotating?: boolean;
 }
 
 const LOCK_NAME = 'state';
@@ -225,7 +239,7 @@ export async function openPgStore(url: string, key: MasterKey, opts: PgStoreOpti
   }
   const store = new PgStore(pool, key, schema);
   try {
-    await store.checkKeyAndInstallation(redactUrl(url));
+    await store.checkKeyAndInstallation(redactUrl(url), opts.rotating ?? false);
   } catch (e) {
     await pool.end().catch(() => undefined);
     throw e;
@@ -319,7 +333,7 @@ interface HeldLock {
   lost: Error | undefined;
 }
 
-export class PgStore implements StateStore {
+export class PgStore implements StateStore, KeyRotationPort {
   #lock: HeldLock | undefined;
   readonly #t: Record<(typeof TABLES)[number], string>;
   readonly #stateLockKey: number;
@@ -339,12 +353,27 @@ export class PgStore implements StateStore {
     return this.key;
   }
 
+  /**
+   * Refuses a write sealed or MACed under `key` when the state has moved to another key (or is
+   * moving) since this replica opened it: a replica left running through `datagrant rekey` fails
+   * its writes instead of mixing keys in the state. The shared meta lock holds a rotation's
+   * begin and finish (exclusive) off until this transaction ends; always before the audit lock.
+   */
+  async #assertKey(c: pg.PoolClient, key: MasterKey): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock_shared($1, $2)', [LOCK_SPACE, lockKey(`${this.schema}/meta`)]);
+    const { rows } = await c.query<{ key: string; value: string }>(`SELECT key, value FROM ${this.#t.meta} WHERE key = ANY($1::text[])`, [
+      [KEY_CHECK, KEY_CHECK_NEXT],
+    ]);
+    const meta = new Map(rows.map((r) => [r.key, r.value]));
+    if (meta.get(KEY_CHECK) !== key.keyCheck() || meta.has(KEY_CHECK_NEXT)) throw keyChanged(`the state store (schema ${this.schema})`);
+  }
+
   async #meta(c: pg.PoolClient | pg.Pool, key: string): Promise<string | undefined> {
     return (await c.query<{ value: string }>(`SELECT value FROM ${this.#t.meta} WHERE key = $1`, [key])).rows[0]?.value;
   }
 
   /** Refuses a wrong master key before anything is read or written; gives a new state its installation id. */
-  async checkKeyAndInstallation(where: string): Promise<void> {
+  async checkKeyAndInstallation(where: string, rotating = false): Promise<void> {
     await this.tx(async (c) => {
       // Replicas starting together take turns, so they agree on one installation id.
       await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, lockKey(`${this.schema}/meta`)]);
@@ -358,6 +387,7 @@ export class PgStore implements StateStore {
           return false;
         }
       })();
+      checkNoRotation(await this.#meta(c, KEY_CHECK_NEXT), rotating, `the state store ${where} (schema ${this.schema})`);
       if (checkKey(this.key, await this.#meta(c, KEY_CHECK), () => opens, `the state store ${where} (schema ${this.schema})`) === 'write') {
         await c.query(`INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [
           KEY_CHECK,
@@ -460,6 +490,7 @@ export class PgStore implements StateStore {
     await this.tx(async (c) => {
       // Two replicas saving for one address take turns, so the second retires the first's
       // credential instead of colliding with it on the one-current index.
+      await this.#assertKey(c, this.key);
       await c.query('SELECT pg_advisory_xact_lock($1, $2)', [CREDENTIAL_LOCK_SPACE, lockKey(`${this.schema}/${row.address}`)]);
       if (retireAt) {
         await c.query(`UPDATE ${t} SET state = 'retiring', retire_at = $1 WHERE address = $2 AND state = 'current'`, [retireAt, row.address]);
@@ -559,13 +590,14 @@ export class PgStore implements StateStore {
   }
 
   /** Appends one entry inside the caller's transaction on `c`; returns its seq. */
-  async #append(c: pg.PoolClient, entry: AuditInput, at: string): Promise<number> {
+  async #append(c: pg.PoolClient, entry: AuditInput, at: string, key = this.key): Promise<number> {
+    await this.#assertKey(c, key);
     // Appends from every replica take turns: the head read below sees the previous append.
     await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, this.#auditLockKey]);
     const { rows } = await c.query<{ seq: string; hash: string }>(`SELECT seq, hash FROM ${this.#t.audit} ORDER BY seq DESC LIMIT 1`);
     const head = rows[0];
     const e = { seq: (head ? Number(head.seq) : 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
-    const hash = entryMac(this.key, e);
+    const hash = entryMac(key, e);
     await c.query(
       `INSERT INTO ${this.#t.audit} (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
       [e.seq, e.at, e.actor, e.event, e.address, e.outcome, e.detail, e.prevHash, hash],
@@ -573,7 +605,7 @@ export class PgStore implements StateStore {
     await c.query(
       `INSERT INTO ${this.#t.audit_head} (id, seq, hash, mac) VALUES (1, $1, $2, $3)
        ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac`,
-      [e.seq, hash, headMac(this.key, e.seq, hash)],
+      [e.seq, hash, headMac(key, e.seq, hash)],
     );
     return e.seq;
   }
@@ -755,6 +787,67 @@ export class PgStore implements StateStore {
   async auditEntries(): Promise<AuditEntry[]> {
     const { rows } = await this.pool.query<AuditRow>(`SELECT * FROM ${this.#t.audit} ORDER BY seq`);
     return rows.map(toAudit);
+  }
+
+  async rotationTarget(): Promise<string | undefined> {
+    return this.#meta(this.pool, KEY_CHECK_NEXT);
+  }
+
+  async beginRotation(next: MasterKey): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, lockKey(`${this.schema}/meta`)]);
+      const pending = await this.#meta(c, KEY_CHECK_NEXT);
+      if (pending !== undefined && pending !== next.keyCheck()) throw rotationElsewhere(pending);
+      await c.query(`INSERT INTO ${this.#t.meta} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [
+        KEY_CHECK_NEXT,
+        next.keyCheck(),
+      ]);
+    });
+  }
+
+  async resealAll(next: MasterKey, after?: (address: string) => void): Promise<number> {
+    const t = this.#t.credentials;
+    const ids = (await this.pool.query<{ address: string; credential_id: string }>(`SELECT address, credential_id FROM ${t} ORDER BY address, credential_id`))
+      .rows;
+    let moved = 0;
+    for (const id of ids) {
+      const done = await this.tx(async (c) => {
+        const r = (await c.query<CredRow>(`SELECT * FROM ${t} WHERE address = $1 AND credential_id = $2 FOR UPDATE`, [id.address, id.credential_id])).rows[0];
+        if (!r) return false;
+        const resealed = reseal(this.key, next, r);
+        if (!resealed) return false;
+        await c.query(`UPDATE ${t} SET nonce = $1, ciphertext = $2, tag = $3 WHERE address = $4 AND credential_id = $5`, [
+          resealed.nonce,
+          resealed.ciphertext,
+          resealed.tag,
+          r.address,
+          r.credential_id,
+        ]);
+        return true;
+      });
+      if (done) {
+        moved++;
+        after?.(id.address);
+      }
+    }
+    return moved;
+  }
+
+  async finishRotation(next: MasterKey, actor: string, at: string): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, lockKey(`${this.schema}/meta`)]);
+      // The audit lock first: no replica appends between the check of the chain and the switch.
+      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, this.#auditLockKey]);
+      const pending = await this.#meta(c, KEY_CHECK_NEXT);
+      if (pending !== next.keyCheck()) throw rotationElsewhere(pending);
+      for (const r of (await c.query<CredRow>(`SELECT * FROM ${this.#t.credentials}`)).rows) opensUnder(next, r);
+      const entries = (await c.query<AuditRow>(`SELECT * FROM ${this.#t.audit} ORDER BY seq`)).rows.map(toAudit);
+      const h = (await c.query<{ seq: string; hash: string; mac: string }>(`SELECT seq, hash, mac FROM ${this.#t.audit_head} WHERE id = 1`)).rows[0];
+      refuseBrokenChain(verifyChain(this.key, entries, h ? { seq: Number(h.seq), hash: h.hash, mac: h.mac } : undefined));
+      await c.query(`UPDATE ${this.#t.meta} SET value = $1 WHERE key = $2`, [next.keyCheck(), KEY_CHECK]);
+      await c.query(`DELETE FROM ${this.#t.meta} WHERE key = $1`, [KEY_CHECK_NEXT]);
+      await this.#append(c, { actor, event: KEY_ROTATED, address: null, outcome: 'ok', detail: rotationDetail(this.key, next, entries) }, at, next);
+    });
   }
 
   async verifyAudit(): Promise<AuditVerdict> {

@@ -5,9 +5,9 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { LockError, StoreError } from '../core/errors.js';
 import type { Change, Json } from '../core/types.js';
-import { entryMac, GENESIS, headMac, verifyChain, type AuditHead } from './audit-chain.js';
+import { entryMac, GENESIS, headMac, KEY_ROTATED, rotationDetail, verifyChain, type AuditHead } from './audit-chain.js';
 import type { MasterKey } from './crypto.js';
-import { checkInstallationId, checkKey, INSTALLATION, KEY_CHECK, newInstallationId } from './meta.js';
+import { checkInstallationId, checkKey, checkNoRotation, INSTALLATION, KEY_CHECK, KEY_CHECK_NEXT, newInstallationId } from './meta.js';
 import {
   credentialAad,
   instant,
@@ -27,9 +27,21 @@ import {
   type ReviewRow,
   type SessionRow,
 } from './rows.js';
+import { keyChanged, opensUnder, refuseBrokenChain, reseal, rotationElsewhere } from './rotation.js';
 import type { AccessRequest, NewRequest, RequestState, RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
-import type { AuditEntry, AuditInput, AuditVerdict, CredentialRow, JournalEntry, LockHolder, SessionRecord, StateStore, StoredBackend } from './store.js';
+import type {
+  AuditEntry,
+  AuditInput,
+  AuditVerdict,
+  CredentialRow,
+  JournalEntry,
+  KeyRotationPort,
+  LockHolder,
+  SessionRecord,
+  StateStore,
+  StoredBackend,
+} from './store.js';
 
 const LOCK_NAME = 'state';
 /** A lock whose holder has not refreshed it for this long is stale, even on another host. */
@@ -155,7 +167,8 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 `;
 
-function pidAlive(pid: number): boolean {
+/** Whether a process of this host is alive (a lock's holder, say). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -180,7 +193,7 @@ export function statementCache(db: Database.Database): (text: string) => Databas
   };
 }
 
-export class SqliteStore implements StateStore {
+export class SqliteStore implements StateStore, KeyRotationPort {
   readonly db: Database.Database;
   private readonly sql: (text: string) => Database.Statement;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -188,6 +201,7 @@ export class SqliteStore implements StateStore {
   constructor(
     readonly file: string,
     private readonly key: MasterKey,
+    opts: { rotating?: boolean } = {},
   ) {
     if (file !== ':memory:') {
       mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
@@ -217,18 +231,27 @@ export class SqliteStore implements StateStore {
     }
     if (fresh && file !== ':memory:') chmodSync(file, 0o600);
     this.sql = statementCache(this.db);
-    this.#checkKeyAndInstallation();
+    this.#checkKeyAndInstallation(opts.rotating ?? false);
   }
 
   get masterKey(): MasterKey {
     return this.key;
   }
 
+  /**
+   * Refuses a write sealed or MACed under `key` when the state has moved to another key (or is
+   * moving) since this process opened it: a serve left running through `datagrant rekey` fails
+   * its writes instead of mixing keys in the state.
+   */
+  #assertKey(key: MasterKey): void {
+    if (this.#meta(KEY_CHECK) !== key.keyCheck() || this.#meta(KEY_CHECK_NEXT) !== undefined) throw keyChanged(`the state store ${this.file}`);
+  }
+
   #meta(key: string): string | undefined {
     return (this.sql('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
   }
 
-  #checkKeyAndInstallation(): void {
+  #checkKeyAndInstallation(rotating: boolean): void {
     const opensSample = () => {
       const r = this.sql('SELECT * FROM credentials LIMIT 1').get() as CredRow | undefined;
       if (!r) return undefined;
@@ -241,6 +264,7 @@ export class SqliteStore implements StateStore {
     };
     this.db
       .transaction(() => {
+        checkNoRotation(this.#meta(KEY_CHECK_NEXT), rotating, `the state store ${this.file}`);
         if (checkKey(this.key, this.#meta(KEY_CHECK), opensSample, `the state store ${this.file}`) === 'write') {
           this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK, this.key.keyCheck());
         }
@@ -311,17 +335,20 @@ export class SqliteStore implements StateStore {
 
   async saveCredential(row: Omit<CredentialRow, 'state' | 'retireAt'>, secret: Record<string, string>, retireAt?: string): Promise<void> {
     const sealed = this.key.seal(JSON.stringify(secret), credentialAad(row.address, row.credentialId));
-    this.db.transaction(() => {
-      if (retireAt) {
-        this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND state = 'current'").run(retireAt, row.address);
-      } else {
-        this.sql("DELETE FROM credentials WHERE address = ? AND state = 'current'").run(row.address);
-      }
-      this.sql(
-        `INSERT OR REPLACE INTO credentials (address, credential_id, backend, principal, state, created_at, retire_at, nonce, ciphertext, tag)
+    this.db
+      .transaction(() => {
+        this.#assertKey(this.key);
+        if (retireAt) {
+          this.sql("UPDATE credentials SET state = 'retiring', retire_at = ? WHERE address = ? AND state = 'current'").run(retireAt, row.address);
+        } else {
+          this.sql("DELETE FROM credentials WHERE address = ? AND state = 'current'").run(row.address);
+        }
+        this.sql(
+          `INSERT OR REPLACE INTO credentials (address, credential_id, backend, principal, state, created_at, retire_at, nonce, ciphertext, tag)
          VALUES (?, ?, ?, ?, 'current', ?, NULL, ?, ?, ?)`,
-      ).run(row.address, row.credentialId, row.backend, row.principal, row.createdAt, sealed.nonce, sealed.ciphertext, sealed.tag);
-    })();
+        ).run(row.address, row.credentialId, row.backend, row.principal, row.createdAt, sealed.nonce, sealed.ciphertext, sealed.tag);
+      })
+      .immediate();
   }
 
   async revealCredential(address: string): Promise<{ row: CredentialRow; secret: Record<string, string> } | undefined> {
@@ -399,10 +426,11 @@ export class SqliteStore implements StateStore {
   }
 
   /** Appends one entry; only inside an IMMEDIATE transaction (see audit). Returns its seq. */
-  #append(entry: AuditInput, at: string): number {
+  #append(entry: AuditInput, at: string, key = this.key): number {
+    this.#assertKey(key);
     const head = this.sql('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
     const e = { seq: (head?.seq ?? 0) + 1, at, ...entry, prevHash: head?.hash ?? GENESIS };
-    const hash = entryMac(this.key, e);
+    const hash = entryMac(key, e);
     this.sql('INSERT INTO audit (seq, at, actor, event, address, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
       e.seq,
       e.at,
@@ -414,7 +442,7 @@ export class SqliteStore implements StateStore {
       e.prevHash,
       hash,
     );
-    this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(this.key, e.seq, hash));
+    this.sql('INSERT OR REPLACE INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(e.seq, hash, headMac(key, e.seq, hash));
     return e.seq;
   }
 
@@ -448,6 +476,67 @@ export class SqliteStore implements StateStore {
       const head = this.sql('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
       return verifyChain(this.key, entries, head);
     })();
+  }
+
+  async rotationTarget(): Promise<string | undefined> {
+    return this.#meta(KEY_CHECK_NEXT);
+  }
+
+  async beginRotation(next: MasterKey): Promise<void> {
+    this.db
+      .transaction(() => {
+        const pending = this.#meta(KEY_CHECK_NEXT);
+        if (pending !== undefined && pending !== next.keyCheck()) throw rotationElsewhere(pending);
+        this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK_NEXT, next.keyCheck());
+      })
+      .immediate();
+  }
+
+  async resealAll(next: MasterKey, after?: (address: string) => void): Promise<number> {
+    const ids = this.sql('SELECT address, credential_id FROM credentials ORDER BY address, credential_id').all() as {
+      address: string;
+      credential_id: string;
+    }[];
+    let moved = 0;
+    for (const id of ids) {
+      const done = this.db
+        .transaction(() => {
+          const r = this.sql('SELECT * FROM credentials WHERE address = ? AND credential_id = ?').get(id.address, id.credential_id) as CredRow | undefined;
+          if (!r) return false;
+          const resealed = reseal(this.key, next, r);
+          if (!resealed) return false;
+          this.sql('UPDATE credentials SET nonce = ?, ciphertext = ?, tag = ? WHERE address = ? AND credential_id = ?').run(
+            resealed.nonce,
+            resealed.ciphertext,
+            resealed.tag,
+            r.address,
+            r.credential_id,
+          );
+          return true;
+        })
+        .immediate();
+      if (done) {
+        moved++;
+        after?.(id.address);
+      }
+    }
+    return moved;
+  }
+
+  async finishRotation(next: MasterKey, actor: string, at: string): Promise<void> {
+    this.db
+      .transaction(() => {
+        const pending = this.#meta(KEY_CHECK_NEXT);
+        if (pending !== next.keyCheck()) throw rotationElsewhere(pending);
+        for (const r of this.sql('SELECT * FROM credentials').all() as CredRow[]) opensUnder(next, r);
+        const entries = this.auditRows();
+        const head = this.sql('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined;
+        refuseBrokenChain(verifyChain(this.key, entries, head));
+        this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK, next.keyCheck());
+        this.sql('DELETE FROM meta WHERE key = ?').run(KEY_CHECK_NEXT);
+        this.#append({ actor, event: KEY_ROTATED, address: null, outcome: 'ok', detail: rotationDetail(this.key, next, entries) }, at, next);
+      })
+      .immediate();
   }
 
   async startReview(review: Omit<Review, 'decisions' | 'closedAt' | 'closedBy'>, audit: AuditInput): Promise<void> {

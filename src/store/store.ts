@@ -49,6 +49,8 @@ export interface AuditVerdict {
   entries: number;
   /** The first entry that does not fit the chain, and why. */
   firstBad?: { seq: number; reason: string };
+  /** The entries where the master key changed (`datagrant rekey`), oldest first. */
+  keyChanges?: { seq: number; at: string }[];
 }
 
 export interface LockHolder {
@@ -217,6 +219,29 @@ export interface SessionLog {
 }
 
 /** The whole state, as `converge` uses it; test/store/store-contract.ts is its contract. */
+/**
+ * Moving every sealed secret and the audit chain to a new master key (`datagrant rekey`), in steps
+ * a crash may interrupt anywhere: each credential is sealed under exactly one of the two keys at
+ * every moment, and a store whose rotation is unfinished opens only for the rotation.
+ */
+export interface KeyRotationPort {
+  /** The key check of the key an unfinished rotation moves to; undefined when none is. */
+  rotationTarget(): Promise<string | undefined>;
+  /** Records that the state moves to `next` (idempotent for the same key). */
+  beginRotation(next: MasterKey): Promise<void>;
+  /**
+   * Seals under `next`, one transaction each, every credential still sealed under the current key;
+   * `after` runs after each. A credential neither key opens stops it.
+   */
+  resealAll(next: MasterKey, after?: (address: string) => void): Promise<number>;
+  /**
+   * In one transaction: checks every credential opens under `next` and the audit chain verifies
+   * under the current key, appends the `key.rotated` entry MACed under `next` (see
+   * audit-chain.ts), and makes `next` the state's key.
+   */
+  finishRotation(next: MasterKey, actor: string, at: string): Promise<void>;
+}
+
 export interface StateStore
   extends InstallationIdentity, BackendRegistry, CredentialStore, AppliedStore, JournalStore, AuditLog, StateLock, SessionLog, ReviewStore, RequestStore {
   /** The master key this store was opened with (already checked against the store's key-check value). */

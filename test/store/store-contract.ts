@@ -9,7 +9,7 @@ import type { AccessReportRow } from '../../src/model/access.js';
 import { requestAddress, type AccessRequest, type NewRequest } from '../../src/model/request.js';
 import type { Review, ReviewDecision } from '../../src/model/review.js';
 import { MasterKey } from '../../src/store/crypto.js';
-import type { AuditInput, StateStore } from '../../src/store/store.js';
+import type { AuditInput, KeyRotationPort, StateStore } from '../../src/store/store.js';
 
 /** One fresh state, and the ways the contract reaches it from outside the store under test. */
 export interface StoreHarness {
@@ -801,6 +801,51 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
         expect(await h.query("SELECT key FROM meta WHERE key = 'key_check'")).toEqual([]);
         expect((await (await h.reopen()).revealCredential('aws:key/alice'))?.secret).toEqual({ secretAccessKey: 's1' });
         expect(await h.query("SELECT key FROM meta WHERE key = 'key_check'")).toEqual([{ key: 'key_check' }]);
+      });
+
+      test('a rotation moves every credential and the chain to the new key; half done, the state opens for nobody else', async () => {
+        const rotating = store as StateStore & KeyRotationPort;
+        const next = otherKey();
+        await store.saveCredential(row('AKIAONE'), { secretAccessKey: 's1' });
+        await store.saveCredential(row('AKIATWO'), { secretAccessKey: 's2' }, LATER);
+        await store.saveCredential(row('pw', 'pg:password/bob', 'bob'), { password: 'p' });
+        await store.audit(entry(1), AT);
+        await store.audit(entry(2), AT);
+        const before = await store.credentials();
+        // A process that opened the state before the rotation (a serve left running).
+        const stale = await h.reopen();
+
+        await rotating.beginRotation(next);
+        await expect(stale.audit(entry(8), LATER)).rejects.toThrow(
+          /master key of the state store .* was changed .* since this process opened it; nothing was written/,
+        );
+        expect(await rotating.rotationTarget()).toBe(next.keyCheck());
+        await expect(h.reopen()).rejects.toThrow(/a master key rotation of the state store .* is unfinished/);
+        await expect(h.reopen(next)).rejects.toThrow(/a master key rotation of the state store .* is unfinished/);
+        await expect(rotating.beginRotation(otherKey())).rejects.toThrow(/moves this state to another key/);
+
+        const moved: string[] = [];
+        expect(await rotating.resealAll(next, (a) => moved.push(a))).toBe(3);
+        expect(moved.sort()).toEqual(['aws:key/alice', 'aws:key/alice', 'pg:password/bob']);
+        expect(await rotating.resealAll(next)).toBe(0);
+        await rotating.finishRotation(next, 'ops@cli', LATER);
+
+        await expect(h.reopen()).rejects.toThrow(/wrong master key/);
+        await expect(stale.saveCredential(row('AKIASTALE'), { secretAccessKey: 'x' })).rejects.toThrow(/was changed .* since this process opened it/);
+        await expect(stale.audit(entry(9), LATER)).rejects.toThrow(/was changed .* since this process opened it/);
+        const after = await h.reopen(next);
+        expect(await after.credentials()).toEqual(before);
+        expect((await after.revealCredential('aws:key/alice'))?.secret).toEqual({ secretAccessKey: 's2' });
+        expect((await after.revealCredential('pg:password/bob'))?.secret).toEqual({ password: 'p' });
+        expect(await after.verifyAudit()).toEqual({ ok: true, entries: 3, keyChanges: [{ seq: 3, at: LATER }] });
+        expect((await after.auditEntries()).at(-1)).toMatchObject({ actor: 'ops@cli', event: 'key.rotated', outcome: 'ok' });
+        await after.audit(entry(4), LATER);
+        expect(await after.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
+        await h.exec("UPDATE audit SET detail = 'x' WHERE seq = 1");
+        expect(await after.verifyAudit()).toMatchObject({
+          ok: false,
+          firstBad: { seq: 1, reason: expect.stringMatching(/before the key change at entry 3/) as string },
+        });
       });
     });
 

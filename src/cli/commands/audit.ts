@@ -23,6 +23,13 @@ export async function auditVerify(io: Io, opts: CommonOptions): Promise<number> 
   const v = await withStore(io, opts, (s) => s.verifyAudit());
   if (v.ok) {
     io.stdout(`Audit chain intact: ${v.entries} entries verified.\n`);
+    const last = v.keyChanges?.at(-1);
+    if (last) {
+      io.stdout(
+        `The master key changed at ${v.keyChanges!.length > 1 ? 'entries' : 'entry'} ${v.keyChanges!.map((c) => `${c.seq} (${c.at})`).join(', ')}: ` +
+          `entries from ${last.seq} on verify under the current key; entry ${last.seq}, under it, vouches for the ${last.seq - 1} before it.\n`,
+      );
+    }
     return 0;
   }
   io.stderr(`Audit chain BROKEN at entry ${v.firstBad!.seq}: ${v.firstBad!.reason}.\n`);

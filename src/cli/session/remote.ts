@@ -54,7 +54,7 @@ export class RemoteSessions implements SessionSource {
   }
 
   /** The command gets its session, never the keys to the state (not needed here). */
-  readonly withheldEnv = ['DATAGRANT_MASTER_KEY', 'DATAGRANT_STORE_URL'] as const;
+  readonly withheldEnv = ['DATAGRANT_MASTER_KEY', 'DATAGRANT_MASTER_KEY_KMS', 'DATAGRANT_STORE_URL'] as const;
   readonly renews = true;
 
   exportArgs(): string[] {

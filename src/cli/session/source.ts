@@ -61,7 +61,7 @@ class LocalSessions implements SessionSource {
   readonly #io: Io;
   readonly #opts: CommonOptions;
   /** The command gets its session, never the keys to the state. */
-  readonly withheldEnv = ['DATAGRANT_MASTER_KEY', 'DATAGRANT_STORE_URL'] as const;
+  readonly withheldEnv = ['DATAGRANT_MASTER_KEY', 'DATAGRANT_MASTER_KEY_KMS', 'DATAGRANT_STORE_URL'] as const;
 
   constructor(io: Io, opts: CommonOptions) {
     this.#io = io;

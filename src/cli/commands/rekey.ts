@@ -1,0 +1,145 @@
+// rekey: move the state to a new master key. Crash-safe at every step, and a rerun finishes:
+// 1. the new key is written to its own file (master.key.new, or --new-key-file) before the state
+//    depends on it;
+// 2. the state records the rotation (from then on only rekey opens it), seals each credential
+//    under the new key in a transaction of its own, then in one transaction appends the
+//    `key.rotated` audit entry and switches its key check;
+// 3. master.key.new is renamed over master.key (atomic). With DATAGRANT_MASTER_KEY the operator
+//    changes the variable instead, as told. A KMS-wrapped key is replaced by a new data key from
+//    KMS the same way (master.key.kms.new, then master.key.kms; or DATAGRANT_MASTER_KEY_KMS).
+// A rerun finds where a crash stopped from which key the state accepts: the old one (with or
+// without a rotation begun) or already the new one.
+import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { StoreError, UsageError } from '../../core/errors.js';
+import { MasterKey } from '../../store/crypto.js';
+import { generateWrappedKey, parseKmsKeyFile, unwrapKey } from '../../store/kms.js';
+import { WrongKeyError } from '../../store/meta.js';
+import { masterKeyFor, openStore, readKeyFile, writeKeyFile, type StatePaths } from '../../store/open.js';
+import { rotationElsewhere } from '../../store/rotation.js';
+import { actorOf, pathsFor, type CommonOptions } from '../../app/context.js';
+import type { Io } from '../../app/io.js';
+
+export interface RekeyOptions extends CommonOptions {
+  newKeyFile?: string;
+  /** With a KMS-wrapped key: wrap the new one with this KMS key instead of the current one's. */
+  kmsKey?: string;
+  lockTimeoutMs: number;
+}
+
+/**
+ * For the kill tests only: DATAGRANT_TEST_CRASH_AT names a step after which the process kills
+ * itself (SIGKILL: no handler, no cleanup, as a power cut would).
+ */
+function crashPoint(io: Io, step: string): void {
+  if (io.env.DATAGRANT_TEST_CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
+}
+
+/** The two keys of a rotation: where the current one comes from, and where the new one is kept. */
+interface Keys {
+  current: MasterKey;
+  /** Where the new key is kept until it is the configured one. */
+  newFile: string;
+  readNext(): Promise<MasterKey | undefined>;
+  /** Makes the new key and writes newFile (whole, 0600) before the state depends on it. */
+  makeNext(installation: string): Promise<MasterKey>;
+  /** The state is under the new key: make it the configured one, or say how. */
+  finish(): string;
+}
+
+async function keysFor(io: Io, paths: StatePaths, opts: RekeyOptions): Promise<Keys> {
+  const { key: current, source } = await masterKeyFor(paths, io.env);
+  const after = 'Backups taken before now still need the old key; plans saved before now are refused.\n';
+  if (source.kind === 'kms') {
+    if (opts.newKeyFile) throw new UsageError('--new-key-file is for a plaintext master key; a KMS-wrapped key is replaced by a new data key from KMS');
+    const newFile = source.file ? `${source.file}.new` : join(paths.dir, 'master.key.kms.new');
+    return {
+      current,
+      newFile,
+      readNext: async () => (existsSync(newFile) ? unwrapKey(parseKmsKeyFile(readFileSync(newFile, 'utf8'), newFile), newFile, io.env) : undefined),
+      makeNext: async (installation) => {
+        const { key, file } = await generateWrappedKey(opts.kmsKey ?? source.wrapped.kms.keyId, installation, io.env);
+        writeKeyFile(newFile, `${JSON.stringify(file, null, 2)}\n`);
+        return key;
+      },
+      finish: () => {
+        if (!source.file) {
+          return `The state is now under the KMS-wrapped key in ${newFile}. Set DATAGRANT_MASTER_KEY_KMS to that file's content wherever datagrant runs (then delete it); the old key no longer opens the state.\n${after}`;
+        }
+        renameSync(newFile, source.file);
+        return `${source.file} now holds the new master key, wrapped by KMS; the old data key no longer opens the state.\n${after}`;
+      },
+    };
+  }
+  if (opts.kmsKey) throw new UsageError('--kms-key is for a state whose master key KMS already wraps (init --kms-key)');
+  const defaultNewFile = `${paths.keyFile}.new`;
+  const newFile = opts.newKeyFile ? resolve(io.cwd, opts.newKeyFile) : defaultNewFile;
+  return {
+    current,
+    newFile,
+    readNext: async () => (existsSync(newFile) ? readKeyFile(newFile) : undefined),
+    makeNext: async () => {
+      const text = `${MasterKey.generate()}\n`;
+      writeKeyFile(newFile, text);
+      return MasterKey.parse(text);
+    },
+    finish: () => {
+      if (source.kind === 'env') {
+        return `The state is now under the key in ${newFile}. Set DATAGRANT_MASTER_KEY to that key wherever datagrant runs (then delete ${newFile}); the old key no longer opens the state.\n${after}`;
+      }
+      if (!existsSync(newFile)) throw new StoreError(`the new key file ${newFile} is gone; the state needs it`);
+      if (newFile === defaultNewFile) renameSync(newFile, paths.keyFile);
+      else writeKeyFile(paths.keyFile, readFileSync(newFile, 'utf8'));
+      return `${paths.keyFile} now holds the new master key${newFile === defaultNewFile ? '' : ` (a copy of ${newFile})`}: back it up somewhere safe. The old key no longer opens the state.\n${after}`;
+    },
+  };
+}
+
+export async function rekeyCommand(io: Io, opts: RekeyOptions): Promise<number> {
+  const paths = pathsFor(io, opts);
+  const keys = await keysFor(io, paths, opts);
+  let next = await keys.readNext();
+
+  if (next && next.keyCheck() === keys.current.keyCheck()) {
+    // The configured key already is the new one (the operator switched the variable).
+    io.stdout(`The configured master key already is the one in ${keys.newFile}, and the state is under it: delete ${keys.newFile}.\n`);
+    return 0;
+  }
+
+  let store;
+  try {
+    store = await openStore(paths, io.env, { key: keys.current, rotating: true });
+  } catch (e) {
+    if (!(e instanceof WrongKeyError) || !next) throw e;
+    // The state already moved to the new key: only the key files are left to do.
+    await (await openStore(paths, io.env, { key: next })).close();
+    io.stdout(keys.finish());
+    return 0;
+  }
+  let moved = 0;
+  try {
+    const target = await store.rotationTarget();
+    if (target !== undefined && next?.keyCheck() !== target) throw rotationElsewhere(target);
+    if (!next) {
+      next = await keys.makeNext(await store.installation());
+      crashPoint(io, 'key-written');
+    }
+    await store.acquireLock('datagrant rekey', opts.lockTimeoutMs);
+    try {
+      await store.beginRotation(next);
+      crashPoint(io, 'begun');
+      const n = await store.resealAll(next, () => crashPoint(io, `resealed:${++moved}`));
+      crashPoint(io, 'resealed');
+      await store.finishRotation(next, actorOf(io), io.now().toISOString());
+      crashPoint(io, 'switched');
+      moved = n;
+    } finally {
+      await store.releaseLock();
+    }
+  } finally {
+    await store.close();
+  }
+  io.stdout(`Sealed ${moved} credential${moved === 1 ? '' : 's'} under the new master key; the audit chain records the change.\n`);
+  io.stdout(keys.finish());
+  return 0;
+}
