@@ -474,6 +474,8 @@ export interface AuditView {
   query: string;
   /** More entries matched than are shown. */
   truncated: boolean;
+  /** How many of the newest entries were searched. */
+  scanned: number;
 }
 
 function auditTable(rows: readonly AuditRowView[]): string {
@@ -497,7 +499,7 @@ export function auditPage(viewer: Viewer, v: AuditView): string {
     `<h1>Audit log</h1>
 ${verdict}
 <form method="get" action="/ui/audit" role="search" class="filters"><div><label for="q">Filter</label><input id="q" name="q" type="search" value="${esc(v.query)}" placeholder="actor, event, address or detail contains…"></div><button type="submit">Filter</button></form>
-${v.truncated ? '<p class="muted">Showing the newest 500 matching entries.</p>' : ''}
+<p class="muted">${v.truncated ? 'Showing the newest 500 matching entries' : `${v.rows.length.toLocaleString('en')} ${v.rows.length === 1 ? 'entry' : 'entries'}`}${v.scanned < v.entries ? ` among the newest ${v.scanned.toLocaleString('en')}; <code>datagrant audit log</code> has them all` : ''}.</p>
 ${auditTable(v.rows)}`,
   );
 }

@@ -17,7 +17,9 @@ export const SESSION_SECONDS = 8 * 3600;
 export const LOGIN_SECONDS = 600;
 
 export type ConsoleSession =
-  { kind: 'person'; issuer: string; value: string; principal: string; actor: string; csrf: string } | { kind: 'admin'; actor: string; csrf: string };
+  | { kind: 'person'; issuer: string; value: string; principal: string; actor: string; csrf: string }
+  /** `token`: the sha256 (hex) of the admin token signed in with; the session ends when it is no longer configured. */
+  | { kind: 'admin'; actor: string; token: string; csrf: string };
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -34,15 +36,22 @@ const SESSION_AUD = 'datagrant/console/session';
 const LOGIN_AUD = 'datagrant/console/login';
 
 export class ConsoleCookies {
-  constructor(readonly key: () => Promise<Uint8Array>) {}
+  /**
+   * `secureSite`: the console's public URL is https (`serve --public-url https://…`), so its
+   * cookies are Secure even when the proxy in front is not trusted to say so.
+   */
+  constructor(
+    readonly key: () => Promise<Uint8Array>,
+    readonly secureSite = false,
+  ) {}
 
-  /** Over TLS (directly, or behind a proxy serve trusts): Secure cookies with the __Host- prefix. */
-  static secure(req: FastifyRequest): boolean {
-    return req.protocol === 'https';
+  /** Over TLS (directly, behind a proxy serve trusts, or an https public URL): Secure cookies with the __Host- prefix. */
+  secure(req: FastifyRequest): boolean {
+    return this.secureSite || req.protocol === 'https';
   }
 
-  static names(req: FastifyRequest): { session: string; login: string } {
-    return ConsoleCookies.secure(req) ? { session: '__Host-dg-session', login: '__Host-dg-login' } : { session: 'dg-session', login: 'dg-login' };
+  names(req: FastifyRequest): { session: string; login: string } {
+    return this.secure(req) ? { session: '__Host-dg-session', login: '__Host-dg-login' } : { session: 'dg-session', login: 'dg-login' };
   }
 
   async seal(payload: Record<string, unknown>, audience: string, seconds: number): Promise<string> {
@@ -65,29 +74,36 @@ export class ConsoleCookies {
   }
 
   async session(req: FastifyRequest): Promise<ConsoleSession | undefined> {
-    const s = await this.open<ConsoleSession & { kind?: unknown }>(cookie(req, ConsoleCookies.names(req).session), SESSION_AUD);
+    const s = await this.open<ConsoleSession & { kind?: unknown }>(cookie(req, this.names(req).session), SESSION_AUD);
     return s && (s.kind === 'person' || s.kind === 'admin') && typeof s.csrf === 'string' ? s : undefined;
   }
 
   async startSession(req: FastifyRequest, reply: FastifyReply, s: DistributiveOmit<ConsoleSession, 'csrf'>): Promise<void> {
     const sealed = await this.seal({ ...s, csrf: randomBytes(24).toString('base64url') }, SESSION_AUD, SESSION_SECONDS);
-    setCookie(req, reply, ConsoleCookies.names(req).session, sealed, SESSION_SECONDS);
+    this.#set(req, reply, this.names(req).session, sealed, SESSION_SECONDS);
   }
 
   endSession(req: FastifyRequest, reply: FastifyReply): void {
-    setCookie(req, reply, ConsoleCookies.names(req).session, '', 0);
+    this.#set(req, reply, this.names(req).session, '', 0);
   }
 
   async pendingLogin(req: FastifyRequest): Promise<PendingLogin | undefined> {
-    return this.open<PendingLogin>(cookie(req, ConsoleCookies.names(req).login), LOGIN_AUD);
+    return this.open<PendingLogin>(cookie(req, this.names(req).login), LOGIN_AUD);
   }
 
   async startLogin(req: FastifyRequest, reply: FastifyReply, p: PendingLogin): Promise<void> {
-    setCookie(req, reply, ConsoleCookies.names(req).login, await this.seal({ ...p }, LOGIN_AUD, LOGIN_SECONDS), LOGIN_SECONDS);
+    this.#set(req, reply, this.names(req).login, await this.seal({ ...p }, LOGIN_AUD, LOGIN_SECONDS), LOGIN_SECONDS);
   }
 
   endLogin(req: FastifyRequest, reply: FastifyReply): void {
-    setCookie(req, reply, ConsoleCookies.names(req).login, '', 0);
+    this.#set(req, reply, this.names(req).login, '', 0);
+  }
+
+  #set(req: FastifyRequest, reply: FastifyReply, name: string, value: string, maxAge: number): void {
+    const attrs = [`${name}=${value}`, 'Path=/', `Max-Age=${maxAge}`, 'HttpOnly', 'SameSite=Lax', ...(this.secure(req) ? ['Secure'] : [])];
+    const prev = reply.getHeader('set-cookie');
+    const list = Array.isArray(prev) ? prev.map(String) : prev !== undefined ? [String(prev)] : [];
+    void reply.header('set-cookie', [...list, attrs.join('; ')]);
   }
 }
 
@@ -100,13 +116,6 @@ export function cookie(req: FastifyRequest, name: string): string | undefined {
     if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
   }
   return undefined;
-}
-
-function setCookie(req: FastifyRequest, reply: FastifyReply, name: string, value: string, maxAge: number): void {
-  const attrs = [`${name}=${value}`, 'Path=/', `Max-Age=${maxAge}`, 'HttpOnly', 'SameSite=Lax', ...(ConsoleCookies.secure(req) ? ['Secure'] : [])];
-  const prev = reply.getHeader('set-cookie');
-  const list = Array.isArray(prev) ? prev.map(String) : prev !== undefined ? [String(prev)] : [];
-  void reply.header('set-cookie', [...list, attrs.join('; ')]);
 }
 
 /** The form's CSRF token is this session's (compared in constant time). */

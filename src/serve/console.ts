@@ -42,7 +42,7 @@ import {
 import { renderPlanText } from '../render/text.js';
 import { matchPrincipal } from '../spec/oidc.js';
 import { isPgDataset, isS3Dataset, type OidcIssuerSpec, type Spec } from '../spec/schema.js';
-import type { AuditEntry, StateStore } from '../store/store.js';
+import type { AuditEntry, AuditVerdict, StateStore } from '../store/store.js';
 import { oidcActor } from './caller.js';
 import { ConsoleCookies, csrfMatches, type ConsoleSession } from './console-session.js';
 import { claimValueOf, InvalidTokenError, IssuerUnavailableError, OidcVerifier } from './oidc.js';
@@ -61,6 +61,13 @@ const FORM_LIMIT = 16 * 1024;
 /** Deadline of the token request to the IdP. */
 const TOKEN_TIMEOUT_MS = 10_000;
 const AUDIT_PAGE = 500;
+/** The newest entries the audit page searches, and a principal's history is found among. */
+const AUDIT_SCAN = 20_000;
+const HISTORY_SCAN = 5_000;
+const HISTORY_SHOWN = 100;
+/** Wrong admin tokens one address may send per window before it must wait. */
+const GUESS_LIMIT = 10;
+const GUESS_WINDOW_SECONDS = 60;
 
 const CSP = [
   "default-src 'none'",
@@ -156,14 +163,23 @@ function localNext(raw: unknown): string {
 export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): void {
   const verifier = opts.verifier ?? new OidcVerifier();
   const now = opts.now ?? (() => new Date());
-  const cookies = new ConsoleCookies(async () => (await opts.store()).masterKey.consoleSessionKey());
+  const cookies = new ConsoleCookies(async () => (await opts.store()).masterKey.consoleSessionKey(), opts.publicUrl?.startsWith('https://') ?? false);
+  const adminHex = new Set(opts.adminTokenHashes.map((h) => h.toString('hex')));
+  const guesses = new GuessLimiter();
   const assets = new Map<string, Promise<Buffer>>();
   /** The last effective-access reading, kept for the dataset and principal pages. */
   let reading: AccessReport | undefined;
   let readingNow: Promise<AccessReport> | undefined;
+  /** The plan being made for an operator's page: several at once share it. */
+  let planNow: Promise<Plan> | undefined;
+  /** The chain's verdict as of its head: verified again only when an entry was added. */
+  let verdictAt: { head: string; verdict: Promise<AuditVerdict> } | undefined;
 
   void app.register(
     async (scope) => {
+      // Forms only: a JSON body (which SCIM's parser would read, up to its limit, before any
+      // session is checked) is refused unread.
+      scope.removeAllContentTypeParsers();
       scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_LIMIT }, (_req, body, done) => {
         const form: Form = {};
         for (const [k, v] of new URLSearchParams(body as string)) if (!(k in form)) form[k] = v;
@@ -217,9 +233,14 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
         const session = await cookies.session(req);
         if (!session) return undefined;
         const [dir, store] = await Promise.all([opts.directory(), opts.store()]);
-        if (session.kind === 'admin')
+        if (session.kind === 'admin') {
+          // A token no longer configured ends the sessions made with it.
+          if (!adminHex.has(session.token)) return undefined;
           return { session, dir, store, now: now(), viewer: { kind: 'admin', name: 'operator', actor: session.actor, csrf: session.csrf } };
-        // Named again from today's spec and IdP people: whoever is no longer one is signed out.
+        }
+        // Named again from today's spec and IdP people: whoever is no longer one is signed out;
+        // so is everyone, when the console's issuer is no longer the one they signed in with.
+        if (dir.world.base.settings?.console?.oidc !== session.issuer) return undefined;
         const issuer = dir.issuers.find((i) => i.name === session.issuer);
         const match = issuer ? matchPrincipal(dir.index, issuer, session.value) : undefined;
         if (!match?.ok || match.principal !== session.principal) return undefined;
@@ -279,7 +300,7 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
 
       scope.get('/assets/:file', { config: { ownAuth: true } }, async (req, reply) => {
         const file = (req.params as { file: string }).file;
-        const type = ASSETS[file];
+        const type = Object.hasOwn(ASSETS, file) ? ASSETS[file] : undefined;
         if (!type) throw new PageError(404, 'Not found', 'No such file.');
         let body = assets.get(file);
         if (!body) {
@@ -447,20 +468,28 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
         const next = localNext(form.next);
         if (!sameOrigin(req)) throw new PageError(403, 'Refused', 'This sign-in did not come from the console’s own page.');
         if (opts.adminTokenHashes.length === 0) throw new PageError(404, 'No operator sign-in', 'DATAGRANT_CONSOLE_ADMIN_TOKEN_SHA256 is not set.');
+        if (!guesses.allow(req.ip, Date.now())) {
+          req.log.warn({ ip: req.ip }, 'console: operator sign-in refused: too many wrong tokens');
+          reply.header('retry-after', String(GUESS_WINDOW_SECONDS));
+          return html(reply, 429, signInPage(await signInView(req, next, 'Too many wrong tokens from this address; wait a minute.')));
+        }
         const digest = createHash('sha256')
           .update(form.token ?? '', 'utf8')
           .digest();
         let ok = false;
         for (const h of opts.adminTokenHashes) ok = timingSafeEqual(h, digest) || ok;
         if (!ok) {
+          guesses.failed(req.ip, Date.now());
           req.log.warn({ ip: req.ip }, 'console: operator sign-in refused');
           return html(reply, 401, signInPage(await signInView(req, next, 'That admin token is not accepted.')));
         }
-        const actor = `console-operator@${req.ip}`;
+        // Which token (its hash's first characters: several operators may have one each), from where.
+        const token = digest.toString('hex');
+        const actor = `console-operator:${token.slice(0, 8)}@${req.ip}`;
         await (
           await opts.store()
         ).audit({ actor, event: 'console.signin', address: null, outcome: 'ok', detail: 'operator signed in to the console' }, now().toISOString());
-        await cookies.startSession(req, reply, { kind: 'admin', actor });
+        await cookies.startSession(req, reply, { kind: 'admin', actor, token });
         return reply.code(303).header('location', next).send();
       });
 
@@ -527,7 +556,7 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
         page(async ({ viewer, dir, store, now: at }, req, reply) => {
           const name = (req.params as { name: string }).name;
           const spec = await opts.spec();
-          const p = spec.principals[name] ?? dir.world.people[name];
+          const p = Object.hasOwn(spec.principals, name) ? spec.principals[name] : Object.hasOwn(dir.world.people, name) ? dir.world.people[name] : undefined;
           if (!p) throw new PageError(404, 'No such principal', `There is no principal ${JSON.stringify(name.slice(0, 100))}.`);
           const access = intendedAccess(spec, at).filter((a) => a.principal === name);
           const mayDetail = viewer.kind === 'admin' || viewer.name === name;
@@ -548,11 +577,13 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
               }));
             const requests = (await store.requests({ requester: name })).reverse();
             const mine = new Set(requests.map((r) => requestAddress(r.id)));
-            const ending = `/${name}`;
-            const audit = (await store.auditEntries())
-              .filter((e) => (e.address !== null && (e.address.endsWith(ending) || mine.has(e.address))) || e.detail?.startsWith(`${name} signed in`))
-              .slice(-100)
-              .reverse()
+            const audit = (await store.auditTail(HISTORY_SCAN))
+              .filter(
+                (e) =>
+                  (e.address !== null && (addressOfPrincipal(e.address, name) || mine.has(e.address))) ||
+                  (e.event === 'console.signin' && e.detail === `${name} signed in to the console`),
+              )
+              .slice(0, HISTORY_SHOWN)
               .map(auditRow);
             details = { credentials, requests, audit, ...(reading ? { readAt: reading.generatedAt } : {}) };
           }
@@ -566,7 +597,7 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
         page(async ({ viewer, dir, now: at }, req, reply) => {
           const name = (req.params as { name: string }).name;
           const spec = await opts.spec();
-          const ds = spec.datasets[name];
+          const ds = Object.hasOwn(spec.datasets, name) ? spec.datasets[name] : undefined;
           if (!ds) throw new PageError(404, 'No such dataset', `There is no dataset ${JSON.stringify(name.slice(0, 100))}.`);
           const backend = spec.backends[ds.backend];
           const location = isS3Dataset(ds)
@@ -740,7 +771,8 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
           async ({ viewer, now: at }, req, reply) => {
             if (!opts.reads) throw new PageError(404, 'Not available', 'This server does not preview plans.');
             try {
-              const plan = await opts.reads.plan();
+              planNow ??= opts.reads.plan().finally(() => (planNow = undefined));
+              const plan = await planNow;
               return html(
                 reply,
                 200,
@@ -790,7 +822,16 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
         page(
           async ({ viewer, store }, req, reply) => {
             const q = String((req.query as { q?: string }).q ?? '').slice(0, 200);
-            const [verdict, entries] = await Promise.all([store.verifyAudit(), store.auditEntries()]);
+            const head = await store.auditHead();
+            const headKey = head ? `${head.seq}:${head.hash}` : '';
+            if (verdictAt?.head !== headKey) {
+              const verdict = store.verifyAudit();
+              verdictAt = { head: headKey, verdict };
+              verdict.catch(() => {
+                if (verdictAt?.verdict === verdict) verdictAt = undefined;
+              });
+            }
+            const [verdict, entries] = await Promise.all([verdictAt.verdict, store.auditTail(AUDIT_SCAN)]);
             const needle = q.toLowerCase();
             const matching = needle
               ? entries.filter((e) => [e.actor, e.event, e.address ?? '', e.detail ?? '', e.outcome].some((f) => f.toLowerCase().includes(needle)))
@@ -802,9 +843,10 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
                 ok: verdict.ok,
                 entries: verdict.entries,
                 ...(verdict.firstBad ? { firstBad: verdict.firstBad } : {}),
-                rows: matching.slice(-AUDIT_PAGE).reverse().map(auditRow),
+                rows: matching.slice(0, AUDIT_PAGE).map(auditRow),
                 query: q,
                 truncated: matching.length > AUDIT_PAGE,
+                scanned: entries.length,
               }),
             );
           },
@@ -814,6 +856,55 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
     },
     { prefix: CONSOLE_PATH },
   );
+}
+
+/**
+ * Whether an audit entry's address is one of `principal`'s own objects: its user, key, password,
+ * login account or role (and that role's grants and connections), its membership in a group, a
+ * policy on its user. Groups' objects are not (roles share one namespace with principals, which
+ * validation keeps apart).
+ */
+export function addressOfPrincipal(address: string, principal: string): boolean {
+  const colon = address.indexOf(':');
+  const [kind, ...rest] = address.slice(colon + 1).split('/');
+  const seg = rest.map((s) => s.replace(/~.*$/, ''));
+  switch (kind) {
+    case 'user':
+    case 'key':
+    case 'password':
+    case 'account':
+    case 'role':
+    case 'grant':
+    case 'pattern-grant':
+    case 'connect':
+    case 'session-login':
+      return seg[0] === principal;
+    case 'membership':
+      return seg[1] === principal;
+    case 'attachment':
+    case 'inline-policy':
+      return seg[0] === 'user' && seg[1] === principal;
+    default:
+      return false;
+  }
+}
+
+/** Wrong admin tokens per address, in fixed windows: a guesser waits, an operator with a typo does not notice. */
+class GuessLimiter {
+  readonly #failures = new Map<string, { count: number; since: number }>();
+
+  allow(ip: string, at: number): boolean {
+    const f = this.#failures.get(ip);
+    return !f || at - f.since > GUESS_WINDOW_SECONDS * 1000 || f.count < GUESS_LIMIT;
+  }
+
+  failed(ip: string, at: number): void {
+    const f = this.#failures.get(ip);
+    if (!f || at - f.since > GUESS_WINDOW_SECONDS * 1000) this.#failures.set(ip, { count: 1, since: at });
+    else f.count++;
+    // Bounded: old windows are forgotten once the map grows.
+    if (this.#failures.size > 10_000) for (const [k, v] of this.#failures) if (at - v.since > GUESS_WINDOW_SECONDS * 1000) this.#failures.delete(k);
+  }
 }
 
 const auditRow = (e: AuditEntry): AuditRowView => ({

@@ -789,6 +789,11 @@ export class PgStore implements StateStore, KeyRotationPort {
     return rows.map(toAudit);
   }
 
+  async auditTail(limit: number): Promise<AuditEntry[]> {
+    const { rows } = await this.pool.query<AuditRow>(`SELECT * FROM ${this.#t.audit} ORDER BY seq DESC LIMIT $1`, [Math.max(0, Math.floor(limit))]);
+    return rows.map(toAudit);
+  }
+
   async rotationTarget(): Promise<string | undefined> {
     return this.#meta(this.pool, KEY_CHECK_NEXT);
   }

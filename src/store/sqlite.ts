@@ -454,8 +454,16 @@ export class SqliteStore implements StateStore, KeyRotationPort {
     return this.auditRows();
   }
 
-  private auditRows(): AuditEntry[] {
-    const rows = this.sql('SELECT * FROM audit ORDER BY seq').all() as Record<string, unknown>[];
+  async auditTail(limit: number): Promise<AuditEntry[]> {
+    return this.auditRows(limit);
+  }
+
+  private auditRows(tail?: number): AuditEntry[] {
+    const rows = (
+      tail === undefined
+        ? this.sql('SELECT * FROM audit ORDER BY seq').all()
+        : this.sql('SELECT * FROM audit ORDER BY seq DESC LIMIT ?').all(Math.max(0, Math.floor(tail)))
+    ) as Record<string, unknown>[];
     return rows.map((r) => ({
       seq: r.seq as number,
       at: r.at as string,

@@ -133,6 +133,8 @@ export interface JournalStore {
 export interface AuditLog {
   audit(entry: AuditInput, at: string): Promise<void>;
   auditEntries(): Promise<AuditEntry[]>;
+  /** The newest `limit` entries, newest first: for pages that show recent history without reading it all. */
+  auditTail(limit: number): Promise<AuditEntry[]>;
   verifyAudit(): Promise<AuditVerdict>;
   /** The last entry's seq and hash (its MAC), without reading the chain; undefined when empty. */
   auditHead(): Promise<{ seq: number; hash: string } | undefined>;

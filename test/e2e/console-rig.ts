@@ -49,11 +49,13 @@ export async function startConsoleRig(o: {
   writeSpec(o.spec(idp.issuer));
   let offset = 0;
   const now = () => new Date(Date.now() + offset);
+  // The shell's own DATAGRANT_* settings (a store URL, a client secret) are not this test's.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DATAGRANT_') || k.startsWith('DATAGRANT_TEST_')));
   const io: Io = {
     stdout: () => undefined,
     stderr: () => undefined,
     env: {
-      ...process.env,
+      ...inherited,
       DATAGRANT_MASTER_KEY: 'd'.repeat(64),
       DATAGRANT_SCIM_TOKEN_SHA256: hashToken('scim-token-console-0123456789'),
       DATAGRANT_CONSOLE_ADMIN_TOKEN_SHA256: hashToken(ADMIN_TOKEN),

@@ -285,6 +285,15 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
         expect(await (await h.reopen()).auditEntries()).toEqual(entries);
       });
 
+      test('the tail is the newest entries, newest first, as many as asked for', async () => {
+        expect(await store.auditTail(10)).toEqual([]);
+        await fill(5);
+        const all = await store.auditEntries();
+        expect(await store.auditTail(2)).toEqual([all[4], all[3]]);
+        expect(await store.auditTail(10)).toEqual([...all].reverse());
+        expect(await store.auditTail(0)).toEqual([]);
+      });
+
       test('an untouched chain verifies, and so does an empty one', async () => {
         expect(await store.verifyAudit()).toEqual({ ok: true, entries: 0 });
         await fill(5);
