@@ -181,8 +181,9 @@ export function registerConsole(app: FastifyInstance, opts: ConsoleOptions): voi
       // session is checked) is refused unread.
       scope.removeAllContentTypeParsers();
       scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_LIMIT }, (_req, body, done) => {
-        const form: Form = {};
-        for (const [k, v] of new URLSearchParams(body as string)) if (!(k in form)) form[k] = v;
+        // No prototype: a field named __proto__ or constructor is just a field nobody reads.
+        const form = Object.create(null) as Form;
+        for (const [k, v] of new URLSearchParams(body as string)) if (!Object.hasOwn(form, k)) form[k] = v;
         done(null, form);
       });
 
