@@ -207,7 +207,9 @@ export async function credentialsExport(
 export async function credentialsRotate(io: Io, opts: ApplyOptions & { name: string; backend?: string; revokeOld?: boolean }): Promise<number> {
   const { revokeOld, ...rest } = opts;
   const row = await withStore(io, rest, (s) => resolve(s, opts.name, opts.backend));
-  const revoke = revokeOld && slotKind(row.address) === 'key' ? { revoke: [row.address] } : {};
+  const key = slotKind(row.address) === 'key';
+  if (revokeOld && !key) io.stderr(`${row.address}: a password stops at its rotation; there is no older one to revoke.\n`);
+  const revoke = revokeOld && key ? { revoke: [row.address] } : {};
   return applyCommand(io, { ...rest, forceRotate: [row.address], ...revoke, only: [row.address], autoApprove: opts.autoApprove ?? true });
 }
 
