@@ -72,6 +72,8 @@ export interface ConvergeOptions {
   /** Plan the removal of everything datagrant owns. */
   destroy?: boolean;
   forceRotate?: string[];
+  /** Credentials to delete now, grace or not: a slot (all it holds) or `slot~id` (DiffOptions.revoke). */
+  revoke?: string[];
   /** Keep only the changes to these addresses (and superseded credentials of these slots). */
   only?: string[];
   /** A plan saved with `plan --out`: applied as it is, once authenticated and still current. */
@@ -234,7 +236,15 @@ export function signPlan(plan: Plan, store: StateStore): Plan {
  */
 function recoveredApplied(interrupted: JournalEntry[], actual: Record<string, ActualState>): Map<string, string | null> {
   const byAddress = new Map<string, Resource>();
-  for (const s of Object.values(actual)) for (const r of s.resources) byAddress.set(r.address, r);
+  for (const s of Object.values(actual)) {
+    for (const r of s.resources) {
+      byAddress.set(r.address, r);
+      // A current credential is read at its slot's address; a revocation deletes it as `slot~id`,
+      // and one a dead run began is not done while the credential is still there.
+      const id = r.meta?.credentialId ?? r.meta?.accessKeyId;
+      if (typeof id === 'string' && !r.address.includes('~')) byAddress.set(`${r.address}~${id}`, r);
+    }
+  }
   const out = new Map<string, string | null>();
   for (const e of interrupted) {
     const found = byAddress.get(e.address);
@@ -253,6 +263,15 @@ function recoveredApplied(interrupted: JournalEntry[], actual: Record<string, Ac
  */
 function deletedByDeadRun(recovered: Map<string, string | null>, stored: CredentialRow[]): CredentialRow[] {
   return stored.filter((c) => recovered.get(`${c.address}~${c.credentialId}`) === null || (c.state === 'current' && recovered.get(c.address) === null));
+}
+
+/**
+ * Credentials a dead run set out to delete (`slot~id`) that are still there. Most such deletions
+ * the next plan would make again anyway; one that cut a grace short (a revocation) it would not,
+ * and the leaked credential would live on with nothing in the plan to say so.
+ */
+function unfinishedRevocations(interrupted: JournalEntry[], recovered: Map<string, string | null>): string[] {
+  return interrupted.filter((e) => e.action === 'delete' && e.address.includes('~') && !recovered.has(e.address)).map((e) => e.address);
 }
 
 function massEvents(plan: Plan, actual: Record<string, ActualState>): MassEvent[] {
@@ -441,6 +460,7 @@ export async function converge(input: ConvergeOptions): Promise<ConvergeResult> 
         sessions: await store.sessions(),
         destroyBackends: o.destroy ? Object.keys(backendSpecs) : removed.map((b) => b.name),
         ...(o.forceRotate ? { forceRotate: o.forceRotate } : {}),
+        revoke: [...(o.revoke ?? []), ...unfinishedRevocations(interrupted, recovered)],
       });
       for (const b of removed) {
         plan.notices.push({ level: 'warning', message: `backend ${b.name} is no longer in the spec: everything datagrant made there is torn down` });

@@ -64,6 +64,8 @@ export interface PlanInput {
   destroyBackends?: string[];
   /** Credential slots to rotate now, whatever their age. */
   forceRotate?: string[];
+  /** Credentials to delete now, grace or not (a slot, or `slot~id`): DiffOptions.revoke. */
+  revoke?: string[];
   /** Short-lived sessions issued so far (the store's session log): kept alive, or revoked. */
   sessions?: readonly SessionFact[];
 }
@@ -86,6 +88,7 @@ export async function makePlan(input: PlanInput): Promise<Plan> {
   const notices = destroyAll ? [] : compiled.notices;
   return diff(desired, input.actual, {
     ...(input.forceRotate ? { forceRotate: input.forceRotate } : {}),
+    ...(input.revoke?.length ? { revoke: input.revoke } : {}),
     now: input.now,
     specHash: input.specHash,
     applied: input.applied,

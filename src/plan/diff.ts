@@ -15,6 +15,13 @@ export interface DiffOptions {
   /** Credential slots to rotate now whatever their age (`credentials rotate NAME`). */
   forceRotate?: string[];
   /**
+   * Credentials to delete now, grace or not: a slot (`aws:key/alice`: every credential it holds,
+   * `credentials rotate --revoke-old`) or one credential (`aws:key/alice~AKIA…`: a deletion a dead
+   * run began). A revoked current credential is deleted before its slot gets a new one, and that
+   * new one is a rotation with nothing left to retire.
+   */
+  revoke?: string[];
+  /**
    * Credentials the store holds (no secrets). One whose id the backend no longer has (deleted
    * outside datagrant, or by a run that died before erasing it) is planned as a delete of that
    * credential, so that the store forgets it only when that change is applied — never on a read.
@@ -63,6 +70,7 @@ export function diff(desired: Record<string, DesiredState>, actual: Record<strin
       for (const r of recordedButGone(backend, actual[backend], opts.credentials ?? [])) if (!have.has(r.address)) have.set(r.address, r);
     }
     notices.push(...desired[backend]!.notices);
+    const { revoked, revokedSlots } = revocations(have, opts.revoke ?? []);
     const addresses = [...new Set([...want.keys(), ...have.keys()])].sort();
     // Slots that still hold a superseded credential within its grace: `aws:key/alice` → retireAt.
     const retiring = new Map<string, string>();
@@ -84,6 +92,10 @@ export function diff(desired: Record<string, DesiredState>, actual: Record<strin
         continue;
       }
       if (before && !after) {
+        if (revoked.has(address) && before.meta?.missing !== true) {
+          changes.push({ ...base, action: 'delete', before, after: null, drift: false, reason: 'credential revoked: deleted now, without grace' });
+          continue;
+        }
         const retireAt = before.lifecycle?.retireAt;
         // A forced rotation cuts a superseded credential's grace short: at most two may exist.
         const forced = opts.forceRotate?.some((a) => address.startsWith(`${a}~`)) ?? false;
@@ -122,6 +134,19 @@ export function diff(desired: Record<string, DesiredState>, actual: Record<strin
 
       const rotate = after.lifecycle?.rotateAfterSeconds;
       const created = before.meta?.createdAt;
+      if (revokedSlots.has(address)) {
+        // Its credential is deleted first (apply waits for it): the new one supersedes nothing.
+        const { graceSeconds: _none, ...lifecycle } = after.lifecycle ?? {};
+        changes.push({
+          ...base,
+          action: 'replace',
+          before,
+          after: { ...after, lifecycle },
+          drift: false,
+          reason: 'rotation requested, the old credential revoked',
+        });
+        continue;
+      }
       if (opts.forceRotate?.includes(address)) {
         changes.push({ ...base, action: 'replace', before, after, drift: false, reason: 'rotation requested' });
         continue;
@@ -163,6 +188,38 @@ export function diff(desired: Record<string, DesiredState>, actual: Record<strin
     changes,
     notices,
   };
+}
+
+const credentialIdOf = (r: Resource) => {
+  const id = r.meta?.credentialId ?? r.meta?.accessKeyId;
+  return typeof id === 'string' ? id : undefined;
+};
+
+/**
+ * The credentials of one backend to delete now (`slot~id`), and the slots whose current credential
+ * is among them. A current credential is read at its slot's address; revoked, it is also put in
+ * `have` at `slot~id`, where superseded credentials are deleted, so the slot's rotation and the
+ * old credential's deletion are two changes, ordered by apply like any rotation's.
+ */
+function revocations(have: Map<string, Resource>, revoke: readonly string[]): { revoked: Set<string>; revokedSlots: Set<string> } {
+  const revoked = new Set<string>();
+  const revokedSlots = new Set<string>();
+  if (revoke.length === 0) return { revoked, revokedSlots };
+  const wanted = new Set(revoke);
+  for (const r of [...have.values()]) {
+    const id = credentialIdOf(r);
+    if (id === undefined) continue;
+    const cut = r.address.indexOf('~');
+    const slot = cut < 0 ? r.address : r.address.slice(0, cut);
+    const address = `${slot}~${id}`;
+    if (!wanted.has(slot) && !wanted.has(address)) continue;
+    revoked.add(address);
+    if (cut < 0) {
+      revokedSlots.add(slot);
+      have.set(address, { ...r, address });
+    }
+  }
+  return { revoked, revokedSlots };
 }
 
 /** Resources standing for stored credentials that the backend's read did not find. */

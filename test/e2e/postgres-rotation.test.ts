@@ -71,6 +71,27 @@ principals:
   await expectNoChanges(ws);
 });
 
+test('--revoke-old on a password rotates it and says there is nothing older to revoke', async () => {
+  const bea = fx.name('bea');
+  ws = await initWorkspace(`version: 1
+backends:
+  wh: { type: postgres, url: "\${WH_URL}", scope: ${fx.run}c }
+datasets:
+  features: { backend: wh, database: ${db}, schema: features }
+principals:
+  ${bea}: { type: service, grants: [{ dataset: features, access: read }] }
+`);
+  ws.env.WH_URL = urlFor(db);
+  await apply(ws);
+  const old = await password(ws, bea);
+  const r = await ws.run('credentials', 'rotate', bea, '--revoke-old');
+  expect(r.code, r.stdout + r.stderr).toBe(0);
+  expect(r.stderr).toContain(`wh:password/${bea}: a password stops at its rotation; there is no older one to revoke.`);
+  await expectLoginRefused(db, old);
+  expect(await queryAs(db, await password(ws, bea), 'SELECT id FROM features.f')).toEqual([{ id: 1 }]);
+  await expectNoChanges(ws);
+});
+
 test('a password set by hand is forgotten and replaced by the next apply, which does not fail on it', async () => {
   // GIVEN an applied principal with a stored password (another name and scope: the first test's installation keeps ada)
   const bo = fx.name('bo');

@@ -150,3 +150,73 @@ test('a SIGKILL right after a rotation made its key: the lost key is deleted, th
     ws.cleanup();
   }
 });
+
+/** alice's stored key, read straight from the store. */
+async function storedKey(ws: Workspace): Promise<{ accessKeyId: string; secretAccessKey: string }> {
+  const store = new SqliteStore(join(ws.dir, '.datagrant/state.db'), MasterKey.parse(MASTER));
+  try {
+    const c = (await store.credentials()).find((x) => x.principal === 'alice' && x.state === 'current')!;
+    const { accessKeyId, secretAccessKey } = (await store.revealCredential(c.address))!.secret;
+    return { accessKeyId: accessKeyId!, secretAccessKey: secretAccessKey! };
+  } finally {
+    await store.close();
+  }
+}
+
+/** The leaked key is refused at once; the gateway holds alice's stored key alone, which reads. */
+async function leakRevoked(ws: Workspace, prefix: string, leaked: { accessKeyId: string; secretAccessKey: string }): Promise<void> {
+  const fresh = await storedKey(ws);
+  expect(fresh.accessKeyId).not.toBe(leaked.accessKeyId);
+  expect((await fx.user(`${prefix}alice`))!.keys).toEqual([fresh.accessKeyId]);
+  const s3 = s3As(fx.rgw, leaked);
+  try {
+    await expectDenied(readObject(s3, data, 'training/a.txt'), 'the leaked key reading its dataset');
+  } finally {
+    s3.destroy();
+  }
+  await invariants(ws, prefix);
+  expect((await ws.run('plan', '--detailed-exitcode')).code).toBe(0);
+}
+
+test('credentials rotate --revoke-old: the leaked key dies in the same run, the audit shows its erase and the rotation', async () => {
+  const prefix = `${fx.prefix}leak-`;
+  const ws = newWorkspace(prefix);
+  try {
+    expect((await ws.run('init')).code).toBe(0);
+    expect((await ws.run('apply', '--auto-approve')).code).toBe(0);
+    const leaked = await storedKey(ws);
+    const r = await ws.run('credentials', 'rotate', 'alice', '--revoke-old');
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    await leakRevoked(ws, prefix, leaked);
+    const log = JSON.parse((await ws.run('audit', 'log', '--json')).stdout) as { event: string; address: string; detail: string }[];
+    const fresh = await storedKey(ws);
+    expect(log.filter((e) => e.event === 'credential.erase' || e.event === 'credential.rotate').map((e) => `${e.event} ${e.address} ${e.detail}`)).toEqual([
+      `credential.erase onprem:key/alice id ${leaked.accessKeyId}`,
+      `credential.rotate onprem:key/alice id ${fresh.accessKeyId}`,
+    ]);
+  } finally {
+    ws.cleanup();
+  }
+});
+
+test('a --revoke-old killed as the gateway deleted the leaked key: the plan issues a key, the next apply converges', async () => {
+  const prefix = `${fx.prefix}leakk-`;
+  const ws = newWorkspace(prefix);
+  try {
+    expect((await ws.run('init')).code).toBe(0);
+    expect((await ws.run('apply', '--auto-approve')).code).toBe(0);
+    const leaked = await storedKey(ws);
+    const signal = await child(ws, ['credentials', 'rotate', 'alice', '--revoke-old'], (_n, method, url) =>
+      method === 'DELETE' && /^\/admin\/user\?(.*&)?key=/.test(url) ? 'kill' : 'pass',
+    );
+    expect(signal).toBe('SIGKILL');
+    proxy.onForwarded = undefined;
+    const plan = await ws.run('plan', '--detailed-exitcode');
+    expect(plan.code, plan.stdout).toBe(2);
+    expect(plan.stdout).toMatch(/\+ onprem:key\/alice\b/);
+    expect((await ws.run('apply', '--auto-approve')).code).toBe(0);
+    await leakRevoked(ws, prefix, leaked);
+  } finally {
+    ws.cleanup();
+  }
+});

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { normalizePolicy } from '../../src/model/aws-policy.js';
+import { dependencies } from '../../src/apply/apply.js';
 import { compile } from '../../src/compile/index.js';
 import type { ActualState, Change, DesiredState, Resource } from '../../src/core/types.js';
 import { actualHash, attrsHash, diff, summarize, type DiffOptions } from '../../src/plan/diff.js';
@@ -260,6 +261,50 @@ describe('credentials over time', () => {
       ]);
       expect(plan.notices).toEqual([]);
     });
+  });
+});
+
+describe('revoking a leaked key', () => {
+  const want = key('alice', { lifecycle: { rotateAfterSeconds: (90 * DAY) / 1000, graceSeconds: 86400 } });
+  const current = key('alice', { meta: { accessKeyId: 'AKIALEAKED', createdAt: iso(NOW.getTime() - HOUR) } });
+  const retiring = key('alice', { address: 'aws:key/alice~AKIAOLD', meta: { accessKeyId: 'AKIAOLD' }, lifecycle: { retireAt: iso(NOW.getTime() + HOUR) } });
+
+  test('a revoked slot: every key it holds is deleted now, and the slot rotates with nothing left to retire', () => {
+    const plan = diff(
+      desired(want),
+      actual(current, retiring),
+      opts({ applied: appliedFor(current), forceRotate: ['aws:key/alice'], revoke: ['aws:key/alice'] }),
+    );
+    expect(brief(plan.changes)).toEqual([
+      'replace aws:key/alice: rotation requested, the old credential revoked',
+      'delete aws:key/alice~AKIALEAKED: credential revoked: deleted now, without grace',
+      'delete aws:key/alice~AKIAOLD: credential revoked: deleted now, without grace',
+    ]);
+    // the deletion names the leaked key; the new key keeps its rotation period but has no grace to give
+    expect(plan.changes[1]!.before!.meta!.accessKeyId).toBe('AKIALEAKED');
+    expect(plan.changes[0]!.after!.lifecycle).toEqual({ rotateAfterSeconds: 90 * 86400 });
+    expect(plan.notices).toEqual([]);
+    // apply deletes both old keys before it issues the new one
+    expect([...dependencies(plan.changes).get('aws:key/alice')!].sort()).toEqual(['aws:key/alice~AKIALEAKED', 'aws:key/alice~AKIAOLD']);
+    expect([...dependencies(plan.changes).get('aws:key/alice~AKIALEAKED')!]).toEqual([]);
+  });
+
+  test('one revoked superseded key (a deletion a dead run began) is deleted in its grace; the current key stays', () => {
+    const plan = diff(desired(want), actual(current, retiring), opts({ applied: appliedFor(current), revoke: ['aws:key/alice~AKIAOLD'] }));
+    expect(brief(plan.changes)).toEqual(['delete aws:key/alice~AKIAOLD: credential revoked: deleted now, without grace']);
+  });
+
+  test('a revoked current key (a dead run began its deletion) still rotates its slot', () => {
+    const plan = diff(desired(want), actual(current), opts({ applied: appliedFor(current), revoke: ['aws:key/alice~AKIALEAKED'] }));
+    expect(brief(plan.changes)).toEqual([
+      'replace aws:key/alice: rotation requested, the old credential revoked',
+      'delete aws:key/alice~AKIALEAKED: credential revoked: deleted now, without grace',
+    ]);
+  });
+
+  test('a revocation naming a key the backend no longer has changes nothing', () => {
+    const plan = diff(desired(want), actual(current), opts({ applied: appliedFor(current), revoke: ['aws:key/alice~AKIAGONE', 'aws:key/bob'] }));
+    expect(plan.changes).toEqual([]);
   });
 });
 

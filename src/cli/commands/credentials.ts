@@ -198,8 +198,20 @@ export async function credentialsExport(
   });
 }
 
-/** `credentials rotate NAME`: issue a new credential now; the old one lives out its grace period. */
-export async function credentialsRotate(io: Io, opts: ApplyOptions & { name: string; backend?: string }): Promise<number> {
-  const row = await withStore(io, opts, (s) => resolve(s, opts.name, opts.backend));
-  return applyCommand(io, { ...opts, forceRotate: [row.address], only: [row.address], autoApprove: opts.autoApprove ?? true });
+/**
+ * `credentials rotate NAME`: issue a new credential now; the old one lives out its grace period.
+ * With `revokeOld` (a leak), every older credential of the slot is deleted in the same run, before
+ * the new one is issued: the leaked one must stop at once, and its holder cannot use the new one
+ * before this command prints anyway. Only keys have a grace; a password stops at its rotation.
+ */
+export async function credentialsRotate(io: Io, opts: ApplyOptions & { name: string; backend?: string; revokeOld?: boolean }): Promise<number> {
+  const { revokeOld, ...rest } = opts;
+  const row = await withStore(io, rest, (s) => resolve(s, opts.name, opts.backend));
+  const key = slotKind(row.address) === 'key';
+  if (revokeOld && !key) io.stderr(`${row.address}: a password stops at its rotation; there is no older one to revoke.\n`);
+  const revoke = revokeOld && key ? { revoke: [row.address] } : {};
+  return applyCommand(io, { ...rest, forceRotate: [row.address], ...revoke, only: [row.address], autoApprove: opts.autoApprove ?? true });
 }
+
+/** `aws:key/alice` → `key`. */
+const slotKind = (address: string) => address.slice(address.indexOf(':') + 1, address.indexOf('/'));

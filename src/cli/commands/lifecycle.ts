@@ -76,6 +76,8 @@ export interface ApplyOptions extends CommonOptions, ConvergeGuards {
   color?: boolean;
   /** Credential slots to rotate regardless of age. */
   forceRotate?: string[];
+  /** Credentials to delete now, grace or not (a slot: every one it holds). */
+  revoke?: string[];
   /** Apply only the changes to these addresses (and superseded credentials of these slots). */
   only?: string[];
   backendOptions?: BackendOptions;
@@ -123,6 +125,7 @@ export async function applyCommand(io: Io, opts: ApplyOptions): Promise<number> 
       ...(saved ? { saved } : {}),
       destroy: opts.destroy ?? false,
       ...(opts.forceRotate ? { forceRotate: opts.forceRotate } : {}),
+      ...(opts.revoke ? { revoke: opts.revoke } : {}),
       ...(opts.only ? { only: opts.only } : {}),
       allow: { massDestroy: opts.massDestroy ?? false, missingCredentials: opts.missingCredentials ?? false, adopt: opts.adopt ?? false },
       onMassEvent: 'refuse',
