@@ -411,13 +411,13 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
   const state = program.command('state').description('back up and restore the state (credentials stay encrypted; the master key is never in a backup)');
   state
     .command('backup')
-    .description('write a consistent copy of the state to FILE, also while serve runs (SQLite; for PostgreSQL see pg_dump)')
+    .description('write a consistent copy of the state to FILE, also while serve runs (SQLite or PostgreSQL store)')
     .argument('<file>', 'the backup file, outside the state directory')
     .option('--force', 'replace FILE if it exists')
     .action(async (file: string, o: { force?: boolean }) => run(() => stateBackup(io, { ...common(), ...o, file }))());
   state
     .command('restore')
-    .description('put a backup in place as the state (a fresh state directory; the master key the backup was made with)')
+    .description('put a backup in place as the state (a fresh state directory or PostgreSQL store; the master key the backup was made with)')
     .argument('<file>', 'a file written by state backup')
     .option('--force', 'replace a state that is already there (it is lost)')
     .action(async (file: string, o: { force?: boolean }) => run(() => stateRestore(io, { ...common(), ...o, file }))());
