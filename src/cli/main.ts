@@ -402,7 +402,10 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .command('rekey')
     .description('re-encrypt every stored secret under a new master key (crash-safe; run it again to finish an interrupted one). Stop serve first.')
     .option('--new-key-file <file>', 'the new key: read from this file, or generated into it (default: master.key.new in the state directory)')
-    .option('--kms-key <arn>', 'a KMS-wrapped master key: wrap the new one with this KMS key (default: the current one)')
+    .option(
+      '--kms-key <arn>',
+      'wrap the new master key with this AWS KMS key: a plain key moves into KMS (master.key is then removed); a KMS-wrapped one defaults to its own KMS key',
+    )
     .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
     .action(async (o: { newKeyFile?: string; kmsKey?: string; lockTimeout: number }) =>
       run(() => rekeyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout }))(),
