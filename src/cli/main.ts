@@ -403,7 +403,10 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .command('rekey')
     .description('re-encrypt every stored secret under a new master key (crash-safe; run it again to finish an interrupted one). Stop serve first.')
     .option('--new-key-file <file>', 'the new key: read from this file, or generated into it (default: master.key.new in the state directory)')
-    .option('--kms-key <arn>', 'a KMS-wrapped master key: wrap the new one with this KMS key (default: the current one)')
+    .option(
+      '--kms-key <arn>',
+      'wrap the new master key with this AWS KMS key: a plain key moves into KMS (master.key is then removed); a KMS-wrapped one defaults to its own KMS key',
+    )
     .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
     .action(async (o: { newKeyFile?: string; kmsKey?: string; lockTimeout: number }) =>
       run(() => rekeyCommand(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout }))(),
@@ -412,13 +415,13 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
   const state = program.command('state').description('back up and restore the state (credentials stay encrypted; the master key is never in a backup)');
   state
     .command('backup')
-    .description('write a consistent copy of the state to FILE, also while serve runs (SQLite; for PostgreSQL see pg_dump)')
+    .description('write a consistent copy of the state to FILE, also while serve runs (SQLite or PostgreSQL store)')
     .argument('<file>', 'the backup file, outside the state directory')
     .option('--force', 'replace FILE if it exists')
     .action(async (file: string, o: { force?: boolean }) => run(() => stateBackup(io, { ...common(), ...o, file }))());
   state
     .command('restore')
-    .description('put a backup in place as the state (a fresh state directory; the master key the backup was made with)')
+    .description('put a backup in place as the state (a fresh state directory or PostgreSQL store; the master key the backup was made with)')
     .argument('<file>', 'a file written by state backup')
     .option('--force', 'replace a state that is already there (it is lost)')
     .action(async (file: string, o: { force?: boolean }) => run(() => stateRestore(io, { ...common(), ...o, file }))());

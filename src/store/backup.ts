@@ -1,8 +1,11 @@
-// `state backup` and `state restore` for the SQLite state. A backup is the state database itself,
-// copied with SQLite's online backup API (consistent while serve or an apply writes: a copy that a
-// write interrupts starts over), with the SCIM identities (scim.db) stored inside it. Secrets stay
-// sealed under the master key, which is never in the backup: a backup without its key is useless,
-// and the key without a backup recovers nothing either.
+// `state backup` and `state restore`. A backup is one SQLite file in the SQLite state's own
+// tables, with the SCIM identities inside it (an image of scim.db) and a `datagrant_backup` table
+// saying what it is: its format, when it was taken, and which store it was taken from. The SQLite
+// state is copied with SQLite's online backup API (consistent while serve or an apply writes: a
+// copy that a write interrupts starts over); the PostgreSQL store is written into the same tables
+// (backup-postgres.ts), so either store restores a backup of either. Secrets stay sealed under the
+// master key, which is never in the backup: a backup without its key is useless, and the key
+// without a backup recovers nothing either.
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -11,12 +14,17 @@ import { StoreError } from '../core/errors.js';
 import type { MasterKey } from './crypto.js';
 import { checkKey, INSTALLATION, KEY_CHECK } from './meta.js';
 import type { StatePaths } from './open.js';
-import { credentialAad, type CredRow } from './rows.js';
+import { verifyChain, type AuditHead } from './audit-chain.js';
+import { credentialAad, toAudit, type AuditRow, type CredRow } from './rows.js';
 import { pidAlive } from './sqlite.js';
 
-/** The table a backup carries beside the state's own: what it is, when it was taken, scim.db. */
-const BACKUP_TABLE = 'datagrant_backup';
-const FORMAT = 'datagrant-sqlite-backup/1';
+/**
+ * The table a backup carries beside the state's own: `format`, `taken_at`, `store` (sqlite or
+ * postgres; absent in backups from before the PostgreSQL store had backups: sqlite) and `scim`.
+ */
+export const BACKUP_TABLE = 'datagrant_backup';
+export const FORMAT = 'datagrant-sqlite-backup/1';
+export type StoreKind = 'sqlite' | 'postgres';
 
 export interface BackupInfo {
   file: string;
@@ -24,6 +32,8 @@ export interface BackupInfo {
   installation: string;
   credentials: number;
   scim: boolean;
+  /** The store it was taken from. */
+  store: StoreKind;
 }
 
 const inside = (dir: string, file: string) => {
@@ -32,9 +42,15 @@ const inside = (dir: string, file: string) => {
 };
 
 /** Written beside its final name and renamed into place: a reader never sees half a backup. */
-const tmpBeside = (file: string) => join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+export const tmpBeside = (file: string) => join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
 
-function fsyncFile(file: string): void {
+/** Where a backup goes: an existing file is replaced only with `force`, and its directory must exist. */
+export function backupTarget(file: string, force: boolean): void {
+  if (existsSync(file) && !force) throw new StoreError(`${file} exists; pass --force to replace it`);
+  if (!existsSync(dirname(file))) throw new StoreError(`cannot write the backup ${file}: the directory ${dirname(file)} does not exist`);
+}
+
+export function fsyncFile(file: string): void {
   const fd = openSync(file, 'r');
   try {
     fsyncSync(fd);
@@ -53,8 +69,7 @@ export async function backupSqlite(state: Database.Database, paths: StatePaths, 
   if (inside(paths.dir, file)) {
     throw new StoreError(`refusing to write the backup ${file} inside the state directory ${paths.dir}: a backup must outlive the directory it copies`);
   }
-  if (existsSync(file) && !o.force) throw new StoreError(`${file} exists; pass --force to replace it`);
-  if (!existsSync(dirname(file))) throw new StoreError(`cannot write the backup ${file}: the directory ${dirname(file)} does not exist`);
+  backupTarget(file, o.force);
   const tmp = tmpBeside(file);
   rmSync(tmp, { force: true });
   try {
@@ -67,6 +82,7 @@ export async function backupSqlite(state: Database.Database, paths: StatePaths, 
       const put = copy.prepare(`INSERT INTO ${BACKUP_TABLE} (key, value) VALUES (?, ?)`);
       put.run('format', FORMAT);
       put.run('taken_at', o.now.toISOString());
+      put.run('store', 'sqlite');
       if (scim) put.run('scim', scim);
       copy.pragma('journal_mode = DELETE');
       const info: BackupInfo = {
@@ -75,6 +91,7 @@ export async function backupSqlite(state: Database.Database, paths: StatePaths, 
         installation: meta(copy, INSTALLATION) ?? '(none)',
         credentials: (copy.prepare('SELECT count(*) AS n FROM credentials').get() as { n: number }).n,
         scim: scim !== undefined,
+        store: 'sqlite',
       };
       copy.close();
       fsyncFile(tmp);
@@ -102,29 +119,43 @@ function meta(db: Database.Database, key: string): string | undefined {
   return (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
 }
 
+/** A backup whose format, key, installation and audit chain were checked; close() when done. */
+export interface OpenBackup {
+  db: Database.Database;
+  info: BackupInfo;
+  /** The image of scim.db, when the backup has SCIM identities. */
+  scim: Buffer | undefined;
+  close(): void;
+}
+
 /**
- * Puts the backup `source` in place as the state of `paths`, after checking that `key` is the
- * key it was made with (before anything is written). A state already there is replaced only with
- * `force`, and never while a live process holds its lock. Returns what was restored.
+ * Opens the backup `source` and checks, before anything is written anywhere, that it is one, that
+ * `key` is the key it was made with, that it is of `installation` (the one a KMS-wrapped key names)
+ * and that its audit chain verifies under the key: a restore puts back a state that opens.
  */
-export async function restoreSqlite(source: string, paths: StatePaths, key: MasterKey, o: { force: boolean; installation?: string }): Promise<BackupInfo> {
+export function openBackup(source: string, key: MasterKey, o: { installation?: string }): OpenBackup {
   const file = resolve(source);
   if (!existsSync(file)) throw new StoreError(`no backup at ${file}`);
-  let backup: Database.Database | undefined;
+  let db: Database.Database | undefined;
   let tables: Set<string>;
   try {
-    backup = new Database(file, { readonly: true, fileMustExist: true });
-    tables = new Set((backup.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
+    db = new Database(file, { readonly: true, fileMustExist: true });
+    tables = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
   } catch (e) {
-    backup?.close();
+    db?.close();
     throw new StoreError(`${file} is not a datagrant backup (${(e as Error).message}); nothing was changed`);
   }
+  const backup = db;
   try {
     const info = tables.has(BACKUP_TABLE)
       ? new Map((backup.prepare(`SELECT key, value FROM ${BACKUP_TABLE}`).all() as { key: string; value: string | Buffer }[]).map((r) => [r.key, r.value]))
       : undefined;
-    if (!info || info.get('format') !== FORMAT || !tables.has('meta') || !tables.has('credentials')) {
+    if (!info || info.get('format') !== FORMAT || !tables.has('meta') || !tables.has('credentials') || !tables.has('audit')) {
       throw new StoreError(`${file} is not a datagrant backup (written by \`datagrant state backup\`); nothing was changed`);
+    }
+    const store = info.get('store') ?? 'sqlite';
+    if (store !== 'sqlite' && store !== 'postgres') {
+      throw new StoreError(`the backup ${file} was taken from a ${String(store)} store, which this datagrant does not know; nothing was changed`);
     }
     const opensSample = () => {
       const r = backup.prepare('SELECT * FROM credentials LIMIT 1').get() as CredRow | undefined;
@@ -143,13 +174,49 @@ export async function restoreSqlite(source: string, paths: StatePaths, key: Mast
         `the backup ${file} is of installation ${installation}, but the KMS-wrapped key names installation ${o.installation}; nothing was changed`,
       );
     }
+    const entries = (backup.prepare('SELECT * FROM audit ORDER BY seq').all() as AuditRow[]).map(toAudit);
+    const head = tables.has('audit_head') ? (backup.prepare('SELECT seq, hash, mac FROM audit_head WHERE id = 1').get() as AuditHead | undefined) : undefined;
+    const chain = verifyChain(key, entries, head);
+    if (!chain.ok) {
+      throw new StoreError(
+        `the audit chain in the backup ${file} does not verify under the master key (entry ${chain.firstBad!.seq}: ${chain.firstBad!.reason}); nothing was changed`,
+      );
+    }
+    const scim = info.get('scim');
+    return {
+      db: backup,
+      scim: Buffer.isBuffer(scim) ? scim : undefined,
+      info: {
+        file,
+        takenAt: String(info.get('taken_at') ?? '(unknown)'),
+        installation: installation ?? '(none)',
+        credentials: (backup.prepare('SELECT count(*) AS n FROM credentials').get() as { n: number }).n,
+        scim: Buffer.isBuffer(scim),
+        store,
+      },
+      close: () => backup.close(),
+    };
+  } catch (e) {
+    backup.close();
+    throw e;
+  }
+}
+
+/**
+ * Puts the backup `source` (of either store) in place as the SQLite state of `paths`, after
+ * openBackup's checks. A state already there is replaced only with `force`, and never while a
+ * live process holds its lock. Returns what was restored.
+ */
+export async function restoreSqlite(source: string, paths: StatePaths, key: MasterKey, o: { force: boolean; installation?: string }): Promise<BackupInfo> {
+  const backup = openBackup(source, key, o);
+  try {
     refuseExisting(paths, o.force);
     mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
 
     const stateTmp = tmpBeside(paths.db);
     const scimTmp = tmpBeside(paths.scimDb);
     try {
-      await backup.backup(stateTmp);
+      await backup.db.backup(stateTmp);
       const copy = new Database(stateTmp);
       try {
         copy.exec(`DROP TABLE ${BACKUP_TABLE}`);
@@ -160,9 +227,8 @@ export async function restoreSqlite(source: string, paths: StatePaths, key: Mast
       }
       chmodSync(stateTmp, 0o600);
       fsyncFile(stateTmp);
-      const scim = info.get('scim');
-      if (Buffer.isBuffer(scim)) {
-        const image = new Database(scim);
+      if (backup.scim) {
+        const image = new Database(backup.scim);
         try {
           await image.backup(scimTmp);
         } finally {
@@ -174,19 +240,13 @@ export async function restoreSqlite(source: string, paths: StatePaths, key: Mast
       // A WAL left by the state being replaced would be replayed over the restored file.
       for (const db of [paths.db, paths.scimDb]) for (const suffix of ['-wal', '-shm']) rmSync(`${db}${suffix}`, { force: true });
       renameSync(stateTmp, paths.db);
-      if (Buffer.isBuffer(scim)) renameSync(scimTmp, paths.scimDb);
+      if (backup.scim) renameSync(scimTmp, paths.scimDb);
       else rmSync(paths.scimDb, { force: true });
     } finally {
       rmSync(stateTmp, { force: true });
       rmSync(scimTmp, { force: true });
     }
-    return {
-      file,
-      takenAt: String(info.get('taken_at') ?? '(unknown)'),
-      installation: meta(backup, INSTALLATION) ?? '(none)',
-      credentials: (backup.prepare('SELECT count(*) AS n FROM credentials').get() as { n: number }).n,
-      scim: Buffer.isBuffer(info.get('scim')),
-    };
+    return backup.info;
   } finally {
     backup.close();
   }

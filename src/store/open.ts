@@ -1,5 +1,19 @@
 // Where the state lives and where the master key comes from.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { StoreError } from '../core/errors.js';
 import { MasterKey } from './crypto.js';
@@ -55,6 +69,24 @@ export function writeKeyFile(file: string, text: string): void {
   writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
   syncPath(tmp);
   renameSync(tmp, file);
+  syncPath(dirname(file));
+}
+
+/**
+ * Removes a plaintext key file for good, as far as a file system allows: its bytes are overwritten
+ * in place and flushed before it is unlinked (a copy-on-write file system or an SSD may still keep
+ * the old blocks; the key's backups are the operator's). `overwritten` runs in between (kill tests).
+ */
+export function eraseKeyFile(file: string, overwritten?: () => void): void {
+  const fd = openSync(file, 'r+');
+  try {
+    writeSync(fd, randomBytes(Math.max(64, fstatSync(fd).size)), 0, undefined, 0);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  overwritten?.();
+  rmSync(file);
   syncPath(dirname(file));
 }
 

@@ -33,6 +33,8 @@ import {
   type RequestRow,
   type ReviewRow,
   type SessionRow,
+  toAudit,
+  type AuditRow,
 } from './rows.js';
 import type { AccessRequest, NewRequest, RequestState, RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewSummary } from '../model/review.js';
@@ -60,10 +62,10 @@ export interface PgStoreOptions {
 
 const LOCK_NAME = 'state';
 /** First half of every advisory lock key datagrant takes ("dg"); the second half names the lock. */
-const LOCK_SPACE = 0x6467;
+export const LOCK_SPACE = 0x6467;
 /** Per-address locks for saveCredential live in their own space, so they never meet the named locks. */
 const CREDENTIAL_LOCK_SPACE = 0x6468;
-const TABLES = [
+export const TABLES = [
   'credentials',
   'applied',
   'journal',
@@ -82,7 +84,7 @@ const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A stable non-negative int4 for an advisory lock key (non-negative so it reads back as the same oid in pg_locks). */
-function lockKey(text: string): number {
+export function lockKey(text: string): number {
   return createHash('sha256').update(text).digest().readUInt32BE(0) & 0x7fffffff;
 }
 
@@ -247,7 +249,7 @@ export async function openPgStore(url: string, key: MasterKey, opts: PgStoreOpti
   return store;
 }
 
-async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
+export async function createSchema(pool: pg.Pool, schema: string): Promise<void> {
   const present = async (c: pg.PoolClient) =>
     Number(
       (await c.query<{ n: string }>('SELECT count(*) AS n FROM pg_tables WHERE schemaname = $1 AND tablename = ANY($2::text[])', [schema, [...TABLES]])).rows[0]
@@ -296,33 +298,6 @@ function toJournal(r: JournalRow): JournalEntry {
     outcome: r.outcome,
     detail: r.detail ?? null,
     afterHash: r.after_hash ?? null,
-  };
-}
-
-interface AuditRow {
-  seq: string;
-  at: string;
-  actor: string;
-  event: string;
-  address: string | null;
-  outcome: string;
-  detail: string | null;
-  prev_hash: string;
-  hash: string;
-}
-
-function toAudit(r: AuditRow): AuditEntry {
-  return {
-    // BIGINT comes back as a string; the MAC covers the number.
-    seq: Number(r.seq),
-    at: r.at,
-    actor: r.actor,
-    event: r.event,
-    address: r.address ?? null,
-    outcome: r.outcome,
-    detail: r.detail ?? null,
-    prevHash: r.prev_hash,
-    hash: r.hash,
   };
 }
 

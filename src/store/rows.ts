@@ -4,7 +4,7 @@ import type { Level } from '../core/types.js';
 import type { AccessReportRow } from '../model/access.js';
 import { TRANSITION_FROM, type AccessRequest, type RequestState, type RequestTransition } from '../model/request.js';
 import type { Review, ReviewDecision, ReviewManifest, ReviewVerdict } from '../model/review.js';
-import type { CredentialRow, SessionRecord } from './store.js';
+import type { AuditEntry, CredentialRow, SessionRecord } from './store.js';
 
 export interface CredRow {
   address: string;
@@ -198,4 +198,32 @@ export function transitionRefusal(
     return new RequestError('conflict', `request #${id} ended at ${r.ends_at}; there is nothing left to cancel`);
   }
   return undefined;
+}
+
+/** An audit row as either database returns it (PostgreSQL gives BIGINT as a string). */
+export interface AuditRow {
+  seq: number | string;
+  at: string;
+  actor: string;
+  event: string;
+  address: string | null;
+  outcome: string;
+  detail: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export function toAudit(r: AuditRow): AuditEntry {
+  return {
+    // BIGINT comes back as a string; the MAC covers the number.
+    seq: Number(r.seq),
+    at: r.at,
+    actor: r.actor,
+    event: r.event,
+    address: r.address ?? null,
+    outcome: r.outcome,
+    detail: r.detail ?? null,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
 }

@@ -167,6 +167,18 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 `;
 
+/**
+ * The state's tables, as this version has them (older files gain the newer columns). A backup of
+ * the PostgreSQL store is written into these same tables, so either store restores either's.
+ */
+export function createStateTables(db: Database.Database): void {
+  db.exec(SCHEMA);
+  const journalColumns = (db.pragma('table_info(journal)') as { name: string }[]).map((c) => c.name);
+  if (!journalColumns.includes('after_hash')) db.exec('ALTER TABLE journal ADD COLUMN after_hash TEXT');
+  const decisionColumns = (db.pragma('table_info(review_decisions)') as { name: string }[]).map((c) => c.name);
+  if (!decisionColumns.includes('actor')) db.exec("ALTER TABLE review_decisions ADD COLUMN actor TEXT NOT NULL DEFAULT ''");
+}
+
 /** Whether a process of this host is alive (a lock's holder, say). */
 export function pidAlive(pid: number): boolean {
   try {
@@ -219,11 +231,7 @@ export class SqliteStore implements StateStore, KeyRotationPort {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('busy_timeout = 5000');
-      this.db.exec(SCHEMA);
-      const journalColumns = (this.db.pragma('table_info(journal)') as { name: string }[]).map((c) => c.name);
-      if (!journalColumns.includes('after_hash')) this.db.exec('ALTER TABLE journal ADD COLUMN after_hash TEXT');
-      const decisionColumns = (this.db.pragma('table_info(review_decisions)') as { name: string }[]).map((c) => c.name);
-      if (!decisionColumns.includes('actor')) this.db.exec("ALTER TABLE review_decisions ADD COLUMN actor TEXT NOT NULL DEFAULT ''");
+      createStateTables(this.db);
     } catch (e) {
       throw new StoreError(
         `cannot open the state store ${file}: ${(e as Error).message}. Restore it from a backup, or check its permissions; datagrant will not start afresh over it.`,

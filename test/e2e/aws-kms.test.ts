@@ -8,9 +8,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CreateAccessKeyCommand, CreateUserCommand, PutUserPolicyCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { CreateKeyCommand, DecryptCommand, KMSClient } from '@aws-sdk/client-kms';
+import Database from 'better-sqlite3';
 import { afterEach, expect, test } from 'vitest';
 import { workspace, type Workspace } from '../support/cli.js';
 import type { Moto } from '../support/moto.js';
+import { MasterKey } from '../../src/store/crypto.js';
+import { credentialAad, type CredRow } from '../../src/store/rows.js';
 import { apply, canRead, expectNoChanges, issuedKey, keysOf, motoPerFile, s3For } from './aws-support.js';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -234,5 +237,108 @@ test.each(['resealed:1', 'switched'])('rekey of a KMS-wrapped key killed after %
   const after = await issuedKey(ws, 'trainer');
   expect(after.secretAccessKey).toBe(before.secretAccessKey);
   await canRead(s3For(moto, after), 'ai-model-data', 'training/a.txt');
+  expect((await ws.run('audit', 'verify')).code).toBe(0);
+});
+
+/** For each stored row, which of the keys (plaintext MasterKey texts) open it. */
+function openers(ws: Workspace, keys: Record<string, MasterKey>): { row: string; by: string[] }[] {
+  const db = new Database(join(ws.dir, '.datagrant/state.db'), { readonly: true });
+  try {
+    return (db.prepare('SELECT * FROM credentials ORDER BY address, credential_id').all() as CredRow[]).map((r) => ({
+      row: r.address,
+      by: Object.entries(keys)
+        .filter(([, k]) => {
+          try {
+            k.open({ nonce: r.nonce, ciphertext: r.ciphertext, tag: r.tag }, credentialAad(r.address, r.credential_id));
+            return true;
+          } catch {
+            return false;
+          }
+        })
+        .map(([name]) => name),
+    }));
+  } finally {
+    db.close();
+  }
+}
+
+/** The plaintext of a KMS-wrapped key file, as KMS gives it back. */
+async function unwrapped(file: string): Promise<MasterKey> {
+  const f = JSON.parse(readFileSync(file, 'utf8')) as Wrapped;
+  const r = await kms().send(
+    new DecryptCommand({
+      KeyId: f.kms.keyId,
+      CiphertextBlob: Buffer.from(f.kms.ciphertext, 'base64'),
+      EncryptionContext: { purpose: 'datagrant-master-key', installation: f.kms.installation },
+    }),
+  );
+  return new MasterKey(Buffer.from(r.Plaintext!));
+}
+
+const MOVE_STEPS = ['key-written', 'begun', 'resealed:1', 'resealed', 'switched', 'renamed', 'overwritten'];
+
+test.each(MOVE_STEPS)('rekey --kms-key from master.key killed after %s: one key per secret, a rerun finishes, no plaintext key is left', async (step) => {
+  const arn = await newKmsKey();
+  const ws = kmsWorkspace();
+  expect((await ws.run('init')).code).toBe(0);
+  await apply(ws);
+  const before = await issuedKey(ws, 'trainer');
+  const plainFile = join(ws.dir, '.datagrant/master.key');
+  const oldText = readFileSync(plainFile, 'utf8').trim();
+  const old = MasterKey.parse(oldText);
+
+  const killed = await new Promise<NodeJS.Signals | null>((done) => {
+    const child = spawn(process.execPath, [join(root, 'bin/datagrant.js'), 'rekey', '--kms-key', arn], {
+      cwd: ws.dir,
+      env: { ...process.env, ...ws.env, DATAGRANT_TEST_CRASH_AT: step },
+      stdio: 'ignore',
+    });
+    child.on('exit', (_code, signal) => done(signal));
+  });
+  expect(killed).toBe('SIGKILL');
+  const newFile = existsSync(`${kmsFile(ws)}.new`) ? `${kmsFile(ws)}.new` : kmsFile(ws);
+  const fresh = await unwrapped(newFile);
+  const found = openers(ws, { old, fresh });
+  expect(found).toHaveLength(2);
+  for (const o of found) expect(o.by, o.row).toHaveLength(1);
+  const switched = MOVE_STEPS.indexOf(step) >= MOVE_STEPS.indexOf('switched');
+  if (switched) for (const o of found) expect(o.by).toEqual(['fresh']);
+  // The plaintext key stays until the state is under the KMS-wrapped one, and that file is in place.
+  expect(existsSync(plainFile)).toBe(true);
+  expect(existsSync(kmsFile(ws))).toBe(['renamed', 'overwritten'].includes(step));
+  if (step === 'overwritten') expect(readFileSync(plainFile).includes(Buffer.from(oldText))).toBe(false);
+
+  const again = await ws.run('rekey', '--kms-key', arn);
+  expect(again.code, again.stderr).toBe(0);
+  expect(again.stdout).toMatch(/master\.key\.kms now holds the new master key, wrapped by KMS; .*master\.key was overwritten and removed/);
+  expect(readdirSync(join(ws.dir, '.datagrant')).filter((f) => f.startsWith('master.key'))).toEqual(['master.key.kms']);
+  expect(openers(ws, { old, fresh }).map((o) => o.by)).toEqual([['fresh'], ['fresh']]);
+  const after = await issuedKey(ws, 'trainer');
+  expect([after.accessKeyId, after.secretAccessKey]).toEqual([before.accessKeyId, before.secretAccessKey]);
+  await canRead(s3For(moto, after), 'ai-model-data', 'training/a.txt');
+  const verify = await ws.run('audit', 'verify');
+  expect(verify.code, verify.stderr).toBe(0);
+  expect(verify.stdout).toMatch(/The master key changed at entry \d+/);
+  // The old plaintext key opens nothing any more.
+  ws.env.DATAGRANT_MASTER_KEY = oldText;
+  expect((await ws.run('credentials', 'list')).stderr).toMatch(/wrong master key/);
+});
+
+test('rekey --kms-key from DATAGRANT_MASTER_KEY: the operator is told to switch to the wrapped key', async () => {
+  const arn = await newKmsKey();
+  const old = MasterKey.generate();
+  const ws = kmsWorkspace();
+  ws.env.DATAGRANT_MASTER_KEY = old;
+  expect((await ws.run('init')).code).toBe(0);
+  await apply(ws);
+  const before = await issuedKey(ws, 'alice');
+  const r = await ws.run('rekey', '--kms-key', arn);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/Set DATAGRANT_MASTER_KEY_KMS to that file's content wherever datagrant runs, remove DATAGRANT_MASTER_KEY/);
+  expect((await ws.run('credentials', 'list')).stderr).toMatch(/wrong master key/);
+  delete ws.env.DATAGRANT_MASTER_KEY;
+  ws.env.DATAGRANT_MASTER_KEY_KMS = readFileSync(`${kmsFile(ws)}.new`, 'utf8');
+  expect((await issuedKey(ws, 'alice')).secretAccessKey).toBe(before.secretAccessKey);
+  await expectNoChanges(ws);
   expect((await ws.run('audit', 'verify')).code).toBe(0);
 });

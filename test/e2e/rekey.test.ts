@@ -191,4 +191,36 @@ describe('rekey', () => {
     expect(r.stderr).toMatch(/an unfinished master key rotation moves this state to another key .* than the one given/);
     for (const o of openers(ws, { old: s.old, fresh: readFileSync(newKeyFile(ws), 'utf8') })) expect(o.by).toHaveLength(1);
   });
+  test('--kms-key from master.key with KMS unreachable: refused before the state or the key file changes', async () => {
+    const s = await seeded();
+    ws = s.w;
+    const before = rows(s.old);
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+      AWS_ACCESS_KEY_ID: 'AKIATEST',
+      AWS_SECRET_ACCESS_KEY: 'test',
+      AWS_REGION: 'us-east-1',
+    });
+    let r;
+    try {
+      r = await ws.run('rekey', '--kms-key', 'arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000');
+    } finally {
+      for (const k of ['AWS_ENDPOINT_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION']) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+    }
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot make a master key with KMS key arn:aws:kms:us-east-1:111122223333:key\/\S+: .*nothing was read or changed/);
+    expect(readFileSync(keyFile(ws), 'utf8')).toBe(s.old);
+    expect(existsSync(join(ws.dir, '.datagrant/master.key.kms.new'))).toBe(false);
+    expect(rows(s.old)).toEqual(before);
+    const list = await ws.run('credentials', 'list');
+    expect(list.code, list.stderr).toBe(0);
+
+    const both = await ws.run('rekey', '--kms-key', 'arn:aws:kms:us-east-1:111122223333:key/x', '--new-key-file', 'k');
+    expect(both.code).toBe(1);
+    expect(both.stderr).toMatch(/--new-key-file is for a plaintext master key; --kms-key makes the new one a data key from KMS/);
+  });
 });

@@ -7,6 +7,9 @@
 // 3. master.key.new is renamed over master.key (atomic). With DATAGRANT_MASTER_KEY the operator
 //    changes the variable instead, as told. A KMS-wrapped key is replaced by a new data key from
 //    KMS the same way (master.key.kms.new, then master.key.kms; or DATAGRANT_MASTER_KEY_KMS).
+//    A plain key moves into KMS (`--kms-key ARN`) the same way too: master.key.kms.new, renamed
+//    to master.key.kms once the state is under it, and only then is master.key overwritten and
+//    removed (a kill in between leaves both files, and a rerun finishes from there).
 // A rerun finds where a crash stopped from which key the state accepts: the old one (with or
 // without a rotation begun) or already the new one.
 import { existsSync, readFileSync, renameSync } from 'node:fs';
@@ -15,7 +18,7 @@ import { StoreError, UsageError } from '../../core/errors.js';
 import { MasterKey } from '../../store/crypto.js';
 import { generateWrappedKey, parseKmsKeyFile, unwrapKey } from '../../store/kms.js';
 import { WrongKeyError } from '../../store/meta.js';
-import { masterKeyFor, openStore, readKeyFile, writeKeyFile, type StatePaths } from '../../store/open.js';
+import { eraseKeyFile, masterKeyFor, openStore, readKeyFile, writeKeyFile, type StatePaths } from '../../store/open.js';
 import { rotationElsewhere } from '../../store/rotation.js';
 import { actorOf, pathsFor, type CommonOptions } from '../../app/context.js';
 import type { Io } from '../../app/io.js';
@@ -44,7 +47,7 @@ interface Keys {
   /** Makes the new key and writes newFile (whole, 0600) before the state depends on it. */
   makeNext(installation: string): Promise<MasterKey>;
   /** The state is under the new key: make it the configured one, or say how. */
-  finish(): string;
+  finish(crash: (step: string) => void): string;
 }
 
 async function keysFor(io: Io, paths: StatePaths, opts: RekeyOptions): Promise<Keys> {
@@ -71,7 +74,29 @@ async function keysFor(io: Io, paths: StatePaths, opts: RekeyOptions): Promise<K
       },
     };
   }
-  if (opts.kmsKey) throw new UsageError('--kms-key is for a state whose master key KMS already wraps (init --kms-key)');
+  const kmsNewFile = `${paths.kmsKeyFile}.new`;
+  // A move into KMS that a kill interrupted goes on with the file it left, --kms-key or not.
+  if (opts.kmsKey || existsSync(kmsNewFile)) {
+    if (opts.newKeyFile) throw new UsageError('--new-key-file is for a plaintext master key; --kms-key makes the new one a data key from KMS');
+    return {
+      current,
+      newFile: kmsNewFile,
+      readNext: async () => (existsSync(kmsNewFile) ? unwrapKey(parseKmsKeyFile(readFileSync(kmsNewFile, 'utf8'), kmsNewFile), kmsNewFile, io.env) : undefined),
+      makeNext: async (installation) => {
+        const { key, file } = await generateWrappedKey(opts.kmsKey!, installation, io.env);
+        writeKeyFile(kmsNewFile, `${JSON.stringify(file, null, 2)}\n`);
+        return key;
+      },
+      finish: (crash) => {
+        if (source.kind === 'env') {
+          return `The state is now under the KMS-wrapped key in ${kmsNewFile}. Set DATAGRANT_MASTER_KEY_KMS to that file's content wherever datagrant runs, remove DATAGRANT_MASTER_KEY there and from wherever it is kept (then delete ${kmsNewFile}); the old key no longer opens the state.\n${after}`;
+        }
+        renameSync(kmsNewFile, paths.kmsKeyFile);
+        crash('renamed');
+        return intoKms(paths, crash, after);
+      },
+    };
+  }
   const defaultNewFile = `${paths.keyFile}.new`;
   const newFile = opts.newKeyFile ? resolve(io.cwd, opts.newKeyFile) : defaultNewFile;
   return {
@@ -95,8 +120,40 @@ async function keysFor(io: Io, paths: StatePaths, opts: RekeyOptions): Promise<K
   };
 }
 
+/** After a move into KMS: the plaintext key file goes, once master.key.kms is the state's key. */
+function intoKms(paths: StatePaths, crash: (step: string) => void, after: string): string {
+  eraseKeyFile(paths.keyFile, () => crash('overwritten'));
+  return (
+    `${paths.kmsKeyFile} now holds the new master key, wrapped by KMS; ${paths.keyFile} was overwritten and removed, and no plaintext key is left in ${paths.dir}. ` +
+    `The old key no longer opens the state.\n${after}`
+  );
+}
+
+/**
+ * A move into KMS killed after master.key.kms took its place but before master.key was removed
+ * leaves both files (every other command refuses that as ambiguous): when the state opens under
+ * the KMS-wrapped key, the rerun removes the plaintext one. Undefined when that is not the case.
+ */
+async function finishMoveIntoKms(io: Io, paths: StatePaths, opts: RekeyOptions): Promise<string | undefined> {
+  const env = io.env;
+  if (!opts.kmsKey || env.DATAGRANT_MASTER_KEY || env.DATAGRANT_MASTER_KEY_KMS || !existsSync(paths.keyFile) || !existsSync(paths.kmsKeyFile)) return undefined;
+  const key = await unwrapKey(parseKmsKeyFile(readFileSync(paths.kmsKeyFile, 'utf8'), paths.kmsKeyFile), paths.kmsKeyFile, env);
+  try {
+    await (await openStore(paths, env, { key })).close();
+  } catch (e) {
+    if (e instanceof WrongKeyError) return undefined;
+    throw e;
+  }
+  return intoKms(paths, (step) => crashPoint(io, step), 'Backups taken before the move still need the old key; plans saved before it are refused.\n');
+}
+
 export async function rekeyCommand(io: Io, opts: RekeyOptions): Promise<number> {
   const paths = pathsFor(io, opts);
+  const finished = await finishMoveIntoKms(io, paths, opts);
+  if (finished) {
+    io.stdout(finished);
+    return 0;
+  }
   const keys = await keysFor(io, paths, opts);
   let next = await keys.readNext();
 
@@ -113,7 +170,7 @@ export async function rekeyCommand(io: Io, opts: RekeyOptions): Promise<number> 
     if (!(e instanceof WrongKeyError) || !next) throw e;
     // The state already moved to the new key: only the key files are left to do.
     await (await openStore(paths, io.env, { key: next })).close();
-    io.stdout(keys.finish());
+    io.stdout(keys.finish((step) => crashPoint(io, step)));
     return 0;
   }
   let moved = 0;
@@ -140,6 +197,6 @@ export async function rekeyCommand(io: Io, opts: RekeyOptions): Promise<number> 
     await store.close();
   }
   io.stdout(`Sealed ${moved} credential${moved === 1 ? '' : 's'} under the new master key; the audit chain records the change.\n`);
-  io.stdout(keys.finish());
+  io.stdout(keys.finish((step) => crashPoint(io, step)));
   return 0;
 }
