@@ -20,11 +20,18 @@ export type HolderKind =
   | 'aws-anyone'
   | 'pg-role'
   /** PostgreSQL's PUBLIC: every role, present and future. */
-  | 'pg-public';
+  | 'pg-public'
+  /** A MariaDB account, `'name'@'host'`. */
+  | 'mysql-account'
+  | 'mysql-role'
+  /** An anonymous MariaDB account (`''@'%'`): anyone who logs in from its host under a name without an account of its own. */
+  | 'mysql-anonymous'
+  /** MariaDB's PUBLIC (10.11): every account, present and future. */
+  | 'mysql-public';
 
 /** Who holds access. */
 export interface AccessHolder {
-  /** Stable identity: an IAM ARN, `*`, a PostgreSQL role name, `PUBLIC`. */
+  /** Stable identity: an IAM ARN, `*`, a PostgreSQL role name, `PUBLIC`, a MariaDB account `'bob'@'%'` or role name. */
   id: string;
   kind: HolderKind;
   /** For display: `bob`, `role/etl`, `PUBLIC`. */
