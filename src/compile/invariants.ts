@@ -135,6 +135,8 @@ const KIND_WORDS: Record<HolderKind, string> = {
   'mysql-role': 'MariaDB role',
   'mysql-anonymous': 'anonymous MariaDB account',
   'mysql-public': 'PUBLIC',
+  'rgw-user': 'RGW user',
+  'rgw-authenticated': 'every RGW user',
 };
 
 /** A holder that is no spec principal: it has no type, no fields, and is in no group. */

@@ -27,7 +27,11 @@ export type HolderKind =
   /** An anonymous MariaDB account (`''@'%'`): anyone who logs in from its host under a name without an account of its own. */
   | 'mysql-anonymous'
   /** MariaDB's PUBLIC (10.11): every account, present and future. */
-  | 'mysql-public';
+  | 'mysql-public'
+  /** A Ceph RGW user (`uid`), or one of its subusers (`uid:sub`). */
+  | 'rgw-user'
+  /** RGW's AuthenticatedUsers group in an ACL: every user of the gateway. */
+  | 'rgw-authenticated';
 
 /** Who holds access. */
 export interface AccessHolder {
