@@ -131,6 +131,12 @@ const KIND_WORDS: Record<HolderKind, string> = {
   'aws-anyone': 'anyone',
   'pg-role': 'PostgreSQL role',
   'pg-public': 'PUBLIC',
+  'mysql-account': 'MariaDB account',
+  'mysql-role': 'MariaDB role',
+  'mysql-anonymous': 'anonymous MariaDB account',
+  'mysql-public': 'PUBLIC',
+  'rgw-user': 'RGW user',
+  'rgw-authenticated': 'every RGW user',
 };
 
 /** A holder that is no spec principal: it has no type, no fields, and is in no group. */
@@ -138,6 +144,7 @@ function otherHolder(h: AccessHolder, spec: Spec): FactHolder {
   const id = `${h.kind}:${h.id}`;
   if (h.kind === 'aws-anyone') return { id, label: 'anyone (Principal "*")', short: 'anyone', groups: [] };
   if (h.kind === 'pg-public') return { id, label: 'PUBLIC (every PostgreSQL role, present and future)', short: 'PUBLIC', groups: [] };
+  if (h.kind === 'mysql-public') return { id, label: 'PUBLIC (every MariaDB account, present and future)', short: 'PUBLIC', groups: [] };
   // A spec group's own PostgreSQL role holds its grants for its members.
   if (h.managed && h.kind === 'pg-role' && Object.prototype.hasOwnProperty.call(spec.groups, h.name)) {
     return { id, label: `the role of group ${h.name}`, short: h.name, groups: [h.name] };

@@ -20,11 +20,22 @@ export type HolderKind =
   | 'aws-anyone'
   | 'pg-role'
   /** PostgreSQL's PUBLIC: every role, present and future. */
-  | 'pg-public';
+  | 'pg-public'
+  /** A MariaDB account, `'name'@'host'`. */
+  | 'mysql-account'
+  | 'mysql-role'
+  /** An anonymous MariaDB account (`''@'%'`): anyone who logs in from its host under a name without an account of its own. */
+  | 'mysql-anonymous'
+  /** MariaDB's PUBLIC (10.11): every account, present and future. */
+  | 'mysql-public'
+  /** A Ceph RGW user (`uid`), or one of its subusers (`uid:sub`). */
+  | 'rgw-user'
+  /** RGW's AuthenticatedUsers group in an ACL: every user of the gateway. */
+  | 'rgw-authenticated';
 
 /** Who holds access. */
 export interface AccessHolder {
-  /** Stable identity: an IAM ARN, `*`, a PostgreSQL role name, `PUBLIC`. */
+  /** Stable identity: an IAM ARN, `*`, a PostgreSQL role name, `PUBLIC`, a MariaDB account `'bob'@'%'` or role name. */
   id: string;
   kind: HolderKind;
   /** For display: `bob`, `role/etl`, `PUBLIC`. */

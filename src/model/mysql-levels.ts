@@ -44,3 +44,14 @@ export const mysqlLevelsUpTo = (level: Level): Level[] => ORDER.slice(0, ORDER.i
 export function mysqlLevelOf(privilege: string): Level {
   return ORDER.find((l) => (mysqlLevelIncrement(l) as string[]).includes(privilege)) ?? 'admin';
 }
+
+/**
+ * The access a privilege held on a dataset gives (effective access, issue 13): the level whose
+ * increment holds it, and admin for GRANT OPTION (its holder hands the dataset's privileges to
+ * others). Any other (EXECUTE, LOCK TABLES, …) reaches none of the dataset's rows or tables by
+ * itself: undefined, unlike `mysqlLevelOf`, which attributes it to admin so that apply revokes it.
+ */
+export function mysqlAccessLevel(privilege: string): Level | undefined {
+  if (privilege === 'GRANT OPTION') return 'admin';
+  return ORDER.find((l) => (mysqlLevelIncrement(l) as string[]).includes(privilege));
+}

@@ -123,7 +123,9 @@ function attribute(
     }
     // A managed group's own rows repeat what its members' rows say (each member's row names the
     // group); a managed role no principal is served by any longer still holds access: shown.
-    if (h.managed && (h.kind === 'pg-role' ? Object.hasOwn(spec.groups, h.name) : false)) continue;
+    // MariaDB: a principal's own role too, which its account's rows name as its default role.
+    if (h.managed && h.kind === 'pg-role' && Object.hasOwn(spec.groups, h.name)) continue;
+    if (h.managed && h.kind === 'mysql-role' && (Object.hasOwn(spec.groups, h.name) || Object.hasOwn(spec.principals, h.name))) continue;
     out.push({ who: `h:${h.id}`, row });
   }
   return out;

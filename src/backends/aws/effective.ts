@@ -72,6 +72,10 @@ export interface EffectiveInput {
   /** Each read bucket's policy: its text, or null when it has none. A bucket absent here could not be read. */
   bucketPolicies: ReadonlyMap<string, string | null>;
   now: Date;
+  /** What this kind of reading never sees (default UNSEEN: AWS's); the RGW reader names its own. */
+  unseen?: readonly string[];
+  /** Which inline policies of a managed user are datagrant's grants (default: dg-direct-grants). */
+  ownInline?: (policy: string) => boolean;
 }
 
 export interface EffectiveAccess {
@@ -596,7 +600,8 @@ function escalationPaths(
 
 export function effectiveAccess(input: EffectiveInput): EffectiveAccess {
   const { backend, account, partition, details, owned, datasets, now } = input;
-  const limits: string[] = [...UNSEEN];
+  const limits: string[] = [...(input.unseen ?? UNSEEN)];
+  const ownInline = input.ownInline ?? ((p: string) => p === DIRECT_GRANTS_POLICY);
   const failures: string[] = [];
   const objects = new DatasetIndex(datasets.map((d) => `arn:${partition}:s3:::${d.bucket}/${d.prefix ?? ''}`));
   const buckets = new DatasetIndex(datasets.map((d) => `arn:${partition}:s3:::${d.bucket}`));
@@ -691,7 +696,7 @@ export function effectiveAccess(input: EffectiveInput): EffectiveAccess {
       h,
       u.UserPolicyList,
       (p) => `inline policy ${p} of user ${name}`,
-      (p) => mine && p === DIRECT_GRANTS_POLICY,
+      (p) => mine && ownInline(p),
     );
     attached(
       h,

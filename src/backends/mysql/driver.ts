@@ -4,13 +4,16 @@
 //
 //  connection.ts  the pool, deadlines, messages     errors.ts     mysql2 errors → BackendError
 //  read.ts        what is owned, in one message      catalog.ts    grant-table rows → resources (pure)
+//  access.ts      effective access, in one message   effective.ts  grant-table rows → who reaches what (pure)
 //  ownership.ts   the marker, checked per change     disconnect.ts ending the sessions of revoked accounts
 //  roles.ts, accounts.ts, memberships.ts, grants.ts, pattern-grants.ts, passwords.ts: one resource kind each
 import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../backend.js';
+import type { AccessQuery, AccessReading } from '../../model/access.js';
 import { DEFAULT_DEADLINES, type Deadlines } from '../deadline.js';
 import { BackendError } from '../../core/errors.js';
 import type { ActualState, Change } from '../../core/types.js';
 import { mysqlChange, type MysqlChangeOf, type MysqlKind } from '../../model/mysql.js';
+import { readAccess } from './access.js';
 import { executeAccount } from './accounts.js';
 import { Connections } from './connection.js';
 import type { MysqlContext, MysqlHandlers } from './context.js';
@@ -98,6 +101,14 @@ export class MysqlBackend implements Backend {
       return await dispatch(mysqlHandlers, this.#ctx, mysqlChange(change));
     } catch (e) {
       throw this.#ctx.conn.error(e, change.address);
+    }
+  }
+
+  async readAccess(query: AccessQuery): Promise<AccessReading> {
+    try {
+      return await readAccess(this.#ctx, query);
+    } catch (e) {
+      throw this.#ctx.conn.error(e);
     }
   }
 

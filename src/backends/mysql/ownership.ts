@@ -55,6 +55,10 @@ export class Ownership {
     return this.#opts.scope;
   }
 
+  get installation(): string | undefined {
+    return this.#opts.installation;
+  }
+
   /** The marker this driver writes (credential fields are added by the password handler). */
   marker(extra: Marker = {}): Marker {
     return {

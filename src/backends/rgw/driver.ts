@@ -3,6 +3,7 @@
 //  connection.ts    the admin ops API (signed like S3) and the IAM API, deadlines, request
 //                   counting, one queue per user; errors.ts turns what goes wrong into a BackendError
 //  read.ts          the read, mapped into resources by state.ts (pure)
+//  access.ts        effective access (every user, the datasets' buckets), by effective.ts (pure)
 //  ownership.ts     the boundary (uid prefix and datagrant's mark), re-checked for every change
 //  user-changes.ts  Ceph bug 48761: every change to a user deletes its policies; put them back
 //  kinds/           one handler per resource kind, in the table below
@@ -11,8 +12,10 @@
 // first (src/model/rgw.ts), so an unknown kind or a malformed attribute is refused before any
 // request, and every handler works on attributes of its own kind's type.
 import type { Backend, BackendStats, ExecuteResult, ReadOptions } from '../backend.js';
+import type { AccessQuery, AccessReading } from '../../model/access.js';
 import type { ActualState, Change } from '../../core/types.js';
 import { asRgwChange, type RgwChangeOf, type RgwKind } from '../../model/rgw.js';
+import { readAccess } from './access.js';
 import { RgwConnection, type RgwBackendOptions } from './connection.js';
 import type { HandlerTable } from './kinds/handler.js';
 import { inlinePolicies } from './kinds/inline-policies.js';
@@ -60,6 +63,14 @@ export class RgwBackend implements Backend {
       const { state, ownership } = await readActual(this.#rgw, opts);
       this.#ownership = ownership;
       return state;
+    } catch (e) {
+      throw this.#rgw.error(e);
+    }
+  }
+
+  async readAccess(query: AccessQuery): Promise<AccessReading> {
+    try {
+      return await readAccess(this.#rgw, query, new Date());
     } catch (e) {
       throw this.#rgw.error(e);
     }

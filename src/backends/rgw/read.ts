@@ -37,10 +37,17 @@ export async function listUids(rgw: RgwConnection): Promise<string[]> {
 
 /** A user of `principal` as the gateway holds it now, its policies included; undefined when there is none. */
 export async function fetchUser(rgw: RgwConnection, principal: string): Promise<UserRecord | undefined> {
-  const uid = rgw.uid(principal);
+  return (await fetchUserByUid(rgw, rgw.uid(principal)))?.record;
+}
+
+/** Any user, by uid, with the answer's text (subusers are in it); undefined when there is none. */
+export async function fetchUserByUid(rgw: RgwConnection, uid: string): Promise<{ record: UserRecord; body: string } | undefined> {
   const body = await unlessGone(() => rgw.admin('GET', '/admin/metadata/user', { key: uid }, `reading user ${uid}`));
   if (body === undefined) return undefined;
-  const record = parseUserMetadata(body);
+  return { record: await withPolicies(rgw, uid, parseUserMetadata(body)), body };
+}
+
+async function withPolicies(rgw: RgwConnection, uid: string, record: UserRecord): Promise<UserRecord> {
   if (record.policies !== undefined) return record;
   const names = (await unlessGone(() => rgw.iam.send(new ListUserPoliciesCommand({ UserName: uid }))))?.PolicyNames ?? [];
   const policies: Record<string, string> = {};
