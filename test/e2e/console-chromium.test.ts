@@ -230,6 +230,17 @@ test('alice asks in the browser, bob approves, her key reads the dataset until t
   await look(dark, '12-overview-dark');
   await dark.goto(`${rig.base}/ui/requests`);
   await look(dark, '13-requests-dark');
+  // The theme switch: dark on a light system, kept across pages in this browser.
+  await alice.goto(`${rig.base}/ui/requests`);
+  await alice.getByRole('button', { name: 'Theme: auto' }).click();
+  expect(await alice.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+  await alice.goto(`${rig.base}/ui`);
+  expect(await alice.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+  expect(await alice.evaluate(() => getComputedStyle(document.documentElement).backgroundColor)).toBe('rgb(17, 20, 24)');
+  await look(alice, '13b-overview-dark-by-switch');
+  await alice.getByRole('button', { name: 'Theme: dark' }).click();
+  await alice.getByRole('button', { name: 'Theme: light' }).click();
+  expect(await alice.evaluate(() => document.documentElement.dataset.theme)).toBeUndefined();
   const phone = await signIn('alice', { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   for (const [path, name] of [
     ['/ui', '14-overview-phone'],
