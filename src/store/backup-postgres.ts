@@ -11,7 +11,7 @@ import pg from 'pg';
 import { StoreError } from '../core/errors.js';
 import { redactUrl } from '../core/url.js';
 import { verifyChain } from './audit-chain.js';
-import { BACKUP_TABLE, backupTarget, FORMAT, fsyncFile, openBackup, tmpBeside, type BackupInfo } from './backup.js';
+import { BACKUP_TABLE, backupTarget, FORMAT, fsyncFile, openBackup, sealBackup, tmpBeside, type BackupInfo } from './backup.js';
 import type { MasterKey } from './crypto.js';
 import { INSTALLATION } from './meta.js';
 import { createSchema, LOCK_SPACE, lockKey, TABLES, type PgStore } from './postgres.js';
@@ -137,6 +137,7 @@ export async function backupPg(store: PgStore, target: string, o: { force: boole
       put.run('taken_at', o.now.toISOString());
       put.run('store', 'postgres');
       if (scim) put.run('scim', image.serialize());
+      sealBackup(state, store.masterKey);
       const info: BackupInfo = {
         file,
         takenAt: o.now.toISOString(),

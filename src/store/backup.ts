@@ -7,6 +7,7 @@
 // master key, which is never in the backup: a backup without its key is useless, and the key
 // without a backup recovers nothing either.
 import Database from 'better-sqlite3';
+import { timingSafeEqual } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
@@ -24,6 +25,8 @@ import { pidAlive } from './sqlite.js';
  */
 export const BACKUP_TABLE = 'datagrant_backup';
 export const FORMAT = 'datagrant-sqlite-backup/1';
+/** The header row that holds the MAC over everything else in the file. */
+const MAC = 'mac';
 export type StoreKind = 'sqlite' | 'postgres';
 
 export interface BackupInfo {
@@ -40,6 +43,92 @@ const inside = (dir: string, file: string) => {
   const r = relative(dir, file);
   return r === '' || (!r.startsWith('..') && !isAbsolute(r));
 };
+
+export const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** The tables of a SQLite file in a fixed order (by name), SQLite's own left out. */
+export const tablesOf = (db: Database.Database) =>
+  (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name").all() as { name: string }[]).map(
+    (r) => r.name,
+  );
+
+export const columnsOf = (db: Database.Database, table: string) => (db.pragma(`table_info(${ident(table)})`) as { name: string }[]).map((c) => c.name);
+
+/** One piece of the canonical form: a tag, the payload's length, the payload. */
+function piece(tag: string, payload: Uint8Array = Buffer.alloc(0)): Buffer {
+  const head = Buffer.alloc(9);
+  head.write(tag, 0, 'latin1');
+  head.writeBigUInt64BE(BigInt(payload.length), 1);
+  return Buffer.concat([head, payload]);
+}
+
+/** A value with its SQLite type: 1 (integer), 1.0 (real), '1' (text) and x'31' (blob) all differ. */
+function valuePiece(v: unknown): Buffer {
+  if (v === null) return piece('N');
+  if (typeof v === 'bigint') return piece('I', Buffer.from(v.toString()));
+  if (typeof v === 'number') {
+    const b = Buffer.alloc(8);
+    b.writeDoubleBE(v);
+    return piece('F', b);
+  }
+  if (typeof v === 'string') return piece('S', Buffer.from(v, 'utf8'));
+  if (Buffer.isBuffer(v)) return piece('B', v);
+  throw new StoreError(`a backup holds a value of an unexpected type (${typeof v})`);
+}
+
+/**
+ * Every row of every table of a backup (the header too, but its MAC) in one unambiguous form:
+ * tables by name, each with its column names, its rows sorted on every column in binary order
+ * (a row's place depends on nothing but the rows), each value tagged with its type and length.
+ * A row added, removed or changed anywhere, or a table dropped, changes it.
+ */
+function* canonicalForm(db: Database.Database): Generator<Buffer> {
+  yield piece('V', Buffer.from('datagrant backup MAC/1'));
+  for (const table of tablesOf(db)) {
+    const columns = columnsOf(db, table);
+    yield piece('T', Buffer.from(table));
+    for (const column of columns) yield piece('C', Buffer.from(column));
+    const rows = db
+      .prepare(
+        `SELECT ${columns.map(ident).join(', ')} FROM ${ident(table)}${table === BACKUP_TABLE ? ` WHERE key <> '${MAC}'` : ''} ORDER BY ${columns.map((c) => `${ident(c)} COLLATE BINARY`).join(', ')}`,
+      )
+      .raw()
+      .safeIntegers();
+    for (const row of rows.iterate() as IterableIterator<unknown[]>) {
+      yield piece('R');
+      for (const v of row) yield valuePiece(v);
+    }
+    yield piece('E');
+  }
+}
+
+/** Adds to the header the MAC over the whole file: the last write before the file is closed. */
+export function sealBackup(db: Database.Database, key: MasterKey): void {
+  db.prepare(`INSERT INTO ${BACKUP_TABLE} (key, value) VALUES (?, ?)`).run(MAC, key.backupMac(canonicalForm(db)));
+}
+
+/**
+ * A backup is kept off-host, where anyone may edit it without the key: a backends row, a journal
+ * entry or an installation id written there would steer the restored state (a backend's fromEnv
+ * naming DATAGRANT_MASTER_KEY would send the key out at the next plan). Nothing in it is read
+ * before its MAC verifies.
+ */
+function verifyMac(db: Database.Database, header: Map<string, string | Buffer>, key: MasterKey, file: string, tables: Set<string>): void {
+  const stored = header.get(MAC);
+  if (stored === undefined) {
+    throw new StoreError(
+      `the backup ${file} carries no MAC (it was made by a datagrant from before backups were authenticated), so nothing in it can be trusted; nothing was changed. Make a new backup with \`datagrant state backup\` from the state it was taken from; if that state is gone, restore this file with the datagrant version that made it, into a fresh state directory, and back that up with this version`,
+    );
+  }
+  const mine = Buffer.from(key.backupMac(canonicalForm(db)));
+  const theirs = Buffer.from(stored);
+  if (mine.length === theirs.length && timingSafeEqual(mine, theirs)) return;
+  // Only to say which: a backup made under another key, or one edited since (nothing else is read).
+  if (tables.has('meta')) checkKey(key, meta(db, KEY_CHECK), () => undefined, `the backup ${file}`);
+  throw new StoreError(
+    `the backup ${file} was changed after it was made: its content does not match its MAC under the master key (the file was edited, or damaged); nothing was changed. Restore another backup`,
+  );
+}
 
 /** Written beside its final name and renamed into place: a reader never sees half a backup. */
 export const tmpBeside = (file: string) => join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
@@ -64,7 +153,13 @@ export function fsyncFile(file: string): void {
  * target inside the state directory (a backup must survive losing it) and an existing file
  * unless `force`.
  */
-export async function backupSqlite(state: Database.Database, paths: StatePaths, target: string, o: { force: boolean; now: Date }): Promise<BackupInfo> {
+export async function backupSqlite(
+  state: Database.Database,
+  paths: StatePaths,
+  target: string,
+  key: MasterKey,
+  o: { force: boolean; now: Date },
+): Promise<BackupInfo> {
   const file = resolve(target);
   if (inside(paths.dir, file)) {
     throw new StoreError(`refusing to write the backup ${file} inside the state directory ${paths.dir}: a backup must outlive the directory it copies`);
@@ -84,6 +179,7 @@ export async function backupSqlite(state: Database.Database, paths: StatePaths, 
       put.run('taken_at', o.now.toISOString());
       put.run('store', 'sqlite');
       if (scim) put.run('scim', scim);
+      sealBackup(copy, key);
       copy.pragma('journal_mode = DELETE');
       const info: BackupInfo = {
         file,
@@ -105,11 +201,18 @@ export async function backupSqlite(state: Database.Database, paths: StatePaths, 
   }
 }
 
-/** scim.db as one consistent image (a read transaction while serve's SCIM writes go on). */
+/**
+ * scim.db as one consistent image (a read transaction while serve's SCIM writes go on). scim.db is
+ * in WAL mode, and SQLite opens no in-memory image whose header says WAL: the header's two
+ * file-format bytes (offsets 18 and 19) are set back to the rollback journal's.
+ */
 function serializeScim(file: string): Buffer {
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
-    return db.serialize();
+    const image = db.serialize();
+    image[18] = 1;
+    image[19] = 1;
+    return image;
   } finally {
     db.close();
   }
@@ -153,6 +256,7 @@ export function openBackup(source: string, key: MasterKey, o: { installation?: s
     if (!info || info.get('format') !== FORMAT || !tables.has('meta') || !tables.has('credentials') || !tables.has('audit')) {
       throw new StoreError(`${file} is not a datagrant backup (written by \`datagrant state backup\`); nothing was changed`);
     }
+    verifyMac(backup, info, key, file, tables);
     const store = info.get('store') ?? 'sqlite';
     if (store !== 'sqlite' && store !== 'postgres') {
       throw new StoreError(`the backup ${file} was taken from a ${String(store)} store, which this datagrant does not know; nothing was changed`);

@@ -17,7 +17,7 @@ export async function stateBackup(io: Io, opts: CommonOptions & { file: string; 
   const info = await withStore(io, opts, async (store) => {
     let made: BackupInfo;
     if (store instanceof SqliteStore) {
-      made = await backupSqlite(store.db, paths, target, { force: opts.force ?? false, now });
+      made = await backupSqlite(store.db, paths, target, store.masterKey, { force: opts.force ?? false, now });
     } else {
       // Loaded only here: the SQLite path never loads the PostgreSQL client.
       const [{ backupPg }, { PgStore }, { scimTables }] = await Promise.all([
