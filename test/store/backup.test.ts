@@ -2,13 +2,15 @@
 // without the key (rows, header, SCIM image, objects a restore would carry along) is refused
 // with nothing written, and a restore under a live connection keeps that connection's writes.
 import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { workspace } from '../support/cli.js';
 import type { Change } from '../../src/core/types.js';
+import { scimTables } from '../../src/scim/store/backup.js';
 import { SqliteScimStore } from '../../src/scim/store/sqlite.js';
 import { backupSqlite, restoreSqlite } from '../../src/store/backup.js';
 import { MasterKey } from '../../src/store/crypto.js';
@@ -48,7 +50,7 @@ async function backedUp(): Promise<{ dir: string; paths: StatePaths; key: Master
   return { dir, paths, key, file };
 }
 
-const restore = (file: string, paths: StatePaths, key: MasterKey, force = false) => restoreSqlite(file, paths, key, { force });
+const restore = (file: string, paths: StatePaths, key: MasterKey, force = false) => restoreSqlite(file, paths, key, { force, scim: scimTables });
 
 function edit(file: string, change: (db: Database.Database) => void): void {
   const db = new Database(file);
@@ -178,4 +180,106 @@ test('a backends row added to a backup never sends the master key anywhere: the 
   expect(existsSync(join(target.dir, '.datagrant/state.db'))).toBe(false);
   await target.run('plan');
   expect(seen.join('')).not.toContain(key);
+});
+
+const objects = (file: string) => {
+  const db = new Database(file, { readonly: true });
+  try {
+    return (db.prepare("SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')").all() as { type: string; name: string }[]).map((o) => o.name);
+  } finally {
+    db.close();
+  }
+};
+
+test.each([
+  [
+    'a trigger that deletes every credential inserted',
+    'CREATE TRIGGER eat AFTER INSERT ON credentials BEGIN DELETE FROM credentials WHERE address = NEW.address; END',
+    /trigger eat on credentials/,
+  ],
+  ['a view', 'CREATE VIEW everything AS SELECT * FROM credentials', /view everything/],
+  ['a table of its own', 'CREATE TABLE extra (x)', /table extra/],
+  ['an index of its own', 'CREATE INDEX by_principal ON credentials (principal)', /index by_principal on credentials/],
+])('a backup holding %s is refused whole, and nothing is written', async (_, ddl, named) => {
+  const { dir, key, file } = await backedUp();
+  edit(file, (db) => db.exec(ddl));
+  const target = statePaths(join(dir, 'target'));
+  const refused = restore(file, target, key);
+  await expect(refused).rejects.toThrow(/the backup .* holds objects datagrant does not make .*nothing was changed/);
+  await expect(refused).rejects.toThrow(named);
+  expect(existsSync(target.db)).toBe(false);
+});
+
+test('restore --force over the state it was taken from puts its rows back into tables datagrant made, and the state works on', async () => {
+  const { paths, key, file } = await backedUp();
+  const restored = await restore(file, paths, key, true);
+  expect(restored.credentials).toBe(1);
+  expect(objects(paths.db)).toEqual([]);
+  const store = new SqliteStore(paths.db, key);
+  try {
+    await store.saveCredential(credential('alice', 'AKIANEW'), { secretAccessKey: 'alice-secret' });
+    expect((await store.credentials()).map((c) => c.credentialId).sort()).toEqual(['AKIABOB', 'AKIANEW']);
+    expect(await store.verifyAudit()).toMatchObject({ ok: true });
+  } finally {
+    await store.close();
+  }
+});
+
+test('restore --force under a live connection (an idle serve): its later writes land in the restored state', async () => {
+  const { paths, key, file } = await backedUp();
+  // Open as serve keeps them between reconciles.
+  const live = new SqliteStore(paths.db, key);
+  const liveScim = new SqliteScimStore(paths.scimDb);
+  cleanups.push(
+    () => void live.close(),
+    () => void liveScim.close(),
+  );
+  await live.setApplied('aws:user/after-backup', 'h2');
+  await liveScim.create('User', { userName: 'dave@example.com', active: true });
+
+  await restore(file, paths, key, true);
+  // What was written since the backup is replaced (that is what --force means)...
+  expect(await live.applied()).toEqual({ 'aws:user/bob': 'h1' });
+  expect((await liveScim.list('User')).map((u) => u.attrs.userName)).toEqual(['carol@example.com']);
+  // ...and what the live process writes after it is kept: a credential it just issued at a backend.
+  await live.saveCredential(credential('alice', 'AKIANEW'), { secretAccessKey: 'alice-secret' });
+  await live.audit({ actor: 'serve', event: 'test.after', address: null, outcome: 'ok', detail: null }, now());
+  await liveScim.create('User', { userName: 'erin@example.com', active: true });
+
+  const fresh = new SqliteStore(paths.db, key);
+  const freshScim = new SqliteScimStore(paths.scimDb);
+  try {
+    expect((await fresh.credentials()).map((c) => c.credentialId).sort()).toEqual(['AKIABOB', 'AKIANEW']);
+    expect((await fresh.revealCredential('aws:key/alice'))?.secret).toEqual({ secretAccessKey: 'alice-secret' });
+    expect((await fresh.auditEntries()).map((e) => e.event)).toContain('test.after');
+    expect(await fresh.verifyAudit()).toMatchObject({ ok: true });
+    expect((await freshScim.list('User')).map((u) => u.attrs.userName).sort()).toEqual(['carol@example.com', 'erin@example.com']);
+  } finally {
+    await fresh.close();
+    await freshScim.close();
+  }
+});
+
+test('restore refuses a state whose lock another live process holds, and changes nothing', async () => {
+  const { paths, key, file } = await backedUp();
+  const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  cleanups.push(() => holder.kill());
+  const db = new Database(paths.db);
+  db.prepare('INSERT INTO locks (name, holder, pid, host, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)').run(
+    'state',
+    'apply',
+    holder.pid,
+    hostname(),
+    now(),
+    Date.now(),
+  );
+  db.prepare("INSERT INTO applied (address, attrs_hash) VALUES ('aws:user/kept', 'h')").run();
+  db.close();
+  await expect(restore(file, paths, key, true)).rejects.toThrow(/is in use by apply \(pid \d+ on .*\); stop it before restoring over it; nothing was changed/);
+  const store = new SqliteStore(paths.db, key);
+  try {
+    expect(await store.applied()).toEqual({ 'aws:user/bob': 'h1', 'aws:user/kept': 'h' });
+  } finally {
+    await store.close();
+  }
 });

@@ -54,7 +54,8 @@ export async function stateRestore(io: Io, opts: CommonOptions & { file: string;
     const [{ restorePg }, { scimTables }] = await Promise.all([import('../../store/backup-postgres.js'), import('../../scim/store/backup.js')]);
     info = await restorePg(file, url, key, { ...o, scim: scimTables });
   } else {
-    info = await restoreSqlite(file, paths, key, o);
+    const { scimTables } = await import('../../scim/store/backup.js');
+    info = await restoreSqlite(file, paths, key, { ...o, scim: scimTables });
   }
   await withStore(io, opts, (store) =>
     store.audit(
