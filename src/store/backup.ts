@@ -8,7 +8,7 @@
 // without a backup recovers nothing either.
 import Database from 'better-sqlite3';
 import { timingSafeEqual } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, relative, resolve, isAbsolute } from 'node:path';
 import { StoreError } from '../core/errors.js';
@@ -168,9 +168,10 @@ export async function backupSqlite(
   backupTarget(file, o.force);
   const tmp = tmpBeside(file);
   rmSync(tmp, { force: true });
+  // 0600 before SQLite writes a byte of the state into it (SQLite would create it 0644).
+  closeSync(openSync(tmp, 'wx', 0o600));
   try {
     await state.backup(tmp);
-    chmodSync(tmp, 0o600);
     const copy = new Database(tmp);
     try {
       const scim = existsSync(paths.scimDb) ? serializeScim(paths.scimDb) : undefined;

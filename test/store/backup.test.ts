@@ -3,7 +3,7 @@
 // with nothing written, and a restore under a live connection keeps that connection's writes.
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -282,4 +282,31 @@ test('restore refuses a state whose lock another live process holds, and changes
   } finally {
     await store.close();
   }
+});
+
+test('the backup is 0600 from its first byte: the copy being written too', async () => {
+  const dir = scratch();
+  const paths = statePaths(join(dir, 'state'));
+  const key = MasterKey.parse(MasterKey.generate());
+  const store = new SqliteStore(paths.db, key);
+  cleanups.push(() => void store.close());
+  // Large enough that SQLite's backup copies it in several steps (100 pages each).
+  const fill = store.db.prepare('INSERT INTO applied (address, attrs_hash) VALUES (?, ?)');
+  store.db.transaction(() => {
+    for (let i = 0; i < 2000; i++) fill.run(`aws:user/u${i}`, 'h'.repeat(1000));
+  })();
+  const file = join(dir, 'state.backup');
+  const made = backupSqlite(store.db, paths, file, key, { force: false, now: new Date() });
+  let done = false;
+  void made.finally(() => (done = true));
+  // The copy's mode as soon as it is on disk, while SQLite goes on writing into it.
+  let mode: number | undefined;
+  while (!done && mode === undefined) {
+    const copy = readdirSync(dir).find((f) => f.endsWith('.tmp'));
+    if (copy !== undefined) mode = statSync(join(dir, copy)).mode & 0o777;
+    await new Promise((r) => setImmediate(r));
+  }
+  await made;
+  expect(mode).toBe(0o600);
+  expect(statSync(file).mode & 0o777).toBe(0o600);
 });
