@@ -33,7 +33,8 @@ export async function stateBackup(io: Io, opts: CommonOptions & { file: string; 
   });
   io.stdout(
     `Backed up ${what(info)}${info.store === 'postgres' ? ' from PostgreSQL' : ''} to ${info.file} (mode 0600).\n` +
-      'Its secrets stay encrypted; the master key is not in it. Keep the key somewhere else: a restore needs both.\n',
+      'Its secrets stay encrypted; the master key is not in it, but it is sealed under the key (an edited copy does not restore).\n' +
+      'Keep the key somewhere else: a restore needs both.\n',
   );
   return 0;
 }
