@@ -247,8 +247,9 @@ function restoredTables(reference: Database.Database, skip: readonly string[]): 
 
 const objectsOf = (db: Database.Database) =>
   (db.prepare('SELECT type, name, tbl_name FROM sqlite_master').all() as { type: string; name: string; tbl_name: string }[])
-    // SQLite's own statistics (ANALYZE, PRAGMA optimize): read by its query planner only, never copied.
-    .filter((o) => !(o.type === 'table' && /^sqlite_stat\d$/.test(o.name)))
+    // SQLite's own: statistics (ANALYZE, PRAGMA optimize) read by its query planner only, and the
+    // indexes behind a table's UNIQUE and PRIMARY KEY constraints, which a table's own shape names.
+    .filter((o) => !(o.type === 'table' && /^sqlite_stat\d$/.test(o.name)) && !(o.type === 'index' && o.name.startsWith('sqlite_autoindex_')))
     .map((o) => `${o.type} ${o.name}${o.tbl_name === o.name ? '' : ` on ${o.tbl_name}`}`);
 
 /**
@@ -418,6 +419,11 @@ export async function restoreSqlite(
           // review_decisions names its review: rows go in table by table, checked at commit.
           into.pragma('defer_foreign_keys = ON');
           copyRows(backup.db, into, stateTables);
+          // Checked before scim.db commits, not only at the state's commit.
+          const broken = into.pragma('foreign_key_check') as { table: string; parent: string }[];
+          if (broken.length) {
+            throw new StoreError(`the backup's ${broken[0]!.table} names rows of ${broken[0]!.parent} that it does not hold; nothing was changed`);
+          }
           // Committed just before the state's: the two files cannot commit as one.
           if (scim) {
             const target = scim;

@@ -310,3 +310,33 @@ test('the backup is 0600 from its first byte: the copy being written too', async
   expect(mode).toBe(0o600);
   expect(statSync(file).mode & 0o777).toBe(0o600);
 });
+
+test('a restore the state cannot take leaves scim.db as it was too', async () => {
+  const { paths, key, file } = await backedUp();
+  // A decision whose review the backup does not hold (written past SQLite's foreign-key check).
+  const source = new SqliteStore(paths.db, key);
+  source.db.pragma('foreign_keys = OFF');
+  source.db
+    .prepare(
+      "INSERT INTO review_decisions (review, row_id, reviewer, actor, decision, reason, decided_at, self_review, audit_seq) VALUES ('gone', 'r', 'x', 'x', 'keep', 'fine', ?, 0, 1)",
+    )
+    .run(now());
+  const broken = join(paths.dir, '..', 'broken.backup');
+  await backupSqlite(source.db, paths, broken, key, { force: false, now: new Date() });
+  await source.close();
+  // The state since: a restore of `broken` over it must keep all of it.
+  await restore(file, paths, key, true);
+  const scim = new SqliteScimStore(paths.scimDb);
+  await scim.create('User', { userName: 'dave@example.com', active: true });
+  await scim.close();
+
+  await expect(restore(broken, paths, key, true)).rejects.toThrow(
+    /the backup's review_decisions names rows of reviews that it does not hold; nothing was changed/,
+  );
+  const after = new SqliteScimStore(paths.scimDb);
+  try {
+    expect((await after.list('User')).map((u) => u.attrs.userName).sort()).toEqual(['carol@example.com', 'dave@example.com']);
+  } finally {
+    await after.close();
+  }
+});
