@@ -11,7 +11,21 @@ import pg from 'pg';
 import { StoreError } from '../core/errors.js';
 import { redactUrl } from '../core/url.js';
 import { verifyChain } from './audit-chain.js';
-import { BACKUP_TABLE, backupTarget, FORMAT, fsyncFile, openBackup, tmpBeside, type BackupInfo } from './backup.js';
+import {
+  BACKUP_TABLE,
+  backupTarget,
+  columnsOf,
+  FORMAT,
+  fsyncFile,
+  HEADER_DDL,
+  ident,
+  openBackup,
+  sealBackup,
+  tablesOf,
+  tmpBeside,
+  type BackupInfo,
+  type ScimSchema,
+} from './backup.js';
 import type { MasterKey } from './crypto.js';
 import { INSTALLATION } from './meta.js';
 import { createSchema, LOCK_SPACE, lockKey, TABLES, type PgStore } from './postgres.js';
@@ -19,9 +33,7 @@ import { toAudit, type AuditRow } from './rows.js';
 import { createStateTables } from './sqlite.js';
 
 /** The SCIM store's part, given by the caller (the store layer does not know SCIM's tables). */
-export interface ScimTables {
-  /** An empty SCIM database in SQLite: the tables a backup's image of scim.db holds. */
-  emptyImage(): Database.Database;
+export interface ScimTables extends ScimSchema {
   /** Creates the SCIM tables in a PostgreSQL schema (a restore into a fresh store). */
   createPg(pool: pg.Pool, schema: string): Promise<void>;
 }
@@ -30,8 +42,6 @@ export interface ScimTables {
 const NOT_COPIED = new Set(['locks']);
 /** Tables whose rows are no state of their own: what a store has from `init` or a first start. */
 const BARE = new Set(['meta', 'locks', 'scim_work']);
-
-const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 type PgColumns = Map<string, { name: string; type: string; identity: boolean }[]>;
 
@@ -50,12 +60,7 @@ async function pgColumns(c: pg.ClientBase, schema: string): Promise<PgColumns> {
   return out;
 }
 
-const sqliteTables = (db: Database.Database) =>
-  (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name").all() as { name: string }[])
-    .map((r) => r.name)
-    .filter((t) => t !== BACKUP_TABLE);
-
-const sqliteColumns = (db: Database.Database, table: string) => (db.pragma(`table_info(${ident(table)})`) as { name: string }[]).map((c) => c.name);
+const sqliteTables = (db: Database.Database) => tablesOf(db).filter((t) => t !== BACKUP_TABLE);
 
 /** A PostgreSQL value as SQLite stores it: BIGINT comes as a string, BOOLEAN as true/false. */
 function toSqlite(type: string, v: unknown): unknown {
@@ -72,7 +77,7 @@ function toSqlite(type: string, v: unknown): unknown {
 async function copyOut(c: pg.ClientBase, schema: string, columns: PgColumns, db: Database.Database, tables: string[]): Promise<void> {
   for (const table of tables) {
     const cols = columns.get(table)!;
-    const room = new Set(sqliteColumns(db, table));
+    const room = new Set(columnsOf(db, table));
     const lost = cols.filter((col) => !room.has(col.name));
     if (lost.length) {
       throw new StoreError(
@@ -131,12 +136,13 @@ export async function backupPg(store: PgStore, target: string, o: { force: boole
       } finally {
         c.release();
       }
-      state.exec(`CREATE TABLE ${BACKUP_TABLE} (key TEXT PRIMARY KEY, value BLOB NOT NULL)`);
+      state.exec(HEADER_DDL);
       const put = state.prepare(`INSERT INTO ${BACKUP_TABLE} (key, value) VALUES (?, ?)`);
       put.run('format', FORMAT);
       put.run('taken_at', o.now.toISOString());
       put.run('store', 'postgres');
       if (scim) put.run('scim', image.serialize());
+      sealBackup(state, store.masterKey);
       const info: BackupInfo = {
         file,
         takenAt: o.now.toISOString(),
@@ -172,7 +178,7 @@ async function copyIn(c: pg.ClientBase, schema: string, columns: PgColumns, db: 
     throw new StoreError(`the backup holds a table ${table} that this store does not have (a backup of a newer datagrant?); nothing was changed`);
   }
   const types = new Map(target.map((col) => [col.name, col.type]));
-  const cols = sqliteColumns(db, table);
+  const cols = columnsOf(db, table);
   const missing = cols.filter((col) => !types.has(col));
   if (missing.length) {
     throw new StoreError(

@@ -14,6 +14,7 @@ export class MasterKey {
   readonly #audit: Buffer;
   readonly #plan: Buffer;
   readonly #check: Buffer;
+  readonly #backup: Buffer;
 
   constructor(raw: Buffer) {
     if (raw.length !== 32) throw new StoreError('the master key must be 32 bytes (64 hex characters or 44 base64 characters)');
@@ -22,6 +23,7 @@ export class MasterKey {
     this.#audit = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/audit/v1', 32));
     this.#plan = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/plan/v1', 32));
     this.#check = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/key-check/v1', 32));
+    this.#backup = Buffer.from(hkdfSync('sha256', raw, Buffer.alloc(0), 'datagrant/backup/v1', 32));
   }
 
   static parse(text: string): MasterKey {
@@ -66,6 +68,16 @@ export class MasterKey {
   /** MAC of a saved plan: an edited plan file, or one made under another key, does not verify. */
   planMac(data: string): string {
     return createHmac('sha256', this.#plan).update(data).digest('hex');
+  }
+
+  /**
+   * MAC of a backup file's content, given as the pieces of its canonical form (a backup can be
+   * larger than one buffer should be): a backup edited without the key does not verify.
+   */
+  backupMac(parts: Iterable<Uint8Array>): string {
+    const mac = createHmac('sha256', this.#backup);
+    for (const part of parts) mac.update(part);
+    return mac.digest('hex');
   }
 
   /**

@@ -3,7 +3,8 @@
 // fresh database with no changes, working keys, its SCIM identities and requests, and ids that go
 // on after the restored ones; a wrong key, a store that holds a state and a store in use are
 // refused with nothing written; and a backup of either store restores into the other.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IAMClient } from '@aws-sdk/client-iam';
@@ -217,4 +218,33 @@ test('a backup of either store restores into the other', async () => {
   expect(await issuedKey(back, 'alice')).toEqual(alice);
   const verify = await back.run('audit', 'verify');
   expect(verify.code, verify.stderr).toBe(0);
+});
+
+test('a backup of the PostgreSQL store edited without the key is refused by either store, with nothing written', async () => {
+  const key = MasterKey.generate();
+  const ws = pgWorkspace(await fx.database('edited'), key);
+  expect((await ws.run('init')).code).toBe(0);
+  await apply(ws);
+  const out = join(scratch(), 'pg.backup');
+  const made = await ws.run('state', 'backup', out);
+  expect(made.code, made.stderr).toBe(0);
+  // Write access to the file, not the key: a pending slot that would make recovery delete a user.
+  const file = new Database(out);
+  file
+    .prepare("INSERT INTO journal (run_id, address, action, started_at, outcome) VALUES ('run-x', 'aws:user/alice', 'delete', ?, 'pending')")
+    .run(new Date().toISOString());
+  file.close();
+
+  const target = await fx.database('edited-target');
+  const intoPg = await pgWorkspace(target, key).run('state', 'restore', out);
+  expect(intoPg.code).toBe(1);
+  expect(intoPg.stderr).toMatch(/the backup .* was changed after it was made: its content does not match its MAC under the master key.*nothing was changed/);
+  expect(await hasSchema(target)).toBe(false);
+
+  const lite = workspace({ DATAGRANT_MASTER_KEY: key });
+  cleanups.push(() => lite.cleanup());
+  const intoLite = await lite.run('state', 'restore', out);
+  expect(intoLite.code).toBe(1);
+  expect(intoLite.stderr).toMatch(/was changed after it was made/);
+  expect(existsSync(join(lite.dir, '.datagrant/state.db'))).toBe(false);
 });

@@ -17,7 +17,7 @@ export async function stateBackup(io: Io, opts: CommonOptions & { file: string; 
   const info = await withStore(io, opts, async (store) => {
     let made: BackupInfo;
     if (store instanceof SqliteStore) {
-      made = await backupSqlite(store.db, paths, target, { force: opts.force ?? false, now });
+      made = await backupSqlite(store.db, paths, target, store.masterKey, { force: opts.force ?? false, now });
     } else {
       // Loaded only here: the SQLite path never loads the PostgreSQL client.
       const [{ backupPg }, { PgStore }, { scimTables }] = await Promise.all([
@@ -33,7 +33,8 @@ export async function stateBackup(io: Io, opts: CommonOptions & { file: string; 
   });
   io.stdout(
     `Backed up ${what(info)}${info.store === 'postgres' ? ' from PostgreSQL' : ''} to ${info.file} (mode 0600).\n` +
-      'Its secrets stay encrypted; the master key is not in it. Keep the key somewhere else: a restore needs both.\n',
+      'Its secrets stay encrypted; the master key is not in it, but it is sealed under the key (an edited copy does not restore).\n' +
+      'Keep the key somewhere else: a restore needs both.\n',
   );
   return 0;
 }
@@ -54,7 +55,8 @@ export async function stateRestore(io: Io, opts: CommonOptions & { file: string;
     const [{ restorePg }, { scimTables }] = await Promise.all([import('../../store/backup-postgres.js'), import('../../scim/store/backup.js')]);
     info = await restorePg(file, url, key, { ...o, scim: scimTables });
   } else {
-    info = await restoreSqlite(file, paths, key, o);
+    const { scimTables } = await import('../../scim/store/backup.js');
+    info = await restoreSqlite(file, paths, key, { ...o, scim: scimTables });
   }
   await withStore(io, opts, (store) =>
     store.audit(
