@@ -17,7 +17,7 @@ import { checkKey, INSTALLATION, KEY_CHECK } from './meta.js';
 import type { StatePaths } from './open.js';
 import { verifyChain, type AuditHead } from './audit-chain.js';
 import { credentialAad, toAudit, type AuditRow, type CredRow } from './rows.js';
-import { createStateTables, pidAlive } from './sqlite.js';
+import { createStateTables, LOCK_NAME as STATE_LOCK, LOCK_STALE_MS, pidAlive } from './sqlite.js';
 
 /**
  * The table a backup carries beside the state's own: `format`, `taken_at`, `store` (sqlite or
@@ -366,11 +366,6 @@ export function openBackup(source: string, key: MasterKey, o: { installation?: s
     throw e;
   }
 }
-
-/** SqliteStore's state lock: the row an apply, rekey or serve's reconcile holds in `locks`. */
-const STATE_LOCK = 'state';
-/** As SqliteStore counts a lock of another host stale: its holder stopped refreshing it. */
-const LOCK_STALE_MS = 60_000;
 
 /**
  * Puts the backup `source` (of either store) in place as the SQLite state of `paths`, after

@@ -43,9 +43,10 @@ import type {
   StoredBackend,
 } from './store.js';
 
-const LOCK_NAME = 'state';
+/** The state lock's row in `locks` (an apply, rekey or serve's reconcile holds it; a restore takes it). */
+export const LOCK_NAME = 'state';
 /** A lock whose holder has not refreshed it for this long is stale, even on another host. */
-const LOCK_STALE_MS = 60_000;
+export const LOCK_STALE_MS = 60_000;
 const LOCK_HEARTBEAT_MS = 10_000;
 
 const SCHEMA = `
