@@ -436,8 +436,20 @@ export async function converge(input: ConvergeOptions): Promise<ConvergeResult> 
         );
       }
     };
+    // A revocation a dead run left unfinished (`credentials rotate --revoke-old` killed half-way)
+    // is in every plan this run applies: recovery below settles the whole journal, so a plan
+    // that left it out would drop it for good, and the leaked credential would stay current with
+    // no later plan naming it. Hence `only` never filters it out, and a saved plan made before
+    // the run died (which cannot hold it) is stale.
+    const revocations = unfinishedRevocations(interrupted, recovered);
     let plan: Plan;
     if (o.saved) {
+      const missed = revocations.filter((a) => !o.saved!.plan.changes.some((c) => c.address === a));
+      if (missed.length) {
+        throw new StalePlanError(
+          `the plan ${o.saved.file} was made before an interrupted \`credentials rotate --revoke-old\` and does not finish it (${missed.join(', ')} must still be deleted); run plan again`,
+        );
+      }
       for (const [name, state] of Object.entries(actual)) {
         if (o.saved.plan.actualHashes[name] !== actualHash(state)) {
           throw new StalePlanError(
@@ -460,13 +472,16 @@ export async function converge(input: ConvergeOptions): Promise<ConvergeResult> 
         sessions: await store.sessions(),
         destroyBackends: o.destroy ? Object.keys(backendSpecs) : removed.map((b) => b.name),
         ...(o.forceRotate ? { forceRotate: o.forceRotate } : {}),
-        revoke: [...(o.revoke ?? []), ...unfinishedRevocations(interrupted, recovered)],
+        revoke: [...(o.revoke ?? []), ...revocations],
       });
       for (const b of removed) {
         plan.notices.push({ level: 'warning', message: `backend ${b.name} is no longer in the spec: everything datagrant made there is torn down` });
       }
       const only = o.only;
-      if (only) plan = { ...plan, changes: plan.changes.filter((c) => only.some((a) => c.address === a || c.address.startsWith(`${a}~`))) };
+      if (only) {
+        const kept = (c: Change) => revocations.includes(c.address) || only.some((a) => c.address === a || c.address.startsWith(`${a}~`));
+        plan = { ...plan, changes: plan.changes.filter(kept) };
+      }
     }
 
     // ---- guards: each adds a warning to the plan, and refuses an apply that was not told to go on.

@@ -315,7 +315,10 @@ export function buildProgram(io: Io, setCode: (n: number) => void): Command {
     .argument('<name>', 'principal name or address')
     .option('--backend <name>', 'when the principal has credentials on several backends')
     .option('--lock-timeout <seconds>', 'wait for the state lock', seconds, 0)
-    .option('--revoke-old', 'a leaked key: delete every older key of the principal in the same run, without grace')
+    .option(
+      '--revoke-old',
+      "a leak: delete every older key of the principal in the same run, without grace; a password is cleared and its login's open sessions ended",
+    )
     .description('issue a new credential now; an old key stays valid for the rotation grace period (unless --revoke-old), an old password stops at once')
     .action(async (name: string, o: { backend?: string; lockTimeout: number; revokeOld?: boolean }) =>
       run(() => credentialsRotate(io, { ...common(), ...o, lockTimeoutMs: o.lockTimeout, name, autoApprove: true }))(),

@@ -63,6 +63,15 @@ export class StoreError extends DatagrantError {
   override name = 'StoreError';
 }
 
+/**
+ * The state moved to another master key (`datagrant rekey`) after this process opened it: every
+ * run it starts is refused until it is restarted with the new key, so a long-running process
+ * (serve) tells this apart from a failure that a retry may cure.
+ */
+export class KeyChangedError extends StoreError {
+  override name = 'KeyChangedError';
+}
+
 export class LockError extends DatagrantError {
   override name = 'LockError';
 }

@@ -87,8 +87,12 @@ function renderChange(c: Change, color: boolean): string[] {
     }
     if (c.action === 'replace' && c.kind === 'key') lines.push(`${indent}(a new key is issued; the old one stays valid for the rotation grace period)`);
     if (c.action === 'replace' && c.kind === 'password')
-      lines.push(`${indent}(a new password is set; the old one stops working at once: a PostgreSQL role or MariaDB account holds one password)`);
+      lines.push(
+        `${indent}(a new password is set; the old one stops working at once for new logins: a PostgreSQL role or MariaDB account holds one password. Sessions already open with it stay open, unless it is revoked)`,
+      );
   }
+  if (c.action === 'delete' && c.kind === 'password' && c.address.includes('~'))
+    lines.push(`${indent}(the password is cleared, and every open session of its login is ended)`);
   lines.push('');
   return lines;
 }

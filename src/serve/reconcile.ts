@@ -13,7 +13,7 @@ import { converge } from '../app/converge.js';
 import { loadSpec, readSpecFile } from '../app/engine.js';
 import { compile, nextChangeAt } from '../compile/index.js';
 import { hashJson, sha256 } from '../core/canonical.js';
-import { ApplyError, LockError } from '../core/errors.js';
+import { ApplyError, KeyChangedError, LockError } from '../core/errors.js';
 import { summarize } from '../plan/diff.js';
 import type { ScimWork } from '../scim/store/store.js';
 import type { BackendSpec, Spec } from '../spec/schema.js';
@@ -58,8 +58,11 @@ export interface PendingWork {
   markReconciled(seq: number, actor: string): Promise<void>;
 }
 
-/** How one run ended: what the loop does next depends on it. */
-export type RunOutcome = 'applied' | 'skipped' | 'locked' | 'failed';
+/**
+ * How one run ended: what the loop does next depends on it. `refused`: the state moved to
+ * another master key since this process opened it, which no retry cures.
+ */
+export type RunOutcome = 'applied' | 'skipped' | 'locked' | 'failed' | 'refused';
 
 export interface ReconcilerOptions {
   specFile: string;
@@ -107,6 +110,8 @@ export class Reconciler {
   #lastGood: string | undefined;
   /** Failed runs in a row. */
   #failures = 0;
+  /** The key change was logged: every later run is refused alike, and counted, not logged again. */
+  #toldKeyChanged = false;
   /** The last poll could not reach the store. */
   #storeDown = false;
   /** Addresses of the deletions the last run held after a mass event. */
@@ -229,14 +234,18 @@ export class Reconciler {
     this.#running = this.runOnce({ full }).then((outcome) => {
       this.#running = undefined;
       if (this.#stopped) return;
-      if (outcome === 'failed' || outcome === 'locked') {
+      if (outcome === 'failed' || outcome === 'locked' || outcome === 'refused') {
         // The same run again, later: after a backoff that grows with each failure; or, when
         // another replica (or a CLI apply) held the lock, shortly, since its run may have read
         // the identities before this change arrived.
         this.#again = false;
         if (full) this.#full = true;
         this.#cancelTimer();
-        if (outcome === 'failed') {
+        if (outcome === 'refused') {
+          // Refused until a restart with the new key: tried again (and counted) at the longest
+          // backoff, so the failure metric keeps rising for an alert, without a log line each time.
+          this.#schedule(retryDelayMs(Infinity, this.opts.retry), true);
+        } else if (outcome === 'failed') {
           const delay = retryDelayMs(++this.#failures, this.opts.retry);
           this.opts.logger.info({ failuresInARow: this.#failures, retryInSeconds: Math.round(delay) / 1000 }, 'reconcile will be retried');
           this.#schedule(delay, true);
@@ -390,6 +399,16 @@ export class Reconciler {
       this.#lastGood = undefined;
       if (!ran) this.metrics.runs++;
       this.metrics.failures++;
+      if (e instanceof KeyChangedError) {
+        if (!this.#toldKeyChanged) {
+          logger.error(
+            { err: { name: e.name, message: e.message } },
+            'reconcile refused: the state was moved to another master key (`datagrant rekey`) after serve started; no backend is read or changed until serve is restarted with the new key',
+          );
+        }
+        this.#toldKeyChanged = true;
+        return 'refused';
+      }
       const failures = e instanceof ApplyError ? e.failures : undefined;
       logger.error({ err: { name: (e as Error).name, message: (e as Error).message }, ...(failures ? { failures } : {}) }, 'reconcile failed');
       return 'failed';

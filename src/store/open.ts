@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
+  constants,
   existsSync,
   fstatSync,
   fsyncSync,
@@ -18,6 +19,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { StoreError } from '../core/errors.js';
 import { MasterKey } from './crypto.js';
 import { parseKmsKeyFile, unwrapKey, type KmsKeyFile } from './kms.js';
+import { WrongKeyError } from './meta.js';
 import { SqliteStore } from './sqlite.js';
 import type { KeyRotationPort, StateStore } from './store.js';
 
@@ -78,9 +80,26 @@ export function writeKeyFile(file: string, text: string): void {
  * the old blocks; the key's backups are the operator's). `overwritten` runs in between (kill tests).
  */
 export function eraseKeyFile(file: string, overwritten?: () => void): void {
-  const fd = openSync(file, 'r+');
+  // O_NOFOLLOW: through a symbolic link the overwrite would reach whatever file it points to
+  // (another copy of the key the operator keeps, or anything else) while only the link went away;
+  // a second hard link is such a copy too. The operator removes those.
+  let fd: number;
   try {
-    writeSync(fd, randomBytes(Math.max(64, fstatSync(fd).size)), 0, undefined, 0);
+    fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ELOOP') throw e;
+    throw new StoreError(
+      `${file} is a symbolic link: datagrant overwrites a key file itself, never through a link, so nothing was overwritten. Remove ${file} and the file it points to yourself.`,
+    );
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.nlink > 1) {
+      throw new StoreError(
+        `${file} has ${st.nlink} hard links: overwriting it would overwrite the other names too, so nothing was overwritten. Remove ${file} and its other links yourself.`,
+      );
+    }
+    writeSync(fd, randomBytes(Math.max(64, st.size)), 0, undefined, 0);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -119,9 +138,42 @@ export function keySource(paths: StatePaths, env: NodeJS.ProcessEnv): KeySource 
 
 /** The master key wherever it comes from (keySource), unwrapped by KMS when it is wrapped. */
 export async function masterKeyFor(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<{ key: MasterKey; source: KeySource }> {
+  if (!env.DATAGRANT_MASTER_KEY && !env.DATAGRANT_MASTER_KEY_KMS && existsSync(paths.keyFile) && existsSync(paths.kmsKeyFile)) {
+    throw await bothKeyFiles(paths, env);
+  }
   const source = keySource(paths, env);
   if (source.kind === 'kms') return { key: await unwrapKey(source.wrapped, source.file ?? 'DATAGRANT_MASTER_KEY_KMS', env), source };
   return { key: loadMasterKey(paths, env), source };
+}
+
+/**
+ * Both key files: which one the state opens with decides what the operator should do. A move into
+ * KMS killed after master.key.kms took its place leaves master.key (perhaps overwritten already)
+ * beside it, and the state opens under the KMS-wrapped key: `rekey --kms-key` finishes that.
+ */
+async function bothKeyFiles(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<StoreError> {
+  const opens = async (load: () => MasterKey | Promise<MasterKey>): Promise<boolean | undefined> => {
+    try {
+      await (await openStore(paths, env, { key: await load() })).close();
+      return true;
+    } catch (e) {
+      return e instanceof WrongKeyError ? false : undefined;
+    }
+  };
+  const plain = await opens(() => readKeyFile(paths.keyFile));
+  const kms = await opens(() => unwrapKey(parseKmsKeyFile(readFileSync(paths.kmsKeyFile, 'utf8'), paths.kmsKeyFile), paths.kmsKeyFile, env));
+  const both = `both ${paths.keyFile} and ${paths.kmsKeyFile} exist`;
+  if (kms && !plain) {
+    return new StoreError(
+      `${both}, and the state opens with ${paths.kmsKeyFile}: a move into KMS (\`datagrant rekey --kms-key\`) was interrupted before it removed ${paths.keyFile}. Run \`datagrant rekey --kms-key <the same KMS key>\` again to finish; nothing was read or changed.`,
+    );
+  }
+  if (plain && !kms) {
+    return new StoreError(
+      `${both}, and the state opens with ${paths.keyFile}, not with ${paths.kmsKeyFile}: move ${paths.kmsKeyFile} away (keep it until you know what it is); nothing was read or changed.`,
+    );
+  }
+  return new StoreError(`${both}: keep the one this state was made with and move the other away; nothing was read or changed.`);
 }
 
 /** Whether any master key is configured (so that init makes none). */
@@ -146,12 +198,16 @@ export async function openStore(paths: StatePaths, env: NodeJS.ProcessEnv, o: Op
   const key = o.key ?? resolved!.key;
   const url = env.DATAGRANT_STORE_URL;
   let store: StateStore & KeyRotationPort;
-  if (url) {
-    const { openPgStore } = await import('./postgres.js');
-    store = await openPgStore(url, key, { rotating: o.rotating ?? false });
-  } else {
-    checkDirectory(paths.dir);
-    store = new SqliteStore(paths.db, key, { rotating: o.rotating ?? false });
+  try {
+    if (url) {
+      const { openPgStore } = await import('./postgres.js');
+      store = await openPgStore(url, key, { rotating: o.rotating ?? false });
+    } else {
+      checkDirectory(paths.dir);
+      store = new SqliteStore(paths.db, key, { rotating: o.rotating ?? false });
+    }
+  } catch (e) {
+    throw o.key ? e : interruptedRekey(paths, e);
   }
   if (resolved?.source.kind === 'kms') {
     const [mine, its] = [await store.installation(), resolved.source.wrapped.kms.installation];
@@ -163,6 +219,21 @@ export async function openStore(paths: StatePaths, env: NodeJS.ProcessEnv, o: Op
     }
   }
   return store;
+}
+
+/**
+ * A rekey killed after the state moved to the new key, before that key became the configured one,
+ * leaves its new key file: the configured key is then wrong because a rotation is unfinished, and
+ * a rerun of rekey finishes it. Said so, rather than "use the key this state was made with" (which
+ * sends the operator looking for an old key, or to delete the only copy of the new one).
+ */
+function interruptedRekey(paths: StatePaths, e: unknown): unknown {
+  if (!(e instanceof WrongKeyError)) return e;
+  const left = [`${paths.keyFile}.new`, `${paths.kmsKeyFile}.new`].filter((f) => existsSync(f));
+  if (!left.length) return e;
+  return new WrongKeyError(
+    `wrong master key: the configured master key no longer opens the state, and ${left.join(' and ')} holds the key a \`datagrant rekey\` moved it to: that rekey was interrupted, or the configured key was not switched to the new one yet. Run \`datagrant rekey\` again (with the same options) to finish; it says what is left. Keep ${left.join(' and ')}: the state needs it. Nothing was read or changed.`,
+  );
 }
 
 export interface OpenOptions {

@@ -313,6 +313,8 @@ export class PgStore implements StateStore, KeyRotationPort {
   readonly #t: Record<(typeof TABLES)[number], string>;
   readonly #stateLockKey: number;
   readonly #auditLockKey: number;
+  /** Opened by `rekey`, or began a rotation: an unfinished rotation is its own. */
+  #rotating = false;
 
   constructor(
     readonly pool: pg.Pool,
@@ -333,14 +335,16 @@ export class PgStore implements StateStore, KeyRotationPort {
    * moving) since this replica opened it: a replica left running through `datagrant rekey` fails
    * its writes instead of mixing keys in the state. The shared meta lock holds a rotation's
    * begin and finish (exclusive) off until this transaction ends; always before the audit lock.
+   * `rotation` lets through the rotation of the `rekey` that opened this store (its lock).
    */
-  async #assertKey(c: pg.PoolClient, key: MasterKey): Promise<void> {
+  async #assertKey(c: pg.PoolClient, key: MasterKey, rotation: 'mine' | 'none' = 'none'): Promise<void> {
     await c.query('SELECT pg_advisory_xact_lock_shared($1, $2)', [LOCK_SPACE, lockKey(`${this.schema}/meta`)]);
     const { rows } = await c.query<{ key: string; value: string }>(`SELECT key, value FROM ${this.#t.meta} WHERE key = ANY($1::text[])`, [
       [KEY_CHECK, KEY_CHECK_NEXT],
     ]);
     const meta = new Map(rows.map((r) => [r.key, r.value]));
-    if (meta.get(KEY_CHECK) !== key.keyCheck() || meta.has(KEY_CHECK_NEXT)) throw keyChanged(`the state store (schema ${this.schema})`);
+    const moving = meta.has(KEY_CHECK_NEXT) && !(rotation === 'mine' && this.#rotating);
+    if (meta.get(KEY_CHECK) !== key.keyCheck() || moving) throw keyChanged(`the state store (schema ${this.schema})`);
   }
 
   async #meta(c: pg.PoolClient | pg.Pool, key: string): Promise<string | undefined> {
@@ -349,6 +353,7 @@ export class PgStore implements StateStore, KeyRotationPort {
 
   /** Refuses a wrong master key before anything is read or written; gives a new state its installation id. */
   async checkKeyAndInstallation(where: string, rotating = false): Promise<void> {
+    this.#rotating = rotating;
     await this.tx(async (c) => {
       // Replicas starting together take turns, so they agree on one installation id.
       await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_SPACE, lockKey(`${this.schema}/meta`)]);
@@ -523,11 +528,16 @@ export class PgStore implements StateStore, KeyRotationPort {
 
   async journalBegin(runId: string, change: Change, at: string, afterHash: string | null = null): Promise<number> {
     // Only the address, action and a hash of the attributes: a change never carries a secret, and the journal stays so.
-    const { rows } = await this.pool.query<{ id: string }>(
-      `INSERT INTO ${this.#t.journal} (run_id, address, action, started_at, outcome, after_hash) VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING id`,
-      [runId, change.address, change.action, at, afterHash],
-    );
-    return Number(rows[0]!.id);
+    // The intent is journaled before the side effect: a replica left running through a rekey
+    // stops here, before the backend call whose result it could not record.
+    return this.tx(async (c) => {
+      await this.#assertKey(c, this.key);
+      const { rows } = await c.query<{ id: string }>(
+        `INSERT INTO ${this.#t.journal} (run_id, address, action, started_at, outcome, after_hash) VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING id`,
+        [runId, change.address, change.action, at, afterHash],
+      );
+      return Number(rows[0]!.id);
+    });
   }
 
   async journalPending(): Promise<JournalEntry[]> {
@@ -783,6 +793,7 @@ export class PgStore implements StateStore, KeyRotationPort {
         next.keyCheck(),
       ]);
     });
+    this.#rotating = true;
   }
 
   async resealAll(next: MasterKey, after?: (address: string) => void): Promise<number> {
@@ -844,6 +855,7 @@ export class PgStore implements StateStore, KeyRotationPort {
   async acquireLock(holder: string, waitMs = 0): Promise<void> {
     if (this.#lock && !this.#lock.lost) {
       // Already ours (the session lock is held on our connection): record the new holder name.
+      await this.tx((c) => this.#assertKey(c, this.key, 'mine'));
       await this.#writeHolder(this.#lock.client, holder);
       return;
     }
@@ -865,6 +877,9 @@ export class PgStore implements StateStore, KeyRotationPort {
         await sleep(Math.max(0, Math.min(250, deadline - Date.now())));
       }
       taken = true;
+      // A replica that opened the state before a rekey is refused here, before its run reads or
+      // changes any backend (the keys it would make could not be stored, nor its changes audited).
+      await this.tx((c) => this.#assertKey(c, this.key, 'mine'));
       await this.#writeHolder(client, holder);
     } catch (e) {
       client.removeListener('error', lock.onError);

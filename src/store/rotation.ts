@@ -2,7 +2,7 @@
 // refusals. A row is moved in one transaction that replaces its nonce, ciphertext and tag at
 // once, so at every moment it opens under exactly one of the two keys; which one is found by
 // opening it (AES-GCM tells a wrong key), so no row needs to record the key that sealed it.
-import { StoreError } from '../core/errors.js';
+import { KeyChangedError, StoreError } from '../core/errors.js';
 import type { MasterKey, Sealed } from './crypto.js';
 import { credentialAad, type CredRow } from './rows.js';
 import type { AuditVerdict } from './store.js';
@@ -46,8 +46,8 @@ export function refuseBrokenChain(v: AuditVerdict): void {
   );
 }
 
-export function keyChanged(where: string): StoreError {
-  return new StoreError(
+export function keyChanged(where: string): KeyChangedError {
+  return new KeyChangedError(
     `the master key of ${where} was changed (\`datagrant rekey\`) since this process opened it; nothing was written. Restart it with the new key.`,
   );
 }

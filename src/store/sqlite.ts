@@ -210,6 +210,8 @@ export class SqliteStore implements StateStore, KeyRotationPort {
   readonly db: Database.Database;
   private readonly sql: (text: string) => Database.Statement;
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Opened by `rekey`, or began a rotation: an unfinished rotation is its own. */
+  #rotating: boolean;
 
   constructor(
     readonly file: string,
@@ -240,7 +242,8 @@ export class SqliteStore implements StateStore, KeyRotationPort {
     }
     if (fresh && file !== ':memory:') chmodSync(file, 0o600);
     this.sql = statementCache(this.db);
-    this.#checkKeyAndInstallation(opts.rotating ?? false);
+    this.#rotating = opts.rotating ?? false;
+    this.#checkKeyAndInstallation(this.#rotating);
   }
 
   get masterKey(): MasterKey {
@@ -250,10 +253,12 @@ export class SqliteStore implements StateStore, KeyRotationPort {
   /**
    * Refuses a write sealed or MACed under `key` when the state has moved to another key (or is
    * moving) since this process opened it: a serve left running through `datagrant rekey` fails
-   * its writes instead of mixing keys in the state.
+   * its writes instead of mixing keys in the state. `rotation` lets through the rotation of the
+   * `rekey` that opened this store (its lock, taken again on a rerun).
    */
-  #assertKey(key: MasterKey): void {
-    if (this.#meta(KEY_CHECK) !== key.keyCheck() || this.#meta(KEY_CHECK_NEXT) !== undefined) throw keyChanged(`the state store ${this.file}`);
+  #assertKey(key: MasterKey, rotation: 'mine' | 'none' = 'none'): void {
+    const moving = this.#meta(KEY_CHECK_NEXT) !== undefined && !(rotation === 'mine' && this.#rotating);
+    if (this.#meta(KEY_CHECK) !== key.keyCheck() || moving) throw keyChanged(`the state store ${this.file}`);
   }
 
   #meta(key: string): string | undefined {
@@ -390,14 +395,21 @@ export class SqliteStore implements StateStore, KeyRotationPort {
 
   async journalBegin(runId: string, change: Change, at: string, afterHash: string | null = null): Promise<number> {
     // Only the address, action and a hash of the attributes: a change never carries a secret, and the journal stays so.
-    const r = this.sql("INSERT INTO journal (run_id, address, action, started_at, outcome, after_hash) VALUES (?, ?, ?, ?, 'pending', ?)").run(
-      runId,
-      change.address,
-      change.action,
-      at,
-      afterHash,
-    );
-    return Number(r.lastInsertRowid);
+    // The intent is journaled before the side effect: a process left running through a rekey
+    // stops here, before the backend call whose result it could not record.
+    return this.db
+      .transaction(() => {
+        this.#assertKey(this.key);
+        const r = this.sql("INSERT INTO journal (run_id, address, action, started_at, outcome, after_hash) VALUES (?, ?, ?, ?, 'pending', ?)").run(
+          runId,
+          change.address,
+          change.action,
+          at,
+          afterHash,
+        );
+        return Number(r.lastInsertRowid);
+      })
+      .immediate();
   }
 
   async journalPending(): Promise<JournalEntry[]> {
@@ -507,6 +519,7 @@ export class SqliteStore implements StateStore, KeyRotationPort {
         this.sql('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(KEY_CHECK_NEXT, next.keyCheck());
       })
       .immediate();
+    this.#rotating = true;
   }
 
   async resealAll(next: MasterKey, after?: (address: string) => void): Promise<number> {
@@ -729,10 +742,15 @@ export class SqliteStore implements StateStore, KeyRotationPort {
     this.#heartbeat.unref();
   }
 
-  /** Returns the other holder when the lock is taken, undefined when we now hold it. */
+  /**
+   * Returns the other holder when the lock is taken, undefined when we now hold it. A process
+   * that opened the state before a rekey is refused here, before its run reads or changes any
+   * backend (the keys it would make could not be stored, nor its changes audited).
+   */
   private tryLock(holder: string): LockHolder | undefined {
     return this.db
       .transaction(() => {
+        this.#assertKey(this.key, 'mine');
         const row = this.sql('SELECT * FROM locks WHERE name = ?').get(LOCK_NAME) as
           { holder: string; pid: number; host: string; acquired_at: string; heartbeat_at: number } | undefined;
         if (row) {

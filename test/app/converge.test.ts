@@ -139,6 +139,46 @@ describe('converge', () => {
     expect((await store.applied())['aws:user/u1']).toBe(attrsHash(user.after!));
   });
 
+  describe('a `credentials rotate --revoke-old` killed after journaling the deletion of the leaked key', () => {
+    /** u0's key leaked; the run that revokes it died before deleting it. Returns the leaked key's id. */
+    async function killedRevocation(): Promise<string> {
+      await run(specText(2));
+      const leaked = (await store.credentials()).find((c) => c.principal === 'u0')!.credentialId;
+      const planned = await run(specText(2), { mode: 'plan', forceRotate: ['aws:key/u0'], revoke: ['aws:key/u0'], only: ['aws:key/u0'] });
+      const revocation = planned.plan.changes.find((c) => c.address === `aws:key/u0~${leaked}`)!;
+      expect(revocation.action).toBe('delete');
+      await store.journalBegin('dead-run', revocation, NOW.toISOString());
+      return leaked;
+    }
+    const deleted = (id: string) => fakes.aws!.calls.includes(`delete aws:key/u0~${id}`);
+    const stored = async (id: string) => (await store.credentials()).some((c) => c.credentialId === id);
+
+    test("rotating another principal's key (`only`) still deletes it", async () => {
+      const leaked = await killedRevocation();
+      const out = await run(specText(2), { forceRotate: ['aws:key/u1'], only: ['aws:key/u1'] });
+      expect(out.plan.changes.map((c) => `${c.action} ${c.address}`)).toContain(`delete aws:key/u0~${leaked}`);
+      expect(deleted(leaked)).toBe(true);
+      expect(await stored(leaked)).toBe(false);
+      expect(await store.journalPending()).toEqual([]);
+    });
+
+    test('a plan saved before it is stale, and leaves the journal for the next run to finish', async () => {
+      await run(specText(2));
+      const saved = signPlan((await run(specText(3), { mode: 'plan' })).plan, store);
+      const leaked = await killedRevocation();
+      await expect(run(specText(3), { saved: { plan: saved, file: 'p.json' } })).rejects.toThrow(
+        /p\.json was made before an interrupted `credentials rotate --revoke-old`.*aws:key\/u0~.*run plan again/,
+      );
+      expect((await store.journalPending()).map((e) => e.address)).toEqual([`aws:key/u0~${leaked}`]);
+      expect(deleted(leaked)).toBe(false);
+      expect(await stored(leaked)).toBe(true);
+      const fresh = signPlan((await run(specText(3), { mode: 'plan' })).plan, store);
+      expect((await run(specText(3), { saved: { plan: fresh, file: 'p2.json' } })).outcome).toBe('applied');
+      expect(deleted(leaked)).toBe(true);
+      expect(await stored(leaked)).toBe(false);
+    });
+  });
+
   test('a spec that breaks an invariant is refused before any backend is made or read; destroy is not', async () => {
     const text = `${specText(2)}\n  outsider: { type: service, grants: [{ dataset: ds-aws, access: read }] }\ninvariants:\n  only-g: { onlyMembersOf: [g] }\n`;
     const { spec, notices, source } = parseSpec(text, { file: 't.yaml', env: {}, now: NOW });

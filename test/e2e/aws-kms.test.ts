@@ -307,6 +307,14 @@ test.each(MOVE_STEPS)('rekey --kms-key from master.key killed after %s: one key 
   expect(existsSync(plainFile)).toBe(true);
   expect(existsSync(kmsFile(ws))).toBe(['renamed', 'overwritten'].includes(step));
   if (step === 'overwritten') expect(readFileSync(plainFile).includes(Buffer.from(oldText))).toBe(false);
+  if (['renamed', 'overwritten'].includes(step)) {
+    // Both files: other commands name the one the state opens with, and how to finish.
+    const list = await ws.run('credentials', 'list');
+    expect(list.code).toBe(1);
+    expect(list.stderr).toMatch(
+      /the state opens with .*master\.key\.kms: a move into KMS .* was interrupted .*Run `datagrant rekey --kms-key <the same KMS key>` again/,
+    );
+  }
 
   const again = await ws.run('rekey', '--kms-key', arn);
   expect(again.code, again.stderr).toBe(0);

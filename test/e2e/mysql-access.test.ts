@@ -126,6 +126,25 @@ describe('rotation', () => {
     expect(listed.filter((c) => c.address === `db:password/${alice}`).map((c) => c.state)).toEqual(['current']);
     await expectNoChanges(ws);
   });
+
+  test('--revoke-old clears the leaked password first and ends the sessions opened with it', async () => {
+    const old = await login(alice);
+    // GIVEN a session opened with the leaked password, still open
+    const open = await mysqlConnectAs(old, features);
+    try {
+      expect((await open.query('SELECT id FROM f'))[0]).toEqual([{ id: 1 }]);
+      const r = await ws.run('credentials', 'rotate', alice, '--revoke-old');
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stderr).toContain(`db:password/${alice}: the old password is cleared and every open session of ${alice}'s login is ended`);
+      // THEN that session is gone (MariaDB checks a password only at login), the old password is refused
+      await expectSessionEnded(open);
+    } finally {
+      open.destroy();
+    }
+    await expectLoginRefused(old);
+    expect(await mysqlQueryAs(await login(alice), `SELECT id FROM \`${features}\`.f`)).toEqual([{ id: 1 }]);
+    await expectNoChanges(ws);
+  });
 });
 
 describe('when access ends', () => {

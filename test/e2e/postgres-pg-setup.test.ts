@@ -146,4 +146,85 @@ describe('pg-setup', () => {
     const destroyed = await ws.run('destroy', '--auto-approve');
     expect(destroyed.code, destroyed.stdout + destroyed.stderr).toBe(0);
   });
+
+  /** What the printed script does for a spec of one dataset: psql's output, or its error. */
+  async function setupFor(database: string, schema: string, tag: string): Promise<{ ok: boolean; out: string }> {
+    ws = await initWorkspace(`version: 1
+backends:
+  wh: { type: postgres, url: "\${WH_URL}", scope: ${fx.run}_${tag} }
+datasets:
+  d: { backend: wh, database: ${database}, schema: ${schema} }
+`);
+    ws.env.WH_URL = urlFor(database, provisioner);
+    const printed = await ws.run('pg-setup', '--role', provisioner.name);
+    expect(printed.code, printed.stderr).toBe(0);
+    try {
+      return { ok: true, out: psql(printed.stdout) };
+    } catch (e) {
+      return { ok: false, out: String((e as { stderr?: string }).stderr) };
+    }
+  }
+  const memberOf = async (owner: string) =>
+    (await adminQuery('postgres', 'SELECT pg_has_role($1, $2, $3) AS m', [provisioner.name, owner, 'MEMBER'])).rows[0]!.m as boolean;
+
+  test.each([
+    [
+      'pg_execute_server_program (a shell as postgres)',
+      (r: string) => `GRANT pg_execute_server_program TO "${r}"`,
+      /the predefined role pg_execute_server_program/,
+    ],
+    ['pg_read_server_files', (r: string) => `GRANT pg_read_server_files TO "${r}"`, /the predefined role pg_read_server_files/],
+    ['pg_write_all_data', (r: string) => `GRANT pg_write_all_data TO "${r}"`, /the predefined role pg_write_all_data/],
+    ['pg_signal_backend with ADMIN OPTION', (r: string) => `GRANT pg_signal_backend TO "${r}" WITH ADMIN OPTION`, /the predefined role pg_signal_backend/],
+    ['CREATEROLE', (r: string) => `ALTER ROLE "${r}" CREATEROLE`, /\(CREATEROLE\)/],
+    ['REPLICATION', (r: string) => `ALTER ROLE "${r}" REPLICATION`, /\(REPLICATION\)/],
+    ['BYPASSRLS', (r: string) => `ALTER ROLE "${r}" BYPASSRLS`, /\(BYPASSRLS\)/],
+    ['a superuser role it is a member of', (r: string) => `CREATE ROLE "${r}_su" SUPERUSER NOLOGIN; GRANT "${r}_su" TO "${r}"`, /_su: SUPERUSER/],
+  ])('an owner that holds %s is refused, and datagrant is made no member of it', async (_what, give, held) => {
+    const tag = `p${fx.run.slice(-4)}${Math.random().toString(36).slice(2, 7)}`;
+    const owner = fx.role(fx.name(`own_${tag}`));
+    fx.role(`${owner}_su`);
+    await adminQuery('postgres', `CREATE ROLE "${owner}" NOLOGIN; ${give(owner)}`);
+    await adminQuery(db, `CREATE SCHEMA "s_${tag}" AUTHORIZATION "${owner}"`);
+    const r = await setupFor(db, `s_${tag}`, tag);
+    expect(r.ok).toBe(false);
+    expect(r.out).toMatch(new RegExp(`the owner ${owner} of schema s_${tag} can do more than own`));
+    expect(r.out).toMatch(held);
+    expect(await memberOf(owner)).toBe(false);
+  });
+
+  test("schema public (owned by pg_database_owner): datagrant acts as the database's owner, and grants there", async () => {
+    const pub = await fx.database('pub');
+    const dbOwner = fx.role(fx.name('dbowner'));
+    await adminQuery('postgres', `CREATE ROLE "${dbOwner}" NOLOGIN; ALTER DATABASE "${pub}" OWNER TO "${dbOwner}"`);
+    await adminQuery(pub, `SET ROLE "${dbOwner}"; CREATE TABLE public.t (v text); INSERT INTO public.t VALUES ('pub'); RESET ROLE;`);
+    expect((await adminQuery(pub, "SELECT nspowner::regrole::text AS o FROM pg_namespace WHERE nspname = 'public'")).rows).toEqual([
+      { o: 'pg_database_owner' },
+    ]);
+
+    const ada = fx.name('ada_pub');
+    const r = await setupFor(pub, 'public', 'pub');
+    expect(r.ok, r.out).toBe(true);
+    expect(await memberOf(dbOwner)).toBe(true);
+    await adminQuery('postgres', `ALTER ROLE "${provisioner.name}" PASSWORD '${provisioner.password}'`);
+    ws!.writeSpec(`version: 1
+backends:
+  wh: { type: postgres, url: "\${WH_URL}", scope: ${fx.run}_pub }
+datasets:
+  d: { backend: wh, database: ${pub}, schema: public }
+principals:
+  ${ada}: { type: service, grants: [{ dataset: d, access: read }] }
+`);
+    await apply(ws!);
+    await expectNoChanges(ws!);
+    expect(await queryAs(pub, await password(ws!, ada), 'SELECT v FROM public.t')).toEqual([{ v: 'pub' }]);
+    const destroyed = await ws!.run('destroy', '--auto-approve');
+    expect(destroyed.code, destroyed.stdout + destroyed.stderr).toBe(0);
+  });
+
+  test('schema public of a database a superuser owns is refused, naming the database and its owner', async () => {
+    const r = await setupFor(db, 'public', 'pubsu');
+    expect(r.ok).toBe(false);
+    expect(r.out).toMatch(new RegExp(`schema public is owned by pg_database_owner, that is by the owner of database ${db}, the superuser \\w+`));
+  });
 });

@@ -3,7 +3,7 @@
 // the next plan has nothing to clean up.
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import type { Workspace } from '../support/cli.js';
-import { adminQuery, expectLoginRefused, pgFixture, queryAs, urlFor } from '../support/pg.js';
+import { adminQuery, connectAs, expectLoginRefused, pgFixture, queryAs, urlFor } from '../support/pg.js';
 import { apply, expectNoChanges, initWorkspace } from './aws-support.js';
 
 const fx = pgFixture('pgrotate');
@@ -71,7 +71,7 @@ principals:
   await expectNoChanges(ws);
 });
 
-test('--revoke-old on a password rotates it and says there is nothing older to revoke', async () => {
+test('--revoke-old on a password clears it first and ends the sessions opened with it; the new one works', async () => {
   const bea = fx.name('bea');
   ws = await initWorkspace(`version: 1
 backends:
@@ -84,12 +84,26 @@ principals:
   ws.env.WH_URL = urlFor(db);
   await apply(ws);
   const old = await password(ws, bea);
-  const r = await ws.run('credentials', 'rotate', bea, '--revoke-old');
-  expect(r.code, r.stdout + r.stderr).toBe(0);
-  expect(r.stderr).toContain(`wh:password/${bea}: a password stops at its rotation; there is no older one to revoke.`);
+  // GIVEN a session opened with the leaked password, still open
+  const open = await connectAs(db, old);
+  try {
+    expect((await open.query('SELECT id FROM features.f')).rows).toEqual([{ id: 1 }]);
+    const r = await ws.run('credentials', 'rotate', bea, '--revoke-old');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      `wh:password/${bea}: the old password is cleared and every open session of ${bea}'s login is ended, then a new password is set.`,
+    );
+    expect(r.stdout).toContain('(the password is cleared, and every open session of its login is ended)');
+    // THEN that session is gone, the old password is refused, and the new one reads
+    await expect(open.query('SELECT id FROM features.f')).rejects.toThrow(/terminat|Connection terminated|not queryable/);
+  } finally {
+    await open.end().catch(() => undefined);
+  }
   await expectLoginRefused(db, old);
   expect(await queryAs(db, await password(ws, bea), 'SELECT id FROM features.f')).toEqual([{ id: 1 }]);
   await expectNoChanges(ws);
+  const audit = JSON.parse((await ws.run('audit', 'log', '--json')).stdout) as { event: string; address: string | null }[];
+  expect(audit.some((e) => e.event === 'credential.erase' && e.address === `wh:password/${bea}`)).toBe(true);
 });
 
 test('a password set by hand is forgotten and replaced by the next apply, which does not fail on it', async () => {

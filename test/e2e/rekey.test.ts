@@ -121,8 +121,11 @@ describe('rekey killed at each step', () => {
     // In the middle, every other command refuses and says what to do.
     const list = await ws.run('credentials', 'list');
     if (['key-written'].includes(step)) expect(list.code).toBe(0);
-    else if (step === 'switched') expect(list.stderr).toMatch(/wrong master key/);
-    else expect(list.stderr).toMatch(/a master key rotation of the state store .* is unfinished .* Run `datagrant rekey` again/);
+    else if (step === 'switched') {
+      expect(list.stderr).toMatch(/master\.key\.new holds the key a `datagrant rekey` moved it to: that rekey was interrupted.*Run `datagrant rekey` again/);
+      expect(list.stderr).toMatch(/Keep .*master\.key\.new: the state needs it/);
+      expect(list.stderr).not.toMatch(/delete/i);
+    } else expect(list.stderr).toMatch(/a master key rotation of the state store .* is unfinished .* Run `datagrant rekey` again/);
 
     const again = await ws.run('rekey');
     expect(again.code, again.stderr).toBe(0);
@@ -141,6 +144,20 @@ describe('rekey killed at each step', () => {
 });
 
 describe('rekey', () => {
+  test.each([
+    ['--new-key-file naming the current key file', (w: Workspace) => ['--new-key-file', keyFile(w)]],
+    ['a master.key.new that is a copy of the current key', (w: Workspace) => (writeFileSync(newKeyFile(w), readFileSync(keyFile(w)), { mode: 0o600 }), [])],
+  ])('%s is refused: nothing rotates, and no key file is called spare', async (_what, args) => {
+    const s = await seeded();
+    ws = s.w;
+    const r = await ws.run('rekey', ...args(ws));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/holds the current master key: a rotation to it would change nothing, so nothing was done/);
+    expect(`${r.stdout}${r.stderr}`).not.toMatch(/delete/i);
+    expect(readFileSync(keyFile(ws), 'utf8')).toBe(s.old);
+    expect((await ws.run('credentials', 'list')).code).toBe(0);
+  });
+
   test('with DATAGRANT_MASTER_KEY: the new key goes to a file and the operator is told to switch the variable', async () => {
     const old = MasterKey.generate();
     const s = await seeded({ DATAGRANT_MASTER_KEY: old });

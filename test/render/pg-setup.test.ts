@@ -36,6 +36,11 @@ describe('pgSetupSql', () => {
     expect(sql).toContain('RAISE EXCEPTION');
   });
 
+  test('the header says what membership in an owner hands datagrant beyond the datasets', () => {
+    expect(sql).toMatch(/may do\n-- whatever that owner may, also outside the datasets/);
+    expect(sql).toMatch(/owners of their own that own nothing else/);
+  });
+
   test('a backend without datasets gets the role alone', () => {
     const bare = pgSetupSql(specSchema.parse({ version: 1, backends: { wh: { type: 'postgres', url: 'u' } } }), 'wh');
     expect(bare).toContain('CREATE ROLE "datagrant" LOGIN CREATEROLE;');

@@ -94,6 +94,30 @@ test('after a failed run, the next SCIM change runs even if the spec is back to 
   expect(reconciler.metrics).toMatchObject({ runs: 3, failures: 1, skippedUnchanged: 0 });
 });
 
+test('a serve left running through a rekey is refused before it reads or changes a backend, says so once, and keeps refusing', async () => {
+  // GIVEN a serve that ran once, then a rekey by another process
+  await reconciler.runOnce({ full: true });
+  const [before, made] = [backend.stats().requests, backend.calls.length];
+  const next = MasterKey.parse(MasterKey.generate());
+  const rekey = new SqliteStore(join(dir, 'state.db'), store.masterKey, { rotating: true });
+  await rekey.acquireLock('datagrant rekey');
+  await rekey.beginRotation(next);
+  await rekey.resealAll(next);
+  await rekey.finishRotation(next, 'ops@cli', new Date().toISOString());
+  await rekey.releaseLock();
+  await rekey.close();
+  // WHEN someone joins, and the serve reconciles, again and again
+  people.ada = { type: 'person', groups: ['readers'], grants: [] };
+  expect(await reconciler.runOnce({ full: true })).toBe('refused');
+  expect(await reconciler.runOnce({ full: true })).toBe('refused');
+  // THEN no backend was read or changed, each run counts as a failure, and one line says why
+  expect(backend.stats().requests).toBe(before);
+  expect(backend.calls.slice(made)).toEqual([]);
+  expect(reconciler.metrics.failures).toBe(2);
+  expect(errors).toHaveLength(1);
+  expect(errors[0]).toMatch(/was changed .*since this process opened it/);
+});
+
 test("a SCIM person who breaks an invariant gets no access, and the rest of the run, a leaver's removal included, applies", async () => {
   // GIVEN a spec that asks every person for an email, and a running installation with two readers
   writeFileSync(join(dir, 'datagrant.yaml'), `${SPEC}invariants: { people-have-email: { type: person, require: [email] } }\n`);

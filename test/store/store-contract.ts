@@ -3,7 +3,7 @@
 // PostgreSQL's schemas and sessions) is tested in that store's own file.
 import { hostname } from 'node:os';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { LockError, RequestError, ReviewError, StoreError } from '../../src/core/errors.js';
+import { KeyChangedError, LockError, RequestError, ReviewError, StoreError } from '../../src/core/errors.js';
 import type { Action, Change } from '../../src/core/types.js';
 import type { AccessReportRow } from '../../src/model/access.js';
 import { requestAddress, type AccessRequest, type NewRequest } from '../../src/model/request.js';
@@ -855,6 +855,35 @@ export function stateStoreContract(label: string, open: () => Promise<StoreHarne
           ok: false,
           firstBad: { seq: 1, reason: expect.stringMatching(/before the key change at entry 3/) as string },
         });
+      });
+
+      test('a process that opened the state before a rekey is refused the lock and the journal, so it reaches no backend', async () => {
+        const rotating = (await h.reopen()) as StateStore & KeyRotationPort;
+        const next = otherKey();
+        // A serve left running: it opened the state under the old key.
+        const stale = await h.reopen();
+        await rotating.acquireLock('datagrant rekey');
+        await rotating.beginRotation(next);
+        await rotating.resealAll(next);
+        await rotating.finishRotation(next, 'ops@cli', LATER);
+        await rotating.releaseLock();
+
+        const refused = /master key of the state store .* was changed .* since this process opened it; nothing was written/;
+        const lock = await stale.acquireLock('serve (apply)').catch((e: Error) => e);
+        expect(lock).toBeInstanceOf(KeyChangedError);
+        expect(String(lock)).toMatch(refused);
+        expect(await (await h.reopen(next)).lockHolder()).toBeUndefined();
+        await expect(stale.journalBegin('run-1', change('aws:key/alice'), LATER)).rejects.toThrow(refused);
+        expect(await (await h.reopen(next)).journal()).toEqual([]);
+      });
+
+      test('during a rotation only the rekey that began it takes the lock (a rerun resumes); a stale process is refused', async () => {
+        const rotating = (await h.reopen()) as StateStore & KeyRotationPort;
+        const stale = await h.reopen();
+        await rotating.beginRotation(otherKey());
+        await expect(stale.acquireLock('serve (apply)')).rejects.toBeInstanceOf(KeyChangedError);
+        await rotating.acquireLock('datagrant rekey');
+        expect((await rotating.lockHolder())?.holder).toBe('datagrant rekey');
       });
     });
 

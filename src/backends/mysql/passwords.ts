@@ -11,6 +11,7 @@ import { BackendError } from '../../core/errors.js';
 import { textOf } from '../../core/canonical.js';
 import type { ExecuteResult } from '../backend.js';
 import type { Handler, MysqlContext } from './context.js';
+import { endSessions } from './disconnect.js';
 import { markerSql } from './ownership.js';
 import { account, creationHash, generatePassword, hashFingerprint, literal, nativePasswordHash } from './sql.js';
 
@@ -51,7 +52,12 @@ async function setPassword(ctx: MysqlContext, name: string, host: string, addres
   };
 }
 
-/** Clears the password `credentialId` names, and only that one: a newer password is left alone. */
+/**
+ * Clears the password `credentialId` names, and only that one: a newer password is left alone.
+ * MariaDB checks a password only at login, so the sessions it opened live on: they are ended once
+ * it is cleared (a revoked password, `credentials rotate --revoke-old`, stops at once). Its
+ * successor is set after this change, so no session ended here was opened with a newer one.
+ */
 async function clearPassword(ctx: MysqlContext, name: string, host: string, credentialId: string): Promise<ExecuteResult> {
   const { conn, owner } = ctx;
   await conn.on(async (send) => {
@@ -63,6 +69,7 @@ async function clearPassword(ctx: MysqlContext, name: string, host: string, cred
       `ALTER USER ${account(name, host)} IDENTIFIED BY PASSWORD ${literal(creationHash(owner.scope, owner.marker().installation, name))}`,
       markerSql(name, host, { ...rest, ...owner.marker() }),
     ]);
+    await endSessions(ctx, send, { accounts: [name] });
   });
   return {};
 }

@@ -35,7 +35,11 @@ async function setDatabasePrivileges(ctx: PgContext, role: string, database: str
     if (!exists) throw owner.missing('database', database, address);
     const results = await atomic(q, [
       lockSql(`database:${database}`),
-      `REVOKE ALL ON DATABASE ${ident(database)} FROM ${ident(role)}`,
+      // One REVOKE per privilege, as for schemas (grants.ts): REVOKE ALL revokes as the grantor
+      // holding the grant option for all of them, which is the database's owner once datagrant is
+      // its member (pg-setup, for a schema public that pg_database_owner owns), not datagrant, whose
+      // own CONNECT grant it would leave.
+      ...['CONNECT', 'TEMPORARY', 'CREATE'].map((p) => `REVOKE ${p} ON DATABASE ${ident(database)} FROM ${ident(role)}`),
       ...(privileges.length ? [`GRANT ${privileges.join(', ')} ON DATABASE ${ident(database)} TO ${ident(role)}`] : []),
       `SELECT a.privilege_type AS privilege, pg_get_userbyid(a.grantor) AS grantor
          FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a

@@ -7,7 +7,7 @@ import { textOf } from '../../core/canonical.js';
 import type { ExecuteResult } from '../backend.js';
 import { atomic } from './connection.js';
 import type { Handler, PgContext } from './context.js';
-import { commentSql } from './ownership.js';
+import { commentSql, terminateSql } from './ownership.js';
 import { generatePassword, ident, literal, scramVerifier, verifierFingerprint } from './sql.js';
 
 export const executePassword: Handler<'password'> = (ctx, change) =>
@@ -53,12 +53,20 @@ async function setPassword(ctx: PgContext, role: string, address: string): Promi
   };
 }
 
-/** Clears the password `credentialId` names, and only that one: a newer password is left alone. */
+/**
+ * Clears the password `credentialId` names, and only that one: a newer password is left alone.
+ * PostgreSQL checks a password only at login, so the sessions it opened live on: they are ended
+ * once it is cleared (a revoked password, `credentials rotate --revoke-old`, stops at once). Its
+ * successor is set after this change, so no session ended here was opened with a newer one.
+ */
 async function clearPassword(ctx: PgContext, role: string, credentialId: string): Promise<ExecuteResult> {
   const { conn, owner } = ctx;
   const live = (await owner.roles([role])).get(role);
   if (!live || !live.comment) return {}; // gone, or not ours to touch
   if (credentialId && live.comment.credential !== undefined && live.comment.credential !== credentialId) return {};
-  await conn.admin((q) => atomic(q, [`ALTER ROLE ${ident(role)} PASSWORD NULL`, commentSql(role, owner.marker())]), false);
+  await conn.admin(async (q) => {
+    await atomic(q, [`ALTER ROLE ${ident(role)} PASSWORD NULL`, commentSql(role, owner.marker())]);
+    await q(terminateSql, [live.oid]);
+  }, false);
   return {};
 }

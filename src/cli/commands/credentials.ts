@@ -202,14 +202,16 @@ export async function credentialsExport(
  * `credentials rotate NAME`: issue a new credential now; the old one lives out its grace period.
  * With `revokeOld` (a leak), every older credential of the slot is deleted in the same run, before
  * the new one is issued: the leaked one must stop at once, and its holder cannot use the new one
- * before this command prints anyway. Only keys have a grace; a password stops at its rotation.
+ * before this command prints anyway. A password has no grace, but the sessions opened with it
+ * outlive its rotation: revoked, it is cleared first, and those sessions are ended with it.
  */
 export async function credentialsRotate(io: Io, opts: ApplyOptions & { name: string; backend?: string; revokeOld?: boolean }): Promise<number> {
   const { revokeOld, ...rest } = opts;
   const row = await withStore(io, rest, (s) => resolve(s, opts.name, opts.backend));
-  const key = slotKind(row.address) === 'key';
-  if (revokeOld && !key) io.stderr(`${row.address}: a password stops at its rotation; there is no older one to revoke.\n`);
-  const revoke = revokeOld && key ? { revoke: [row.address] } : {};
+  if (revokeOld && slotKind(row.address) !== 'key') {
+    io.stderr(`${row.address}: the old password is cleared and every open session of ${row.principal}'s login is ended, then a new password is set.\n`);
+  }
+  const revoke = revokeOld ? { revoke: [row.address] } : {};
   return applyCommand(io, { ...rest, forceRotate: [row.address], ...revoke, only: [row.address], autoApprove: opts.autoApprove ?? true });
 }
 

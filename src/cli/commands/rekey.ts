@@ -41,6 +41,10 @@ function crashPoint(io: Io, step: string): void {
 /** The two keys of a rotation: where the current one comes from, and where the new one is kept. */
 interface Keys {
   current: MasterKey;
+  /** The configured key is a variable's (DATAGRANT_MASTER_KEY or DATAGRANT_MASTER_KEY_KMS), not a file's. */
+  fromEnv: boolean;
+  /** Where rekey makes the new key when given none. */
+  defaultNewFile: string;
   /** Where the new key is kept until it is the configured one. */
   newFile: string;
   readNext(): Promise<MasterKey | undefined>;
@@ -58,6 +62,8 @@ async function keysFor(io: Io, paths: StatePaths, opts: RekeyOptions): Promise<K
     const newFile = source.file ? `${source.file}.new` : join(paths.dir, 'master.key.kms.new');
     return {
       current,
+      fromEnv: !source.file,
+      defaultNewFile: newFile,
       newFile,
       readNext: async () => (existsSync(newFile) ? unwrapKey(parseKmsKeyFile(readFileSync(newFile, 'utf8'), newFile), newFile, io.env) : undefined),
       makeNext: async (installation) => {
@@ -80,6 +86,8 @@ async function keysFor(io: Io, paths: StatePaths, opts: RekeyOptions): Promise<K
     if (opts.newKeyFile) throw new UsageError('--new-key-file is for a plaintext master key; --kms-key makes the new one a data key from KMS');
     return {
       current,
+      fromEnv: source.kind === 'env',
+      defaultNewFile: kmsNewFile,
       newFile: kmsNewFile,
       readNext: async () => (existsSync(kmsNewFile) ? unwrapKey(parseKmsKeyFile(readFileSync(kmsNewFile, 'utf8'), kmsNewFile), kmsNewFile, io.env) : undefined),
       makeNext: async (installation) => {
@@ -101,6 +109,8 @@ async function keysFor(io: Io, paths: StatePaths, opts: RekeyOptions): Promise<K
   const newFile = opts.newKeyFile ? resolve(io.cwd, opts.newKeyFile) : defaultNewFile;
   return {
     current,
+    fromEnv: source.kind === 'env',
+    defaultNewFile,
     newFile,
     readNext: async () => (existsSync(newFile) ? readKeyFile(newFile) : undefined),
     makeNext: async () => {
@@ -158,9 +168,17 @@ export async function rekeyCommand(io: Io, opts: RekeyOptions): Promise<number> 
   let next = await keys.readNext();
 
   if (next && next.keyCheck() === keys.current.keyCheck()) {
-    // The configured key already is the new one (the operator switched the variable).
-    io.stdout(`The configured master key already is the one in ${keys.newFile}, and the state is under it: delete ${keys.newFile}.\n`);
-    return 0;
+    // The configured key already is the new one: the operator switched the variable as told, and
+    // the file is a copy of it. Where the key comes from a file, that file may be the one given
+    // (--new-key-file master.key) or a copy the operator made: a rotation to it changes nothing,
+    // and no file is called spare, since it may be the only copy of the live key.
+    if (keys.fromEnv) {
+      io.stdout(`The configured master key already is the one in ${keys.newFile}, and the state is under it: delete ${keys.newFile}.\n`);
+      return 0;
+    }
+    throw new UsageError(
+      `${keys.newFile} holds the current master key: a rotation to it would change nothing, so nothing was done. To rotate, give a file with another key in --new-key-file, or none (rekey then makes a new key in ${keys.defaultNewFile}).`,
+    );
   }
 
   let store;
