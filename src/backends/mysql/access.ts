@@ -5,7 +5,7 @@
 // `failures`: the report says what it could not see rather than show less. effective.ts turns the
 // rows into access. Reads only.
 import type { AccessDataset, AccessQuery, AccessReading } from '../../model/access.js';
-import { databasePrivilegeName, globalPrivileges, ourMarker, tablePrivilegeName, type MarkerValue } from './catalog.js';
+import { databaseGrantOf, globalPrivileges, ourMarker, privilegeSetOf, type MarkerValue } from './catalog.js';
 import type { Row, Send } from './connection.js';
 import type { MysqlContext } from './context.js';
 import { effectiveAccess, type MysqlAccessDataset, type MysqlAccessFacts, type MysqlPrivilegeFact } from './effective.js';
@@ -16,7 +16,7 @@ const isMysql = (d: AccessDataset): d is MysqlAccessDataset => 'database' in d &
 const truthy = (v: unknown) => v === 1 || v === '1' || v === 'true' || v === true;
 
 /** The set column of tables_priv / columns_priv ('Select,Show view') as privileges. */
-const setOf = (v: unknown) => (typeof v === 'string' && v !== '' ? v.split(',').map(tablePrivilegeName) : []);
+const setOf = privilegeSetOf;
 
 interface Query {
   sql: string;
@@ -89,14 +89,7 @@ export async function readAccess(ctx: MysqlContext, query: AccessQuery): Promise
       };
     }),
     mappings: (mappings ?? []).map((r) => ({ user: String(r.user), host: String(r.host), role: String(r.role) })),
-    databaseRows: (dbs ?? []).map((r): MysqlPrivilegeFact => ({
-      user: String(r.User),
-      host: String(r.Host),
-      db: String(r.Db),
-      privileges: Object.keys(r)
-        .filter((c) => c.endsWith('_priv') && r[c] === 'Y')
-        .map(databasePrivilegeName),
-    })),
+    databaseRows: (dbs ?? []).map((r): MysqlPrivilegeFact => databaseGrantOf(r)),
     tableRows: (tables ?? []).map((r) => ({ user: String(r.user), host: String(r.host), db: String(r.db), table: String(r.tbl), privileges: setOf(r.privs) })),
     columnRows: (columns ?? []).map((r) => ({
       user: String(r.user),

@@ -113,6 +113,21 @@ export function globalPrivileges(access: string | number | null | undefined): st
   return out;
 }
 
+/** A SET column of tables_priv / columns_priv (`Select,Insert`) as privileges GRANT names. */
+export const privilegeSetOf = (v: unknown): string[] => (typeof v === 'string' && v !== '' ? v.split(',').map(tablePrivilegeName) : []);
+
+/** A mysql.db row as its account, database pattern and the privileges its `*_priv = 'Y'` columns give. */
+export function databaseGrantOf(r: Record<string, unknown>): { user: string; host: string; db: string; privileges: string[] } {
+  return {
+    user: String(r.User),
+    host: String(r.Host),
+    db: String(r.Db),
+    privileges: Object.keys(r)
+      .filter((c) => c.endsWith('_priv') && r[c] === 'Y')
+      .map(databasePrivilegeName),
+  };
+}
+
 /** mysql.db's columns (`Select_priv`, …) → privileges as GRANT names them. */
 export function databasePrivilegeName(column: string): string {
   const special: Record<string, string> = {

@@ -4,7 +4,7 @@
 import type { ReadOptions } from '../backend.js';
 import type { ActualState, ForeignObject } from '../../core/types.js';
 import { mysqlAddress } from '../../model/mysql.js';
-import { databasePrivilegeName, resourcesFromCatalog, tablePrivilegeName, type PrivilegeRow } from './catalog.js';
+import { databaseGrantOf, resourcesFromCatalog, privilegeSetOf, type PrivilegeRow } from './catalog.js';
 import type { Row } from './connection.js';
 import type { MysqlContext } from './context.js';
 import { hashFingerprint } from './sql.js';
@@ -13,7 +13,7 @@ import { OBJECT_COLUMNS } from './ownership.js';
 const MARKED = `(User, Host) IN (SELECT User, Host FROM mysql.global_priv WHERE JSON_EXISTS(Priv, '$.datagrant'))`;
 
 /** The set column of tables_priv / columns_priv ('Select,Show view') as privileges. */
-const setOf = (v: unknown) => (typeof v === 'string' && v !== '' ? v.split(',').map(tablePrivilegeName) : []);
+const setOf = privilegeSetOf;
 
 export async function readGrantTables(ctx: MysqlContext, ropts: ReadOptions): Promise<ActualState> {
   const { name, conn, owner } = ctx;
@@ -30,14 +30,7 @@ export async function readGrantTables(ctx: MysqlContext, ropts: ReadOptions): Pr
     if (o.foreign) foreign.push({ address: o.isRole ? mysqlAddress.role(name, o.user) : mysqlAddress.account(name, o.user), installation: o.foreign });
   }
   const ours = live.filter((o) => o.marker !== undefined);
-  const databaseRows: PrivilegeRow[] = dbs!.map((r: Row) => ({
-    user: String(r.User),
-    host: String(r.Host),
-    db: String(r.Db),
-    privileges: Object.keys(r)
-      .filter((c) => c.endsWith('_priv') && r[c] === 'Y')
-      .map(databasePrivilegeName),
-  }));
+  const databaseRows: PrivilegeRow[] = dbs!.map((r: Row) => databaseGrantOf(r));
   const resources = resourcesFromCatalog({
     backend: name,
     principals: ours.map((o) => ({
