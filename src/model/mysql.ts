@@ -20,7 +20,7 @@
 // typed; `mysqlChange` checks a change read from elsewhere (a saved plan file is data) before the
 // driver acts on it.
 import { z } from 'zod';
-import { BackendError } from '../core/errors.js';
+import { checkedChange } from './checked-change.js';
 import { LEVELS, addressOf, type Change, type Level, type Resource } from '../core/types.js';
 import { mysqlLevelIncrement } from './mysql-levels.js';
 
@@ -88,41 +88,13 @@ export type MysqlChangeOf<K extends MysqlKind> = Omit<Change, 'kind' | 'before' 
 /** Any change to a MariaDB resource, discriminated by `kind`. */
 export type MysqlChange = { [K in MysqlKind]: MysqlChangeOf<K> }[MysqlKind];
 
-const isKind = (kind: unknown): kind is MysqlKind => typeof kind === 'string' && Object.hasOwn(attrsSchemas, kind);
-
 /**
  * The change as a `MysqlChange`, or a BackendError naming its address and what is wrong: an
  * unknown kind, a resource of another kind, a missing `before` (delete) or `after` (anything
  * else), or attributes not of the kind's shape. Nothing is sent to the server for such a change.
  */
 export function mysqlChange(change: Change): MysqlChange {
-  const backend = change.backend;
-  const refuse = (problem: string, code = 'malformed-change') =>
-    new BackendError(
-      `${backend}: ${change.address}: the change cannot be applied: ${problem}; was the plan file made by another version or edited? Make a new plan`,
-      backend,
-      code,
-      false,
-      change.address,
-    );
-  const kind: unknown = change.kind;
-  if (!isKind(kind)) throw refuse(`unknown resource kind ${JSON.stringify(kind)} (known: ${MYSQL_KINDS.join(', ')})`, 'unknown-kind');
-  if (change.action === 'delete' ? !change.before : !change.after)
-    throw refuse(`a ${change.action} needs its ${change.action === 'delete' ? 'before' : 'after'} resource`);
-  for (const side of ['before', 'after'] as const) {
-    const r = change[side] as unknown;
-    if (r === null || r === undefined) continue;
-    if (typeof r !== 'object') throw refuse(`${side} is not a resource`);
-    const { kind: rkind, name, attrs } = r as { kind?: unknown; name?: unknown; attrs?: unknown };
-    if (rkind !== kind) throw refuse(`${side} is a ${JSON.stringify(rkind)}, not a ${kind}`);
-    if (typeof name !== 'string' || name.length === 0) throw refuse(`${side}.name must be a non-empty string`);
-    const parsed = attrsSchemas[kind].safeParse(attrs);
-    if (!parsed.success) {
-      const problems = parsed.error.issues.map((i) => `${[side, 'attrs', ...i.path.map(String)].join('.')}: ${i.message}`);
-      throw refuse(`the ${kind}'s attributes are malformed (${problems.join('; ')})`);
-    }
-  }
-  return change as MysqlChange;
+  return checkedChange<MysqlChange>(change, attrsSchemas);
 }
 
 /** A database name (or pattern) as one address segment: distinct names never share an address. */
