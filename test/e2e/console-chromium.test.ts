@@ -76,7 +76,12 @@ async function open(options: BrowserContextOptions = {}): Promise<Page> {
     if (ours() && (m.type() === 'error' || m.type() === 'warning')) problems.push(`${page.url()}: console ${m.type()}: ${m.text()} ${m.location().url}`);
   });
   page.on('pageerror', (e) => problems.push(`${page.url()}: page error: ${e.message}`));
-  page.on('requestfailed', (r) => problems.push(`${page.url()}: request failed: ${r.url()}`));
+  // A request the browser cancels because the test navigated on (the favicon, often) is no
+  // failure of the console's; any other failure is.
+  page.on('requestfailed', (r) => {
+    const why = r.failure()?.errorText ?? '';
+    if (why !== 'net::ERR_ABORTED') problems.push(`${page.url()}: request failed: ${r.url()} ${why}`);
+  });
   return page;
 }
 
